@@ -1,0 +1,4 @@
+// moefuse/ops/finalize_routing.h
+#pragma once
+
+#include "moefuse/tensor.h"

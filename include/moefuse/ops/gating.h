@@ -1,0 +1,4 @@
+// moefuse/ops/gating.h
+#pragma once
+
+#include "moefuse/tensor.h"

@@ -1,0 +1,4 @@
+// moefuse/ops/grouped_matmul.h
+#pragma once
+
+#include "moefuse/tensor.h"

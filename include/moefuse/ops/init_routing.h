@@ -1,0 +1,4 @@
+// moefuse/ops/init_routing.h
+#pragma once
+
+#include "moefuse/tensor.h"

@@ -1,0 +1,38 @@
+// Argument checks shared by every operator. Each throws a moefuse error whose message names the operator, the
+// argument, what was expected and what was given (error.h). Ops run all checks before writing any output.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "moefuse/error.h"
+#include "moefuse/tensor.h"
+
+namespace moefuse::check {
+
+/// "<op>: <arg>: expected <expected>, got <given>"
+std::string message(std::string_view op, std::string_view arg, std::string_view expected, std::string_view given);
+
+[[noreturn]] void fail_value(std::string_view op, std::string_view arg, std::string_view expected,
+                             std::string_view given);
+[[noreturn]] void fail_type(std::string_view op, std::string_view arg, std::string_view expected,
+                            std::string_view given);
+
+/// "f32, bf16 or f16"
+std::string dtype_list(std::initializer_list<DType> allowed);
+
+/// The tensor is given (defined).
+void defined(std::string_view op, std::string_view arg, const Tensor& t);
+/// The tensor has exactly `rank` dimensions.
+void rank(std::string_view op, std::string_view arg, const Tensor& t, int rank);
+/// The tensor's dtype is one of `allowed` (TypeError otherwise).
+void dtype_in(std::string_view op, std::string_view arg, const Tensor& t, std::initializer_list<DType> allowed);
+/// The tensor has exactly this shape.
+void shape_is(std::string_view op, std::string_view arg, const Tensor& t, const Shape& shape);
+/// An output buffer: defined, writable, contiguous, with this dtype and shape.
+void output(std::string_view op, std::string_view arg, const Tensor& t, DType dtype, const Shape& shape);
+/// lo <= v <= hi, with `what` describing the bound in words (e.g. "1 <= k <= E (64)").
+void in_range(std::string_view op, std::string_view arg, int64_t v, int64_t lo, int64_t hi, std::string_view what);
+
+}  // namespace moefuse::check
