@@ -1,0 +1,135 @@
+#include "moefuse/cpu.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "moefuse/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define MOEFUSE_X86 1
+#endif
+
+namespace moefuse {
+namespace {
+
+#ifdef MOEFUSE_X86
+uint64_t read_xcr0() {
+  uint32_t eax, edx;
+  // xgetbv with ecx = 0; only valid when CPUID reports OSXSAVE, which the caller checks.
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (uint64_t(edx) << 32) | eax;
+}
+#endif
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#ifdef MOEFUSE_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+  const unsigned max_leaf = a;
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  f.vendor = vendor;
+
+  __get_cpuid(1, &a, &b, &c, &d);
+  const bool osxsave = c & (1u << 27);
+  f.fma = c & (1u << 12);
+  f.f16c = c & (1u << 29);
+  const bool avx = c & (1u << 28);
+  if (osxsave) {
+    const uint64_t xcr0 = read_xcr0();
+    f.os_avx = avx && (xcr0 & 0x6) == 0x6;                 // XMM and YMM state
+    f.os_avx512 = f.os_avx && (xcr0 & 0xe0) == 0xe0;       // opmask, ZMM_Hi256, Hi16_ZMM
+    f.os_amx = (xcr0 & 0x60000) == 0x60000;                // XTILECFG, XTILEDATA
+  }
+  if (max_leaf >= 7) {
+    __get_cpuid_count(7, 0, &a, &b, &c, &d);
+    f.avx2 = b & (1u << 5);
+    f.avx512f = b & (1u << 16);
+    f.avx512dq = b & (1u << 17);
+    f.avx512bw = b & (1u << 30);
+    f.avx512vl = b & (1u << 31);
+    f.avx512_vnni = c & (1u << 11);
+    f.amx_bf16 = d & (1u << 22);
+    f.amx_tile = d & (1u << 24);
+    f.amx_int8 = d & (1u << 25);
+    __get_cpuid_count(7, 1, &a, &b, &c, &d);
+    f.avx_vnni = a & (1u << 4);
+    f.avx512_bf16 = a & (1u << 5);
+  }
+  __get_cpuid(0x80000000u, &a, &b, &c, &d);
+  if (a >= 0x80000004u) {
+    char brand[49] = {};
+    for (unsigned i = 0; i < 3; ++i) {
+      __get_cpuid(0x80000002u + i, &a, &b, &c, &d);
+      std::memcpy(brand + 16 * i, &a, 4);
+      std::memcpy(brand + 16 * i + 4, &b, 4);
+      std::memcpy(brand + 16 * i + 8, &c, 4);
+      std::memcpy(brand + 16 * i + 12, &d, 4);
+    }
+    std::string s = brand;
+    s.erase(0, s.find_first_not_of(' '));
+    s.erase(s.find_last_not_of(" \0") + 1);
+    f.brand = s;
+  }
+#endif
+  return f;
+}
+
+Isa detect_isa(const CpuFeatures& f) {
+  if (f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c)
+    return Isa::avx512;
+  if (f.os_avx && f.avx2 && f.fma && f.f16c) return Isa::avx2;
+  return Isa::scalar;
+}
+
+Isa env_cap() {
+  const char* v = std::getenv("MOEFUSE_MAX_ISA");
+  if (!v || !*v) return Isa::avx512;
+  return parse_isa(v, "MOEFUSE_MAX_ISA");
+}
+
+std::atomic<int> api_cap{int(Isa::avx512)};
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+Isa detected_isa() {
+  static const Isa isa = detect_isa(cpu_features());
+  return isa;
+}
+
+Isa active_isa() {
+  static const Isa env = env_cap();
+  return Isa(std::min({int(detected_isa()), int(env), api_cap.load(std::memory_order_relaxed)}));
+}
+
+void set_max_isa(Isa cap) { api_cap.store(int(cap), std::memory_order_relaxed); }
+
+bool use_avx512_vnni() { return active_isa() == Isa::avx512 && cpu_features().avx512_vnni; }
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+Isa parse_isa(std::string_view name, std::string_view source) {
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512})
+    if (name == isa_name(i)) return i;
+  throw ValueError(std::string(source) + ": expected scalar, avx2 or avx512, got \"" + std::string(name) + "\"");
+}
+
+}  // namespace moefuse
