@@ -44,15 +44,14 @@ Shapes checked(const Tensor& x, const Tensor& row_idx, const Tensor& expert_idx,
   if (active_num < 0) check::fail_value(kOp, "active_num", "active_num >= 0", std::to_string(active_num));
   const int64_t nk = n * k;
   if (nk > std::numeric_limits<int32_t>::max())
-    check::fail_value(kOp, "expert_idx", "at most 2^31 - 1 elements (N*K, indexed by i32)",
-                      expert_idx.describe());
+    check::fail_value(kOp, "expert_idx", "at most 2^31 - 1 elements (N*K, indexed by i32)", expert_idx.describe());
 
   // Expert ids >= 0; row_idx a permutation of [0, N*K) (each value once).
   std::vector<int64_t> seen_at(size_t(nk), -1);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c) {
-      const int64_t e = load_element_int(expert_idx.data(), DType::i32,
-                                         r * expert_idx.strides()[0] + c * expert_idx.strides()[1]);
+      const int64_t e =
+          load_element_int(expert_idx.data(), DType::i32, r * expert_idx.strides()[0] + c * expert_idx.strides()[1]);
       if (e < 0) check::fail_value(kOp, "expert_idx", "expert ids >= 0", std::to_string(e) + " at " + pos(r, c));
       const int64_t v =
           load_element_int(row_idx.data(), DType::i32, r * row_idx.strides()[0] + c * row_idx.strides()[1]);

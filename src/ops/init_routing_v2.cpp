@@ -1,3 +1,4 @@
+// npu_moe_init_routing_v2: validation, output shapes, dispatch to the reference (the op's header is init_routing.h).
 #include "moefuse/ops/init_routing.h"
 
 #include <algorithm>
@@ -102,8 +103,7 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
     std::string given = "[";
     for (size_t i = 0; i < r.size(); ++i) given += (i ? ", " : "") + str(r[i]);
     given += "]";
-    if (r.size() != 2)
-      check::fail_value(kOp, "active_expert_range", "[] or [start, end] (two values)", given);
+    if (r.size() != 2) check::fail_value(kOp, "active_expert_range", "[] or [start, end] (two values)", given);
     const std::string bound = has_e ? " <= expert_num (" + str(o.expert_num) + ")" : "";
     if (r[0] < 0 || r[1] <= r[0] || (has_e && r[1] > o.expert_num))
       check::fail_value(kOp, "active_expert_range", "[start, end] with 0 <= start < end" + bound, given);
@@ -126,10 +126,10 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
       check::fail_value(kOp, "expert_capacity", "1 <= expert_capacity <= N (" + str(n) + ") with drop_pad_mode 1",
                         str(c));
     if (c > kMaxI32 / o.expert_num)
-      check::fail_value(kOp, "expert_capacity",
-                        "expert_num * expert_capacity <= 2^31 - 1 (slots indexed by i32), with expert_num " +
-                            str(o.expert_num),
-                        str(c));
+      check::fail_value(
+          kOp, "expert_capacity",
+          "expert_num * expert_capacity <= 2^31 - 1 (slots indexed by i32), with expert_num " + str(o.expert_num),
+          str(c));
   }
   check_quant_tensors(x, o, bounded ? end - start : -1);
 
@@ -137,8 +137,8 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
   const int64_t id_end = has_e ? o.expert_num : int64_t(kMaxI32) + 1;
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c) {
-      const int64_t e = load_element_int(expert_idx.data(), DType::i32,
-                                         r * expert_idx.strides()[0] + c * expert_idx.strides()[1]);
+      const int64_t e =
+          load_element_int(expert_idx.data(), DType::i32, r * expert_idx.strides()[0] + c * expert_idx.strides()[1]);
       if (e < 0 || e >= id_end)
         check::fail_value(kOp, "expert_idx",
                           has_e ? "expert ids in [0, " + str(o.expert_num) + ") (expert_num)" : "expert ids >= 0",

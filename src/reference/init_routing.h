@@ -19,11 +19,11 @@ struct InitRoutingV2Plan {
   int64_t expert_start = 0;  // active range [expert_start, expert_end); expert_end may be INT64_MAX (unbounded)
   int64_t expert_end = 0;
   bool drop_pad = false;
-  int64_t capacity = 0;      // drop/pad: C
-  int64_t expert_num = -1;   // E, or -1 when not given
-  int count_type = -1;       // 0 cumsum, 1 count, 2 key-value; -1 = the count output is empty (not computed)
-  int quant_mode = -1;       // -1, 0 or 1
-  int row_idx_type = 0;      // 0 gather, 1 scatter
+  int64_t capacity = 0;     // drop/pad: C
+  int64_t expert_num = -1;  // E, or -1 when not given
+  int count_type = -1;      // 0 cumsum, 1 count, 2 key-value; -1 = the count output is empty (not computed)
+  int quant_mode = -1;      // -1, 0 or 1
+  int row_idx_type = 0;     // 0 gather, 1 scatter
 };
 
 /// v2 (ops.md §3.4 with decisions.md). `scale` / `offset` are undefined when not given; for quant_mode 1 a scale with

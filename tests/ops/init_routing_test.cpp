@@ -70,7 +70,8 @@ TEST(InitRouting, DocumentationExample) {
   //   sorted_row = row_idx[perm] = [1, 2, 0, 4, 3, 5]; expanded_expert_idx = [0, 0, 1, 1, 2, 2]
   //   expanded_row_idx[sorted_row[i]] = i => [2, 0, 1, 4, 3, 5]
   //   expanded_x[i] = x[sorted_row[i] % 3] = x1, x2, x0, x1, x0, x2
-  Tensor x = Tensor::from_values<float>({3, 4}, {0.1f, 0.1f, 0.1f, 0.1f, 0.2f, 0.2f, 0.2f, 0.2f, 0.3f, 0.3f, 0.3f, 0.3f});
+  Tensor x =
+      Tensor::from_values<float>({3, 4}, {0.1f, 0.1f, 0.1f, 0.1f, 0.2f, 0.2f, 0.2f, 0.2f, 0.3f, 0.3f, 0.3f, 0.3f});
   Tensor row_idx = i32({3, 2}, {0, 3, 1, 4, 2, 5});
   Tensor expert_idx = i32({3, 2}, {1, 2, 0, 1, 0, 2});
   InitRoutingResult r = init_routing(x, row_idx, expert_idx, 3);
@@ -140,8 +141,7 @@ void check_invariants(const Tensor& x, const Tensor& row_idx, const Tensor& expe
                       const InitRoutingResult& r) {
   const int64_t n = x.size(0), h = x.size(1), k = expert_idx.size(1), nk = n * k;
   const int64_t rows = std::min(active_num, n) * k;
-  for (int64_t i = 1; i < nk; ++i)
-    ASSERT_LE(r.expanded_expert_idx.item({i - 1}), r.expanded_expert_idx.item({i}));
+  for (int64_t i = 1; i < nk; ++i) ASSERT_LE(r.expanded_expert_idx.item({i - 1}), r.expanded_expert_idx.item({i}));
   std::vector<int> hit(size_t(nk), 0);
   for (int64_t i = 0; i < nk; ++i) {
     const int64_t d = int64_t(r.expanded_row_idx.item({i}));
@@ -168,7 +168,7 @@ TEST_P(InitRoutingSweep, MatchesOracleAndInvariants) {
     int64_t n, k, h, experts;
   };
   // T=0, T=1, odd H, E=1, k=1, k=E, E=256, experts with no tokens (E >> N*K), frequent ties (E small).
-  const Case cases[] = {{0, 2, 4, 4},  {1, 1, 1, 1},   {1, 4, 3, 4},   {3, 2, 5, 4},  {7, 3, 7, 3},
+  const Case cases[] = {{0, 2, 4, 4},  {1, 1, 1, 1},    {1, 4, 3, 4},     {3, 2, 5, 4}, {7, 3, 7, 3},
                         {16, 1, 2, 1}, {33, 4, 9, 100}, {64, 8, 16, 256}, {5, 2, 1, 2}, {40, 6, 3, 6}};
   for (const Case& c : cases) {
     Tensor x = dt == DType::i8 ? rng.int_tensor(DType::i8, {c.n, c.h}, -128, 127)
@@ -181,8 +181,8 @@ TEST_P(InitRoutingSweep, MatchesOracleAndInvariants) {
     const Tensor row_idxs[] = {k_major_row_idx(c.n, c.k), Tensor::from_values<int32_t>({c.n, c.k}, p)};
     for (const Tensor& row_idx : row_idxs)
       for (int64_t active : {int64_t{0}, int64_t{1}, c.n / 2, c.n, c.n + 3}) {
-        SCOPED_TRACE(::testing::Message() << "N=" << c.n << " K=" << c.k << " H=" << c.h << " E=" << c.experts
-                                          << " active_num=" << active);
+        SCOPED_TRACE(::testing::Message()
+                     << "N=" << c.n << " K=" << c.k << " H=" << c.h << " E=" << c.experts << " active_num=" << active);
         InitRoutingResult r = init_routing(x, row_idx, expert_idx, active);
         expect_equal(oracle(x, row_idx, expert_idx, active), r);
         check_invariants(x, row_idx, expert_idx, active, r);
@@ -190,8 +190,7 @@ TEST_P(InitRoutingSweep, MatchesOracleAndInvariants) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllDTypes, InitRoutingSweep,
-                         ::testing::Values(DType::f32, DType::bf16, DType::f16, DType::i8),
+INSTANTIATE_TEST_SUITE_P(AllDTypes, InitRoutingSweep, ::testing::Values(DType::f32, DType::bf16, DType::f16, DType::i8),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(InitRouting, StridedInputsGiveTheSameResultAsContiguous) {
@@ -229,13 +228,12 @@ TEST(InitRouting, Errors) {
   EXPECT_THROWS_MSG(init_routing(Tensor::zeros(DType::f32, {12}), ri, ei, 3), ValueError, op, "x", "2-D", "f32[12]");
   EXPECT_THROWS_MSG(init_routing(Tensor::zeros(DType::i32, {3, 4}), ri, ei, 3), TypeError, op, "x",
                     "f32, bf16, f16 or i8", "i32");
-  EXPECT_THROWS_MSG(init_routing(x, Tensor::zeros(DType::i64, {3, 2}), ei, 3), TypeError, op, "row_idx", "i32",
-                    "i64");
+  EXPECT_THROWS_MSG(init_routing(x, Tensor::zeros(DType::i64, {3, 2}), ei, 3), TypeError, op, "row_idx", "i32", "i64");
   EXPECT_THROWS_MSG(init_routing(x, ri, Tensor::zeros(DType::i64, {3, 2}), 3), TypeError, op, "expert_idx", "i32",
                     "i64");
   EXPECT_THROWS_MSG(init_routing(x, ri, Tensor::zeros(DType::i32, {6}), 3), ValueError, op, "expert_idx", "2-D");
-  EXPECT_THROWS_MSG(init_routing(x, ri, Tensor::zeros(DType::i32, {4, 2}), 3), ValueError, op, "expert_idx",
-                    "N = 3", "[4, 2]");
+  EXPECT_THROWS_MSG(init_routing(x, ri, Tensor::zeros(DType::i32, {4, 2}), 3), ValueError, op, "expert_idx", "N = 3",
+                    "[4, 2]");
   EXPECT_THROWS_MSG(init_routing(x, Tensor::zeros(DType::i32, {3, 3}), ei, 3), ValueError, op, "row_idx",
                     "shape [3, 2]", "shape [3, 3]");
   EXPECT_THROWS_MSG(init_routing(x, ri, ei, -1), ValueError, op, "active_num", ">= 0", "got -1");
@@ -243,10 +241,10 @@ TEST(InitRouting, Errors) {
                     "expert ids >= 0", "-4 at [1, 1]");
   EXPECT_THROWS_MSG(init_routing(x, i32({3, 2}, {0, 3, 1, 6, 2, 5}), ei, 3), ValueError, op, "row_idx",
                     "permutation of [0, 6)", "6 at [1, 1]");
-  EXPECT_THROWS_MSG(init_routing(x, i32({3, 2}, {0, 3, -1, 4, 2, 5}), ei, 3), ValueError, op, "row_idx",
-                    "permutation", "-1 at [1, 0]");
-  EXPECT_THROWS_MSG(init_routing(x, i32({3, 2}, {0, 3, 1, 4, 3, 5}), ei, 3), ValueError, op, "row_idx",
-                    "permutation", "3 twice, at [0, 1] and [2, 0]");
+  EXPECT_THROWS_MSG(init_routing(x, i32({3, 2}, {0, 3, -1, 4, 2, 5}), ei, 3), ValueError, op, "row_idx", "permutation",
+                    "-1 at [1, 0]");
+  EXPECT_THROWS_MSG(init_routing(x, i32({3, 2}, {0, 3, 1, 4, 3, 5}), ei, 3), ValueError, op, "row_idx", "permutation",
+                    "3 twice, at [0, 1] and [2, 0]");
 
   // Output checks, and nothing written when any check fails (including value checks on the inputs).
   InitRoutingResult good{Tensor::full(DType::f32, {6, 4}, 42.0), Tensor::full(DType::i32, {6}, 42.0),
@@ -261,8 +259,7 @@ TEST(InitRouting, Errors) {
   EXPECT_TRUE(untouched());
   InitRoutingResult bad = good;
   bad.expanded_x = Tensor::zeros(DType::f32, {5, 4});
-  EXPECT_THROWS_MSG(init_routing_out(x, ri, ei, 3, bad), ValueError, op, "expanded_x", "shape [6, 4]",
-                    "shape [5, 4]");
+  EXPECT_THROWS_MSG(init_routing_out(x, ri, ei, 3, bad), ValueError, op, "expanded_x", "shape [6, 4]", "shape [5, 4]");
   EXPECT_TRUE(untouched());
   bad = good;
   bad.expanded_row_idx = Tensor::zeros(DType::i64, {6});

@@ -138,7 +138,8 @@ struct InitRoutingV2Result {
 /// with drop/pad; scale/offset missing for quant_mode 0, given where the mode takes none (offset outside quant_mode
 /// 0), or of the wrong shape; x int8 with quant_mode 0/1 (TypeError); x_dtype not x's dtype; an expert id out of
 /// range (named with its value and position).
-InitRoutingV2Result init_routing_v2(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2Options& options = {});
+InitRoutingV2Result init_routing_v2(const Tensor& x, const Tensor& expert_idx,
+                                    const InitRoutingV2Options& options = {});
 
 /// As init_routing_v2(), writing into `out` (each output contiguous, writable, of the documented dtype and shape;
 /// the count output has shape [0] or [0, 2] when expert_num is -1).
