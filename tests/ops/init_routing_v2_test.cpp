@@ -900,8 +900,9 @@ TEST(InitRoutingV2, DropPadErrors) {
   EXPECT_NO_THROW(init_routing_v2(x, ids, dp([](Options& o) { o.active_expert_range = {0, 4}; })));
   // E * C past the i32 slot range.
   const float one = 0.0f;
+  const int32_t zero = 0;
   Tensor big_x = Tensor::view(&one, DType::f32, {int64_t{1} << 20, 1}, {0, 0});
-  Tensor big_ids = Tensor::view(&one, DType::i32, {int64_t{1} << 20, 1}, {0, 0});
+  Tensor big_ids = Tensor::view(&zero, DType::i32, {int64_t{1} << 20, 1}, {0, 0});
   EXPECT_THROWS_MSG(init_routing_v2(big_x, big_ids, dp([](Options& o) {
                                       o.expert_num = 4096;
                                       o.expert_capacity = int64_t{1} << 20;
