@@ -1,4 +1,111 @@
-// moefuse/ops/grouped_matmul.h
+// moefuse/ops/grouped_matmul.h — the grouped (per-expert) matmul of MoE layers: npu_grouped_matmul.
 #pragma once
 
+#include <cstdint>
+#include <optional>
+#include <vector>
+
 #include "moefuse/tensor.h"
+
+namespace moefuse {
+
+/// Keyword arguments of torch_npu.npu_grouped_matmul, with torch_npu's defaults. torch_npu takes lists of tensors
+/// for x, weight, bias, scale, ...; this is the single-tensor MoE form (one x, one weight, one y), so each list
+/// argument is one Tensor here (the Python layer wraps and unwraps the lists). Undefined Tensors mean "None".
+struct GroupedMatmulOptions {
+  /// Per-expert bias, [E, N] ([N] is also accepted when E == 1). Its dtype depends on the path:
+  /// f32 x: f32; bf16 x: f32; f16 x: f16 or f32; int8 x -> i32: i32; int8 x with scale: i32 (added to the exact
+  /// integer sum) or f32/bf16/f16 (added in fp32 after the scales — with or without per_token_scale; the Ascend
+  /// kernel adds a float bias only in its per-token path).
+  Tensor bias;
+  /// Per-channel dequantisation scale for int8 x, [E, N] ([N] when E == 1), bf16 or f32. Required when int8 x
+  /// gives a bf16/f16 output; not allowed otherwise. An i64 scale (npu_trans_quant_param format, for int8 output)
+  /// is rejected.
+  Tensor scale;
+  /// Not supported (quantisation offset of the int8-output path): must be undefined.
+  Tensor offset;
+  /// Not supported (weight-only antiquant): must be undefined.
+  Tensor antiquant_scale;
+  /// Not supported (weight-only antiquant): must be undefined.
+  Tensor antiquant_offset;
+  /// Per-token (per-row) scale for int8 x with a scale, [M] f32. Optional.
+  Tensor per_token_scale;
+  /// Rows per group, i64 or i32 (see group_list_type). Required when group_type is 0, forbidden otherwise.
+  Tensor group_list;
+  /// 0..3. With one x and one weight every value gives the same single output [M, N]; checked, otherwise ignored.
+  int64_t split_item = 0;
+  /// std::nullopt (torch_npu's None) or -1: one plain matmul, no group_list, weight [K, N] or [1, K, N].
+  /// 0: rows grouped along M by group_list (the MoE form), weight [E, K, N]. 2 (grouping along K) is rejected.
+  std::optional<int64_t> group_type;
+  /// 0: group_list holds cumulative row ends [G] (non-decreasing); 1: row counts [G];
+  /// 2: key-value rows [G, 2] = (expert id, count), decoding stops at the first count <= 0.
+  int64_t group_list_type = 0;
+  /// Activation applied to each output element after the bias: 0 none, 1 ReLU, 2 GELU (tanh approximation),
+  /// 4 FastGELU, 5 SiLU. 3 (and anything else) is rejected. Formulas below.
+  int64_t act_type = 0;
+  /// Tiling hint of torch_npu (expected tokens per expert); accepted and ignored.
+  std::vector<int64_t> tuning_config;
+  /// Output dtype. std::nullopt = x's dtype (for float x only: int8 x needs i32, bf16 or f16 here, since an int8
+  /// output needs the unsupported i64 scale). For float x it must be unset or equal to x's dtype.
+  std::optional<DType> output_dtype;
+};
+
+/// torch_npu.npu_grouped_matmul([x], [weight], ..., group_type=0, split_item=2|3) in its MoE form.
+///
+/// Rows of x are split into consecutive groups by group_list; group g uses expert e (e = g for group_list_type 0/1,
+/// the key for type 2) and computes, for every row r of the group and every column n:
+///   float x (f32/bf16/f16):   v = acc(r, n) [+ bias[e][n]];                          y = cast(act(v))
+///   int8 x -> i32 output:     y = isum(r, n) [+ bias[e][n]]   (exact; the bias add wraps modulo 2^32)
+///   int8 x -> bf16/f16:       v = float(isum(r, n) [+ i32 bias[e][n]]) * scale[e][n] [* per_token_scale[r]]
+///                                 [+ float bias[e][n]];                               y = cast(act(v))
+/// Output rows not covered by any group (when the groups cover fewer than M rows) are written as zeros.
+///
+/// Arithmetic contract (decisions.md §6; every optimised variant must give bitwise the same output):
+///   * acc(r, n) is accumulated in fp32 over k = 0, 1, ..., K-1 in this order, starting from +0.0f, as
+///     acc = std::fma(float(x[r][k]), float(w[e][k][n]), acc), both operands widened exactly to fp32.
+///   * isum(r, n) = sum over k of int32(x[r][k]) * int32(w[e][k][n]), exact (|isum| < 2^30 since K < 65536).
+///   * float(int32) rounds to nearest even; every other step is one fp32 operation in the order written above;
+///     cast() rounds once, to nearest even, to the output dtype (f32 output: no rounding).
+///   * The result for a row depends only on that row of x, its expert's weight/bias/scale and its per-token
+///     scale — never on M, on other rows, or on how the rows are grouped.
+/// Activations, in fp32, one operation at a time in the order written, std::exp being the C library's expf. They
+/// follow the AscendC functions the Ascend kernel calls (Relu, Gelu, FasterGelu, Silu), in their order of operations:
+///   1 ReLU:       v < 0 ? 0 : v                                             (NaN stays NaN, -0 stays -0)
+///   2 GELU-tanh:  t = (v + ((v * v) * v) * 0.044715f) * 1.5957691216057308f;
+///                 (v / (std::exp(-|t|) + 1)) * std::exp(min(t, 0))
+///                 (= 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))), written so that exp never overflows)
+///   4 FastGELU:   v / (std::exp(v * -1.702f) + 1)
+///                 (= torch_npu's / MindSpore's FastGelu v / (1 + exp(-1.702 |v|)) * exp(0.851 (v - |v|)))
+///   5 SiLU:       v / (1 + std::exp(-v))
+///   For finite v none of them gives NaN; at v = -inf GELU-tanh, FastGELU and SiLU give NaN (as their formulas do)
+///   and ReLU gives 0; at +inf all give +inf; NaN stays NaN.
+///
+/// Every input may have any strides.
+/// x:      [M, K], f32, bf16, f16 or i8 (torch_npu's "x not transposable" does not apply: strides are free here).
+/// weight: [E, K, N] (or [K, N] when group_type is None/-1), same dtype as x, any strides — in particular the
+///         Hugging Face storage [E, N, K] viewed as [E, K, N] (weight.transpose(1, 2)) is read in place, never
+///         copied. E >= 1; K = x.size(1); K and N < 65536 (the Ascend limit on inner dims).
+/// options: see GroupedMatmulOptions. With group_type 0: group_list [G] (types 0/1, G <= E) or [G, 2] (type 2,
+///         expert ids in [0, E)), at most 1024 groups, covering at most M rows in total. Type 2 is accepted for
+///         float x as well (torch_npu documents it for int8 only; the decoding is the same).
+/// Returns y [M, N], contiguous, dtype = output_dtype (or x's dtype).
+/// Errors (nothing is written when one is thrown):
+///   TypeError:  x not f32/bf16/f16/i8; weight dtype != x dtype (int8 weight with float x = antiquant, and int4
+///               packed in i32, are not supported); output_dtype not allowed for x (float x: x's dtype; int8 x:
+///               i32, bf16 or f16); bias/scale/per_token_scale/group_list of a dtype not listed above (scale i64
+///               included).
+///   ValueError: wrong ranks or shapes (x 2-D; weight 3-D, or 2-D/[1, K, N] without grouping; K mismatch; bias
+///               and scale [E, N]; per_token_scale [M]); E == 0; K or N >= 65536; offset / antiquant_scale /
+///               antiquant_offset given; group_type not None/-1/0 (2 included); group_list missing for
+///               group_type 0 or given without it; bad group_list (see src/base/groups.h: decreasing cumsum,
+///               negative count, expert id out of range, more than 1024 groups, covering more than M rows), more
+///               groups than experts (types 0/1); group_list_type not 0/1/2; split_item not 0..3; act_type not
+///               0/1/2/4/5 or not 0 with an i32 output; scale or per_token_scale given where not allowed (float x,
+///               i32 output); scale missing for int8 x with a bf16/f16 output (per_token_scale alone is not
+///               enough).
+Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options = {});
+
+/// As grouped_matmul(), writing into `y` (the output dtype, shape [M, N], contiguous, writable).
+void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y);
+
+}  // namespace moefuse

@@ -1,0 +1,182 @@
+#include "moefuse/ops/grouped_matmul.h"
+
+#include <string>
+
+#include "base/check.h"
+#include "base/groups.h"
+#include "reference/grouped_matmul.h"
+
+namespace moefuse {
+namespace {
+
+constexpr const char* kOp = "grouped_matmul";
+constexpr int64_t kMaxInnerDim = 65535;  // inner dims (K, N) < 65536
+constexpr int64_t kMaxGroups = 1024;     // group_list length with a single weight tensor
+
+std::string str(int64_t v) { return std::to_string(v); }
+std::string name(DType t) { return std::string(dtype_name(t)); }
+
+// A per-expert tensor (bias, scale): [E, N], or [N] when there is a single expert.
+void check_per_expert(const char* arg, const Tensor& t, int64_t E, int64_t N) {
+  const bool ok = (t.dim() == 2 && t.size(0) == E && t.size(1) == N) || (E == 1 && t.dim() == 1 && t.size(0) == N);
+  if (!ok) {
+    std::string expected = "shape [E, N] = [" + str(E) + ", " + str(N) + "]";
+    if (E == 1) expected += " or [N] = [" + str(N) + "]";
+    check::fail_value(kOp, arg, expected, "shape " + t.shape().str());
+  }
+}
+
+void check_unsupported(const char* arg, const Tensor& t, const char* why) {
+  if (t.defined()) check::fail_value(kOp, arg, std::string("none (") + why + ")", t.describe());
+}
+
+// Validates everything and returns the reference arguments and the output dtype/shape.
+reference::GroupedMatmulArgs validate(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& o,
+                                      DType& out_dtype, Shape& out_shape) {
+  // x
+  check::defined(kOp, "x", x);
+  check::dtype_in(kOp, "x", x, {DType::f32, DType::bf16, DType::f16, DType::i8});
+  if (x.dim() != 2) check::fail_value(kOp, "x", "a 2-D tensor [M, K]", x.describe());
+  const int64_t M = x.size(0), K = x.size(1);
+  const bool int8 = x.dtype() == DType::i8;
+
+  // weight
+  check::defined(kOp, "weight", weight);
+  if (weight.dtype() != x.dtype()) {
+    std::string expected = "dtype " + name(x.dtype()) + " (the dtype of x)";
+    if (!int8 && weight.dtype() == DType::i8) expected += "; int8 weights with float x (antiquant) are not supported";
+    if (int8 && weight.dtype() == DType::i32) expected += "; int4 weights packed in i32 are not supported";
+    check::fail_type(kOp, "weight", expected, name(weight.dtype()));
+  }
+  const int64_t group_type = o.group_type.value_or(-1);  // None = -1
+  if (group_type != -1 && group_type != 0)
+    check::fail_value(kOp, "group_type",
+                      "None or -1 (one matmul) or 0 (groups of rows, the MoE form); 2 (groups along K) is not "
+                      "supported",
+                      str(group_type));
+  const bool grouped = group_type == 0;
+  if (grouped ? weight.dim() != 3 : (weight.dim() != 2 && weight.dim() != 3))
+    check::fail_value(kOp, "weight", grouped ? "a 3-D tensor [E, K, N] (group_type 0)" : "a tensor [K, N] or [1, K, N]",
+                      weight.describe());
+  const int64_t E = weight.dim() == 3 ? weight.size(0) : 1;
+  const int64_t N = weight.size(-1);
+  if (E < 1) check::fail_value(kOp, "weight", "at least one expert (E >= 1)", weight.describe());
+  if (!grouped && E != 1)
+    check::fail_value(kOp, "weight", "a single expert [1, K, N] when group_type is None/-1 (use group_type 0 to "
+                      "group rows among experts)", weight.describe());
+  if (weight.size(-2) != K)
+    check::fail_value(kOp, "weight", "K = size(-2) equal to x.size(1) = " + str(K), weight.describe());
+  if (K > kMaxInnerDim) check::fail_value(kOp, "x", "K < 65536", x.describe());
+  if (N > kMaxInnerDim) check::fail_value(kOp, "weight", "N < 65536", weight.describe());
+
+  // Options that are not supported.
+  check_unsupported("offset", o.offset, "offset is not supported");
+  check_unsupported("antiquant_scale", o.antiquant_scale, "weight-only antiquant is not supported");
+  check_unsupported("antiquant_offset", o.antiquant_offset, "weight-only antiquant is not supported");
+
+  // Flags.
+  check::in_range(kOp, "split_item", o.split_item, 0, 3, "0, 1, 2 or 3");
+  check::in_range(kOp, "group_list_type", o.group_list_type, 0, 2, "0 (cumsum), 1 (count) or 2 (key-value)");
+  const int64_t act = o.act_type;
+  if (act != 0 && act != 1 && act != 2 && act != 4 && act != 5)
+    check::fail_value(kOp, "act_type", "0 (none), 1 (ReLU), 2 (GELU-tanh), 4 (FastGELU) or 5 (SiLU)", str(act));
+
+  // Groups.
+  if (grouped) {
+    if (!o.group_list.defined())
+      check::fail_value(kOp, "group_list", "a tensor (group_type 0 needs a group_list)", "none");
+    check_group_list(kOp, "group_list", o.group_list, o.group_list_type, E, M, kMaxGroups);
+    if (o.group_list_type != 2 && o.group_list.size(0) > E)
+      check::fail_value(kOp, "group_list", "at most E = " + str(E) + " groups (one per expert)",
+                        str(o.group_list.size(0)) + " groups");
+  } else if (o.group_list.defined()) {
+    check::fail_value(kOp, "group_list", "none when group_type is None/-1 (set group_type=0 to group rows)",
+                      o.group_list.describe());
+  }
+
+  // Dtype paths.
+  if (!int8) {
+    out_dtype = o.output_dtype.value_or(x.dtype());
+    if (out_dtype != x.dtype())
+      check::fail_type(kOp, "output_dtype", "none or " + name(x.dtype()) + " (the dtype of x)", name(out_dtype));
+    check_unsupported("scale", o.scale, "scale is for int8 x");
+    check_unsupported("per_token_scale", o.per_token_scale, "per_token_scale is for int8 x");
+    if (o.bias.defined()) {
+      if (x.dtype() == DType::f16) check::dtype_in(kOp, "bias", o.bias, {DType::f16, DType::f32});
+      else check::dtype_in(kOp, "bias", o.bias, {DType::f32});
+      check_per_expert("bias", o.bias, E, N);
+    }
+  } else {
+    if (!o.output_dtype)
+      check::fail_type(kOp, "output_dtype", "i32, bf16 or f16 for int8 x (an int8 output needs an i64 scale, which "
+                       "is not supported)", "none (= i8)");
+    out_dtype = *o.output_dtype;
+    if (out_dtype != DType::i32 && out_dtype != DType::bf16 && out_dtype != DType::f16) {
+      std::string expected = "i32, bf16 or f16 for int8 x";
+      if (out_dtype == DType::i8) expected += " (an int8 output needs an i64 scale, which is not supported)";
+      check::fail_type(kOp, "output_dtype", expected, name(out_dtype));
+    }
+    if (o.scale.defined() && o.scale.dtype() == DType::i64)
+      check::fail_type(kOp, "scale", "dtype bf16 or f32 (an i64 npu_trans_quant_param scale, for int8 output, is "
+                       "not supported)", "i64");
+    if (out_dtype == DType::i32) {
+      check_unsupported("scale", o.scale, "output_dtype is i32: no dequantisation");
+      check_unsupported("per_token_scale", o.per_token_scale, "output_dtype is i32: no dequantisation");
+      if (act != 0)
+        check::fail_value(kOp, "act_type", "0 when output_dtype is i32 (activations need a float output)", str(act));
+      if (o.bias.defined()) {
+        check::dtype_in(kOp, "bias", o.bias, {DType::i32});
+        check_per_expert("bias", o.bias, E, N);
+      }
+    } else {
+      if (!o.scale.defined())
+        check::fail_value(kOp, "scale", "a per-channel scale [E, N] (int8 x with a " + name(out_dtype) + " output)",
+                          "none");
+      check::dtype_in(kOp, "scale", o.scale, {DType::bf16, DType::f32});
+      check_per_expert("scale", o.scale, E, N);
+      if (o.per_token_scale.defined()) {
+        check::dtype_in(kOp, "per_token_scale", o.per_token_scale, {DType::f32});
+        if (o.per_token_scale.dim() != 1 || o.per_token_scale.size(0) != M)
+          check::fail_value(kOp, "per_token_scale", "shape [M] = [" + str(M) + "]",
+                            "shape " + o.per_token_scale.shape().str());
+      }
+      if (o.bias.defined()) {
+        check::dtype_in(kOp, "bias", o.bias, {DType::i32, DType::f32, DType::bf16, DType::f16});
+        check_per_expert("bias", o.bias, E, N);
+      }
+    }
+  }
+  out_shape = Shape{M, N};
+
+  reference::GroupedMatmulArgs args;
+  args.x = x;
+  args.weight = weight;
+  args.bias = o.bias;
+  args.scale = o.scale;
+  args.per_token_scale = o.per_token_scale;
+  args.group_list = grouped ? o.group_list : Tensor{};
+  args.group_list_type = o.group_list_type;
+  args.act_type = act;
+  return args;
+}
+
+}  // namespace
+
+Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options) {
+  DType out_dtype;
+  Shape out_shape;
+  reference::GroupedMatmulArgs args = validate(x, weight, options, out_dtype, out_shape);
+  Tensor y = Tensor::empty(out_dtype, out_shape);
+  reference::grouped_matmul(args, y);
+  return y;
+}
+
+void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y) {
+  DType out_dtype;
+  Shape out_shape;
+  reference::GroupedMatmulArgs args = validate(x, weight, options, out_dtype, out_shape);
+  check::output(kOp, "y", y, out_dtype, out_shape);
+  reference::grouped_matmul(args, y);
+}
+
+}  // namespace moefuse

@@ -1,0 +1,239 @@
+#include "reference/grouped_matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "base/elements.h"
+#include "base/groups.h"
+
+namespace moefuse::reference {
+namespace {
+
+// Strided source of a 1-D run of elements: base pointer (in elements of `dtype`), element stride.
+struct Run {
+  const void* base;
+  DType dtype;
+  int64_t offset;  // in elements from base
+  int64_t stride;  // in elements
+};
+
+template <class T>
+float widen(T v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>) return to_f32(v);
+  else return float(v);
+}
+
+// dst[i] = float(src[i]) for i < n, exact (the dtype switch is outside the loop).
+template <class T>
+void widen_run_as(const Run& s, int64_t n, float* dst) {
+  const T* p = static_cast<const T*>(s.base) + s.offset;
+  for (int64_t i = 0; i < n; ++i) dst[i] = widen(p[i * s.stride]);
+}
+
+void widen_run(const Run& s, int64_t n, float* dst) {
+  switch (s.dtype) {
+    case DType::f32: widen_run_as<float>(s, n, dst); return;
+    case DType::bf16: widen_run_as<bfloat16>(s, n, dst); return;
+    case DType::f16: widen_run_as<float16>(s, n, dst); return;
+    case DType::i8: widen_run_as<int8_t>(s, n, dst); return;
+    case DType::i32: widen_run_as<int32_t>(s, n, dst); return;
+    default:
+      for (int64_t i = 0; i < n; ++i) dst[i] = load_element_f32(s.base, s.dtype, s.offset + i * s.stride);
+      return;
+  }
+}
+
+// dst[i] = int32(src[i]) for an i8 or i32 run.
+void int_run(const Run& s, int64_t n, int32_t* dst) {
+  if (s.dtype == DType::i8) {
+    const int8_t* p = static_cast<const int8_t*>(s.base) + s.offset;
+    for (int64_t i = 0; i < n; ++i) dst[i] = p[i * s.stride];
+  } else {
+    const int32_t* p = static_cast<const int32_t*>(s.base) + s.offset;
+    for (int64_t i = 0; i < n; ++i) dst[i] = p[i * s.stride];
+  }
+}
+
+// The two inner loops, over one output row: acc[n] = fma(xv, w[n], acc[n]) and isum[n] += xv * w[n]. They are
+// built twice, for baseline x86-64 and for CPUs with FMA/AVX2, and the dynamic loader picks one once (GCC/Clang
+// target_clones). std::fma is exactly rounded either way and the integer sum is exact, so both give the same bits;
+// the FMA build only avoids the C library's slow software fmaf and vectorises.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MOEFUSE_REF_CLONES(isa) __attribute__((target_clones(isa, "default")))
+#else
+#define MOEFUSE_REF_CLONES(isa)
+#endif
+
+MOEFUSE_REF_CLONES("fma") void fma_row(float xv, const float* w, float* acc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] = std::fma(xv, w[i], acc[i]);
+}
+
+MOEFUSE_REF_CLONES("avx2") void mac_row(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) isum[i] += xv * w[i];
+}
+
+// Work is done on tiles of kRowBlock rows x kColTile columns: one row of the expert's weight tile serves the whole
+// row block while it is in cache, and the widened weight tile stays bounded (K x kColTile floats). Each output
+// element still sees k = 0..K-1 in order, so tiling changes nothing in the arithmetic.
+constexpr int64_t kRowBlock = 8;
+constexpr int64_t kColTile = 256;
+
+// Row `e` of a per-expert tensor ([E, N], or [N] for the single expert 0), from column n0.
+Run expert_row(const Tensor& t, int64_t e, int64_t n0) {
+  if (t.dim() == 1) return Run{t.data(), t.dtype(), n0 * t.stride(0), t.stride(0)};
+  return Run{t.data(), t.dtype(), e * t.stride(0) + n0 * t.stride(1), t.stride(1)};
+}
+
+// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding once (RNE).
+void store_row(const float* v, int64_t n, DType dt, void* dst) {
+  switch (dt) {
+    case DType::f32: std::memcpy(dst, v, size_t(n) * sizeof(float)); return;
+    case DType::bf16: {
+      auto* p = static_cast<bfloat16*>(dst);
+      for (int64_t i = 0; i < n; ++i) p[i] = to_bf16(v[i]);
+      return;
+    }
+    case DType::f16: {
+      auto* p = static_cast<float16*>(dst);
+      for (int64_t i = 0; i < n; ++i) p[i] = to_f16(v[i]);
+      return;
+    }
+    default: return;  // not reached: the op only lets float outputs through here
+  }
+}
+
+struct Dims {
+  int64_t M, K, N;
+  int64_t w_se, w_sk, w_sn;  // weight strides along E, K, N (w_se = 0 for a 2-D weight)
+};
+
+// Calls fn(expert, begin, end) for every non-empty group; returns the number of rows covered (groups are
+// consecutive from row 0).
+template <class Fn>
+int64_t for_groups(const GroupedMatmulArgs& a, int64_t M, Fn&& fn) {
+  if (!a.group_list.defined()) {
+    if (M > 0) fn(int64_t(0), int64_t(0), M);
+    return M;
+  }
+  int64_t covered = 0;
+  for_each_group(a.group_list, GroupListType(a.group_list_type), [&](const GroupSpan& s) {
+    fn(s.expert, s.begin, s.end);
+    covered = s.end;
+  });
+  return covered;
+}
+
+// Float x: acc = fma(x, w, acc) over k in order from +0; + bias; act; one rounding.
+void float_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
+  const int64_t K = d.K, N = d.N, es = int64_t(y.element_size());
+  std::vector<float> panel(static_cast<size_t>(K * kColTile)), xrows(static_cast<size_t>(kRowBlock * K)),
+      acc(static_cast<size_t>(kRowBlock * kColTile)), bias(static_cast<size_t>(kColTile));
+  auto* out = static_cast<std::byte*>(y.data());
+  const int64_t covered = for_groups(a, d.M, [&](int64_t e, int64_t begin, int64_t end) {
+    for (int64_t n0 = 0; n0 < N; n0 += kColTile) {
+      const int64_t nb = std::min(kColTile, N - n0);
+      // The expert's [K, nb] weight tile, widened once, read in place through the weight's strides.
+      for (int64_t k = 0; k < K; ++k)
+        widen_run(Run{a.weight.data(), a.weight.dtype(), e * d.w_se + k * d.w_sk + n0 * d.w_sn, d.w_sn}, nb,
+                  panel.data() + k * nb);
+      if (a.bias.defined()) widen_run(expert_row(a.bias, e, n0), nb, bias.data());
+      for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
+        const int64_t rb = std::min(kRowBlock, end - r0);
+        for (int64_t i = 0; i < rb; ++i)
+          widen_run(Run{a.x.data(), a.x.dtype(), (r0 + i) * a.x.stride(0), a.x.stride(1)}, K, xrows.data() + i * K);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t i = 0; i < rb; ++i)
+            fma_row(xrows[size_t(i * K + k)], panel.data() + k * nb, acc.data() + i * nb, nb);
+        for (int64_t i = 0; i < rb; ++i) {
+          float* v = acc.data() + i * nb;
+          if (a.bias.defined())
+            for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + bias[size_t(n)];
+          gmm_activate(a.act_type, v, nb);
+          store_row(v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
+        }
+      }
+    }
+  });
+  if (covered < d.M) std::memset(out + covered * N * es, 0, size_t((d.M - covered) * N * es));
+}
+
+// Int8 x: exact int32 sums; then either the int32 output or the dequantising epilogue.
+void int8_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
+  const int64_t K = d.K, N = d.N, es = int64_t(y.element_size());
+  const bool int_out = y.dtype() == DType::i32;
+  const bool int_bias = a.bias.defined() && a.bias.dtype() == DType::i32;
+  const bool float_bias = a.bias.defined() && !int_bias;
+  std::vector<int32_t> panel(static_cast<size_t>(K * kColTile)), xrows(static_cast<size_t>(kRowBlock * K)),
+      isum(static_cast<size_t>(kRowBlock * kColTile)), ibias(static_cast<size_t>(kColTile));
+  std::vector<float> v(static_cast<size_t>(kColTile)), scale(static_cast<size_t>(kColTile)),
+      fbias(static_cast<size_t>(kColTile));
+  auto* out = static_cast<std::byte*>(y.data());
+  const int64_t covered = for_groups(a, d.M, [&](int64_t e, int64_t begin, int64_t end) {
+    for (int64_t n0 = 0; n0 < N; n0 += kColTile) {
+      const int64_t nb = std::min(kColTile, N - n0);
+      for (int64_t k = 0; k < K; ++k)
+        int_run(Run{a.weight.data(), DType::i8, e * d.w_se + k * d.w_sk + n0 * d.w_sn, d.w_sn}, nb,
+                panel.data() + k * nb);
+      if (int_bias) int_run(expert_row(a.bias, e, n0), nb, ibias.data());
+      if (float_bias) widen_run(expert_row(a.bias, e, n0), nb, fbias.data());
+      if (a.scale.defined()) widen_run(expert_row(a.scale, e, n0), nb, scale.data());
+      for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
+        const int64_t rb = std::min(kRowBlock, end - r0);
+        for (int64_t i = 0; i < rb; ++i)
+          int_run(Run{a.x.data(), DType::i8, (r0 + i) * a.x.stride(0), a.x.stride(1)}, K, xrows.data() + i * K);
+        std::fill(isum.begin(), isum.end(), 0);
+        // |x * w| <= 2^14 and K < 2^16, so every partial sum fits in int32 exactly.
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t i = 0; i < rb; ++i)
+            mac_row(xrows[size_t(i * K + k)], panel.data() + k * nb, isum.data() + i * nb, nb);
+        for (int64_t i = 0; i < rb; ++i) {
+          const int64_t r = r0 + i;
+          int32_t* s = isum.data() + i * nb;
+          std::byte* dst = out + (r * N + n0) * es;
+          if (int_bias)  // int32 add, wrapping modulo 2^32 (computed in uint32 to stay defined)
+            for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[size_t(n)]));
+          if (int_out) {
+            std::memcpy(dst, s, size_t(nb) * sizeof(int32_t));
+            continue;
+          }
+          for (int64_t n = 0; n < nb; ++n) v[size_t(n)] = float(s[n]) * scale[size_t(n)];
+          if (a.per_token_scale.defined()) {
+            const float pts = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
+            for (int64_t n = 0; n < nb; ++n) v[size_t(n)] = v[size_t(n)] * pts;
+          }
+          if (float_bias)
+            for (int64_t n = 0; n < nb; ++n) v[size_t(n)] = v[size_t(n)] + fbias[size_t(n)];
+          gmm_activate(a.act_type, v.data(), nb);
+          store_row(v.data(), nb, y.dtype(), dst);
+        }
+      }
+    }
+  });
+  if (covered < d.M) std::memset(out + covered * N * es, 0, size_t((d.M - covered) * N * es));
+}
+
+}  // namespace
+
+void gmm_activate(int64_t act_type, float* v, int64_t n) {
+  switch (act_type) {
+    case 1: for (int64_t i = 0; i < n; ++i) v[i] = gmm_relu(v[i]); return;
+    case 2: for (int64_t i = 0; i < n; ++i) v[i] = gmm_gelu_tanh(v[i]); return;
+    case 4: for (int64_t i = 0; i < n; ++i) v[i] = gmm_fast_gelu(v[i]); return;
+    case 5: for (int64_t i = 0; i < n; ++i) v[i] = gmm_silu(v[i]); return;
+    default: return;
+  }
+}
+
+void grouped_matmul(const GroupedMatmulArgs& a, const Tensor& y) {
+  const bool w3 = a.weight.dim() == 3;
+  Dims d{a.x.size(0), a.x.size(1), a.weight.size(-1), w3 ? a.weight.stride(0) : 0, a.weight.stride(-2),
+         a.weight.stride(-1)};
+  if (a.x.dtype() == DType::i8) int8_path(a, d, y);
+  else float_path(a, d, y);
+}
+
+}  // namespace moefuse::reference
