@@ -1,4 +1,5 @@
-// moefuse/ops/swiglu.h — the SwiGLU family: npu_swiglu, npu_clipped_swiglu, npu_dequant_swiglu_quant.
+// moefuse/ops/swiglu.h — the SwiGLU family: npu_swiglu, npu_clipped_swiglu, npu_dequant_swiglu_quant,
+// npu_swiglu_clip_quant.
 #pragma once
 
 #include <cstdint>
@@ -162,5 +163,56 @@ DequantSwigluQuantResult dequant_swiglu_quant(const Tensor& x, const DequantSwig
 /// writable. Every element of both is written.
 void dequant_swiglu_quant_out(const Tensor& x, const DequantSwigluQuantOptions& options,
                               const DequantSwigluQuantResult& out);
+
+// ---------------------------------------------------------------------------------------------------------------
+// swiglu_clip_quant — npu_swiglu_clip_quant (cann-recipes-infer custom op, ops.md §7)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Keyword arguments of swiglu_clip_quant(), with the custom op's defaults.
+struct SwigluClipQuantOptions {
+  /// true: the first half is activated; false (the default): the second half.
+  bool activate_left = false;
+  /// Only 1 (dynamic) is supported.
+  int64_t quant_mode = 1;
+  /// Only 1 (clamp with group_alpha) is supported.
+  int64_t clamp_mode = 1;
+};
+
+/// Outputs of swiglu_clip_quant().
+struct SwigluClipQuantResult {
+  Tensor y;      ///< i8 [T, H]
+  Tensor scale;  ///< f32 [T]
+};
+
+/// torch_npu.npu_swiglu_clip_quant(x, group_index, group_alpha, *, activate_left=False, quant_mode=1,
+/// clamp_mode=1) -> (y, scale), the W4A8 MoE activation of cann-recipes-infer.
+///
+/// For each row r of group g (rows taken consecutively from the counts), in fp32, with a the activated half and
+/// b the other:
+///   s = a / (exp(-a) + 1) * b;   m = max|s|;   t = group_alpha[g] * m;   s = max(min(s, t), -t);
+///   scale[r], y[r] = the project's dynamic int8 quantisation of the clamped s (decisions.md §3):
+///                    scale = max|s| / 127, y = rint(s / scale) clamped to [-127, 127]; a zero row gives 0 and 0.
+/// Difference from the kernel, which sets scale = t / 127 (as (-alpha*m) * (-1/127)) and y = rint(s / scale):
+///   * alpha < 1: the clamp makes max|s| = t exactly, so the scale is t / 127 computed by division instead of a
+///     reciprocal multiply (the two can differ in the last bit, and y then by 1 at a rounding tie);
+///   * alpha = 1: t = m, same as above;
+///   * alpha > 1: the clamp is a no-op, so moefuse's scale is m / 127 where the kernel's is alpha * m / 127: the
+///     kernel's y spans only ±127/alpha, moefuse's the full ±127; the dequantised y * scale of the two differ by at
+///     most one kernel step alpha * m / 127 (the golden has the kernel's scale);
+///   * alpha = 0 or an all-zero row: scale 0, y 0 (the kernel computes 0/0).
+/// Rows past Σ group_index get y = 0 and scale = 0 (decisions.md §4).
+///
+/// x: bf16 [T, 2H] (f32 and f16 accepted as an extension, widened exactly), any strides.
+/// group_index: i64 (i32 accepted) [G] counts >= 0 covering at most T rows.
+/// group_alpha: f32 [G], every value finite and >= 0.
+/// Errors: ValueError (x not 2-D or odd last extent; quant_mode != 1; clamp_mode != 1; group_index not 1-D, a
+/// negative count, or more than T rows; group_alpha not [G] or a value negative / not finite); TypeError (x not
+/// bf16/f32/f16, group_index not i64/i32, group_alpha not f32).
+SwigluClipQuantResult swiglu_clip_quant(const Tensor& x, const Tensor& group_index, const Tensor& group_alpha,
+                                        const SwigluClipQuantOptions& options = {});
+
+/// As swiglu_clip_quant(), writing into out.y (i8 [T, H]) and out.scale (f32 [T]), both contiguous and writable.
+void swiglu_clip_quant_out(const Tensor& x, const Tensor& group_index, const Tensor& group_alpha,
+                           const SwigluClipQuantOptions& options, const SwigluClipQuantResult& out);
 
 }  // namespace moefuse
