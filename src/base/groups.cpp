@@ -1,5 +1,7 @@
 #include "base/groups.h"
 
+#include <cstdint>
+
 #include "base/check.h"
 #include "base/elements.h"
 
@@ -34,14 +36,14 @@ int64_t check_group_list(std::string_view op, std::string_view arg, const Tensor
     } else if (type == 1) {
       int64_t cnt = group_list_value(group_list, i, 0);
       if (cnt < 0) check::fail_value(op, at, "a row count >= 0", std::to_string(cnt));
-      covered += cnt;
+      if (__builtin_add_overflow(covered, cnt, &covered)) covered = INT64_MAX;
     } else {
       int64_t cnt = group_list_value(group_list, i, 1);
       if (cnt <= 0) break;  // the terminator row: nothing after it is read
       int64_t expert = group_list_value(group_list, i, 0);
       if (expert < 0 || expert >= num_experts)
         check::fail_value(op, at, "an expert id in [0, " + std::to_string(num_experts) + ")", std::to_string(expert));
-      covered += cnt;
+      if (__builtin_add_overflow(covered, cnt, &covered)) covered = INT64_MAX;
     }
     if (covered > rows)
       check::fail_value(op, arg, "groups covering at most " + std::to_string(rows) + " rows",
