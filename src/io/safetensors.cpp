@@ -400,7 +400,7 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
   fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st))
     throw IoError(check::message(who, path, "a .safetensors file, an index .json or a directory",
-                                 ec ? ec.message() : "no such file or directory"));
+                                 ec ? ec.message() : "No such file or directory"));
   fs::path index_path;
   if (fs::is_directory(st)) {
     fs::path single = fs::path(path) / "model.safetensors";
@@ -454,7 +454,11 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
   }
   fs::path base = index_path.parent_path();
   for (const auto& [file, tensor_names] : by_shard) {
-    shards_.emplace_back((base / file).string());
+    const std::string shard_path = (base / file).string();
+    if (!fs::exists(shard_path, ec))
+      fail(ip, "weight_map shard " + io_detail::quote_for_message(file, 200), "an existing file " + shard_path,
+           ec ? ec.message() : "No such file or directory");
+    shards_.emplace_back(shard_path);
     const SafetensorsFile& shard = shards_.back();
     for (const std::string& n : tensor_names) {
       if (!shard.has(n))
