@@ -80,6 +80,12 @@ class Tensor {
   static Tensor view(void* data, DType dtype, const Shape& shape, const Shape& strides = {});
   /// Non-owning, read-only view over caller memory.
   static Tensor view(const void* data, DType dtype, const Shape& shape, const Shape& strides = {});
+  /// Read-only view over memory kept alive by `owner`: the view (and every view made from it) shares ownership of
+  /// `owner`, so the memory stays valid for as long as any of them lives. Used for tensors that live inside a
+  /// memory-mapped file (io.h). `strides` empty = contiguous row-major. Same checks as view(); a null `owner` is a
+  /// ValueError.
+  static Tensor view_with_owner(std::shared_ptr<void> owner, const void* data, DType dtype, const Shape& shape,
+                                const Shape& strides = {});
   /// Owning tensor holding a copy of `values` (row-major), which must have shape.numel() elements.
   template <class T>
   static Tensor from_values(const Shape& shape, std::span<const T> values) {

@@ -122,6 +122,15 @@ Tensor Tensor::view(const void* data, DType dtype, const Shape& shape, const Sha
   return t;
 }
 
+Tensor Tensor::view_with_owner(std::shared_ptr<void> owner, const void* data, DType dtype, const Shape& shape,
+                               const Shape& strides) {
+  if (!owner) throw ValueError("Tensor::view_with_owner: owner: expected a non-null owner, got null");
+  Tensor t = view(data, dtype, shape, strides);
+  // Aliasing constructor: shares ownership of `owner` while pointing at the view's data.
+  t.storage_ = std::shared_ptr<std::byte>(std::move(owner), static_cast<std::byte*>(const_cast<void*>(data)));
+  return t;
+}
+
 int64_t Tensor::size(int d) const {
   int r = shape_.rank();
   int i = d < 0 ? d + r : d;

@@ -1,0 +1,539 @@
+// MoeConfig: YAML parsing (yaml-cpp), validation, YAML output and the embedded presets.
+#include "moefuse/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <set>
+#include <system_error>
+
+#include "base/check.h"
+#include "io/files.h"
+#include "io/presets.h"
+#include "moefuse/error.h"
+
+namespace moefuse {
+
+int64_t MoeConfig::shared_expert_width() const {
+  switch (model_type) {
+    case ModelType::deepseek_v2:
+    case ModelType::deepseek_v3: return n_shared_experts * moe_intermediate_size;
+    case ModelType::qwen2_moe: return n_shared_experts > 0 ? shared_expert_intermediate_size : 0;
+    default: return 0;
+  }
+}
+
+bool MoeConfig::shared_expert_gated() const { return model_type == ModelType::qwen2_moe && n_shared_experts > 0; }
+
+namespace {
+
+constexpr int64_t kMaxExperts = 2048;           // gating_top_k (ops.md §1.4)
+constexpr int64_t kMaxWidth = int64_t(1) << 24;  // H, I, shared width: keeps every weight byte count in int64
+constexpr int64_t kMaxRows = 2147483647;         // expanded rows (T*K) are indexed by int32
+
+// ---- enum names --------------------------------------------------------------------------------------------------
+
+template <class E>
+struct EnumNames;
+template <>
+struct EnumNames<ExeMode> {
+  static constexpr std::pair<ExeMode, std::string_view> v[] = {{ExeMode::eager, "eager"},
+                                                               {ExeMode::ge_graph, "ge_graph"}};
+};
+template <>
+struct EnumNames<ModelType> {
+  static constexpr std::pair<ModelType, std::string_view> v[] = {
+      {ModelType::deepseek_v3, "deepseek_v3"}, {ModelType::deepseek_v2, "deepseek_v2"},
+      {ModelType::qwen3_moe, "qwen3_moe"},     {ModelType::qwen2_moe, "qwen2_moe"},
+      {ModelType::mixtral, "mixtral"},         {ModelType::olmoe, "olmoe"}};
+};
+template <>
+struct EnumNames<ScoringFunc> {
+  static constexpr std::pair<ScoringFunc, std::string_view> v[] = {{ScoringFunc::softmax, "softmax"},
+                                                                   {ScoringFunc::sigmoid, "sigmoid"}};
+};
+template <>
+struct EnumNames<QuantMode> {
+  static constexpr std::pair<QuantMode, std::string_view> v[] = {
+      {QuantMode::none, "none"}, {QuantMode::w8a8, "w8a8"}, {QuantMode::w8a8c8, "w8a8c8"}};
+};
+template <>
+struct EnumNames<RouterLogitsDtype> {
+  static constexpr std::pair<RouterLogitsDtype, std::string_view> v[] = {{RouterLogitsDtype::fp32, "fp32"},
+                                                                         {RouterLogitsDtype::model, "model"}};
+};
+template <>
+struct EnumNames<DType> {
+  static constexpr std::pair<DType, std::string_view> v[] = {
+      {DType::bf16, "bf16"}, {DType::f16, "f16"}, {DType::f32, "f32"}};
+};
+
+template <class E>
+std::string_view enum_name(E value) {
+  for (const auto& [e, name] : EnumNames<E>::v)
+    if (e == value) return name;
+  return "?";
+}
+
+template <class E>
+bool enum_valid(E value) {
+  for (const auto& [e, name] : EnumNames<E>::v)
+    if (e == value) return true;
+  return false;
+}
+
+// "one of a, b or c"
+template <class E>
+std::string enum_choices(std::string_view extra = {}) {
+  std::string s = "one of ";
+  size_t n = std::size(EnumNames<E>::v) + (extra.empty() ? 0 : 1), i = 0;
+  auto add = [&](std::string_view name) {
+    if (i) s += (i + 1 == n) ? " or " : ", ";
+    s += name;
+    ++i;
+  };
+  for (const auto& [e, name] : EnumNames<E>::v) add(name);
+  if (!extra.empty()) add(extra);
+  return s;
+}
+
+// ---- validation --------------------------------------------------------------------------------------------------
+
+// Produces the "<source>[:line:col]" prefix for an error about a key (short name under model_config, or exe_mode).
+using WhereFn = std::function<std::string(std::string_view key)>;
+
+[[noreturn]] void fail_key(const WhereFn& where, std::string_view key, std::string_view expected,
+                           std::string_view got) {
+  std::string path = key == "exe_mode" ? std::string(key) : "model_config." + std::string(key);
+  throw ValueError(check::message(where(key), path, expected, got));
+}
+
+std::string num(int64_t v) { return std::to_string(v); }
+
+void validate_impl(const MoeConfig& c, const WhereFn& where) {
+  if (!enum_valid(c.exe_mode)) fail_key(where, "exe_mode", enum_choices<ExeMode>(), num(int(c.exe_mode)));
+  if (!enum_valid(c.model_type))
+    fail_key(where, "model_type", enum_choices<ModelType>(), num(int(c.model_type)));
+
+  const int64_t E = c.num_experts, K = c.num_experts_per_tok;
+  if (E < 1 || E > kMaxExperts)
+    fail_key(where, "num_experts", "1 <= num_experts <= 2048 (gating_top_k's limit)", num(E));
+  if (K < 1 || K > E)
+    fail_key(where, "num_experts_per_tok", "1 <= num_experts_per_tok <= num_experts (" + num(E) + ")", num(K));
+  if (c.moe_chunk_max_len < 1 || c.moe_chunk_max_len > kMaxRows / K)
+    fail_key(where, "moe_chunk_max_len",
+             "1 <= moe_chunk_max_len <= " + num(kMaxRows / K) +
+                 " (moe_chunk_max_len * num_experts_per_tok rows must fit in int32)",
+             num(c.moe_chunk_max_len));
+  if (c.hidden_size < 1 || c.hidden_size > kMaxWidth)
+    fail_key(where, "hidden_size", "1 <= hidden_size <= " + num(kMaxWidth), num(c.hidden_size));
+  if (c.moe_intermediate_size < 1 || c.moe_intermediate_size > kMaxWidth)
+    fail_key(where, "moe_intermediate_size", "1 <= moe_intermediate_size <= " + num(kMaxWidth),
+             num(c.moe_intermediate_size));
+
+  const std::string type(enum_name(c.model_type));
+  switch (c.model_type) {
+    case ModelType::deepseek_v2:
+    case ModelType::deepseek_v3:
+      if (c.n_shared_experts < 0 || c.n_shared_experts > kMaxWidth / c.moe_intermediate_size)
+        fail_key(where, "n_shared_experts",
+                 "0 <= n_shared_experts <= " + num(kMaxWidth / c.moe_intermediate_size) +
+                     " (the shared MLP is n_shared_experts * moe_intermediate_size wide, at most " + num(kMaxWidth) +
+                     ")",
+                 num(c.n_shared_experts));
+      if (c.shared_expert_intermediate_size != 0)
+        fail_key(where, "shared_expert_intermediate_size",
+                 "0 for " + type + " (its shared experts are n_shared_experts * moe_intermediate_size wide)",
+                 num(c.shared_expert_intermediate_size));
+      break;
+    case ModelType::qwen2_moe:
+      if (c.n_shared_experts != 0 && c.n_shared_experts != 1)
+        fail_key(where, "n_shared_experts", "0 or 1 for qwen2_moe (one gated shared expert)",
+                 num(c.n_shared_experts));
+      if (c.n_shared_experts == 1 &&
+          (c.shared_expert_intermediate_size < 1 || c.shared_expert_intermediate_size > kMaxWidth))
+        fail_key(where, "shared_expert_intermediate_size",
+                 "1 <= shared_expert_intermediate_size <= " + num(kMaxWidth) + " for qwen2_moe with a shared expert",
+                 num(c.shared_expert_intermediate_size));
+      if (c.n_shared_experts == 0 && c.shared_expert_intermediate_size != 0)
+        fail_key(where, "shared_expert_intermediate_size", "0 when n_shared_experts is 0",
+                 num(c.shared_expert_intermediate_size));
+      break;
+    default:
+      if (c.n_shared_experts != 0)
+        fail_key(where, "n_shared_experts", "0 for " + type + " (it has no shared experts)", num(c.n_shared_experts));
+      if (c.shared_expert_intermediate_size != 0)
+        fail_key(where, "shared_expert_intermediate_size", "0 for " + type + " (it has no shared experts)",
+                 num(c.shared_expert_intermediate_size));
+      break;
+  }
+
+  if (!enum_valid(c.scoring_func))
+    fail_key(where, "scoring_func", enum_choices<ScoringFunc>(), num(int(c.scoring_func)));
+  if (c.n_group < 1 || c.n_group > E || E % c.n_group != 0)
+    fail_key(where, "n_group", "a divisor of num_experts (" + num(E) + ")", num(c.n_group));
+  if (c.topk_group < 1 || c.topk_group > c.n_group)
+    fail_key(where, "topk_group", "1 <= topk_group <= n_group (" + num(c.n_group) + ")", num(c.topk_group));
+  const int64_t per_group = E / c.n_group;
+  if (K > c.topk_group * per_group)
+    fail_key(where, "num_experts_per_tok",
+             "num_experts_per_tok <= topk_group * num_experts / n_group = " + num(c.topk_group) + " * " +
+                 num(per_group) + " = " + num(c.topk_group * per_group) + " (the experts of the chosen groups)",
+             num(K));
+  if (c.scoring_func == ScoringFunc::sigmoid) {
+    if (per_group < 2)
+      fail_key(where, "n_group",
+               "num_experts / n_group >= 2 with scoring_func sigmoid (groups are ranked by their two best experts)",
+               num(c.n_group) + " (" + num(E) + " / " + num(c.n_group) + " = " + num(per_group) + ")");
+    if (!c.norm_topk_prob)
+      fail_key(where, "norm_topk_prob",
+               "true with scoring_func sigmoid (gating_top_k always renormalises sigmoid weights)", "false");
+  }
+  if (!std::isfinite(c.routed_scaling_factor) || !(c.routed_scaling_factor > 0.0)) {
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, c.routed_scaling_factor);
+    fail_key(where, "routed_scaling_factor", "a finite number > 0", std::string(buf, r.ptr));
+  }
+  if (!enum_valid(c.dtype)) fail_key(where, "dtype", enum_choices<DType>(), std::string(dtype_name(c.dtype)));
+  if (!enum_valid(c.quant_mode)) fail_key(where, "quant_mode", enum_choices<QuantMode>(), num(int(c.quant_mode)));
+  if (c.quant_mode == QuantMode::w8a8 && c.dtype == DType::f32)
+    fail_key(where, "quant_mode", "none with dtype f32 (w8a8 experts output bf16 or f16)", "w8a8");
+  if (c.quant_mode == QuantMode::w8a8c8 && c.dtype != DType::bf16)
+    fail_key(where, "quant_mode",
+             std::string("none or w8a8 with dtype ") + std::string(dtype_name(c.dtype)) + " (w8a8c8 needs dtype bf16)",
+             "w8a8c8");
+  if (!enum_valid(c.router_logits_dtype))
+    fail_key(where, "router_logits_dtype", enum_choices<RouterLogitsDtype>(), num(int(c.router_logits_dtype)));
+}
+
+// ---- YAML reading ------------------------------------------------------------------------------------------------
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view source) : source_(source) {}
+
+  MoeConfig read(std::string_view text) {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(std::string(text));
+    } catch (const YAML::Exception& e) {
+      throw IoError(check::message(at(e.mark), "YAML", "valid YAML", "a syntax error: " + e.msg));
+    }
+    if (docs.size() > 1)
+      throw IoError(check::message(at(docs[1].Mark()), "YAML", "one YAML document",
+                                   std::to_string(docs.size()) + " documents"));
+    if (docs.empty() || docs[0].IsNull())
+      throw ValueError(check::message(source_, "(top level)", "a mapping with the key model_config",
+                                      "an empty document"));
+    const YAML::Node& root = docs[0];
+    if (!root.IsMap())
+      throw ValueError(check::message(at(root.Mark()), "(top level)", "a mapping with the key model_config",
+                                      describe(root)));
+
+    MoeConfig c;
+    YAML::Node model;
+    bool have_model = false;
+    for_each_key(root, "", {"exe_mode", "model_config"}, [&](const std::string& key, const YAML::Node& value) {
+      if (key == "exe_mode") {
+        c.exe_mode = read_exe_mode(value);
+      } else {
+        have_model = true;
+        model = value;
+      }
+    });
+    if (!have_model)
+      throw ValueError(check::message(at(root.Mark()), "model_config", "a mapping (a required key)", "no value"));
+    if (!model.IsMap())
+      throw ValueError(check::message(at(model.Mark()), "model_config", "a mapping", describe(model)));
+    model_mark_ = model.Mark();
+
+    static const std::vector<std::string_view> keys = {
+        "model_type",   "enable_superkernel",  "num_experts",          "num_experts_per_tok",
+        "moe_chunk_max_len", "hidden_size",    "moe_intermediate_size", "n_shared_experts",
+        "shared_expert_intermediate_size",     "scoring_func",          "norm_topk_prob",
+        "n_group",      "topk_group",          "routed_scaling_factor", "dtype",
+        "quant_mode",   "router_logits_dtype"};
+    for_each_key(model, "model_config.", keys, [&](const std::string& key, const YAML::Node& v) {
+      const std::string path = "model_config." + key;
+      if (key == "model_type") c.model_type = read_enum<ModelType>(v, path);
+      else if (key == "enable_superkernel") c.enable_superkernel = read_bool(v, path);
+      else if (key == "num_experts") c.num_experts = read_int(v, path);
+      else if (key == "num_experts_per_tok") c.num_experts_per_tok = read_int(v, path);
+      else if (key == "moe_chunk_max_len") c.moe_chunk_max_len = read_int(v, path);
+      else if (key == "hidden_size") c.hidden_size = read_int(v, path);
+      else if (key == "moe_intermediate_size") c.moe_intermediate_size = read_int(v, path);
+      else if (key == "n_shared_experts") c.n_shared_experts = read_int(v, path);
+      else if (key == "shared_expert_intermediate_size") c.shared_expert_intermediate_size = read_int(v, path);
+      else if (key == "scoring_func") c.scoring_func = read_enum<ScoringFunc>(v, path);
+      else if (key == "norm_topk_prob") c.norm_topk_prob = read_bool(v, path);
+      else if (key == "n_group") c.n_group = read_int(v, path);
+      else if (key == "topk_group") c.topk_group = read_int(v, path);
+      else if (key == "routed_scaling_factor") c.routed_scaling_factor = read_float(v, path);
+      else if (key == "dtype") c.dtype = read_enum<DType>(v, path);
+      else if (key == "quant_mode") c.quant_mode = read_enum<QuantMode>(v, path);
+      else if (key == "router_logits_dtype") c.router_logits_dtype = read_enum<RouterLogitsDtype>(v, path);
+    });
+
+    const std::pair<std::string_view, std::string> required[] = {
+        {"model_type", enum_choices<ModelType>()}, {"num_experts", "an integer"},
+        {"num_experts_per_tok", "an integer"},     {"hidden_size", "an integer"},
+        {"moe_intermediate_size", "an integer"},   {"scoring_func", enum_choices<ScoringFunc>()},
+        {"norm_topk_prob", "true or false"}};
+    for (const auto& [key, what] : required)
+      if (!marks_.count("model_config." + std::string(key)))
+        throw ValueError(check::message(at(model_mark_), "model_config." + std::string(key),
+                                        what + " (a required key)", "no value"));
+
+    // qwen2_moe configs may describe their shared expert by its width alone (layer.md §3).
+    if (c.model_type == ModelType::qwen2_moe && !marks_.count("model_config.n_shared_experts") &&
+        c.shared_expert_intermediate_size > 0)
+      c.n_shared_experts = 1;
+
+    validate_impl(c, [&](std::string_view key) {
+      std::string path = key == "exe_mode" ? std::string(key) : "model_config." + std::string(key);
+      auto it = marks_.find(path);
+      return at(it != marks_.end() ? it->second : model_mark_);
+    });
+    return c;
+  }
+
+ private:
+  std::string at(const YAML::Mark& m) const {
+    if (m.is_null()) return std::string(source_);
+    return std::string(source_) + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+  }
+
+  static bool is_plain(const YAML::Node& n) { return n.Tag() == "?"; }
+
+  // How a value is shown after "got".
+  static std::string describe(const YAML::Node& n) {
+    switch (n.Type()) {
+      case YAML::NodeType::Null: return "null";
+      case YAML::NodeType::Sequence: return "a sequence";
+      case YAML::NodeType::Map: return "a mapping";
+      case YAML::NodeType::Scalar:
+        if (is_plain(n)) return io_detail::escape_for_message(n.Scalar());
+        return "the string " + io_detail::quote_for_message(n.Scalar());
+      default: return "nothing";
+    }
+  }
+
+  [[noreturn]] void fail(const YAML::Node& n, std::string_view path, std::string_view expected) const {
+    throw ValueError(check::message(at(n.Mark()), path, expected, describe(n)));
+  }
+
+  template <class F>
+  void for_each_key(const YAML::Node& map, std::string_view prefix, const std::vector<std::string_view>& known,
+                    F&& handle) {
+    std::set<std::string> seen;
+    for (const auto& kv : map) {
+      const YAML::Node k = kv.first;
+      const YAML::Node v = kv.second;
+      if (!k.IsScalar())
+        throw ValueError(check::message(at(k.Mark()), std::string(prefix) + "(key)", "a string key", describe(k)));
+      const std::string key = k.Scalar();
+      const std::string path = std::string(prefix) + key;
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        std::string expected = "a known key (";
+        for (size_t i = 0; i < known.size(); ++i) expected += (i ? ", " : "") + std::string(known[i]);
+        expected += ")";
+        std::string got = "an unknown key";
+        std::string_view best;
+        size_t best_d = 3;
+        for (std::string_view cand : known) {
+          size_t d = edit_distance(key, cand);
+          if (d < best_d) best_d = d, best = cand;
+        }
+        if (!best.empty()) got += " (did you mean " + std::string(best) + "?)";
+        throw ValueError(check::message(at(k.Mark()), io_detail::escape_for_message(path), expected, got));
+      }
+      if (!seen.insert(key).second)
+        throw ValueError(check::message(at(k.Mark()), path, "each key once", "a duplicate key"));
+      marks_[path] = v.Mark().is_null() ? k.Mark() : v.Mark();
+      handle(key, v);
+    }
+  }
+
+  int64_t read_int(const YAML::Node& n, const std::string& path) const {
+    const char* what = "an integer";
+    if (!n.IsScalar() || !is_plain(n)) fail(n, path, what);
+    std::string_view s = n.Scalar();
+    std::string_view digits = s;
+    if (!digits.empty() && (digits[0] == '+' || digits[0] == '-')) digits.remove_prefix(1);
+    bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char ch) {
+      return ch >= '0' && ch <= '9';
+    });
+    if (!all_digits) fail(n, path, what);
+    int64_t v = 0;
+    std::string_view body = s[0] == '+' ? s.substr(1) : s;
+    auto r = std::from_chars(body.data(), body.data() + body.size(), v);
+    if (r.ec != std::errc() || r.ptr != body.data() + body.size())
+      throw ValueError(check::message(at(n.Mark()), path, "an integer in the int64 range", describe(n)));
+    return v;
+  }
+
+  bool read_bool(const YAML::Node& n, const std::string& path) const {
+    if (n.IsScalar() && is_plain(n)) {
+      const std::string& s = n.Scalar();
+      if (s == "true" || s == "True" || s == "TRUE") return true;
+      if (s == "false" || s == "False" || s == "FALSE") return false;
+    }
+    fail(n, path, "true or false");
+  }
+
+  double read_float(const YAML::Node& n, const std::string& path) const {
+    const char* what = "a number";
+    if (!n.IsScalar() || !is_plain(n)) fail(n, path, what);
+    std::string_view s = n.Scalar();
+    // YAML 1.2 core-schema decimal: [-+]? ( . digits | digits [. digits?] ) ( [eE] [-+]? digits )?
+    size_t i = 0;
+    bool neg = false;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    size_t start = i, int_digits = 0, frac_digits = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++int_digits;
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++frac_digits;
+    }
+    bool ok = int_digits + frac_digits > 0;
+    if (ok && i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+      size_t exp_digits = 0;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++exp_digits;
+      ok = exp_digits > 0;
+    }
+    if (!ok || i != s.size()) fail(n, path, what);
+    double v = 0;
+    auto r = std::from_chars(s.data() + start, s.data() + s.size(), v);
+    if (r.ec != std::errc() || r.ptr != s.data() + s.size())
+      throw ValueError(check::message(at(n.Mark()), path, "a finite number", describe(n)));
+    return neg ? -v : v;
+  }
+
+  template <class E>
+  E read_enum(const YAML::Node& n, const std::string& path) const {
+    if (n.IsScalar())
+      for (const auto& [e, name] : EnumNames<E>::v)
+        if (n.Scalar() == name) return e;
+    fail(n, path, enum_choices<E>());
+  }
+
+  ExeMode read_exe_mode(const YAML::Node& n) const {
+    if (n.IsScalar() && n.Scalar() == "graph") return ExeMode::ge_graph;
+    if (n.IsScalar())
+      for (const auto& [e, name] : EnumNames<ExeMode>::v)
+        if (n.Scalar() == name) return e;
+    fail(n, "exe_mode", enum_choices<ExeMode>("graph"));
+  }
+
+  std::string_view source_;
+  std::map<std::string, YAML::Mark> marks_;
+  YAML::Mark model_mark_ = YAML::Mark::null_mark();
+};
+
+std::string preset_list() {
+  std::string s = "one of default";
+  for (size_t i = 0; i < io_detail::kEmbeddedPresetCount; ++i) {
+    s += (i + 1 == io_detail::kEmbeddedPresetCount) ? " or " : ", ";
+    s += io_detail::kEmbeddedPresets[i].name;
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string_view exe_mode_name(ExeMode m) { return enum_name(m); }
+std::string_view model_type_name(ModelType t) { return enum_name(t); }
+std::string_view scoring_func_name(ScoringFunc f) { return enum_name(f); }
+std::string_view quant_mode_name(QuantMode q) { return enum_name(q); }
+std::string_view router_logits_dtype_name(RouterLogitsDtype d) { return enum_name(d); }
+
+void validate(const MoeConfig& config, std::string_view source_name) {
+  validate_impl(config, [&](std::string_view) { return std::string(source_name); });
+}
+
+MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name) {
+  return Reader(source_name).read(text);
+}
+
+MoeConfig load_config_file(const std::string& path) {
+  std::string text = io_detail::read_whole_file(path, "load_config_file");
+  return parse_config_yaml(text, path);
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < io_detail::kEmbeddedPresetCount; ++i) names.emplace_back(io_detail::kEmbeddedPresets[i].name);
+  return names;
+}
+
+std::string_view preset_text(std::string_view name) {
+  std::string_view wanted = name == "default" ? std::string_view("olmoe-1b-7b") : name;
+  for (size_t i = 0; i < io_detail::kEmbeddedPresetCount; ++i) {
+    const auto& p = io_detail::kEmbeddedPresets[i];
+    if (wanted == p.name) return {reinterpret_cast<const char*>(p.data), p.size};
+  }
+  throw ValueError(check::message("preset", "name", preset_list(), io_detail::quote_for_message(name)));
+}
+
+MoeConfig load_preset(std::string_view name) {
+  std::string_view text = preset_text(name);
+  return parse_config_yaml(text, "preset " + std::string(name == "default" ? "olmoe-1b-7b" : name));
+}
+
+std::string to_yaml(const MoeConfig& c) {
+  auto b = [](bool v) { return v ? "true" : "false"; };
+  char buf[64];
+  std::string scale;
+  if (std::isnan(c.routed_scaling_factor)) {
+    scale = ".nan";
+  } else if (std::isinf(c.routed_scaling_factor)) {
+    scale = c.routed_scaling_factor > 0 ? ".inf" : "-.inf";
+  } else {
+    auto r = std::to_chars(buf, buf + sizeof buf, c.routed_scaling_factor);
+    scale.assign(buf, r.ptr);
+    if (scale.find_first_of(".e") == std::string::npos) scale += ".0";
+  }
+  std::string s;
+  s += "exe_mode: " + std::string(enum_name(c.exe_mode)) + "\n";
+  s += "model_config:\n";
+  s += "  model_type: " + std::string(enum_name(c.model_type)) + "\n";
+  s += "  enable_superkernel: " + std::string(b(c.enable_superkernel)) + "\n";
+  s += "  num_experts: " + num(c.num_experts) + "\n";
+  s += "  num_experts_per_tok: " + num(c.num_experts_per_tok) + "\n";
+  s += "  moe_chunk_max_len: " + num(c.moe_chunk_max_len) + "\n";
+  s += "  hidden_size: " + num(c.hidden_size) + "\n";
+  s += "  moe_intermediate_size: " + num(c.moe_intermediate_size) + "\n";
+  s += "  n_shared_experts: " + num(c.n_shared_experts) + "\n";
+  s += "  shared_expert_intermediate_size: " + num(c.shared_expert_intermediate_size) + "\n";
+  s += "  scoring_func: " + std::string(enum_name(c.scoring_func)) + "\n";
+  s += "  norm_topk_prob: " + std::string(b(c.norm_topk_prob)) + "\n";
+  s += "  n_group: " + num(c.n_group) + "\n";
+  s += "  topk_group: " + num(c.topk_group) + "\n";
+  s += "  routed_scaling_factor: " + scale + "\n";
+  s += "  dtype: " + std::string(dtype_name(c.dtype)) + "\n";
+  s += "  quant_mode: " + std::string(enum_name(c.quant_mode)) + "\n";
+  s += "  router_logits_dtype: " + std::string(enum_name(c.router_logits_dtype)) + "\n";
+  return s;
+}
+
+}  // namespace moefuse
