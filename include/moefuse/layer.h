@@ -1,0 +1,131 @@
+// moefuse/layer.h — one Mixture-of-Experts layer: router, top-k gating, routing, experts, shared expert, combine.
+//
+// The layer runs the operator chain of spec/layer.md §1 (the seed's "TP-mode MoE flow") on the operators of
+// ops.h, for bf16, f16 and f32 models and the quantised chains w8a8 and w8a8c8. Its output is defined by that chain;
+// execution options (exe_mode, chunking, thread count, the fused path) never change a bit of it.
+//
+//   moefuse::MoeConfig cfg = moefuse::load_preset("qwen3-30b-a3b");
+//   moefuse::MoeLayer layer = moefuse::MoeLayer::with_random_weights(cfg, /*seed=*/1);
+//   moefuse::Tensor y = layer.forward(x);            // x: [T, H] in cfg.dtype, y: [T, H] in cfg.dtype
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "moefuse/config.h"
+#include "moefuse/tensor.h"
+
+namespace moefuse {
+
+class Checkpoint;
+
+/// The layer's weights, in the layouts its operators read.
+///
+/// Expert projections are stored the way Hugging Face stores them ([out, in] per expert) and handed to
+/// grouped_matmul as transposed views, which it reads in place:
+///   w13: storage [E, 2I, H] (rows 0..I-1 = gate_proj, I..2I-1 = up_proj), used as the view [E, H, 2I];
+///   w2:  storage [E, H, I] (down_proj), used as the view [E, I, H].
+/// Float models keep them in the model dtype; w8a8 / w8a8c8 keep int8 with per-output-channel fp32 scales.
+struct LayerWeights {
+  Tensor router;            // [E, H] model dtype (mlp.gate.weight)
+  Tensor router_bias;       // [E] f32: deepseek_v3's e_score_correction_bias (undefined otherwise)
+  Tensor w13;               // [E, 2I, H] storage, model dtype or i8
+  Tensor w2;                // [E, H, I] storage, model dtype or i8
+  Tensor w13_scale;         // [E, 2I] f32 (quantised only)
+  Tensor w2_scale;          // [E, H] f32 (quantised only)
+  Tensor smooth_scale1;     // [E, H] f32, optional (w8a8, w8a8c8): multiplies x before its dynamic quantisation
+  Tensor smooth_scale2;     // [E, I] f32, optional (w8a8): dequant_swiglu_quant's quant_scale
+  Tensor clip_alpha;        // [E] f32 (w8a8c8): swiglu_clip_quant's group_alpha (1 = no clipping)
+  Tensor shared_w13;        // [1, 2Is, H] storage (Is = shared expert width), undefined without shared experts
+  Tensor shared_w2;         // [1, H, Is] storage
+  Tensor shared_w13_scale;  // [1, 2Is] f32 (quantised only)
+  Tensor shared_w2_scale;   // [1, H] f32 (quantised only)
+  Tensor shared_gate;       // [1, H] model dtype: qwen2_moe's shared_expert_gate (undefined otherwise)
+};
+
+/// Execution options (none changes the output).
+struct LayerOptions {
+  /// Threads working on a forward: 0 = every core. Tokens are split between threads (each token's result does not
+  /// depend on which tokens share its batch, decisions.md §6, so any count gives the same bits).
+  int threads = 0;
+  /// Memory the layer may take, in bytes: 0 = available_memory_bytes(). Weights and workspaces are checked against
+  /// it before anything is allocated.
+  int64_t memory_limit_bytes = 0;
+};
+
+/// Milliseconds spent per stage in the last forward: summed over chunks, averaged over the threads that ran (each
+/// thread runs every stage on its share of the tokens); `total` is the forward's wall time.
+struct LayerTimings {
+  double router = 0, gating = 0, routing = 0, experts = 0, shared = 0, combine = 0, total = 0;
+  int64_t tokens = 0;
+  int64_t chunks = 0;
+};
+
+/// Bytes of the weights a config needs resident (LayerWeights of that config).
+int64_t layer_weight_bytes(const MoeConfig& config);
+/// Bytes of the workspace one thread needs to run `tokens` tokens (the layer plans min(T, chunk) per thread).
+int64_t layer_workspace_bytes(const MoeConfig& config, int64_t tokens);
+/// Memory this process may still take (MemAvailable of /proc/meminfo, or the physical memory elsewhere).
+int64_t available_memory_bytes();
+
+class MoeLayer {
+ public:
+  /// A layer over given weights. Checks every tensor's presence, shape and dtype against the config (ValueError /
+  /// TypeError naming the weight, e.g. "MoeLayer: w13: expected shape [64, 2048, 2048], got ...").
+  MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options = {});
+  ~MoeLayer();
+  MoeLayer(MoeLayer&&) noexcept;
+  MoeLayer& operator=(MoeLayer&&) noexcept;
+
+  /// Deterministic random weights from `seed`, scaled like a trained model: every projection uniform with standard
+  /// deviation 1/sqrt(fan_in) (router included), deepseek_v3's correction bias uniform in [-0.05, 0.05), clip
+  /// factors 1. Quantised configs quantise these float weights per output channel (as `moefuse quantize` does).
+  /// The same seed gives the same weights for any thread count. Refuses (ResourceError, both numbers in the
+  /// message) a config whose weights and workspace do not fit in available memory, before allocating anything.
+  static MoeLayer with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options = {});
+
+  /// Weights of layer `layer_index` read from a Hugging Face checkpoint by the names of spec/layer.md §5
+  /// (docs/layer.md lists them, with the int8 names). Float tensors are converted to the model dtype (RNE); a float
+  /// checkpoint with a quantised config is quantised per output channel on load; an int8 checkpoint needs a
+  /// quantised config. Errors: IoError naming the checkpoint and tensor for a missing tensor; ValueError/TypeError
+  /// for a wrong shape or dtype; ResourceError when it does not fit in memory (checked before reading).
+  static MoeLayer from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
+                                  const LayerOptions& options = {});
+
+  /// Runs the layer on x [T, H] (model dtype, any strides) and returns [T, H] in the model dtype. `is_prefill`
+  /// selects the prefill schedule (tokens cut into chunks of moe_chunk_max_len); decode batches larger than a chunk
+  /// are cut the same way so that memory stays bounded. In ge_graph mode the first forward plans workspaces for
+  /// its chunk size and later forwards of at most that size allocate nothing (forward_out) — a larger one plans
+  /// again. Errors: ValueError/TypeError for x of the wrong rank, width or dtype.
+  Tensor forward(const Tensor& x, bool is_prefill = false);
+  /// As forward(), writing into `out` ([T, H], model dtype, contiguous, writable; must not overlap x).
+  void forward_out(const Tensor& x, bool is_prefill, const Tensor& out);
+
+  const MoeConfig& config() const;
+  const LayerWeights& weights() const;
+  int threads() const;
+  /// Stage times of the last forward.
+  const LayerTimings& last_timings() const;
+  /// Which path the last forward ran: "chain" (the operator chain; the fused path arrives with the speed work,
+  /// until then enable_superkernel runs the chain too).
+  std::string path() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The routing of the last forward (topk indices [T, K] i32 and weights [T, K] model dtype) — for `moefuse verify`.
+struct LayerRouting {
+  Tensor topk_idx;
+  Tensor topk_weight;
+};
+
+/// The layer's math as one plain, single-threaded, unchunked pass of the scalar reference operators
+/// (src/reference), allocating as it goes: the oracle `moefuse verify` compares a layer against. Returns [T, H];
+/// `routing`, when given, receives the gating result.
+Tensor reference_layer_forward(const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
+                               LayerRouting* routing = nullptr);
+
+}  // namespace moefuse

@@ -1,0 +1,287 @@
+#include "layer/chain.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "base/elements.h"
+#include "layer/router.h"
+
+namespace moefuse::layer {
+namespace {
+
+struct Dims {
+  int64_t H, I, E, K, Is;
+  DType model;
+  QuantMode quant;
+};
+
+Dims dims_of(const MoeConfig& c) {
+  return Dims{c.hidden_size, c.moe_intermediate_size, c.num_experts, c.num_experts_per_tok, c.shared_expert_width(),
+              c.dtype, c.quant_mode};
+}
+
+// dtype of h, the first grouped matmul's output: the int32 accumulator (w8a8, dequantised by
+// dequant_swiglu_quant), bf16 (w8a8c8, whose swiglu_clip_quant reads bf16), or the model dtype.
+DType h_dtype(const Dims& d) {
+  if (d.quant == QuantMode::w8a8) return DType::i32;
+  if (d.quant == QuantMode::w8a8c8) return DType::bf16;
+  return d.model;
+}
+
+// Counts as key-value rows for w8a8 (as the seed's W8A8 chain), per-expert counts otherwise.
+int64_t count_type(const Dims& d) { return d.quant == QuantMode::w8a8 ? 2 : 1; }
+
+Shape counts_shape(const Dims& d, int64_t experts) {
+  return count_type(d) == 2 ? Shape{experts, 2} : Shape{experts};
+}
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// A [rows, ...] view of the leading `n` rows.
+Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
+
+// The float or quantised expert MLP over `xq` (rows routed to experts by `group_list`), written into `y`.
+struct MlpArgs {
+  Tensor x;             // [R, H] model dtype or i8
+  Tensor x_scale;       // [R] f32 (quantised)
+  Tensor group_list;    // counts [G] / key-value [G, 2]; undefined = one group over every row
+  Tensor w13, w2;       // logical [G, H, 2W] / [G, W, H] views
+  Tensor w13_scale, w2_scale, smooth2, alpha;
+  Tensor h, a, a_scale, y;
+};
+
+void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
+  GroupedMatmulOptions g1, g2;
+  const bool grouped = m.group_list.defined();
+  if (grouped) {
+    g1.group_type = 0;
+    g1.group_list = m.group_list;
+    g1.group_list_type = m.group_list.dim() == 2 ? 2 : 1;
+  }
+  g2.group_type = g1.group_type;
+  g2.group_list = g1.group_list;
+  g2.group_list_type = g1.group_list_type;
+  // Ungrouped (the shared expert of the float and w8a8 chains): one plain matmul over a [1, K, N] weight.
+  const Tensor& w13 = m.w13;
+  const Tensor& w2 = m.w2;
+
+  if (d.quant == QuantMode::none) {
+    ops.grouped_matmul(m.x, w13, g1, m.h);
+    ops.swiglu(m.h, m.a);
+    ops.grouped_matmul(m.a, w2, g2, m.y);
+    return;
+  }
+  const Tensor& w13_scale = m.w13_scale;
+  g2.scale = m.w2_scale;
+  g2.per_token_scale = m.a_scale;
+  g2.output_dtype = d.model;
+  if (d.quant == QuantMode::w8a8) {
+    g1.output_dtype = DType::i32;
+    ops.grouped_matmul(m.x, w13, g1, m.h);
+    DequantSwigluQuantOptions q;
+    q.weight_scale = w13_scale;
+    q.activation_scale = m.x_scale;
+    q.quant_scale = grouped ? m.smooth2 : Tensor{};
+    q.group_index = grouped ? m.group_list : Tensor{};
+    q.activate_left = true;
+    q.quant_mode = 1;
+    ops.dequant_swiglu_quant(m.h, q, DequantSwigluQuantResult{m.a, m.a_scale});
+  } else {  // w8a8c8
+    g1.scale = w13_scale;
+    g1.per_token_scale = m.x_scale;
+    g1.output_dtype = DType::bf16;
+    ops.grouped_matmul(m.x, w13, g1, m.h);
+    SwigluClipQuantOptions q;
+    q.activate_left = true;
+    ops.swiglu_clip_quant(m.h, m.group_list, m.alpha, q, SwigluClipQuantResult{m.a, m.a_scale});
+  }
+  ops.grouped_matmul(m.a, w2, g2, m.y);
+}
+
+}  // namespace
+
+int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity) {
+  const Dims d = dims_of(config);
+  const int64_t T = capacity, R = T * d.K, ms = int64_t(dtype_size(d.model));
+  const bool quant = d.quant != QuantMode::none;
+  const int64_t xs = quant ? 1 : ms, hs = int64_t(dtype_size(h_dtype(d))), as = quant ? 1 : ms;
+  int64_t b = T * d.E * 4 * 2 + T * d.K * (4 + 4 + 2 * ms);  // logits, scores, topk weights/idx
+  if (config.router_logits_dtype == RouterLogitsDtype::model) b += T * d.E * ms;
+  b += R * d.H * xs + R * 4 + d.E * 16 + R * 4;                  // routing
+  b += R * 2 * d.I * hs + R * d.I * as + R * 4 + R * d.H * ms;   // experts
+  if (d.Is > 0) b += T * (4 + d.H + 4 + 4 + 2 * d.Is * hs + d.Is * as + 4 + 2 * d.H * ms + 4) + 16;
+  return b;
+}
+
+ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity) {
+  const Dims d = dims_of(config);
+  const int64_t T = capacity, R = T * d.K;
+  const bool quant = d.quant != QuantMode::none;
+  ChainBuffers b;
+  b.capacity = T;
+  b.logits = Tensor::empty(DType::f32, {T, d.E});
+  const bool model_logits = config.router_logits_dtype == RouterLogitsDtype::model;
+  if (model_logits) b.logits_model = Tensor::empty(d.model, {T, d.E});
+  const DType logits_dtype = model_logits ? d.model : DType::f32;
+  b.topk_weight = Tensor::empty(logits_dtype, {T, d.K});
+  if (logits_dtype != d.model) b.topk_weight_model = Tensor::empty(d.model, {T, d.K});
+  b.topk_idx = Tensor::empty(DType::i32, {T, d.K});
+  b.scores = Tensor::empty(DType::f32, {T, d.E});
+  b.expanded_x = Tensor::empty(quant ? DType::i8 : d.model, {R, d.H});
+  b.expanded_row_idx = Tensor::empty(DType::i32, {R});
+  b.counts = Tensor::empty(DType::i64, counts_shape(d, d.E));
+  b.expanded_scale = Tensor::empty(DType::f32, {R});
+  b.h = Tensor::empty(h_dtype(d), {R, 2 * d.I});
+  b.a = Tensor::empty(quant ? DType::i8 : d.model, {R, d.I});
+  b.a_scale = Tensor::empty(DType::f32, {R});
+  b.y = Tensor::empty(d.model, {R, d.H});
+  if (d.Is > 0) {
+    if (quant) {
+      b.shared_idx = Tensor::zeros(DType::i32, {T, 1});
+      b.shared_x = Tensor::empty(DType::i8, {T, d.H});
+      b.shared_row_idx = Tensor::empty(DType::i32, {T});
+      b.shared_counts = Tensor::empty(DType::i64, counts_shape(d, 1));
+      b.shared_x_scale = Tensor::empty(DType::f32, {T});
+      b.unit_alpha = Tensor::full(DType::f32, {1}, 1.0);
+    }
+    b.shared_h = Tensor::empty(h_dtype(d), {T, 2 * d.Is});
+    b.shared_a = Tensor::empty(quant ? DType::i8 : d.model, {T, d.Is});
+    b.shared_a_scale = Tensor::empty(DType::f32, {T});
+    b.shared_y = Tensor::empty(d.model, {T, d.H});
+    if (config.shared_expert_gated()) {
+      b.shared_gate_logit = Tensor::empty(DType::f32, {T, 1});
+      b.shared_out = Tensor::empty(d.model, {T, d.H});
+    }
+  }
+  return b;
+}
+
+void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const Tensor& x,
+               const Tensor& out, ChainBuffers& b, LayerTimings* timings, LayerRouting* routing) {
+  const Dims d = dims_of(config);
+  const int64_t T = x.size(0), R = T * d.K;
+  const bool quant = d.quant != QuantMode::none;
+  LayerTimings local;
+  LayerTimings& t = timings ? *timings : local;
+  if (T == 0) return;
+
+  // 1. router: fp32 logits (rounded to the model dtype when configured).
+  auto t0 = Clock::now();
+  const Tensor logits = rows(b.logits, T);
+  router_logits(x, w.router, logits);
+  Tensor gate_in = logits;
+  if (b.logits_model.defined()) {
+    gate_in = rows(b.logits_model, T);
+    round_to(logits, gate_in);
+  }
+  t.router += ms_since(t0);
+
+  // 2. gating (layer.md §1 step 2).
+  t0 = Clock::now();
+  GatingTopKOptions go;
+  go.bias = w.router_bias;
+  go.k_group = config.topk_group;
+  go.group_count = config.n_group;
+  go.routed_scaling_factor = config.routed_scaling_factor;
+  go.eps = 1e-20;
+  if (config.scoring_func == ScoringFunc::sigmoid) {
+    go.norm_type = 1;
+    go.group_select_mode = 1;
+    go.renorm = 0;
+  } else {
+    go.norm_type = 0;
+    go.group_select_mode = 0;
+    go.renorm = config.norm_topk_prob ? 1 : 0;
+  }
+  const Tensor topk_weight = rows(b.topk_weight, T), topk_idx = rows(b.topk_idx, T);
+  ops.gating_top_k(gate_in, d.K, go, GatingTopKResult{topk_weight, topk_idx, rows(b.scores, T)});
+  Tensor scales = topk_weight;
+  if (b.topk_weight_model.defined()) {
+    scales = rows(b.topk_weight_model, T);
+    round_to(topk_weight, scales);
+  }
+  if (routing) *routing = LayerRouting{topk_idx, scales};
+  t.gating += ms_since(t0);
+
+  // 3. routing (init_routing_v2, dropless, token-major, dynamic int8 for the quantised chains).
+  t0 = Clock::now();
+  InitRoutingV2Options ro;
+  ro.active_num = R;
+  ro.expert_num = d.E;
+  ro.expert_tokens_num_type = count_type(d);
+  ro.expert_tokens_num_flag = true;
+  ro.row_idx_type = 0;
+  ro.quant_mode = quant ? 1 : -1;
+  if (quant) ro.scale = w.smooth_scale1;
+  const Tensor expanded_x = rows(b.expanded_x, R), expanded_row_idx = rows(b.expanded_row_idx, R);
+  const Tensor expanded_scale = rows(b.expanded_scale, R);
+  ops.init_routing_v2(x, topk_idx, ro, InitRoutingV2Result{expanded_x, expanded_row_idx, b.counts, expanded_scale});
+  t.routing += ms_since(t0);
+
+  // 4. routed experts.
+  t0 = Clock::now();
+  MlpArgs m;
+  m.x = expanded_x;
+  m.x_scale = expanded_scale;
+  m.group_list = b.counts;
+  m.w13 = w.w13.transpose(1, 2);
+  m.w2 = w.w2.transpose(1, 2);
+  m.w13_scale = w.w13_scale;
+  m.w2_scale = w.w2_scale;
+  m.smooth2 = w.smooth_scale2;
+  m.alpha = w.clip_alpha;
+  m.h = rows(b.h, R);
+  m.a = rows(b.a, R);
+  m.a_scale = rows(b.a_scale, R);
+  m.y = rows(b.y, R);
+  run_mlp(ops, d, m);
+  t.experts += ms_since(t0);
+
+  // 5. shared expert: the same MLP over every token, as one group; qwen2_moe gates it with sigmoid(x . Wsg^T).
+  Tensor skip1;
+  if (d.Is > 0) {
+    t0 = Clock::now();
+    MlpArgs s;
+    s.x = x;
+    if (quant) {
+      InitRoutingV2Options so;
+      so.active_num = T;
+      so.expert_num = 1;
+      so.expert_tokens_num_type = count_type(d);
+      so.expert_tokens_num_flag = true;
+      so.quant_mode = 1;
+      s.x = rows(b.shared_x, T);
+      s.x_scale = rows(b.shared_x_scale, T);
+      ops.init_routing_v2(x, rows(b.shared_idx, T), so,
+                          InitRoutingV2Result{s.x, rows(b.shared_row_idx, T), b.shared_counts, s.x_scale});
+      // w8a8c8's swiglu_clip_quant needs its group counts and a clip factor (1: no clipping).
+      if (d.quant == QuantMode::w8a8c8) s.group_list = b.shared_counts;
+      s.alpha = b.unit_alpha;
+    }
+    s.w13 = w.shared_w13.transpose(1, 2);
+    s.w2 = w.shared_w2.transpose(1, 2);
+    s.w13_scale = w.shared_w13_scale;
+    s.w2_scale = w.shared_w2_scale;
+    s.h = rows(b.shared_h, T);
+    s.a = rows(b.shared_a, T);
+    s.a_scale = rows(b.shared_a_scale, T);
+    s.y = rows(b.shared_y, T);
+    run_mlp(ops, d, s);
+    skip1 = s.y;
+    if (config.shared_expert_gated()) {
+      const Tensor gate_logit = rows(b.shared_gate_logit, T);
+      router_logits(x, w.shared_gate, gate_logit);
+      skip1 = rows(b.shared_out, T);
+      apply_sigmoid_gate(gate_logit, s.y, skip1);
+    }
+    t.shared += ms_since(t0);
+  }
+
+  // 6. combine: out = skip1 + sum_k topk_weight[t, k] * y[row of (t, k)], in slot order.
+  t0 = Clock::now();
+  ops.finalize_routing(m.y, skip1, scales, expanded_row_idx, out);
+  t.combine += ms_since(t0);
+}
+
+}  // namespace moefuse::layer

@@ -1,0 +1,56 @@
+// The layer's operator chain (spec/layer.md §1) over one batch of tokens, into planned buffers.
+#pragma once
+
+#include <cstdint>
+
+#include "layer/chain_ops.h"
+#include "moefuse/config.h"
+#include "moefuse/layer.h"
+
+namespace moefuse::layer {
+
+/// Every intermediate tensor of the chain, sized for up to `capacity` tokens. A run over T <= capacity tokens
+/// uses the leading rows (views, no allocation).
+struct ChainBuffers {
+  int64_t capacity = 0;
+  Tensor logits;            // [T, E] f32
+  Tensor logits_model;      // [T, E] model dtype (router_logits_dtype = model only)
+  Tensor topk_weight;       // [T, K] logits dtype
+  Tensor topk_weight_model; // [T, K] model dtype (only when the logits are f32 and the model is not)
+  Tensor topk_idx;          // [T, K] i32
+  Tensor scores;            // [T, E] f32: gating_top_k's `out` (not requested; written as zeros)
+  Tensor expanded_x;        // [T*K, H] model dtype or i8
+  Tensor expanded_row_idx;  // [T*K] i32
+  Tensor counts;            // [E] i64 (count) or [E, 2] i64 (key-value, w8a8)
+  Tensor expanded_scale;    // [T*K] f32
+  Tensor h;                 // [T*K, 2I] model dtype, i32 (w8a8) or bf16 (w8a8c8)
+  Tensor a;                 // [T*K, I] model dtype or i8
+  Tensor a_scale;           // [T*K] f32
+  Tensor y;                 // [T*K, H] model dtype
+  // Shared expert (width Is); undefined without one.
+  Tensor shared_idx;        // [T, 1] i32 zeros: routes every token to the one shared "expert" (quantised chains)
+  Tensor shared_x;          // [T, H] i8
+  Tensor shared_row_idx;    // [T] i32
+  Tensor shared_counts;     // [1] or [1, 2] i64
+  Tensor shared_x_scale;    // [T] f32
+  Tensor shared_h;          // [T, 2Is]
+  Tensor shared_a;          // [T, Is]
+  Tensor shared_a_scale;    // [T] f32
+  Tensor shared_y;          // [T, H] model dtype
+  Tensor shared_gate_logit; // [T, 1] f32 (qwen2_moe)
+  Tensor shared_out;        // [T, H] model dtype: the gated shared output (qwen2_moe)
+  Tensor unit_alpha;        // [1] f32 = 1: the shared expert's clip factor (w8a8c8)
+};
+
+/// Allocates buffers for up to `capacity` tokens.
+ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity);
+
+/// Bytes plan_chain_buffers(config, capacity) allocates.
+int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity);
+
+/// out[T, H] = the layer on x[T, H] (T <= buffers.capacity), running the operators of `ops`. Adds the time of each
+/// stage to `timings` (when given). `routing`, when given, receives views of topk_idx and the model-dtype weights.
+void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
+               const Tensor& out, ChainBuffers& buffers, LayerTimings* timings, LayerRouting* routing = nullptr);
+
+}  // namespace moefuse::layer

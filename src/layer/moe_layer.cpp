@@ -1,0 +1,214 @@
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "base/check.h"
+#include "base/thread_pool.h"
+#include "layer/chain.h"
+#include "layer/weights.h"
+#include "moefuse/error.h"
+#include "moefuse/io.h"
+#include "moefuse/layer.h"
+
+namespace moefuse {
+namespace {
+
+constexpr const char* kOp = "MoeLayer";
+
+int resolve_threads(int threads) {
+  if (threads < 0) check::fail_value(kOp, "threads", "0 (every core) or a positive count", std::to_string(threads));
+  return threads;
+}
+
+// Tokens each thread plans for when a forward of T tokens is split over `threads` threads, chunk by chunk.
+int64_t per_thread_tokens(const MoeConfig& c, int64_t T, int threads) {
+  const int64_t chunk = std::min(T, c.moe_chunk_max_len);
+  return (chunk + threads - 1) / threads;
+}
+
+std::string gib(int64_t bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(int64_t(1) << 30));
+  return buf;
+}
+
+// Refuses, before anything is allocated, a layer whose weights plus the workspaces of one full chunk do not fit in
+// the memory it may take, keeping a margin (a tenth of it) for the rest of the process and the system.
+void check_fits(const MoeConfig& c, int threads, int64_t limit) {
+  const int64_t available = limit > 0 ? limit : available_memory_bytes();
+  const int64_t weights = layer_weight_bytes(c);
+  const int64_t workspace = threads * layer_workspace_bytes(c, per_thread_tokens(c, c.moe_chunk_max_len, threads));
+  const int64_t need = weights + workspace;
+  const int64_t usable = available - available / 10;
+  if (need > usable)
+    throw ResourceError("MoeLayer: memory: expected the layer to fit in " + std::to_string(usable) + " bytes (" +
+                        gib(usable) + ": 90% of the " + std::to_string(available) + " bytes available), got " +
+                        std::to_string(need) + " bytes needed (" + gib(need) + ": " + std::to_string(weights) +
+                        " of weights, " + std::to_string(workspace) + " of workspace)");
+}
+
+}  // namespace
+
+int64_t layer_weight_bytes(const MoeConfig& c) {
+  const int64_t E = c.num_experts, H = c.hidden_size, I = c.moe_intermediate_size, Is = c.shared_expert_width();
+  const bool quant = c.quant_mode != QuantMode::none;
+  const int64_t ms = int64_t(dtype_size(c.dtype)), ws = quant ? 1 : ms;
+  int64_t b = E * H * ms + E * 3 * I * H * ws;
+  if (c.model_type == ModelType::deepseek_v3) b += E * 4;
+  if (quant) b += E * (2 * I + H) * 4 + E * 4;
+  if (Is > 0) b += 3 * Is * H * ws + (quant ? (2 * Is + H) * 4 : 0) + (c.shared_expert_gated() ? H * ms : 0);
+  return b;
+}
+
+int64_t layer_workspace_bytes(const MoeConfig& c, int64_t tokens) { return layer::chain_buffer_bytes(c, tokens); }
+
+int64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? int64_t(pages) * page : 0;
+}
+
+struct MoeLayer::Impl {
+  MoeConfig config;
+  LayerWeights weights;
+  ThreadPool pool;
+  std::vector<layer::ChainBuffers> buffers;  // one per thread (graph mode keeps them between forwards)
+  std::vector<LayerTimings> thread_timings;
+  LayerTimings timings;
+
+  Impl(const MoeConfig& c, LayerWeights w, int threads)
+      : config(c), weights(std::move(w)), pool(threads), buffers(size_t(pool.size())),
+        thread_timings(size_t(pool.size())) {}
+};
+
+MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options) {
+  validate(config, "MoeLayer config");
+  layer::validate_weights(config, weights);
+  impl_ = std::make_unique<Impl>(config, std::move(weights), resolve_threads(options.threads));
+}
+
+MoeLayer::~MoeLayer() = default;
+MoeLayer::MoeLayer(MoeLayer&&) noexcept = default;
+MoeLayer& MoeLayer::operator=(MoeLayer&&) noexcept = default;
+
+MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
+  validate(config, "MoeLayer config");
+  ThreadPool pool(resolve_threads(options.threads));
+  check_fits(config, pool.size(), options.memory_limit_bytes);
+  return MoeLayer(config, layer::random_weights(config, seed, pool), options);
+}
+
+MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
+                                   const LayerOptions& options) {
+  validate(config, "MoeLayer config");
+  ThreadPool pool(resolve_threads(options.threads));
+  check_fits(config, pool.size(), options.memory_limit_bytes);
+  return MoeLayer(config, layer::checkpoint_weights(config, checkpoint, layer_index, pool), options);
+}
+
+const MoeConfig& MoeLayer::config() const { return impl_->config; }
+const LayerWeights& MoeLayer::weights() const { return impl_->weights; }
+int MoeLayer::threads() const { return impl_->pool.size(); }
+const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
+std::string MoeLayer::path() const { return "chain"; }
+
+Tensor MoeLayer::forward(const Tensor& x, bool is_prefill) {
+  check::rank(kOp, "x", x, 2);
+  Tensor out = Tensor::empty(impl_->config.dtype, {x.size(0), impl_->config.hidden_size});
+  forward_out(x, is_prefill, out);
+  return out;
+}
+
+void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) {
+  // Prefill and decode run the same chunked schedule: chunks bound the workspace, and a token's result does not
+  // depend on its batch (decisions.md §6), so neither the chunking nor the split between threads changes a bit.
+  (void)is_prefill;
+  Impl& m = *impl_;
+  const MoeConfig& c = m.config;
+  check::rank(kOp, "x", x, 2);
+  check::dtype_in(kOp, "x", x, {c.dtype});
+  if (x.size(1) != c.hidden_size)
+    check::fail_value(kOp, "x", "shape [T, " + std::to_string(c.hidden_size) + "] (hidden_size)", x.shape().str());
+  check::output(kOp, "out", out, c.dtype, {x.size(0), c.hidden_size});
+
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t T = x.size(0);
+  const int threads = m.pool.size();
+  const bool graph = c.exe_mode == ExeMode::ge_graph;
+  const int64_t need = T > 0 ? per_thread_tokens(c, T, threads) : 0;
+  for (int i = 0; i < threads; ++i) {
+    layer::ChainBuffers& b = m.buffers[size_t(i)];
+    // Graph mode plans once per bound and reuses; eager mode plans for this forward only.
+    if (!graph || b.capacity < need) b = layer::plan_chain_buffers(c, need);
+    m.thread_timings[size_t(i)] = LayerTimings{};
+  }
+  int64_t chunks = 0;
+  for (int64_t c0 = 0; c0 < T; c0 += c.moe_chunk_max_len) {
+    const int64_t len = std::min(c.moe_chunk_max_len, T - c0);
+    const int64_t share = (len + threads - 1) / threads;
+    const int64_t parts = (len + share - 1) / share;
+    m.pool.parallel_for(parts, [&](int64_t p) {
+      const int64_t begin = c0 + p * share, n = std::min(share, c0 + len - begin);
+      layer::run_chain(layer::operator_chain_ops(), c, m.weights, x.narrow(0, begin, n), out.narrow(0, begin, n),
+                       m.buffers[size_t(p)], &m.thread_timings[size_t(p)]);
+    });
+    ++chunks;
+  }
+  if (!graph)
+    for (layer::ChainBuffers& b : m.buffers) b = layer::ChainBuffers{};
+
+  LayerTimings t;
+  int used = 0;
+  for (const LayerTimings& tt : m.thread_timings) {
+    if (tt.router + tt.gating + tt.routing + tt.experts + tt.shared + tt.combine == 0) continue;
+    t.router += tt.router;
+    t.gating += tt.gating;
+    t.routing += tt.routing;
+    t.experts += tt.experts;
+    t.shared += tt.shared;
+    t.combine += tt.combine;
+    ++used;
+  }
+  if (used > 1) {
+    t.router /= used;
+    t.gating /= used;
+    t.routing /= used;
+    t.experts /= used;
+    t.shared /= used;
+    t.combine /= used;
+  }
+  t.tokens = T;
+  t.chunks = chunks;
+  t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  m.timings = t;
+}
+
+Tensor reference_layer_forward(const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
+                               LayerRouting* routing) {
+  validate(config, "reference_layer_forward config");
+  layer::validate_weights(config, weights);
+  check::rank("reference_layer_forward", "x", x, 2);
+  check::dtype_in("reference_layer_forward", "x", x, {config.dtype});
+  if (x.size(1) != config.hidden_size)
+    check::fail_value("reference_layer_forward", "x",
+                      "shape [T, " + std::to_string(config.hidden_size) + "] (hidden_size)", x.shape().str());
+  const int64_t T = x.size(0);
+  Tensor out = Tensor::empty(config.dtype, {T, config.hidden_size});
+  layer::ChainBuffers b = layer::plan_chain_buffers(config, T);
+  LayerRouting r;
+  layer::run_chain(layer::reference_chain_ops(), config, weights, x, out, b, nullptr, &r);
+  // The routing views point into `b`; hand out copies that outlive it.
+  if (routing) *routing = LayerRouting{r.topk_idx.defined() ? r.topk_idx.clone() : Tensor::empty(DType::i32, {0, config.num_experts_per_tok}),
+                                       r.topk_weight.defined() ? r.topk_weight.clone() : Tensor::empty(config.dtype, {0, config.num_experts_per_tok})};
+  return out;
+}
+
+}  // namespace moefuse

@@ -1,0 +1,34 @@
+#include "layer/router.h"
+
+#include <cmath>
+
+#include "base/elements.h"
+#include "reference/grouped_matmul.h"
+
+namespace moefuse::layer {
+
+void router_logits(const Tensor& x, const Tensor& weight, const Tensor& out) {
+  // The grouped-matmul reference with an f32 output: it accumulates with the documented fma order and stores in
+  // the output's dtype, which the public operator (output = x's dtype) cannot express.
+  reference::GroupedMatmulArgs a;
+  a.x = x;
+  a.weight = weight.transpose(0, 1);  // [H, E] view of the [E, H] storage
+  reference::grouped_matmul(a, out);
+}
+
+void round_to(const Tensor& src, const Tensor& dst) {
+  for (int64_t i = 0; i < src.numel(); ++i)
+    store_element_f32(dst.data(), dst.dtype(), i, load_element_f32(src.data(), src.dtype(), i));
+}
+
+void apply_sigmoid_gate(const Tensor& gate_logit, const Tensor& y, const Tensor& out) {
+  const int64_t T = y.size(0), H = y.size(1);
+  const float* g = gate_logit.data_as<const float>();
+  for (int64_t t = 0; t < T; ++t) {
+    const float s = 1.0f / (1.0f + std::exp(-g[t]));
+    for (int64_t h = 0; h < H; ++h)
+      store_element_f32(out.data(), out.dtype(), t * H + h, s * load_element_f32(y.data(), y.dtype(), t * H + h));
+  }
+}
+
+}  // namespace moefuse::layer

@@ -1,0 +1,410 @@
+#include "layer/weights.h"
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "base/check.h"
+#include "base/elements.h"
+#include "base/quantize.h"
+#include "moefuse/error.h"
+
+namespace moefuse::layer {
+namespace {
+
+constexpr const char* kOp = "MoeLayer";
+
+bool quantised(const MoeConfig& c) { return c.quant_mode != QuantMode::none; }
+DType storage_dtype(const MoeConfig& c) { return quantised(c) ? DType::i8 : c.dtype; }
+
+// ---- filling one projection --------------------------------------------------------------------------------------
+
+// Produces row r (of `in` fp32 values) of an [out, in] projection.
+using RowSource = std::function<void(int64_t r, float* row)>;
+
+// Writes rows [0, out) of a projection into storage[e, row0 + r, :] — converted to the model dtype (RNE), or, for
+// the quantised chains, quantised per output channel (quantize_row_dynamic: scale = max|w| / 127) with the scale
+// in scales[e, row0 + r].
+void fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in,
+                     const RowSource& source) {
+  std::vector<float> row(size_t(in > 0 ? in : 1));
+  const int64_t rows_per_expert = storage.size(1);
+  for (int64_t r = 0; r < out; ++r) {
+    source(r, row.data());
+    const int64_t flat_row = e * rows_per_expert + row0 + r;
+    if (storage.dtype() == DType::i8) {
+      int8_t* dst = storage.data_as<int8_t>() + flat_row * in;
+      scales.data_as<float>()[e * scales.size(1) + row0 + r] = quantize_row_dynamic(row.data(), in, dst);
+    } else {
+      for (int64_t i = 0; i < in; ++i) store_element_f32(storage.data(), storage.dtype(), flat_row * in + i, row[size_t(i)]);
+    }
+  }
+}
+
+// ---- random initialisation ---------------------------------------------------------------------------------------
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Uniform in [-1, 1) from a hash (24 bits, exact in fp32).
+float uniform_pm1(uint64_t h) { return float(int64_t(h >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23)); }
+
+// A counter-based stream: value i of stream `key` depends only on (seed, key, i), so any thread count and any
+// fill order give the same weights.
+struct RandomStream {
+  uint64_t base;
+  float scale;  // values are uniform in [-scale, scale)
+  float at(uint64_t i) const { return scale * uniform_pm1(splitmix64(base + i * 0x632be59bd9b4e019ull)); }
+};
+
+RandomStream stream(uint64_t seed, uint64_t tensor_id, uint64_t expert, float stddev) {
+  // Uniform on [-a, a) has standard deviation a / sqrt(3).
+  return RandomStream{splitmix64(seed ^ splitmix64(tensor_id * 1000003ull + expert)), stddev * std::sqrt(3.0f)};
+}
+
+RowSource random_rows(RandomStream s, int64_t in) {
+  return [s, in](int64_t r, float* row) {
+    for (int64_t i = 0; i < in; ++i) row[i] = s.at(uint64_t(r * in + i));
+  };
+}
+
+// v rounded (RNE) to the model dtype and widened back: what a checkpoint in that dtype would hold.
+float load_rounded(float v, DType model) {
+  if (model == DType::bf16) return to_f32(to_bf16(v));
+  if (model == DType::f16) return to_f32(to_f16(v));
+  return v;
+}
+
+struct Shapes {
+  int64_t E, H, I, Is;
+};
+Shapes shapes_of(const MoeConfig& c) {
+  return Shapes{c.num_experts, c.hidden_size, c.moe_intermediate_size, c.shared_expert_width()};
+}
+
+LayerWeights allocate(const MoeConfig& c) {
+  const Shapes s = shapes_of(c);
+  const DType st = storage_dtype(c);
+  LayerWeights w;
+  w.router = Tensor::empty(c.dtype, {s.E, s.H});
+  if (c.model_type == ModelType::deepseek_v3) w.router_bias = Tensor::zeros(DType::f32, {s.E});
+  w.w13 = Tensor::empty(st, {s.E, 2 * s.I, s.H});
+  w.w2 = Tensor::empty(st, {s.E, s.H, s.I});
+  if (quantised(c)) {
+    w.w13_scale = Tensor::empty(DType::f32, {s.E, 2 * s.I});
+    w.w2_scale = Tensor::empty(DType::f32, {s.E, s.H});
+    if (c.quant_mode == QuantMode::w8a8c8) w.clip_alpha = Tensor::full(DType::f32, {s.E}, 1.0);
+  }
+  if (s.Is > 0) {
+    w.shared_w13 = Tensor::empty(st, {1, 2 * s.Is, s.H});
+    w.shared_w2 = Tensor::empty(st, {1, s.H, s.Is});
+    if (quantised(c)) {
+      w.shared_w13_scale = Tensor::empty(DType::f32, {1, 2 * s.Is});
+      w.shared_w2_scale = Tensor::empty(DType::f32, {1, s.H});
+    }
+    if (c.shared_expert_gated()) w.shared_gate = Tensor::empty(c.dtype, {1, s.H});
+  }
+  return w;
+}
+
+// One unit of weight-filling work: a projection of one expert (or the router, the shared expert, ...).
+struct FillTask {
+  Tensor storage, scales;
+  int64_t e, row0, out, in;
+  RowSource source;
+};
+
+void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool) {
+  pool.parallel_for(int64_t(tasks.size()), [&](int64_t i) {
+    const FillTask& t = tasks[size_t(i)];
+    fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source);
+  });
+}
+
+// Views a 2-D [out, in] tensor as the single "expert" of a [1, out, in] storage for fill_projection.
+Tensor as_expert(const Tensor& t2d) { return t2d.reshape({1, t2d.size(0), t2d.size(1)}); }
+
+// ---- checkpoints ---------------------------------------------------------------------------------------------------
+
+std::string shape_words(std::initializer_list<std::pair<const char*, int64_t>> dims) {
+  std::string names = "[", values = "[";
+  size_t i = 0;
+  for (auto [n, v] : dims) {
+    if (i++) {
+      names += ", ";
+      values += ", ";
+    }
+    names += n;
+    values += std::to_string(v);
+  }
+  return names + "] = " + values + "]";
+}
+
+// The checkpoint tensor `name`, checked to be 2-D [out, in] of a float or int8 dtype.
+Tensor projection_tensor(const Checkpoint& ck, const std::string& name, int64_t out, int64_t in, const char* out_name,
+                         const char* in_name) {
+  Tensor t = ck.get(name);
+  if (t.dim() != 2 || t.size(0) != out || t.size(1) != in)
+    throw ValueError(ck.path() + ": " + name + ": expected shape " + shape_words({{out_name, out}, {in_name, in}}) +
+                     ", got " + t.shape().str());
+  if (!dtype_is_float(t.dtype()) && t.dtype() != DType::i8)
+    throw TypeError(ck.path() + ": " + name + ": expected dtype f32, bf16, f16 or i8, got " +
+                    std::string(dtype_name(t.dtype())));
+  return t;
+}
+
+// Per-output-channel scales of an int8 projection: [out] or [out, 1], f32/bf16/f16, widened to f32.
+Tensor scale_tensor(const Checkpoint& ck, const std::string& name, int64_t out) {
+  Tensor t = ck.get(name);
+  const bool ok_shape = (t.dim() == 1 && t.size(0) == out) || (t.dim() == 2 && t.size(0) == out && t.size(1) == 1);
+  if (!ok_shape)
+    throw ValueError(ck.path() + ": " + name + ": expected shape [" + std::to_string(out) + "] or [" +
+                     std::to_string(out) + ", 1], got " + t.shape().str());
+  if (!dtype_is_float(t.dtype()))
+    throw TypeError(ck.path() + ": " + name + ": expected dtype f32, bf16 or f16, got " +
+                    std::string(dtype_name(t.dtype())));
+  return t;
+}
+
+RowSource tensor_rows(const Tensor& t) {
+  return [t](int64_t r, float* row) {
+    const int64_t in = t.size(1);
+    for (int64_t i = 0; i < in; ++i) row[i] = load_element_f32(t.data(), t.dtype(), r * t.stride(0) + i * t.stride(1));
+  };
+}
+
+// Loads one [out, in] projection of a checkpoint into storage rows [row0, row0 + out) of expert e.
+void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string& name, const Tensor& storage,
+                     const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in, const char* out_name,
+                     const char* in_name, std::vector<FillTask>& tasks) {
+  Tensor t = projection_tensor(ck, name, out, in, out_name, in_name);
+  if (t.dtype() == DType::i8) {
+    if (!quantised(c))
+      throw ValueError(ck.path() + ": " + name + ": expected a float tensor for quant_mode none (int8 weights need " +
+                       "quant_mode w8a8 or w8a8c8), got i8");
+    // int8 rows are copied as they are; their scales come from the checkpoint.
+    const std::string scale_name = name.substr(0, name.size() - std::string("weight").size()) + "weight_scale";
+    Tensor s = scale_tensor(ck, scale_name, out);
+    const int64_t rows_per_expert = storage.size(1);
+    for (int64_t r = 0; r < out; ++r) {
+      std::memcpy(storage.data_as<int8_t>() + (e * rows_per_expert + row0 + r) * in,
+                  static_cast<const int8_t*>(t.data()) + r * t.stride(0), size_t(in));
+      scales.data_as<float>()[e * scales.size(1) + row0 + r] = load_element_f32(s.data(), s.dtype(), r * s.stride(0));
+    }
+    return;
+  }
+  tasks.push_back(FillTask{storage, scales, e, row0, out, in, tensor_rows(t)});
+}
+
+// An optional per-expert vector [n] of the checkpoint, widened into row e of `dst` ([E, n] f32).
+bool load_vector(const Checkpoint& ck, const std::string& name, int64_t n, const Tensor& dst, int64_t e) {
+  if (!ck.has(name)) return false;
+  Tensor t = ck.get(name);
+  if (t.numel() != n || !dtype_is_float(t.dtype()))
+    throw ValueError(ck.path() + ": " + name + ": expected a float tensor of " + std::to_string(n) +
+                     " elements, got " + t.describe());
+  const Tensor flat = t.contiguous();
+  for (int64_t i = 0; i < n; ++i)
+    dst.data_as<float>()[e * n + i] = load_element_f32(flat.data(), flat.dtype(), i);
+  return true;
+}
+
+}  // namespace
+
+std::string moe_prefix(const MoeConfig& c, int64_t layer_index) {
+  return "model.layers." + std::to_string(layer_index) +
+         (c.model_type == ModelType::mixtral ? ".block_sparse_moe" : ".mlp");
+}
+
+ProjectionNames projection_names(const MoeConfig& c) {
+  if (c.model_type == ModelType::mixtral) return ProjectionNames{"w1", "w3", "w2"};
+  return ProjectionNames{"gate_proj", "up_proj", "down_proj"};
+}
+
+static std::string shared_prefix(const MoeConfig& c, const std::string& prefix) {
+  return prefix + (c.model_type == ModelType::qwen2_moe ? ".shared_expert" : ".shared_experts");
+}
+
+void validate_weights(const MoeConfig& c, const LayerWeights& w) {
+  const Shapes s = shapes_of(c);
+  const DType st = storage_dtype(c);
+  auto need = [&](const char* name, const Tensor& t, DType dt, const Shape& shape) {
+    check::defined(kOp, name, t);
+    check::dtype_in(kOp, name, t, {dt});
+    check::shape_is(kOp, name, t, shape);
+  };
+  auto absent = [&](const char* name, const Tensor& t, const char* why) {
+    if (t.defined()) check::fail_value(kOp, name, std::string("none (") + why + ")", t.describe());
+  };
+  need("router", w.router, c.dtype, {s.E, s.H});
+  if (c.model_type == ModelType::deepseek_v3) need("router_bias", w.router_bias, DType::f32, {s.E});
+  else absent("router_bias", w.router_bias, "only deepseek_v3 has a correction bias");
+  need("w13", w.w13, st, {s.E, 2 * s.I, s.H});
+  need("w2", w.w2, st, {s.E, s.H, s.I});
+  if (quantised(c)) {
+    need("w13_scale", w.w13_scale, DType::f32, {s.E, 2 * s.I});
+    need("w2_scale", w.w2_scale, DType::f32, {s.E, s.H});
+    if (w.smooth_scale1.defined()) need("smooth_scale1", w.smooth_scale1, DType::f32, {s.E, s.H});
+    if (c.quant_mode == QuantMode::w8a8c8) {
+      need("clip_alpha", w.clip_alpha, DType::f32, {s.E});
+      absent("smooth_scale2", w.smooth_scale2, "w8a8c8 has no second smooth scale");
+    } else if (w.smooth_scale2.defined()) {
+      need("smooth_scale2", w.smooth_scale2, DType::f32, {s.E, s.I});
+    }
+  }
+  if (s.Is > 0) {
+    need("shared_w13", w.shared_w13, st, {1, 2 * s.Is, s.H});
+    need("shared_w2", w.shared_w2, st, {1, s.H, s.Is});
+    if (quantised(c)) {
+      need("shared_w13_scale", w.shared_w13_scale, DType::f32, {1, 2 * s.Is});
+      need("shared_w2_scale", w.shared_w2_scale, DType::f32, {1, s.H});
+    }
+    if (c.shared_expert_gated()) need("shared_gate", w.shared_gate, c.dtype, {1, s.H});
+  } else {
+    absent("shared_w13", w.shared_w13, "the config has no shared expert");
+  }
+}
+
+LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool) {
+  const Shapes s = shapes_of(c);
+  LayerWeights w = allocate(c);
+  const float sd_h = 1.0f / std::sqrt(float(s.H)), sd_i = 1.0f / std::sqrt(float(s.I));
+  // For the quantised chains the float values are rounded to the model dtype first, so a quantised random layer
+  // is exactly "a model-dtype checkpoint, quantised" (what `moefuse quantize` makes of one).
+  auto src = [&](uint64_t id, uint64_t e, float sd, int64_t in) {
+    RowSource raw = random_rows(stream(seed, id, e, sd), in);
+    if (!quantised(c)) return raw;
+    const DType model = c.dtype;
+    return RowSource([raw, model, in](int64_t r, float* row) {
+      raw(r, row);
+      for (int64_t i = 0; i < in; ++i) row[i] = load_rounded(row[i], model);
+    });
+  };
+  std::vector<FillTask> tasks;
+  tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, random_rows(stream(seed, 1, 0, sd_h), s.H)});
+  for (int64_t e = 0; e < s.E; ++e) {
+    tasks.push_back(FillTask{w.w13, w.w13_scale, e, 0, s.I, s.H, src(2, uint64_t(e), sd_h, s.H)});
+    tasks.push_back(FillTask{w.w13, w.w13_scale, e, s.I, s.I, s.H, src(3, uint64_t(e), sd_h, s.H)});
+    tasks.push_back(FillTask{w.w2, w.w2_scale, e, 0, s.H, s.I, src(4, uint64_t(e), sd_i, s.I)});
+  }
+  if (s.Is > 0) {
+    const float sd_s = 1.0f / std::sqrt(float(s.Is));
+    tasks.push_back(FillTask{w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, src(5, 0, sd_h, s.H)});
+    tasks.push_back(FillTask{w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is, s.H, src(6, 0, sd_h, s.H)});
+    tasks.push_back(FillTask{w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, src(7, 0, sd_s, s.Is)});
+    if (w.shared_gate.defined())
+      tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H, random_rows(stream(seed, 8, 0, sd_h), s.H)});
+  }
+  run_tasks(tasks, pool);
+  if (w.router_bias.defined()) {
+    RandomStream b = stream(seed, 9, 0, 0.05f / std::sqrt(3.0f));
+    for (int64_t e = 0; e < s.E; ++e) w.router_bias.data_as<float>()[e] = b.at(uint64_t(e));
+  }
+  return w;
+}
+
+LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index, ThreadPool& pool) {
+  if (layer_index < 0)
+    throw ValueError("MoeLayer::from_checkpoint: layer_index: expected >= 0, got " + std::to_string(layer_index));
+  const Shapes s = shapes_of(c);
+  const std::string p = moe_prefix(c, layer_index);
+  const ProjectionNames pn = projection_names(c);
+  LayerWeights w = allocate(c);
+  std::vector<FillTask> tasks;
+  // The router and the shared gate stay float (model dtype) in every chain.
+  Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
+  if (router.dtype() == DType::i8)
+    throw TypeError(ck.path() + ": " + p + ".gate.weight: expected a float router weight, got i8");
+  tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, tensor_rows(router)});
+  for (int64_t e = 0; e < s.E; ++e) {
+    const std::string ep = p + ".experts." + std::to_string(e) + ".";
+    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, e, 0, s.I, s.H, "I", "H", tasks);
+    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, e, s.I, s.I, s.H, "I", "H", tasks);
+    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, e, 0, s.H, s.I, "H", "I", tasks);
+  }
+  if (quantised(c)) {
+    // Optional smooth scales: present for every expert or for none.
+    const std::string first1 = p + ".experts.0." + pn.gate + ".smooth_scale";
+    if (ck.has(first1)) {
+      w.smooth_scale1 = Tensor::empty(DType::f32, {s.E, s.H});
+      for (int64_t e = 0; e < s.E; ++e)
+        if (!load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.gate + ".smooth_scale", s.H,
+                         w.smooth_scale1, e))
+          throw IoError(ck.path() + ": " + p + ".experts." + std::to_string(e) + "." + pn.gate +
+                        ".smooth_scale: expected a tensor of this checkpoint (expert 0 has one), got none");
+    }
+    const std::string first2 = p + ".experts.0." + pn.down + ".smooth_scale";
+    if (c.quant_mode == QuantMode::w8a8 && ck.has(first2)) {
+      w.smooth_scale2 = Tensor::empty(DType::f32, {s.E, s.I});
+      for (int64_t e = 0; e < s.E; ++e)
+        if (!load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".smooth_scale", s.I,
+                         w.smooth_scale2, e))
+          throw IoError(ck.path() + ": " + p + ".experts." + std::to_string(e) + "." + pn.down +
+                        ".smooth_scale: expected a tensor of this checkpoint (expert 0 has one), got none");
+    }
+    if (c.quant_mode == QuantMode::w8a8c8)
+      for (int64_t e = 0; e < s.E; ++e)
+        load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".clip_alpha", 1, w.clip_alpha, e);
+  }
+  if (s.Is > 0) {
+    const std::string sp = shared_prefix(c, p) + ".";
+    load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H", tasks);
+    load_projection(c, ck, sp + "up_proj.weight", w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is, s.H, "Is", "H",
+                    tasks);
+    load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is", tasks);
+    if (w.shared_gate.defined()) {
+      Tensor g = projection_tensor(ck, p + ".shared_expert_gate.weight", 1, s.H, "1", "H");
+      tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H, tensor_rows(g)});
+    }
+  }
+  if (w.router_bias.defined()) {
+    const std::string name = p + ".gate.e_score_correction_bias";
+    Tensor b = ck.get(name);
+    if (b.numel() != s.E || b.dim() != 1 || !dtype_is_float(b.dtype()))
+      throw ValueError(ck.path() + ": " + name + ": expected a float tensor of shape [" + std::to_string(s.E) +
+                       "], got " + b.describe());
+    for (int64_t e = 0; e < s.E; ++e) w.router_bias.data_as<float>()[e] = load_element_f32(b.data(), b.dtype(), e * b.stride(0));
+  }
+  run_tasks(tasks, pool);
+  return w;
+}
+
+NamedTensors checkpoint_tensors(const MoeConfig& c, const LayerWeights& w, int64_t layer_index) {
+  const Shapes s = shapes_of(c);
+  const std::string p = moe_prefix(c, layer_index);
+  const ProjectionNames pn = projection_names(c);
+  NamedTensors out;
+  out.emplace_back(p + ".gate.weight", w.router);
+  if (w.router_bias.defined()) out.emplace_back(p + ".gate.e_score_correction_bias", w.router_bias);
+  // A projection is rows [row0, row0 + n) of an expert's storage; its scales the same entries of the scale tensor.
+  auto add = [&](const std::string& name, const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0,
+                 int64_t n) {
+    Tensor rows = storage.narrow(0, e, 1).narrow(1, row0, n).reshape({n, storage.size(2)});
+    out.emplace_back(name + ".weight", rows);
+    if (scales.defined()) out.emplace_back(name + ".weight_scale", scales.narrow(0, e, 1).narrow(1, row0, n).reshape({n}));
+  };
+  for (int64_t e = 0; e < s.E; ++e) {
+    const std::string ep = p + ".experts." + std::to_string(e) + ".";
+    add(ep + pn.gate, w.w13, w.w13_scale, e, 0, s.I);
+    add(ep + pn.up, w.w13, w.w13_scale, e, s.I, s.I);
+    add(ep + pn.down, w.w2, w.w2_scale, e, 0, s.H);
+    if (w.smooth_scale1.defined()) out.emplace_back(ep + pn.gate + ".smooth_scale", w.smooth_scale1.narrow(0, e, 1).reshape({s.H}));
+    if (w.smooth_scale2.defined()) out.emplace_back(ep + pn.down + ".smooth_scale", w.smooth_scale2.narrow(0, e, 1).reshape({s.I}));
+    if (w.clip_alpha.defined()) out.emplace_back(ep + pn.down + ".clip_alpha", w.clip_alpha.narrow(0, e, 1));
+  }
+  if (s.Is > 0) {
+    const std::string sp = shared_prefix(c, p) + ".";
+    add(sp + "gate_proj", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is);
+    add(sp + "up_proj", w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is);
+    add(sp + "down_proj", w.shared_w2, w.shared_w2_scale, 0, 0, s.H);
+    if (w.shared_gate.defined()) out.emplace_back(p + ".shared_expert_gate.weight", w.shared_gate);
+  }
+  return out;
+}
+
+}  // namespace moefuse::layer

@@ -1,0 +1,39 @@
+// Where the layer's weights come from: deterministic random initialisation, Hugging Face checkpoints, and the
+// per-output-channel int8 quantisation both use for the quantised chains.
+#pragma once
+
+#include <string>
+
+#include "base/thread_pool.h"
+#include "moefuse/config.h"
+#include "moefuse/io.h"
+#include "moefuse/layer.h"
+
+namespace moefuse::layer {
+
+/// Checks presence, shape and dtype of every weight the config needs (ValueError / TypeError naming the weight).
+void validate_weights(const MoeConfig& config, const LayerWeights& w);
+
+/// Random weights (MoeLayer::with_random_weights documents the distribution).
+LayerWeights random_weights(const MoeConfig& config, uint64_t seed, ThreadPool& pool);
+
+/// Weights of one layer of a checkpoint (MoeLayer::from_checkpoint documents the rules).
+LayerWeights checkpoint_weights(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
+                                ThreadPool& pool);
+
+/// The Hugging Face name prefix of a layer's MoE block: "model.layers.L.mlp" ("...block_sparse_moe" for mixtral).
+std::string moe_prefix(const MoeConfig& config, int64_t layer_index);
+
+/// Names of the expert projections for a model type: {gate, up, down} ("w1", "w3", "w2" for mixtral).
+struct ProjectionNames {
+  const char* gate;
+  const char* up;
+  const char* down;
+};
+ProjectionNames projection_names(const MoeConfig& config);
+
+/// The checkpoint names of every weight of a layer (for `moefuse quantize` and the docs), as (name, tensor) of
+/// `weights`, in the int8 format when the weights are quantised. Inverse of checkpoint_weights().
+NamedTensors checkpoint_tensors(const MoeConfig& config, const LayerWeights& weights, int64_t layer_index);
+
+}  // namespace moefuse::layer
