@@ -1,0 +1,292 @@
+// The MoE layer against an independent per-expert reference (hf_reference.h), the scalar reference chain, its own
+// execution options, checkpoints, and every error it documents.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "layer/hf_reference.h"
+#include "layer/weights.h"
+#include "moefuse/config.h"
+#include "moefuse/error.h"
+#include "moefuse/io.h"
+#include "moefuse/layer.h"
+#include "util/compare.h"
+#include "util/errors.h"
+#include "util/random.h"
+
+namespace moefuse {
+namespace {
+
+using testing::hf_moe_forward;
+using testing::Rng;
+
+// A preset shrunk to test size: its routing (E, K, groups, scoring, shared experts) kept, H = 64, I = 32.
+MoeConfig small(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
+  MoeConfig c = load_preset(preset);
+  c.hidden_size = 64;
+  c.moe_intermediate_size = 32;
+  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 48;
+  c.dtype = dtype;
+  c.quant_mode = quant;
+  validate(c, "test config");
+  return c;
+}
+
+const char* const kPresets[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
+                                "deepseek-v2-lite", "deepseek-v3",   "mixtral-8x7b"};
+
+Tensor tokens(const MoeConfig& c, int64_t T, uint64_t seed) {
+  Rng rng(seed);
+  return rng.normal_tensor(c.dtype, {T, c.hidden_size}, 1.0f);
+}
+
+struct Case {
+  std::string preset;
+  DType dtype;
+  QuantMode quant;
+};
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string n = info.param.preset + "_" + std::string(dtype_name(info.param.dtype)) + "_" +
+                  std::string(quant_mode_name(info.param.quant));
+  for (char& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (const char* p : kPresets) {
+    for (DType d : {DType::f32, DType::bf16, DType::f16}) cases.push_back({p, d, QuantMode::none});
+    cases.push_back({p, DType::bf16, QuantMode::w8a8});
+    cases.push_back({p, DType::f16, QuantMode::w8a8});
+    cases.push_back({p, DType::bf16, QuantMode::w8a8c8});
+  }
+  return cases;
+}
+
+class LayerFamilies : public ::testing::TestWithParam<Case> {};
+
+// Every family, dtype and quantised chain: the layer equals the per-expert reference bit for bit (both follow the
+// rounding points of layer.md §1), and so does the scalar reference chain; routing is identical.
+TEST_P(LayerFamilies, MatchesPerExpertReferenceExactly) {
+  const Case& k = GetParam();
+  MoeConfig c = small(k.preset, k.dtype, k.quant);
+  MoeLayer layer = MoeLayer::with_random_weights(c, 7, {.threads = 2});
+  Tensor x = tokens(c, 9, 11);
+  Tensor expected_idx;
+  Tensor expected = hf_moe_forward(c, layer.weights(), x, &expected_idx);
+  EXPECT_TENSOR_EQ(expected, layer.forward(x, true));
+  LayerRouting routing;
+  EXPECT_TENSOR_EQ(expected, reference_layer_forward(c, layer.weights(), x, &routing));
+  EXPECT_TENSOR_EQ(expected_idx, routing.topk_idx);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllChains, LayerFamilies, ::testing::ValuesIn(all_cases()), case_name);
+
+TEST(Layer, RouterLogitsInModelDtypeAndClipFactorsFollowTheReference) {
+  MoeConfig c = small("deepseek-v3", DType::bf16, QuantMode::w8a8c8);
+  c.router_logits_dtype = RouterLogitsDtype::model;
+  LayerWeights w = MoeLayer::with_random_weights(c, 3).weights();
+  for (int64_t e = 0; e < c.num_experts; ++e) w.clip_alpha.data_as<float>()[e] = e % 2 ? 0.25f : 1.0f;
+  MoeLayer layer(c, w);
+  Tensor x = tokens(c, 5, 4);
+  EXPECT_TENSOR_EQ(hf_moe_forward(c, layer.weights(), x), layer.forward(x));
+}
+
+// Chunking, graph vs eager, the thread count and the prefill flag change no bit; graph mode reuses its plan for
+// smaller batches and re-plans for larger ones.
+TEST(Layer, ExecutionOptionsDoNotChangeTheOutput) {
+  for (QuantMode q : {QuantMode::none, QuantMode::w8a8}) {
+    MoeConfig base = small("qwen1.5-moe-a2.7b", DType::bf16, q);
+    base.moe_chunk_max_len = 1024;
+    LayerWeights w = MoeLayer::with_random_weights(base, 5).weights();
+    Tensor x = tokens(base, 23, 8);
+    Tensor expected = MoeLayer(base, w, {.threads = 1}).forward(x, true);
+    for (ExeMode mode : {ExeMode::eager, ExeMode::ge_graph})
+      for (int64_t chunk : {1, 4, 23, 1024})
+        for (int threads : {1, 2, 3}) {
+          MoeConfig c = base;
+          c.exe_mode = mode;
+          c.moe_chunk_max_len = chunk;
+          MoeLayer layer(c, w, {.threads = threads});
+          EXPECT_TENSOR_EQ(expected, layer.forward(x, true)) << "chunk " << chunk << " threads " << threads;
+          EXPECT_TENSOR_EQ(expected, layer.forward(x, false));
+          EXPECT_TENSOR_EQ(expected.narrow(0, 3, 5), layer.forward(x.narrow(0, 3, 5)));  // smaller batch
+          EXPECT_EQ(layer.last_timings().tokens, 5);
+        }
+  }
+}
+
+TEST(Layer, ATokensResultDoesNotDependOnItsBatch) {
+  MoeConfig c = small("deepseek-v3", DType::f32);
+  MoeLayer layer = MoeLayer::with_random_weights(c, 2);
+  Tensor x = tokens(c, 6, 9);
+  Tensor all = layer.forward(x);
+  for (int64_t t = 0; t < 6; ++t) EXPECT_TENSOR_EQ(all.narrow(0, t, 1), layer.forward(x.narrow(0, t, 1)));
+}
+
+TEST(Layer, EmptyBatchAndStridedInput) {
+  MoeConfig c = small("olmoe-1b-7b", DType::bf16);
+  MoeLayer layer = MoeLayer::with_random_weights(c, 1);
+  EXPECT_EQ(layer.forward(Tensor::empty(DType::bf16, {0, 64})).shape(), (Shape{0, 64}));
+  Tensor wide = tokens(c, 4, 3);
+  Tensor strided = wide.transpose(0, 1).contiguous().transpose(0, 1);  // same values, column-major strides
+  EXPECT_TENSOR_EQ(layer.forward(wide), layer.forward(strided));
+}
+
+TEST(Layer, RandomWeightsAreDeterministicAndScaledLikeAModel) {
+  MoeConfig c = small("qwen3-30b-a3b", DType::f32);
+  LayerWeights a = MoeLayer::with_random_weights(c, 42, {.threads = 1}).weights();
+  LayerWeights b = MoeLayer::with_random_weights(c, 42, {.threads = 3}).weights();
+  EXPECT_TENSOR_EQ(a.w13, b.w13);
+  EXPECT_TENSOR_EQ(a.w2, b.w2);
+  EXPECT_TENSOR_EQ(a.router, b.router);
+  double sum2 = 0;
+  for (int64_t i = 0; i < a.w13.numel(); ++i) sum2 += a.w13.item_flat(i) * a.w13.item_flat(i);
+  const double sd = std::sqrt(sum2 / double(a.w13.numel()));
+  EXPECT_NEAR(sd, 1.0 / std::sqrt(64.0), 0.01);
+  LayerWeights other = MoeLayer::with_random_weights(c, 43).weights();
+  EXPECT_FALSE(::moefuse::testing::tensors_equal(a.w13, other.w13));
+}
+
+// Cosine similarity of two [T, H] outputs, token by token; returns the smallest.
+double min_token_cosine(const Tensor& a, const Tensor& b) {
+  double worst = 1.0;
+  for (int64_t t = 0; t < a.size(0); ++t) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t h = 0; h < a.size(1); ++h) {
+      const double x = a.item({t, h}), y = b.item({t, h});
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+    }
+    worst = std::min(worst, ab / std::sqrt(aa * bb));
+  }
+  return worst;
+}
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name)
+      : path_(std::filesystem::path(::testing::TempDir()) / ("moefuse_layer_" + name + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& n) const { return (path_ / n).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// w8a8 and w8a8c8 against the bf16 layer on the same weights (quantised on load from its checkpoint).
+TEST(Layer, QuantisedChainsTrackTheBf16Layer) {
+  TempDir dir("quant");
+  for (const char* preset : {"olmoe-1b-7b", "deepseek-v3", "qwen1.5-moe-a2.7b"}) {
+    MoeConfig c = small(preset, DType::bf16);
+    MoeLayer bf16 = MoeLayer::with_random_weights(c, 12);
+    const std::string path = dir.file(std::string(preset) + ".safetensors");
+    write_safetensors(path, layer::checkpoint_tensors(c, bf16.weights(), 3));
+    Checkpoint ck(path);
+    Tensor x = tokens(c, 16, 5);
+    Tensor y = bf16.forward(x);
+    for (QuantMode q : {QuantMode::w8a8, QuantMode::w8a8c8}) {
+      MoeConfig qc = c;
+      qc.quant_mode = q;
+      MoeLayer quant = MoeLayer::from_checkpoint(qc, ck, 3);
+      const double cos = min_token_cosine(y, quant.forward(x));
+      EXPECT_GE(cos, 0.99) << preset << " " << quant_mode_name(q);
+      RecordProperty(std::string(preset) + "_" + std::string(quant_mode_name(q)) + "_min_cosine", std::to_string(cos));
+    }
+  }
+}
+
+TEST(Layer, CheckpointRoundTripsOneFileAndSharded) {
+  TempDir dir("ckpt");
+  for (QuantMode q : {QuantMode::none, QuantMode::w8a8, QuantMode::w8a8c8}) {
+    MoeConfig c = small("mixtral-8x7b", DType::bf16, q);
+    MoeLayer a = MoeLayer::with_random_weights(c, 21);
+    NamedTensors named = layer::checkpoint_tensors(c, a.weights(), 0);
+    const std::string one = dir.file(std::string("one_") + std::string(quant_mode_name(q)) + ".safetensors");
+    write_safetensors(one, named);
+    const std::string sharded = dir.file(std::string("sharded_") + std::string(quant_mode_name(q)));
+    write_sharded_checkpoint(sharded, named, 20000);
+    Tensor x = tokens(c, 4, 2);
+    const Tensor expected = a.forward(x);
+    for (const std::string& path : {one, sharded}) {
+      MoeLayer b = MoeLayer::from_checkpoint(c, Checkpoint(path), 0);
+      EXPECT_TENSOR_EQ(a.weights().w13, b.weights().w13) << path;
+      EXPECT_TENSOR_EQ(a.weights().w2_scale, b.weights().w2_scale) << path;
+      EXPECT_TENSOR_EQ(expected, b.forward(x)) << path;
+    }
+  }
+}
+
+TEST(Layer, CheckpointInAnotherDtypeIsConverted) {
+  TempDir dir("convert");
+  MoeConfig c32 = small("deepseek-v2-lite", DType::f32);
+  MoeLayer a = MoeLayer::with_random_weights(c32, 4);
+  const std::string path = dir.file("f32.safetensors");
+  write_safetensors(path, layer::checkpoint_tensors(c32, a.weights(), 1));
+  MoeConfig c16 = small("deepseek-v2-lite", DType::bf16);
+  MoeLayer b = MoeLayer::from_checkpoint(c16, Checkpoint(path), 1);
+  EXPECT_TENSOR_EQ(a.weights().w2.to(DType::bf16), b.weights().w2);
+  EXPECT_TENSOR_EQ(a.weights().shared_w13.to(DType::bf16), b.weights().shared_w13);
+}
+
+TEST(Layer, Errors) {
+  MoeConfig c = small("olmoe-1b-7b", DType::bf16);
+  MoeLayer layer = MoeLayer::with_random_weights(c, 1);
+  EXPECT_THROWS_MSG(layer.forward(Tensor::zeros(DType::f32, {2, 64})), TypeError, "MoeLayer", "x", "bf16", "f32");
+  EXPECT_THROWS_MSG(layer.forward(Tensor::zeros(DType::bf16, {2, 63})), ValueError, "MoeLayer", "x",
+                    "[T, 64] (hidden_size)", "[2, 63]");
+  EXPECT_THROWS_MSG(layer.forward(Tensor::zeros(DType::bf16, {64})), ValueError, "MoeLayer", "x", "2-D");
+  Tensor out = Tensor::full(DType::bf16, {2, 32}, 3.0);
+  EXPECT_THROWS_MSG(layer.forward_out(Tensor::zeros(DType::bf16, {2, 64}), false, out), ValueError, "out",
+                    "[2, 64]");
+  EXPECT_EQ(out.item({0, 0}), 3.0);
+
+  LayerWeights missing = layer.weights();
+  missing.w2 = Tensor{};
+  EXPECT_THROWS_MSG(MoeLayer(c, missing), ValueError, "MoeLayer", "w2", "a tensor", "none");
+  LayerWeights wrong = layer.weights();
+  wrong.w13 = wrong.w13.narrow(1, 0, 10);
+  EXPECT_THROWS_MSG(MoeLayer(c, wrong), ValueError, "w13", "[64, 64, 64]", "[64, 10, 64]");
+  EXPECT_THROWS_MSG(MoeLayer::with_random_weights(c, 1, {.threads = -1}), ValueError, "threads", "-1");
+
+  // Refused before allocating: both numbers in the message.
+  EXPECT_THROWS_MSG(MoeLayer::with_random_weights(c, 1, {.memory_limit_bytes = 100000}), ResourceError, "MoeLayer",
+                    "memory", "90000 bytes", "needed");
+  MoeConfig v3 = load_preset("deepseek-v3");
+  EXPECT_THROWS_MSG(MoeLayer::with_random_weights(v3, 1, {.memory_limit_bytes = int64_t(16) << 30}), ResourceError,
+                    std::to_string(layer_weight_bytes(v3)));
+
+  TempDir dir("errors");
+  NamedTensors named = layer::checkpoint_tensors(c, layer.weights(), 0);
+  NamedTensors without;
+  for (auto& [n, t] : named)
+    if (n != "model.layers.0.mlp.experts.5.up_proj.weight") without.emplace_back(n, t);
+  write_safetensors(dir.file("missing.safetensors"), without);
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("missing.safetensors")), 0), IoError,
+                    "missing.safetensors", "model.layers.0.mlp.experts.5.up_proj.weight");
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("missing.safetensors")), 4), IoError,
+                    "model.layers.4.mlp.gate.weight");
+  NamedTensors reshaped = named;
+  for (auto& [n, t] : reshaped)
+    if (n == "model.layers.0.mlp.experts.2.down_proj.weight") t = t.narrow(1, 0, 16);
+  write_safetensors(dir.file("shape.safetensors"), reshaped);
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("shape.safetensors")), 0), ValueError,
+                    "model.layers.0.mlp.experts.2.down_proj.weight", "[H, I] = [64, 32]", "[64, 16]");
+  MoeConfig q = c;
+  q.quant_mode = QuantMode::w8a8;
+  MoeLayer quant = MoeLayer::with_random_weights(q, 1);
+  write_safetensors(dir.file("int8.safetensors"), layer::checkpoint_tensors(q, quant.weights(), 0));
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("int8.safetensors")), 0), ValueError,
+                    "int8 weights need quant_mode w8a8 or w8a8c8", "got i8");
+}
+
+}  // namespace
+}  // namespace moefuse
