@@ -284,11 +284,20 @@ TEST(ConfigErrors, YamlSyntaxHasLineAndColumn) {
   EXPECT_THROWS_MSG(parse("model_config:\n  a: 1\n b: 2\n"), IoError, "cfg.yaml:3:", "YAML: expected valid YAML");
   EXPECT_THROWS_MSG(parse("exe_mode: eager\nmodel_config: a: b\n"), IoError, "cfg.yaml:2:16: YAML: expected valid YAML");
   EXPECT_THROWS_MSG(parse("model_config: {a: 1\n"), IoError, "cfg.yaml:", "YAML: expected valid YAML");
+  // yaml-cpp 0.7 loops forever on these when loading every document (jbeder/yaml-cpp#1040): found by the fuzzer.
+  EXPECT_THROWS_MSG(parse(","), IoError, "cfg.yaml:1:1: YAML: expected valid YAML, got a syntax error: a token that "
+                                         "cannot start a node");
+  EXPECT_THROWS_MSG(parse(yaml() + "]\n"), IoError, "cfg.yaml:10:1: YAML: expected valid YAML");
+  EXPECT_THROWS_MSG(parse(std::string(",e\0e_", 5)), IoError, "cfg.yaml:1:3: YAML: expected valid YAML (printable "
+                                                              "characters), got the control character \\x00");
+  EXPECT_THROWS_MSG(parse(yaml() + "\x7f"), IoError, "cfg.yaml:10:1:", "got the control character \\x7f");
+  EXPECT_NO_THROW(parse(yaml() + "# a comment\twith a tab\r\n"));
 }
 
 TEST(ConfigErrors, DocumentShape) {
-  EXPECT_THROWS_MSG(parse(yaml() + "---\n" + yaml()), IoError, "cfg.yaml:11:1: YAML: expected one YAML document",
-                    "got 2 documents");
+  EXPECT_THROWS_MSG(parse(yaml() + "---\n" + yaml()), IoError,
+                    "cfg.yaml:10:1: YAML: expected one YAML document, got a second document");
+  EXPECT_THROWS_MSG(parse("---\n" + yaml() + "...\n---\n"), IoError, "cfg.yaml:12:1: YAML: expected one YAML document");
   EXPECT_THROWS_MSG(parse(""), ValueError, "cfg.yaml: (top level): expected a mapping with the key model_config",
                     "got an empty document");
   EXPECT_THROWS_MSG(parse("# only a comment\n"), ValueError, "got an empty document");
