@@ -48,10 +48,11 @@ int main(int argc, char** argv) {
     write_text(dir / "config" / (name + ".yaml"), std::string(preset_text(name)));
     write_text(dir / "config" / (name + ".to_yaml.yaml"), to_yaml(load_preset(name)));
   }
-  write_text(dir / "config" / "flow.yaml",
-             "exe_mode: graph  # alias\nmodel_config: {model_type: qwen2_moe, num_experts: &e 60, num_experts_per_tok: 4,"
-             " hidden_size: 2048, moe_intermediate_size: 1408, shared_expert_intermediate_size: 5632,"
-             " scoring_func: 'softmax', norm_topk_prob: false, n_group: 1, topk_group: 1, dtype: \"f16\"}\n");
+  write_text(
+      dir / "config" / "flow.yaml",
+      "exe_mode: graph  # alias\nmodel_config: {model_type: qwen2_moe, num_experts: &e 60, num_experts_per_tok: 4,"
+      " hidden_size: 2048, moe_intermediate_size: 1408, shared_expert_intermediate_size: 5632,"
+      " scoring_func: 'softmax', norm_topk_prob: false, n_group: 1, topk_group: 1, dtype: \"f16\"}\n");
 
   // safetensors: every dtype with metadata, strided/empty/scalar tensors, no tensors, and hand-made images with a
   // misaligned tensor and the non-readable dtypes.
@@ -67,7 +68,8 @@ int main(int argc, char** argv) {
                      {"bool", Tensor::full(DType::boolean, {3}, 1)}},
                     {{"format", "pt"}});
   write_safetensors((dir / "safetensors" / "shapes.safetensors").string(),
-                    {{"t", f32.transpose(0, 1)}, {"empty", Tensor::zeros(DType::f32, {0, 4})},
+                    {{"t", f32.transpose(0, 1)},
+                     {"empty", Tensor::zeros(DType::f32, {0, 4})},
                      {"scalar", Tensor::full(DType::i64, {}, 5)}});
   write_safetensors((dir / "safetensors" / "none.safetensors").string(), {});
   write_text(dir / "safetensors" / "misaligned.safetensors",

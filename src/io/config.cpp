@@ -266,12 +266,23 @@ class Reader {
       throw ValueError(check::message(at(model.Mark()), "model_config", "a mapping", describe(model)));
     model_mark_ = model.Mark();
 
-    static const std::vector<std::string_view> keys = {
-        "model_type",   "enable_superkernel",  "num_experts",          "num_experts_per_tok",
-        "moe_chunk_max_len", "hidden_size",    "moe_intermediate_size", "n_shared_experts",
-        "shared_expert_intermediate_size",     "scoring_func",          "norm_topk_prob",
-        "n_group",      "topk_group",          "routed_scaling_factor", "dtype",
-        "quant_mode",   "router_logits_dtype"};
+    static const std::vector<std::string_view> keys = {"model_type",
+                                                       "enable_superkernel",
+                                                       "num_experts",
+                                                       "num_experts_per_tok",
+                                                       "moe_chunk_max_len",
+                                                       "hidden_size",
+                                                       "moe_intermediate_size",
+                                                       "n_shared_experts",
+                                                       "shared_expert_intermediate_size",
+                                                       "scoring_func",
+                                                       "norm_topk_prob",
+                                                       "n_group",
+                                                       "topk_group",
+                                                       "routed_scaling_factor",
+                                                       "dtype",
+                                                       "quant_mode",
+                                                       "router_logits_dtype"};
     for_each_key(model, "model_config.", keys, [&](const std::string& key, const YAML::Node& v) {
       const std::string path = "model_config." + key;
       if (key == "model_type") c.model_type = read_enum<ModelType>(v, path);
