@@ -24,9 +24,11 @@
 //
 // Required keys are those that define the model's shape and routing math (a silent default there would compute a
 // different model); the rest are execution options or have an identity default (no shared experts, one group,
-// scale 1). Every key is case-sensitive; an unknown or duplicated key, a missing required key, a value of the wrong
-// type (a quoted "64" or 64.0 where an integer is needed, yes/no/on/off for booleans: only true/false are booleans)
-// and an impossible combination are errors. Messages look like
+// scale 1). A qwen2_moe config that gives shared_expert_intermediate_size > 0 without n_shared_experts gets
+// n_shared_experts = 1 (its one gated shared expert). Every key is case-sensitive; an unknown or duplicated key, a
+// missing required key, a value of the wrong type (a quoted "64", 64.0 or 0x40 where an integer is needed; for
+// booleans only true/false (True, TRUE, ...), not yes/no/on/off; for numbers decimal notation, not .inf/.nan) and an
+// impossible combination are errors. Enum values may be plain or quoted. Messages look like
 //     my.yaml:5:16: model_config.num_experts_per_tok: expected 1 <= num_experts_per_tok <= num_experts (64), got 65
 // i.e. "<source>:<line>:<column>: <key path>: expected <what>, got <value>" (error.h's form, the position added).
 #pragma once
@@ -102,7 +104,8 @@ void validate(const MoeConfig& config, std::string_view source_name = "MoeConfig
 
 /// Parses a YAML config (the form at the top of this file) held in memory and validates it. `source_name` (a file
 /// name, "preset deepseek-v3", ...) starts every error message. Errors: IoError for text that is not YAML (with line
-/// and column) or holds more than one document; ValueError for everything about keys and values.
+/// and column; control characters other than TAB/LF/CR are not YAML) or holds more than one document; ValueError
+/// for everything about keys and values (an empty document included).
 MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name = "<config>");
 
 /// Reads and parses a YAML config file. Errors: IoError when the file cannot be read, else as parse_config_yaml
@@ -120,8 +123,9 @@ std::string_view preset_text(std::string_view name);
 /// Parses and validates a preset (preset_text()). load_preset("default") == MoeConfig{}.
 MoeConfig load_preset(std::string_view name);
 
-/// The YAML form of a config: every key, in the order of layer.md §3, enums by their YAML names, the scaling factor
-/// with the shortest digits that read back to the same double. parse_config_yaml(to_yaml(c)) == c for every valid c.
+/// The YAML form of a config: every key, in the order of layer.md §3, enums by their YAML names (exe_mode as
+/// "ge_graph", never the alias "graph"), the scaling factor with the shortest digits that read back to the same
+/// double. Does not validate. parse_config_yaml(to_yaml(c)) == c for every valid c.
 std::string to_yaml(const MoeConfig& config);
 
 }  // namespace moefuse

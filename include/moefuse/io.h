@@ -109,6 +109,8 @@ std::vector<std::string> write_sharded_checkpoint(const std::string& dir, const 
 /// one of model.safetensors and model.safetensors.index.json (both: IoError, ambiguous). Every file is opened and
 /// validated up front, and every tensor the index names must be present in its shard (tensors of a shard that the
 /// index does not name are not part of the checkpoint, as in transformers). Thread-safe like SafetensorsFile.
+/// A file stays mapped while the Checkpoint or any tensor view from it lives; dropping both releases the pages
+/// (how the layer frees the checkpoint after packing its weights).
 class Checkpoint {
  public:
   explicit Checkpoint(const std::string& path);

@@ -1,13 +1,16 @@
 // MoeConfig: YAML parsing (yaml-cpp), validation, YAML output and the embedded presets.
 #include "moefuse/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cmath>
 #include <map>
 #include <set>
+#include <sstream>
 #include <system_error>
 
 #include "base/check.h"
@@ -231,19 +234,17 @@ class Reader {
   explicit Reader(std::string_view source) : source_(source) {}
 
   MoeConfig read(std::string_view text) {
-    std::vector<YAML::Node> docs;
+    check_characters(text);
+    YAML::Node root;
     try {
-      docs = YAML::LoadAll(std::string(text));
+      check_single_document(text);
+      root = YAML::Load(std::string(text));  // the first (and only) document
     } catch (const YAML::Exception& e) {
       throw IoError(check::message(at(e.mark), "YAML", "valid YAML", "a syntax error: " + e.msg));
     }
-    if (docs.size() > 1)
-      throw IoError(check::message(at(docs[1].Mark()), "YAML", "one YAML document",
-                                   std::to_string(docs.size()) + " documents"));
-    if (docs.empty() || docs[0].IsNull())
+    if (root.IsNull())
       throw ValueError(check::message(source_, "(top level)", "a mapping with the key model_config",
                                       "an empty document"));
-    const YAML::Node& root = docs[0];
     if (!root.IsMap())
       throw ValueError(check::message(at(root.Mark()), "(top level)", "a mapping with the key model_config",
                                       describe(root)));
@@ -265,12 +266,23 @@ class Reader {
       throw ValueError(check::message(at(model.Mark()), "model_config", "a mapping", describe(model)));
     model_mark_ = model.Mark();
 
-    static const std::vector<std::string_view> keys = {
-        "model_type",   "enable_superkernel",  "num_experts",          "num_experts_per_tok",
-        "moe_chunk_max_len", "hidden_size",    "moe_intermediate_size", "n_shared_experts",
-        "shared_expert_intermediate_size",     "scoring_func",          "norm_topk_prob",
-        "n_group",      "topk_group",          "routed_scaling_factor", "dtype",
-        "quant_mode",   "router_logits_dtype"};
+    static const std::vector<std::string_view> keys = {"model_type",
+                                                       "enable_superkernel",
+                                                       "num_experts",
+                                                       "num_experts_per_tok",
+                                                       "moe_chunk_max_len",
+                                                       "hidden_size",
+                                                       "moe_intermediate_size",
+                                                       "n_shared_experts",
+                                                       "shared_expert_intermediate_size",
+                                                       "scoring_func",
+                                                       "norm_topk_prob",
+                                                       "n_group",
+                                                       "topk_group",
+                                                       "routed_scaling_factor",
+                                                       "dtype",
+                                                       "quant_mode",
+                                                       "router_logits_dtype"};
     for_each_key(model, "model_config.", keys, [&](const std::string& key, const YAML::Node& v) {
       const std::string path = "model_config." + key;
       if (key == "model_type") c.model_type = read_enum<ModelType>(v, path);
@@ -316,6 +328,56 @@ class Reader {
   }
 
  private:
+  // Records where each document starts; ignores everything else.
+  struct DocumentStarts : YAML::EventHandler {
+    std::vector<YAML::Mark> starts;
+    void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  };
+
+  // YAML allows no C0 control characters other than TAB, LF and CR, and no DEL (YAML 1.2 §5.1, c-printable).
+  void check_characters(std::string_view text) const {
+    int line = 1, column = 1;
+    for (char ch : text) {
+      auto u = static_cast<unsigned char>(ch);
+      if ((u < 0x20 && u != '\t' && u != '\n' && u != '\r') || u == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\x%02x", u);
+        throw IoError(check::message(std::string(source_) + ":" + std::to_string(line) + ":" + std::to_string(column),
+                                     "YAML", "valid YAML (printable characters)",
+                                     std::string("the control character ") + buf));
+      }
+      if (u == '\n') ++line, column = 1;
+      else ++column;
+    }
+  }
+
+  // Walks the stream's documents without building them: a second document is an error. yaml-cpp 0.7 can also
+  // report a "document" without consuming any input (a stray ',' or ']' at the top level): loading every document
+  // would then loop forever (jbeder/yaml-cpp#1040, fixed upstream by #1319), so at most three are walked and a
+  // document starting where the previous one started is reported as the syntax error it is.
+  void check_single_document(std::string_view text) const {
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    DocumentStarts docs;
+    for (int i = 0; i < 3 && parser.HandleNextDocument(docs); ++i) {
+      size_t n = docs.starts.size();
+      if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos)
+        throw IoError(check::message(at(docs.starts[n - 1]), "YAML", "valid YAML",
+                                     "a syntax error: a token that cannot start a node"));
+    }
+    if (docs.starts.size() > 1)
+      throw IoError(check::message(at(docs.starts[1]), "YAML", "one YAML document", "a second document"));
+  }
+
   std::string at(const YAML::Mark& m) const {
     if (m.is_null()) return std::string(source_);
     return std::string(source_) + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);

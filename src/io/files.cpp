@@ -137,6 +137,11 @@ std::string escape_for_message(std::string_view s, size_t max) {
   return out;
 }
 
-std::string quote_for_message(std::string_view s, size_t max) { return "\"" + escape_for_message(s, max) + "\""; }
+std::string quote_for_message(std::string_view s, size_t max) {
+  std::string out(1, '"');
+  out += escape_for_message(s, max);
+  out += '"';
+  return out;
+}
 
 }  // namespace moefuse::io_detail

@@ -21,10 +21,12 @@ using testing::TempDirectory;
 // A config with the required keys (the seed default's values) under model_config. `changes` replaces a key's
 // value, adds a key that is not there, or (value "-") removes it; keys keep this order so that line numbers are
 // predictable: line 1 "exe_mode", line 2 "model_config:", then one key per line from line 3.
-std::string yaml(const std::vector<std::pair<std::string, std::string>>& changes = {}, std::string exe_mode = "ge_graph") {
+std::string yaml(const std::vector<std::pair<std::string, std::string>>& changes = {},
+                 std::string exe_mode = "ge_graph") {
   std::vector<std::pair<std::string, std::string>> keys = {
-      {"model_type", "olmoe"},          {"num_experts", "64"},   {"num_experts_per_tok", "8"},
-      {"hidden_size", "2048"},          {"moe_intermediate_size", "1024"}, {"scoring_func", "softmax"},
+      {"model_type", "olmoe"},           {"num_experts", "64"},
+      {"num_experts_per_tok", "8"},      {"hidden_size", "2048"},
+      {"moe_intermediate_size", "1024"}, {"scoring_func", "softmax"},
       {"norm_topk_prob", "false"}};
   for (const auto& [k, v] : changes) {
     bool found = false;
@@ -90,9 +92,7 @@ model_config:
   EXPECT_EQ(parse(text), MoeConfig{});
 }
 
-TEST(Config, OnlyRequiredKeysGiveDefaultsForTheRest) {
-  EXPECT_EQ(parse(yaml({}, "")), MoeConfig{});
-}
+TEST(Config, OnlyRequiredKeysGiveDefaultsForTheRest) { EXPECT_EQ(parse(yaml({}, "")), MoeConfig{}); }
 
 TEST(Config, EveryKeyIsRead) {
   MoeConfig c = parse(yaml({{"model_type", "deepseek_v3"},
@@ -185,7 +185,7 @@ TEST(Config, LimitsAreInclusive) {
   EXPECT_NO_THROW(parse(yaml({{"num_experts", "2048"}, {"num_experts_per_tok", "2048"}})));
   EXPECT_NO_THROW(parse(yaml({{"num_experts", "1"}, {"num_experts_per_tok", "1"}})));
   EXPECT_NO_THROW(parse(yaml({{"hidden_size", "16777216"}, {"moe_intermediate_size", "16777216"}})));
-  EXPECT_NO_THROW(parse(yaml({{"moe_chunk_max_len", "268435455"}})));  // (2^31 - 1) / 8
+  EXPECT_NO_THROW(parse(yaml({{"moe_chunk_max_len", "268435455"}})));      // (2^31 - 1) / 8
   EXPECT_NO_THROW(parse(yaml({{"n_group", "64"}, {"topk_group", "8"}})));  // groups of one, softmax
 }
 
@@ -264,8 +264,8 @@ TEST(Config, LoadConfigFile) {
   testing::write_bytes(path, yaml({{"num_experts", "32"}}));
   EXPECT_EQ(load_config_file(path).num_experts, 32);
   testing::write_bytes(path, yaml({{"num_experts", "0"}}));
-  EXPECT_THROWS_MSG(load_config_file(path), ValueError, path + ":4:16: model_config.num_experts: expected 1 <= num_experts <= 2048",
-                    "got 0");
+  EXPECT_THROWS_MSG(load_config_file(path), ValueError,
+                    path + ":4:16: model_config.num_experts: expected 1 <= num_experts <= 2048", "got 0");
 }
 
 TEST(Config, UnreadableFilesAreIoErrors) {
@@ -282,13 +282,25 @@ TEST(ConfigErrors, YamlSyntaxHasLineAndColumn) {
   EXPECT_THROWS_MSG(parse("model_config:\n  num_experts: [1, 2\n"), IoError, "cfg.yaml:3:1: YAML: expected valid YAML",
                     "got a syntax error");
   EXPECT_THROWS_MSG(parse("model_config:\n  a: 1\n b: 2\n"), IoError, "cfg.yaml:3:", "YAML: expected valid YAML");
-  EXPECT_THROWS_MSG(parse("exe_mode: eager\nmodel_config: a: b\n"), IoError, "cfg.yaml:2:16: YAML: expected valid YAML");
+  EXPECT_THROWS_MSG(parse("exe_mode: eager\nmodel_config: a: b\n"), IoError,
+                    "cfg.yaml:2:16: YAML: expected valid YAML");
   EXPECT_THROWS_MSG(parse("model_config: {a: 1\n"), IoError, "cfg.yaml:", "YAML: expected valid YAML");
+  // yaml-cpp 0.7 loops forever on these when loading every document (jbeder/yaml-cpp#1040): found by the fuzzer.
+  EXPECT_THROWS_MSG(parse(","), IoError,
+                    "cfg.yaml:1:1: YAML: expected valid YAML, got a syntax error: a token that "
+                    "cannot start a node");
+  EXPECT_THROWS_MSG(parse(yaml() + "]\n"), IoError, "cfg.yaml:10:1: YAML: expected valid YAML");
+  EXPECT_THROWS_MSG(parse(std::string(",e\0e_", 5)), IoError,
+                    "cfg.yaml:1:3: YAML: expected valid YAML (printable "
+                    "characters), got the control character \\x00");
+  EXPECT_THROWS_MSG(parse(yaml() + "\x7f"), IoError, "cfg.yaml:10:1:", "got the control character \\x7f");
+  EXPECT_NO_THROW(parse(yaml() + "# a comment\twith a tab\r\n"));
 }
 
 TEST(ConfigErrors, DocumentShape) {
-  EXPECT_THROWS_MSG(parse(yaml() + "---\n" + yaml()), IoError, "cfg.yaml:11:1: YAML: expected one YAML document",
-                    "got 2 documents");
+  EXPECT_THROWS_MSG(parse(yaml() + "---\n" + yaml()), IoError,
+                    "cfg.yaml:10:1: YAML: expected one YAML document, got a second document");
+  EXPECT_THROWS_MSG(parse("---\n" + yaml() + "...\n---\n"), IoError, "cfg.yaml:12:1: YAML: expected one YAML document");
   EXPECT_THROWS_MSG(parse(""), ValueError, "cfg.yaml: (top level): expected a mapping with the key model_config",
                     "got an empty document");
   EXPECT_THROWS_MSG(parse("# only a comment\n"), ValueError, "got an empty document");
@@ -322,8 +334,9 @@ TEST(ConfigErrors, UnknownAndDuplicateKeys) {
 
 TEST(ConfigErrors, MissingRequiredKeys) {
   const std::pair<const char*, const char*> required[] = {
-      {"model_type", "expected one of deepseek_v3, deepseek_v2, qwen3_moe, qwen2_moe, mixtral or olmoe (a required "
-                     "key), got no value"},
+      {"model_type",
+       "expected one of deepseek_v3, deepseek_v2, qwen3_moe, qwen2_moe, mixtral or olmoe (a required "
+       "key), got no value"},
       {"num_experts", "expected an integer (a required key), got no value"},
       {"num_experts_per_tok", "expected an integer (a required key)"},
       {"hidden_size", "expected an integer (a required key)"},
@@ -345,50 +358,63 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "sixty"}})), ValueError, "expected an integer, got sixty");
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "[64]"}})), ValueError, "expected an integer, got a sequence");
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "{a: 1}"}})), ValueError, "expected an integer, got a mapping");
-  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", ""}})), ValueError, "model_config.num_experts: expected an integer, got null");
+  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", ""}})), ValueError,
+                    "model_config.num_experts: expected an integer, got null");
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "~"}})), ValueError, "expected an integer, got null");
-  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "!!str 64"}})), ValueError, "expected an integer, got the string \"64\"");
+  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "!!str 64"}})), ValueError,
+                    "expected an integer, got the string \"64\"");
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "99999999999999999999"}})), ValueError,
                     "num_experts: expected an integer in the int64 range, got 99999999999999999999");
   EXPECT_THROWS_MSG(parse(yaml({{"norm_topk_prob", "yes"}})), ValueError,
                     "cfg.yaml:9:19: model_config.norm_topk_prob: expected true or false, got yes");
   EXPECT_THROWS_MSG(parse(yaml({{"norm_topk_prob", "\"true\""}})), ValueError,
                     "norm_topk_prob: expected true or false, got the string \"true\"");
-  EXPECT_THROWS_MSG(parse(yaml({{"enable_superkernel", "1"}})), ValueError, "enable_superkernel: expected true or false, got 1");
+  EXPECT_THROWS_MSG(parse(yaml({{"enable_superkernel", "1"}})), ValueError,
+                    "enable_superkernel: expected true or false, got 1");
   EXPECT_THROWS_MSG(parse(yaml({{"routed_scaling_factor", "abc"}})), ValueError,
                     "routed_scaling_factor: expected a number, got abc");
   EXPECT_THROWS_MSG(parse(yaml({{"routed_scaling_factor", ".inf"}})), ValueError, "expected a number, got .inf");
   EXPECT_THROWS_MSG(parse(yaml({{"routed_scaling_factor", ".nan"}})), ValueError, "expected a number, got .nan");
   EXPECT_THROWS_MSG(parse(yaml({{"routed_scaling_factor", "1e999"}})), ValueError,
                     "routed_scaling_factor: expected a finite number, got 1e999");
-  EXPECT_THROWS_MSG(parse(yaml({{"routed_scaling_factor", "'2.5'"}})), ValueError, "expected a number, got the string \"2.5\"");
+  EXPECT_THROWS_MSG(parse(yaml({{"routed_scaling_factor", "'2.5'"}})), ValueError,
+                    "expected a number, got the string \"2.5\"");
   EXPECT_THROWS_MSG(parse(yaml({{"model_type", "llama"}})), ValueError,
                     "cfg.yaml:3:15: model_config.model_type: expected one of deepseek_v3, deepseek_v2, qwen3_moe, "
                     "qwen2_moe, mixtral or olmoe, got llama");
-  EXPECT_THROWS_MSG(parse(yaml({{"scoring_func", "Softmax"}})), ValueError, "scoring_func: expected one of softmax or sigmoid, got Softmax");
-  EXPECT_THROWS_MSG(parse(yaml({{"dtype", "bfloat16"}})), ValueError, "dtype: expected one of bf16, f16 or f32, got bfloat16");
+  EXPECT_THROWS_MSG(parse(yaml({{"scoring_func", "Softmax"}})), ValueError,
+                    "scoring_func: expected one of softmax or sigmoid, got Softmax");
+  EXPECT_THROWS_MSG(parse(yaml({{"dtype", "bfloat16"}})), ValueError,
+                    "dtype: expected one of bf16, f16 or f32, got bfloat16");
   EXPECT_THROWS_MSG(parse(yaml({{"dtype", "i8"}})), ValueError, "dtype: expected one of bf16, f16 or f32, got i8");
-  EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w4a8"}})), ValueError, "quant_mode: expected one of none, w8a8 or w8a8c8, got w4a8");
+  EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w4a8"}})), ValueError,
+                    "quant_mode: expected one of none, w8a8 or w8a8c8, got w4a8");
   EXPECT_THROWS_MSG(parse(yaml({{"router_logits_dtype", "bf16"}})), ValueError,
                     "router_logits_dtype: expected one of fp32 or model, got bf16");
-  EXPECT_THROWS_MSG(parse(yaml({}, "fast")), ValueError, "cfg.yaml:1:11: exe_mode: expected one of eager, ge_graph or graph, got fast");
-  EXPECT_THROWS_MSG(parse(yaml({{"model_type", "[olmoe]"}})), ValueError, "model_type: expected one of", "got a sequence");
+  EXPECT_THROWS_MSG(parse(yaml({}, "fast")), ValueError,
+                    "cfg.yaml:1:11: exe_mode: expected one of eager, ge_graph or graph, got fast");
+  EXPECT_THROWS_MSG(parse(yaml({{"model_type", "[olmoe]"}})), ValueError, "model_type: expected one of",
+                    "got a sequence");
 }
 
 TEST(ConfigErrors, OutOfRangeValues) {
-  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "-1"}})), ValueError,
-                    "cfg.yaml:4:16: model_config.num_experts: expected 1 <= num_experts <= 2048 (gating_top_k's limit), got -1");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"num_experts", "-1"}})), ValueError,
+      "cfg.yaml:4:16: model_config.num_experts: expected 1 <= num_experts <= 2048 (gating_top_k's limit), got -1");
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "2049"}, {"num_experts_per_tok", "8"}})), ValueError,
                     "num_experts <= 2048", "got 2049");
   EXPECT_THROWS_MSG(parse(yaml({{"num_experts_per_tok", "0"}})), ValueError,
                     "model_config.num_experts_per_tok: expected 1 <= num_experts_per_tok <= num_experts (64), got 0");
-  EXPECT_THROWS_MSG(parse(yaml({{"num_experts_per_tok", "65"}})), ValueError,
-                    "cfg.yaml:5:24: model_config.num_experts_per_tok: expected 1 <= num_experts_per_tok <= num_experts (64), got 65");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"num_experts_per_tok", "65"}})), ValueError,
+      "cfg.yaml:5:24: model_config.num_experts_per_tok: expected 1 <= num_experts_per_tok <= num_experts (64), got 65");
   EXPECT_THROWS_MSG(parse(yaml({{"hidden_size", "0"}})), ValueError,
                     "model_config.hidden_size: expected 1 <= hidden_size <= 16777216, got 0");
-  EXPECT_THROWS_MSG(parse(yaml({{"hidden_size", "-2048"}})), ValueError, "hidden_size: expected 1 <= hidden_size", "got -2048");
-  EXPECT_THROWS_MSG(parse(yaml({{"moe_intermediate_size", "16777217"}})), ValueError,
-                    "model_config.moe_intermediate_size: expected 1 <= moe_intermediate_size <= 16777216, got 16777217");
+  EXPECT_THROWS_MSG(parse(yaml({{"hidden_size", "-2048"}})), ValueError, "hidden_size: expected 1 <= hidden_size",
+                    "got -2048");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"moe_intermediate_size", "16777217"}})), ValueError,
+      "model_config.moe_intermediate_size: expected 1 <= moe_intermediate_size <= 16777216, got 16777217");
   EXPECT_THROWS_MSG(parse(yaml({{"moe_chunk_max_len", "0"}})), ValueError,
                     "model_config.moe_chunk_max_len: expected 1 <= moe_chunk_max_len <= 268435455 (moe_chunk_max_len * "
                     "num_experts_per_tok rows must fit in int32), got 0");
@@ -403,16 +429,18 @@ TEST(ConfigErrors, OutOfRangeValues) {
 TEST(ConfigErrors, Groups) {
   EXPECT_THROWS_MSG(parse(yaml({{"n_group", "3"}})), ValueError,
                     "model_config.n_group: expected a divisor of num_experts (64), got 3");
-  EXPECT_THROWS_MSG(parse(yaml({{"n_group", "0"}})), ValueError, "n_group: expected a divisor of num_experts (64), got 0");
+  EXPECT_THROWS_MSG(parse(yaml({{"n_group", "0"}})), ValueError,
+                    "n_group: expected a divisor of num_experts (64), got 0");
   EXPECT_THROWS_MSG(parse(yaml({{"n_group", "128"}})), ValueError, "n_group: expected a divisor", "got 128");
   EXPECT_THROWS_MSG(parse(yaml({{"n_group", "8"}, {"topk_group", "9"}})), ValueError,
                     "cfg.yaml:11:15: model_config.topk_group: expected 1 <= topk_group <= n_group (8), got 9");
   EXPECT_THROWS_MSG(parse(yaml({{"topk_group", "2"}})), ValueError, "topk_group <= n_group (1), got 2");
-  EXPECT_THROWS_MSG(parse(yaml({{"n_group", "8"}, {"topk_group", "0"}})), ValueError, "topk_group: expected 1 <= topk_group",
-                    "got 0");
-  EXPECT_THROWS_MSG(parse(yaml({{"n_group", "16"}, {"topk_group", "1"}})), ValueError,
-                    "model_config.num_experts_per_tok: expected num_experts_per_tok <= topk_group * num_experts / n_group "
-                    "= 1 * 4 = 4 (the experts of the chosen groups), got 8");
+  EXPECT_THROWS_MSG(parse(yaml({{"n_group", "8"}, {"topk_group", "0"}})), ValueError,
+                    "topk_group: expected 1 <= topk_group", "got 0");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"n_group", "16"}, {"topk_group", "1"}})), ValueError,
+      "model_config.num_experts_per_tok: expected num_experts_per_tok <= topk_group * num_experts / n_group "
+      "= 1 * 4 = 4 (the experts of the chosen groups), got 8");
   EXPECT_NO_THROW(parse(yaml({{"n_group", "16"}, {"topk_group", "2"}})));
 }
 
@@ -420,29 +448,36 @@ TEST(ConfigErrors, SigmoidScoring) {
   EXPECT_THROWS_MSG(parse(yaml({{"scoring_func", "sigmoid"}})), ValueError,
                     "cfg.yaml:9:19: model_config.norm_topk_prob: expected true with scoring_func sigmoid (gating_top_k "
                     "always renormalises sigmoid weights), got false");
-  EXPECT_THROWS_MSG(parse(yaml({{"scoring_func", "sigmoid"}, {"norm_topk_prob", "true"}, {"n_group", "64"}, {"topk_group", "8"}})),
-                    ValueError,
-                    "model_config.n_group: expected num_experts / n_group >= 2 with scoring_func sigmoid (groups are "
-                    "ranked by their two best experts), got 64 (64 / 64 = 1)");
-  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "1"}, {"num_experts_per_tok", "1"}, {"scoring_func", "sigmoid"},
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"scoring_func", "sigmoid"}, {"norm_topk_prob", "true"}, {"n_group", "64"}, {"topk_group", "8"}})),
+      ValueError,
+      "model_config.n_group: expected num_experts / n_group >= 2 with scoring_func sigmoid (groups are "
+      "ranked by their two best experts), got 64 (64 / 64 = 1)");
+  EXPECT_THROWS_MSG(parse(yaml({{"num_experts", "1"},
+                                {"num_experts_per_tok", "1"},
+                                {"scoring_func", "sigmoid"},
                                 {"norm_topk_prob", "true"}})),
                     ValueError, "n_group: expected num_experts / n_group >= 2", "got 1 (1 / 1 = 1)");
 }
 
 TEST(ConfigErrors, QuantModeNeedsItsDtype) {
-  EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w8a8"}, {"dtype", "f32"}})), ValueError,
-                    "cfg.yaml:10:15: model_config.quant_mode: expected none with dtype f32 (w8a8 experts output bf16 or "
-                    "f16), got w8a8");
-  EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w8a8c8"}, {"dtype", "f16"}})), ValueError,
-                    "model_config.quant_mode: expected none or w8a8 with dtype f16 (w8a8c8 needs dtype bf16), got w8a8c8");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"quant_mode", "w8a8"}, {"dtype", "f32"}})), ValueError,
+      "cfg.yaml:10:15: model_config.quant_mode: expected none with dtype f32 (w8a8 experts output bf16 or "
+      "f16), got w8a8");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"quant_mode", "w8a8c8"}, {"dtype", "f16"}})), ValueError,
+      "model_config.quant_mode: expected none or w8a8 with dtype f16 (w8a8c8 needs dtype bf16), got w8a8c8");
   EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w8a8c8"}, {"dtype", "f32"}})), ValueError, "w8a8c8 needs dtype bf16");
 }
 
 TEST(ConfigErrors, SharedExperts) {
-  EXPECT_THROWS_MSG(parse(yaml({{"n_shared_experts", "1"}})), ValueError,
-                    "cfg.yaml:10:21: model_config.n_shared_experts: expected 0 for olmoe (it has no shared experts), got 1");
-  EXPECT_THROWS_MSG(parse(yaml({{"model_type", "mixtral"}, {"shared_expert_intermediate_size", "5632"}})), ValueError,
-                    "model_config.shared_expert_intermediate_size: expected 0 for mixtral (it has no shared experts), got 5632");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"n_shared_experts", "1"}})), ValueError,
+      "cfg.yaml:10:21: model_config.n_shared_experts: expected 0 for olmoe (it has no shared experts), got 1");
+  EXPECT_THROWS_MSG(
+      parse(yaml({{"model_type", "mixtral"}, {"shared_expert_intermediate_size", "5632"}})), ValueError,
+      "model_config.shared_expert_intermediate_size: expected 0 for mixtral (it has no shared experts), got 5632");
   EXPECT_THROWS_MSG(parse(yaml({{"model_type", "qwen3_moe"}, {"n_shared_experts", "-1"}})), ValueError,
                     "n_shared_experts: expected 0 for qwen3_moe", "got -1");
   EXPECT_THROWS_MSG(parse(yaml({{"model_type", "deepseek_v2"}, {"n_shared_experts", "-1"}})), ValueError,
@@ -450,20 +485,23 @@ TEST(ConfigErrors, SharedExperts) {
                     "n_shared_experts * moe_intermediate_size wide, at most 16777216), got -1");
   EXPECT_THROWS_MSG(parse(yaml({{"model_type", "deepseek_v3"}, {"n_shared_experts", "16385"}})), ValueError,
                     "n_shared_experts <= 16384", "got 16385");
-  EXPECT_THROWS_MSG(parse(yaml({{"model_type", "deepseek_v2"}, {"n_shared_experts", "2"},
-                                {"shared_expert_intermediate_size", "2816"}})),
-                    ValueError,
-                    "model_config.shared_expert_intermediate_size: expected 0 for deepseek_v2 (its shared experts are "
-                    "n_shared_experts * moe_intermediate_size wide), got 2816");
-  EXPECT_THROWS_MSG(parse(yaml({{"model_type", "qwen2_moe"}, {"n_shared_experts", "2"},
-                                {"shared_expert_intermediate_size", "5632"}})),
-                    ValueError, "model_config.n_shared_experts: expected 0 or 1 for qwen2_moe (one gated shared expert), got 2");
+  EXPECT_THROWS_MSG(
+      parse(yaml(
+          {{"model_type", "deepseek_v2"}, {"n_shared_experts", "2"}, {"shared_expert_intermediate_size", "2816"}})),
+      ValueError,
+      "model_config.shared_expert_intermediate_size: expected 0 for deepseek_v2 (its shared experts are "
+      "n_shared_experts * moe_intermediate_size wide), got 2816");
+  EXPECT_THROWS_MSG(
+      parse(
+          yaml({{"model_type", "qwen2_moe"}, {"n_shared_experts", "2"}, {"shared_expert_intermediate_size", "5632"}})),
+      ValueError, "model_config.n_shared_experts: expected 0 or 1 for qwen2_moe (one gated shared expert), got 2");
   EXPECT_THROWS_MSG(parse(yaml({{"model_type", "qwen2_moe"}, {"n_shared_experts", "1"}})), ValueError,
                     "model_config.shared_expert_intermediate_size: expected 1 <= shared_expert_intermediate_size <= "
                     "16777216 for qwen2_moe with a shared expert, got 0");
-  EXPECT_THROWS_MSG(parse(yaml({{"model_type", "qwen2_moe"}, {"n_shared_experts", "0"},
-                                {"shared_expert_intermediate_size", "5632"}})),
-                    ValueError, "model_config.shared_expert_intermediate_size: expected 0 when n_shared_experts is 0, got 5632");
+  EXPECT_THROWS_MSG(
+      parse(
+          yaml({{"model_type", "qwen2_moe"}, {"n_shared_experts", "0"}, {"shared_expert_intermediate_size", "5632"}})),
+      ValueError, "model_config.shared_expert_intermediate_size: expected 0 when n_shared_experts is 0, got 5632");
   EXPECT_THROWS_MSG(parse(yaml({{"model_type", "qwen2_moe"}, {"shared_expert_intermediate_size", "-5"}})), ValueError,
                     "shared_expert_intermediate_size: expected 0 when n_shared_experts is 0, got -5");
 }
@@ -471,8 +509,9 @@ TEST(ConfigErrors, SharedExperts) {
 TEST(ConfigErrors, ValidateWithoutAFile) {
   MoeConfig c;
   c.num_experts_per_tok = 65;
-  EXPECT_THROWS_MSG(validate(c), ValueError,
-                    "MoeConfig: model_config.num_experts_per_tok: expected 1 <= num_experts_per_tok <= num_experts (64), got 65");
+  EXPECT_THROWS_MSG(
+      validate(c), ValueError,
+      "MoeConfig: model_config.num_experts_per_tok: expected 1 <= num_experts_per_tok <= num_experts (64), got 65");
   EXPECT_THROWS_MSG(validate(c, "my layer"), ValueError, "my layer: model_config.num_experts_per_tok");
   MoeConfig d;
   d.dtype = DType::i8;

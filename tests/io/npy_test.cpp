@@ -54,8 +54,8 @@ TEST(Npy, RoundTripEveryDtypeAndRank) {
       rng.int_tensor(DType::i64, {2, 2}, INT64_MIN, INT64_MAX),
       rng.int_tensor(DType::u8, {9}, 0, 255),
       rng.int_tensor(DType::boolean, {4, 2}, 0, 1),
-      Tensor::full(DType::f32, {}, 3.5),                      // rank 0
-      Tensor::zeros(DType::i32, {0, 3}),                      // empty
+      Tensor::full(DType::f32, {}, 3.5),                        // rank 0
+      Tensor::zeros(DType::i32, {0, 3}),                        // empty
       rng.normal_tensor(DType::f32, {1, 2, 1, 2, 1, 2, 1, 2}),  // rank 8
   };
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -161,12 +161,16 @@ const std::string kDict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,
 TEST(NpyErrors, MagicVersionAndLength) {
   EXPECT_NPY_ERROR(std::string(), "magic: expected a .npy file starting with \\x93NUMPY, got a file of 0 bytes");
   EXPECT_NPY_ERROR(std::string("\x93NUM"), "got a file of 4 bytes");
-  EXPECT_NPY_ERROR(std::string("PK\x03\x04zipfile"), "magic: expected a .npy file starting with \\x93NUMPY, got \"PK\\x03\\x04zi\"");
-  EXPECT_NPY_ERROR(std::string("\x93NUMPY"), "version: expected 2 version bytes after the magic, got the end of the file");
+  EXPECT_NPY_ERROR(std::string("PK\x03\x04zipfile"),
+                   "magic: expected a .npy file starting with \\x93NUMPY, got \"PK\\x03\\x04zi\"");
+  EXPECT_NPY_ERROR(std::string("\x93NUMPY"),
+                   "version: expected 2 version bytes after the magic, got the end of the file");
   EXPECT_NPY_ERROR(npy(kDict, "", 4, 0), "version: expected 1.0, 2.0 or 3.0, got 4.0");
   EXPECT_NPY_ERROR(npy(kDict, "", 1, 1), "version: expected 1.0, 2.0 or 3.0, got 1.1");
-  EXPECT_NPY_ERROR(std::string("\x93NUMPY\x01\x00\x05", 9), "header length: expected a file of at least 10 bytes, got 9 bytes");
-  EXPECT_NPY_ERROR(std::string("\x93NUMPY\x02\x00\x05\x00\x00", 11), "header length: expected a file of at least 12 bytes");
+  EXPECT_NPY_ERROR(std::string("\x93NUMPY\x01\x00\x05", 9),
+                   "header length: expected a file of at least 10 bytes, got 9 bytes");
+  EXPECT_NPY_ERROR(std::string("\x93NUMPY\x02\x00\x05\x00\x00", 11),
+                   "header length: expected a file of at least 12 bytes");
   std::string lie = npy(kDict, raw<float>({1, 2}));
   lie[8] = char(kDict.size() + 9);  // claims more header than the file holds
   EXPECT_NPY_ERROR(lie, "header length: expected at most " + std::to_string(kDict.size() + 8) +
@@ -177,8 +181,10 @@ TEST(NpyErrors, MagicVersionAndLength) {
 }
 
 TEST(NpyErrors, HeaderDict) {
-  EXPECT_NPY_ERROR(npy("descr: <f4"), "header: expected a dict literal starting with '{', got \"descr: <f4\" at header offset 0");
-  EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': False}"), "header: expected the key 'shape', got a dict without it");
+  EXPECT_NPY_ERROR(npy("descr: <f4"),
+                   "header: expected a dict literal starting with '{', got \"descr: <f4\" at header offset 0");
+  EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': False}"),
+                   "header: expected the key 'shape', got a dict without it");
   EXPECT_NPY_ERROR(npy("{'fortran_order': False, 'shape': ()}"), "header: expected the key 'descr'");
   EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'shape': ()}"), "header: expected the key 'fortran_order'");
   EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (), 'extra': 1}"),
@@ -195,17 +201,20 @@ TEST(NpyErrors, HeaderDict) {
   EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), "), "header: expected a quoted key");
   EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': false, 'shape': ()}"),
                    "fortran_order: expected True or False, got \"false, 'shape': ()}\"");
-  EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': Truest, 'shape': ()}"), "fortran_order: expected True or False");
+  EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': Truest, 'shape': ()}"),
+                   "fortran_order: expected True or False");
   EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': 1, 'shape': ()}"), "fortran_order: expected True or False");
-  EXPECT_NPY_ERROR(npy(std::string("{'descr': '\xff\xfe', 'fortran_order': False, 'shape': ()}")),
-                   "descr: expected a little-endian '<f4', '<f2', '|i1', '<i4', '<i8', '|u1' or '|b1', got \"\\xff\\xfe\"");
+  EXPECT_NPY_ERROR(
+      npy(std::string("{'descr': '\xff\xfe', 'fortran_order': False, 'shape': ()}")),
+      "descr: expected a little-endian '<f4', '<f2', '|i1', '<i4', '<i8', '|u1' or '|b1', got \"\\xff\\xfe\"");
 }
 
 TEST(NpyErrors, Descr) {
   auto with = [](const std::string& descr) {
     return npy("{'descr': " + descr + ", 'fortran_order': False, 'shape': (2,), }", std::string(8, '\0'));
   };
-  const std::string expected = "descr: expected a little-endian '<f4', '<f2', '|i1', '<i4', '<i8', '|u1' or '|b1', got ";
+  const std::string expected =
+      "descr: expected a little-endian '<f4', '<f2', '|i1', '<i4', '<i8', '|u1' or '|b1', got ";
   EXPECT_NPY_ERROR(with("'>f4'"), expected + "\">f4\" (big-endian)");
   EXPECT_NPY_ERROR(with("'=f4'"), expected + "\"=f4\" (native byte order: state '<' or '|')");
   EXPECT_NPY_ERROR(with("'<f8'"), expected + "\"<f8\"");
@@ -213,7 +222,8 @@ TEST(NpyErrors, Descr) {
   EXPECT_NPY_ERROR(with("'<V2'"), expected + "\"<V2\" (raw 2-byte values, e.g. bfloat16, which NumPy lacks)");
   EXPECT_NPY_ERROR(with("'<U3'"), expected + "\"<U3\"");
   EXPECT_NPY_ERROR(with("'O'"), expected + "\"O\"");
-  EXPECT_NPY_ERROR(with("[('a', '<f4')]"), "descr: expected a type string such as '<f4', got a structured dtype (a list)");
+  EXPECT_NPY_ERROR(with("[('a', '<f4')]"),
+                   "descr: expected a type string such as '<f4', got a structured dtype (a list)");
   EXPECT_NPY_ERROR(with("4"), "header: expected a type string such as '<f4', got \"4, 'fortran_order'");
 }
 
@@ -239,9 +249,11 @@ TEST(NpyErrors, Shape) {
 }
 
 TEST(NpyErrors, Data) {
-  EXPECT_NPY_ERROR(npy(kDict, raw<float>({1})), "data: expected 8 bytes (shape (2,) of '<f4'), got 4 bytes (truncated)");
+  EXPECT_NPY_ERROR(npy(kDict, raw<float>({1})),
+                   "data: expected 8 bytes (shape (2,) of '<f4'), got 4 bytes (truncated)");
   EXPECT_NPY_ERROR(npy(kDict), "data: expected 8 bytes (shape (2,) of '<f4'), got 0 bytes (truncated)");
-  EXPECT_NPY_ERROR(npy(kDict, raw<float>({1, 2, 3})), "data: expected 8 bytes (shape (2,) of '<f4'), got 12 bytes (trailing data)");
+  EXPECT_NPY_ERROR(npy(kDict, raw<float>({1, 2, 3})),
+                   "data: expected 8 bytes (shape (2,) of '<f4'), got 12 bytes (trailing data)");
   EXPECT_NPY_ERROR(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }", "x"),
                    "data: expected 0 bytes (shape (0,) of '<f4'), got 1 bytes (trailing data)");
 }
@@ -249,7 +261,8 @@ TEST(NpyErrors, Data) {
 TEST(NpyErrors, Files) {
   TempDirectory dir;
   std::string missing = dir.file("missing.npy");
-  EXPECT_THROWS_MSG(read_npy(missing), IoError, "read_npy: " + missing + ": expected a readable file, got No such file");
+  EXPECT_THROWS_MSG(read_npy(missing), IoError,
+                    "read_npy: " + missing + ": expected a readable file, got No such file");
   EXPECT_THROWS_MSG(read_npy(dir.path().string()), IoError, "read_npy: ", "expected a regular file, got a directory");
   std::string truncated = dir.file("t.npy");
   write_bytes(truncated, npy(kDict, raw<float>({1})));
@@ -262,8 +275,9 @@ TEST(NpyErrors, Files) {
 TEST(NpyErrors, Writer) {
   TempDirectory dir;
   std::string path = dir.file("w.npy");
-  EXPECT_THROWS_MSG(write_npy(path, Tensor::zeros(DType::bf16, {2})), TypeError,
-                    "write_npy: t: expected dtype f32, f16, i8, u8, i32, i64 or bool (NumPy has no bfloat16), got bf16");
+  EXPECT_THROWS_MSG(
+      write_npy(path, Tensor::zeros(DType::bf16, {2})), TypeError,
+      "write_npy: t: expected dtype f32, f16, i8, u8, i32, i64 or bool (NumPy has no bfloat16), got bf16");
   EXPECT_THROWS_MSG(write_npy(path, Tensor()), ValueError, "write_npy: t: expected a tensor, got none");
   std::string nodir = dir.file("no/dir/w.npy");
   EXPECT_THROWS_MSG(write_npy(nodir, Tensor::zeros(DType::f32, {2})), IoError,

@@ -51,8 +51,8 @@ const Row kTable[] = {
     {"qwen3-30b-a3b", ModelType::qwen3_moe, 2048, 768, 128, 8, 1, 1, ScoringFunc::softmax, true, 1.0, 0, 0, false},
     {"qwen1.5-moe-a2.7b", ModelType::qwen2_moe, 2048, 1408, 60, 4, 1, 1, ScoringFunc::softmax, false, 1.0, 1, 5632,
      true},
-    {"deepseek-v2-lite", ModelType::deepseek_v2, 2048, 1408, 64, 6, 1, 1, ScoringFunc::softmax, false, 1.0, 2,
-     2 * 1408, false},
+    {"deepseek-v2-lite", ModelType::deepseek_v2, 2048, 1408, 64, 6, 1, 1, ScoringFunc::softmax, false, 1.0, 2, 2 * 1408,
+     false},
     {"deepseek-v3", ModelType::deepseek_v3, 7168, 2048, 256, 8, 8, 4, ScoringFunc::sigmoid, true, 2.5, 1, 2048, false},
     {"mixtral-8x7b", ModelType::mixtral, 4096, 14336, 8, 2, 1, 1, ScoringFunc::softmax, true, 1.0, 0, 0, false},
 };

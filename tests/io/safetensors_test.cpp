@@ -33,7 +33,9 @@ std::string image(const std::string& header, const std::string& data = {}) {
 }
 
 // Opens an in-memory image named "t.safetensors".
-SafetensorsFile open_image(const std::string& bytes) { return SafetensorsFile::from_bytes(as_bytes(bytes), "t.safetensors"); }
+SafetensorsFile open_image(const std::string& bytes) {
+  return SafetensorsFile::from_bytes(as_bytes(bytes), "t.safetensors");
+}
 
 // One tensor of every readable dtype, with values that exercise the bits (negative, extremes, NaN payload).
 NamedTensors every_dtype(Rng& rng) {
@@ -62,8 +64,8 @@ TEST(Safetensors, RoundTripEveryDtype) {
   EXPECT_EQ(f.path(), path);
   EXPECT_EQ(f.names(), (std::vector<std::string>{"bf16", "bool", "f16", "f32", "i32", "i64", "i8", "u8"}));
   EXPECT_EQ(f.metadata(), (std::map<std::string, std::string>{{"format", "pt"}, {"note", "ünïcödé"}}));
-  const std::pair<const char*, const char*> names[] = {{"f32", "F32"}, {"f16", "F16"}, {"bf16", "BF16"},
-                                                       {"i8", "I8"},   {"u8", "U8"},   {"i32", "I32"},
+  const std::pair<const char*, const char*> names[] = {{"f32", "F32"}, {"f16", "F16"},  {"bf16", "BF16"},
+                                                       {"i8", "I8"},   {"u8", "U8"},    {"i32", "I32"},
                                                        {"i64", "I64"}, {"bool", "BOOL"}};
   for (const auto& [name, st] : names) {
     SCOPED_TRACE(name);
@@ -185,7 +187,8 @@ TEST(Safetensors, FromBytesEqualsTheFile) {
 
 TEST(Safetensors, MisalignedDataIsCopiedAligned) {
   // U8 [1] at offset 0, then F32 [2] at offset 1: the F32 data is misaligned in memory.
-  std::string header = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}})";
+  std::string header =
+      R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}})";
   header.append((8 - (8 + header.size()) % 8) % 8, ' ');
   float vals[2] = {1.5f, -2.25f};
   std::string data(1, '\x07');
@@ -200,8 +203,9 @@ TEST(Safetensors, MisalignedDataIsCopiedAligned) {
 }
 
 TEST(Safetensors, HeaderWhitespaceAndKeyOrderAreFree) {
-  std::string header = " \n{ \"__metadata__\" : {\"a\": \"b\"},\n \"x\": {\"data_offsets\": [0, 4], \"shape\": [], "
-                       "\"dtype\": \"I32\"} }   ";
+  std::string header =
+      " \n{ \"__metadata__\" : {\"a\": \"b\"},\n \"x\": {\"data_offsets\": [0, 4], \"shape\": [], "
+      "\"dtype\": \"I32\"} }   ";
   int32_t v = -42;
   SafetensorsFile f = open_image(image(header, std::string(reinterpret_cast<const char*>(&v), 4)));
   EXPECT_EQ(f.get("x").item({}), -42.0);
@@ -227,7 +231,8 @@ TEST(Safetensors, RankAboveEightIsRefusedAtGet) {
   std::string header = R"({"r":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}})";
   SafetensorsFile f = open_image(image(header, "x"));
   EXPECT_EQ(f.entry("r").shape.size(), 9u);
-  EXPECT_THROWS_MSG(f.get("r"), IoError, "t.safetensors: tensor \"r\" shape: expected at most 8 dimensions, got 9 dimensions");
+  EXPECT_THROWS_MSG(f.get("r"), IoError,
+                    "t.safetensors: tensor \"r\" shape: expected at most 8 dimensions, got 9 dimensions");
 }
 
 // ---- corrupt files: one per rule ---------------------------------------------------------------------------------
@@ -261,8 +266,11 @@ TEST(SafetensorsCorrupt, HeaderJson) {
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"U8","shape":[[[1]]],"data_offsets":[0,1]}})", "x"),
                  "header: expected JSON nested at most 3 levels deep, got deeper nesting");
   EXPECT_CORRUPT(image(std::string(100000, '[') + std::string(100000, ']')), "header: expected JSON nested at most 3");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x"),
-                 "header: expected each key of a JSON object once, got the key \"a\" twice");
+  EXPECT_CORRUPT(
+      image(
+          R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
+          "x"),
+      "header: expected each key of a JSON object once, got the key \"a\" twice");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "x"),
                  "got the key \"dtype\" twice");
 }
@@ -299,8 +307,9 @@ TEST(SafetensorsCorrupt, Shapes) {
                  "got the string \"2\" in it");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,8]}})", d8),
                  "got the number 9223372036854775808 in it");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", d8),
-                 "tensor \"a\" shape: expected a shape whose size in bits fits in 63 bits, got [4294967296,4294967296]");
+  EXPECT_CORRUPT(
+      image(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", d8),
+      "tensor \"a\" shape: expected a shape whose size in bits fits in 63 bits, got [4294967296,4294967296]");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[1152921504606846976],"data_offsets":[0,8]}})", d8),
                  "size in bits fits in 63 bits");
   // Even with a zero extent the other extents must multiply without overflow.
@@ -315,9 +324,12 @@ TEST(SafetensorsCorrupt, DataOffsets) {
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":8}})", d8),
                  "tensor \"a\" data_offsets: expected [begin, end], two integers >= 0, got the number 8");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", d8), "got [0]");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}})", d8), "two integers >= 0, got [0,8,9]");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}})", d8), "two integers >= 0, got [0,8.0]");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", d8), "two integers >= 0, got [-8,0]");
+  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}})", d8),
+                 "two integers >= 0, got [0,8,9]");
+  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.0]}})", d8),
+                 "two integers >= 0, got [0,8.0]");
+  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", d8),
+                 "two integers >= 0, got [-8,0]");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":["0","8"]}})", d8), "two integers >= 0");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", d8),
                  "tensor \"a\" data_offsets: expected begin <= end, got [8,0]");
@@ -333,25 +345,38 @@ TEST(SafetensorsCorrupt, DataOffsets) {
 
 TEST(SafetensorsCorrupt, TilingOfTheDataSection) {
   std::string d12(12, '\0');
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", d12),
-                 "tensor \"b\" data_offsets: expected a byte range not overlapping tensor \"a\" (which ends at 8), got [4, 12]");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0')),
-                 "not overlapping tensor");
+  EXPECT_CORRUPT(
+      image(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+          d12),
+      "tensor \"b\" data_offsets: expected a byte range not overlapping tensor \"a\" (which ends at 8), got [4, 12]");
+  EXPECT_CORRUPT(
+      image(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+          std::string(8, '\0')),
+      "not overlapping tensor");
   EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", d12),
                  "tensor \"a\" data_offsets: expected begin = 0 (tensor data contiguous from the start of the data "
                  "section), got [4, 12], leaving bytes 0..4 unused");
-  EXPECT_CORRUPT(image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", d12),
-                 "tensor \"b\" data_offsets: expected begin = 4", "leaving bytes 4..8 unused");
+  EXPECT_CORRUPT(
+      image(
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+          d12),
+      "tensor \"b\" data_offsets: expected begin = 4", "leaving bytes 4..8 unused");
   EXPECT_CORRUPT(image(kOk, std::string(9, '\0')),
                  "data section: expected 8 bytes (the end of the last tensor), got 9 bytes (trailing data)");
   EXPECT_CORRUPT(image("{}", "x"), "data section: expected 0 bytes (the end of the last tensor), got 1 bytes");
   // Zero-size tensors may sit anywhere inside the data section.
-  EXPECT_NO_THROW(open_image(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"I64","shape":[0,3],"data_offsets":[3,3]}})", std::string(8, '\0'))));
+  EXPECT_NO_THROW(open_image(image(
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"I64","shape":[0,3],"data_offsets":[3,3]}})",
+      std::string(8, '\0'))));
 }
 
 TEST(SafetensorsCorrupt, Metadata) {
-  EXPECT_CORRUPT(image(R"({"__metadata__":"pt"})"), "__metadata__: expected an object of strings, got the string \"pt\"");
-  EXPECT_CORRUPT(image(R"({"__metadata__":{"a":"b","n":1}})"), "__metadata__ \"n\": expected a string, got the number 1");
+  EXPECT_CORRUPT(image(R"({"__metadata__":"pt"})"),
+                 "__metadata__: expected an object of strings, got the string \"pt\"");
+  EXPECT_CORRUPT(image(R"({"__metadata__":{"a":"b","n":1}})"),
+                 "__metadata__ \"n\": expected a string, got the number 1");
   EXPECT_CORRUPT(image(R"({"__metadata__":{"a":null}})"), "__metadata__ \"a\": expected a string, got null");
   EXPECT_NO_THROW(open_image(image(R"({"__metadata__":{}})")));
 }
@@ -367,7 +392,8 @@ TEST(SafetensorsCorrupt, MissingTensorAndUnreadableFiles) {
   EXPECT_THROWS_MSG(SafetensorsFile{dir.path().string()}, IoError, "expected a regular file, got a directory");
   std::string empty = dir.file("empty.safetensors");
   write_bytes(empty, "");
-  EXPECT_THROWS_MSG(SafetensorsFile{empty}, IoError, empty + ": header length: expected a file of at least 8 bytes, got 0 bytes");
+  EXPECT_THROWS_MSG(SafetensorsFile{empty}, IoError,
+                    empty + ": header length: expected a file of at least 8 bytes, got 0 bytes");
   std::string truncated = dir.file("trunc.safetensors");
   write_bytes(truncated, image(kOk, "1234"));
   EXPECT_THROWS_MSG(SafetensorsFile{truncated}, IoError, truncated + ": tensor \"a\" data_offsets: expected end <= 4");
@@ -383,8 +409,9 @@ TEST(SafetensorsWriter, ArgumentErrorsWriteNothing) {
                     "write_safetensors: tensors: expected each tensor name once, got the name \"a\" twice");
   EXPECT_THROWS_MSG(write_safetensors(path, {{"", t}}), ValueError,
                     "write_safetensors: tensors: expected non-empty tensor names, got an empty name");
-  EXPECT_THROWS_MSG(write_safetensors(path, {{"__metadata__", t}}), ValueError,
-                    "write_safetensors: tensors: expected tensor names other than __metadata__ (reserved), got __metadata__");
+  EXPECT_THROWS_MSG(
+      write_safetensors(path, {{"__metadata__", t}}), ValueError,
+      "write_safetensors: tensors: expected tensor names other than __metadata__ (reserved), got __metadata__");
   EXPECT_THROWS_MSG(write_safetensors(path, {{"u", Tensor()}}), ValueError,
                     "write_safetensors: tensor \"u\": expected a defined tensor, got an undefined one");
   EXPECT_THROWS_MSG(write_safetensors(path, {{"bad\xff", t}}), ValueError,
@@ -424,11 +451,12 @@ TEST(SafetensorsWriter, ReplacesAnExistingFileAtomically) {
 TEST(Checkpoint, ShardedRoundTripWithIndex) {
   TempDirectory dir;
   Rng rng(21);
-  NamedTensors tensors = {{"model.layers.0.mlp.gate.weight", rng.normal_tensor(DType::bf16, {8, 16})},       // 256 B
-                          {"model.layers.0.mlp.experts.0.up_proj.weight", rng.normal_tensor(DType::f32, {8, 8})},  // 256
-                          {"model.layers.0.mlp.experts.1.up_proj.weight", rng.normal_tensor(DType::f32, {8, 8})},  // 256
-                          {"big", rng.int_tensor(DType::i8, {1000}, -127, 127)},                                // 1000
-                          {"small", rng.int_tensor(DType::i64, {3}, -9, 9)}};                                   // 24
+  NamedTensors tensors = {
+      {"model.layers.0.mlp.gate.weight", rng.normal_tensor(DType::bf16, {8, 16})},             // 256 B
+      {"model.layers.0.mlp.experts.0.up_proj.weight", rng.normal_tensor(DType::f32, {8, 8})},  // 256
+      {"model.layers.0.mlp.experts.1.up_proj.weight", rng.normal_tensor(DType::f32, {8, 8})},  // 256
+      {"big", rng.int_tensor(DType::i8, {1000}, -127, 127)},                                   // 1000
+      {"small", rng.int_tensor(DType::i64, {3}, -9, 9)}};                                      // 24
   std::string ckdir = dir.file("ckpt");
   std::vector<std::string> shards = write_sharded_checkpoint(ckdir, tensors, 600, {{"format", "pt"}});
   // 256 + 256 = 512 <= 600; +256 > 600 -> new shard; big alone (larger than the limit); small joins a new shard.
@@ -454,8 +482,9 @@ TEST(Checkpoint, ShardedRoundTripWithIndex) {
     EXPECT_EQ(ck.file_of("big"), (std::filesystem::path(ckdir) / "model-00003-of-00004.safetensors").string());
     EXPECT_FALSE(ck.has("missing"));
     EXPECT_THROWS_MSG(ck.get("model.layers.0.mlp.experts.2.up_proj.weight"), IoError,
-                      open_path + ": tensor \"model.layers.0.mlp.experts.2.up_proj.weight\": expected a tensor of this "
-                                  "checkpoint, got none");
+                      open_path +
+                          ": tensor \"model.layers.0.mlp.experts.2.up_proj.weight\": expected a tensor of this "
+                          "checkpoint, got none");
     EXPECT_THROWS_MSG(ck.file_of("x"), IoError, "tensor \"x\": expected a tensor of this checkpoint");
   }
   EXPECT_EQ(SafetensorsFile(ckdir + "/" + shards[0]).metadata().at("format"), "pt");
@@ -463,7 +492,8 @@ TEST(Checkpoint, ShardedRoundTripWithIndex) {
 
 TEST(Checkpoint, OneShardAndEmptyCheckpoints) {
   TempDirectory dir;
-  std::vector<std::string> one = write_sharded_checkpoint(dir.file("one"), {{"x", Tensor::zeros(DType::f32, {4})}}, 1 << 20);
+  std::vector<std::string> one =
+      write_sharded_checkpoint(dir.file("one"), {{"x", Tensor::zeros(DType::f32, {4})}}, 1 << 20);
   EXPECT_EQ(one, std::vector<std::string>{"model-00001-of-00001.safetensors"});
   EXPECT_EQ(Checkpoint(dir.file("one")).names(), std::vector<std::string>{"x"});
   std::vector<std::string> none = write_sharded_checkpoint(dir.file("none"), {}, 1);
@@ -507,18 +537,21 @@ TEST(CheckpointErrors, Paths) {
   TempDirectory dir;
   std::string missing = dir.file("nothing");
   EXPECT_THROWS_MSG(Checkpoint{missing}, IoError,
-                    "Checkpoint: " + missing + ": expected a .safetensors file, an index .json or a directory, got No "
-                    "such file or directory");
+                    "Checkpoint: " + missing +
+                        ": expected a .safetensors file, an index .json or a directory, got No "
+                        "such file or directory");
   std::filesystem::create_directory(dir.file("emptydir"));
-  EXPECT_THROWS_MSG(Checkpoint{dir.file("emptydir")}, IoError,
-                    "Checkpoint: " + dir.file("emptydir") +
-                        ": expected a directory holding model.safetensors or model.safetensors.index.json, got neither");
+  EXPECT_THROWS_MSG(
+      Checkpoint{dir.file("emptydir")}, IoError,
+      "Checkpoint: " + dir.file("emptydir") +
+          ": expected a directory holding model.safetensors or model.safetensors.index.json, got neither");
   std::string both = dir.file("both");
   write_sharded_checkpoint(both, {{"a", Tensor::zeros(DType::f32, {1})}}, 100);
   write_safetensors(both + "/model.safetensors", {{"a", Tensor::zeros(DType::f32, {1})}});
   EXPECT_THROWS_MSG(Checkpoint{both}, IoError,
-                    "Checkpoint: " + both + ": expected one of model.safetensors and model.safetensors.index.json, "
-                                            "got both (ambiguous: open the file you mean)");
+                    "Checkpoint: " + both +
+                        ": expected one of model.safetensors and model.safetensors.index.json, "
+                        "got both (ambiguous: open the file you mean)");
   EXPECT_NO_THROW(Checkpoint{both + "/model.safetensors"});
 }
 
@@ -537,26 +570,32 @@ TEST(CheckpointErrors, Index) {
                      {idx + ": weight_map: expected an object of tensor name -> shard file, got an array"});
   expect_index_error("{\"weight_map\": {\"a\": \"s1.safetensors\"}, \"metadata\": 3}",
                      {idx + ": metadata: expected an object, got the number 3"});
-  expect_index_error("{\"weight_map\": {\"a\": 1}}", {idx + ": weight_map \"a\": expected a shard file name, got the number 1"});
-  expect_index_error("{\"weight_map\": {\"a\": \"../s1.safetensors\"}}",
-                     {idx + ": weight_map \"a\": expected a relative shard path inside the checkpoint directory (no \"..\"), "
-                            "got \"../s1.safetensors\""});
-  expect_index_error("{\"weight_map\": {\"a\": \"/etc/passwd\"}}", {"weight_map \"a\": expected a relative shard path", "\"/etc/passwd\""});
-  expect_index_error("{\"weight_map\": {\"a\": \"\"}}", {"weight_map \"a\": expected a relative shard path", "got \"\""});
+  expect_index_error("{\"weight_map\": {\"a\": 1}}",
+                     {idx + ": weight_map \"a\": expected a shard file name, got the number 1"});
+  expect_index_error(
+      "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}",
+      {idx + ": weight_map \"a\": expected a relative shard path inside the checkpoint directory (no \"..\"), "
+             "got \"../s1.safetensors\""});
+  expect_index_error("{\"weight_map\": {\"a\": \"/etc/passwd\"}}",
+                     {"weight_map \"a\": expected a relative shard path", "\"/etc/passwd\""});
+  expect_index_error("{\"weight_map\": {\"a\": \"\"}}",
+                     {"weight_map \"a\": expected a relative shard path", "got \"\""});
   expect_index_error("{\"weight_map\": {\"a\": \"s1.safetensors\", \"a\": \"s1.safetensors\"}}",
                      {"index: expected each key of a JSON object once, got the key \"a\" twice"});
   expect_index_error("{\"weight_map\": {\"a\": \"s2.safetensors\"}}",
-                     {idx + ": weight_map shard \"s2.safetensors\": expected an existing file " + dir.file("s2.safetensors") +
-                      ", got No such file or directory"});
-  expect_index_error("{\"weight_map\": {\"a\": \"s1.safetensors\", \"b\": \"s1.safetensors\"}}",
-                     {idx + ": weight_map \"b\": expected a tensor present in its shard \"s1.safetensors\", got a shard "
-                            "without it"});
+                     {idx + ": weight_map shard \"s2.safetensors\": expected an existing file " +
+                      dir.file("s2.safetensors") + ", got No such file or directory"});
+  expect_index_error(
+      "{\"weight_map\": {\"a\": \"s1.safetensors\", \"b\": \"s1.safetensors\"}}",
+      {idx + ": weight_map \"b\": expected a tensor present in its shard \"s1.safetensors\", got a shard "
+             "without it"});
   write_bytes(dir.file("bad.safetensors"), image(kOk, "123"));
   expect_index_error("{\"weight_map\": {\"a\": \"bad.safetensors\"}}",
                      {dir.file("bad.safetensors") + ": tensor \"a\" data_offsets: expected end <= 3"});
   // Valid: extra top-level keys are ignored, shards may sit in subdirectories.
   std::filesystem::create_directory(dir.file("sub"));
-  write_safetensors(dir.file("sub/s3.safetensors"), {{"c", Tensor::full(DType::u8, {2}, 9)}, {"unlisted", Tensor::zeros(DType::u8, {1})}});
+  write_safetensors(dir.file("sub/s3.safetensors"),
+                    {{"c", Tensor::full(DType::u8, {2}, 9)}, {"unlisted", Tensor::zeros(DType::u8, {1})}});
   write_bytes(idx, "{\"weight_map\": {\"a\": \"s1.safetensors\", \"c\": \"sub/s3.safetensors\"}, \"other\": [1]}");
   Checkpoint ck(idx);
   EXPECT_EQ(ck.names(), (std::vector<std::string>{"a", "c"})) << "tensors the index does not name are not part of it";

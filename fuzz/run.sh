@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang-14 (libFuzzer + AddressSanitizer + UndefinedBehaviorSanitizer) in
+# build/fuzz and runs each for SECONDS seconds over a seed corpus: files made by make_fuzz_corpus, configs/*.yaml,
+# and fuzz/corpus/<target>/ (inputs that once found a bug, kept as regression seeds). Grown corpora are kept in
+# build/fuzz/corpus/<target> between runs; crashing inputs land in build/fuzz/findings/<target>/.
+#
+#   fuzz/run.sh SECONDS [TARGET...]      TARGET: config safetensors npy (default: all three)
+#
+# Exits non-zero as soon as a target finds a crash, a sanitizer report or an exception other than moefuse::Error.
+set -euo pipefail
+
+seconds=${1:?usage: fuzz/run.sh SECONDS [config|safetensors|npy ...]}
+shift
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(config safetensors npy)
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build/fuzz
+flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+
+CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -G Ninja \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DMOEFUSE_BUILD_FUZZ=ON -DMOEFUSE_BUILD_TESTS=OFF -DMOEFUSE_BUILD_TOOLS=OFF -DMOEFUSE_BUILD_BENCH=OFF \
+  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+cmake --build "$build" -j2 --target make_fuzz_corpus $(printf '%s_fuzz ' "${targets[@]}")
+
+seeds=$build/seeds
+rm -rf "$seeds"
+"$build/fuzz/make_fuzz_corpus" "$seeds"
+cp "$root"/configs/*.yaml "$seeds/config/"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+for t in "${targets[@]}"; do
+  mkdir -p "$build/corpus/$t" "$build/findings/$t" "$root/fuzz/corpus/$t"
+  echo "== fuzzing $t for $seconds s"
+  "$build/fuzz/${t}_fuzz" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    -dict="$root/fuzz/$t.dict" -artifact_prefix="$build/findings/$t/" -print_final_stats=1 \
+    "$build/corpus/$t" "$seeds/$t" "$root/fuzz/corpus/$t"
+done
+echo "== no findings"
