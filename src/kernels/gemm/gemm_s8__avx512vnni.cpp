@@ -1,0 +1,131 @@
+// AVX-512 VNNI int8 GEMM: vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
+// lane, so one instruction does 64 multiply-adds. Its first operand is unsigned, so A is shifted into u8:
+//     ua = a + 128 (in 0..255, the xor of the byte with 0x80),   Σ_k ua·b = Σ_k a·b + 128·Σ_k b,
+// and the column sums Σ_k b (packed with the weights) are subtracted once at the end.
+//
+// Why the result is exact even though int32 lanes may wrap: vpdpbusd (without saturation) and vpsubd compute modulo
+// 2^32, so the lane ends up holding (Σ a·b + 128·colsum − 128·colsum) mod 2^32 = (Σ a·b) mod 2^32 whatever happened
+// in between. The true Σ a·b lies in int32 range (|Σ a·b| <= 128·128·K < 2^30 for K < 65536), and a value in range
+// is the only int32 with that residue, so the lane holds exactly Σ a·b. (For K < 65536 the shifted sum does not even
+// wrap: |Σ ua·b| <= 255·128·65535 < 2^31; the argument above does not depend on it.)
+//
+// Tile: MR <= 12 rows x 32 columns, 2 zmm accumulators per row (24 chains of vpdpbusd); for M <= 6 two panels per
+// tile (4 chains per row) so that decode streams the panels once with enough independent work.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cstring>
+#include <utility>
+
+#include "kernels/gemm/variants.h"
+
+namespace moefuse::gemm::detail {
+namespace {
+
+constexpr int kMaxRows = 12;
+constexpr int kMaxRowsDecode = 6;
+
+inline __mmask16 column_mask(int width, int v) {
+  const int n = width - 16 * v;
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// The 4 int8 of A[m, k .. k+4), only the n < 4 below K read in a tail group (zeros after; the packed B rows past K
+// are zero, so the product with the shifted zero, 128 · 0, adds nothing).
+inline int32_t load_a4(const int8_t* p, int n) {
+  if (n >= 4) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  uint32_t v = 0;
+  for (int t = 0; t < n; ++t) v |= uint32_t(uint8_t(p[t])) << (8 * t);
+  return int32_t(v);
+}
+
+template <int MR, int NP>
+__attribute__((always_inline)) inline void step(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg, int64_t pstride,
+                 __m512i (&acc)[MR][2 * NP]) {
+  const __m512i shift = _mm512_set1_epi32(int32_t(0x80808080u));
+  __m512i bv[2 * NP];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p) {
+    bv[2 * p] = _mm512_loadu_si512(bg + p * pstride);         // columns 0..15, 4 k each
+    bv[2 * p + 1] = _mm512_loadu_si512(bg + p * pstride + 64);  // columns 16..31
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    const __m512i ua = _mm512_xor_si512(_mm512_set1_epi32(load_a4(a + m * lda + k, n)), shift);
+#pragma GCC unroll 4
+    for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], ua, bv[v]);
+  }
+}
+
+template <int MR, int NP>
+void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstride, const int32_t* col_sums,
+          int32_t* c, int64_t ldc, int width) {
+  constexpr int NV = 2 * NP;
+  __m512i acc[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_si512();
+  const int64_t full = K / 4;
+  // The partial group of K % 4 first: integer sums do not depend on order, and with the tail after the loop GCC
+  // keeps a stack copy of every accumulator up to date inside the loop.
+  if (K % 4) step<MR, NP>(a, lda, 4 * full, int(K % 4), b + full * 4 * kGemmNR, pstride, acc);
+  for (int64_t g = 0; g < full; ++g) step<MR, NP>(a, lda, 4 * g, 4, b + g * 4 * kGemmNR, pstride, acc);
+
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 mask = column_mask(width, v);
+    if (!mask) continue;
+    // 128 · colsum (maskz form: see load16 in gemm__avx512.cpp)
+    const __m512i comp = _mm512_maskz_slli_epi32(0xffff, _mm512_loadu_si512(col_sums + 16 * v), 7);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+      _mm512_mask_storeu_epi32(c + m * ldc + 16 * v, mask, _mm512_sub_epi32(acc[m][v], comp));
+  }
+}
+
+template <int NP>
+using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t,
+                      int);
+
+template <int NP, int... R>
+constexpr auto make_tiles(std::integer_sequence<int, R...>) {
+  return std::array<Tile<NP>, sizeof...(R)>{&tile<R + 1, NP>...};
+}
+
+}  // namespace
+
+void gemm_s8_s32_12x32__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
+                                   const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto tiles1 = make_tiles<1>(std::make_integer_sequence<int, kMaxRows>{});
+  static constexpr auto tiles2 = make_tiles<2>(std::make_integer_sequence<int, kMaxRowsDecode>{});
+  if (M <= 0) return;
+  const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
+  int64_t p0 = n0;
+  if (M <= kMaxRowsDecode) {
+    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR)
+      tiles2[M - 1](K, a, lda, b + (p0 / kGemmNR) * pstride, pstride, col_sums + p0, c + (p0 - n0), ldc,
+                    int(std::min<int64_t>(2 * kGemmNR, n1 - p0)));
+  }
+  const int64_t blocks = (M + kMaxRows - 1) / kMaxRows;
+  const int64_t base = M / blocks, extra = M % blocks;
+  for (; p0 < n1; p0 += kGemmNR) {
+    const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    int64_t m0 = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t rows = base + (blk < extra ? 1 : 0);
+      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, col_sums + p0, c + m0 * ldc + (p0 - n0), ldc, width);
+      m0 += rows;
+    }
+  }
+}
+
+}  // namespace moefuse::gemm::detail
