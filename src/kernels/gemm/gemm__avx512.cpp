@@ -67,7 +67,35 @@ inline __mmask16 column_mask(int width, int v) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
+// One k step of a tile: B row k of each panel times A[m, k] (read from the tile's A buffer) into the chains.
+template <class W, int MR, int NP>
+__attribute__((always_inline)) inline void step_f(const W* bk, int64_t pstride, const float* ak,
+                                                  __m512 (&acc)[MR][2 * NP]) {
+  __m512 bv[2 * NP];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p) load_row(bk + p * pstride, bv[2 * p], bv[2 * p + 1]);
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; ++m) {
+    const __m512 av = _mm512_set1_ps(ak[m * 16]);
+#pragma GCC unroll 4
+    for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
+  }
+}
+
+// A[m, k0 .. k0+16) of MR rows into buf (16 floats per row); lanes outside `mask` are not read and become 0.
+template <int MR>
+__attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda, int64_t k0, __mmask16 mask,
+                                                     float* buf) {
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; ++m) _mm512_store_ps(buf + 16 * m, _mm512_maskz_loadu_ps(mask, a + m * lda + k0));
+}
+
 // C[0..MR) x [0..width) of the tile; NP panels (32 * NP columns) starting at b, panels pstride elements apart.
+//
+// A is read 16 k at a time: one zmm load per row into a small contiguous buffer, from which the broadcasts are
+// taken. Reading the rows directly would touch MR lines lda apart at every k; with lda * 4 a multiple of 4 KB (any
+// hidden size that is a multiple of 1024) they all fall in one L1 set, more rows than ways, and every broadcast
+// misses L1. The buffer costs 2 memory ops per row per 16 k (against 32 FMAs).
 template <class W, int MR, int NP>
 void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width) {
   constexpr int NV = 2 * NP;
@@ -77,16 +105,22 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
 
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 bv[NV];
-#pragma GCC unroll 2
-    for (int p = 0; p < NP; ++p) load_row(b + p * pstride + k * kGemmNR, bv[2 * p], bv[2 * p + 1]);
-#pragma GCC unroll 32
-    for (int m = 0; m < MR; ++m) {
-      const __m512 av = _mm512_set1_ps(a[m * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
-    }
+  // Double-buffered: the next 16 k of A are loaded before the current 16 are used, so their latency (the rows often
+  // come from L2) hides behind 16 k steps of FMAs.
+  alignas(64) float abuf[2][MR * 16];
+  const int64_t full = K / 16 * 16;
+  if (full > 0) fill_abuf<MR>(a, lda, 0, __mmask16(0xffff), abuf[0]);
+  int cur = 0;
+  for (int64_t k0 = 0; k0 < full; k0 += 16, cur ^= 1) {
+    if (k0 + 16 < full)
+      fill_abuf<MR>(a, lda, k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
+    else if (full < K)  // the last K % 16 columns: a masked load reads nothing past the row
+      fill_abuf<MR>(a, lda, full, __mmask16((1u << (K - full)) - 1u), abuf[cur ^ 1]);
+    for (int kk = 0; kk < 16; ++kk) step_f<W, MR, NP>(b + (k0 + kk) * kGemmNR, pstride, abuf[cur] + kk, acc);
+  }
+  if (full < K) {
+    if (full == 0) fill_abuf<MR>(a, lda, 0, __mmask16((1u << K) - 1u), abuf[cur]);
+    for (int kk = 0; kk < K - full; ++kk) step_f<W, MR, NP>(b + (full + kk) * kGemmNR, pstride, abuf[cur] + kk, acc);
   }
 
 #pragma GCC unroll 32

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -32,37 +33,40 @@ inline __mmask16 column_mask(int width, int v) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
-// The 4 int8 of A[m, k .. k+4), only the n < 4 below K read in a tail group (zeros after; the packed B rows past K
-// are zero, so the product with the shifted zero, 128 · 0, adds nothing).
-inline int32_t load_a4(const int8_t* p, int n) {
-  if (n >= 4) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-  }
-  uint32_t v = 0;
-  for (int t = 0; t < n; ++t) v |= uint32_t(uint8_t(p[t])) << (8 * t);
-  return int32_t(v);
-}
-
+// One group of 4 k: the 4 A bytes of each row (already shifted to u8, from the tile's A buffer) broadcast and
+// multiplied with B's [32][4] bytes of each panel.
 template <int MR, int NP>
-__attribute__((always_inline)) inline void step(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg, int64_t pstride,
-                 __m512i (&acc)[MR][2 * NP]) {
-  const __m512i shift = _mm512_set1_epi32(int32_t(0x80808080u));
+__attribute__((always_inline)) inline void step(const uint8_t* ua4, const int8_t* bg, int64_t pstride,
+                                                __m512i (&acc)[MR][2 * NP]) {
   __m512i bv[2 * NP];
 #pragma GCC unroll 2
   for (int p = 0; p < NP; ++p) {
-    bv[2 * p] = _mm512_loadu_si512(bg + p * pstride);         // columns 0..15, 4 k each
+    bv[2 * p] = _mm512_loadu_si512(bg + p * pstride);           // columns 0..15, 4 k each
     bv[2 * p + 1] = _mm512_loadu_si512(bg + p * pstride + 64);  // columns 16..31
   }
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
-    const __m512i ua = _mm512_xor_si512(_mm512_set1_epi32(load_a4(a + m * lda + k, n)), shift);
+    int32_t a4;
+    std::memcpy(&a4, ua4 + 64 * m, 4);
+    const __m512i ua = _mm512_set1_epi32(a4);
 #pragma GCC unroll 4
     for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], ua, bv[v]);
   }
 }
 
+// A chunk of 64 k (16 groups) of every row into the tile's buffer, shifted to u8 (xor 0x80); bytes at k >= K are
+// not read (masked load) and become 0 + 128, which meets B's zero padding.
+template <int MR>
+__attribute__((always_inline)) inline void fill_abuf(const int8_t* a, int64_t lda, int64_t k0, __mmask64 mask,
+                                                     uint8_t* abuf) {
+  const __m512i shift = _mm512_set1_epi8(int8_t(0x80));
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+    _mm512_store_si512(abuf + 64 * m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, a + m * lda + k0), shift));
+}
+
+// A is read 64 k at a time into a contiguous buffer (see tile_f in gemm__avx512.cpp: rows lda apart with lda a
+// multiple of 4 KB share one L1 set), shifted to u8 once there rather than at every broadcast.
 template <int MR, int NP>
 void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstride, const int32_t* col_sums,
           int32_t* c, int64_t ldc, int width) {
@@ -72,17 +76,29 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_si512();
-  const int64_t full = K / 4;
-  // The partial group of K % 4 first: integer sums do not depend on order, and with the tail after the loop GCC
-  // keeps a stack copy of every accumulator up to date inside the loop.
-  if (K % 4) step<MR, NP>(a, lda, 4 * full, int(K % 4), b + full * 4 * kGemmNR, pstride, acc);
-  for (int64_t g = 0; g < full; ++g) step<MR, NP>(a, lda, 4 * g, 4, b + g * 4 * kGemmNR, pstride, acc);
+  const int64_t full = K / 64 * 64;
+  alignas(64) uint8_t abuf[2][MR * 64];
+  // The last K % 64 first (integer sums do not depend on the order, and with this tail after the loop GCC keeps a
+  // stack copy of every accumulator up to date inside the loop).
+  if (full < K) {
+    const int rem = int(K - full);
+    fill_abuf<MR>(a, lda, full, __mmask64(~0ull >> (64 - rem)), abuf[0]);
+    for (int g = 0; g < (rem + 3) / 4; ++g)
+      step<MR, NP>(abuf[0] + 4 * g, b + (full / 4 + g) * 4 * kGemmNR, pstride, acc);
+  }
+  // Double-buffered: the next 64 k of A are loaded before the current 64 are used (see tile_f in gemm__avx512.cpp).
+  if (full > 0) fill_abuf<MR>(a, lda, 0, ~__mmask64(0), abuf[0]);
+  int cur = 0;
+  for (int64_t k0 = 0; k0 < full; k0 += 64, cur ^= 1) {
+    if (k0 + 64 < full) fill_abuf<MR>(a, lda, k0 + 64, ~__mmask64(0), abuf[cur ^ 1]);
+    for (int g = 0; g < 16; ++g) step<MR, NP>(abuf[cur] + 4 * g, b + (k0 / 4 + g) * 4 * kGemmNR, pstride, acc);
+  }
 
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
     const __mmask16 mask = column_mask(width, v);
     if (!mask) continue;
-    // 128 · colsum (maskz form: see load16 in gemm__avx512.cpp)
+    // 128 · colsum (maskz form: see load_row in gemm__avx512.cpp)
     const __m512i comp = _mm512_maskz_slli_epi32(0xffff, _mm512_loadu_si512(col_sums + 16 * v), 7);
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m)
