@@ -207,6 +207,32 @@ void BM_float(benchmark::State& st, gemm::GemmFloatKernel kern, DType dt, int64_
   st.SetLabel(kern.name);
 }
 
+// As BM_float / BM_s8, but one kernel call per block of `block` columns, as a layer's (expert x column block) tasks
+// make them.
+void BM_blocks(benchmark::State& st, GemmKernels k, DType dt, int64_t M, int64_t K, int64_t N, int64_t block) {
+  const WeightSet& w = weights(dt, K, N);
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
+  std::vector<int8_t> a8(size_t(M * K), 3);
+  std::vector<int32_t> c8(size_t(M * N));
+  const gemm::GemmFloatFn ffn = dt == DType::i8 ? nullptr : k.float_kernel(dt).fn;
+  size_t i = 0;
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    const PackedWeights& pw = w.copies[i++ % w.copies.size()];
+    for (int64_t n0 = 0; n0 < N; n0 += block) {
+      const int64_t n1 = std::min(N, n0 + block);
+      if (ffn)
+        ffn(M, K, n0, n1, a.data(), K, pw.data(), c.data() + n0, N);
+      else
+        k.s8.fn(M, K, n0, n1, a8.data(), K, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c8.data() + n0, N);
+    }
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, w.copies[0], M, dt == DType::i8 ? 1 : 4, dt == DType::i8 ? g_peak_int8 : g_peak_float,
+               thread_seconds() - t0);
+  st.SetLabel(dt == DType::i8 ? k.s8.name : k.float_kernel(dt).name);
+}
+
 void BM_s8(benchmark::State& st, gemm::GemmS8Kernel kern, int64_t M, int64_t K, int64_t N) {
   const WeightSet& w = weights(DType::i8, K, N);
   std::mt19937 gen(1);
@@ -297,6 +323,12 @@ void register_all() {
             benchmark::RegisterBenchmark(name.c_str(), BM_s8, k.s8, M, s.K, s.N);
           else
             benchmark::RegisterBenchmark(name.c_str(), BM_float, k.float_kernel(dt), dt, M, s.K, s.N);
+          // The best variant once more, cut into the column blocks a layer's tasks would use.
+          const bool best = k.isa == top && (dt == DType::i8 ? k.vnni == vnni : !k.vnni);
+          if (best && s.K == 2048 && s.N == 2048 && M <= 64)
+            for (int64_t block : {32, 64})
+              benchmark::RegisterBenchmark((name + "/blocks:" + std::to_string(block)).c_str(), BM_blocks, k, dt, M,
+                                           s.K, s.N, block);
         }
       }
     }

@@ -33,10 +33,10 @@ GemmKernels avx512_kernels(bool vnni) {
   GemmKernels k;
   k.isa = Isa::avx512;
   k.vnni = vnni;
-  k.f32w = MOEFUSE_GEMM_F(gemm_f32w_f32_12x32__avx512);
-  k.bf16w = MOEFUSE_GEMM_F(gemm_bf16w_f32_12x32__avx512);
-  k.f16w = MOEFUSE_GEMM_F(gemm_f16w_f32_12x32__avx512);
-  k.s8 = vnni ? MOEFUSE_GEMM_S8(gemm_s8_s32_12x32__avx512vnni) : MOEFUSE_GEMM_S8(gemm_s8_s32_6x32__avx512);
+  k.f32w = MOEFUSE_GEMM_F(gemm_f32w_f32_6x64__avx512);
+  k.bf16w = MOEFUSE_GEMM_F(gemm_bf16w_f32_6x64__avx512);
+  k.f16w = MOEFUSE_GEMM_F(gemm_f16w_f32_6x64__avx512);
+  k.s8 = vnni ? MOEFUSE_GEMM_S8(gemm_s8_s32_6x64__avx512vnni) : MOEFUSE_GEMM_S8(gemm_s8_s32_6x32__avx512);
   return k;
 }
 
