@@ -4,8 +4,8 @@
 // row (2 zmm, widened from bf16/f16 in registers; see load_row) and does one vfmadd231ps per accumulator with A[m, k]
 // broadcast. Each accumulator lane is one output element's chain, k = 0..K-1 in order: the contract order, whatever
 // the tile. Two tiles:
-//   6 x 64 (NP = 2): 24 accumulators + 4 B registers. Used for every pair of panels, rows cut into balanced blocks of
-//     at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent chains even for one
+//   6 x 64 (NP = 2): 24 accumulators + 4 B registers. Used for every pair of panels (but see use_pairs), rows cut
+//     into balanced blocks of at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent chains even for one
 //     row; and measured on Zen 4 it beats 12 x 32 at every M (2048 x 2048 bf16, cold weights: M = 8: 95 against 75
 //     GFLOP/s, M = 64: 108 against 100; the peak is 114).
 //   12 x 32 (NP = 1): 24 accumulators + 2 B registers, for a last single panel (N % 64 in 1..32, or a call over one
@@ -33,6 +33,7 @@ namespace {
 constexpr int kMaxRowsF = 12;    // rows of the single-panel float tile
 constexpr int kMaxRowsPair = 6;  // rows of the two-panel float tile
 constexpr int kMaxRowsS8 = 6;    // rows of the int8 (vpmaddwd) tile
+constexpr int kPairsF32Lo = 8;  // f32 weights: 7..8 rows use the single-panel tile (see use_pairs)
 
 // One panel row (32 weights at p) widened exactly to fp32 into two vectors, lo and hi.
 //   f32, f16: lo = columns 0..15, hi = columns 16..31.
@@ -154,6 +155,16 @@ constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
   return std::array<TileF<W, NP>, sizeof...(R)>{&tile_f<W, R + 1, NP>...};
 }
 
+// Whether M rows go through the two-panel tiles. Above 6 rows they take two row blocks, and the second pass over the
+// panels then does not overlap the memory stream of the first. With f32 weights (memory-bound there) the one-pass
+// single-panel 12 x 32 tile is faster for 7..8 rows (measured, 2048 x 2048 cold: M = 7: 82 against 70 GFLOP/s; from
+// M = 9 on pairs win: M = 10: 90 against 73). bf16/f16 weights (half the bytes, compute-bound) gain from pairs at
+// every M.
+template <class W>
+constexpr bool use_pairs(int64_t M) {
+  return !(std::is_same_v<W, float> && M > kMaxRowsPair && M <= kPairsF32Lo);
+}
+
 template <class W>
 void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data,
                 float* c, int64_t ldc) {
@@ -164,7 +175,7 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
   const W* b = static_cast<const W*>(b_data);
   const int64_t pstride = K * kGemmNR;
   int64_t p0 = n0;
-  {
+  if (use_pairs<W>(M)) {
     // Pairs of panels: 6 x 64 tiles, rows split in balanced blocks of at most 6.
     const int64_t blocks = (M + kMaxRowsPair - 1) / kMaxRowsPair;
     const int64_t base = M / blocks, extra = M % blocks;
