@@ -1,10 +1,10 @@
 // GEMM kernel benchmarks: every variant the machine supports, every weight dtype, on the model shapes
 // (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64, 512), single-threaded (the layer runs one kernel call
 // per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB (packed weights +
-// A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak of the matching instruction: vfmadd231ps
-// on zmm for every float variant (the machine's float peak; on AVX2-only machines ymm), vpdpbusd on zmm for every
-// int8 variant; measured at start-up by the probes below, which also run as
-// benchmarks). A stream-read probe gives the memory bandwidth one core gets, the ceiling for decode.
+// A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak of the matching
+// instruction: vfmadd231ps on zmm for every float variant (the machine's float peak; on AVX2-only machines ymm),
+// vpdpbusd on zmm for every int8 variant; measured at start-up by the probes below, which also run as benchmarks). A
+// stream-read probe gives the memory bandwidth one core gets, the ceiling for decode.
 //
 // Weights are cold: each benchmark rotates over enough packed copies to exceed 96 MB (more than the L3), so decode
 // reads its weights from memory, as a MoE layer with many experts does.
@@ -13,18 +13,17 @@
 //   ./build/release/bench/gemm_bench --benchmark_filter='bf16w/avx512/.*M:1$'
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
-#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <sys/mman.h>
 
 #include "kernels/gemm/gemm.h"
 #include "moefuse/cpu.h"
@@ -40,25 +39,25 @@ using gemm::PackedWeights;
 // 12 independent accumulator chains (enough to cover a 4-cycle latency at 2 instructions per cycle), registers
 // only, in asm so the compiler cannot remove or reorder anything. Inputs are zero: no denormal slow paths.
 
-#define MOEFUSE_REPEAT12(op)                                                                                   \
-  op "%%zmm12, %%zmm13, %%zmm0\n\t" op "%%zmm12, %%zmm13, %%zmm1\n\t" op "%%zmm12, %%zmm13, %%zmm2\n\t" op      \
-     "%%zmm12, %%zmm13, %%zmm3\n\t" op "%%zmm12, %%zmm13, %%zmm4\n\t" op "%%zmm12, %%zmm13, %%zmm5\n\t" op       \
-     "%%zmm12, %%zmm13, %%zmm6\n\t" op "%%zmm12, %%zmm13, %%zmm7\n\t" op "%%zmm12, %%zmm13, %%zmm8\n\t" op       \
+#define MOEFUSE_REPEAT12(op)                                                                               \
+  op "%%zmm12, %%zmm13, %%zmm0\n\t" op "%%zmm12, %%zmm13, %%zmm1\n\t" op "%%zmm12, %%zmm13, %%zmm2\n\t" op \
+     "%%zmm12, %%zmm13, %%zmm3\n\t" op "%%zmm12, %%zmm13, %%zmm4\n\t" op "%%zmm12, %%zmm13, %%zmm5\n\t" op \
+     "%%zmm12, %%zmm13, %%zmm6\n\t" op "%%zmm12, %%zmm13, %%zmm7\n\t" op "%%zmm12, %%zmm13, %%zmm8\n\t" op \
      "%%zmm12, %%zmm13, %%zmm9\n\t" op "%%zmm12, %%zmm13, %%zmm10\n\t" op "%%zmm12, %%zmm13, %%zmm11\n\t"
-#define MOEFUSE_REPEAT12_YMM(op)                                                                               \
-  op "%%ymm12, %%ymm13, %%ymm0\n\t" op "%%ymm12, %%ymm13, %%ymm1\n\t" op "%%ymm12, %%ymm13, %%ymm2\n\t" op      \
-     "%%ymm12, %%ymm13, %%ymm3\n\t" op "%%ymm12, %%ymm13, %%ymm4\n\t" op "%%ymm12, %%ymm13, %%ymm5\n\t" op       \
-     "%%ymm12, %%ymm13, %%ymm6\n\t" op "%%ymm12, %%ymm13, %%ymm7\n\t" op "%%ymm12, %%ymm13, %%ymm8\n\t" op       \
+#define MOEFUSE_REPEAT12_YMM(op)                                                                           \
+  op "%%ymm12, %%ymm13, %%ymm0\n\t" op "%%ymm12, %%ymm13, %%ymm1\n\t" op "%%ymm12, %%ymm13, %%ymm2\n\t" op \
+     "%%ymm12, %%ymm13, %%ymm3\n\t" op "%%ymm12, %%ymm13, %%ymm4\n\t" op "%%ymm12, %%ymm13, %%ymm5\n\t" op \
+     "%%ymm12, %%ymm13, %%ymm6\n\t" op "%%ymm12, %%ymm13, %%ymm7\n\t" op "%%ymm12, %%ymm13, %%ymm8\n\t" op \
      "%%ymm12, %%ymm13, %%ymm9\n\t" op "%%ymm12, %%ymm13, %%ymm10\n\t" op "%%ymm12, %%ymm13, %%ymm11\n\t"
-#define MOEFUSE_ZERO14                                                                                          \
-  "vpxor %%xmm0, %%xmm0, %%xmm0\n\tvpxor %%xmm1, %%xmm1, %%xmm1\n\tvpxor %%xmm2, %%xmm2, %%xmm2\n\t"            \
-  "vpxor %%xmm3, %%xmm3, %%xmm3\n\tvpxor %%xmm4, %%xmm4, %%xmm4\n\tvpxor %%xmm5, %%xmm5, %%xmm5\n\t"            \
-  "vpxor %%xmm6, %%xmm6, %%xmm6\n\tvpxor %%xmm7, %%xmm7, %%xmm7\n\tvpxor %%xmm8, %%xmm8, %%xmm8\n\t"            \
-  "vpxor %%xmm9, %%xmm9, %%xmm9\n\tvpxor %%xmm10, %%xmm10, %%xmm10\n\tvpxor %%xmm11, %%xmm11, %%xmm11\n\t"       \
+#define MOEFUSE_ZERO14                                                                                     \
+  "vpxor %%xmm0, %%xmm0, %%xmm0\n\tvpxor %%xmm1, %%xmm1, %%xmm1\n\tvpxor %%xmm2, %%xmm2, %%xmm2\n\t"       \
+  "vpxor %%xmm3, %%xmm3, %%xmm3\n\tvpxor %%xmm4, %%xmm4, %%xmm4\n\tvpxor %%xmm5, %%xmm5, %%xmm5\n\t"       \
+  "vpxor %%xmm6, %%xmm6, %%xmm6\n\tvpxor %%xmm7, %%xmm7, %%xmm7\n\tvpxor %%xmm8, %%xmm8, %%xmm8\n\t"       \
+  "vpxor %%xmm9, %%xmm9, %%xmm9\n\tvpxor %%xmm10, %%xmm10, %%xmm10\n\tvpxor %%xmm11, %%xmm11, %%xmm11\n\t" \
   "vpxor %%xmm12, %%xmm12, %%xmm12\n\tvpxor %%xmm13, %%xmm13, %%xmm13\n\t"
-#define MOEFUSE_CLOBBER14                                                                                       \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",    \
-      "xmm13", "cc"
+#define MOEFUSE_CLOBBER14                                                                                             \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", \
+      "cc"
 
 // Each loop iteration: 12 instructions.
 void fma_zmm_loop(int64_t iters) {
@@ -111,8 +110,8 @@ double g_peak_float = 0, g_peak_int8 = 0;  // ops per second
 void BM_probe(benchmark::State& st, Probe p) {
   const int64_t iters = 1'000'000;
   for (auto _ : st) p.loop(iters);
-  st.counters["GFLOP"] = benchmark::Counter(double(iters) * p.ops_per_iter / 1e9,
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP"] =
+      benchmark::Counter(double(iters) * p.ops_per_iter / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // One core's read bandwidth: sums 256 MB with 32-byte loads (so it runs on any AVX2 machine), from memory laid out
@@ -181,9 +180,8 @@ const WeightSet& weights(DType dt, int64_t K, int64_t N) {
     }
   }
   for (size_t c = 0; c < count; ++c)
-    w->copies.push_back(dt == DType::i8
-                            ? gemm::pack_weights_s8(reinterpret_cast<const int8_t*>(src.data()), K, N, N, 1)
-                            : gemm::pack_weights_f(src.data(), dt, K, N, N, 1));
+    w->copies.push_back(dt == DType::i8 ? gemm::pack_weights_s8(reinterpret_cast<const int8_t*>(src.data()), K, N, N, 1)
+                                        : gemm::pack_weights_f(src.data(), dt, K, N, N, 1));
   g_weights = std::move(w);
   return *g_weights;
 }
@@ -284,14 +282,11 @@ void BM_hot_tile(benchmark::State& st, GemmKernels k, DType dt, int64_t M) {
       k.float_kernel(dt).fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
     benchmark::ClobberMemory();
   }
-  set_counters(st, pw, M, dt == DType::i8 ? 1 : 4, dt == DType::i8 ? g_peak_int8 : g_peak_float,
-               thread_seconds() - t0);
+  set_counters(st, pw, M, dt == DType::i8 ? 1 : 4, dt == DType::i8 ? g_peak_int8 : g_peak_float, thread_seconds() - t0);
   st.SetLabel(dt == DType::i8 ? k.s8.name : k.float_kernel(dt).name);
 }
 
-std::string variant_name(const GemmKernels& k) {
-  return k.vnni ? "avx512vnni" : std::string(isa_name(k.isa));
-}
+std::string variant_name(const GemmKernels& k) { return k.vnni ? "avx512vnni" : std::string(isa_name(k.isa)); }
 
 void register_all() {
   const Isa top = detected_isa();
@@ -309,7 +304,8 @@ void register_all() {
     if (k.isa == Isa::scalar) continue;
     for (DType dt : {DType::f32, DType::bf16, DType::i8}) {
       if (dt != DType::i8 && k.vnni) continue;
-      const int64_t M = dt == DType::i8 ? (k.vnni ? 12 : k.isa == Isa::avx512 ? 6 : 2) : (k.isa == Isa::avx512 ? 12 : 6);
+      int64_t M = k.isa == Isa::avx512 ? 12 : 6;  // float tiles
+      if (dt == DType::i8) M = k.vnni ? 12 : k.isa == Isa::avx512 ? 6 : 2;
       const std::string name = "hot_tile/" + std::string(dt == DType::i8 ? "s8" : std::string(dtype_name(dt)) + "w") +
                                "/" + variant_name(k) + "/M:" + std::to_string(M) + "/N:32/K:256";
       benchmark::RegisterBenchmark(name.c_str(), BM_hot_tile, k, dt, M);
@@ -353,8 +349,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const Isa top = detected_isa();
-  if (top >= Isa::avx512) g_peak_float = measure_peak(kFmaZmm);
-  else if (top >= Isa::avx2) g_peak_float = measure_peak(kFmaYmm);
+  if (top >= Isa::avx512)
+    g_peak_float = measure_peak(kFmaZmm);
+  else if (top >= Isa::avx2)
+    g_peak_float = measure_peak(kFmaYmm);
   if (gemm::vnni_available()) g_peak_int8 = measure_peak(kDpbusdZmm);
   std::printf("measured peaks (1 thread): float %.1f GFLOP/s, int8 %.1f GOP/s (0 = instruction not available)\n",
               g_peak_float / 1e9, g_peak_int8 / 1e9);

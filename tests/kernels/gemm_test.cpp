@@ -1,5 +1,7 @@
 // The GEMM kernel family (src/kernels/gemm/gemm.h): packing layout, and every variant the machine supports against
 // a naive oracle written here from the contract — bitwise for floats (same fma order), exact for int8.
+#include "kernels/gemm/gemm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/gemm/gemm.h"
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "util/compare.h"
@@ -100,9 +101,9 @@ std::vector<float> run_float(const gemm::GemmFloatKernel& kern, const std::vecto
   for (size_t i = 0; i < expected.size(); ++i) {
     const bool both_nan = std::isnan(expected[i]) && std::isnan(actual[i]);
     if (!both_nan && bits(expected[i]) != bits(actual[i]))
-      return ::testing::AssertionFailure() << "at [" << i / size_t(N) << ", " << i % size_t(N) << "]: expected "
-                                           << expected[i] << " (0x" << std::hex << bits(expected[i]) << "), got "
-                                           << actual[i] << " (0x" << bits(actual[i]) << ")";
+      return ::testing::AssertionFailure()
+             << "at [" << i / size_t(N) << ", " << i % size_t(N) << "]: expected " << expected[i] << " (0x" << std::hex
+             << bits(expected[i]) << "), got " << actual[i] << " (0x" << bits(actual[i]) << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -112,8 +113,8 @@ struct Mnk {
 };
 // Covers M in {1, 2, 3, 7, 12, 13, 25, 64} (plus 6 and 24: the last decode row count and two full 12-row blocks),
 // N in {1, 31, 32, 33, 64, 95}, K in {1, 3, 4, 5, 16, 17, 64, 513}; each value several times, not the full cross.
-const Mnk kShapes[] = {{1, 1, 1},    {1, 95, 513}, {1, 33, 64},  {2, 33, 5},   {2, 64, 513}, {3, 64, 17},
-                       {3, 95, 4},   {6, 95, 17},  {7, 31, 4},   {7, 95, 64},  {12, 32, 64}, {12, 33, 1},
+const Mnk kShapes[] = {{1, 1, 1},    {1, 95, 513}, {1, 33, 64},  {2, 33, 5},    {2, 64, 513}, {3, 64, 17},
+                       {3, 95, 4},   {6, 95, 17},  {7, 31, 4},   {7, 95, 64},   {12, 32, 64}, {12, 33, 1},
                        {13, 95, 3},  {13, 1, 5},   {24, 64, 5},  {25, 33, 513}, {25, 31, 16}, {64, 64, 16},
                        {64, 95, 17}, {64, 1, 4},   {64, 32, 513}};
 
@@ -213,8 +214,8 @@ TEST(GemmPack, TransposedAndStridedSourcesGiveIdenticalBytes) {
       for (int64_t k = 0; k < K; ++k)
         for (int64_t n = 0; n < N; ++n) {
           std::memcpy(static_cast<std::byte*>(nk.data()) + (n * K + k) * es, src + (k * N + n) * es, es);
-          std::memcpy(static_cast<std::byte*>(wide.data()) + (k * (N + 5) + (N - 1 - n)) * es,
-                      src + (k * N + n) * es, es);
+          std::memcpy(static_cast<std::byte*>(wide.data()) + (k * (N + 5) + (N - 1 - n)) * es, src + (k * N + n) * es,
+                      es);
         }
       auto pack = [&](const void* p, int64_t sk, int64_t sn) {
         return dt == DType::i8 ? gemm::pack_weights_s8(static_cast<const int8_t*>(p), K, N, sk, sn)
@@ -410,8 +411,7 @@ TEST(GemmS8, EveryVariantMatchesTheOracleExactly) {
     const std::vector<int8_t> a = random_s8(rng, size_t((s.M - 1) * lda + s.K));
     const std::vector<int32_t> expected = s8_oracle(a, lda, b, s.K, s.N, s.M);
     for (const GemmKernels& k : all_variants())
-      EXPECT_EQ(run_s8(k.s8, a, lda, pw, s.M), expected) << k.s8.name << " M=" << s.M << " N=" << s.N
-                                                         << " K=" << s.K;
+      EXPECT_EQ(run_s8(k.s8, a, lda, pw, s.M), expected) << k.s8.name << " M=" << s.M << " N=" << s.N << " K=" << s.K;
   }
 }
 

@@ -18,9 +18,10 @@
 //
 // ─── What the kernels compute ───────────────────────────────────────────────────────────────────────────────────
 // A call computes C[m, n] for m in [0, M) and n in [n0, n1): n0 is a multiple of 32 and n1 <= N, so a call covers
-// whole panels, the last of which may be partial (columns >= n1 are neither read from A's point of view nor
-// written). `c` points at C[0, n0]: element (m, n) is written to c[m * ldc + (n - n0)], so a caller can hand a
-// 32-column scratch tile as well as the full output. `a` points at A[0, 0] (row m at a + m * lda, K elements).
+// whole panels, the last of which may be cut at n1 (its columns >= n1 may be computed in registers, from the zero
+// padding or from real weights, but are never written). `c` points at C[0, n0]: element (m, n) is written to c[m * ldc
+// + (n - n0)], so a caller can hand a 32-column scratch tile as well as the full output. `a` points at A[0, 0] (row m
+// at a + m * lda, K elements).
 //
 // Float (A fp32, B f32/bf16/f16, C fp32). THE ORDER IS THE CONTRACT:
 //     acc = +0.0f;  for k = 0 .. K-1 in order:  acc = fma(A[m, k], float(B[k, n]), acc);   C[m, n] = acc
@@ -65,7 +66,8 @@ namespace moefuse::gemm {
 inline constexpr int64_t kGemmNR = 32;
 
 /// Weights packed for the kernels. Owns its memory (64-byte aligned, allocated once, by the pack functions);
-/// move-only; immutable after packing, so any number of threads may read it at once. A default-constructed PackedWeights is empty (K = N = 0, no data).
+/// move-only; immutable after packing, so any number of threads may read it at once. A default-constructed
+/// PackedWeights is empty (K = N = 0, no data).
 class PackedWeights {
  public:
   PackedWeights() = default;
@@ -117,12 +119,12 @@ PackedWeights pack_weights_f(const void* src, DType dtype, int64_t K, int64_t N,
 PackedWeights pack_weights_s8(const int8_t* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n);
 
 /// Float kernel (one per weight dtype): see "What the kernels compute". `b` is PackedWeights::data().
-using GemmFloatFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                             const void* b, float* c, int64_t ldc);
+using GemmFloatFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                             float* c, int64_t ldc);
 
 /// int8 kernel: `b` is PackedWeights::data(), `col_sums` is PackedWeights::col_sums().
-using GemmS8Fn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
-                          const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc);
+using GemmS8Fn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                          const int32_t* col_sums, int32_t* c, int64_t ldc);
 
 struct GemmFloatKernel {
   GemmFloatFn fn = nullptr;

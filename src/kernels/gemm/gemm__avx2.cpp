@@ -81,8 +81,8 @@ constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
 }
 
 template <class W>
-void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data,
-                float* c, int64_t ldc) {
+void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
+                int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto full = make_tiles_f<W, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
   static constexpr auto half = make_tiles_f<W, 2>(std::make_integer_sequence<int, kMaxRowsF>{});
@@ -125,7 +125,8 @@ inline int32_t load_a4(const int8_t* p, int n) {
 
 // One group of 4 k for MR rows x 16 columns; bg points at the group's first byte of the tile's columns.
 template <int MR>
-__attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg, __m256i (&acc)[MR][4]) {
+__attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg,
+                                                   __m256i (&acc)[MR][4]) {
   __m256i bw[4];
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j)  // columns 4j .. 4j+4, 4 k each, as int16
@@ -151,8 +152,8 @@ void tile_s8(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int32_t* 
   if (K % 4) step_s8<MR>(a, lda, 4 * full, int(K % 4), b + full * 4 * kGemmNR, acc);
   for (int64_t g = 0; g < full; ++g) step_s8<MR>(a, lda, 4 * g, 4, b + g * 4 * kGemmNR, acc);
 
-  // acc[m][j] holds (lo, hi) partial sums of columns 4j .. 4j+4 in adjacent dwords. hadd of two of them gives
-  // columns [0 1 4 5 | 2 3 6 7] of the pair; the 64-bit permute (0, 2, 1, 3) puts them in order.
+    // acc[m][j] holds (lo, hi) partial sums of columns 4j .. 4j+4 in adjacent dwords. hadd of two of them gives
+    // columns [0 1 4 5 | 2 3 6 7] of the pair; the 64-bit permute (0, 2, 1, 3) puts them in order.
 #pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
     if (width <= 8 * h) continue;
@@ -176,24 +177,23 @@ constexpr auto make_tiles_s8(std::integer_sequence<int, R...>) {
 
 }  // namespace
 
-void gemm_f32w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                              const void* b, float* c, int64_t ldc) {
+void gemm_f32w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                              float* c, int64_t ldc) {
   gemm_float<float>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
-void gemm_bf16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                               const void* b, float* c, int64_t ldc) {
+void gemm_bf16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                               float* c, int64_t ldc) {
   gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
-void gemm_f16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                              const void* b, float* c, int64_t ldc) {
+void gemm_f16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                              float* c, int64_t ldc) {
   gemm_float<float16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
-void gemm_s8_s32_2x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
-                            const int8_t* b, const int32_t* /*col_sums: not needed, A is not shifted*/, int32_t* c,
-                            int64_t ldc) {
+void gemm_s8_s32_2x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                            const int32_t* /*col_sums: not needed, A is not shifted*/, int32_t* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto tiles = make_tiles_s8(std::make_integer_sequence<int, kMaxRowsS8>{});
   if (M <= 0) return;

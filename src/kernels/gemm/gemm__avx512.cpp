@@ -5,9 +5,9 @@
 // broadcast. Each accumulator lane is one output element's chain, k = 0..K-1 in order: the contract order, whatever
 // the tile. Two tiles:
 //   6 x 64 (NP = 2): 24 accumulators + 4 B registers. Used for every pair of panels (but see use_pairs), rows cut
-//     into balanced blocks of at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent chains even for one
-//     row; and measured on Zen 4 it beats 12 x 32 at every M (2048 x 2048 bf16, cold weights: M = 8: 95 against 75
-//     GFLOP/s, M = 64: 108 against 100; the peak is 114).
+//     into balanced blocks of at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent
+//     chains even for one row; and measured on Zen 4 it beats 12 x 32 at every M (2048 x 2048 bf16, cold weights: M =
+//     8: 95 against 75 GFLOP/s, M = 64: 108 against 100; the peak is 114).
 //   12 x 32 (NP = 1): 24 accumulators + 2 B registers, for a last single panel (N % 64 in 1..32, or a call over one
 //     32-column block), rows in balanced blocks of at most 12 (64 rows = 4 x 11 + 2 x 10).
 // Tiles of 14 rows spill (measured slower); software prefetch of B and blocking K (partial sums kept in C) were
@@ -33,7 +33,7 @@ namespace {
 constexpr int kMaxRowsF = 12;    // rows of the single-panel float tile
 constexpr int kMaxRowsPair = 6;  // rows of the two-panel float tile
 constexpr int kMaxRowsS8 = 6;    // rows of the int8 (vpmaddwd) tile
-constexpr int kPairsF32Lo = 8;  // f32 weights: 7..8 rows use the single-panel tile (see use_pairs)
+constexpr int kPairsF32Lo = 8;   // f32 weights: 7..8 rows use the single-panel tile (see use_pairs)
 
 // One panel row (32 weights at p) widened exactly to fp32 into two vectors, lo and hi.
 //   f32, f16: lo = columns 0..15, hi = columns 16..31.
@@ -166,8 +166,8 @@ constexpr bool use_pairs(int64_t M) {
 }
 
 template <class W>
-void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data,
-                float* c, int64_t ldc) {
+void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
+                int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto tiles1 = make_tiles_f<W, 1>(std::make_integer_sequence<int, kMaxRowsF>{});
   static constexpr auto tiles2 = make_tiles_f<W, 2>(std::make_integer_sequence<int, kMaxRowsPair>{});
@@ -219,7 +219,8 @@ inline int32_t load_a4(const int8_t* p, int n) {
 }
 
 template <int MR>
-__attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg, __m512i (&acc)[MR][4]) {
+__attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg,
+                                                   __m512i (&acc)[MR][4]) {
   __m512i bw[4];
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j)  // columns 8j .. 8j+8, 4 k each, as int16
@@ -272,17 +273,17 @@ constexpr auto make_tiles_s8(std::integer_sequence<int, R...>) {
 }  // namespace
 
 void gemm_f32w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                                 const void* b, float* c, int64_t ldc) {
+                                const void* b, float* c, int64_t ldc) {
   gemm_float<float>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                                  const void* b, float* c, int64_t ldc) {
+                                 const void* b, float* c, int64_t ldc) {
   gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 void gemm_f16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                                 const void* b, float* c, int64_t ldc) {
+                                const void* b, float* c, int64_t ldc) {
   gemm_float<float16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 

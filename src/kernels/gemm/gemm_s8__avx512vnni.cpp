@@ -107,8 +107,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
 }
 
 template <int NP>
-using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t,
-                      int);
+using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t, int);
 
 template <int NP, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -118,7 +117,7 @@ constexpr auto make_tiles(std::integer_sequence<int, R...>) {
 }  // namespace
 
 void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
-                                   const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
+                                  const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto tiles1 = make_tiles<1>(std::make_integer_sequence<int, kMaxRows>{});
   static constexpr auto tiles2 = make_tiles<2>(std::make_integer_sequence<int, kMaxRowsPair>{});

@@ -15,8 +15,8 @@ inline float widen(bfloat16 v) { return to_f32(v); }
 inline float widen(float16 v) { return to_f32(v); }
 
 template <class W>
-void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data,
-                float* c, int64_t ldc) {
+void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
+                int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   const W* b = static_cast<const W*>(b_data);
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {

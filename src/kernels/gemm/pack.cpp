@@ -1,12 +1,12 @@
 // Packing of GEMM weights into the panel layouts of gemm.h. Runs once, at weight load; the only place of the family
 // that allocates or throws.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
-
-#include <sys/mman.h>
 
 #include "base/check.h"
 #include "kernels/gemm/gemm.h"
@@ -26,8 +26,7 @@ void check_extents(const char* op, int64_t K, int64_t N) {
 
 // Copies element bit patterns (T is a same-sized unsigned integer) into the float panel layout.
 template <class T>
-void pack_float_panels(const T* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n, int64_t panels,
-                       T* dst) {
+void pack_float_panels(const T* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n, int64_t panels, T* dst) {
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t n_begin = p * kGemmNR;
     const int64_t width = std::min<int64_t>(kGemmNR, N - n_begin);
@@ -76,8 +75,7 @@ PackedWeights PackedWeights::allocate(DType dtype, int64_t K, int64_t N, int64_t
   return w;
 }
 
-PackedWeights pack_weights_f(const void* src, DType dtype, int64_t K, int64_t N, int64_t stride_k,
-                             int64_t stride_n) {
+PackedWeights pack_weights_f(const void* src, DType dtype, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n) {
   static constexpr const char* op = "pack_weights_f";
   if (!dtype_is_float(dtype))
     check::fail_type(op, "dtype", check::dtype_list({DType::f32, DType::bf16, DType::f16}), dtype_name(dtype));
