@@ -42,10 +42,11 @@
 // weight dtype), and are safe to call concurrently on disjoint C.
 //
 // ─── Performance notes for callers (measured on the 2-core Zen 4 this project targets; bench/gemm_bench.cpp) ────
-// The AVX-512 kernels work on pairs of panels (6 x 64 tiles) and fall back to 12 x 32 tiles for a lone panel. Column
-// blocks of 64 (or more) per call are therefore faster than blocks of 32 for M >= 7 (bf16 2048 x 2048, M = 8, cold
-// weights: about 95 against 75 GFLOP/s); results are bitwise the same either way. Decode (M <= 8) is bound by the
-// memory stream of the packed weights; prefill reaches roughly 85-95% of the measured FMA / vpdpbusd peak.
+// The AVX-512 kernels work on pairs of panels (6 x 64 tiles) and use 12 x 32 tiles for a lone panel. With bf16/f16
+// weights, column blocks of 64 (or more) per call are faster than blocks of 32 for M >= 7 (2048 x 2048, M = 8, cold
+// weights: 99 against 71 GFLOP/s; M = 64: 109 against 95); for f32 and int8 the two are within noise. Results are
+// bitwise the same either way. M = 1 streams the packed weights at 23-28 GB/s, the read bandwidth one core gets
+// (29 GB/s); prefill (M >= 64) reaches 86-94% of the measured FMA peak (float) and 81-90% of the vpdpbusd peak.
 //
 // Preconditions (asserted in debug builds, not checked in release): M >= 0; K equals the packed K; 0 <= n0 <= n1
 // <= N; n0 % 32 == 0; lda >= K; ldc >= n1 - n0 (when M > 1); pointers valid for the ranges above. Unaligned
