@@ -1,0 +1,363 @@
+// GEMM kernel benchmarks: every variant the machine supports, every weight dtype, on the model shapes
+// (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64, 512), single-threaded (the layer runs one kernel call
+// per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB (packed weights +
+// A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak of the matching
+// instruction: vfmadd231ps on zmm for every float variant (the machine's float peak; on AVX2-only machines ymm),
+// vpdpbusd on zmm for every int8 variant; measured at start-up by the probes below, which also run as benchmarks). A
+// stream-read probe gives the memory bandwidth one core gets, the ceiling for decode.
+//
+// Weights are cold: each benchmark rotates over enough packed copies to exceed 96 MB (more than the L3), so decode
+// reads its weights from memory, as a MoE layer with many experts does.
+//
+//   cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake --build build/release --target gemm_bench
+//   ./build/release/bench/gemm_bench --benchmark_filter='bf16w/avx512/.*M:1$'
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm/gemm.h"
+#include "moefuse/cpu.h"
+#include "moefuse/dtype.h"
+
+namespace {
+
+using namespace moefuse;
+using gemm::GemmKernels;
+using gemm::PackedWeights;
+
+// ─── Peak probes ────────────────────────────────────────────────────────────────────────────────────────────────
+// 12 independent accumulator chains (enough to cover a 4-cycle latency at 2 instructions per cycle), registers
+// only, in asm so the compiler cannot remove or reorder anything. Inputs are zero: no denormal slow paths.
+
+#define MOEFUSE_REPEAT12(op)                                                                               \
+  op "%%zmm12, %%zmm13, %%zmm0\n\t" op "%%zmm12, %%zmm13, %%zmm1\n\t" op "%%zmm12, %%zmm13, %%zmm2\n\t" op \
+     "%%zmm12, %%zmm13, %%zmm3\n\t" op "%%zmm12, %%zmm13, %%zmm4\n\t" op "%%zmm12, %%zmm13, %%zmm5\n\t" op \
+     "%%zmm12, %%zmm13, %%zmm6\n\t" op "%%zmm12, %%zmm13, %%zmm7\n\t" op "%%zmm12, %%zmm13, %%zmm8\n\t" op \
+     "%%zmm12, %%zmm13, %%zmm9\n\t" op "%%zmm12, %%zmm13, %%zmm10\n\t" op "%%zmm12, %%zmm13, %%zmm11\n\t"
+#define MOEFUSE_REPEAT12_YMM(op)                                                                           \
+  op "%%ymm12, %%ymm13, %%ymm0\n\t" op "%%ymm12, %%ymm13, %%ymm1\n\t" op "%%ymm12, %%ymm13, %%ymm2\n\t" op \
+     "%%ymm12, %%ymm13, %%ymm3\n\t" op "%%ymm12, %%ymm13, %%ymm4\n\t" op "%%ymm12, %%ymm13, %%ymm5\n\t" op \
+     "%%ymm12, %%ymm13, %%ymm6\n\t" op "%%ymm12, %%ymm13, %%ymm7\n\t" op "%%ymm12, %%ymm13, %%ymm8\n\t" op \
+     "%%ymm12, %%ymm13, %%ymm9\n\t" op "%%ymm12, %%ymm13, %%ymm10\n\t" op "%%ymm12, %%ymm13, %%ymm11\n\t"
+#define MOEFUSE_ZERO14                                                                                     \
+  "vpxor %%xmm0, %%xmm0, %%xmm0\n\tvpxor %%xmm1, %%xmm1, %%xmm1\n\tvpxor %%xmm2, %%xmm2, %%xmm2\n\t"       \
+  "vpxor %%xmm3, %%xmm3, %%xmm3\n\tvpxor %%xmm4, %%xmm4, %%xmm4\n\tvpxor %%xmm5, %%xmm5, %%xmm5\n\t"       \
+  "vpxor %%xmm6, %%xmm6, %%xmm6\n\tvpxor %%xmm7, %%xmm7, %%xmm7\n\tvpxor %%xmm8, %%xmm8, %%xmm8\n\t"       \
+  "vpxor %%xmm9, %%xmm9, %%xmm9\n\tvpxor %%xmm10, %%xmm10, %%xmm10\n\tvpxor %%xmm11, %%xmm11, %%xmm11\n\t" \
+  "vpxor %%xmm12, %%xmm12, %%xmm12\n\tvpxor %%xmm13, %%xmm13, %%xmm13\n\t"
+#define MOEFUSE_CLOBBER14                                                                                             \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", \
+      "cc"
+
+// Each loop iteration: 12 instructions.
+void fma_zmm_loop(int64_t iters) {
+  __asm__ volatile(MOEFUSE_ZERO14 "1:\n\t" MOEFUSE_REPEAT12("vfmadd231ps ") "dec %0\n\tjnz 1b\n\tvzeroupper"
+                   : "+r"(iters)::MOEFUSE_CLOBBER14);
+}
+void fma_ymm_loop(int64_t iters) {
+  __asm__ volatile(MOEFUSE_ZERO14 "1:\n\t" MOEFUSE_REPEAT12_YMM("vfmadd231ps ") "dec %0\n\tjnz 1b\n\tvzeroupper"
+                   : "+r"(iters)::MOEFUSE_CLOBBER14);
+}
+void vpdpbusd_zmm_loop(int64_t iters) {
+  __asm__ volatile(MOEFUSE_ZERO14 "1:\n\t" MOEFUSE_REPEAT12("vpdpbusd ") "dec %0\n\tjnz 1b\n\tvzeroupper"
+                   : "+r"(iters)::MOEFUSE_CLOBBER14);
+}
+
+struct Probe {
+  const char* name;
+  void (*loop)(int64_t);
+  double ops_per_iter;  // 12 instructions x lanes x 2
+  bool available;
+};
+
+const Probe kFmaZmm{"peak/vfmadd231ps_zmm", fma_zmm_loop, 12 * 16 * 2, false};
+const Probe kFmaYmm{"peak/vfmadd231ps_ymm", fma_ymm_loop, 12 * 8 * 2, false};
+const Probe kDpbusdZmm{"peak/vpdpbusd_zmm", vpdpbusd_zmm_loop, 12 * 64 * 2, false};
+
+// CPU time of this thread, in seconds: what Google Benchmark's rates use too (the machine is shared; wall time would
+// count the time other processes hold the core).
+double thread_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Best of a few timed runs, in ops per second.
+double measure_peak(const Probe& p) {
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const int64_t iters = 20'000'000;
+    const double t0 = thread_seconds();
+    p.loop(iters);
+    const double s = thread_seconds() - t0;
+    best = std::max(best, double(iters) * p.ops_per_iter / s);
+  }
+  return best;
+}
+
+double g_peak_float = 0, g_peak_int8 = 0;  // ops per second
+
+void BM_probe(benchmark::State& st, Probe p) {
+  const int64_t iters = 1'000'000;
+  for (auto _ : st) p.loop(iters);
+  st.counters["GFLOP"] =
+      benchmark::Counter(double(iters) * p.ops_per_iter / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// One core's read bandwidth: sums 256 MB with 32-byte loads (so it runs on any AVX2 machine), from memory laid out
+// as packed weights are (2 MB aligned, transparent huge pages requested).
+__attribute__((target("avx2"))) void BM_stream_read(benchmark::State& st) {
+  const size_t bytes = size_t(256) << 20;
+  void* mem = nullptr;
+  if (posix_memalign(&mem, size_t(2) << 20, bytes) != 0) {
+    st.SkipWithError("out of memory");
+    return;
+  }
+  madvise(mem, bytes, MADV_HUGEPAGE);
+  std::unique_ptr<uint8_t, decltype(&std::free)> owner(static_cast<uint8_t*>(mem), &std::free);
+  std::span<uint8_t> buf(owner.get(), bytes);
+  std::fill(buf.begin(), buf.end(), uint8_t(1));
+  for (auto _ : st) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < bytes; i += 128) {
+      s0 = _mm256_add_epi64(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i)));
+      s1 = _mm256_add_epi64(s1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i + 32)));
+      s2 = _mm256_add_epi64(s2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i + 64)));
+      s3 = _mm256_add_epi64(s3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i + 96)));
+    }
+    __m256i s = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
+    benchmark::DoNotOptimize(s);
+  }
+  st.counters["GB"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ─── Kernels ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+// Packed copies of one random [K, N] matrix, enough to exceed 96 MB. Only the set for the current (dtype, K, N) is
+// kept: benchmarks are registered grouped by it.
+struct WeightSet {
+  DType dtype;
+  int64_t K, N;
+  std::vector<PackedWeights> copies;
+};
+std::unique_ptr<WeightSet> g_weights;
+
+const WeightSet& weights(DType dt, int64_t K, int64_t N) {
+  if (g_weights && g_weights->dtype == dt && g_weights->K == K && g_weights->N == N) return *g_weights;
+  g_weights.reset();
+  auto w = std::make_unique<WeightSet>(WeightSet{dt, K, N, {}});
+  std::mt19937 gen(42);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::uniform_int_distribution<int> q(-127, 127);
+  const size_t bytes = size_t(K * N) * dtype_size(dt);
+  const size_t count = std::max<size_t>(1, (size_t(96) << 20) / bytes + 1);
+  std::vector<uint8_t> src(bytes);
+  for (int64_t i = 0; i < K * N; ++i) {
+    const float v = normal(gen);
+    switch (dt) {
+      case DType::f32: std::memcpy(src.data() + 4 * i, &v, 4); break;
+      case DType::bf16: {
+        const uint16_t b = to_bf16(v).bits;
+        std::memcpy(src.data() + 2 * i, &b, 2);
+        break;
+      }
+      case DType::f16: {
+        const uint16_t h = to_f16(v).bits;
+        std::memcpy(src.data() + 2 * i, &h, 2);
+        break;
+      }
+      default: src[size_t(i)] = uint8_t(int8_t(q(gen))); break;
+    }
+  }
+  for (size_t c = 0; c < count; ++c)
+    w->copies.push_back(dt == DType::i8 ? gemm::pack_weights_s8(reinterpret_cast<const int8_t*>(src.data()), K, N, N, 1)
+                                        : gemm::pack_weights_f(src.data(), dt, K, N, N, 1));
+  g_weights = std::move(w);
+  return *g_weights;
+}
+
+// Rates per second of CPU time ("GFLOP=12.3/s"), and peak% = the GFLOP rate as a share of the measured peak,
+// timed here with the same clock over the same loop.
+void set_counters(benchmark::State& st, const PackedWeights& pw, int64_t M, size_t a_elem, double peak,
+                  double seconds) {
+  const int64_t K = pw.k(), N = pw.n();
+  const double ops = 2.0 * double(M) * double(N) * double(K);
+  const double bytes = double(pw.data_bytes()) + double(M * K) * double(a_elem) + double(M * N) * 4.0;
+  using C = benchmark::Counter;
+  st.counters["GFLOP"] = C(ops / 1e9, C::kIsIterationInvariantRate);
+  st.counters["GB"] = C(bytes / 1e9, C::kIsIterationInvariantRate);
+  if (peak > 0 && seconds > 0) st.counters["peak%"] = 100.0 * ops * double(st.iterations()) / seconds / peak;
+}
+
+void BM_float(benchmark::State& st, gemm::GemmFloatKernel kern, DType dt, int64_t M, int64_t K, int64_t N) {
+  const WeightSet& w = weights(dt, K, N);
+  std::mt19937 gen(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> a(size_t(M * K)), c(size_t(M * N));
+  for (float& v : a) v = u(gen);
+  size_t i = 0;
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    const PackedWeights& pw = w.copies[i++ % w.copies.size()];
+    kern.fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, w.copies[0], M, sizeof(float), g_peak_float, thread_seconds() - t0);
+  st.SetLabel(kern.name);
+}
+
+// As BM_float / BM_s8, but one kernel call per block of `block` columns, as a layer's (expert x column block) tasks
+// make them.
+void BM_blocks(benchmark::State& st, GemmKernels k, DType dt, int64_t M, int64_t K, int64_t N, int64_t block) {
+  const WeightSet& w = weights(dt, K, N);
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
+  std::vector<int8_t> a8(size_t(M * K), 3);
+  std::vector<int32_t> c8(size_t(M * N));
+  const gemm::GemmFloatFn ffn = dt == DType::i8 ? nullptr : k.float_kernel(dt).fn;
+  size_t i = 0;
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    const PackedWeights& pw = w.copies[i++ % w.copies.size()];
+    for (int64_t n0 = 0; n0 < N; n0 += block) {
+      const int64_t n1 = std::min(N, n0 + block);
+      if (ffn)
+        ffn(M, K, n0, n1, a.data(), K, pw.data(), c.data() + n0, N);
+      else
+        k.s8.fn(M, K, n0, n1, a8.data(), K, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c8.data() + n0, N);
+    }
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, w.copies[0], M, dt == DType::i8 ? 1 : 4, dt == DType::i8 ? g_peak_int8 : g_peak_float,
+               thread_seconds() - t0);
+  st.SetLabel(dt == DType::i8 ? k.s8.name : k.float_kernel(dt).name);
+}
+
+void BM_s8(benchmark::State& st, gemm::GemmS8Kernel kern, int64_t M, int64_t K, int64_t N) {
+  const WeightSet& w = weights(DType::i8, K, N);
+  std::mt19937 gen(1);
+  std::uniform_int_distribution<int> q(-127, 127);
+  std::vector<int8_t> a(size_t(M * K));
+  std::vector<int32_t> c(size_t(M * N));
+  for (int8_t& v : a) v = int8_t(q(gen));
+  size_t i = 0;
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    const PackedWeights& pw = w.copies[i++ % w.copies.size()];
+    kern.fn(M, K, 0, N, a.data(), K, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), N);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, w.copies[0], M, 1, g_peak_int8, thread_seconds() - t0);
+  st.SetLabel(kern.name);
+}
+
+// The micro-tile's ceiling: one full row block (M = 12 rows; 6 for the vpmaddwd int8 tile, 2 or 6 for AVX2) against
+// one panel with K = 256, everything in L1, called repeatedly. The gap between this and the model shapes is what the
+// memory hierarchy costs.
+void BM_hot_tile(benchmark::State& st, GemmKernels k, DType dt, int64_t M) {
+  const int64_t K = 256, N = 32;
+  std::mt19937 gen(3);
+  std::vector<uint8_t> src(size_t(K * N) * dtype_size(dt), 0x11);  // small positive values in every dtype
+  PackedWeights pw = dt == DType::i8 ? gemm::pack_weights_s8(reinterpret_cast<const int8_t*>(src.data()), K, N, N, 1)
+                                     : gemm::pack_weights_f(src.data(), dt, K, N, N, 1);
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
+  std::vector<int8_t> a8(size_t(M * K), 3);
+  std::vector<int32_t> c8(size_t(M * N));
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    if (dt == DType::i8)
+      k.s8.fn(M, K, 0, N, a8.data(), K, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c8.data(), N);
+    else
+      k.float_kernel(dt).fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, pw, M, dt == DType::i8 ? 1 : 4, dt == DType::i8 ? g_peak_int8 : g_peak_float, thread_seconds() - t0);
+  st.SetLabel(dt == DType::i8 ? k.s8.name : k.float_kernel(dt).name);
+}
+
+std::string variant_name(const GemmKernels& k) { return k.vnni ? "avx512vnni" : std::string(isa_name(k.isa)); }
+
+void register_all() {
+  const Isa top = detected_isa();
+  if (top >= Isa::avx2) benchmark::RegisterBenchmark(kFmaYmm.name, BM_probe, kFmaYmm);
+  if (top >= Isa::avx512) benchmark::RegisterBenchmark(kFmaZmm.name, BM_probe, kFmaZmm);
+  if (gemm::vnni_available()) benchmark::RegisterBenchmark(kDpbusdZmm.name, BM_probe, kDpbusdZmm);
+  if (top >= Isa::avx2) benchmark::RegisterBenchmark("memory/stream_read_256MB", BM_stream_read);
+
+  std::vector<GemmKernels> variants;
+  for (Isa isa : gemm::available_isas()) variants.push_back(gemm::select_gemm_kernels(isa, false));
+  const bool vnni = gemm::vnni_available();
+  if (vnni) variants.push_back(gemm::select_gemm_kernels(Isa::avx512, true));
+
+  for (const GemmKernels& k : variants) {
+    if (k.isa == Isa::scalar) continue;
+    for (DType dt : {DType::f32, DType::bf16, DType::i8}) {
+      if (dt != DType::i8 && k.vnni) continue;
+      int64_t M = k.isa == Isa::avx512 ? 12 : 6;  // float tiles
+      if (dt == DType::i8) M = k.vnni ? 12 : k.isa == Isa::avx512 ? 6 : 2;
+      const std::string name = "hot_tile/" + std::string(dt == DType::i8 ? "s8" : std::string(dtype_name(dt)) + "w") +
+                               "/" + variant_name(k) + "/M:" + std::to_string(M) + "/N:32/K:256";
+      benchmark::RegisterBenchmark(name.c_str(), BM_hot_tile, k, dt, M);
+    }
+  }
+
+  struct KN {
+    int64_t K, N;
+  };
+  const KN shapes[] = {{2048, 2048}, {1024, 2048}, {2048, 4096}};
+  const int64_t ms[] = {1, 8, 64, 512};
+  // Grouped by (shape, dtype) so that one set of packed weights serves a run of benchmarks.
+  for (const KN& s : shapes) {
+    for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::i8}) {
+      for (const GemmKernels& k : variants) {
+        if (dt != DType::i8 && k.vnni) continue;  // same float kernels as plain avx512
+        for (int64_t M : ms) {
+          if (k.isa == Isa::scalar && M > 8) continue;  // seconds per call: not worth the machine time
+          const std::string name = std::string(dt == DType::i8 ? "s8" : std::string(dtype_name(dt)) + "w") + "/" +
+                                   variant_name(k) + "/K:" + std::to_string(s.K) + "/N:" + std::to_string(s.N) +
+                                   "/M:" + std::to_string(M);
+          if (dt == DType::i8)
+            benchmark::RegisterBenchmark(name.c_str(), BM_s8, k.s8, M, s.K, s.N);
+          else
+            benchmark::RegisterBenchmark(name.c_str(), BM_float, k.float_kernel(dt), dt, M, s.K, s.N);
+          // The best variant once more, cut into the column blocks a layer's tasks would use.
+          const bool best = k.isa == top && (dt == DType::i8 ? k.vnni == vnni : !k.vnni);
+          if (best && s.K == 2048 && s.N == 2048 && M <= 64)
+            for (int64_t block : {32, 64})
+              benchmark::RegisterBenchmark((name + "/blocks:" + std::to_string(block)).c_str(), BM_blocks, k, dt, M,
+                                           s.K, s.N, block);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const Isa top = detected_isa();
+  if (top >= Isa::avx512)
+    g_peak_float = measure_peak(kFmaZmm);
+  else if (top >= Isa::avx2)
+    g_peak_float = measure_peak(kFmaYmm);
+  if (gemm::vnni_available()) g_peak_int8 = measure_peak(kDpbusdZmm);
+  std::printf("measured peaks (1 thread): float %.1f GFLOP/s, int8 %.1f GOP/s (0 = instruction not available)\n",
+              g_peak_float / 1e9, g_peak_int8 / 1e9);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

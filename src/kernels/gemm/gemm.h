@@ -1,0 +1,167 @@
+// The GEMM kernel family: C = A · B with B packed once (at weight load) and A, C plain row-major arrays.
+//
+// This is the contract every variant (scalar, AVX2+FMA, AVX-512, AVX-512 VNNI) implements; the grouped matmul and
+// the MoE layer call it through the function pointers of a GemmKernels table chosen once, at plan time.
+//
+// ─── Packed layout (one layout for every M and every variant) ────────────────────────────────────────────────────
+// B is a logical [K, N] matrix. Its columns are cut into panels of kGemmNR = 32; panel p holds columns
+// [32p, 32p + 32), zero-padded past N.
+//   Float weights (f32, bf16, f16) keep their dtype; the kernels widen them exactly to fp32 in registers.
+//     Panel p is K consecutive rows of 32 elements: element (k, 32p + j) is at data[(p * K + k) * 32 + j].
+//   int8 weights use the VNNI layout: K is rounded up to Kp = round_up(K, 4) with zero rows, and panel p is
+//     stored as [Kp / 4][32][4]: element (k, 32p + j) is at data[p * Kp * 32 + (k / 4) * 128 + j * 4 + k % 4].
+//     col_sums()[n] = Σ_k B[k, n] in int32 for n < panels * 32 (0 for the padded columns); the AVX-512 VNNI
+//     kernel needs it to undo its +128 shift of A.
+// Panels follow each other without gaps, so the whole matrix is one sequential stream; the data starts 64-byte
+// aligned (2 MB aligned, with transparent huge pages requested, from 2 MB on: see pack.cpp) and every panel is a
+// multiple of 64 bytes long.
+//
+// ─── What the kernels compute ───────────────────────────────────────────────────────────────────────────────────
+// A call computes C[m, n] for m in [0, M) and n in [n0, n1): n0 is a multiple of 32 and n1 <= N, so a call covers
+// whole panels, the last of which may be cut at n1 (its columns >= n1 may be computed in registers, from the zero
+// padding or from real weights, but are never written). `c` points at C[0, n0]: element (m, n) is written to c[m * ldc
+// + (n - n0)], so a caller can hand a 32-column scratch tile as well as the full output. `a` points at A[0, 0] (row m
+// at a + m * lda, K elements).
+//
+// Float (A fp32, B f32/bf16/f16, C fp32). THE ORDER IS THE CONTRACT:
+//     acc = +0.0f;  for k = 0 .. K-1 in order:  acc = fma(A[m, k], float(B[k, n]), acc);   C[m, n] = acc
+// with exactly one fused multiply-add (single rounding) per k and B widened exactly. Every variant gives bitwise
+// the same C for every M, every n range and every row blocking, so results never depend on batch size, on the
+// tasks a layer cuts the work into, or on the ISA (decisions.md §6). The one exception: when a NaN is produced,
+// which NaN payload (and sign) comes out is not specified — that C[m, n] is NaN in every variant, but the bits of
+// the NaN may differ between variants (x86 FMAs propagate "the first NaN operand" by instruction encoding, which the
+// compiler chooses). Infinities and signed zeros are exact. The FPU must be in its default mode (round to
+// nearest even, no flush-to-zero / denormals-are-zero), as it is unless a caller changes MXCSR.
+//
+// int8 (A int8, B int8, C int32): C[m, n] = Σ_k A[m, k] · B[k, n] exactly, for K < 65536 (so |C| < 2^30).
+//
+// ─── Memory rules ───────────────────────────────────────────────────────────────────────────────────────────────
+// Kernels read A[m, k] only for m < M and k < K (never past a row, even when K is not a multiple of 4 or 16),
+// read B only inside the panels [n0 / 32, ceil(n1 / 32)) (padding included), and write only C[m, n] for m < M,
+// n0 <= n < n1. They never allocate, never throw, never look at a dtype at run time (there is one function per
+// weight dtype), and are safe to call concurrently on disjoint C.
+//
+// ─── Performance notes for callers (measured on the 2-core Zen 4 this project targets; bench/gemm_bench.cpp) ────
+// The AVX-512 kernels work on pairs of panels (6 x 64 tiles) and use 12 x 32 tiles for a lone panel. With bf16/f16
+// weights, column blocks of 64 (or more) per call are faster than blocks of 32 for M >= 7 (2048 x 2048, M = 8, cold
+// weights: 99 against 71 GFLOP/s; M = 64: 109 against 95); for f32 and int8 the two are within noise. Results are
+// bitwise the same either way. M = 1 streams the packed weights at 23-28 GB/s, the read bandwidth one core gets
+// (29 GB/s); prefill (M >= 64) reaches 86-94% of the measured FMA peak (float) and 81-90% of the vpdpbusd peak.
+//
+// Preconditions (asserted in debug builds, not checked in release): M >= 0; K equals the packed K; 0 <= n0 <= n1
+// <= N; n0 % 32 == 0; lda >= K; ldc >= n1 - n0 (when M > 1); pointers valid for the ranges above. Unaligned
+// pointers and leading dimensions are fine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "moefuse/cpu.h"
+#include "moefuse/dtype.h"
+
+namespace moefuse::gemm {
+
+/// Columns per packed panel (and the width of every micro-tile).
+inline constexpr int64_t kGemmNR = 32;
+
+/// Weights packed for the kernels. Owns its memory (64-byte aligned, allocated once, by the pack functions);
+/// move-only; immutable after packing, so any number of threads may read it at once. A default-constructed
+/// PackedWeights is empty (K = N = 0, no data).
+class PackedWeights {
+ public:
+  PackedWeights() = default;
+  PackedWeights(PackedWeights&&) noexcept = default;
+  PackedWeights& operator=(PackedWeights&&) noexcept = default;
+  PackedWeights(const PackedWeights&) = delete;
+  PackedWeights& operator=(const PackedWeights&) = delete;
+
+  DType dtype() const { return dtype_; }
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+  /// ceil(N / 32).
+  int64_t panels() const { return panels_; }
+  /// Rows stored per panel: K for float weights, round_up(K, 4) for int8.
+  int64_t k_padded() const { return k_padded_; }
+  /// Bytes of one panel: k_padded() * 32 * element size.
+  size_t panel_bytes() const { return panel_bytes_; }
+  /// Bytes of all panels (the stream a kernel call over [0, N) reads once per row block).
+  size_t data_bytes() const { return size_t(panels_) * panel_bytes_; }
+
+  /// Start of panel 0; panel p starts panel_bytes() * p bytes further. nullptr when empty.
+  const void* data() const { return storage_.get(); }
+  /// int8 only: panels() * 32 column sums (zero past N). nullptr for float weights.
+  const int32_t* col_sums() const { return col_sums_; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const;
+  };
+  friend PackedWeights pack_weights_f(const void*, DType, int64_t, int64_t, int64_t, int64_t);
+  friend PackedWeights pack_weights_s8(const int8_t*, int64_t, int64_t, int64_t, int64_t);
+  static PackedWeights allocate(DType dtype, int64_t K, int64_t N, int64_t k_padded, bool with_col_sums);
+
+  std::unique_ptr<std::byte[], Free> storage_;
+  int32_t* col_sums_ = nullptr;  // inside storage_, after the panels
+  DType dtype_ = DType::f32;
+  int64_t k_ = 0, n_ = 0, panels_ = 0, k_padded_ = 0;
+  size_t panel_bytes_ = 0;
+};
+
+/// Packs the logical [K, N] float matrix B, element (k, n) at src + k * stride_k + n * stride_n (element strides,
+/// any sign: [K, N] row-major storage is (N, 1); Hugging Face [N, K] storage is (1, K) — no transpose copy needed).
+/// dtype is f32, bf16 or f16 and stays so in the packed form (bit patterns copied, NaN payloads included).
+/// Throws TypeError for another dtype, ValueError for K < 0 or N < 0, ResourceError when memory runs out.
+PackedWeights pack_weights_f(const void* src, DType dtype, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n);
+
+/// Packs the logical [K, N] int8 matrix B (strides as above) into the VNNI layout and computes its column sums.
+/// Throws ValueError for K < 0, K >= 65536 or N < 0, ResourceError when memory runs out.
+PackedWeights pack_weights_s8(const int8_t* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n);
+
+/// Float kernel (one per weight dtype): see "What the kernels compute". `b` is PackedWeights::data().
+using GemmFloatFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                             float* c, int64_t ldc);
+
+/// int8 kernel: `b` is PackedWeights::data(), `col_sums` is PackedWeights::col_sums().
+using GemmS8Fn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                          const int32_t* col_sums, int32_t* c, int64_t ldc);
+
+struct GemmFloatKernel {
+  GemmFloatFn fn = nullptr;
+  const char* name = "";  // e.g. "gemm_bf16w_f32_6x64__avx512"
+};
+
+struct GemmS8Kernel {
+  GemmS8Fn fn = nullptr;
+  const char* name = "";  // e.g. "gemm_s8_s32_6x64__avx512vnni"
+};
+
+/// The kernels of one ISA level, chosen once (at plan time) and called through the pointers.
+struct GemmKernels {
+  Isa isa = Isa::scalar;
+  bool vnni = false;
+  GemmFloatKernel f32w, bf16w, f16w;
+  GemmS8Kernel s8;
+
+  /// The float kernel for weights of `dtype` (f32, bf16, f16); an empty kernel (fn == nullptr) for other dtypes.
+  /// Call at plan time, never per tile.
+  const GemmFloatKernel& float_kernel(DType dtype) const;
+};
+
+/// Kernels of level `isa`; with vnni (meaningful only for Isa::avx512) the int8 kernel uses AVX-512 VNNI, the float
+/// kernels are the same. The caller must pass a level the machine supports (an entry of available_isas(), and vnni
+/// only when vnni_available()): calling a kernel of a higher level faults with an illegal instruction.
+GemmKernels select_gemm_kernels(Isa isa, bool vnni);
+
+/// The kernels moefuse dispatches to now: select_gemm_kernels(active_isa(), use_avx512_vnni()).
+GemmKernels select_gemm_kernels();
+
+/// Every level this machine can run, scalar first, up to detected_isa() (the MOEFUSE_MAX_ISA / set_max_isa cap is
+/// ignored: this is for tests and benchmarks that force each variant).
+std::vector<Isa> available_isas();
+
+/// Whether this machine can run the AVX-512 VNNI int8 kernel (detected_isa() is avx512 and the CPU has VNNI).
+bool vnni_available();
+
+}  // namespace moefuse::gemm

@@ -1,0 +1,218 @@
+// AVX2 + FMA (+ F16C) GEMM variants, for CPUs without AVX-512 (16 ymm registers).
+//
+// Float: for M <= 2 a tile is M rows x 32 columns (4 ymm accumulators per row: 4 or 8 independent FMA chains, the
+// panel streamed once). Otherwise each panel is done in two 16-column halves with tiles of up to 6 rows x 16 columns
+// (12 accumulators + 2 B registers + 1 broadcast = 15 of 16 ymm). Either way each accumulator lane is one output
+// element's chain, k = 0..K-1 in order, one vfmadd per k: the contract order.
+//
+// int8: bytes widened to int16 and multiplied with vpmaddwd (exact; vpmaddubsw would saturate); tiles of up to 2
+// rows x 16 columns, 4 ymm accumulators per row holding two partial sums per column, added pairwise at the end.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cstring>
+#include <utility>
+
+#include "kernels/gemm/variants.h"
+
+namespace moefuse::gemm::detail {
+namespace {
+
+constexpr int kMaxRowsF = 6;
+constexpr int kMaxRowsFullPanel = 2;  // rows up to which a tile spans the whole 32-column panel
+constexpr int kMaxRowsS8 = 2;
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bfloat16* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline __m256 load8(const float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// Lane mask (all ones = store) of the columns of an 8-column vector v that are below `width`; 0..8 lanes.
+inline __m256i lane_mask(int width, int v) {
+  const int n = std::clamp(width - 8 * v, 0, 8);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// MR rows x 8*NV columns of one panel row layout (stride 32 elements per k), starting at b (already offset to the
+// first column of the tile). `width`: valid columns of the tile.
+template <class W, int MR, int NV>
+void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_t ldc, int width) {
+  __m256 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_ps();
+
+  for (int64_t k = 0; k < K; ++k) {
+    __m256 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load8(b + k * kGemmNR + 8 * v);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m256 av = _mm256_broadcast_ss(a + m * lda + k);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(av, bv[v], acc[m][v]);
+    }
+  }
+
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    if (width >= 8 * (v + 1)) {
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) _mm256_storeu_ps(c + m * ldc + 8 * v, acc[m][v]);
+    } else if (width > 8 * v) {
+      const __m256i mask = lane_mask(width, v);
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) _mm256_maskstore_ps(c + m * ldc + 8 * v, mask, acc[m][v]);
+    }
+  }
+}
+
+template <class W>
+using TileF = void (*)(int64_t, const float*, int64_t, const W*, float*, int64_t, int);
+
+template <class W, int NV, int... R>
+constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
+  return std::array<TileF<W>, sizeof...(R)>{&tile_f<W, R + 1, NV>...};
+}
+
+template <class W>
+void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
+                int64_t ldc) {
+  assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto full = make_tiles_f<W, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
+  static constexpr auto half = make_tiles_f<W, 2>(std::make_integer_sequence<int, kMaxRowsF>{});
+  if (M <= 0) return;
+  const W* b = static_cast<const W*>(b_data);
+  const int64_t pstride = K * kGemmNR;
+  const int64_t blocks = (M + kMaxRowsF - 1) / kMaxRowsF;
+  const int64_t base = M / blocks, extra = M % blocks;
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+    const W* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    if (M <= kMaxRowsFullPanel) {
+      full[M - 1](K, a, lda, panel, c + (p0 - n0), ldc, width);
+      continue;
+    }
+    for (int h = 0; h < 2 && 16 * h < width; ++h) {
+      int64_t m0 = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        half[rows - 1](K, a + m0 * lda, lda, panel + 16 * h, c + m0 * ldc + (p0 - n0) + 16 * h, ldc,
+                       std::min(16, width - 16 * h));
+        m0 += rows;
+      }
+    }
+  }
+}
+
+// ─── int8 with vpmaddwd ─────────────────────────────────────────────────────────────────────────────────────────
+
+inline int32_t load_a4(const int8_t* p, int n) {
+  if (n >= 4) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  uint32_t v = 0;
+  for (int t = 0; t < n; ++t) v |= uint32_t(uint8_t(p[t])) << (8 * t);
+  return int32_t(v);
+}
+
+// One group of 4 k for MR rows x 16 columns; bg points at the group's first byte of the tile's columns.
+template <int MR>
+__attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg,
+                                                   __m256i (&acc)[MR][4]) {
+  __m256i bw[4];
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j)  // columns 4j .. 4j+4, 4 k each, as int16
+    bw[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bg + 16 * j)));
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m) {
+    const __m256i av = _mm256_cvtepi8_epi16(_mm_set1_epi32(load_a4(a + m * lda + k, n)));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(av, bw[j]));
+  }
+}
+
+template <int MR>
+void tile_s8(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c, int64_t ldc, int width) {
+  __m256i acc[MR][4];
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_setzero_si256();
+  const int64_t full = K / 4;
+  // The partial group of K % 4 first: integer sums do not depend on order, and with the tail after the loop GCC
+  // keeps a stack copy of every accumulator up to date inside the loop.
+  if (K % 4) step_s8<MR>(a, lda, 4 * full, int(K % 4), b + full * 4 * kGemmNR, acc);
+  for (int64_t g = 0; g < full; ++g) step_s8<MR>(a, lda, 4 * g, 4, b + g * 4 * kGemmNR, acc);
+
+    // acc[m][j] holds (lo, hi) partial sums of columns 4j .. 4j+4 in adjacent dwords. hadd of two of them gives
+    // columns [0 1 4 5 | 2 3 6 7] of the pair; the 64-bit permute (0, 2, 1, 3) puts them in order.
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    if (width <= 8 * h) continue;
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m) {
+      const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[m][2 * h], acc[m][2 * h + 1]), 0xd8);
+      if (width >= 8 * (h + 1))
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + m * ldc + 8 * h), s);
+      else
+        _mm256_maskstore_epi32(c + m * ldc + 8 * h, lane_mask(width, h), s);
+    }
+  }
+}
+
+using TileS8 = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t, int);
+
+template <int... R>
+constexpr auto make_tiles_s8(std::integer_sequence<int, R...>) {
+  return std::array<TileS8, sizeof...(R)>{&tile_s8<R + 1>...};
+}
+
+}  // namespace
+
+void gemm_f32w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                              float* c, int64_t ldc) {
+  gemm_float<float>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_bf16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                               float* c, int64_t ldc) {
+  gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_f16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                              float* c, int64_t ldc) {
+  gemm_float<float16>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_s8_s32_2x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                            const int32_t* /*col_sums: not needed, A is not shifted*/, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto tiles = make_tiles_s8(std::make_integer_sequence<int, kMaxRowsS8>{});
+  if (M <= 0) return;
+  const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
+  const int64_t blocks = (M + kMaxRowsS8 - 1) / kMaxRowsS8;
+  const int64_t base = M / blocks, extra = M % blocks;
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+    const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    for (int h = 0; h < 2 && 16 * h < width; ++h) {
+      int64_t m0 = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        tiles[rows - 1](K, a + m0 * lda, lda, panel + 64 * h, c + m0 * ldc + (p0 - n0) + 16 * h, ldc,
+                        std::min(16, width - 16 * h));
+        m0 += rows;
+      }
+    }
+  }
+}
+
+}  // namespace moefuse::gemm::detail

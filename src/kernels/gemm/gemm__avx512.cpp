@@ -1,0 +1,311 @@
+// AVX-512 GEMM variants (F/BW/VL/DQ; this file is compiled with those flags and only called when the CPU has them).
+//
+// Float: a tile of MR rows x 32·NP columns (NP panels) keeps MR x 2·NP zmm accumulators; per k it loads each panel's
+// row (2 zmm, widened from bf16/f16 in registers; see load_row) and does one vfmadd231ps per accumulator with A[m, k]
+// broadcast. Each accumulator lane is one output element's chain, k = 0..K-1 in order: the contract order, whatever
+// the tile. Two tiles:
+//   6 x 64 (NP = 2): 24 accumulators + 4 B registers. Used for every pair of panels (but see use_pairs), rows cut
+//     into balanced blocks of at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent
+//     chains even for one row; and measured on Zen 4 it beats 12 x 32 at every M (2048 x 2048 bf16, cold weights: M =
+//     8: 95 against 75 GFLOP/s, M = 64: 108 against 100; the peak is 114).
+//   12 x 32 (NP = 1): 24 accumulators + 2 B registers, for a last single panel (N % 64 in 1..32, or a call over one
+//     32-column block), rows in balanced blocks of at most 12 (64 rows = 4 x 11 + 2 x 10).
+// Tiles of 14 rows spill (measured slower); software prefetch of B and blocking K (partial sums kept in C) were
+// measured slower too and are not used.
+//
+// int8 without VNNI: bytes are widened to int16 and multiplied with vpmaddwd (exact: no saturation, unlike
+// vpmaddubsw); a tile is MR <= 6 rows x 32 columns with 4 zmm accumulators per row holding two partial sums per
+// column, added pairwise at the end.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "kernels/gemm/variants.h"
+
+namespace moefuse::gemm::detail {
+namespace {
+
+constexpr int kMaxRowsF = 12;    // rows of the single-panel float tile
+constexpr int kMaxRowsPair = 6;  // rows of the two-panel float tile
+constexpr int kMaxRowsS8 = 6;    // rows of the int8 (vpmaddwd) tile
+constexpr int kPairsF32Lo = 8;   // f32 weights: 7..8 rows use the single-panel tile (see use_pairs)
+
+// One panel row (32 weights at p) widened exactly to fp32 into two vectors, lo and hi.
+//   f32, f16: lo = columns 0..15, hi = columns 16..31.
+//   bf16: one 64-byte load; lo = the even columns (0, 2, .., 30: the low half of each dword shifted up), hi = the odd
+//   columns (the high half, low bits masked off): 2 simple ops instead of 2 widening shuffles + 2 shifts. Each
+//   accumulator lane still holds exactly one output column's chain; unshuffle() restores column order at the store.
+// The maskz forms (all lanes set) compile to the plain instructions; the plain intrinsics trip a GCC 12 false
+// -Wmaybe-uninitialized inside their headers (_mm512_undefined_epi32).
+inline void load_row(const float* p, __m512& lo, __m512& hi) {
+  lo = _mm512_loadu_ps(p);
+  hi = _mm512_loadu_ps(p + 16);
+}
+inline void load_row(const float16* p, __m512& lo, __m512& hi) {
+  lo = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  hi = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
+}
+inline void load_row(const bfloat16* p, __m512& lo, __m512& hi) {
+  const __m512i v = _mm512_loadu_si512(p);
+  lo = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16));
+  hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int32_t(0xffff0000u))));
+}
+
+// Accumulators of one panel in column order (lo = columns 0..15, hi = 16..31).
+template <class W>
+inline void unshuffle(__m512& lo, __m512& hi) {
+  if constexpr (std::is_same_v<W, bfloat16>) {
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i second = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512 even = lo, odd = hi;
+    lo = _mm512_permutex2var_ps(even, first, odd);
+    hi = _mm512_permutex2var_ps(even, second, odd);
+  }
+}
+
+// Mask of the columns of vector v (16 columns) that are below `width`.
+inline __mmask16 column_mask(int width, int v) {
+  const int n = width - 16 * v;
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// One k step of a tile: B row k of each panel times A[m, k] (read from the tile's A buffer) into the chains.
+template <class W, int MR, int NP>
+__attribute__((always_inline)) inline void step_f(const W* bk, int64_t pstride, const float* ak,
+                                                  __m512 (&acc)[MR][2 * NP]) {
+  __m512 bv[2 * NP];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p) load_row(bk + p * pstride, bv[2 * p], bv[2 * p + 1]);
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; ++m) {
+    const __m512 av = _mm512_set1_ps(ak[m * 16]);
+#pragma GCC unroll 4
+    for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
+  }
+}
+
+// A[m, k0 .. k0+16) of MR rows into buf (16 floats per row); lanes outside `mask` are not read and become 0.
+template <int MR>
+__attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda, int64_t k0, __mmask16 mask,
+                                                     float* buf) {
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; ++m) _mm512_store_ps(buf + 16 * m, _mm512_maskz_loadu_ps(mask, a + m * lda + k0));
+}
+
+// C[0..MR) x [0..width) of the tile; NP panels (32 * NP columns) starting at b, panels pstride elements apart.
+//
+// A is read 16 k at a time: one zmm load per row into a small contiguous buffer, from which the broadcasts are
+// taken. Reading the rows directly would touch MR lines lda apart at every k; with lda * 4 a multiple of 4 KB (any
+// hidden size that is a multiple of 1024) they all fall in one L1 set, more rows than ways, and every broadcast
+// misses L1. The buffer costs 2 memory ops per row per 16 k (against 32 FMAs).
+template <class W, int MR, int NP>
+void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width) {
+  constexpr int NV = 2 * NP;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+
+  // Double-buffered: the next 16 k of A are loaded before the current 16 are used, so their latency (the rows often
+  // come from L2) hides behind 16 k steps of FMAs.
+  alignas(64) float abuf[2][MR * 16];
+  const int64_t full = K / 16 * 16;
+  if (full > 0) fill_abuf<MR>(a, lda, 0, __mmask16(0xffff), abuf[0]);
+  int cur = 0;
+  for (int64_t k0 = 0; k0 < full; k0 += 16, cur ^= 1) {
+    if (k0 + 16 < full)
+      fill_abuf<MR>(a, lda, k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
+    else if (full < K)  // the last K % 16 columns: a masked load reads nothing past the row
+      fill_abuf<MR>(a, lda, full, __mmask16((1u << (K - full)) - 1u), abuf[cur ^ 1]);
+    for (int kk = 0; kk < 16; ++kk) step_f<W, MR, NP>(b + (k0 + kk) * kGemmNR, pstride, abuf[cur] + kk, acc);
+  }
+  if (full < K) {
+    if (full == 0) fill_abuf<MR>(a, lda, 0, __mmask16((1u << K) - 1u), abuf[cur]);
+    for (int kk = 0; kk < K - full; ++kk) step_f<W, MR, NP>(b + (full + kk) * kGemmNR, pstride, abuf[cur] + kk, acc);
+  }
+
+#pragma GCC unroll 32
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) unshuffle<W>(acc[m][2 * p], acc[m][2 * p + 1]);
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 mask = column_mask(width, v);
+    if (mask == 0xffff) {
+#pragma GCC unroll 32
+      for (int m = 0; m < MR; ++m) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
+    } else if (mask) {
+#pragma GCC unroll 32
+      for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(c + m * ldc + 16 * v, mask, acc[m][v]);
+    }
+  }
+}
+
+template <class W, int NP>
+using TileF = void (*)(int64_t, const float*, int64_t, const W*, int64_t, float*, int64_t, int);
+
+template <class W, int NP, int... R>
+constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
+  return std::array<TileF<W, NP>, sizeof...(R)>{&tile_f<W, R + 1, NP>...};
+}
+
+// Whether M rows go through the two-panel tiles. Above 6 rows they take two row blocks, and the second pass over the
+// panels then does not overlap the memory stream of the first. With f32 weights (memory-bound there) the one-pass
+// single-panel 12 x 32 tile is faster for 7..8 rows (measured, 2048 x 2048 cold: M = 7: 82 against 70 GFLOP/s; from
+// M = 9 on pairs win: M = 10: 90 against 73). bf16/f16 weights (half the bytes, compute-bound) gain from pairs at
+// every M.
+template <class W>
+constexpr bool use_pairs(int64_t M) {
+  return !(std::is_same_v<W, float> && M > kMaxRowsPair && M <= kPairsF32Lo);
+}
+
+template <class W>
+void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
+                int64_t ldc) {
+  assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto tiles1 = make_tiles_f<W, 1>(std::make_integer_sequence<int, kMaxRowsF>{});
+  static constexpr auto tiles2 = make_tiles_f<W, 2>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  if (M <= 0) return;
+  const W* b = static_cast<const W*>(b_data);
+  const int64_t pstride = K * kGemmNR;
+  int64_t p0 = n0;
+  if (use_pairs<W>(M)) {
+    // Pairs of panels: 6 x 64 tiles, rows split in balanced blocks of at most 6.
+    const int64_t blocks = (M + kMaxRowsPair - 1) / kMaxRowsPair;
+    const int64_t base = M / blocks, extra = M % blocks;
+    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
+      int64_t m0 = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        tiles2[rows - 1](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride, c + m0 * ldc + (p0 - n0), ldc,
+                         int(std::min<int64_t>(2 * kGemmNR, n1 - p0)));
+        m0 += rows;
+      }
+    }
+  }
+  // A last single panel: 12 x 32 tiles, rows split in balanced blocks of at most 12 (64 rows = 4 x 11 + 2 x 10).
+  const int64_t blocks = (M + kMaxRowsF - 1) / kMaxRowsF;
+  const int64_t base = M / blocks, extra = M % blocks;
+  for (; p0 < n1; p0 += kGemmNR) {
+    const W* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    int64_t m0 = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t rows = base + (blk < extra ? 1 : 0);
+      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, c + m0 * ldc + (p0 - n0), ldc, width);
+      m0 += rows;
+    }
+  }
+}
+
+// ─── int8 with vpmaddwd ─────────────────────────────────────────────────────────────────────────────────────────
+
+// The 4 int8 of A[m, 4g .. 4g+4), only those below K read (zeros after): a tail group never reads past the row.
+inline int32_t load_a4(const int8_t* p, int n) {
+  if (n >= 4) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  uint32_t v = 0;
+  for (int t = 0; t < n; ++t) v |= uint32_t(uint8_t(p[t])) << (8 * t);
+  return int32_t(v);
+}
+
+template <int MR>
+__attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg,
+                                                   __m512i (&acc)[MR][4]) {
+  __m512i bw[4];
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j)  // columns 8j .. 8j+8, 4 k each, as int16
+    bw[j] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bg + 32 * j)));
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    // (a0, a1, a2, a3) as int16, repeated: vpmaddwd gives a0*b0 + a1*b1 and a2*b2 + a3*b3 per column.
+    const __m512i av = _mm512_cvtepi8_epi16(_mm256_set1_epi32(load_a4(a + m * lda + k, n)));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_add_epi32(acc[m][j], _mm512_madd_epi16(av, bw[j]));
+  }
+}
+
+template <int MR>
+void tile_s8(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c, int64_t ldc, int width) {
+  __m512i acc[MR][4];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_si512();
+  const int64_t full = K / 4;
+  // The partial group of K % 4 first: integer sums do not depend on order, and with the tail after the loop GCC
+  // keeps a stack copy of every accumulator up to date inside the loop.
+  if (K % 4) step_s8<MR>(a, lda, 4 * full, int(K % 4), b + full * 4 * kGemmNR, acc);
+  for (int64_t g = 0; g < full; ++g) step_s8<MR>(a, lda, 4 * g, 4, b + g * 4 * kGemmNR, acc);
+
+  // acc[m][j] holds (lo, hi) partial sums of columns 8j .. 8j+8 in adjacent dwords: add the pairs.
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __mmask16 mask = column_mask(width, h);
+    if (!mask) continue;
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const __m512i s = _mm512_add_epi32(_mm512_permutex2var_epi32(acc[m][2 * h], even, acc[m][2 * h + 1]),
+                                         _mm512_permutex2var_epi32(acc[m][2 * h], odd, acc[m][2 * h + 1]));
+      _mm512_mask_storeu_epi32(c + m * ldc + 16 * h, mask, s);
+    }
+  }
+}
+
+using TileS8 = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t, int);
+
+template <int... R>
+constexpr auto make_tiles_s8(std::integer_sequence<int, R...>) {
+  return std::array<TileS8, sizeof...(R)>{&tile_s8<R + 1>...};
+}
+
+}  // namespace
+
+void gemm_f32w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                const void* b, float* c, int64_t ldc) {
+  gemm_float<float>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                 const void* b, float* c, int64_t ldc) {
+  gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_f16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                const void* b, float* c, int64_t ldc) {
+  gemm_float<float16>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_s8_s32_6x32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
+                              const int8_t* b, const int32_t* /*col_sums: not needed, A is not shifted*/, int32_t* c,
+                              int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto tiles = make_tiles_s8(std::make_integer_sequence<int, kMaxRowsS8>{});
+  if (M <= 0) return;
+  const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
+  const int64_t blocks = (M + kMaxRowsS8 - 1) / kMaxRowsS8;
+  const int64_t base = M / blocks, extra = M % blocks;
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+    const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    int64_t m0 = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t rows = base + (blk < extra ? 1 : 0);
+      tiles[rows - 1](K, a + m0 * lda, lda, panel, c + m0 * ldc + (p0 - n0), ldc, width);
+      m0 += rows;
+    }
+  }
+}
+
+}  // namespace moefuse::gemm::detail

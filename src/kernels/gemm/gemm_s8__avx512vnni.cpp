@@ -1,0 +1,159 @@
+// AVX-512 VNNI int8 GEMM: vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and adds the 4 products to an int32
+// lane, so one instruction does 64 multiply-adds. Its first operand is unsigned, so A is shifted into u8:
+//     ua = a + 128 (in 0..255, the xor of the byte with 0x80),   Σ_k ua·b = Σ_k a·b + 128·Σ_k b,
+// and the column sums Σ_k b (packed with the weights) are subtracted once at the end.
+//
+// Why the result is exact even though int32 lanes may wrap: vpdpbusd (without saturation) and vpsubd compute modulo
+// 2^32, so the lane ends up holding (Σ a·b + 128·colsum − 128·colsum) mod 2^32 = (Σ a·b) mod 2^32 whatever happened
+// in between. The true Σ a·b lies in int32 range (|Σ a·b| <= 128·128·K < 2^30 for K < 65536), and a value in range
+// is the only int32 with that residue, so the lane holds exactly Σ a·b. (For K < 65536 the shifted sum does not even
+// wrap: |Σ ua·b| <= 255·128·65535 < 2^31; the argument above does not depend on it.)
+//
+// Tiles, as for the float kernels (gemm__avx512.cpp): 6 x 64 (two panels, 4 zmm accumulators per row) and 12 x 32
+// (one panel, 2 per row); 24 chains of vpdpbusd either way. Which one serves which M: see the driver below.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "kernels/gemm/variants.h"
+
+namespace moefuse::gemm::detail {
+namespace {
+
+constexpr int kMaxRows = 12;     // rows of the single-panel tile
+constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
+
+inline __mmask16 column_mask(int width, int v) {
+  const int n = width - 16 * v;
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// One group of 4 k: the 4 A bytes of each row (already shifted to u8, from the tile's A buffer) broadcast and
+// multiplied with B's [32][4] bytes of each panel.
+template <int MR, int NP>
+__attribute__((always_inline)) inline void step(const uint8_t* ua4, const int8_t* bg, int64_t pstride,
+                                                __m512i (&acc)[MR][2 * NP]) {
+  __m512i bv[2 * NP];
+#pragma GCC unroll 2
+  for (int p = 0; p < NP; ++p) {
+    bv[2 * p] = _mm512_loadu_si512(bg + p * pstride);           // columns 0..15, 4 k each
+    bv[2 * p + 1] = _mm512_loadu_si512(bg + p * pstride + 64);  // columns 16..31
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    int32_t a4;
+    std::memcpy(&a4, ua4 + 64 * m, 4);
+    const __m512i ua = _mm512_set1_epi32(a4);
+#pragma GCC unroll 4
+    for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], ua, bv[v]);
+  }
+}
+
+// A chunk of 64 k (16 groups) of every row into the tile's buffer, shifted to u8 (xor 0x80); bytes at k >= K are
+// not read (masked load) and become 0 + 128, which meets B's zero padding.
+template <int MR>
+__attribute__((always_inline)) inline void fill_abuf(const int8_t* a, int64_t lda, int64_t k0, __mmask64 mask,
+                                                     uint8_t* abuf) {
+  const __m512i shift = _mm512_set1_epi8(int8_t(0x80));
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+    _mm512_store_si512(abuf + 64 * m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, a + m * lda + k0), shift));
+}
+
+// A is read 64 k at a time into a contiguous buffer (see tile_f in gemm__avx512.cpp: rows lda apart with lda a
+// multiple of 4 KB share one L1 set), shifted to u8 once there rather than at every broadcast.
+template <int MR, int NP>
+void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstride, const int32_t* col_sums,
+          int32_t* c, int64_t ldc, int width) {
+  constexpr int NV = 2 * NP;
+  __m512i acc[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_si512();
+  const int64_t full = K / 64 * 64;
+  alignas(64) uint8_t abuf[2][MR * 64];
+  // The last K % 64 first (integer sums do not depend on the order, and with this tail after the loop GCC keeps a
+  // stack copy of every accumulator up to date inside the loop).
+  if (full < K) {
+    const int rem = int(K - full);
+    fill_abuf<MR>(a, lda, full, __mmask64(~0ull >> (64 - rem)), abuf[0]);
+    for (int g = 0; g < (rem + 3) / 4; ++g)
+      step<MR, NP>(abuf[0] + 4 * g, b + (full / 4 + g) * 4 * kGemmNR, pstride, acc);
+  }
+  // Double-buffered: the next 64 k of A are loaded before the current 64 are used (see tile_f in gemm__avx512.cpp).
+  if (full > 0) fill_abuf<MR>(a, lda, 0, ~__mmask64(0), abuf[0]);
+  int cur = 0;
+  for (int64_t k0 = 0; k0 < full; k0 += 64, cur ^= 1) {
+    if (k0 + 64 < full) fill_abuf<MR>(a, lda, k0 + 64, ~__mmask64(0), abuf[cur ^ 1]);
+    for (int g = 0; g < 16; ++g) step<MR, NP>(abuf[cur] + 4 * g, b + (k0 / 4 + g) * 4 * kGemmNR, pstride, acc);
+  }
+
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __mmask16 mask = column_mask(width, v);
+    if (!mask) continue;
+    // 128 · colsum (maskz form: see load_row in gemm__avx512.cpp)
+    const __m512i comp = _mm512_maskz_slli_epi32(0xffff, _mm512_loadu_si512(col_sums + 16 * v), 7);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+      _mm512_mask_storeu_epi32(c + m * ldc + 16 * v, mask, _mm512_sub_epi32(acc[m][v], comp));
+  }
+}
+
+template <int NP>
+using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t, int);
+
+template <int NP, int... R>
+constexpr auto make_tiles(std::integer_sequence<int, R...>) {
+  return std::array<Tile<NP>, sizeof...(R)>{&tile<R + 1, NP>...};
+}
+
+}  // namespace
+
+void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
+                                  const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto tiles1 = make_tiles<1>(std::make_integer_sequence<int, kMaxRows>{});
+  static constexpr auto tiles2 = make_tiles<2>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  if (M <= 0) return;
+  const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
+  int64_t p0 = n0;
+  // Pairs of panels: 6 x 64 tiles, rows split in balanced blocks of at most 6: one pass when M <= 6 (decode: two
+  // streams, 4 chains per row), and faster than 12 x 32 from 11 rows on. For 7..10 rows the 12 x 32 tile, which
+  // streams each panel once in one pass, is faster (measured: M = 8, 2048 x 2048, cold weights, 330 against 290
+  // GOP/s), so those take the single-panel path below for every panel.
+  if (M <= kMaxRowsPair || M >= 11) {
+    const int64_t blocks = (M + kMaxRowsPair - 1) / kMaxRowsPair;
+    const int64_t base = M / blocks, extra = M % blocks;
+    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
+      int64_t m0 = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t rows = base + (blk < extra ? 1 : 0);
+        tiles2[rows - 1](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride, col_sums + p0,
+                         c + m0 * ldc + (p0 - n0), ldc, int(std::min<int64_t>(2 * kGemmNR, n1 - p0)));
+        m0 += rows;
+      }
+    }
+  }
+  // A last single panel: 12 x 32 tiles, rows split in balanced blocks of at most 12.
+  const int64_t blocks = (M + kMaxRows - 1) / kMaxRows;
+  const int64_t base = M / blocks, extra = M % blocks;
+  for (; p0 < n1; p0 += kGemmNR) {
+    const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    int64_t m0 = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t rows = base + (blk < extra ? 1 : 0);
+      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, col_sums + p0, c + m0 * ldc + (p0 - n0), ldc, width);
+      m0 += rows;
+    }
+  }
+}
+
+}  // namespace moefuse::gemm::detail
