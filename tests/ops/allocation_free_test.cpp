@@ -137,6 +137,21 @@ TEST(AllocationCounterTest, NestedCountersSeeTheirOwnAllocations) {
   EXPECT_EQ(outer.count(), 2u);
 }
 
+TEST(AllocationCounterTest, SeesTensorCreationButNotViews) {
+  std::vector<float> memory(16);
+  {
+    AllocationCounter c;
+    const Tensor t = Tensor::empty(DType::f32, {4, 4});
+    EXPECT_GE(c.count(), 1u);  // the storage's shared_ptr control block
+  }
+  const Tensor owner = Tensor::zeros(DType::f32, {4, 4});
+  AllocationCounter c;
+  const Tensor v = Tensor::view(memory.data(), DType::f32, {4, 4});
+  const Tensor n = owner.narrow(0, 1, 2).transpose(0, 1);
+  const Tensor copy = owner;
+  EXPECT_EQ(c.count(), 0u);
+}
+
 // --- gating ---
 
 TEST(AllocationFreeTest, GatingTopK) {

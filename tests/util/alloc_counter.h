@@ -7,8 +7,9 @@
 // keeps AddressSanitizer's allocation/deallocation checks meaningful (ASan intercepts malloc/free underneath).
 //
 // What is counted: every operator new of any thread (std::vector, std::string, std::function, shared_ptr control
-// blocks, the library's scratch buffers, ...). What is not: direct calls to malloc / aligned_alloc (Tensor storage
-// uses aligned_alloc; the ops' _out forms never create tensors).
+// blocks, the library's scratch buffers, ...). What is not: direct calls to malloc / aligned_alloc. Tensor storage
+// comes from aligned_alloc, but every owning Tensor also allocates its shared_ptr control block with operator new,
+// so making a tensor is counted too (a test below checks it).
 #pragma once
 
 #include <cstdint>
