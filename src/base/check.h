@@ -1,7 +1,12 @@
 // Argument checks shared by every operator. Each throws a moefuse error whose message names the operator, the
 // argument, what was expected and what was given (error.h). Ops run all checks before writing any output.
+//
+// A check that passes builds no string and allocates nothing: the layer calls the ops' `_out` forms in a loop that
+// must not allocate. Messages with computed parts are therefore built on the failure path only (inside the `if`
+// that detects the failure, or in a callable such as in_range's `what`).
 #pragma once
 
+#include <concepts>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -34,5 +39,11 @@ void shape_is(std::string_view op, std::string_view arg, const Tensor& t, const 
 void output(std::string_view op, std::string_view arg, const Tensor& t, DType dtype, const Shape& shape);
 /// lo <= v <= hi, with `what` describing the bound in words (e.g. "1 <= k <= E (64)").
 void in_range(std::string_view op, std::string_view arg, int64_t v, int64_t lo, int64_t hi, std::string_view what);
+/// As above, with the bound described by what() (returning a std::string), called only when the check fails.
+template <class What>
+  requires std::invocable<What>
+void in_range(std::string_view op, std::string_view arg, int64_t v, int64_t lo, int64_t hi, What&& what) {
+  if (v < lo || v > hi) fail_value(op, arg, std::string(what()), std::to_string(v));
+}
 
 }  // namespace moefuse::check

@@ -26,23 +26,23 @@ int64_t check_group_list(std::string_view op, std::string_view arg, const Tensor
     check::fail_value(op, arg, "at most " + std::to_string(max_groups) + " groups", std::to_string(g) + " groups");
   int64_t covered = 0;
   for (int64_t i = 0; i < g; ++i) {
-    const std::string at = std::string(arg) + "[" + std::to_string(i) + "]";
+    auto at = [&] { return std::string(arg) + "[" + std::to_string(i) + "]"; };  // only on failure
     if (type == 0) {
       int64_t end = group_list_value(group_list, i, 0);
       if (end < covered)
-        check::fail_value(op, at, "a non-decreasing cumulative row count >= " + std::to_string(covered),
+        check::fail_value(op, at(), "a non-decreasing cumulative row count >= " + std::to_string(covered),
                           std::to_string(end));
       covered = end;
     } else if (type == 1) {
       int64_t cnt = group_list_value(group_list, i, 0);
-      if (cnt < 0) check::fail_value(op, at, "a row count >= 0", std::to_string(cnt));
+      if (cnt < 0) check::fail_value(op, at(), "a row count >= 0", std::to_string(cnt));
       if (__builtin_add_overflow(covered, cnt, &covered)) covered = INT64_MAX;
     } else {
       int64_t cnt = group_list_value(group_list, i, 1);
       if (cnt <= 0) break;  // the terminator row: nothing after it is read
       int64_t expert = group_list_value(group_list, i, 0);
       if (expert < 0 || expert >= num_experts)
-        check::fail_value(op, at, "an expert id in [0, " + std::to_string(num_experts) + ")", std::to_string(expert));
+        check::fail_value(op, at(), "an expert id in [0, " + std::to_string(num_experts) + ")", std::to_string(expert));
       if (__builtin_add_overflow(covered, cnt, &covered)) covered = INT64_MAX;
     }
     if (covered > rows)

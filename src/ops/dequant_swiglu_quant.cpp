@@ -117,15 +117,16 @@ reference::DequantSwigluQuantArgs checked_args(const Tensor& x, const DequantSwi
   }
 
   const bool int_x = x.dtype() == DType::i32;
-  const std::string float_x =
-      "none when x is " + std::string(dtype_name(x.dtype())) + " (only an i32 x is dequantised)";
+  auto float_x = [&] {  // built only on failure
+    return "none when x is " + std::string(dtype_name(x.dtype())) + " (only an i32 x is dequantised)";
+  };
   if (int_x) {
     if (!o.weight_scale.defined()) check::fail_value(kOp, "weight_scale", "a tensor (required when x is i32)", "none");
   } else {
-    if (o.weight_scale.defined()) check::fail_value(kOp, "weight_scale", float_x, o.weight_scale.describe());
+    if (o.weight_scale.defined()) check::fail_value(kOp, "weight_scale", float_x(), o.weight_scale.describe());
     if (o.activation_scale.defined())
-      check::fail_value(kOp, "activation_scale", float_x, o.activation_scale.describe());
-    if (o.bias.defined()) check::fail_value(kOp, "bias", float_x, o.bias.describe());
+      check::fail_value(kOp, "activation_scale", float_x(), o.activation_scale.describe());
+    if (o.bias.defined()) check::fail_value(kOp, "bias", float_x(), o.bias.describe());
   }
   if (o.weight_scale.defined()) {
     check::dtype_in(kOp, "weight_scale", o.weight_scale, {DType::f32});

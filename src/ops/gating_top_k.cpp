@@ -16,8 +16,9 @@ void check_inputs(const Tensor& x, int64_t k, const GatingTopKOptions& o, Shape&
   if (x.dim() != 2 || x.size(1) < 1 || x.size(1) > kMaxExperts)
     check::fail_value(kOp, "x", "a 2-D tensor [N, E] with 1 <= E <= 2048", x.describe());
   const int64_t n = x.size(0), e = x.size(1);
-  const std::string e_str = std::to_string(e);
-  check::in_range(kOp, "k", k, 1, e, "1 <= k <= E (" + e_str + ")");
+  // Messages are built only when a check fails (a passing call allocates nothing).
+  auto e_str = [e] { return std::to_string(e); };
+  check::in_range(kOp, "k", k, 1, e, [&] { return "1 <= k <= E (" + e_str() + ")"; });
 
   if (o.input_ids.defined())
     check::fail_value(kOp, "input_ids", "none (hash mode is not supported)", o.input_ids.describe());
@@ -28,11 +29,13 @@ void check_inputs(const Tensor& x, int64_t k, const GatingTopKOptions& o, Shape&
 
   const int64_t g = o.group_count;
   if (g < 1 || g > e || e % g != 0)
-    check::fail_value(kOp, "group_count", "a divisor of E (" + e_str + ") in [1, " + e_str + "]", std::to_string(g));
-  check::in_range(kOp, "k_group", o.k_group, 1, g, "1 <= k_group <= group_count (" + std::to_string(g) + ")");
+    check::fail_value(kOp, "group_count", "a divisor of E (" + e_str() + ") in [1, " + e_str() + "]",
+                      std::to_string(g));
+  check::in_range(kOp, "k_group", o.k_group, 1, g,
+                  [&] { return "1 <= k_group <= group_count (" + std::to_string(g) + ")"; });
   const int64_t group_size = e / g;
   if (o.group_select_mode == 1 && group_size < 2)
-    check::fail_value(kOp, "group_count", "E / group_count >= 2 with group_select_mode 1 (E = " + e_str + ")",
+    check::fail_value(kOp, "group_count", "E / group_count >= 2 with group_select_mode 1 (E = " + e_str() + ")",
                       std::to_string(g));
   if (k > o.k_group * group_size)
     check::fail_value(kOp, "k", "k <= k_group * E / group_count (" + std::to_string(o.k_group * group_size) + ")",

@@ -27,7 +27,7 @@ Shape check_inputs(std::string_view op, const Tensor& x, const Tensor& finished,
   const int64_t e = x.size(-1);
   if (e > std::numeric_limits<int32_t>::max())  // expert_idx holds E for finished rows
     check::fail_value(op, "x", "E <= 2147483647 (expert_idx is i32)", x.describe());
-  check::in_range(op, "k", k, 0, e, "0 <= k <= E (" + std::to_string(e) + ")");
+  check::in_range(op, "k", k, 0, e, [e] { return "0 <= k <= E (" + std::to_string(e) + ")"; });
   Shape out_shape = lead;
   out_shape.push_back(k);
   return out_shape;

@@ -4,10 +4,10 @@
 #include <cstdint>
 #include <limits>
 #include <string>
-#include <vector>
 
 #include "base/check.h"
 #include "base/elements.h"
+#include "base/scratch.h"
 #include "reference/init_routing.h"
 
 namespace moefuse {
@@ -47,7 +47,7 @@ Shapes checked(const Tensor& x, const Tensor& row_idx, const Tensor& expert_idx,
     check::fail_value(kOp, "expert_idx", "at most 2^31 - 1 elements (N*K, indexed by i32)", expert_idx.describe());
 
   // Expert ids >= 0; row_idx a permutation of [0, N*K) (each value once).
-  std::vector<int64_t> seen_at(size_t(nk), -1);
+  Scratch<int64_t> seen_at(nk, -1);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c) {
       const int64_t e =
@@ -55,11 +55,11 @@ Shapes checked(const Tensor& x, const Tensor& row_idx, const Tensor& expert_idx,
       if (e < 0) check::fail_value(kOp, "expert_idx", "expert ids >= 0", std::to_string(e) + " at " + pos(r, c));
       const int64_t v =
           load_element_int(row_idx.data(), DType::i32, r * row_idx.strides()[0] + c * row_idx.strides()[1]);
-      const std::string expected = "a permutation of [0, " + std::to_string(nk) + ") (N*K)";
-      if (v < 0 || v >= nk) check::fail_value(kOp, "row_idx", expected, std::to_string(v) + " at " + pos(r, c));
-      int64_t& first = seen_at[size_t(v)];
+      auto expected = [nk] { return "a permutation of [0, " + std::to_string(nk) + ") (N*K)"; };
+      if (v < 0 || v >= nk) check::fail_value(kOp, "row_idx", expected(), std::to_string(v) + " at " + pos(r, c));
+      int64_t& first = seen_at[v];
       if (first >= 0)
-        check::fail_value(kOp, "row_idx", expected,
+        check::fail_value(kOp, "row_idx", expected(),
                           std::to_string(v) + " twice, at " + pos(first / k, first % k) + " and " + pos(r, c));
       first = r * k + c;
     }

@@ -100,16 +100,20 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
   int64_t start = 0, end = has_e ? o.expert_num : std::numeric_limits<int64_t>::max();
   if (!o.active_expert_range.empty()) {
     const auto& r = o.active_expert_range;
-    std::string given = "[";
-    for (size_t i = 0; i < r.size(); ++i) given += (i ? ", " : "") + str(r[i]);
-    given += "]";
-    if (r.size() != 2) check::fail_value(kOp, "active_expert_range", "[] or [start, end] (two values)", given);
-    const std::string bound = has_e ? " <= expert_num (" + str(o.expert_num) + ")" : "";
-    if (r[0] < 0 || r[1] <= r[0] || (has_e && r[1] > o.expert_num))
-      check::fail_value(kOp, "active_expert_range", "[start, end] with 0 <= start < end" + bound, given);
+    auto given = [&] {
+      std::string s = "[";
+      for (size_t i = 0; i < r.size(); ++i) s += (i ? ", " : "") + str(r[i]);
+      return s + "]";
+    };
+    if (r.size() != 2) check::fail_value(kOp, "active_expert_range", "[] or [start, end] (two values)", given());
+    if (r[0] < 0 || r[1] <= r[0] || (has_e && r[1] > o.expert_num)) {
+      const std::string bound = has_e ? " <= expert_num (" + str(o.expert_num) + ")" : "";
+      check::fail_value(kOp, "active_expert_range", "[start, end] with 0 <= start < end" + bound, given());
+    }
     if (o.drop_pad_mode == 1 && (r[0] != 0 || r[1] != o.expert_num))
       check::fail_value(kOp, "active_expert_range",
-                        "[] or the full range [0, " + str(o.expert_num) + "] (expert_num) with drop_pad_mode 1", given);
+                        "[] or the full range [0, " + str(o.expert_num) + "] (expert_num) with drop_pad_mode 1",
+                        given());
     start = r[0];
     end = r[1];
   }

@@ -2,10 +2,10 @@
 
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "base/elements.h"
 #include "base/quantize.h"
+#include "base/scratch.h"
 
 namespace moefuse::reference {
 namespace {
@@ -36,8 +36,8 @@ class RowKernel {
   RowKernel(const DequantSwigluQuantArgs& a, const Tensor& y, const Tensor& scale)
       : a_(a),
         h_(a.x.size(1) / 2),
-        v_(size_t(2 * h_)),
-        o_(size_t(h_)),
+        v_(2 * h_),
+        o_(h_),
         y_(y.data_as<int8_t>()),
         scale_(scale.data_as<float>()) {}
 
@@ -54,7 +54,7 @@ class RowKernel {
     for (int64_t c = 0; c < 2 * h_; ++c) {
       const int64_t xo = r * x.stride(0) + c * x.stride(1);
       if (x.dtype() != DType::i32) {
-        v_[size_t(c)] = load_element_f32(x.data(), x.dtype(), xo);
+        v_[c] = load_element_f32(x.data(), x.dtype(), xo);
         continue;
       }
       int32_t xi = int32_t(load_element_int(x.data(), x.dtype(), xo));
@@ -69,7 +69,7 @@ class RowKernel {
       if (a_.activation_scale.defined())
         f = f * load_element_f32(a_.activation_scale.data(), DType::f32, r * a_.activation_scale.stride(0));
       if (a_.bias.defined() && !int_bias) f = f + row_col_f32(a_.bias, e, c);
-      v_[size_t(c)] = f;
+      v_[c] = f;
     }
   }
 
@@ -78,14 +78,14 @@ class RowKernel {
     for (int64_t j = 0; j < h_; ++j) {
       float act, lin;
       if (a_.swiglu_mode == 1) {
-        act = v_[size_t(2 * j)];
-        lin = v_[size_t(2 * j + 1)];
+        act = v_[2 * j];
+        lin = v_[2 * j + 1];
       } else if (a_.activate_left) {
-        act = v_[size_t(j)];
-        lin = v_[size_t(j + h_)];
+        act = v_[j];
+        lin = v_[j + h_];
       } else {
-        act = v_[size_t(j + h_)];
-        lin = v_[size_t(j)];
+        act = v_[j + h_];
+        lin = v_[j];
       }
       float out;
       if (a_.swiglu_mode == 0) {
@@ -99,7 +99,7 @@ class RowKernel {
         const float g = min_keep_nan(act, lim);
         out = g / (std::exp(g * neg_alpha) + 1.0f) * l;
       }
-      o_[size_t(j)] = out;
+      o_[j] = out;
     }
   }
 
@@ -110,17 +110,17 @@ class RowKernel {
     if (a_.dynamic) {
       if (qs.defined())
         for (int64_t j = 0; j < h_; ++j)
-          o_[size_t(j)] = o_[size_t(j)] * (a_.quant_per_group_scalar ? row_scalar_f32(qs, e) : row_col_f32(qs, e, j));
+          o_[j] = o_[j] * (a_.quant_per_group_scalar ? row_scalar_f32(qs, e) : row_col_f32(qs, e, j));
       scale_[r] = quantize_row_dynamic(o_.data(), h_, yr);
       return;
     }
     if (a_.quant_per_group_scalar) {
       const float inv = 1.0f / row_scalar_f32(qs, e);
       const float off = qo.defined() ? row_scalar_f32(qo, e) : 0.0f;
-      for (int64_t j = 0; j < h_; ++j) yr[j] = to_int8_static(o_[size_t(j)] * inv + off);
+      for (int64_t j = 0; j < h_; ++j) yr[j] = to_int8_static(o_[j] * inv + off);
     } else {
       for (int64_t j = 0; j < h_; ++j) {
-        float v = o_[size_t(j)] / row_col_f32(qs, e, j);
+        float v = o_[j] / row_col_f32(qs, e, j);
         if (qo.defined()) v = v + row_col_f32(qo, e, j);
         yr[j] = to_int8_static(v);
       }
@@ -130,7 +130,7 @@ class RowKernel {
 
   const DequantSwigluQuantArgs& a_;
   int64_t h_;
-  std::vector<float> v_, o_;
+  Scratch<float> v_, o_;
   int8_t* y_;
   float* scale_;
 };

@@ -1,8 +1,7 @@
 #include "reference/finalize_routing.h"
 
-#include <vector>
-
 #include "base/elements.h"
+#include "base/scratch.h"
 
 namespace moefuse::reference {
 
@@ -19,7 +18,7 @@ void finalize_routing(const Tensor& rows, const Tensor& skip1, const Tensor& ski
     return three_d ? (d / C) * rows.stride(0) + (d % C) * rows.stride(1) : d * rows.stride(0);
   };
 
-  std::vector<float> acc(static_cast<size_t>(H));
+  Scratch<float> acc(H);
   for (int64_t n = 0; n < N; ++n) {
     // acc = skip1 + skip2, or skip1, or (no skip) the first term itself.
     bool started = skip1.defined();
@@ -29,7 +28,7 @@ void finalize_routing(const Tensor& rows, const Tensor& skip1, const Tensor& ski
         float b = load_element_f32(skip2.data(), skip2.dtype(), n * skip2.stride(0) + h * skip2.stride(1));
         a = a + b;
       }
-      acc[size_t(h)] = a;
+      acc[h] = a;
     }
 
     for (int64_t k = 0; k < K; ++k) {
@@ -47,12 +46,12 @@ void finalize_routing(const Tensor& rows, const Tensor& skip1, const Tensor& ski
         if (bias.defined())
           v = v + load_element_f32(bias.data(), bias.dtype(), e * bias.stride(0) + h * bias.stride(1));
         const float term = scales.defined() ? s * v : v;
-        acc[size_t(h)] = started ? acc[size_t(h)] + term : term;
+        acc[h] = started ? acc[h] + term : term;
       }
       started = true;
     }
 
-    for (int64_t h = 0; h < H; ++h) store_element_f32(out.data(), out.dtype(), n * H + h, acc[size_t(h)]);
+    for (int64_t h = 0; h < H; ++h) store_element_f32(out.data(), out.dtype(), n * H + h, acc[h]);
   }
 }
 

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "base/elements.h"
 #include "base/groups.h"
+#include "base/scratch.h"
 
 namespace moefuse::reference {
 namespace {
@@ -129,8 +129,7 @@ int64_t for_groups(const GroupedMatmulArgs& a, int64_t M, Fn&& fn) {
 // Float x: acc = fma(x, w, acc) over k in order from +0; + bias; act; one rounding.
 void float_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
   const int64_t K = d.K, N = d.N, es = int64_t(y.element_size());
-  std::vector<float> panel(static_cast<size_t>(K * kColTile)), xrows(static_cast<size_t>(kRowBlock * K)),
-      acc(static_cast<size_t>(kRowBlock * kColTile)), bias(static_cast<size_t>(kColTile));
+  Scratch<float> panel(K * kColTile), xrows(kRowBlock * K), acc(kRowBlock * kColTile), bias(kColTile);
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t covered = for_groups(a, d.M, [&](int64_t e, int64_t begin, int64_t end) {
     for (int64_t n0 = 0; n0 < N; n0 += kColTile) {
@@ -147,11 +146,11 @@ void float_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
         std::fill(acc.begin(), acc.end(), 0.0f);
         for (int64_t k = 0; k < K; ++k)
           for (int64_t i = 0; i < rb; ++i)
-            fma_row(xrows[size_t(i * K + k)], panel.data() + k * nb, acc.data() + i * nb, nb);
+            fma_row(xrows[i * K + k], panel.data() + k * nb, acc.data() + i * nb, nb);
         for (int64_t i = 0; i < rb; ++i) {
           float* v = acc.data() + i * nb;
           if (a.bias.defined())
-            for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + bias[size_t(n)];
+            for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + bias[n];
           gmm_activate(a.act_type, v, nb);
           store_row(v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
         }
@@ -167,10 +166,8 @@ void int8_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
   const bool int_out = y.dtype() == DType::i32;
   const bool int_bias = a.bias.defined() && a.bias.dtype() == DType::i32;
   const bool float_bias = a.bias.defined() && !int_bias;
-  std::vector<int32_t> panel(static_cast<size_t>(K * kColTile)), xrows(static_cast<size_t>(kRowBlock * K)),
-      isum(static_cast<size_t>(kRowBlock * kColTile)), ibias(static_cast<size_t>(kColTile));
-  std::vector<float> v(static_cast<size_t>(kColTile)), scale(static_cast<size_t>(kColTile)),
-      fbias(static_cast<size_t>(kColTile));
+  Scratch<int32_t> panel(K * kColTile), xrows(kRowBlock * K), isum(kRowBlock * kColTile), ibias(kColTile);
+  Scratch<float> v(kColTile), scale(kColTile), fbias(kColTile);
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t covered = for_groups(a, d.M, [&](int64_t e, int64_t begin, int64_t end) {
     for (int64_t n0 = 0; n0 < N; n0 += kColTile) {
@@ -189,24 +186,24 @@ void int8_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
         // |x * w| <= 2^14 and K < 2^16, so every partial sum fits in int32 exactly.
         for (int64_t k = 0; k < K; ++k)
           for (int64_t i = 0; i < rb; ++i)
-            mac_row(xrows[size_t(i * K + k)], panel.data() + k * nb, isum.data() + i * nb, nb);
+            mac_row(xrows[i * K + k], panel.data() + k * nb, isum.data() + i * nb, nb);
         for (int64_t i = 0; i < rb; ++i) {
           const int64_t r = r0 + i;
           int32_t* s = isum.data() + i * nb;
           std::byte* dst = out + (r * N + n0) * es;
           if (int_bias)  // int32 add, wrapping modulo 2^32 (computed in uint32 to stay defined)
-            for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[size_t(n)]));
+            for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[n]));
           if (int_out) {
             std::memcpy(dst, s, size_t(nb) * sizeof(int32_t));
             continue;
           }
-          for (int64_t n = 0; n < nb; ++n) v[size_t(n)] = float(s[n]) * scale[size_t(n)];
+          for (int64_t n = 0; n < nb; ++n) v[n] = float(s[n]) * scale[n];
           if (a.per_token_scale.defined()) {
             const float pts = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
-            for (int64_t n = 0; n < nb; ++n) v[size_t(n)] = v[size_t(n)] * pts;
+            for (int64_t n = 0; n < nb; ++n) v[n] = v[n] * pts;
           }
           if (float_bias)
-            for (int64_t n = 0; n < nb; ++n) v[size_t(n)] = v[size_t(n)] + fbias[size_t(n)];
+            for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + fbias[n];
           gmm_activate(a.act_type, v.data(), nb);
           store_row(v.data(), nb, y.dtype(), dst);
         }

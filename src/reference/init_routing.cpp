@@ -5,10 +5,10 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
-#include <vector>
 
 #include "base/elements.h"
 #include "base/quantize.h"
+#include "base/scratch.h"
 
 namespace moefuse::reference {
 namespace {
@@ -16,22 +16,19 @@ namespace {
 // Element (i, j) of a 2-D tensor as an offset in elements (strides respected).
 int64_t offset2(const Tensor& t, int64_t i, int64_t j) { return i * t.strides()[0] + j * t.strides()[1]; }
 
-// expert_idx flattened token-major: ids[n*K + k] = expert_idx[n, k].
-std::vector<int64_t> flat_ids(const Tensor& expert_idx) {
-  const int64_t n = expert_idx.size(0), k = expert_idx.size(1);
-  std::vector<int64_t> ids(size_t(n * k));
+// A [N, K] index tensor flattened token-major: ids[n*K + k] = t[n, k].
+void flat_ids(const Tensor& t, int64_t* ids) {
+  const int64_t n = t.size(0), k = t.size(1);
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < k; ++c)
-      ids[size_t(r * k + c)] = load_element_int(expert_idx.data(), expert_idx.dtype(), offset2(expert_idx, r, c));
-  return ids;
+    for (int64_t c = 0; c < k; ++c) ids[r * k + c] = load_element_int(t.data(), t.dtype(), offset2(t, r, c));
 }
 
-// Stable ascending argsort of `key` (ties keep the smaller position first).
-std::vector<int64_t> stable_argsort(const std::vector<int64_t>& key) {
-  std::vector<int64_t> perm(key.size());
-  std::iota(perm.begin(), perm.end(), int64_t{0});
-  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return key[size_t(a)] < key[size_t(b)]; });
-  return perm;
+// perm[0..n) = the stable ascending argsort of key[0..n): positions by ascending key, equal keys by ascending
+// position. That is the order of the pairs (key, position), which is strict and total, so std::sort (in place, no
+// allocation, unlike std::stable_sort) gives exactly the permutation a stable sort gives.
+void stable_argsort(const int64_t* key, int64_t n, int64_t* perm) {
+  std::iota(perm, perm + n, int64_t{0});
+  std::sort(perm, perm + n, [&](int64_t a, int64_t b) { return key[a] < key[b] || (key[a] == key[b] && a < b); });
 }
 
 // Copies row `src_row` of x into row `dst_row` of the contiguous [rows, H] buffer `dst`, bit for bit.
@@ -47,34 +44,33 @@ void copy_row(const Tensor& x, int64_t src_row, void* dst, int64_t dst_row) {
 
 void init_routing(const Tensor& x, const Tensor& row_idx, const Tensor& expert_idx, int64_t active_rows,
                   const Tensor& expanded_x, const Tensor& expanded_row_idx, const Tensor& expanded_expert_idx) {
-  const int64_t n = x.size(0);
-  const std::vector<int64_t> ids = flat_ids(expert_idx);
-  const std::vector<int64_t> rows = flat_ids(row_idx);  // same token-major flattening
-  const std::vector<int64_t> perm = stable_argsort(ids);
+  const int64_t n = x.size(0), nk = expert_idx.numel();
+  Scratch<int64_t> ids(nk), rows(nk), perm(nk);
+  flat_ids(expert_idx, ids.data());
+  flat_ids(row_idx, rows.data());  // same token-major flattening
+  stable_argsort(ids.data(), nk, perm.data());
 
   auto* eri = expanded_row_idx.data_as<int32_t>();
   auto* eei = expanded_expert_idx.data_as<int32_t>();
-  for (size_t i = 0; i < perm.size(); ++i) {
-    const int64_t sorted_row = rows[size_t(perm[i])];
-    eei[i] = int32_t(ids[size_t(perm[i])]);
+  for (int64_t i = 0; i < nk; ++i) {
+    const int64_t sorted_row = rows[perm[i]];
+    eei[i] = int32_t(ids[perm[i]]);
     eri[sorted_row] = int32_t(i);
-    if (int64_t(i) < active_rows) copy_row(x, sorted_row % n, expanded_x.data(), int64_t(i));
+    if (i < active_rows) copy_row(x, sorted_row % n, expanded_x.data(), i);
   }
 }
 
 void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& scale, const Tensor& offset,
                      const InitRoutingV2Plan& plan, const Tensor& expanded_x, const Tensor& expanded_row_idx,
                      const Tensor& expert_token_cumsum_or_count, const Tensor& expanded_scale) {
-  const int64_t h = x.size(1), k = expert_idx.size(1);
-  const std::vector<int64_t> ids = flat_ids(expert_idx);
-  const int64_t nk = int64_t(ids.size());
+  const int64_t h = x.size(1), k = expert_idx.size(1), nk = expert_idx.numel();
+  Scratch<int64_t> ids(nk), key(nk), perm(nk);
+  flat_ids(expert_idx, ids.data());
   const int64_t start = plan.expert_start, end = plan.expert_end;
 
   // Sort keys: ids below the range go behind everything; ids at or past `end` sort after the valid block.
-  std::vector<int64_t> key(ids);
-  for (int64_t& v : key)
-    if (v < start) v = std::numeric_limits<int64_t>::max();
-  const std::vector<int64_t> perm = stable_argsort(key);
+  for (int64_t t = 0; t < nk; ++t) key[t] = ids[t] < start ? std::numeric_limits<int64_t>::max() : ids[t];
+  stable_argsort(key.data(), nk, perm.data());
   int64_t active = 0;  // A
   for (int64_t v : ids) active += (v >= start && v < end) ? 1 : 0;
 
@@ -88,7 +84,7 @@ void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& sc
   std::fill(eri, eri + nk, int32_t{-1});
 
   // Writes row `dst` of expanded_x / expanded_scale from token `tok` routed to expert `e`.
-  std::vector<float> v(static_cast<size_t>(h));
+  Scratch<float> v(h);
   auto write_row = [&](int64_t dst, int64_t tok, int64_t e) {
     if (plan.quant_mode == -1) {
       copy_row(x, tok, ex, dst);
@@ -111,25 +107,25 @@ void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& sc
     for (int64_t j = 0; j < h; ++j) {
       float xv = load_element_f32(x.data(), x.dtype(), offset2(x, tok, j));
       if (scale.defined()) xv *= load_element_f32(scale.data(), scale.dtype(), offset2(scale, srow, j));
-      v[size_t(j)] = xv;
+      v[j] = xv;
     }
     es[dst] = quantize_row_dynamic(v.data(), h, q);
   };
 
   if (!plan.drop_pad) {
     const int64_t valid = std::min(plan.rows, active);
-    for (int64_t i = 0; i < valid; ++i) write_row(i, perm[size_t(i)] / k, ids[size_t(perm[size_t(i)])]);
+    for (int64_t i = 0; i < valid; ++i) write_row(i, perm[i] / k, ids[perm[i]]);
     for (int64_t i = 0; i < active; ++i) {
       if (plan.row_idx_type == 0)
-        eri[perm[size_t(i)]] = int32_t(i);
+        eri[perm[i]] = int32_t(i);
       else
-        eri[i] = int32_t(perm[size_t(i)]);
+        eri[i] = int32_t(perm[i]);
     }
   } else {
     // The valid block is sorted by expert: count each expert's positions, keep the first C of each.
     int64_t prev = -1, j = 0;
     for (int64_t i = 0; i < active; ++i) {
-      const int64_t t = perm[size_t(i)], e = ids[size_t(t)];
+      const int64_t t = perm[i], e = ids[t];
       if (e != prev) {
         prev = e;
         j = 0;
@@ -145,24 +141,24 @@ void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& sc
 
   // Count output.
   if (plan.count_type < 0) return;
-  std::vector<int64_t> c(size_t(end - start), 0);
+  Scratch<int64_t> c(end - start, 0);  // count_type >= 0 needs expert_num, so end - start <= E
   for (int64_t e : ids)
-    if (e >= start && e < end) ++c[size_t(e - start)];
+    if (e >= start && e < end) ++c[e - start];
   auto* cnt = expert_token_cumsum_or_count.data_as<int64_t>();
   if (plan.count_type == 2) {
     std::fill(cnt, cnt + expert_token_cumsum_or_count.numel(), int64_t{0});
     int64_t r = 0;
     for (int64_t e = start; e < end; ++e) {
-      if (c[size_t(e - start)] == 0) continue;
+      if (c[e - start] == 0) continue;
       cnt[2 * r] = e;
-      cnt[2 * r + 1] = c[size_t(e - start)];
+      cnt[2 * r + 1] = c[e - start];
       ++r;
     }
     // The (0, 0) terminator row (when r < E) is already written by the zero fill.
     return;
   }
   int64_t sum = 0;
-  for (size_t i = 0; i < c.size(); ++i) {
+  for (int64_t i = 0; i < c.size(); ++i) {
     sum += c[i];
     cnt[i] = plan.count_type == 0 ? sum : c[i];
   }

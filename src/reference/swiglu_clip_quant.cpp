@@ -2,11 +2,11 @@
 
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "base/elements.h"
 #include "base/groups.h"
 #include "base/quantize.h"
+#include "base/scratch.h"
 
 namespace moefuse::reference {
 
@@ -19,7 +19,7 @@ void swiglu_clip_quant(const Tensor& x, const Tensor& group_index, const Tensor&
   if (y.numel() > 0) std::memset(yp, 0, size_t(y.numel()));
   if (scale.numel() > 0) std::memset(sp, 0, size_t(scale.numel()) * sizeof(float));
 
-  std::vector<float> s(static_cast<size_t>(h));
+  Scratch<float> s(h);
   for_each_group(group_index, GroupListType::count, [&](const GroupSpan& g) {
     const float alpha = load_element_f32(group_alpha.data(), DType::f32, g.expert * group_alpha.stride(0));
     for (int64_t r = g.begin; r < g.end; ++r) {
@@ -29,15 +29,15 @@ void swiglu_clip_quant(const Tensor& x, const Tensor& group_index, const Tensor&
         const float a = load_element_f32(x.data(), x.dtype(), r * x.stride(0) + ja * x.stride(1));
         const float b = load_element_f32(x.data(), x.dtype(), r * x.stride(0) + jb * x.stride(1));
         const float v = a / (std::exp(-a) + 1.0f) * b;
-        s[size_t(j)] = v;
+        s[j] = v;
         m = std::fmax(m, std::fabs(v));
       }
       const float t = alpha * m;
       for (int64_t j = 0; j < h; ++j) {
-        float v = s[size_t(j)];
+        float v = s[j];
         if (v > t) v = t;    // Min(s, t)
         if (v < -t) v = -t;  // Max(., -t)
-        s[size_t(j)] = v;
+        s[j] = v;
       }
       sp[r] = quantize_row_dynamic(s.data(), h, yp + r * h);
     }
