@@ -204,6 +204,18 @@ def _optional_one_tensor(value, op: str, arg: str):
     return to_tensor(_one_tensor(value, op, arg), op, arg)
 
 
+def _int_array(value, op: str, arg: str) -> np.ndarray:
+    """A Python list of ints (torch_npu's int[] overload; nested for key-value rows) as an int64 array."""
+    try:
+        a = np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{op}: {arg}: expected a list of ints (or of equal-length lists of ints), got a ragged "
+                         "list") from None
+    if a.size and not (np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_):
+        raise TypeError(f"{op}: {arg}: expected a list of ints, got a list of {a.dtype.name}")
+    return a.astype(np.int64)
+
+
 def _check_dtype_arg(value, tensor, op: str, arg: str, tensor_name: str) -> None:
     """torch_npu's x_dtype / weight_dtype / ... reinterpret storage (int4, fp8, hifloat8): moefuse has no such
     formats, so they must be None or the tensor's own dtype."""
@@ -225,7 +237,8 @@ def npu_grouped_matmul(x, weight, *, bias=None, scale=None, offset=None, antiqua
     Hugging Face storage [E, N, K] viewed as .transpose(1, 2), read in place), rows grouped by group_list with
     group_type=0; see moefuse::grouped_matmul (ops/grouped_matmul.h) for the float, int8 -> int32 and per-channel /
     per-token dequantising paths. The list arguments (bias, scale, ...) are None, [] or a list of one tensor;
-    group_list is a tensor, a list of ints (the .List overload) or None. activation_input,
+    group_list is a tensor, a list of ints (the .List overload; a list of [id, count] pairs for
+    group_list_type=2) or None. activation_input,
     activation_quant_scale and activation_quant_offset are not supported (must be None)."""
     op = "grouped_matmul"
     x0 = _one_tensor(x, op, "x")
@@ -246,8 +259,7 @@ def npu_grouped_matmul(x, weight, *, bias=None, scale=None, offset=None, antiqua
     if group_list is None:
         gl = None
     elif isinstance(group_list, (list, tuple)):
-        gl = to_tensor(np.asarray(to_int_list(group_list, op, "group_list"), dtype=np.int64).reshape(-1), op,
-                       "group_list")
+        gl = to_tensor(_int_array(group_list, op, "group_list"), op, "group_list")
     else:
         gl = to_tensor(group_list, op, "group_list")
     out_name = None
