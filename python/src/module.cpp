@@ -3,6 +3,9 @@
 #include <string>
 #include <string_view>
 
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+
 #include "moefuse/error.h"
 #include "py_tensor.h"
 
