@@ -85,3 +85,15 @@ def test_example_runs_as_a_script():
     r = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "torch.float32" in r.stdout and "torch.bfloat16" in r.stdout
+
+
+def test_readme_example_runs():
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Python"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    out = namespace["out"]
+    assert out.shape == (4, 64) and out.dtype == torch.bfloat16
+    assert torch.isfinite(out.float()).all()
