@@ -1,7 +1,8 @@
 """Conversion between Python arrays and moefuse tensors, shared by the operators (and, later, the layer).
 
-Inputs are never copied: numpy arrays, torch tensors and other DLPack producers become read-only moefuse views with
-their own strides (moefuse's operators read through strides). Results are moefuse-owned buffers handed to numpy or
+Inputs are not copied: numpy arrays, torch tensors and other DLPack producers become read-only moefuse views with
+their own strides (moefuse's operators read through strides). The exceptions are numpy arrays in a layout no view can
+express (non-native byte order, data not aligned to the element size), which are copied first. Results are moefuse-owned buffers handed to numpy or
 torch without a copy, so that they share memory with the C++ output.
 
 bf16: numpy has no bfloat16. A numpy array of dtype ``ml_dtypes.bfloat16`` is accepted (and bf16 results for numpy
@@ -77,12 +78,18 @@ def _torch_dtype_name(dtype: Any) -> str:
 def to_tensor(obj: Any, op: str, arg: str) -> "_core.Tensor":
     """A read-only moefuse view of `obj` (no copy). Errors name the operator `op` and the argument `arg`."""
     if isinstance(obj, np.ndarray):
+        # The two layouts a moefuse view cannot express are copied (the only copies moefuse makes of an input):
+        # non-native byte order and data not aligned to the element size.
+        if not obj.dtype.isnative:
+            obj = obj.astype(obj.dtype.newbyteorder("="))
+        if not obj.flags.aligned:
+            obj = obj.copy()
         dt = obj.dtype
         if BF16_NUMPY is not None and dt == BF16_NUMPY:
             return _core.Tensor.from_array(obj.view(np.int16), op, arg, "bf16")
         name = _NUMPY_DTYPES.get(dt)
         if name is None:
-            raise TypeError(f"{op}: {arg}: expected a tensor of dtype {SUPPORTED}, got numpy {dt.str if dt.byteorder == '>' else dt.name}")
+            raise TypeError(f"{op}: {arg}: expected a tensor of dtype {SUPPORTED}, got numpy {dt.name}")
         if name == "bool":
             obj = obj.view(np.uint8)
         return _core.Tensor.from_array(obj, op, arg, name)

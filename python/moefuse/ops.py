@@ -5,7 +5,8 @@ the semantics, every argument's shapes and dtypes, and every error); this module
 convention and the conversion from and to Python arrays:
 
 * Tensors may be numpy arrays, torch CPU tensors (``torch.bfloat16`` included) or any DLPack-capable CPU tensor.
-  They are read in place, strides included: a transposed or sliced view is not copied.
+  They are read in place, strides included: a transposed or sliced view is not copied (numpy arrays with a
+  non-native byte order or unaligned data, which no view can express, are copied first).
 * Results are of the kind of the operator's main input (its first tensor argument): torch tensors for a torch
   input, numpy arrays otherwise. They share memory with the buffers the C++ operator wrote (no copy).
 * bf16 with numpy: an ``ml_dtypes.bfloat16`` array is accepted, and bf16 results for numpy inputs have that dtype,

@@ -91,8 +91,8 @@ CASES = [
     (lambda: moefuse.npu_moe_init_routing(None, idx((4, 2)), idx((4, 2)), 4), ValueError,
      "init_routing: x: expected a tensor, got None"),
     (lambda: moefuse.npu_swiglu(np.zeros((1,) * 9, F)), ValueError, "swiglu: x: expected at most 8 dimensions"),
-    (lambda: moefuse.npu_swiglu(np.frombuffer(bytearray(20), np.uint8)[1:17].view(F)), ValueError,
-     "swiglu: x: expected data aligned to its element size"),
+    (lambda: moefuse.npu_swiglu(memoryview(bytearray(20))[1:17].cast("f")), ValueError,
+     "swiglu: x: expected data aligned to its element size (4 bytes), got an unaligned array"),
     # the Python layer: scalars
     (lambda: moefuse.npu_moe_gating_top_k(X, 2.0), TypeError, "gating_top_k: k: expected an int, got float"),
     (lambda: moefuse.npu_moe_gating_top_k(X, 2, out_flag=1), TypeError, "gating_top_k: out_flag: expected a bool"),

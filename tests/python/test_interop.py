@@ -15,6 +15,8 @@ import moefuse.torch_npu
 from moefuse import _core, _tensors
 from mf_testutil import as_f32, assert_bitwise, assert_exact, grid, make
 
+F32 = np.float32
+
 OPS = [
     "npu_moe_gating_top_k", "npu_moe_gating_top_k_softmax", "npu_moe_gating_top_k_softmax_v2", "npu_moe_init_routing",
     "npu_moe_init_routing_v2", "npu_grouped_matmul", "npu_swiglu", "npu_clipped_swiglu", "npu_dequant_swiglu_quant",
@@ -100,6 +102,16 @@ def test_numpy_views_are_read_in_place(rng):
     # and operators give on a view what they give on a contiguous copy
     for view in (base[::2, 2:10], base[::-1], np.broadcast_to(base[0], (3, 12))):
         assert_bitwise(moefuse.npu_swiglu(view), moefuse.npu_swiglu(np.ascontiguousarray(view)))
+
+
+def test_numpy_layouts_no_view_can_express_are_copied(rng):
+    x = grid(rng, (3, 8))
+    unaligned = np.frombuffer(bytearray(x.nbytes + 1), np.uint8)[1:].view(F32).reshape(3, 8)
+    unaligned[...] = x
+    big_endian = x.astype(">f4")
+    assert not unaligned.flags.aligned
+    for a in (unaligned, big_endian):
+        assert_bitwise(moefuse.npu_swiglu(a), moefuse.npu_swiglu(x))
 
 
 def test_torch_views_are_read_in_place(rng):
