@@ -64,7 +64,8 @@ def make_model(hidden_size=64, intermediate_size=32, n_experts=16, n_group=4, to
     def w(*shape, scale):
         return (torch.randn(*shape, generator=g) * scale).to(dtype)
 
-    gate_proj, up_proj, down_proj = w(E, I, H, scale=H ** -0.5), w(E, I, H, scale=H ** -0.5), w(E, H, I, scale=I ** -0.5)
+    gate_proj, up_proj = w(E, I, H, scale=H ** -0.5), w(E, I, H, scale=H ** -0.5)
+    down_proj = w(E, H, I, scale=I ** -0.5)
     return {
         "gate": torch.randn(E, H, generator=g) * H ** -0.5,  # router weight, fp32
         "e_score_correction_bias": torch.randn(E, generator=g) * 0.1,  # fp32

@@ -51,7 +51,7 @@ fi
 
 step "pip install .[test]"
 if [ "${MOEFUSE_PIP_FAST:-0}" = 1 ]; then
-  "$vpy" -m pip install -q -c "$constraints" "scikit-build-core>=0.10" "nanobind>=2.0"
+  "$vpy" -m pip install -q -c "$constraints" "scikit-build-core>=0.10,<2" "nanobind>=3.0,<4"
   "$vpy" -m pip install -q -c "$constraints" --no-build-isolation ".[test]"
 else
   "$vpy" -m pip install -q -c "$constraints" ".[test]"

@@ -2,8 +2,8 @@
 
 Inputs are not copied: numpy arrays, torch tensors and other DLPack producers become read-only moefuse views with
 their own strides (moefuse's operators read through strides). The exceptions are numpy arrays in a layout no view can
-express (non-native byte order, data not aligned to the element size), which are copied first. Results are moefuse-owned buffers handed to numpy or
-torch without a copy, so that they share memory with the C++ output.
+express (non-native byte order, data not aligned to the element size), which are copied first. Results are
+moefuse-owned buffers handed to numpy or torch without a copy, so that they share memory with the C++ output.
 
 bf16: numpy has no bfloat16. A numpy array of dtype ``ml_dtypes.bfloat16`` is accepted (and bf16 results for numpy
 inputs are returned with that dtype) when the ``ml_dtypes`` package is installed; without it, a bf16 result that

@@ -23,7 +23,7 @@ convention and the conversion from and to Python arrays:
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any, List, Optional
+from typing import Any, List
 
 import numpy as np
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import moefuse
-from mf_testutil import FLOAT_DTYPES, as_f32, assert_bitwise, assert_exact, f32, grid, make
+from mf_testutil import FLOAT_DTYPES, as_f32, assert_bitwise, assert_exact, grid, make
 
 
 def bits_of(a):
