@@ -1,0 +1,42 @@
+"""moefuse: Ascend torch_npu's MoE fused operators on CPUs, exact and validated.
+
+The operators keep torch_npu's names, arguments and defaults (see moefuse.ops for the conventions: numpy / torch /
+DLPack inputs read in place, results of the main input's kind sharing memory with the C++ output, errors as
+ValueError / TypeError / MemoryError naming the argument). ``import moefuse.torch_npu as torch_npu`` gives a module
+with exactly these functions, so that code written for Ascend runs on a CPU unchanged.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .ops import (
+    npu_clipped_swiglu,
+    npu_dequant_swiglu_quant,
+    npu_grouped_matmul,
+    npu_moe_finalize_routing,
+    npu_moe_gating_top_k,
+    npu_moe_gating_top_k_softmax,
+    npu_moe_gating_top_k_softmax_v2,
+    npu_moe_init_routing,
+    npu_moe_init_routing_v2,
+    npu_swiglu,
+    npu_swiglu_clip_quant,
+)
+
+try:
+    __version__ = _version("moefuse")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+    __version__ = "0+unknown"
+
+__all__ = [
+    "npu_moe_gating_top_k",
+    "npu_moe_gating_top_k_softmax",
+    "npu_moe_gating_top_k_softmax_v2",
+    "npu_moe_init_routing",
+    "npu_moe_init_routing_v2",
+    "npu_grouped_matmul",
+    "npu_swiglu",
+    "npu_clipped_swiglu",
+    "npu_dequant_swiglu_quant",
+    "npu_swiglu_clip_quant",
+    "npu_moe_finalize_routing",
+]

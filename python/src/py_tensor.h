@@ -1,0 +1,30 @@
+// python/src/py_tensor.h — the bridge between Python arrays and moefuse::Tensor, shared by the binding files.
+//
+// moefuse._core.Tensor (PyTensor) holds a moefuse::Tensor: either a read-only view over an imported array (a numpy
+// array, a torch tensor or any DLPack producer; never a copy), whose producer it keeps alive, or an operator's
+// result, which it owns and exports to numpy / torch without a copy. The Python package (moefuse/_tensors.py) does
+// the framework-specific work (dtype names, bf16/bool reinterpretation, detach, device checks); this file does the
+// import, the export and nothing else.
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include "moefuse/tensor.h"
+
+namespace moefuse::python {
+
+namespace nb = nanobind;
+
+struct PyTensor {
+  Tensor tensor;
+  nb::ndarray<nb::ro> source;  // the imported producer (views only); invalid for results
+};
+
+/// The tensor, or an undefined Tensor ("not given") for Python's None.
+inline Tensor opt(const PyTensor* p) { return p ? p->tensor : Tensor{}; }
+
+void bind_tensor(nb::module_& m);
+void bind_ops(nb::module_& m);
+
+}  // namespace moefuse::python
