@@ -2,12 +2,16 @@
 
 The operators keep torch_npu's names, arguments and defaults (see moefuse.ops for the conventions: numpy / torch /
 DLPack inputs read in place, results of the main input's kind sharing memory with the C++ output, errors as
-ValueError / TypeError / MemoryError naming the argument). ``import moefuse.torch_npu as torch_npu`` gives a module
-with exactly these functions, so that code written for Ascend runs on a CPU unchanged.
+ValueError / TypeError / OSError / MemoryError naming the argument). ``import moefuse.torch_npu as torch_npu`` gives
+a module with exactly these functions, so that code written for Ascend runs on a CPU unchanged.
+
+The MoE layer (moefuse.MoeLayer, see moefuse.layer) runs the whole chain of one model's MoE block, configured like
+the C++ layer: ``moefuse.MoeLayer.from_config("qwen3-30b-a3b", seed=1)(x)``.
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from .layer import MoeLayer, load_config, preset_names, reference_layer_forward
 from .ops import (
     npu_clipped_swiglu,
     npu_dequant_swiglu_quant,
@@ -39,4 +43,8 @@ __all__ = [
     "npu_dequant_swiglu_quant",
     "npu_swiglu_clip_quant",
     "npu_moe_finalize_routing",
+    "MoeLayer",
+    "reference_layer_forward",
+    "preset_names",
+    "load_config",
 ]

@@ -31,8 +31,8 @@ NB_MODULE(_core, m) {
     }
   });
 
-  // Test hook: throws the named moefuse error, so that the translation of every class is tested even where no
-  // operator can raise it yet (IoError comes with the layer's file loading).
+  // Test hook: throws the named moefuse error, so that the translation of every class is tested directly (the
+  // layer raises IoError for files; ResourceError is hard to provoke on purpose).
   m.def(
       "_throw",
       [](std::string_view kind, const std::string& message) {
@@ -46,4 +46,5 @@ NB_MODULE(_core, m) {
 
   moefuse::python::bind_tensor(m);
   moefuse::python::bind_ops(m);
+  moefuse::python::bind_layer(m);
 }

@@ -3,7 +3,6 @@
 // These are the raw entry points: every tensor is a moefuse._core.Tensor (or None for an optional one), every
 // argument is positional-or-keyword with its C++ name. moefuse/ops.py gives them torch_npu's names, signatures,
 // defaults and the conversion from and to numpy / torch. The GIL is released while an operator computes.
-#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,25 +35,14 @@ std::optional<DType> parse_dtype(const std::optional<std::string>& name, const c
   throw TypeError(std::string(op) + ": " + arg + ": expected a moefuse dtype name, got " + *name);
 }
 
-// Runs `f` without the GIL: the operators touch no Python object, and their inputs are kept alive by the caller's
-// references for the duration of the call.
-// It also records whether the GIL was really free while `f` ran, so a test can check every operator
-// deterministically (no timing): _core._last_call_released_gil().
-std::atomic<bool> g_last_call_released_gil{false};
-
-template <class F>
-auto nogil(F&& f) {
-  nb::gil_scoped_release release;
-  g_last_call_released_gil.store(PyGILState_Check() == 0);
-  return f();
-}
-
 }  // namespace
+
+std::atomic<bool> g_last_call_released_gil{false};
 
 void bind_ops(nb::module_& m) {
   using nb::arg;
   m.def("_last_call_released_gil", [] { return g_last_call_released_gil.exchange(false); },
-        "Whether the last operator call ran without the GIL (reset by reading it). For tests.");
+        "Whether the last operator (or layer) call ran without the GIL (reset by reading it). For tests.");
 
   m.def(
       "gating_top_k",
