@@ -80,8 +80,8 @@ int info(bool json) {
               std::string(isa_name(in_use)).c_str());
   std::printf("kernel levels:");
   for (const Json& l : levels)
-    std::printf(" %s (%s%s)", l["name"].get<std::string>().c_str(), l["available"].get<bool>() ? "available" : "not available",
-                l["in_use"].get<bool>() ? ", in use" : "");
+    std::printf(" %s (%s%s)", l["name"].get<std::string>().c_str(),
+                l["available"].get<bool>() ? "available" : "not available", l["in_use"].get<bool>() ? ", in use" : "");
   std::printf("\n");
   std::printf("presets:\n");
   std::printf("  %-20s %-12s %5s %3s %6s %6s %7s %5s %10s\n", "name", "model_type", "E", "K", "H", "I", "shared",

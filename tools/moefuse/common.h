@@ -40,7 +40,8 @@ struct LayerArgs {
 
 /// A CLI11 check that the value is an integer >= lo: "--tokens: expected an integer >= 0, got many".
 CLI::Validator integer_at_least(int64_t lo);
-/// A CLI11 check that the value is an unsigned 64-bit integer (a seed): "--seed: expected an integer in [0, 2^64), got -3".
+/// A CLI11 check that the value is an unsigned 64-bit integer (a seed):
+/// "--seed: expected an integer in [0, 2^64), got -3".
 CLI::Validator unsigned_64();
 
 /// Registers --config/--preset on `cmd` (mutually exclusive).
