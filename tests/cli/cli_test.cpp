@@ -1,0 +1,543 @@
+// The moefuse command, run as a subprocess: what run / verify / quantize / info print (text and JSON), that the
+// output file and the checksum are those of the layer computed in this process, that results do not depend on the
+// thread count, that quantize writes what a layer quantised on load holds, and one test per kind of error (exit
+// status 2, one line naming the file / key / tensor, nothing written).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/io_test_util.h"
+#include "layer/weights.h"
+#include "moefuse/config.h"
+#include "moefuse/io.h"
+#include "moefuse/layer.h"
+#include "util/compare.h"
+#include "util/random.h"
+
+// tests/CMakeLists.txt passes the command's path as MOEFUSE_CLI_PATH when the tools are built
+// (MOEFUSE_BUILD_TOOLS); without them there is nothing to test here.
+#ifdef MOEFUSE_CLI_PATH
+
+namespace moefuse {
+namespace {
+
+using Json = nlohmann::json;
+using testing::read_bytes;
+using testing::Rng;
+using testing::TempDirectory;
+using testing::write_bytes;
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+// The small model every test runs: olmoe routing, H 64, I 32, E 8, K 2.
+constexpr const char* kSmallYaml = R"(exe_mode: ge_graph
+model_config:
+  model_type: olmoe
+  num_experts: 8
+  num_experts_per_tok: 2
+  hidden_size: 64
+  moe_intermediate_size: 32
+  scoring_func: softmax
+  norm_topk_prob: false
+  dtype: bf16
+)";
+
+class CliTest : public ::testing::Test {
+ protected:
+  TempDirectory dir;
+
+  std::string path(const std::string& name) const { return dir.file(name); }
+
+  // Runs `moefuse <args>` with stdout and stderr captured in files (so stderr is not a terminal: no progress bar).
+  Result moefuse(const std::string& args) const {
+    const std::string out = path("stdout.txt"), err = path("stderr.txt");
+    const std::string cmd = std::string("'") + MOEFUSE_CLI_PATH + "' " + args + " >'" + out + "' 2>'" + err + "'";
+    const int raw = std::system(cmd.c_str());
+    Result r;
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = read_bytes(out);
+    r.err = read_bytes(err);
+    std::filesystem::remove(out);
+    std::filesystem::remove(err);
+    return r;
+  }
+
+  std::string write_text(const std::string& name, const std::string& text) const {
+    write_bytes(path(name), text);
+    return path(name);
+  }
+
+  std::string small_config(const std::string& extra_dtype = "bf16", const std::string& quant = "none") const {
+    std::string y = kSmallYaml;
+    y.replace(y.find("dtype: bf16"), std::string("dtype: bf16").size(), "dtype: " + extra_dtype);
+    y += "  quant_mode: " + quant + "\n";
+    return write_text("small_" + extra_dtype + "_" + quant + ".yaml", y);
+  }
+
+  // The entries of the temporary directory, for "nothing was written" checks.
+  std::vector<std::string> files() const { return dir.listing(); }
+};
+
+MoeConfig small(DType dtype = DType::bf16, QuantMode quant = QuantMode::none) {
+  MoeConfig c;
+  c.num_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.hidden_size = 64;
+  c.moe_intermediate_size = 32;
+  c.dtype = dtype;
+  c.quant_mode = quant;
+  return c;
+}
+
+LayerOptions one_thread() {
+  LayerOptions o;
+  o.threads = 1;
+  return o;
+}
+
+// The line of `text` that starts with `prefix` (empty if none).
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) return text.substr(at, end - at);
+    at = end + 1;
+  }
+  return {};
+}
+
+// FNV-1a (64 bits) of a tensor's bytes, written here from the definition.
+uint64_t fnv1a(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  uint64_t h = 0xcbf29ce484222325ull;
+  const auto* p = static_cast<const unsigned char*>(c.data());
+  for (size_t i = 0; i < size_t(c.numel()) * c.element_size(); ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// An error: status 2, nothing on stdout, exactly one stderr line "moefuse: error: ..." holding every fragment.
+::testing::AssertionResult is_error(const Result& r, std::initializer_list<std::string_view> fragments) {
+  if (r.status != 2) return ::testing::AssertionFailure() << "status " << r.status << ", stderr: " << r.err;
+  if (!r.out.empty()) return ::testing::AssertionFailure() << "stdout not empty: " << r.out;
+  if (r.err.rfind("moefuse: error: ", 0) != 0 || r.err.find('\n') != r.err.size() - 1)
+    return ::testing::AssertionFailure() << "stderr is not one error line: \"" << r.err << "\"";
+  for (std::string_view f : fragments)
+    if (r.err.find(f) == std::string::npos)
+      return ::testing::AssertionFailure() << "\"" << r.err << "\" lacks \"" << f << "\"";
+  return ::testing::AssertionSuccess();
+}
+
+// ---- info --------------------------------------------------------------------------------------------------------
+
+TEST_F(CliTest, InfoListsPresetsAndKernelLevels) {
+  Result r = moefuse("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("isa in use:"), std::string::npos) << r.out;
+  EXPECT_NE(line_starting(r.out, "kernel levels:").find("scalar (available"), std::string::npos) << r.out;
+  for (const std::string& name : preset_names()) {
+    const MoeConfig c = load_preset(name);
+    const std::string line = line_starting(r.out, "  " + name + " ");
+    ASSERT_FALSE(line.empty()) << name << " missing from\n" << r.out;
+    for (int64_t v : {c.num_experts, c.hidden_size, c.moe_intermediate_size}) {
+      std::string word(" ");
+      word.append(std::to_string(v)).append(" ");
+      EXPECT_NE(line.find(word), std::string::npos) << line;
+    }
+  }
+  EXPECT_NE(line_starting(r.out, "  olmoe-1b-7b ").find("(default)"), std::string::npos);
+
+  Result j = moefuse("info --json");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const Json info = Json::parse(j.out);
+  EXPECT_EQ(info["command"], "info");
+  ASSERT_EQ(info["presets"].size(), preset_names().size());
+  const Json& q = info["presets"][size_t(5)];
+  EXPECT_EQ(q["name"], "qwen3-30b-a3b");
+  EXPECT_EQ(q["num_experts"], 128);
+  EXPECT_EQ(q["num_experts_per_tok"], 8);
+  EXPECT_EQ(q["hidden_size"], 2048);
+  EXPECT_EQ(q["moe_intermediate_size"], 768);
+  EXPECT_EQ(q["dtype"], "bf16");
+  EXPECT_EQ(info["kernel_levels"][0]["name"], "scalar");
+  EXPECT_EQ(info["kernel_levels"][0]["available"], true);
+}
+
+TEST_F(CliTest, HelpAndVersionExitZero) {
+  Result h = moefuse("--help");
+  EXPECT_EQ(h.status, 0);
+  for (const char* sub : {"info", "run", "verify", "quantize"}) EXPECT_NE(h.out.find(sub), std::string::npos);
+  Result v = moefuse("--version");
+  EXPECT_EQ(v.status, 0);
+  EXPECT_NE(v.out.find("moefuse "), std::string::npos);
+}
+
+// ---- run ---------------------------------------------------------------------------------------------------------
+
+TEST_F(CliTest, RunPrintsWhatRanAndAChecksumIndependentOfThreads) {
+  const std::string cfg = small_config();
+  Result one = moefuse("run --config '" + cfg + "' --threads 1 --tokens 5 --iters 2");
+  ASSERT_EQ(one.status, 0) << one.err;
+  EXPECT_EQ(one.err, "");  // no progress bar when stderr is not a terminal
+  EXPECT_EQ(line_starting(one.out, "model:"), "model:      olmoe (file " + cfg + ")");
+  EXPECT_EQ(line_starting(one.out, "shape:"), "shape:      H 64, I 32, E 8, K 2, shared width 0");
+  EXPECT_EQ(line_starting(one.out, "numerics:"),
+            "numerics:   dtype bf16, quant none, router logits fp32, scoring softmax, groups 1/1");
+  EXPECT_NE(line_starting(one.out, "execution:").find("exe_mode ge_graph, superkernel on, chunk 1024, path chain, "
+                                                      "threads 1, isa "),
+            std::string::npos)
+      << one.out;
+  EXPECT_EQ(line_starting(one.out, "weights:"), "weights:    random (seed 0)");
+  EXPECT_EQ(line_starting(one.out, "input:"), "input:      5 random tokens (seed 0), decode");
+  for (const char* stage : {"router ", "gating ", "routing ", "experts ", "shared ", "combine ", "total "})
+    EXPECT_FALSE(line_starting(one.out, stage).empty()) << stage;
+  EXPECT_FALSE(line_starting(one.out, "tokens/s:").empty());
+  const std::string sum = line_starting(one.out, "checksum:");
+  ASSERT_FALSE(sum.empty());
+
+  Result two = moefuse("run --config '" + cfg + "' --threads 2 --tokens 5 --prefill");
+  ASSERT_EQ(two.status, 0) << two.err;
+  EXPECT_EQ(line_starting(two.out, "checksum:"), sum);
+  EXPECT_EQ(line_starting(two.out, "input:"), "input:      5 random tokens (seed 0), prefill");
+  Result again = moefuse("run --config '" + cfg + "' --threads 1 --tokens 5 --iters 1");
+  EXPECT_EQ(line_starting(again.out, "checksum:"), sum);
+  // Another seed is another layer and input.
+  Result other = moefuse("run --config '" + cfg + "' --tokens 5 --seed 1");
+  ASSERT_EQ(other.status, 0) << other.err;
+  EXPECT_NE(line_starting(other.out, "checksum:"), sum);
+}
+
+TEST_F(CliTest, RunOutputIsTheLayerOnTheInputAndMatchesTheChecksum) {
+  const std::string cfg = small_config();
+  Rng rng(11);
+  const Tensor x = rng.normal_tensor(DType::f32, {6, 64});
+  write_npy(path("x.npy"), x);
+  Result r = moefuse("run --config '" + cfg + "' --input '" + path("x.npy") + "' --seed 3 --output '" +
+                     path("y.npy") + "' --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Tensor y = read_npy(path("y.npy"));
+  ASSERT_EQ(y.dtype(), DType::f32);
+  ASSERT_EQ(y.shape(), Shape({6, 64}));
+
+  // The same layer computed here, on the input converted to bf16 with RNE.
+  MoeLayer layer = MoeLayer::with_random_weights(small(), 3, one_thread());
+  const Tensor expected = layer.forward(x.to(DType::bf16));
+  EXPECT_TENSOR_EQ(expected.to(DType::f32), y);
+
+  const Json j = Json::parse(r.out);
+  EXPECT_EQ(j["command"], "run");
+  EXPECT_EQ(j["model"]["hidden_size"], 64);
+  EXPECT_EQ(j["model"]["num_experts"], 8);
+  EXPECT_EQ(j["model"]["dtype"], "bf16");
+  EXPECT_EQ(j["model"]["quant_mode"], "none");
+  EXPECT_EQ(j["execution"]["input"]["source"], "file");
+  EXPECT_EQ(j["execution"]["input"]["dtype"], "f32");
+  EXPECT_EQ(j["execution"]["weights"]["seed"], 3);
+  EXPECT_EQ(j["execution"]["path"], "chain");
+  EXPECT_EQ(j["tokens"], 6);
+  EXPECT_EQ(j["iters"], 3);
+  for (const char* stage : {"router", "gating", "routing", "experts", "shared", "combine", "total"})
+    for (const char* stat : {"median", "min", "max"})
+      EXPECT_TRUE(j["timings_ms"][stage][stat].is_number()) << stage << " " << stat;
+  EXPECT_EQ(j["checksum"]["fnv1a64"], hex(fnv1a(expected)));
+  double sum = 0;
+  for (int64_t i = 0; i < expected.numel(); ++i) sum += expected.item_flat(i);
+  EXPECT_EQ(j["checksum"]["sum"].get<double>(), sum);
+  EXPECT_EQ(j["output"], path("y.npy"));
+}
+
+TEST_F(CliTest, RunConvertsFloat16InputWithRoundToNearestEven) {
+  const std::string cfg = small_config();
+  Rng rng(12);
+  const Tensor x16 = rng.normal_tensor(DType::f16, {3, 64}, 4.0f);
+  write_npy(path("x16.npy"), x16);
+  Result r = moefuse("run --config '" + cfg + "' --input '" + path("x16.npy") + "' --output '" + path("y.npy") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(line_starting(r.out, "input:"), "input:      3 tokens from " + path("x16.npy") + " (f16), decode");
+  MoeLayer layer = MoeLayer::with_random_weights(small(), 0, one_thread());
+  EXPECT_TENSOR_EQ(layer.forward(x16.to(DType::bf16)).to(DType::f32), read_npy(path("y.npy")));
+}
+
+TEST_F(CliTest, RunReadsCheckpointsInOneFileAndSharded) {
+  const MoeConfig c = small(DType::f32);
+  const std::string cfg = small_config("f32");
+  MoeLayer layer = MoeLayer::with_random_weights(c, 21, one_thread());
+  const NamedTensors tensors = layer::checkpoint_tensors(c, layer.weights(), 2);
+  write_safetensors(path("one.safetensors"), tensors);
+  write_sharded_checkpoint(path("sharded"), tensors, 20000);
+  ASSERT_GT(Checkpoint(path("sharded")).files().size(), size_t(2));
+  Rng rng(13);
+  const Tensor x = rng.normal_tensor(DType::f32, {4, 64});
+  write_npy(path("x.npy"), x);
+  const Tensor expected = layer.forward(x);
+
+  for (const std::string& weights : {path("one.safetensors"), path("sharded")}) {
+    std::filesystem::remove(path("y.npy"));
+    Result r = moefuse("run --config '" + cfg + "' --weights '" + weights + "' --layer 2 --input '" + path("x.npy") +
+                       "' --output '" + path("y.npy") + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(line_starting(r.out, "weights:"), "weights:    " + weights + ", layer 2");
+    EXPECT_TENSOR_EQ(expected, read_npy(path("y.npy")));
+  }
+}
+
+// ---- verify ------------------------------------------------------------------------------------------------------
+
+TEST_F(CliTest, VerifyPassesForFloatQuantisedAndSharedExpertModels) {
+  const std::string shared_yaml = write_text("shared.yaml", R"(model_config:
+  model_type: qwen2_moe
+  num_experts: 6
+  num_experts_per_tok: 2
+  hidden_size: 48
+  moe_intermediate_size: 16
+  n_shared_experts: 1
+  shared_expert_intermediate_size: 40
+  scoring_func: softmax
+  norm_topk_prob: true
+  dtype: f16
+)");
+  const std::string v3_yaml = write_text("v3.yaml", R"(exe_mode: eager
+model_config:
+  model_type: deepseek_v3
+  num_experts: 16
+  num_experts_per_tok: 4
+  hidden_size: 32
+  moe_intermediate_size: 16
+  n_shared_experts: 1
+  scoring_func: sigmoid
+  norm_topk_prob: true
+  n_group: 4
+  topk_group: 2
+  routed_scaling_factor: 2.5
+  moe_chunk_max_len: 3
+)");
+  for (const std::string& cfg : {small_config(), small_config("f32"), small_config("bf16", "w8a8"),
+                                 small_config("bf16", "w8a8c8"), shared_yaml, v3_yaml}) {
+    Result r = moefuse("verify --config '" + cfg + "' --tokens 7 --iters 2 --threads 2");
+    ASSERT_EQ(r.status, 0) << cfg << "\n" << r.out << r.err;
+    EXPECT_EQ(line_starting(r.out, "result:"), "result:     PASS");
+    EXPECT_EQ(line_starting(r.out, "compared:"),
+              "compared:   " + std::to_string(7 * (cfg == shared_yaml ? 48 : cfg == v3_yaml ? 32 : 64)) +
+                  " elements: 0 mismatched, max abs error 0, max rel error 0");
+    EXPECT_NE(line_starting(r.out, "routing:").find("matched (top-k indices"), std::string::npos) << r.out;
+  }
+  Result j = moefuse("verify --config '" + small_config("bf16", "w8a8") + "' --json --prefill");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const Json v = Json::parse(j.out);
+  EXPECT_EQ(v["pass"], true);
+  EXPECT_EQ(v["max_abs_error"], 0.0);
+  EXPECT_EQ(v["mismatched_elements"], 0);
+  EXPECT_EQ(v["elements"], 8 * 64);
+  EXPECT_EQ(v["routing"]["matched"], true);
+  EXPECT_EQ(v["routing"]["indices"], 8 * 2);
+  EXPECT_EQ(v["tolerance"]["max_abs_error"], 0);
+}
+
+// ---- quantize ----------------------------------------------------------------------------------------------------
+
+TEST_F(CliTest, QuantizeWritesWhatALayerQuantisedOnLoadHolds) {
+  const MoeConfig c = small();
+  MoeLayer float_layer = MoeLayer::with_random_weights(c, 31, one_thread());
+  write_safetensors(path("float.safetensors"), layer::checkpoint_tensors(c, float_layer.weights(), 1));
+  write_npy(path("x.npy"), Rng(14).normal_tensor(DType::f32, {5, 64}));
+
+  for (const char* mode : {"w8a8", "w8a8c8"}) {
+    SCOPED_TRACE(mode);
+    const std::string qcfg = small_config("bf16", mode);
+    const std::string q = path(std::string("q_") + mode + ".safetensors");
+    Result r = moefuse("quantize --config '" + small_config() + "' --mode " + mode + " --weights '" +
+                       path("float.safetensors") + "' --layer 1 --out '" + q + "' --config-out '" +
+                       path("q.yaml") + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(line_starting(r.out, "quantised:"),
+              std::string("quantised:  ") + mode + ", int8 weights with one f32 scale per output channel");
+
+    // The names and formats docs/cli.md promises.
+    const Checkpoint ck(q);
+    const Tensor w = ck.get("model.layers.1.mlp.experts.7.down_proj.weight");
+    EXPECT_EQ(w.dtype(), DType::i8);
+    EXPECT_EQ(w.shape(), Shape({64, 32}));
+    const Tensor s = ck.get("model.layers.1.mlp.experts.7.down_proj.weight_scale");
+    EXPECT_EQ(s.dtype(), DType::f32);
+    EXPECT_EQ(s.shape(), Shape({64}));
+    EXPECT_EQ(ck.get("model.layers.1.mlp.experts.0.gate_proj.weight_scale").shape(), Shape({32}));
+    EXPECT_EQ(ck.get("model.layers.1.mlp.gate.weight").dtype(), DType::bf16);
+    EXPECT_EQ(ck.has("model.layers.1.mlp.experts.0.down_proj.clip_alpha"), std::string(mode) == "w8a8c8");
+    EXPECT_EQ(load_config_file(path("q.yaml")), load_config_file(qcfg));
+
+    // A layer quantised on load from the float checkpoint gives the same weights...
+    const MoeLayer on_load = MoeLayer::from_checkpoint(load_config_file(qcfg), Checkpoint(path("float.safetensors")),
+                                                       1, one_thread());
+    const MoeLayer from_file = MoeLayer::from_checkpoint(load_config_file(qcfg), ck, 1, one_thread());
+    EXPECT_TENSOR_EQ(on_load.weights().w13, from_file.weights().w13);
+    EXPECT_TENSOR_EQ(on_load.weights().w2_scale, from_file.weights().w2_scale);
+
+    // ... and `run` gives the same output from either.
+    Result a = moefuse("run --config '" + qcfg + "' --weights '" + q + "' --layer 1 --input '" + path("x.npy") +
+                       "' --output '" + path("a.npy") + "'");
+    Result b = moefuse("run --config '" + qcfg + "' --weights '" + path("float.safetensors") +
+                       "' --layer 1 --input '" + path("x.npy") + "' --output '" + path("b.npy") + "'");
+    ASSERT_EQ(a.status, 0) << a.err;
+    ASSERT_EQ(b.status, 0) << b.err;
+    EXPECT_EQ(line_starting(a.out, "numerics:").find(std::string("quant ") + mode) != std::string::npos, true);
+    EXPECT_EQ(line_starting(a.out, "checksum:"), line_starting(b.out, "checksum:"));
+    EXPECT_TENSOR_EQ(read_npy(path("b.npy")), read_npy(path("a.npy")));
+    Result v = moefuse("verify --config '" + qcfg + "' --weights '" + q + "' --layer 1");
+    EXPECT_EQ(v.status, 0) << v.out << v.err;
+  }
+  Result j = moefuse("quantize --config '" + small_config() + "' --weights '" + path("float.safetensors") +
+                     "' --layer 1 --out '" + path("q.safetensors") + "' --json");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const Json info = Json::parse(j.out);
+  EXPECT_EQ(info["quant_mode"], "w8a8");  // the default mode
+  EXPECT_EQ(info["tensors"], 1 + 8 * 3 * 2);
+}
+
+// ---- errors: status 2, one line, nothing written -----------------------------------------------------------------
+
+TEST_F(CliTest, BadFlagsAreOneErrorLine) {
+  EXPECT_TRUE(is_error(moefuse("run --bogus"), {"--bogus"}));
+  EXPECT_TRUE(is_error(moefuse("run --tokens many"), {"--tokens: expected an integer >= 0, got many"}));
+  EXPECT_TRUE(is_error(moefuse("run --threads -1"), {"--threads: expected an integer >= 0, got -1"}));
+  EXPECT_TRUE(is_error(moefuse("verify --iters 0"), {"--iters: expected an integer >= 1, got 0"}));
+  EXPECT_TRUE(is_error(moefuse("run --seed -3"), {"--seed: expected an integer in [0, 2^64), got -3"}));
+  EXPECT_TRUE(is_error(moefuse("run --layer -1 --weights w"), {"--layer: expected an integer >= 0, got -1"}));
+  EXPECT_TRUE(is_error(moefuse("run --preset default --config x.yaml"), {"--config", "--preset"}));
+  EXPECT_TRUE(is_error(moefuse("run --layer 1"), {"--layer", "--weights"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights w.safetensors"), {"--out"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights w --out o --mode w4a16"), {"--mode", "w4a16"}));
+  EXPECT_TRUE(is_error(moefuse(""), {"subcommand", "run", "got none"}));
+  EXPECT_TRUE(is_error(moefuse("frobnicate --json"), {"subcommand", "\"frobnicate\""}));
+}
+
+TEST_F(CliTest, ConfigErrorsNameTheFileAndKey) {
+  std::string y = kSmallYaml;
+  y.replace(y.find("num_experts:"), std::string("num_experts:").size(), "num_expert:");
+  const std::string unknown = write_text("unknown.yaml", y);
+  EXPECT_TRUE(is_error(moefuse("run --config '" + unknown + "' --output '" + path("y.npy") + "'"),
+                       {unknown, "num_expert"}));
+  std::string m = kSmallYaml;
+  m.erase(m.find("  hidden_size: 64\n"), std::string("  hidden_size: 64\n").size());
+  const std::string missing = write_text("missing.yaml", m);
+  EXPECT_TRUE(is_error(moefuse("verify --config '" + missing + "' --output '" + path("y.npy") + "'"),
+                       {missing, "hidden_size"}));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + path("absent.yaml") + "'"), {path("absent.yaml")}));
+  EXPECT_TRUE(is_error(moefuse("run --preset olmoe --output '" + path("y.npy") + "'"), {"olmoe", "olmoe-1b-7b"}));
+  // w8a8c8 needs a bf16 model: the combination made by --mode is refused before the checkpoint is read.
+  EXPECT_TRUE(is_error(moefuse("quantize --config '" + small_config("f16") + "' --mode w8a8c8 --weights '" +
+                               path("none.safetensors") + "' --out '" + path("q.safetensors") + "'"),
+                       {"quant_mode", "w8a8c8"}));
+  EXPECT_FALSE(std::filesystem::exists(path("y.npy")));
+  EXPECT_FALSE(std::filesystem::exists(path("q.safetensors")));
+}
+
+TEST_F(CliTest, CheckpointErrorsNameTheFileAndTensor) {
+  const MoeConfig c = small();
+  const std::string cfg = small_config();
+  MoeLayer layer = MoeLayer::with_random_weights(c, 41, one_thread());
+  NamedTensors tensors = layer::checkpoint_tensors(c, layer.weights(), 0);
+
+  const std::string gone = "model.layers.0.mlp.experts.5.up_proj.weight";
+  NamedTensors missing;
+  for (const auto& nt : tensors)
+    if (nt.first != gone) missing.push_back(nt);
+  write_safetensors(path("missing.safetensors"), missing);
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("missing.safetensors") +
+                               "' --output '" + path("y.npy") + "'"),
+                       {path("missing.safetensors"), gone}));
+  // Asking for a layer the checkpoint does not hold is a missing tensor too.
+  write_safetensors(path("ok.safetensors"), tensors);
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("ok.safetensors") + "' --layer 4"),
+                       {"model.layers.4.mlp.gate.weight"}));
+
+  NamedTensors misshaped = tensors;
+  for (auto& nt : misshaped)
+    if (nt.first == "model.layers.0.mlp.experts.3.down_proj.weight") nt.second = Tensor::zeros(DType::bf16, {64, 31});
+  write_safetensors(path("misshaped.safetensors"), misshaped);
+  EXPECT_TRUE(is_error(moefuse("verify --config '" + cfg + "' --weights '" + path("misshaped.safetensors") +
+                               "' --output '" + path("y.npy") + "'"),
+                       {"experts.3.down_proj.weight", "[64, 32]", "[64, 31]"}));
+
+  const std::string bytes = read_bytes(path("ok.safetensors"));
+  write_bytes(path("truncated.safetensors"), bytes.substr(0, bytes.size() - 100));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("truncated.safetensors") +
+                               "' --output '" + path("y.npy") + "'"),
+                       {path("truncated.safetensors")}));
+  EXPECT_TRUE(is_error(moefuse("quantize --config '" + cfg + "' --weights '" + path("truncated.safetensors") +
+                               "' --out '" + path("q.safetensors") + "'"),
+                       {path("truncated.safetensors")}));
+
+  // int8 weights need a quantised config.
+  const MoeConfig qc = small(DType::bf16, QuantMode::w8a8);
+  MoeLayer qlayer = MoeLayer::with_random_weights(qc, 42, one_thread());
+  write_safetensors(path("int8.safetensors"), layer::checkpoint_tensors(qc, qlayer.weights(), 0));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("int8.safetensors") + "'"),
+                       {path("int8.safetensors"), "experts.0.gate_proj.weight", "quant_mode"}));
+
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("nothing") + "'"), {path("nothing")}));
+  EXPECT_FALSE(std::filesystem::exists(path("y.npy")));
+  EXPECT_FALSE(std::filesystem::exists(path("q.safetensors")));
+}
+
+TEST_F(CliTest, InputErrorsNameTheFile) {
+  const std::string cfg = small_config();
+  write_npy(path("wide.npy"), Tensor::zeros(DType::f32, {3, 65}));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --input '" + path("wide.npy") + "' --output '" +
+                               path("y.npy") + "'"),
+                       {path("wide.npy"), "[T, 64]", "[3, 65]"}));
+  write_npy(path("flat.npy"), Tensor::zeros(DType::f32, {64}));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --input '" + path("flat.npy") + "'"),
+                       {path("flat.npy"), "[T, 64]", "[64]"}));
+  write_npy(path("ints.npy"), Tensor::zeros(DType::i32, {3, 64}));
+  EXPECT_TRUE(is_error(moefuse("verify --config '" + cfg + "' --input '" + path("ints.npy") + "' --output '" +
+                               path("y.npy") + "'"),
+                       {path("ints.npy"), "float32", "i32"}));
+  const std::string bytes = read_bytes(path("wide.npy"));
+  write_bytes(path("cut.npy"), bytes.substr(0, bytes.size() - 4));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --input '" + path("cut.npy") + "'"), {path("cut.npy")}));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --output '" + path("no/such/dir/y.npy") + "'"),
+                       {"--output", path("no/such/dir")}));
+  EXPECT_FALSE(std::filesystem::exists(path("y.npy")));
+}
+
+TEST_F(CliTest, NotEnoughMemoryIsRefusedUpFront) {
+  // 1.6 TB of weights: refused with the bytes needed and available, before anything is allocated or written.
+  const std::string huge = write_text("huge.yaml", R"(model_config:
+  model_type: olmoe
+  num_experts: 64
+  num_experts_per_tok: 8
+  hidden_size: 65536
+  moe_intermediate_size: 65536
+  scoring_func: softmax
+  norm_topk_prob: false
+)");
+  EXPECT_TRUE(is_error(moefuse("run --config '" + huge + "' --tokens 1 --output '" + path("y.npy") + "'"),
+                       {"memory", "bytes available", "bytes needed"}));
+  EXPECT_FALSE(std::filesystem::exists(path("y.npy")));
+  // Nothing but the files this test wrote is left in the directory (no temporary files either).
+  EXPECT_EQ(files(), std::vector<std::string>({"huge.yaml"}));
+}
+
+}  // namespace
+}  // namespace moefuse
+
+#endif  // MOEFUSE_CLI_PATH

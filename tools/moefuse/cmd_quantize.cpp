@@ -1,0 +1,96 @@
+// `moefuse quantize`: reads one layer of a float checkpoint with a quantised config (MoeLayer::from_checkpoint
+// quantises every expert projection per output channel on load) and writes its weights, under the names of
+// layer::checkpoint_tensors (int8 "weight" + f32 "weight_scale"), into one safetensors file.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "common.h"
+#include "io/files.h"
+#include "layer/weights.h"
+#include "moefuse/io.h"
+
+namespace moefuse::cli {
+namespace {
+
+struct QuantizeArgs {
+  ConfigArgs config;
+  std::string weights;
+  std::string out;
+  std::string mode;  // empty: the config's quant_mode, or w8a8 when it has none
+  std::string config_out;
+  int64_t layer = 0;
+  int threads = 0;
+  bool json = false;
+};
+
+int quantize(const QuantizeArgs& a) {
+  LoadedConfig lc = load_config(a.config);
+  MoeConfig& c = lc.config;
+  if (!a.mode.empty()) c.quant_mode = a.mode == "w8a8c8" ? QuantMode::w8a8c8 : QuantMode::w8a8;
+  else if (c.quant_mode == QuantMode::none) c.quant_mode = QuantMode::w8a8;
+  const std::string mode(quant_mode_name(c.quant_mode));
+  validate(c, lc.source + " with quant_mode " + mode);
+  check_output_dir(a.out, "--out");
+  if (!a.config_out.empty()) check_output_dir(a.config_out, "--config-out");
+
+  LayerOptions o;
+  o.threads = a.threads;
+  const Checkpoint ck(a.weights);
+  const MoeLayer layer = MoeLayer::from_checkpoint(c, ck, a.layer, o);
+  const NamedTensors tensors = layer::checkpoint_tensors(c, layer.weights(), a.layer);
+  int64_t bytes = 0;
+  for (const auto& [name, t] : tensors) bytes += t.numel() * int64_t(t.element_size());
+  write_safetensors(a.out, tensors, {{"format", "pt"}, {"moefuse_quant_mode", mode}});
+  const std::string yaml = to_yaml(c);
+  if (!a.config_out.empty())
+    io_detail::write_file_atomic(a.config_out, "quantize", [&](const io_detail::ByteSink& sink) {
+      sink(yaml.data(), yaml.size());
+    });
+
+  const std::string prefix = layer::moe_prefix(c, a.layer);
+  if (a.json) {
+    Json j{{"command", "quantize"},
+           {"version", MOEFUSE_VERSION},
+           {"model", describe_model(lc)},
+           {"input", Json{{"path", a.weights}, {"layer", a.layer}}},
+           {"quant_mode", mode},
+           {"output", a.out},
+           {"config_output", a.config_out.empty() ? Json(nullptr) : Json(a.config_out)},
+           {"tensors", tensors.size()},
+           {"data_bytes", bytes}};
+    print_json(j);
+    return 0;
+  }
+  std::printf("model:      %s (%s)\n", std::string(model_type_name(c.model_type)).c_str(), lc.source.c_str());
+  std::printf("read:       layer %lld of %s\n", static_cast<long long>(a.layer), a.weights.c_str());
+  std::printf("quantised:  %s, int8 weights with one f32 scale per output channel\n", mode.c_str());
+  std::printf("wrote:      %s: %zu tensors, %lld bytes of data, names %s.*\n", a.out.c_str(), tensors.size(),
+              static_cast<long long>(bytes), prefix.c_str());
+  if (!a.config_out.empty()) std::printf("config:     %s (quant_mode %s)\n", a.config_out.c_str(), mode.c_str());
+  std::printf("run it:     moefuse run --weights %s --layer %lld --config <a config with quant_mode: %s>\n",
+              a.out.c_str(), static_cast<long long>(a.layer), mode.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_quantize_command(CLI::App& app, int& status) {
+  CLI::App* cmd = app.add_subcommand(
+      "quantize", "Quantise one layer of a float checkpoint to int8 (per output channel) and write it as safetensors");
+  auto a = std::make_shared<QuantizeArgs>();
+  add_config_options(cmd, a->config);
+  cmd->add_option("--weights", a->weights, "The float checkpoint (file, index or directory)")->required();
+  cmd->add_option("--out", a->out, "The safetensors file to write")->required();
+  cmd->add_option("--mode", a->mode, "w8a8 or w8a8c8 (default: the config's quant_mode, else w8a8)")
+      ->check(CLI::IsMember({"w8a8", "w8a8c8"}));
+  cmd->add_option("--layer", a->layer, "Layer index (default 0); the output keeps it in its names")
+      ->check(integer_at_least(0));
+  cmd->add_option("--config-out", a->config_out, "Also write the config with quant_mode set, as YAML");
+  cmd->add_option("--threads", a->threads, "Threads (default 0: every core)")->check(integer_at_least(0));
+  cmd->add_flag("--json", a->json, "Print one JSON object instead of text");
+  cmd->callback([a, &status] { status = quantize(*a); });
+}
+
+}  // namespace moefuse::cli

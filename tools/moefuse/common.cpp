@@ -1,0 +1,269 @@
+#include "common.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "base/elements.h"
+#include "moefuse/cpu.h"
+#include "moefuse/error.h"
+#include "moefuse/io.h"
+
+namespace moefuse::cli {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// 24 random bits of a hash as a uniform value in [-1, 1), exact in fp32.
+float uniform_pm1(uint64_t h) { return float(int64_t(h >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23)); }
+
+const char* on_off(bool b) { return b ? "on" : "off"; }
+
+}  // namespace
+
+CLI::Validator integer_at_least(int64_t lo) {
+  return CLI::Validator(
+      [lo](std::string& s) -> std::string {
+        int64_t v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        if (s.empty() || ec != std::errc() || ptr != end || v < lo)
+          return "expected an integer >= " + std::to_string(lo) + ", got " + s;
+        return {};
+      },
+      "INT>=" + std::to_string(lo));
+}
+
+CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        uint64_t v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        if (s.empty() || ec != std::errc() || ptr != end) return "expected an integer in [0, 2^64), got " + s;
+        return {};
+      },
+      "UINT64");
+}
+
+void add_config_options(CLI::App* cmd, ConfigArgs& a) {
+  CLI::Option* file = cmd->add_option("--config", a.config_path, "YAML config file (docs/cli.md, spec/layer.md §3)");
+  CLI::Option* preset =
+      cmd->add_option("--preset", a.preset, "Built-in preset (see `moefuse info`; default: the seed default)");
+  file->excludes(preset);
+}
+
+void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_help) {
+  add_config_options(cmd, a.config);
+  CLI::Option* weights =
+      cmd->add_option("--weights", a.weights,
+                      "Hugging Face checkpoint: a .safetensors file, a model.safetensors.index.json, or a directory "
+                      "(default: random weights from --seed)");
+  cmd->add_option("--layer", a.layer, "Layer index in the checkpoint (default 0)")
+      ->check(integer_at_least(0))
+      ->needs(weights);
+  CLI::Option* input =
+      cmd->add_option("--input", a.input, "Input tokens: a 2-D .npy [T, H] of float32 or float16");
+  CLI::Option* tokens = cmd->add_option("--tokens", a.tokens, "Number of random input tokens (default 8)")
+                            ->check(integer_at_least(0));
+  input->excludes(tokens);
+  cmd->add_option("--output", a.output, "Write the layer's output as a float32 .npy [T, H]");
+  cmd->add_flag("--prefill", a.prefill, "Run the prefill schedule (is_prefill = true)");
+  cmd->add_option("--threads", a.threads, "Threads (default 0: every core)")->check(integer_at_least(0));
+  cmd->add_option("--seed", a.seed, "Seed of the random weights and input (default 0)")
+      ->check(unsigned_64());
+  cmd->add_option("--iters", a.iters, iters_help)->check(integer_at_least(1));
+  cmd->add_flag("--json", a.json, "Print one JSON object instead of text");
+}
+
+LoadedConfig load_config(const ConfigArgs& a) {
+  if (!a.config_path.empty()) return LoadedConfig{load_config_file(a.config_path), "file " + a.config_path};
+  const std::string name = a.preset.empty() ? "default" : a.preset;
+  MoeConfig c = load_preset(name);
+  std::string source = "preset " + name;
+  if (name == "default")
+    for (const std::string& p : preset_names())
+      if (load_preset(p) == c) source += " = " + p;
+  return LoadedConfig{c, source};
+}
+
+void check_output_dir(const std::string& path, const std::string& option) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(fs::path(path), ec))
+    throw IoError(option + ": " + path + ": expected a file name, got a directory");
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (!fs::is_directory(dir, ec))
+    throw IoError(option + ": " + path + ": expected an existing directory " + dir.string() +
+                  " to write into, got none");
+}
+
+Tensor random_input(int64_t tokens, int64_t hidden, uint64_t seed, DType dtype) {
+  Tensor x = Tensor::empty(dtype, {tokens, hidden});
+  // A stream of its own (the weights hash (seed, tensor, expert) differently), value i from hash(base + i).
+  const uint64_t base = splitmix64(seed ^ 0x696e707574ull /* "input" */);
+  const float a = std::sqrt(3.0f) / 2.0f;
+  const int64_t n = tokens * hidden;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t h = uint64_t(i) * 4;
+    float v = 0;
+    for (uint64_t j = 0; j < 4; ++j) v += a * uniform_pm1(splitmix64(base + (h + j) * 0x632be59bd9b4e019ull));
+    store_element_f32(x.data(), dtype, i, v);
+  }
+  return x;
+}
+
+Input make_input(const LayerArgs& a, const MoeConfig& c) {
+  const int64_t H = c.hidden_size;
+  if (a.input.empty()) {
+    Input in{random_input(a.tokens, H, a.seed, c.dtype), Json::object()};
+    in.description = Json{{"source", "random"}, {"tokens", a.tokens}, {"seed", a.seed}};
+    return in;
+  }
+  Tensor t = read_npy(a.input);
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f16)
+    throw TypeError(a.input + ": descr: expected float32 ('<f4') or float16 ('<f2') input tokens, got " +
+                    std::string(dtype_name(t.dtype())));
+  if (t.dim() != 2 || t.size(1) != H)
+    throw ValueError(a.input + ": shape: expected [T, " + std::to_string(H) + "] (T tokens of hidden_size " +
+                     std::to_string(H) + "), got " + t.shape().str());
+  Input in{t.dtype() == c.dtype ? t : t.to(c.dtype), Json::object()};
+  in.description = Json{{"source", "file"}, {"path", a.input}, {"dtype", dtype_name(t.dtype())}, {"tokens", t.size(0)}};
+  return in;
+}
+
+MoeLayer make_layer(const LayerArgs& a, const MoeConfig& c) {
+  LayerOptions o;
+  o.threads = a.threads;
+  if (a.weights.empty()) return MoeLayer::with_random_weights(c, a.seed, o);
+  const Checkpoint ck(a.weights);
+  return MoeLayer::from_checkpoint(c, ck, a.layer, o);
+}
+
+Checksum checksum(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  Checksum r;
+  r.fnv1a64 = 0xcbf29ce484222325ull;
+  const auto* bytes = static_cast<const unsigned char*>(c.data());
+  const size_t nbytes = size_t(c.numel()) * c.element_size();
+  for (size_t i = 0; i < nbytes; ++i) {
+    r.fnv1a64 ^= bytes[i];
+    r.fnv1a64 *= 0x100000001b3ull;
+  }
+  for (int64_t i = 0; i < c.numel(); ++i) r.sum += double(load_element_f32(c.data(), c.dtype(), i));
+  return r;
+}
+
+std::string hex64(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+void write_output(const std::string& path, const Tensor& y) { write_npy(path, y.to(DType::f32)); }
+
+Json describe_model(const LoadedConfig& lc) {
+  const MoeConfig& c = lc.config;
+  return Json{{"source", lc.source},
+              {"model_type", model_type_name(c.model_type)},
+              {"hidden_size", c.hidden_size},
+              {"moe_intermediate_size", c.moe_intermediate_size},
+              {"num_experts", c.num_experts},
+              {"num_experts_per_tok", c.num_experts_per_tok},
+              {"shared_expert_width", c.shared_expert_width()},
+              {"shared_expert_gated", c.shared_expert_gated()},
+              {"scoring_func", scoring_func_name(c.scoring_func)},
+              {"norm_topk_prob", c.norm_topk_prob},
+              {"n_group", c.n_group},
+              {"topk_group", c.topk_group},
+              {"routed_scaling_factor", c.routed_scaling_factor},
+              {"dtype", dtype_name(c.dtype)},
+              {"quant_mode", quant_mode_name(c.quant_mode)},
+              {"router_logits_dtype", router_logits_dtype_name(c.router_logits_dtype)},
+              {"exe_mode", exe_mode_name(c.exe_mode)},
+              {"enable_superkernel", c.enable_superkernel},
+              {"moe_chunk_max_len", c.moe_chunk_max_len}};
+}
+
+Json describe_execution(const LayerArgs& a, const MoeLayer& layer, const Input& input) {
+  Json weights = a.weights.empty() ? Json{{"source", "random"}, {"seed", a.seed}}
+                                   : Json{{"source", "checkpoint"}, {"path", a.weights}, {"layer", a.layer}};
+  return Json{{"weights", weights},
+              {"input", input.description},
+              {"prefill", a.prefill},
+              {"path", layer.path()},
+              {"threads", layer.threads()},
+              {"isa", isa_name(active_isa())}};
+}
+
+void print_description(const Json& m, const Json& e) {
+  auto s = [](const Json& j) { return j.is_string() ? j.get<std::string>() : j.dump(); };
+  std::printf("model:      %s (%s)\n", s(m["model_type"]).c_str(), s(m["source"]).c_str());
+  std::printf("shape:      H %s, I %s, E %s, K %s, shared width %s%s\n", s(m["hidden_size"]).c_str(),
+              s(m["moe_intermediate_size"]).c_str(), s(m["num_experts"]).c_str(), s(m["num_experts_per_tok"]).c_str(),
+              s(m["shared_expert_width"]).c_str(), m["shared_expert_gated"].get<bool>() ? " (gated)" : "");
+  std::printf("numerics:   dtype %s, quant %s, router logits %s, scoring %s, groups %s/%s\n", s(m["dtype"]).c_str(),
+              s(m["quant_mode"]).c_str(), s(m["router_logits_dtype"]).c_str(), s(m["scoring_func"]).c_str(),
+              s(m["n_group"]).c_str(), s(m["topk_group"]).c_str());
+  std::printf("execution:  exe_mode %s, superkernel %s, chunk %s, path %s, threads %s, isa %s\n",
+              s(m["exe_mode"]).c_str(), on_off(m["enable_superkernel"].get<bool>()), s(m["moe_chunk_max_len"]).c_str(),
+              s(e["path"]).c_str(), s(e["threads"]).c_str(), s(e["isa"]).c_str());
+  const Json& w = e["weights"];
+  if (w["source"] == "random")
+    std::printf("weights:    random (seed %s)\n", s(w["seed"]).c_str());
+  else
+    std::printf("weights:    %s, layer %s\n", s(w["path"]).c_str(), s(w["layer"]).c_str());
+  const Json& in = e["input"];
+  const char* schedule = e["prefill"].get<bool>() ? "prefill" : "decode";
+  if (in["source"] == "random")
+    std::printf("input:      %s random tokens (seed %s), %s\n", s(in["tokens"]).c_str(), s(in["seed"]).c_str(),
+                schedule);
+  else
+    std::printf("input:      %s tokens from %s (%s), %s\n", s(in["tokens"]).c_str(), s(in["path"]).c_str(),
+                s(in["dtype"]).c_str(), schedule);
+}
+
+void print_json(const Json& j) {
+  std::printf("%s\n", j.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+Progress::Progress(std::string label, int steps)
+    : label_(std::move(label)), steps_(steps), active_(steps > 1 && isatty(STDERR_FILENO) == 1) {
+  if (active_) draw();
+}
+
+Progress::~Progress() {
+  if (active_) std::fprintf(stderr, "\r\033[K");  // erase the bar: it is no part of the output
+}
+
+void Progress::step() {
+  ++done_;
+  if (active_) draw();
+}
+
+void Progress::draw() const {
+  constexpr int kWidth = 30;
+  const int filled = steps_ > 0 ? done_ * kWidth / steps_ : kWidth;
+  std::string bar(size_t(filled), '#');
+  bar.append(size_t(kWidth - filled), '.');
+  std::fprintf(stderr, "\r%s [%s] %d/%d", label_.c_str(), bar.c_str(), done_, steps_);
+  std::fflush(stderr);
+}
+
+}  // namespace moefuse::cli

@@ -1,0 +1,121 @@
+// What `moefuse run` and `moefuse verify` share: their options, building the config, the weights and the input,
+// the output checksum, the JSON description of what ran, and the progress bar.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "moefuse/config.h"
+#include "moefuse/layer.h"
+#include "moefuse/tensor.h"
+
+namespace moefuse::cli {
+
+using Json = nlohmann::ordered_json;
+
+/// Where the config comes from: --config FILE or --preset NAME (neither: the seed default, preset "default").
+struct ConfigArgs {
+  std::string config_path;
+  std::string preset;
+};
+
+/// The options of run and verify (docs/cli.md).
+struct LayerArgs {
+  ConfigArgs config;
+  std::string weights;      // checkpoint path; empty = random weights from `seed`
+  int64_t layer = 0;        // layer index in the checkpoint
+  std::string input;        // .npy [T, H] f32 or f16; empty = `tokens` random tokens from `seed`
+  int64_t tokens = 8;
+  std::string output;       // .npy written with the layer's output as f32 [T, H]; empty = none
+  bool prefill = false;
+  int threads = 0;          // 0 = every core
+  uint64_t seed = 0;
+  int iters = 3;
+  bool json = false;
+};
+
+/// A CLI11 check that the value is an integer >= lo: "--tokens: expected an integer >= 0, got many".
+CLI::Validator integer_at_least(int64_t lo);
+/// A CLI11 check that the value is an unsigned 64-bit integer (a seed):
+/// "--seed: expected an integer in [0, 2^64), got -3".
+CLI::Validator unsigned_64();
+
+/// Registers --config/--preset on `cmd` (mutually exclusive).
+void add_config_options(CLI::App* cmd, ConfigArgs& a);
+/// Registers every LayerArgs option on `cmd`; `iters_help` describes --iters for this command.
+void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_help);
+
+/// A config and the words that say where it came from ("preset olmoe-1b-7b", "file my.yaml").
+struct LoadedConfig {
+  MoeConfig config;
+  std::string source;
+};
+LoadedConfig load_config(const ConfigArgs& a);
+
+/// Checks, before any work, that the directory an output file is to be written into exists (IoError otherwise).
+void check_output_dir(const std::string& path, const std::string& option);
+
+/// The layer's input [T, H] in the model dtype and where it came from (JSON, for describe_execution).
+struct Input {
+  Tensor x;
+  Json description;
+};
+/// --input read and converted with RNE (a 2-D f32 or f16 array of width H, else ValueError / TypeError naming the
+/// file), or `tokens` random tokens from `seed` (random_input).
+Input make_input(const LayerArgs& a, const MoeConfig& config);
+
+/// `tokens` x H values, each the sum of four independent uniforms on [-sqrt(3)/2, sqrt(3)/2) (mean 0, standard
+/// deviation 1, bell-shaped), from a counter-based hash of (seed, index) — the same for any machine and thread
+/// count — rounded (RNE) to `dtype`.
+Tensor random_input(int64_t tokens, int64_t hidden, uint64_t seed, DType dtype);
+
+/// The layer: random weights from the seed, or layer `layer` of the checkpoint.
+MoeLayer make_layer(const LayerArgs& a, const MoeConfig& config);
+
+/// The checksum of an output tensor: the sum of its values widened to fp32 (added in double, row-major order) and
+/// the 64-bit FNV-1a hash of its bytes in its own dtype, row-major.
+struct Checksum {
+  double sum = 0;
+  uint64_t fnv1a64 = 0;
+};
+Checksum checksum(const Tensor& t);
+/// "0x" and 16 lower-case hex digits.
+std::string hex64(uint64_t v);
+
+/// Writes `y` widened to f32 as an .npy file (atomically).
+void write_output(const std::string& path, const Tensor& y);
+
+/// The config and execution facts both commands print (text) and put under "model" / "execution" (JSON).
+Json describe_model(const LoadedConfig& c);
+Json describe_execution(const LayerArgs& a, const MoeLayer& layer, const Input& input);
+void print_description(const Json& model, const Json& execution);
+
+/// Prints a JSON object on stdout, 2-space indented (bytes of a path that are not UTF-8 become U+FFFD).
+void print_json(const Json& j);
+
+/// Median of a non-empty list (the mean of the two middle values for an even count).
+double median(std::vector<double> v);
+
+/// A progress bar on stderr, drawn only when stderr is a terminal and there is more than one step.
+class Progress {
+ public:
+  Progress(std::string label, int steps);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  /// Marks one more step done and redraws.
+  void step();
+
+ private:
+  void draw() const;
+  std::string label_;
+  int steps_;
+  int done_ = 0;
+  bool active_;
+};
+
+}  // namespace moefuse::cli
