@@ -31,20 +31,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = [
-    "npu_moe_gating_top_k",
-    "npu_moe_gating_top_k_softmax",
-    "npu_moe_gating_top_k_softmax_v2",
-    "npu_moe_init_routing",
-    "npu_moe_init_routing_v2",
-    "npu_grouped_matmul",
-    "npu_swiglu",
-    "npu_clipped_swiglu",
-    "npu_dequant_swiglu_quant",
-    "npu_swiglu_clip_quant",
-    "npu_moe_finalize_routing",
-    "MoeLayer",
-    "reference_layer_forward",
-    "preset_names",
-    "load_config",
-]
+from . import ops as _ops
+
+__all__ = [*_ops.__all__, "MoeLayer", "reference_layer_forward", "preset_names", "load_config"]

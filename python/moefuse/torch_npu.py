@@ -22,16 +22,4 @@ from .ops import (  # noqa: F401 - re-exported
     npu_swiglu_clip_quant,
 )
 
-__all__ = [
-    "npu_moe_gating_top_k",
-    "npu_moe_gating_top_k_softmax",
-    "npu_moe_gating_top_k_softmax_v2",
-    "npu_moe_init_routing",
-    "npu_moe_init_routing_v2",
-    "npu_grouped_matmul",
-    "npu_swiglu",
-    "npu_clipped_swiglu",
-    "npu_dequant_swiglu_quant",
-    "npu_swiglu_clip_quant",
-    "npu_moe_finalize_routing",
-]
+from .ops import __all__  # exactly the operators moefuse implements, nothing else
