@@ -184,9 +184,11 @@ reference::GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight,
   return args;
 }
 
-// The Tensor-weight form packs an expert's weight for this call only when one of its groups has at least this
-// many rows: below it, packing K x N elements costs more than the kernels save over the reference (include header).
-constexpr int64_t kPackMinRows = 16;
+// The Tensor-weight form packs an expert's weight for this call only when one of its groups has at least this many
+// rows. Measured (bench/grouped_matmul_bench.cpp, seed shapes, bf16 and w8a8, one thread): packing an expert per
+// call costs as much as 35 to 40 rows on the reference, whose rows cost about 6 to 10 times the kernels' rows; so
+// from 48 rows packing gains at least a quarter, and below about 35 it loses. Smaller groups stay on the reference.
+constexpr int64_t kPackMinRows = 48;
 
 void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight, const Tensor& y) {
   args.weight = weight;

@@ -128,17 +128,24 @@ class Carver {
 // tile pairs panels; gemm.h measured blocks of 64+ faster than 32) and at most 512 wide: a task widens its rows of x
 // to fp32 once and uses them for the whole block, so wider blocks amortise the widening (about 12 conversions per
 // 1000 multiply-adds at 512 columns). Blocks shrink (512, 256, 128, 64) until there are kTasksPerThread tasks per
-// thread; if even 64-column blocks leave too few (few active groups, many rows each), row blocks shrink from 256
-// rows down to 12 (two 6-row tiles) to make up the count. One thread: 512 x 256 blocks. Rows are independent and
-// every element's chain runs over all of k, so the cut never changes a bit.
+// thread; if even 64-column blocks leave too few (few active groups, many rows each), row blocks shrink from 240
+// rows down to 12 to make up the count. One thread: 512 x 240 blocks. A group's rows are then cut into equal blocks
+// (rounded up to 6 rows, the height of the kernels' tiles), not a full block and a remainder: 250 rows are two
+// blocks of 126 and 124, not 240 and 10. Rows are independent and every element's chain runs over all of k, so the
+// cut never changes a bit.
 constexpr int64_t kColBlockMax = 512;
 constexpr int64_t kColBlockMin = 64;
-constexpr int64_t kRowBlockMax = 256;
+constexpr int64_t kRowBlockMax = 240;  // multiples of kRowTile
 constexpr int64_t kRowBlockMin = 12;
+constexpr int64_t kRowTile = 6;
 constexpr int64_t kTasksPerThread = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Rows per block for a group of `rows` rows and at most `rb` rows per block (rb a multiple of kRowTile): the fewest
+// blocks of at most rb rows, of equal size rounded up to kRowTile (so still at most rb).
+int64_t balanced_rows(int64_t rows, int64_t rb) { return round_up(ceil_div(rows, ceil_div(rows, rb)), kRowTile); }
 
 struct GroupPlan {
   int64_t expert, begin, end;
@@ -409,8 +416,8 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
       for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[n]));
     for (int64_t n = 0; n < nb; ++n) v[n] = float(s[n]) * scale[n];
     if (pts) {
-      const float t = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
-      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] * t;
+      const float pt = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
+      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] * pt;
     }
     if (fbias)
       for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + fbias[n];
@@ -526,7 +533,8 @@ void run_grouped_gemm(const reference::GroupedMatmulArgs& a, std::span<const gem
   // The call's block: the group plan, then one slot per thread, each fitting the largest task.
   const bool direct_rows = (p.int8 || a.x.dtype() == DType::f32) && a.x.stride(1) == 1 && a.x.stride(0) >= p.K;
   TaskArrays unused;
-  p.task_bytes = carve(p, std::min(rb, max_group_rows), std::min(cb, p.N), direct_rows, nullptr, unused);
+  const int64_t max_block_rows = std::min(rb, round_up(max_group_rows, kRowTile));  // >= every balanced_rows()
+  p.task_bytes = carve(p, max_block_rows, std::min(cb, p.N), direct_rows, nullptr, unused);
   const size_t plan_bytes = (size_t(ngroups) * sizeof(GroupPlan) + 63) / 64 * 64;
   std::byte* block = call_buffer().get(plan_bytes + size_t(threads) * p.task_bytes);
   auto* groups = reinterpret_cast<GroupPlan*>(block);
@@ -542,8 +550,9 @@ void run_grouped_gemm(const reference::GroupedMatmulArgs& a, std::span<const gem
     for_groups(a, p.M, [&](int64_t e, int64_t begin, int64_t end) {
       const gemm::PackedWeights* w = experts[size_t(e)];
       if ((w != nullptr) != kernel_pass) return;
-      groups[i++] = GroupPlan{e, begin, end, w, rb, ntasks};
-      ntasks += w ? ceil_div(end - begin, rb) * ncb : 1;
+      const int64_t rows = balanced_rows(end - begin, rb);
+      groups[i++] = GroupPlan{e, begin, end, w, rows, ntasks};
+      ntasks += w ? ceil_div(end - begin, rows) * ncb : 1;
     });
   p.groups = groups;
   p.ngroups = ngroups;

@@ -199,23 +199,23 @@ TEST(GroupedMatmulPacked, EveryIsaEveryPathTileEdges) {
 }
 
 TEST(GroupedMatmulPacked, LargeGroupsEveryGroupListTypeAndUncoveredTail) {
-  // Groups of >= 16 rows: the Tensor form packs their experts for the call (kernel path) and leaves the smaller
-  // groups to the reference, all in one call. Rows past the groups are zeros in every form.
+  // Experts with a group of >= 48 rows: the Tensor form packs them for the call (kernel path) and leaves the other
+  // experts' groups to the reference, all in one call. Rows past the groups are zeros in every form.
   Restore restore;
   for (Isa isa : isas()) {
     set_max_isa(isa);
     for (Path p : kPaths) {
       Rng rng(300 + 10 * int(isa) + int(p));
       for (int64_t type : {0, 1, 2}) {
-        Case c = make_case(rng, p, 90, 40, 70, 4, true, int64_t(type) * 2, type == 2);
+        Case c = make_case(rng, p, 130, 40, 70, 4, true, int64_t(type) * 2, type == 2);
         c.o.group_list_type = type;
-        // Experts 0..3 get 30, 0, 3, 40 rows (17 rows uncovered); type 2 repeats expert 3.
-        c.o.group_list = type == 0   ? Tensor::from_values<int64_t>({4}, {30, 30, 33, 73})
-                         : type == 1 ? Tensor::from_values<int32_t>({4}, {30, 0, 3, 40})
-                                     : Tensor::from_values<int64_t>({5, 2}, {0, 30, 3, 20, 2, 3, 3, 20, 1, 0});
+        // Experts 0..3 get 50, 0, 3, 60 rows (17 rows uncovered); type 2: expert 3 twice (50 + 50), 0 and 2 small.
+        c.o.group_list = type == 0   ? Tensor::from_values<int64_t>({4}, {50, 50, 53, 113})
+                         : type == 1 ? Tensor::from_values<int32_t>({4}, {50, 0, 3, 60})
+                                     : Tensor::from_values<int64_t>({5, 2}, {3, 50, 0, 10, 2, 3, 3, 50, 1, 0});
         const Tensor y = expect_all_agree(c, std::string(isa_name(isa)) + " " + path_name(p) + " type " +
                                                  std::to_string(type));
-        EXPECT_TENSOR_EQ(Tensor::zeros(y.dtype(), {17, 70}), y.narrow(0, 73, 17).contiguous());
+        EXPECT_TENSOR_EQ(Tensor::zeros(y.dtype(), {17, 70}), y.narrow(0, 113, 17).contiguous());
       }
     }
   }
