@@ -1,7 +1,9 @@
 // grouped_matmul benchmarks on the seed model's expert GEMMs: H = 2048, I = 1024, E = 64 experts, top-8 routing.
 // One layer's two grouped matmuls — gate_up: x [8T, 2048] x w13 [64, 2048, 2048] (N = 2I), and down: a [8T, 1024] x
 // w2 [64, 1024, 2048] — at T = 1, 8, 128 and 2048 tokens, each token routed to 8 distinct experts drawn uniformly
-// (fixed seed; rows sorted by expert, as init_routing leaves them; group_list of counts), in two precisions:
+// (rows sorted by expert, as init_routing leaves them; group_list of counts). Successive iterations cycle through 8
+// such routings (fixed seeds), so that decode reads different experts each call, as consecutive tokens do, instead
+// of finding the last call's experts in the L3 cache. Two precisions:
 //   bf16: bf16 x and weights, bf16 output;
 //   w8a8: int8 x and weights, per-channel f32 scale and per-token scale, bf16 output.
 // Variants:
@@ -86,9 +88,11 @@ Tensor random_tensor(DType dt, const Shape& shape, float scale, uint64_t seed) {
   return t;
 }
 
-// Rows per expert when T tokens each pick kTopK distinct experts uniformly.
-std::vector<int64_t> route(int64_t T) {
-  std::mt19937_64 gen(uint64_t(T) * 7919 + 1);
+constexpr int kRoutings = 8;  // routings cycled through by successive iterations
+
+// Rows per expert when T tokens each pick kTopK distinct experts uniformly (routing number `variant`).
+std::vector<int64_t> route(int64_t T, int variant) {
+  std::mt19937_64 gen(uint64_t(T) * 7919 + uint64_t(variant) * 104729 + 1);
   std::vector<int64_t> counts(kExperts, 0), ids(kExperts);
   for (int64_t t = 0; t < T; ++t) {
     std::iota(ids.begin(), ids.end(), 0);
@@ -127,25 +131,29 @@ const Weights& weights(Prec prec, Gemm gemm) {
 
 struct Inputs {
   Tensor x, y;
-  GroupedMatmulOptions o;
-  int64_t active = 0;  // experts with rows
+  GroupedMatmulOptions o[kRoutings];  // the same but for group_list
+  double active = 0;                  // experts with rows, mean over the routings
 };
 
 Inputs inputs(const Weights& w, int64_t T) {
   Inputs in;
   const int64_t M = T * kTopK, K = k_of(w.gemm), N = n_of(w.gemm);
-  const std::vector<int64_t> counts = route(T);
-  in.active = std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; });
   const bool int8 = w.prec == Prec::w8a8;
   in.x = random_tensor(int8 ? DType::i8 : DType::bf16, {M, K}, 1.0f, 7 + uint64_t(T));
   in.y = Tensor::empty(DType::bf16, {M, N});
-  in.o.group_type = 0;
-  in.o.group_list_type = 1;
-  in.o.group_list = Tensor::from_values<int64_t>({kExperts}, std::span<const int64_t>(counts));
-  if (int8) {
-    in.o.output_dtype = DType::bf16;
-    in.o.scale = w.scale;
-    in.o.per_token_scale = random_tensor(DType::f32, {M}, 1.0f, 9 + uint64_t(T));
+  const Tensor pts = int8 ? random_tensor(DType::f32, {M}, 1.0f, 9 + uint64_t(T)) : Tensor{};
+  for (int v = 0; v < kRoutings; ++v) {
+    const std::vector<int64_t> counts = route(T, v);
+    in.active += double(std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; })) / kRoutings;
+    GroupedMatmulOptions& o = in.o[v];
+    o.group_type = 0;
+    o.group_list_type = 1;
+    o.group_list = Tensor::from_values<int64_t>({kExperts}, std::span<const int64_t>(counts));
+    if (int8) {
+      o.output_dtype = DType::bf16;
+      o.scale = w.scale;
+      o.per_token_scale = pts;
+    }
   }
   return in;
 }
@@ -153,25 +161,29 @@ Inputs inputs(const Weights& w, int64_t T) {
 void set_counters(benchmark::State& st, const Weights& w, const Inputs& in) {
   const double M = double(in.x.size(0)), K = double(k_of(w.gemm)), N = double(n_of(w.gemm));
   const double welem = w.prec == Prec::bf16 ? 2 : 1;
-  const double bytes = double(in.active) * K * N * welem + M * K * welem + M * N * 2;
+  const double bytes = in.active * K * N * welem + M * K * welem + M * N * 2;
   using C = benchmark::Counter;
   st.counters["GFLOP"] = C(2 * M * N * K / 1e9, C::kIsIterationInvariantRate);
   st.counters["GB"] = C(bytes / 1e9, C::kIsIterationInvariantRate);
-  st.counters["experts"] = double(in.active);
+  st.counters["experts"] = in.active;
 }
 
 void BM_reference(benchmark::State& st, Prec prec, Gemm gemm, int64_t T) {
   const Weights& w = weights(prec, gemm);
   Inputs in = inputs(w, T);
-  reference::GroupedMatmulArgs a;
-  a.x = in.x;
-  a.weight = w.w;
-  a.scale = in.o.scale;
-  a.per_token_scale = in.o.per_token_scale;
-  a.group_list = in.o.group_list;
-  a.group_list_type = in.o.group_list_type;
+  reference::GroupedMatmulArgs a[kRoutings];
+  for (int v = 0; v < kRoutings; ++v) {
+    a[v].x = in.x;
+    a[v].weight = w.w;
+    a[v].scale = in.o[v].scale;
+    a[v].per_token_scale = in.o[v].per_token_scale;
+    a[v].group_list = in.o[v].group_list;
+    a[v].group_list_type = in.o[v].group_list_type;
+  }
+  int v = 0;
   for (auto _ : st) {
-    reference::grouped_matmul(a, in.y);
+    reference::grouped_matmul(a[v], in.y);
+    v = (v + 1) % kRoutings;
     benchmark::ClobberMemory();
   }
   set_counters(st, w, in);
@@ -181,9 +193,11 @@ void BM_op(benchmark::State& st, Prec prec, Gemm gemm, int64_t T, bool packed, i
   const Weights& w = weights(prec, gemm);
   Inputs in = inputs(w, T);
   set_num_threads(threads);
+  int v = 0;
   for (auto _ : st) {
-    if (packed) grouped_matmul_out(in.x, w.packed, in.o, in.y);
-    else grouped_matmul_out(in.x, w.w, in.o, in.y);
+    if (packed) grouped_matmul_out(in.x, w.packed, in.o[v], in.y);
+    else grouped_matmul_out(in.x, w.w, in.o[v], in.y);
+    v = (v + 1) % kRoutings;
     benchmark::ClobberMemory();
   }
   set_num_threads(0);
