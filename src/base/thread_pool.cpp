@@ -19,6 +19,7 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::drain(Call call, void* ctx, int64_t n) {
+  TaskScope scope;
   for (;;) {
     int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
     if (i >= n) return;

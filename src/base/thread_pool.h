@@ -4,6 +4,10 @@
 //
 // Results never depend on how tasks land on threads: each task writes its own outputs (decisions.md §6), so the
 // pool hands out indices dynamically, in increasing order, from one atomic counter.
+//
+// A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own (the
+// process-wide pool of src/base/default_pool.h) run on the calling thread then, so that nested loops — the layer's
+// token-split tasks calling grouped_matmul, say — never oversubscribe the cores.
 #pragma once
 
 #include <atomic>
@@ -26,6 +30,9 @@ class ThreadPool {
 
   int size() const { return int(workers_.size()) + 1; }
 
+  /// Whether the calling thread is inside fn of some pool's parallel_for (inline runs included).
+  static bool in_task() { return task_depth_ > 0; }
+
   /// Calls fn(i) once for every i in [0, n), spread over the pool; returns when all calls are done. If calls throw,
   /// the remaining indices are still handed out but skipped, and the first exception is rethrown here. Not
   /// re-entrant: fn must not call parallel_for on the same pool.
@@ -33,6 +40,7 @@ class ThreadPool {
   void parallel_for(int64_t n, Fn&& fn) {
     if (n <= 0) return;
     if (workers_.empty() || n == 1) {
+      TaskScope scope;
       for (int64_t i = 0; i < n; ++i) fn(i);
       return;
     }
@@ -40,6 +48,15 @@ class ThreadPool {
   }
 
  private:
+  // Marks the calling thread as running tasks for its lifetime (nests).
+  struct TaskScope {
+    TaskScope() { ++task_depth_; }
+    ~TaskScope() { --task_depth_; }
+    TaskScope(const TaskScope&) = delete;
+    TaskScope& operator=(const TaskScope&) = delete;
+  };
+  static inline thread_local int task_depth_ = 0;
+
   using Call = void (*)(void*, int64_t);
   void run(int64_t n, Call call, void* ctx);
   void worker_loop();

@@ -1,9 +1,14 @@
 #include "moefuse/ops/grouped_matmul.h"
 
+#include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "base/check.h"
+#include "base/default_pool.h"
 #include "base/groups.h"
+#include "ops/grouped_matmul_kernels.h"
 #include "reference/grouped_matmul.h"
 
 namespace moefuse {
@@ -30,8 +35,24 @@ void check_unsupported(const char* arg, const Tensor& t, const char* why) {
   if (t.defined()) check::fail_value(kOp, arg, std::string("none (") + why + ")", t.describe());
 }
 
-// Validates everything and returns the reference arguments and the output dtype/shape.
-reference::GroupedMatmulArgs validate(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& o,
+// What validation needs to know of the weight, a tensor or packed weights (which keep the logical shape they were
+// packed from), so that both forms make the same checks with the same messages.
+struct WeightDesc {
+  bool defined;
+  bool packed;
+  DType dtype;
+  Shape shape;
+
+  static WeightDesc of(const Tensor& w) { return {w.defined(), false, w.dtype(), w.shape()}; }
+  static WeightDesc of(const PackedGroupedWeights& w) { return {!w.empty(), true, w.dtype(), w.shape()}; }
+
+  int dim() const { return shape.rank(); }
+  int64_t size(int d) const { return shape[d < 0 ? d + shape.rank() : d]; }
+  std::string describe() const { return (packed ? "packed " : "") + name(dtype) + shape.str(); }
+};
+
+// Validates everything and returns the reference arguments (weight left undefined) and the output dtype/shape.
+reference::GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const GroupedMatmulOptions& o,
                                       DType& out_dtype, Shape& out_shape) {
   // x
   check::defined(kOp, "x", x);
@@ -41,12 +62,16 @@ reference::GroupedMatmulArgs validate(const Tensor& x, const Tensor& weight, con
   const bool int8 = x.dtype() == DType::i8;
 
   // weight
-  check::defined(kOp, "weight", weight);
-  if (weight.dtype() != x.dtype()) {
+  if (!weight.defined) {
+    if (weight.packed)
+      check::fail_value(kOp, "weight", "packed weights (from pack_grouped_weights)", "empty packed weights");
+    check::fail_value(kOp, "weight", "a tensor", "none");
+  }
+  if (weight.dtype != x.dtype()) {
     std::string expected = "dtype " + name(x.dtype()) + " (the dtype of x)";
-    if (!int8 && weight.dtype() == DType::i8) expected += "; int8 weights with float x (antiquant) are not supported";
-    if (int8 && weight.dtype() == DType::i32) expected += "; int4 weights packed in i32 are not supported";
-    check::fail_type(kOp, "weight", expected, name(weight.dtype()));
+    if (!int8 && weight.dtype == DType::i8) expected += "; int8 weights with float x (antiquant) are not supported";
+    if (int8 && weight.dtype == DType::i32) expected += "; int4 weights packed in i32 are not supported";
+    check::fail_type(kOp, "weight", expected, name(weight.dtype));
   }
   const int64_t group_type = o.group_type.value_or(-1);  // None = -1
   if (group_type != -1 && group_type != 0)
@@ -150,7 +175,6 @@ reference::GroupedMatmulArgs validate(const Tensor& x, const Tensor& weight, con
 
   reference::GroupedMatmulArgs args;
   args.x = x;
-  args.weight = weight;
   args.bias = o.bias;
   args.scale = o.scale;
   args.per_token_scale = o.per_token_scale;
@@ -160,23 +184,99 @@ reference::GroupedMatmulArgs validate(const Tensor& x, const Tensor& weight, con
   return args;
 }
 
+// The Tensor-weight form packs an expert's weight for this call only when one of its groups has at least this many
+// rows. Measured (bench/grouped_matmul_bench.cpp, seed shapes, bf16 and w8a8, one thread): packing an expert per
+// call costs as much as 35 to 40 rows on the reference, whose rows cost about 6 to 10 times the kernels' rows; so
+// from 48 rows packing gains at least a quarter, and below about 35 it loses. Smaller groups stay on the reference.
+constexpr int64_t kPackMinRows = 48;
+
+void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight, const Tensor& y) {
+  args.weight = weight;
+  const int64_t E = weight.dim() == 3 ? weight.size(0) : 1;
+  const int64_t M = args.x.size(0);
+  std::unique_ptr<bool[]> need(new bool[size_t(E)]());
+  int64_t groups = 0;
+  bool any = false;
+  auto visit = [&](int64_t e, int64_t begin, int64_t end) {
+    ++groups;
+    if (end - begin >= kPackMinRows) need[size_t(e)] = any = true;
+  };
+  if (!args.group_list.defined()) {
+    if (M > 0) visit(0, 0, M);
+  } else {
+    for_each_group(args.group_list, GroupListType(args.group_list_type),
+                   [&](const GroupSpan& s) { visit(s.expert, s.begin, s.end); });
+  }
+  DefaultPoolLease lease;
+  if (!any && (!lease.pool() || groups <= 1)) {
+    reference::grouped_matmul(args, y);
+    return;
+  }
+  std::vector<gemm::PackedWeights> packed(static_cast<size_t>(E));
+  if (any) gmm::pack_experts(weight, std::span<const bool>(need.get(), size_t(E)), packed, lease.pool());
+  std::vector<const gemm::PackedWeights*> experts(static_cast<size_t>(E), nullptr);
+  for (int64_t e = 0; e < E; ++e)
+    if (need[size_t(e)]) experts[size_t(e)] = &packed[size_t(e)];
+  gmm::run_grouped_gemm(args, experts, gemm::select_gemm_kernels(), lease.pool(), y);
+}
+
+void run_packed(const reference::GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y) {
+  DefaultPoolLease lease;
+  gmm::run_grouped_gemm(args, detail::PackedGroupedWeightsAccess::experts(weight), gemm::select_gemm_kernels(),
+                        lease.pool(), y);
+}
+
 }  // namespace
 
 Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options) {
   DType out_dtype;
   Shape out_shape;
-  reference::GroupedMatmulArgs args = validate(x, weight, options, out_dtype, out_shape);
+  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   Tensor y = Tensor::empty(out_dtype, out_shape);
-  reference::grouped_matmul(args, y);
+  run_tensor_weight(args, weight, y);
   return y;
 }
 
 void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y) {
   DType out_dtype;
   Shape out_shape;
-  reference::GroupedMatmulArgs args = validate(x, weight, options, out_dtype, out_shape);
+  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   check::output(kOp, "y", y, out_dtype, out_shape);
-  reference::grouped_matmul(args, y);
+  run_tensor_weight(args, weight, y);
+}
+
+Tensor grouped_matmul(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options) {
+  DType out_dtype;
+  Shape out_shape;
+  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
+  Tensor y = Tensor::empty(out_dtype, out_shape);
+  run_packed(args, weight, y);
+  return y;
+}
+
+void grouped_matmul_out(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options,
+                        const Tensor& y) {
+  DType out_dtype;
+  Shape out_shape;
+  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
+  check::output(kOp, "y", y, out_dtype, out_shape);
+  run_packed(args, weight, y);
+}
+
+PackedGroupedWeights pack_grouped_weights(const Tensor& weight) {
+  static constexpr const char* op = "pack_grouped_weights";
+  check::defined(op, "weight", weight);
+  check::dtype_in(op, "weight", weight, {DType::f32, DType::bf16, DType::f16, DType::i8});
+  if (weight.dim() != 2 && weight.dim() != 3)
+    check::fail_value(op, "weight", "a tensor [E, K, N] or [K, N]", weight.describe());
+  const int64_t E = weight.dim() == 3 ? weight.size(0) : 1;
+  if (E < 1) check::fail_value(op, "weight", "at least one expert (E >= 1)", weight.describe());
+  if (weight.size(-2) > kMaxInnerDim) check::fail_value(op, "weight", "K = size(-2) < 65536", weight.describe());
+  if (weight.size(-1) > kMaxInnerDim) check::fail_value(op, "weight", "N = size(-1) < 65536", weight.describe());
+  DefaultPoolLease lease;
+  std::vector<gemm::PackedWeights> experts(static_cast<size_t>(E));
+  gmm::pack_experts(weight, {}, experts, lease.pool());
+  return detail::PackedGroupedWeightsAccess::make(weight.dtype(), weight.shape(), std::move(experts));
 }
 
 }  // namespace moefuse

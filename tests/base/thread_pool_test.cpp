@@ -40,5 +40,27 @@ TEST(ThreadPool, FirstExceptionIsRethrownAndThePoolStaysUsable) {
   EXPECT_EQ(count.load(), 50);
 }
 
+TEST(ThreadPool, InTaskIsTrueExactlyInsideTasks) {
+  EXPECT_FALSE(ThreadPool::in_task());
+  for (int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 50}) {
+      std::atomic<int> inside{0};
+      pool.parallel_for(n, [&](int64_t) { inside.fetch_add(ThreadPool::in_task() ? 1 : 0); });
+      EXPECT_EQ(inside.load(), n) << threads << " threads, n=" << n;
+      EXPECT_FALSE(ThreadPool::in_task());
+    }
+    // Nested in another pool's task, and still true after an inner loop ends.
+    ThreadPool inner(2);
+    std::atomic<int> after{0};
+    pool.parallel_for(4, [&](int64_t) {
+      inner.parallel_for(1, [](int64_t) {});
+      after.fetch_add(ThreadPool::in_task() ? 1 : 0);
+    });
+    EXPECT_EQ(after.load(), 4);
+  }
+  EXPECT_FALSE(ThreadPool::in_task());
+}
+
 }  // namespace
 }  // namespace moefuse

@@ -1,8 +1,11 @@
 // moefuse/ops/grouped_matmul.h — the grouped (per-expert) matmul of MoE layers: npu_grouped_matmul.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "moefuse/tensor.h"
@@ -68,6 +71,9 @@ struct GroupedMatmulOptions {
 ///     cast() rounds once, to nearest even, to the output dtype (f32 output: no rounding).
 ///   * The result for a row depends only on that row of x, its expert's weight/bias/scale and its per-token
 ///     scale — never on M, on other rows, or on how the rows are grouped.
+///   * Nor on the kernels, the ISA (cpu.h) or the number of threads (threads.h). One exception, from the x86 FMA
+///     instructions: where a NaN is produced, which NaN (payload and sign) comes out may differ between code paths;
+///     that it is a NaN does not.
 /// Activations, in fp32, one operation at a time in the order written, std::exp being the C library's expf. They
 /// follow the AscendC functions the Ascend kernel calls (Relu, Gelu, FasterGelu, Silu), in their order of operations:
 ///   1 ReLU:       v < 0 ? 0 : v                                             (NaN stays NaN, -0 stays -0)
@@ -103,9 +109,79 @@ struct GroupedMatmulOptions {
 ///               0/1/2/4/5 or not 0 with an i32 output; scale or per_token_scale given where not allowed (float x,
 ///               i32 output); scale missing for int8 x with a bf16/f16 output (per_token_scale alone is not
 ///               enough).
+/// Execution (speed only: by the contract above every path gives the same bits): an expert with a group of at
+/// least 48 rows has its weight packed for this call (as pack_grouped_weights does) and its groups run on the GEMM
+/// kernels of active_isa(); the groups of the other experts run on the scalar reference, since packing an expert
+/// costs about as much as 35 to 40 rows on the reference (measured on the seed shapes). The groups are spread over the operators' thread pool (threads.h). To pay for packing once,
+/// not per call, pack the weights with pack_grouped_weights() and call the packed forms below.
 Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options = {});
 
 /// As grouped_matmul(), writing into `y` (the output dtype, shape [M, N], contiguous, writable).
 void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y);
+
+namespace detail {
+struct PackedGroupedWeightsAccess;
+}
+
+/// A grouped_matmul weight packed once for the GEMM kernels (per expert, the panel layout of the kernel family), for
+/// the packed forms of grouped_matmul below, which then never repack and, in the _out form, never allocate.
+///
+/// Made by pack_grouped_weights(). Move-only; immutable, so any number of threads may use one at once. A
+/// default-constructed or moved-from object is empty, and grouped_matmul rejects it. Memory: about the size of the
+/// weight (per expert: N rounded up to a multiple of 32; int8 also K to a multiple of 4, plus 4 bytes per column).
+class PackedGroupedWeights {
+ public:
+  PackedGroupedWeights() noexcept;
+  ~PackedGroupedWeights();
+  PackedGroupedWeights(PackedGroupedWeights&& other) noexcept;
+  PackedGroupedWeights& operator=(PackedGroupedWeights&& other) noexcept;
+  PackedGroupedWeights(const PackedGroupedWeights&) = delete;
+  PackedGroupedWeights& operator=(const PackedGroupedWeights&) = delete;
+
+  /// True when default-constructed or moved from.
+  bool empty() const { return impl_ == nullptr; }
+  /// The weight's dtype: f32, bf16, f16 or i8 (f32 when empty).
+  DType dtype() const { return dtype_; }
+  /// The weight's logical shape, [E, K, N] or [K, N] as given to pack_grouped_weights ([] when empty).
+  const Shape& shape() const { return shape_; }
+  /// E (1 for a [K, N] weight; 0 when empty).
+  int64_t num_experts() const { return shape_.rank() == 3 ? shape_[0] : shape_.rank() == 2 ? 1 : 0; }
+  /// K and N (0 when empty).
+  int64_t k() const { return shape_.rank() >= 2 ? shape_[shape_.rank() - 2] : 0; }
+  int64_t n() const { return shape_.rank() >= 2 ? shape_[shape_.rank() - 1] : 0; }
+  /// Bytes of packed data held (all experts).
+  size_t bytes() const;
+  /// "packed bf16[64, 2048, 1024]" (the form error messages use), or "empty packed weights".
+  std::string describe() const;
+
+ private:
+  friend struct detail::PackedGroupedWeightsAccess;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  DType dtype_ = DType::f32;
+  Shape shape_;
+};
+
+/// Packs `weight` for the packed forms of grouped_matmul: [E, K, N], or [K, N] (for group_type None/-1), f32, bf16,
+/// f16 or i8, any strides — the Hugging Face storage [E, N, K] viewed as [E, K, N] is read in place, never copied
+/// first. Element bits are kept (NaN payloads included). The experts are packed in parallel on the operators' thread
+/// pool (threads.h).
+/// Errors: ValueError: weight undefined, not 2-D or 3-D, E == 0, K or N >= 65536; TypeError: dtype not f32, bf16,
+/// f16 or i8; ResourceError: out of memory.
+PackedGroupedWeights pack_grouped_weights(const Tensor& weight);
+
+/// grouped_matmul() with a packed weight: the same arguments, semantics, checks and errors, and bitwise the same
+/// output, as grouped_matmul(x, w, options) with the tensor w the weight was packed from (messages about the weight
+/// describe it as "packed <dtype>[<shape>]"; an empty PackedGroupedWeights is a ValueError: "expected packed weights").
+/// Every group runs on the GEMM kernels of active_isa() (cpu.h), chosen at each call, split into tasks of (group,
+/// block of rows, block of 64 to 512 columns) over the operators' thread pool (threads.h): blocks are sized so that
+/// there are about 8 tasks per thread, columns first and rows too when few groups are active, whatever M is.
+Tensor grouped_matmul(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options = {});
+
+/// As the packed grouped_matmul(), writing into `y` (the output dtype, shape [M, N], contiguous, writable). Its
+/// scratch memory belongs to the calling thread and is reused: once a first call has grown it, later calls from the
+/// same thread with the same or smaller shapes (and the same thread count) allocate nothing.
+void grouped_matmul_out(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options,
+                        const Tensor& y);
 
 }  // namespace moefuse

@@ -1,0 +1,33 @@
+// The process-wide thread pool of the operators (moefuse/threads.h says how big it is and who may use it).
+//
+// An operator borrows it for one call through a DefaultPoolLease. The lease is empty (pool() == nullptr: run on the
+// calling thread) when one thread is configured, when another call holds the pool, or when the caller is itself a
+// task of some ThreadPool; otherwise it holds the pool exclusively until it is destroyed. Borrowing allocates nothing
+// once the pool exists (it is created, or restarted after set_num_threads changed the count, under the lease).
+#pragma once
+
+#include <mutex>
+
+#include "base/thread_pool.h"
+
+namespace moefuse {
+
+class DefaultPoolLease {
+ public:
+  /// Throws ValueError for a bad MOEFUSE_NUM_THREADS (see num_threads()), std::system_error when worker threads
+  /// cannot be started.
+  DefaultPoolLease();
+  DefaultPoolLease(const DefaultPoolLease&) = delete;
+  DefaultPoolLease& operator=(const DefaultPoolLease&) = delete;
+
+  /// The pool, or nullptr: run on the calling thread.
+  ThreadPool* pool() const { return pool_; }
+  /// Threads available to this call (1 without a pool).
+  int threads() const { return pool_ ? pool_->size() : 1; }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+  ThreadPool* pool_ = nullptr;
+};
+
+}  // namespace moefuse

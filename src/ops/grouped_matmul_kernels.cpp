@@ -1,0 +1,573 @@
+#include "ops/grouped_matmul_kernels.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "base/elements.h"
+#include "base/groups.h"
+#include "moefuse/error.h"
+
+namespace moefuse {
+
+// ─── PackedGroupedWeights ───────────────────────────────────────────────────────────────────────────────────────
+
+PackedGroupedWeights::PackedGroupedWeights() noexcept = default;
+PackedGroupedWeights::~PackedGroupedWeights() = default;
+
+PackedGroupedWeights::PackedGroupedWeights(PackedGroupedWeights&& other) noexcept
+    : impl_(std::move(other.impl_)), dtype_(other.dtype_), shape_(other.shape_) {
+  other.dtype_ = DType::f32;
+  other.shape_ = Shape{};
+}
+
+PackedGroupedWeights& PackedGroupedWeights::operator=(PackedGroupedWeights&& other) noexcept {
+  if (this != &other) {
+    impl_ = std::move(other.impl_);
+    dtype_ = other.dtype_;
+    shape_ = other.shape_;
+    other.dtype_ = DType::f32;
+    other.shape_ = Shape{};
+  }
+  return *this;
+}
+
+size_t PackedGroupedWeights::bytes() const {
+  size_t total = 0;
+  if (impl_)
+    for (const gemm::PackedWeights& w : impl_->experts)
+      total += w.data_bytes() + (w.col_sums() ? size_t(w.panels()) * size_t(gemm::kGemmNR) * sizeof(int32_t) : 0);
+  return total;
+}
+
+std::string PackedGroupedWeights::describe() const {
+  if (!impl_) return "empty packed weights";
+  return "packed " + std::string(dtype_name(dtype_)) + shape_.str();
+}
+
+PackedGroupedWeights detail::PackedGroupedWeightsAccess::make(DType dtype, const Shape& shape,
+                                                              std::vector<gemm::PackedWeights> experts) {
+  PackedGroupedWeights w;
+  w.impl_ = std::make_unique<PackedGroupedWeights::Impl>();
+  w.impl_->experts = std::move(experts);
+  w.impl_->ptrs.reserve(w.impl_->experts.size());
+  for (const gemm::PackedWeights& e : w.impl_->experts) w.impl_->ptrs.push_back(&e);
+  w.dtype_ = dtype;
+  w.shape_ = shape;
+  return w;
+}
+
+namespace gmm {
+namespace {
+
+// ─── Scratch ────────────────────────────────────────────────────────────────────────────────────────────────────
+// All scratch of a call lives in one block owned by the calling thread: the group plan, then one slot per pool
+// thread for the task arrays. The block grows (one allocation) only when a call needs more than an earlier call from
+// the same thread did, and is never shrunk; it is freed when the thread ends. So repeated calls of the same or
+// smaller shapes from one thread — the layer's steady state — allocate nothing, whichever pool threads the dynamic
+// schedule hands their tasks to. (A minimal stand-in for a project-wide per-thread scratch facility.)
+class ThreadBuffer {
+ public:
+  std::byte* get(size_t bytes) {
+    if (bytes > capacity_ || !mem_) {
+      const size_t cap = (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096;
+      void* p = std::aligned_alloc(64, cap);
+      if (!p) throw ResourceError("grouped_matmul: cannot allocate " + std::to_string(cap) + " bytes of scratch");
+      mem_.reset(static_cast<std::byte*>(p));
+      capacity_ = cap;
+    }
+    return mem_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::unique_ptr<std::byte, Free> mem_;
+  size_t capacity_ = 0;
+};
+
+ThreadBuffer& call_buffer() {
+  thread_local ThreadBuffer b;
+  return b;
+}
+
+// Which slot of the current call's block a thread uses: taken at the thread's first task of a call (calls are told
+// apart by a process-wide id), so at most one slot per thread of the pool. Trivially destructible, so the
+// thread_local costs no registration (no allocation) on first use.
+std::atomic<uint64_t> g_call_ids{0};
+struct SlotOfThread {
+  uint64_t call = 0;
+  int64_t slot = 0;
+};
+thread_local SlotOfThread t_slot;
+
+// Hands out 64-byte aligned arrays from one block: first measure (base == nullptr), then carve.
+class Carver {
+ public:
+  explicit Carver(std::byte* base) : base_(base) {}
+  template <class T>
+  T* take(int64_t n) {
+    T* p = base_ ? reinterpret_cast<T*>(base_ + used_) : nullptr;
+    used_ += (size_t(n) * sizeof(T) + 63) / 64 * 64;
+    return p;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  std::byte* base_;
+  size_t used_ = 0;
+};
+
+// ─── Planning ───────────────────────────────────────────────────────────────────────────────────────────────────
+// Kernel groups are cut into tasks of (row block x column block). Column blocks are multiples of 64 (the AVX-512
+// tile pairs panels; gemm.h measured blocks of 64+ faster than 32) and at most 512 wide: a task widens its rows of x
+// to fp32 once and uses them for the whole block, so wider blocks amortise the widening (about 12 conversions per
+// 1000 multiply-adds at 512 columns). Blocks shrink (512, 256, 128, 64) until there are kTasksPerThread tasks per
+// thread; if even 64-column blocks leave too few (few active groups, many rows each), row blocks shrink from 240
+// rows down to 12 to make up the count. One thread: 512 x 240 blocks. A group's rows are then cut into equal blocks
+// (rounded up to 6 rows, the height of the kernels' tiles), not a full block and a remainder: 250 rows are two
+// blocks of 126 and 124, not 240 and 10. Rows are independent and every element's chain runs over all of k, so the
+// cut never changes a bit.
+constexpr int64_t kColBlockMax = 512;
+constexpr int64_t kColBlockMin = 64;
+constexpr int64_t kRowBlockMax = 240;  // multiples of kRowTile
+constexpr int64_t kRowBlockMin = 12;
+constexpr int64_t kRowTile = 6;
+constexpr int64_t kTasksPerThread = 8;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Rows per block for a group of `rows` rows and at most `rb` rows per block (rb a multiple of kRowTile): the fewest
+// blocks of at most rb rows, of equal size rounded up to kRowTile (so still at most rb).
+int64_t balanced_rows(int64_t rows, int64_t rb) { return round_up(ceil_div(rows, ceil_div(rows, rb)), kRowTile); }
+
+struct GroupPlan {
+  int64_t expert, begin, end;
+  const gemm::PackedWeights* packed;  // nullptr: the reference computes the whole group as one task
+  int64_t row_block;                  // kernel groups: rows per task
+  int64_t first_task;                 // this group's tasks are [first_task, next group's first_task)
+};
+
+struct Plan {
+  const reference::GroupedMatmulArgs* a = nullptr;
+  const Tensor* y = nullptr;
+  gemm::GemmFloatFn ffn = nullptr;
+  gemm::GemmS8Fn sfn = nullptr;
+  int64_t M = 0, K = 0, N = 0;
+  bool int8 = false, int_out = false, int_bias = false, float_bias = false;
+  bool c_direct = false;  // the kernel writes into y (f32 output of float x, i32 output of int8 x)
+  int64_t col_block = kColBlockMin, col_blocks = 0;
+  const GroupPlan* groups = nullptr;
+  int64_t ngroups = 0, ntasks = 0;
+  size_t task_bytes = 0;                      // the slot size: the arrays of the largest task (see TaskArrays)
+  std::byte* slots = nullptr;                 // one slot per thread of the pool
+  uint64_t call_id = 0;                       // this call's id (g_call_ids)
+  std::atomic<int64_t>* next_slot = nullptr;  // slots handed out so far in this call
+
+  // The calling thread's slot for this call.
+  std::byte* slot() const {
+    if (t_slot.call != call_id) {
+      t_slot.call = call_id;
+      t_slot.slot = next_slot->fetch_add(1, std::memory_order_relaxed);
+    }
+    return slots + size_t(t_slot.slot) * task_bytes;
+  }
+};
+
+// Calls fn(expert, begin, end) for every non-empty group, in order (as the reference walks them).
+template <class Fn>
+void for_groups(const reference::GroupedMatmulArgs& a, int64_t M, Fn&& fn) {
+  if (!a.group_list.defined()) {
+    if (M > 0) fn(int64_t(0), int64_t(0), M);
+    return;
+  }
+  for_each_group(a.group_list, GroupListType(a.group_list_type),
+                 [&](const GroupSpan& s) { fn(s.expert, s.begin, s.end); });
+}
+
+// ─── Element access ─────────────────────────────────────────────────────────────────────────────────────────────
+
+template <class T>
+float widen(T v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else return to_f32(v);
+}
+
+// dst[r * K + k] = float(x[r0 + r][k]) for r < R: rows of x widened exactly to fp32.
+template <class T>
+void widen_rows_as(const Tensor& x, int64_t r0, int64_t R, int64_t K, float* dst) {
+  const int64_t s0 = x.stride(0), s1 = x.stride(1);
+  const T* base = static_cast<const T*>(x.data()) + r0 * s0;
+  for (int64_t r = 0; r < R; ++r) {
+    const T* row = base + r * s0;
+    float* d = dst + r * K;
+    if (s1 == 1)
+      for (int64_t k = 0; k < K; ++k) d[k] = widen(row[k]);
+    else
+      for (int64_t k = 0; k < K; ++k) d[k] = widen(row[k * s1]);
+  }
+}
+
+void widen_rows(const Tensor& x, int64_t r0, int64_t R, int64_t K, float* dst) {
+  switch (x.dtype()) {
+    case DType::f32: widen_rows_as<float>(x, r0, R, K, dst); return;
+    case DType::bf16: widen_rows_as<bfloat16>(x, r0, R, K, dst); return;
+    case DType::f16: widen_rows_as<float16>(x, r0, R, K, dst); return;
+    default: return;  // not reached: float x only
+  }
+}
+
+void copy_rows_s8(const Tensor& x, int64_t r0, int64_t R, int64_t K, int8_t* dst) {
+  const int64_t s0 = x.stride(0), s1 = x.stride(1);
+  const int8_t* base = static_cast<const int8_t*>(x.data()) + r0 * s0;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t k = 0; k < K; ++k) dst[r * K + k] = base[r * s0 + k * s1];
+}
+
+// Offset (in elements) and stride of columns [n0, ...) of expert e's row of a per-expert tensor ([E, N] or [N]).
+void expert_row(const Tensor& t, int64_t e, int64_t n0, int64_t& offset, int64_t& stride) {
+  if (t.dim() == 1) {
+    offset = n0 * t.stride(0);
+    stride = t.stride(0);
+  } else {
+    offset = e * t.stride(0) + n0 * t.stride(1);
+    stride = t.stride(1);
+  }
+}
+
+// dst[i] = float(t[e][n0 + i]), exact.
+void widen_expert_row(const Tensor& t, int64_t e, int64_t n0, int64_t nb, float* dst) {
+  int64_t off, st;
+  expert_row(t, e, n0, off, st);
+  switch (t.dtype()) {
+    case DType::f32: {
+      const float* p = static_cast<const float*>(t.data()) + off;
+      for (int64_t i = 0; i < nb; ++i) dst[i] = p[i * st];
+      return;
+    }
+    case DType::bf16: {
+      const bfloat16* p = static_cast<const bfloat16*>(t.data()) + off;
+      for (int64_t i = 0; i < nb; ++i) dst[i] = to_f32(p[i * st]);
+      return;
+    }
+    case DType::f16: {
+      const float16* p = static_cast<const float16*>(t.data()) + off;
+      for (int64_t i = 0; i < nb; ++i) dst[i] = to_f32(p[i * st]);
+      return;
+    }
+    default:
+      for (int64_t i = 0; i < nb; ++i) dst[i] = load_element_f32(t.data(), t.dtype(), off + i * st);
+      return;
+  }
+}
+
+// dst[i] = t[e][n0 + i] of an i32 per-expert tensor.
+void int_expert_row(const Tensor& t, int64_t e, int64_t n0, int64_t nb, int32_t* dst) {
+  int64_t off, st;
+  expert_row(t, e, n0, off, st);
+  const int32_t* p = static_cast<const int32_t*>(t.data()) + off;
+  for (int64_t i = 0; i < nb; ++i) dst[i] = p[i * st];
+}
+
+// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding once (RNE).
+void store_row(const float* v, int64_t n, DType dt, void* dst) {
+  switch (dt) {
+    case DType::f32: std::memcpy(dst, v, size_t(n) * sizeof(float)); return;
+    case DType::bf16: {
+      auto* p = static_cast<bfloat16*>(dst);
+      for (int64_t i = 0; i < n; ++i) p[i] = to_bf16(v[i]);
+      return;
+    }
+    case DType::f16: {
+      auto* p = static_cast<float16*>(dst);
+      for (int64_t i = 0; i < n; ++i) p[i] = to_f16(v[i]);
+      return;
+    }
+    default: return;  // not reached: float outputs only
+  }
+}
+
+// ─── Task scratch ───────────────────────────────────────────────────────────────────────────────────────────────
+// A task's arrays, carved from its thread's slot of the call's block; a slot fits the call's largest task.
+struct TaskArrays {
+  void* a = nullptr;         // R x K rows of x (fp32 for float x, int8 for int8 x), when x cannot be read in place
+  void* c = nullptr;         // R x nb accumulators (fp32 / int32), when the kernel cannot write into y
+  int32_t* ibias = nullptr;  // nb: i32 bias
+  float* fbias = nullptr;    // nb: float bias
+  float* scale = nullptr;    // nb: int8 x with a float output: scale
+  float* v = nullptr;        // nb: int8 x with a float output: one row of dequantised values
+};
+
+// Lays out the arrays of a task of R rows and nb columns from `base` (nullptr: measure only); returns the bytes.
+size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* base, TaskArrays& t) {
+  Carver c(base);
+  if (!direct_a) {
+    if (p.int8) t.a = c.take<int8_t>(R * p.K);
+    else t.a = c.take<float>(R * p.K);
+  }
+  if (!p.c_direct) t.c = c.take<float>(R * nb);  // fp32 or int32: the same size
+  if (p.int_bias) t.ibias = c.take<int32_t>(nb);
+  if (p.float_bias) t.fbias = c.take<float>(nb);
+  if (p.int8 && !p.int_out) {
+    t.scale = c.take<float>(nb);
+    t.v = c.take<float>(nb);
+  }
+  return c.used();
+}
+
+// ─── Tasks ──────────────────────────────────────────────────────────────────────────────────────────────────────
+// The epilogues are the reference's (reference/grouped_matmul.cpp), operation for operation: float x: v + bias, act,
+// one rounding; int8 x: isum + i32 bias (wrapping), float(isum) * scale, * per_token_scale, + float bias, act, one
+// rounding. Activations are the reference's own function (reference::gmm_activate).
+
+void float_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t n0, int64_t nb) {
+  const reference::GroupedMatmulArgs& a = *p.a;
+  const Tensor& x = a.x;
+  const Tensor& y = *p.y;
+  const int64_t K = p.K, N = p.N;
+  const bool y_f32 = y.dtype() == DType::f32;
+  const bool direct_a = x.dtype() == DType::f32 && x.stride(1) == 1 && (R == 1 || x.stride(0) >= K);
+  TaskArrays t;
+  carve(p, R, nb, direct_a, p.slot(), t);
+  float* bias = t.fbias;
+  const float* arows;
+  int64_t lda;
+  if (direct_a) {
+    arows = static_cast<const float*>(x.data()) + r0 * x.stride(0);
+    lda = R == 1 ? K : x.stride(0);
+  } else {
+    widen_rows(x, r0, R, K, static_cast<float*>(t.a));
+    arows = static_cast<const float*>(t.a);
+    lda = K;
+  }
+  auto* out = static_cast<std::byte*>(y.data());
+  const int64_t es = int64_t(y.element_size());
+  float* c = y_f32 ? reinterpret_cast<float*>(out) + r0 * N + n0 : static_cast<float*>(t.c);
+  const int64_t ldc = y_f32 ? N : nb;
+  if (K == 0) {
+    for (int64_t i = 0; i < R; ++i) std::fill_n(c + i * ldc, nb, 0.0f);
+  } else {
+    p.ffn(R, K, n0, n0 + nb, arows, lda, g.packed->data(), c, ldc);
+  }
+
+  if (!a.bias.defined() && a.act_type == 0 && y_f32) return;  // the kernel wrote the final values
+  if (bias) widen_expert_row(a.bias, g.expert, n0, nb, bias);
+  for (int64_t i = 0; i < R; ++i) {
+    float* v = c + i * ldc;
+    if (bias)
+      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + bias[n];
+    reference::gmm_activate(a.act_type, v, nb);
+    if (!y_f32) store_row(v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
+  }
+}
+
+void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t n0, int64_t nb) {
+  const reference::GroupedMatmulArgs& a = *p.a;
+  const Tensor& x = a.x;
+  const Tensor& y = *p.y;
+  const int64_t K = p.K, N = p.N;
+  const bool direct_a = x.stride(1) == 1 && (R == 1 || x.stride(0) >= K);
+  TaskArrays t;
+  carve(p, R, nb, direct_a, p.slot(), t);
+  int32_t* ibias = t.ibias;
+  float *scale = t.scale, *fbias = t.fbias, *v = t.v;
+  const int8_t* arows;
+  int64_t lda;
+  if (direct_a) {
+    arows = static_cast<const int8_t*>(x.data()) + r0 * x.stride(0);
+    lda = R == 1 ? K : x.stride(0);
+  } else {
+    copy_rows_s8(x, r0, R, K, static_cast<int8_t*>(t.a));
+    arows = static_cast<const int8_t*>(t.a);
+    lda = K;
+  }
+  auto* out = static_cast<std::byte*>(y.data());
+  const int64_t es = int64_t(y.element_size());
+  int32_t* c = p.int_out ? reinterpret_cast<int32_t*>(out) + r0 * N + n0 : static_cast<int32_t*>(t.c);
+  const int64_t ldc = p.int_out ? N : nb;
+  if (K == 0) {
+    for (int64_t i = 0; i < R; ++i) std::fill_n(c + i * ldc, nb, 0);
+  } else {
+    p.sfn(R, K, n0, n0 + nb, arows, lda, static_cast<const int8_t*>(g.packed->data()), g.packed->col_sums(), c, ldc);
+  }
+
+  if (ibias) int_expert_row(a.bias, g.expert, n0, nb, ibias);
+  if (p.int_out) {
+    if (ibias)  // int32 add, wrapping modulo 2^32 (computed in uint32 to stay defined)
+      for (int64_t i = 0; i < R; ++i) {
+        int32_t* s = c + i * ldc;
+        for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[n]));
+      }
+    return;
+  }
+  widen_expert_row(a.scale, g.expert, n0, nb, scale);
+  if (fbias) widen_expert_row(a.bias, g.expert, n0, nb, fbias);
+  const bool pts = a.per_token_scale.defined();
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t r = r0 + i;
+    int32_t* s = c + i * ldc;
+    if (ibias)
+      for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[n]));
+    for (int64_t n = 0; n < nb; ++n) v[n] = float(s[n]) * scale[n];
+    if (pts) {
+      const float pt = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
+      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] * pt;
+    }
+    if (fbias)
+      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + fbias[n];
+    reference::gmm_activate(a.act_type, v, nb);
+    store_row(v, nb, y.dtype(), out + (r * N + n0) * es);
+  }
+}
+
+// A per-expert tensor restricted to expert e: [1, N] from [E, N]; [N] stays (it is the single expert's).
+Tensor one_expert(const Tensor& t, int64_t e) { return t.defined() && t.dim() == 2 ? t.narrow(0, e, 1) : t; }
+
+// The whole group on the reference: its rows of x and y, its expert's weight, bias and scale.
+void reference_task(const Plan& p, const GroupPlan& g) {
+  const reference::GroupedMatmulArgs& a = *p.a;
+  const int64_t R = g.end - g.begin;
+  reference::GroupedMatmulArgs sub;
+  sub.x = a.x.narrow(0, g.begin, R);
+  sub.weight = a.weight.dim() == 3 ? a.weight.narrow(0, g.expert, 1) : a.weight;
+  sub.bias = one_expert(a.bias, g.expert);
+  sub.scale = one_expert(a.scale, g.expert);
+  if (a.per_token_scale.defined()) sub.per_token_scale = a.per_token_scale.narrow(0, g.begin, R);
+  sub.act_type = a.act_type;
+  reference::grouped_matmul(sub, p.y->narrow(0, g.begin, R));
+}
+
+void run_task(const Plan& p, int64_t t) {
+  // The group owning task t: the last one whose first task is <= t (groups without tasks share their successor's).
+  const GroupPlan* end = p.groups + p.ngroups;
+  const GroupPlan& g = *(std::upper_bound(p.groups, end, t, [](int64_t v, const GroupPlan& q) {
+                           return v < q.first_task;
+                         }) -
+                         1);
+  if (!g.packed) {
+    reference_task(p, g);
+    return;
+  }
+  const int64_t local = t - g.first_task;
+  const int64_t r0 = g.begin + (local / p.col_blocks) * g.row_block;
+  const int64_t R = std::min(g.end - r0, g.row_block);
+  const int64_t n0 = (local % p.col_blocks) * p.col_block;
+  const int64_t nb = std::min(p.N - n0, p.col_block);
+  if (p.int8) int8_task(p, g, r0, R, n0, nb);
+  else float_task(p, g, r0, R, n0, nb);
+}
+
+}  // namespace
+
+gemm::PackedWeights pack_expert(const Tensor& weight, int64_t e) {
+  const bool w3 = weight.dim() == 3;
+  const int64_t K = weight.size(-2), N = weight.size(-1);
+  const int64_t sk = weight.stride(-2), sn = weight.stride(-1);
+  const int64_t offset = w3 ? e * weight.stride(0) : 0;
+  const auto* base = static_cast<const std::byte*>(weight.data()) + offset * int64_t(weight.element_size());
+  if (weight.dtype() == DType::i8)
+    return gemm::pack_weights_s8(reinterpret_cast<const int8_t*>(base), K, N, sk, sn);
+  return gemm::pack_weights_f(base, weight.dtype(), K, N, sk, sn);
+}
+
+void pack_experts(const Tensor& weight, std::span<const bool> need, std::span<gemm::PackedWeights> out,
+                  ThreadPool* pool) {
+  auto pack = [&](int64_t e) {
+    if (need.empty() || need[size_t(e)]) out[size_t(e)] = pack_expert(weight, e);
+  };
+  const int64_t E = int64_t(out.size());
+  if (pool) pool->parallel_for(E, pack);
+  else
+    for (int64_t e = 0; e < E; ++e) pack(e);
+}
+
+void run_grouped_gemm(const reference::GroupedMatmulArgs& a, std::span<const gemm::PackedWeights* const> experts,
+                      const gemm::GemmKernels& kernels, ThreadPool* pool, const Tensor& y) {
+  Plan p;
+  p.a = &a;
+  p.y = &y;
+  p.M = a.x.size(0);
+  p.K = a.x.size(1);
+  p.N = y.size(1);
+  p.int8 = a.x.dtype() == DType::i8;
+  p.int_out = y.dtype() == DType::i32;
+  p.int_bias = a.bias.defined() && a.bias.dtype() == DType::i32;
+  p.float_bias = a.bias.defined() && !p.int_bias;
+  p.c_direct = p.int8 ? p.int_out : y.dtype() == DType::f32;
+  if (p.int8) p.sfn = kernels.s8.fn;
+  else p.ffn = kernels.float_kernel(a.x.dtype()).fn;
+  if (p.M == 0 || p.N == 0) return;
+
+  // First pass over the groups: what the block sizes depend on.
+  int64_t ngroups = 0, nref = 0, covered = 0, kernel_rows = 0, blocks = 0, max_group_rows = 0;
+  for_groups(a, p.M, [&](int64_t e, int64_t begin, int64_t end) {
+    ++ngroups;
+    covered = end;
+    if (!experts[size_t(e)]) {
+      ++nref;
+      return;
+    }
+    kernel_rows += end - begin;
+    blocks += ceil_div(end - begin, kRowBlockMax);
+    max_group_rows = std::max(max_group_rows, end - begin);
+  });
+
+  // Block sizes (see the planning notes above).
+  const int64_t threads = pool ? pool->size() : 1;
+  const int64_t want = threads > 1 ? kTasksPerThread * threads : 1;
+  int64_t cb = std::min(kColBlockMax, round_up(p.N, kColBlockMin));
+  while (cb > kColBlockMin && nref + blocks * ceil_div(p.N, cb) < want) cb = round_up(cb / 2, kColBlockMin);
+  const int64_t ncb = ceil_div(p.N, cb);
+  int64_t rb = kRowBlockMax;
+  if (kernel_rows > 0 && nref + blocks * ncb < want)
+    rb = std::clamp(round_up(ceil_div(kernel_rows * ncb, want), kRowBlockMin), kRowBlockMin, kRowBlockMax);
+  p.col_block = cb;
+  p.col_blocks = ncb;
+
+  // The call's block: the group plan, then one slot per thread, each fitting the largest task.
+  const bool direct_rows = (p.int8 || a.x.dtype() == DType::f32) && a.x.stride(1) == 1 && a.x.stride(0) >= p.K;
+  TaskArrays unused;
+  const int64_t max_block_rows = std::min(rb, round_up(max_group_rows, kRowTile));  // >= every balanced_rows()
+  p.task_bytes = carve(p, max_block_rows, std::min(cb, p.N), direct_rows, nullptr, unused);
+  const size_t plan_bytes = (size_t(ngroups) * sizeof(GroupPlan) + 63) / 64 * 64;
+  std::byte* block = call_buffer().get(plan_bytes + size_t(threads) * p.task_bytes);
+  auto* groups = reinterpret_cast<GroupPlan*>(block);
+  std::atomic<int64_t> next_slot{0};
+  p.slots = block + plan_bytes;
+  p.call_id = g_call_ids.fetch_add(1, std::memory_order_relaxed) + 1;
+  p.next_slot = &next_slot;
+
+  // Second pass: the groups and their tasks, the reference ones first (they are the longest tasks: start them
+  // early), then the kernel ones.
+  int64_t i = 0, ntasks = 0;
+  for (const bool kernel_pass : {false, true})
+    for_groups(a, p.M, [&](int64_t e, int64_t begin, int64_t end) {
+      const gemm::PackedWeights* w = experts[size_t(e)];
+      if ((w != nullptr) != kernel_pass) return;
+      const int64_t rows = balanced_rows(end - begin, rb);
+      groups[i++] = GroupPlan{e, begin, end, w, rows, ntasks};
+      ntasks += w ? ceil_div(end - begin, rows) * ncb : 1;
+    });
+  p.groups = groups;
+  p.ngroups = ngroups;
+  p.ntasks = ntasks;
+
+  // Rows no group covers are zero (decisions.md §4).
+  if (covered < p.M) {
+    const size_t row_bytes = size_t(p.N) * y.element_size();
+    std::memset(static_cast<std::byte*>(y.data()) + size_t(covered) * row_bytes, 0, size_t(p.M - covered) * row_bytes);
+  }
+  auto task = [&p](int64_t t) { run_task(p, t); };
+  if (pool && ntasks > 1) pool->parallel_for(ntasks, task);
+  else
+    for (int64_t t = 0; t < ntasks; ++t) task(t);
+}
+
+}  // namespace gmm
+}  // namespace moefuse
