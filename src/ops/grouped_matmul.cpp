@@ -8,6 +8,7 @@
 #include "base/check.h"
 #include "base/default_pool.h"
 #include "base/groups.h"
+#include "base/scratch.h"
 #include "ops/grouped_matmul_kernels.h"
 #include "reference/grouped_matmul.h"
 
@@ -194,12 +195,13 @@ void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight,
   args.weight = weight;
   const int64_t E = weight.dim() == 3 ? weight.size(0) : 1;
   const int64_t M = args.x.size(0);
-  std::unique_ptr<bool[]> need(new bool[size_t(E)]());
+  // Per-thread scratch, so that a call that packs nothing allocates nothing (the layer's graph mode relies on it).
+  Scratch<bool> need(E, false);
   int64_t groups = 0;
   bool any = false;
   auto visit = [&](int64_t e, int64_t begin, int64_t end) {
     ++groups;
-    if (end - begin >= kPackMinRows) need[size_t(e)] = any = true;
+    if (end - begin >= kPackMinRows) need[e] = any = true;
   };
   if (!args.group_list.defined()) {
     if (M > 0) visit(0, 0, M);
@@ -212,12 +214,16 @@ void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight,
     reference::grouped_matmul(args, y);
     return;
   }
-  std::vector<gemm::PackedWeights> packed(static_cast<size_t>(E));
-  if (any) gmm::pack_experts(weight, std::span<const bool>(need.get(), size_t(E)), packed, lease.pool());
-  std::vector<const gemm::PackedWeights*> experts(static_cast<size_t>(E), nullptr);
-  for (int64_t e = 0; e < E; ++e)
-    if (need[size_t(e)]) experts[size_t(e)] = &packed[size_t(e)];
-  gmm::run_grouped_gemm(args, experts, gemm::select_gemm_kernels(), lease.pool(), y);
+  Scratch<const gemm::PackedWeights*> experts(E, nullptr);
+  std::vector<gemm::PackedWeights> packed;  // allocated only when packing for this call
+  if (any) {
+    packed.resize(static_cast<size_t>(E));
+    gmm::pack_experts(weight, std::span<const bool>(need.data(), size_t(E)), packed, lease.pool());
+    for (int64_t e = 0; e < E; ++e)
+      if (need[e]) experts[e] = &packed[size_t(e)];
+  }
+  gmm::run_grouped_gemm(args, std::span<const gemm::PackedWeights* const>(experts.data(), size_t(E)),
+                        gemm::select_gemm_kernels(), lease.pool(), y);
 }
 
 void run_packed(const reference::GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y) {
