@@ -57,6 +57,23 @@ inline void store_element_f32(void* base, DType t, int64_t i, float v) {
   }
 }
 
+/// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding each value once (RNE). Other dtypes:
+/// nothing is written (callers only pass float outputs).
+inline void store_row(const float* v, int64_t n, DType dt, void* dst) {
+  switch (dt) {
+    case DType::f32:
+      for (int64_t i = 0; i < n; ++i) static_cast<float*>(dst)[i] = v[i];
+      return;
+    case DType::bf16:
+      for (int64_t i = 0; i < n; ++i) static_cast<bfloat16*>(dst)[i] = to_bf16(v[i]);
+      return;
+    case DType::f16:
+      for (int64_t i = 0; i < n; ++i) static_cast<float16*>(dst)[i] = to_f16(v[i]);
+      return;
+    default: return;
+  }
+}
+
 template <class I>
 inline I saturate_to(double v) {
   if (std::isnan(v)) return 0;

@@ -275,23 +275,6 @@ void int_expert_row(const Tensor& t, int64_t e, int64_t n0, int64_t nb, int32_t*
   for (int64_t i = 0; i < nb; ++i) dst[i] = p[i * st];
 }
 
-// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding once (RNE).
-void store_row(const float* v, int64_t n, DType dt, void* dst) {
-  switch (dt) {
-    case DType::f32: std::memcpy(dst, v, size_t(n) * sizeof(float)); return;
-    case DType::bf16: {
-      auto* p = static_cast<bfloat16*>(dst);
-      for (int64_t i = 0; i < n; ++i) p[i] = to_bf16(v[i]);
-      return;
-    }
-    case DType::f16: {
-      auto* p = static_cast<float16*>(dst);
-      for (int64_t i = 0; i < n; ++i) p[i] = to_f16(v[i]);
-      return;
-    }
-    default: return;  // not reached: float outputs only
-  }
-}
 
 // ─── Task scratch ───────────────────────────────────────────────────────────────────────────────────────────────
 // A task's arrays, carved from its thread's slot of the call's block; a slot fits the call's largest task.

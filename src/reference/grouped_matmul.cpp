@@ -87,23 +87,6 @@ Run expert_row(const Tensor& t, int64_t e, int64_t n0) {
   return Run{t.data(), t.dtype(), e * t.stride(0) + n0 * t.stride(1), t.stride(1)};
 }
 
-// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding once (RNE).
-void store_row(const float* v, int64_t n, DType dt, void* dst) {
-  switch (dt) {
-    case DType::f32: std::memcpy(dst, v, size_t(n) * sizeof(float)); return;
-    case DType::bf16: {
-      auto* p = static_cast<bfloat16*>(dst);
-      for (int64_t i = 0; i < n; ++i) p[i] = to_bf16(v[i]);
-      return;
-    }
-    case DType::f16: {
-      auto* p = static_cast<float16*>(dst);
-      for (int64_t i = 0; i < n; ++i) p[i] = to_f16(v[i]);
-      return;
-    }
-    default: return;  // not reached: the op only lets float outputs through here
-  }
-}
 
 struct Dims {
   int64_t M, K, N;
