@@ -60,6 +60,7 @@ struct LayerTimings {
   double router = 0, gating = 0, routing = 0, experts = 0, shared = 0, combine = 0, total = 0;
   int64_t tokens = 0;
   int64_t chunks = 0;
+  int64_t weight_bytes = 0;  // bytes of weights the last forward read: router, each chunk's distinct active experts (w13, w2 and their scales), the shared expert
 };
 
 /// Bytes of the weights a config needs resident (LayerWeights of that config).
