@@ -46,8 +46,11 @@ struct LayerWeights {
 
 /// Execution options (none changes the output).
 struct LayerOptions {
-  /// Threads working on a forward: 0 = every core. Tokens are split between threads (each token's result does not
-  /// depend on which tokens share its batch, decisions.md §6, so any count gives the same bits).
+  /// Threads working on a forward: 0 = every core. Decode-sized chunks run the chain on the calling thread while the
+  /// grouped matmuls spread (expert x row block x column block) tasks over all threads; chunks of at least 128
+  /// tokens per thread are split into one share of tokens per thread, each running the whole chain. Each token's
+  /// result depends neither on which tokens share its batch nor on how work is cut (decisions.md §6), so any count
+  /// gives the same bits.
   int threads = 0;
   /// Memory the layer may take, in bytes: 0 = available_memory_bytes(). Weights and workspaces are checked against
   /// it before anything is allocated.
@@ -60,7 +63,12 @@ struct LayerTimings {
   double router = 0, gating = 0, routing = 0, experts = 0, shared = 0, combine = 0, total = 0;
   int64_t tokens = 0;
   int64_t chunks = 0;
-  int64_t weight_bytes = 0;  // bytes of weights the last forward read: router, each chunk's distinct active experts (w13, w2 and their scales), the shared expert
+  /// Bytes of weights the forward read, counting what each chunk needs once: the router (and deepseek_v3's bias),
+  /// every expert with at least one of the chunk's tokens (w13, w2 and their scales, smooth scales and clip factor),
+  /// the shared expert. The numerator of the bandwidth `moefuse bench` reports.
+  int64_t weight_bytes = 0;
+  /// Distinct experts the chunks ran, summed over chunks.
+  int64_t active_experts = 0;
 };
 
 /// Bytes of the weights a config needs resident (LayerWeights of that config).
@@ -104,7 +112,10 @@ class MoeLayer {
   void forward_out(const Tensor& x, bool is_prefill, const Tensor& out);
 
   const MoeConfig& config() const;
-  const LayerWeights& weights() const;
+  /// The weights as plain tensors (the layouts of LayerWeights). The layer keeps its projections only packed for
+  /// the kernels (packed once, when the layer is made), so this copies them out — as much memory as the projections
+  /// take; meant for checking and saving (`moefuse verify`, `moefuse quantize`), not for a serving loop.
+  LayerWeights weights() const;
   int threads() const;
   /// Stage times of the last forward.
   const LayerTimings& last_timings() const;

@@ -47,7 +47,20 @@ Shared& shared() {
   return s;
 }
 
+// The pool of the innermost OperatorPoolScope of this thread.
+struct PoolOverride {
+  ThreadPool* pool = nullptr;
+  bool set = false;
+};
+thread_local PoolOverride t_override;
+
 }  // namespace
+
+OperatorPoolScope::OperatorPoolScope(ThreadPool* pool) : previous_(t_override.pool), previous_set_(t_override.set) {
+  t_override = PoolOverride{pool, true};
+}
+
+OperatorPoolScope::~OperatorPoolScope() { t_override = PoolOverride{previous_, previous_set_}; }
 
 void set_num_threads(int n) {
   if (n < 0 || n > kMaxThreads)
@@ -67,6 +80,10 @@ int num_threads() {
 
 DefaultPoolLease::DefaultPoolLease() {
   if (ThreadPool::in_task()) return;
+  if (t_override.set) {
+    if (t_override.pool && t_override.pool->size() > 1) pool_ = t_override.pool;
+    return;
+  }
   const int want = num_threads();
   if (want <= 1) return;
   Shared& s = shared();

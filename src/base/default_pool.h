@@ -12,6 +12,21 @@
 
 namespace moefuse {
 
+/// While alive, leases taken on the constructing thread hand out `pool` (nullptr: the calling thread alone) instead
+/// of the process-wide pool: a MoeLayer runs the operators it calls on its own threads (LayerOptions::threads), with
+/// the same rules (a caller inside a pool task still runs alone). Scopes nest; construct and destroy on one thread.
+class OperatorPoolScope {
+ public:
+  explicit OperatorPoolScope(ThreadPool* pool);
+  ~OperatorPoolScope();
+  OperatorPoolScope(const OperatorPoolScope&) = delete;
+  OperatorPoolScope& operator=(const OperatorPoolScope&) = delete;
+
+ private:
+  ThreadPool* previous_;
+  bool previous_set_;
+};
+
 class DefaultPoolLease {
  public:
   /// Throws ValueError for a bad MOEFUSE_NUM_THREADS (see num_threads()), std::system_error when worker threads

@@ -46,7 +46,9 @@ struct MlpArgs {
   Tensor x;             // [R, H] model dtype or i8
   Tensor x_scale;       // [R] f32 (quantised)
   Tensor group_list;    // counts [G] / key-value [G, 2]; undefined = one group over every row
-  Tensor w13, w2;       // logical [G, H, 2W] / [G, W, H] views
+  Tensor w13, w2;       // logical [G, H, 2W] / [G, W, H] views (undefined when packed)
+  const PackedGroupedWeights* w13_packed = nullptr;  // the same, packed (when the caller has them)
+  const PackedGroupedWeights* w2_packed = nullptr;
   Tensor w13_scale, w2_scale, smooth2, alpha;
   Tensor h, a, a_scale, y;
 };
@@ -62,14 +64,17 @@ void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
   g2.group_type = g1.group_type;
   g2.group_list = g1.group_list;
   g2.group_list_type = g1.group_list_type;
-  // Ungrouped (the shared expert of the float and w8a8 chains): one plain matmul over a [1, K, N] weight.
-  const Tensor& w13 = m.w13;
-  const Tensor& w2 = m.w2;
+  auto gmm13 = [&](const Tensor& x, const GroupedMatmulOptions& o, const Tensor& y) {
+    ops.grouped_matmul(x, m.w13, m.w13_packed, o, y);
+  };
+  auto gmm2 = [&](const Tensor& x, const GroupedMatmulOptions& o, const Tensor& y) {
+    ops.grouped_matmul(x, m.w2, m.w2_packed, o, y);
+  };
 
   if (d.quant == QuantMode::none) {
-    ops.grouped_matmul(m.x, w13, g1, m.h);
+    gmm13(m.x, g1, m.h);
     ops.swiglu(m.h, m.a);
-    ops.grouped_matmul(m.a, w2, g2, m.y);
+    gmm2(m.a, g2, m.y);
     return;
   }
   const Tensor& w13_scale = m.w13_scale;
@@ -78,7 +83,7 @@ void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
   g2.output_dtype = d.model;
   if (d.quant == QuantMode::w8a8) {
     g1.output_dtype = DType::i32;
-    ops.grouped_matmul(m.x, w13, g1, m.h);
+    gmm13(m.x, g1, m.h);
     DequantSwigluQuantOptions q;
     q.weight_scale = w13_scale;
     q.activation_scale = m.x_scale;
@@ -91,12 +96,12 @@ void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
     g1.scale = w13_scale;
     g1.per_token_scale = m.x_scale;
     g1.output_dtype = DType::bf16;
-    ops.grouped_matmul(m.x, w13, g1, m.h);
+    gmm13(m.x, g1, m.h);
     SwigluClipQuantOptions q;
     q.activate_left = true;
     ops.swiglu_clip_quant(m.h, m.group_list, m.alpha, q, SwigluClipQuantResult{m.a, m.a_scale});
   }
-  ops.grouped_matmul(m.a, w2, g2, m.y);
+  gmm2(m.a, g2, m.y);
 }
 
 }  // namespace
@@ -157,8 +162,8 @@ ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity) {
   return b;
 }
 
-void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const Tensor& x,
-               const Tensor& out, ChainBuffers& b, LayerTimings* timings, LayerRouting* routing) {
+void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const PackedLayerWeights* packed,
+               const Tensor& x, const Tensor& out, ChainBuffers& b, LayerTimings* timings, LayerRouting* routing) {
   const Dims d = dims_of(config);
   const int64_t T = x.size(0), R = T * d.K;
   const bool quant = d.quant != QuantMode::none;
@@ -169,7 +174,8 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
   // 1. router: fp32 logits (rounded to the model dtype when configured).
   auto t0 = Clock::now();
   const Tensor logits = rows(b.logits, T);
-  router_logits(x, w.router, logits);
+  if (packed) router_logits(x, packed->router, logits);
+  else router_logits(x, w.router, logits);
   Tensor gate_in = logits;
   if (b.logits_model.defined()) {
     gate_in = rows(b.logits_model, T);
@@ -225,8 +231,13 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
   m.x = expanded_x;
   m.x_scale = expanded_scale;
   m.group_list = b.counts;
-  m.w13 = w.w13.transpose(1, 2);
-  m.w2 = w.w2.transpose(1, 2);
+  if (packed) {
+    m.w13_packed = &packed->w13;
+    m.w2_packed = &packed->w2;
+  } else {
+    m.w13 = w.w13.transpose(1, 2);
+    m.w2 = w.w2.transpose(1, 2);
+  }
   m.w13_scale = w.w13_scale;
   m.w2_scale = w.w2_scale;
   m.smooth2 = w.smooth_scale2;
@@ -259,8 +270,13 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
       if (d.quant == QuantMode::w8a8c8) s.group_list = b.shared_counts;
       s.alpha = b.unit_alpha;
     }
-    s.w13 = w.shared_w13.transpose(1, 2);
-    s.w2 = w.shared_w2.transpose(1, 2);
+    if (packed) {
+      s.w13_packed = &packed->shared_w13;
+      s.w2_packed = &packed->shared_w2;
+    } else {
+      s.w13 = w.shared_w13.transpose(1, 2);
+      s.w2 = w.shared_w2.transpose(1, 2);
+    }
     s.w13_scale = w.shared_w13_scale;
     s.w2_scale = w.shared_w2_scale;
     s.h = rows(b.shared_h, T);
@@ -271,7 +287,8 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
     skip1 = s.y;
     if (config.shared_expert_gated()) {
       const Tensor gate_logit = rows(b.shared_gate_logit, T);
-      router_logits(x, w.shared_gate, gate_logit);
+      if (packed) router_logits(x, packed->shared_gate, gate_logit);
+      else router_logits(x, w.shared_gate, gate_logit);
       skip1 = rows(b.shared_out, T);
       apply_sigmoid_gate(gate_logit, s.y, skip1);
     }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "layer/chain_ops.h"
+#include "layer/packed_weights.h"
 #include "moefuse/config.h"
 #include "moefuse/layer.h"
 
@@ -48,9 +49,12 @@ ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity);
 /// Bytes plan_chain_buffers(config, capacity) allocates.
 int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity);
 
-/// out[T, H] = the layer on x[T, H] (T <= buffers.capacity), running the operators of `ops`. Adds the time of each
-/// stage to `timings` (when given). `routing`, when given, receives views of topk_idx and the model-dtype weights.
-void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
-               const Tensor& out, ChainBuffers& buffers, LayerTimings* timings, LayerRouting* routing = nullptr);
+/// out[T, H] = the layer on x[T, H] (T <= buffers.capacity), running the operators of `ops`. `packed`, when given,
+/// holds the projections and router packed (then `weights` need not hold the projections); otherwise they come from
+/// `weights`. Adds the time of each stage to `timings` (when given). `routing`, when given, receives views of
+/// topk_idx and the model-dtype weights.
+void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& weights,
+               const PackedLayerWeights* packed, const Tensor& x, const Tensor& out, ChainBuffers& buffers,
+               LayerTimings* timings, LayerRouting* routing = nullptr);
 
 }  // namespace moefuse::layer

@@ -21,8 +21,10 @@ class OperatorOps final : public ChainOps {
                        const InitRoutingV2Result& out) const override {
     moefuse::init_routing_v2_out(x, idx, o, out);
   }
-  void grouped_matmul(const Tensor& x, const Tensor& w, const GroupedMatmulOptions& o, const Tensor& y) const override {
-    moefuse::grouped_matmul_out(x, w, o, y);
+  void grouped_matmul(const Tensor& x, const Tensor& w, const PackedGroupedWeights* packed,
+                      const GroupedMatmulOptions& o, const Tensor& y) const override {
+    if (packed) moefuse::grouped_matmul_out(x, *packed, o, y);
+    else moefuse::grouped_matmul_out(x, w, o, y);
   }
   void swiglu(const Tensor& x, const Tensor& out) const override { moefuse::swiglu_out(x, -1, out); }
   void dequant_swiglu_quant(const Tensor& x, const DequantSwigluQuantOptions& o,
@@ -60,7 +62,8 @@ class ReferenceOps final : public ChainOps {
     reference::init_routing_v2(x, idx, o.scale, o.offset, plan, out.expanded_x, out.expanded_row_idx,
                                out.expert_token_cumsum_or_count, out.expanded_scale);
   }
-  void grouped_matmul(const Tensor& x, const Tensor& w, const GroupedMatmulOptions& o, const Tensor& y) const override {
+  void grouped_matmul(const Tensor& x, const Tensor& w, const PackedGroupedWeights*, const GroupedMatmulOptions& o,
+                      const Tensor& y) const override {
     reference::GroupedMatmulArgs a;
     a.x = x;
     a.weight = w;

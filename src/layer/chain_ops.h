@@ -16,8 +16,10 @@ class ChainOps {
   virtual void gating_top_k(const Tensor& x, int64_t k, const GatingTopKOptions& o, const GatingTopKResult& out) const = 0;
   virtual void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2Options& o,
                                const InitRoutingV2Result& out) const = 0;
-  virtual void grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& o,
-                              const Tensor& y) const = 0;
+  /// `packed`, when given, is `weight` packed (the layer's only copy: `weight` is then undefined); implementations
+  /// that cannot use it (the references) need `weight`.
+  virtual void grouped_matmul(const Tensor& x, const Tensor& weight, const PackedGroupedWeights* packed,
+                              const GroupedMatmulOptions& o, const Tensor& y) const = 0;
   virtual void swiglu(const Tensor& x, const Tensor& out) const = 0;
   virtual void dequant_swiglu_quant(const Tensor& x, const DequantSwigluQuantOptions& o,
                                     const DequantSwigluQuantResult& out) const = 0;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "base/default_pool.h"
 #include "base/thread_pool.h"
 #include "layer/chain.h"
 #include "layer/weights.h"
@@ -23,10 +24,21 @@ int resolve_threads(int threads) {
   return threads;
 }
 
-// Tokens each thread plans for when a forward of T tokens is split over `threads` threads, chunk by chunk.
-int64_t per_thread_tokens(const MoeConfig& c, int64_t T, int threads) {
-  const int64_t chunk = std::min(T, c.moe_chunk_max_len);
-  return (chunk + threads - 1) / threads;
+// How a chunk of `len` tokens is run: decode-sized chunks as one part on the calling thread, the grouped matmuls
+// spreading (expert x block) tasks over the layer's threads — splitting a few tokens between threads would have each
+// thread read most of the same experts' weights, the cost of decode. From kSplitTokensPerThread tokens per thread
+// on, the GEMMs are compute bound and every thread runs the whole chain on its own share of the tokens, which
+// parallelises the stages around the GEMMs too.
+constexpr int64_t kSplitTokensPerThread = 128;
+
+struct Schedule {
+  int64_t parts, share;  // parts of `share` tokens (the last may be shorter)
+};
+
+Schedule schedule(int64_t len, int threads) {
+  if (threads <= 1 || len < kSplitTokensPerThread * threads) return Schedule{1, len};
+  const int64_t share = (len + threads - 1) / threads;
+  return Schedule{(len + share - 1) / share, share};
 }
 
 std::string gib(int64_t bytes) {
@@ -40,7 +52,11 @@ std::string gib(int64_t bytes) {
 void check_fits(const MoeConfig& c, int threads, int64_t limit) {
   const int64_t available = limit > 0 ? limit : available_memory_bytes();
   const int64_t weights = layer_weight_bytes(c);
-  const int64_t workspace = threads * layer_workspace_bytes(c, per_thread_tokens(c, c.moe_chunk_max_len, threads));
+  // The largest plan of any forward: a full chunk split between threads, or the largest chunk run as one part.
+  const Schedule full = schedule(c.moe_chunk_max_len, threads);
+  const int64_t one_part = std::min(c.moe_chunk_max_len, kSplitTokensPerThread * threads - 1);
+  const int64_t workspace =
+      std::max(full.parts * layer_workspace_bytes(c, full.share), layer_workspace_bytes(c, one_part));
   const int64_t need = weights + workspace;
   const int64_t usable = available - available / 10;
   if (need > usable)
@@ -48,6 +64,29 @@ void check_fits(const MoeConfig& c, int threads, int64_t limit) {
                         gib(usable) + ": 90% of the " + std::to_string(available) + " bytes available), got " +
                         std::to_string(need) + " bytes needed (" + gib(need) + ": " + std::to_string(weights) +
                         " of weights, " + std::to_string(workspace) + " of workspace)");
+}
+
+// Bytes one expert's weights take (both projections and every per-expert scale the chain reads).
+int64_t expert_bytes(const MoeConfig& c, const LayerWeights& w) {
+  const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
+  const bool quant = c.quant_mode != QuantMode::none;
+  int64_t b = 3 * I * H * (quant ? 1 : int64_t(dtype_size(c.dtype)));
+  if (quant) b += (2 * I + H) * 4;
+  if (w.smooth_scale1.defined()) b += H * 4;
+  if (w.smooth_scale2.defined()) b += I * 4;
+  if (w.clip_alpha.defined()) b += 4;
+  return b;
+}
+
+// Bytes of the weights every chunk reads whichever experts it routes to: router (+ correction bias) and the shared
+// expert (+ its gate).
+int64_t fixed_bytes(const MoeConfig& c) {
+  const int64_t E = c.num_experts, H = c.hidden_size, Is = c.shared_expert_width();
+  const bool quant = c.quant_mode != QuantMode::none;
+  const int64_t ms = int64_t(dtype_size(c.dtype)), ws = quant ? 1 : ms;
+  int64_t b = E * H * ms + (c.model_type == ModelType::deepseek_v3 ? E * 4 : 0);
+  if (Is > 0) b += 3 * Is * H * ws + (quant ? (2 * Is + H) * 4 : 0) + (c.shared_expert_gated() ? H * ms : 0);
+  return b;
 }
 
 }  // namespace
@@ -78,15 +117,25 @@ int64_t available_memory_bytes() {
 
 struct MoeLayer::Impl {
   MoeConfig config;
-  LayerWeights weights;
+  LayerWeights weights;  // without the projections, which live in `packed` only
   ThreadPool pool;
-  std::vector<layer::ChainBuffers> buffers;  // one per thread (graph mode keeps them between forwards)
-  std::vector<LayerTimings> thread_timings;
+  layer::PackedLayerWeights packed;
+  std::vector<layer::ChainBuffers> buffers;  // one per part (graph mode keeps them between forwards)
+  std::vector<LayerTimings> part_timings;
+  std::vector<LayerRouting> part_routing;
+  std::vector<uint8_t> expert_seen;  // [E]: experts with a token in the current chunk
+  int64_t chunk_fixed_bytes = 0;     // weights every chunk reads (fixed_bytes)
+  int64_t per_expert_bytes = 0;
   LayerTimings timings;
 
   Impl(const MoeConfig& c, LayerWeights w, int threads)
       : config(c), weights(std::move(w)), pool(threads), buffers(size_t(pool.size())),
-        thread_timings(size_t(pool.size())) {}
+        part_timings(size_t(pool.size())), part_routing(size_t(pool.size())), expert_seen(size_t(c.num_experts)) {
+    per_expert_bytes = expert_bytes(c, weights);
+    chunk_fixed_bytes = fixed_bytes(c);
+    OperatorPoolScope scope(&pool);  // pack on the layer's threads
+    packed = layer::pack_layer_weights(weights);
+  }
 };
 
 MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options) {
@@ -115,7 +164,9 @@ MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& ch
 }
 
 const MoeConfig& MoeLayer::config() const { return impl_->config; }
-const LayerWeights& MoeLayer::weights() const { return impl_->weights; }
+LayerWeights MoeLayer::weights() const {
+  return layer::unpack_layer_weights(impl_->config, impl_->weights, impl_->packed);
+}
 int MoeLayer::threads() const { return impl_->pool.size(); }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return "chain"; }
@@ -129,7 +180,8 @@ Tensor MoeLayer::forward(const Tensor& x, bool is_prefill) {
 
 void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) {
   // Prefill and decode run the same chunked schedule: chunks bound the workspace, and a token's result does not
-  // depend on its batch (decisions.md §6), so neither the chunking nor the split between threads changes a bit.
+  // depend on its batch nor on how the GEMMs are cut into tasks (decisions.md §6), so neither the chunking nor the
+  // schedule (schedule() above) changes a bit.
   (void)is_prefill;
   Impl& m = *impl_;
   const MoeConfig& c = m.config;
@@ -143,23 +195,37 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   const int64_t T = x.size(0);
   const int threads = m.pool.size();
   const bool graph = c.exe_mode == ExeMode::ge_graph;
-  const int64_t need = T > 0 ? per_thread_tokens(c, T, threads) : 0;
+  const Schedule first = schedule(std::min(T, c.moe_chunk_max_len), threads);
   for (int i = 0; i < threads; ++i) {
     layer::ChainBuffers& b = m.buffers[size_t(i)];
     // Graph mode plans once per bound and reuses; eager mode plans for this forward only.
-    if (!graph || b.capacity < need) b = layer::plan_chain_buffers(c, need);
-    m.thread_timings[size_t(i)] = LayerTimings{};
+    if (i < first.parts && T > 0 && (!graph || b.capacity < first.share)) b = layer::plan_chain_buffers(c, first.share);
+    m.part_timings[size_t(i)] = LayerTimings{};
   }
-  int64_t chunks = 0;
+  int64_t chunks = 0, weight_bytes = 0, active = 0;
+  OperatorPoolScope operators_use(&m.pool);  // a one-part chunk's operators spread their tasks over the layer's threads
   for (int64_t c0 = 0; c0 < T; c0 += c.moe_chunk_max_len) {
     const int64_t len = std::min(c.moe_chunk_max_len, T - c0);
-    const int64_t share = (len + threads - 1) / threads;
-    const int64_t parts = (len + share - 1) / share;
-    m.pool.parallel_for(parts, [&](int64_t p) {
-      const int64_t begin = c0 + p * share, n = std::min(share, c0 + len - begin);
-      layer::run_chain(layer::operator_chain_ops(), c, m.weights, x.narrow(0, begin, n), out.narrow(0, begin, n),
-                       m.buffers[size_t(p)], &m.thread_timings[size_t(p)]);
-    });
+    const Schedule s = schedule(len, threads);
+    auto run_part = [&](int64_t p) {
+      const int64_t begin = c0 + p * s.share, n = std::min(s.share, c0 + len - begin);
+      layer::run_chain(layer::operator_chain_ops(), c, m.weights, &m.packed, x.narrow(0, begin, n),
+                       out.narrow(0, begin, n), m.buffers[size_t(p)], &m.part_timings[size_t(p)],
+                       &m.part_routing[size_t(p)]);
+    };
+    if (s.parts == 1) run_part(0);
+    else m.pool.parallel_for(s.parts, run_part);
+    // The weights this chunk read: the fixed ones and each expert routed to, once.
+    std::fill(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(0));
+    for (int64_t p = 0; p < s.parts; ++p) {
+      const Tensor& idx = m.part_routing[size_t(p)].topk_idx;
+      const int32_t* e = idx.data_as<const int32_t>();
+      for (int64_t i = 0; i < idx.numel(); ++i)
+        if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = 1;
+    }
+    const int64_t n_active = std::count(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(1));
+    active += n_active;
+    weight_bytes += m.chunk_fixed_bytes + n_active * m.per_expert_bytes;
     ++chunks;
   }
   if (!graph)
@@ -167,7 +233,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
 
   LayerTimings t;
   int used = 0;
-  for (const LayerTimings& tt : m.thread_timings) {
+  for (const LayerTimings& tt : m.part_timings) {
     if (tt.router + tt.gating + tt.routing + tt.experts + tt.shared + tt.combine == 0) continue;
     t.router += tt.router;
     t.gating += tt.gating;
@@ -187,6 +253,8 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   }
   t.tokens = T;
   t.chunks = chunks;
+  t.weight_bytes = weight_bytes;
+  t.active_experts = active;
   t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   m.timings = t;
 }
@@ -204,7 +272,7 @@ Tensor reference_layer_forward(const MoeConfig& config, const LayerWeights& weig
   Tensor out = Tensor::empty(config.dtype, {T, config.hidden_size});
   layer::ChainBuffers b = layer::plan_chain_buffers(config, T);
   LayerRouting r;
-  layer::run_chain(layer::reference_chain_ops(), config, weights, x, out, b, nullptr, &r);
+  layer::run_chain(layer::reference_chain_ops(), config, weights, nullptr, x, out, b, nullptr, &r);
   // The routing views point into `b`; hand out copies that outlive it.
   if (routing) *routing = LayerRouting{r.topk_idx.defined() ? r.topk_idx.clone() : Tensor::empty(DType::i32, {0, config.num_experts_per_tok}),
                                        r.topk_weight.defined() ? r.topk_weight.clone() : Tensor::empty(config.dtype, {0, config.num_experts_per_tok})};

@@ -1,8 +1,10 @@
 #include "layer/router.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/elements.h"
+#include "base/scratch.h"
 #include "reference/grouped_matmul.h"
 
 namespace moefuse::layer {
@@ -14,6 +16,21 @@ void router_logits(const Tensor& x, const Tensor& weight, const Tensor& out) {
   a.x = x;
   a.weight = weight.transpose(0, 1);  // [H, E] view of the [E, H] storage
   reference::grouped_matmul(a, out);
+}
+
+void router_logits(const Tensor& x, const gemm::PackedWeights& weight, const Tensor& out) {
+  constexpr int64_t kRows = 48;  // rows widened per kernel call: a multiple of the kernels' 6-row tiles
+  const int64_t T = x.size(0), H = x.size(1), E = weight.n();
+  const gemm::GemmFloatFn kernel = gemm::select_gemm_kernels().float_kernel(weight.dtype()).fn;
+  Scratch<float> a(std::min(T, kRows) * H);
+  float* logits = out.data_as<float>();
+  for (int64_t t0 = 0; t0 < T; t0 += kRows) {
+    const int64_t m = std::min(kRows, T - t0);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t h = 0; h < H; ++h)
+        a[r * H + h] = load_element_f32(x.data(), x.dtype(), (t0 + r) * x.stride(0) + h * x.stride(1));
+    kernel(m, H, 0, E, a.data(), H, weight.data(), logits + t0 * E, E);
+  }
 }
 
 void round_to(const Tensor& src, const Tensor& dst) {

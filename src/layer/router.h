@@ -1,6 +1,7 @@
 // The layer's small dense steps around the operator chain: router logits, rounding, the qwen2_moe shared gate.
 #pragma once
 
+#include "kernels/gemm/gemm.h"
 #include "moefuse/tensor.h"
 
 namespace moefuse::layer {
@@ -9,6 +10,11 @@ namespace moefuse::layer {
 /// one fma per term (the grouped-matmul contract, so f32 models match the reference bit for bit). weight is [E, H]
 /// in the model dtype (Hugging Face's [out, in]).
 void router_logits(const Tensor& x, const Tensor& weight, const Tensor& out);
+
+/// The same logits, bitwise, from the weight packed as the logical [H, E] (PackedLayerWeights::router), on the GEMM
+/// kernels of active_isa() on the calling thread: x is widened to fp32 a block of rows at a time (per-thread scratch,
+/// no allocation once grown).
+void router_logits(const Tensor& x, const gemm::PackedWeights& weight, const Tensor& out);
 
 /// dst = src rounded (RNE) to dst's dtype; both contiguous, same shape.
 void round_to(const Tensor& src, const Tensor& dst);

@@ -237,6 +237,24 @@ TEST(GemmPack, TransposedAndStridedSourcesGiveIdenticalBytes) {
   }
 }
 
+TEST(GemmPack, UnpackRestoresEveryElementIntoAnyLayout) {
+  Rng rng(12);
+  for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::i8}) {
+    for (auto [K, N] : {std::pair<int64_t, int64_t>{17, 33}, {6, 95}, {4, 32}, {1, 1}, {0, 5}}) {
+      Tensor kn = dt == DType::i8 ? rng.int_tensor(dt, {K, N}, -128, 127) : rng.normal_tensor(dt, {K, N});
+      PackedWeights pw = dt == DType::i8 ? gemm::pack_weights_s8(static_cast<const int8_t*>(kn.data()), K, N, N, 1)
+                                         : gemm::pack_weights_f(kn.data(), dt, K, N, N, 1);
+      // Back into [K, N] row-major and into the Hugging Face [N, K] storage (its [K, N] view).
+      Tensor same = Tensor::zeros(dt, {K, N});
+      gemm::unpack_weights(pw, same.data(), N, 1);
+      EXPECT_TENSOR_EQ(same, kn);
+      Tensor nk = Tensor::zeros(dt, {N, K});
+      gemm::unpack_weights(pw, nk.data(), 1, K);
+      EXPECT_TENSOR_EQ(nk.transpose(0, 1), kn);
+    }
+  }
+}
+
 TEST(GemmPack, RejectsBadArguments) {
   float x = 0.0f;
   int8_t q = 0;

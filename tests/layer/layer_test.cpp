@@ -103,10 +103,12 @@ TEST(Layer, ExecutionOptionsDoNotChangeTheOutput) {
     MoeConfig base = small("qwen1.5-moe-a2.7b", DType::bf16, q);
     base.moe_chunk_max_len = 1024;
     LayerWeights w = MoeLayer::with_random_weights(base, 5).weights();
-    Tensor x = tokens(base, 23, 8);
+    // 400 tokens: chunks of 256 tokens or more are split between 2 threads, of 384 or more between 3; smaller
+    // ones run as one part with the grouped matmuls' tasks spread over the threads (moe_layer.cpp).
+    Tensor x = tokens(base, 400, 8);
     Tensor expected = MoeLayer(base, w, {.threads = 1}).forward(x, true);
     for (ExeMode mode : {ExeMode::eager, ExeMode::ge_graph})
-      for (int64_t chunk : {1, 4, 23, 1024})
+      for (int64_t chunk : {1, 23, 300, 1024})
         for (int threads : {1, 2, 3}) {
           MoeConfig c = base;
           c.exe_mode = mode;
@@ -118,6 +120,47 @@ TEST(Layer, ExecutionOptionsDoNotChangeTheOutput) {
           EXPECT_EQ(layer.last_timings().tokens, 5);
         }
   }
+}
+
+TEST(Layer, WeightsComeBackBitwiseFromThePackedCopy) {
+  for (QuantMode q : {QuantMode::none, QuantMode::w8a8, QuantMode::w8a8c8}) {
+    MoeConfig c = small("qwen1.5-moe-a2.7b", DType::bf16, q);  // with a gated shared expert
+    const LayerWeights w = MoeLayer::with_random_weights(c, 4).weights();
+    const LayerWeights back = MoeLayer(c, w).weights();
+    EXPECT_TENSOR_EQ(w.w13, back.w13);
+    EXPECT_TENSOR_EQ(w.w2, back.w2);
+    EXPECT_TENSOR_EQ(w.shared_w13, back.shared_w13);
+    EXPECT_TENSOR_EQ(w.shared_w2, back.shared_w2);
+    EXPECT_TENSOR_EQ(w.router, back.router);
+    EXPECT_TENSOR_EQ(w.shared_gate, back.shared_gate);
+    if (q != QuantMode::none) {
+      EXPECT_TENSOR_EQ(w.w13_scale, back.w13_scale);
+    }
+  }
+}
+
+TEST(Layer, CountsTheWeightBytesEachChunkReads) {
+  MoeConfig c = small("olmoe-1b-7b", DType::bf16);  // E 64, K 8, H 64, I 32, no shared expert
+  const int64_t router = 64 * 64 * 2, expert = 3 * 32 * 64 * 2;
+  MoeLayer one = MoeLayer::with_random_weights(c, 1);
+  one.forward(tokens(c, 1, 2));
+  EXPECT_EQ(one.last_timings().active_experts, 8);
+  EXPECT_EQ(one.last_timings().weight_bytes, router + 8 * expert);
+  c.moe_chunk_max_len = 1;  // three chunks of one token: each reads the router and its own 8 experts
+  MoeLayer chunked = MoeLayer::with_random_weights(c, 1);
+  chunked.forward(tokens(c, 3, 2));
+  EXPECT_EQ(chunked.last_timings().active_experts, 24);
+  EXPECT_EQ(chunked.last_timings().weight_bytes, 3 * router + 24 * expert);
+  // w8a8: per expert, the int8 projections plus the fp32 scales, smooth scales and clip factor the chain reads.
+  MoeConfig q = small("olmoe-1b-7b", DType::bf16, QuantMode::w8a8);
+  MoeLayer quant = MoeLayer::with_random_weights(q, 1);
+  quant.forward(tokens(q, 1, 2));
+  const LayerWeights w = quant.weights();
+  int64_t per_expert = 3 * 32 * 64 + (2 * 32 + 64) * 4;
+  if (w.smooth_scale1.defined()) per_expert += 64 * 4;
+  if (w.smooth_scale2.defined()) per_expert += 32 * 4;
+  if (w.clip_alpha.defined()) per_expert += 4;
+  EXPECT_EQ(quant.last_timings().weight_bytes, router + 8 * per_expert);
 }
 
 TEST(Layer, ATokensResultDoesNotDependOnItsBatch) {

@@ -49,7 +49,7 @@ Tensor operator_chain_routing(const MoeConfig& config, const LayerWeights& weigh
   layer::ChainBuffers buffers = layer::plan_chain_buffers(config, T);
   const Tensor out = Tensor::empty(config.dtype, {T, config.hidden_size});
   LayerRouting routing;
-  layer::run_chain(layer::operator_chain_ops(), config, weights, x, out, buffers, nullptr, &routing);
+  layer::run_chain(layer::operator_chain_ops(), config, weights, nullptr, x, out, buffers, nullptr, &routing);
   return routing.topk_idx.clone();  // the routing views point into `buffers`
 }
 

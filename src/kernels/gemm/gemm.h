@@ -119,6 +119,11 @@ PackedWeights pack_weights_f(const void* src, DType dtype, int64_t K, int64_t N,
 /// Throws ValueError for K < 0, K >= 65536 or N < 0, ResourceError when memory runs out.
 PackedWeights pack_weights_s8(const int8_t* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n);
 
+/// The inverse of the pack functions: writes every element (k, n), k < K, n < N, of `w` to dst + k * stride_k + n *
+/// stride_n (element strides; the element size is w.dtype()'s), bit patterns as packed. Used where a caller needs
+/// the plain weights back from the only copy it kept (MoeLayer::weights()). Never allocates or throws.
+void unpack_weights(const PackedWeights& w, void* dst, int64_t stride_k, int64_t stride_n);
+
 /// Float kernel (one per weight dtype): see "What the kernels compute". `b` is PackedWeights::data().
 using GemmFloatFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                              float* c, int64_t ldc);

@@ -40,6 +40,20 @@ void pack_float_panels(const T* src, int64_t K, int64_t N, int64_t stride_k, int
   }
 }
 
+template <class T>
+void unpack_float_panels(const T* src, int64_t K, int64_t N, int64_t panels, T* dst, int64_t stride_k,
+                         int64_t stride_n) {
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t n_begin = p * kGemmNR;
+    const int64_t width = std::min<int64_t>(kGemmNR, N - n_begin);
+    for (int64_t k = 0; k < K; ++k) {
+      const T* in = src + (p * K + k) * kGemmNR;
+      T* row = dst + k * stride_k + n_begin * stride_n;
+      for (int64_t j = 0; j < width; ++j) row[j * stride_n] = in[j];
+    }
+  }
+}
+
 }  // namespace
 
 void PackedWeights::Free::operator()(std::byte* p) const { std::free(p); }
@@ -118,6 +132,25 @@ PackedWeights pack_weights_s8(const int8_t* src, int64_t K, int64_t N, int64_t s
     }
   }
   return w;
+}
+
+void unpack_weights(const PackedWeights& w, void* dst, int64_t stride_k, int64_t stride_n) {
+  const int64_t K = w.k(), N = w.n();
+  if (K == 0 || N == 0) return;
+  if (w.dtype() == DType::i8) {
+    const auto* src = static_cast<const int8_t*>(w.data());
+    auto* out = static_cast<int8_t*>(dst);
+    const int64_t Kp = w.k_padded();
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        out[k * stride_k + n * stride_n] = src[(n / kGemmNR) * Kp * kGemmNR + (k / 4) * (kGemmNR * 4) + (n % kGemmNR) * 4 + k % 4];
+  } else if (w.dtype() == DType::f32) {
+    unpack_float_panels(static_cast<const uint32_t*>(w.data()), K, N, w.panels(), static_cast<uint32_t*>(dst),
+                        stride_k, stride_n);
+  } else {
+    unpack_float_panels(static_cast<const uint16_t*>(w.data()), K, N, w.panels(), static_cast<uint16_t*>(dst),
+                        stride_k, stride_n);
+  }
 }
 
 }  // namespace moefuse::gemm
