@@ -4,7 +4,8 @@
 //
 // The peak loops are independent accumulator chains in registers only (12 of them: enough to cover a 4-cycle latency
 // at 2 instructions per cycle), written in asm so that the compiler cannot remove or reorder anything; their inputs
-// are zero, so no denormal slow paths. Each loop lives in the source file of its ISA (machine_probe__<isa>.cpp).
+// are zero, so no denormal slow paths. Each loop lives in the source file of its register width
+// (machine_probe__avx2.cpp: ymm, machine_probe__avx512.cpp: zmm).
 #pragma once
 
 #include <cstddef>
@@ -25,7 +26,7 @@ struct PeakLoop {
 extern const PeakLoop kFmaZmm;
 /// 12 x vfmadd231ps on ymm per iteration (needs AVX2 + FMA).
 extern const PeakLoop kFmaYmm;
-/// 12 x vpdpbusd on zmm per iteration (needs AVX-512 VNNI).
+/// 12 x vpdpbusd on zmm per iteration (needs AVX-512 VNNI; defined in machine_probe__avx512.cpp, asm).
 extern const PeakLoop kDpbusdZmm;
 
 /// The fp32 loop of the kernels in use: zmm when active_isa() is avx512, ymm for avx2, nullptr for scalar.

@@ -128,25 +128,35 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
         EXPECT_GT(row["ratio"].get<double>(), 0);
         EXPECT_NEAR(row["ratio"].get<double>(), med / row["lower_bound_ms"].get<double>(),
                     1e-9 * row["ratio"].get<double>());
-        EXPECT_GE(row["copies"].get<int>(), 1);
+        // A step reads about 25 KB here: 4x any LLC of 1 MiB or more wants over 32 copies, the most there are.
+        EXPECT_EQ(row["copies"], 32);
       }
-  // A tiny model's weights are far below 4x any LLC: the copies are capped and the output says so.
-  EXPECT_NE(r.out.find("note:       quant none, path chain: "), std::string::npos) << r.out;
+  // ... and the output says so, for each (quant, path).
+  EXPECT_EQ(j["notes"].size(), 4u);
+  EXPECT_NE(r.out.find("note:       quant none, path chain: 32 of "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("note:       quant w8a8, path superkernel: 32 of "), std::string::npos) << r.out;
 
   const std::string png = read_bytes(path("b.png"));
   ASSERT_GE(png.size(), 8u);
   EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
 }
 
-TEST_F(BenchCliTest, SvgPlotAndTheConfigsQuantByDefault) {
+TEST_F(BenchCliTest, SvgPlotPrefillRowsAndTheConfigsQuantByDefault) {
   Result r = moefuse("bench --config '" + small_config("bf16", "w8a8c8") +
-                     "' --tokens 2 --paths superkernel --iters 2 --warmup 1 --threads 1 --plot '" + path("b.SVG") +
-                     "'");
+                     "' --tokens 128,2,2 --paths superkernel --iters 2 --warmup 1 --threads 1 --plot '" +
+                     path("b.SVG") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(line_starting(r.out, "machine:").find("1 thread, isa "), std::string::npos) << r.out;
   const std::vector<std::string> rows = table_rows(r.out);
-  ASSERT_EQ(rows.size(), 1u) << r.out;
-  EXPECT_EQ(words(rows[0])[0], "w8a8c8");
-  EXPECT_EQ(words(rows[0])[1], "superkernel");
+  ASSERT_EQ(rows.size(), 2u) << r.out;  // each token count once, in increasing order
+  for (const std::string& row : rows) {
+    EXPECT_EQ(words(row)[0], "w8a8c8");
+    EXPECT_EQ(words(row)[1], "superkernel");
+  }
+  EXPECT_EQ(words(rows[0])[3], "2");
+  EXPECT_EQ(words(rows[0])[4], "decode");
+  EXPECT_EQ(words(rows[1])[3], "128");
+  EXPECT_EQ(words(rows[1])[4], "prefill");
   const std::string svg = read_bytes(path("b.SVG"));
   EXPECT_NE(svg.find("<svg"), std::string::npos);
 }
@@ -180,15 +190,7 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
   const std::string unknown = write_text("unknown.yaml", y);
   EXPECT_TRUE(is_error(moefuse("bench --config '" + unknown + "'" + outputs), {unknown, "num_expert"}));
   // 1.6 TB of weights: refused by the layer before anything is measured or written.
-  const std::string huge = write_text("huge.yaml", R"(model_config:
-  model_type: olmoe
-  num_experts: 64
-  num_experts_per_tok: 8
-  hidden_size: 65536
-  moe_intermediate_size: 65536
-  scoring_func: softmax
-  norm_topk_prob: false
-)");
+  const std::string huge = write_text("huge.yaml", testing::kHugeYaml);
   EXPECT_TRUE(is_error(moefuse("bench --config '" + huge + "' --tokens 1" + outputs),
                        {"memory", "bytes available", "bytes needed"}));
   EXPECT_TRUE(is_error(moefuse("bench --tokens 1 --preset default --config '" + cfg + "'"), {"--config", "--preset"}));

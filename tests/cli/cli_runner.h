@@ -38,6 +38,17 @@ model_config:
   dtype: bf16
 )";
 
+// 1.6 TB of weights (64 experts of 65536 x 65536): more than any machine has, refused before anything is allocated.
+inline constexpr const char* kHugeYaml = R"(model_config:
+  model_type: olmoe
+  num_experts: 64
+  num_experts_per_tok: 8
+  hidden_size: 65536
+  moe_intermediate_size: 65536
+  scoring_func: softmax
+  norm_topk_prob: false
+)";
+
 class CliTest : public ::testing::Test {
  protected:
   TempDirectory dir;

@@ -449,15 +449,7 @@ TEST_F(CliTest, InputErrorsNameTheFile) {
 
 TEST_F(CliTest, NotEnoughMemoryIsRefusedUpFront) {
   // 1.6 TB of weights: refused with the bytes needed and available, before anything is allocated or written.
-  const std::string huge = write_text("huge.yaml", R"(model_config:
-  model_type: olmoe
-  num_experts: 64
-  num_experts_per_tok: 8
-  hidden_size: 65536
-  moe_intermediate_size: 65536
-  scoring_func: softmax
-  norm_topk_prob: false
-)");
+  const std::string huge = write_text("huge.yaml", testing::kHugeYaml);
   EXPECT_TRUE(is_error(moefuse("run --config '" + huge + "' --tokens 1 --output '" + path("y.npy") + "'"),
                        {"memory", "bytes available", "bytes needed"}));
   EXPECT_FALSE(std::filesystem::exists(path("y.npy")));

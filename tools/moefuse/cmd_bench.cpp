@@ -307,18 +307,17 @@ class Bench {
       path = layer.path();
     }
 
-    Row r;
-    r.quant = quant;
-    r.asked_path = asked;
-    r.path = path;
-    r.tokens = T;
-    r.prefill = prefill;
-    r.ms_median = median(ms);
-    r.ms_min = *std::min_element(ms.begin(), ms.end());
-    r.ms_max = *std::max_element(ms.begin(), ms.end());
-    r.weight_bytes = int64_t(std::llround(median(bytes)));
-    r.flops = layer_flops(c, T);
-    r.copies = int(n);
+    Row r{.quant = quant,
+          .asked_path = asked,
+          .path = path,
+          .tokens = T,
+          .prefill = prefill,
+          .ms_median = median(ms),
+          .ms_min = *std::min_element(ms.begin(), ms.end()),
+          .ms_max = *std::max_element(ms.begin(), ms.end()),
+          .weight_bytes = int64_t(std::llround(median(bytes))),
+          .flops = layer_flops(c, T),
+          .copies = int(n)};
     const double s = r.ms_median / 1e3;
     r.gbps = s > 0 ? double(r.weight_bytes) / s / 1e9 : 0;
     r.gflops = s > 0 ? double(r.flops) / s / 1e9 : 0;
