@@ -202,9 +202,13 @@ class Bench {
     plot.title = "moefuse bench: " + model_label(a_.config, lc_) + " (" + std::string(dtype_name(lc_.config.dtype)) +
                  "), " + std::to_string(m.threads) + " thread" + (m.threads == 1 ? "" : "s");
     char sub[256];
-    std::snprintf(sub, sizeof sub, "%s: read %.1f GB/s, fp32 FMA %.0f GFLOP/s, int8 VNNI %.0f GOP/s",
-                  m.cpu.c_str(), m.read_bytes_per_s / 1e9, m.fp32_flops / 1e9, m.int8_ops / 1e9);
+    std::snprintf(sub, sizeof sub, "%s: read %.1f GB/s, fp32 FMA %.0f GFLOP/s", m.cpu.c_str(), m.read_bytes_per_s / 1e9,
+                  m.fp32_flops / 1e9);
     plot.subtitle = sub;
+    if (m.int8_ops > 0) {
+      std::snprintf(sub, sizeof sub, ", int8 VNNI %.0f GOP/s", m.int8_ops / 1e9);
+      plot.subtitle += sub;
+    }
     plot.x_label = "tokens";
     plot.y_label = "time per forward (ms, median)";
     // One line per (quant, asked path); the lower bound once per quant, in the colour of its first line.
