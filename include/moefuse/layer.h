@@ -119,8 +119,10 @@ class MoeLayer {
   int threads() const;
   /// Stage times of the last forward.
   const LayerTimings& last_timings() const;
-  /// Which path the last forward ran: "chain" (the operator chain; the fused path arrives with the speed work,
-  /// until then enable_superkernel runs the chain too).
+  /// Which path the last non-empty forward ran: "superkernel" (the fused decode path: enable_superkernel, a decode
+  /// forward (is_prefill false), a float or w8a8 chain with I and the shared width multiples of 32) or "chain" (the
+  /// operator chain: prefill, w8a8c8, or enable_superkernel off). Both give bitwise the same output. "chain" before
+  /// any forward.
   std::string path() const;
 
  private:

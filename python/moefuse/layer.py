@@ -262,12 +262,13 @@ class MoeLayer:
     @property
     def last_timings(self) -> Dict[str, Any]:
         """Milliseconds per stage of the last forward (router, gating, routing, experts, shared, combine: summed
-        over chunks, averaged over the threads that ran; total: wall time), and its tokens and chunks."""
+        over chunks, averaged over the threads that ran; total: wall time), its tokens and chunks, and weight_bytes /
+        active_experts: the bytes of weights it read and the distinct experts it ran, summed over chunks."""
         return self._layer.last_timings
 
     @property
     def path(self) -> str:
-        """Which path the last forward ran ("chain": the operator chain)."""
+        """Which path the last forward ran: "superkernel" (the fused decode path) or "chain" (the operator chain)."""
         return self._layer.path
 
     @property
@@ -276,8 +277,9 @@ class MoeLayer:
         return self._layer.threads
 
     def weights(self) -> Dict[str, np.ndarray]:
-        """The layer's weights (LayerWeights, include/moefuse/layer.h) by member name, as read-only numpy arrays
-        sharing the layer's memory: router [E, H]; router_bias [E] (deepseek_v3); w13 [E, 2I, H] (gate rows, then
+        """The layer's weights (LayerWeights, include/moefuse/layer.h) by member name, as read-only numpy arrays:
+        the projections (w13, w2, shared_w13, shared_w2) are copies unpacked from the layer's packed weights (the
+        only copy it keeps: as much memory again), the others share the layer's memory. router [E, H]; router_bias [E] (deepseek_v3); w13 [E, 2I, H] (gate rows, then
         up rows); w2 [E, H, I]; and, as the config needs them, w13_scale [E, 2I], w2_scale [E, H], smooth_scale1,
         smooth_scale2, clip_alpha [E], shared_w13 [1, 2Is, H], shared_w2 [1, H, Is], shared_w13_scale,
         shared_w2_scale, shared_gate [1, H]. bf16 weights need ml_dtypes (TypeError otherwise)."""

@@ -69,6 +69,8 @@ nb::dict timings_dict(const LayerTimings& t) {
   d["total"] = t.total;
   d["tokens"] = t.tokens;
   d["chunks"] = t.chunks;
+  d["weight_bytes"] = t.weight_bytes;
+  d["active_experts"] = t.active_experts;
   return d;
 }
 
@@ -176,7 +178,7 @@ void bind_layer(nb::module_& m) {
                      return timings_dict(t);
                    })
       .def("weights", [](const PyLayer& self) { return weights_list(self.layer.weights()); },
-           "(name, tensor) of every defined weight, sharing the layer's storage.");
+           "(name, tensor) of every defined weight: the projections unpacked from the layer's packed copy (new memory), the other weights sharing the layer's storage.");
 }
 
 }  // namespace moefuse::python

@@ -116,6 +116,10 @@ int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity) {
   b += R * d.H * xs + R * 4 + d.E * 16 + R * 4;                  // routing
   b += R * 2 * d.I * hs + R * d.I * as + R * 4 + R * d.H * ms;   // experts
   if (d.Is > 0) b += T * (4 + d.H + 4 + 4 + 2 * d.Is * hs + d.Is * as + 4 + 2 * d.H * ms + 4) + 16;
+  if (config.enable_superkernel) {
+    b += (quant ? 0 : T * d.H * 4) + R * 4 + (d.E + 1) * 4 + (d.E + 2) * 8 + (2 * (d.E + 1) + 1) * 4;
+    b += R * d.I * 4 + T * d.Is * 4;
+  }
   return b;
 }
 
@@ -159,18 +163,21 @@ ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity) {
       b.shared_out = Tensor::empty(d.model, {T, d.H});
     }
   }
+  if (config.enable_superkernel) {
+    if (!quant) b.x_f32 = Tensor::empty(DType::f32, {T, d.H});
+    b.row_token = Tensor::empty(DType::i32, {R});
+    b.group_expert = Tensor::empty(DType::i32, {d.E + 1});
+    b.group_begin = Tensor::empty(DType::i64, {d.E + 2});
+    b.a_f32 = Tensor::empty(DType::f32, {R, d.I});
+    if (d.Is > 0) b.shared_a_f32 = Tensor::empty(DType::f32, {T, d.Is});
+    b.counters = Tensor::empty(DType::i32, {2 * (d.E + 1) + 1});
+  }
   return b;
 }
 
-void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const PackedLayerWeights* packed,
-               const Tensor& x, const Tensor& out, ChainBuffers& b, LayerTimings* timings, LayerRouting* routing) {
-  const Dims d = dims_of(config);
-  const int64_t T = x.size(0), R = T * d.K;
-  const bool quant = d.quant != QuantMode::none;
-  LayerTimings local;
-  LayerTimings& t = timings ? *timings : local;
-  if (T == 0) return;
-
+Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w,
+                    const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& b, LayerTimings& t) {
+  const int64_t T = x.size(0), K = config.num_experts_per_tok;
   // 1. router: fp32 logits (rounded to the model dtype when configured).
   auto t0 = Clock::now();
   const Tensor logits = rows(b.logits, T);
@@ -201,17 +208,32 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
     go.renorm = config.norm_topk_prob ? 1 : 0;
   }
   const Tensor topk_weight = rows(b.topk_weight, T), topk_idx = rows(b.topk_idx, T);
-  ops.gating_top_k(gate_in, d.K, go, GatingTopKResult{topk_weight, topk_idx, rows(b.scores, T)});
+  ops.gating_top_k(gate_in, K, go, GatingTopKResult{topk_weight, topk_idx, rows(b.scores, T)});
   Tensor scales = topk_weight;
   if (b.topk_weight_model.defined()) {
     scales = rows(b.topk_weight_model, T);
     round_to(topk_weight, scales);
   }
-  if (routing) *routing = LayerRouting{topk_idx, scales};
   t.gating += ms_since(t0);
+  return Routed{topk_idx, scales};
+}
+
+void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const PackedLayerWeights* packed,
+               const Tensor& x, const Tensor& out, ChainBuffers& b, LayerTimings* timings, LayerRouting* routing) {
+  const Dims d = dims_of(config);
+  const int64_t T = x.size(0), R = T * d.K;
+  const bool quant = d.quant != QuantMode::none;
+  LayerTimings local;
+  LayerTimings& t = timings ? *timings : local;
+  if (T == 0) return;
+
+  const Routed routed = route_tokens(ops, config, w, packed, x, b, t);
+  const Tensor& topk_idx = routed.topk_idx;
+  const Tensor& scales = routed.scales;
+  if (routing) *routing = LayerRouting{topk_idx, scales};
 
   // 3. routing (init_routing_v2, dropless, token-major, dynamic int8 for the quantised chains).
-  t0 = Clock::now();
+  auto t0 = Clock::now();
   InitRoutingV2Options ro;
   ro.active_num = R;
   ro.expert_num = d.E;

@@ -41,9 +41,28 @@ struct ChainBuffers {
   Tensor shared_gate_logit; // [T, 1] f32 (qwen2_moe)
   Tensor shared_out;        // [T, H] model dtype: the gated shared output (qwen2_moe)
   Tensor unit_alpha;        // [1] f32 = 1: the shared expert's clip factor (w8a8c8)
+  // The fused decode path (fused_decode.h), planned when the config enables it:
+  Tensor x_f32;             // [T, H] f32: x widened once (float models)
+  Tensor row_token;         // [T*K] i32: the token of each expert-sorted row
+  Tensor group_expert;      // [E + 1] i32: the active experts, then the shared expert (id E)
+  Tensor group_begin;       // [E + 2] i64: first row of each group (rows of the shared group are token indices)
+  Tensor a_f32;             // [T*K, I] f32: SwiGLU output (model-dtype values; w8a8: before its quantisation)
+  Tensor shared_a_f32;      // [T, Is] f32 (with a shared expert)
+  Tensor counters;          // [2 * (E + 1) + 1] i32: finished tasks per group and phase, and in all (atomic_ref)
 };
 
-/// Allocates buffers for up to `capacity` tokens.
+/// The gating result of route_tokens: views into the buffers.
+struct Routed {
+  Tensor topk_idx;  // [T, K] i32
+  Tensor scales;    // [T, K] model dtype: the combine weights
+};
+
+/// Steps 1 and 2 of the chain (router logits, gating) for x [T, H] into `buffers`; adds their times to `timings`.
+/// Shared by the chain and the fused decode path, so both route identically.
+Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& weights,
+                    const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& buffers, LayerTimings& timings);
+
+/// Allocates buffers for up to `capacity` tokens (with those of the fused path when config.enable_superkernel).
 ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity);
 
 /// Bytes plan_chain_buffers(config, capacity) allocates.

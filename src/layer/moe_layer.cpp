@@ -9,6 +9,7 @@
 #include "base/default_pool.h"
 #include "base/thread_pool.h"
 #include "layer/chain.h"
+#include "layer/fused_decode.h"
 #include "layer/weights.h"
 #include "moefuse/error.h"
 #include "moefuse/io.h"
@@ -55,8 +56,9 @@ void check_fits(const MoeConfig& c, int threads, int64_t limit) {
   // The largest plan of any forward: a full chunk split between threads, or the largest chunk run as one part.
   const Schedule full = schedule(c.moe_chunk_max_len, threads);
   const int64_t one_part = std::min(c.moe_chunk_max_len, kSplitTokensPerThread * threads - 1);
+  const int64_t largest_one_part = c.enable_superkernel ? c.moe_chunk_max_len : one_part;  // the fused path's plan
   const int64_t workspace =
-      std::max(full.parts * layer_workspace_bytes(c, full.share), layer_workspace_bytes(c, one_part));
+      std::max(full.parts * layer_workspace_bytes(c, full.share), layer_workspace_bytes(c, largest_one_part));
   const int64_t need = weights + workspace;
   const int64_t usable = available - available / 10;
   if (need > usable)
@@ -127,6 +129,7 @@ struct MoeLayer::Impl {
   int64_t chunk_fixed_bytes = 0;     // weights every chunk reads (fixed_bytes)
   int64_t per_expert_bytes = 0;
   LayerTimings timings;
+  std::string path = "chain";
 
   Impl(const MoeConfig& c, LayerWeights w, int threads)
       : config(c), weights(std::move(w)), pool(threads), buffers(size_t(pool.size())),
@@ -169,7 +172,7 @@ LayerWeights MoeLayer::weights() const {
 }
 int MoeLayer::threads() const { return impl_->pool.size(); }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
-std::string MoeLayer::path() const { return "chain"; }
+std::string MoeLayer::path() const { return impl_->path; }
 
 Tensor MoeLayer::forward(const Tensor& x, bool is_prefill) {
   check::rank(kOp, "x", x, 2);
@@ -182,7 +185,6 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   // Prefill and decode run the same chunked schedule: chunks bound the workspace, and a token's result does not
   // depend on its batch nor on how the GEMMs are cut into tasks (decisions.md §6), so neither the chunking nor the
   // schedule (schedule() above) changes a bit.
-  (void)is_prefill;
   Impl& m = *impl_;
   const MoeConfig& c = m.config;
   check::rank(kOp, "x", x, 2);
@@ -195,7 +197,10 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   const int64_t T = x.size(0);
   const int threads = m.pool.size();
   const bool graph = c.exe_mode == ExeMode::ge_graph;
-  const Schedule first = schedule(std::min(T, c.moe_chunk_max_len), threads);
+  // Decode runs the fused path when the config asks for it and it handles the config (fused_decode.h).
+  const bool fused = c.enable_superkernel && !is_prefill && layer::fused_decode_supported(c);
+  const Schedule first =
+      fused ? Schedule{1, std::min(T, c.moe_chunk_max_len)} : schedule(std::min(T, c.moe_chunk_max_len), threads);
   for (int i = 0; i < threads; ++i) {
     layer::ChainBuffers& b = m.buffers[size_t(i)];
     // Graph mode plans once per bound and reuses; eager mode plans for this forward only.
@@ -206,8 +211,13 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   OperatorPoolScope operators_use(&m.pool);  // a one-part chunk's operators spread their tasks over the layer's threads
   for (int64_t c0 = 0; c0 < T; c0 += c.moe_chunk_max_len) {
     const int64_t len = std::min(c.moe_chunk_max_len, T - c0);
-    const Schedule s = schedule(len, threads);
+    const Schedule s = fused ? Schedule{1, len} : schedule(len, threads);
     auto run_part = [&](int64_t p) {
+      if (fused) {
+        layer::run_fused_decode(c, m.weights, m.packed, x.narrow(0, c0, len), out.narrow(0, c0, len), m.buffers[0],
+                                m.pool, m.part_timings[0], &m.part_routing[0]);
+        return;
+      }
       const int64_t begin = c0 + p * s.share, n = std::min(s.share, c0 + len - begin);
       layer::run_chain(layer::operator_chain_ops(), c, m.weights, &m.packed, x.narrow(0, begin, n),
                        out.narrow(0, begin, n), m.buffers[size_t(p)], &m.part_timings[size_t(p)],
@@ -254,6 +264,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   t.tokens = T;
   t.chunks = chunks;
   t.weight_bytes = weight_bytes;
+  if (T > 0) m.path = fused ? "superkernel" : "chain";
   t.active_experts = active;
   t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   m.timings = t;

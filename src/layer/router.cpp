@@ -42,7 +42,7 @@ void apply_sigmoid_gate(const Tensor& gate_logit, const Tensor& y, const Tensor&
   const int64_t T = y.size(0), H = y.size(1);
   const float* g = gate_logit.data_as<const float>();
   for (int64_t t = 0; t < T; ++t) {
-    const float s = 1.0f / (1.0f + std::exp(-g[t]));
+    const float s = sigmoid_gate(g[t]);
     for (int64_t h = 0; h < H; ++h)
       store_element_f32(out.data(), out.dtype(), t * H + h, s * load_element_f32(y.data(), y.dtype(), t * H + h));
   }

@@ -1,6 +1,8 @@
 // The layer's small dense steps around the operator chain: router logits, rounding, the qwen2_moe shared gate.
 #pragma once
 
+#include <cmath>
+
 #include "kernels/gemm/gemm.h"
 #include "moefuse/tensor.h"
 
@@ -19,7 +21,10 @@ void router_logits(const Tensor& x, const gemm::PackedWeights& weight, const Ten
 /// dst = src rounded (RNE) to dst's dtype; both contiguous, same shape.
 void round_to(const Tensor& src, const Tensor& dst);
 
-/// out[t, h] = round(sigmoid(gate_logit[t]) * y[t, h]), in fp32 with one rounding (qwen2_moe's gated shared
+/// qwen2_moe's shared-expert gate factor: 1 / (1 + exp(-logit)) in fp32.
+inline float sigmoid_gate(float logit) { return 1.0f / (1.0f + std::exp(-logit)); }
+
+/// out[t, h] = round(sigmoid_gate(gate_logit[t]) * y[t, h]), in fp32 with one rounding (qwen2_moe's gated shared
 /// expert). gate_logit f32 [T, 1]; y and out [T, H] in the model dtype, contiguous.
 void apply_sigmoid_gate(const Tensor& gate_logit, const Tensor& y, const Tensor& out);
 

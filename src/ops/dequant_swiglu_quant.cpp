@@ -6,6 +6,7 @@
 
 #include "base/check.h"
 #include "base/groups.h"
+#include "ops/dequant_swiglu_quant_fast.h"
 #include "reference/dequant_swiglu_quant.h"
 
 namespace moefuse {
@@ -177,7 +178,7 @@ DequantSwigluQuantResult dequant_swiglu_quant(const Tensor& x, const DequantSwig
   Shape y_shape, scale_shape;
   reference::DequantSwigluQuantArgs a = checked_args(x, options, y_shape, scale_shape);
   DequantSwigluQuantResult out{Tensor::empty(DType::i8, y_shape), Tensor::empty(DType::f32, scale_shape)};
-  reference::dequant_swiglu_quant(a, out.y, out.scale);
+  if (!dequant_swiglu_quant_fast(a, out.y, out.scale)) reference::dequant_swiglu_quant(a, out.y, out.scale);
   return out;
 }
 
@@ -187,7 +188,7 @@ void dequant_swiglu_quant_out(const Tensor& x, const DequantSwigluQuantOptions& 
   reference::DequantSwigluQuantArgs a = checked_args(x, options, y_shape, scale_shape);
   check::output(kOp, "y", out.y, DType::i8, y_shape);
   check::output(kOp, "scale", out.scale, DType::f32, scale_shape);
-  reference::dequant_swiglu_quant(a, out.y, out.scale);
+  if (!dequant_swiglu_quant_fast(a, out.y, out.scale)) reference::dequant_swiglu_quant(a, out.y, out.scale);
 }
 
 }  // namespace moefuse

@@ -130,7 +130,7 @@ TEST_F(CliTest, RunPrintsWhatRanAndAChecksumIndependentOfThreads) {
   EXPECT_EQ(line_starting(one.out, "shape:"), "shape:      H 64, I 32, E 8, K 2, shared width 0");
   EXPECT_EQ(line_starting(one.out, "numerics:"),
             "numerics:   dtype bf16, quant none, router logits fp32, scoring softmax, groups 1/1");
-  EXPECT_NE(line_starting(one.out, "execution:").find("exe_mode ge_graph, superkernel on, chunk 1024, path chain, "
+  EXPECT_NE(line_starting(one.out, "execution:").find("exe_mode ge_graph, superkernel on, chunk 1024, path superkernel, "
                                                       "threads 1, isa "),
             std::string::npos)
       << one.out;
@@ -180,7 +180,7 @@ TEST_F(CliTest, RunOutputIsTheLayerOnTheInputAndMatchesTheChecksum) {
   EXPECT_EQ(j["execution"]["input"]["source"], "file");
   EXPECT_EQ(j["execution"]["input"]["dtype"], "f32");
   EXPECT_EQ(j["execution"]["weights"]["seed"], 3);
-  EXPECT_EQ(j["execution"]["path"], "chain");
+  EXPECT_EQ(j["execution"]["path"], "superkernel");
   EXPECT_EQ(j["tokens"], 6);
   EXPECT_EQ(j["iters"], 3);
   for (const char* stage : {"router", "gating", "routing", "experts", "shared", "combine", "total"})

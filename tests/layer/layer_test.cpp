@@ -84,6 +84,37 @@ TEST_P(LayerFamilies, MatchesPerExpertReferenceExactly) {
   EXPECT_TENSOR_EQ(expected_idx, routing.topk_idx);
 }
 
+// The fused decode path (enable_superkernel, is_prefill false) against the same reference: every family, dtype and
+// chain (w8a8c8 runs the chain), the shared expert widened to 64 (the fused path needs widths that are multiples of
+// 32), smooth scales on the quantised chains, several thread counts and batch sizes.
+TEST_P(LayerFamilies, FusedDecodeMatchesThePerExpertReferenceExactly) {
+  const Case& k = GetParam();
+  MoeConfig c = small(k.preset, k.dtype, k.quant);
+  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 64;
+  LayerWeights w = MoeLayer::with_random_weights(c, 7).weights();
+  Rng rng(5);
+  if (c.quant_mode != QuantMode::none) {
+    w.smooth_scale1 = rng.uniform_tensor(DType::f32, {c.num_experts, c.hidden_size}, 0.5f, 2.0f);
+    if (c.quant_mode == QuantMode::w8a8)
+      w.smooth_scale2 = rng.uniform_tensor(DType::f32, {c.num_experts, c.moe_intermediate_size}, 0.5f, 2.0f);
+  }
+  const bool fused = c.quant_mode != QuantMode::w8a8c8;
+  for (int threads : {1, 2, 3}) {
+    MoeLayer layer(c, w, {.threads = threads});
+    for (int64_t T : {1, 9, 40}) {
+      Tensor x = tokens(c, T, 11 + uint64_t(T));
+      EXPECT_TENSOR_EQ(hf_moe_forward(c, w, x), layer.forward(x)) << "threads " << threads << " T " << T;
+      EXPECT_EQ(layer.path(), fused ? "superkernel" : "chain");
+    }
+  }
+  if (!fused) return;
+  // Without smooth scales w8a8 quantises each token once for all its experts: the other branch of the fused path.
+  w.smooth_scale1 = Tensor{};
+  MoeLayer layer(c, w, {.threads = 2});
+  Tensor x = tokens(c, 9, 3);
+  EXPECT_TENSOR_EQ(hf_moe_forward(c, w, x), layer.forward(x));
+}
+
 INSTANTIATE_TEST_SUITE_P(AllChains, LayerFamilies, ::testing::ValuesIn(all_cases()), case_name);
 
 TEST(Layer, RouterLogitsInModelDtypeAndClipFactorsFollowTheReference) {

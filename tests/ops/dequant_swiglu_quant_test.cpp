@@ -11,6 +11,7 @@
 
 #include "moefuse/error.h"
 #include "moefuse/ops.h"
+#include "moefuse/threads.h"
 #include "util/compare.h"
 #include "util/errors.h"
 #include "util/random.h"
@@ -450,6 +451,50 @@ TEST(DequantSwigluQuant, SweepMatchesOracle) {
             ++cases;
           }
   EXPECT_EQ(cases, 384);
+}
+
+// The MoE chain's case (int32 x, dynamic, swiglu_mode 0, no bias, fp32 per-column quant_scale or none) runs on typed
+// loops over the thread pool (src/ops/dequant_swiglu_quant_fast.cpp): many row blocks, groups with gaps and rows
+// past them, both halves activated, 1 and 3 threads — against the same oracle.
+TEST(DequantSwigluQuant, ChainCaseOnThreadsMatchesOracle) {
+  Rng rng(99);
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    for (int64_t T : {1, 40, 161})
+      for (int64_t H : {5, 64})
+        for (int grouping = 0; grouping < 3; ++grouping)
+          for (bool smooth : {false, true}) {
+            Tensor x = rng.int_tensor(DType::i32, {T, 2 * H}, -3000, 3000);
+            Options o;
+            o.quant_mode = 1;
+            o.activate_left = rng.coin();
+            int64_t E = 1;
+            if (grouping == 1) {  // counts leaving the last rows uncovered
+              E = 3;
+              Tensor gi = Tensor::empty(DType::i64, {E});
+              gi.set_item({0}, double(T / 3));
+              gi.set_item({1}, 0.0);
+              gi.set_item({2}, double(T / 2));
+              o.group_index = gi;
+            } else if (grouping == 2) {  // key-value, experts out of order
+              E = 5;
+              Tensor gi = Tensor::zeros(DType::i64, {2, 2});
+              gi.set_item({0, 0}, 4.0);
+              gi.set_item({0, 1}, double(T - T / 4));
+              gi.set_item({1, 0}, 1.0);
+              gi.set_item({1, 1}, double(T / 4));
+              o.group_index = gi;
+            }
+            const Shape rows = grouping > 0 ? Shape{E, 2 * H} : Shape{2 * H};
+            o.weight_scale = rng.uniform_tensor(DType::f32, rows, -0.01f, 0.01f);
+            o.activation_scale = rng.uniform_tensor(DType::f32, {T}, 0.1f, 2.0f);
+            if (smooth)
+              o.quant_scale = rng.uniform_tensor(DType::f32, grouping > 0 ? Shape{E, H} : Shape{1, H}, 0.5f, 2.0f);
+            expect_matches_oracle(x, o, "threads " + std::to_string(threads) + " T " + std::to_string(T) + " H " +
+                                            std::to_string(H) + " grouping " + std::to_string(grouping));
+          }
+  }
+  set_num_threads(0);
 }
 
 TEST(DequantSwigluQuant, ExtremeInt32Accumulators) {

@@ -62,7 +62,9 @@ class SwigluSweep : public ::testing::TestWithParam<DType> {};
 TEST_P(SwigluSweep, MatchesOracleOnShapesAndDims) {
   const DType dt = GetParam();
   Rng rng(1234);
-  const Shape shapes[] = {{2}, {1, 2}, {7, 2}, {3, 130}, {0, 8}, {2, 3, 4}, {5, 6, 7, 2}};
+  // 2-D shapes split along dim 1 take the typed fast path (blocks of 32 rows over the thread pool); the rest the
+  // reference.
+  const Shape shapes[] = {{2}, {1, 2}, {7, 2}, {3, 130}, {0, 8}, {2, 3, 4}, {5, 6, 7, 2}, {33, 66}, {100, 2}};
   for (const Shape& s : shapes) {
     for (int d = 0; d < s.rank(); ++d) {
       if (s[d] % 2) continue;
@@ -82,6 +84,15 @@ TEST(Swiglu, StridedInputGivesTheSameResultAsContiguous) {
   Tensor base = rng.uniform_tensor(DType::bf16, {6, 4}, -3.0f, 3.0f);
   Tensor strided = base.transpose(0, 1);  // [4, 6], non-contiguous
   EXPECT_TENSOR_EQ(swiglu(strided.contiguous(), -1), swiglu(strided, -1));
+}
+
+TEST(Swiglu, RowsOfAWiderMatrixTakeTheFastPathWithTheSameBits) {
+  Rng rng(6);
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    Tensor wide = rng.uniform_tensor(dt, {70, 40}, -6.0f, 6.0f);
+    Tensor x = wide.narrow(1, 3, 34);  // row stride 40, contiguous along the split dim
+    EXPECT_TENSOR_EQ(swiglu_oracle(x, 1), swiglu(x, -1)) << dtype_name(dt);
+  }
 }
 
 TEST(Swiglu, ExtremeValues) {

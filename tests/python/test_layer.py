@@ -428,8 +428,13 @@ def test_properties():
     assert layer.threads == 3 and layer.path == "chain"
     assert moefuse.MoeLayer.from_config(d).threads >= 1  # 0 = every core
     layer(tokens(1, 9, 64, "bf16"))
+    assert layer.path == "superkernel"  # decode, bf16, widths multiples of 32
+    layer.forward(tokens(1, 9, 64, "bf16"), is_prefill=True)
+    assert layer.path == "chain"
     t = layer.last_timings
-    assert list(t) == ["router", "gating", "routing", "experts", "shared", "combine", "total", "tokens", "chunks"]
+    assert list(t) == ["router", "gating", "routing", "experts", "shared", "combine", "total", "tokens", "chunks",
+                       "weight_bytes", "active_experts"]
+    assert t["weight_bytes"] > 0 and t["active_experts"] > 0
     assert t["tokens"] == 9 and t["chunks"] == 3
     assert all(t[k] >= 0 for k in t) and t["total"] > 0 and t["experts"] > 0 and t["shared"] > 0
     assert repr(layer) == ("moefuse.MoeLayer(deepseek_v3, E=256, K=8, H=64, I=32, dtype=bf16, quant_mode=none, "

@@ -1,0 +1,384 @@
+#include "layer/fused_decode.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <thread>
+
+#include "base/elements.h"
+#include "base/quantize.h"
+#include "base/scratch.h"
+#include "layer/router.h"
+#include "moefuse/error.h"
+#include "ops/grouped_matmul_kernels.h"
+
+namespace moefuse::layer {
+namespace {
+
+constexpr int64_t kBlock = 64;          // output columns per A / B task: a pair of packed panels (gemm.h)
+constexpr int64_t kCombineBlock = 256;  // output columns per C task
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// v rounded to the model dtype and widened back: the value the chain stores in a model-dtype tensor and reads again.
+float round_model(float v, DType dt) {
+  switch (dt) {
+    case DType::bf16: return to_f32(to_bf16(v));
+    case DType::f16: return to_f32(to_f16(v));
+    default: return v;
+  }
+}
+
+// Thrown by a task that stops waiting because another task failed (the pool reports the first error, not this).
+struct Abandoned : std::exception {};
+
+// One decode step: the task graph of fused_decode.h over one batch.
+class Step {
+ public:
+  Step(const MoeConfig& c, const LayerWeights& w, const PackedLayerWeights& p, const Tensor& x, const Tensor& out,
+       ChainBuffers& b, const Routed& routed)
+      : c_(c), w_(w), x_(x), out_(out), b_(b), routed_(routed), T_(x.size(0)), H_(c.hidden_size),
+        I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok), Is_(c.shared_expert_width()),
+        model_(c.dtype), int8_(c.quant_mode == QuantMode::w8a8), kernels_(gemm::select_gemm_kernels()),
+        w13_(detail::PackedGroupedWeightsAccess::experts(p.w13)), w2_(detail::PackedGroupedWeightsAccess::experts(p.w2)) {
+    if (Is_ > 0) {
+      shared_w13_ = detail::PackedGroupedWeightsAccess::experts(p.shared_w13)[0];
+      shared_w2_ = detail::PackedGroupedWeightsAccess::experts(p.shared_w2)[0];
+    }
+    float_fn_ = int8_ ? nullptr : kernels_.float_kernel(model_).fn;
+    s8_fn_ = kernels_.s8.fn;
+  }
+
+  // Sorts the slots by expert and prepares x (widened, or quantised per token / per row). Serial: O(T*K + T*H).
+  void prepare() {
+    const int32_t* topk = routed_.topk_idx.data_as<const int32_t>();
+    int32_t* slot_row = b_.expanded_row_idx.data_as<int32_t>();
+    int32_t* row_token = b_.row_token.data_as<int32_t>();
+    int32_t* group_expert = b_.group_expert.data_as<int32_t>();
+    int64_t* group_begin = b_.group_begin.data_as<int64_t>();
+    // Rows sorted by expert, slots of one expert in slot order (as init_routing_v2; any order gives the same bits).
+    Scratch<int64_t> next(E_, 0);
+    for (int64_t s = 0; s < T_ * K_; ++s) ++next[topk[s]];
+    groups_ = 0;
+    int64_t row = 0;
+    for (int64_t e = 0; e < E_; ++e) {
+      const int64_t n = next[e];
+      next[e] = row;
+      if (n == 0) continue;
+      group_expert[groups_] = int32_t(e);
+      group_begin[groups_++] = row;
+      row += n;
+    }
+    group_begin[groups_] = row;
+    for (int64_t s = 0; s < T_ * K_; ++s) {
+      const int64_t r = next[topk[s]]++;
+      slot_row[s] = int32_t(r);
+      row_token[r] = int32_t(s / K_);
+    }
+    // The shared expert is group `groups_` (rows = tokens); its first row index is not used.
+    if (Is_ > 0) group_expert[groups_] = int32_t(E_);
+
+    const bool smooth = w_.smooth_scale1.defined();
+    if (!int8_) {
+      float* xf = b_.x_f32.data_as<float>();
+      for (int64_t t = 0; t < T_; ++t)
+        for (int64_t h = 0; h < H_; ++h)
+          xf[t * H_ + h] = load_element_f32(x_.data(), x_.dtype(), t * x_.stride(0) + h * x_.stride(1));
+      return;
+    }
+    // w8a8: init_routing_v2's dynamic quantisation. Without a smooth scale a token's row is the same for each of its
+    // experts and for the shared expert: quantise it once, into the first T rows of expanded_x. With one, the
+    // routed rows are quantised per (row, expert) into expanded_x and the shared expert's per token into shared_x.
+    Scratch<float> v(H_);
+    auto quantize_token = [&](int64_t t, const float* smooth_row, int8_t* q, float* scale) {
+      for (int64_t h = 0; h < H_; ++h) {
+        float xv = load_element_f32(x_.data(), x_.dtype(), t * x_.stride(0) + h * x_.stride(1));
+        if (smooth_row) xv *= smooth_row[h];
+        v[h] = xv;
+      }
+      *scale = quantize_row_dynamic(v.data(), H_, q);
+    };
+    int8_t* xq = b_.expanded_x.data_as<int8_t>();
+    float* xs = b_.expanded_scale.data_as<float>();
+    if (smooth) {
+      const float* s1 = w_.smooth_scale1.data_as<const float>();
+      for (int64_t g = 0; g < groups_; ++g)
+        for (int64_t r = group_begin[g]; r < group_begin[g + 1]; ++r)
+          quantize_token(row_token[r], s1 + group_expert[g] * H_, xq + r * H_, xs + r);
+      if (Is_ > 0)
+        for (int64_t t = 0; t < T_; ++t)
+          quantize_token(t, nullptr, b_.shared_x.data_as<int8_t>() + t * H_, b_.shared_x_scale.data_as<float>() + t);
+    } else {
+      for (int64_t t = 0; t < T_; ++t) quantize_token(t, nullptr, xq + t * H_, xs + t);
+    }
+  }
+
+  int64_t tasks() {
+    nbI_ = ceil_div(I_, kBlock);
+    nbIs_ = ceil_div(Is_, kBlock);
+    nbH_ = ceil_div(H_, kBlock);
+    all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
+    nA_ = groups_ * nbI_ + (Is_ > 0 ? nbIs_ : 0);
+    nQ_ = int8_ ? all_groups_ : 0;
+    nB_ = all_groups_ * nbH_;
+    nC_ = T_ * ceil_div(H_, kCombineBlock);
+    std::memset(b_.counters.data(), 0, size_t(b_.counters.numel()) * sizeof(int32_t));
+    return nA_ + nQ_ + nB_ + nC_;
+  }
+
+  void run(int64_t i) {
+    try {
+      if (i < nA_) return task_a(i);
+      i -= nA_;
+      if (i < nQ_) return task_q(i);
+      i -= nQ_;
+      if (i < nB_) return task_b(i / nbH_, i % nbH_);
+      task_c(i - nB_);
+    } catch (const Abandoned&) {
+      throw;
+    } catch (...) {
+      failed_.store(true, std::memory_order_relaxed);
+      throw;
+    }
+  }
+
+ private:
+  // Counters: [g] = A tasks done of group g, [E + 1 + g] = its Q task done, [2 (E + 1)] = B tasks done in all.
+  std::atomic_ref<int32_t> counter(int64_t i) { return std::atomic_ref<int32_t>(b_.counters.data_as<int32_t>()[i]); }
+  void finished(int64_t i) { counter(i).fetch_add(1, std::memory_order_release); }
+  void wait_for(int64_t i, int32_t target) {
+    for (int spins = 0; counter(i).load(std::memory_order_acquire) < target; ++spins) {
+      if (failed_.load(std::memory_order_relaxed)) throw Abandoned{};
+      if (spins > 64) std::this_thread::yield();
+    }
+  }
+
+  bool is_shared(int64_t g) const { return g == groups_; }
+  int64_t width(int64_t g) const { return is_shared(g) ? Is_ : I_; }  // the group's intermediate width
+  int64_t row_begin(int64_t g) const { return is_shared(g) ? 0 : b_.group_begin.data_as<const int64_t>()[g]; }
+  int64_t row_end(int64_t g) const { return is_shared(g) ? T_ : b_.group_begin.data_as<const int64_t>()[g + 1]; }
+  int64_t expert(int64_t g) const { return b_.group_expert.data_as<const int32_t>()[g]; }
+  const gemm::PackedWeights& w13(int64_t g) const { return is_shared(g) ? *shared_w13_ : *w13_[size_t(expert(g))]; }
+  const gemm::PackedWeights& w2(int64_t g) const { return is_shared(g) ? *shared_w2_ : *w2_[size_t(expert(g))]; }
+  // The group's SwiGLU output rows: fp32 [rows, W] (model-dtype values for float models, pre-quantisation for w8a8).
+  float* a_f32(int64_t g) const {
+    return is_shared(g) ? b_.shared_a_f32.data_as<float>() : b_.a_f32.data_as<float>() + row_begin(g) * I_;
+  }
+
+  // The A operand of group g's first GEMM: its rows of x, contiguous (gathered into `gather` when they are not).
+  // w8a8 also gives each row's quantisation scale through `row_scale`.
+  const void* x_rows(int64_t g, Scratch<std::byte>& gather, const float** row_scale) const {
+    const int64_t r0 = row_begin(g), n = row_end(g) - r0;
+    const int32_t* row_token = b_.row_token.data_as<const int32_t>();
+    if (!int8_) {
+      const float* xf = b_.x_f32.data_as<const float>();
+      if (is_shared(g)) return xf;
+      auto* dst = reinterpret_cast<float*>(gather.data());
+      for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * H_, xf + row_token[r0 + i] * H_, size_t(H_) * sizeof(float));
+      return dst;
+    }
+    const bool smooth = w_.smooth_scale1.defined();
+    const int8_t* xq = b_.expanded_x.data_as<const int8_t>();
+    const float* xs = b_.expanded_scale.data_as<const float>();
+    if (is_shared(g)) {
+      *row_scale = smooth ? b_.shared_x_scale.data_as<const float>() : xs;
+      return smooth ? b_.shared_x.data_as<const int8_t>() : xq;
+    }
+    if (smooth) {
+      *row_scale = xs + r0;
+      return xq + r0 * H_;
+    }
+    auto* dst = reinterpret_cast<int8_t*>(gather.data());
+    auto* scales = reinterpret_cast<float*>(gather.data() + n * H_ + (64 - (n * H_) % 64) % 64);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(dst + i * H_, xq + row_token[r0 + i] * H_, size_t(H_));
+      scales[i] = xs[row_token[r0 + i]];
+    }
+    *row_scale = scales;
+    return dst;
+  }
+
+  // A: columns [j0, j1) of the group's gate and up projections, SwiGLU'd into a_f32 (float models: the model-dtype
+  // values, widened, so that B reads them without converting). The chain computes h = x w13 (rounded to the model dtype, or int32 for w8a8), then swiglu
+  // (dequant_swiglu_quant for w8a8) from h: the same operations on the same values, in the same order, here.
+  void task_a(int64_t i) {
+    const int64_t g = i < groups_ * nbI_ ? i / nbI_ : groups_;
+    const int64_t blk = i < groups_ * nbI_ ? i % nbI_ : i - groups_ * nbI_;
+    const int64_t W = width(g), j0 = blk * kBlock, j1 = std::min(j0 + kBlock, W), nb = j1 - j0;
+    const int64_t r0 = row_begin(g), n = row_end(g) - r0;
+    const bool gather_needed = !is_shared(g) && (!int8_ || !w_.smooth_scale1.defined());
+    Scratch<std::byte> gather(gather_needed ? n * H_ * (int8_ ? 1 : 4) + 64 + n * 4 : 0);
+    const float* row_scale = nullptr;
+    const void* a = x_rows(g, gather, &row_scale);
+    const gemm::PackedWeights& w = w13(g);
+    float* dst = a_f32(g);
+    if (!int8_) {
+      Scratch<float> gate(n * kBlock), up(n * kBlock);
+      float_fn_(n, H_, j0, j1, static_cast<const float*>(a), H_, w.data(), gate.data(), kBlock);
+      float_fn_(n, H_, W + j0, W + j1, static_cast<const float*>(a), H_, w.data(), up.data(), kBlock);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < nb; ++j) {
+          const float act = round_model(gate[r * kBlock + j], model_), lin = round_model(up[r * kBlock + j], model_);
+          const float silu = act / (1.0f + std::exp(-act));  // reference::swiglu's expression
+          dst[r * W + j0 + j] = round_model(silu * lin, model_);
+        }
+    } else {
+      Scratch<int32_t> gate(n * kBlock), up(n * kBlock);
+      const auto* aq = static_cast<const int8_t*>(a);
+      s8_fn_(n, H_, j0, j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), gate.data(), kBlock);
+      s8_fn_(n, H_, W + j0, W + j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), up.data(), kBlock);
+      const float* ws = is_shared(g) ? w_.shared_w13_scale.data_as<const float>()
+                                     : w_.w13_scale.data_as<const float>() + expert(g) * 2 * I_;
+      const float* smooth2 = !is_shared(g) && w_.smooth_scale2.defined()
+                                 ? w_.smooth_scale2.data_as<const float>() + expert(g) * I_
+                                 : nullptr;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < nb; ++j) {
+          // reference::dequant_swiglu_quant: float(h) * weight_scale * activation_scale, then SwiGLU, then the
+          // smooth scale.
+          float act = float(gate[r * kBlock + j]) * ws[j0 + j];
+          act = act * row_scale[r];
+          float lin = float(up[r * kBlock + j]) * ws[W + j0 + j];
+          lin = lin * row_scale[r];
+          float v = act / (std::exp(-act) + 1.0f) * lin;
+          if (smooth2) v = v * smooth2[j0 + j];
+          dst[r * W + j0 + j] = v;
+        }
+    }
+    finished(g);
+  }
+
+  int32_t a_tasks(int64_t g) const { return int32_t(is_shared(g) ? nbIs_ : nbI_); }
+
+  // Q (w8a8): each SwiGLU row of the group quantised as dequant_swiglu_quant does.
+  void task_q(int64_t g) {
+    wait_for(g, a_tasks(g));
+    const int64_t W = width(g), r0 = row_begin(g), n = row_end(g) - r0;
+    const float* src = a_f32(g);
+    int8_t* q = (is_shared(g) ? b_.shared_a.data_as<int8_t>() : b_.a.data_as<int8_t>()) + r0 * W;
+    float* scale = (is_shared(g) ? b_.shared_a_scale.data_as<float>() : b_.a_scale.data_as<float>()) + r0;
+    for (int64_t r = 0; r < n; ++r) scale[r] = quantize_row_dynamic(src + r * W, W, q + r * W);
+    finished(E_ + 1 + g);
+  }
+
+  // B: columns [h0, h1) of the group's down projection, into y (shared_y for the shared expert).
+  void task_b(int64_t g, int64_t blk) {
+    if (int8_) wait_for(E_ + 1 + g, 1);
+    else wait_for(g, a_tasks(g));
+    const int64_t W = width(g), h0 = blk * kBlock, h1 = std::min(h0 + kBlock, H_), nb = h1 - h0;
+    const int64_t r0 = row_begin(g), n = row_end(g) - r0;
+    const gemm::PackedWeights& w = w2(g);
+    const Tensor& y = is_shared(g) ? b_.shared_y : b_.y;
+    auto* out = static_cast<std::byte*>(y.data());
+    const int64_t es = int64_t(dtype_size(model_));
+    if (!int8_) {
+      Scratch<float> acc(n * kBlock);
+      float_fn_(n, W, h0, h1, a_f32(g), W, w.data(), acc.data(), kBlock);
+      for (int64_t r = 0; r < n; ++r) store_row(acc.data() + r * kBlock, nb, model_, out + ((r0 + r) * H_ + h0) * es);
+    } else {
+      Scratch<int32_t> acc(n * kBlock);
+      Scratch<float> v(nb);
+      const int8_t* aq = (is_shared(g) ? b_.shared_a.data_as<const int8_t>() : b_.a.data_as<const int8_t>()) + r0 * W;
+      const float* a_scale =
+          (is_shared(g) ? b_.shared_a_scale.data_as<const float>() : b_.a_scale.data_as<const float>()) + r0;
+      const float* ws = (is_shared(g) ? w_.shared_w2_scale.data_as<const float>()
+                                      : w_.w2_scale.data_as<const float>() + expert(g) * H_) + h0;
+      s8_fn_(n, W, h0, h1, aq, W, static_cast<const int8_t*>(w.data()), w.col_sums(), acc.data(), kBlock);
+      for (int64_t r = 0; r < n; ++r) {
+        // reference::grouped_matmul's int8 epilogue: float(sum) * scale, then * per_token_scale, one rounding.
+        for (int64_t j = 0; j < nb; ++j) v[j] = float(acc[r * kBlock + j]) * ws[j];
+        for (int64_t j = 0; j < nb; ++j) v[j] = v[j] * a_scale[r];
+        store_row(v.data(), nb, model_, out + ((r0 + r) * H_ + h0) * es);
+      }
+    }
+    finished(2 * (E_ + 1));
+  }
+
+  // C: out[t, c0:c1) = skip + sum over k, in slot order, of weight[t, k] * y[row of (t, k)] (finalize_routing's
+  // order), the skip being the shared expert's output (sigmoid-gated and rounded for qwen2_moe).
+  void task_c(int64_t i) {
+    wait_for(2 * (E_ + 1), int32_t(nB_));
+    const int64_t blocks = ceil_div(H_, kCombineBlock);
+    const int64_t t = i / blocks, c0 = (i % blocks) * kCombineBlock, c1 = std::min(c0 + kCombineBlock, H_);
+    const int64_t nb = c1 - c0;
+    Scratch<float> acc(nb);
+    bool started = Is_ > 0;
+    if (started) {
+      const void* sy = b_.shared_y.data();
+      float gate = 1.0f;
+      const bool gated = c_.shared_expert_gated();
+      if (gated) gate = sigmoid_gate(b_.shared_gate_logit.data_as<const float>()[t]);
+      for (int64_t h = 0; h < nb; ++h) {
+        const float v = load_element_f32(sy, model_, t * H_ + c0 + h);
+        acc[h] = gated ? round_model(gate * v, model_) : v;
+      }
+    }
+    const int32_t* slot_row = b_.expanded_row_idx.data_as<const int32_t>();
+    const Tensor& scales = routed_.scales;
+    for (int64_t k = 0; k < K_; ++k) {
+      const int64_t d = slot_row[t * K_ + k];
+      const float s = load_element_f32(scales.data(), scales.dtype(), t * scales.stride(0) + k * scales.stride(1));
+      for (int64_t h = 0; h < nb; ++h) {
+        const float term = s * load_element_f32(b_.y.data(), model_, d * H_ + c0 + h);
+        acc[h] = started ? acc[h] + term : term;
+      }
+      started = true;
+    }
+    store_row(acc.data(), nb, model_, static_cast<std::byte*>(out_.data()) + (t * H_ + c0) * int64_t(dtype_size(model_)));
+  }
+
+  const MoeConfig& c_;
+  const LayerWeights& w_;
+  const Tensor& x_;
+  const Tensor& out_;
+  ChainBuffers& b_;
+  const Routed& routed_;
+  const int64_t T_, H_, I_, E_, K_, Is_;
+  const DType model_;
+  const bool int8_;
+  const gemm::GemmKernels kernels_;
+  gemm::GemmFloatFn float_fn_ = nullptr;
+  gemm::GemmS8Fn s8_fn_ = nullptr;
+  std::span<const gemm::PackedWeights* const> w13_, w2_;
+  const gemm::PackedWeights* shared_w13_ = nullptr;
+  const gemm::PackedWeights* shared_w2_ = nullptr;
+  int64_t groups_ = 0, all_groups_ = 0;
+  int64_t nbI_ = 0, nbIs_ = 0, nbH_ = 0, nA_ = 0, nQ_ = 0, nB_ = 0, nC_ = 0;
+  std::atomic<bool> failed_{false};
+};
+
+}  // namespace
+
+bool fused_decode_supported(const MoeConfig& c) {
+  return (c.quant_mode == QuantMode::none || c.quant_mode == QuantMode::w8a8) &&
+         c.moe_intermediate_size % gemm::kGemmNR == 0 && c.shared_expert_width() % gemm::kGemmNR == 0;
+}
+
+void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
+                      const Tensor& x, const Tensor& out, ChainBuffers& buffers, ThreadPool& pool,
+                      LayerTimings& timings, LayerRouting* routing_out) {
+  const int64_t T = x.size(0);
+  if (T == 0) return;
+  const Routed routed = route_tokens(operator_chain_ops(), config, weights, &packed, x, buffers, timings);
+  if (routing_out) *routing_out = LayerRouting{routed.topk_idx, routed.scales};
+
+  auto t0 = Clock::now();
+  Step step(config, weights, packed, x, out, buffers, routed);
+  step.prepare();
+  if (config.shared_expert_gated()) {
+    const Tensor gate_logit = buffers.shared_gate_logit.narrow(0, 0, T);
+    router_logits(x, packed.shared_gate, gate_logit);
+  }
+  const int64_t n = step.tasks();
+  timings.routing += ms_since(t0);
+
+  t0 = Clock::now();
+  pool.parallel_for(n, [&](int64_t i) { step.run(i); });
+  timings.experts += ms_since(t0);
+}
+
+}  // namespace moefuse::layer
