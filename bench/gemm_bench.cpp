@@ -3,8 +3,8 @@
 // per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB (packed weights +
 // A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak of the matching
 // instruction: vfmadd231ps on zmm for every float variant (the machine's float peak; on AVX2-only machines ymm),
-// vpdpbusd on zmm for every int8 variant; measured at start-up by the probes below, which also run as benchmarks). A
-// stream-read probe gives the memory bandwidth one core gets, the ceiling for decode.
+// vpdpbusd on zmm for every int8 variant; measured at start-up by the probes of base/machine_probe.h, which also run
+// as benchmarks). A stream-read probe gives the memory bandwidth one core gets, the ceiling for decode.
 //
 // Weights are cold: each benchmark rotates over enough packed copies to exceed 96 MB (more than the L3), so decode
 // reads its weights from memory, as a MoE layer with many experts does.
@@ -12,19 +12,16 @@
 //   cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake --build build/release --target gemm_bench
 //   ./build/release/bench/gemm_bench --benchmark_filter='bf16w/avx512/.*M:1$'
 #include <benchmark/benchmark.h>
-#include <immintrin.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <random>
-#include <span>
 #include <string>
 #include <vector>
 
+#include "base/machine_probe.h"
 #include "kernels/gemm/gemm.h"
 #include "moefuse/cpu.h"
 #include "moefuse/dtype.h"
@@ -35,110 +32,29 @@ using namespace moefuse;
 using gemm::GemmKernels;
 using gemm::PackedWeights;
 
-// ─── Peak probes ────────────────────────────────────────────────────────────────────────────────────────────────
-// 12 independent accumulator chains (enough to cover a 4-cycle latency at 2 instructions per cycle), registers
-// only, in asm so the compiler cannot remove or reorder anything. Inputs are zero: no denormal slow paths.
+// ─── Peak probes (base/machine_probe.h) ──────────────────────────────────────────────────────────────────────────
 
-#define MOEFUSE_REPEAT12(op)                                                                               \
-  op "%%zmm12, %%zmm13, %%zmm0\n\t" op "%%zmm12, %%zmm13, %%zmm1\n\t" op "%%zmm12, %%zmm13, %%zmm2\n\t" op \
-     "%%zmm12, %%zmm13, %%zmm3\n\t" op "%%zmm12, %%zmm13, %%zmm4\n\t" op "%%zmm12, %%zmm13, %%zmm5\n\t" op \
-     "%%zmm12, %%zmm13, %%zmm6\n\t" op "%%zmm12, %%zmm13, %%zmm7\n\t" op "%%zmm12, %%zmm13, %%zmm8\n\t" op \
-     "%%zmm12, %%zmm13, %%zmm9\n\t" op "%%zmm12, %%zmm13, %%zmm10\n\t" op "%%zmm12, %%zmm13, %%zmm11\n\t"
-#define MOEFUSE_REPEAT12_YMM(op)                                                                           \
-  op "%%ymm12, %%ymm13, %%ymm0\n\t" op "%%ymm12, %%ymm13, %%ymm1\n\t" op "%%ymm12, %%ymm13, %%ymm2\n\t" op \
-     "%%ymm12, %%ymm13, %%ymm3\n\t" op "%%ymm12, %%ymm13, %%ymm4\n\t" op "%%ymm12, %%ymm13, %%ymm5\n\t" op \
-     "%%ymm12, %%ymm13, %%ymm6\n\t" op "%%ymm12, %%ymm13, %%ymm7\n\t" op "%%ymm12, %%ymm13, %%ymm8\n\t" op \
-     "%%ymm12, %%ymm13, %%ymm9\n\t" op "%%ymm12, %%ymm13, %%ymm10\n\t" op "%%ymm12, %%ymm13, %%ymm11\n\t"
-#define MOEFUSE_ZERO14                                                                                     \
-  "vpxor %%xmm0, %%xmm0, %%xmm0\n\tvpxor %%xmm1, %%xmm1, %%xmm1\n\tvpxor %%xmm2, %%xmm2, %%xmm2\n\t"       \
-  "vpxor %%xmm3, %%xmm3, %%xmm3\n\tvpxor %%xmm4, %%xmm4, %%xmm4\n\tvpxor %%xmm5, %%xmm5, %%xmm5\n\t"       \
-  "vpxor %%xmm6, %%xmm6, %%xmm6\n\tvpxor %%xmm7, %%xmm7, %%xmm7\n\tvpxor %%xmm8, %%xmm8, %%xmm8\n\t"       \
-  "vpxor %%xmm9, %%xmm9, %%xmm9\n\tvpxor %%xmm10, %%xmm10, %%xmm10\n\tvpxor %%xmm11, %%xmm11, %%xmm11\n\t" \
-  "vpxor %%xmm12, %%xmm12, %%xmm12\n\tvpxor %%xmm13, %%xmm13, %%xmm13\n\t"
-#define MOEFUSE_CLOBBER14                                                                                             \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", \
-      "cc"
+using probe::PeakLoop;
+using probe::thread_seconds;
 
-// Each loop iteration: 12 instructions.
-void fma_zmm_loop(int64_t iters) {
-  __asm__ volatile(MOEFUSE_ZERO14 "1:\n\t" MOEFUSE_REPEAT12("vfmadd231ps ") "dec %0\n\tjnz 1b\n\tvzeroupper"
-                   : "+r"(iters)::MOEFUSE_CLOBBER14);
-}
-void fma_ymm_loop(int64_t iters) {
-  __asm__ volatile(MOEFUSE_ZERO14 "1:\n\t" MOEFUSE_REPEAT12_YMM("vfmadd231ps ") "dec %0\n\tjnz 1b\n\tvzeroupper"
-                   : "+r"(iters)::MOEFUSE_CLOBBER14);
-}
-void vpdpbusd_zmm_loop(int64_t iters) {
-  __asm__ volatile(MOEFUSE_ZERO14 "1:\n\t" MOEFUSE_REPEAT12("vpdpbusd ") "dec %0\n\tjnz 1b\n\tvzeroupper"
-                   : "+r"(iters)::MOEFUSE_CLOBBER14);
-}
-
-struct Probe {
-  const char* name;
-  void (*loop)(int64_t);
-  double ops_per_iter;  // 12 instructions x lanes x 2
-  bool available;
-};
-
-const Probe kFmaZmm{"peak/vfmadd231ps_zmm", fma_zmm_loop, 12 * 16 * 2, false};
-const Probe kFmaYmm{"peak/vfmadd231ps_ymm", fma_ymm_loop, 12 * 8 * 2, false};
-const Probe kDpbusdZmm{"peak/vpdpbusd_zmm", vpdpbusd_zmm_loop, 12 * 64 * 2, false};
-
-// CPU time of this thread, in seconds: what Google Benchmark's rates use too (the machine is shared; wall time would
-// count the time other processes hold the core).
-double thread_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// Best of a few timed runs, in ops per second.
-double measure_peak(const Probe& p) {
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const int64_t iters = 20'000'000;
-    const double t0 = thread_seconds();
-    p.loop(iters);
-    const double s = thread_seconds() - t0;
-    best = std::max(best, double(iters) * p.ops_per_iter / s);
-  }
-  return best;
-}
+// Best of a few timed runs on this thread, in ops per second of its CPU time.
+double measure_peak(const PeakLoop& p) { return probe::measure_peak(p, 1, 20'000'000, 5); }
 
 double g_peak_float = 0, g_peak_int8 = 0;  // ops per second
 
-void BM_probe(benchmark::State& st, Probe p) {
+void BM_probe(benchmark::State& st, PeakLoop p) {
   const int64_t iters = 1'000'000;
-  for (auto _ : st) p.loop(iters);
+  for (auto _ : st) p.run(iters);
   st.counters["GFLOP"] =
       benchmark::Counter(double(iters) * p.ops_per_iter / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// One core's read bandwidth: sums 256 MB with 32-byte loads (so it runs on any AVX2 machine), from memory laid out
+// One core's read bandwidth: sums 256 MB (probe::stream_sum: 32-byte loads on any AVX2 machine), from memory laid out
 // as packed weights are (2 MB aligned, transparent huge pages requested).
-__attribute__((target("avx2"))) void BM_stream_read(benchmark::State& st) {
-  const size_t bytes = size_t(256) << 20;
-  void* mem = nullptr;
-  if (posix_memalign(&mem, size_t(2) << 20, bytes) != 0) {
-    st.SkipWithError("out of memory");
-    return;
-  }
-  madvise(mem, bytes, MADV_HUGEPAGE);
-  std::unique_ptr<uint8_t, decltype(&std::free)> owner(static_cast<uint8_t*>(mem), &std::free);
-  std::span<uint8_t> buf(owner.get(), bytes);
-  std::fill(buf.begin(), buf.end(), uint8_t(1));
-  for (auto _ : st) {
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-    for (size_t i = 0; i < bytes; i += 128) {
-      s0 = _mm256_add_epi64(s0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i)));
-      s1 = _mm256_add_epi64(s1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i + 32)));
-      s2 = _mm256_add_epi64(s2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i + 64)));
-      s3 = _mm256_add_epi64(s3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf.data() + i + 96)));
-    }
-    __m256i s = _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3));
-    benchmark::DoNotOptimize(s);
-  }
-  st.counters["GB"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+void BM_stream_read(benchmark::State& st) {
+  const probe::ReadBuffer buf(size_t(256) << 20, 1);
+  for (auto _ : st) benchmark::DoNotOptimize(probe::stream_sum(buf.data(), buf.size()));
+  st.counters["GB"] = benchmark::Counter(double(buf.size()) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ─── Kernels ────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -290,9 +206,9 @@ std::string variant_name(const GemmKernels& k) { return k.vnni ? "avx512vnni" : 
 
 void register_all() {
   const Isa top = detected_isa();
-  if (top >= Isa::avx2) benchmark::RegisterBenchmark(kFmaYmm.name, BM_probe, kFmaYmm);
-  if (top >= Isa::avx512) benchmark::RegisterBenchmark(kFmaZmm.name, BM_probe, kFmaZmm);
-  if (gemm::vnni_available()) benchmark::RegisterBenchmark(kDpbusdZmm.name, BM_probe, kDpbusdZmm);
+  for (const PeakLoop* p : {top >= Isa::avx2 ? &probe::kFmaYmm : nullptr, top >= Isa::avx512 ? &probe::kFmaZmm : nullptr,
+                            gemm::vnni_available() ? &probe::kDpbusdZmm : nullptr})
+    if (p) benchmark::RegisterBenchmark((std::string("peak/") + p->name).c_str(), BM_probe, *p);
   if (top >= Isa::avx2) benchmark::RegisterBenchmark("memory/stream_read_256MB", BM_stream_read);
 
   std::vector<GemmKernels> variants;
@@ -350,10 +266,10 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const Isa top = detected_isa();
   if (top >= Isa::avx512)
-    g_peak_float = measure_peak(kFmaZmm);
+    g_peak_float = measure_peak(probe::kFmaZmm);
   else if (top >= Isa::avx2)
-    g_peak_float = measure_peak(kFmaYmm);
-  if (gemm::vnni_available()) g_peak_int8 = measure_peak(kDpbusdZmm);
+    g_peak_float = measure_peak(probe::kFmaYmm);
+  if (gemm::vnni_available()) g_peak_int8 = measure_peak(probe::kDpbusdZmm);
   std::printf("measured peaks (1 thread): float %.1f GFLOP/s, int8 %.1f GOP/s (0 = instruction not available)\n",
               g_peak_float / 1e9, g_peak_int8 / 1e9);
   register_all();

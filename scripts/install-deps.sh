@@ -6,6 +6,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev   # tests, micro-benchmarks
   libyaml-cpp-dev nlohmann-json3-dev           # config files, safetensors headers
   libcli11-dev                                 # the moefuse command's options
+  libcairo2-dev                                # moefuse bench --plot (PNG, SVG)
   clang-14 libclang-rt-14-dev                  # libFuzzer targets
 )
 missing=()

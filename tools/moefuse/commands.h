@@ -11,5 +11,6 @@ void add_info_command(CLI::App& app, int& status);
 void add_run_command(CLI::App& app, int& status);
 void add_verify_command(CLI::App& app, int& status);
 void add_quantize_command(CLI::App& app, int& status);
+void add_bench_command(CLI::App& app, int& status);
 
 }  // namespace moefuse::cli

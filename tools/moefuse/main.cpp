@@ -32,13 +32,14 @@ int main(int argc, char** argv) {
   moefuse::cli::add_run_command(app, status);
   moefuse::cli::add_verify_command(app, status);
   moefuse::cli::add_quantize_command(app, status);
+  moefuse::cli::add_bench_command(app, status);
   // CLI11 says "A subcommand is required" both for none and for a misspelt one: name what was given instead.
   if (argc < 2 || argv[1][0] != '-') {
     std::string given = argc < 2 ? "none" : "\"" + std::string(argv[1]) + "\"";
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({}))
       known = known || (argc >= 2 && sub->get_name() == argv[1]);
-    if (!known) return fail("subcommand: expected one of info, run, verify or quantize, got " + given);
+    if (!known) return fail("subcommand: expected one of info, run, verify, quantize or bench, got " + given);
   }
   try {
     app.parse(argc, argv);
