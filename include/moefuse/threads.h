@@ -1,8 +1,9 @@
 // moefuse/threads.h — how many threads the operators use.
 //
-// Operators that split their work (grouped_matmul with packed or per-call-packed weights, pack_grouped_weights) run
-// it on one process-wide pool of worker threads, started at the first such call and kept for the next ones (the
-// calling thread works too, so N threads means N - 1 workers). The number of threads is, in order of precedence:
+// Operators that split their work (grouped_matmul with packed or per-call-packed weights, pack_grouped_weights, the
+// fast paths of init_routing_v2 and finalize_routing on large calls) run it on one process-wide pool of worker
+// threads, started at the first such call and kept for the next ones (the calling thread works too, so N threads
+// means N - 1 workers). The number of threads is, in order of precedence:
 //   1. the last set_num_threads(n) with n >= 1;
 //   2. the environment variable MOEFUSE_NUM_THREADS (a decimal integer 1..1024), read once, at first use;
 //   3. std::thread::hardware_concurrency().

@@ -6,6 +6,8 @@
 // once the pool exists (it is created, or restarted after set_num_threads changed the count, under the lease).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <mutex>
 
 #include "base/thread_pool.h"
@@ -44,5 +46,26 @@ class DefaultPoolLease {
   std::unique_lock<std::mutex> lock_;
   ThreadPool* pool_ = nullptr;
 };
+
+/// Calls fn(begin, end) on consecutive blocks covering [0, rows), each of about 16K elements (`row_elements` per
+/// row), on the operators' pool when there are 64K elements or more and a lease gives one, else on the calling thread.
+/// For row-wise operators whose rows are independent: the results cannot depend on the split. Allocates nothing
+/// once the pool exists.
+template <class Fn>
+void parallel_rows(int64_t rows, int64_t row_elements, Fn&& fn) {
+  if (rows <= 0) return;
+  const int64_t per_row = std::max<int64_t>(row_elements, 1);
+  if (rows * per_row >= (int64_t(1) << 16)) {
+    DefaultPoolLease lease;
+    if (lease.pool()) {
+      const int64_t block = std::max<int64_t>(1, (int64_t(1) << 14) / per_row);
+      lease.pool()->parallel_for((rows + block - 1) / block, [&](int64_t b) {
+        fn(b * block, std::min(rows, (b + 1) * block));
+      });
+      return;
+    }
+  }
+  fn(int64_t{0}, rows);
+}
 
 }  // namespace moefuse

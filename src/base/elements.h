@@ -57,6 +57,12 @@ inline void store_element_f32(void* base, DType t, int64_t i, float v) {
   }
 }
 
+/// One element of a float dtype widened exactly to fp32, typed: what kernels' inner loops use instead of
+/// load_element_f32 (a template on the element type gets one of these per dtype, no switch per element).
+inline float widen_f32(float v) { return v; }
+inline float widen_f32(bfloat16 v) { return to_f32(v); }
+inline float widen_f32(float16 v) { return to_f32(v); }
+
 /// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding each value once (RNE). Other dtypes:
 /// nothing is written (callers only pass float outputs).
 inline void store_row(const float* v, int64_t n, DType dt, void* dst) {

@@ -4,7 +4,9 @@
 #include <string>
 
 #include "base/check.h"
+#include "base/default_pool.h"
 #include "base/elements.h"
+#include "base/scratch.h"
 #include "reference/finalize_routing.h"
 
 namespace moefuse {
@@ -126,6 +128,93 @@ Dims validate(const Tensor& rows, const Tensor& skip1, const Tensor& skip2, cons
   return dims;
 }
 
+// ─── Fast path ──────────────────────────────────────────────────────────────────────────────────────────────────
+// reference::finalize_routing's arithmetic, in its order, on typed pointers: per output row an fp32 accumulator,
+// acc = skip1 (+ skip2), then acc = acc + s * v for k = 0 .. K-1 (the first term starts acc when there is no skip),
+// one rounding at the end. Taken when every float tensor's rows are contiguous (stride 1 along H); the output rows
+// are independent, so they are spread over the operators' pool.
+
+bool h_contiguous(const Tensor& t) { return !t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1; }
+
+struct FinalizeArgs {
+  const Tensor &rows, &skip1, &skip2, &bias, &scales, &src_to_dst, &expert_ids;
+  bool k_major;
+  int64_t K;
+  const Tensor& out;
+};
+
+// acc = (started ? acc + term : term), term = scaled ? s * v : v, v = (row ? row[h] : 0) (+ bias[h]).
+template <class T>
+void add_term(float* acc, const T* row, const T* bias, bool scaled, float s, bool started, int64_t H) {
+  if (row && !bias && started) {  // the common case, kept free of per-element branches
+    if (scaled)
+      for (int64_t h = 0; h < H; ++h) acc[h] = acc[h] + s * widen_f32(row[h]);
+    else
+      for (int64_t h = 0; h < H; ++h) acc[h] = acc[h] + widen_f32(row[h]);
+    return;
+  }
+  for (int64_t h = 0; h < H; ++h) {
+    float v = row ? widen_f32(row[h]) : 0.0f;
+    if (bias) v = v + widen_f32(bias[h]);
+    const float term = scaled ? s * v : v;
+    acc[h] = started ? acc[h] + term : term;
+  }
+}
+
+template <class T>
+void finalize_rows(const FinalizeArgs& a, int64_t n0, int64_t n1) {
+  const int64_t N = a.out.size(0), H = a.out.size(1);
+  const bool three_d = a.rows.dim() == 3;
+  const int64_t C = three_d ? a.rows.size(1) : 1;
+  auto ptr = [](const Tensor& t, int64_t offset) { return static_cast<const T*>(t.data()) + offset; };
+  Scratch<float> acc(H);
+  for (int64_t n = n0; n < n1; ++n) {
+    const bool has_skip = a.skip1.defined();
+    if (has_skip) {
+      const T* s1 = ptr(a.skip1, n * a.skip1.stride(0));
+      for (int64_t h = 0; h < H; ++h) acc[h] = widen_f32(s1[h]);
+      if (a.skip2.defined()) {
+        const T* s2 = ptr(a.skip2, n * a.skip2.stride(0));
+        for (int64_t h = 0; h < H; ++h) acc[h] = acc[h] + widen_f32(s2[h]);
+      }
+    }
+    for (int64_t k = 0; k < a.K; ++k) {
+      const int64_t j = a.k_major ? k * N + n : n * a.K + k;
+      const int64_t d = load_element_int(a.src_to_dst.data(), a.src_to_dst.dtype(), j * a.src_to_dst.stride(0));
+      const T* row = nullptr;
+      if (d != -1)
+        row = ptr(a.rows, three_d ? (d / C) * a.rows.stride(0) + (d % C) * a.rows.stride(1) : d * a.rows.stride(0));
+      const T* bias = nullptr;
+      if (a.bias.defined()) {
+        const int64_t e = load_element_int(a.expert_ids.data(), a.expert_ids.dtype(),
+                                           n * a.expert_ids.stride(0) + k * a.expert_ids.stride(1));
+        bias = ptr(a.bias, e * a.bias.stride(0));
+      }
+      const float s = a.scales.defined() ? load_element_f32(a.scales.data(), a.scales.dtype(),
+                                                            n * a.scales.stride(0) + k * a.scales.stride(1))
+                                         : 1.0f;
+      add_term(acc.data(), row, bias, a.scales.defined(), s, has_skip || k > 0, H);
+    }
+    store_row(acc.data(), H, a.out.dtype(), static_cast<T*>(a.out.data()) + n * H);
+  }
+}
+
+void run(const Tensor& rows, const Tensor& skip1, const Tensor& skip2, const Tensor& bias, const Tensor& scales,
+         const Tensor& src_to_dst, const Tensor& expert_ids, int64_t drop_pad_mode, int64_t K, const Tensor& out) {
+  if (!h_contiguous(rows) || !h_contiguous(skip1) || !h_contiguous(skip2) || !h_contiguous(bias))
+    return reference::finalize_routing(rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode, K,
+                                       out);
+  const FinalizeArgs a{rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode <= 1, K, out};
+  parallel_rows(out.size(0), K * out.size(1), [&](int64_t n0, int64_t n1) {
+    switch (rows.dtype()) {
+      case DType::f32: return finalize_rows<float>(a, n0, n1);
+      case DType::bf16: return finalize_rows<bfloat16>(a, n0, n1);
+      case DType::f16: return finalize_rows<float16>(a, n0, n1);
+      default: return;  // not reached: the op takes float rows only
+    }
+  });
+}
+
 }  // namespace
 
 Tensor finalize_routing(const Tensor& expanded_permuted_rows, const Tensor& skip1, const Tensor& skip2,
@@ -134,8 +223,8 @@ Tensor finalize_routing(const Tensor& expanded_permuted_rows, const Tensor& skip
   Dims dims = validate(expanded_permuted_rows, skip1, skip2, bias, scales, expanded_src_to_dst_row,
                        expert_for_source_row, drop_pad_mode, k);
   Tensor out = Tensor::empty(expanded_permuted_rows.dtype(), {dims.N, dims.H});
-  reference::finalize_routing(expanded_permuted_rows, skip1, skip2, bias, scales, expanded_src_to_dst_row,
-                              expert_for_source_row, drop_pad_mode, dims.K, out);
+  run(expanded_permuted_rows, skip1, skip2, bias, scales, expanded_src_to_dst_row, expert_for_source_row,
+      drop_pad_mode, dims.K, out);
   return out;
 }
 
@@ -145,8 +234,8 @@ void finalize_routing_out(const Tensor& expanded_permuted_rows, const Tensor& sk
   Dims dims = validate(expanded_permuted_rows, skip1, skip2, bias, scales, expanded_src_to_dst_row,
                        expert_for_source_row, drop_pad_mode, k);
   check::output(kOp, "out", out, expanded_permuted_rows.dtype(), {dims.N, dims.H});
-  reference::finalize_routing(expanded_permuted_rows, skip1, skip2, bias, scales, expanded_src_to_dst_row,
-                              expert_for_source_row, drop_pad_mode, dims.K, out);
+  run(expanded_permuted_rows, skip1, skip2, bias, scales, expanded_src_to_dst_row, expert_for_source_row,
+      drop_pad_mode, dims.K, out);
 }
 
 }  // namespace moefuse

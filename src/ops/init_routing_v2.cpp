@@ -3,11 +3,16 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <numeric>
 #include <string>
 
 #include "base/check.h"
+#include "base/default_pool.h"
 #include "base/elements.h"
+#include "base/quantize.h"
+#include "base/scratch.h"
 #include "reference/init_routing.h"
 
 namespace moefuse {
@@ -179,8 +184,148 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
   return s;
 }
 
+// ─── Fast path ──────────────────────────────────────────────────────────────────────────────────────────────────
+// The same outputs as reference::init_routing_v2, bit for bit, for the dropless modes with quant_mode -1 or 1:
+// a counting sort over the active experts (stable, so the reference's permutation), then the rows written from
+// typed pointers, spread over the operators' pool (each row of expanded_x / expanded_scale is written by one task).
+
+// Active ranges up to this many experts take the counting sort (the hardware caps expert_num at 10240).
+constexpr int64_t kMaxCountingRange = int64_t(1) << 20;
+
+bool row_contiguous(const Tensor& t) { return t.size(1) <= 1 || t.strides()[1] == 1; }
+
+bool fast_path_applies(const Tensor& x, const Tensor& scale, const reference::InitRoutingV2Plan& p) {
+  if (p.drop_pad || (p.quant_mode != -1 && p.quant_mode != 1)) return false;
+  if (p.expert_end - p.expert_start > kMaxCountingRange) return false;  // unbounded range (no expert_num)
+  if (!row_contiguous(x)) return false;
+  return p.quant_mode == -1 || !scale.defined() || row_contiguous(scale);
+}
+
+// What the row writers read: expanded_x row i comes from token src[i] / k, routed to expert ids(src[i]).
+struct RowSource {
+  const int32_t* src;  // token-major positions t, in expanded_x's row order
+  const int32_t* ids;  // expert_idx and its strides
+  int64_t id_s0, id_s1, k;
+  int64_t expert(int64_t t) const { return ids[(t / k) * id_s0 + (t % k) * id_s1]; }
+};
+
+void copy_rows(const Tensor& x, const Tensor& scale, const RowSource& rs, int64_t i0, int64_t i1,
+               const InitRoutingV2Result& out) {
+  const int64_t es = int64_t(x.element_size()), row_bytes = x.size(1) * es, x_row = x.strides()[0] * es;
+  const auto* in = static_cast<const std::byte*>(x.data());
+  auto* ex = static_cast<std::byte*>(out.expanded_x.data());
+  auto* scales = out.expanded_scale.data_as<float>();
+  const float* sc = scale.defined() ? scale.data_as<float>() : nullptr;
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t tok = rs.src[i] / rs.k;
+    if (row_bytes) std::memcpy(ex + i * row_bytes, in + tok * x_row, size_t(row_bytes));
+    scales[i] = sc ? sc[tok * scale.strides()[0]] : 0.0f;
+  }
+}
+
+// quant_mode 1: v = fp32(x row) (times the smooth scale row), then quantize_row_dynamic, as the reference does.
+template <class T>
+void quantize_rows(const Tensor& x, const Tensor& scale, int64_t expert_start, const RowSource& rs, int64_t i0,
+                   int64_t i1, const InitRoutingV2Result& out) {
+  const int64_t h = x.size(1);
+  const T* in = static_cast<const T*>(x.data());
+  const bool per_expert = scale.defined() && scale.size(0) > 1;
+  auto* q = out.expanded_x.data_as<int8_t>();
+  auto* scales = out.expanded_scale.data_as<float>();
+  Scratch<float> v(h);
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t t = rs.src[i];
+    const T* row = in + (t / rs.k) * x.strides()[0];
+    for (int64_t j = 0; j < h; ++j) v[j] = widen_f32(row[j]);
+    if (scale.defined()) {
+      const float* s = scale.data_as<float>() + (per_expert ? rs.expert(t) - expert_start : 0) * scale.strides()[0];
+      for (int64_t j = 0; j < h; ++j) v[j] = v[j] * s[j];
+    }
+    scales[i] = quantize_row_dynamic(v.data(), h, q + i * h);
+  }
+}
+
+void write_rows(const Tensor& x, const Tensor& scale, const reference::InitRoutingV2Plan& p, const RowSource& rs,
+                int64_t i0, int64_t i1, const InitRoutingV2Result& out) {
+  if (p.quant_mode == -1) return copy_rows(x, scale, rs, i0, i1, out);
+  switch (x.dtype()) {
+    case DType::f32: return quantize_rows<float>(x, scale, p.expert_start, rs, i0, i1, out);
+    case DType::bf16: return quantize_rows<bfloat16>(x, scale, p.expert_start, rs, i0, i1, out);
+    case DType::f16: return quantize_rows<float16>(x, scale, p.expert_start, rs, i0, i1, out);
+    default: return;  // not reached: the op takes i8 x with quant_mode -1 only
+  }
+}
+
+// The count output from the histogram c[0 .. end - start) (see init_routing_v2's header comment).
+void write_counts(const int64_t* c, const reference::InitRoutingV2Plan& p, const Tensor& counts) {
+  if (p.count_type < 0) return;
+  const int64_t span = p.expert_end - p.expert_start;
+  int64_t* dst = counts.data_as<int64_t>();
+  if (p.count_type == 0) {
+    std::inclusive_scan(c, c + span, dst);
+  } else if (p.count_type == 1) {
+    std::copy(c, c + span, dst);
+  } else {
+    std::fill(dst, dst + counts.numel(), int64_t{0});  // also the (0, 0) terminator and the rows after it
+    for (int64_t e = 0; e < span; ++e)
+      if (c[e] > 0) {
+        *dst++ = p.expert_start + e;
+        *dst++ = c[e];
+      }
+  }
+}
+
+void fast_init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& scale,
+                          const reference::InitRoutingV2Plan& p, const InitRoutingV2Result& out) {
+  const int64_t n = x.size(0), h = x.size(1), k = expert_idx.size(1), nk = n * k;
+  const int64_t start = p.expert_start, end = p.expert_end;
+  RowSource rs{nullptr, expert_idx.data_as<int32_t>(), expert_idx.strides()[0], expert_idx.strides()[1], k};
+  auto for_each_position = [&](auto&& fn) {  // fn(t, expert id), t = n*K + k ascending
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < k; ++c) fn(r * k + c, int64_t(rs.ids[r * rs.id_s0 + c * rs.id_s1]));
+  };
+
+  // Counting sort of the active positions by expert: histogram, exclusive offsets, then positions in ascending t.
+  Scratch<int64_t> next(end - start, 0);
+  for_each_position([&](int64_t, int64_t e) {
+    if (e >= start && e < end) ++next[e - start];
+  });
+  write_counts(next.data(), p, out.expert_token_cumsum_or_count);
+  int64_t active = 0;  // A
+  for (int64_t& c : next) {
+    const int64_t count = c;
+    c = active;
+    active += count;
+  }
+
+  // row_idx_type 1 returns the sorted positions themselves (then -1); type 0 their inverse (-1 where not routed).
+  auto* eri = out.expanded_row_idx.data_as<int32_t>();
+  Scratch<int32_t> sorted(p.row_idx_type == 0 ? active : 0);
+  int32_t* src = p.row_idx_type == 0 ? sorted.data() : eri;
+  if (p.row_idx_type == 0) std::fill(eri, eri + nk, int32_t{-1});
+  for_each_position([&](int64_t t, int64_t e) {
+    if (e < start || e >= end) return;
+    const int64_t i = next[e - start]++;
+    src[i] = int32_t(t);
+    if (p.row_idx_type == 0) eri[t] = int32_t(i);
+  });
+  if (p.row_idx_type == 1) std::fill(eri + active, eri + nk, int32_t{-1});
+
+  // Rows [0, valid) from their tokens, the rest zeros with scale 0 (decisions.md §4).
+  rs.src = src;
+  const int64_t valid = std::min(p.rows, active);
+  parallel_rows(valid, h, [&](int64_t i0, int64_t i1) { write_rows(x, scale, p, rs, i0, i1, out); });
+  const size_t row_bytes = size_t(h) * out.expanded_x.element_size();
+  if (p.rows > valid) {
+    std::memset(static_cast<std::byte*>(out.expanded_x.data()) + size_t(valid) * row_bytes, 0,
+                size_t(p.rows - valid) * row_bytes);
+    std::fill(out.expanded_scale.data_as<float>() + valid, out.expanded_scale.data_as<float>() + p.rows, 0.0f);
+  }
+}
+
 void run(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2Options& o, const Resolved& s,
          const InitRoutingV2Result& out) {
+  if (fast_path_applies(x, o.scale, s.plan)) return fast_init_routing_v2(x, expert_idx, o.scale, s.plan, out);
   reference::init_routing_v2(x, expert_idx, o.scale, o.offset, s.plan, out.expanded_x, out.expanded_row_idx,
                              out.expert_token_cumsum_or_count, out.expanded_scale);
 }

@@ -64,6 +64,12 @@ namespace moefuse {
 ///                expanded_src_to_dst_row.size(0) not divisible by k without scales); skip2 without skip1; bias
 ///                without expert_for_source_row; an index of expanded_src_to_dst_row out of range; an expert id
 ///                outside [0, bias.size(0)).
+///
+/// Execution (speed only: every path gives the same bits): when expanded_permuted_rows, skip1, skip2 and bias are
+/// contiguous along H (any other strides; scales and the index tensors any strides and dtypes), in every
+/// drop_pad_mode, each output row is computed in an fp32 row with the operations above in their order, reading
+/// typed pointers, and the rows are spread over the operators' thread pool (threads.h) from 64K elements (N*K*H) on.
+/// Otherwise the scalar reference runs.
 Tensor finalize_routing(const Tensor& expanded_permuted_rows, const Tensor& skip1, const Tensor& skip2,
                         const Tensor& bias, const Tensor& scales, const Tensor& expanded_src_to_dst_row,
                         const Tensor& expert_for_source_row, int64_t drop_pad_mode = 0, int64_t k = 1);

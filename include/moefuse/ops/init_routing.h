@@ -138,6 +138,14 @@ struct InitRoutingV2Result {
 /// with drop/pad; scale/offset missing for quant_mode 0, given where the mode takes none (offset outside quant_mode
 /// 0), or of the wrong shape; x int8 with quant_mode 0/1 (TypeError); x_dtype not x's dtype; an expert id out of
 /// range (named with its value and position).
+///
+/// Execution (speed only: every path gives the same bits): a call takes the fast path when it is dropless
+/// (drop_pad_mode 0), its active range has at most 2^20 experts (expert_num or active_expert_range given), x is
+/// contiguous along H (any row stride), and quant_mode is -1 (rows copied whole) or 1 (with a smooth scale contiguous
+/// along H, or none); every row_idx_type and expert_tokens_num_type. It sorts by a counting sort over the active
+/// experts (the stable order above) and writes the rows of expanded_x from typed pointers, spread over the
+/// operators' thread pool (threads.h) from 64K elements on. Other calls (drop/pad, quant_mode 0, no expert bound,
+/// strided rows) run the scalar reference.
 InitRoutingV2Result init_routing_v2(const Tensor& x, const Tensor& expert_idx,
                                     const InitRoutingV2Options& options = {});
 
