@@ -1,5 +1,6 @@
 #include "layer/fused_decode.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -16,7 +17,13 @@
 namespace moefuse::layer {
 namespace {
 
-constexpr int64_t kBlock = 64;          // output columns per A / B task: a pair of packed panels (gemm.h)
+// Output columns per A / B task: about kTaskWeightBytes of packed weights per projection, in multiples of 64 (pairs of
+// packed panels, gemm.h), 64 to 512. Short tasks cost bandwidth in decode: int8 tasks of 64 columns (128 KB of w13,
+// 64 KB of w2) streamed at 25 GB/s where the chain's 256-column blocks got 39 (olmoe w8a8, T = 1, 2 threads).
+constexpr int64_t kTaskWeightBytes = 256 * 1024;
+int64_t task_columns(int64_t K, int64_t element_bytes) {
+  return std::clamp<int64_t>(kTaskWeightBytes / std::max<int64_t>(1, K * element_bytes) / 64 * 64, 64, 512);
+}
 constexpr int64_t kCombineBlock = 256;  // output columns per C task
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -117,10 +124,21 @@ class Step {
     }
   }
 
-  int64_t tasks() {
-    nbI_ = ceil_div(I_, kBlock);
-    nbIs_ = ceil_div(Is_, kBlock);
-    nbH_ = ceil_div(H_, kBlock);
+  // Cuts the work into tasks for `threads` threads; returns their count.
+  int64_t tasks(int threads) {
+    const int64_t es = int8_ ? 1 : int64_t(dtype_size(model_));
+    block_a_ = task_columns(H_, es);
+    block_b_ = task_columns(I_, es);
+    // An A task gathers its group's rows of x before its GEMM, so with many rows per group wider blocks amortise
+    // the gather (rows x H per task against H x 2 x block weights): double them up to 4 x the rows per group, 512
+    // columns at most, while 8 tasks per thread remain.
+    const int64_t rows_per_group = ceil_div(T_ * K_, std::max<int64_t>(1, groups_));
+    while (block_a_ < 512 && block_a_ < 4 * rows_per_group * 8 &&
+           groups_ * ceil_div(I_, 2 * block_a_) >= 8 * int64_t(threads))
+      block_a_ *= 2;
+    nbI_ = ceil_div(I_, block_a_);
+    nbIs_ = ceil_div(Is_, block_a_);
+    nbH_ = ceil_div(H_, block_b_);
     all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
     nA_ = groups_ * nbI_ + (Is_ > 0 ? nbIs_ : 0);
     nQ_ = int8_ ? all_groups_ : 0;
@@ -208,7 +226,7 @@ class Step {
   void task_a(int64_t i) {
     const int64_t g = i < groups_ * nbI_ ? i / nbI_ : groups_;
     const int64_t blk = i < groups_ * nbI_ ? i % nbI_ : i - groups_ * nbI_;
-    const int64_t W = width(g), j0 = blk * kBlock, j1 = std::min(j0 + kBlock, W), nb = j1 - j0;
+    const int64_t W = width(g), j0 = blk * block_a_, j1 = std::min(j0 + block_a_, W), nb = j1 - j0;
     const int64_t r0 = row_begin(g), n = row_end(g) - r0;
     const bool gather_needed = !is_shared(g) && (!int8_ || !w_.smooth_scale1.defined());
     Scratch<std::byte> gather(gather_needed ? n * H_ * (int8_ ? 1 : 4) + 64 + n * 4 : 0);
@@ -217,20 +235,20 @@ class Step {
     const gemm::PackedWeights& w = w13(g);
     float* dst = a_f32(g);
     if (!int8_) {
-      Scratch<float> gate(n * kBlock), up(n * kBlock);
-      float_fn_(n, H_, j0, j1, static_cast<const float*>(a), H_, w.data(), gate.data(), kBlock);
-      float_fn_(n, H_, W + j0, W + j1, static_cast<const float*>(a), H_, w.data(), up.data(), kBlock);
+      Scratch<float> gate(n * block_a_), up(n * block_a_);
+      float_fn_(n, H_, j0, j1, static_cast<const float*>(a), H_, w.data(), gate.data(), block_a_);
+      float_fn_(n, H_, W + j0, W + j1, static_cast<const float*>(a), H_, w.data(), up.data(), block_a_);
       for (int64_t r = 0; r < n; ++r)
         for (int64_t j = 0; j < nb; ++j) {
-          const float act = round_model(gate[r * kBlock + j], model_), lin = round_model(up[r * kBlock + j], model_);
+          const float act = round_model(gate[r * block_a_ + j], model_), lin = round_model(up[r * block_a_ + j], model_);
           const float silu = act / (1.0f + std::exp(-act));  // reference::swiglu's expression
           dst[r * W + j0 + j] = round_model(silu * lin, model_);
         }
     } else {
-      Scratch<int32_t> gate(n * kBlock), up(n * kBlock);
+      Scratch<int32_t> gate(n * block_a_), up(n * block_a_);
       const auto* aq = static_cast<const int8_t*>(a);
-      s8_fn_(n, H_, j0, j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), gate.data(), kBlock);
-      s8_fn_(n, H_, W + j0, W + j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), up.data(), kBlock);
+      s8_fn_(n, H_, j0, j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), gate.data(), block_a_);
+      s8_fn_(n, H_, W + j0, W + j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), up.data(), block_a_);
       const float* ws = is_shared(g) ? w_.shared_w13_scale.data_as<const float>()
                                      : w_.w13_scale.data_as<const float>() + expert(g) * 2 * I_;
       const float* smooth2 = !is_shared(g) && w_.smooth_scale2.defined()
@@ -240,9 +258,9 @@ class Step {
         for (int64_t j = 0; j < nb; ++j) {
           // reference::dequant_swiglu_quant: float(h) * weight_scale * activation_scale, then SwiGLU, then the
           // smooth scale.
-          float act = float(gate[r * kBlock + j]) * ws[j0 + j];
+          float act = float(gate[r * block_a_ + j]) * ws[j0 + j];
           act = act * row_scale[r];
-          float lin = float(up[r * kBlock + j]) * ws[W + j0 + j];
+          float lin = float(up[r * block_a_ + j]) * ws[W + j0 + j];
           lin = lin * row_scale[r];
           float v = act / (std::exp(-act) + 1.0f) * lin;
           if (smooth2) v = v * smooth2[j0 + j];
@@ -269,28 +287,28 @@ class Step {
   void task_b(int64_t g, int64_t blk) {
     if (int8_) wait_for(E_ + 1 + g, 1);
     else wait_for(g, a_tasks(g));
-    const int64_t W = width(g), h0 = blk * kBlock, h1 = std::min(h0 + kBlock, H_), nb = h1 - h0;
+    const int64_t W = width(g), h0 = blk * block_b_, h1 = std::min(h0 + block_b_, H_), nb = h1 - h0;
     const int64_t r0 = row_begin(g), n = row_end(g) - r0;
     const gemm::PackedWeights& w = w2(g);
     const Tensor& y = is_shared(g) ? b_.shared_y : b_.y;
     auto* out = static_cast<std::byte*>(y.data());
     const int64_t es = int64_t(dtype_size(model_));
     if (!int8_) {
-      Scratch<float> acc(n * kBlock);
-      float_fn_(n, W, h0, h1, a_f32(g), W, w.data(), acc.data(), kBlock);
-      for (int64_t r = 0; r < n; ++r) store_row(acc.data() + r * kBlock, nb, model_, out + ((r0 + r) * H_ + h0) * es);
+      Scratch<float> acc(n * block_b_);
+      float_fn_(n, W, h0, h1, a_f32(g), W, w.data(), acc.data(), block_b_);
+      for (int64_t r = 0; r < n; ++r) store_row(acc.data() + r * block_b_, nb, model_, out + ((r0 + r) * H_ + h0) * es);
     } else {
-      Scratch<int32_t> acc(n * kBlock);
+      Scratch<int32_t> acc(n * block_b_);
       Scratch<float> v(nb);
       const int8_t* aq = (is_shared(g) ? b_.shared_a.data_as<const int8_t>() : b_.a.data_as<const int8_t>()) + r0 * W;
       const float* a_scale =
           (is_shared(g) ? b_.shared_a_scale.data_as<const float>() : b_.a_scale.data_as<const float>()) + r0;
       const float* ws = (is_shared(g) ? w_.shared_w2_scale.data_as<const float>()
                                       : w_.w2_scale.data_as<const float>() + expert(g) * H_) + h0;
-      s8_fn_(n, W, h0, h1, aq, W, static_cast<const int8_t*>(w.data()), w.col_sums(), acc.data(), kBlock);
+      s8_fn_(n, W, h0, h1, aq, W, static_cast<const int8_t*>(w.data()), w.col_sums(), acc.data(), block_b_);
       for (int64_t r = 0; r < n; ++r) {
         // reference::grouped_matmul's int8 epilogue: float(sum) * scale, then * per_token_scale, one rounding.
-        for (int64_t j = 0; j < nb; ++j) v[j] = float(acc[r * kBlock + j]) * ws[j];
+        for (int64_t j = 0; j < nb; ++j) v[j] = float(acc[r * block_b_ + j]) * ws[j];
         for (int64_t j = 0; j < nb; ++j) v[j] = v[j] * a_scale[r];
         store_row(v.data(), nb, model_, out + ((r0 + r) * H_ + h0) * es);
       }
@@ -347,6 +365,7 @@ class Step {
   const gemm::PackedWeights* shared_w13_ = nullptr;
   const gemm::PackedWeights* shared_w2_ = nullptr;
   int64_t groups_ = 0, all_groups_ = 0;
+  int64_t block_a_ = 64, block_b_ = 64;
   int64_t nbI_ = 0, nbIs_ = 0, nbH_ = 0, nA_ = 0, nQ_ = 0, nB_ = 0, nC_ = 0;
   std::atomic<bool> failed_{false};
 };
@@ -373,7 +392,7 @@ void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, cons
     const Tensor gate_logit = buffers.shared_gate_logit.narrow(0, 0, T);
     router_logits(x, packed.shared_gate, gate_logit);
   }
-  const int64_t n = step.tasks();
+  const int64_t n = step.tasks(pool.size());
   timings.routing += ms_since(t0);
 
   t0 = Clock::now();

@@ -71,7 +71,8 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
     for (const char* asked : {"chain", "superkernel"})
       for (const char* T : {"1", "3"}) {
         const std::vector<std::string> w = words(rows[i++]);
-        ASSERT_EQ(w.size(), 15u) << rows[i - 1];
+        ASSERT_EQ(w.size(), 16u) << rows[i - 1];
+        EXPECT_EQ(w[15] == "-", std::string(asked) == "chain") << rows[i - 1];  // vs chain
         EXPECT_EQ(w[0], quant);
         EXPECT_EQ(w[1], asked);
         EXPECT_EQ(w[3], T);
@@ -131,6 +132,18 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
         // A step reads about 25 KB here: 4x any LLC of 1 MiB or more wants over 32 copies, the most there are.
         EXPECT_EQ(row["copies"], 32);
       }
+  // Superkernel rows carry their time over the chain's, forward by forward (one forward here: the plain ratio).
+  for (const Json& row : j["rows"]) {
+    if (row["requested_path"] == "chain") {
+      EXPECT_TRUE(row["vs_chain"].is_null());
+      continue;
+    }
+    for (const Json& chain : j["rows"])
+      if (chain["requested_path"] == "chain" && chain["quant"] == row["quant"] && chain["tokens"] == row["tokens"]) {
+        EXPECT_NEAR(row["vs_chain"].get<double>(),
+                    row["ms_median"].get<double>() / chain["ms_median"].get<double>(), 1e-9);
+      }
+  }
   // ... and the output says so, for each (quant, path).
   EXPECT_EQ(j["notes"].size(), 4u);
   EXPECT_NE(r.out.find("note:       quant none, path chain: 32 of "), std::string::npos) << r.out;

@@ -102,6 +102,7 @@ struct Row {
   double ms_median = 0, ms_min = 0, ms_max = 0;
   int64_t weight_bytes = 0, flops = 0;
   double gbps = 0, gflops = 0, lower_bound_ms = 0, ratio = 0;
+  double vs_chain = 0;  // superkernel rows timed beside a chain row: median over iterations of time / chain's time
   int copies = 1;
 };
 
@@ -110,6 +111,12 @@ struct Copies {
   std::vector<MoeLayer> layers;
   int64_t wanted = 1;  // enough copies that one pass over them reads 4x the LLC
   std::string limit;  // why fewer than `wanted` ("" when none)
+};
+
+// The copies of one path (chain or superkernel), as asked.
+struct PathSet {
+  std::string asked;
+  Copies copies;
 };
 
 // 2·3·H·I per (token, expert) pair, 2·3·H·Is per token for the shared expert, 2·H·E per token for the router.
@@ -123,29 +130,53 @@ class Bench {
  public:
   Bench(const BenchArgs& a, const LoadedConfig& lc) : a_(a), lc_(lc) {}
 
+  // Per quant, the layers of every path are built first and then timed together: for each token count, iteration
+  // i runs each path once in turn, so the paths see the same machine state (this VM's speed drifts by tens of
+  // percent over seconds) and their ratio is what the rows compare. A path whose layers no longer fit beside the
+  // others' is measured after them, alone (and a note says so).
   void run(const std::vector<std::string>& quants, const std::vector<std::string>& paths,
            const std::vector<int64_t>& tokens) {
     std::unique_ptr<Progress> progress;
     for (const std::string& q : quants) {
+      std::vector<PathSet> sets;
+      auto measure_sets = [&] {
+        std::vector<std::vector<Row>> rows(sets.size());
+        for (int64_t T : tokens) {
+          std::vector<Row> at_t = measure(sets, q, T);
+          for (size_t i = 0; i < sets.size(); ++i) rows[i].push_back(at_t[i]);
+          for (size_t i = 0; i < sets.size(); ++i) progress->step();
+        }
+        for (const std::vector<Row>& path_rows : rows)
+          for (const Row& r : path_rows) {
+            rows_.push_back(r);
+            print_row(r);
+          }
+        sets.clear();
+      };
       for (const std::string& p : paths) {
         MoeConfig c = lc_.config;
         c.quant_mode = parse_quant(q);
         c.enable_superkernel = p == "superkernel";
-        Copies copies = make_copies(c, tokens.front());
+        try {
+          sets.push_back(PathSet{p, make_copies(c, tokens.front())});
+        } catch (const ResourceError&) {
+          if (sets.empty()) throw;
+          measure_sets();  // frees the other paths' layers
+          notes_.push_back("quant " + q + ", path " + p + ": measured alone (its layers did not fit beside the " +
+                           "other paths'), so its ratio to them carries the machine's drift");
+          sets.push_back(PathSet{p, make_copies(c, tokens.front())});
+        }
         if (!progress) {
           print_header();
           progress = std::make_unique<Progress>("bench", int(quants.size() * paths.size() * tokens.size()));
         }
+        const Copies& copies = sets.back().copies;
         if (!copies.limit.empty())
           notes_.push_back("quant " + q + ", path " + p + ": " + std::to_string(copies.layers.size()) + " of " +
                            std::to_string(copies.wanted) + " layer copies (" + copies.limit +
                            "): the weights are partly cache-resident at small token counts");
-        for (int64_t T : tokens) {
-          rows_.push_back(measure(copies, q, p, T));
-          progress->step();
-          print_row(rows_.back());
-        }
       }
+      measure_sets();
     }
     progress.reset();
     for (const std::string& n : notes_) std::printf("note:       %s\n", n.c_str());
@@ -183,6 +214,7 @@ class Bench {
                           {"gflops", r.gflops},
                           {"lower_bound_ms", r.lower_bound_ms},
                           {"ratio", positive_or_null(r.ratio)},
+                          {"vs_chain", positive_or_null(r.vs_chain)},
                           {"copies", r.copies}});
     return Json{{"command", "bench"},
                 {"version", MOEFUSE_VERSION},
@@ -289,28 +321,48 @@ class Bench {
     return v;
   }
 
-  Row measure(Copies& copies, const std::string& quant, const std::string& asked, int64_t T) {
-    MoeLayer& first = copies.layers.front();
-    const MoeConfig& c = first.config();
-    const std::vector<Tensor>& x = inputs(T, c);
-    const Tensor y = Tensor::empty(c.dtype, {T, c.hidden_size});
+  // One row per path set at T tokens: warm-up forwards on every copy, then iters rounds of one forward per set.
+  std::vector<Row> measure(std::vector<PathSet>& sets, const std::string& quant, int64_t T) {
+    const MoeConfig& c0 = sets.front().copies.layers.front().config();
+    const std::vector<Tensor>& x = inputs(T, c0);
+    const Tensor y = Tensor::empty(c0.dtype, {T, c0.hidden_size});
     const bool prefill = T >= kPrefillFrom;
+    for (PathSet& set : sets)
+      for (int w = 0; w < a_.warmup; ++w)
+        for (MoeLayer& layer : set.copies.layers) layer.forward_out(x[size_t(a_.iters)], prefill, y);
+
+    std::vector<std::vector<double>> ms(sets.size()), bytes(sets.size());
+    std::vector<std::string> path(sets.size());
+    for (int i = 0; i < a_.iters; ++i)
+      for (size_t k = 0; k < sets.size(); ++k) {
+        std::vector<MoeLayer>& layers = sets[k].copies.layers;
+        MoeLayer& layer = layers[size_t(i) % layers.size()];
+        const auto t0 = std::chrono::steady_clock::now();
+        layer.forward_out(x[size_t(i)], prefill, y);
+        const auto t1 = std::chrono::steady_clock::now();
+        ms[k].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        bytes[k].push_back(double(layer.last_timings().weight_bytes));
+        path[k] = layer.path();
+      }
+    std::vector<Row> rows;
+    for (size_t k = 0; k < sets.size(); ++k)
+      rows.push_back(make_row(sets[k].copies, quant, sets[k].asked, path[k], T, prefill, ms[k], bytes[k]));
+    // The fused path against the chain, forward by forward (paired, so the machine's drift cancels).
+    for (size_t k = 0; k < sets.size(); ++k)
+      for (size_t j = 0; j < sets.size(); ++j)
+        if (sets[k].asked == "superkernel" && sets[j].asked == "chain") {
+          std::vector<double> r;
+          for (size_t i = 0; i < ms[k].size(); ++i)
+            if (ms[j][i] > 0) r.push_back(ms[k][i] / ms[j][i]);
+          if (!r.empty()) rows[k].vs_chain = median(r);
+        }
+    return rows;
+  }
+
+  Row make_row(const Copies& copies, const std::string& quant, const std::string& asked, const std::string& path,
+               int64_t T, bool prefill, const std::vector<double>& ms, const std::vector<double>& bytes) const {
+    const MoeConfig& c = copies.layers.front().config();
     const size_t n = copies.layers.size();
-    for (int w = 0; w < a_.warmup; ++w)
-      for (MoeLayer& layer : copies.layers) layer.forward_out(x[size_t(a_.iters)], prefill, y);
-
-    std::vector<double> ms, bytes;
-    std::string path;
-    for (int i = 0; i < a_.iters; ++i) {
-      MoeLayer& layer = copies.layers[size_t(i) % n];
-      const auto t0 = std::chrono::steady_clock::now();
-      layer.forward_out(x[size_t(i)], prefill, y);
-      const auto t1 = std::chrono::steady_clock::now();
-      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-      bytes.push_back(double(layer.last_timings().weight_bytes));
-      path = layer.path();
-    }
-
     Row r{.quant = quant,
           .asked_path = asked,
           .path = path,
@@ -353,19 +405,21 @@ class Bench {
                 "tokens, prefill from %lld\n",
                 a_.iters, a_.iters == 1 ? "" : "s", a_.warmup, a_.warmup == 1 ? "" : "s",
                 static_cast<long long>(kPrefillFrom), static_cast<long long>(kPrefillFrom));
-    std::printf("%-7s %-12s %-12s %6s %-7s %10s %10s %10s %9s %9s %7s %8s %9s %7s %6s\n", "quant", "asked", "path",
+    std::printf("%-7s %-12s %-12s %6s %-7s %10s %10s %10s %9s %9s %7s %8s %9s %7s %6s %8s\n", "quant", "asked", "path",
                 "tokens", "mode", "median ms", "min ms", "max ms", "weight MB", "GFLOP", "GB/s", "GFLOP/s",
-                "bound ms", "ratio", "copies");
+                "bound ms", "ratio", "copies", "vs chain");
     std::fflush(stdout);
   }
 
   static void print_row(const Row& r) {
     char ratio[32] = "-";
     if (r.ratio > 0) std::snprintf(ratio, sizeof ratio, "%.2f", r.ratio);
-    std::printf("%-7s %-12s %-12s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %9.3f %7.1f %8.1f %9.3f %7s %6d\n",
+    char vs_chain[32] = "-";
+    if (r.vs_chain > 0) std::snprintf(vs_chain, sizeof vs_chain, "%.3f", r.vs_chain);
+    std::printf("%-7s %-12s %-12s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %9.3f %7.1f %8.1f %9.3f %7s %6d %8s\n",
                 r.quant.c_str(), r.asked_path.c_str(), r.path.c_str(), static_cast<long long>(r.tokens),
                 r.prefill ? "prefill" : "decode", r.ms_median, r.ms_min, r.ms_max, double(r.weight_bytes) / 1e6,
-                double(r.flops) / 1e9, r.gbps, r.gflops, r.lower_bound_ms, ratio, r.copies);
+                double(r.flops) / 1e9, r.gbps, r.gflops, r.lower_bound_ms, ratio, r.copies, vs_chain);
     std::fflush(stdout);
   }
 
