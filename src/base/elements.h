@@ -63,6 +63,23 @@ inline float widen_f32(float v) { return v; }
 inline float widen_f32(bfloat16 v) { return to_f32(v); }
 inline float widen_f32(float16 v) { return to_f32(v); }
 
+/// Widens n elements of a float dtype, element i at src + i * stride (elements), exactly into dst[0..n) (fp32): the
+/// counterpart of store_row, one typed loop per dtype.
+inline void widen_row(const void* src, DType dt, int64_t n, int64_t stride, float* dst) {
+  auto run = [&](const auto* p) {
+    if (stride == 1)
+      for (int64_t i = 0; i < n; ++i) dst[i] = widen_f32(p[i]);
+    else
+      for (int64_t i = 0; i < n; ++i) dst[i] = widen_f32(p[i * stride]);
+  };
+  switch (dt) {
+    case DType::f32: return run(static_cast<const float*>(src));
+    case DType::bf16: return run(static_cast<const bfloat16*>(src));
+    case DType::f16: return run(static_cast<const float16*>(src));
+    default: return;
+  }
+}
+
 /// Stores v[0..n) (fp32) into a contiguous run of a float dtype, rounding each value once (RNE). Other dtypes:
 /// nothing is written (callers only pass float outputs).
 inline void store_row(const float* v, int64_t n, DType dt, void* dst) {

@@ -117,7 +117,7 @@ int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity) {
   b += R * 2 * d.I * hs + R * d.I * as + R * 4 + R * d.H * ms;   // experts
   if (d.Is > 0) b += T * (4 + d.H + 4 + 4 + 2 * d.Is * hs + d.Is * as + 4 + 2 * d.H * ms + 4) + 16;
   if (config.enable_superkernel) {
-    b += (quant ? 0 : T * d.H * 4) + R * 4 + (d.E + 1) * 4 + (d.E + 2) * 8 + (2 * (d.E + 1) + 1) * 4;
+    b += R * 4 + (d.E + 1) * 4 + (d.E + 2) * 8 + (2 * (d.E + 1) + 1) * 4;
     b += R * d.I * 4 + T * d.Is * 4;
   }
   return b;
@@ -164,7 +164,6 @@ ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity) {
     }
   }
   if (config.enable_superkernel) {
-    if (!quant) b.x_f32 = Tensor::empty(DType::f32, {T, d.H});
     b.row_token = Tensor::empty(DType::i32, {R});
     b.group_expert = Tensor::empty(DType::i32, {d.E + 1});
     b.group_begin = Tensor::empty(DType::i64, {d.E + 2});

@@ -42,7 +42,6 @@ struct ChainBuffers {
   Tensor shared_out;        // [T, H] model dtype: the gated shared output (qwen2_moe)
   Tensor unit_alpha;        // [1] f32 = 1: the shared expert's clip factor (w8a8c8)
   // The fused decode path (fused_decode.h), planned when the config enables it:
-  Tensor x_f32;             // [T, H] f32: x widened once (float models)
   Tensor row_token;         // [T*K] i32: the token of each expert-sorted row
   Tensor group_expert;      // [E + 1] i32: the active experts, then the shared expert (id E)
   Tensor group_begin;       // [E + 2] i64: first row of each group (rows of the shared group are token indices)

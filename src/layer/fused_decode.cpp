@@ -17,16 +17,20 @@
 namespace moefuse::layer {
 namespace {
 
-// Output columns per A / B task: about kTaskWeightBytes of packed weights per projection, in multiples of 64 (pairs of
-// packed panels, gemm.h), 64 to 512. Short tasks cost bandwidth in decode: int8 tasks of 64 columns (128 KB of w13,
-// 64 KB of w2) streamed at 25 GB/s where the chain's 256-column blocks got 39 (olmoe w8a8, T = 1, 2 threads).
-constexpr int64_t kTaskWeightBytes = 256 * 1024;
-int64_t task_columns(int64_t K, int64_t element_bytes) {
-  return std::clamp<int64_t>(kTaskWeightBytes / std::max<int64_t>(1, K * element_bytes) / 64 * 64, 64, 512);
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Output columns per A / B task: about kTaskWeightBytes of packed weights per task (both halves of w13 for A), in
+// multiples of 64 (pairs of packed panels, gemm.h), 64 to 512, narrowed while there are fewer than 8 tasks per
+// thread. Long tasks stream better (measured with `moefuse bench`'s paired vs_chain, olmoe, 2 threads): 64-column
+// int8 tasks streamed at 25 GB/s against the chain's 39; 128 KB tasks ran 10% behind the chain at T = 32; 2 MB
+// tasks run at 0.65-0.8 of the chain's time at T = 1 and level with it (within +-3% noise) at T = 32-96.
+constexpr int64_t kTaskWeightBytes = 2 << 20;
+int64_t task_columns(int64_t weight_bytes_per_column, int64_t groups, int64_t width, int threads) {
+  int64_t cols = std::clamp<int64_t>(kTaskWeightBytes / std::max<int64_t>(1, weight_bytes_per_column) / 64 * 64, 64, 512);
+  while (cols > 64 && groups * ceil_div(width, cols) < 8 * int64_t(threads)) cols /= 2;
+  return cols;
 }
 constexpr int64_t kCombineBlock = 256;  // output columns per C task
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
@@ -60,7 +64,7 @@ class Step {
     s8_fn_ = kernels_.s8.fn;
   }
 
-  // Sorts the slots by expert and prepares x (widened, or quantised per token / per row). Serial: O(T*K + T*H).
+  // Sorts the slots by expert and, for w8a8, quantises x (per token, or per row with smooth scales). Serial.
   void prepare() {
     const int32_t* topk = routed_.topk_idx.data_as<const int32_t>();
     int32_t* slot_row = b_.expanded_row_idx.data_as<int32_t>();
@@ -90,13 +94,7 @@ class Step {
     if (Is_ > 0) group_expert[groups_] = int32_t(E_);
 
     const bool smooth = w_.smooth_scale1.defined();
-    if (!int8_) {
-      float* xf = b_.x_f32.data_as<float>();
-      for (int64_t t = 0; t < T_; ++t)
-        for (int64_t h = 0; h < H_; ++h)
-          xf[t * H_ + h] = load_element_f32(x_.data(), x_.dtype(), t * x_.stride(0) + h * x_.stride(1));
-      return;
-    }
+    if (!int8_) return;  // float models: the A tasks widen their rows of x as they gather them
     // w8a8: init_routing_v2's dynamic quantisation. Without a smooth scale a token's row is the same for each of its
     // experts and for the shared expert: quantise it once, into the first T rows of expanded_x. With one, the
     // routed rows are quantised per (row, expert) into expanded_x and the shared expert's per token into shared_x.
@@ -127,19 +125,12 @@ class Step {
   // Cuts the work into tasks for `threads` threads; returns their count.
   int64_t tasks(int threads) {
     const int64_t es = int8_ ? 1 : int64_t(dtype_size(model_));
-    block_a_ = task_columns(H_, es);
-    block_b_ = task_columns(I_, es);
-    // An A task gathers its group's rows of x before its GEMM, so with many rows per group wider blocks amortise
-    // the gather (rows x H per task against H x 2 x block weights): double them up to 4 x the rows per group, 512
-    // columns at most, while 8 tasks per thread remain.
-    const int64_t rows_per_group = ceil_div(T_ * K_, std::max<int64_t>(1, groups_));
-    while (block_a_ < 512 && block_a_ < 4 * rows_per_group * 8 &&
-           groups_ * ceil_div(I_, 2 * block_a_) >= 8 * int64_t(threads))
-      block_a_ *= 2;
+    all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
+    block_a_ = task_columns(2 * H_ * es, all_groups_, I_, threads);
+    block_b_ = task_columns(I_ * es, all_groups_, H_, threads);
     nbI_ = ceil_div(I_, block_a_);
     nbIs_ = ceil_div(Is_, block_a_);
     nbH_ = ceil_div(H_, block_b_);
-    all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
     nA_ = groups_ * nbI_ + (Is_ > 0 ? nbIs_ : 0);
     nQ_ = int8_ ? all_groups_ : 0;
     nB_ = all_groups_ * nbH_;
@@ -187,16 +178,20 @@ class Step {
     return is_shared(g) ? b_.shared_a_f32.data_as<float>() : b_.a_f32.data_as<float>() + row_begin(g) * I_;
   }
 
-  // The A operand of group g's first GEMM: its rows of x, contiguous (gathered into `gather` when they are not).
+  // The A operand of group g's first GEMM: its rows of x, contiguous — float models: widened from x into `gather`;
+  // w8a8: the quantised rows, gathered into `gather` when they are not already contiguous.
   // w8a8 also gives each row's quantisation scale through `row_scale`.
   const void* x_rows(int64_t g, Scratch<std::byte>& gather, const float** row_scale) const {
     const int64_t r0 = row_begin(g), n = row_end(g) - r0;
     const int32_t* row_token = b_.row_token.data_as<const int32_t>();
     if (!int8_) {
-      const float* xf = b_.x_f32.data_as<const float>();
-      if (is_shared(g)) return xf;
       auto* dst = reinterpret_cast<float*>(gather.data());
-      for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * H_, xf + row_token[r0 + i] * H_, size_t(H_) * sizeof(float));
+      const auto* x = static_cast<const std::byte*>(x_.data());
+      const int64_t row_bytes = x_.stride(0) * int64_t(x_.element_size());
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t t = is_shared(g) ? i : row_token[r0 + i];
+        widen_row(x + t * row_bytes, x_.dtype(), H_, x_.stride(1), dst + i * H_);
+      }
       return dst;
     }
     const bool smooth = w_.smooth_scale1.defined();
@@ -221,14 +216,15 @@ class Step {
   }
 
   // A: columns [j0, j1) of the group's gate and up projections, SwiGLU'd into a_f32 (float models: the model-dtype
-  // values, widened, so that B reads them without converting). The chain computes h = x w13 (rounded to the model dtype, or int32 for w8a8), then swiglu
-  // (dequant_swiglu_quant for w8a8) from h: the same operations on the same values, in the same order, here.
+  // values, widened, so that B reads them without converting). The chain computes h = x w13 (rounded to the model
+  // dtype, or int32 for w8a8), then swiglu (dequant_swiglu_quant for w8a8) from h: the same operations on the same
+  // values, in the same order, here.
   void task_a(int64_t i) {
     const int64_t g = i < groups_ * nbI_ ? i / nbI_ : groups_;
     const int64_t blk = i < groups_ * nbI_ ? i % nbI_ : i - groups_ * nbI_;
     const int64_t W = width(g), j0 = blk * block_a_, j1 = std::min(j0 + block_a_, W), nb = j1 - j0;
     const int64_t r0 = row_begin(g), n = row_end(g) - r0;
-    const bool gather_needed = !is_shared(g) && (!int8_ || !w_.smooth_scale1.defined());
+    const bool gather_needed = !int8_ || (!is_shared(g) && !w_.smooth_scale1.defined());
     Scratch<std::byte> gather(gather_needed ? n * H_ * (int8_ ? 1 : 4) + 64 + n * 4 : 0);
     const float* row_scale = nullptr;
     const void* a = x_rows(g, gather, &row_scale);

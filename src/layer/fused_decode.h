@@ -3,10 +3,10 @@
 //
 // After routing (the chain's own router and gating, route_tokens), one ThreadPool loop runs every task of the step,
 // in this index order:
-//   A  (group x 64 columns of I): gather the group's rows of x, the gate and up columns of w13 on the GEMM kernels,
+//   A  (group x a block of I's columns): gather the group's rows of x (widened to fp32), the gate and up columns of w13 on the GEMM kernels,
 //      SwiGLU in the epilogue (w8a8: dequantise first, smooth scale after);
 //   Q  (group, w8a8 only): the dynamic int8 quantisation of the group's SwiGLU rows;
-//   B  (group x 64 columns of H): the down projection of the group's rows, dequantised in the epilogue;
+//   B  (group x a block of H's columns): the down projection of the group's rows, dequantised in the epilogue;
 //   C  (token x 256 columns of H): the combine in slot order, with the shared expert (gated for qwen2_moe) as skip.
 // A group is an active expert, or the shared expert over every token; its tasks sit in the same loop as the routed
 // experts' (the seed's second stream). A task waits (spinning, then yielding) only for tasks of lower index — its
@@ -28,7 +28,7 @@ bool fused_decode_supported(const MoeConfig& config);
 
 /// out [T, H] = the layer on x [T, H] (T <= buffers.capacity; buffers planned with enable_superkernel), bitwise
 /// what run_chain computes, on `pool` (called from outside its tasks). Adds router and gating times to their stages,
-/// the routing setup (sort by expert, widening or quantising x) to `routing`, and the region to `experts`.
+/// the routing setup (sort by expert, w8a8: quantising x) to `routing`, and the region to `experts`.
 /// `routing_out`, when given, receives views of topk_idx and the combine weights.
 void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
                       const Tensor& x, const Tensor& out, ChainBuffers& buffers, ThreadPool& pool,

@@ -26,9 +26,9 @@ void router_logits(const Tensor& x, const gemm::PackedWeights& weight, const Ten
   float* logits = out.data_as<float>();
   for (int64_t t0 = 0; t0 < T; t0 += kRows) {
     const int64_t m = std::min(kRows, T - t0);
+    const auto* rows = static_cast<const std::byte*>(x.data());
     for (int64_t r = 0; r < m; ++r)
-      for (int64_t h = 0; h < H; ++h)
-        a[r * H + h] = load_element_f32(x.data(), x.dtype(), (t0 + r) * x.stride(0) + h * x.stride(1));
+      widen_row(rows + (t0 + r) * x.stride(0) * int64_t(x.element_size()), x.dtype(), H, x.stride(1), a.data() + r * H);
     kernel(m, H, 0, E, a.data(), H, weight.data(), logits + t0 * E, E);
   }
 }

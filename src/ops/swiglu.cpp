@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "base/check.h"
+#include "base/elements.h"
 #include "base/default_pool.h"
 #include "reference/swiglu.h"
 
@@ -30,12 +31,6 @@ int checked_dim(const Tensor& x, int64_t dim, Shape& out_shape) {
 }
 
 template <class T>
-float widen(T v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else return to_f32(v);
-}
-
-template <class T>
 T narrow_to(float v) {
   if constexpr (std::is_same_v<T, float>) return v;
   else if constexpr (std::is_same_v<T, bfloat16>) return to_bf16(v);
@@ -51,7 +46,7 @@ void swiglu_rows(const Tensor& x, const Tensor& out, int64_t r0, int64_t r1) {
     const T* in = x.data_as<const T>() + r * x.stride(0);
     T* o = out.data_as<T>() + r * half;
     for (int64_t j = 0; j < half; ++j) {
-      const float a = widen(in[j]), b = widen(in[j + half]);
+      const float a = widen_f32(in[j]), b = widen_f32(in[j + half]);
       const float c = a / (1.0f + std::exp(-a));
       o[j] = narrow_to<T>(c * b);
     }
