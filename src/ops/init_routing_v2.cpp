@@ -223,7 +223,16 @@ void copy_rows(const Tensor& x, const Tensor& scale, const RowSource& rs, int64_
   }
 }
 
-// quant_mode 1: v = fp32(x row) (times the smooth scale row), then quantize_row_dynamic, as the reference does.
+// quant_mode 1: v = fp32(x row) (times the smooth scale row s, when given), then quantize_row_dynamic, as the
+// reference does. Returns the row's scale.
+template <class T>
+float quantize_row(const T* row, const float* s, int64_t h, float* v, int8_t* q) {
+  for (int64_t j = 0; j < h; ++j) v[j] = widen_f32(row[j]);
+  if (s)
+    for (int64_t j = 0; j < h; ++j) v[j] = v[j] * s[j];
+  return quantize_row_dynamic(v, h, q);
+}
+
 template <class T>
 void quantize_rows(const Tensor& x, const Tensor& scale, int64_t expert_start, const RowSource& rs, int64_t i0,
                    int64_t i1, const InitRoutingV2Result& out) {
@@ -235,14 +244,22 @@ void quantize_rows(const Tensor& x, const Tensor& scale, int64_t expert_start, c
   Scratch<float> v(h);
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t t = rs.src[i];
-    const T* row = in + (t / rs.k) * x.strides()[0];
-    for (int64_t j = 0; j < h; ++j) v[j] = widen_f32(row[j]);
-    if (scale.defined()) {
-      const float* s = scale.data_as<float>() + (per_expert ? rs.expert(t) - expert_start : 0) * scale.strides()[0];
-      for (int64_t j = 0; j < h; ++j) v[j] = v[j] * s[j];
-    }
-    scales[i] = quantize_row_dynamic(v.data(), h, q + i * h);
+    const float* s = scale.defined()
+                         ? scale.data_as<float>() + (per_expert ? rs.expert(t) - expert_start : 0) * scale.strides()[0]
+                         : nullptr;
+    scales[i] = quantize_row(in + (t / rs.k) * x.strides()[0], s, h, v.data(), q + i * h);
   }
+}
+
+// Tokens [t0, t1) quantised once each into q [n, h] / qs [n] (no per-expert smooth scale: a token's row is then the
+// same for all its experts).
+template <class T>
+void quantize_tokens(const Tensor& x, const Tensor& scale, int64_t t0, int64_t t1, int8_t* q, float* qs) {
+  const int64_t h = x.size(1);
+  const T* in = static_cast<const T*>(x.data());
+  Scratch<float> v(h);
+  const float* s = scale.defined() ? scale.data_as<float>() : nullptr;
+  for (int64_t t = t0; t < t1; ++t) qs[t] = quantize_row(in + t * x.strides()[0], s, h, v.data(), q + t * h);
 }
 
 void write_rows(const Tensor& x, const Tensor& scale, const reference::InitRoutingV2Plan& p, const RowSource& rs,
@@ -314,7 +331,31 @@ void fast_init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tenso
   // Rows [0, valid) from their tokens, the rest zeros with scale 0 (decisions.md §4).
   rs.src = src;
   const int64_t valid = std::min(p.rows, active);
-  parallel_rows(valid, h, [&](int64_t i0, int64_t i1) { write_rows(x, scale, p, rs, i0, i1, out); });
+  const bool per_token = p.quant_mode == 1 && k > 1 && !(scale.defined() && scale.size(0) > 1);
+  if (per_token) {
+    // Without a per-expert smooth scale a token's int8 row is the same for each of its K rows: quantise every
+    // token once, then copy (K times less quantisation, the same bits).
+    Scratch<int8_t> tq(n * h);
+    Scratch<float> ts(n);
+    parallel_rows(n, h, [&](int64_t t0, int64_t t1) {
+      switch (x.dtype()) {
+        case DType::f32: return quantize_tokens<float>(x, scale, t0, t1, tq.data(), ts.data());
+        case DType::bf16: return quantize_tokens<bfloat16>(x, scale, t0, t1, tq.data(), ts.data());
+        default: return quantize_tokens<float16>(x, scale, t0, t1, tq.data(), ts.data());
+      }
+    });
+    auto* ex = out.expanded_x.data_as<int8_t>();
+    auto* scales = out.expanded_scale.data_as<float>();
+    parallel_rows(valid, h, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t tok = src[i] / k;
+        if (h) std::memcpy(ex + i * h, tq.data() + tok * h, size_t(h));
+        scales[i] = ts[tok];
+      }
+    });
+  } else {
+    parallel_rows(valid, h, [&](int64_t i0, int64_t i1) { write_rows(x, scale, p, rs, i0, i1, out); });
+  }
   const size_t row_bytes = size_t(h) * out.expanded_x.element_size();
   if (p.rows > valid) {
     std::memset(static_cast<std::byte*>(out.expanded_x.data()) + size_t(valid) * row_bytes, 0,
