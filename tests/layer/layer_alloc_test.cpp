@@ -2,6 +2,9 @@
 // planned the workspaces, forwards of at most that size allocate nothing, in every chain.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+
 #include "moefuse/config.h"
 #include "moefuse/layer.h"
 #include "moefuse/threads.h"
@@ -34,6 +37,7 @@ TEST(LayerAllocation, GraphModeSteadyStateForwardAllocatesNothing) {
   // The operators' process-wide pool hands tasks out dynamically, so one of its workers may grow its per-thread
   // scratch the first time it gets a task, on any later call: run the operators on the calling thread here.
   set_num_threads(1);
+  std::set<std::string> decode_paths;  // the decode forwards cover the fused path and the chain
   for (Chain k : {Chain{"olmoe-1b-7b", DType::bf16, QuantMode::none}, Chain{"deepseek-v3", DType::f32, QuantMode::none},
                   Chain{"qwen1.5-moe-a2.7b", DType::f16, QuantMode::none},
                   Chain{"deepseek-v2-lite", DType::bf16, QuantMode::w8a8},
@@ -55,9 +59,11 @@ TEST(LayerAllocation, GraphModeSteadyStateForwardAllocatesNothing) {
       layer.forward_out(x.narrow(0, 0, 3), false, out_small);
       EXPECT_EQ(counter.count(), 0u) << k.preset << " " << dtype_name(k.dtype) << " " << quant_mode_name(k.quant);
     }
+    decode_paths.insert(layer.path());
     EXPECT_TENSOR_EQ(first, out);
     EXPECT_TENSOR_EQ(first.narrow(0, 0, 3), out_small);
   }
+  EXPECT_EQ(decode_paths, (std::set<std::string>{"chain", "superkernel"}));
   set_num_threads(0);
 }
 
