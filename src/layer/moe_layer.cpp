@@ -68,14 +68,18 @@ void check_fits(const MoeConfig& c, int threads, int64_t limit) {
                         " of weights, " + std::to_string(workspace) + " of workspace)");
 }
 
-// Bytes one expert's weights take (both projections and every per-expert scale the chain reads).
-int64_t expert_bytes(const MoeConfig& c, const LayerWeights& w) {
+// Bytes of one expert's two projections (w13, w2) and, quantised, their per-channel scales.
+int64_t projection_bytes(const MoeConfig& c) {
   const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
   const bool quant = c.quant_mode != QuantMode::none;
-  int64_t b = 3 * I * H * (quant ? 1 : int64_t(dtype_size(c.dtype)));
-  if (quant) b += (2 * I + H) * 4;
-  if (w.smooth_scale1.defined()) b += H * 4;
-  if (w.smooth_scale2.defined()) b += I * 4;
+  return 3 * I * H * (quant ? 1 : int64_t(dtype_size(c.dtype))) + (quant ? (2 * I + H) * 4 : 0);
+}
+
+// Bytes one expert's weights take as the chain reads them: the projections and every per-expert tensor `w` holds.
+int64_t expert_bytes(const MoeConfig& c, const LayerWeights& w) {
+  int64_t b = projection_bytes(c);
+  if (w.smooth_scale1.defined()) b += c.hidden_size * 4;
+  if (w.smooth_scale2.defined()) b += c.moe_intermediate_size * 4;
   if (w.clip_alpha.defined()) b += 4;
   return b;
 }
@@ -93,15 +97,10 @@ int64_t fixed_bytes(const MoeConfig& c) {
 
 }  // namespace
 
+// The quantised chains hold a clip factor per expert (w8a8c8's, or 1s), counted whether or not it is read.
 int64_t layer_weight_bytes(const MoeConfig& c) {
-  const int64_t E = c.num_experts, H = c.hidden_size, I = c.moe_intermediate_size, Is = c.shared_expert_width();
   const bool quant = c.quant_mode != QuantMode::none;
-  const int64_t ms = int64_t(dtype_size(c.dtype)), ws = quant ? 1 : ms;
-  int64_t b = E * H * ms + E * 3 * I * H * ws;
-  if (c.model_type == ModelType::deepseek_v3) b += E * 4;
-  if (quant) b += E * (2 * I + H) * 4 + E * 4;
-  if (Is > 0) b += 3 * Is * H * ws + (quant ? (2 * Is + H) * 4 : 0) + (c.shared_expert_gated() ? H * ms : 0);
-  return b;
+  return fixed_bytes(c) + c.num_experts * (projection_bytes(c) + (quant ? 4 : 0));
 }
 
 int64_t layer_workspace_bytes(const MoeConfig& c, int64_t tokens) { return layer::chain_buffer_bytes(c, tokens); }
