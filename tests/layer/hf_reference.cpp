@@ -52,7 +52,8 @@ std::vector<int32_t> matvec_i8(const Tensor& w, int64_t base, int64_t out, int64
   return y;
 }
 
-// Dynamic symmetric int8: s = max|v| / 127, q = round-half-even(v / s) in [-127, 127] (decisions.md §3).
+// Dynamic symmetric int8: s = max|v| / 127, q = round-half-even(v / s) in [-127, 127] (docs/operators.md, Numerics:
+// dynamic int8 quantisation).
 float quantize(const Vec& v, std::vector<int8_t>& q) {
   float m = 0.0f;
   for (float x : v) m = std::max(m, std::fabs(x));
@@ -69,7 +70,7 @@ struct Mlp {
 };
 
 // One expert's MLP on one token: float chain (model-dtype roundings after each matmul and after SwiGLU) or the
-// quantised chains (layer.md §1 step 4).
+// quantised chains (docs/layer.md §1, experts).
 Vec expert_mlp(const MoeConfig& c, const Mlp& m, const Vec& xf, const Vec* smooth1,
                const Vec* smooth2, float alpha) {
   const int64_t W = m.width, H = m.H, e = m.expert;

@@ -70,7 +70,7 @@ std::vector<Case> all_cases() {
 class LayerFamilies : public ::testing::TestWithParam<Case> {};
 
 // Every family, dtype and quantised chain: the layer equals the per-expert reference bit for bit (both follow the
-// rounding points of layer.md §1), and so does the scalar reference chain; routing is identical.
+// rounding points of docs/layer.md §1), and so does the scalar reference chain; routing is identical.
 TEST_P(LayerFamilies, MatchesPerExpertReferenceExactly) {
   const Case& k = GetParam();
   MoeConfig c = small(k.preset, k.dtype, k.quant);
