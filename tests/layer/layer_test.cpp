@@ -137,6 +137,26 @@ TEST(Layer, RouterLogitsInModelDtypeAndClipFactorsFollowTheReference) {
   EXPECT_TENSOR_EQ(hf_moe_forward(c, layer.weights(), x), layer.forward(x));
 }
 
+// forward()'s routing covers every token whichever way the forward was cut: chunks, shares of tokens per thread
+// (chain), the fused path.
+TEST(Layer, AForwardsRoutingIsTheOraclesForAnyChunkingAndThreads) {
+  MoeConfig c = small("deepseek-v3", DType::bf16);
+  c.moe_chunk_max_len = 300;
+  LayerWeights w = MoeLayer::with_random_weights(c, 5).weights();
+  Tensor x = tokens(c, 700, 9);
+  LayerRouting expected;
+  reference_layer_forward(c, w, x, &expected);
+  for (int threads : {1, 2}) {  // 2 threads: 300-token chunks run as two shares of 150
+    MoeLayer layer(c, w, {.threads = threads});
+    for (bool prefill : {true, false}) {
+      LayerRouting got;
+      layer.forward(x, prefill, &got);
+      EXPECT_TENSOR_EQ(expected.topk_idx, got.topk_idx) << "threads " << threads << " prefill " << prefill;
+      EXPECT_TENSOR_EQ(expected.topk_weight, got.topk_weight);
+    }
+  }
+}
+
 // Chunking, graph vs eager, the thread count and the prefill flag change no bit; graph mode reuses its plan for
 // smaller batches and re-plans for larger ones.
 TEST(Layer, ExecutionOptionsDoNotChangeTheOutput) {
