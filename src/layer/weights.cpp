@@ -1,6 +1,7 @@
 #include "layer/weights.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -18,6 +19,13 @@ constexpr const char* kOp = "MoeLayer";
 bool quantised(const MoeConfig& c) { return c.quant_mode != QuantMode::none; }
 DType storage_dtype(const MoeConfig& c) { return quantised(c) ? DType::i8 : c.dtype; }
 
+// v rounded (RNE) to the model dtype and widened back: what a checkpoint in that dtype would hold.
+float load_rounded(float v, DType model) {
+  if (model == DType::bf16) return to_f32(to_bf16(v));
+  if (model == DType::f16) return to_f32(to_f16(v));
+  return v;
+}
+
 // ---- filling one projection --------------------------------------------------------------------------------------
 
 // Produces row r (of `in` fp32 values) of an [out, in] projection.
@@ -25,8 +33,9 @@ using RowSource = std::function<void(int64_t r, float* row)>;
 
 // Writes rows [0, out) of a projection into storage[e, row0 + r, :] — converted to the model dtype (RNE), or, for
 // the quantised chains, quantised per output channel (quantize_row_dynamic: scale = max|w| / 127) with the scale
-// in scales[e, row0 + r]. With `check_finite`, stops at the first row holding a non-finite value and returns its
-// flat index r * in + i in the source; otherwise (or when every value is finite) returns -1.
+// in scales[e, row0 + r]. With `check_finite`, stops at the first row holding a value that is not finite, or not
+// once converted to a float storage dtype (70000 in f16), and returns its flat index r * in + i in the source;
+// otherwise (or when every value is finite) returns -1.
 int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in,
                         const RowSource& source, bool check_finite) {
   std::vector<float> row(size_t(in > 0 ? in : 1));
@@ -35,7 +44,7 @@ int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, 
     source(r, row.data());
     if (check_finite)
       for (int64_t i = 0; i < in; ++i)
-        if (!std::isfinite(row[size_t(i)])) return r * in + i;
+        if (!std::isfinite(load_rounded(row[size_t(i)], storage.dtype()))) return r * in + i;
     const int64_t flat_row = e * rows_per_expert + row0 + r;
     if (storage.dtype() == DType::i8) {
       int8_t* dst = storage.data_as<int8_t>() + flat_row * in;
@@ -65,12 +74,25 @@ std::vector<int64_t> unravel(const Tensor& t, int64_t flat) {
   return index;
 }
 
+std::string number_words(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", double(v));
+  return buf;
+}
+
 std::string value_words(float v) { return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
 
-[[noreturn]] void fail_non_finite(const std::string& where, float value, const std::vector<int64_t>& index) {
+// `stored`, when given, is the dtype a finite `value` overflows in.
+[[noreturn]] void fail_non_finite(const std::string& where, float value, const std::vector<int64_t>& index,
+                                  const DType* stored = nullptr) {
+  const std::string got = std::isfinite(value) && stored
+                              ? number_words(value) + " at " + index_words(index) + ", which is " +
+                                    value_words(load_rounded(value, *stored)) + " in " +
+                                    std::string(dtype_name(*stored))
+                              : value_words(value) + " at " + index_words(index);
   throw ValueError(where + ": expected finite values (non-finite weights are refused unless " +
                    "LayerOptions::allow_non_finite_weights is set; the command's flag is --allow-non-finite), got " +
-                   value_words(value) + " at " + index_words(index));
+                   got);
 }
 
 // The first non-finite value of n floats read by `at`, refused with `where` and its index (as `index_of` gives it).
@@ -109,13 +131,6 @@ RowSource random_rows(RandomStream s, int64_t in) {
   return [s, in](int64_t r, float* row) {
     for (int64_t i = 0; i < in; ++i) row[i] = s.at(uint64_t(r * in + i));
   };
-}
-
-// v rounded (RNE) to the model dtype and widened back: what a checkpoint in that dtype would hold.
-float load_rounded(float v, DType model) {
-  if (model == DType::bf16) return to_f32(to_bf16(v));
-  if (model == DType::f16) return to_f32(to_f16(v));
-  return v;
 }
 
 struct Shapes {
@@ -172,7 +187,8 @@ void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool, bool check_finite
     std::vector<float> row(size_t(t.in));
     const int64_t r = bad[i] / t.in, c = bad[i] % t.in;
     t.source(r, row.data());
-    fail_non_finite(t.name, row[size_t(c)], {r, c});
+    const DType stored = t.storage.dtype();
+    fail_non_finite(t.name, row[size_t(c)], {r, c}, &stored);
   }
 }
 
@@ -242,7 +258,8 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
     Tensor s = scale_tensor(ck, scale_name, out);
     if (check_finite)
       check_finite_values(
-          ck.path() + ": " + scale_name, out, [&](int64_t r) { return load_element_f32(s.data(), s.dtype(), r * s.stride(0)); },
+          ck.path() + ": " + scale_name, out,
+          [&](int64_t r) { return load_element_f32(s.data(), s.dtype(), r * s.stride(0)); },
           [&](int64_t r) { return unravel(s, r); });
     const int64_t rows_per_expert = storage.size(1);
     for (int64_t r = 0; r < out; ++r) {
@@ -415,10 +432,12 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   }
   if (s.Is > 0) {
     const std::string sp = shared_prefix(c, p) + ".";
-    load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H", tasks, check);
+    load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H",
+                    tasks, check);
     load_projection(c, ck, sp + "up_proj.weight", w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is, s.H, "Is", "H",
                     tasks, check);
-    load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is", tasks, check);
+    load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is",
+                    tasks, check);
     if (w.shared_gate.defined()) {
       Tensor g = projection_tensor(ck, p + ".shared_expert_gate.weight", 1, s.H, "1", "H");
       tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H, tensor_rows(g),

@@ -426,6 +426,20 @@ TEST(Layer, NonFiniteWeightsAreRefusedUnlessAllowed) {
                         file + ": " + gate1 + ": expected finite values", "got -inf at [30, 63]");
     }
   }
+  // A finite value that overflows in the model dtype is refused too.
+  MoeConfig c16 = c;
+  c16.dtype = DType::f16;
+  NamedTensors big = layer::checkpoint_tensors(c, layer.weights(), 0);
+  for (auto& [n, t] : big)
+    if (n == up5) {
+      t = t.to(DType::f32);
+      t.set_item({2, 1}, 70000.0);
+    }
+  write_safetensors(dir.file("big.safetensors"), big);
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c16, Checkpoint(dir.file("big.safetensors")), 0), ValueError, up5,
+                    "got 70000 at [2, 1], which is inf in f16");
+  EXPECT_NO_THROW(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("big.safetensors")), 0));  // bf16 holds it
+
   MoeLayer allowed = MoeLayer::from_checkpoint(c, Checkpoint(file), 0, {.allow_non_finite_weights = true});
   EXPECT_TRUE(std::isnan(allowed.weights().w13.item({5, 32 + 4, 9})));
 
