@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "layer/chain.h"
@@ -135,6 +136,23 @@ TEST(Layer, RouterLogitsInModelDtypeAndClipFactorsFollowTheReference) {
   MoeLayer layer(c, w);
   Tensor x = tokens(c, 5, 4);
   EXPECT_TENSOR_EQ(hf_moe_forward(c, layer.weights(), x), layer.forward(x));
+}
+
+// The oracle stays independent: its file includes the public headers, the standard library and the argument checks
+// (base/check.h, layer/weights.h's validate_weights) only — no operator, reference, kernel, router or pool header.
+TEST(Layer, TheOracleIncludesNoComputeCodeOfTheLibrary) {
+  std::ifstream src(std::filesystem::path(MOEFUSE_SOURCE_DIR) / "src/oracle/layer_oracle.cpp");
+  ASSERT_TRUE(src.good());
+  std::string line;
+  int project_includes = 0;
+  while (std::getline(src, line)) {
+    if (line.rfind("#include \"", 0) != 0) continue;
+    ++project_includes;
+    const std::string header = line.substr(10, line.find('"', 10) - 10);
+    EXPECT_TRUE(header.rfind("moefuse/", 0) == 0 || header == "base/check.h" || header == "layer/weights.h")
+        << "src/oracle/layer_oracle.cpp includes " << header;
+  }
+  EXPECT_GT(project_includes, 0);
 }
 
 // forward()'s routing covers every token whichever way the forward was cut: chunks, shares of tokens per thread
