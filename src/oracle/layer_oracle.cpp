@@ -69,11 +69,24 @@ std::vector<int32_t> matvec_i8(const Tensor& w, int64_t base, int64_t out, int64
 }
 
 // Dynamic symmetric int8: s = max|v| / 127, q = round-half-even(v / s) clamped to [-127, 127]; all zeros for s = 0.
+// A row holding a NaN gives s = NaN and q = 0; else one holding an infinity s = inf, q = +-127 at the infinities
+// and 0 elsewhere (docs/operators.md's rule for non-finite rows).
 float quantize(const Vec& v, std::vector<int8_t>& q) {
-  float m = 0.0f;
-  for (float x : v) m = std::max(m, std::fabs(x));
-  const float s = m / 127.0f;
   q.assign(v.size(), 0);
+  bool nan = false, inf = false;
+  float m = 0.0f;
+  for (float x : v) {
+    nan = nan || std::isnan(x);
+    inf = inf || std::isinf(x);
+    if (std::isfinite(x)) m = std::max(m, std::fabs(x));
+  }
+  if (nan) return NAN;
+  if (inf) {
+    for (size_t i = 0; i < v.size(); ++i)
+      if (std::isinf(v[i])) q[i] = v[i] > 0 ? int8_t(127) : int8_t(-127);
+    return INFINITY;
+  }
+  const float s = m / 127.0f;
   if (s == 0.0f) return s;
   for (size_t i = 0; i < v.size(); ++i) q[i] = int8_t(std::clamp(std::nearbyint(v[i] / s), -127.0f, 127.0f));
   return s;
@@ -127,7 +140,7 @@ Vec expert_mlp(const MoeConfig& c, const Mlp& m, const Vec& x, const Vec* smooth
       mx = std::max(mx, std::fabs(o[size_t(i)]));
     }
     const float limit = alpha * mx;
-    for (float& v : o) v = std::clamp(v, -limit, limit);
+    for (float& v : o) v = std::min(std::max(v, -limit), limit);
   }
   std::vector<int8_t> aq;
   const float a_scale = quantize(o, aq);
