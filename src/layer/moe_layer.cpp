@@ -11,6 +11,7 @@
 #include "base/default_pool.h"
 #include "base/thread_pool.h"
 #include "layer/chain.h"
+#include "layer/finite.h"
 #include "layer/fused_decode.h"
 #include "layer/weights.h"
 #include "moefuse/error.h"

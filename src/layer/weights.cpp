@@ -1,7 +1,6 @@
 #include "layer/weights.h"
 
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -9,6 +8,7 @@
 #include "base/check.h"
 #include "base/elements.h"
 #include "base/quantize.h"
+#include "layer/finite.h"
 #include "moefuse/error.h"
 
 namespace moefuse::layer {
@@ -18,13 +18,6 @@ constexpr const char* kOp = "MoeLayer";
 
 bool quantised(const MoeConfig& c) { return c.quant_mode != QuantMode::none; }
 DType storage_dtype(const MoeConfig& c) { return quantised(c) ? DType::i8 : c.dtype; }
-
-// v rounded (RNE) to the model dtype and widened back: what a checkpoint in that dtype would hold.
-float load_rounded(float v, DType model) {
-  if (model == DType::bf16) return to_f32(to_bf16(v));
-  if (model == DType::f16) return to_f32(to_f16(v));
-  return v;
-}
 
 // ---- filling one projection --------------------------------------------------------------------------------------
 
@@ -44,7 +37,7 @@ int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, 
     source(r, row.data());
     if (check_finite)
       for (int64_t i = 0; i < in; ++i)
-        if (!std::isfinite(load_rounded(row[size_t(i)], storage.dtype()))) return r * in + i;
+        if (!std::isfinite(rounded_to(row[size_t(i)], storage.dtype()))) return r * in + i;
     const int64_t flat_row = e * rows_per_expert + row0 + r;
     if (storage.dtype() == DType::i8) {
       int8_t* dst = storage.data_as<int8_t>() + flat_row * in;
@@ -54,52 +47,6 @@ int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, 
     }
   }
   return -1;
-}
-
-// ---- non-finite values ---------------------------------------------------------------------------------------------
-
-std::string index_words(const std::vector<int64_t>& index) {
-  std::string s = "[";
-  for (size_t i = 0; i < index.size(); ++i) s += (i ? ", " : "") + std::to_string(index[i]);
-  return s + "]";
-}
-
-// The multi-index of row-major position `flat` in `t`.
-std::vector<int64_t> unravel(const Tensor& t, int64_t flat) {
-  std::vector<int64_t> index(size_t(t.dim()));
-  for (int d = t.dim() - 1; d >= 0; --d) {
-    index[size_t(d)] = flat % t.size(d);
-    flat /= t.size(d);
-  }
-  return index;
-}
-
-std::string number_words(float v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", double(v));
-  return buf;
-}
-
-std::string value_words(float v) { return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
-
-// `stored`, when given, is the dtype a finite `value` overflows in.
-[[noreturn]] void fail_non_finite(const std::string& where, float value, const std::vector<int64_t>& index,
-                                  const DType* stored = nullptr) {
-  const std::string got = std::isfinite(value) && stored
-                              ? number_words(value) + " at " + index_words(index) + ", which is " +
-                                    value_words(load_rounded(value, *stored)) + " in " +
-                                    std::string(dtype_name(*stored))
-                              : value_words(value) + " at " + index_words(index);
-  throw ValueError(where + ": expected finite values (non-finite weights are refused unless " +
-                   "LayerOptions::allow_non_finite_weights is set; the command's flag is --allow-non-finite), got " +
-                   got);
-}
-
-// The first non-finite value of n floats read by `at`, refused with `where` and its index (as `index_of` gives it).
-template <class At, class IndexOf>
-void check_finite_values(const std::string& where, int64_t n, At at, IndexOf index_of) {
-  for (int64_t i = 0; i < n; ++i)
-    if (const float v = at(i); !std::isfinite(v)) fail_non_finite(where, v, index_of(i));
 }
 
 // ---- random initialisation ---------------------------------------------------------------------------------------
@@ -358,7 +305,7 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool)
     const DType model = c.dtype;
     return RowSource([raw, model, in](int64_t r, float* row) {
       raw(r, row);
-      for (int64_t i = 0; i < in; ++i) row[i] = load_rounded(row[i], model);
+      for (int64_t i = 0; i < in; ++i) row[i] = rounded_to(row[i], model);
     });
   };
   std::vector<FillTask> tasks;
@@ -458,30 +405,6 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   }
   run_tasks(tasks, pool, check);
   return w;
-}
-
-void check_finite_weights(const LayerWeights& w) {
-  auto check = [](const char* name, const Tensor& t) {
-    if (!t.defined() || !dtype_is_float(t.dtype())) return;
-    const Tensor c = t.contiguous();
-    check_finite_values(
-        std::string(kOp) + ": " + name, c.numel(), [&](int64_t i) { return load_element_f32(c.data(), c.dtype(), i); },
-        [&](int64_t i) { return unravel(c, i); });
-  };
-  check("router", w.router);
-  check("router_bias", w.router_bias);
-  check("w13", w.w13);
-  check("w2", w.w2);
-  check("w13_scale", w.w13_scale);
-  check("w2_scale", w.w2_scale);
-  check("smooth_scale1", w.smooth_scale1);
-  check("smooth_scale2", w.smooth_scale2);
-  check("clip_alpha", w.clip_alpha);
-  check("shared_w13", w.shared_w13);
-  check("shared_w2", w.shared_w2);
-  check("shared_w13_scale", w.shared_w13_scale);
-  check("shared_w2_scale", w.shared_w2_scale);
-  check("shared_gate", w.shared_gate);
 }
 
 NamedTensors checkpoint_tensors(const MoeConfig& c, const LayerWeights& w, int64_t layer_index) {

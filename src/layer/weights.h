@@ -23,10 +23,6 @@ LayerWeights random_weights(const MoeConfig& config, uint64_t seed, ThreadPool& 
 LayerWeights checkpoint_weights(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                 ThreadPool& pool, bool allow_non_finite = false);
 
-/// ValueError "MoeLayer: <member>: expected finite values (...), got nan at [e, r, i]" for the first non-finite
-/// value of the float tensors of `w`, members in LayerWeights order.
-void check_finite_weights(const LayerWeights& w);
-
 /// The Hugging Face name prefix of a layer's MoE block: "model.layers.L.mlp" ("...block_sparse_moe" for mixtral).
 std::string moe_prefix(const MoeConfig& config, int64_t layer_index);
 
