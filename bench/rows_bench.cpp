@@ -20,12 +20,13 @@ using kernels::KernelInfo;
 using kernels::Op;
 
 void BM_row(benchmark::State& st, const KernelInfo* k, int64_t n) {
-  std::vector<float> a(size_t(n)), b(size_t(n)), o(size_t(n)), scale(size_t(n), 0.01f);
-  for (int64_t i = 0; i < n; ++i) a[size_t(i)] = float(i % 97) * 0.125f - 6.0f, b[size_t(i)] = float(i % 31) * 0.25f;
-  std::vector<std::byte> typed(size_t(n) * 4);
+  const size_t len = static_cast<size_t>(n);
+  std::vector<float> a(len), b(len), o(len), scale(len, 0.01f);
+  for (size_t i = 0; i < len; ++i) a[i] = float(i % 97) * 0.125f - 6.0f, b[i] = float(i % 31) * 0.25f;
+  std::vector<std::byte> typed(len * 4);
   store_row(a.data(), n, k->in == DType::i32 || k->in == DType::i8 ? DType::f32 : k->in, typed.data());
-  std::vector<int32_t> ia(size_t(n), 1234), ib(size_t(n), -777);
-  std::vector<int8_t> q(size_t(n));
+  std::vector<int32_t> ia(len, 1234), ib(len, -777);
+  std::vector<int8_t> q(len);
   for (auto _ : st) {
     switch (k->op) {
       case Op::swiglu: std::get<rows::SwigluFn>(k->fn)(n, a.data(), b.data(), o.data()); break;

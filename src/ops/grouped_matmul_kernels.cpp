@@ -10,6 +10,7 @@
 
 #include "base/elements.h"
 #include "base/groups.h"
+#include "kernels/rows/rows.h"
 #include "moefuse/error.h"
 
 namespace moefuse {
@@ -161,6 +162,7 @@ struct Plan {
   const Tensor* y = nullptr;
   gemm::GemmFloatFn ffn = nullptr;
   gemm::GemmS8Fn sfn = nullptr;
+  rows::DequantFn dequant = nullptr;  // the int8 epilogue (rows family), chosen with the GEMM kernels
   int64_t M = 0, K = 0, N = 0;
   bool int8 = false, int_out = false, int_bias = false, float_bias = false;
   bool c_direct = false;  // the kernel writes into y (f32 output of float x, i32 output of int8 x)
@@ -399,11 +401,10 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
     int32_t* s = c + i * ldc;
     if (ibias)
       for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[n]));
-    for (int64_t n = 0; n < nb; ++n) v[n] = float(s[n]) * scale[n];
-    if (pts) {
-      const float pt = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
-      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] * pt;
-    }
+    // float(sum) * scale, then * per_token_scale (* 1 without one: v is a product, never a signalling NaN, so
+    // that multiply changes no bit).
+    const float pt = pts ? static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)] : 1.0f;
+    p.dequant(nb, s, scale, pt, v);
     if (fbias)
       for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + fbias[n];
     reference::gmm_activate(a.act_type, v, nb);
@@ -485,7 +486,10 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
   p.int_bias = a.bias.defined() && a.bias.dtype() == DType::i32;
   p.float_bias = a.bias.defined() && !p.int_bias;
   p.c_direct = p.int8 ? p.int_out : y.dtype() == DType::f32;
-  if (p.int8) p.sfn = kernels.s8.fn;
+  if (p.int8) {
+    p.sfn = kernels.s8.fn;
+    p.dequant = rows::select_rows_kernels(kernels.isa).dequant;
+  }
   else p.ffn = kernels.float_kernel(a.x.dtype()).fn;
   if (p.M == 0 || p.N == 0) return;
 
