@@ -13,21 +13,22 @@ using kernels::Op;
 #define MOEFUSE_GEMM_ROW(op, fn, isa, in, out, tm, tn, applies) \
   KernelInfo { "gemm", Op::op, #fn, Isa::isa, DType::in, DType::out, tm, tn, &detail::fn, applies }
 
+// The float rows of one ISA (f32, bf16 and f16 weights; fp32 out): gemm_<dtype>w_f32_<tile>__<isa>.
+#define MOEFUSE_GEMM_FLOATS(tile, isa, tm, tn)                                                          \
+  MOEFUSE_GEMM_ROW(gemm_float, gemm_f32w_f32_##tile##__##isa, isa, f32, f32, tm, tn, at_least<Isa::isa>),   \
+  MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_##tile##__##isa, isa, bf16, f32, tm, tn, at_least<Isa::isa>), \
+  MOEFUSE_GEMM_ROW(gemm_float, gemm_f16w_f32_##tile##__##isa, isa, f16, f32, tm, tn, at_least<Isa::isa>)
+
 const KernelInfo kGemmRows[] = {
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_f32w_f32_1x32__scalar, scalar, f32, f32, 1, 32, at_least<Isa::scalar>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_1x32__scalar, scalar, bf16, f32, 1, 32, at_least<Isa::scalar>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_f16w_f32_1x32__scalar, scalar, f16, f32, 1, 32, at_least<Isa::scalar>),
+    MOEFUSE_GEMM_FLOATS(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_1x32__scalar, scalar, i8, i32, 1, 32, at_least<Isa::scalar>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_f32w_f32_6x16__avx2, avx2, f32, f32, 6, 16, at_least<Isa::avx2>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_6x16__avx2, avx2, bf16, f32, 6, 16, at_least<Isa::avx2>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_f16w_f32_6x16__avx2, avx2, f16, f32, 6, 16, at_least<Isa::avx2>),
+    MOEFUSE_GEMM_FLOATS(6x16, avx2, 6, 16),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_f32w_f32_6x64__avx512, avx512, f32, f32, 6, 64, at_least<Isa::avx512>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_6x64__avx512, avx512, bf16, f32, 6, 64, at_least<Isa::avx512>),
-    MOEFUSE_GEMM_ROW(gemm_float, gemm_f16w_f32_6x64__avx512, avx512, f16, f32, 6, 64, at_least<Isa::avx512>),
+    MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
 };
+#undef MOEFUSE_GEMM_FLOATS
 #undef MOEFUSE_GEMM_ROW
 
 GemmFloatKernel float_row(DType dt, const kernels::Dispatch& d) {

@@ -10,25 +10,22 @@ using kernels::Op;
 
 #define MOEFUSE_ROWS_ROW(op, fn, isa, in, out, tile) \
   KernelInfo { "rows", Op::op, #fn, Isa::isa, DType::in, DType::out, 1, tile, &detail::fn, at_least<Isa::isa> }
+// The f32, bf16 and f16 rows of one operation: <op>_<dtype><mid>__<isa>.
+#define MOEFUSE_ROWS_FLOATS(op, mid, isa, out, tile)                 \
+  MOEFUSE_ROWS_ROW(op, op##_f32##mid##__##isa, isa, f32, out, tile),   \
+  MOEFUSE_ROWS_ROW(op, op##_bf16##mid##__##isa, isa, bf16, out, tile), \
+  MOEFUSE_ROWS_ROW(op, op##_f16##mid##__##isa, isa, f16, out, tile)
 // One ISA's rows; tile = fp32 lanes of one vector step (the compiler vectorises rows_impl.h).
-#define MOEFUSE_ROWS_ISA(isa, tile)                                                  \
-  MOEFUSE_ROWS_ROW(swiglu, swiglu_f32r_f32__##isa, isa, f32, f32, tile),             \
-  MOEFUSE_ROWS_ROW(swiglu, swiglu_bf16r_f32__##isa, isa, bf16, f32, tile),           \
-  MOEFUSE_ROWS_ROW(swiglu, swiglu_f16r_f32__##isa, isa, f16, f32, tile),             \
-  MOEFUSE_ROWS_ROW(dequant_swiglu, dequant_swiglu_s32_f32__##isa, isa, i32, f32, tile), \
-  MOEFUSE_ROWS_ROW(quantize, quantize_f32_s8__##isa, isa, f32, i8, tile),            \
-  MOEFUSE_ROWS_ROW(quantize, quantize_bf16_s8__##isa, isa, bf16, i8, tile),          \
-  MOEFUSE_ROWS_ROW(quantize, quantize_f16_s8__##isa, isa, f16, i8, tile),            \
-  MOEFUSE_ROWS_ROW(combine, combine_f32_f32__##isa, isa, f32, f32, tile),            \
-  MOEFUSE_ROWS_ROW(combine, combine_bf16_f32__##isa, isa, bf16, f32, tile),          \
-  MOEFUSE_ROWS_ROW(combine, combine_f16_f32__##isa, isa, f16, f32, tile),            \
-  MOEFUSE_ROWS_ROW(dequant, dequant_s32_f32__##isa, isa, i32, f32, tile),            \
-  MOEFUSE_ROWS_ROW(scale_round, scale_round_f32__##isa, isa, f32, f32, tile),        \
-  MOEFUSE_ROWS_ROW(scale_round, scale_round_bf16__##isa, isa, bf16, f32, tile),      \
-  MOEFUSE_ROWS_ROW(scale_round, scale_round_f16__##isa, isa, f16, f32, tile)
+#define MOEFUSE_ROWS_ISA(isa, tile)                                                        \
+  MOEFUSE_ROWS_FLOATS(swiglu, r_f32, isa, f32, tile),                                      \
+  MOEFUSE_ROWS_ROW(dequant_swiglu, dequant_swiglu_s32_f32__##isa, isa, i32, f32, tile),    \
+  MOEFUSE_ROWS_FLOATS(quantize, _s8, isa, i8, tile), MOEFUSE_ROWS_FLOATS(combine, _f32, isa, f32, tile), \
+  MOEFUSE_ROWS_ROW(dequant, dequant_s32_f32__##isa, isa, i32, f32, tile),                  \
+  MOEFUSE_ROWS_FLOATS(scale_round, , isa, f32, tile)
 
 const KernelInfo kRowsRows[] = {MOEFUSE_ROWS_ISA(scalar, 1), MOEFUSE_ROWS_ISA(avx2, 8)};
 #undef MOEFUSE_ROWS_ISA
+#undef MOEFUSE_ROWS_FLOATS
 #undef MOEFUSE_ROWS_ROW
 
 template <class Fn>
