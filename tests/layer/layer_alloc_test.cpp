@@ -100,7 +100,8 @@ TEST(LayerAllocation, WithThreadsTheSteadyStateOnlyGrowsScratch) {
       const uint64_t allocations = counter.count(), scratch = scratch_detail::allocations() - scratch_before;
       EXPECT_EQ(allocations, scratch) << threads << " threads, " << k.preset << " " << dtype_name(k.dtype) << " "
                                       << quant_mode_name(k.quant);
-      decode_paths.insert(layer.path());
+      const std::string path = layer.path();  // "chain: <why the fused path declined>" names the chain too
+      decode_paths.insert(path.substr(0, path.find(':')));
       EXPECT_TENSOR_EQ(first, out);
       EXPECT_TENSOR_EQ(first_small, out_small);
     }

@@ -105,7 +105,8 @@ TEST_P(LayerMultiBlock, DecodeMatchesThePerExpertReferenceExactly) {
     MoeLayer layer(c, w, {.threads = threads});
     for (const auto& [x, expected] : batches) {
       EXPECT_TENSOR_EQ(expected, layer.forward(x)) << "threads " << threads << " T " << x.size(0);
-      EXPECT_EQ(layer.path(), fused ? "superkernel" : "chain");
+      const std::string path = layer.path();  // "chain: <why the fused path declined>" names the chain too
+      EXPECT_EQ(path.substr(0, path.find(':')), fused ? "superkernel" : "chain");
     }
   }
 }
