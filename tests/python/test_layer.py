@@ -652,3 +652,11 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match=r"expected a float tensor for quant_mode none"):
         moefuse.MoeLayer.from_pretrained(tmp_path / "int8.safetensors", 0, small("olmoe-1b-7b", "bf16"))
     assert os.path.exists(tmp_path / "int8.safetensors")
+
+
+def test_a_thread_count_over_the_maximum_is_a_value_error_not_a_hang():
+    d = small("olmoe-1b-7b", "f32")
+    for threads in (1025, 10 ** 9, 10 ** 12):
+        with pytest.raises(ValueError, match=r"threads: expected 0 \(every core\) or a count in 1\.\.1024, got " +
+                           str(threads)):
+            moefuse.MoeLayer.from_config(d, seed=1, threads=threads)
