@@ -17,7 +17,9 @@ A config is given as
 
 Every config is validated by the C++ code, which names the key, the value and what was expected (ValueError; a
 file that cannot be read or is not YAML: OSError). Loading and forward passes run without the GIL; forward passes
-of one layer from several threads run one after the other (the layer reuses its workspaces).
+of one layer from several threads run one after the other (the layer reuses its workspaces). All layers share the
+process's one thread pool: a forward that finds it busy with another layer's runs on its calling thread alone, with
+the same result.
 """
 
 from __future__ import annotations

@@ -592,7 +592,7 @@ def test_layer_errors(tmp_path):
         (lambda: moefuse.MoeLayer.from_config(d, seed=1.5), TypeError,
          "MoeLayer.from_config: seed: expected an int, got float"),
         (lambda: moefuse.MoeLayer.from_config(d, threads=-1), ValueError,
-         "MoeLayer: threads: expected 0 (every core) or a positive count, got -1"),
+         "MoeLayer: threads: expected 0 (every core) or a count in 1..1024, got -1"),
         (lambda: moefuse.MoeLayer.from_config(d, threads=2 ** 40), ValueError, "MoeLayer.from_config: threads:"),
         (lambda: moefuse.MoeLayer(), TypeError, "MoeLayer: use MoeLayer.from_config"),
         # Refused before allocating anything: far more than any machine has.
