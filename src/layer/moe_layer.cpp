@@ -158,30 +158,33 @@ MoeLayer::~MoeLayer() = default;
 MoeLayer::MoeLayer(MoeLayer&&) noexcept = default;
 MoeLayer& MoeLayer::operator=(MoeLayer&&) noexcept = default;
 
-MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
+namespace {
+
+// Checks the config and that the layer fits, starts the layer's threads, then load(pool) -> LayerWeights on them.
+template <class Load>
+LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load) {
   validate(config, "MoeLayer config");
   const int threads = resolve_threads(options.threads);
   check_fits(config, threads, options.memory_limit_bytes);
   reserve_pool_threads(threads);
-  LayerWeights w;
-  {
-    PoolLease lease(threads);
-    w = layer::random_weights(config, seed, lease.workers());
-  }
+  PoolLease lease(threads);
+  return load(lease.workers());
+}
+
+}  // namespace
+
+MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
+  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
+    return layer::random_weights(config, seed, pool);
+  });
   return MoeLayer(config, std::move(w), options);
 }
 
 MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                    const LayerOptions& options) {
-  validate(config, "MoeLayer config");
-  const int threads = resolve_threads(options.threads);
-  check_fits(config, threads, options.memory_limit_bytes);
-  reserve_pool_threads(threads);
-  LayerWeights w;
-  {
-    PoolLease lease(threads);
-    w = layer::checkpoint_weights(config, checkpoint, layer_index, lease.workers());
-  }
+  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
+    return layer::checkpoint_weights(config, checkpoint, layer_index, pool);
+  });
   return MoeLayer(config, std::move(w), options);
 }
 
