@@ -48,11 +48,12 @@ struct LayerWeights {
 struct LayerOptions {
   /// Threads working on a forward: 0 = every core (hardware_concurrency), else 1..kMaxThreads (1024,
   /// moefuse/threads.h); more is a ValueError. They are a limit on the process's one pool (moefuse/threads.h), whose
-  /// workers start when the layer is made (ResourceError when they cannot). Decode-sized chunks run the chain on the calling thread while the
-  /// grouped matmuls spread (expert x row block x column block) tasks over all threads; chunks of at least 128
-  /// tokens per thread are split into one share of tokens per thread, each running the whole chain. Each token's
-  /// result depends neither on which tokens share its batch nor on how work is cut (decisions.md §6), so any count
-  /// gives the same bits.
+  /// workers start when the layer is made (ResourceError when they cannot). Decode-sized chunks run the chain on the
+  /// calling thread while the grouped matmuls spread (expert x row block x column block) tasks over all threads;
+  /// chunks of at least 128 tokens per thread are split into one share of tokens per thread, each running the whole
+  /// chain. Each token's
+  /// result depends neither on which tokens share its batch nor on how work is cut (docs/operators.md, Numerics:
+  /// determinism), so any count gives the same bits.
   int threads = 0;
   /// Memory the layer may take, in bytes: 0 = available_memory_bytes(). Weights and workspaces are checked against
   /// it before anything is allocated.

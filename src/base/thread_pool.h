@@ -5,8 +5,8 @@
 // The process has one pool (src/base/default_pool.h leases it); a caller limits how many of its threads a loop uses
 // (set_limit) rather than starting a pool of its own. Standalone pools exist in tests only.
 //
-// Results never depend on how tasks land on threads: each task writes its own outputs, so the pool hands out
-// indices dynamically, in increasing order, from one atomic counter.
+// Results never depend on how tasks land on threads: each task writes its own outputs (docs/operators.md), so the
+// pool hands out indices dynamically, in increasing order, from one atomic counter.
 //
 // A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own run on
 // the calling thread then, so that nested loops — the layer's token-split tasks calling grouped_matmul, say — never

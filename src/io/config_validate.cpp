@@ -11,7 +11,7 @@ namespace moefuse {
 namespace config_detail {
 namespace {
 
-constexpr int64_t kMaxExperts = 2048;           // gating_top_k (ops.md §1.4)
+constexpr int64_t kMaxExperts = 2048;           // gating_top_k's limit
 constexpr int64_t kMaxWidth = int64_t(1) << 24;  // H, I, shared width: keeps every weight byte count in int64
 constexpr int64_t kMaxRows = 2147483647;         // expanded rows (T*K) are indexed by int32
 
