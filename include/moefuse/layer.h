@@ -47,9 +47,12 @@ struct LayerWeights {
 
 /// Execution options (none changes the output) and what a load accepts.
 struct LayerOptions {
-  /// Threads working on a forward: 0 = every core. Decode-sized chunks run the chain on the calling thread while the
-  /// grouped matmuls spread (expert x row block x column block) tasks over all threads; chunks of at least 128
-  /// tokens per thread are split into one share of tokens per thread, each running the whole chain. Each token's
+  /// Threads working on a forward: 0 = every core (hardware_concurrency), else 1..kMaxThreads (1024,
+  /// moefuse/threads.h); more is a ValueError. They are a limit on the process's one pool (moefuse/threads.h), whose
+  /// workers start when the layer is made (ResourceError when they cannot). Decode-sized chunks run the chain on the
+  /// calling thread while the grouped matmuls spread (expert x row block x column block) tasks over all threads;
+  /// chunks of at least 128 tokens per thread are split into one share of tokens per thread, each running the whole
+  /// chain. Each token's
   /// result depends neither on which tokens share its batch nor on how work is cut (docs/operators.md, Numerics:
   /// determinism), so any count gives the same bits.
   int threads = 0;
@@ -79,6 +82,12 @@ struct LayerTimings {
 
 /// Bytes of the weights a config needs resident (LayerWeights of that config).
 int64_t layer_weight_bytes(const MoeConfig& config);
+
+/// Deterministic random input tokens [tokens, hidden] in `dtype` (f32, f16 or bf16) from `seed`: each value the sum
+/// of four uniform values in [-sqrt(3)/2, sqrt(3)/2) (mean 0, standard deviation 1), rounded to dtype (RNE). What
+/// `moefuse run` and `moefuse bench` feed a layer without --input; the same seed gives the same tokens everywhere.
+/// ValueError for a negative count.
+Tensor random_tokens(int64_t tokens, int64_t hidden, uint64_t seed, DType dtype);
 /// Bytes of the workspace one thread needs to run `tokens` tokens (the layer plans min(T, chunk) per thread).
 int64_t layer_workspace_bytes(const MoeConfig& config, int64_t tokens);
 /// Memory this process may still take (MemAvailable of /proc/meminfo, or the physical memory elsewhere).

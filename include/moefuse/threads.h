@@ -1,20 +1,27 @@
-// moefuse/threads.h — how many threads the operators use.
+// moefuse/threads.h — how many threads the operators and layers use.
 //
-// Operators that split their work (grouped_matmul with packed or per-call-packed weights, pack_grouped_weights, the
-// fast paths of init_routing_v2 and finalize_routing on large calls) run it on one process-wide pool of worker
-// threads, started at the first such call and kept for the next ones (the calling thread works too, so N threads
-// means N - 1 workers). The number of threads is, in order of precedence:
+// The process has one pool of worker threads. Operators that split their work (grouped_matmul with packed or
+// per-call-packed weights, pack_grouped_weights, the fast paths of init_routing_v2 and finalize_routing on large
+// calls) and every MoeLayer run on it, each under its own limit: a layer's LayerOptions::threads, the operators' count
+// below (an operator called by a layer's forward runs under the layer's limit). The calling thread works too, so
+// N threads means N - 1 workers. Workers start when a call or a new layer first needs more of them and are kept for
+// the process's life (a lower count leaves them idle); a worker that cannot start is a ResourceError. No count may
+// exceed kMaxThreads. The operators' number of threads is, in order of precedence:
 //   1. the last set_num_threads(n) with n >= 1;
 //   2. the environment variable MOEFUSE_NUM_THREADS (a decimal integer 1..1024), read once, at first use;
 //   3. std::thread::hardware_concurrency().
 // Results never depend on it: every operator gives bitwise the same output for any thread count (docs/operators.md).
 //
-// The pool serves one call at a time. A call made while another thread's call holds it, or made from inside a task
-// of a moefuse thread pool (the layer's own threads, for instance), runs on its calling thread alone: nested or
-// concurrent calls never oversubscribe the cores, and never wait for each other.
+// The pool serves one call (an operator call or a layer's forward) at a time. A call made while another thread's call
+// holds it, or made from inside a task of the pool (a layer's token-split parts, for instance), runs on its calling
+// thread alone: nested or concurrent calls never oversubscribe the cores, and never wait for each other.
 #pragma once
 
 namespace moefuse {
+
+/// The most threads a layer (LayerOptions::threads), the operators (set_num_threads, MOEFUSE_NUM_THREADS) or the
+/// command (--threads) may ask for.
+inline constexpr int kMaxThreads = 1024;
 
 /// Sets the number of threads operators use from their next call on: n in 1..1024, or 0 to return to the default
 /// (MOEFUSE_NUM_THREADS, else hardware_concurrency()). A changed count takes effect at the next call, which restarts

@@ -17,7 +17,9 @@ A config is given as
 
 Every config is validated by the C++ code, which names the key, the value and what was expected (ValueError; a
 file that cannot be read or is not YAML: OSError). Loading and forward passes run without the GIL; forward passes
-of one layer from several threads run one after the other (the layer reuses its workspaces).
+of one layer from several threads run one after the other (the layer reuses its workspaces). All layers share the
+process's one thread pool: a forward that finds it busy with another layer's runs on its calling thread alone, with
+the same result.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ _DICT_SOURCE = "config dict"
 # The C++ parser prefixes messages with "<source>:<line>:<column>"; for a dict the position is one in the YAML text
 # generated from it, which means nothing to the caller: it is dropped (the key path stays).
 _DICT_POSITION = re.compile(re.escape(_DICT_SOURCE) + r":\d+:\d+: ")
-_INT32_MAX = 2 ** 31 - 1
 # A config is two levels deep; anything nested deeper than this is refused before it is turned into YAML (and before
 # Python's recursion limit could be reached).
 _MAX_CONFIG_DEPTH = 32
@@ -191,8 +192,8 @@ def load_config(config: Any) -> Dict[str, Any]:
 
 def _threads(value: Any, op: str) -> int:
     threads = to_int(value, op, "threads")
-    if threads > _INT32_MAX:
-        raise ValueError(f"{op}: threads: expected 0 (every core) or a positive count up to {_INT32_MAX}, got "
+    if threads > _core.MAX_THREADS:
+        raise ValueError(f"{op}: threads: expected 0 (every core) or a count in 1..{_core.MAX_THREADS}, got "
                          f"{threads}")
     return threads  # a negative count is refused by the C++ layer, with its message
 
@@ -236,7 +237,7 @@ class MoeLayer:
         count.
 
         config: a preset name, a YAML file path or a dict in the YAML structure (module docstring).
-        seed: 0 <= seed < 2**64. threads: threads per forward, 0 = every core.
+        seed: 0 <= seed < 2**64. threads: threads per forward, 0 = every core, at most 1024.
         Errors: ValueError for a bad config (naming the key) or argument; OSError for an unreadable config file;
         MemoryError when the weights and workspaces do not fit in memory (checked before allocating)."""
         op = "MoeLayer.from_config"

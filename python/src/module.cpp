@@ -7,6 +7,7 @@
 #include <nanobind/stl/string_view.h>
 
 #include "moefuse/error.h"
+#include "moefuse/threads.h"
 #include "py_tensor.h"
 
 namespace nb = nanobind;
@@ -43,6 +44,8 @@ NB_MODULE(_core, m) {
         throw moefuse::Error(message);
       },
       nb::arg("kind"), nb::arg("message"));
+
+  m.attr("MAX_THREADS") = moefuse::kMaxThreads;
 
   moefuse::python::bind_tensor(m);
   moefuse::python::bind_ops(m);

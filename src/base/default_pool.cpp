@@ -13,8 +13,6 @@
 namespace moefuse {
 namespace {
 
-constexpr int kMaxThreads = 1024;
-
 // 0 = unset.
 int env_threads() {
   static const int value = [] {
@@ -40,6 +38,13 @@ std::atomic<int> g_requested{0};  // set_num_threads; 0 = default
 struct Shared {
   std::mutex mutex;  // held by the lease that uses `pool`
   std::unique_ptr<ThreadPool> pool;
+
+  // Under `mutex`.
+  ThreadPool& grown_to(int threads) {
+    if (!pool) pool = std::make_unique<ThreadPool>(1);
+    pool->grow(threads);
+    return *pool;
+  }
 };
 
 Shared& shared() {
@@ -47,20 +52,14 @@ Shared& shared() {
   return s;
 }
 
-// The pool of the innermost OperatorPoolScope of this thread.
-struct PoolOverride {
-  ThreadPool* pool = nullptr;
+// What the outermost lease of this thread got: the pool (limited) or nothing (the caller alone).
+struct Held {
   bool set = false;
+  ThreadPool* pool = nullptr;
 };
-thread_local PoolOverride t_override;
+thread_local Held t_held;
 
 }  // namespace
-
-OperatorPoolScope::OperatorPoolScope(ThreadPool* pool) : previous_(t_override.pool), previous_set_(t_override.set) {
-  t_override = PoolOverride{pool, true};
-}
-
-OperatorPoolScope::~OperatorPoolScope() { t_override = PoolOverride{previous_, previous_set_}; }
 
 void set_num_threads(int n) {
   if (n < 0 || n > kMaxThreads)
@@ -78,23 +77,53 @@ int num_threads() {
   return hw > 0 ? std::min(hw, kMaxThreads) : 1;
 }
 
-DefaultPoolLease::DefaultPoolLease() {
+PoolLease::PoolLease(int threads) {
   if (ThreadPool::in_task()) return;
-  if (t_override.set) {
-    if (t_override.pool && t_override.pool->size() > 1) pool_ = t_override.pool;
+  if (t_held.set) {
+    pool_ = t_held.pool;
     return;
   }
-  const int want = num_threads();
+  const int want = threads > 0 ? threads : num_threads();
+  if (want > kMaxThreads)
+    check::fail_value("thread pool", "threads", "a count in 1.." + std::to_string(kMaxThreads), std::to_string(want));
+  outermost_ = true;
+  t_held = Held{true, nullptr};
   if (want <= 1) return;
   Shared& s = shared();
   std::unique_lock<std::mutex> lock(s.mutex, std::try_to_lock);
   if (!lock.owns_lock()) return;
-  if (!s.pool || s.pool->size() != want) {
-    s.pool.reset();  // joins the old workers first
-    s.pool = std::make_unique<ThreadPool>(want);
+  try {
+    pool_ = &s.grown_to(want);
+  } catch (...) {
+    t_held = Held{};
+    throw;
   }
-  pool_ = s.pool.get();
+  previous_limit_ = pool_->size();
+  pool_->set_limit(want);
+  t_held.pool = pool_;
   lock_ = std::move(lock);
+}
+
+PoolLease::~PoolLease() {
+  if (!outermost_) return;
+  if (pool_) pool_->set_limit(previous_limit_);
+  t_held = Held{};
+}
+
+ThreadPool& PoolLease::workers() const {
+  static ThreadPool inline_pool(1);  // no workers: its loops touch no shared state, so any thread may use it
+  return pool_ ? *pool_ : inline_pool;
+}
+
+void reserve_pool_threads(int threads) {
+  if (ThreadPool::in_task()) return;
+  Shared& s = shared();
+  if (t_held.pool) {
+    t_held.pool->grow(threads);  // this thread holds the pool, outside any loop
+    return;
+  }
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.grown_to(threads);
 }
 
 }  // namespace moefuse

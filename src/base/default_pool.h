@@ -1,9 +1,12 @@
-// The process-wide thread pool of the operators (moefuse/threads.h says how big it is and who may use it).
+// The process's one thread pool (moefuse/threads.h says how big it is and who may use it).
 //
-// An operator borrows it for one call through a DefaultPoolLease. The lease is empty (pool() == nullptr: run on the
-// calling thread) when one thread is configured, when another call holds the pool, or when the caller is itself a
-// task of some ThreadPool; otherwise it holds the pool exclusively until it is destroyed. Borrowing allocates nothing
-// once the pool exists (it is created, or restarted after set_num_threads changed the count, under the lease).
+// A caller borrows it through a PoolLease with a limit: the operators with the count of set_num_threads, a layer
+// with its LayerOptions::threads. The lease is empty (pool() == nullptr: run on the calling thread) when the limit
+// is one thread, when another thread holds the pool, or when the caller is itself a task of a pool; otherwise it holds
+// the pool exclusively, limited to its count, until it is destroyed. A lease taken on a thread that already holds one
+// gets the same as the outer one (a layer's operators run on the layer's threads, under its limit). Borrowing
+// allocates nothing once the pool has enough workers (it grows under the lease, or by reserve_pool_threads; it never
+// shrinks).
 #pragma once
 
 #include <algorithm>
@@ -14,38 +17,38 @@
 
 namespace moefuse {
 
-/// While alive, leases taken on the constructing thread hand out `pool` (nullptr: the calling thread alone) instead
-/// of the process-wide pool: a MoeLayer runs the operators it calls on its own threads (LayerOptions::threads), with
-/// the same rules (a caller inside a pool task still runs alone). Scopes nest; construct and destroy on one thread.
-class OperatorPoolScope {
+class PoolLease {
  public:
-  explicit OperatorPoolScope(ThreadPool* pool);
-  ~OperatorPoolScope();
-  OperatorPoolScope(const OperatorPoolScope&) = delete;
-  OperatorPoolScope& operator=(const OperatorPoolScope&) = delete;
-
- private:
-  ThreadPool* previous_;
-  bool previous_set_;
-};
-
-class DefaultPoolLease {
- public:
-  /// Throws ValueError for a bad MOEFUSE_NUM_THREADS (see num_threads()), std::system_error when worker threads
-  /// cannot be started.
-  DefaultPoolLease();
-  DefaultPoolLease(const DefaultPoolLease&) = delete;
-  DefaultPoolLease& operator=(const DefaultPoolLease&) = delete;
+  /// Up to `threads` threads (1..kMaxThreads); 0 = the operators' count, num_threads(). Throws ValueError for a bad
+  /// MOEFUSE_NUM_THREADS (see num_threads()), ResourceError when worker threads cannot be started.
+  explicit PoolLease(int threads);
+  ~PoolLease();
+  PoolLease(const PoolLease&) = delete;
+  PoolLease& operator=(const PoolLease&) = delete;
 
   /// The pool, or nullptr: run on the calling thread.
   ThreadPool* pool() const { return pool_; }
-  /// Threads available to this call (1 without a pool).
+  /// The pool, or a one-thread pool that runs loops inline (shared, stateless).
+  ThreadPool& workers() const;
+  /// Threads available to this lease (1 without a pool).
   int threads() const { return pool_ ? pool_->size() : 1; }
 
  private:
   std::unique_lock<std::mutex> lock_;
   ThreadPool* pool_ = nullptr;
+  bool outermost_ = false;  // this lease set the thread's record (and restores it)
+  int previous_limit_ = 1;
 };
+
+/// The operators' lease: num_threads() threads.
+class DefaultPoolLease : public PoolLease {
+ public:
+  DefaultPoolLease() : PoolLease(0) {}
+};
+
+/// Starts workers until the process pool has `threads` threads (1..kMaxThreads), waiting for the pool if another
+/// thread holds it; nothing when called from a pool task. Throws ResourceError when a thread cannot be started.
+void reserve_pool_threads(int threads);
 
 /// Calls fn(begin, end) on consecutive blocks covering [0, rows), each of about 16K elements (`row_elements` per
 /// row), on the operators' pool when there are 64K elements or more and a lease gives one, else on the calling thread.

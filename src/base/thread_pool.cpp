@@ -1,21 +1,73 @@
 #include "base/thread_pool.h"
 
-namespace moefuse {
+#include <cerrno>
+#include <string>
+#include <system_error>
 
-ThreadPool::ThreadPool(int threads) {
-  int total = threads > 0 ? threads : int(std::thread::hardware_concurrency());
-  if (total < 1) total = 1;
-  workers_.reserve(size_t(total - 1));
-  for (int i = 1; i < total; ++i) workers_.emplace_back([this] { worker_loop(); });
+#include "base/check.h"
+#include "moefuse/error.h"
+
+namespace moefuse {
+namespace {
+
+std::atomic<int> g_starts_left{-1};  // thread_pool_testing: < 0 = off
+
+std::thread start_thread(ThreadPool* pool, void (ThreadPool::*loop)()) {
+  int left = g_starts_left.load(std::memory_order_relaxed);
+  while (left > 0 && !g_starts_left.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
+  }
+  if (left == 0)
+    throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again), "thread start (test)");
+  return std::thread(loop, pool);
 }
 
-ThreadPool::~ThreadPool() {
+}  // namespace
+
+namespace thread_pool_testing {
+void fail_thread_starts_after(int n) { g_starts_left.store(n < 0 ? -1 : n, std::memory_order_relaxed); }
+}  // namespace thread_pool_testing
+
+ThreadPool::ThreadPool(int threads) {
+  try {
+    grow(threads);
+  } catch (...) {
+    // The workers already started wait on wake_: stop and join them before the members go.
+    stop();
+    throw;
+  }
+  limit_ = capacity();
+}
+
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::stop() noexcept {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   for (std::thread& t : workers_) t.join();
+  workers_.clear();
+}
+
+void ThreadPool::set_limit(int threads) { limit_ = threads < 1 ? 1 : threads > capacity() ? capacity() : threads; }
+
+void ThreadPool::grow(int threads) {
+  if (threads < 1 || threads > kMaxThreads)
+    check::fail_value("ThreadPool", "threads", "a count in 1.." + std::to_string(kMaxThreads), std::to_string(threads));
+  if (threads <= capacity()) return;
+  const int had = capacity();
+  try {
+    workers_.reserve(size_t(threads - 1));
+    while (capacity() < threads) workers_.push_back(start_thread(this, &ThreadPool::worker_loop));
+  } catch (const std::system_error& e) {
+    throw ResourceError("thread pool: threads: expected " + std::to_string(threads) + " threads to start, got " +
+                        std::to_string(capacity()) + " (" + std::to_string(had) + " before this request; " +
+                        e.what() + ")");
+  } catch (const std::bad_alloc&) {
+    throw ResourceError("thread pool: memory: expected room for " + std::to_string(threads) +
+                        " threads, allocation failed");
+  }
 }
 
 void ThreadPool::drain(Call call, void* ctx, int64_t n) {
@@ -45,8 +97,10 @@ void ThreadPool::worker_loop() {
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
       if (stopping_) return;
       seen = generation_;
-      // A worker that wakes after the caller closed the loop must not touch it: its lambda may be gone.
-      if (!open_) continue;
+      // A worker that wakes after the caller closed the loop must not touch it: its lambda may be gone. Beyond the
+      // loop's limit, workers stay out.
+      if (!open_ || joined_ >= max_joined_) continue;
+      ++joined_;
       call = call_;
       ctx = ctx_;
       n = n_;
@@ -69,10 +123,17 @@ void ThreadPool::run(int64_t n, Call call, void* ctx) {
     next_.store(0, std::memory_order_relaxed);
     failed_.store(false, std::memory_order_relaxed);
     error_ = nullptr;
+    joined_ = 0;
+    max_joined_ = limit_ - 1;
     open_ = true;
     ++generation_;
   }
-  wake_.notify_all();
+  // Wake only as many workers as may join (a pool grown for a wide layer keeps the rest asleep under a low limit).
+  if (max_joined_ >= int(workers_.size())) {
+    wake_.notify_all();
+  } else {
+    for (int i = 0; i < max_joined_; ++i) wake_.notify_one();
+  }
   drain(call, ctx, n);
   std::exception_ptr error;
   {

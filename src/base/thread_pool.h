@@ -1,13 +1,16 @@
-// A fixed set of worker threads that run index-parallel loops. The caller thread takes part in every loop, so a
-// pool of size 1 runs everything inline. A loop allocates nothing (the task is passed as a pointer to the caller's
-// lambda), which the layer's allocation-free forward relies on.
+// A set of worker threads that run index-parallel loops. The caller thread takes part in every loop, so a pool of
+// size 1 runs everything inline. A loop allocates nothing (the task is passed as a pointer to the caller's lambda),
+// which the layer's allocation-free forward relies on.
+//
+// The process has one pool (src/base/default_pool.h leases it); a caller limits how many of its threads a loop uses
+// (set_limit) rather than starting a pool of its own. Standalone pools exist in tests only.
 //
 // Results never depend on how tasks land on threads: each task writes its own outputs (docs/operators.md), so the
 // pool hands out indices dynamically, in increasing order, from one atomic counter.
 //
-// A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own (the
-// process-wide pool of src/base/default_pool.h) run on the calling thread then, so that nested loops — the layer's
-// token-split tasks calling grouped_matmul, say — never oversubscribe the cores.
+// A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own run on
+// the calling thread then, so that nested loops — the layer's token-split tasks calling grouped_matmul, say — never
+// oversubscribe the cores.
 #pragma once
 
 #include <atomic>
@@ -18,28 +21,43 @@
 #include <thread>
 #include <vector>
 
+#include "moefuse/threads.h"  // kMaxThreads
+
 namespace moefuse {
 
 class ThreadPool {
  public:
-  /// `threads` in total, the caller included; 0 means std::thread::hardware_concurrency().
-  explicit ThreadPool(int threads = 0);
+  /// `threads` in total, the caller included, in 1..kMaxThreads. Throws ResourceError when a worker thread cannot be
+  /// started (the ones already started are stopped first).
+  explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return int(workers_.size()) + 1; }
+  /// Threads a loop uses now: the limit (set_limit), at most capacity().
+  int size() const { return limit_; }
+  /// Threads started: the workers and the caller.
+  int capacity() const { return int(workers_.size()) + 1; }
+
+  /// Loops from now on use at most `threads` threads (clamped to 1..capacity()). Not thread-safe: only the holder of
+  /// the pool (the one calling parallel_for) sets it.
+  void set_limit(int threads);
+
+  /// Starts workers until capacity() >= threads (<= kMaxThreads); allocates only when it starts some. Throws
+  /// ResourceError when a thread cannot be started; the pool keeps the workers started before and stays usable.
+  /// Not while a loop runs.
+  void grow(int threads);
 
   /// Whether the calling thread is inside fn of some pool's parallel_for (inline runs included).
   static bool in_task() { return task_depth_ > 0; }
 
-  /// Calls fn(i) once for every i in [0, n), spread over the pool; returns when all calls are done. If calls throw,
-  /// the remaining indices are still handed out but skipped, and the first exception is rethrown here. Not
+  /// Calls fn(i) once for every i in [0, n), spread over size() threads; returns when all calls are done. If calls
+  /// throw, the remaining indices are still handed out but skipped, and the first exception is rethrown here. Not
   /// re-entrant: fn must not call parallel_for on the same pool.
   template <class Fn>
   void parallel_for(int64_t n, Fn&& fn) {
     if (n <= 0) return;
-    if (workers_.empty() || n == 1) {
+    if (limit_ <= 1 || n == 1) {
       TaskScope scope;
       for (int64_t i = 0; i < n; ++i) fn(i);
       return;
@@ -61,14 +79,18 @@ class ThreadPool {
   void run(int64_t n, Call call, void* ctx);
   void worker_loop();
   void drain(Call call, void* ctx, int64_t n);
+  void stop() noexcept;
 
   std::vector<std::thread> workers_;
+  int limit_ = 1;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   uint64_t generation_ = 0;
   bool stopping_ = false;
-  int busy_ = 0;     // workers inside drain() for the open loop
-  bool open_ = false;  // a loop is running and workers may still join it
+  int busy_ = 0;         // workers inside drain() for the open loop
+  int joined_ = 0;       // workers that joined the open loop
+  int max_joined_ = 0;   // workers the open loop may take (size() - 1)
+  bool open_ = false;    // a loop is running and workers may still join it
 
   // The open loop; read and written under mutex_ only.
   Call call_ = nullptr;
@@ -78,5 +100,11 @@ class ThreadPool {
   std::atomic<bool> failed_{false};
   std::exception_ptr error_;
 };
+
+namespace thread_pool_testing {
+/// For tests: the next `n` thread starts succeed and every later one fails as std::thread does when the system has
+/// no threads left (std::system_error, EAGAIN); n < 0 turns this off. Process-wide.
+void fail_thread_starts_after(int n);
+}  // namespace thread_pool_testing
 
 }  // namespace moefuse

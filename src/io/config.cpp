@@ -1,4 +1,5 @@
-// MoeConfig: YAML parsing (yaml-cpp), validation, YAML output and the embedded presets.
+// MoeConfig to and from YAML (yaml-cpp): the reader, with errors that point at the line and column, and to_yaml.
+// The rules live in config_validate.cpp, the enum names in config_enums.h, the presets in config_presets.cpp.
 #include "moefuse/config.h"
 
 #include <yaml-cpp/eventhandler.h>
@@ -14,205 +15,20 @@
 #include <system_error>
 
 #include "base/check.h"
+#include "io/config_enums.h"
+#include "io/config_validate.h"
 #include "io/files.h"
-#include "io/presets.h"
 #include "moefuse/error.h"
 
 namespace moefuse {
-
-int64_t MoeConfig::shared_expert_width() const {
-  switch (model_type) {
-    case ModelType::deepseek_v2:
-    case ModelType::deepseek_v3: return n_shared_experts * moe_intermediate_size;
-    case ModelType::qwen2_moe: return n_shared_experts > 0 ? shared_expert_intermediate_size : 0;
-    default: return 0;
-  }
-}
-
-bool MoeConfig::shared_expert_gated() const { return model_type == ModelType::qwen2_moe && n_shared_experts > 0; }
-
 namespace {
 
-constexpr int64_t kMaxExperts = 2048;           // gating_top_k's limit
-constexpr int64_t kMaxWidth = int64_t(1) << 24;  // H, I, shared width: keeps every weight byte count in int64
-constexpr int64_t kMaxRows = 2147483647;         // expanded rows (T*K) are indexed by int32
-
-// ---- enum names --------------------------------------------------------------------------------------------------
-
-template <class E>
-struct EnumNames;
-template <>
-struct EnumNames<ExeMode> {
-  static constexpr std::pair<ExeMode, std::string_view> v[] = {{ExeMode::eager, "eager"},
-                                                               {ExeMode::ge_graph, "ge_graph"}};
-};
-template <>
-struct EnumNames<ModelType> {
-  static constexpr std::pair<ModelType, std::string_view> v[] = {
-      {ModelType::deepseek_v3, "deepseek_v3"}, {ModelType::deepseek_v2, "deepseek_v2"},
-      {ModelType::qwen3_moe, "qwen3_moe"},     {ModelType::qwen2_moe, "qwen2_moe"},
-      {ModelType::mixtral, "mixtral"},         {ModelType::olmoe, "olmoe"}};
-};
-template <>
-struct EnumNames<ScoringFunc> {
-  static constexpr std::pair<ScoringFunc, std::string_view> v[] = {{ScoringFunc::softmax, "softmax"},
-                                                                   {ScoringFunc::sigmoid, "sigmoid"}};
-};
-template <>
-struct EnumNames<QuantMode> {
-  static constexpr std::pair<QuantMode, std::string_view> v[] = {
-      {QuantMode::none, "none"}, {QuantMode::w8a8, "w8a8"}, {QuantMode::w8a8c8, "w8a8c8"}};
-};
-template <>
-struct EnumNames<RouterLogitsDtype> {
-  static constexpr std::pair<RouterLogitsDtype, std::string_view> v[] = {{RouterLogitsDtype::fp32, "fp32"},
-                                                                         {RouterLogitsDtype::model, "model"}};
-};
-template <>
-struct EnumNames<DType> {
-  static constexpr std::pair<DType, std::string_view> v[] = {
-      {DType::bf16, "bf16"}, {DType::f16, "f16"}, {DType::f32, "f32"}};
-};
-
-template <class E>
-std::string_view enum_name(E value) {
-  for (const auto& [e, name] : EnumNames<E>::v)
-    if (e == value) return name;
-  return "?";
-}
-
-template <class E>
-bool enum_valid(E value) {
-  for (const auto& [e, name] : EnumNames<E>::v)
-    if (e == value) return true;
-  return false;
-}
-
-// "one of a, b or c"
-template <class E>
-std::string enum_choices(std::string_view extra = {}) {
-  std::string s = "one of ";
-  size_t n = std::size(EnumNames<E>::v) + (extra.empty() ? 0 : 1), i = 0;
-  auto add = [&](std::string_view name) {
-    if (i) s += (i + 1 == n) ? " or " : ", ";
-    s += name;
-    ++i;
-  };
-  for (const auto& [e, name] : EnumNames<E>::v) add(name);
-  if (!extra.empty()) add(extra);
-  return s;
-}
-
-// ---- validation --------------------------------------------------------------------------------------------------
-
-// Produces the "<source>[:line:col]" prefix for an error about a key (short name under model_config, or exe_mode).
-using WhereFn = std::function<std::string(std::string_view key)>;
-
-[[noreturn]] void fail_key(const WhereFn& where, std::string_view key, std::string_view expected,
-                           std::string_view got) {
-  std::string path = key == "exe_mode" ? std::string(key) : "model_config." + std::string(key);
-  throw ValueError(check::message(where(key), path, expected, got));
-}
+using config_detail::enum_choices;
+using config_detail::enum_name;
+using config_detail::EnumNames;
+using config_detail::validate_config;
 
 std::string num(int64_t v) { return std::to_string(v); }
-
-void validate_impl(const MoeConfig& c, const WhereFn& where) {
-  if (!enum_valid(c.exe_mode)) fail_key(where, "exe_mode", enum_choices<ExeMode>(), num(int(c.exe_mode)));
-  if (!enum_valid(c.model_type))
-    fail_key(where, "model_type", enum_choices<ModelType>(), num(int(c.model_type)));
-
-  const int64_t E = c.num_experts, K = c.num_experts_per_tok;
-  if (E < 1 || E > kMaxExperts)
-    fail_key(where, "num_experts", "1 <= num_experts <= 2048 (gating_top_k's limit)", num(E));
-  if (K < 1 || K > E)
-    fail_key(where, "num_experts_per_tok", "1 <= num_experts_per_tok <= num_experts (" + num(E) + ")", num(K));
-  if (c.moe_chunk_max_len < 1 || c.moe_chunk_max_len > kMaxRows / K)
-    fail_key(where, "moe_chunk_max_len",
-             "1 <= moe_chunk_max_len <= " + num(kMaxRows / K) +
-                 " (moe_chunk_max_len * num_experts_per_tok rows must fit in int32)",
-             num(c.moe_chunk_max_len));
-  if (c.hidden_size < 1 || c.hidden_size > kMaxWidth)
-    fail_key(where, "hidden_size", "1 <= hidden_size <= " + num(kMaxWidth), num(c.hidden_size));
-  if (c.moe_intermediate_size < 1 || c.moe_intermediate_size > kMaxWidth)
-    fail_key(where, "moe_intermediate_size", "1 <= moe_intermediate_size <= " + num(kMaxWidth),
-             num(c.moe_intermediate_size));
-
-  const std::string type(enum_name(c.model_type));
-  switch (c.model_type) {
-    case ModelType::deepseek_v2:
-    case ModelType::deepseek_v3:
-      if (c.n_shared_experts < 0 || c.n_shared_experts > kMaxWidth / c.moe_intermediate_size)
-        fail_key(where, "n_shared_experts",
-                 "0 <= n_shared_experts <= " + num(kMaxWidth / c.moe_intermediate_size) +
-                     " (the shared MLP is n_shared_experts * moe_intermediate_size wide, at most " + num(kMaxWidth) +
-                     ")",
-                 num(c.n_shared_experts));
-      if (c.shared_expert_intermediate_size != 0)
-        fail_key(where, "shared_expert_intermediate_size",
-                 "0 for " + type + " (its shared experts are n_shared_experts * moe_intermediate_size wide)",
-                 num(c.shared_expert_intermediate_size));
-      break;
-    case ModelType::qwen2_moe:
-      if (c.n_shared_experts != 0 && c.n_shared_experts != 1)
-        fail_key(where, "n_shared_experts", "0 or 1 for qwen2_moe (one gated shared expert)",
-                 num(c.n_shared_experts));
-      if (c.n_shared_experts == 1 &&
-          (c.shared_expert_intermediate_size < 1 || c.shared_expert_intermediate_size > kMaxWidth))
-        fail_key(where, "shared_expert_intermediate_size",
-                 "1 <= shared_expert_intermediate_size <= " + num(kMaxWidth) + " for qwen2_moe with a shared expert",
-                 num(c.shared_expert_intermediate_size));
-      if (c.n_shared_experts == 0 && c.shared_expert_intermediate_size != 0)
-        fail_key(where, "shared_expert_intermediate_size", "0 when n_shared_experts is 0",
-                 num(c.shared_expert_intermediate_size));
-      break;
-    default:
-      if (c.n_shared_experts != 0)
-        fail_key(where, "n_shared_experts", "0 for " + type + " (it has no shared experts)", num(c.n_shared_experts));
-      if (c.shared_expert_intermediate_size != 0)
-        fail_key(where, "shared_expert_intermediate_size", "0 for " + type + " (it has no shared experts)",
-                 num(c.shared_expert_intermediate_size));
-      break;
-  }
-
-  if (!enum_valid(c.scoring_func))
-    fail_key(where, "scoring_func", enum_choices<ScoringFunc>(), num(int(c.scoring_func)));
-  if (c.n_group < 1 || c.n_group > E || E % c.n_group != 0)
-    fail_key(where, "n_group", "a divisor of num_experts (" + num(E) + ")", num(c.n_group));
-  if (c.topk_group < 1 || c.topk_group > c.n_group)
-    fail_key(where, "topk_group", "1 <= topk_group <= n_group (" + num(c.n_group) + ")", num(c.topk_group));
-  const int64_t per_group = E / c.n_group;
-  if (K > c.topk_group * per_group)
-    fail_key(where, "num_experts_per_tok",
-             "num_experts_per_tok <= topk_group * num_experts / n_group = " + num(c.topk_group) + " * " +
-                 num(per_group) + " = " + num(c.topk_group * per_group) + " (the experts of the chosen groups)",
-             num(K));
-  if (c.scoring_func == ScoringFunc::sigmoid) {
-    if (per_group < 2)
-      fail_key(where, "n_group",
-               "num_experts / n_group >= 2 with scoring_func sigmoid (groups are ranked by their two best experts)",
-               num(c.n_group) + " (" + num(E) + " / " + num(c.n_group) + " = " + num(per_group) + ")");
-    if (!c.norm_topk_prob)
-      fail_key(where, "norm_topk_prob",
-               "true with scoring_func sigmoid (gating_top_k always renormalises sigmoid weights)", "false");
-  }
-  if (!std::isfinite(c.routed_scaling_factor) || !(c.routed_scaling_factor > 0.0)) {
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, c.routed_scaling_factor);
-    fail_key(where, "routed_scaling_factor", "a finite number > 0", std::string(buf, r.ptr));
-  }
-  if (!enum_valid(c.dtype)) fail_key(where, "dtype", enum_choices<DType>(), std::string(dtype_name(c.dtype)));
-  if (!enum_valid(c.quant_mode)) fail_key(where, "quant_mode", enum_choices<QuantMode>(), num(int(c.quant_mode)));
-  if (c.quant_mode == QuantMode::w8a8 && c.dtype == DType::f32)
-    fail_key(where, "quant_mode", "none with dtype f32 (w8a8 experts output bf16 or f16)", "w8a8");
-  if (c.quant_mode == QuantMode::w8a8c8 && c.dtype != DType::bf16)
-    fail_key(where, "quant_mode",
-             std::string("none or w8a8 with dtype ") + std::string(dtype_name(c.dtype)) + " (w8a8c8 needs dtype bf16)",
-             "w8a8c8");
-  if (!enum_valid(c.router_logits_dtype))
-    fail_key(where, "router_logits_dtype", enum_choices<RouterLogitsDtype>(), num(int(c.router_logits_dtype)));
-}
-
-// ---- YAML reading ------------------------------------------------------------------------------------------------
 
 size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -319,7 +135,7 @@ class Reader {
         c.shared_expert_intermediate_size > 0)
       c.n_shared_experts = 1;
 
-    validate_impl(c, [&](std::string_view key) {
+    validate_config(c, [&](std::string_view key) {
       std::string path = key == "exe_mode" ? std::string(key) : "model_config." + std::string(key);
       auto it = marks_.find(path);
       return at(it != marks_.end() ? it->second : model_mark_);
@@ -512,26 +328,7 @@ class Reader {
   YAML::Mark model_mark_ = YAML::Mark::null_mark();
 };
 
-std::string preset_list() {
-  std::string s = "one of default";
-  for (size_t i = 0; i < io_detail::kEmbeddedPresetCount; ++i) {
-    s += (i + 1 == io_detail::kEmbeddedPresetCount) ? " or " : ", ";
-    s += io_detail::kEmbeddedPresets[i].name;
-  }
-  return s;
-}
-
 }  // namespace
-
-std::string_view exe_mode_name(ExeMode m) { return enum_name(m); }
-std::string_view model_type_name(ModelType t) { return enum_name(t); }
-std::string_view scoring_func_name(ScoringFunc f) { return enum_name(f); }
-std::string_view quant_mode_name(QuantMode q) { return enum_name(q); }
-std::string_view router_logits_dtype_name(RouterLogitsDtype d) { return enum_name(d); }
-
-void validate(const MoeConfig& config, std::string_view source_name) {
-  validate_impl(config, [&](std::string_view) { return std::string(source_name); });
-}
 
 MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name) {
   return Reader(source_name).read(text);
@@ -540,26 +337,6 @@ MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name)
 MoeConfig load_config_file(const std::string& path) {
   std::string text = io_detail::read_whole_file(path, "load_config_file");
   return parse_config_yaml(text, path);
-}
-
-std::vector<std::string> preset_names() {
-  std::vector<std::string> names;
-  for (size_t i = 0; i < io_detail::kEmbeddedPresetCount; ++i) names.emplace_back(io_detail::kEmbeddedPresets[i].name);
-  return names;
-}
-
-std::string_view preset_text(std::string_view name) {
-  std::string_view wanted = name == "default" ? std::string_view("olmoe-1b-7b") : name;
-  for (size_t i = 0; i < io_detail::kEmbeddedPresetCount; ++i) {
-    const auto& p = io_detail::kEmbeddedPresets[i];
-    if (wanted == p.name) return {reinterpret_cast<const char*>(p.data), p.size};
-  }
-  throw ValueError(check::message("preset", "name", preset_list(), io_detail::quote_for_message(name)));
-}
-
-MoeConfig load_preset(std::string_view name) {
-  std::string_view text = preset_text(name);
-  return parse_config_yaml(text, "preset " + std::string(name == "default" ? "olmoe-1b-7b" : name));
 }
 
 std::string to_yaml(const MoeConfig& c) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/elements.h"
+#include "base/timing.h"
 #include "layer/router.h"
 
 namespace moefuse::layer {
@@ -35,8 +36,6 @@ Shape counts_shape(const Dims& d, int64_t experts) {
   return count_type(d) == 2 ? Shape{experts, 2} : Shape{experts};
 }
 
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // A [rows, ...] view of the leading `n` rows.
 Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }

@@ -8,14 +8,15 @@
 #include <thread>
 
 #include "base/elements.h"
+#include "base/integers.h"
 #include "base/scratch.h"
+#include "base/timing.h"
 #include "layer/router.h"
 #include "moefuse/error.h"
 
 namespace moefuse::layer {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Output columns per A / B task: about kTaskWeightBytes of packed weights per task (both halves of w13 for A), in
 // multiples of 64 (pairs of packed panels, gemm.h), 64 to 512, narrowed while there are fewer than 8 tasks per
@@ -30,8 +31,6 @@ int64_t task_columns(int64_t weight_bytes_per_column, int64_t groups, int64_t wi
 }
 constexpr int64_t kCombineBlock = 256;  // output columns per C task
 
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // Thrown by a task that stops waiting because another task failed (the pool reports the first error, not this).
 struct Abandoned : std::exception {};

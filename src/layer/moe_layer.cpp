@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -23,9 +24,14 @@ namespace {
 
 constexpr const char* kOp = "MoeLayer";
 
+// LayerOptions::threads as a count in 1..kMaxThreads.
 int resolve_threads(int threads) {
-  if (threads < 0) check::fail_value(kOp, "threads", "0 (every core) or a positive count", std::to_string(threads));
-  return threads;
+  if (threads < 0 || threads > kMaxThreads)
+    check::fail_value(kOp, "threads", "0 (every core) or a count in 1.." + std::to_string(kMaxThreads),
+                      std::to_string(threads));
+  if (threads > 0) return threads;
+  const int hw = int(std::thread::hardware_concurrency());
+  return std::clamp(hw, 1, kMaxThreads);
 }
 
 // How a chunk of `len` tokens is run: decode-sized chunks as one part on the calling thread, the grouped matmuls
@@ -133,7 +139,7 @@ int64_t available_memory_bytes() {
 struct MoeLayer::Impl {
   MoeConfig config;
   LayerWeights weights;  // without the projections, which live in `packed` only
-  ThreadPool pool;
+  int threads;           // the most threads of the process pool a forward uses
   layer::PackedLayerWeights packed;
   std::vector<layer::ChainBuffers> buffers;  // one per part (graph mode keeps them between forwards)
   layer::FusedBuffers fused;                 // the fused decode path's (graph mode keeps them too)
@@ -148,11 +154,13 @@ struct MoeLayer::Impl {
   std::string path = "chain";
 
   Impl(const MoeConfig& c, LayerWeights w, int threads)
-      : config(c), weights(std::move(w)), pool(threads), buffers(size_t(pool.size())),
-        part_timings(size_t(pool.size())), part_routing(size_t(pool.size())), expert_seen(size_t(c.num_experts)) {
+      : config(c), weights(std::move(w)), threads(threads), buffers(size_t(threads)), part_timings(size_t(threads)),
+        part_routing(size_t(threads)), expert_seen(size_t(c.num_experts)) {
     per_expert_bytes = expert_bytes(c, weights);
     chunk_fixed_bytes = fixed_bytes(c);
-    OperatorPoolScope scope(&pool);  // pack on the layer's threads
+    // Start the workers now, so that a forward starts none (and allocates nothing).
+    reserve_pool_threads(threads);
+    PoolLease lease(threads);  // pack on the layer's threads
     packed = layer::pack_layer_weights(weights);
     fused_declines = layer::fused_decode_declines(c);
     declined_path = "chain: " + fused_declines;
@@ -170,21 +178,35 @@ MoeLayer::~MoeLayer() = default;
 MoeLayer::MoeLayer(MoeLayer&&) noexcept = default;
 MoeLayer& MoeLayer::operator=(MoeLayer&&) noexcept = default;
 
-MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
+namespace {
+
+// Checks the config and that the layer fits, starts the layer's threads, then load(pool) -> LayerWeights on them.
+template <class Load>
+LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load) {
   validate(config, "MoeLayer config");
-  ThreadPool pool(resolve_threads(options.threads));
-  check_fits(config, pool.size(), options.memory_limit_bytes);
+  const int threads = resolve_threads(options.threads);
+  check_fits(config, threads, options.memory_limit_bytes);
+  reserve_pool_threads(threads);
+  PoolLease lease(threads);
+  return load(lease.workers());
+}
+
+}  // namespace
+
+MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
+  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
+    return layer::random_weights(config, seed, pool);
+  });
   LayerOptions finite = options;  // random weights are finite: no second pass over them
   finite.allow_non_finite_weights = true;
-  return MoeLayer(config, layer::random_weights(config, seed, pool), finite);
+  return MoeLayer(config, std::move(w), finite);
 }
 
 MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                    const LayerOptions& options) {
-  validate(config, "MoeLayer config");
-  ThreadPool pool(resolve_threads(options.threads));
-  check_fits(config, pool.size(), options.memory_limit_bytes);
-  LayerWeights w = layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
+  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
+    return layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
+  });
   LayerOptions checked = options;  // checked while loading, with the checkpoint's names: no second pass
   checked.allow_non_finite_weights = true;
   return MoeLayer(config, std::move(w), checked);
@@ -194,7 +216,7 @@ const MoeConfig& MoeLayer::config() const { return impl_->config; }
 LayerWeights MoeLayer::weights() const {
   return layer::unpack_layer_weights(impl_->config, impl_->weights, impl_->packed);
 }
-int MoeLayer::threads() const { return impl_->pool.size(); }
+int MoeLayer::threads() const { return impl_->threads; }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return impl_->path; }
 
@@ -219,19 +241,23 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
 
   const auto start = std::chrono::steady_clock::now();
   const int64_t T = x.size(0);
-  const int threads = m.pool.size();
+  // The process pool under this layer's limit (its operators' leases get the same); the calling thread alone while
+  // another thread holds the pool.
+  PoolLease lease(m.threads);
+  ThreadPool& pool = lease.workers();
+  const int threads = pool.size();
   const bool graph = c.exe_mode == ExeMode::ge_graph;
   // Decode runs the fused path when the config asks for it and it handles the config (fused_decode.h).
   const bool fused_asked = c.enable_superkernel && !is_prefill;
   const bool fused = fused_asked && m.fused_declines.empty();
   const Schedule first =
       fused ? Schedule{1, std::min(T, c.moe_chunk_max_len)} : schedule(std::min(T, c.moe_chunk_max_len), threads);
-  for (int i = 0; i < threads; ++i) {
+  for (size_t i = 0; i < m.buffers.size(); ++i) {
     layer::ChainBuffers& b = m.buffers[size_t(i)];
     // Graph mode plans once per bound and reuses; eager mode plans for this forward only.
-    if (!fused && i < first.parts && T > 0 && (!graph || b.capacity < first.share))
+    if (!fused && int64_t(i) < first.parts && T > 0 && (!graph || b.capacity < first.share))
       b = layer::plan_chain_buffers(c, first.share);
-    m.part_timings[size_t(i)] = LayerTimings{};
+    m.part_timings[i] = LayerTimings{};
   }
   if (fused && T > 0 && (!graph || m.fused.capacity < first.share)) m.fused = layer::plan_fused_buffers(c, first.share);
   int64_t chunks = 0, weight_bytes = 0, active = 0;
@@ -239,14 +265,13 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   if (routing)
     all_routing = LayerRouting{Tensor::empty(DType::i32, {T, c.num_experts_per_tok}),
                                Tensor::empty(c.dtype, {T, c.num_experts_per_tok})};
-  OperatorPoolScope operators_use(&m.pool);  // a one-part chunk's operators spread their tasks over the layer's threads
   for (int64_t c0 = 0; c0 < T; c0 += c.moe_chunk_max_len) {
     const int64_t len = std::min(c.moe_chunk_max_len, T - c0);
     const Schedule s = fused ? Schedule{1, len} : schedule(len, threads);
     auto run_part = [&](int64_t p) {
       if (fused) {
         layer::run_fused_decode(c, m.weights, m.packed, x.narrow(0, c0, len), out.narrow(0, c0, len), m.fused,
-                                m.pool, m.part_timings[0], &m.part_routing[0]);
+                                pool, m.part_timings[0], &m.part_routing[0]);
         return;
       }
       const int64_t begin = c0 + p * s.share, n = std::min(s.share, c0 + len - begin);
@@ -255,7 +280,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
                        &m.part_routing[size_t(p)]);
     };
     if (s.parts == 1) run_part(0);
-    else m.pool.parallel_for(s.parts, run_part);
+    else pool.parallel_for(s.parts, run_part);
     // The weights this chunk read: the fixed ones and each expert routed to, once.
     std::fill(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(0));
     for (int64_t p = 0; p < s.parts; ++p) {

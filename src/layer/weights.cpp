@@ -8,6 +8,7 @@
 #include "base/check.h"
 #include "base/elements.h"
 #include "base/quantize.h"
+#include "base/random.h"
 #include "layer/finite.h"
 #include "moefuse/error.h"
 
@@ -51,22 +52,12 @@ int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, 
 
 // ---- random initialisation ---------------------------------------------------------------------------------------
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// Uniform in [-1, 1) from a hash (24 bits, exact in fp32).
-float uniform_pm1(uint64_t h) { return float(int64_t(h >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23)); }
-
 // A counter-based stream: value i of stream `key` depends only on (seed, key, i), so any thread count and any
 // fill order give the same weights.
 struct RandomStream {
   uint64_t base;
   float scale;  // values are uniform in [-scale, scale)
-  float at(uint64_t i) const { return scale * uniform_pm1(splitmix64(base + i * 0x632be59bd9b4e019ull)); }
+  float at(uint64_t i) const { return scale * uniform_pm1(splitmix64(base + i * kStreamStride)); }
 };
 
 RandomStream stream(uint64_t seed, uint64_t tensor_id, uint64_t expert, float stddev) {

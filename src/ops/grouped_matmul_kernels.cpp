@@ -10,6 +10,8 @@
 
 #include "base/elements.h"
 #include "base/groups.h"
+#include "base/integers.h"
+#include "base/scratch.h"
 #include "kernels/rows/rows.h"
 #include "moefuse/error.h"
 
@@ -68,36 +70,10 @@ namespace gmm {
 namespace {
 
 // ─── Scratch ────────────────────────────────────────────────────────────────────────────────────────────────────
-// All scratch of a call lives in one block owned by the calling thread: the group plan, then one slot per pool
-// thread for the task arrays. The block grows (one allocation) only when a call needs more than an earlier call from
-// the same thread did, and is never shrunk; it is freed when the thread ends. So repeated calls of the same or
-// smaller shapes from one thread — the layer's steady state — allocate nothing, whichever pool threads the dynamic
-// schedule hands their tasks to. (A minimal stand-in for a project-wide per-thread scratch facility.)
-class ThreadBuffer {
- public:
-  std::byte* get(size_t bytes) {
-    if (bytes > capacity_ || !mem_) {
-      const size_t cap = (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096;
-      void* p = std::aligned_alloc(64, cap);
-      if (!p) throw ResourceError("grouped_matmul: cannot allocate " + std::to_string(cap) + " bytes of scratch");
-      mem_.reset(static_cast<std::byte*>(p));
-      capacity_ = cap;
-    }
-    return mem_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(std::byte* p) const { std::free(p); }
-  };
-  std::unique_ptr<std::byte, Free> mem_;
-  size_t capacity_ = 0;
-};
-
-ThreadBuffer& call_buffer() {
-  thread_local ThreadBuffer b;
-  return b;
-}
+// All scratch of a call lives in one block of the calling thread's scratch stack (base/scratch.h): the group plan,
+// then one slot per pool thread for the task arrays. It grows only when a call needs more than an earlier call from
+// the same thread did, so repeated calls of the same or smaller shapes from one thread — the layer's steady state —
+// allocate nothing, whichever pool threads the dynamic schedule hands their tasks to.
 
 // Which slot of the current call's block a thread uses: taken at the thread's first task of a call (calls are told
 // apart by a process-wide id), so at most one slot per thread of the pool. Trivially destructible, so the
@@ -143,8 +119,6 @@ constexpr int64_t kRowBlockMin = 12;
 constexpr int64_t kRowTile = 6;
 constexpr int64_t kTasksPerThread = 8;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Rows per block for a group of `rows` rows and at most `rb` rows per block (rb a multiple of kRowTile): the fewest
 // blocks of at most rb rows, of equal size rounded up to kRowTile (so still at most rb).
@@ -525,7 +499,8 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
   const int64_t max_block_rows = std::min(rb, round_up(max_group_rows, kRowTile));  // >= every balanced_rows()
   p.task_bytes = carve(p, max_block_rows, std::min(cb, p.N), direct_rows, nullptr, unused);
   const size_t plan_bytes = (size_t(ngroups) * sizeof(GroupPlan) + 63) / 64 * 64;
-  std::byte* block = call_buffer().get(plan_bytes + size_t(threads) * p.task_bytes);
+  Scratch<std::byte> block_memory(int64_t(plan_bytes + size_t(threads) * p.task_bytes));
+  std::byte* block = block_memory.data();
   auto* groups = reinterpret_cast<GroupPlan*>(block);
   std::atomic<int64_t> next_slot{0};
   p.slots = block + plan_bytes;

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "moefuse/error.h"
+#include "util/errors.h"
 
 namespace moefuse {
 namespace {
@@ -60,6 +62,68 @@ TEST(ThreadPool, InTaskIsTrueExactlyInsideTasks) {
     EXPECT_EQ(after.load(), 4);
   }
   EXPECT_FALSE(ThreadPool::in_task());
+}
+
+// A loop uses at most size() threads: the limit, not the threads started.
+TEST(ThreadPool, ALimitBoundsTheThreadsOfALoop) {
+  ThreadPool pool(4);
+  EXPECT_EQ(pool.capacity(), 4);
+  for (int limit : {1, 2, 3, 4}) {
+    pool.set_limit(limit);
+    EXPECT_EQ(pool.size(), limit);
+    for (int rep = 0; rep < 20; ++rep) {
+      std::atomic<int> inside{0}, most{0};
+      std::vector<int> hits(64, 0);
+      pool.parallel_for(64, [&](int64_t i) {
+        const int now = inside.fetch_add(1) + 1;
+        int m = most.load();
+        while (now > m && !most.compare_exchange_weak(m, now)) {
+        }
+        // Long enough that free threads would pile in if the limit let them.
+        for (int k = 0; k < 2000; ++k) hits[size_t(i)] += (k & 1);
+        inside.fetch_sub(1);
+      });
+      EXPECT_LE(most.load(), limit);
+      for (int h : hits) EXPECT_EQ(h, 1000);
+    }
+  }
+  pool.set_limit(100);
+  EXPECT_EQ(pool.size(), 4);
+  pool.grow(6);
+  EXPECT_EQ(pool.capacity(), 6);
+  EXPECT_EQ(pool.size(), 4);  // growing leaves the limit alone
+}
+
+TEST(ThreadPool, CountsOutsideOneToTheMaximumAreRefused) {
+  EXPECT_THROWS_MSG(ThreadPool(0), ValueError, "ThreadPool", "threads", "1..1024", "got 0");
+  EXPECT_THROWS_MSG(ThreadPool(kMaxThreads + 1), ValueError, "ThreadPool", "threads", "got 1025");
+  ThreadPool pool(2);
+  EXPECT_THROWS_MSG(pool.grow(100000), ValueError, "ThreadPool", "threads", "got 100000");
+  EXPECT_EQ(pool.capacity(), 2);
+}
+
+struct FailThreadStartsAfter {
+  explicit FailThreadStartsAfter(int n) { thread_pool_testing::fail_thread_starts_after(n); }
+  ~FailThreadStartsAfter() { thread_pool_testing::fail_thread_starts_after(-1); }
+};
+
+// A thread that cannot start is a ResourceError, never a hang or a crash: the workers already started are stopped
+// (constructor) or kept (grow), and the pool stays usable.
+TEST(ThreadPool, AThreadThatCannotStartIsAResourceError) {
+  {
+    FailThreadStartsAfter two(2);
+    EXPECT_THROWS_MSG(ThreadPool(5), ResourceError, "thread pool", "threads", "expected 5 threads to start, got 3");
+  }
+  ThreadPool pool(2);
+  {
+    FailThreadStartsAfter one(1);
+    EXPECT_THROWS_MSG(pool.grow(4), ResourceError, "thread pool", "expected 4 threads to start, got 3");
+  }
+  EXPECT_EQ(pool.capacity(), 3);
+  pool.set_limit(3);
+  std::vector<int> hits(100, 0);
+  pool.parallel_for(100, [&](int64_t i) { hits[size_t(i)]++; });
+  for (int h : hits) EXPECT_EQ(h, 1);
 }
 
 }  // namespace

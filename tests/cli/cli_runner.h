@@ -56,10 +56,11 @@ class CliTest : public ::testing::Test {
 
   std::string path(const std::string& name) const { return dir.file(name); }
 
-  // Runs `moefuse <args>` with stdout and stderr captured in files (so stderr is not a terminal: no progress bar).
-  Result moefuse(const std::string& args) const {
+  // Runs `moefuse <args>` with stdout and stderr captured in files (so stderr is not a terminal: no progress bar),
+  // after the shell commands `setup` (e.g. ulimit) when given.
+  Result moefuse(const std::string& args, const std::string& setup = "") const {
     const std::string out = path("stdout.txt"), err = path("stderr.txt");
-    const std::string cmd = std::string("'") + MOEFUSE_CLI_PATH + "' " + args + " >'" + out + "' 2>'" + err + "'";
+    const std::string cmd = setup + std::string("'") + MOEFUSE_CLI_PATH + "' " + args + " >'" + out + "' 2>'" + err + "'";
     const int raw = std::system(cmd.c_str());
     Result r;
     r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;

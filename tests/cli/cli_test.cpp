@@ -426,7 +426,8 @@ TEST_F(CliTest, QuantizeWritesWhatALayerQuantisedOnLoadHolds) {
 TEST_F(CliTest, BadFlagsAreOneErrorLine) {
   EXPECT_TRUE(is_error(moefuse("run --bogus"), {"--bogus"}));
   EXPECT_TRUE(is_error(moefuse("run --tokens many"), {"--tokens: expected an integer >= 0, got many"}));
-  EXPECT_TRUE(is_error(moefuse("run --threads -1"), {"--threads: expected an integer >= 0, got -1"}));
+  EXPECT_TRUE(is_error(moefuse("run --threads -1"), {"--threads: expected an integer in 0..1024, got -1"}));
+  EXPECT_TRUE(is_error(moefuse("run --threads 100000"), {"--threads: expected an integer in 0..1024, got 100000"}));
   EXPECT_TRUE(is_error(moefuse("verify --iters 0"), {"--iters: expected an integer >= 1, got 0"}));
   EXPECT_TRUE(is_error(moefuse("run --seed -3"), {"--seed: expected an integer in [0, 2^64), got -3"}));
   EXPECT_TRUE(is_error(moefuse("run --layer -1 --weights w"), {"--layer: expected an integer >= 0, got -1"}));
@@ -436,6 +437,19 @@ TEST_F(CliTest, BadFlagsAreOneErrorLine) {
   EXPECT_TRUE(is_error(moefuse("quantize --weights w --out o --mode w4a16"), {"--mode", "w4a16"}));
   EXPECT_TRUE(is_error(moefuse(""), {"subcommand", "run", "got none"}));
   EXPECT_TRUE(is_error(moefuse("frobnicate --json"), {"subcommand", "\"frobnicate\""}));
+}
+
+// Threads that cannot start (1024 stacks of 8 MiB do not fit in 3 GB of address space) are one error line, never a
+// hang. The sanitizers' runtimes reserve far more address space than that at start, so plain builds only.
+TEST_F(CliTest, ThreadsThatCannotStartAreOneErrorLine) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "address-space limits do not work under sanitizers";
+#else
+  const Result r = moefuse("run --config '" + small_config() + "' --threads 1024 --tokens 2",
+                           "ulimit -s 8192 && ulimit -v 3000000 && ");
+  EXPECT_TRUE(is_error(r, {"thread pool: threads: expected 1024 threads to start, got "}));
+  EXPECT_EQ(files().size(), 1u);  // the config only
+#endif
 }
 
 TEST_F(CliTest, ConfigErrorsNameTheFileAndKey) {

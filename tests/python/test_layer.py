@@ -595,7 +595,7 @@ def test_layer_errors(tmp_path):
         (lambda: moefuse.MoeLayer.from_config(d, seed=1.5), TypeError,
          "MoeLayer.from_config: seed: expected an int, got float"),
         (lambda: moefuse.MoeLayer.from_config(d, threads=-1), ValueError,
-         "MoeLayer: threads: expected 0 (every core) or a positive count, got -1"),
+         "MoeLayer: threads: expected 0 (every core) or a count in 1..1024, got -1"),
         (lambda: moefuse.MoeLayer.from_config(d, threads=2 ** 40), ValueError, "MoeLayer.from_config: threads:"),
         (lambda: moefuse.MoeLayer(), TypeError, "MoeLayer: use MoeLayer.from_config"),
         # Refused before allocating anything: far more than any machine has.
@@ -655,6 +655,14 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match=r"expected a float tensor for quant_mode none"):
         moefuse.MoeLayer.from_pretrained(tmp_path / "int8.safetensors", 0, small("olmoe-1b-7b", "bf16"))
     assert os.path.exists(tmp_path / "int8.safetensors")
+
+
+def test_a_thread_count_over_the_maximum_is_a_value_error_not_a_hang():
+    d = small("olmoe-1b-7b", "f32")
+    for threads in (1025, 10 ** 9, 10 ** 12):
+        with pytest.raises(ValueError, match=r"threads: expected 0 \(every core\) or a count in 1\.\.1024, got " +
+                           str(threads)):
+            moefuse.MoeLayer.from_config(d, seed=1, threads=threads)
 
 
 def test_non_finite_weights_are_refused_unless_allowed(tmp_path):

@@ -316,7 +316,7 @@ class Bench {
   const std::vector<Tensor>& inputs(int64_t T, const MoeConfig& c) {
     std::vector<Tensor>& v = inputs_[T];
     for (int i = int(v.size()); i <= a_.iters; ++i)
-      v.push_back(random_input(T, c.hidden_size, a_.seed * 0x9e3779b97f4a7c15ull + uint64_t(T) * 65536 + uint64_t(i),
+      v.push_back(random_tokens(T, c.hidden_size, a_.seed * 0x9e3779b97f4a7c15ull + uint64_t(T) * 65536 + uint64_t(i),
                                c.dtype));
     return v;
   }

@@ -8,23 +8,13 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "base/elements.h"
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "moefuse/io.h"
+#include "moefuse/threads.h"
 
 namespace moefuse::cli {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// 24 random bits of a hash as a uniform value in [-1, 1), exact in fp32.
-float uniform_pm1(uint64_t h) { return float(int64_t(h >> 40) - (int64_t(1) << 23)) * (1.0f / float(1 << 23)); }
 
 const char* on_off(bool b) { return b ? "on" : "off"; }
 
@@ -41,6 +31,19 @@ CLI::Validator integer_at_least(int64_t lo) {
         return {};
       },
       "INT>=" + std::to_string(lo));
+}
+
+CLI::Validator integer_in(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        int64_t v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        if (s.empty() || ec != std::errc() || ptr != end || v < lo || v > hi)
+          return "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + s;
+        return {};
+      },
+      "INT in " + std::to_string(lo) + ".." + std::to_string(hi));
 }
 
 CLI::Validator unsigned_64() {
@@ -78,7 +81,8 @@ void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_hel
   input->excludes(tokens);
   cmd->add_option("--output", a.output, "Write the layer's output as a float32 .npy [T, H]");
   cmd->add_flag("--prefill", a.prefill, "Run the prefill schedule (is_prefill = true)");
-  cmd->add_option("--threads", a.threads, "Threads (default 0: every core)")->check(integer_at_least(0));
+  cmd->add_option("--threads", a.threads, "Threads (default 0: every core; at most " + std::to_string(kMaxThreads) + ")")
+      ->check(integer_in(0, kMaxThreads));
   cmd->add_option("--seed", a.seed, "Seed of the random weights and input (default 0)")
       ->check(unsigned_64());
   cmd->add_option("--iters", a.iters, iters_help)->check(integer_at_least(1));
@@ -110,25 +114,10 @@ void check_output_dir(const std::string& path, const std::string& option) {
                   " to write into, got none");
 }
 
-Tensor random_input(int64_t tokens, int64_t hidden, uint64_t seed, DType dtype) {
-  Tensor x = Tensor::empty(dtype, {tokens, hidden});
-  // A stream of its own (the weights hash (seed, tensor, expert) differently), value i from hash(base + i).
-  const uint64_t base = splitmix64(seed ^ 0x696e707574ull /* "input" */);
-  const float a = std::sqrt(3.0f) / 2.0f;
-  const int64_t n = tokens * hidden;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t h = uint64_t(i) * 4;
-    float v = 0;
-    for (uint64_t j = 0; j < 4; ++j) v += a * uniform_pm1(splitmix64(base + (h + j) * 0x632be59bd9b4e019ull));
-    store_element_f32(x.data(), dtype, i, v);
-  }
-  return x;
-}
-
 Input make_input(const LayerArgs& a, const MoeConfig& c) {
   const int64_t H = c.hidden_size;
   if (a.input.empty()) {
-    Input in{random_input(a.tokens, H, a.seed, c.dtype), Json::object()};
+    Input in{random_tokens(a.tokens, H, a.seed, c.dtype), Json::object()};
     in.description = Json{{"source", "random"}, {"tokens", a.tokens}, {"seed", a.seed}};
     return in;
   }
@@ -163,7 +152,9 @@ Checksum checksum(const Tensor& t) {
     r.fnv1a64 ^= bytes[i];
     r.fnv1a64 *= 0x100000001b3ull;
   }
-  for (int64_t i = 0; i < c.numel(); ++i) r.sum += double(load_element_f32(c.data(), c.dtype(), i));
+  const Tensor f = c.to(DType::f32);  // exact
+  const float* v = f.data_as<const float>();
+  for (int64_t i = 0; i < f.numel(); ++i) r.sum += double(v[i]);
   return r;
 }
 

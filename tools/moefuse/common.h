@@ -41,6 +41,8 @@ struct LayerArgs {
 
 /// A CLI11 check that the value is an integer >= lo: "--tokens: expected an integer >= 0, got many".
 CLI::Validator integer_at_least(int64_t lo);
+/// The same for lo <= value <= hi: "--threads: expected an integer in 0..1024, got 100000".
+CLI::Validator integer_in(int64_t lo, int64_t hi);
 /// A CLI11 check that the value is an unsigned 64-bit integer (a seed):
 /// "--seed: expected an integer in [0, 2^64), got -3".
 CLI::Validator unsigned_64();
@@ -66,13 +68,8 @@ struct Input {
   Json description;
 };
 /// --input read and converted with RNE (a 2-D f32 or f16 array of width H, else ValueError / TypeError naming the
-/// file), or `tokens` random tokens from `seed` (random_input).
+/// file), or `tokens` random tokens from `seed` (moefuse::random_tokens).
 Input make_input(const LayerArgs& a, const MoeConfig& config);
-
-/// `tokens` x H values, each the sum of four independent uniforms on [-sqrt(3)/2, sqrt(3)/2) (mean 0, standard
-/// deviation 1, bell-shaped), from a counter-based hash of (seed, index) — the same for any machine and thread
-/// count — rounded (RNE) to `dtype`.
-Tensor random_input(int64_t tokens, int64_t hidden, uint64_t seed, DType dtype);
 
 /// The layer: random weights from the seed, or layer `layer` of the checkpoint.
 MoeLayer make_layer(const LayerArgs& a, const MoeConfig& config);

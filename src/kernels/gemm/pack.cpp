@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/check.h"
+#include "base/integers.h"
 #include "kernels/gemm/gemm.h"
 
 namespace moefuse::gemm {
@@ -16,8 +17,6 @@ namespace {
 
 constexpr size_t kAlign = 64;
 constexpr size_t kHugePage = size_t(2) << 20;
-
-size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
 void check_extents(const char* op, int64_t K, int64_t N) {
   if (K < 0) check::fail_value(op, "K", "K >= 0", std::to_string(K));
@@ -68,7 +67,7 @@ PackedWeights PackedWeights::allocate(DType dtype, int64_t K, int64_t N, int64_t
   w.panel_bytes_ = size_t(k_padded) * size_t(kGemmNR) * dtype_size(dtype);  // a multiple of 64 (32 * 2 at least)
   const size_t data_bytes = w.data_bytes();
   const size_t sums_bytes = with_col_sums ? size_t(w.panels_) * size_t(kGemmNR) * sizeof(int32_t) : 0;
-  const size_t total = round_up(data_bytes + sums_bytes, kAlign);
+  const size_t total = size_t(round_up(int64_t(data_bytes + sums_bytes), int64_t(kAlign)));
   if (total == 0) return w;
   void* mem = nullptr;
   if (total >= kHugePage) {

@@ -1,0 +1,19 @@
+// MoeConfig's rules (docs/config.md), checked for a config built in code (validate) or read from YAML, where an
+// error names the file, line and column of the offending key.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "moefuse/config.h"
+
+namespace moefuse::config_detail {
+
+/// The "<source>[:line:col]" prefix of an error about `key` (short name under model_config, or exe_mode).
+using WhereFn = std::function<std::string(std::string_view key)>;
+
+/// Throws ValueError naming the first key that breaks a rule.
+void validate_config(const MoeConfig& c, const WhereFn& where);
+
+}  // namespace moefuse::config_detail
