@@ -8,6 +8,7 @@
 #include "base/check.h"
 #include "base/default_pool.h"
 #include "base/thread_pool.h"
+#include "kernels/gemm/gemm.h"
 #include "layer/chain.h"
 #include "layer/fused_decode.h"
 #include "layer/weights.h"
@@ -125,14 +126,17 @@ struct MoeLayer::Impl {
   std::vector<LayerTimings> part_timings;
   std::vector<LayerRouting> part_routing;
   std::vector<uint8_t> expert_seen;  // [E]: experts with a token in the current chunk
+  std::vector<uint8_t> part_seen;    // [E]: experts with a token in the current part of it
   int64_t chunk_fixed_bytes = 0;     // weights every chunk reads (fixed_bytes)
   int64_t per_expert_bytes = 0;
   LayerTimings timings;
   std::string path = "chain";
+  const char* kernel = "";  // a registry name (static storage)
 
   Impl(const MoeConfig& c, LayerWeights w, int threads)
       : config(c), weights(std::move(w)), pool(threads), buffers(size_t(pool.size())),
-        part_timings(size_t(pool.size())), part_routing(size_t(pool.size())), expert_seen(size_t(c.num_experts)) {
+        part_timings(size_t(pool.size())), part_routing(size_t(pool.size())), expert_seen(size_t(c.num_experts)),
+        part_seen(size_t(c.num_experts)) {
     per_expert_bytes = expert_bytes(c, weights);
     chunk_fixed_bytes = fixed_bytes(c);
     OperatorPoolScope scope(&pool);  // pack on the layer's threads
@@ -172,6 +176,7 @@ LayerWeights MoeLayer::weights() const {
 int MoeLayer::threads() const { return impl_->pool.size(); }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return impl_->path; }
+std::string MoeLayer::kernel() const { return impl_->kernel; }
 
 Tensor MoeLayer::forward(const Tensor& x, bool is_prefill) {
   check::rank(kOp, "x", x, 2);
@@ -224,17 +229,19 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
     };
     if (s.parts == 1) run_part(0);
     else m.pool.parallel_for(s.parts, run_part);
-    // The weights this chunk read: the fixed ones and each expert routed to, once.
+    // The weights this chunk read: the distinct experts routed to (active_experts), and the bytes each part read —
+    // a part runs the whole chain on its tokens, so it reads the fixed weights and each expert it routes to again.
     std::fill(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(0));
     for (int64_t p = 0; p < s.parts; ++p) {
+      std::fill(m.part_seen.begin(), m.part_seen.end(), uint8_t(0));
       const Tensor& idx = m.part_routing[size_t(p)].topk_idx;
       const int32_t* e = idx.data_as<const int32_t>();
       for (int64_t i = 0; i < idx.numel(); ++i)
-        if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = 1;
+        if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = m.part_seen[size_t(e[i])] = 1;
+      const int64_t part_active = std::count(m.part_seen.begin(), m.part_seen.end(), uint8_t(1));
+      weight_bytes += m.chunk_fixed_bytes + part_active * m.per_expert_bytes;
     }
-    const int64_t n_active = std::count(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(1));
-    active += n_active;
-    weight_bytes += m.chunk_fixed_bytes + n_active * m.per_expert_bytes;
+    active += std::count(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(1));
     ++chunks;
   }
   if (!graph)
@@ -263,7 +270,12 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   t.tokens = T;
   t.chunks = chunks;
   t.weight_bytes = weight_bytes;
-  if (T > 0) m.path = fused ? "superkernel" : "chain";
+  if (T > 0) {
+    m.path = fused ? "superkernel" : "chain";
+    // What the expert GEMMs dispatched to: the chain's and the fused path's kernels come from this same selection.
+    const gemm::GemmKernels k = gemm::select_gemm_kernels();
+    m.kernel = c.quant_mode == QuantMode::none ? k.float_kernel(c.dtype).name : k.s8.name;
+  }
   t.active_experts = active;
   t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   m.timings = t;
