@@ -14,21 +14,30 @@ int64_t copy_bytes(const MoeConfig& c, int64_t max_tokens, int threads) {
   return layer_weight_bytes(c) + layer_workspace_bytes(c, m) + (t - 1) * layer_workspace_bytes(c, (m + t - 1) / t);
 }
 
+int64_t build_bytes(const MoeConfig& c) {
+  const bool quant = c.quant_mode != QuantMode::none;
+  const int64_t n = (2 * c.moe_intermediate_size + 31) / 32 * 32, k = quant ? (c.hidden_size + 3) / 4 * 4 : c.hidden_size;
+  return c.num_experts * (n * k * (quant ? 1 : int64_t(dtype_size(c.dtype))) + (quant ? n * 4 : 0));
+}
+
 std::vector<CopyGroup> group_paths(const std::vector<std::string>& paths, const std::vector<int64_t>& costs,
-                                   int64_t budget, std::vector<std::string>& skipped) {
+                                   const std::vector<int64_t>& builds, int64_t budget,
+                                   std::vector<std::string>& skipped) {
   std::vector<CopyGroup> groups;
   int64_t used = 0;
   for (size_t i = 0; i < paths.size(); ++i) {
-    if (costs[i] > budget) {
+    if (costs[i] + builds[i] > budget) {
       skipped.push_back(paths[i]);
       continue;
     }
-    if (groups.empty() || used + costs[i] > budget) {
+    if (groups.empty() || used + costs[i] + std::max(groups.back().build_bytes, builds[i]) > budget) {
       groups.emplace_back();
       used = 0;
     }
-    groups.back().paths.push_back(paths[i]);
-    groups.back().copy_bytes.push_back(costs[i]);
+    CopyGroup& g = groups.back();
+    g.paths.push_back(paths[i]);
+    g.copy_bytes.push_back(costs[i]);
+    g.build_bytes = std::max(g.build_bytes, builds[i]);
     used += costs[i];
   }
   return groups;
@@ -40,7 +49,7 @@ void plan_copies(CopyGroup& g, int64_t llc_bytes, int64_t budget) {
   for (int64_t c : g.copy_bytes) cost += c;
   const int64_t cold = 4 * llc_bytes;
   g.wanted = step > 0 && step < cold ? (cold + step - 1) / step : 1;
-  const int64_t fit = cost > 0 ? std::max<int64_t>(1, budget / cost) : kMaxCopies;
+  const int64_t fit = cost > 0 ? std::max<int64_t>(1, (budget - g.build_bytes) / cost) : kMaxCopies;
   g.copies = std::min({g.wanted, kMaxCopies, fit});
   settle_copies(g, g.copies, fit < std::min(g.wanted, kMaxCopies) ? "memory" : "max_copies", llc_bytes);
 }

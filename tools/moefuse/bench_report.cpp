@@ -197,6 +197,7 @@ Json bench_json(const BenchResult& r) {
                           {"quant", g.quant},
                           {"paths", g.plan.paths},
                           {"copy_bytes", g.plan.copy_bytes},
+                          {"build_bytes", g.plan.build_bytes},
                           {"step_bytes", g.plan.step_bytes},
                           {"wanted", g.plan.wanted},
                           {"copies", g.plan.copies},

@@ -200,28 +200,31 @@ class Bench {
         Job j;
         j.model = mi;
         j.quant = q;
-        std::vector<int64_t> costs;
+        std::vector<int64_t> costs, builds;
         for (const std::string& p : paths_) {
           MoeConfig c = r_.models[mi].lc.config;
           c.quant_mode = parse_quant(q);
           c.enable_superkernel = p == "superkernel";
-          const int64_t cost = copy_bytes(c, tokens_.back(), m.threads);
-          if (smallest < 0 || cost < smallest) {
-            smallest = cost;
+          const int64_t cost = copy_bytes(c, tokens_.back(), m.threads), build = build_bytes(c);
+          if (smallest < 0 || cost + build < smallest) {
+            smallest = cost + build;
             smallest_what = r_.models[mi].label + " " + q + " " + p + ": " + std::to_string(layer_weight_bytes(c)) +
-                            " of weights, " + std::to_string(cost - layer_weight_bytes(c)) + " of workspace";
+                            " of weights, " + std::to_string(cost - layer_weight_bytes(c)) + " of workspace, " +
+                            std::to_string(build) + " more while it is built";
           }
           j.paths.push_back(p);
           j.configs.push_back(c);
           costs.push_back(cost);
+          builds.push_back(build);
         }
         std::vector<std::string> skipped;
-        j.groups = group_paths(j.paths, costs, m.budget_bytes, skipped);
+        j.groups = group_paths(j.paths, costs, builds, m.budget_bytes, skipped);
         const std::string what = r_.models[mi].label + " " + q;
         for (const std::string& p : skipped) {
           const size_t i = size_t(std::find(j.paths.begin(), j.paths.end(), p) - j.paths.begin());
           r_.notes.push_back(what + ", " + p + ": not measured: one layer copy needs " + bytes_text(costs[i]) + " (" +
-                             bytes_text(layer_weight_bytes(j.configs[i])) + " of weights), more than the budget of " +
+                             bytes_text(layer_weight_bytes(j.configs[i])) + " of weights) and " +
+                             bytes_text(builds[i]) + " more while it is built, more than the budget of " +
                              bytes_text(m.budget_bytes));
         }
         if (j.groups.size() > 1)
