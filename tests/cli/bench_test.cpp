@@ -400,6 +400,10 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
   const std::string huge = write_text("huge.yaml", testing::kHugeYaml);
   EXPECT_TRUE(is_error(moefuse("bench --config '" + huge + "' --tokens 1" + outputs),
                        {"memory", "bytes available", "bytes needed"}));
+  // A plan made for more memory than the machine has: each copy is checked against the machine's memory when it is
+  // built, so nothing is allocated and nothing written.
+  EXPECT_TRUE(is_error(moefuse("bench --config '" + huge + "' --tokens 1 --memory-bytes 10000000000000" + outputs),
+                       {"bench: memory", "bytes available now", "bytes needed to build it"}));
   // So is a memory too small for one copy of anything, for every preset.
   EXPECT_TRUE(is_error(moefuse("bench --presets all --tokens 1 --memory-bytes 1000000" + outputs),
                        {"bench: memory", "bytes available", "bytes needed"}));

@@ -1,12 +1,29 @@
 #include "bench_report.h"
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 
 #include "moefuse/cpu.h"
 
 namespace moefuse::cli {
 namespace {
+
+// printf onto the end of `out`.
+__attribute__((format(printf, 2, 3))) void appendf(std::string& out, const char* format, ...) {
+  va_list args, again;
+  va_start(args, format);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
+  va_end(args);
+  if (n > 0) {
+    const size_t at = out.size();
+    out.resize(at + size_t(n) + 1);
+    std::vsnprintf(out.data() + at, size_t(n) + 1, format, again);
+    out.resize(at + size_t(n));
+  }
+  va_end(again);
+}
 
 std::string gbps_text(double bytes_per_s) {
   char buf[32];
@@ -78,33 +95,32 @@ void bound_rows(BenchResult& r) {
   }
 }
 
-void print_header(const BenchResult& r) {
+void print_header(const BenchResult& r, std::string& out) {
   for (const BenchModel& m : r.models) {
     const MoeConfig& c = m.lc.config;
-    std::printf("model:      %s (%s): H %lld, I %lld, E %lld, K %lld, shared width %lld, dtype %s\n",
+    appendf(out, "model:      %s (%s): H %lld, I %lld, E %lld, K %lld, shared width %lld, dtype %s\n",
                 std::string(model_type_name(c.model_type)).c_str(), m.lc.source.c_str(),
                 static_cast<long long>(c.hidden_size), static_cast<long long>(c.moe_intermediate_size),
                 static_cast<long long>(c.num_experts), static_cast<long long>(c.num_experts_per_tok),
                 static_cast<long long>(c.shared_expert_width()), std::string(dtype_name(c.dtype)).c_str());
   }
   const BenchMachine& m = r.machine;
-  std::printf("machine:    %s (family %d, model %d, stepping %d); isa set %s; kernels %s%s; %d thread%s of %d CPU%s; "
+  appendf(out, "machine:    %s (family %d, model %d, stepping %d); isa set %s; kernels %s%s; %d thread%s of %d CPU%s; "
               "LLC %s%s; memory %s\n",
               m.cpu.c_str(), m.signature.family, m.signature.model, m.signature.stepping,
               m.isa_set.empty() ? "none" : join(m.isa_set, " ").c_str(), std::string(isa_name(active_isa())).c_str(),
               use_avx512_vnni() ? " + vnni" : "", m.threads, m.threads == 1 ? "" : "s", m.cpus, m.cpus == 1 ? "" : "s",
               bytes_text(m.llc_bytes).c_str(), m.llc_given ? " (given by --llc-bytes)" : "",
               bytes_text(m.memory_total_bytes).c_str());
-  std::printf("memory:     %s %s; budget %s (90%% of it, less the tokens); probe buffer %s (alone: before and "
+  appendf(out, "memory:     %s %s; budget %s (90%% of it, less the tokens); probe buffer %s (alone: before and "
               "after the layers)\n",
               bytes_text(m.memory_bytes).c_str(), m.memory_given ? "given by --memory-bytes" : "available",
               bytes_text(m.budget_bytes).c_str(), bytes_text(m.probe_buffer_bytes).c_str());
-  std::fflush(stdout);
 }
 
-void print_probe_round(const char* when, const probe::ProbeRound& round) {
+void print_probe_round(const char* when, const probe::ProbeRound& round, std::string& out) {
   const probe::ReadProbe* best = best_probe(round.read);
-  std::printf("read:       %-6s %s (%s loads, %d stream%s per thread, %s%s%s); plain 8-byte read %s\n", when,
+  appendf(out, "read:       %-6s %s (%s loads, %d stream%s per thread, %s%s%s); plain 8-byte read %s\n", when,
               gbps_text(round.read.best).c_str(), best ? best->loop : "-", best ? best->streams : 0,
               best && best->streams == 1 ? "" : "s", best ? best->placement.c_str() : "-",
               best && !best->cpus.empty() ? " on CPUs " : "", best ? cpus_text(best->cpus).c_str() : "",
@@ -121,14 +137,13 @@ void print_probe_round(const char* when, const probe::ProbeRound& round) {
       absent.push_back(p.family->id);
     }
   }
-  std::printf("peaks:      %-6s %s", when, measured.empty() ? "none measured" : join(measured, ", ").c_str());
-  if (!unprobed.empty()) std::printf("; present, no loop in this build: %s", join(unprobed, ", ").c_str());
-  if (!absent.empty()) std::printf("; not present on this CPU: %s", join(absent, ", ").c_str());
-  std::printf("\n");
-  std::fflush(stdout);
+  appendf(out, "peaks:      %-6s %s", when, measured.empty() ? "none measured" : join(measured, ", ").c_str());
+  if (!unprobed.empty()) appendf(out, "; present, no loop in this build: %s", join(unprobed, ", ").c_str());
+  if (!absent.empty()) appendf(out, "; not present on this CPU: %s", join(absent, ", ").c_str());
+  appendf(out, "\n");
 }
 
-void print_table(const BenchResult& r) {
+void print_table(const BenchResult& r, std::string& out) {
   std::vector<std::string> peaks;
   for (const probe::FamilyPeak& p : r.before.peaks) {
     const double v = r.peak(p.family);
@@ -137,15 +152,15 @@ void print_table(const BenchResult& r) {
     std::snprintf(buf, sizeof buf, "%s %.1f %s", p.family->id, v / 1e9, p.family->unit);
     peaks.push_back(buf);
   }
-  std::printf("limits:     read %s, %s (each the larger of the two rounds)\n", gbps_text(r.read_bytes_per_s()).c_str(),
+  appendf(out, "limits:     read %s, %s (each the larger of the two rounds)\n", gbps_text(r.read_bytes_per_s()).c_str(),
               peaks.empty() ? "no compute peak" : join(peaks, ", ").c_str());
-  std::printf("timing:     median of %d timed forward%s after %d warm-up forward%s per layer copy; decode below %lld "
+  appendf(out, "timing:     median of %d timed forward%s after %d warm-up forward%s per layer copy; decode below %lld "
               "tokens, prefill from %lld\n",
               r.iters, r.iters == 1 ? "" : "s", r.warmup, r.warmup == 1 ? "" : "s",
               static_cast<long long>(kPrefillFrom), static_cast<long long>(kPrefillFrom));
   int w = 5;
   for (const BenchRow& row : r.rows) w = std::max(w, int(row.model.size()));
-  std::printf("%-*s %-6s %-11s %-11s %6s %-7s %10s %10s %10s %9s %8s %7s %8s %-10s %9s %-7s %6s %6s %8s\n", w, "model",
+  appendf(out, "%-*s %-6s %-11s %-11s %6s %-7s %10s %10s %10s %9s %8s %7s %8s %-10s %9s %-7s %6s %6s %8s\n", w, "model",
               "quant", "asked", "path", "tokens", "mode", "median ms", "min ms", "max ms", "weight MB", "GFLOP", "GB/s",
               "GFLOP/s", "peak", "bound ms", "by", "ratio", "copies", "vs chain");
   for (const BenchRow& row : r.rows) {
@@ -154,7 +169,7 @@ void print_table(const BenchResult& r) {
     else if (row.ratio > 0) std::snprintf(ratio, sizeof ratio, "%.2f", row.ratio);
     char vs_chain[32] = "-";
     if (row.vs_chain > 0) std::snprintf(vs_chain, sizeof vs_chain, "%.3f", row.vs_chain);
-    std::printf("%-*s %-6s %-11s %-11s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %8.3f %7.1f %8.1f %-10s %9.3f %-7s %6s %6d "
+    appendf(out, "%-*s %-6s %-11s %-11s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %8.3f %7.1f %8.1f %-10s %9.3f %-7s %6s %6d "
                 "%8s\n",
                 w, row.model.c_str(), row.quant.c_str(), row.asked_path.c_str(), row.path.c_str(),
                 static_cast<long long>(row.tokens), row.prefill ? "prefill" : "decode", row.ms_median, row.ms_min,
@@ -162,8 +177,7 @@ void print_table(const BenchResult& r) {
                 row.family ? row.family->id : "-", row.lower_bound_ms, row.bound_by.c_str(), ratio, row.copies,
                 vs_chain);
   }
-  for (const std::string& n : r.notes) std::printf("note:       %s\n", n.c_str());
-  std::fflush(stdout);
+  for (const std::string& n : r.notes) appendf(out, "note:       %s\n", n.c_str());
 }
 
 Json bench_json(const BenchResult& r) {

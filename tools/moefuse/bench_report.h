@@ -81,9 +81,10 @@ struct BenchResult {
 /// Fills each row's peak, bound, ratio and probe failure from the probes (after both rounds).
 void bound_rows(BenchResult& r);
 
-void print_header(const BenchResult& r);           // model:, machine:, memory: lines
-void print_probe_round(const char* when, const probe::ProbeRound& round);  // read:/peaks: lines of one round
-void print_table(const BenchResult& r);            // limits:, timing:, the table, note: lines
+/// The text of the output, appended to `out` (printed once the run succeeded: a failed run prints nothing).
+void print_header(const BenchResult& r, std::string& out);  // model:, machine:, memory: lines
+void print_probe_round(const char* when, const probe::ProbeRound& round, std::string& out);  // read:, peaks:
+void print_table(const BenchResult& r, std::string& out);   // limits:, timing:, the table, note: lines
 Json bench_json(const BenchResult& r);
 Plot bench_plot(const BenchResult& r);
 

@@ -112,6 +112,16 @@ struct PathSet {
   std::vector<MoeLayer> layers;
 };
 
+// Whether the machine's memory, now, holds one more copy and the room to build it (90% of what is available: other
+// processes may have taken memory since the plan was made). A ResourceError saying why when it does not.
+void check_machine_holds(const MoeConfig& c, int64_t cost) {
+  const int64_t available = available_memory_bytes(), need = cost + build_bytes(c);
+  if (need > available - available / 10)
+    throw ResourceError("bench: memory: expected one more layer copy to fit in 90% of the " +
+                        std::to_string(available) + " bytes available now, got " + std::to_string(need) +
+                        " bytes needed to build it");
+}
+
 // One (model, quant) to measure: its config per path, and the groups of paths planned.
 struct Job {
   size_t model = 0;
@@ -136,12 +146,12 @@ class Bench {
   // in turn (built, timed, freed), the probes again; the rows' bounds use the better of the two probe rounds.
   void run() {
     plan();
-    print_header(r_);
+    print_header(r_, text_);
     {
       const probe::ReadBuffer buf(size_t(r_.machine.probe_buffer_bytes), r_.machine.threads);
       r_.before = probe::probe_round(buf, r_.machine.threads);
     }
-    print_probe_round("before", r_.before);
+    print_probe_round("before", r_.before, text_);
     int steps = 0;
     for (const Job& j : jobs_)
       for (const CopyGroup& g : j.groups) steps += int(g.paths.size() * tokens_.size());
@@ -150,11 +160,12 @@ class Bench {
       for (Job& j : jobs_)
         for (CopyGroup& g : j.groups) measure_group(j, g, progress);
     }
+    if (r_.rows.empty()) throw ResourceError(refused_);
     {
       const probe::ReadBuffer buf(size_t(r_.machine.probe_buffer_bytes), r_.machine.threads);
       r_.after = probe::probe_round(buf, r_.machine.threads);
     }
-    print_probe_round("after", r_.after);
+    print_probe_round("after", r_.after, text_);
     bound_rows(r_);
     for (const BenchRow& row : r_.rows)
       if (row.probe_failure) {
@@ -162,10 +173,11 @@ class Bench {
                            "machine's limits, so those bounds are not bounds (compare the two probe rounds)");
         break;
       }
-    print_table(r_);
+    print_table(r_, text_);
   }
 
   const BenchResult& result() const { return r_; }
+  const std::string& text() const { return text_; }
 
  private:
   // The machine's facts, the memory budget, and per (model, quant) which paths are timed together; refuses (before
@@ -262,9 +274,11 @@ class Bench {
       const size_t k = size_t(std::find(j.paths.begin(), j.paths.end(), g.paths[i]) - j.paths.begin());
       try {
         sets.push_back(PathSet{g.paths[i], {}});
+        check_machine_holds(j.configs[k], g.copy_bytes[i]);
         sets.back().layers.push_back(MoeLayer::with_random_weights(j.configs[k], a_.seed, o));
       } catch (const ResourceError& e) {  // the machine has less than the plan assumed (others took memory)
         sets.pop_back();
+        refused_ = e.what();
         r_.notes.push_back(what + ", " + g.paths[i] + ": not measured: " + e.what());
         continue;
       }
@@ -281,11 +295,12 @@ class Bench {
     for (const PathSet& s : sets) g.paths.push_back(s.asked);
     g.copy_bytes = costs;
     plan_copies(g, r_.machine.llc_bytes, r_.machine.budget_bytes);
-    // The planned copies, round by round; the layer refuses one that the machine's memory no longer holds.
+    // The planned copies, round by round, each checked against the machine's memory when it is built.
     for (int64_t n = 1; n < g.copies; ++n) {
       bool ok = true;
       for (size_t i = 0; i < sets.size() && ok; ++i) {
         try {
+          check_machine_holds(configs[i], costs[i]);
           sets[i].layers.push_back(MoeLayer::with_random_weights(configs[i], a_.seed + uint64_t(n), o));
         } catch (const ResourceError&) {
           ok = false;
@@ -375,6 +390,8 @@ class Bench {
   std::vector<Job> jobs_;
   std::map<std::tuple<int64_t, int, int64_t>, std::vector<Tensor>> inputs_;
   BenchResult r_;
+  std::string refused_;  // why the last layer copy was refused by the machine's memory
+  std::string text_;     // the output's text, printed after a successful run
 };
 
 // The models asked: --presets (each name once; "all": every built-in preset), else --config / --preset.
@@ -426,6 +443,7 @@ int bench(const BenchArgs& a) {
 
   Bench b(a, std::move(models), quants, paths, tokens);
   b.run();
+  std::fputs(b.text().c_str(), stdout);
   if (!a.json.empty()) {
     const std::string text = bench_json(b.result()).dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
     io_detail::write_file_atomic(a.json, "--json",
