@@ -345,6 +345,36 @@ TEST_F(BenchCliTest, PathsThatDoNotFitTogetherAreTimedApartAndOnesThatDoNotFitAr
   EXPECT_NE(r.out.find(" none, superkernel: not measured: one layer copy needs "), std::string::npos) << r.out;
 }
 
+// A row that ran faster than its bound is a probe failure, flagged as such, never a ratio below 1: a read bandwidth
+// given far below any machine's makes every bound longer than every forward.
+TEST_F(BenchCliTest, ARowFasterThanItsBoundIsAProbeFailure) {
+  Result r = moefuse("bench --config '" + small_config() + "' --tokens 1,2 --iters 2 --warmup 0 --threads 1 " +
+                     "--read-gbps 0.000001 --json '" + path("b.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(line_starting(r.out, "limits:").find("read 0.0 GB/s (given by --read-gbps)"), std::string::npos) << r.out;
+  const Json j = Json::parse(read_bytes(path("b.json")));
+  EXPECT_EQ(j["limits"]["read_gbps"], 0.000001);
+  EXPECT_EQ(j["limits"]["read_given"], true);
+  ASSERT_EQ(j["rows"].size(), 4u);
+  for (const Json& row : j["rows"]) {
+    EXPECT_EQ(row["probe_failure"], true) << row.dump();
+    EXPECT_TRUE(row["ratio"].is_null()) << row.dump();
+    EXPECT_EQ(row["bound_by"], "memory");
+  }
+  for (const std::string& line : table_rows(r.out)) EXPECT_EQ(words(line)[16], "PROBE") << line;
+  EXPECT_NE(r.out.find("note:       rows marked PROBE ran a forward faster than their bound"), std::string::npos)
+      << r.out;
+  // The same rows against the probes: none fails (a tiny layer is far slower than any machine's limits).
+  r = moefuse("bench --config '" + small_config() + "' --tokens 1,2 --iters 2 --warmup 0 --threads 1 --json '" +
+              path("c.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const Json& row : Json::parse(read_bytes(path("c.json")))["rows"]) {
+    EXPECT_EQ(row["probe_failure"], false) << row.dump();
+    EXPECT_GE(row["ratio"].get<double>(), 1.0) << row.dump();
+  }
+  EXPECT_EQ(r.out.find("PROBE"), std::string::npos) << r.out;
+}
+
 TEST_F(BenchCliTest, SvgPlotPrefillRowsAndTheConfigsQuantByDefault) {
   Result r = moefuse("bench --config '" + small_config("bf16", "w8a8c8") +
                      "' --tokens 128,2,2 --paths superkernel --iters 2 --warmup 1 --threads 1 --plot '" +
@@ -384,6 +414,9 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
   EXPECT_TRUE(is_error(moefuse(base + " --llc-bytes -1" + outputs), {"--llc-bytes: expected an integer >= 0, got -1"}));
   EXPECT_TRUE(
       is_error(moefuse(base + " --memory-bytes x" + outputs), {"--memory-bytes: expected an integer >= 0, got x"}));
+  for (const char* bad : {"-1", "x", "inf", "nan", "''"})
+    EXPECT_TRUE(is_error(moefuse(base + " --read-gbps " + bad + outputs), {"--read-gbps: expected a number >= 0, got"}))
+        << bad;
   EXPECT_TRUE(is_error(moefuse(base + " --plot '" + path("b.pdf") + "'"),
                        {"--plot: expected a file name ending in .png or .svg, got " + path("b.pdf")}));
   EXPECT_TRUE(is_error(moefuse(base + " --plot '" + path("no/dir/b.svg") + "'"), {"--plot", path("no/dir")}));
@@ -423,7 +456,8 @@ TEST_F(BenchCliTest, SubcommandListNamesBench) {
   Result h = moefuse("bench --help");
   EXPECT_EQ(h.status, 0);
   for (const char* flag : {"--tokens", "--paths", "--quant", "--threads", "--iters", "--warmup", "--seed", "--json",
-                           "--plot", "--config", "--preset", "--presets", "--llc-bytes", "--memory-bytes"})
+                           "--plot", "--config", "--preset", "--presets", "--llc-bytes", "--memory-bytes",
+                           "--read-gbps"})
     EXPECT_NE(h.out.find(flag), std::string::npos) << flag;
 }
 

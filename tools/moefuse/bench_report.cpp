@@ -76,7 +76,9 @@ Json round_json(const probe::ProbeRound& round) {
 
 }  // namespace
 
-double BenchResult::read_bytes_per_s() const { return std::max(before.read.best, after.read.best); }
+double BenchResult::read_bytes_per_s() const {
+  return read_given > 0 ? read_given : std::max(before.read.best, after.read.best);
+}
 
 double BenchResult::peak(const probe::PeakFamily* family) const {
   return std::max(before.peak(family), after.peak(family));
@@ -152,8 +154,9 @@ void print_table(const BenchResult& r, std::string& out) {
     std::snprintf(buf, sizeof buf, "%s %.1f %s", p.family->id, v / 1e9, p.family->unit);
     peaks.push_back(buf);
   }
-  appendf(out, "limits:     read %s, %s (each the larger of the two rounds)\n", gbps_text(r.read_bytes_per_s()).c_str(),
-              peaks.empty() ? "no compute peak" : join(peaks, ", ").c_str());
+  appendf(out, "limits:     read %s%s, %s (each the larger of the two rounds)\n",
+          gbps_text(r.read_bytes_per_s()).c_str(), r.read_given > 0 ? " (given by --read-gbps)" : "",
+          peaks.empty() ? "no compute peak" : join(peaks, ", ").c_str());
   appendf(out, "timing:     median of %d timed forward%s after %d warm-up forward%s per layer copy; decode below %lld "
               "tokens, prefill from %lld\n",
               r.iters, r.iters == 1 ? "" : "s", r.warmup, r.warmup == 1 ? "" : "s",
@@ -200,7 +203,7 @@ Json bench_json(const BenchResult& r) {
                {"llc_bytes", m.llc_bytes},
                {"llc_given", m.llc_given},
                {"memory_total_bytes", m.memory_total_bytes}};
-  Json limits{{"read_gbps", r.read_bytes_per_s() / 1e9}};
+  Json limits{{"read_gbps", r.read_bytes_per_s() / 1e9}, {"read_given", r.read_given > 0}};
   Json peaks = Json::object();
   for (const probe::FamilyPeak& p : r.before.peaks)
     if (r.peak(p.family) > 0) peaks[p.family->id] = r.peak(p.family) / 1e9;

@@ -71,8 +71,9 @@ struct BenchResult {
   std::vector<std::string> notes;
   int iters = 0, warmup = 0;
   uint64_t seed = 0;
+  double read_given = 0;  // --read-gbps in bytes/s: the bounds' read bandwidth instead of the probes' (0: probes)
 
-  /// The read bandwidth the bounds use: the larger of the two rounds' best.
+  /// The read bandwidth the bounds use: the larger of the two rounds' best, or read_given.
   double read_bytes_per_s() const;
   /// The peak of `family` the bounds use: the larger of the two rounds'.
   double peak(const probe::PeakFamily* family) const;

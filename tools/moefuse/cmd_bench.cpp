@@ -42,6 +42,7 @@ struct BenchArgs {
   uint64_t seed = 0;
   int64_t llc_bytes = 0;     // 0: measured (sysfs)
   int64_t memory_bytes = 0;  // 0: MemAvailable
+  double read_gbps = 0;      // 0: measured
   std::string json, plot;
 };
 
@@ -73,6 +74,20 @@ CLI::Validator list_of(const std::string& what, std::function<bool(const std::st
         return {};
       },
       "LIST");
+}
+
+// A CLI11 check that the value is a finite number >= 0: "--read-gbps: expected a number >= 0, got -1".
+CLI::Validator positive_number_or_zero() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        double v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        if (s.empty() || ec != std::errc() || ptr != end || !std::isfinite(v) || v < 0)
+          return "expected a number >= 0, got " + s;
+        return {};
+      },
+      "NUMBER>=0");
 }
 
 bool one_of(const std::string& s, std::initializer_list<const char*> names) {
@@ -140,6 +155,7 @@ class Bench {
     r_.iters = a.iters;
     r_.warmup = a.warmup;
     r_.seed = a.seed;
+    r_.read_given = a.read_gbps * 1e9;
   }
 
   // Plans everything first (no allocation but the plan's arithmetic), then: the probes alone, every group's layers
@@ -487,6 +503,10 @@ void add_bench_command(CLI::App& app, int& status) {
   cmd->add_option("--memory-bytes", a->memory_bytes,
                   "Plan within this many bytes of memory (default 0: what the machine has available)")
       ->check(integer_at_least(0));
+  cmd->add_option("--read-gbps", a->read_gbps,
+                  "Bound the rows with this read bandwidth in GB/s (e.g. a data sheet's) instead of the probes' "
+                  "(default 0: measured)")
+      ->check(positive_number_or_zero());
   cmd->add_option("--json", a->json, "Write the machine and the rows as JSON to this file");
   cmd->add_option("--plot", a->plot, "Draw time against tokens with the lower bounds: a .png or .svg file");
   cmd->callback([a, &status] { status = bench(*a); });
