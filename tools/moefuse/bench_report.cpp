@@ -174,7 +174,8 @@ void print_table(const BenchResult& r, std::string& out) {
     if (row.vs_chain > 0) std::snprintf(vs_chain, sizeof vs_chain, "%.3f", row.vs_chain);
     appendf(out, "%-*s %-6s %-11s %-11s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %8.3f %7.1f %8.1f %-10s %9.3f %-7s %6s %6d "
                 "%8s\n",
-                w, row.model.c_str(), row.quant.c_str(), row.asked_path.c_str(), row.path.c_str(),
+                w, row.model.c_str(), row.quant.c_str(), row.asked_path.c_str(),
+                row.path.substr(0, row.path.find(':')).c_str(),  // one word; the JSON keeps why the fused path declined
                 static_cast<long long>(row.tokens), row.prefill ? "prefill" : "decode", row.ms_median, row.ms_min,
                 row.ms_max, double(row.weight_bytes) / 1e6, double(row.flops) / 1e9, row.gbps, row.gflops,
                 row.family ? row.family->id : "-", row.lower_bound_ms, row.bound_by.c_str(), ratio, row.copies,
