@@ -1,6 +1,6 @@
 """A DeepSeek-V3-style MoE block written for Ascend's torch_npu, running unchanged on a CPU with moefuse.
 
-The chain is the one of cann-recipes' TP-mode MoE (ops.md §9.1-9.2):
+The chain is the one of cann-recipes' TP-mode MoE:
   1. gating           npu_moe_gating_top_k (sigmoid scores, correction bias, group filter, renormalised top-k)
   2. routing          npu_moe_init_routing_v2 (tokens sorted by expert, per-expert counts)
   3. routed experts   npu_grouped_matmul (gate|up) -> npu_swiglu -> npu_grouped_matmul (down)

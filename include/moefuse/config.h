@@ -1,4 +1,4 @@
-// moefuse/config.h — the MoE layer's configuration (spec/layer.md §3), its YAML form and the built-in presets (§4).
+// moefuse/config.h — the MoE layer's configuration (docs/layer.md §3), its YAML form and the built-in presets (§4).
 //
 // A config file has the seed's shape:
 //
@@ -42,15 +42,15 @@
 
 namespace moefuse {
 
-/// How the layer runs (layer.md §2). The YAML names are "eager" and "ge_graph" ("graph" is read as ge_graph).
+/// How the layer runs (docs/layer.md §2). The YAML names are "eager" and "ge_graph" ("graph" is read as ge_graph).
 enum class ExeMode : uint8_t { eager, ge_graph };
-/// Which Hugging Face model family the weights and routing come from (layer.md §5: tensor names).
+/// Which Hugging Face model family the weights and routing come from (docs/layer.md §5: tensor names).
 enum class ModelType : uint8_t { deepseek_v3, deepseek_v2, qwen3_moe, qwen2_moe, mixtral, olmoe };
 /// Router normalisation: gating_top_k norm_type 0 (softmax) or 1 (sigmoid).
 enum class ScoringFunc : uint8_t { softmax, sigmoid };
-/// Expert weight format (layer.md §1 step 4).
+/// Expert weight format (docs/layer.md §1, experts).
 enum class QuantMode : uint8_t { none, w8a8, w8a8c8 };
-/// Router logits kept in fp32, or rounded to the model dtype before gating (layer.md §1 step 1).
+/// Router logits kept in fp32, or rounded to the model dtype before gating (docs/layer.md §1, router).
 enum class RouterLogitsDtype : uint8_t { fp32, model };
 
 /// One MoE layer's configuration. The member defaults are the seed default (the olmoe-1b-7b preset), so
@@ -112,7 +112,7 @@ MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name 
 /// with the path as source name.
 MoeConfig load_config_file(const std::string& path);
 
-/// The built-in presets (layer.md §4), embedded in the library at build time from configs/<name>.yaml, sorted by
+/// The built-in presets (docs/layer.md §4), embedded in the library at build time from configs/<name>.yaml, sorted by
 /// name: deepseek-v2-lite, deepseek-v3, mixtral-8x7b, olmoe-1b-7b, qwen1.5-moe-a2.7b, qwen3-30b-a3b.
 std::vector<std::string> preset_names();
 
@@ -123,7 +123,7 @@ std::string_view preset_text(std::string_view name);
 /// Parses and validates a preset (preset_text()). load_preset("default") == MoeConfig{}.
 MoeConfig load_preset(std::string_view name);
 
-/// The YAML form of a config: every key, in the order of layer.md §3, enums by their YAML names (exe_mode as
+/// The YAML form of a config: every key, in the order of docs/layer.md §3, enums by their YAML names (exe_mode as
 /// "ge_graph", never the alias "graph"), the scaling factor with the shortest digits that read back to the same
 /// double. Does not validate. parse_config_yaml(to_yaml(c)) == c for every valid c.
 std::string to_yaml(const MoeConfig& config);

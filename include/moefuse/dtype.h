@@ -1,9 +1,9 @@
 // moefuse/dtype.h — element types and exact conversions between them.
 //
-// All floating arithmetic in moefuse is done in fp32 (decisions.md §2). bf16 and fp16 values are widened exactly
-// and narrowed once, with round-to-nearest-even. NaN stays NaN (sign and leading payload bits kept, quiet bit set);
-// infinities stay infinite; fp16 overflow rounds to ±inf as IEEE 754 requires; fp16 subnormals are produced and
-// read exactly.
+// All floating arithmetic in moefuse is done in fp32 (docs/operators.md, Numerics: fp32 math). bf16 and fp16 values are
+// widened exactly and narrowed once, with round-to-nearest-even. NaN stays NaN (sign and leading payload bits kept,
+// quiet bit set); infinities stay infinite; fp16 overflow rounds to ±inf as IEEE 754 requires; fp16 subnormals are
+// produced and read exactly.
 #pragma once
 
 #include <cstdint>

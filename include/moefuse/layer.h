@@ -1,6 +1,6 @@
 // moefuse/layer.h — one Mixture-of-Experts layer: router, top-k gating, routing, experts, shared expert, combine.
 //
-// The layer runs the operator chain of spec/layer.md §1 (the seed's "TP-mode MoE flow") on the operators of
+// The layer runs the operator chain of docs/layer.md §1 (the seed's "TP-mode MoE flow") on the operators of
 // ops.h, for bf16, f16 and f32 models and the quantised chains w8a8 and w8a8c8. Its output is defined by that chain;
 // execution options (exe_mode, chunking, thread count, the fused path) never change a bit of it.
 //
@@ -50,8 +50,8 @@ struct LayerOptions {
   /// Threads working on a forward: 0 = every core. Decode-sized chunks run the chain on the calling thread while the
   /// grouped matmuls spread (expert x row block x column block) tasks over all threads; chunks of at least 128
   /// tokens per thread are split into one share of tokens per thread, each running the whole chain. Each token's
-  /// result depends neither on which tokens share its batch nor on how work is cut (decisions.md §6), so any count
-  /// gives the same bits.
+  /// result depends neither on which tokens share its batch nor on how work is cut (docs/operators.md, Numerics:
+  /// determinism), so any count gives the same bits.
   int threads = 0;
   /// Memory the layer may take, in bytes: 0 = available_memory_bytes(). Weights and workspaces are checked against
   /// it before anything is allocated.
@@ -110,7 +110,7 @@ class MoeLayer {
   /// message) a config whose weights and workspace do not fit in available memory, before allocating anything.
   static MoeLayer with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options = {});
 
-  /// Weights of layer `layer_index` read from a Hugging Face checkpoint by the names of spec/layer.md §5
+  /// Weights of layer `layer_index` read from a Hugging Face checkpoint by the names of docs/layer.md §5
   /// (docs/layer.md lists them, with the int8 names). Float tensors are converted to the model dtype (RNE); a float
   /// checkpoint with a quantised config is quantised per output channel on load; an int8 checkpoint needs a
   /// quantised config. Errors: IoError naming the checkpoint and tensor for a missing tensor; ValueError/TypeError

@@ -7,7 +7,7 @@
 //     shape documented), so that the layer can run without allocating.
 // Optional tensor arguments are undefined Tensors (`Tensor{}`) when not given. Every invalid input throws a
 // moefuse::Error (error.h) naming the operator, the argument, what was expected and what was given — before any
-// output is written. Semantics: ../shared/spec/ops.md, with the project's decisions (docs/operators.md).
+// output is written. Semantics: docs/operators.md.
 #pragma once
 
 #include "moefuse/ops/finalize_routing.h"

@@ -7,7 +7,7 @@
 //   1. the last set_num_threads(n) with n >= 1;
 //   2. the environment variable MOEFUSE_NUM_THREADS (a decimal integer 1..1024), read once, at first use;
 //   3. std::thread::hardware_concurrency().
-// Results never depend on it: every operator gives bitwise the same output for any thread count (decisions.md §6).
+// Results never depend on it: every operator gives bitwise the same output for any thread count (docs/operators.md).
 //
 // The pool serves one call at a time. A call made while another thread's call holds it, or made from inside a task
 // of a moefuse thread pool (the layer's own threads, for instance), runs on its calling thread alone: nested or

@@ -4,7 +4,7 @@
 //   type 0 (cumsum):    [G] non-decreasing ends; group g covers rows [end[g-1], end[g]).
 //   type 1 (count):     [G] counts >= 0; groups are consecutive.
 //   type 2 (key-value): [G, 2] rows (expert id, count); rows are consumed in order and decoding stops at the first
-//                       row whose count is <= 0 (ops.md §4.3, the kernel's GMMGroupMSparseProcess).
+//                       row whose count is <= 0 (the torch_npu semantics, the kernel's GMMGroupMSparseProcess).
 // For types 0 and 1 the expert of group g is g.
 #pragma once
 

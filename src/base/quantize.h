@@ -1,5 +1,5 @@
-// Dynamic symmetric int8 quantisation of one row (decisions.md §3), shared by init_routing (quant_mode 1),
-// dequant_swiglu_quant, swiglu_clip_quant and the layer, so they agree to the bit:
+// Dynamic symmetric int8 quantisation of one row (docs/operators.md, Numerics: dynamic int8 quantisation), shared by
+// init_routing (quant_mode 1), dequant_swiglu_quant, swiglu_clip_quant and the layer, so they agree to the bit:
 //   s = max|v| / 127 (fp32);  q = round_half_even(v / s) clamped to [-127, 127];  an all-zero row gives s = 0, q = 0.
 // Rows holding non-finite values (decided here, the sources are silent): a NaN anywhere makes s = NaN and every
 // q = 0 (the row is flagged, not silently quantised); otherwise an infinity makes s = inf, the infinite entries

@@ -1,5 +1,7 @@
 #include "base/scratch.h"
+#include "base/scratch_stats.h"
 
+#include <atomic>
 #include <new>
 #include <string>
 #include <vector>
@@ -26,6 +28,7 @@ struct Stack {
 };
 
 thread_local Stack t_stack;
+std::atomic<uint64_t> g_allocations{0};
 
 [[noreturn]] void fail(size_t bytes) {
   throw ResourceError("scratch: memory: expected " + std::to_string(bytes) +
@@ -38,6 +41,7 @@ std::byte* acquire(size_t bytes) {
   Stack& s = t_stack;
   if (s.depth == s.slots.size()) {
     try {
+      if (s.slots.size() == s.slots.capacity()) g_allocations.fetch_add(1, std::memory_order_relaxed);
       s.slots.emplace_back();
     } catch (const std::bad_alloc&) {
       fail(sizeof(Slot) * (s.slots.size() + 1));
@@ -51,6 +55,7 @@ std::byte* acquire(size_t bytes) {
         bytes == 0 ? kScratchAlignment : (bytes + kScratchAlignment - 1) / kScratchAlignment * kScratchAlignment;
     void* p = ::operator new(rounded, std::align_val_t(kScratchAlignment), std::nothrow);
     if (!p) fail(rounded);
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
     ::operator delete(slot.data, std::align_val_t(kScratchAlignment));
     slot.data = static_cast<std::byte*>(p);
     slot.capacity = rounded;
@@ -64,5 +69,7 @@ void release() noexcept { --t_stack.depth; }
 size_t depth() noexcept { return t_stack.depth; }
 
 size_t capacity(size_t i) noexcept { return i < t_stack.slots.size() ? t_stack.slots[i].capacity : 0; }
+
+uint64_t allocations() noexcept { return g_allocations.load(std::memory_order_relaxed); }
 
 }  // namespace moefuse::scratch_detail

@@ -1,6 +1,6 @@
 // Per-thread reusable scratch buffers, so that steady-state loops make no heap allocation.
 //
-// The layer's graph-mode forward must not allocate (architecture.md): it calls the ops' `_out` forms again and again
+// The layer's graph-mode forward must not allocate (docs/layer.md §2): it calls the ops' `_out` forms again and again
 // with the same (or smaller) shapes, and the work arrays those need (a row of fp32 values, an index array to sort,
 // a widened weight tile) must not come from the heap each time. A `Scratch<T> buf(n)` instead borrows the next slot
 // of a thread-local stack of byte buffers:

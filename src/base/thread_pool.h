@@ -2,7 +2,7 @@
 // pool of size 1 runs everything inline. A loop allocates nothing (the task is passed as a pointer to the caller's
 // lambda), which the layer's allocation-free forward relies on.
 //
-// Results never depend on how tasks land on threads: each task writes its own outputs (decisions.md §6), so the
+// Results never depend on how tasks land on threads: each task writes its own outputs (docs/operators.md), so the
 // pool hands out indices dynamically, in increasing order, from one atomic counter.
 //
 // A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own (the

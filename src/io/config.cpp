@@ -33,7 +33,7 @@ bool MoeConfig::shared_expert_gated() const { return model_type == ModelType::qw
 
 namespace {
 
-constexpr int64_t kMaxExperts = 2048;           // gating_top_k (ops.md §1.4)
+constexpr int64_t kMaxExperts = 2048;           // gating_top_k's limit
 constexpr int64_t kMaxWidth = int64_t(1) << 24;  // H, I, shared width: keeps every weight byte count in int64
 constexpr int64_t kMaxRows = 2147483647;         // expanded rows (T*K) are indexed by int32
 
@@ -314,7 +314,7 @@ class Reader {
         throw ValueError(check::message(at(model_mark_), "model_config." + std::string(key),
                                         what + " (a required key)", "no value"));
 
-    // qwen2_moe configs may describe their shared expert by its width alone (layer.md §3).
+    // qwen2_moe configs may describe their shared expert by its width alone (docs/layer.md §3).
     if (c.model_type == ModelType::qwen2_moe && !marks_.count("model_config.n_shared_experts") &&
         c.shared_expert_intermediate_size > 0)
       c.n_shared_experts = 1;

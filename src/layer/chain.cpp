@@ -183,7 +183,7 @@ Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWei
   }
   t.router += ms_since(t0);
 
-  // 2. gating (layer.md §1 step 2).
+  // 2. gating (docs/layer.md §1, gating).
   t0 = Clock::now();
   GatingTopKOptions go;
   go.bias = w.router_bias;

@@ -1,4 +1,4 @@
-// The layer's operator chain (spec/layer.md §1) over one batch of tokens, into planned buffers.
+// The layer's operator chain (docs/layer.md §1) over one batch of tokens, into planned buffers.
 #pragma once
 
 #include <cstdint>

@@ -212,8 +212,8 @@ Tensor MoeLayer::forward(const Tensor& x, bool is_prefill, LayerRouting* routing
 
 void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, LayerRouting* routing) {
   // Prefill and decode run the same chunked schedule: chunks bound the workspace, and a token's result does not
-  // depend on its batch nor on how the GEMMs are cut into tasks (decisions.md §6), so neither the chunking nor the
-  // schedule (schedule() above) changes a bit.
+  // depend on its batch nor on how the GEMMs are cut into tasks (docs/operators.md, Numerics: determinism), so neither
+  // the chunking nor the schedule (schedule() above) changes a bit.
   Impl& m = *impl_;
   const MoeConfig& c = m.config;
   check::rank(kOp, "x", x, 2);

@@ -38,7 +38,7 @@ void shape_n_k(const char* arg, const Tensor& t, const Dims& dims) {
     check::fail_value(kOp, arg, "shape [N, K] = " + Shape{dims.N, dims.K}.str(), t.describe());
 }
 
-// Every check of ops.md §8 / finalize_routing.h, in argument order, values last. Returns N, K, H.
+// Every check of finalize_routing.h, in argument order, values last. Returns N, K, H.
 Dims validate(const Tensor& rows, const Tensor& skip1, const Tensor& skip2, const Tensor& bias, const Tensor& scales,
               const Tensor& src_to_dst, const Tensor& expert_ids, int64_t drop_pad_mode, int64_t k) {
   check::dtype_in(kOp, "expanded_permuted_rows", rows, {DType::f32, DType::bf16, DType::f16});

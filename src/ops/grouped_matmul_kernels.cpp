@@ -547,7 +547,7 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
   p.ngroups = ngroups;
   p.ntasks = ntasks;
 
-  // Rows no group covers are zero (decisions.md §4).
+  // Rows no group covers are zero (docs/operators.md, Numerics).
   if (covered < p.M) {
     const size_t row_bytes = size_t(p.N) * y.element_size();
     std::memset(static_cast<std::byte*>(y.data()) + size_t(covered) * row_bytes, 0, size_t(p.M - covered) * row_bytes);

@@ -181,7 +181,7 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
   s.expanded_row_idx = Shape{nk};
   if (p.drop_pad) {
     p.capacity = o.expert_capacity;
-    p.count_type = 1;  // the pre-drop histogram over [0, E), whatever expert_tokens_num_type (decisions.md §7)
+    p.count_type = 1;  // the pre-drop histogram over [0, E), whatever expert_tokens_num_type (docs/operators.md)
     s.expanded_x = Shape{o.expert_num, p.capacity, h};
     s.expanded_scale = Shape{o.expert_num * p.capacity};
     s.counts = Shape{o.expert_num};
@@ -332,7 +332,7 @@ void fast_init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tenso
   });
   if (p.row_idx_type == 1) std::fill(eri + active, eri + nk, int32_t{-1});
 
-  // Rows [0, valid) from their tokens, the rest zeros with scale 0 (decisions.md §4).
+  // Rows [0, valid) from their tokens, the rest zeros with scale 0 (docs/operators.md, Numerics).
   rs.src = src;
   const int64_t valid = std::min(p.rows, active);
   const bool per_token = p.quant_mode == 1 && k > 1 && !(scale.defined() && scale.size(0) > 1);

@@ -138,7 +138,7 @@ class RowKernel {
 }  // namespace
 
 void dequant_swiglu_quant(const DequantSwigluQuantArgs& args, const Tensor& y, const Tensor& scale) {
-  // Rows no group covers stay zero (decisions.md §4).
+  // Rows no group covers stay zero (docs/operators.md, Numerics: no garbage).
   if (y.numel() > 0) std::memset(y.data(), 0, size_t(y.numel()));
   if (scale.numel() > 0) std::memset(scale.data(), 0, size_t(scale.numel()) * sizeof(float));
   RowKernel k(args, y, scale);

@@ -10,8 +10,8 @@
 namespace moefuse::reference {
 namespace {
 
-// The order of every top-k (decisions.md §1): the larger score first; NaN below every number; equal scores (or two
-// NaNs) -> the lower index first. A strict total order on (score, index) pairs, so any sort gives one answer.
+// The order of every top-k (docs/operators.md, Numerics): the larger score first; NaN below every number; equal
+// scores (or two NaNs) -> the lower index first. A strict total order on (score, index) pairs: one answer.
 bool ranks_before(float a, int64_t ia, float b, int64_t ib) {
   const bool a_nan = std::isnan(a), b_nan = std::isnan(b);
   if (a_nan != b_nan) return b_nan;

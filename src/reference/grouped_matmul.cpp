@@ -7,6 +7,7 @@
 #include "base/elements.h"
 #include "base/groups.h"
 #include "base/scratch.h"
+#include "moefuse/cpu.h"
 
 namespace moefuse::reference {
 namespace {
@@ -58,21 +59,43 @@ void int_run(const Run& s, int64_t n, int32_t* dst) {
 }
 
 // The two inner loops, over one output row: acc[n] = fma(xv, w[n], acc[n]) and isum[n] += xv * w[n]. They are
-// built twice, for baseline x86-64 and for CPUs with FMA/AVX2, and the dynamic loader picks one once (GCC/Clang
-// target_clones). std::fma is exactly rounded either way and the integer sum is exact, so both give the same bits;
-// the FMA build only avoids the C library's slow software fmaf and vectorises.
+// built twice, for baseline x86-64 and for CPUs with FMA/AVX2, and fma_row / mac_row pick one once, at first use,
+// from cpu_features(). std::fma is exactly rounded either way and the integer sum is exact, so both give the same
+// bits; the FMA build only avoids the C library's slow software fmaf and vectorises. Not GCC's target_clones: its
+// ifunc resolver runs while the dynamic loader relocates the binary, before a sanitizer's runtime is set up, and
+// crashes every ThreadSanitizer-instrumented program before main.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define MOEFUSE_REF_CLONES(isa) __attribute__((target_clones(isa, "default")))
+#define MOEFUSE_REF_TARGET(isa) __attribute__((target(isa)))
+#define MOEFUSE_REF_HAS_TARGETS 1
 #else
-#define MOEFUSE_REF_CLONES(isa)
+#define MOEFUSE_REF_TARGET(isa)
+#define MOEFUSE_REF_HAS_TARGETS 0
 #endif
 
-MOEFUSE_REF_CLONES("fma") void fma_row(float xv, const float* w, float* acc, int64_t n) {
+void fma_row_baseline(float xv, const float* w, float* acc, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] = std::fma(xv, w[i], acc[i]);
 }
-
-MOEFUSE_REF_CLONES("avx2") void mac_row(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
+MOEFUSE_REF_TARGET("fma") void fma_row_fma(float xv, const float* w, float* acc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] = std::fma(xv, w[i], acc[i]);
+}
+void mac_row_baseline(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
   for (int64_t i = 0; i < n; ++i) isum[i] += xv * w[i];
+}
+MOEFUSE_REF_TARGET("avx2") void mac_row_avx2(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) isum[i] += xv * w[i];
+}
+
+// The CPU and the OS support AVX (and so the VEX-encoded FMA and AVX2 forms): the condition GCC's resolver checked.
+bool cpu_has(bool feature) { return MOEFUSE_REF_HAS_TARGETS && feature && cpu_features().os_avx; }
+
+void fma_row(float xv, const float* w, float* acc, int64_t n) {
+  static const auto fn = cpu_has(cpu_features().fma) ? fma_row_fma : fma_row_baseline;
+  fn(xv, w, acc, n);
+}
+
+void mac_row(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
+  static const auto fn = cpu_has(cpu_features().avx2) ? mac_row_avx2 : mac_row_baseline;
+  fn(xv, w, isum, n);
 }
 
 // Work is done on tiles of kRowBlock rows x kColTile columns: one row of the expert's weight tile serves the whole

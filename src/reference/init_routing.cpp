@@ -74,7 +74,7 @@ void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& sc
   int64_t active = 0;  // A
   for (int64_t v : ids) active += (v >= start && v < end) ? 1 : 0;
 
-  // Every output starts as "no token": zero rows, zero scales, -1 indices (decisions.md §4).
+  // Every output starts as "no token": zero rows, zero scales, -1 indices (docs/operators.md, Numerics: no garbage).
   const int64_t out_rows = expanded_scale.numel();
   auto* ex = static_cast<std::byte*>(expanded_x.data());
   if (expanded_x.numel()) std::memset(ex, 0, size_t(expanded_x.numel()) * expanded_x.element_size());

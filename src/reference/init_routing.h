@@ -9,7 +9,7 @@
 
 namespace moefuse::reference {
 
-/// v1 (ops.md §3.1). `active_rows` = min(active_num, N) * K, the rows of expanded_x.
+/// v1. `active_rows` = min(active_num, N) * K, the rows of expanded_x.
 void init_routing(const Tensor& x, const Tensor& row_idx, const Tensor& expert_idx, int64_t active_rows,
                   const Tensor& expanded_x, const Tensor& expanded_row_idx, const Tensor& expanded_expert_idx);
 
@@ -27,7 +27,7 @@ struct InitRoutingV2Plan {
   int row_idx_type = 0;     // 0 gather, 1 scatter
 };
 
-/// v2 (ops.md §3.4 with decisions.md). `scale` / `offset` are undefined when not given; for quant_mode 1 a scale with
+/// v2 (the torch_npu semantics). `scale` / `offset` are undefined when not given; for quant_mode 1 a scale with
 /// one row is broadcast to every expert, otherwise row (expert - expert_start) is used.
 void init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& scale, const Tensor& offset,
                      const InitRoutingV2Plan& plan, const Tensor& expanded_x, const Tensor& expanded_row_idx,

@@ -15,7 +15,7 @@ void swiglu_clip_quant(const Tensor& x, const Tensor& group_index, const Tensor&
   const int64_t h = x.size(1) / 2;
   int8_t* yp = y.data_as<int8_t>();
   float* sp = scale.data_as<float>();
-  // Rows no group covers stay zero (decisions.md §4).
+  // Rows no group covers stay zero (docs/operators.md, Numerics: no garbage).
   if (y.numel() > 0) std::memset(yp, 0, size_t(y.numel()));
   if (scale.numel() > 0) std::memset(sp, 0, size_t(scale.numel()) * sizeof(float));
 

@@ -1,4 +1,5 @@
-// The shared dynamic int8 quantisation (decisions.md §3) and its non-finite rules (src/base/quantize.h).
+// The shared dynamic int8 quantisation (docs/operators.md, Numerics: dynamic int8 quantisation) and its non-finite
+// rules (src/base/quantize.h).
 #include <gtest/gtest.h>
 
 #include <bit>

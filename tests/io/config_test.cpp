@@ -69,7 +69,7 @@ TEST(Config, DefaultsAreTheSeedDefault) {
 }
 
 TEST(Config, SeedConfigOfLayerSpecParsesToTheDefault) {
-  // layer.md §3 verbatim (comments included).
+  // docs/layer.md §3 verbatim (comments included).
   const char* text = R"(exe_mode: "ge_graph"
 model_config:
   model_type: olmoe            # deepseek_v3 | deepseek_v2 | qwen3_moe | qwen2_moe | mixtral | olmoe

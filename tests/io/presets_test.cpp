@@ -1,4 +1,4 @@
-// The built-in presets: embedded bytes equal configs/*.yaml, and each preset has the numbers of layer.md §4.
+// The built-in presets: embedded bytes equal configs/*.yaml, and each preset has the numbers of docs/layer.md §4.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -45,7 +45,7 @@ struct Row {
   bool gated;
 };
 
-// layer.md §4, one row per preset.
+// docs/layer.md §4, one row per preset.
 const Row kTable[] = {
     {"olmoe-1b-7b", ModelType::olmoe, 2048, 1024, 64, 8, 1, 1, ScoringFunc::softmax, false, 1.0, 0, 0, false},
     {"qwen3-30b-a3b", ModelType::qwen3_moe, 2048, 768, 128, 8, 1, 1, ScoringFunc::softmax, true, 1.0, 0, 0, false},

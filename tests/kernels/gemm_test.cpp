@@ -286,7 +286,8 @@ TEST(GemmFloat, EveryVariantMatchesTheOracleBitwise) {
 }
 
 TEST(GemmFloat, RowResultsDoNotDependOnM) {
-  // Batch invariance (decisions.md §6): row r computed among 64 rows, or alone, or as row 0 of a block of 5.
+  // Batch invariance (docs/operators.md, Numerics: determinism): row r computed among 64 rows, or alone, or as row 0 of
+  // a block of 5.
   Rng rng(7);
   const int64_t M = 64, N = 95, K = 200;
   Tensor w = rng.normal_tensor(DType::bf16, {K, N});

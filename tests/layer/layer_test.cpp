@@ -74,7 +74,7 @@ std::vector<Case> all_cases() {
 class LayerFamilies : public ::testing::TestWithParam<Case> {};
 
 // Every family, dtype and quantised chain: the layer equals the per-expert reference bit for bit (both follow the
-// rounding points of layer.md §1), and so does the operator chain run on the scalar references of src/reference;
+// rounding points of docs/layer.md §1), and so does the operator chain run on the scalar references of src/reference;
 // the layer's routing (indices and combine weights) is the reference's.
 TEST_P(LayerFamilies, MatchesPerExpertReferenceExactly) {
   const Case& k = GetParam();

@@ -1,14 +1,12 @@
 // The `_out` form of every operator of the MoE chain (gating -> init_routing -> grouped_matmul -> swiglu family ->
 // grouped_matmul -> finalize_routing) allocates nothing once a first call with the same shapes has warmed it up, and
 // nothing either for smaller shapes (a layer planned for a bound runs shorter batches). This is what lets the
-// layer's graph-mode forward be allocation-free (architecture.md, issue 3). Allocations are counted by replacing
+// layer's graph-mode forward be allocation-free (docs/layer.md §2). Allocations are counted by replacing
 // operator new in the test binary (util/alloc_counter.h).
 //
 // Each case also checks that the counted calls reproduce the bits of an earlier call, so reused scratch memory
 // (which holds data of other shapes) never leaks into a result.
 #include <gtest/gtest.h>
-
-#include "moefuse/threads.h"
 
 #include <cstdint>
 #include <functional>
@@ -16,21 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "base/scratch_stats.h"
 #include "moefuse/ops.h"
+#include "moefuse/threads.h"
 #include "util/alloc_counter.h"
 #include "util/compare.h"
 #include "util/random.h"
 
 namespace moefuse {
 namespace {
-
-// The operators' process-wide pool hands tasks out dynamically, so a pool worker may grow its per-thread scratch the
-// first time it happens to get a task — on any later call. These tests are about the calling thread's steady state:
-// they run the operators on one thread (the whole test binary is one process, so restore the default after).
-struct OneOpThread {
-  OneOpThread() { set_num_threads(1); }
-  ~OneOpThread() { set_num_threads(0); }
-};
 
 using testing::AllocationCounter;
 using testing::Rng;
@@ -52,30 +44,43 @@ std::vector<Tensor> snapshot(const std::vector<Tensor>& outputs) {
   return copies;
 }
 
-// Runs `call` counting the allocations, then checks them (zero) and the outputs (equal to `expected`).
+// Runs `call` counting the allocations, then checks them and the outputs (equal to `expected`). On one thread a
+// warmed-up call allocates nothing. On more, the operators' process-wide pool hands tasks out dynamically, so a worker
+// may get, on a later call, a task larger than any it ran before and grow its per-thread scratch buffer once
+// (src/base/scratch.h): those are the only allocations allowed, and they are counted apart.
 void expect_allocation_free_run(const Call& call, const std::vector<Tensor>& expected, const std::string& what) {
-  uint64_t allocations;
+  uint64_t allocations, scratch;
   {
+    const uint64_t scratch_before = scratch_detail::allocations();
     AllocationCounter counter;
     call.run();
     allocations = counter.count();
+    scratch = scratch_detail::allocations() - scratch_before;
   }
-  EXPECT_EQ(allocations, 0u) << what;
+  if (num_threads() == 1) EXPECT_EQ(allocations, 0u) << what;
+  else EXPECT_EQ(allocations, scratch) << what << ", " << num_threads() << " threads";
   for (size_t i = 0; i < expected.size(); ++i)
     EXPECT_TENSOR_EQ(expected[i], call.outputs[i]) << what << ", output " << i;
 }
 
-// small once (for reference bits), big once (the warm-up), then big and small again, counted.
+// On 1, 2 and 3 operator threads: small once (for reference bits), big once (the warm-up), then big and small again,
+// counted. The bits must not depend on the thread count either.
 void expect_allocation_free(const std::function<Call(int64_t)>& make) {
   const Call big = make(kBigT), small = make(kSmallT);
-  small.run();
-  const std::vector<Tensor> small_bits = snapshot(small.outputs);
-  big.run();
-  const std::vector<Tensor> big_bits = snapshot(big.outputs);
-  expect_allocation_free_run(big, big_bits, "second call, T = " + std::to_string(kBigT));
-  expect_allocation_free_run(
-      small, small_bits,
-      "after warm-up with T = " + std::to_string(kBigT) + ", call with T = " + std::to_string(kSmallT));
+  std::vector<Tensor> small_bits, big_bits;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    small.run();
+    if (threads == 1) small_bits = snapshot(small.outputs);
+    big.run();
+    if (threads == 1) big_bits = snapshot(big.outputs);
+    const std::string on = ", " + std::to_string(threads) + " thread(s)";
+    expect_allocation_free_run(big, big_bits, "second call, T = " + std::to_string(kBigT) + on);
+    expect_allocation_free_run(small, small_bits,
+                               "after warm-up with T = " + std::to_string(kBigT) + ", call with T = " +
+                                   std::to_string(kSmallT) + on);
+  }
+  set_num_threads(0);  // the whole test binary is one process: restore the default
 }
 
 // --- inputs shaped like the MoE chain ---
@@ -165,7 +170,6 @@ TEST(AllocationCounterTest, SeesTensorCreationButNotViews) {
 // --- gating ---
 
 TEST(AllocationFreeTest, GatingTopK) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     for (int variant = 0; variant < 3; ++variant) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + ", variant " + std::to_string(variant));
@@ -193,7 +197,6 @@ TEST(AllocationFreeTest, GatingTopK) {
 }
 
 TEST(AllocationFreeTest, GatingTopKSoftmax) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     SCOPED_TRACE(dtype_name(dt));
     expect_allocation_free([&](int64_t t) {
@@ -241,7 +244,6 @@ std::string describe(const InitRoutingV2Variant& v) {
 }
 
 TEST(AllocationFreeTest, InitRoutingV2) {
-  OneOpThread one_thread;
   std::vector<InitRoutingV2Variant> variants;
   for (DType dt : kFloatTypes)
     for (int64_t q : {-1, 1})
@@ -294,7 +296,6 @@ TEST(AllocationFreeTest, InitRoutingV2) {
 }
 
 TEST(AllocationFreeTest, InitRouting) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     SCOPED_TRACE(dtype_name(dt));
     expect_allocation_free([&](int64_t t) {
@@ -315,7 +316,6 @@ TEST(AllocationFreeTest, InitRouting) {
 // --- grouped_matmul ---
 
 TEST(AllocationFreeTest, GroupedMatmulFloat) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     for (int64_t list_type : {0, 1}) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + ", group_list_type " + std::to_string(list_type));
@@ -337,7 +337,6 @@ TEST(AllocationFreeTest, GroupedMatmulFloat) {
 }
 
 TEST(AllocationFreeTest, GroupedMatmulInt8) {
-  OneOpThread one_thread;
   for (DType out_dt : {DType::i32, DType::bf16, DType::f16}) {
     SCOPED_TRACE(dtype_name(out_dt));
     expect_allocation_free([&](int64_t t) {
@@ -365,7 +364,6 @@ TEST(AllocationFreeTest, GroupedMatmulInt8) {
 // --- the swiglu family ---
 
 TEST(AllocationFreeTest, Swiglu) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     SCOPED_TRACE(dtype_name(dt));
     expect_allocation_free([&](int64_t t) {
@@ -378,7 +376,6 @@ TEST(AllocationFreeTest, Swiglu) {
 }
 
 TEST(AllocationFreeTest, ClippedSwiglu) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     SCOPED_TRACE(dtype_name(dt));
     expect_allocation_free([&](int64_t t) {
@@ -393,7 +390,6 @@ TEST(AllocationFreeTest, ClippedSwiglu) {
 }
 
 TEST(AllocationFreeTest, DequantSwigluQuant) {
-  OneOpThread one_thread;
   for (int variant = 0; variant < 4; ++variant) {
     SCOPED_TRACE("variant " + std::to_string(variant));
     expect_allocation_free([&](int64_t t) {
@@ -429,7 +425,6 @@ TEST(AllocationFreeTest, DequantSwigluQuant) {
 }
 
 TEST(AllocationFreeTest, SwigluClipQuant) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     SCOPED_TRACE(dtype_name(dt));
     expect_allocation_free([&](int64_t t) {
@@ -448,7 +443,6 @@ TEST(AllocationFreeTest, SwigluClipQuant) {
 // --- finalize_routing ---
 
 TEST(AllocationFreeTest, FinalizeRouting) {
-  OneOpThread one_thread;
   for (DType dt : kFloatTypes) {
     for (int64_t mode : {0, 1, 2, 3}) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + ", drop_pad_mode " + std::to_string(mode));

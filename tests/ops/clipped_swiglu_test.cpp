@@ -1,5 +1,5 @@
-// npu_clipped_swiglu against values computed by hand and an independent reference written from ops.md §7.5 and the
-// public goldens (op-plugin test_npu_clipped_swiglu.py, ops-nn activation/clipped_swiglu golden.py).
+// npu_clipped_swiglu against values computed by hand and an independent reference written from the torch_npu semantics
+// and the public goldens (op-plugin test_npu_clipped_swiglu.py, ops-nn activation/clipped_swiglu golden.py).
 #include <gtest/gtest.h>
 
 #include <algorithm>

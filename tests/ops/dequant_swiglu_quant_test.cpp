@@ -1,5 +1,5 @@
-// npu_dequant_swiglu_quant against values computed by hand and an independent reference written from ops.md §6 and
-// decisions.md §3/§4 (dynamic int8 quantisation; zeros past the groups).
+// npu_dequant_swiglu_quant against values computed by hand and an independent reference written from the torch_npu
+// semantics and docs/operators.md, Numerics (dynamic int8 quantisation; zeros past the groups).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,7 +22,7 @@ namespace {
 using testing::Rng;
 using Options = DequantSwigluQuantOptions;
 
-// ---- independent oracle (ops.md §6.3, decisions.md §3) ----
+// ---- independent oracle (the torch_npu semantics, docs/operators.md, Numerics: dynamic int8 quantisation) ----
 
 // Per-group tensor element: a 1-D tensor is shared by all rows ([N]); a 2-D one is [E, N].
 float at(const Tensor& t, int64_t e, int64_t c) { return float(t.dim() == 1 ? t.item({c}) : t.item({e, c})); }

@@ -1,5 +1,6 @@
-// npu_moe_finalize_routing against values computed by hand, an independent oracle written from ops.md §8.4 (with
-// decisions.md §2, §5, §6), and the round-trip invariant with a routing built here by a stable sort.
+// npu_moe_finalize_routing against values computed by hand, an independent oracle written from the torch_npu semantics
+// (with docs/operators.md, Numerics: fp32 math, -1 indices, determinism), and the round-trip invariant with a routing
+// built here by a stable sort.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -33,7 +34,8 @@ Tensor run(const Args& a) {
   return finalize_routing(a.rows, a.skip1, a.skip2, a.bias, a.scales, a.src_to_dst, a.experts, a.mode, a.k);
 }
 
-// ops.md §8.4, decisions.md §2/§5/§6, written with item()/set_item() so it shares no code with the library:
+// the torch_npu semantics, docs/operators.md, Numerics: fp32 math, -1 indices, determinism, written with
+// item()/set_item() so it shares no code with the library:
 //   acc = skip1 + skip2 | skip1 | (none: starts from the first term)
 //   for k in 0..K-1: j = k*N+n (modes 0/1) or n*K+k (modes 2/3); d = src[j]; row = d == -1 ? 0 : rows.flat_row(d)
 //                    acc += scales[n,k] * (row + bias[expert[n,k]])   (each factor only when given)
@@ -214,7 +216,7 @@ TEST(FinalizeRouting, EmptyBatch) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Precision and order (decisions.md §2, §6).
+// Precision and order (docs/operators.md, Numerics: fp32 math, determinism).
 // ---------------------------------------------------------------------------------------------------------------
 
 TEST(FinalizeRouting, F16AccumulatesInF32) {
@@ -383,7 +385,7 @@ TEST(FinalizeRouting, RoundTripThroughIdentityExperts) {
           EXPECT_TENSOR_EQ(expected, finalize_routing(rows, skip1, skip2, {}, {}, src, {}, mode, K));
           Tensor ones = Tensor::full(dt, {N, K}, 1.0);
           EXPECT_TENSOR_EQ(expected, finalize_routing(rows, skip1, skip2, {}, ones, src, {}, mode));
-          // The bias of a dropped slot is still added (decisions.md §5).
+          // The bias of a dropped slot is still added (docs/operators.md, Numerics: -1 indices).
           EXPECT_TENSOR_EQ(expected_bias, finalize_routing(rows, skip1, skip2, bias, {}, src, experts, mode, K));
           if (!drop) {
             // Dropless with all slots kept: exactly K * x + skip1 + skip2.

@@ -1,6 +1,6 @@
 // npu_moe_gating_top_k_softmax and _v2 against values computed by hand and an independent oracle written from
-// ops.md §2 (the numpy goldens test_npu_moe_gating_top_k_softmax{,_v2}.py, with fp16 scored in fp32 as decided in
-// decisions.md §7).
+// the torch_npu semantics (the numpy goldens test_npu_moe_gating_top_k_softmax{,_v2}.py, with fp16 scored in fp32 as
+// decided in docs/operators.md, Numerics: open questions).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -52,7 +52,7 @@ struct Expected {
   Tensor y, expert_idx, row_idx, softmax_out;
 };
 
-// ops.md §2.2 / §2.3 row by row on x.reshape(R, E) read through item().
+// the torch_npu semantics row by row on x.reshape(R, E) read through item().
 Expected oracle(const Tensor& x, const Tensor& finished, int64_t k, int64_t renorm, bool output_softmax) {
   const int64_t E = x.size(-1);
   Shape lead;
@@ -210,7 +210,7 @@ TEST(GatingTopKSoftmax, KZeroAndEmptyShapes) {
 TEST(GatingTopKSoftmax, Fp16IsScoredInFp32) {
   // softmax([0, 2^-14]) = 0.5 -/+ 2^-16 (about): both round to 0.5 in fp16. The torch_npu golden takes top-k on the
   // fp16 values and would pick expert 0 (tie, lower index); moefuse compares the fp32 probabilities
-  // (decisions.md §7) and picks expert 1, whose weight still rounds to 0.5.
+  // (docs/operators.md, Numerics: open questions) and picks expert 1, whose weight still rounds to 0.5.
   Tensor x = Tensor::from_values<float>({1, 2}, {0.0f, 0x1p-14f}).to(DType::f16);
   GatingTopKSoftmaxResult r = gating_top_k_softmax(x, Tensor{}, 1);
   EXPECT_EQ(r.expert_idx.item({0, 0}), 1.0);

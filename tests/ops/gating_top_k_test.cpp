@@ -1,5 +1,6 @@
-// npu_moe_gating_top_k against values computed by hand and an independent oracle written from ops.md §1.3 and the
-// project decisions (decisions.md §1, §4, §6; renorm semantics in include/moefuse/ops/gating.h).
+// npu_moe_gating_top_k against values computed by hand and an independent oracle written from the torch_npu semantics
+// and the project decisions (docs/operators.md, Numerics: ties, no garbage, determinism; renorm semantics in
+// include/moefuse/ops/gating.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -37,8 +38,8 @@ std::vector<int64_t> iota_ids(int64_t n) {
   return v;
 }
 
-// The oracle: ops.md §1.3 step by step, reading x and bias through item() (so it shares no loop with the library).
-// Weights follow the same fp32 formula order as the documented contract, so the comparison is bitwise:
+// The oracle: the torch_npu semantics step by step, reading x and bias through item() (so it shares no loop with the
+// library). Weights follow the same fp32 formula order as the documented contract, so the comparison is bitwise:
 //   softmax p = exp(s - max) * (1 / sequential sum), sigmoid p = 1 / (1 + exp(-s)), both with std::exp;
 //   w = p[idx]; if sigmoid or renorm: w / (sequential sum over slots + eps); w * scale; one rounding.
 GatingTopKResult oracle(const Tensor& x, int64_t k, const GatingTopKOptions& o) {

@@ -1,5 +1,6 @@
-// npu_grouped_matmul (MoE form) against hand-computed values and an independent oracle written from ops.md §4 and
-// the arithmetic contract in include/moefuse/ops/grouped_matmul.h. Errors are in grouped_matmul_errors_test.cpp.
+// npu_grouped_matmul (MoE form) against hand-computed values and an independent oracle written from the torch_npu
+// semantics and the arithmetic contract in include/moefuse/ops/grouped_matmul.h. Errors are in
+// grouped_matmul_errors_test.cpp.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -24,7 +25,7 @@ namespace {
 using testing::Rng;
 
 // ---------------------------------------------------------------------------------------------------------------
-// The oracle. It decodes group_list itself (ops.md §4.3), reads every tensor through item(), and follows the
+// The oracle. It decodes group_list itself, reads every tensor through item(), and follows the
 // contract: float sums in fp32 with std::fma over k in order from +0.0f, integer sums exact (in int64 here), the
 // epilogue in the order written in the header, one rounding at the end (set_item rounds RNE from fp32 values).
 
@@ -598,7 +599,8 @@ TEST(GroupedMatmul, FewerGroupsThanExpertsAndEmptyGroups) {
 }
 
 TEST(GroupedMatmul, ARowDoesNotDependOnTheBatch) {
-  // decisions.md §6: a row's result is the same whatever M is and whichever rows share its batch.
+  // docs/operators.md, Numerics: determinism: a row's result is the same whatever M is and whichever rows share its
+  // batch.
   Rng rng(8);
   Tensor x = rng.uniform_tensor(DType::bf16, {64, 96});
   Tensor w = rng.uniform_tensor(DType::bf16, {2, 96, 40});

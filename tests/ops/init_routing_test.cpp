@@ -1,4 +1,5 @@
-// npu_moe_init_routing (v1) against values computed by hand and an independent oracle written from ops.md §3.1.
+// npu_moe_init_routing (v1) against values computed by hand and an independent oracle written from the torch_npu
+// semantics.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,8 +22,8 @@ using testing::Rng;
 
 Tensor i32(const Shape& s, std::initializer_list<int32_t> v) { return Tensor::from_values<int32_t>(s, v); }
 
-// ops.md §3.1, written with item()/set_item() and a bucket sort (std::map of expert -> positions in ascending t),
-// so it shares no code with the library:
+// the torch_npu semantics, written with item()/set_item() and a bucket sort (std::map of expert -> positions in
+// ascending t), so it shares no code with the library:
 //   perm = stable argsort of expert_idx.flatten() (token-major); sorted_row[i] = row_idx.flatten()[perm[i]]
 //   expanded_expert_idx[i] = expert_idx.flatten()[perm[i]]; expanded_row_idx[sorted_row[i]] = i
 //   expanded_x[i] = x[sorted_row[i] % N] for i < min(active_num, N) * K

@@ -1,6 +1,6 @@
-// npu_moe_init_routing_v2 against values computed by hand and an independent oracle written from ops.md §3.4 and
-// decisions.md (§2 fp32 static quantisation, §3 dynamic quantisation, §4 zeros / -1 where hardware leaves garbage,
-// §7 pre-drop counts).
+// npu_moe_init_routing_v2 against values computed by hand and an independent oracle written from the torch_npu
+// semantics and docs/operators.md, Numerics (fp32 static quantisation, dynamic quantisation, zeros / -1 where hardware
+// leaves garbage, pre-drop counts).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -28,8 +28,8 @@ Tensor f32(const Shape& s, std::initializer_list<float> v) { return Tensor::from
 Tensor i8(const Shape& s, std::initializer_list<int8_t> v) { return Tensor::from_values<int8_t>(s, v); }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The oracle: ops.md §3.4 line by line, with item()/set_item() reads and a bucket sort (std::map of key -> positions
-// in ascending t) instead of a comparison sort, so it shares no code with the library.
+// The oracle: the torch_npu semantics line by line, with item()/set_item() reads and a bucket sort (std::map of key ->
+// positions in ascending t) instead of a comparison sort, so it shares no code with the library.
 // ---------------------------------------------------------------------------------------------------------------
 
 InitRoutingV2Result oracle(const Tensor& x, const Tensor& expert_idx, const Options& o) {
@@ -280,8 +280,8 @@ TEST(InitRoutingV2, ActiveExpertRange) {
 TEST(InitRoutingV2, DropPad) {
   // Capacity 1: slot d = e*1 + j for the first position of each expert; t2, t5, t4 are dropped.
   //   e0: t1 -> 0 (token 0); e2: t0 -> 2 (token 0); e3: t3 -> 3 (token 1); slot 1 (expert 1) stays zero.
-  //   expanded_row_idx = [2, 0, -1, 3, -1, -1]; counts = pre-drop histogram [2, 0, 2, 2] (decisions.md §7), whatever
-  //   expert_tokens_num_type (0 here, the default).
+  //   expanded_row_idx = [2, 0, -1, 3, -1, -1]; counts = pre-drop histogram [2, 0, 2, 2] (docs/operators.md, Numerics:
+  //   open questions), whatever expert_tokens_num_type (0 here, the default).
   Options o;
   o.expert_num = 4;
   o.drop_pad_mode = 1;

@@ -77,7 +77,8 @@ struct V2Case {
   InitRoutingV2Options o;
 };
 
-// The reference's plan for `o`, as the op resolves it (ops.md §3.4, init_routing.h), and output buffers for it.
+// The reference's plan for `o`, as the op resolves it (the torch_npu semantics, init_routing.h), and output buffers for
+// it.
 reference::InitRoutingV2Plan plan_of(const V2Case& c) {
   const InitRoutingV2Options& o = c.o;
   const int64_t nk = c.expert_idx.numel();

@@ -1,5 +1,6 @@
-// npu_swiglu_clip_quant against values computed by hand and an independent reference written from ops.md §7.3 with
-// the project's dynamic quantisation (decisions.md §3) applied to the clamped row.
+// npu_swiglu_clip_quant against values computed by hand and an independent reference written from the torch_npu
+// semantics with the project's dynamic quantisation (docs/operators.md, Numerics: dynamic int8 quantisation) applied to
+// the clamped row.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,9 +19,9 @@ namespace {
 
 using testing::Rng;
 
-// ops.md §7.3: per row r of group g: s = silu(a) * b (a = activated half), m = max|s|, t = alpha[g] * m,
-// s = clamp(s, -t, t); then decisions.md §3: scale = max|s| / 127, q = rint(s / scale) in [-127, 127], zero row -> 0.
-// Rows past Σ counts: zero.
+// the torch_npu semantics: per row r of group g: s = silu(a) * b (a = activated half), m = max|s|, t = alpha[g] * m,
+// s = clamp(s, -t, t); then docs/operators.md, Numerics: dynamic int8 quantisation: scale = max|s| / 127, q = rint(s /
+// scale) in [-127, 127], zero row -> 0. Rows past Σ counts: zero.
 SwigluClipQuantResult clip_oracle(const Tensor& x, const Tensor& counts, const Tensor& alpha, bool left) {
   const int64_t T = x.size(0), H = x.size(1) / 2;
   SwigluClipQuantResult ex{Tensor::zeros(DType::i8, {T, H}), Tensor::zeros(DType::f32, {T})};

@@ -1,4 +1,4 @@
-// npu_swiglu against values computed by hand and an independent reference written from ops.md §5.
+// npu_swiglu against values computed by hand and an independent reference written from the torch_npu semantics.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,8 +15,9 @@ namespace {
 using testing::element_at;
 using testing::Rng;
 
-// ops.md §5: out[..., j, ...] = a / (1 + exp(-a)) * b with a = x[..., j, ...], b = x[..., j + half, ...] along dim,
-// fp32 math, one RNE rounding. Written against item()/set_item() so it shares no code with the library's loops.
+// the torch_npu semantics: out[..., j, ...] = a / (1 + exp(-a)) * b with a = x[..., j, ...], b = x[..., j + half, ...]
+// along dim, fp32 math, one RNE rounding. Written against item()/set_item() so it shares no code with the library's
+// loops.
 Tensor swiglu_oracle(const Tensor& x, int dim) {
   Shape os = x.shape();
   os[dim] /= 2;

@@ -2,7 +2,7 @@
 operators and results can be compared bitwise), bf16 rounding written out, dtype-parametrised inputs, and
 comparisons.
 
-The oracles in these tests are written from /work/shared/spec/ops.md and docs (the headers' formulas), in numpy
+The oracles in these tests are written from the documented torch_npu semantics and docs/operators.md (the headers' formulas), in numpy
 float32 arithmetic, one operation at a time; they never call moefuse.
 """
 

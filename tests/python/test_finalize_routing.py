@@ -1,6 +1,6 @@
-"""npu_moe_finalize_routing against a numpy oracle written from ops.md §8.4 and include/moefuse/ops/finalize_routing.h:
+"""npu_moe_finalize_routing against a numpy oracle written from the torch_npu semantics and include/moefuse/ops/finalize_routing.h:
 float32 accumulation skip1 (+ skip2), then slot k = 0..K-1 in order, (row + bias) * scale, one final rounding;
--1 indices are zero rows in every drop_pad_mode (decisions.md §5)."""
+-1 indices are zero rows in every drop_pad_mode (docs/operators.md, Numerics: -1 indices)."""
 
 import numpy as np
 import pytest

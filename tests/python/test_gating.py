@@ -1,4 +1,4 @@
-"""npu_moe_gating_top_k, npu_moe_gating_top_k_softmax and _v2 against numpy oracles written from ops.md §1-2 and
+"""npu_moe_gating_top_k, npu_moe_gating_top_k_softmax and _v2 against numpy oracles written from the torch_npu semantics and
 the formulas of include/moefuse/ops/gating.h. Every step is one float32 operation and the exponential is C's expf,
 so weights are compared bit for bit and indices exactly."""
 

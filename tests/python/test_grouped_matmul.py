@@ -1,4 +1,4 @@
-"""npu_grouped_matmul (the MoE form: [x], [weight], group_type=0) against a numpy oracle written from ops.md §4 and
+"""npu_grouped_matmul (the MoE form: [x], [weight], group_type=0) against a numpy oracle written from the torch_npu semantics and
 the arithmetic contract of include/moefuse/ops/grouped_matmul.h: per output element an fp32 fused multiply-add
 chain over k = 0..K-1 (emulated exactly enough in float64: the product of two floats is exact in float64, and the
 add is rounded to float32 once more), then bias, activation (with C's expf) and one rounding."""
@@ -11,7 +11,7 @@ from mf_testutil import FLOAT_DTYPES, as_f32, assert_bitwise, assert_exact, expf
 
 
 def group_rows(group_list, group_list_type, M):
-    """[(expert, row_begin, row_end)] for the groups, in order (ops.md §4.3)."""
+    """[(expert, row_begin, row_end)] for the groups, in order."""
     groups, start = [], 0
     gl = np.asarray(group_list, np.int64)
     if group_list_type == 2:

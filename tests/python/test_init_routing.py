@@ -1,5 +1,5 @@
-"""npu_moe_init_routing (v1) and npu_moe_init_routing_v2 against numpy oracles written from ops.md §3.1-3.4 and
-decisions.md (§3 dynamic quantisation, §4 zeros / -1 where the hardware leaves garbage, §7 pre-drop counts)."""
+"""npu_moe_init_routing (v1) and npu_moe_init_routing_v2 against numpy oracles written from the torch_npu semantics and
+docs/operators.md, Numerics (dynamic quantisation, zeros / -1 where the hardware leaves garbage, pre-drop counts)."""
 
 import numpy as np
 import pytest

@@ -29,7 +29,7 @@ def data_ptr(a):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# torch_npu's names and signatures (ops.md §1.1, 2.1, 2.3, 3.1, 3.2, 4.1, 5, 6.1, 7.2, 7.5, 8.1)
+# torch_npu's names and signatures
 # ------------------------------------------------------------------------------------------------------------------
 
 P, K = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY

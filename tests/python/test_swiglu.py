@@ -1,6 +1,6 @@
 """npu_swiglu, npu_clipped_swiglu, npu_dequant_swiglu_quant and npu_swiglu_clip_quant against numpy oracles written
-from ops.md §5-7 and the formulas of include/moefuse/ops/swiglu.h (float32, one operation at a time, C's expf, one
-final rounding; decisions.md §3 for the dynamic int8 quantisation)."""
+from the torch_npu semantics and the formulas of include/moefuse/ops/swiglu.h (float32, one operation at a time, C's expf, one
+final rounding; docs/operators.md, Numerics, for the dynamic int8 quantisation)."""
 
 import numpy as np
 import pytest

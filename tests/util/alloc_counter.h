@@ -1,5 +1,5 @@
 // Counts heap allocations made through C++ operator new, so a test can prove that a call allocates nothing (the
-// layer's steady-state forward in graph mode must not allocate: architecture.md, issue 3).
+// layer's steady-state forward in graph mode must not allocate: docs/layer.md §2).
 //
 // alloc_counter.cpp replaces every form of the global operator new / delete in the test binary (plain, array,
 // nothrow, aligned, sized) with versions built on malloc / posix_memalign / free that add one to a global atomic per

@@ -56,7 +56,7 @@ CLI::Validator unsigned_64() {
 }
 
 void add_config_options(CLI::App* cmd, ConfigArgs& a) {
-  CLI::Option* file = cmd->add_option("--config", a.config_path, "YAML config file (docs/cli.md, spec/layer.md §3)");
+  CLI::Option* file = cmd->add_option("--config", a.config_path, "YAML config file (docs/cli.md, docs/layer.md §3)");
   CLI::Option* preset =
       cmd->add_option("--preset", a.preset, "Built-in preset (see `moefuse info`; default: the seed default)");
   file->excludes(preset);

@@ -26,8 +26,8 @@ namespace moefuse {
 ///
 /// Every value is widened exactly to fp32 and every operation above is one fp32 operation (no fused multiply-add),
 /// for every dtype; the result is rounded once, round-to-nearest-even, to the rows' dtype. For f32 and bf16 this is
-/// the precision of the Ascend kernel (fp32 compute, one RINT cast), in the order of ops.md §8.4; for f16 the
-/// hardware computes natively in fp16 (rounding after every operation) and moefuse's fp32 accumulation is more
+/// the precision of the Ascend kernel (fp32 compute, one RINT cast), in the order of the torch_npu semantics; for f16
+/// the hardware computes natively in fp16 (rounding after every operation) and moefuse's fp32 accumulation is more
 /// accurate — an intended, documented difference. The per-expert bias is
 /// added to dropped (-1) entries too (scale * (0 + bias)), as the torch_npu golden and the kernel do. The result
 /// of one token depends only on that token's inputs (no cross-token reduction).

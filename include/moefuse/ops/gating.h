@@ -1,12 +1,12 @@
 // moefuse/ops/gating.h — MoE router gating: npu_moe_gating_top_k, npu_moe_gating_top_k_softmax and
 // npu_moe_gating_top_k_softmax_v2.
 //
-// Shared rules (decisions.md §1, §2, §6):
+// Shared rules (docs/operators.md, Numerics: ties, fp32 math, determinism):
 //   * All scoring is done in fp32 on exactly widened inputs, whatever x's dtype; the weights are rounded once (RNE)
 //     to x's dtype at the very end.
 //   * Softmax of a vector v (all of a row, or the k selected logits in v2 renorm 1) is computed as
 //         m = max_i v[i];  q[i] = exp(v[i] - m);  S = q[0] + q[1] + ... (sequential, index order);
-//         p[i] = q[i] * (1.0f / S)          (multiply by the fp32 reciprocal, not a division; ops.md §1.3)
+//         p[i] = q[i] * (1.0f / S)          (multiply by the fp32 reciprocal, not a division; the torch_npu semantics)
 //     with std::exp. Sigmoid is p = 1.0f / (1.0f + exp(-v)).
 //   * Every top-k emits the larger score first; equal scores go to the lower index. A NaN score ranks below every
 //     number (-inf included), NaNs among themselves by index. (Any NaN logit makes a softmax row all NaN.)
@@ -44,7 +44,7 @@ struct GatingTopKOptions {
   int64_t renorm = 0;
   /// 0: softmax, 1: sigmoid. 2 (softplus, cann-recipes custom op) is not supported (ValueError).
   int64_t norm_type = 0;
-  /// true: `out` receives the unbiased normalised scores. false: `out` is filled with zeros (decisions.md §4).
+  /// true: `out` receives the unbiased normalised scores. false: `out` is filled with zeros (docs/operators.md).
   bool out_flag = false;
   /// Final multiplier of the weights, converted to fp32 (RNE) first.
   double routed_scaling_factor = 1.0;
@@ -62,7 +62,7 @@ struct GatingTopKResult {
 /// torch_npu.npu_moe_gating_top_k(x, k, *, bias, input_ids, tid2eid, k_group, group_count, group_select_mode,
 /// renorm, norm_type, out_flag, routed_scaling_factor, eps).
 ///
-/// Per row n of x (ops.md §1.3): s = fp32(x[n]); p = softmax(s) (norm_type 0) or sigmoid(s) (norm_type 1);
+/// Per row n of x: s = fp32(x[n]); p = softmax(s) (norm_type 0) or sigmoid(s) (norm_type 1);
 /// b = p + fp32(bias) (b = p without bias). The experts form G = group_count contiguous groups of g = E/G; each
 /// group is scored by max b (group_select_mode 0) or by the sum of its two largest b (mode 1); the k_group best
 /// groups are kept (ties -> lower group), and the k experts with the largest b among the kept groups are selected,
@@ -105,9 +105,9 @@ struct GatingTopKSoftmaxResult {
 /// Rows r of x, flattened over the leading dims (R of them): p = softmax(fp32(x[r])) over E; the k largest p are
 /// selected (descending, ties -> lower expert): y[r, j] = p[idx[j]] rounded once to x's dtype (no renormalisation),
 /// expert_idx[r, j] = finished[r] ? E : idx[j] (y is the same for finished rows), row_idx[r, j] = j * R + r.
-/// fp16 x is scored in fp32 like the other dtypes (decisions.md §7): top-k compares the fp32 probabilities. The
-/// torch_npu golden takes top-k on fp16-rounded probabilities instead, so where two probabilities round to the same
-/// fp16 value it picks the lower index and moefuse the truly larger one.
+/// fp16 x is scored in fp32 like the other dtypes (docs/operators.md, Numerics): top-k compares the fp32
+/// probabilities. The torch_npu golden takes top-k on fp16-rounded probabilities instead, so where two probabilities
+/// round to the same fp16 value it picks the lower index and moefuse the truly larger one.
 ///
 /// x:        [N, E] or [B, S, E], f32 / bf16 / f16, any strides; E >= 0.
 /// finished: optional bool of shape x.shape[:-1], any strides; true = the row is finished.

@@ -63,7 +63,7 @@ struct GroupedMatmulOptions {
 ///                                 [+ float bias[e][n]];                               y = cast(act(v))
 /// Output rows not covered by any group (when the groups cover fewer than M rows) are written as zeros.
 ///
-/// Arithmetic contract (decisions.md §6; every optimised variant must give bitwise the same output):
+/// Arithmetic contract (docs/operators.md, Numerics; every optimised variant must give bitwise the same output):
 ///   * acc(r, n) is accumulated in fp32 over k = 0, 1, ..., K-1 in this order, starting from +0.0f, as
 ///     acc = std::fma(float(x[r][k]), float(w[e][k][n]), acc), both operands widened exactly to fp32.
 ///   * isum(r, n) = sum over k of int32(x[r][k]) * int32(w[e][k][n]), exact (|isum| < 2^30 since K < 65536).

@@ -1,9 +1,9 @@
 // moefuse/ops/init_routing.h — token permutation by expert: npu_moe_init_routing (v1) and npu_moe_init_routing_v2.
 //
 // Both operators sort the (token, slot) pairs of a top-k routing stably by expert id (ties keep the lower flattened
-// position first, decisions.md §1) and gather the tokens' rows of x into that order, so that every expert's tokens
-// are consecutive rows for grouped_matmul. They also return the index map that finalize_routing uses to bring the
-// expert outputs back (ops.md §3.7).
+// position first, docs/operators.md, Numerics: ties) and gather the tokens' rows of x into that order, so that every
+// expert's tokens are consecutive rows for grouped_matmul. They also return the index map that finalize_routing uses to
+// bring the expert outputs back.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +25,7 @@ struct InitRoutingResult {
   Tensor expanded_expert_idx;  // [N * K] i32
 };
 
-/// torch_npu.npu_moe_init_routing(x, row_idx, expert_idx, active_num) (ops.md §3.1).
+/// torch_npu.npu_moe_init_routing(x, row_idx, expert_idx, active_num).
 ///
 /// Flattens expert_idx token-major (position t = n*K + k), sorts the positions stably by expert id (perm), and with
 /// sorted_row[i] = row_idx.flatten()[perm[i]] returns
@@ -80,7 +80,7 @@ struct InitRoutingV2Result {
   Tensor expanded_scale;                // [R] (dropless) or [E * C] (drop/pad) f32
 };
 
-/// torch_npu.npu_moe_init_routing_v2 (ops.md §3.2–3.4, with decisions.md).
+/// torch_npu.npu_moe_init_routing_v2 (the torch_npu semantics, with docs/operators.md).
 ///
 /// Let N = x.size(0), H = x.size(1), K = expert_idx.size(1), t = n*K + k the token-major position of (token n,
 /// slot k), and [start, end) the active expert range (active_expert_range, by default [0, expert_num]; without
@@ -90,7 +90,7 @@ struct InitRoutingV2Result {
 /// simply not routed (vllm-ascend's expert parallelism keeps only the local experts this way).
 ///
 /// Dropless (drop_pad_mode 0). R = active_num <= 0 ? N*K : min(active_num, N*K) rows.
-///   expanded_x[i] = Q(x[perm[i] / K]) for i < min(R, A); the rows past min(R, A) are zeros (decisions.md §4).
+///   expanded_x[i] = Q(x[perm[i] / K]) for i < min(R, A); the rows past min(R, A) are zeros (operators.md).
 ///   expanded_row_idx, row_idx_type 0 (gather, src -> dst): [perm[i]] = i for i < A, every other entry -1. When
 ///     active_num < A, entries >= R appear: those pairs were routed but cut by active_num (as on torch_npu).
 ///   expanded_row_idx, row_idx_type 1 (scatter, dst -> src): [i] = perm[i] for i < A; entries past A are -1 (the
@@ -105,7 +105,7 @@ struct InitRoutingV2Result {
 ///   type 2: [E, 2], rows (e, c[e]) for every e with c[e] > 0 in ascending e (absolute ids), then one (0, 0)
 ///           terminator row if fewer than E rows were written; the remaining rows are zeros too.
 ///   Drop/pad: always c over [0, E) before dropping ([E], whatever expert_tokens_num_type, as the golden computes
-///   it: decisions.md §7). The counts sum to A (active_num does not cut them).
+///   it: docs/operators.md, Numerics: open questions). The counts sum to A (active_num does not cut them).
 ///   The output is computed whenever expert_num is given, also when expert_tokens_num_flag is false (the flag only
 ///   makes expert_num mandatory). With expert_num = -1 it is an empty tensor: [0] (types 0/1) or [0, 2] (type 2).
 ///
@@ -114,11 +114,11 @@ struct InitRoutingV2Result {
 ///     per-token value carried through the permutation: expanded_scale[i] = scale[token of row i]. Without scale,
 ///     expanded_scale is all zeros (torch_npu leaves it undefined).
 ///   quant_mode 0 (static int8): scale [1] f32 and offset [1] f32 required; q = clamp(rint(x*scale[0] + offset[0]),
-///     -128, 127) computed in fp32 (decisions.md §2; the golden does the multiply-add in fp16, so results can
-///     differ where fp16 rounding moves a value across a .5 boundary). rint is round-half-even; NaN maps to -128.
-///     expanded_scale is all zeros.
+///     -128, 127) computed in fp32 (docs/operators.md, Numerics: fp32 math; the golden does the multiply-add in fp16,
+///     so results can differ where fp16 rounding moves a value across a .5 boundary). rint is round-half-even; NaN maps
+///     to -128. expanded_scale is all zeros.
 ///   quant_mode 1 (dynamic int8): v = fp32(x row), times a smooth scale row if scale is given ([end - start, H]:
-///     row (expert - start); or [1, H]: row 0), then decisions.md §3: s = max|v| / 127, q = round_half_even(v / s)
+///     row (expert - start); or [1, H]: row 0), then (operators.md, Numerics): s = max|v| / 127, q = round_half_even(v / s)
 ///     clamped to [-127, 127], an all-zero row gives s = 0 and q = 0; expanded_scale = s. (The hardware kernel
 ///     truncates v/s to fp16 and rounds half away from zero, which can differ by 1; that path is not emulated.)
 ///   x int8 is accepted only with quant_mode -1. Other quant modes (MX/FP8/HIF8/INT4) are rejected.

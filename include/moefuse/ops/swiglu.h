@@ -24,7 +24,7 @@ Tensor swiglu(const Tensor& x, int64_t dim = -1);
 void swiglu_out(const Tensor& x, int64_t dim, const Tensor& out);
 
 // ---------------------------------------------------------------------------------------------------------------
-// clipped_swiglu — torch_npu.npu_clipped_swiglu (aclnnClippedSwiglu, ops.md §7.5)
+// clipped_swiglu — torch_npu.npu_clipped_swiglu (aclnnClippedSwiglu, the torch_npu semantics)
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Keyword arguments of clipped_swiglu(), with torch_npu's defaults.
@@ -59,8 +59,8 @@ struct ClippedSwigluOptions {
 ///
 /// x: f32, bf16 or f16, 1 to 8 dims, any strides; size(dim) even.
 /// Returns a contiguous tensor of x's dtype and shape with size(dim) halved. Rows past min(Σ group_index, rows) are
-/// zero (the hardware leaves them unwritten; decisions.md §4). A Σ group_index larger than rows is clamped to rows,
-/// as the kernel and both goldens do.
+/// zero (the hardware leaves them unwritten; docs/operators.md, Numerics: no garbage). A Σ group_index larger than
+/// rows is clamped to rows, as the kernel and both goldens do.
 /// Errors: ValueError (rank 0, dim out of range, odd size(dim), limit not a finite fp32 value > 0, alpha or bias
 /// not a finite fp32 value, group_index not 1-D or with a negative count); TypeError (x not a float dtype, group_index
 /// not i64/i32).
@@ -70,7 +70,7 @@ Tensor clipped_swiglu(const Tensor& x, const ClippedSwigluOptions& options = {})
 void clipped_swiglu_out(const Tensor& x, const ClippedSwigluOptions& options, const Tensor& out);
 
 // ---------------------------------------------------------------------------------------------------------------
-// dequant_swiglu_quant — torch_npu.npu_dequant_swiglu_quant (aclnnDequantSwigluQuant / V2, ops.md §6)
+// dequant_swiglu_quant — torch_npu.npu_dequant_swiglu_quant (aclnnDequantSwigluQuant / V2, the torch_npu semantics)
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Keyword arguments of dequant_swiglu_quant(), with torch_npu's defaults. "E" below is the number of scale rows:
@@ -136,18 +136,18 @@ struct DequantSwigluQuantResult {
 ///   mode 0: o = A / (exp(-A) + 1) * B
 ///   mode 1, 2: a = min(A, L); o = a / (exp(a * -glu_alpha) + 1) * (max(min(B, L), -L) + glu_bias)
 ///   mode 3: o = min(A / (exp(-A) + 1), L) * max(min(B, L), -L)                       (L = clamp_limit)
-///   dynamic: o *= quant_scale[e] (if given); then the project's dynamic int8 quantisation (decisions.md §3):
-///            scale[r] = max|o| / 127, y = rint(o / scale[r]) clamped to [-127, 127]; a zero row gives 0 and 0.
-///            (ops.md §6.3 and the golden multiply by the reciprocal 127/max and the hardware kernel divides by
+///   dynamic: o *= quant_scale[e] (if given); then the project's dynamic int8 quantisation (docs/operators.md,
+///            Numerics): scale[r] = max|o| / 127, y = rint(o / scale[r]) clamped to [-127, 127]; a zero row gives
+///            0 and 0. (The torch_npu golden multiplies by the reciprocal 127/max and the hardware kernel divides by
 ///            max * (1/127); both can differ from this in the last bit of the scale and by 1 in y, not emulated.)
 ///   static:  per-column quant_scale: o = o / quant_scale[e] + quant_offset[e];
 ///            one value per group: o = o * (1 / quant_scale[e]) + quant_offset[e];
 ///            y = rint(o) clamped to [-128, 127] (NaN -> 0); scale[r] = 0. A zero quant_scale divides by zero
 ///            (the grouped kernel replaces a zero single-element scale by 1; not emulated).
 /// Clamps propagate NaN. Rows past the rows the groups cover get y = 0 and scale = 0 (the hardware leaves them
-/// unwritten; decisions.md §4). A bias and static quantisation are supported together with group_index (as in
-/// aclnnDequantSwigluQuantV2 and its grouped kernel; the older torch doc forbids both); the hardware's
-/// H <= 10496 / 64-alignment limits are not imposed.
+/// unwritten; docs/operators.md, Numerics: no garbage). A bias and static quantisation are supported together with
+/// group_index (as in aclnnDequantSwigluQuantV2 and its grouped kernel; the older torch doc forbids both); the
+/// hardware's H <= 10496 / 64-alignment limits are not imposed.
 ///
 /// x: i32, f32, bf16 or f16 [T, 2H], any strides (T >= 0).
 /// Errors: ValueError (x not 2-D or odd last extent; quant_mode not 0/1; swiglu_mode not 0..3; dst_type,
@@ -165,7 +165,7 @@ void dequant_swiglu_quant_out(const Tensor& x, const DequantSwigluQuantOptions& 
                               const DequantSwigluQuantResult& out);
 
 // ---------------------------------------------------------------------------------------------------------------
-// swiglu_clip_quant — npu_swiglu_clip_quant (cann-recipes-infer custom op, ops.md §7)
+// swiglu_clip_quant — npu_swiglu_clip_quant (cann-recipes-infer custom op, the torch_npu semantics)
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Keyword arguments of swiglu_clip_quant(), with the custom op's defaults.
@@ -190,7 +190,7 @@ struct SwigluClipQuantResult {
 /// For each row r of group g (rows taken consecutively from the counts), in fp32, with a the activated half and
 /// b the other:
 ///   s = a / (exp(-a) + 1) * b;   m = max|s|;   t = group_alpha[g] * m;   s = max(min(s, t), -t);
-///   scale[r], y[r] = the project's dynamic int8 quantisation of the clamped s (decisions.md §3):
+///   scale[r], y[r] = the project's dynamic int8 quantisation of the clamped s (operators.md):
 ///                    scale = max|s| / 127, y = rint(s / scale) clamped to [-127, 127]; a zero row gives 0 and 0.
 /// Difference from the kernel, which sets scale = t / 127 (as (-alpha*m) * (-1/127)) and y = rint(s / scale):
 ///   * alpha < 1: the clamp makes max|s| = t exactly, so the scale is t / 127 computed by division instead of a
@@ -200,7 +200,7 @@ struct SwigluClipQuantResult {
 ///     kernel's y spans only ±127/alpha, moefuse's the full ±127; the dequantised y * scale of the two differ by at
 ///     most one kernel step alpha * m / 127 (the golden has the kernel's scale);
 ///   * alpha = 0 or an all-zero row: scale 0, y 0 (the kernel computes 0/0).
-/// Rows past Σ group_index get y = 0 and scale = 0 (decisions.md §4).
+/// Rows past Σ group_index get y = 0 and scale = 0 (docs/operators.md, Numerics: no garbage).
 ///
 /// x: bf16 [T, 2H] (f32 and f16 accepted as an extension, widened exactly), any strides.
 /// group_index: i64 (i32 accepted) [G] counts >= 0 covering at most T rows.

@@ -27,7 +27,7 @@
 //     acc = +0.0f;  for k = 0 .. K-1 in order:  acc = fma(A[m, k], float(B[k, n]), acc);   C[m, n] = acc
 // with exactly one fused multiply-add (single rounding) per k and B widened exactly. Every variant gives bitwise
 // the same C for every M, every n range and every row blocking, so results never depend on batch size, on the
-// tasks a layer cuts the work into, or on the ISA (decisions.md §6). The one exception: when a NaN is produced,
+// tasks a layer cuts the work into, or on the ISA (docs/operators.md). The one exception: when a NaN is produced,
 // which NaN payload (and sign) comes out is not specified — that C[m, n] is NaN in every variant, but the bits of
 // the NaN may differ between variants (x86 FMAs propagate "the first NaN operand" by instruction encoding, which the
 // compiler chooses). Infinities and signed zeros are exact. The FPU must be in its default mode (round to
