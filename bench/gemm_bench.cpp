@@ -49,8 +49,8 @@ void BM_probe(benchmark::State& st, PeakLoop p) {
       benchmark::Counter(double(iters) * p.ops_per_iter / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// One core's read bandwidth: sums 256 MB (probe::stream_sum: 32-byte loads on any AVX2 machine), from memory laid out
-// as packed weights are (2 MB aligned, transparent huge pages requested).
+// One core's read bandwidth: sums 256 MB (probe::stream_sum: the widest loads the ISA in use has, 4 streams), from
+// memory laid out as packed weights are (2 MB aligned, transparent huge pages requested).
 void BM_stream_read(benchmark::State& st) {
   const probe::ReadBuffer buf(size_t(256) << 20, 1);
   for (auto _ : st) benchmark::DoNotOptimize(probe::stream_sum(buf.data(), buf.size()));

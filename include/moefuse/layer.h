@@ -72,9 +72,11 @@ struct LayerTimings {
   double router = 0, gating = 0, routing = 0, experts = 0, shared = 0, combine = 0, total = 0;
   int64_t tokens = 0;
   int64_t chunks = 0;
-  /// Bytes of weights the forward read, counting what each chunk needs once: the router (and deepseek_v3's bias),
-  /// every expert with at least one of the chunk's tokens (w13, w2 and their scales, smooth scales and clip factor),
-  /// the shared expert. The numerator of the bandwidth `moefuse bench` reports.
+  /// Bytes of weights the forward read: per chunk, the router (and deepseek_v3's bias), every expert with at least
+  /// one of the chunk's tokens (w13, w2 and their scales, smooth scales and clip factor) and the shared expert —
+  /// counted once per part of the chunk: a prefill chunk split between threads has each thread run the chain on its
+  /// share of the tokens, reading the router, the shared expert and every expert its share routes to again. The
+  /// numerator of the bandwidth `moefuse bench` reports.
   int64_t weight_bytes = 0;
   /// Distinct experts the chunks ran, summed over chunks.
   int64_t active_experts = 0;
@@ -150,6 +152,11 @@ class MoeLayer {
   /// for and declined, e.g. "chain: I=80 is not a multiple of 32" or "chain: quant_mode w8a8c8 is not fused (float
   /// models and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
   std::string path() const;
+  /// The GEMM kernel the last non-empty forward's expert projections dispatched to: the kernel registry's variant
+  /// name, e.g. "gemm_bf16w_f32_6x16__avx2" (float chains) or "gemm_s8_s32_6x64__avx512vnni" (quantised ones),
+  /// chosen from active_isa() and use_avx512_vnni() (moefuse/cpu.h) — when the layer was made for the fused path,
+  /// at each call for the chain's grouped matmuls. "" before any forward.
+  std::string kernel() const;
 
  private:
   struct Impl;

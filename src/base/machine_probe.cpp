@@ -13,24 +13,32 @@
 #include <thread>
 #include <vector>
 
+#include "base/cpu_placement.h"
+#include "base/machine_probe_stream.h"
 #include "moefuse/cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define MOEFUSE_PROBE_X86 1
+#endif
 
 namespace moefuse::probe {
 namespace {
 
-// Runs fn(i) on `threads` threads (i = 0..threads-1), all released together once every one has started.
+// Runs fn(i) on `threads` new threads (i = 0..threads-1), thread i pinned to cpus[i] when `cpus` is given, all
+// released together once every one has started. The caller only waits (its own placement is left alone).
 template <class Fn>
-void run_together(int threads, Fn&& fn) {
+void run_together(int threads, const std::vector<int>& cpus, Fn&& fn) {
   std::atomic<int> ready{0};
   auto body = [&](int i) {
+    if (size_t(i) < cpus.size()) pin_current_thread(cpus[size_t(i)]);
     ready.fetch_add(1);
     while (ready.load() < threads) std::this_thread::yield();
     fn(i);
   };
   std::vector<std::thread> pool;
-  pool.reserve(size_t(threads - 1));
-  for (int i = 1; i < threads; ++i) pool.emplace_back(body, i);
-  body(0);
+  pool.reserve(size_t(threads));
+  for (int i = 0; i < threads; ++i) pool.emplace_back(body, i);
   for (std::thread& t : pool) t.join();
 }
 
@@ -56,16 +64,34 @@ int64_t parse_cache_size(const std::string& text) {
   return v;
 }
 
+struct Scalar {
+  using type = uint64_t;
+  static constexpr int kBytes = 8;
+  static type zero() { return 0; }
+  static type load(const uint8_t* p) {
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8);
+    return v;
+  }
+  static type add(type a, type b) { return a + b; }
+  static uint64_t reduce(type v) { return v; }
+};
+
+uint64_t stream_sum_scalar(const uint8_t* p, size_t bytes, int streams) {
+  return detail::stream_sum_streams<Scalar>(p, bytes, streams);
+}
 }  // namespace
 
-const PeakLoop* fp32_peak_loop() {
+const ReadLoop kReadScalar{"scalar", 8, stream_sum_scalar};
+
+const ReadLoop& widest_read_loop() {
   const Isa isa = active_isa();
-  if (isa == Isa::avx512) return &kFmaZmm;
-  if (isa == Isa::avx2) return &kFmaYmm;
-  return nullptr;
+  if (isa == Isa::avx512) return kReadZmm;
+  if (isa == Isa::avx2) return kReadYmm;
+  return kReadScalar;
 }
 
-const PeakLoop* int8_peak_loop() { return use_avx512_vnni() ? &kDpbusdZmm : nullptr; }
+uint64_t stream_sum(const uint8_t* p, size_t bytes) { return widest_read_loop().sum(p, bytes, 4); }
 
 double thread_seconds() {
   timespec ts;
@@ -75,7 +101,7 @@ double thread_seconds() {
 
 double measure_peak(const PeakLoop& loop, int threads, int64_t iters, int reps) {
   std::vector<double> best(size_t(threads), 0.0);
-  run_together(threads, [&](int i) {
+  run_together(threads, {}, [&](int i) {
     for (int rep = 0; rep < reps; ++rep) {
       const double t0 = thread_seconds();
       loop.run(iters);
@@ -97,35 +123,24 @@ ReadBuffer::ReadBuffer(size_t bytes, int threads) : size_((bytes + 127) / 128 * 
   data_.reset(static_cast<uint8_t*>(mem));
   madvise(mem, size_, MADV_HUGEPAGE);  // a request: without transparent huge pages it is ignored
   uint8_t* p = data_.get();
-  run_together(threads, [&](int i) {
+  run_together(threads, {}, [&](int i) {
     const auto [begin, end] = slice(size_, i, threads);
     std::fill(p + begin, p + end, uint8_t(1));
   });
 }
 
-uint64_t stream_sum(const uint8_t* p, size_t bytes) {
-  if (active_isa() >= Isa::avx2) return detail::stream_sum_avx2(p, bytes);
-  uint64_t s[4] = {0, 0, 0, 0};
-  for (size_t i = 0; i < bytes; i += 32)
-    for (size_t j = 0; j < 4; ++j) {
-      uint64_t v;
-      __builtin_memcpy(&v, p + i + 8 * j, 8);
-      s[j] += v;
-    }
-  return s[0] + s[1] + s[2] + s[3];
-}
-
-double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes) {
+double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes, const ReadLoop& loop, int streams,
+                              const std::vector<int>& cpus) {
   using Clock = std::chrono::steady_clock;
   double best = 0;
   const size_t n = size_t(threads);
   std::vector<Clock::time_point> start(n), end(n);
   std::vector<uint64_t> sums(n);
   for (int pass = 0; pass < passes; ++pass) {
-    run_together(threads, [&](int i) {
+    run_together(threads, cpus, [&](int i) {
       const auto [begin, stop] = slice(buf.size(), i, threads);
       start[size_t(i)] = Clock::now();
-      sums[size_t(i)] = stream_sum(buf.data() + begin, stop - begin);
+      sums[size_t(i)] = loop.sum(buf.data() + begin, stop - begin, streams);
       end[size_t(i)] = Clock::now();
     });
     const double s =
@@ -138,6 +153,26 @@ double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes) {
     if (s > 0 && total == buf.size() / 8 * 0x0101010101010101ull) best = std::max(best, double(buf.size()) / s);
   }
   return best;
+}
+
+double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes) {
+  return measure_read_bandwidth(buf, threads, passes, widest_read_loop(), 4);
+}
+
+ReadBandwidth measure_read(const ReadBuffer& buf, int threads, int passes) {
+  ReadBandwidth r;
+  const ReadLoop& loop = widest_read_loop();
+  std::vector<Placement> where{{"os", {}}};
+  for (const Placement& p : placements(allowed_cpus(), threads)) where.push_back(p);
+  for (const Placement& p : where)
+    for (int streams : {1, 2, 4, 8}) {
+      ReadProbe probe{p.name, p.cpus, loop.name, streams,
+                      measure_read_bandwidth(buf, threads, passes, loop, streams, p.cpus)};
+      r.best = std::max(r.best, probe.bytes_per_s);
+      r.probes.push_back(probe);
+    }
+  r.plain = measure_read_bandwidth(buf, threads, passes, kReadScalar, 1);
+  return r;
 }
 
 int64_t llc_bytes() {
@@ -174,26 +209,61 @@ std::string cpu_model() {
   return cpu_features().brand.empty() ? "unknown" : cpu_features().brand;
 }
 
-MachineLimits measure_machine(int threads, size_t read_buffer_bytes) {
-  MachineLimits m;
-  m.threads = std::max(1, threads);
-  m.llc_bytes = llc_bytes();
-  m.cpu = cpu_model();
-  {
-    const ReadBuffer buf(read_buffer_bytes, m.threads);
-    m.read_buffer_bytes = int64_t(buf.size());
-    m.read_bytes_per_s = measure_read_bandwidth(buf, m.threads, 4);
+CpuSignature cpu_signature() {
+  CpuSignature s;
+#ifdef MOEFUSE_PROBE_X86
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return s;
+  const int base_family = int((a >> 8) & 0xf), base_model = int((a >> 4) & 0xf);
+  s.stepping = int(a & 0xf);
+  s.family = base_family == 0xf ? base_family + int((a >> 20) & 0xff) : base_family;
+  s.model = base_family == 0x6 || base_family == 0xf ? base_model + (int((a >> 16) & 0xf) << 4) : base_model;
+#endif
+  return s;
+}
+
+std::vector<std::string> isa_set() {
+  const CpuFeatures& f = cpu_features();
+  const bool avx = f.os_avx, z = f.os_avx512, amx = f.os_amx;
+  const std::pair<const char*, bool> all[] = {
+      {"avx2", avx && f.avx2},          {"fma", avx && f.fma},
+      {"f16c", avx && f.f16c},          {"avx512f", z && f.avx512f},
+      {"avx512bw", z && f.avx512bw},    {"avx512vl", z && f.avx512vl},
+      {"avx512dq", z && f.avx512dq},    {"avx512_vnni", z && f.avx512_vnni},
+      {"avx512_bf16", z && f.avx512_bf16}, {"avx_vnni", avx && f.avx_vnni},
+      {"amx_tile", amx && f.amx_tile},  {"amx_int8", amx && f.amx_int8},
+      {"amx_bf16", amx && f.amx_bf16}};
+  std::vector<std::string> out;
+  for (const auto& [name, on] : all)
+    if (on) out.push_back(name);
+  return out;
+}
+
+int64_t total_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kib = 0;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemTotal:") return kib * 1024;
+  return 0;
+}
+
+double ProbeRound::peak(const PeakFamily* family) const {
+  for (const FamilyPeak& p : peaks)
+    if (family && p.family == family) return p.ops_per_s;
+  return 0;
+}
+
+ProbeRound probe_round(const ReadBuffer& buf, int threads) {
+  ProbeRound r;
+  r.read = measure_read(buf, threads, 4);
+  for (const PeakFamily& f : peak_families()) {
+    FamilyPeak p{&f, 0};
+    // About 50 ms of instructions per repetition at a few GHz.
+    if (f.loop && f.present()) p.ops_per_s = measure_peak(*f.loop, threads, 8'000'000, 3);
+    r.peaks.push_back(p);
   }
-  // About 50 ms of instructions per repetition at a few GHz.
-  if (const PeakLoop* f = fp32_peak_loop()) {
-    m.fp32_loop = f->name;
-    m.fp32_flops = measure_peak(*f, m.threads, 8'000'000, 3);
-  }
-  if (const PeakLoop* q = int8_peak_loop()) {
-    m.int8_loop = q->name;
-    m.int8_ops = measure_peak(*q, m.threads, 8'000'000, 3);
-  }
-  return m;
+  return r;
 }
 
 }  // namespace moefuse::probe

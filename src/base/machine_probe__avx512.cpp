@@ -1,8 +1,11 @@
 // The zmm peak loops (machine_probe.h): fp32 vfmadd231ps (AVX-512 F) and int8 vpdpbusd (AVX-512 VNNI; a lane does 4
-// multiply-adds). Both are asm, so this file's flags only document what they need; int8_peak_loop() offers vpdpbusd
-// only where the CPU has it.
+// multiply-adds), both asm, so this file's flags only document what they need (peak_families() offers each only
+// where the CPU has it); and the 64-byte read loop (AVX-512 F), the same template as the ymm one.
+#include <immintrin.h>
+
 #include "base/machine_probe.h"
 #include "base/machine_probe_asm.h"
+#include "base/machine_probe_stream.h"
 
 namespace moefuse::probe {
 namespace {
@@ -10,9 +13,32 @@ namespace {
 void fma_zmm_loop(int64_t iters) { MOEFUSE_PROBE_LOOP(iters, "vfmadd231ps ", "zmm"); }
 void vpdpbusd_zmm_loop(int64_t iters) { MOEFUSE_PROBE_LOOP(iters, "vpdpbusd ", "zmm"); }
 
+struct Zmm {
+  using type = __m512i;
+  static constexpr int kBytes = 64;
+  static type zero() { return _mm512_setzero_si512(); }
+  static type load(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  static type add(type a, type b) { return _mm512_add_epi64(a, b); }
+  static uint64_t reduce(type v) {
+    alignas(64) uint64_t lanes[8];
+    _mm512_store_si512(lanes, v);
+    uint64_t sum = 0;
+    for (uint64_t lane : lanes) sum += lane;
+    return sum;
+  }
+};
+
 }  // namespace
 
 const PeakLoop kFmaZmm{"vfmadd231ps_zmm", fma_zmm_loop, 12 * 16 * 2};
 const PeakLoop kDpbusdZmm{"vpdpbusd_zmm", vpdpbusd_zmm_loop, 12 * 64 * 2};
+
+namespace detail {
+uint64_t stream_sum_avx512(const uint8_t* p, size_t bytes, int streams) {
+  return stream_sum_streams<Zmm>(p, bytes, streams);
+}
+}  // namespace detail
+
+const ReadLoop kReadZmm{"zmm", 64, detail::stream_sum_avx512};
 
 }  // namespace moefuse::probe

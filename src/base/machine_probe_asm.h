@@ -19,7 +19,21 @@
 #define MOEFUSE_PROBE_CLOBBER14                                                                                       \
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", \
       "cc"
+// Pairs (12 per iteration) of a product into a temporary (registers 6..11) and its accumulation into one of 6
+// chains (registers 0..5): for instructions that do not accumulate themselves (vpmaddwd + vpaddd).
+#define MOEFUSE_PROBE_PAIR(mul, add, reg, tmp, acc) \
+  mul "%%" reg "12, %%" reg "13, %%" reg tmp "\n\t" add "%%" reg tmp ", %%" reg acc ", %%" reg acc "\n\t"
+#define MOEFUSE_PROBE_PAIR12(mul, add, reg)                                                                 \
+  MOEFUSE_PROBE_PAIR(mul, add, reg, "6", "0") MOEFUSE_PROBE_PAIR(mul, add, reg, "7", "1")                    \
+  MOEFUSE_PROBE_PAIR(mul, add, reg, "8", "2") MOEFUSE_PROBE_PAIR(mul, add, reg, "9", "3")                    \
+  MOEFUSE_PROBE_PAIR(mul, add, reg, "10", "4") MOEFUSE_PROBE_PAIR(mul, add, reg, "11", "5")                  \
+  MOEFUSE_PROBE_PAIR(mul, add, reg, "6", "0") MOEFUSE_PROBE_PAIR(mul, add, reg, "7", "1")                    \
+  MOEFUSE_PROBE_PAIR(mul, add, reg, "8", "2") MOEFUSE_PROBE_PAIR(mul, add, reg, "9", "3")                    \
+  MOEFUSE_PROBE_PAIR(mul, add, reg, "10", "4") MOEFUSE_PROBE_PAIR(mul, add, reg, "11", "5")
 // The whole loop: `iters` iterations of 12 instructions, then vzeroupper (no AVX-SSE transition penalty after).
 #define MOEFUSE_PROBE_LOOP(iters, op, reg)                                                                   \
   __asm__ volatile(MOEFUSE_PROBE_ZERO14 "1:\n\t" MOEFUSE_PROBE_REPEAT12(op, reg) "dec %0\n\tjnz 1b\n\tvzeroupper" \
+                   : "+r"(iters)::MOEFUSE_PROBE_CLOBBER14)
+#define MOEFUSE_PROBE_PAIR_LOOP(iters, mul, add, reg)                                                          \
+  __asm__ volatile(MOEFUSE_PROBE_ZERO14 "1:\n\t" MOEFUSE_PROBE_PAIR12(mul, add, reg) "dec %0\n\tjnz 1b\n\tvzeroupper" \
                    : "+r"(iters)::MOEFUSE_PROBE_CLOBBER14)

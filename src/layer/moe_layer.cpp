@@ -11,6 +11,7 @@
 #include "base/check.h"
 #include "base/default_pool.h"
 #include "base/thread_pool.h"
+#include "kernels/gemm/gemm.h"
 #include "layer/chain.h"
 #include "layer/finite.h"
 #include "layer/fused_decode.h"
@@ -148,14 +149,16 @@ struct MoeLayer::Impl {
   std::vector<LayerTimings> part_timings;
   std::vector<LayerRouting> part_routing;
   std::vector<uint8_t> expert_seen;  // [E]: experts with a token in the current chunk
+  std::vector<uint8_t> part_seen;    // [E]: experts with a token in the current part of it
   int64_t chunk_fixed_bytes = 0;     // weights every chunk reads (fixed_bytes)
   int64_t per_expert_bytes = 0;
   LayerTimings timings;
   std::string path = "chain";
+  const char* kernel = "";  // a registry name (static storage)
 
   Impl(const MoeConfig& c, LayerWeights w, int threads)
       : config(c), weights(std::move(w)), threads(threads), buffers(size_t(threads)), part_timings(size_t(threads)),
-        part_routing(size_t(threads)), expert_seen(size_t(c.num_experts)) {
+        part_routing(size_t(threads)), expert_seen(size_t(c.num_experts)), part_seen(size_t(c.num_experts)) {
     per_expert_bytes = expert_bytes(c, weights);
     chunk_fixed_bytes = fixed_bytes(c);
     // Start the workers now, so that a forward starts none (and allocates nothing).
@@ -219,6 +222,7 @@ LayerWeights MoeLayer::weights() const {
 int MoeLayer::threads() const { return impl_->threads; }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return impl_->path; }
+std::string MoeLayer::kernel() const { return impl_->kernel; }
 
 Tensor MoeLayer::forward(const Tensor& x, bool is_prefill, LayerRouting* routing) {
   check::rank(kOp, "x", x, 2);
@@ -281,9 +285,11 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     };
     if (s.parts == 1) run_part(0);
     else pool.parallel_for(s.parts, run_part);
-    // The weights this chunk read: the fixed ones and each expert routed to, once.
+    // The weights this chunk read: the distinct experts routed to (active_experts), and the bytes each part read —
+    // a part runs the whole chain on its tokens, so it reads the fixed weights and each expert it routes to again.
     std::fill(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(0));
     for (int64_t p = 0; p < s.parts; ++p) {
+      std::fill(m.part_seen.begin(), m.part_seen.end(), uint8_t(0));
       const Tensor& idx = m.part_routing[size_t(p)].topk_idx;
       if (routing) {  // the parts' rows, in token order
         const int64_t begin = c0 + p * s.share;
@@ -292,11 +298,11 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
       }
       const int32_t* e = idx.data_as<const int32_t>();
       for (int64_t i = 0; i < idx.numel(); ++i)
-        if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = 1;
+        if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = m.part_seen[size_t(e[i])] = 1;
+      const int64_t part_active = std::count(m.part_seen.begin(), m.part_seen.end(), uint8_t(1));
+      weight_bytes += m.chunk_fixed_bytes + part_active * m.per_expert_bytes;
     }
-    const int64_t n_active = std::count(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(1));
-    active += n_active;
-    weight_bytes += m.chunk_fixed_bytes + n_active * m.per_expert_bytes;
+    active += std::count(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(1));
     ++chunks;
   }
   if (!graph) {
@@ -329,6 +335,12 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   t.weight_bytes = weight_bytes;
   if (T > 0 && fused_asked && !fused) m.path = m.declined_path;  // (no temporary string: a forward allocates nothing)
   else if (T > 0) m.path = fused ? "superkernel" : "chain";
+  if (T > 0) {
+    // What the expert GEMMs dispatched to: the fused path runs the kernels chosen when the layer was packed, the
+    // chain's grouped matmuls choose theirs at each call.
+    const gemm::GemmKernels k = fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels();
+    m.kernel = c.quant_mode == QuantMode::none ? k.float_kernel(c.dtype).name : k.s8.name;
+  }
   t.active_experts = active;
   if (routing) *routing = std::move(all_routing);
   t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -1,13 +1,17 @@
-// The machine probes (base/machine_probe.h): stream_sum adds what it reads, in every variant; the peak and bandwidth
-// probes give positive rates for any thread count (never a particular speed); the loops exist where the CPU has them;
-// the LLC size and CPU name are found.
+// The machine probes (base/machine_probe.h): every read loop adds what it reads at every stream count; the peak and
+// bandwidth probes give positive rates for any thread count (never a particular speed); every instruction family is a
+// row, measured exactly when the CPU has it and the build has its loop; every registry kernel maps to its family;
+// the machine's identity (signature, ISA set, LLC, memory) is found.
 #include "base/machine_probe.h"
 
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <fstream>
+#include <set>
+#include <string>
 #include <vector>
 
+#include "kernels/gemm/gemm.h"
 #include "moefuse/cpu.h"
 
 namespace moefuse {
@@ -19,18 +23,38 @@ struct IsaCap {
   ~IsaCap() { set_max_isa(Isa::avx512); }
 };
 
-TEST(MachineProbe, StreamSumAddsEveryWordInEveryVariant) {
-  // 64-bit words 1, 2, 3, ...: the sum of 1..n, whatever the variant's order.
-  for (size_t words : {16u, 32u, 1024u + 16u}) {
+std::vector<const probe::ReadLoop*> runnable_read_loops() {
+  std::vector<const probe::ReadLoop*> loops{&probe::kReadScalar};
+  if (detected_isa() >= Isa::avx2) loops.push_back(&probe::kReadYmm);
+  if (detected_isa() >= Isa::avx512) loops.push_back(&probe::kReadZmm);
+  return loops;
+}
+
+TEST(MachineProbe, ReadLoopsAddEveryWordAtEveryStreamCount) {
+  // 64-bit words 1, 2, 3, ...: the sum of 1..n, whatever the loop's order; 7 and 9 blocks leave blocks over.
+  for (size_t words : {16u, 32u, 7u * 16u, 9u * 16u, 1024u + 16u}) {
     std::vector<uint64_t> v(words);
     for (size_t i = 0; i < words; ++i) v[i] = i + 1;
     const uint64_t expected = uint64_t(words) * (words + 1) / 2;
     const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
-      if (isa > detected_isa()) continue;
-      IsaCap cap(isa);
-      EXPECT_EQ(probe::stream_sum(p, words * 8), expected) << isa_name(isa) << ", " << words << " words";
-    }
+    for (const probe::ReadLoop* loop : runnable_read_loops())
+      for (int streams : {1, 2, 3, 4, 8, 16})
+        EXPECT_EQ(loop->sum(p, words * 8, streams), expected) << loop->name << ", " << words << " words, " << streams;
+  }
+  EXPECT_EQ(probe::kReadZmm.load_bytes, 64);
+  EXPECT_EQ(probe::kReadYmm.load_bytes, 32);
+  EXPECT_EQ(probe::kReadScalar.load_bytes, 8);
+}
+
+TEST(MachineProbe, StreamSumUsesTheWidestLoopTheIsaAllows) {
+  std::vector<uint64_t> v(64, 3);
+  const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (isa > detected_isa()) continue;
+    IsaCap cap(isa);
+    const probe::ReadLoop& loop = probe::widest_read_loop();
+    EXPECT_EQ(&loop, isa == Isa::avx512 ? &probe::kReadZmm : isa == Isa::avx2 ? &probe::kReadYmm : &probe::kReadScalar);
+    EXPECT_EQ(probe::stream_sum(p, 64 * 8), 64u * 3u);
   }
 }
 
@@ -54,12 +78,70 @@ TEST(MachineProbe, RatesArePositiveForAnyThreadCount) {
   }
 }
 
+TEST(MachineProbe, ReadProbesCoverEveryStreamCountAndPlacement) {
+  const probe::ReadBuffer buf(size_t(2) << 20, 1);
+  const probe::ReadBandwidth r = probe::measure_read(buf, 1, 1);
+  // Unpinned plus one pinned placement (one thread: compact and spread are the same CPU), 4 stream counts each.
+  ASSERT_EQ(r.probes.size(), 8u);
+  double best = 0;
+  for (size_t i = 0; i < r.probes.size(); ++i) {
+    const probe::ReadProbe& p = r.probes[i];
+    EXPECT_EQ(p.placement, i < 4 ? "os" : "compact");
+    EXPECT_EQ(p.cpus.size(), i < 4 ? 0u : 1u);
+    EXPECT_EQ(p.streams, 1 << (i % 4));
+    EXPECT_STREQ(p.loop, probe::widest_read_loop().name);
+    EXPECT_GT(p.bytes_per_s, 0);
+    best = std::max(best, p.bytes_per_s);
+  }
+  EXPECT_EQ(r.best, best);
+  EXPECT_GT(r.plain, 0);
+}
+
+TEST(MachineProbe, EveryFamilyIsARowMeasuredExactlyWhenPresentWithALoop) {
+  std::vector<std::string> ids;
+  for (const probe::PeakFamily& f : probe::peak_families()) ids.push_back(f.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"fma_ymm", "fma_zmm", "maddwd_ymm", "maddwd_zmm", "dpbusd_zmm", "dpbusd_ymm",
+                                           "dpbf16_zmm", "amx_bf16", "amx_int8"}));
+  const CpuFeatures& c = cpu_features();
+  EXPECT_EQ(probe::peak_families()[0].present(), c.os_avx && c.avx2 && c.fma);
+  EXPECT_EQ(probe::peak_families()[1].present(), c.os_avx512 && c.avx512f);
+  EXPECT_EQ(probe::peak_families()[7].present(), c.os_amx && c.amx_tile && c.amx_bf16);
+  const probe::ReadBuffer buf(size_t(1) << 20, 1);
+  const probe::ProbeRound round = probe::probe_round(buf, 1);
+  ASSERT_EQ(round.peaks.size(), probe::peak_families().size());
+  for (size_t i = 0; i < round.peaks.size(); ++i) {
+    const probe::PeakFamily& f = probe::peak_families()[i];
+    EXPECT_EQ(round.peaks[i].family, &f);
+    EXPECT_EQ(round.peaks[i].ops_per_s > 0, f.present() && f.loop != nullptr) << f.id;
+    EXPECT_EQ(round.peak(&f), round.peaks[i].ops_per_s);
+  }
+  EXPECT_EQ(round.peak(nullptr), 0);
+  EXPECT_GT(round.read.best, 0);
+}
+
+TEST(MachineProbe, EveryRegistryKernelMapsToItsFamily) {
+  // Names only: nothing is called, so every level's names can be checked on any machine.
+  auto id = [](const char* kernel) {
+    const probe::PeakFamily* f = probe::family_of_kernel(kernel);
+    return f ? std::string(f->id) : std::string("-");
+  };
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+    for (bool vnni : {false, true}) {
+      const gemm::GemmKernels k = gemm::select_gemm_kernels(isa, vnni);
+      const std::string fp = isa == Isa::scalar ? "-" : isa == Isa::avx2 ? "fma_ymm" : "fma_zmm";
+      for (const gemm::GemmFloatKernel* f : {&k.f32w, &k.bf16w, &k.f16w}) EXPECT_EQ(id(f->name), fp) << f->name;
+      const std::string s8 = isa == Isa::scalar  ? "-"
+                             : isa == Isa::avx2  ? "maddwd_ymm"
+                             : vnni              ? "dpbusd_zmm"
+                                                 : "maddwd_zmm";
+      EXPECT_EQ(id(k.s8.name), s8) << k.s8.name;
+    }
+  EXPECT_EQ(probe::family_of_kernel("something_else"), nullptr);
+}
+
 TEST(MachineProbe, LoopsFollowTheIsaInUse) {
   EXPECT_EQ(probe::fp32_peak_loop() != nullptr, active_isa() >= Isa::avx2);
   EXPECT_EQ(probe::int8_peak_loop() != nullptr, use_avx512_vnni());
-  if (active_isa() == Isa::avx512) {
-    EXPECT_STREQ(probe::fp32_peak_loop()->name, "vfmadd231ps_zmm");
-  }
   {
     IsaCap cap(Isa::scalar);
     EXPECT_EQ(probe::fp32_peak_loop(), nullptr);
@@ -73,18 +155,38 @@ TEST(MachineProbe, LoopsFollowTheIsaInUse) {
   EXPECT_EQ(probe::kFmaZmm.ops_per_iter, 12 * 16 * 2);
   EXPECT_EQ(probe::kFmaYmm.ops_per_iter, 12 * 8 * 2);
   EXPECT_EQ(probe::kDpbusdZmm.ops_per_iter, 12 * 64 * 2);
+  EXPECT_EQ(probe::kMaddwdYmm.ops_per_iter, 12 * 16 * 2);
 }
 
-TEST(MachineProbe, MeasureMachineFillsEveryField) {
-  const probe::MachineLimits m = probe::measure_machine(2, size_t(8) << 20);
-  EXPECT_EQ(m.threads, 2);
-  EXPECT_GT(m.read_bytes_per_s, 0);
-  EXPECT_EQ(m.read_buffer_bytes, int64_t(8) << 20);
-  EXPECT_EQ(m.fp32_flops > 0, probe::fp32_peak_loop() != nullptr);
-  EXPECT_EQ(m.int8_ops > 0, probe::int8_peak_loop() != nullptr);
-  EXPECT_GT(m.llc_bytes, 0);
-  EXPECT_EQ(m.llc_bytes, probe::llc_bytes());
-  EXPECT_FALSE(m.cpu.empty());
+// The value of a "key : value" line of /proc/cpuinfo (its first processor); "" when absent.
+std::string cpuinfo(const std::string& key) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string k = line.substr(0, colon);
+    k.erase(k.find_last_not_of(" \t") + 1);
+    if (k == key) return line.substr(line.find_first_not_of(" \t", colon + 1));
+  }
+  return "";
+}
+
+TEST(MachineProbe, TheMachinesIdentityIsFound) {
+  const probe::CpuSignature s = probe::cpu_signature();
+  if (!cpuinfo("cpu family").empty()) {
+    EXPECT_EQ(std::to_string(s.family), cpuinfo("cpu family"));
+    EXPECT_EQ(std::to_string(s.model), cpuinfo("model"));
+    EXPECT_EQ(std::to_string(s.stepping), cpuinfo("stepping"));
+  }
+  const std::vector<std::string> isa = probe::isa_set();
+  const std::set<std::string> set(isa.begin(), isa.end());
+  EXPECT_EQ(set.count("avx2") == 1, cpu_features().os_avx && cpu_features().avx2);
+  EXPECT_EQ(set.count("avx512f") == 1, cpu_features().os_avx512 && cpu_features().avx512f);
+  EXPECT_EQ(set.count("amx_int8") == 1, cpu_features().os_amx && cpu_features().amx_int8);
+  EXPECT_GT(probe::llc_bytes(), 0);
+  EXPECT_FALSE(probe::cpu_model().empty());
+  EXPECT_GT(probe::total_memory_bytes(), 0);
 }
 
 }  // namespace

@@ -7,10 +7,12 @@
 #include <fstream>
 #include <string>
 
+#include "kernels/gemm/gemm.h"
 #include "layer/chain.h"
 #include "layer/hf_reference.h"
 #include "layer/weights.h"
 #include "moefuse/config.h"
+#include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
@@ -240,6 +242,51 @@ TEST(Layer, CountsTheWeightBytesEachChunkReads) {
   if (w.smooth_scale2.defined()) per_expert += 32 * 4;
   if (w.clip_alpha.defined()) per_expert += 4;
   EXPECT_EQ(quant.last_timings().weight_bytes, router + 8 * per_expert);
+}
+
+// A prefill chunk split between threads: each thread runs the chain on its share of the tokens and reads the router
+// and every expert its share routes to itself, so the bytes count once per share (the distinct experts once).
+TEST(Layer, CountsTheWeightBytesEachThreadsShareOfAPrefillChunkReads) {
+  MoeConfig c = small("olmoe-1b-7b", DType::bf16);  // E 64, K 8: 128 tokens route to every expert
+  c.moe_chunk_max_len = 1024;
+  const int64_t router = 64 * 64 * 2, expert = 3 * 32 * 64 * 2;
+  const Tensor x = tokens(c, 256, 4);
+  LayerOptions two;
+  two.threads = 2;
+  MoeLayer split = MoeLayer::with_random_weights(c, 1, two);
+  split.forward(x, /*is_prefill=*/true);  // 256 tokens on 2 threads: two shares of 128
+  EXPECT_EQ(split.last_timings().active_experts, 64);
+  EXPECT_EQ(split.last_timings().weight_bytes, 2 * (router + 64 * expert));
+  LayerOptions one;
+  one.threads = 1;
+  MoeLayer whole = MoeLayer::with_random_weights(c, 1, one);
+  whole.forward(x, /*is_prefill=*/true);
+  EXPECT_EQ(whole.last_timings().weight_bytes, router + 64 * expert);
+}
+
+// The kernel the layer reports is the registry's variant for the weights' kind, at the ISA level in use.
+TEST(Layer, ReportsTheKernelItsExpertsRanOn) {
+  MoeConfig c = small("olmoe-1b-7b", DType::bf16);
+  MoeLayer f = MoeLayer::with_random_weights(c, 1);
+  EXPECT_EQ(f.kernel(), "");
+  f.forward(tokens(c, 2, 2));
+  EXPECT_EQ(f.kernel(), gemm::select_gemm_kernels().bf16w.name);
+  MoeConfig q = small("olmoe-1b-7b", DType::bf16, QuantMode::w8a8);
+  MoeLayer s8 = MoeLayer::with_random_weights(q, 1);
+  s8.forward(tokens(q, 2, 2));
+  EXPECT_EQ(s8.kernel(), gemm::select_gemm_kernels().s8.name);
+  // Under a lower cap the chain's grouped matmuls choose again at each call; the fused path keeps the kernels the
+  // layer was packed with.
+  const std::string packed = s8.kernel();
+  set_max_isa(Isa::scalar);
+  s8.forward(tokens(q, 2, 2), /*is_prefill=*/true);
+  const std::string chain = s8.kernel();
+  s8.forward(tokens(q, 2, 2));
+  const std::string fused = s8.kernel(), fused_path = s8.path();
+  set_max_isa(Isa::avx512);
+  EXPECT_EQ(chain, "gemm_s8_s32_1x32__scalar");
+  EXPECT_EQ(fused_path, "superkernel");
+  EXPECT_EQ(fused, packed);
 }
 
 TEST(Layer, ATokensResultDoesNotDependOnItsBatch) {

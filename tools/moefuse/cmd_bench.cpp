@@ -1,6 +1,7 @@
-// `moefuse bench`: measures this machine's limits (read bandwidth, fp32 FMA peak, int8 VNNI peak), then times the
-// layer for every (quant, path, tokens) asked, with cold weights and fresh tokens each iteration, and reports each
-// row against its roofline lower bound; --json and --plot write the results (docs/cli.md#moefuse-bench).
+// `moefuse bench`: plans its memory (bench_plan.h), measures this machine's limits (read bandwidth and the peak of
+// every instruction family it has) before and after the rows, and times the layer for every (model, quant, path,
+// tokens) asked, with cold weights and fresh tokens each iteration; each row is reported against its roofline lower
+// bound; --json and --plot write the results (docs/cli.md#moefuse-bench, bench_report.h).
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -11,9 +12,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
+#include "base/cpu_placement.h"
 #include "base/machine_probe.h"
+#include "bench_plan.h"
+#include "bench_report.h"
 #include "commands.h"
 #include "common.h"
 #include "io/files.h"
@@ -24,13 +30,9 @@
 namespace moefuse::cli {
 namespace {
 
-// Token counts from this one on run the prefill schedule (forward(x, is_prefill = true)); smaller ones decode.
-constexpr int64_t kPrefillFrom = 128;
-// Layer copies rotated at most (a tiny model would otherwise want thousands to fill 4x the LLC).
-constexpr int kMaxCopies = 32;
-
 struct BenchArgs {
   ConfigArgs config;
+  std::string presets;  // --presets: a list of preset names or "all"; empty: --config / --preset
   std::string tokens = "1,8,32,128,512,2048";
   std::string paths = "chain,superkernel";
   std::string quant;  // empty: the config's quant_mode
@@ -38,6 +40,9 @@ struct BenchArgs {
   int iters = 5;
   int warmup = 1;
   uint64_t seed = 0;
+  int64_t llc_bytes = 0;     // 0: measured (sysfs)
+  int64_t memory_bytes = 0;  // 0: MemAvailable
+  double read_gbps = 0;      // 0: measured
   std::string json, plot;
 };
 
@@ -71,6 +76,20 @@ CLI::Validator list_of(const std::string& what, std::function<bool(const std::st
       "LIST");
 }
 
+// A CLI11 check that the value is a finite number >= 0: "--read-gbps: expected a number >= 0, got -1".
+CLI::Validator positive_number_or_zero() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        double v = 0;
+        const char* end = s.data() + s.size();
+        const auto [ptr, ec] = std::from_chars(s.data(), end, v);
+        if (s.empty() || ec != std::errc() || ptr != end || !std::isfinite(v) || v < 0)
+          return "expected a number >= 0, got " + s;
+        return {};
+      },
+      "NUMBER>=0");
+}
+
 bool one_of(const std::string& s, std::initializer_list<const char*> names) {
   return std::any_of(names.begin(), names.end(), [&](const char* n) { return s == n; });
 }
@@ -95,30 +114,6 @@ std::string model_label(const ConfigArgs& a, const LoadedConfig& lc) {
   return a.preset.empty() ? "default" : a.preset;
 }
 
-struct Row {
-  std::string quant, asked_path, path;
-  int64_t tokens = 0;
-  bool prefill = false;
-  double ms_median = 0, ms_min = 0, ms_max = 0;
-  int64_t weight_bytes = 0, flops = 0;
-  double gbps = 0, gflops = 0, lower_bound_ms = 0, ratio = 0;
-  double vs_chain = 0;  // superkernel rows timed beside a chain row: median over iterations of time / chain's time
-  int copies = 1;
-};
-
-// Copies of one layer configuration (different seeds), each run in turn so that a step finds its weights cold.
-struct Copies {
-  std::vector<MoeLayer> layers;
-  int64_t wanted = 1;  // enough copies that one pass over them reads 4x the LLC
-  std::string limit;  // why fewer than `wanted` ("" when none)
-};
-
-// The copies of one path (chain or superkernel), as asked.
-struct PathSet {
-  std::string asked;
-  Copies copies;
-};
-
 // 2·3·H·I per (token, expert) pair, 2·3·H·Is per token for the shared expert, 2·H·E per token for the router.
 int64_t layer_flops(const MoeConfig& c, int64_t T) {
   const int64_t H = c.hidden_size;
@@ -126,311 +121,312 @@ int64_t layer_flops(const MoeConfig& c, int64_t T) {
          T * 2 * H * c.num_experts;
 }
 
+// The copies of one path, built and timed together with the other paths of its group.
+struct PathSet {
+  std::string asked;
+  std::vector<MoeLayer> layers;
+};
+
+// Whether the machine's memory, now, holds one more copy and the room to build it (90% of what is available: other
+// processes may have taken memory since the plan was made). A ResourceError saying why when it does not.
+void check_machine_holds(const MoeConfig& c, int64_t cost) {
+  const int64_t available = available_memory_bytes(), need = cost + build_bytes(c);
+  if (need > available - available / 10)
+    throw ResourceError("bench: memory: expected one more layer copy to fit in 90% of the " +
+                        std::to_string(available) + " bytes available now, got " + std::to_string(need) +
+                        " bytes needed to build it");
+}
+
+// One (model, quant) to measure: its config per path, and the groups of paths planned.
+struct Job {
+  size_t model = 0;
+  std::string quant;
+  std::vector<std::string> paths;
+  std::vector<MoeConfig> configs;  // per path
+  std::vector<CopyGroup> groups;
+};
+
 class Bench {
  public:
-  Bench(const BenchArgs& a, const LoadedConfig& lc) : a_(a), lc_(lc) {}
-
-  // Per quant, the layers of every path are built first and then timed together: for each token count, iteration
-  // i runs each path once in turn, so the paths see the same machine state (this VM's speed drifts by tens of
-  // percent over seconds) and their ratio is what the rows compare. A path whose layers no longer fit beside the
-  // others' is measured after them, alone (and a note says so).
-  void run(const std::vector<std::string>& quants, const std::vector<std::string>& paths,
-           const std::vector<int64_t>& tokens) {
-    std::unique_ptr<Progress> progress;
-    for (const std::string& q : quants) {
-      std::vector<PathSet> sets;
-      auto measure_sets = [&] {
-        std::vector<std::vector<Row>> rows(sets.size());
-        for (int64_t T : tokens) {
-          std::vector<Row> at_t = measure(sets, q, T);
-          for (size_t i = 0; i < sets.size(); ++i) rows[i].push_back(at_t[i]);
-          for (size_t i = 0; i < sets.size(); ++i) progress->step();
-        }
-        for (const std::vector<Row>& path_rows : rows)
-          for (const Row& r : path_rows) {
-            rows_.push_back(r);
-            print_row(r);
-          }
-        sets.clear();
-      };
-      for (const std::string& p : paths) {
-        MoeConfig c = lc_.config;
-        c.quant_mode = parse_quant(q);
-        c.enable_superkernel = p == "superkernel";
-        try {
-          sets.push_back(PathSet{p, make_copies(c, tokens.front())});
-        } catch (const ResourceError&) {
-          if (sets.empty()) throw;
-          measure_sets();  // frees the other paths' layers
-          notes_.push_back("quant " + q + ", path " + p + ": measured alone (its layers did not fit beside the " +
-                           "other paths'), so its ratio to them carries the machine's drift");
-          sets.push_back(PathSet{p, make_copies(c, tokens.front())});
-        }
-        if (!progress) {
-          print_header();
-          progress = std::make_unique<Progress>("bench", int(quants.size() * paths.size() * tokens.size()));
-        }
-        const Copies& copies = sets.back().copies;
-        if (!copies.limit.empty())
-          notes_.push_back("quant " + q + ", path " + p + ": " + std::to_string(copies.layers.size()) + " of " +
-                           std::to_string(copies.wanted) + " layer copies (" + copies.limit +
-                           "): the weights are partly cache-resident at small token counts");
-      }
-      measure_sets();
-    }
-    progress.reset();
-    for (const std::string& n : notes_) std::printf("note:       %s\n", n.c_str());
+  Bench(const BenchArgs& a, std::vector<BenchModel> models, std::vector<std::string> quants,
+        std::vector<std::string> paths, std::vector<int64_t> tokens)
+      : a_(a), quants_(std::move(quants)), paths_(std::move(paths)), tokens_(std::move(tokens)) {
+    r_.models = std::move(models);
+    r_.iters = a.iters;
+    r_.warmup = a.warmup;
+    r_.seed = a.seed;
+    r_.read_given = a.read_gbps * 1e9;
   }
 
-  Json to_json() const {
-    const probe::MachineLimits& m = *machine_;
-    auto positive_or_null = [](double v) { return v > 0 ? Json(v) : Json(nullptr); };
-    Json machine{{"read_gbps", m.read_bytes_per_s / 1e9},
-                 {"fp32_peak_gflops", positive_or_null(m.fp32_flops / 1e9)},
-                 {"int8_peak_gops", positive_or_null(m.int8_ops / 1e9)},
-                 {"threads", m.threads},
-                 {"isa", isa_name(active_isa())},
-                 {"vnni", use_avx512_vnni()},
-                 {"llc_bytes", m.llc_bytes},
-                 {"cpu", m.cpu},
-                 {"read_buffer_bytes", m.read_buffer_bytes},
-                 {"fp32_peak_instruction", *m.fp32_loop ? Json(m.fp32_loop) : Json(nullptr)},
-                 {"int8_peak_instruction", *m.int8_loop ? Json(m.int8_loop) : Json(nullptr)}};
-    Json rows = Json::array();
-    for (const Row& r : rows_)
-      rows.push_back(Json{{"preset", model_label(a_.config, lc_)},
-                          {"dtype", dtype_name(lc_.config.dtype)},
-                          {"quant", r.quant},
-                          {"requested_path", r.asked_path},
-                          {"path", r.path},
-                          {"schedule", r.prefill ? "prefill" : "decode"},
-                          {"tokens", r.tokens},
-                          {"ms_median", r.ms_median},
-                          {"ms_min", r.ms_min},
-                          {"ms_max", r.ms_max},
-                          {"weight_bytes", r.weight_bytes},
-                          {"flops", r.flops},
-                          {"gbps", r.gbps},
-                          {"gflops", r.gflops},
-                          {"lower_bound_ms", r.lower_bound_ms},
-                          {"ratio", positive_or_null(r.ratio)},
-                          {"vs_chain", positive_or_null(r.vs_chain)},
-                          {"copies", r.copies}});
-    return Json{{"command", "bench"},
-                {"version", MOEFUSE_VERSION},
-                {"model", describe_model(lc_)},
-                {"iters", a_.iters},
-                {"warmup", a_.warmup},
-                {"seed", a_.seed},
-                {"prefill_from_tokens", kPrefillFrom},
-                {"machine", machine},
-                {"rows", rows},
-                {"notes", notes_}};
+  // Plans everything first (no allocation but the plan's arithmetic), then: the probes alone, every group's layers
+  // in turn (built, timed, freed), the probes again; the rows' bounds use the better of the two probe rounds.
+  void run() {
+    plan();
+    print_header(r_, text_);
+    {
+      const probe::ReadBuffer buf(size_t(r_.machine.probe_buffer_bytes), r_.machine.threads);
+      r_.before = probe::probe_round(buf, r_.machine.threads);
+    }
+    print_probe_round("before", r_.before, text_);
+    int steps = 0;
+    for (const Job& j : jobs_)
+      for (const CopyGroup& g : j.groups) steps += int(g.paths.size() * tokens_.size());
+    {
+      Progress progress("bench", steps);
+      for (Job& j : jobs_)
+        for (CopyGroup& g : j.groups) measure_group(j, g, progress);
+    }
+    if (r_.rows.empty()) throw ResourceError(refused_);
+    {
+      const probe::ReadBuffer buf(size_t(r_.machine.probe_buffer_bytes), r_.machine.threads);
+      r_.after = probe::probe_round(buf, r_.machine.threads);
+    }
+    print_probe_round("after", r_.after, text_);
+    bound_rows(r_);
+    for (const BenchRow& row : r_.rows)
+      if (row.probe_failure) {
+        r_.notes.push_back("rows marked PROBE ran a forward faster than their bound: the probes under-measured this "
+                           "machine's limits, so those bounds are not bounds (compare the two probe rounds)");
+        break;
+      }
+    print_table(r_, text_);
   }
 
-  Plot to_plot() const {
-    const probe::MachineLimits& m = *machine_;
-    Plot plot;
-    plot.title = "moefuse bench: " + model_label(a_.config, lc_) + " (" + std::string(dtype_name(lc_.config.dtype)) +
-                 "), " + std::to_string(m.threads) + " thread" + (m.threads == 1 ? "" : "s");
-    char sub[256];
-    std::snprintf(sub, sizeof sub, "%s: read %.1f GB/s, fp32 FMA %.0f GFLOP/s", m.cpu.c_str(), m.read_bytes_per_s / 1e9,
-                  m.fp32_flops / 1e9);
-    plot.subtitle = sub;
-    if (m.int8_ops > 0) {
-      std::snprintf(sub, sizeof sub, ", int8 VNNI %.0f GOP/s", m.int8_ops / 1e9);
-      plot.subtitle += sub;
-    }
-    plot.x_label = "tokens";
-    plot.y_label = "time per forward (ms, median)";
-    // One line per (quant, asked path); the lower bound once per quant, in the colour of its first line.
-    std::vector<PlotLine> bounds;
-    for (const Row& r : rows_) {
-      const std::string label = r.quant + " " + r.asked_path;
-      auto it = std::find_if(plot.lines.begin(), plot.lines.end(), [&](const PlotLine& l) { return l.label == label; });
-      if (it == plot.lines.end()) {
-        plot.lines.push_back(PlotLine{label, {}, {}, int(plot.lines.size()), false});
-        it = plot.lines.end() - 1;
-      }
-      it->x.push_back(double(r.tokens));
-      it->y.push_back(r.ms_median);
-      const std::string bound = r.quant + " lower bound";
-      auto b = std::find_if(bounds.begin(), bounds.end(), [&](const PlotLine& l) { return l.label == bound; });
-      if (b == bounds.end()) {
-        bounds.push_back(PlotLine{bound, {}, {}, it->color, true});
-        b = bounds.end() - 1;
-      }
-      if (r.asked_path == rows_.front().asked_path) {
-        b->x.push_back(double(r.tokens));
-        b->y.push_back(r.lower_bound_ms);
-      }
-    }
-    plot.lines.insert(plot.lines.end(), bounds.begin(), bounds.end());
-    return plot;
-  }
+  const BenchResult& result() const { return r_; }
+  const std::string& text() const { return text_; }
 
  private:
-  Copies make_copies(const MoeConfig& c, int64_t first_tokens) {
-    LayerOptions o;
-    o.threads = a_.threads;
-    Copies copies;
-    const int64_t before = available_memory_bytes();
-    copies.layers.push_back(MoeLayer::with_random_weights(c, a_.seed, o));
-    const int64_t cost = std::max(layer_weight_bytes(c), before - available_memory_bytes());
-    if (!machine_) measure_machine(copies.layers.front().threads());
-
-    // One untimed step at the smallest token count says how many weight bytes a step reads.
-    const Tensor x = inputs(first_tokens, c).back();
-    const Tensor y = Tensor::empty(c.dtype, {first_tokens, c.hidden_size});
-    copies.layers.front().forward_out(x, first_tokens >= kPrefillFrom, y);
-    const int64_t step_bytes = copies.layers.front().last_timings().weight_bytes;
-    const int64_t cold = 4 * machine_->llc_bytes;
-    copies.wanted = step_bytes > 0 && step_bytes < cold ? (cold + step_bytes - 1) / step_bytes : 1;
-    const int64_t target = std::min<int64_t>(copies.wanted, kMaxCopies);
-    if (copies.wanted > kMaxCopies) copies.limit = "at most " + std::to_string(kMaxCopies);
-
-    // Copies while half of the memory still available is enough for one more.
-    while (int64_t(copies.layers.size()) < target) {
-      if (cost > available_memory_bytes() / 2) {
-        copies.limit = "limited by available memory";
-        break;
-      }
-      try {
-        copies.layers.push_back(MoeLayer::with_random_weights(c, a_.seed + copies.layers.size(), o));
-      } catch (const ResourceError&) {
-        copies.limit = "limited by available memory";
-        break;
-      }
+  // The machine's facts, the memory budget, and per (model, quant) which paths are timed together; refuses (before
+  // anything is allocated) when not one layer copy fits.
+  void plan() {
+    BenchMachine& m = r_.machine;
+    m.cpu = probe::cpu_model();
+    m.signature = probe::cpu_signature();
+    m.isa_set = probe::isa_set();
+    m.threads = a_.threads > 0 ? a_.threads : std::max(1, int(std::thread::hardware_concurrency()));
+    m.cpus = std::max<int>(1, int(probe::allowed_cpus().size()));
+    m.llc_given = a_.llc_bytes > 0;
+    m.llc_bytes = m.llc_given ? a_.llc_bytes : probe::llc_bytes();
+    m.memory_total_bytes = probe::total_memory_bytes();
+    m.memory_given = a_.memory_bytes > 0;
+    m.memory_bytes = m.memory_given ? a_.memory_bytes : available_memory_bytes();
+    int64_t tokens_bytes = 0;  // every row's inputs and the output buffer, for the largest model
+    for (const BenchModel& bm : r_.models) {
+      const MoeConfig& c = bm.lc.config;
+      int64_t b = tokens_.back() * c.hidden_size * int64_t(dtype_size(c.dtype));
+      for (int64_t T : tokens_) b += (a_.iters + 1) * T * c.hidden_size * int64_t(dtype_size(c.dtype));
+      tokens_bytes = std::max(tokens_bytes, b);
     }
-    return copies;
-  }
+    m.budget_bytes = std::max<int64_t>(0, m.memory_bytes - m.memory_bytes / 10 - tokens_bytes);
+    const int64_t want = std::max<int64_t>(int64_t(512) << 20, 8 * m.llc_bytes);
+    m.probe_buffer_bytes = std::max<int64_t>(int64_t(128) * 64 * m.threads, std::min(want, m.budget_bytes / 2));
 
-  void measure_machine(int threads) {
-    const int64_t llc = probe::llc_bytes();
-    const int64_t want = std::max<int64_t>(int64_t(512) << 20, 8 * llc);
-    const int64_t buffer = std::max<int64_t>(int64_t(16) << 20, std::min(want, available_memory_bytes() / 4));
-    machine_ = std::make_unique<probe::MachineLimits>(probe::measure_machine(threads, size_t(buffer)));
+    int64_t smallest = -1;
+    std::string smallest_what;
+    for (size_t mi = 0; mi < r_.models.size(); ++mi)
+      for (const std::string& q : quants_) {
+        Job j;
+        j.model = mi;
+        j.quant = q;
+        std::vector<int64_t> costs, builds;
+        for (const std::string& p : paths_) {
+          MoeConfig c = r_.models[mi].lc.config;
+          c.quant_mode = parse_quant(q);
+          c.enable_superkernel = p == "superkernel";
+          const int64_t cost = copy_bytes(c, tokens_.back(), m.threads), build = build_bytes(c);
+          if (smallest < 0 || cost + build < smallest) {
+            smallest = cost + build;
+            smallest_what = r_.models[mi].label + " " + q + " " + p + ": " + std::to_string(layer_weight_bytes(c)) +
+                            " of weights, " + std::to_string(cost - layer_weight_bytes(c)) + " of workspace, " +
+                            std::to_string(build) + " more while it is built";
+          }
+          j.paths.push_back(p);
+          j.configs.push_back(c);
+          costs.push_back(cost);
+          builds.push_back(build);
+        }
+        std::vector<std::string> skipped;
+        j.groups = group_paths(j.paths, costs, builds, m.budget_bytes, skipped);
+        const std::string what = r_.models[mi].label + " " + q;
+        for (const std::string& p : skipped) {
+          const size_t i = size_t(std::find(j.paths.begin(), j.paths.end(), p) - j.paths.begin());
+          r_.notes.push_back(what + ", " + p + ": not measured: one layer copy needs " + bytes_text(costs[i]) + " (" +
+                             bytes_text(layer_weight_bytes(j.configs[i])) + " of weights) and " +
+                             bytes_text(builds[i]) + " more while it is built, more than the budget of " +
+                             bytes_text(m.budget_bytes));
+        }
+        if (j.groups.size() > 1)
+          r_.notes.push_back(what + ": the paths were timed one group after the other (their layers did not fit "
+                             "together), so their ratio carries the machine's drift");
+        jobs_.push_back(std::move(j));
+      }
+    const bool any = std::any_of(jobs_.begin(), jobs_.end(), [](const Job& j) { return !j.groups.empty(); });
+    if (!any)
+      throw ResourceError("bench: memory: expected a layer copy to fit in the budget of " +
+                          std::to_string(m.budget_bytes) + " bytes (90% of the " + std::to_string(m.memory_bytes) +
+                          " bytes available, less the tokens), got " + std::to_string(smallest) + " bytes needed (" +
+                          smallest_what + ")");
   }
 
   // iters + 1 inputs of T random tokens: one per timed step, the last for the warm-up steps.
   const std::vector<Tensor>& inputs(int64_t T, const MoeConfig& c) {
-    std::vector<Tensor>& v = inputs_[T];
+    std::vector<Tensor>& v = inputs_[std::make_tuple(c.hidden_size, int(c.dtype), T)];
     for (int i = int(v.size()); i <= a_.iters; ++i)
       v.push_back(random_tokens(T, c.hidden_size, a_.seed * 0x9e3779b97f4a7c15ull + uint64_t(T) * 65536 + uint64_t(i),
                                c.dtype));
     return v;
   }
 
+  // Builds the group's copies as planned, times every token count, frees them.
+  void measure_group(Job& j, CopyGroup& g, Progress& progress) {
+    const std::string what = r_.models[j.model].label + " " + j.quant;
+    LayerOptions o;
+    o.threads = a_.threads;
+    std::vector<PathSet> sets;
+    std::vector<MoeConfig> configs;
+    std::vector<int64_t> costs;
+    const int64_t T0 = tokens_.front();
+    for (size_t i = 0; i < g.paths.size(); ++i) {
+      const size_t k = size_t(std::find(j.paths.begin(), j.paths.end(), g.paths[i]) - j.paths.begin());
+      try {
+        sets.push_back(PathSet{g.paths[i], {}});
+        check_machine_holds(j.configs[k], g.copy_bytes[i]);
+        sets.back().layers.push_back(MoeLayer::with_random_weights(j.configs[k], a_.seed, o));
+      } catch (const ResourceError& e) {  // the machine has less than the plan assumed (others took memory)
+        sets.pop_back();
+        refused_ = e.what();
+        r_.notes.push_back(what + ", " + g.paths[i] + ": not measured: " + e.what());
+        continue;
+      }
+      // One untimed step at the smallest token count says how many weight bytes a step reads.
+      const Tensor x = inputs(T0, j.configs[k]).back();
+      const Tensor y = Tensor::empty(j.configs[k].dtype, {T0, j.configs[k].hidden_size});
+      sets.back().layers.front().forward_out(x, T0 >= kPrefillFrom, y);
+      configs.push_back(j.configs[k]);
+      costs.push_back(g.copy_bytes[i]);
+      g.step_bytes.push_back(sets.back().layers.front().last_timings().weight_bytes);
+    }
+    if (sets.empty()) return;
+    g.paths.clear();
+    for (const PathSet& s : sets) g.paths.push_back(s.asked);
+    g.copy_bytes = costs;
+    plan_copies(g, r_.machine.llc_bytes, r_.machine.budget_bytes);
+    // The planned copies, round by round, each checked against the machine's memory when it is built.
+    for (int64_t n = 1; n < g.copies; ++n) {
+      bool ok = true;
+      for (size_t i = 0; i < sets.size() && ok; ++i) {
+        try {
+          check_machine_holds(configs[i], costs[i]);
+          sets[i].layers.push_back(MoeLayer::with_random_weights(configs[i], a_.seed + uint64_t(n), o));
+        } catch (const ResourceError&) {
+          ok = false;
+        }
+      }
+      if (!ok) {
+        for (PathSet& s : sets) s.layers.erase(s.layers.begin() + n, s.layers.end());
+        settle_copies(g, n, "memory", r_.machine.llc_bytes);
+        break;
+      }
+    }
+    const std::string note = copies_note(what, g, r_.machine.llc_bytes);
+    if (!note.empty()) r_.notes.push_back(note);
+    r_.groups.push_back(BenchGroup{r_.models[j.model].label, j.quant, g});
+
+    std::vector<std::vector<BenchRow>> rows(sets.size());
+    for (int64_t T : tokens_) {
+      std::vector<BenchRow> at_t = measure(sets, r_.models[j.model].label, j.quant, T);
+      for (size_t i = 0; i < sets.size(); ++i) {
+        rows[i].push_back(at_t[i]);
+        progress.step();
+      }
+    }
+    for (const std::vector<BenchRow>& path_rows : rows) r_.rows.insert(r_.rows.end(), path_rows.begin(), path_rows.end());
+  }
+
   // One row per path set at T tokens: warm-up forwards on every copy, then iters rounds of one forward per set.
-  std::vector<Row> measure(std::vector<PathSet>& sets, const std::string& quant, int64_t T) {
-    const MoeConfig& c0 = sets.front().copies.layers.front().config();
+  std::vector<BenchRow> measure(std::vector<PathSet>& sets, const std::string& model, const std::string& quant,
+                                int64_t T) {
+    const MoeConfig& c0 = sets.front().layers.front().config();
     const std::vector<Tensor>& x = inputs(T, c0);
     const Tensor y = Tensor::empty(c0.dtype, {T, c0.hidden_size});
     const bool prefill = T >= kPrefillFrom;
     for (PathSet& set : sets)
       for (int w = 0; w < a_.warmup; ++w)
-        for (MoeLayer& layer : set.copies.layers) layer.forward_out(x[size_t(a_.iters)], prefill, y);
+        for (MoeLayer& layer : set.layers) layer.forward_out(x[size_t(a_.iters)], prefill, y);
 
     std::vector<std::vector<double>> ms(sets.size()), bytes(sets.size());
-    std::vector<std::string> path(sets.size());
     for (int i = 0; i < a_.iters; ++i)
       for (size_t k = 0; k < sets.size(); ++k) {
-        std::vector<MoeLayer>& layers = sets[k].copies.layers;
+        std::vector<MoeLayer>& layers = sets[k].layers;
         MoeLayer& layer = layers[size_t(i) % layers.size()];
         const auto t0 = std::chrono::steady_clock::now();
         layer.forward_out(x[size_t(i)], prefill, y);
         const auto t1 = std::chrono::steady_clock::now();
         ms[k].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         bytes[k].push_back(double(layer.last_timings().weight_bytes));
-        path[k] = layer.path();
       }
-    std::vector<Row> rows;
-    for (size_t k = 0; k < sets.size(); ++k)
-      rows.push_back(make_row(sets[k].copies, quant, sets[k].asked, path[k], T, prefill, ms[k], bytes[k]));
+    std::vector<BenchRow> rows;
+    for (size_t k = 0; k < sets.size(); ++k) {
+      const MoeLayer& layer = sets[k].layers.front();
+      BenchRow r;
+      r.model = model;
+      r.quant = quant;
+      r.asked_path = sets[k].asked;
+      r.path = layer.path();
+      r.kernel = layer.kernel();
+      r.family = probe::family_of_kernel(r.kernel);
+      r.tokens = T;
+      r.prefill = prefill;
+      r.ms_median = median(ms[k]);
+      r.ms_min = *std::min_element(ms[k].begin(), ms[k].end());
+      r.ms_max = *std::max_element(ms[k].begin(), ms[k].end());
+      r.weight_bytes = int64_t(std::llround(median(bytes[k])));
+      r.flops = layer_flops(layer.config(), T);
+      r.copies = int(sets[k].layers.size());
+      const double s = r.ms_median / 1e3;
+      r.gbps = s > 0 ? double(r.weight_bytes) / s / 1e9 : 0;
+      r.gflops = s > 0 ? double(r.flops) / s / 1e9 : 0;
+      rows.push_back(r);
+    }
     // The fused path against the chain, forward by forward (paired, so the machine's drift cancels).
     for (size_t k = 0; k < sets.size(); ++k)
       for (size_t j = 0; j < sets.size(); ++j)
         if (sets[k].asked == "superkernel" && sets[j].asked == "chain") {
-          std::vector<double> r;
+          std::vector<double> ratio;
           for (size_t i = 0; i < ms[k].size(); ++i)
-            if (ms[j][i] > 0) r.push_back(ms[k][i] / ms[j][i]);
-          if (!r.empty()) rows[k].vs_chain = median(r);
+            if (ms[j][i] > 0) ratio.push_back(ms[k][i] / ms[j][i]);
+          if (!ratio.empty()) rows[k].vs_chain = median(ratio);
         }
     return rows;
   }
 
-  Row make_row(const Copies& copies, const std::string& quant, const std::string& asked, const std::string& path,
-               int64_t T, bool prefill, const std::vector<double>& ms, const std::vector<double>& bytes) const {
-    const MoeConfig& c = copies.layers.front().config();
-    const size_t n = copies.layers.size();
-    Row r{.quant = quant,
-          .asked_path = asked,
-          .path = path,
-          .tokens = T,
-          .prefill = prefill,
-          .ms_median = median(ms),
-          .ms_min = *std::min_element(ms.begin(), ms.end()),
-          .ms_max = *std::max_element(ms.begin(), ms.end()),
-          .weight_bytes = int64_t(std::llround(median(bytes))),
-          .flops = layer_flops(c, T),
-          .copies = int(n)};
-    const double s = r.ms_median / 1e3;
-    r.gbps = s > 0 ? double(r.weight_bytes) / s / 1e9 : 0;
-    r.gflops = s > 0 ? double(r.flops) / s / 1e9 : 0;
-    const probe::MachineLimits& m = *machine_;
-    const double peak = c.quant_mode == QuantMode::none ? m.fp32_flops : m.int8_ops;
-    const double memory_s = m.read_bytes_per_s > 0 ? double(r.weight_bytes) / m.read_bytes_per_s : 0;
-    const double compute_s = peak > 0 ? double(r.flops) / peak : 0;
-    r.lower_bound_ms = std::max(memory_s, compute_s) * 1e3;
-    r.ratio = r.lower_bound_ms > 0 ? r.ms_median / r.lower_bound_ms : 0;
-    return r;
-  }
-
-  void print_header() const {
-    const probe::MachineLimits& m = *machine_;
-    const MoeConfig& c = lc_.config;
-    std::printf("model:      %s (%s): H %lld, I %lld, E %lld, K %lld, shared width %lld, dtype %s\n",
-                std::string(model_type_name(c.model_type)).c_str(), lc_.source.c_str(),
-                static_cast<long long>(c.hidden_size), static_cast<long long>(c.moe_intermediate_size),
-                static_cast<long long>(c.num_experts), static_cast<long long>(c.num_experts_per_tok),
-                static_cast<long long>(c.shared_expert_width()), std::string(dtype_name(c.dtype)).c_str());
-    std::printf("machine:    %s; %d thread%s, isa %s%s, LLC %.1f MiB\n", m.cpu.c_str(), m.threads,
-                m.threads == 1 ? "" : "s", std::string(isa_name(active_isa())).c_str(),
-                use_avx512_vnni() ? " + vnni" : "", double(m.llc_bytes) / double(1 << 20));
-    std::printf("limits:     read %.1f GB/s, fp32 FMA peak %.1f GFLOP/s, int8 VNNI peak %s\n",
-                m.read_bytes_per_s / 1e9, m.fp32_flops / 1e9,
-                m.int8_ops > 0 ? (std::to_string(int64_t(std::llround(m.int8_ops / 1e9))) + " GOP/s").c_str()
-                               : "none (no AVX-512 VNNI)");
-    std::printf("timing:     median of %d timed forward%s after %d warm-up forward%s per layer copy; decode below %lld "
-                "tokens, prefill from %lld\n",
-                a_.iters, a_.iters == 1 ? "" : "s", a_.warmup, a_.warmup == 1 ? "" : "s",
-                static_cast<long long>(kPrefillFrom), static_cast<long long>(kPrefillFrom));
-    std::printf("%-7s %-12s %-12s %6s %-7s %10s %10s %10s %9s %9s %7s %8s %9s %7s %6s %8s\n", "quant", "asked", "path",
-                "tokens", "mode", "median ms", "min ms", "max ms", "weight MB", "GFLOP", "GB/s", "GFLOP/s",
-                "bound ms", "ratio", "copies", "vs chain");
-    std::fflush(stdout);
-  }
-
-  static void print_row(const Row& r) {
-    char ratio[32] = "-";
-    if (r.ratio > 0) std::snprintf(ratio, sizeof ratio, "%.2f", r.ratio);
-    char vs_chain[32] = "-";
-    if (r.vs_chain > 0) std::snprintf(vs_chain, sizeof vs_chain, "%.3f", r.vs_chain);
-    std::printf("%-7s %-12s %-12s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %9.3f %7.1f %8.1f %9.3f %7s %6d %8s\n",
-                r.quant.c_str(), r.asked_path.c_str(), r.path.substr(0, r.path.find(':')).c_str(),  // the table's
-                static_cast<long long>(r.tokens),  // path is one word; --json keeps why the fused path declined
-                r.prefill ? "prefill" : "decode", r.ms_median, r.ms_min, r.ms_max, double(r.weight_bytes) / 1e6,
-                double(r.flops) / 1e9, r.gbps, r.gflops, r.lower_bound_ms, ratio, r.copies, vs_chain);
-    std::fflush(stdout);
-  }
-
   const BenchArgs& a_;
-  const LoadedConfig& lc_;
-  std::unique_ptr<probe::MachineLimits> machine_;
-  std::map<int64_t, std::vector<Tensor>> inputs_;
-  std::vector<Row> rows_;
-  std::vector<std::string> notes_;
+  std::vector<std::string> quants_, paths_;
+  std::vector<int64_t> tokens_;
+  std::vector<Job> jobs_;
+  std::map<std::tuple<int64_t, int, int64_t>, std::vector<Tensor>> inputs_;
+  BenchResult r_;
+  std::string refused_;  // why the last layer copy was refused by the machine's memory
+  std::string text_;     // the output's text, printed after a successful run
 };
+
+// The models asked: --presets (each name once; "all": every built-in preset), else --config / --preset.
+std::vector<BenchModel> load_models(const BenchArgs& a) {
+  std::vector<BenchModel> models;
+  if (a.presets.empty()) {
+    LoadedConfig lc = load_config(a.config);
+    models.push_back(BenchModel{model_label(a.config, lc), std::move(lc)});
+    return models;
+  }
+  std::vector<std::string> names = distinct(split_list(a.presets));
+  if (names == std::vector<std::string>{"all"}) names = preset_names();
+  for (const std::string& name : names) {
+    ConfigArgs c;
+    c.preset = name;
+    models.push_back(BenchModel{name, load_config(c)});
+  }
+  return models;
+}
 
 int bench(const BenchArgs& a) {
   // Everything that can be checked is checked before any work.
@@ -439,30 +435,39 @@ int bench(const BenchArgs& a) {
   std::sort(tokens.begin(), tokens.end());
   tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
   const std::vector<std::string> paths = distinct(split_list(a.paths));
-  const LoadedConfig lc = load_config(a.config);
-  const std::vector<std::string> quants =
-      a.quant.empty() ? std::vector<std::string>{std::string(quant_mode_name(lc.config.quant_mode))}
-                      : distinct(split_list(a.quant));
-  for (const std::string& q : quants) {
-    MoeConfig c = lc.config;
-    c.quant_mode = parse_quant(q);
-    if (c.quant_mode != lc.config.quant_mode) validate(c, lc.source + " with quant_mode " + q);
-  }
+  if (!a.presets.empty() && (!a.config.config_path.empty() || !a.config.preset.empty()))
+    throw ValueError("--presets: expected no --config or --preset beside it, got " +
+                     std::string(a.config.config_path.empty() ? "--preset" : "--config"));
+  std::vector<BenchModel> models = load_models(a);
+  std::vector<std::string> quants;
+  if (!a.quant.empty()) quants = distinct(split_list(a.quant));
+  else
+    for (const BenchModel& m : models) {
+      const std::string q(quant_mode_name(m.lc.config.quant_mode));
+      if (std::find(quants.begin(), quants.end(), q) == quants.end()) quants.push_back(q);
+    }
+  for (const BenchModel& m : models)
+    for (const std::string& q : quants) {
+      MoeConfig c = m.lc.config;
+      c.quant_mode = parse_quant(q);
+      if (c.quant_mode != m.lc.config.quant_mode) validate(c, m.lc.source + " with quant_mode " + q);
+    }
   if (!a.plot.empty() && !plot_format(a.plot))
     throw ValueError("--plot: expected a file name ending in .png or .svg, got " + a.plot);
   if (!a.json.empty()) check_output_dir(a.json, "--json");
   if (!a.plot.empty()) check_output_dir(a.plot, "--plot");
 
-  Bench b(a, lc);
-  b.run(quants, paths, tokens);
+  Bench b(a, std::move(models), quants, paths, tokens);
+  b.run();
+  std::fputs(b.text().c_str(), stdout);
   if (!a.json.empty()) {
-    const std::string text = b.to_json().dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+    const std::string text = bench_json(b.result()).dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
     io_detail::write_file_atomic(a.json, "--json",
                                  [&](const io_detail::ByteSink& sink) { sink(text.data(), text.size()); });
     std::printf("json:       %s\n", a.json.c_str());
   }
   if (!a.plot.empty()) {
-    write_plot(a.plot, b.to_plot(), "--plot");
+    write_plot(a.plot, bench_plot(b.result()), "--plot");
     std::printf("plot:       %s\n", a.plot.c_str());
   }
   return 0;
@@ -475,6 +480,9 @@ void add_bench_command(CLI::App& app, int& status) {
       "bench", "Time the layer against this machine's measured bandwidth and peaks (roofline), over token counts");
   auto a = std::make_shared<BenchArgs>();
   add_config_options(cmd, a->config);
+  cmd->add_option("--presets", a->presets,
+                  "Several models: preset names, comma-separated, or all (instead of --config / --preset)")
+      ->check(list_of("preset names or all", [](const std::string& s) { return !s.empty(); }));
   cmd->add_option("--tokens", a->tokens, "Token counts, comma-separated (default 1,8,32,128,512,2048)")
       ->check(list_of("integers >= 1", positive_integer));
   cmd->add_option("--paths", a->paths, "Paths, comma-separated: chain, superkernel (default both)")
@@ -482,13 +490,23 @@ void add_bench_command(CLI::App& app, int& status) {
   cmd->add_option("--quant", a->quant, "Quantisations, comma-separated: none, w8a8, w8a8c8 (default: the config's)")
       ->check(list_of("none, w8a8, w8a8c8",
                       [](const std::string& s) { return one_of(s, {"none", "w8a8", "w8a8c8"}); }));
-  cmd->add_option("--threads", a->threads, "Threads of the layer and of the probes (default 0: every core)")
+  cmd->add_option("--threads", a->threads, "Threads of the layer and of the machine probes (default 0: every core)")
       ->check(integer_at_least(0));
   cmd->add_option("--iters", a->iters, "Timed forwards per row; the median is reported (default 5)")
       ->check(integer_at_least(1));
   cmd->add_option("--warmup", a->warmup, "Untimed forwards per layer copy before each row (default 1)")
       ->check(integer_at_least(0));
   cmd->add_option("--seed", a->seed, "Seed of the random weights and tokens (default 0)")->check(unsigned_64());
+  cmd->add_option("--llc-bytes", a->llc_bytes,
+                  "Plan the layer copies for a last-level cache of this many bytes (default 0: this machine's)")
+      ->check(integer_at_least(0));
+  cmd->add_option("--memory-bytes", a->memory_bytes,
+                  "Plan within this many bytes of memory (default 0: what the machine has available)")
+      ->check(integer_at_least(0));
+  cmd->add_option("--read-gbps", a->read_gbps,
+                  "Bound the rows with this read bandwidth in GB/s (e.g. a data sheet's) instead of the probes' "
+                  "(default 0: measured)")
+      ->check(positive_number_or_zero());
   cmd->add_option("--json", a->json, "Write the machine and the rows as JSON to this file");
   cmd->add_option("--plot", a->plot, "Draw time against tokens with the lower bounds: a .png or .svg file");
   cmd->callback([a, &status] { status = bench(*a); });
