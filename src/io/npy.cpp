@@ -261,8 +261,10 @@ Tensor parse_npy(std::span<const std::byte> bytes, std::string_view file) {
 }
 
 Tensor read_npy(const std::string& path) {
-  io_detail::MappedFile map(path, "read_npy");
-  return parse_npy(std::span<const std::byte>(map.data(), map.size()), path);
+  // Read, not mapped: the tensor is a copy anyway, and a file that shrinks while it is read is then an IoError
+  // rather than a SIGBUS.
+  const std::string bytes = io_detail::read_whole_file(path, "read_npy");
+  return parse_npy(std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()), path);
 }
 
 void write_npy(const std::string& path, const Tensor& t) {
