@@ -55,7 +55,8 @@ Tensor operator_chain_routing(const MoeConfig& config, const LayerWeights& weigh
 
 int verify(const LayerArgs& a) {
   const LoadedConfig lc = load_config(a.config);
-  if (!a.output.empty()) check_output_dir(a.output, "--output");
+  OutputSet files;
+  add_layer_files(files, a);
   const Input in = make_input(a, lc.config);
   MoeLayer layer = make_layer(a, lc.config);
 
@@ -80,7 +81,8 @@ int verify(const LayerArgs& a) {
     const bool routing_matched = routing.mismatched == 0;
     const bool pass = out.mismatched == 0 && repeat_mismatched == 0 && routing_matched;
     const Checksum sum = checksum(y);
-    if (!a.output.empty()) write_output(a.output, y);
+    if (!a.output.empty()) write_output(files.staging("--output"), y);
+    files.commit();
 
     const Json model = describe_model(lc), execution = describe_execution(a, layer, in);
     if (a.json) {
