@@ -52,8 +52,8 @@ namespace {
 
 // Opens `path` for reading without ever blocking: O_NONBLOCK makes open() of a FIFO return at once (a plain open
 // waits for a writer), and the type is checked on the open descriptor before any read. Regular files only.
-// Returns the descriptor (owned by `f`) and its size.
-uint64_t open_regular(Fd& f, const std::string& path, std::string_view who) {
+// Returns the descriptor (owned by `f`) and its size. A directory is "expected <for_directory>, got a directory".
+uint64_t open_regular(Fd& f, const std::string& path, std::string_view who, std::string_view for_directory) {
   do f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   while (f.fd < 0 && errno == EINTR);
   if (f.fd < 0) {
@@ -66,6 +66,7 @@ uint64_t open_regular(Fd& f, const std::string& path, std::string_view who) {
   }
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) fail_io(who, path, "a readable file", errno);
+  if (S_ISDIR(st.st_mode)) fail_io(who, path, for_directory, "a directory");
   if (!S_ISREG(st.st_mode)) fail_io(who, path, "a regular file", file_kind(st.st_mode));
   // Back to blocking reads (O_NONBLOCK has no effect on regular files, but say what is meant).
   const int flags = ::fcntl(f.fd, F_GETFL);
@@ -79,7 +80,7 @@ std::string size_text(uint64_t n) { return std::to_string(n) + " bytes"; }
 
 std::string read_whole_file(const std::string& path, std::string_view who, uint64_t max_bytes) {
   Fd f;
-  const uint64_t size = open_regular(f, path, who);
+  const uint64_t size = open_regular(f, path, who, "a readable file");
   const std::string limit = "a file of at most " + size_text(max_bytes);
   if (size > max_bytes) fail_io(who, path, limit, size_text(size));
   std::string out;
@@ -100,12 +101,13 @@ std::string read_whole_file(const std::string& path, std::string_view who, uint6
 void check_replaceable(const std::string& path, std::string_view who) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return;  // nothing there (or unreachable: the write itself will say)
-  if (!S_ISREG(st.st_mode)) fail_io(who, path, "a regular file or a new file name", file_kind(st.st_mode));
+  // A directory cannot be renamed over (the rename itself fails and says so); anything else must be a regular file.
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) fail_io(who, path, "a regular file or a new file name", file_kind(st.st_mode));
 }
 
 MappedFile::MappedFile(const std::string& path, std::string_view who) : path_(path) {
   Fd f;
-  size_ = size_t(open_regular(f, path, who));
+  size_ = size_t(open_regular(f, path, who, "a regular file"));
   if (size_ > 0) {  // mmap of length 0 is an error; an empty file simply has no bytes
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, f.fd, 0);
     if (p == MAP_FAILED) fail_io(who, path, "a file that can be memory-mapped", errno);

@@ -16,8 +16,8 @@
 namespace moefuse::io_detail {
 
 /// The whole file, of at most `max_bytes` bytes (checked from its size before reading, and again while reading).
-/// Throws IoError "<who>: <path>: expected a readable file, got <reason>", "... expected a regular file, got a FIFO"
-/// (directory, socket, character device, block device), or "... expected a file of at most <max_bytes> bytes, got
+/// Throws IoError "<who>: <path>: expected a readable file, got <reason>" (a directory included), "... expected a
+/// regular file, got a FIFO" (socket, character device, block device), or "... expected a file of at most <max_bytes> bytes, got
 /// <size> bytes".
 std::string read_whole_file(const std::string& path, std::string_view who, uint64_t max_bytes = UINT64_MAX);
 
@@ -26,7 +26,8 @@ std::string read_whole_file(const std::string& path, std::string_view who, uint6
 std::string file_kind(unsigned mode);
 
 /// Throws IoError "<who>: <path>: expected a regular file or a new file name, got <kind>" when `path` exists (a
-/// symbolic link is followed) and is not a regular file: what every writer checks before it replaces `path`.
+/// symbolic link is followed) and is a device, FIFO or socket: what every writer checks before it replaces `path`
+/// (a directory is left to the rename, which fails: "expected a file that can be replaced, got Is a directory").
 void check_replaceable(const std::string& path, std::string_view who);
 
 /// A read-only private mapping of a whole regular file (nullptr data for an empty file), and the open file for
