@@ -48,6 +48,8 @@ struct SafetensorsEntry {
 /// C64, F4, F6_E2M3, F6_E3M2); begin <= end; end - begin = numel * element size (computed without overflow); and
 /// the tensors' byte ranges, sorted, tile the data section exactly: no overlap, no gap, no trailing bytes
 /// (zero-size tensors may sit anywhere). Errors: IoError "<file>: <tensor or key>: expected ..., got ...".
+/// Validation takes time linear in the header's size (about 7 s of CPU and 1.4 GB for a 100 MB header of 1.2
+/// million entries on one core of an AMD EPYC, Zen family 23).
 ///
 /// The object is a cheap handle (copies share the mapping) and is safe to use from several threads at once.
 class SafetensorsFile {
