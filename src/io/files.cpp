@@ -102,7 +102,8 @@ void check_replaceable(const std::string& path, std::string_view who) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return;  // nothing there (or unreachable: the write itself will say)
   // A directory cannot be renamed over (the rename itself fails and says so); anything else must be a regular file.
-  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) fail_io(who, path, "a regular file or a new file name", file_kind(st.st_mode));
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    fail_io(who, path, "a regular file or a new file name", file_kind(st.st_mode));
 }
 
 MappedFile::MappedFile(const std::string& path, std::string_view who) : path_(path) {

@@ -17,8 +17,8 @@ namespace moefuse::io_detail {
 
 /// The whole file, of at most `max_bytes` bytes (checked from its size before reading, and again while reading).
 /// Throws IoError "<who>: <path>: expected a readable file, got <reason>" (a directory included), "... expected a
-/// regular file, got a FIFO" (socket, character device, block device), or "... expected a file of at most <max_bytes> bytes, got
-/// <size> bytes".
+/// regular file, got a FIFO" (socket, character device, block device), or "... expected a file of at most
+/// <max_bytes> bytes, got <size> bytes".
 std::string read_whole_file(const std::string& path, std::string_view who, uint64_t max_bytes = UINT64_MAX);
 
 /// The kind of a file for messages: "a regular file", "a directory", "a FIFO", "a socket", "a character device",

@@ -323,7 +323,8 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
   if (router.dtype() == DType::i8)
     throw TypeError(ck.path() + ": " + p + ".gate.weight: expected a float router weight, got i8");
-  tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router)});
+  tasks.push_back(
+      FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router)});
   for (int64_t e = 0; e < s.E; ++e) {
     const std::string ep = p + ".experts." + std::to_string(e) + ".";
     load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, e, 0, s.I, s.H, "I", "H", tasks);
