@@ -133,4 +133,9 @@ MoeConfig load_preset(std::string_view name);
 /// double. Does not validate. parse_config_yaml(to_yaml(c)) == c for every valid c.
 std::string to_yaml(const MoeConfig& config);
 
+/// Writes to_yaml(config) to `path` the way every moefuse writer writes (a temporary file next to `path`, flushed
+/// and renamed over it), so a failed write leaves no partial file and an existing `path` untouched. Errors: IoError
+/// "write_config_file: <path>: expected ..., got <reason>" when the file cannot be written.
+void write_config_file(const std::string& path, const MoeConfig& config);
+
 }  // namespace moefuse

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "moefuse/config.h"
+#include "moefuse/io.h"
 #include "moefuse/tensor.h"
 
 namespace moefuse {
@@ -44,7 +45,7 @@ struct LayerWeights {
   Tensor shared_gate;       // [1, H] model dtype: qwen2_moe's shared_expert_gate (undefined otherwise)
 };
 
-/// Execution options (none changes the output).
+/// Execution options (none changes the output) and what a load accepts.
 struct LayerOptions {
   /// Threads working on a forward: 0 = every core. Decode-sized chunks run the chain on the calling thread while the
   /// grouped matmuls spread (expert x row block x column block) tasks over all threads; chunks of at least 128
@@ -55,6 +56,11 @@ struct LayerOptions {
   /// Memory the layer may take, in bytes: 0 = available_memory_bytes(). Weights and workspaces are checked against
   /// it before anything is allocated.
   int64_t memory_limit_bytes = 0;
+  /// Accept NaN and infinite weights. By default a layer refuses them when it is made (from_checkpoint: ValueError
+  /// "<checkpoint>: <tensor name>: expected finite values (...), got nan at [r, i]", checked while each tensor is
+  /// read; the constructor: "MoeLayer: <LayerWeights member>: ... got inf at [e, r, i]"), because a single NaN
+  /// in the router or in an expert turns outputs NaN. Random weights are always finite.
+  bool allow_non_finite_weights = false;
 };
 
 /// Milliseconds spent per stage in the last forward: summed over chunks, averaged over the threads that ran (each
@@ -78,10 +84,18 @@ int64_t layer_workspace_bytes(const MoeConfig& config, int64_t tokens);
 /// Memory this process may still take (MemAvailable of /proc/meminfo, or the physical memory elsewhere).
 int64_t available_memory_bytes();
 
+/// The routing of a forward: the top-k experts of every token, in slot order ([T, K] i32) and the weights the
+/// combine multiplies their outputs by ([T, K] in the model dtype).
+struct LayerRouting {
+  Tensor topk_idx;
+  Tensor topk_weight;
+};
+
 class MoeLayer {
  public:
   /// A layer over given weights. Checks every tensor's presence, shape and dtype against the config (ValueError /
-  /// TypeError naming the weight, e.g. "MoeLayer: w13: expected shape [64, 2048, 2048], got ...").
+  /// TypeError naming the weight, e.g. "MoeLayer: w13: expected shape [64, 2048, 2048], got ...") and, unless
+  /// options.allow_non_finite_weights, that every float weight is finite (ValueError naming the weight and index).
   MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options = {});
   ~MoeLayer();
   MoeLayer(MoeLayer&&) noexcept;
@@ -98,7 +112,8 @@ class MoeLayer {
   /// (docs/layer.md lists them, with the int8 names). Float tensors are converted to the model dtype (RNE); a float
   /// checkpoint with a quantised config is quantised per output channel on load; an int8 checkpoint needs a
   /// quantised config. Errors: IoError naming the checkpoint and tensor for a missing tensor; ValueError/TypeError
-  /// for a wrong shape or dtype; ResourceError when it does not fit in memory (checked before reading).
+  /// for a wrong shape or dtype; ValueError naming the tensor and index of the first non-finite value (unless
+  /// options.allow_non_finite_weights); ResourceError when it does not fit in memory (checked before reading).
   static MoeLayer from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                   const LayerOptions& options = {});
 
@@ -106,10 +121,11 @@ class MoeLayer {
   /// selects the prefill schedule (tokens cut into chunks of moe_chunk_max_len); decode batches larger than a chunk
   /// are cut the same way so that memory stays bounded. In ge_graph mode the first forward plans workspaces for
   /// its chunk size and later forwards of at most that size allocate nothing (forward_out) — a larger one plans
-  /// again. Errors: ValueError/TypeError for x of the wrong rank, width or dtype.
-  Tensor forward(const Tensor& x, bool is_prefill = false);
+  /// again. `routing`, when given, receives this forward's routing as new tensors (the one allocation such a call
+  /// makes beyond forward_out's). Errors: ValueError/TypeError for x of the wrong rank, width or dtype.
+  Tensor forward(const Tensor& x, bool is_prefill = false, LayerRouting* routing = nullptr);
   /// As forward(), writing into `out` ([T, H], model dtype, contiguous, writable; must not overlap x).
-  void forward_out(const Tensor& x, bool is_prefill, const Tensor& out);
+  void forward_out(const Tensor& x, bool is_prefill, const Tensor& out, LayerRouting* routing = nullptr);
 
   const MoeConfig& config() const;
   /// The weights as plain tensors (the layouts of LayerWeights). The layer keeps its projections only packed for
@@ -130,16 +146,30 @@ class MoeLayer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The routing of the last forward (topk indices [T, K] i32 and weights [T, K] model dtype) — for `moefuse verify`.
-struct LayerRouting {
-  Tensor topk_idx;
-  Tensor topk_weight;
-};
-
-/// The layer's math as one plain, single-threaded, unchunked pass of the scalar reference operators
-/// (src/reference), allocating as it goes: the oracle `moefuse verify` compares a layer against. Returns [T, H];
-/// `routing`, when given, receives the gating result.
+/// The layer's oracle: what MoeLayer::forward computes, written as a plain loop over tokens and, per token, over
+/// its chosen experts, the way Hugging Face's MoE blocks compute (route, run each chosen expert's MLP, add the
+/// weighted results), with the rounding points of docs/layer.md §1. It computes every step itself — router logits
+/// (one fma per term in H order), softmax / sigmoid scores, group-limited top-k, renormalisation, the experts' MLPs
+/// and their int8 (de)quantisation, the shared expert and the combine — and shares no code with the layer's
+/// compute path (no operator, no scalar reference operator, no kernel, no thread pool); only the argument checks
+/// are common. One thread, no chunking; slow (meant for checking: `moefuse verify`, the tests). A correct layer
+/// equals it bit for bit, output and routing.
+///
+/// x: [T, H] in config.dtype (any strides); weights: as MoeLayer's constructor takes them (non-finite values are
+/// computed with, not refused). Returns [T, H] in config.dtype; `routing`, when given, receives the top-k indices
+/// [T, K] i32 and the combine weights [T, K] in config.dtype. Errors: as the constructor for the config and the
+/// weights; ValueError / TypeError "reference_layer_forward: x: ..." for x of the wrong rank, width or dtype.
 Tensor reference_layer_forward(const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
                                LayerRouting* routing = nullptr);
+
+/// The Hugging Face name prefix of a layer's MoE block: "model.layers.L.mlp" ("model.layers.L.block_sparse_moe"
+/// for mixtral).
+std::string layer_checkpoint_prefix(const MoeConfig& config, int64_t layer_index);
+
+/// Every weight of `weights` under its checkpoint name for layer `layer_index` (docs/layer.md §5, the names
+/// MoeLayer::from_checkpoint reads), as views of `weights`: the int8 format ("weight" + "weight_scale", smooth
+/// scales, clip factors) when the config is quantised. write_safetensors() of the result is a checkpoint that
+/// from_checkpoint reads back to the same weights (how `moefuse quantize` writes its output).
+NamedTensors layer_checkpoint_tensors(const MoeConfig& config, const LayerWeights& weights, int64_t layer_index);
 
 }  // namespace moefuse

@@ -41,6 +41,9 @@ _DICT_SOURCE = "config dict"
 # generated from it, which means nothing to the caller: it is dropped (the key path stays).
 _DICT_POSITION = re.compile(re.escape(_DICT_SOURCE) + r":\d+:\d+: ")
 _INT32_MAX = 2 ** 31 - 1
+# A config is two levels deep; anything nested deeper than this is refused before it is turned into YAML (and before
+# Python's recursion limit could be reached).
+_MAX_CONFIG_DEPTH = 32
 _UINT64_MAX = 2 ** 64 - 1
 
 
@@ -100,24 +103,48 @@ def _yaml_scalar(v: Any, path: str) -> Optional[str]:
     return None
 
 
-def _yaml_flow(v: Any, path: str) -> str:
-    """`v` (a dict in the YAML structure) as YAML flow text, read by the C++ parser exactly as the equivalent file."""
-    if isinstance(v, Mapping):
-        items = []
-        for k, item in v.items():
-            key = _yaml_scalar(k, path)
-            if key is None:
-                raise TypeError(f"{_DICT_SOURCE}: {_where(path)}: expected str keys, got a key of type "
-                                f"{type(k).__name__}")
-            items.append(f"{key}: {_yaml_flow(item, f'{path}.{k}' if path else str(k))}")
-        return "{" + ", ".join(items) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_yaml_flow(item, f"{path}[{i}]") for i, item in enumerate(v)) + "]"
+def _yaml_flow(v: Any, path: str, depth: int = 0, open_containers: Optional[set] = None) -> str:
+    """`v` (a dict in the YAML structure) as YAML flow text, read by the C++ parser exactly as the equivalent file.
+    A dict or list that contains itself, or nesting deeper than _MAX_CONFIG_DEPTH, is a ValueError naming the path
+    (never a RecursionError)."""
+    if isinstance(v, (Mapping, list, tuple)):
+        if open_containers is None:
+            open_containers = set()
+        if id(v) in open_containers:
+            raise ValueError(f"{_DICT_SOURCE}: {_where(path)}: expected a tree of dicts and lists, got a "
+                             f"{type(v).__name__} that contains itself")
+        if depth >= _MAX_CONFIG_DEPTH:
+            raise ValueError(f"{_DICT_SOURCE}: {_where(path)}: expected at most {_MAX_CONFIG_DEPTH} levels of "
+                             "nesting, got more")
+        open_containers.add(id(v))
+        try:
+            if isinstance(v, Mapping):
+                items = []
+                for k, item in v.items():
+                    key = _yaml_scalar(k, path)
+                    if key is None:
+                        raise TypeError(f"{_DICT_SOURCE}: {_where(path)}: expected str keys, got a key of type "
+                                        f"{type(k).__name__}")
+                    sub = f"{path}.{k}" if path else str(k)
+                    items.append(f"{key}: {_yaml_flow(item, sub, depth + 1, open_containers)}")
+                return "{" + ", ".join(items) + "}"
+            return "[" + ", ".join(_yaml_flow(item, f"{path}[{i}]", depth + 1, open_containers)
+                                   for i, item in enumerate(v)) + "]"
+        finally:
+            open_containers.discard(id(v))
     s = _yaml_scalar(v, path)
     if s is None:
         raise TypeError(f"{_DICT_SOURCE}: {_where(path)}: expected a str, bool, int, float, None, dict or list, got "
                         f"{type(v).__name__}")
     return s
+
+
+def _checked_path(path: str, op: str, name: str) -> str:
+    """`path`, refused (ValueError) when it holds a NUL character: the C library would stop reading the name there
+    and open a different file (its prefix)."""
+    if "\0" in path:
+        raise ValueError(f"{op}: {name}: expected a path without NUL characters, got {path!r}")
+    return path
 
 
 def _is_path_like(s: str) -> bool:
@@ -140,8 +167,10 @@ def _to_config(config: Any, op: str) -> "_core.Config":
         path = os.fspath(config)
         if not isinstance(path, str):
             raise TypeError(f"{op}: config: expected a str path, got {type(path).__name__}")
-        return _core.Config.from_file(path)
+        return _core.Config.from_file(_checked_path(path, op, "config"))
     if isinstance(config, str):
+        if "\0" in config:
+            _checked_path(config, op, "config")
         if config == "default" or config in _core.preset_names() or not _is_path_like(config):
             return _core.Config.from_preset(config)  # ValueError listing the presets for an unknown name
         return _core.Config.from_file(config)
@@ -215,7 +244,8 @@ class MoeLayer:
         return cls._wrap(_core.MoeLayer.with_random_weights(cfg, _seed(seed, op), _threads(threads, op)))
 
     @classmethod
-    def from_pretrained(cls, checkpoint: Any, layer: int = 0, config: Any = None, *, threads: int = 0) -> "MoeLayer":
+    def from_pretrained(cls, checkpoint: Any, layer: int = 0, config: Any = None, *, threads: int = 0,
+                        allow_non_finite: bool = False) -> "MoeLayer":
         """The weights of decoder layer `layer` of a Hugging Face checkpoint (MoeLayer::from_checkpoint), by the
         tensor names of docs/layer.md §5 (model.layers.<layer>.mlp...; mixtral: block_sparse_moe).
 
@@ -223,8 +253,11 @@ class MoeLayer:
         them. config (required): a preset name, a YAML file path or a dict, as for from_config — the checkpoint does
         not say which dtype and quantised chain to run (a float checkpoint with a quantised config is quantised per
         output channel on load; an int8 checkpoint needs quant_mode w8a8 or w8a8c8).
+        allow_non_finite: accept NaN and infinite weights (LayerOptions::allow_non_finite_weights); by default the
+        first one is a ValueError naming the file, the tensor and its index.
         Errors: OSError for a missing or malformed file or a missing tensor (naming the file and the tensor);
-        ValueError / TypeError for a tensor of the wrong shape or dtype; MemoryError when it does not fit."""
+        ValueError / TypeError for a tensor of the wrong shape or dtype; ValueError for a non-finite weight or a
+        path holding a NUL character; MemoryError when it does not fit."""
         op = "MoeLayer.from_pretrained"
         if config is None:
             raise TypeError(f"{op}: config: expected a preset name, a YAML file path or a dict in the YAML structure "
@@ -234,10 +267,12 @@ class MoeLayer:
             checkpoint = os.fspath(checkpoint)
         if not isinstance(checkpoint, str):
             raise TypeError(f"{op}: checkpoint: expected a path (str or os.PathLike), got {type(checkpoint).__name__}")
+        _checked_path(checkpoint, op, "checkpoint")
         index = to_int(layer, op, "layer")
         if index < 0:
             raise ValueError(f"{op}: layer: expected a layer index >= 0, got {index}")
-        return cls._wrap(_core.MoeLayer.from_checkpoint(cfg, checkpoint, index, _threads(threads, op)))
+        allow = to_bool(allow_non_finite, op, "allow_non_finite")
+        return cls._wrap(_core.MoeLayer.from_checkpoint(cfg, checkpoint, index, _threads(threads, op), allow))
 
     def forward(self, x: Any, is_prefill: bool = False) -> Any:
         """Runs the layer on x [T, H] (numpy array, torch CPU tensor or DLPack tensor, in the model dtype; bf16 as
@@ -298,8 +333,10 @@ class MoeLayer:
 
 
 def reference_layer_forward(layer: MoeLayer, x: Any) -> Any:
-    """The oracle (moefuse::reference_layer_forward): `layer`'s math as one plain, single-threaded, unchunked pass
-    of the scalar reference operators. x and the result as in MoeLayer.forward; layer(x) equals it bit for bit."""
+    """The oracle (moefuse::reference_layer_forward): `layer`'s math as a plain per-token, per-expert loop with the
+    rounding points of docs/layer.md §1, sharing no code with the layer's compute path (its own router, gating,
+    experts and combine), single-threaded and unchunked. x and the result as in MoeLayer.forward; layer(x) equals it
+    bit for bit."""
     op = "reference_layer_forward"
     if not isinstance(layer, MoeLayer):
         raise TypeError(f"{op}: layer: expected a moefuse.MoeLayer, got {type(layer).__name__}")

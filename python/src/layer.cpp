@@ -128,14 +128,15 @@ void bind_layer(nb::module_& m) {
           arg("config"), arg("seed"), arg("threads"))
       .def_static(
           "from_checkpoint",
-          [](const MoeConfig& config, const std::string& path, int64_t layer_index, int threads) {
+          [](const MoeConfig& config, const std::string& path, int64_t layer_index, int threads,
+             bool allow_non_finite) {
             return nogil([&] {
               Checkpoint ck(path);
-              return std::make_unique<PyLayer>(
-                  MoeLayer::from_checkpoint(config, ck, layer_index, {.threads = threads}));
+              return std::make_unique<PyLayer>(MoeLayer::from_checkpoint(
+                  config, ck, layer_index, {.threads = threads, .allow_non_finite_weights = allow_non_finite}));
             });
           },
-          arg("config"), arg("path"), arg("layer_index"), arg("threads"))
+          arg("config"), arg("path"), arg("layer_index"), arg("threads"), arg("allow_non_finite"))
       .def(
           "forward",
           [](PyLayer& self, const PyTensor& x, bool is_prefill) {

@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include "base/default_pool.h"
 #include "base/thread_pool.h"
 #include "layer/chain.h"
+#include "layer/finite.h"
 #include "layer/fused_decode.h"
 #include "layer/weights.h"
 #include "moefuse/error.h"
@@ -95,6 +98,13 @@ int64_t fixed_bytes(const MoeConfig& c) {
   return b;
 }
 
+// Rows of `src` ([n, K]) into rows [begin, begin + n) of the contiguous `dst` of the same dtype and width.
+void copy_rows(const Tensor& src, const Tensor& dst, int64_t begin) {
+  const Tensor c = src.contiguous();
+  const size_t row = size_t(dst.size(1)) * dst.element_size();
+  std::memcpy(static_cast<std::byte*>(dst.data()) + size_t(begin) * row, c.data(), size_t(c.size(0)) * row);
+}
+
 }  // namespace
 
 // The quantised chains hold a clip factor per expert (w8a8c8's, or 1s), counted whether or not it is read.
@@ -143,6 +153,7 @@ struct MoeLayer::Impl {
 MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options) {
   validate(config, "MoeLayer config");
   layer::validate_weights(config, weights);
+  if (!options.allow_non_finite_weights) layer::check_finite_weights(weights);
   impl_ = std::make_unique<Impl>(config, std::move(weights), resolve_threads(options.threads));
 }
 
@@ -154,7 +165,9 @@ MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, c
   validate(config, "MoeLayer config");
   ThreadPool pool(resolve_threads(options.threads));
   check_fits(config, pool.size(), options.memory_limit_bytes);
-  return MoeLayer(config, layer::random_weights(config, seed, pool), options);
+  LayerOptions finite = options;  // random weights are finite: no second pass over them
+  finite.allow_non_finite_weights = true;
+  return MoeLayer(config, layer::random_weights(config, seed, pool), finite);
 }
 
 MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
@@ -162,7 +175,10 @@ MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& ch
   validate(config, "MoeLayer config");
   ThreadPool pool(resolve_threads(options.threads));
   check_fits(config, pool.size(), options.memory_limit_bytes);
-  return MoeLayer(config, layer::checkpoint_weights(config, checkpoint, layer_index, pool), options);
+  LayerWeights w = layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
+  LayerOptions checked = options;  // checked while loading, with the checkpoint's names: no second pass
+  checked.allow_non_finite_weights = true;
+  return MoeLayer(config, std::move(w), checked);
 }
 
 const MoeConfig& MoeLayer::config() const { return impl_->config; }
@@ -173,14 +189,14 @@ int MoeLayer::threads() const { return impl_->pool.size(); }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return impl_->path; }
 
-Tensor MoeLayer::forward(const Tensor& x, bool is_prefill) {
+Tensor MoeLayer::forward(const Tensor& x, bool is_prefill, LayerRouting* routing) {
   check::rank(kOp, "x", x, 2);
   Tensor out = Tensor::empty(impl_->config.dtype, {x.size(0), impl_->config.hidden_size});
-  forward_out(x, is_prefill, out);
+  forward_out(x, is_prefill, out, routing);
   return out;
 }
 
-void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) {
+void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, LayerRouting* routing) {
   // Prefill and decode run the same chunked schedule: chunks bound the workspace, and a token's result does not
   // depend on its batch nor on how the GEMMs are cut into tasks (decisions.md §6), so neither the chunking nor the
   // schedule (schedule() above) changes a bit.
@@ -207,6 +223,10 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
     m.part_timings[size_t(i)] = LayerTimings{};
   }
   int64_t chunks = 0, weight_bytes = 0, active = 0;
+  LayerRouting all_routing;
+  if (routing)
+    all_routing = LayerRouting{Tensor::empty(DType::i32, {T, c.num_experts_per_tok}),
+                               Tensor::empty(c.dtype, {T, c.num_experts_per_tok})};
   OperatorPoolScope operators_use(&m.pool);  // a one-part chunk's operators spread their tasks over the layer's threads
   for (int64_t c0 = 0; c0 < T; c0 += c.moe_chunk_max_len) {
     const int64_t len = std::min(c.moe_chunk_max_len, T - c0);
@@ -228,6 +248,11 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
     std::fill(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(0));
     for (int64_t p = 0; p < s.parts; ++p) {
       const Tensor& idx = m.part_routing[size_t(p)].topk_idx;
+      if (routing) {  // the parts' rows, in token order
+        const int64_t begin = c0 + p * s.share;
+        copy_rows(idx, all_routing.topk_idx, begin);
+        copy_rows(m.part_routing[size_t(p)].topk_weight, all_routing.topk_weight, begin);
+      }
       const int32_t* e = idx.data_as<const int32_t>();
       for (int64_t i = 0; i < idx.numel(); ++i)
         if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = 1;
@@ -265,28 +290,17 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out) 
   t.weight_bytes = weight_bytes;
   if (T > 0) m.path = fused ? "superkernel" : "chain";
   t.active_experts = active;
+  if (routing) *routing = std::move(all_routing);
   t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   m.timings = t;
 }
 
-Tensor reference_layer_forward(const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
-                               LayerRouting* routing) {
-  validate(config, "reference_layer_forward config");
-  layer::validate_weights(config, weights);
-  check::rank("reference_layer_forward", "x", x, 2);
-  check::dtype_in("reference_layer_forward", "x", x, {config.dtype});
-  if (x.size(1) != config.hidden_size)
-    check::fail_value("reference_layer_forward", "x",
-                      "shape [T, " + std::to_string(config.hidden_size) + "] (hidden_size)", x.shape().str());
-  const int64_t T = x.size(0);
-  Tensor out = Tensor::empty(config.dtype, {T, config.hidden_size});
-  layer::ChainBuffers b = layer::plan_chain_buffers(config, T);
-  LayerRouting r;
-  layer::run_chain(layer::reference_chain_ops(), config, weights, nullptr, x, out, b, nullptr, &r);
-  // The routing views point into `b`; hand out copies that outlive it.
-  if (routing) *routing = LayerRouting{r.topk_idx.defined() ? r.topk_idx.clone() : Tensor::empty(DType::i32, {0, config.num_experts_per_tok}),
-                                       r.topk_weight.defined() ? r.topk_weight.clone() : Tensor::empty(config.dtype, {0, config.num_experts_per_tok})};
-  return out;
+std::string layer_checkpoint_prefix(const MoeConfig& config, int64_t layer_index) {
+  return layer::moe_prefix(config, layer_index);
+}
+
+NamedTensors layer_checkpoint_tensors(const MoeConfig& config, const LayerWeights& weights, int64_t layer_index) {
+  return layer::checkpoint_tensors(config, weights, layer_index);
 }
 
 }  // namespace moefuse

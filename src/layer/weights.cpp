@@ -8,6 +8,7 @@
 #include "base/check.h"
 #include "base/elements.h"
 #include "base/quantize.h"
+#include "layer/finite.h"
 #include "moefuse/error.h"
 
 namespace moefuse::layer {
@@ -25,13 +26,18 @@ using RowSource = std::function<void(int64_t r, float* row)>;
 
 // Writes rows [0, out) of a projection into storage[e, row0 + r, :] — converted to the model dtype (RNE), or, for
 // the quantised chains, quantised per output channel (quantize_row_dynamic: scale = max|w| / 127) with the scale
-// in scales[e, row0 + r].
-void fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in,
-                     const RowSource& source) {
+// in scales[e, row0 + r]. With `check_finite`, stops at the first row holding a value that is not finite, or not
+// once converted to a float storage dtype (70000 in f16), and returns its flat index r * in + i in the source;
+// otherwise (or when every value is finite) returns -1.
+int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in,
+                        const RowSource& source, bool check_finite) {
   std::vector<float> row(size_t(in > 0 ? in : 1));
   const int64_t rows_per_expert = storage.size(1);
   for (int64_t r = 0; r < out; ++r) {
     source(r, row.data());
+    if (check_finite)
+      for (int64_t i = 0; i < in; ++i)
+        if (!std::isfinite(rounded_to(row[size_t(i)], storage.dtype()))) return r * in + i;
     const int64_t flat_row = e * rows_per_expert + row0 + r;
     if (storage.dtype() == DType::i8) {
       int8_t* dst = storage.data_as<int8_t>() + flat_row * in;
@@ -40,6 +46,7 @@ void fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, int
       for (int64_t i = 0; i < in; ++i) store_element_f32(storage.data(), storage.dtype(), flat_row * in + i, row[size_t(i)]);
     }
   }
+  return -1;
 }
 
 // ---- random initialisation ---------------------------------------------------------------------------------------
@@ -71,13 +78,6 @@ RowSource random_rows(RandomStream s, int64_t in) {
   return [s, in](int64_t r, float* row) {
     for (int64_t i = 0; i < in; ++i) row[i] = s.at(uint64_t(r * in + i));
   };
-}
-
-// v rounded (RNE) to the model dtype and widened back: what a checkpoint in that dtype would hold.
-float load_rounded(float v, DType model) {
-  if (model == DType::bf16) return to_f32(to_bf16(v));
-  if (model == DType::f16) return to_f32(to_f16(v));
-  return v;
 }
 
 struct Shapes {
@@ -117,13 +117,26 @@ struct FillTask {
   Tensor storage, scales;
   int64_t e, row0, out, in;
   RowSource source;
+  std::string name = {};  // where the values come from (a checkpoint's path and tensor name), for errors
 };
 
-void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool) {
+// Runs every task; with `check_finite`, refuses (ValueError) the first non-finite value of the first task, in task
+// order, that holds one — the same error for any thread count.
+void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool, bool check_finite = false) {
+  std::vector<int64_t> bad(tasks.size(), -1);
   pool.parallel_for(int64_t(tasks.size()), [&](int64_t i) {
     const FillTask& t = tasks[size_t(i)];
-    fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source);
+    bad[size_t(i)] = fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source, check_finite);
   });
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (bad[i] < 0) continue;
+    const FillTask& t = tasks[i];
+    std::vector<float> row(size_t(t.in));
+    const int64_t r = bad[i] / t.in, c = bad[i] % t.in;
+    t.source(r, row.data());
+    const DType stored = t.storage.dtype();
+    fail_non_finite(t.name, row[size_t(c)], {r, c}, &stored);
+  }
 }
 
 // Views a 2-D [out, in] tensor as the single "expert" of a [1, out, in] storage for fill_projection.
@@ -186,7 +199,7 @@ RowSource checkpoint_rows(const Checkpoint& ck, const std::string& name, const T
 // Loads one [out, in] projection of a checkpoint into storage rows [row0, row0 + out) of expert e.
 void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string& name, const Tensor& storage,
                      const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in, const char* out_name,
-                     const char* in_name, std::vector<FillTask>& tasks) {
+                     const char* in_name, std::vector<FillTask>& tasks, bool check_finite) {
   Tensor t = projection_tensor(ck, name, out, in, out_name, in_name);
   if (t.dtype() == DType::i8) {
     if (!quantised(c))
@@ -195,17 +208,23 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
     // int8 rows are copied as they are; their scales come from the checkpoint.
     const std::string scale_name = name.substr(0, name.size() - std::string("weight").size()) + "weight_scale";
     Tensor s = scale_tensor(ck, scale_name, out);
+    if (check_finite)
+      check_finite_values(
+          ck.path() + ": " + scale_name, out,
+          [&](int64_t r) { return load_element_f32(s.data(), s.dtype(), r * s.stride(0)); },
+          [&](int64_t r) { return unravel(s, r); });
     const int64_t rows_per_expert = storage.size(1);
     ck.read_bytes(name, 0, storage.data_as<int8_t>() + (e * rows_per_expert + row0) * in, size_t(out * in));
     for (int64_t r = 0; r < out; ++r)
       scales.data_as<float>()[e * scales.size(1) + row0 + r] = load_element_f32(s.data(), s.dtype(), r * s.stride(0));
     return;
   }
-  tasks.push_back(FillTask{storage, scales, e, row0, out, in, checkpoint_rows(ck, name, t)});
+  tasks.push_back(FillTask{storage, scales, e, row0, out, in, checkpoint_rows(ck, name, t), ck.path() + ": " + name});
 }
 
 // An optional per-expert vector [n] of the checkpoint, widened into row e of `dst` ([E, n] f32).
-bool load_vector(const Checkpoint& ck, const std::string& name, int64_t n, const Tensor& dst, int64_t e) {
+bool load_vector(const Checkpoint& ck, const std::string& name, int64_t n, const Tensor& dst, int64_t e,
+                 bool check_finite) {
   if (!ck.has(name)) return false;
   Tensor t = ck.read(name);
   if (t.numel() != n || !dtype_is_float(t.dtype()))
@@ -214,6 +233,10 @@ bool load_vector(const Checkpoint& ck, const std::string& name, int64_t n, const
   const Tensor flat = t.contiguous();
   for (int64_t i = 0; i < n; ++i)
     dst.data_as<float>()[e * n + i] = load_element_f32(flat.data(), flat.dtype(), i);
+  if (check_finite)
+    check_finite_values(
+        ck.path() + ": " + name, n, [&](int64_t i) { return dst.data_as<float>()[e * n + i]; },
+        [&](int64_t i) { return unravel(t, i); });
   return true;
 }
 
@@ -285,7 +308,7 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool)
     const DType model = c.dtype;
     return RowSource([raw, model, in](int64_t r, float* row) {
       raw(r, row);
-      for (int64_t i = 0; i < in; ++i) row[i] = load_rounded(row[i], model);
+      for (int64_t i = 0; i < in; ++i) row[i] = rounded_to(row[i], model);
     });
   };
   std::vector<FillTask> tasks;
@@ -311,7 +334,9 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool)
   return w;
 }
 
-LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index, ThreadPool& pool) {
+LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index, ThreadPool& pool,
+                                bool allow_non_finite) {
+  const bool check = !allow_non_finite;
   if (layer_index < 0)
     throw ValueError("MoeLayer::from_checkpoint: layer_index: expected >= 0, got " + std::to_string(layer_index));
   const Shapes s = shapes_of(c);
@@ -323,13 +348,13 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
   if (router.dtype() == DType::i8)
     throw TypeError(ck.path() + ": " + p + ".gate.weight: expected a float router weight, got i8");
-  tasks.push_back(
-      FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router)});
+  tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router),
+                           ck.path() + ": " + p + ".gate.weight"});
   for (int64_t e = 0; e < s.E; ++e) {
     const std::string ep = p + ".experts." + std::to_string(e) + ".";
-    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, e, 0, s.I, s.H, "I", "H", tasks);
-    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, e, s.I, s.I, s.H, "I", "H", tasks);
-    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, e, 0, s.H, s.I, "H", "I", tasks);
+    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, e, 0, s.I, s.H, "I", "H", tasks, check);
+    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, e, s.I, s.I, s.H, "I", "H", tasks, check);
+    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, e, 0, s.H, s.I, "H", "I", tasks, check);
   }
   if (quantised(c)) {
     // Optional smooth scales: present for every expert or for none.
@@ -338,7 +363,7 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
       w.smooth_scale1 = Tensor::empty(DType::f32, {s.E, s.H});
       for (int64_t e = 0; e < s.E; ++e)
         if (!load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.gate + ".smooth_scale", s.H,
-                         w.smooth_scale1, e))
+                         w.smooth_scale1, e, check))
           throw IoError(ck.path() + ": " + p + ".experts." + std::to_string(e) + "." + pn.gate +
                         ".smooth_scale: expected a tensor of this checkpoint (expert 0 has one), got none");
     }
@@ -347,24 +372,27 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
       w.smooth_scale2 = Tensor::empty(DType::f32, {s.E, s.I});
       for (int64_t e = 0; e < s.E; ++e)
         if (!load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".smooth_scale", s.I,
-                         w.smooth_scale2, e))
+                         w.smooth_scale2, e, check))
           throw IoError(ck.path() + ": " + p + ".experts." + std::to_string(e) + "." + pn.down +
                         ".smooth_scale: expected a tensor of this checkpoint (expert 0 has one), got none");
     }
     if (c.quant_mode == QuantMode::w8a8c8)
       for (int64_t e = 0; e < s.E; ++e)
-        load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".clip_alpha", 1, w.clip_alpha, e);
+        load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".clip_alpha", 1, w.clip_alpha, e, check);
   }
   if (s.Is > 0) {
     const std::string sp = shared_prefix(c, p) + ".";
-    load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H", tasks);
+    load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H",
+                    tasks, check);
     load_projection(c, ck, sp + "up_proj.weight", w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is, s.H, "Is", "H",
-                    tasks);
-    load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is", tasks);
+                    tasks, check);
+    load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is",
+                    tasks, check);
     if (w.shared_gate.defined()) {
       Tensor g = projection_tensor(ck, p + ".shared_expert_gate.weight", 1, s.H, "1", "H");
       tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H,
-                               checkpoint_rows(ck, p + ".shared_expert_gate.weight", g)});
+                               checkpoint_rows(ck, p + ".shared_expert_gate.weight", g),
+                               ck.path() + ": " + p + ".shared_expert_gate.weight"});
     }
   }
   if (w.router_bias.defined()) {
@@ -374,8 +402,12 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
       throw ValueError(ck.path() + ": " + name + ": expected a float tensor of shape [" + std::to_string(s.E) +
                        "], got " + b.describe());
     for (int64_t e = 0; e < s.E; ++e) w.router_bias.data_as<float>()[e] = load_element_f32(b.data(), b.dtype(), e * b.stride(0));
+    if (check)
+      check_finite_values(
+          ck.path() + ": " + name, s.E, [&](int64_t e) { return w.router_bias.data_as<float>()[e]; },
+          [](int64_t e) { return std::vector<int64_t>{e}; });
   }
-  run_tasks(tasks, pool);
+  run_tasks(tasks, pool, check);
   return w;
 }
 

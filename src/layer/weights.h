@@ -17,9 +17,11 @@ void validate_weights(const MoeConfig& config, const LayerWeights& w);
 /// Random weights (MoeLayer::with_random_weights documents the distribution).
 LayerWeights random_weights(const MoeConfig& config, uint64_t seed, ThreadPool& pool);
 
-/// Weights of one layer of a checkpoint (MoeLayer::from_checkpoint documents the rules).
+/// Weights of one layer of a checkpoint (MoeLayer::from_checkpoint documents the rules). Unless
+/// `allow_non_finite`, a NaN or infinity in any float tensor read (projections, router, bias, scales, smooth scales,
+/// clip factors) is a ValueError naming the checkpoint, the tensor and the value's index in it.
 LayerWeights checkpoint_weights(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
-                                ThreadPool& pool);
+                                ThreadPool& pool, bool allow_non_finite = false);
 
 /// The Hugging Face name prefix of a layer's MoE block: "model.layers.L.mlp" ("...block_sparse_moe" for mixtral).
 std::string moe_prefix(const MoeConfig& config, int64_t layer_index);

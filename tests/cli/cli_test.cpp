@@ -17,7 +17,6 @@
 
 #include "cli/cli_runner.h"
 #include "io/io_test_util.h"
-#include "layer/weights.h"
 #include "moefuse/config.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
@@ -209,7 +208,7 @@ TEST_F(CliTest, RunReadsCheckpointsInOneFileAndSharded) {
   const MoeConfig c = small(DType::f32);
   const std::string cfg = small_config("f32");
   MoeLayer layer = MoeLayer::with_random_weights(c, 21, one_thread());
-  const NamedTensors tensors = layer::checkpoint_tensors(c, layer.weights(), 2);
+  const NamedTensors tensors = layer_checkpoint_tensors(c, layer.weights(), 2);
   write_safetensors(path("one.safetensors"), tensors);
   write_sharded_checkpoint(path("sharded"), tensors, 20000);
   ASSERT_GT(Checkpoint(path("sharded")).files().size(), size_t(2));
@@ -266,7 +265,9 @@ model_config:
     EXPECT_EQ(line_starting(r.out, "compared:"),
               "compared:   " + std::to_string(7 * (cfg == shared_yaml ? 48 : cfg == v3_yaml ? 32 : 64)) +
                   " elements: 0 mismatched, max abs error 0, max rel error 0");
-    EXPECT_NE(line_starting(r.out, "routing:").find("matched (top-k indices"), std::string::npos) << r.out;
+    EXPECT_NE(line_starting(r.out, "routing:").find("matched (top-k indices and weights"), std::string::npos)
+        << r.out;
+    EXPECT_EQ(line_starting(r.out, "finite:").rfind("finite:     yes (0 of ", 0), 0u) << r.out;
   }
   Result j = moefuse("verify --config '" + small_config("bf16", "w8a8") + "' --json --prefill");
   ASSERT_EQ(j.status, 0) << j.err;
@@ -277,7 +278,87 @@ model_config:
   EXPECT_EQ(v["elements"], 8 * 64);
   EXPECT_EQ(v["routing"]["matched"], true);
   EXPECT_EQ(v["routing"]["indices"], 8 * 2);
+  EXPECT_EQ(v["routing"]["weights_mismatched"], 0);
+  EXPECT_EQ(v["non_finite_elements"], 0);
   EXPECT_EQ(v["tolerance"]["max_abs_error"], 0);
+}
+
+// verify's check can fail: a layer made wrong on purpose (the command's test hook negates its router's row of
+// expert 0; the oracle keeps the true weights) is caught in the output and in the routing, with exit status 1.
+TEST_F(CliTest, VerifyFailsWhenTheLayerIsWrong) {
+  for (const std::string& cfg : {small_config(), small_config("bf16", "w8a8")}) {
+    ::setenv("MOEFUSE_VERIFY_FAULT", "router", 1);
+    Result r = moefuse("verify --config '" + cfg + "' --tokens 7");
+    Result j = moefuse("verify --config '" + cfg + "' --tokens 7 --json");
+    ::unsetenv("MOEFUSE_VERIFY_FAULT");
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_EQ(line_starting(r.out, "result:"), "result:     FAIL");
+    EXPECT_EQ(line_starting(r.out, "routing:").rfind("routing:    DIFFERENT", 0), 0u) << r.out;
+    EXPECT_EQ(line_starting(r.out, "compared:").find(" 0 mismatched"), std::string::npos) << r.out;
+    ASSERT_EQ(j.status, 1) << j.err;
+    const Json v = Json::parse(j.out);
+    EXPECT_EQ(v["pass"], false);
+    EXPECT_GT(v["mismatched_elements"].get<int64_t>(), 0);
+    EXPECT_GT(v["routing"]["mismatched"].get<int64_t>(), 0);
+    // Without the hook the same layer passes.
+    EXPECT_EQ(moefuse("verify --config '" + cfg + "' --tokens 7").status, 0);
+  }
+}
+
+// A checkpoint holding NaN or infinite weights: run, verify and quantize refuse it (exit 2, naming the tensor and
+// the index, nothing written); --allow-non-finite loads it, and verify then fails (exit 1) on the NaN output rather
+// than printing PASS.
+TEST_F(CliTest, NonFiniteWeightsAreRefusedAndNonFiniteOutputFailsVerify) {
+  const MoeConfig c = small();
+  const std::string cfg = small_config();
+  MoeLayer layer = MoeLayer::with_random_weights(c, 43, one_thread());
+  NamedTensors tensors = layer_checkpoint_tensors(c, layer.weights(), 0);
+  const std::string router = "model.layers.0.mlp.gate.weight", down = "model.layers.0.mlp.experts.6.down_proj.weight";
+  for (auto& [name, t] : tensors) {
+    if (name == router) {
+      t = t.clone();
+      t.set_item({3, 17}, std::nan(""));
+    }
+  }
+  write_safetensors(path("nan_router.safetensors"), tensors);
+  for (const std::string cmd : {"run", "verify"})
+    EXPECT_TRUE(is_error(moefuse(cmd + " --config '" + cfg + "' --weights '" + path("nan_router.safetensors") +
+                                 "' --output '" + path("y.npy") + "'"),
+                         {path("nan_router.safetensors"), router, "expected finite values", "got nan at [3, 17]",
+                          "--allow-non-finite"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --config '" + cfg + "' --weights '" + path("nan_router.safetensors") +
+                               "' --out '" + path("q.safetensors") + "'"),
+                       {router, "got nan at [3, 17]"}));
+
+  Result v = moefuse("verify --config '" + cfg + "' --weights '" + path("nan_router.safetensors") +
+                     "' --allow-non-finite --tokens 5");
+  EXPECT_EQ(v.status, 1) << v.out << v.err;
+  EXPECT_EQ(line_starting(v.out, "result:"), "result:     FAIL");
+  EXPECT_EQ(line_starting(v.out, "finite:").rfind("finite:     NO (", 0), 0u) << v.out;
+  Result vj = moefuse("verify --config '" + cfg + "' --weights '" + path("nan_router.safetensors") +
+                      "' --allow-non-finite --tokens 5 --json");
+  ASSERT_EQ(vj.status, 1) << vj.err;
+  EXPECT_GT(Json::parse(vj.out)["non_finite_elements"].get<int64_t>(), 0);
+
+  // An infinity in an expert projection (quantize reads it to quantise the row: refused, no inf scale written).
+  NamedTensors inf_down = layer_checkpoint_tensors(c, layer.weights(), 0);
+  for (auto& [name, t] : inf_down) {
+    if (name == down) {
+      t = t.clone();
+      t.set_item({60, 2}, -INFINITY);
+    }
+  }
+  write_safetensors(path("inf_down.safetensors"), inf_down);
+  EXPECT_TRUE(is_error(moefuse("quantize --config '" + cfg + "' --weights '" + path("inf_down.safetensors") +
+                               "' --out '" + path("q.safetensors") + "'"),
+                       {path("inf_down.safetensors"), down, "got -inf at [60, 2]"}));
+  EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("inf_down.safetensors") + "'"),
+                       {down, "got -inf at [60, 2]"}));
+  EXPECT_EQ(moefuse("run --config '" + cfg + "' --weights '" + path("inf_down.safetensors") +
+                    "' --allow-non-finite").status,
+            0);
+  EXPECT_FALSE(std::filesystem::exists(path("y.npy")));
+  EXPECT_FALSE(std::filesystem::exists(path("q.safetensors")));
 }
 
 // ---- quantize ----------------------------------------------------------------------------------------------------
@@ -285,7 +366,7 @@ model_config:
 TEST_F(CliTest, QuantizeWritesWhatALayerQuantisedOnLoadHolds) {
   const MoeConfig c = small();
   MoeLayer float_layer = MoeLayer::with_random_weights(c, 31, one_thread());
-  write_safetensors(path("float.safetensors"), layer::checkpoint_tensors(c, float_layer.weights(), 1));
+  write_safetensors(path("float.safetensors"), layer_checkpoint_tensors(c, float_layer.weights(), 1));
   write_npy(path("x.npy"), Rng(14).normal_tensor(DType::f32, {5, 64}));
 
   for (const char* mode : {"w8a8", "w8a8c8"}) {
@@ -382,7 +463,7 @@ TEST_F(CliTest, CheckpointErrorsNameTheFileAndTensor) {
   const MoeConfig c = small();
   const std::string cfg = small_config();
   MoeLayer layer = MoeLayer::with_random_weights(c, 41, one_thread());
-  NamedTensors tensors = layer::checkpoint_tensors(c, layer.weights(), 0);
+  NamedTensors tensors = layer_checkpoint_tensors(c, layer.weights(), 0);
 
   const std::string gone = "model.layers.0.mlp.experts.5.up_proj.weight";
   NamedTensors missing;
@@ -417,7 +498,7 @@ TEST_F(CliTest, CheckpointErrorsNameTheFileAndTensor) {
   // int8 weights need a quantised config.
   const MoeConfig qc = small(DType::bf16, QuantMode::w8a8);
   MoeLayer qlayer = MoeLayer::with_random_weights(qc, 42, one_thread());
-  write_safetensors(path("int8.safetensors"), layer::checkpoint_tensors(qc, qlayer.weights(), 0));
+  write_safetensors(path("int8.safetensors"), layer_checkpoint_tensors(qc, qlayer.weights(), 0));
   EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "' --weights '" + path("int8.safetensors") + "'"),
                        {path("int8.safetensors"), "experts.0.gate_proj.weight", "quant_mode"}));
 

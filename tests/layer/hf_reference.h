@@ -1,7 +1,6 @@
-// An independent reference of the MoE layer for tests: a per-token, per-expert loop the way Hugging Face's MoE
-// blocks compute (route, run each chosen expert's MLP, weighted sum), with the rounding points of spec/layer.md §1
-// and the quantised chains' dequantisation order. It reads the layer's weights directly and shares no code with
-// src/ (not the operators, not the references, not the quantiser).
+// The layer's independent oracle for the layer tests: reference_layer_forward (include/moefuse/layer.h,
+// src/oracle/layer_oracle.cpp), a per-token, per-expert loop the way Hugging Face's MoE blocks compute, with the
+// rounding points of docs/layer.md §1, sharing no code with the layer's compute path.
 #pragma once
 
 #include "moefuse/config.h"
@@ -10,7 +9,12 @@
 namespace moefuse::testing {
 
 /// out [T, H] in the model dtype; `topk_idx` (optional) receives [T, K] i32.
-Tensor hf_moe_forward(const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
-                      Tensor* topk_idx = nullptr);
+inline Tensor hf_moe_forward(const MoeConfig& config, const LayerWeights& weights, const Tensor& x,
+                             Tensor* topk_idx = nullptr) {
+  LayerRouting routing;
+  Tensor out = reference_layer_forward(config, weights, x, &routing);
+  if (topk_idx) *topk_idx = routing.topk_idx;
+  return out;
+}
 
 }  // namespace moefuse::testing

@@ -4,8 +4,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
+#include "layer/chain.h"
 #include "layer/hf_reference.h"
 #include "layer/weights.h"
 #include "moefuse/config.h"
@@ -70,18 +72,27 @@ std::vector<Case> all_cases() {
 class LayerFamilies : public ::testing::TestWithParam<Case> {};
 
 // Every family, dtype and quantised chain: the layer equals the per-expert reference bit for bit (both follow the
-// rounding points of layer.md §1), and so does the scalar reference chain; routing is identical.
+// rounding points of layer.md §1), and so does the operator chain run on the scalar references of src/reference;
+// the layer's routing (indices and combine weights) is the reference's.
 TEST_P(LayerFamilies, MatchesPerExpertReferenceExactly) {
   const Case& k = GetParam();
   MoeConfig c = small(k.preset, k.dtype, k.quant);
   MoeLayer layer = MoeLayer::with_random_weights(c, 7, {.threads = 2});
   Tensor x = tokens(c, 9, 11);
-  Tensor expected_idx;
-  Tensor expected = hf_moe_forward(c, layer.weights(), x, &expected_idx);
-  EXPECT_TENSOR_EQ(expected, layer.forward(x, true));
+  LayerRouting expected_routing;
+  Tensor expected = reference_layer_forward(c, layer.weights(), x, &expected_routing);
   LayerRouting routing;
-  EXPECT_TENSOR_EQ(expected, reference_layer_forward(c, layer.weights(), x, &routing));
-  EXPECT_TENSOR_EQ(expected_idx, routing.topk_idx);
+  EXPECT_TENSOR_EQ(expected, layer.forward(x, true, &routing));
+  EXPECT_TENSOR_EQ(expected_routing.topk_idx, routing.topk_idx);
+  EXPECT_TENSOR_EQ(expected_routing.topk_weight, routing.topk_weight);
+  EXPECT_TENSOR_EQ(expected, layer.forward(x, false, &routing));
+  EXPECT_TENSOR_EQ(expected_routing.topk_idx, routing.topk_idx);
+  EXPECT_TENSOR_EQ(expected_routing.topk_weight, routing.topk_weight);
+
+  layer::ChainBuffers buffers = layer::plan_chain_buffers(c, x.size(0));
+  Tensor chain_out = Tensor::empty(c.dtype, {x.size(0), c.hidden_size});
+  layer::run_chain(layer::reference_chain_ops(), c, layer.weights(), nullptr, x, chain_out, buffers, nullptr);
+  EXPECT_TENSOR_EQ(expected, chain_out);
 }
 
 // The fused decode path (enable_superkernel, is_prefill false) against the same reference: every family, dtype and
@@ -125,6 +136,43 @@ TEST(Layer, RouterLogitsInModelDtypeAndClipFactorsFollowTheReference) {
   MoeLayer layer(c, w);
   Tensor x = tokens(c, 5, 4);
   EXPECT_TENSOR_EQ(hf_moe_forward(c, layer.weights(), x), layer.forward(x));
+}
+
+// The oracle stays independent: its file includes the public headers, the standard library and the argument checks
+// (base/check.h, layer/weights.h's validate_weights) only — no operator, reference, kernel, router or pool header.
+TEST(Layer, TheOracleIncludesNoComputeCodeOfTheLibrary) {
+  std::ifstream src(std::filesystem::path(MOEFUSE_SOURCE_DIR) / "src/oracle/layer_oracle.cpp");
+  ASSERT_TRUE(src.good());
+  std::string line;
+  int project_includes = 0;
+  while (std::getline(src, line)) {
+    if (line.rfind("#include \"", 0) != 0) continue;
+    ++project_includes;
+    const std::string header = line.substr(10, line.find('"', 10) - 10);
+    EXPECT_TRUE(header.rfind("moefuse/", 0) == 0 || header == "base/check.h" || header == "layer/weights.h")
+        << "src/oracle/layer_oracle.cpp includes " << header;
+  }
+  EXPECT_GT(project_includes, 0);
+}
+
+// forward()'s routing covers every token whichever way the forward was cut: chunks, shares of tokens per thread
+// (chain), the fused path.
+TEST(Layer, AForwardsRoutingIsTheOraclesForAnyChunkingAndThreads) {
+  MoeConfig c = small("deepseek-v3", DType::bf16);
+  c.moe_chunk_max_len = 300;
+  LayerWeights w = MoeLayer::with_random_weights(c, 5).weights();
+  Tensor x = tokens(c, 700, 9);
+  LayerRouting expected;
+  reference_layer_forward(c, w, x, &expected);
+  for (int threads : {1, 2}) {  // 2 threads: 300-token chunks run as two shares of 150
+    MoeLayer layer(c, w, {.threads = threads});
+    for (bool prefill : {true, false}) {
+      LayerRouting got;
+      layer.forward(x, prefill, &got);
+      EXPECT_TENSOR_EQ(expected.topk_idx, got.topk_idx) << "threads " << threads << " prefill " << prefill;
+      EXPECT_TENSOR_EQ(expected.topk_weight, got.topk_weight);
+    }
+  }
 }
 
 // Chunking, graph vs eager, the thread count and the prefill flag change no bit; graph mode reuses its plan for
@@ -360,6 +408,79 @@ TEST(Layer, Errors) {
   write_safetensors(dir.file("int8.safetensors"), layer::checkpoint_tensors(q, quant.weights(), 0));
   EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("int8.safetensors")), 0), ValueError,
                     "int8 weights need quant_mode w8a8 or w8a8c8", "got i8");
+}
+
+// Non-finite weights are refused where the layer is made, naming the weight and the index of the first one (in
+// the order the weights are read, for any thread count), unless LayerOptions::allow_non_finite_weights.
+TEST(Layer, NonFiniteWeightsAreRefusedUnlessAllowed) {
+  MoeConfig c = small("olmoe-1b-7b", DType::bf16);
+  MoeLayer layer = MoeLayer::with_random_weights(c, 1);
+  LayerWeights nan_w13 = layer.weights();
+  nan_w13.w13.set_item({2, 5, 7}, std::nan(""));
+  EXPECT_THROWS_MSG(MoeLayer(c, nan_w13), ValueError, "MoeLayer: w13: expected finite values",
+                    "allow_non_finite_weights", "got nan at [2, 5, 7]");
+  LayerWeights inf_router = layer.weights();
+  inf_router.router = inf_router.router.clone();
+  inf_router.router.set_item({1, 3}, INFINITY);
+  EXPECT_THROWS_MSG(MoeLayer(c, inf_router), ValueError, "MoeLayer: router:", "got inf at [1, 3]");
+  EXPECT_NO_THROW(MoeLayer(c, nan_w13, {.allow_non_finite_weights = true}));
+
+  TempDir dir("non_finite");
+  const std::string up5 = "model.layers.0.mlp.experts.5.up_proj.weight";
+  const std::string gate1 = "model.layers.0.mlp.experts.1.gate_proj.weight";
+  NamedTensors named = layer::checkpoint_tensors(c, layer.weights(), 0);
+  for (auto& [n, t] : named) {
+    if (n == up5 || n == gate1) t = t.clone();
+    if (n == up5) t.set_item({4, 9}, std::nan(""));
+    if (n == gate1) t.set_item({30, 63}, -INFINITY);
+  }
+  const std::string file = dir.file("nan.safetensors");
+  write_safetensors(file, named);
+  MoeConfig q = c;
+  q.quant_mode = QuantMode::w8a8;
+  for (int threads : {1, 3}) {
+    for (const MoeConfig& cfg : {c, q}) {  // converted, or quantised on load
+      EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(cfg, Checkpoint(file), 0, {.threads = threads}), ValueError,
+                        file + ": " + gate1 + ": expected finite values", "got -inf at [30, 63]");
+    }
+  }
+  // A finite value that overflows in the model dtype is refused too.
+  MoeConfig c16 = c;
+  c16.dtype = DType::f16;
+  NamedTensors big = layer::checkpoint_tensors(c, layer.weights(), 0);
+  for (auto& [n, t] : big)
+    if (n == up5) {
+      t = t.to(DType::f32);
+      t.set_item({2, 1}, 70000.0);
+    }
+  write_safetensors(dir.file("big.safetensors"), big);
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c16, Checkpoint(dir.file("big.safetensors")), 0), ValueError, up5,
+                    "got 70000 at [2, 1], which is inf in f16");
+  EXPECT_NO_THROW(MoeLayer::from_checkpoint(c, Checkpoint(dir.file("big.safetensors")), 0));  // bf16 holds it
+
+  MoeLayer allowed = MoeLayer::from_checkpoint(c, Checkpoint(file), 0, {.allow_non_finite_weights = true});
+  EXPECT_TRUE(std::isnan(allowed.weights().w13.item({5, 32 + 4, 9})));
+
+  // int8 checkpoints: their scales and smooth scales are read as given.
+  MoeLayer quant = MoeLayer::with_random_weights(q, 1);
+  const std::string scale3 = "model.layers.0.mlp.experts.3.down_proj.weight_scale";
+  NamedTensors int8 = layer::checkpoint_tensors(q, quant.weights(), 0);
+  for (auto& [n, t] : int8)
+    if (n == scale3) {
+      t = t.clone();
+      t.set_item({17}, std::nan(""));
+    }
+  write_safetensors(dir.file("int8.safetensors"), int8);
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(q, Checkpoint(dir.file("int8.safetensors")), 0), ValueError,
+                    scale3, "got nan at [17]");
+  LayerWeights smooth = quant.weights();
+  smooth.smooth_scale1 = Tensor::full(DType::f32, {c.num_experts, c.hidden_size}, 1.0);
+  smooth.smooth_scale1.set_item({6, 40}, INFINITY);
+  NamedTensors with_smooth = layer::checkpoint_tensors(q, smooth, 0);
+  write_safetensors(dir.file("smooth.safetensors"), with_smooth);
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(q, Checkpoint(dir.file("smooth.safetensors")), 0), ValueError,
+                    "model.layers.0.mlp.experts.6.gate_proj.smooth_scale", "got inf at [40]");
+  EXPECT_THROWS_MSG(MoeLayer(q, smooth), ValueError, "MoeLayer: smooth_scale1:", "got inf at [6, 40]");
 }
 
 }  // namespace

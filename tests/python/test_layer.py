@@ -652,3 +652,69 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match=r"expected a float tensor for quant_mode none"):
         moefuse.MoeLayer.from_pretrained(tmp_path / "int8.safetensors", 0, small("olmoe-1b-7b", "bf16"))
     assert os.path.exists(tmp_path / "int8.safetensors")
+
+
+def test_non_finite_weights_are_refused_unless_allowed(tmp_path):
+    d = small("olmoe-1b-7b", "f32")
+    a = moefuse.MoeLayer.from_config(d, seed=1)
+    tensors = hf_tensors(d, a.weights(), 0)
+    name = "model.layers.0.mlp.gate.weight"
+    router = np.array(tensors[name])
+    router[3, 17] = np.nan
+    tensors[name] = router
+    path = write_safetensors(tmp_path / "nan.safetensors", tensors)
+    with pytest.raises(ValueError) as info:
+        moefuse.MoeLayer.from_pretrained(path, 0, d)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {name}: expected finite values"), message
+    assert message.endswith("got nan at [3, 17]"), message
+    down = "model.layers.0.mlp.experts.2.down_proj.weight"
+    tensors[name] = np.array(a.weights()["router"])
+    tensors[down] = np.array(tensors[down])
+    tensors[down][5, 1] = -np.inf
+    path = write_safetensors(tmp_path / "inf.safetensors", tensors)
+    with pytest.raises(ValueError, match=r"experts\.2\.down_proj\.weight: expected finite values .* got -inf at \[5, 1\]"):
+        moefuse.MoeLayer.from_pretrained(path, 0, small("olmoe-1b-7b", "bf16", "w8a8"))  # quantised on load
+    # Allowed, the layer computes with it (IEEE arithmetic).
+    allowed = moefuse.MoeLayer.from_pretrained(tmp_path / "nan.safetensors", 0, d, allow_non_finite=True)
+    assert np.isnan(allowed.weights()["router"][3, 17])
+    assert np.isnan(allowed(tokens(1, 3, 64, "f32"))).any()
+    with pytest.raises(TypeError, match="allow_non_finite"):
+        moefuse.MoeLayer.from_pretrained(path, 0, d, allow_non_finite="yes")
+
+
+def test_a_path_holding_a_nul_character_is_refused(tmp_path):
+    d = small("olmoe-1b-7b", "f32")
+    a = moefuse.MoeLayer.from_config(d, seed=1)
+    ckpt = write_safetensors(tmp_path / "w.safetensors", hf_tensors(d, a.weights(), 0))
+    yaml = write_yaml(tmp_path / "c.yaml", moefuse.load_config(d))
+    # Each prefix before the NUL is a valid file, which the C library would open.
+    for call in [lambda: moefuse.MoeLayer.from_pretrained(str(ckpt) + "\0.bak", 0, d),
+                 lambda: moefuse.MoeLayer.from_pretrained(pathlib.Path(str(ckpt) + "\0x"), 0, d),
+                 lambda: moefuse.MoeLayer.from_pretrained(ckpt, 0, str(yaml) + "\0x"),
+                 lambda: moefuse.MoeLayer.from_config(pathlib.Path(str(yaml) + "\0x")),
+                 lambda: moefuse.load_config(str(yaml) + "\0.yaml")]:
+        with pytest.raises(ValueError, match="expected a path without NUL characters"):
+            call()
+
+
+def test_recursive_or_deeply_nested_config_dicts_are_value_errors():
+    d = small("olmoe-1b-7b", "f32")
+    d["model_config"]["self"] = d
+    with pytest.raises(ValueError, match=r"config dict: model_config\.self: expected a tree .* contains itself"):
+        moefuse.MoeLayer.from_config(d)
+    loop = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="contains itself"):
+        moefuse.load_config({"model_config": {"num_experts": loop}})
+    deep = leaf = {}
+    for _ in range(100000):
+        leaf["a"] = {}
+        leaf = leaf["a"]
+    with pytest.raises(ValueError, match="expected at most 32 levels of nesting"):
+        moefuse.load_config(deep)
+    nested = [[[[1]]]]
+    for _ in range(50):
+        nested = [nested]
+    with pytest.raises(ValueError, match="levels of nesting"):
+        moefuse.load_config({"model_config": {"num_experts": nested}})

@@ -1,15 +1,15 @@
 // `moefuse quantize`: reads one layer of a float checkpoint with a quantised config (MoeLayer::from_checkpoint
-// quantises every expert projection per output channel on load) and writes its weights, under the names of
-// layer::checkpoint_tensors (int8 "weight" + f32 "weight_scale"), into one safetensors file.
+// quantises every expert projection per output channel on load, refusing non-finite weights) and writes its
+// weights, under the names of layer_checkpoint_tensors (int8 "weight" + f32 "weight_scale"), into one safetensors
+// file.
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "commands.h"
 #include "common.h"
-#include "io/files.h"
-#include "layer/weights.h"
 #include "moefuse/io.h"
+#include "moefuse/layer.h"
 
 namespace moefuse::cli {
 namespace {
@@ -42,18 +42,14 @@ int quantize(const QuantizeArgs& a) {
   o.threads = a.threads;
   const Checkpoint ck(a.weights);
   const MoeLayer layer = MoeLayer::from_checkpoint(c, ck, a.layer, o);
-  const NamedTensors tensors = layer::checkpoint_tensors(c, layer.weights(), a.layer);
+  const NamedTensors tensors = layer_checkpoint_tensors(c, layer.weights(), a.layer);
   int64_t bytes = 0;
   for (const auto& [name, t] : tensors) bytes += t.numel() * int64_t(t.element_size());
   write_safetensors(files.staging("--out"), tensors, {{"format", "pt"}, {"moefuse_quant_mode", mode}});
-  const std::string yaml = to_yaml(c);
-  if (!a.config_out.empty())
-    io_detail::write_file_atomic(files.staging("--config-out"), "--config-out", [&](const io_detail::ByteSink& sink) {
-      sink(yaml.data(), yaml.size());
-    });
+  if (!a.config_out.empty()) write_config_file(files.staging("--config-out"), c);
   files.commit();
 
-  const std::string prefix = layer::moe_prefix(c, a.layer);
+  const std::string prefix = layer_checkpoint_prefix(c, a.layer);
   if (a.json) {
     Json j{{"command", "quantize"},
            {"version", MOEFUSE_VERSION},

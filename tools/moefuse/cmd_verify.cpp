@@ -1,16 +1,17 @@
-// `moefuse verify`: runs a layer and its oracle (reference_layer_forward: the scalar reference operators, one
-// thread, no chunking) on the same input and checks that the outputs are bitwise equal, that repeated forwards give
-// the same bits, and that the routing (top-k expert indices) of the operator chain equals the reference's.
+// `moefuse verify`: runs a layer and its oracle (reference_layer_forward: an independent per-token, per-expert
+// loop, one thread, no chunking) on the same input and checks that the outputs are bitwise equal and finite, that
+// repeated forwards give the same bits, and that the layer's routing (top-k indices and combine weights) is the
+// oracle's.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 
-#include "base/elements.h"
 #include "commands.h"
 #include "common.h"
-#include "layer/chain.h"
 
 namespace moefuse::cli {
 namespace {
@@ -21,10 +22,12 @@ struct Comparison {
   int64_t mismatched = 0;  // elements whose bits differ
   double max_abs = 0;      // over elements where both values are finite
   double max_rel = 0;      // |a - b| / |b| over elements where both are finite and b != 0
+  int64_t non_finite = 0;  // elements of `got` that are NaN or infinite
 };
 
 Comparison compare(const Tensor& got, const Tensor& want) {
   const Tensor a = got.contiguous(), b = want.contiguous();
+  const Tensor fa = a.to(DType::f32), fb = b.to(DType::f32);
   Comparison c;
   c.elements = a.numel();
   const size_t es = a.element_size();
@@ -32,7 +35,8 @@ Comparison compare(const Tensor& got, const Tensor& want) {
   const auto* pb = static_cast<const unsigned char*>(b.data());
   for (int64_t i = 0; i < c.elements; ++i) {
     if (std::memcmp(pa + size_t(i) * es, pb + size_t(i) * es, es) != 0) ++c.mismatched;
-    const double x = load_element_f32(a.data(), a.dtype(), i), y = load_element_f32(b.data(), b.dtype(), i);
+    const double x = fa.data_as<const float>()[i], y = fb.data_as<const float>()[i];
+    if (!std::isfinite(x)) ++c.non_finite;
     if (!std::isfinite(x) || !std::isfinite(y)) continue;
     const double d = std::fabs(x - y);
     c.max_abs = std::max(c.max_abs, d);
@@ -41,16 +45,19 @@ Comparison compare(const Tensor& got, const Tensor& want) {
   return c;
 }
 
-// The top-k indices the operator chain (the operators MoeLayer runs, through their public _out forms) computes for
-// x, recomputed here in one unchunked pass on this thread.
-Tensor operator_chain_routing(const MoeConfig& config, const LayerWeights& weights, const Tensor& x) {
-  const int64_t T = x.size(0);
-  if (T == 0) return Tensor::empty(DType::i32, {0, config.num_experts_per_tok});
-  layer::ChainBuffers buffers = layer::plan_chain_buffers(config, T);
-  const Tensor out = Tensor::empty(config.dtype, {T, config.hidden_size});
-  LayerRouting routing;
-  layer::run_chain(layer::operator_chain_ops(), config, weights, nullptr, x, out, buffers, nullptr, &routing);
-  return routing.topk_idx.clone();  // the routing views point into `buffers`
+// The command's own test hook (docs/cli.md): MOEFUSE_VERIFY_FAULT=router makes the layer wrong on purpose, its
+// router's row of expert 0 negated while the oracle keeps the true weights, so that a test can see verify fail.
+MoeLayer with_fault(const LayerArgs& a, const MoeConfig& config, MoeLayer layer) {
+  const char* fault = std::getenv("MOEFUSE_VERIFY_FAULT");
+  if (fault == nullptr || std::string(fault) != "router") return layer;
+  LayerWeights w = layer.weights();
+  Tensor router = w.router.to(DType::f32);
+  for (int64_t i = 0; i < config.hidden_size; ++i) router.set_item({0, i}, -router.item({0, i}));
+  w.router = router.to(config.dtype);
+  LayerOptions o;
+  o.threads = a.threads;
+  o.allow_non_finite_weights = true;
+  return MoeLayer(config, w, o);
 }
 
 int verify(const LayerArgs& a) {
@@ -59,27 +66,31 @@ int verify(const LayerArgs& a) {
   add_layer_files(files, a);
   const Input in = make_input(a, lc.config);
   MoeLayer layer = make_layer(a, lc.config);
+  // The oracle's weights: the layer's own, unpacked (bitwise what it was given).
+  const LayerWeights oracle_weights = layer.weights();
+  layer = with_fault(a, lc.config, std::move(layer));
 
   Tensor y;
   int64_t repeat_mismatched = 0;
   {
-    Progress progress("verify", a.iters + 2);
-    y = layer.forward(in.x, a.prefill);
+    Progress progress("verify", a.iters + 1);
+    LayerRouting layer_routing;
+    y = layer.forward(in.x, a.prefill, &layer_routing);
     progress.step();
     for (int i = 1; i < a.iters; ++i) {
       repeat_mismatched += compare(layer.forward(in.x, a.prefill), y).mismatched;
       progress.step();
     }
     LayerRouting reference_routing;
-    const Tensor reference = reference_layer_forward(lc.config, layer.weights(), in.x, &reference_routing);
-    progress.step();
-    const Tensor chain_idx = operator_chain_routing(lc.config, layer.weights(), in.x);
+    const Tensor reference = reference_layer_forward(lc.config, oracle_weights, in.x, &reference_routing);
     progress.step();
 
     const Comparison out = compare(y, reference);
-    const Comparison routing = compare(chain_idx, reference_routing.topk_idx);
-    const bool routing_matched = routing.mismatched == 0;
-    const bool pass = out.mismatched == 0 && repeat_mismatched == 0 && routing_matched;
+    const Comparison routing = compare(layer_routing.topk_idx, reference_routing.topk_idx);
+    const Comparison routing_weights = compare(layer_routing.topk_weight, reference_routing.topk_weight);
+    const bool routing_matched = routing.mismatched == 0 && routing_weights.mismatched == 0;
+    const bool finite = out.non_finite == 0;
+    const bool pass = out.mismatched == 0 && repeat_mismatched == 0 && routing_matched && finite;
     const Checksum sum = checksum(y);
     if (!a.output.empty()) write_output(files.staging("--output"), y);
     files.commit();
@@ -98,10 +109,12 @@ int verify(const LayerArgs& a) {
              {"mismatched_elements", out.mismatched},
              {"max_abs_error", out.max_abs},
              {"max_rel_error", out.max_rel},
+             {"non_finite_elements", out.non_finite},
              {"repeat_mismatched_elements", repeat_mismatched},
-             {"routing", Json{{"compared", "operator chain vs reference"},
+             {"routing", Json{{"compared", "layer vs reference"},
                               {"indices", routing.elements},
                               {"mismatched", routing.mismatched},
+                              {"weights_mismatched", routing_weights.mismatched},
                               {"matched", routing_matched}}},
              {"checksum", Json{{"sum", sum.sum}, {"fnv1a64", hex64(sum.fnv1a64)}}},
              {"output", a.output.empty() ? Json(nullptr) : Json(a.output)},
@@ -110,16 +123,20 @@ int verify(const LayerArgs& a) {
       return pass ? 0 : 1;
     }
     print_description(model, execution);
-    std::printf("reference:  reference_layer_forward (scalar reference operators, one thread, unchunked)\n");
+    std::printf("reference:  reference_layer_forward (independent per-token, per-expert loop, one thread, "
+                "unchunked)\n");
     std::printf("compared:   %lld elements: %lld mismatched, max abs error %.9g, max rel error %.9g\n",
                 static_cast<long long>(out.elements), static_cast<long long>(out.mismatched), out.max_abs,
                 out.max_rel);
     std::printf("repeats:    %d forward(s), %lld element(s) differing from the first\n", a.iters,
                 static_cast<long long>(repeat_mismatched));
-    std::printf("routing:    %s (top-k indices of the operator chain vs the reference: %lld of %lld differ)\n",
+    std::printf("finite:     %s (%lld of %lld output elements NaN or infinite)\n", finite ? "yes" : "NO",
+                static_cast<long long>(out.non_finite), static_cast<long long>(out.elements));
+    std::printf("routing:    %s (top-k indices and weights of the layer vs the reference: %lld and %lld of %lld "
+                "differ)\n",
                 routing_matched ? "matched" : "DIFFERENT", static_cast<long long>(routing.mismatched),
-                static_cast<long long>(routing.elements));
-    std::printf("tolerance:  bitwise (every output element identical, max abs error 0)\n");
+                static_cast<long long>(routing_weights.mismatched), static_cast<long long>(routing.elements));
+    std::printf("tolerance:  bitwise (every output element identical, max abs error 0), and finite\n");
     std::printf("checksum:   sum %.17g, fnv1a64 %s\n", sum.sum, hex64(sum.fnv1a64).c_str());
     if (!a.output.empty()) std::printf("output:     %s (float32, the layer's output)\n", a.output.c_str());
     std::printf("result:     %s\n", pass ? "PASS" : "FAIL");

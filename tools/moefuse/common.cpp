@@ -83,6 +83,8 @@ void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_hel
       ->check(unsigned_64());
   cmd->add_option("--iters", a.iters, iters_help)->check(integer_at_least(1));
   cmd->add_flag("--json", a.json, "Print one JSON object instead of text");
+  cmd->add_flag("--allow-non-finite", a.allow_non_finite,
+                "Accept NaN and infinite weights in --weights (refused by default, naming the tensor and index)");
 }
 
 LoadedConfig load_config(const ConfigArgs& a) {
@@ -152,6 +154,7 @@ Input make_input(const LayerArgs& a, const MoeConfig& c) {
 MoeLayer make_layer(const LayerArgs& a, const MoeConfig& c) {
   LayerOptions o;
   o.threads = a.threads;
+  o.allow_non_finite_weights = a.allow_non_finite;
   if (a.weights.empty()) return MoeLayer::with_random_weights(c, a.seed, o);
   const Checkpoint ck(a.weights);
   return MoeLayer::from_checkpoint(c, ck, a.layer, o);

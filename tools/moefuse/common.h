@@ -37,6 +37,7 @@ struct LayerArgs {
   uint64_t seed = 0;
   int iters = 3;
   bool json = false;
+  bool allow_non_finite = false;  // LayerOptions::allow_non_finite_weights
 };
 
 /// A CLI11 check that the value is an integer >= lo: "--tokens: expected an integer >= 0, got many".
