@@ -136,9 +136,10 @@ class MoeLayer {
   /// Stage times of the last forward.
   const LayerTimings& last_timings() const;
   /// Which path the last non-empty forward ran: "superkernel" (the fused decode path: enable_superkernel, a decode
-  /// forward (is_prefill false), a float or w8a8 chain with I and the shared width multiples of 32) or "chain" (the
-  /// operator chain: prefill, w8a8c8, or enable_superkernel off). Both give bitwise the same output. "chain" before
-  /// any forward.
+  /// forward (is_prefill false), a float or w8a8 chain with I and the shared width multiples of 32), "chain" (the
+  /// operator chain, asked for: prefill, or enable_superkernel off) or "chain: <why>" when the fused path was asked
+  /// for and declined, e.g. "chain: I=80 is not a multiple of 32" or "chain: quant_mode w8a8c8 is not fused (float
+  /// models and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
   std::string path() const;
 
  private:

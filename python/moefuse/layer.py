@@ -303,7 +303,8 @@ class MoeLayer:
 
     @property
     def path(self) -> str:
-        """Which path the last forward ran: "superkernel" (the fused decode path) or "chain" (the operator chain)."""
+        """Which path the last forward ran: "superkernel" (the fused decode path), "chain" (the operator chain) or
+        "chain: <why>" when the fused path was asked for and declined (e.g. "chain: I=80 is not a multiple of 32")."""
         return self._layer.path
 
     @property

@@ -106,81 +106,75 @@ void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
 
 }  // namespace
 
-int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity) {
+void routing_buffer_specs(const MoeConfig& config, int64_t capacity, RoutingBuffers& b, const BufferSpecFn& each) {
   const Dims d = dims_of(config);
-  const int64_t T = capacity, R = T * d.K, ms = int64_t(dtype_size(d.model));
-  const bool quant = d.quant != QuantMode::none;
-  const int64_t xs = quant ? 1 : ms, hs = int64_t(dtype_size(h_dtype(d))), as = quant ? 1 : ms;
-  int64_t b = T * d.E * 4 * 2 + T * d.K * (4 + 4 + 2 * ms);  // logits, scores, topk weights/idx
-  if (config.router_logits_dtype == RouterLogitsDtype::model) b += T * d.E * ms;
-  b += R * d.H * xs + R * 4 + d.E * 16 + R * 4;                  // routing
-  b += R * 2 * d.I * hs + R * d.I * as + R * 4 + R * d.H * ms;   // experts
-  if (d.Is > 0) b += T * (4 + d.H + 4 + 4 + 2 * d.Is * hs + d.Is * as + 4 + 2 * d.H * ms + 4) + 16;
-  if (config.enable_superkernel) {
-    b += R * 4 + (d.E + 1) * 4 + (d.E + 2) * 8 + (2 * (d.E + 1) + 1) * 4;
-    b += R * d.I * 4 + T * d.Is * 4;
-  }
-  return b;
+  const int64_t T = capacity;
+  each(b.logits, DType::f32, {T, d.E});
+  const bool model_logits = config.router_logits_dtype == RouterLogitsDtype::model;
+  if (model_logits) each(b.logits_model, d.model, {T, d.E});
+  const DType logits_dtype = model_logits ? d.model : DType::f32;
+  each(b.topk_weight, logits_dtype, {T, d.K});
+  if (logits_dtype != d.model) each(b.topk_weight_model, d.model, {T, d.K});
+  each(b.topk_idx, DType::i32, {T, d.K});
+  each(b.scores, DType::f32, {T, d.E});
 }
 
-ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity) {
+void chain_buffer_specs(const MoeConfig& config, int64_t capacity, ChainBuffers& b, const BufferSpecFn& each) {
   const Dims d = dims_of(config);
   const int64_t T = capacity, R = T * d.K;
   const bool quant = d.quant != QuantMode::none;
-  ChainBuffers b;
-  b.capacity = T;
-  b.logits = Tensor::empty(DType::f32, {T, d.E});
-  const bool model_logits = config.router_logits_dtype == RouterLogitsDtype::model;
-  if (model_logits) b.logits_model = Tensor::empty(d.model, {T, d.E});
-  const DType logits_dtype = model_logits ? d.model : DType::f32;
-  b.topk_weight = Tensor::empty(logits_dtype, {T, d.K});
-  if (logits_dtype != d.model) b.topk_weight_model = Tensor::empty(d.model, {T, d.K});
-  b.topk_idx = Tensor::empty(DType::i32, {T, d.K});
-  b.scores = Tensor::empty(DType::f32, {T, d.E});
-  b.expanded_x = Tensor::empty(quant ? DType::i8 : d.model, {R, d.H});
-  b.expanded_row_idx = Tensor::empty(DType::i32, {R});
-  b.counts = Tensor::empty(DType::i64, counts_shape(d, d.E));
-  b.expanded_scale = Tensor::empty(DType::f32, {R});
-  b.h = Tensor::empty(h_dtype(d), {R, 2 * d.I});
-  b.a = Tensor::empty(quant ? DType::i8 : d.model, {R, d.I});
-  b.a_scale = Tensor::empty(DType::f32, {R});
-  b.y = Tensor::empty(d.model, {R, d.H});
+  routing_buffer_specs(config, capacity, b.routing, each);
+  each(b.expanded_x, quant ? DType::i8 : d.model, {R, d.H});
+  each(b.expanded_row_idx, DType::i32, {R});
+  each(b.counts, DType::i64, counts_shape(d, d.E));
+  each(b.expanded_scale, DType::f32, {R});
+  each(b.h, h_dtype(d), {R, 2 * d.I});
+  each(b.a, quant ? DType::i8 : d.model, {R, d.I});
+  each(b.a_scale, DType::f32, {R});
+  each(b.y, d.model, {R, d.H});
   if (d.Is > 0) {
     if (quant) {
-      b.shared_idx = Tensor::zeros(DType::i32, {T, 1});
-      b.shared_x = Tensor::empty(DType::i8, {T, d.H});
-      b.shared_row_idx = Tensor::empty(DType::i32, {T});
-      b.shared_counts = Tensor::empty(DType::i64, counts_shape(d, 1));
-      b.shared_x_scale = Tensor::empty(DType::f32, {T});
-      b.unit_alpha = Tensor::full(DType::f32, {1}, 1.0);
+      each(b.shared_idx, DType::i32, {T, 1});
+      each(b.shared_x, DType::i8, {T, d.H});
+      each(b.shared_row_idx, DType::i32, {T});
+      each(b.shared_counts, DType::i64, counts_shape(d, 1));
+      each(b.shared_x_scale, DType::f32, {T});
+      each(b.unit_alpha, DType::f32, {1});
     }
-    b.shared_h = Tensor::empty(h_dtype(d), {T, 2 * d.Is});
-    b.shared_a = Tensor::empty(quant ? DType::i8 : d.model, {T, d.Is});
-    b.shared_a_scale = Tensor::empty(DType::f32, {T});
-    b.shared_y = Tensor::empty(d.model, {T, d.H});
+    each(b.shared_h, h_dtype(d), {T, 2 * d.Is});
+    each(b.shared_a, quant ? DType::i8 : d.model, {T, d.Is});
+    each(b.shared_a_scale, DType::f32, {T});
+    each(b.shared_y, d.model, {T, d.H});
     if (config.shared_expert_gated()) {
-      b.shared_gate_logit = Tensor::empty(DType::f32, {T, 1});
-      b.shared_out = Tensor::empty(d.model, {T, d.H});
+      each(b.shared_gate_logit, DType::f32, {T, 1});
+      each(b.shared_out, d.model, {T, d.H});
     }
   }
-  if (config.enable_superkernel) {
-    b.row_token = Tensor::empty(DType::i32, {R});
-    b.group_expert = Tensor::empty(DType::i32, {d.E + 1});
-    b.group_begin = Tensor::empty(DType::i64, {d.E + 2});
-    b.a_f32 = Tensor::empty(DType::f32, {R, d.I});
-    if (d.Is > 0) b.shared_a_f32 = Tensor::empty(DType::f32, {T, d.Is});
-    b.counters = Tensor::empty(DType::i32, {2 * (d.E + 1) + 1});
-  }
+}
+
+int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity) {
+  return planned_bytes<ChainBuffers>(config, capacity, chain_buffer_specs);
+}
+
+ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity) {
+  ChainBuffers b;
+  b.capacity = capacity;
+  chain_buffer_specs(config, capacity, b, [&](Tensor& t, DType dt, const Shape& shape) {
+    // shared_idx routes every token to the one shared expert (zeros); unit_alpha is a clip factor of 1.
+    if (&t == &b.shared_idx) t = Tensor::zeros(dt, shape);
+    else if (&t == &b.unit_alpha) t = Tensor::full(dt, shape, 1.0);
+    else t = Tensor::empty(dt, shape);
+  });
   return b;
 }
 
 Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w,
-                    const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& b, LayerTimings& t) {
+                    const PackedLayerWeights* packed, const Tensor& x, RoutingBuffers& b, LayerTimings& t) {
   const int64_t T = x.size(0), K = config.num_experts_per_tok;
   // 1. router: fp32 logits (rounded to the model dtype when configured).
   auto t0 = Clock::now();
   const Tensor logits = rows(b.logits, T);
-  if (packed) router_logits(x, packed->router, logits);
+  if (packed) router_logits(packed->kernels.gemm, x, packed->router, logits);
   else router_logits(x, w.router, logits);
   Tensor gate_in = logits;
   if (b.logits_model.defined()) {
@@ -226,7 +220,7 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
   LayerTimings& t = timings ? *timings : local;
   if (T == 0) return;
 
-  const Routed routed = route_tokens(ops, config, w, packed, x, b, t);
+  const Routed routed = route_tokens(ops, config, w, packed, x, b.routing, t);
   const Tensor& topk_idx = routed.topk_idx;
   const Tensor& scales = routed.scales;
   if (routing) *routing = LayerRouting{topk_idx, scales};
@@ -253,8 +247,8 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
   m.x_scale = expanded_scale;
   m.group_list = b.counts;
   if (packed) {
-    m.w13_packed = &packed->w13;
-    m.w2_packed = &packed->w2;
+    m.w13_packed = &packed->w13.op;
+    m.w2_packed = &packed->w2.op;
   } else {
     m.w13 = w.w13.transpose(1, 2);
     m.w2 = w.w2.transpose(1, 2);
@@ -292,8 +286,8 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
       s.alpha = b.unit_alpha;
     }
     if (packed) {
-      s.w13_packed = &packed->shared_w13;
-      s.w2_packed = &packed->shared_w2;
+      s.w13_packed = &packed->shared_w13.op;
+      s.w2_packed = &packed->shared_w2.op;
     } else {
       s.w13 = w.shared_w13.transpose(1, 2);
       s.w2 = w.shared_w2.transpose(1, 2);
@@ -308,7 +302,7 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
     skip1 = s.y;
     if (config.shared_expert_gated()) {
       const Tensor gate_logit = rows(b.shared_gate_logit, T);
-      if (packed) router_logits(x, packed->shared_gate, gate_logit);
+      if (packed) router_logits(packed->kernels.gemm, x, packed->shared_gate, gate_logit);
       else router_logits(x, w.shared_gate, gate_logit);
       skip1 = rows(b.shared_out, T);
       apply_sigmoid_gate(gate_logit, s.y, skip1);

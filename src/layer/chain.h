@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "layer/chain_ops.h"
 #include "layer/packed_weights.h"
@@ -10,16 +11,37 @@
 
 namespace moefuse::layer {
 
-/// Every intermediate tensor of the chain, sized for up to `capacity` tokens. A run over T <= capacity tokens
-/// uses the leading rows (views, no allocation).
-struct ChainBuffers {
-  int64_t capacity = 0;
+/// Steps 1 and 2 (router, gating) of a forward: the buffers route_tokens writes, shared by the chain and the fused
+/// decode path.
+struct RoutingBuffers {
   Tensor logits;            // [T, E] f32
   Tensor logits_model;      // [T, E] model dtype (router_logits_dtype = model only)
   Tensor topk_weight;       // [T, K] logits dtype
   Tensor topk_weight_model; // [T, K] model dtype (only when the logits are f32 and the model is not)
   Tensor topk_idx;          // [T, K] i32
   Tensor scores;            // [T, E] f32: gating_top_k's `out` (not requested; written as zeros)
+};
+
+/// How a buffer struct is planned: `each` is called once per tensor of the plan with its dtype and shape, so that
+/// allocating the buffers and counting their bytes read one list.
+using BufferSpecFn = std::function<void(Tensor& slot, DType dtype, const Shape& shape)>;
+void routing_buffer_specs(const MoeConfig& config, int64_t capacity, RoutingBuffers& b, const BufferSpecFn& each);
+
+/// Bytes of the tensors a spec function lists (nothing allocated).
+template <class Buffers, class Specs>
+int64_t planned_bytes(const MoeConfig& config, int64_t capacity, Specs specs) {
+  Buffers dry;
+  int64_t bytes = 0;
+  specs(config, capacity, dry,
+        [&](Tensor&, DType dt, const Shape& shape) { bytes += shape.numel() * int64_t(dtype_size(dt)); });
+  return bytes;
+}
+
+/// Every intermediate tensor of the chain, sized for up to `capacity` tokens. A run over T <= capacity tokens
+/// uses the leading rows (views, no allocation).
+struct ChainBuffers {
+  int64_t capacity = 0;
+  RoutingBuffers routing;
   Tensor expanded_x;        // [T*K, H] model dtype or i8
   Tensor expanded_row_idx;  // [T*K] i32
   Tensor counts;            // [E] i64 (count) or [E, 2] i64 (key-value, w8a8)
@@ -41,13 +63,6 @@ struct ChainBuffers {
   Tensor shared_gate_logit; // [T, 1] f32 (qwen2_moe)
   Tensor shared_out;        // [T, H] model dtype: the gated shared output (qwen2_moe)
   Tensor unit_alpha;        // [1] f32 = 1: the shared expert's clip factor (w8a8c8)
-  // The fused decode path (fused_decode.h), planned when the config enables it:
-  Tensor row_token;         // [T*K] i32: the token of each expert-sorted row
-  Tensor group_expert;      // [E + 1] i32: the active experts, then the shared expert (id E)
-  Tensor group_begin;       // [E + 2] i64: first row of each group (rows of the shared group are token indices)
-  Tensor a_f32;             // [T*K, I] f32: SwiGLU output (model-dtype values; w8a8: before its quantisation)
-  Tensor shared_a_f32;      // [T, Is] f32 (with a shared expert)
-  Tensor counters;          // [2 * (E + 1) + 1] i32: finished tasks per group and phase, and in all (atomic_ref)
 };
 
 /// The gating result of route_tokens: views into the buffers.
@@ -59,12 +74,15 @@ struct Routed {
 /// Steps 1 and 2 of the chain (router logits, gating) for x [T, H] into `buffers`; adds their times to `timings`.
 /// Shared by the chain and the fused decode path, so both route identically.
 Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& weights,
-                    const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& buffers, LayerTimings& timings);
+                    const PackedLayerWeights* packed, const Tensor& x, RoutingBuffers& buffers, LayerTimings& timings);
 
-/// Allocates buffers for up to `capacity` tokens (with those of the fused path when config.enable_superkernel).
+/// The chain's buffers for up to `capacity` tokens (shared_idx and unit_alpha are filled after allocation).
+void chain_buffer_specs(const MoeConfig& config, int64_t capacity, ChainBuffers& b, const BufferSpecFn& each);
+
+/// Allocates buffers for up to `capacity` tokens.
 ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity);
 
-/// Bytes plan_chain_buffers(config, capacity) allocates.
+/// Bytes plan_chain_buffers(config, capacity) allocates (from chain_buffer_specs).
 int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity);
 
 /// out[T, H] = the layer on x[T, H] (T <= buffers.capacity), running the operators of `ops`. `packed`, when given,

@@ -8,11 +8,9 @@
 #include <thread>
 
 #include "base/elements.h"
-#include "base/quantize.h"
 #include "base/scratch.h"
 #include "layer/router.h"
 #include "moefuse/error.h"
-#include "ops/grouped_matmul_kernels.h"
 
 namespace moefuse::layer {
 namespace {
@@ -35,15 +33,6 @@ constexpr int64_t kCombineBlock = 256;  // output columns per C task
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-// v rounded to the model dtype and widened back: the value the chain stores in a model-dtype tensor and reads again.
-float round_model(float v, DType dt) {
-  switch (dt) {
-    case DType::bf16: return to_f32(to_bf16(v));
-    case DType::f16: return to_f32(to_f16(v));
-    default: return v;
-  }
-}
-
 // Thrown by a task that stops waiting because another task failed (the pool reports the first error, not this).
 struct Abandoned : std::exception {};
 
@@ -51,23 +40,23 @@ struct Abandoned : std::exception {};
 class Step {
  public:
   Step(const MoeConfig& c, const LayerWeights& w, const PackedLayerWeights& p, const Tensor& x, const Tensor& out,
-       ChainBuffers& b, const Routed& routed)
+       FusedBuffers& b, const Routed& routed)
       : c_(c), w_(w), x_(x), out_(out), b_(b), routed_(routed), T_(x.size(0)), H_(c.hidden_size),
         I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok), Is_(c.shared_expert_width()),
-        model_(c.dtype), int8_(c.quant_mode == QuantMode::w8a8), kernels_(gemm::select_gemm_kernels()),
-        w13_(detail::PackedGroupedWeightsAccess::experts(p.w13)), w2_(detail::PackedGroupedWeightsAccess::experts(p.w2)) {
+        model_(c.dtype), slot_(rows::slot(c.dtype)), int8_(c.quant_mode == QuantMode::w8a8), rows_(p.kernels.rows),
+        w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
-      shared_w13_ = detail::PackedGroupedWeightsAccess::experts(p.shared_w13)[0];
-      shared_w2_ = detail::PackedGroupedWeightsAccess::experts(p.shared_w2)[0];
+      shared_w13_ = &(*p.shared_w13.experts)[0];
+      shared_w2_ = &(*p.shared_w2.experts)[0];
     }
-    float_fn_ = int8_ ? nullptr : kernels_.float_kernel(model_).fn;
-    s8_fn_ = kernels_.s8.fn;
+    float_fn_ = int8_ ? nullptr : p.kernels.gemm.float_kernel(model_).fn;
+    s8_fn_ = p.kernels.gemm.s8.fn;
   }
 
   // Sorts the slots by expert and, for w8a8, quantises x (per token, or per row with smooth scales). Serial.
   void prepare() {
     const int32_t* topk = routed_.topk_idx.data_as<const int32_t>();
-    int32_t* slot_row = b_.expanded_row_idx.data_as<int32_t>();
+    int32_t* slot_row = b_.slot_row.data_as<int32_t>();
     int32_t* row_token = b_.row_token.data_as<int32_t>();
     int32_t* group_expert = b_.group_expert.data_as<int32_t>();
     int64_t* group_begin = b_.group_begin.data_as<int64_t>();
@@ -96,19 +85,17 @@ class Step {
     const bool smooth = w_.smooth_scale1.defined();
     if (!int8_) return;  // float models: the A tasks widen their rows of x as they gather them
     // w8a8: init_routing_v2's dynamic quantisation. Without a smooth scale a token's row is the same for each of its
-    // experts and for the shared expert: quantise it once, into the first T rows of expanded_x. With one, the
-    // routed rows are quantised per (row, expert) into expanded_x and the shared expert's per token into shared_x.
+    // experts and for the shared expert: quantise it once, into the first T rows of x_q. With one, the
+    // routed rows are quantised per (row, expert) into x_q and the shared expert's per token into shared_x_q.
     Scratch<float> v(H_);
+    const auto* x = static_cast<const std::byte*>(x_.data());
+    const int64_t row_bytes = x_.stride(0) * int64_t(x_.element_size());
     auto quantize_token = [&](int64_t t, const float* smooth_row, int8_t* q, float* scale) {
-      for (int64_t h = 0; h < H_; ++h) {
-        float xv = load_element_f32(x_.data(), x_.dtype(), t * x_.stride(0) + h * x_.stride(1));
-        if (smooth_row) xv *= smooth_row[h];
-        v[h] = xv;
-      }
-      *scale = quantize_row_dynamic(v.data(), H_, q);
+      widen_row(x + t * row_bytes, x_.dtype(), H_, x_.stride(1), v.data());
+      *scale = rows_.quantize[0](H_, v.data(), smooth_row, v.data(), q);
     };
-    int8_t* xq = b_.expanded_x.data_as<int8_t>();
-    float* xs = b_.expanded_scale.data_as<float>();
+    int8_t* xq = b_.x_q.data_as<int8_t>();
+    float* xs = b_.x_scale.data_as<float>();
     if (smooth) {
       const float* s1 = w_.smooth_scale1.data_as<const float>();
       for (int64_t g = 0; g < groups_; ++g)
@@ -116,7 +103,7 @@ class Step {
           quantize_token(row_token[r], s1 + group_expert[g] * H_, xq + r * H_, xs + r);
       if (Is_ > 0)
         for (int64_t t = 0; t < T_; ++t)
-          quantize_token(t, nullptr, b_.shared_x.data_as<int8_t>() + t * H_, b_.shared_x_scale.data_as<float>() + t);
+          quantize_token(t, nullptr, b_.shared_x_q.data_as<int8_t>() + t * H_, b_.shared_x_scale.data_as<float>() + t);
     } else {
       for (int64_t t = 0; t < T_; ++t) quantize_token(t, nullptr, xq + t * H_, xs + t);
     }
@@ -195,11 +182,11 @@ class Step {
       return dst;
     }
     const bool smooth = w_.smooth_scale1.defined();
-    const int8_t* xq = b_.expanded_x.data_as<const int8_t>();
-    const float* xs = b_.expanded_scale.data_as<const float>();
+    const int8_t* xq = b_.x_q.data_as<const int8_t>();
+    const float* xs = b_.x_scale.data_as<const float>();
     if (is_shared(g)) {
       *row_scale = smooth ? b_.shared_x_scale.data_as<const float>() : xs;
-      return smooth ? b_.shared_x.data_as<const int8_t>() : xq;
+      return smooth ? b_.shared_x_q.data_as<const int8_t>() : xq;
     }
     if (smooth) {
       *row_scale = xs + r0;
@@ -235,11 +222,7 @@ class Step {
       float_fn_(n, H_, j0, j1, static_cast<const float*>(a), H_, w.data(), gate.data(), block_a_);
       float_fn_(n, H_, W + j0, W + j1, static_cast<const float*>(a), H_, w.data(), up.data(), block_a_);
       for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < nb; ++j) {
-          const float act = round_model(gate[r * block_a_ + j], model_), lin = round_model(up[r * block_a_ + j], model_);
-          const float silu = act / (1.0f + std::exp(-act));  // reference::swiglu's expression
-          dst[r * W + j0 + j] = round_model(silu * lin, model_);
-        }
+        rows_.swiglu[slot_](nb, gate.data() + r * block_a_, up.data() + r * block_a_, dst + r * W + j0);
     } else {
       Scratch<int32_t> gate(n * block_a_), up(n * block_a_);
       const auto* aq = static_cast<const int8_t*>(a);
@@ -251,17 +234,8 @@ class Step {
                                  ? w_.smooth_scale2.data_as<const float>() + expert(g) * I_
                                  : nullptr;
       for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < nb; ++j) {
-          // reference::dequant_swiglu_quant: float(h) * weight_scale * activation_scale, then SwiGLU, then the
-          // smooth scale.
-          float act = float(gate[r * block_a_ + j]) * ws[j0 + j];
-          act = act * row_scale[r];
-          float lin = float(up[r * block_a_ + j]) * ws[W + j0 + j];
-          lin = lin * row_scale[r];
-          float v = act / (std::exp(-act) + 1.0f) * lin;
-          if (smooth2) v = v * smooth2[j0 + j];
-          dst[r * W + j0 + j] = v;
-        }
+        rows_.dequant_swiglu(nb, gate.data() + r * block_a_, up.data() + r * block_a_, ws + j0, ws + W + j0,
+                             row_scale[r], smooth2 ? smooth2 + j0 : nullptr, dst + r * W + j0);
     }
     finished(g);
   }
@@ -272,10 +246,10 @@ class Step {
   void task_q(int64_t g) {
     wait_for(g, a_tasks(g));
     const int64_t W = width(g), r0 = row_begin(g), n = row_end(g) - r0;
-    const float* src = a_f32(g);
-    int8_t* q = (is_shared(g) ? b_.shared_a.data_as<int8_t>() : b_.a.data_as<int8_t>()) + r0 * W;
+    float* src = a_f32(g);
+    int8_t* q = (is_shared(g) ? b_.shared_a_q.data_as<int8_t>() : b_.a_q.data_as<int8_t>()) + r0 * W;
     float* scale = (is_shared(g) ? b_.shared_a_scale.data_as<float>() : b_.a_scale.data_as<float>()) + r0;
-    for (int64_t r = 0; r < n; ++r) scale[r] = quantize_row_dynamic(src + r * W, W, q + r * W);
+    for (int64_t r = 0; r < n; ++r) scale[r] = rows_.quantize[0](W, src + r * W, nullptr, src + r * W, q + r * W);
     finished(E_ + 1 + g);
   }
 
@@ -296,16 +270,14 @@ class Step {
     } else {
       Scratch<int32_t> acc(n * block_b_);
       Scratch<float> v(nb);
-      const int8_t* aq = (is_shared(g) ? b_.shared_a.data_as<const int8_t>() : b_.a.data_as<const int8_t>()) + r0 * W;
+      const int8_t* aq = (is_shared(g) ? b_.shared_a_q.data_as<const int8_t>() : b_.a_q.data_as<const int8_t>()) + r0 * W;
       const float* a_scale =
           (is_shared(g) ? b_.shared_a_scale.data_as<const float>() : b_.a_scale.data_as<const float>()) + r0;
       const float* ws = (is_shared(g) ? w_.shared_w2_scale.data_as<const float>()
                                       : w_.w2_scale.data_as<const float>() + expert(g) * H_) + h0;
       s8_fn_(n, W, h0, h1, aq, W, static_cast<const int8_t*>(w.data()), w.col_sums(), acc.data(), block_b_);
       for (int64_t r = 0; r < n; ++r) {
-        // reference::grouped_matmul's int8 epilogue: float(sum) * scale, then * per_token_scale, one rounding.
-        for (int64_t j = 0; j < nb; ++j) v[j] = float(acc[r * block_b_ + j]) * ws[j];
-        for (int64_t j = 0; j < nb; ++j) v[j] = v[j] * a_scale[r];
+        rows_.dequant(nb, acc.data() + r * block_b_, ws, a_scale[r], v.data());  // grouped_matmul's int8 epilogue
         store_row(v.data(), nb, model_, out + ((r0 + r) * H_ + h0) * es);
       }
     }
@@ -320,26 +292,22 @@ class Step {
     const int64_t t = i / blocks, c0 = (i % blocks) * kCombineBlock, c1 = std::min(c0 + kCombineBlock, H_);
     const int64_t nb = c1 - c0;
     Scratch<float> acc(nb);
+    const int64_t es = int64_t(dtype_size(model_));
     bool started = Is_ > 0;
     if (started) {
-      const void* sy = b_.shared_y.data();
-      float gate = 1.0f;
-      const bool gated = c_.shared_expert_gated();
-      if (gated) gate = sigmoid_gate(b_.shared_gate_logit.data_as<const float>()[t]);
-      for (int64_t h = 0; h < nb; ++h) {
-        const float v = load_element_f32(sy, model_, t * H_ + c0 + h);
-        acc[h] = gated ? round_model(gate * v, model_) : v;
-      }
+      const auto* sy = static_cast<const std::byte*>(b_.shared_y.data()) + (t * H_ + c0) * es;
+      if (c_.shared_expert_gated())
+        rows_.scale_round[slot_](nb, sy, sigmoid_gate(b_.shared_gate_logit.data_as<const float>()[t]), acc.data());
+      else
+        widen_row(sy, model_, nb, 1, acc.data());
     }
-    const int32_t* slot_row = b_.expanded_row_idx.data_as<const int32_t>();
+    const int32_t* slot_row = b_.slot_row.data_as<const int32_t>();
     const Tensor& scales = routed_.scales;
+    const auto* y = static_cast<const std::byte*>(b_.y.data());
     for (int64_t k = 0; k < K_; ++k) {
       const int64_t d = slot_row[t * K_ + k];
       const float s = load_element_f32(scales.data(), scales.dtype(), t * scales.stride(0) + k * scales.stride(1));
-      for (int64_t h = 0; h < nb; ++h) {
-        const float term = s * load_element_f32(b_.y.data(), model_, d * H_ + c0 + h);
-        acc[h] = started ? acc[h] + term : term;
-      }
+      rows_.combine[slot_](nb, y + (d * H_ + c0) * es, s, started, acc.data());
       started = true;
     }
     store_row(acc.data(), nb, model_, static_cast<std::byte*>(out_.data()) + (t * H_ + c0) * int64_t(dtype_size(model_)));
@@ -349,12 +317,13 @@ class Step {
   const LayerWeights& w_;
   const Tensor& x_;
   const Tensor& out_;
-  ChainBuffers& b_;
+  FusedBuffers& b_;
   const Routed& routed_;
   const int64_t T_, H_, I_, E_, K_, Is_;
   const DType model_;
+  const int slot_;  // the model dtype's index in the rows kernels
   const bool int8_;
-  const gemm::GemmKernels kernels_;
+  const rows::RowsKernels& rows_;
   gemm::GemmFloatFn float_fn_ = nullptr;
   gemm::GemmS8Fn s8_fn_ = nullptr;
   std::span<const gemm::PackedWeights* const> w13_, w2_;
@@ -368,17 +337,66 @@ class Step {
 
 }  // namespace
 
-bool fused_decode_supported(const MoeConfig& c) {
-  return (c.quant_mode == QuantMode::none || c.quant_mode == QuantMode::w8a8) &&
-         c.moe_intermediate_size % gemm::kGemmNR == 0 && c.shared_expert_width() % gemm::kGemmNR == 0;
+std::string fused_decode_declines(const MoeConfig& c) {
+  if (c.quant_mode != QuantMode::none && c.quant_mode != QuantMode::w8a8)
+    return "quant_mode " + std::string(quant_mode_name(c.quant_mode)) + " is not fused (float models and w8a8 are)";
+  if (c.moe_intermediate_size % gemm::kGemmNR != 0)
+    return "I=" + std::to_string(c.moe_intermediate_size) + " is not a multiple of " + std::to_string(gemm::kGemmNR);
+  if (c.shared_expert_width() % gemm::kGemmNR != 0)
+    return "the shared expert's width " + std::to_string(c.shared_expert_width()) + " is not a multiple of " +
+           std::to_string(gemm::kGemmNR);
+  return "";
+}
+
+void fused_buffer_specs(const MoeConfig& c, int64_t capacity, FusedBuffers& b, const BufferSpecFn& each) {
+  const int64_t T = capacity, R = T * c.num_experts_per_tok, H = c.hidden_size, I = c.moe_intermediate_size;
+  const int64_t E = c.num_experts, Is = c.shared_expert_width();
+  const bool int8 = c.quant_mode == QuantMode::w8a8;
+  routing_buffer_specs(c, capacity, b.routing, each);
+  each(b.slot_row, DType::i32, {R});
+  each(b.row_token, DType::i32, {R});
+  each(b.group_expert, DType::i32, {E + 1});
+  each(b.group_begin, DType::i64, {E + 2});
+  if (int8) {
+    each(b.x_q, DType::i8, {R, H});
+    each(b.x_scale, DType::f32, {R});
+    each(b.a_q, DType::i8, {R, I});
+    each(b.a_scale, DType::f32, {R});
+  }
+  each(b.a_f32, DType::f32, {R, I});
+  each(b.y, c.dtype, {R, H});
+  if (Is > 0) {
+    if (int8) {
+      each(b.shared_x_q, DType::i8, {T, H});
+      each(b.shared_x_scale, DType::f32, {T});
+      each(b.shared_a_q, DType::i8, {T, Is});
+      each(b.shared_a_scale, DType::f32, {T});
+    }
+    each(b.shared_a_f32, DType::f32, {T, Is});
+    each(b.shared_y, c.dtype, {T, H});
+    if (c.shared_expert_gated()) each(b.shared_gate_logit, DType::f32, {T, 1});
+  }
+  each(b.counters, DType::i32, {2 * (E + 1) + 1});
+}
+
+FusedBuffers plan_fused_buffers(const MoeConfig& config, int64_t capacity) {
+  FusedBuffers b;
+  b.capacity = capacity;
+  fused_buffer_specs(config, capacity, b,
+                     [](Tensor& t, DType dt, const Shape& shape) { t = Tensor::empty(dt, shape); });
+  return b;
+}
+
+int64_t fused_buffer_bytes(const MoeConfig& config, int64_t capacity) {
+  return planned_bytes<FusedBuffers>(config, capacity, fused_buffer_specs);
 }
 
 void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
-                      const Tensor& x, const Tensor& out, ChainBuffers& buffers, ThreadPool& pool,
+                      const Tensor& x, const Tensor& out, FusedBuffers& buffers, ThreadPool& pool,
                       LayerTimings& timings, LayerRouting* routing_out) {
   const int64_t T = x.size(0);
   if (T == 0) return;
-  const Routed routed = route_tokens(operator_chain_ops(), config, weights, &packed, x, buffers, timings);
+  const Routed routed = route_tokens(operator_chain_ops(), config, weights, &packed, x, buffers.routing, timings);
   if (routing_out) *routing_out = LayerRouting{routed.topk_idx, routed.scales};
 
   auto t0 = Clock::now();
@@ -386,7 +404,7 @@ void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, cons
   step.prepare();
   if (config.shared_expert_gated()) {
     const Tensor gate_logit = buffers.shared_gate_logit.narrow(0, 0, T);
-    router_logits(x, packed.shared_gate, gate_logit);
+    router_logits(packed.kernels.gemm, x, packed.shared_gate, gate_logit);
   }
   const int64_t n = step.tasks(pool.size());
   timings.routing += ms_since(t0);

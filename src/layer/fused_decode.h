@@ -1,10 +1,11 @@
 // The fused decode path (the seed's SuperKernel scope, enable_superkernel): the experts of a decode step as one
-// parallel region instead of a chain of operators.
+// parallel region instead of a chain of operators — a sibling of the chain (chain.h) on the same kernel contracts
+// (kernels/gemm/gemm.h, kernels/rows/rows.h), with its own buffers.
 //
 // After routing (the chain's own router and gating, route_tokens), one ThreadPool loop runs every task of the step,
 // in this index order:
-//   A  (group x a block of I's columns): gather the group's rows of x (widened to fp32), the gate and up columns of w13 on the GEMM kernels,
-//      SwiGLU in the epilogue (w8a8: dequantise first, smooth scale after);
+//   A  (group x a block of I's columns): gather the group's rows of x (widened to fp32), the gate and up columns of
+//      w13 on the GEMM kernels, SwiGLU in the epilogue (w8a8: dequantise first, smooth scale after);
 //   Q  (group, w8a8 only): the dynamic int8 quantisation of the group's SwiGLU rows;
 //   B  (group x a block of H's columns): the down projection of the group's rows, dequantised in the epilogue;
 //   C  (token x 256 columns of H): the combine in slot order, with the shared expert (gated for qwen2_moe) as skip.
@@ -12,26 +13,57 @@
 // experts' (the seed's second stream). A task waits (spinning, then yielding) only for tasks of lower index — its
 // group's earlier phase, or all of B for C — and the pool hands out indices in increasing order, so every wait ends.
 //
-// Every value is rounded where the chain rounds it (h, a and y in the model dtype, the same quantisation calls) and
-// every dot product is one kernel chain over k in order, so the output is bitwise the chain's (tested for every
+// Every value is rounded where the chain rounds it (h, a and y in the model dtype, the same quantisation kernels)
+// and every dot product is one kernel chain over k in order, so the output is bitwise the chain's (tested for every
 // family and dtype). Float models and w8a8 are fused; w8a8c8 runs the chain.
 #pragma once
+
+#include <string>
 
 #include "base/thread_pool.h"
 #include "layer/chain.h"
 
 namespace moefuse::layer {
 
-/// Whether run_fused_decode handles this config: float models and w8a8, with I and the shared expert's width
-/// multiples of 32 (the up half of w13 then starts on a panel boundary of the packed weight).
-bool fused_decode_supported(const MoeConfig& config);
+/// The fused path's buffers for up to `capacity` tokens (T rows of x, R = T * K routed rows).
+struct FusedBuffers {
+  int64_t capacity = 0;
+  RoutingBuffers routing;
+  Tensor slot_row;        // [R] i32: the expert-sorted row of each slot (t, k)
+  Tensor row_token;       // [R] i32: the token of each expert-sorted row
+  Tensor group_expert;    // [E + 1] i32: the active experts, then the shared expert (id E)
+  Tensor group_begin;     // [E + 2] i64: first row of each group (rows of the shared group are token indices)
+  Tensor x_q;             // w8a8 [R, H] i8: x quantised per token (first T rows), or per (row, expert) when smooth
+  Tensor x_scale;         // w8a8 [R] f32
+  Tensor shared_x_q;      // w8a8 with smooth scales and a shared expert: [T, H] i8, x quantised per token
+  Tensor shared_x_scale;  // [T] f32
+  Tensor a_f32;           // [R, I] f32: SwiGLU output (model-dtype values; w8a8: before its quantisation)
+  Tensor shared_a_f32;    // [T, Is] f32 (with a shared expert)
+  Tensor a_q;             // w8a8 [R, I] i8
+  Tensor a_scale;         // w8a8 [R] f32
+  Tensor shared_a_q;      // w8a8 [T, Is] i8
+  Tensor shared_a_scale;  // w8a8 [T] f32
+  Tensor y;               // [R, H] model dtype: each routed row's down projection
+  Tensor shared_y;        // [T, H] model dtype
+  Tensor shared_gate_logit;  // [T, 1] f32 (qwen2_moe)
+  Tensor counters;        // [2 * (E + 1) + 1] i32: finished tasks per group and phase, and in all (atomic_ref)
+};
 
-/// out [T, H] = the layer on x [T, H] (T <= buffers.capacity; buffers planned with enable_superkernel), bitwise
-/// what run_chain computes, on `pool` (called from outside its tasks). Adds router and gating times to their stages,
-/// the routing setup (sort by expert, w8a8: quantising x) to `routing`, and the region to `experts`.
-/// `routing_out`, when given, receives views of topk_idx and the combine weights.
+void fused_buffer_specs(const MoeConfig& config, int64_t capacity, FusedBuffers& b, const BufferSpecFn& each);
+FusedBuffers plan_fused_buffers(const MoeConfig& config, int64_t capacity);
+/// Bytes plan_fused_buffers(config, capacity) allocates (from fused_buffer_specs).
+int64_t fused_buffer_bytes(const MoeConfig& config, int64_t capacity);
+
+/// Why run_fused_decode cannot run this config ("" when it can): it takes float models and w8a8, with I and the
+/// shared expert's width multiples of 32 (the up half of w13 then starts on a panel boundary of the packed weight).
+std::string fused_decode_declines(const MoeConfig& config);
+
+/// out [T, H] = the layer on x [T, H] (T <= buffers.capacity), bitwise what run_chain computes, on `pool` (called
+/// from outside its tasks) with packed.kernels. Adds router and gating times to their stages, the routing setup
+/// (sort by expert, w8a8: quantising x) to `routing`, and the region to `experts`. `routing_out`, when given,
+/// receives views of topk_idx and the combine weights.
 void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
-                      const Tensor& x, const Tensor& out, ChainBuffers& buffers, ThreadPool& pool,
+                      const Tensor& x, const Tensor& out, FusedBuffers& buffers, ThreadPool& pool,
                       LayerTimings& timings, LayerRouting* routing_out);
 
 }  // namespace moefuse::layer

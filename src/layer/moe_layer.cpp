@@ -113,7 +113,11 @@ int64_t layer_weight_bytes(const MoeConfig& c) {
   return fixed_bytes(c) + c.num_experts * (projection_bytes(c) + (quant ? 4 : 0));
 }
 
-int64_t layer_workspace_bytes(const MoeConfig& c, int64_t tokens) { return layer::chain_buffer_bytes(c, tokens); }
+int64_t layer_workspace_bytes(const MoeConfig& c, int64_t tokens) {
+  const int64_t chain = layer::chain_buffer_bytes(c, tokens);
+  if (!c.enable_superkernel || !layer::fused_decode_declines(c).empty()) return chain;
+  return std::max(chain, layer::fused_buffer_bytes(c, tokens));
+}
 
 int64_t available_memory_bytes() {
   std::ifstream meminfo("/proc/meminfo");
@@ -132,6 +136,9 @@ struct MoeLayer::Impl {
   ThreadPool pool;
   layer::PackedLayerWeights packed;
   std::vector<layer::ChainBuffers> buffers;  // one per part (graph mode keeps them between forwards)
+  layer::FusedBuffers fused;                 // the fused decode path's (graph mode keeps them too)
+  std::string fused_declines;                // why the fused path cannot run this config ("" when it can)
+  std::string declined_path;                 // "chain: " + fused_declines (built once: a forward allocates nothing)
   std::vector<LayerTimings> part_timings;
   std::vector<LayerRouting> part_routing;
   std::vector<uint8_t> expert_seen;  // [E]: experts with a token in the current chunk
@@ -147,6 +154,8 @@ struct MoeLayer::Impl {
     chunk_fixed_bytes = fixed_bytes(c);
     OperatorPoolScope scope(&pool);  // pack on the layer's threads
     packed = layer::pack_layer_weights(weights);
+    fused_declines = layer::fused_decode_declines(c);
+    declined_path = "chain: " + fused_declines;
   }
 };
 
@@ -213,15 +222,18 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   const int threads = m.pool.size();
   const bool graph = c.exe_mode == ExeMode::ge_graph;
   // Decode runs the fused path when the config asks for it and it handles the config (fused_decode.h).
-  const bool fused = c.enable_superkernel && !is_prefill && layer::fused_decode_supported(c);
+  const bool fused_asked = c.enable_superkernel && !is_prefill;
+  const bool fused = fused_asked && m.fused_declines.empty();
   const Schedule first =
       fused ? Schedule{1, std::min(T, c.moe_chunk_max_len)} : schedule(std::min(T, c.moe_chunk_max_len), threads);
   for (int i = 0; i < threads; ++i) {
     layer::ChainBuffers& b = m.buffers[size_t(i)];
     // Graph mode plans once per bound and reuses; eager mode plans for this forward only.
-    if (i < first.parts && T > 0 && (!graph || b.capacity < first.share)) b = layer::plan_chain_buffers(c, first.share);
+    if (!fused && i < first.parts && T > 0 && (!graph || b.capacity < first.share))
+      b = layer::plan_chain_buffers(c, first.share);
     m.part_timings[size_t(i)] = LayerTimings{};
   }
+  if (fused && T > 0 && (!graph || m.fused.capacity < first.share)) m.fused = layer::plan_fused_buffers(c, first.share);
   int64_t chunks = 0, weight_bytes = 0, active = 0;
   LayerRouting all_routing;
   if (routing)
@@ -233,7 +245,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     const Schedule s = fused ? Schedule{1, len} : schedule(len, threads);
     auto run_part = [&](int64_t p) {
       if (fused) {
-        layer::run_fused_decode(c, m.weights, m.packed, x.narrow(0, c0, len), out.narrow(0, c0, len), m.buffers[0],
+        layer::run_fused_decode(c, m.weights, m.packed, x.narrow(0, c0, len), out.narrow(0, c0, len), m.fused,
                                 m.pool, m.part_timings[0], &m.part_routing[0]);
         return;
       }
@@ -262,8 +274,10 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     weight_bytes += m.chunk_fixed_bytes + n_active * m.per_expert_bytes;
     ++chunks;
   }
-  if (!graph)
+  if (!graph) {
     for (layer::ChainBuffers& b : m.buffers) b = layer::ChainBuffers{};
+    m.fused = layer::FusedBuffers{};
+  }
 
   LayerTimings t;
   int used = 0;
@@ -288,7 +302,8 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   t.tokens = T;
   t.chunks = chunks;
   t.weight_bytes = weight_bytes;
-  if (T > 0) m.path = fused ? "superkernel" : "chain";
+  if (T > 0 && fused_asked && !fused) m.path = m.declined_path;  // (no temporary string: a forward allocates nothing)
+  else if (T > 0) m.path = fused ? "superkernel" : "chain";
   t.active_experts = active;
   if (routing) *routing = std::move(all_routing);
   t.total = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

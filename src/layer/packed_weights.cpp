@@ -1,15 +1,17 @@
 #include "layer/packed_weights.h"
 
-#include "ops/grouped_matmul_kernels.h"
+#include "ops/packed_grouped_weights.h"
 
 namespace moefuse::layer {
 namespace {
 
 // Packs a projection stored [E, out, in] (Hugging Face) through its [E, in, out] view, then drops the storage.
-PackedGroupedWeights pack_projection(Tensor& storage) {
-  PackedGroupedWeights packed = pack_grouped_weights(storage.transpose(1, 2));
+PackedProjection pack_projection(Tensor& storage) {
+  PackedProjection p;
+  p.op = pack_grouped_weights(storage.transpose(1, 2));
+  p.experts = packed_experts(p.op);
   storage = Tensor{};
-  return packed;
+  return p;
 }
 
 // A [out, in] matrix (router, shared gate) as the logical [in, out] the kernels read.
@@ -18,13 +20,12 @@ gemm::PackedWeights pack_rows(const Tensor& w) {
 }
 
 // Storage [E, out, in] rebuilt from a projection packed from its [E, in, out] view.
-Tensor unpack_projection(const PackedGroupedWeights& packed) {
-  const int64_t E = packed.num_experts(), K = packed.k(), N = packed.n();
-  Tensor storage = Tensor::empty(packed.dtype(), {E, N, K});
-  const auto experts = detail::PackedGroupedWeightsAccess::experts(packed);
-  const int64_t es = int64_t(dtype_size(packed.dtype()));
+Tensor unpack_projection(const PackedProjection& packed) {
+  const int64_t E = packed.op.num_experts(), K = packed.op.k(), N = packed.op.n();
+  Tensor storage = Tensor::empty(packed.op.dtype(), {E, N, K});
+  const int64_t es = int64_t(dtype_size(packed.op.dtype()));
   for (int64_t e = 0; e < E; ++e)
-    gemm::unpack_weights(*experts[size_t(e)], static_cast<std::byte*>(storage.data()) + e * N * K * es, 1, K);
+    gemm::unpack_weights((*packed.experts)[e], static_cast<std::byte*>(storage.data()) + e * N * K * es, 1, K);
   return storage;
 }
 
@@ -32,6 +33,8 @@ Tensor unpack_projection(const PackedGroupedWeights& packed) {
 
 PackedLayerWeights pack_layer_weights(LayerWeights& w) {
   PackedLayerWeights p;
+  p.kernels.gemm = gemm::select_gemm_kernels();
+  p.kernels.rows = rows::select_rows_kernels();
   p.w13 = pack_projection(w.w13);
   p.w2 = pack_projection(w.w2);
   if (w.shared_w13.defined()) {

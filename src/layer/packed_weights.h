@@ -2,25 +2,44 @@
 // expert projections), and the way back to plain tensors for the reference chain and for saving.
 #pragma once
 
+#include <memory>
+
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/packed_experts.h"
+#include "kernels/rows/rows.h"
 #include "moefuse/config.h"
 #include "moefuse/layer.h"
 #include "moefuse/ops/grouped_matmul.h"
 
 namespace moefuse::layer {
 
+/// One projection packed once: the operator's handle (what the chain's grouped_matmul takes) and the packed experts
+/// it holds (a kernels type, what the fused decode path reads), sharing one copy of the data.
+struct PackedProjection {
+  PackedGroupedWeights op;
+  std::shared_ptr<const gemm::PackedExperts> experts;  // nullptr when empty
+};
+
+/// The kernels a layer runs, chosen once when it is made (active_isa() then: MOEFUSE_MAX_ISA / set_max_isa apply
+/// to layers made after them).
+struct LayerKernels {
+  gemm::GemmKernels gemm;
+  rows::RowsKernels rows;
+};
+
 struct PackedLayerWeights {
-  PackedGroupedWeights w13;         // from w13's view [E, H, 2I]
-  PackedGroupedWeights w2;          // from w2's view [E, I, H]
-  PackedGroupedWeights shared_w13;  // [1, H, 2Is] (empty without a shared expert)
-  PackedGroupedWeights shared_w2;   // [1, Is, H]
+  PackedProjection w13;         // from w13's view [E, H, 2I]
+  PackedProjection w2;          // from w2's view [E, I, H]
+  PackedProjection shared_w13;  // [1, H, 2Is] (empty without a shared expert)
+  PackedProjection shared_w2;   // [1, Is, H]
   gemm::PackedWeights router;       // logical [H, E] of the [E, H] router: the router logits on the GEMM kernels
   gemm::PackedWeights shared_gate;  // logical [H, 1] (qwen2_moe; empty otherwise)
+  LayerKernels kernels;             // what reads these (router, fused path)
 };
 
 /// Packs `w`'s projections (on the operators' pool: the caller may scope one, base/default_pool.h) and releases
 /// w13, w2, shared_w13 and shared_w2 one by one as they are packed, so that a load never holds more than one
-/// extra projection. The router and the small tensors stay in `w` as they are.
+/// extra projection. The router and the small tensors stay in `w` as they are. Chooses the layer's kernels.
 PackedLayerWeights pack_layer_weights(LayerWeights& w);
 
 /// `w` with w13, w2, shared_w13 and shared_w2 restored (new tensors, bitwise the packed weights) from `packed`.

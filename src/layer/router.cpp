@@ -5,6 +5,7 @@
 
 #include "base/elements.h"
 #include "base/scratch.h"
+#include "kernels/rows/rows.h"
 #include "reference/grouped_matmul.h"
 
 namespace moefuse::layer {
@@ -18,10 +19,11 @@ void router_logits(const Tensor& x, const Tensor& weight, const Tensor& out) {
   reference::grouped_matmul(a, out);
 }
 
-void router_logits(const Tensor& x, const gemm::PackedWeights& weight, const Tensor& out) {
+void router_logits(const gemm::GemmKernels& kernels, const Tensor& x, const gemm::PackedWeights& weight,
+                   const Tensor& out) {
   constexpr int64_t kRows = 48;  // rows widened per kernel call: a multiple of the kernels' 6-row tiles
   const int64_t T = x.size(0), H = x.size(1), E = weight.n();
-  const gemm::GemmFloatFn kernel = gemm::select_gemm_kernels().float_kernel(weight.dtype()).fn;
+  const gemm::GemmFloatFn kernel = kernels.float_kernel(weight.dtype()).fn;
   Scratch<float> a(std::min(T, kRows) * H);
   float* logits = out.data_as<float>();
   for (int64_t t0 = 0; t0 < T; t0 += kRows) {
@@ -39,12 +41,14 @@ void round_to(const Tensor& src, const Tensor& dst) {
 }
 
 void apply_sigmoid_gate(const Tensor& gate_logit, const Tensor& y, const Tensor& out) {
-  const int64_t T = y.size(0), H = y.size(1);
+  const int64_t T = y.size(0), H = y.size(1), es = int64_t(y.element_size());
   const float* g = gate_logit.data_as<const float>();
+  // Any ISA gives the same bits (rows.h); the scalar one serves the reference chain as well.
+  const rows::ScaleRoundFn scale_round = rows::select_rows_kernels(Isa::scalar).scale_round[rows::slot(y.dtype())];
+  Scratch<float> v(H);
   for (int64_t t = 0; t < T; ++t) {
-    const float s = sigmoid_gate(g[t]);
-    for (int64_t h = 0; h < H; ++h)
-      store_element_f32(out.data(), out.dtype(), t * H + h, s * load_element_f32(y.data(), y.dtype(), t * H + h));
+    scale_round(H, static_cast<const std::byte*>(y.data()) + t * H * es, sigmoid_gate(g[t]), v.data());
+    store_row(v.data(), H, out.dtype(), static_cast<std::byte*>(out.data()) + t * H * es);
   }
 }
 

@@ -75,7 +75,7 @@ bool check_quant_scale(const Tensor& t, bool grouped, int64_t e, int64_t h) {
                     "shape " + t.shape().str());
 }
 
-reference::DequantSwigluQuantArgs checked_args(const Tensor& x, const DequantSwigluQuantOptions& o, Shape& y_shape,
+DequantSwigluQuantArgs checked_args(const Tensor& x, const DequantSwigluQuantOptions& o, Shape& y_shape,
                                                Shape& scale_shape) {
   check::defined(kOp, "x", x);
   check::dtype_in(kOp, "x", x, {DType::i32, DType::f32, DType::bf16, DType::f16});
@@ -84,7 +84,7 @@ reference::DequantSwigluQuantArgs checked_args(const Tensor& x, const DequantSwi
   const int64_t t_rows = x.size(0), h = x.size(1) / 2;
   check_attributes(o);
 
-  reference::DequantSwigluQuantArgs a;
+  DequantSwigluQuantArgs a;
   a.clamp_limit = fp32_attr("clamp_limit", o.clamp_limit, true);
   a.glu_alpha = fp32_attr("glu_alpha", o.glu_alpha, false);
   a.glu_bias = fp32_attr("glu_bias", o.glu_bias, false);
@@ -172,23 +172,45 @@ reference::DequantSwigluQuantArgs checked_args(const Tensor& x, const DequantSwi
   return a;
 }
 
+// The fast path, or (when it declines) the scalar reference, which takes its own form of the arguments.
+void run(const DequantSwigluQuantArgs& a, const Tensor& y, const Tensor& scale) {
+  if (!dequant_swiglu_quant_fast(a, y, scale)) return;
+  reference::DequantSwigluQuantArgs r;
+  r.x = a.x;
+  r.weight_scale = a.weight_scale;
+  r.activation_scale = a.activation_scale;
+  r.bias = a.bias;
+  r.quant_scale = a.quant_scale;
+  r.quant_offset = a.quant_offset;
+  r.group_index = a.group_index;
+  r.group_type = a.group_type;
+  r.quant_per_group_scalar = a.quant_per_group_scalar;
+  r.activate_left = a.activate_left;
+  r.dynamic = a.dynamic;
+  r.swiglu_mode = a.swiglu_mode;
+  r.clamp_limit = a.clamp_limit;
+  r.glu_alpha = a.glu_alpha;
+  r.glu_bias = a.glu_bias;
+  reference::dequant_swiglu_quant(r, y, scale);
+}
+
 }  // namespace
 
 DequantSwigluQuantResult dequant_swiglu_quant(const Tensor& x, const DequantSwigluQuantOptions& options) {
   Shape y_shape, scale_shape;
-  reference::DequantSwigluQuantArgs a = checked_args(x, options, y_shape, scale_shape);
+  const DequantSwigluQuantArgs a = checked_args(x, options, y_shape, scale_shape);
   DequantSwigluQuantResult out{Tensor::empty(DType::i8, y_shape), Tensor::empty(DType::f32, scale_shape)};
-  if (!dequant_swiglu_quant_fast(a, out.y, out.scale)) reference::dequant_swiglu_quant(a, out.y, out.scale);
+  run(a, out.y, out.scale);
   return out;
 }
 
 void dequant_swiglu_quant_out(const Tensor& x, const DequantSwigluQuantOptions& options,
                               const DequantSwigluQuantResult& out) {
   Shape y_shape, scale_shape;
-  reference::DequantSwigluQuantArgs a = checked_args(x, options, y_shape, scale_shape);
+  const DequantSwigluQuantArgs a = checked_args(x, options, y_shape, scale_shape);
   check::output(kOp, "y", out.y, DType::i8, y_shape);
   check::output(kOp, "scale", out.scale, DType::f32, scale_shape);
-  if (!dequant_swiglu_quant_fast(a, out.y, out.scale)) reference::dequant_swiglu_quant(a, out.y, out.scale);
+  run(a, out.y, out.scale);
 }
 
 }  // namespace moefuse

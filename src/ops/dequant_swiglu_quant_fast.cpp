@@ -1,13 +1,12 @@
 #include "ops/dequant_swiglu_quant_fast.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include "base/default_pool.h"
 #include "base/groups.h"
-#include "base/quantize.h"
 #include "base/scratch.h"
+#include "kernels/rows/rows.h"
 
 namespace moefuse {
 namespace {
@@ -23,20 +22,30 @@ bool unit_columns(const Tensor& t) { return t.stride(t.dim() - 1) == 1 || t.size
 
 }  // namespace
 
-bool dequant_swiglu_quant_fast(const reference::DequantSwigluQuantArgs& a, const Tensor& y, const Tensor& scale) {
+const char* dequant_swiglu_quant_fast_declines(const DequantSwigluQuantArgs& a) {
   const Tensor& x = a.x;
-  if (x.dtype() != DType::i32 || x.dim() != 2 || x.stride(1) != 1) return false;
-  if (a.bias.defined() || !a.dynamic || a.swiglu_mode != 0 || a.quant_offset.defined()) return false;
-  if (!a.activation_scale.defined() || a.weight_scale.dtype() != DType::f32 || !unit_columns(a.weight_scale))
-    return false;
-  if (a.quant_scale.defined() &&
-      (a.quant_per_group_scalar || a.quant_scale.dtype() != DType::f32 || !unit_columns(a.quant_scale)))
-    return false;
+  if (x.dtype() != DType::i32) return "x is not i32";
+  if (x.stride(1) != 1) return "x's rows are not contiguous";
+  if (a.bias.defined()) return "a bias";
+  if (!a.dynamic) return "static quantisation (quant_mode 0)";
+  if (a.swiglu_mode != 0) return "swiglu_mode 1 (the clamped variant)";
+  if (a.quant_offset.defined()) return "a quant_offset";
+  if (!a.activation_scale.defined()) return "no activation_scale";
+  if (!unit_columns(a.weight_scale)) return "weight_scale's rows are not contiguous";
+  if (a.quant_scale.defined() && a.quant_per_group_scalar) return "a quant_scale of one value per group";
+  if (a.quant_scale.defined() && a.quant_scale.dtype() != DType::f32) return "a quant_scale that is not f32";
+  if (a.quant_scale.defined() && !unit_columns(a.quant_scale)) return "quant_scale's rows are not contiguous";
+  return nullptr;
+}
+
+const char* dequant_swiglu_quant_fast(const DequantSwigluQuantArgs& a, const Tensor& y, const Tensor& scale) {
+  if (const char* why = dequant_swiglu_quant_fast_declines(a)) return why;
+  const Tensor& x = a.x;
 
   const int64_t T = x.size(0), h = x.size(1) / 2;
   if (y.numel() > 0) std::memset(y.data(), 0, size_t(y.numel()));
   if (scale.numel() > 0) std::memset(scale.data(), 0, size_t(scale.numel()) * sizeof(float));
-  if (T == 0 || h == 0) return true;
+  if (T == 0 || h == 0) return nullptr;
 
   // The groups as (expert, begin, end) spans, in row order; without group_index every row uses scale row 0.
   const int64_t max_groups = a.group_index.defined() ? a.group_index.size(0) : 1;
@@ -56,6 +65,7 @@ bool dequant_swiglu_quant_fast(const reference::DequantSwigluQuantArgs& a, const
   const float* act_scale = a.activation_scale.data_as<const float>();
   const int64_t act_stride = a.activation_scale.stride(0);
 
+  const rows::RowsKernels k = rows::select_rows_kernels();  // chosen once per call
   auto block = [&](int64_t b) {
     const int64_t r0 = b * kRows, r1 = std::min(covered, r0 + kRows);
     Scratch<float> o(h);
@@ -69,26 +79,16 @@ bool dequant_swiglu_quant_fast(const reference::DequantSwigluQuantArgs& a, const
       const float* ws = group_row(a.weight_scale, e);
       const float as = act_scale[r * act_stride];
       const int64_t act_off = a.activate_left ? 0 : h, lin_off = a.activate_left ? h : 0;
-      // reference::dequant_swiglu_quant: float(x) * weight_scale * activation_scale, SwiGLU, the smooth scale.
-      for (int64_t j = 0; j < h; ++j) {
-        float act = float(xr[act_off + j]) * ws[act_off + j];
-        act = act * as;
-        float lin = float(xr[lin_off + j]) * ws[lin_off + j];
-        lin = lin * as;
-        o[j] = act / (std::exp(-act) + 1.0f) * lin;
-      }
-      if (a.quant_scale.defined()) {
-        const float* qs = group_row(a.quant_scale, e);
-        for (int64_t j = 0; j < h; ++j) o[j] = o[j] * qs[j];
-      }
-      scale.data_as<float>()[r] = quantize_row_dynamic(o.data(), h, y.data_as<int8_t>() + r * h);
+      const float* qs = a.quant_scale.defined() ? group_row(a.quant_scale, e) : nullptr;
+      k.dequant_swiglu(h, xr + act_off, xr + lin_off, ws + act_off, ws + lin_off, as, qs, o.data());
+      scale.data_as<float>()[r] = k.quantize[0](h, o.data(), nullptr, o.data(), y.data_as<int8_t>() + r * h);
     }
   };
   DefaultPoolLease lease;
   if (lease.pool() && blocks > 1) lease.pool()->parallel_for(blocks, block);
   else
     for (int64_t b = 0; b < blocks; ++b) block(b);
-  return true;
+  return nullptr;
 }
 
 }  // namespace moefuse

@@ -7,6 +7,7 @@
 #include "base/default_pool.h"
 #include "base/elements.h"
 #include "base/scratch.h"
+#include "kernels/rows/rows.h"
 #include "reference/finalize_routing.h"
 
 namespace moefuse {
@@ -141,16 +142,17 @@ struct FinalizeArgs {
   bool k_major;
   int64_t K;
   const Tensor& out;
+  rows::CombineFn combine;  // for the rows' dtype, chosen once per call
 };
 
-// acc = (started ? acc + term : term), term = scaled ? s * v : v, v = (row ? row[h] : 0) (+ bias[h]).
+// acc = (started ? acc + term : term), term = scaled ? s * v : v, v = (row ? row[h] : 0) (+ bias[h]). The layer's
+// case (a row, a scale, no bias) is the rows family's combine kernel; the rest is this operator's own.
 template <class T>
-void add_term(float* acc, const T* row, const T* bias, bool scaled, float s, bool started, int64_t H) {
-  if (row && !bias && started) {  // the common case, kept free of per-element branches
-    if (scaled)
-      for (int64_t h = 0; h < H; ++h) acc[h] = acc[h] + s * widen_f32(row[h]);
-    else
-      for (int64_t h = 0; h < H; ++h) acc[h] = acc[h] + widen_f32(row[h]);
+void add_term(rows::CombineFn combine, float* acc, const T* row, const T* bias, bool scaled, float s, bool started,
+              int64_t H) {
+  if (row && !bias && scaled) return combine(H, row, s, started, acc);
+  if (row && !bias && started) {
+    for (int64_t h = 0; h < H; ++h) acc[h] = acc[h] + widen_f32(row[h]);
     return;
   }
   for (int64_t h = 0; h < H; ++h) {
@@ -193,7 +195,7 @@ void finalize_rows(const FinalizeArgs& a, int64_t n0, int64_t n1) {
       const float s = a.scales.defined() ? load_element_f32(a.scales.data(), a.scales.dtype(),
                                                             n * a.scales.stride(0) + k * a.scales.stride(1))
                                          : 1.0f;
-      add_term(acc.data(), row, bias, a.scales.defined(), s, has_skip || k > 0, H);
+      add_term(a.combine, acc.data(), row, bias, a.scales.defined(), s, has_skip || k > 0, H);
     }
     store_row(acc.data(), H, a.out.dtype(), static_cast<T*>(a.out.data()) + n * H);
   }
@@ -204,7 +206,8 @@ void run(const Tensor& rows, const Tensor& skip1, const Tensor& skip2, const Ten
   if (!h_contiguous(rows) || !h_contiguous(skip1) || !h_contiguous(skip2) || !h_contiguous(bias))
     return reference::finalize_routing(rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode, K,
                                        out);
-  const FinalizeArgs a{rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode <= 1, K, out};
+  const FinalizeArgs a{rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode <= 1, K, out,
+                         rows::select_rows_kernels().combine[rows::slot(rows.dtype())]};
   parallel_rows(out.size(0), K * out.size(1), [&](int64_t n0, int64_t n1) {
     switch (rows.dtype()) {
       case DType::f32: return finalize_rows<float>(a, n0, n1);

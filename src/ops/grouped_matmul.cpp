@@ -53,7 +53,7 @@ struct WeightDesc {
 };
 
 // Validates everything and returns the reference arguments (weight left undefined) and the output dtype/shape.
-reference::GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const GroupedMatmulOptions& o,
+GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const GroupedMatmulOptions& o,
                                       DType& out_dtype, Shape& out_shape) {
   // x
   check::defined(kOp, "x", x);
@@ -174,7 +174,7 @@ reference::GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight,
   }
   out_shape = Shape{M, N};
 
-  reference::GroupedMatmulArgs args;
+  GroupedMatmulArgs args;
   args.x = x;
   args.bias = o.bias;
   args.scale = o.scale;
@@ -191,7 +191,7 @@ reference::GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight,
 // from 48 rows packing gains at least a quarter, and below about 35 it loses. Smaller groups stay on the reference.
 constexpr int64_t kPackMinRows = 48;
 
-void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight, const Tensor& y) {
+void run_tensor_weight(GroupedMatmulArgs& args, const Tensor& weight, const Tensor& y) {
   args.weight = weight;
   const int64_t E = weight.dim() == 3 ? weight.size(0) : 1;
   const int64_t M = args.x.size(0);
@@ -211,7 +211,7 @@ void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight,
   }
   DefaultPoolLease lease;
   if (!any && (!lease.pool() || groups <= 1)) {
-    reference::grouped_matmul(args, y);
+    reference::grouped_matmul(to_reference(args), y);
     return;
   }
   Scratch<const gemm::PackedWeights*> experts(E, nullptr);
@@ -226,7 +226,7 @@ void run_tensor_weight(reference::GroupedMatmulArgs& args, const Tensor& weight,
                         gemm::select_gemm_kernels(), lease.pool(), y);
 }
 
-void run_packed(const reference::GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y) {
+void run_packed(const GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y) {
   DefaultPoolLease lease;
   gmm::run_grouped_gemm(args, detail::PackedGroupedWeightsAccess::experts(weight), gemm::select_gemm_kernels(),
                         lease.pool(), y);
@@ -237,7 +237,7 @@ void run_packed(const reference::GroupedMatmulArgs& args, const PackedGroupedWei
 Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options) {
   DType out_dtype;
   Shape out_shape;
-  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
+  GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   Tensor y = Tensor::empty(out_dtype, out_shape);
   run_tensor_weight(args, weight, y);
   return y;
@@ -246,7 +246,7 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmul
 void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y) {
   DType out_dtype;
   Shape out_shape;
-  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
+  GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   check::output(kOp, "y", y, out_dtype, out_shape);
   run_tensor_weight(args, weight, y);
 }
@@ -254,7 +254,7 @@ void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatm
 Tensor grouped_matmul(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options) {
   DType out_dtype;
   Shape out_shape;
-  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
+  GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   Tensor y = Tensor::empty(out_dtype, out_shape);
   run_packed(args, weight, y);
   return y;
@@ -264,7 +264,7 @@ void grouped_matmul_out(const Tensor& x, const PackedGroupedWeights& weight, con
                         const Tensor& y) {
   DType out_dtype;
   Shape out_shape;
-  reference::GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
+  GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   check::output(kOp, "y", y, out_dtype, out_shape);
   run_packed(args, weight, y);
 }

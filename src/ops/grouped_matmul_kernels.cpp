@@ -10,6 +10,7 @@
 
 #include "base/elements.h"
 #include "base/groups.h"
+#include "kernels/rows/rows.h"
 #include "moefuse/error.h"
 
 namespace moefuse {
@@ -39,8 +40,8 @@ PackedGroupedWeights& PackedGroupedWeights::operator=(PackedGroupedWeights&& oth
 size_t PackedGroupedWeights::bytes() const {
   size_t total = 0;
   if (impl_)
-    for (const gemm::PackedWeights& w : impl_->experts)
-      total += w.data_bytes() + (w.col_sums() ? size_t(w.panels()) * size_t(gemm::kGemmNR) * sizeof(int32_t) : 0);
+    for (const gemm::PackedWeights* w : impl_->packed->all())
+      total += w->data_bytes() + (w->col_sums() ? size_t(w->panels()) * size_t(gemm::kGemmNR) * sizeof(int32_t) : 0);
   return total;
 }
 
@@ -49,13 +50,15 @@ std::string PackedGroupedWeights::describe() const {
   return "packed " + std::string(dtype_name(dtype_)) + shape_.str();
 }
 
+std::shared_ptr<const gemm::PackedExperts> packed_experts(const PackedGroupedWeights& w) {
+  return detail::PackedGroupedWeightsAccess::packed(w);
+}
+
 PackedGroupedWeights detail::PackedGroupedWeightsAccess::make(DType dtype, const Shape& shape,
                                                               std::vector<gemm::PackedWeights> experts) {
   PackedGroupedWeights w;
   w.impl_ = std::make_unique<PackedGroupedWeights::Impl>();
-  w.impl_->experts = std::move(experts);
-  w.impl_->ptrs.reserve(w.impl_->experts.size());
-  for (const gemm::PackedWeights& e : w.impl_->experts) w.impl_->ptrs.push_back(&e);
+  w.impl_->packed = std::make_shared<const gemm::PackedExperts>(std::move(experts));
   w.dtype_ = dtype;
   w.shape_ = shape;
   return w;
@@ -155,10 +158,11 @@ struct GroupPlan {
 };
 
 struct Plan {
-  const reference::GroupedMatmulArgs* a = nullptr;
+  const GroupedMatmulArgs* a = nullptr;
   const Tensor* y = nullptr;
   gemm::GemmFloatFn ffn = nullptr;
   gemm::GemmS8Fn sfn = nullptr;
+  rows::DequantFn dequant = nullptr;  // the int8 epilogue (rows family), chosen with the GEMM kernels
   int64_t M = 0, K = 0, N = 0;
   bool int8 = false, int_out = false, int_bias = false, float_bias = false;
   bool c_direct = false;  // the kernel writes into y (f32 output of float x, i32 output of int8 x)
@@ -182,7 +186,7 @@ struct Plan {
 
 // Calls fn(expert, begin, end) for every non-empty group, in order (as the reference walks them).
 template <class Fn>
-void for_groups(const reference::GroupedMatmulArgs& a, int64_t M, Fn&& fn) {
+void for_groups(const GroupedMatmulArgs& a, int64_t M, Fn&& fn) {
   if (!a.group_list.defined()) {
     if (M > 0) fn(int64_t(0), int64_t(0), M);
     return;
@@ -310,7 +314,7 @@ size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* bas
 // rounding. Activations are the reference's own function (reference::gmm_activate).
 
 void float_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t n0, int64_t nb) {
-  const reference::GroupedMatmulArgs& a = *p.a;
+  const GroupedMatmulArgs& a = *p.a;
   const Tensor& x = a.x;
   const Tensor& y = *p.y;
   const int64_t K = p.K, N = p.N;
@@ -351,7 +355,7 @@ void float_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_
 }
 
 void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t n0, int64_t nb) {
-  const reference::GroupedMatmulArgs& a = *p.a;
+  const GroupedMatmulArgs& a = *p.a;
   const Tensor& x = a.x;
   const Tensor& y = *p.y;
   const int64_t K = p.K, N = p.N;
@@ -397,11 +401,10 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
     int32_t* s = c + i * ldc;
     if (ibias)
       for (int64_t n = 0; n < nb; ++n) s[n] = int32_t(uint32_t(s[n]) + uint32_t(ibias[n]));
-    for (int64_t n = 0; n < nb; ++n) v[n] = float(s[n]) * scale[n];
-    if (pts) {
-      const float pt = static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)];
-      for (int64_t n = 0; n < nb; ++n) v[n] = v[n] * pt;
-    }
+    // float(sum) * scale, then * per_token_scale (* 1 without one: v is a product, never a signalling NaN, so
+    // that multiply changes no bit).
+    const float pt = pts ? static_cast<const float*>(a.per_token_scale.data())[r * a.per_token_scale.stride(0)] : 1.0f;
+    p.dequant(nb, s, scale, pt, v);
     if (fbias)
       for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + fbias[n];
     reference::gmm_activate(a.act_type, v, nb);
@@ -414,9 +417,9 @@ Tensor one_expert(const Tensor& t, int64_t e) { return t.defined() && t.dim() ==
 
 // The whole group on the reference: its rows of x and y, its expert's weight, bias and scale.
 void reference_task(const Plan& p, const GroupPlan& g) {
-  const reference::GroupedMatmulArgs& a = *p.a;
+  const GroupedMatmulArgs& a = *p.a;
   const int64_t R = g.end - g.begin;
-  reference::GroupedMatmulArgs sub;
+  reference::GroupedMatmulArgs sub;  // the reference's own form
   sub.x = a.x.narrow(0, g.begin, R);
   sub.weight = a.weight.dim() == 3 ? a.weight.narrow(0, g.expert, 1) : a.weight;
   sub.bias = one_expert(a.bias, g.expert);
@@ -470,7 +473,7 @@ void pack_experts(const Tensor& weight, std::span<const bool> need, std::span<ge
     for (int64_t e = 0; e < E; ++e) pack(e);
 }
 
-void run_grouped_gemm(const reference::GroupedMatmulArgs& a, std::span<const gemm::PackedWeights* const> experts,
+void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWeights* const> experts,
                       const gemm::GemmKernels& kernels, ThreadPool* pool, const Tensor& y) {
   Plan p;
   p.a = &a;
@@ -483,7 +486,10 @@ void run_grouped_gemm(const reference::GroupedMatmulArgs& a, std::span<const gem
   p.int_bias = a.bias.defined() && a.bias.dtype() == DType::i32;
   p.float_bias = a.bias.defined() && !p.int_bias;
   p.c_direct = p.int8 ? p.int_out : y.dtype() == DType::f32;
-  if (p.int8) p.sfn = kernels.s8.fn;
+  if (p.int8) {
+    p.sfn = kernels.s8.fn;
+    p.dequant = rows::select_rows_kernels(kernels.isa).dequant;
+  }
   else p.ffn = kernels.float_kernel(a.x.dtype()).fn;
   if (p.M == 0 || p.N == 0) return;
 

@@ -6,26 +6,34 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "base/thread_pool.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/packed_experts.h"
+#include "ops/packed_grouped_weights.h"
 #include "moefuse/ops/grouped_matmul.h"
-#include "reference/grouped_matmul.h"
+#include "ops/grouped_matmul_args.h"
 
 namespace moefuse {
 
 struct PackedGroupedWeights::Impl {
-  std::vector<gemm::PackedWeights> experts;      // one per expert, in expert order
-  std::vector<const gemm::PackedWeights*> ptrs;  // &experts[e], the form run_grouped_gemm takes
+  std::shared_ptr<const gemm::PackedExperts> packed;  // one per expert, in expert order (shared with the layer)
 };
 
 namespace detail {
-// Internal access to a PackedGroupedWeights (for the op and, later, the layer).
+// Internal access to a PackedGroupedWeights (for the op; the layer uses ops/packed_grouped_weights.h).
 struct PackedGroupedWeightsAccess {
   /// Expert e's packed weight at [e]; the weights must not be empty.
-  static std::span<const gemm::PackedWeights* const> experts(const PackedGroupedWeights& w) { return w.impl_->ptrs; }
+  static std::span<const gemm::PackedWeights* const> experts(const PackedGroupedWeights& w) {
+    return w.impl_->packed->all();
+  }
+  /// The packed experts themselves (nullptr when empty).
+  static std::shared_ptr<const gemm::PackedExperts> packed(const PackedGroupedWeights& w) {
+    return w.impl_ ? w.impl_->packed : nullptr;
+  }
   /// Wraps packed experts (all of the same dtype, K and N) with the logical shape they were packed from.
   static PackedGroupedWeights make(DType dtype, const Shape& shape, std::vector<gemm::PackedWeights> experts);
 };
@@ -48,7 +56,7 @@ void pack_experts(const Tensor& weight, std::span<const bool> need, std::span<ge
 /// thread), the reference ones first; kernel groups are cut into blocks of rows and columns so that there are about
 /// 8 tasks per thread (see grouped_matmul_kernels.cpp). Scratch belongs to the calling thread and is reused: once
 /// grown, a call with kernel groups only (and no bigger than before) allocates nothing.
-void run_grouped_gemm(const reference::GroupedMatmulArgs& a, std::span<const gemm::PackedWeights* const> experts,
+void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWeights* const> experts,
                       const gemm::GemmKernels& kernels, ThreadPool* pool, const Tensor& y);
 
 }  // namespace gmm

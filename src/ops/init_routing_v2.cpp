@@ -11,8 +11,8 @@
 #include "base/check.h"
 #include "base/default_pool.h"
 #include "base/elements.h"
-#include "base/quantize.h"
 #include "base/scratch.h"
+#include "kernels/rows/rows.h"
 #include "reference/init_routing.h"
 
 namespace moefuse {
@@ -23,8 +23,22 @@ constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+// The resolved arguments (defaults applied, modes decided) and the kernels the call runs, chosen once here.
+struct InitRoutingV2Plan {
+  int64_t rows = 0;          // dropless: R, the rows of expanded_x
+  int64_t expert_start = 0;  // active range [expert_start, expert_end); expert_end may be INT64_MAX (unbounded)
+  int64_t expert_end = 0;
+  bool drop_pad = false;
+  int64_t capacity = 0;     // drop/pad: C
+  int64_t expert_num = -1;  // E, or -1 when not given
+  int count_type = -1;      // 0 cumsum, 1 count, 2 key-value; -1 = the count output is empty (not computed)
+  int quant_mode = -1;      // -1, 0 or 1
+  int row_idx_type = 0;     // 0 gather, 1 scatter
+  rows::QuantizeFn quantize = nullptr;  // quant_mode 1: the rows kernel for x's dtype
+};
+
 struct Resolved {
-  reference::InitRoutingV2Plan plan;
+  InitRoutingV2Plan plan;
   Shape expanded_x, expanded_row_idx, counts, expanded_scale;
   DType x_out = DType::f32;
 };
@@ -162,6 +176,7 @@ Resolved resolve(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2O
   p.expert_num = o.expert_num;
   p.quant_mode = int(o.quant_mode);
   p.row_idx_type = int(o.row_idx_type);
+  if (o.quant_mode == 1) p.quantize = rows::select_rows_kernels().quantize[rows::slot(x.dtype())];
   s.x_out = o.quant_mode == -1 ? x.dtype() : DType::i8;
   s.expanded_row_idx = Shape{nk};
   if (p.drop_pad) {
@@ -194,11 +209,14 @@ constexpr int64_t kMaxCountingRange = int64_t(1) << 20;
 
 bool row_contiguous(const Tensor& t) { return t.size(1) <= 1 || t.strides()[1] == 1; }
 
-bool fast_path_applies(const Tensor& x, const Tensor& scale, const reference::InitRoutingV2Plan& p) {
-  if (p.drop_pad || (p.quant_mode != -1 && p.quant_mode != 1)) return false;
-  if (p.expert_end - p.expert_start > kMaxCountingRange) return false;  // unbounded range (no expert_num)
-  if (!row_contiguous(x)) return false;
-  return p.quant_mode == -1 || !scale.defined() || row_contiguous(scale);
+// Why the fast path does not take these arguments (nullptr when it does).
+const char* fast_path_declines(const Tensor& x, const Tensor& scale, const InitRoutingV2Plan& p) {
+  if (p.drop_pad) return "drop/pad mode (drop_pad_mode 1)";
+  if (p.quant_mode != -1 && p.quant_mode != 1) return "static quantisation (quant_mode 0)";
+  if (p.expert_end - p.expert_start > kMaxCountingRange) return "an expert range over 2^20 (no expert_num)";
+  if (!row_contiguous(x)) return "x's rows are not contiguous";
+  if (p.quant_mode == 1 && scale.defined() && !row_contiguous(scale)) return "scale's rows are not contiguous";
+  return nullptr;
 }
 
 // What the row writers read: expanded_x row i comes from token src[i] / k, routed to expert ids(src[i]).
@@ -223,21 +241,12 @@ void copy_rows(const Tensor& x, const Tensor& scale, const RowSource& rs, int64_
   }
 }
 
-// quant_mode 1: v = fp32(x row) (times the smooth scale row s, when given), then quantize_row_dynamic, as the
-// reference does. Returns the row's scale.
-template <class T>
-float quantize_row(const T* row, const float* s, int64_t h, float* v, int8_t* q) {
-  for (int64_t j = 0; j < h; ++j) v[j] = widen_f32(row[j]);
-  if (s)
-    for (int64_t j = 0; j < h; ++j) v[j] = v[j] * s[j];
-  return quantize_row_dynamic(v, h, q);
-}
-
-template <class T>
-void quantize_rows(const Tensor& x, const Tensor& scale, int64_t expert_start, const RowSource& rs, int64_t i0,
-                   int64_t i1, const InitRoutingV2Result& out) {
-  const int64_t h = x.size(1);
-  const T* in = static_cast<const T*>(x.data());
+// quant_mode 1: each row through the rows family's quantize kernel for x's dtype (fp32(x row), times the smooth
+// scale row when given, then the dynamic int8 quantisation), as the reference does.
+void quantize_rows(rows::QuantizeFn quantize, const Tensor& x, const Tensor& scale, int64_t expert_start,
+                   const RowSource& rs, int64_t i0, int64_t i1, const InitRoutingV2Result& out) {
+  const int64_t h = x.size(1), row_bytes = x.strides()[0] * int64_t(x.element_size());
+  const auto* in = static_cast<const std::byte*>(x.data());
   const bool per_expert = scale.defined() && scale.size(0) > 1;
   auto* q = out.expanded_x.data_as<int8_t>();
   auto* scales = out.expanded_scale.data_as<float>();
@@ -247,34 +256,29 @@ void quantize_rows(const Tensor& x, const Tensor& scale, int64_t expert_start, c
     const float* s = scale.defined()
                          ? scale.data_as<float>() + (per_expert ? rs.expert(t) - expert_start : 0) * scale.strides()[0]
                          : nullptr;
-    scales[i] = quantize_row(in + (t / rs.k) * x.strides()[0], s, h, v.data(), q + i * h);
+    scales[i] = quantize(h, in + (t / rs.k) * row_bytes, s, v.data(), q + i * h);
   }
 }
 
 // Tokens [t0, t1) quantised once each into q [n, h] / qs [n] (no per-expert smooth scale: a token's row is then the
 // same for all its experts).
-template <class T>
-void quantize_tokens(const Tensor& x, const Tensor& scale, int64_t t0, int64_t t1, int8_t* q, float* qs) {
-  const int64_t h = x.size(1);
-  const T* in = static_cast<const T*>(x.data());
+void quantize_tokens(rows::QuantizeFn quantize, const Tensor& x, const Tensor& scale, int64_t t0, int64_t t1,
+                     int8_t* q, float* qs) {
+  const int64_t h = x.size(1), row_bytes = x.strides()[0] * int64_t(x.element_size());
+  const auto* in = static_cast<const std::byte*>(x.data());
   Scratch<float> v(h);
   const float* s = scale.defined() ? scale.data_as<float>() : nullptr;
-  for (int64_t t = t0; t < t1; ++t) qs[t] = quantize_row(in + t * x.strides()[0], s, h, v.data(), q + t * h);
+  for (int64_t t = t0; t < t1; ++t) qs[t] = quantize(h, in + t * row_bytes, s, v.data(), q + t * h);
 }
 
-void write_rows(const Tensor& x, const Tensor& scale, const reference::InitRoutingV2Plan& p, const RowSource& rs,
+void write_rows(const Tensor& x, const Tensor& scale, const InitRoutingV2Plan& p, const RowSource& rs,
                 int64_t i0, int64_t i1, const InitRoutingV2Result& out) {
   if (p.quant_mode == -1) return copy_rows(x, scale, rs, i0, i1, out);
-  switch (x.dtype()) {
-    case DType::f32: return quantize_rows<float>(x, scale, p.expert_start, rs, i0, i1, out);
-    case DType::bf16: return quantize_rows<bfloat16>(x, scale, p.expert_start, rs, i0, i1, out);
-    case DType::f16: return quantize_rows<float16>(x, scale, p.expert_start, rs, i0, i1, out);
-    default: return;  // not reached: the op takes i8 x with quant_mode -1 only
-  }
+  quantize_rows(p.quantize, x, scale, p.expert_start, rs, i0, i1, out);
 }
 
 // The count output from the histogram c[0 .. end - start) (see init_routing_v2's header comment).
-void write_counts(const int64_t* c, const reference::InitRoutingV2Plan& p, const Tensor& counts) {
+void write_counts(const int64_t* c, const InitRoutingV2Plan& p, const Tensor& counts) {
   if (p.count_type < 0) return;
   const int64_t span = p.expert_end - p.expert_start;
   int64_t* dst = counts.data_as<int64_t>();
@@ -293,7 +297,7 @@ void write_counts(const int64_t* c, const reference::InitRoutingV2Plan& p, const
 }
 
 void fast_init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tensor& scale,
-                          const reference::InitRoutingV2Plan& p, const InitRoutingV2Result& out) {
+                          const InitRoutingV2Plan& p, const InitRoutingV2Result& out) {
   const int64_t n = x.size(0), h = x.size(1), k = expert_idx.size(1), nk = n * k;
   const int64_t start = p.expert_start, end = p.expert_end;
   RowSource rs{nullptr, expert_idx.data_as<int32_t>(), expert_idx.strides()[0], expert_idx.strides()[1], k};
@@ -337,13 +341,7 @@ void fast_init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tenso
     // token once, then copy (K times less quantisation, the same bits).
     Scratch<int8_t> tq(n * h);
     Scratch<float> ts(n);
-    parallel_rows(n, h, [&](int64_t t0, int64_t t1) {
-      switch (x.dtype()) {
-        case DType::f32: return quantize_tokens<float>(x, scale, t0, t1, tq.data(), ts.data());
-        case DType::bf16: return quantize_tokens<bfloat16>(x, scale, t0, t1, tq.data(), ts.data());
-        default: return quantize_tokens<float16>(x, scale, t0, t1, tq.data(), ts.data());
-      }
-    });
+    parallel_rows(n, h, [&](int64_t t0, int64_t t1) { quantize_tokens(p.quantize, x, scale, t0, t1, tq.data(), ts.data()); });
     auto* ex = out.expanded_x.data_as<int8_t>();
     auto* scales = out.expanded_scale.data_as<float>();
     parallel_rows(valid, h, [&](int64_t i0, int64_t i1) {
@@ -366,8 +364,19 @@ void fast_init_routing_v2(const Tensor& x, const Tensor& expert_idx, const Tenso
 
 void run(const Tensor& x, const Tensor& expert_idx, const InitRoutingV2Options& o, const Resolved& s,
          const InitRoutingV2Result& out) {
-  if (fast_path_applies(x, o.scale, s.plan)) return fast_init_routing_v2(x, expert_idx, o.scale, s.plan, out);
-  reference::init_routing_v2(x, expert_idx, o.scale, o.offset, s.plan, out.expanded_x, out.expanded_row_idx,
+  if (!fast_path_declines(x, o.scale, s.plan)) return fast_init_routing_v2(x, expert_idx, o.scale, s.plan, out);
+  const InitRoutingV2Plan& p = s.plan;
+  reference::InitRoutingV2Plan rp;  // the reference's own form of the plan
+  rp.rows = p.rows;
+  rp.expert_start = p.expert_start;
+  rp.expert_end = p.expert_end;
+  rp.drop_pad = p.drop_pad;
+  rp.capacity = p.capacity;
+  rp.expert_num = p.expert_num;
+  rp.count_type = p.count_type;
+  rp.quant_mode = p.quant_mode;
+  rp.row_idx_type = p.row_idx_type;
+  reference::init_routing_v2(x, expert_idx, o.scale, o.offset, rp, out.expanded_x, out.expanded_row_idx,
                              out.expert_token_cumsum_or_count, out.expanded_scale);
 }
 

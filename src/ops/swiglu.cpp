@@ -1,12 +1,12 @@
 #include "moefuse/ops/swiglu.h"
 
 #include <algorithm>
-#include <cmath>
-#include <type_traits>
 
 #include "base/check.h"
 #include "base/elements.h"
 #include "base/default_pool.h"
+#include "base/scratch.h"
+#include "kernels/rows/rows.h"
 #include "reference/swiglu.h"
 
 namespace moefuse {
@@ -30,45 +30,27 @@ int checked_dim(const Tensor& x, int64_t dim, Shape& out_shape) {
   return d;
 }
 
-template <class T>
-T narrow_to(float v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else if constexpr (std::is_same_v<T, bfloat16>) return to_bf16(v);
-  else return to_f16(v);
-}
-
-// Rows [r0, r1) of a 2-D x split along its contiguous last dim: reference::swiglu's expression on each element, with
-// typed loads and stores instead of its per-element dtype dispatch and index arithmetic.
-template <class T>
-void swiglu_rows(const Tensor& x, const Tensor& out, int64_t r0, int64_t r1) {
-  const int64_t half = out.size(1);
-  for (int64_t r = r0; r < r1; ++r) {
-    const T* in = x.data_as<const T>() + r * x.stride(0);
-    T* o = out.data_as<T>() + r * half;
-    for (int64_t j = 0; j < half; ++j) {
-      const float a = widen_f32(in[j]), b = widen_f32(in[j + half]);
-      const float c = a / (1.0f + std::exp(-a));
-      o[j] = narrow_to<T>(c * b);
-    }
-  }
-}
-
-// The layer's case — a [rows, 2h] matrix split along its last, contiguous dim — on typed loops, blocks of rows
-// spread over the operators' pool (rows are independent, so the bits are the reference's); other layouts go to the
-// reference.
+// The layer's case — a [rows, 2h] matrix split along its last, contiguous dim — on the rows family's swiglu kernel
+// (rounding to x's dtype; chosen once per call), blocks of rows spread over the operators' pool (rows are
+// independent, so the bits are the reference's); other layouts go to the reference.
 void run(const Tensor& x, int d, const Tensor& out) {
   if (x.dim() != 2 || d != 1 || x.stride(1) != 1) {
     reference::swiglu(x, d, out);
     return;
   }
+  const rows::SwigluFn kernel = rows::select_rows_kernels().swiglu[rows::slot(x.dtype())];
   constexpr int64_t kRows = 32;
-  const int64_t rows = x.size(0), blocks = (rows + kRows - 1) / kRows;
+  const int64_t n = x.size(0), half = out.size(1), blocks = (n + kRows - 1) / kRows;
+  const int64_t es = int64_t(x.element_size());
   auto block = [&](int64_t i) {
-    const int64_t r0 = i * kRows, r1 = std::min(rows, r0 + kRows);
-    switch (x.dtype()) {
-      case DType::f32: swiglu_rows<float>(x, out, r0, r1); break;
-      case DType::bf16: swiglu_rows<bfloat16>(x, out, r0, r1); break;
-      default: swiglu_rows<float16>(x, out, r0, r1); break;
+    const int64_t r0 = i * kRows, r1 = std::min(n, r0 + kRows);
+    Scratch<float> gate(half), up(half), o(half);
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* in = static_cast<const std::byte*>(x.data()) + r * x.stride(0) * es;
+      widen_row(in, x.dtype(), half, 1, gate.data());
+      widen_row(in + half * es, x.dtype(), half, 1, up.data());
+      kernel(half, gate.data(), up.data(), o.data());
+      store_row(o.data(), half, x.dtype(), static_cast<std::byte*>(out.data()) + r * half * es);
     }
   };
   DefaultPoolLease lease;

@@ -9,7 +9,8 @@
 
 namespace moefuse::reference {
 
-/// Validated inputs. Tensors may be undefined where optional; all are read through their strides. Per-group
+/// Validated inputs, in the reference's own form (the operator has its own, src/ops/dequant_swiglu_quant_args.h,
+/// and converts when it falls back here). Tensors may be undefined where optional; all are read through their strides. Per-group
 /// tensors are [N] / [1, N] without groups (scale row 0) or [E, N] with groups; a quant_scale / quant_offset with
 /// `quant_per_group_scalar` holds one value per scale row ([1], [1, 1], [E] or [E, 1]).
 struct DequantSwigluQuantArgs {

@@ -10,7 +10,8 @@
 
 namespace moefuse::reference {
 
-/// Already-validated arguments. Per-expert tensors may be 1-D ([N], one expert) or 2-D ([E, N]); weight may be
+/// Already-validated arguments, in the reference's own form (the operator has its own, src/ops/grouped_matmul_args.h,
+/// and converts at the one call that falls back here). Per-expert tensors may be 1-D ([N], one expert) or 2-D ([E, N]); weight may be
 /// 2-D ([K, N], one expert) or 3-D ([E, K, N]). All inputs are read through their strides.
 struct GroupedMatmulArgs {
   Tensor x;                // [M, K] f32/bf16/f16/i8

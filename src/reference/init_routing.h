@@ -13,7 +13,8 @@ namespace moefuse::reference {
 void init_routing(const Tensor& x, const Tensor& row_idx, const Tensor& expert_idx, int64_t active_rows,
                   const Tensor& expanded_x, const Tensor& expanded_row_idx, const Tensor& expanded_expert_idx);
 
-/// The resolved arguments of init_routing_v2 (defaults applied, modes decided by the op).
+/// The resolved arguments of init_routing_v2 (defaults applied, modes decided by the op), in the reference's own
+/// form: the operator plans with its own struct (src/ops/init_routing_v2.cpp) and fills this one to fall back here.
 struct InitRoutingV2Plan {
   int64_t rows = 0;          // dropless: R, the rows of expanded_x
   int64_t expert_start = 0;  // active range [expert_start, expert_end); expert_end may be INT64_MAX (unbounded)

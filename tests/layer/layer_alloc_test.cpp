@@ -59,7 +59,8 @@ TEST(LayerAllocation, GraphModeSteadyStateForwardAllocatesNothing) {
       layer.forward_out(x.narrow(0, 0, 3), false, out_small);
       EXPECT_EQ(counter.count(), 0u) << k.preset << " " << dtype_name(k.dtype) << " " << quant_mode_name(k.quant);
     }
-    decode_paths.insert(layer.path());
+    const std::string path = layer.path();  // "chain: <why the fused path declined>" names the chain too
+    decode_paths.insert(path.substr(0, path.find(':')));
     EXPECT_TENSOR_EQ(first, out);
     EXPECT_TENSOR_EQ(first.narrow(0, 0, 3), out_small);
   }

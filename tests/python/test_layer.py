@@ -431,6 +431,9 @@ def test_properties():
     assert layer.path == "superkernel"  # decode, bf16, widths multiples of 32
     layer.forward(tokens(1, 9, 64, "bf16"), is_prefill=True)
     assert layer.path == "chain"
+    declined = moefuse.MoeLayer.from_config(small("olmoe-1b-7b", "bf16", moe_intermediate_size=80), seed=1)
+    declined(tokens(1, 2, 64, "bf16"))
+    assert declined.path == "chain: I=80 is not a multiple of 32"  # the fused path was asked for and said why not
     t = layer.last_timings
     assert list(t) == ["router", "gating", "routing", "experts", "shared", "combine", "total", "tokens", "chunks",
                        "weight_bytes", "active_experts"]

@@ -417,7 +417,8 @@ class Bench {
     char vs_chain[32] = "-";
     if (r.vs_chain > 0) std::snprintf(vs_chain, sizeof vs_chain, "%.3f", r.vs_chain);
     std::printf("%-7s %-12s %-12s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %9.3f %7.1f %8.1f %9.3f %7s %6d %8s\n",
-                r.quant.c_str(), r.asked_path.c_str(), r.path.c_str(), static_cast<long long>(r.tokens),
+                r.quant.c_str(), r.asked_path.c_str(), r.path.substr(0, r.path.find(':')).c_str(),  // the table's
+                static_cast<long long>(r.tokens),  // path is one word; --json keeps why the fused path declined
                 r.prefill ? "prefill" : "decode", r.ms_median, r.ms_min, r.ms_max, double(r.weight_bytes) / 1e6,
                 double(r.flops) / 1e9, r.gbps, r.gflops, r.lower_bound_ms, ratio, r.copies, vs_chain);
     std::fflush(stdout);

@@ -1,51 +1,52 @@
-// The GEMM registry: which variant serves each ISA level. Chosen once, at plan time; never consulted per tile.
+// The GEMM rows of the kernel registry (kernels/registry.h), and the dispatch that reads them. Chosen once, at plan
+// time; never consulted per tile.
 #include "kernels/gemm/variants.h"
+#include "kernels/registry.h"
 
 namespace moefuse::gemm {
+
 namespace {
+using kernels::at_least;
+using kernels::KernelInfo;
+using kernels::Op;
 
-#define MOEFUSE_GEMM_F(fn) \
-  GemmFloatKernel { &detail::fn, #fn }
-#define MOEFUSE_GEMM_S8(fn) \
-  GemmS8Kernel { &detail::fn, #fn }
+#define MOEFUSE_GEMM_ROW(op, fn, isa, in, out, tm, tn, applies) \
+  KernelInfo { "gemm", Op::op, #fn, Isa::isa, DType::in, DType::out, tm, tn, &detail::fn, applies }
 
-GemmKernels scalar_kernels() {
-  GemmKernels k;
-  k.isa = Isa::scalar;
-  k.f32w = MOEFUSE_GEMM_F(gemm_f32w_f32_1x32__scalar);
-  k.bf16w = MOEFUSE_GEMM_F(gemm_bf16w_f32_1x32__scalar);
-  k.f16w = MOEFUSE_GEMM_F(gemm_f16w_f32_1x32__scalar);
-  k.s8 = MOEFUSE_GEMM_S8(gemm_s8_s32_1x32__scalar);
-  return k;
+// The float rows of one ISA (f32, bf16 and f16 weights; fp32 out): gemm_<dtype>w_f32_<tile>__<isa>.
+#define MOEFUSE_GEMM_FLOATS(tile, isa, tm, tn)                                                          \
+  MOEFUSE_GEMM_ROW(gemm_float, gemm_f32w_f32_##tile##__##isa, isa, f32, f32, tm, tn, at_least<Isa::isa>),   \
+  MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_##tile##__##isa, isa, bf16, f32, tm, tn, at_least<Isa::isa>), \
+  MOEFUSE_GEMM_ROW(gemm_float, gemm_f16w_f32_##tile##__##isa, isa, f16, f32, tm, tn, at_least<Isa::isa>)
+
+const KernelInfo kGemmRows[] = {
+    MOEFUSE_GEMM_FLOATS(1x32, scalar, 1, 32),
+    MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_1x32__scalar, scalar, i8, i32, 1, 32, at_least<Isa::scalar>),
+    MOEFUSE_GEMM_FLOATS(6x16, avx2, 6, 16),
+    MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
+    MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
+    MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
+    MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
+};
+#undef MOEFUSE_GEMM_FLOATS
+#undef MOEFUSE_GEMM_ROW
+
+GemmFloatKernel float_row(DType dt, const kernels::Dispatch& d) {
+  const KernelInfo* k = kernels::find(Op::gemm_float, dt, d);
+  return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
-
-GemmKernels avx2_kernels() {
-  GemmKernels k;
-  k.isa = Isa::avx2;
-  k.f32w = MOEFUSE_GEMM_F(gemm_f32w_f32_6x16__avx2);
-  k.bf16w = MOEFUSE_GEMM_F(gemm_bf16w_f32_6x16__avx2);
-  k.f16w = MOEFUSE_GEMM_F(gemm_f16w_f32_6x16__avx2);
-  k.s8 = MOEFUSE_GEMM_S8(gemm_s8_s32_2x16__avx2);
-  return k;
-}
-
-GemmKernels avx512_kernels(bool vnni) {
-  GemmKernels k;
-  k.isa = Isa::avx512;
-  k.vnni = vnni;
-  k.f32w = MOEFUSE_GEMM_F(gemm_f32w_f32_6x64__avx512);
-  k.bf16w = MOEFUSE_GEMM_F(gemm_bf16w_f32_6x64__avx512);
-  k.f16w = MOEFUSE_GEMM_F(gemm_f16w_f32_6x64__avx512);
-  k.s8 = vnni ? MOEFUSE_GEMM_S8(gemm_s8_s32_6x64__avx512vnni) : MOEFUSE_GEMM_S8(gemm_s8_s32_6x32__avx512);
-  return k;
-}
-
-#undef MOEFUSE_GEMM_F
-#undef MOEFUSE_GEMM_S8
 
 const GemmFloatKernel kNoKernel{};
 
 }  // namespace
+
+}  // namespace moefuse::gemm
+
+namespace moefuse::kernels {
+std::span<const KernelInfo> gemm_registry() { return gemm::kGemmRows; }
+}  // namespace moefuse::kernels
+
+namespace moefuse::gemm {
 
 const GemmFloatKernel& GemmKernels::float_kernel(DType dtype) const {
   switch (dtype) {
@@ -57,12 +58,16 @@ const GemmFloatKernel& GemmKernels::float_kernel(DType dtype) const {
 }
 
 GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
-  switch (isa) {
-    case Isa::scalar: return scalar_kernels();
-    case Isa::avx2: return avx2_kernels();
-    case Isa::avx512: return avx512_kernels(vnni);
-  }
-  return scalar_kernels();
+  const kernels::Dispatch d{isa, vnni && isa == Isa::avx512};
+  GemmKernels k;
+  k.isa = isa;
+  k.vnni = d.vnni;
+  k.f32w = float_row(DType::f32, d);
+  k.bf16w = float_row(DType::bf16, d);
+  k.f16w = float_row(DType::f16, d);
+  const KernelInfo* s8 = kernels::find(Op::gemm_s8, DType::i8, d);
+  k.s8 = GemmS8Kernel{std::get<GemmS8Fn>(s8->fn), s8->name};
+  return k;
 }
 
 GemmKernels select_gemm_kernels() { return select_gemm_kernels(active_isa(), use_avx512_vnni()); }

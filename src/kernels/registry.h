@@ -1,0 +1,65 @@
+// The kernel registry: one table of every kernel variant of every family (gemm, rows), in the manner of XNNPACK.
+// A row names the kernel, the ISA level it needs, its element types and tile, its function pointer and a predicate
+// saying when it applies. Dispatch (select_gemm_kernels, select_rows_kernels) takes, for each (op, dtype), the last
+// row of the table that applies at the requested level; the kernel tests (tests/kernels/registry_test.cpp) and the
+// micro-benchmarks (bench/rows_bench.cpp, bench/gemm_bench.cpp) walk the same table. Adding an ISA variant or a
+// family is adding rows (kernels/<family>/registry.cpp) and a file, not editing dispatch code.
+#pragma once
+
+#include <span>
+#include <variant>
+#include <vector>
+
+#include "kernels/gemm/gemm.h"
+#include "kernels/rows/rows.h"
+
+namespace moefuse::kernels {
+
+/// What a dispatch asks for: an ISA level, and for int8 GEMM whether AVX-512 VNNI may be used.
+struct Dispatch {
+  Isa isa = Isa::scalar;
+  bool vnni = false;
+};
+
+/// The operation a kernel performs (its contract is in the family's header).
+enum class Op { gemm_float, gemm_s8, swiglu, dequant_swiglu, quantize, combine, dequant, scale_round };
+
+using KernelFn = std::variant<gemm::GemmFloatFn, gemm::GemmS8Fn, rows::SwigluFn, rows::DequantSwigluFn,
+                              rows::QuantizeFn, rows::CombineFn, rows::DequantFn, rows::ScaleRoundFn>;
+
+struct KernelInfo {
+  const char* family = "";  // "gemm" or "rows"
+  Op op = Op::gemm_float;
+  const char* name = "";    // <op>_<types>_<tile>__<isa>, e.g. "gemm_bf16w_f32_6x16__avx2", "combine_bf16_f32__avx2"
+  Isa isa = Isa::scalar;    // the level the kernel needs
+  DType in = DType::f32;    // gemm: the weight dtype; rows: the input (swiglu: the rounding dtype)
+  DType out = DType::f32;   // the output's dtype
+  int tile_m = 1, tile_n = 1;  // gemm: the register tile; rows: 1 x the elements of one vector step
+  KernelFn fn;
+  bool (*applies)(const Dispatch&) = nullptr;  // whether this row may serve a dispatch at that level
+};
+
+/// Every row, families in order (gemm, rows), each family's rows scalar first.
+std::span<const KernelInfo> registry();
+
+/// The row serving (op, in) at `d`: the last row of the table that applies; nullptr when none.
+const KernelInfo* find(Op op, DType in, const Dispatch& d);
+
+/// The dispatch levels this machine can run, scalar first (with and without VNNI where the CPU has it).
+std::vector<Dispatch> available_dispatches();
+
+/// Whether this machine can run `k` (some available dispatch level applies to it).
+bool runs_here(const KernelInfo& k);
+
+/// Row predicates: "at this level or above", and the AVX-512 VNNI int8 kernel.
+template <Isa L>
+bool at_least(const Dispatch& d) {
+  return int(d.isa) >= int(L);
+}
+bool avx512_with_vnni(const Dispatch& d);
+
+/// The families' tables (kernels/<family>/registry.cpp).
+std::span<const KernelInfo> gemm_registry();
+std::span<const KernelInfo> rows_registry();
+
+}  // namespace moefuse::kernels

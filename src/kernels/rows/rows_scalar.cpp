@@ -1,0 +1,5 @@
+// The rows kernels for any x86-64 CPU (baseline flags).
+#include "kernels/rows/rows_impl.h"
+#include "kernels/rows/variants.h"
+
+MOEFUSE_ROWS_VARIANTS(scalar)
