@@ -81,6 +81,28 @@ int main(int argc, char** argv) {
                                R"("q":{"dtype":"F4","shape":[2,2],"data_offsets":[8,10]},)"
                                R"("r":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[10,11]}})",
                                std::string(11, '\0')));
+  // Large headers (far above the 8192 bytes of the small seeds; run.sh gives this target a max_len that holds
+  // them): 50,000 one-byte tensors, one entry with a 200,000-extent shape, and 1 MiB of whitespace around one entry.
+  // A parser that is quadratic in the number of entries times out on the first (it once took about 30 s).
+  {
+    std::string h = "{", data;
+    char buf[96];
+    for (int i = 0; i < 50000; ++i) {
+      std::snprintf(buf, sizeof buf, "%s\"t%05d\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                    i ? "," : "", i, i, i + 1);
+      h += buf;
+      data += char(i & 0x7f);
+    }
+    write_text(dir / "safetensors" / "large_header_entries.safetensors", safetensors_image(h + "}", data));
+    std::string shape = "1";
+    for (int i = 1; i < 200000; ++i) shape += ",1";
+    write_text(dir / "safetensors" / "large_header_shape.safetensors",
+               safetensors_image(R"({"s":{"dtype":"U8","shape":[)" + shape + R"(],"data_offsets":[0,1]}})", "x"));
+    const std::string space(1 << 19, ' ');
+    write_text(dir / "safetensors" / "large_header_space.safetensors",
+               safetensors_image("{" + space + R"("a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]})" + space + "}",
+                                 "\x01\x02"));
+  }
 
   // .npy: every dtype, 0-D and empty arrays, and hand-made versions 2.0/3.0 and Fortran order.
   write_npy((dir / "npy" / "f32.npy").string(), f32);

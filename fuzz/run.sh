@@ -34,7 +34,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t" "$build/findings/$t" "$root/fuzz/corpus/$t"
   echo "== fuzzing $t for $seconds s"
-  "$build/fuzz/${t}_fuzz" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+  # safetensors: room for the large-header seeds (about 3.3 MB); the other targets' seeds are small.
+  max_len=8192
+  [ "$t" = safetensors ] && max_len=4194304
+  "$build/fuzz/${t}_fuzz" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
     -dict="$root/fuzz/$t.dict" -artifact_prefix="$build/findings/$t/" -print_final_stats=1 \
     "$build/corpus/$t" "$seeds/$t" "$root/fuzz/corpus/$t"
 done

@@ -108,8 +108,13 @@ void validate(const MoeConfig& config, std::string_view source_name = "MoeConfig
 /// for everything about keys and values (an empty document included).
 MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name = "<config>");
 
-/// Reads and parses a YAML config file. Errors: IoError when the file cannot be read, else as parse_config_yaml
-/// with the path as source name.
+/// The largest config file load_config_file reads: 1 MiB (a real config is under 2 KiB).
+inline constexpr uint64_t kMaxConfigFileBytes = uint64_t(1) << 20;
+
+/// Reads and parses a YAML config file (a regular file of at most kMaxConfigFileBytes, its size checked before
+/// anything is read or parsed). Errors: IoError "load_config_file: <path>: expected ..., got ..." when the file
+/// cannot be read, is not a regular file (a FIFO, a device such as /dev/zero, a directory) or is larger than
+/// kMaxConfigFileBytes; else as parse_config_yaml with the path as source name.
 MoeConfig load_config_file(const std::string& path);
 
 /// The built-in presets (docs/layer.md §4), embedded in the library at build time from configs/<name>.yaml, sorted by

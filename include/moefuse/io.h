@@ -3,9 +3,12 @@
 //
 // Every reader validates the whole file structure before handing out data and never reads out of bounds: a file
 // that is truncated, whose header lies about sizes or offsets, or that is not the format at all raises IoError
-// naming the file, the tensor or key, what was expected and what was found. Writers raise ValueError / TypeError for
+// naming the file, the tensor or key, what was expected and what was found. Readers open regular files only: a FIFO,
+// socket or device (a checkpoint's shard included) is IoError "<reader>: <path>: expected a regular file, got a
+// FIFO", found without blocking on it. Writers raise ValueError / TypeError for
 // bad arguments and IoError when the file system fails; they write to a temporary file in the target's directory and
-// rename it, so a failed write leaves no partial file behind (and leaves an existing target untouched).
+// rename it, so a failed write leaves no partial file behind (and leaves an existing target untouched); they replace
+// only regular files (IoError "<writer>: <path>: expected a regular file or a new file name, got a FIFO").
 #pragma once
 
 #include <cstddef>
@@ -45,11 +48,14 @@ struct SafetensorsEntry {
 /// C64, F4, F6_E2M3, F6_E3M2); begin <= end; end - begin = numel * element size (computed without overflow); and
 /// the tensors' byte ranges, sorted, tile the data section exactly: no overlap, no gap, no trailing bytes
 /// (zero-size tensors may sit anywhere). Errors: IoError "<file>: <tensor or key>: expected ..., got ...".
+/// Validation takes time linear in the header's size (about 7 s of CPU and 1.4 GB for a 100 MB header of 1.2
+/// million entries on one core of an AMD EPYC, Zen family 23).
 ///
 /// The object is a cheap handle (copies share the mapping) and is safe to use from several threads at once.
 class SafetensorsFile {
  public:
-  /// Maps `path` read-only and validates it.
+  /// Maps `path` read-only and validates it. Only a regular file is opened (a FIFO, socket or device is IoError
+  /// "SafetensorsFile: <path>: expected a regular file, got a FIFO", checked without blocking).
   explicit SafetensorsFile(const std::string& path);
   /// Parses a safetensors image held in memory (copied into an owned buffer); `source_name` stands for the file
   /// name in error messages. The in-memory entry point of the fuzz target.
@@ -70,7 +76,18 @@ class SafetensorsFile {
   /// aligned to its element size in memory (the format does not require it) the result is instead a read-only
   /// owning copy, so that typed access is always aligned. Supported dtypes: F32, F16, BF16, I8, U8, I32, I64, BOOL.
   /// Errors: IoError naming the file and the tensor for an absent tensor, another dtype, or a rank above kMaxDims.
+  /// The view reads the mapping: if the file is truncated while the view is used, the process gets SIGBUS (as with
+  /// any memory map); read() and read_bytes() cannot fault that way.
   Tensor get(std::string_view name) const;
+
+  /// The tensor as a new read-only owning copy, read from the file with pread (never through the mapping), so a
+  /// file that shrank since it was opened is IoError "<file>: tensor \"<name>\": expected <n> bytes at file offset
+  /// <o>, got a file of <s> bytes (it shrank after it was opened)". Other errors as get().
+  Tensor read(std::string_view name) const;
+
+  /// Copies bytes [offset, offset + n) of a tensor's data (row-major, as stored) into `dst`, with pread as read().
+  /// Errors: IoError as read(); ValueError when the range is not inside the tensor's data.
+  void read_bytes(std::string_view name, uint64_t offset, void* dst, size_t n) const;
 
  private:
   struct Impl;
@@ -129,6 +146,10 @@ class Checkpoint {
   /// The tensor, as SafetensorsFile::get(). An absent tensor is IoError
   /// "<checkpoint path>: <name>: expected a tensor of this checkpoint, got none".
   Tensor get(std::string_view name) const;
+  /// SafetensorsFile::read() of the shard holding the tensor (an owning copy read with pread).
+  Tensor read(std::string_view name) const;
+  /// SafetensorsFile::read_bytes() of the shard holding the tensor.
+  void read_bytes(std::string_view name, uint64_t offset, void* dst, size_t n) const;
 
  private:
   const std::pair<const std::string, size_t>& find(std::string_view name) const;

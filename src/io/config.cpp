@@ -335,7 +335,7 @@ MoeConfig parse_config_yaml(std::string_view text, std::string_view source_name)
 }
 
 MoeConfig load_config_file(const std::string& path) {
-  std::string text = io_detail::read_whole_file(path, "load_config_file");
+  std::string text = io_detail::read_whole_file(path, "load_config_file", kMaxConfigFileBytes);
   return parse_config_yaml(text, path);
 }
 

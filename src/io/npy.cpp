@@ -4,6 +4,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include "base/check.h"
 #include "io/files.h"
@@ -261,8 +262,12 @@ Tensor parse_npy(std::span<const std::byte> bytes, std::string_view file) {
 }
 
 Tensor read_npy(const std::string& path) {
-  io_detail::MappedFile map(path, "read_npy");
-  return parse_npy(std::span<const std::byte>(map.data(), map.size()), path);
+  // Read with pread, not through the mapping: the tensor is a copy anyway, and a file that shrinks while it is read
+  // is then an IoError rather than a SIGBUS.
+  const io_detail::MappedFile file(path, "read_npy");
+  std::vector<std::byte> bytes(file.size());
+  file.read_at(0, bytes.data(), bytes.size(), "data");
+  return parse_npy(std::span<const std::byte>(bytes.data(), bytes.size()), path);
 }
 
 void write_npy(const std::string& path, const Tensor& t) {

@@ -63,13 +63,19 @@ std::string tensor_arg(std::string_view name, std::string_view key = {}) {
 struct SafetensorsFile::Impl {
   std::string path;
   std::shared_ptr<const void> owner;  // keeps `base` valid: the mapping, or the in-memory copy
+  std::shared_ptr<const io_detail::MappedFile> file;  // the mapping (null for from_bytes), for reads by pread
   const std::byte* data = nullptr;    // start of the data section
+  uint64_t data_file_offset = 0;      // where the data section starts in the file
   uint64_t data_size = 0;
   std::map<std::string, SafetensorsEntry, std::less<>> entries;
   std::map<std::string, std::string> metadata;
 
   void parse(const std::byte* bytes, uint64_t size);
   const SafetensorsEntry& find(std::string_view name) const;
+  // The dtype of a tensor that get() and read() can return (IoError naming the tensor otherwise).
+  const DtypeInfo& readable(std::string_view name, const SafetensorsEntry& e) const;
+  // Bytes [offset, offset + n) of the tensor's data, copied by pread (never through the mapping).
+  void copy(std::string_view name, const SafetensorsEntry& e, uint64_t offset, void* dst, size_t n) const;
 };
 
 void SafetensorsFile::Impl::parse(const std::byte* bytes, uint64_t size) {
@@ -85,6 +91,7 @@ void SafetensorsFile::Impl::parse(const std::byte* bytes, uint64_t size) {
   json header = io_detail::parse_json_strict(text, f, "header", 3);
   if (!header.is_object()) fail(f, "header", "a JSON object", io_detail::describe_json(header));
   data = bytes + 8 + n;
+  data_file_offset = 8 + n;
   data_size = size - 8 - n;
 
   for (auto& [name, value] : header.items()) {
@@ -199,6 +206,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
   impl->owner = map;
+  impl->file = map;
   impl->parse(map->data(), map->size());
   impl_ = std::move(impl);
 }
@@ -229,24 +237,49 @@ const SafetensorsEntry& SafetensorsFile::entry(std::string_view name) const { re
 
 const std::map<std::string, std::string>& SafetensorsFile::metadata() const { return impl_->metadata; }
 
-Tensor SafetensorsFile::get(std::string_view name) const {
-  const SafetensorsEntry& e = impl_->find(name);
+const DtypeInfo& SafetensorsFile::Impl::readable(std::string_view name, const SafetensorsEntry& e) const {
   const DtypeInfo* info = find_dtype(e.dtype);
   if (!info->supported)
-    fail(impl_->path, tensor_arg(name, "dtype"), "F32, F16, BF16, I8, U8, I32, I64 or BOOL (the dtypes moefuse reads)",
+    fail(path, tensor_arg(name, "dtype"), "F32, F16, BF16, I8, U8, I32, I64 or BOOL (the dtypes moefuse reads)",
          e.dtype);
   if (e.shape.size() > size_t(kMaxDims))
-    fail(impl_->path, tensor_arg(name, "shape"), "at most " + std::to_string(kMaxDims) + " dimensions",
+    fail(path, tensor_arg(name, "shape"), "at most " + std::to_string(kMaxDims) + " dimensions",
          std::to_string(e.shape.size()) + " dimensions");
+  return *info;
+}
+
+void SafetensorsFile::Impl::copy(std::string_view name, const SafetensorsEntry& e, uint64_t offset, void* dst,
+                                 size_t n) const {
+  const uint64_t size = e.end - e.begin;
+  if (offset > size || n > size - offset)
+    check::fail_value("SafetensorsFile::read_bytes", "offset, n",
+                      "a byte range inside tensor " + io_detail::quote_for_message(name, 200) + " (" + u64(size) +
+                          " bytes)",
+                      "[" + u64(offset) + ", " + u64(offset) + " + " + u64(n) + ")");
+  if (n == 0) return;
+  if (file) file->read_at(data_file_offset + e.begin + offset, dst, n, tensor_arg(name));
+  else std::memcpy(dst, data + e.begin + offset, n);
+}
+
+Tensor SafetensorsFile::get(std::string_view name) const {
+  const SafetensorsEntry& e = impl_->find(name);
+  const DtypeInfo& info = impl_->readable(name, e);
   Shape shape{std::span<const int64_t>(e.shape)};
   const std::byte* p = impl_->data + e.begin;
-  size_t es = dtype_size(info->dtype);
-  if (reinterpret_cast<uintptr_t>(p) % es != 0) {
-    Tensor t = Tensor::empty(info->dtype, shape);
-    if (e.end > e.begin) std::memcpy(t.data(), p, size_t(e.end - e.begin));
-    return t.as_readonly();
-  }
-  return Tensor::view_with_owner(std::const_pointer_cast<void>(impl_->owner), p, info->dtype, shape);
+  if (reinterpret_cast<uintptr_t>(p) % dtype_size(info.dtype) != 0) return read(name);
+  return Tensor::view_with_owner(std::const_pointer_cast<void>(impl_->owner), p, info.dtype, shape);
+}
+
+Tensor SafetensorsFile::read(std::string_view name) const {
+  const SafetensorsEntry& e = impl_->find(name);
+  const DtypeInfo& info = impl_->readable(name, e);
+  Tensor t = Tensor::empty(info.dtype, Shape{std::span<const int64_t>(e.shape)});
+  impl_->copy(name, e, 0, t.data(), size_t(e.end - e.begin));
+  return t.as_readonly();
+}
+
+void SafetensorsFile::read_bytes(std::string_view name, uint64_t offset, void* dst, size_t n) const {
+  impl_->copy(name, impl_->find(name), offset, dst, n);
 }
 
 std::string_view safetensors_dtype_name(DType dtype) {
@@ -497,5 +530,11 @@ const SafetensorsEntry& Checkpoint::entry(std::string_view name) const {
 const std::string& Checkpoint::file_of(std::string_view name) const { return shards_[find(name).second].path(); }
 
 Tensor Checkpoint::get(std::string_view name) const { return shards_[find(name).second].get(name); }
+
+Tensor Checkpoint::read(std::string_view name) const { return shards_[find(name).second].read(name); }
+
+void Checkpoint::read_bytes(std::string_view name, uint64_t offset, void* dst, size_t n) const {
+  shards_[find(name).second].read_bytes(name, offset, dst, n);
+}
 
 }  // namespace moefuse

@@ -164,7 +164,7 @@ Tensor projection_tensor(const Checkpoint& ck, const std::string& name, int64_t 
 
 // Per-output-channel scales of an int8 projection: [out] or [out, 1], f32/bf16/f16, widened to f32.
 Tensor scale_tensor(const Checkpoint& ck, const std::string& name, int64_t out) {
-  Tensor t = ck.get(name);
+  Tensor t = ck.read(name);  // small: a copy read with pread (see checkpoint_rows)
   const bool ok_shape = (t.dim() == 1 && t.size(0) == out) || (t.dim() == 2 && t.size(0) == out && t.size(1) == 1);
   if (!ok_shape)
     throw ValueError(ck.path() + ": " + name + ": expected shape [" + std::to_string(out) + "] or [" +
@@ -175,10 +175,15 @@ Tensor scale_tensor(const Checkpoint& ck, const std::string& name, int64_t out) 
   return t;
 }
 
-RowSource tensor_rows(const Tensor& t) {
-  return [t](int64_t r, float* row) {
-    const int64_t in = t.size(1);
-    for (int64_t i = 0; i < in; ++i) row[i] = load_element_f32(t.data(), t.dtype(), r * t.stride(0) + i * t.stride(1));
+// Rows of checkpoint tensor `name` (2-D [out, in], `t` its view, contiguous as stored), read with pread rather than
+// through the file's mapping: a checkpoint that shrinks while it loads is an IoError naming the file, not SIGBUS.
+RowSource checkpoint_rows(const Checkpoint& ck, const std::string& name, const Tensor& t) {
+  return [&ck, name, dtype = t.dtype(), in = t.size(1)](int64_t r, float* row) {
+    const size_t bytes = size_t(in) * dtype_size(dtype);
+    thread_local std::vector<std::byte> buf;
+    buf.resize(bytes);
+    ck.read_bytes(name, uint64_t(r) * bytes, buf.data(), bytes);
+    for (int64_t i = 0; i < in; ++i) row[i] = load_element_f32(buf.data(), dtype, i);
   };
 }
 
@@ -200,21 +205,19 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
           [&](int64_t r) { return load_element_f32(s.data(), s.dtype(), r * s.stride(0)); },
           [&](int64_t r) { return unravel(s, r); });
     const int64_t rows_per_expert = storage.size(1);
-    for (int64_t r = 0; r < out; ++r) {
-      std::memcpy(storage.data_as<int8_t>() + (e * rows_per_expert + row0 + r) * in,
-                  static_cast<const int8_t*>(t.data()) + r * t.stride(0), size_t(in));
+    ck.read_bytes(name, 0, storage.data_as<int8_t>() + (e * rows_per_expert + row0) * in, size_t(out * in));
+    for (int64_t r = 0; r < out; ++r)
       scales.data_as<float>()[e * scales.size(1) + row0 + r] = load_element_f32(s.data(), s.dtype(), r * s.stride(0));
-    }
     return;
   }
-  tasks.push_back(FillTask{storage, scales, e, row0, out, in, tensor_rows(t), ck.path() + ": " + name});
+  tasks.push_back(FillTask{storage, scales, e, row0, out, in, checkpoint_rows(ck, name, t), ck.path() + ": " + name});
 }
 
 // An optional per-expert vector [n] of the checkpoint, widened into row e of `dst` ([E, n] f32).
 bool load_vector(const Checkpoint& ck, const std::string& name, int64_t n, const Tensor& dst, int64_t e,
                  bool check_finite) {
   if (!ck.has(name)) return false;
-  Tensor t = ck.get(name);
+  Tensor t = ck.read(name);
   if (t.numel() != n || !dtype_is_float(t.dtype()))
     throw ValueError(ck.path() + ": " + name + ": expected a float tensor of " + std::to_string(n) +
                      " elements, got " + t.describe());
@@ -336,7 +339,7 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
   if (router.dtype() == DType::i8)
     throw TypeError(ck.path() + ": " + p + ".gate.weight: expected a float router weight, got i8");
-  tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, tensor_rows(router),
+  tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router),
                            ck.path() + ": " + p + ".gate.weight"});
   for (int64_t e = 0; e < s.E; ++e) {
     const std::string ep = p + ".experts." + std::to_string(e) + ".";
@@ -378,13 +381,14 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
                     tasks, check);
     if (w.shared_gate.defined()) {
       Tensor g = projection_tensor(ck, p + ".shared_expert_gate.weight", 1, s.H, "1", "H");
-      tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H, tensor_rows(g),
+      tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H,
+                               checkpoint_rows(ck, p + ".shared_expert_gate.weight", g),
                                ck.path() + ": " + p + ".shared_expert_gate.weight"});
     }
   }
   if (w.router_bias.defined()) {
     const std::string name = p + ".gate.e_score_correction_bias";
-    Tensor b = ck.get(name);
+    Tensor b = ck.read(name);
     if (b.numel() != s.E || b.dim() != 1 || !dtype_is_float(b.dtype()))
       throw ValueError(ck.path() + ": " + name + ": expected a float tensor of shape [" + std::to_string(s.E) +
                        "], got " + b.describe());

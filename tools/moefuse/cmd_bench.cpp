@@ -454,22 +454,23 @@ int bench(const BenchArgs& a) {
     }
   if (!a.plot.empty() && !plot_format(a.plot))
     throw ValueError("--plot: expected a file name ending in .png or .svg, got " + a.plot);
-  if (!a.json.empty()) check_output_dir(a.json, "--json");
-  if (!a.plot.empty()) check_output_dir(a.plot, "--plot");
+  OutputSet files;
+  files.add_input("--config", a.config.config_path);
+  files.add_output("--json", a.json);
+  files.add_output("--plot", a.plot);
 
   Bench b(a, std::move(models), quants, paths, tokens);
   b.run();
   std::fputs(b.text().c_str(), stdout);
   if (!a.json.empty()) {
     const std::string text = bench_json(b.result()).dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-    io_detail::write_file_atomic(a.json, "--json",
+    io_detail::write_file_atomic(files.staging("--json"), "--json",
                                  [&](const io_detail::ByteSink& sink) { sink(text.data(), text.size()); });
-    std::printf("json:       %s\n", a.json.c_str());
   }
-  if (!a.plot.empty()) {
-    write_plot(a.plot, bench_plot(b.result()), "--plot");
-    std::printf("plot:       %s\n", a.plot.c_str());
-  }
+  if (!a.plot.empty()) write_plot(files.staging("--plot"), bench_plot(b.result()), "--plot");
+  files.commit();
+  if (!a.json.empty()) std::printf("json:       %s\n", a.json.c_str());
+  if (!a.plot.empty()) std::printf("plot:       %s\n", a.plot.c_str());
   return 0;
 }
 

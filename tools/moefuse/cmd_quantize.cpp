@@ -32,8 +32,11 @@ int quantize(const QuantizeArgs& a) {
   else if (c.quant_mode == QuantMode::none) c.quant_mode = QuantMode::w8a8;
   const std::string mode(quant_mode_name(c.quant_mode));
   validate(c, lc.source + " with quant_mode " + mode);
-  check_output_dir(a.out, "--out");
-  if (!a.config_out.empty()) check_output_dir(a.config_out, "--config-out");
+  OutputSet files;
+  files.add_input("--config", a.config.config_path);
+  files.add_checkpoint("--weights", a.weights);
+  files.add_output("--out", a.out);
+  files.add_output("--config-out", a.config_out);
 
   LayerOptions o;
   o.threads = a.threads;
@@ -42,8 +45,9 @@ int quantize(const QuantizeArgs& a) {
   const NamedTensors tensors = layer_checkpoint_tensors(c, layer.weights(), a.layer);
   int64_t bytes = 0;
   for (const auto& [name, t] : tensors) bytes += t.numel() * int64_t(t.element_size());
-  write_safetensors(a.out, tensors, {{"format", "pt"}, {"moefuse_quant_mode", mode}});
-  if (!a.config_out.empty()) write_config_file(a.config_out, c);
+  write_safetensors(files.staging("--out"), tensors, {{"format", "pt"}, {"moefuse_quant_mode", mode}});
+  if (!a.config_out.empty()) write_config_file(files.staging("--config-out"), c);
+  files.commit();
 
   const std::string prefix = layer_checkpoint_prefix(c, a.layer);
   if (a.json) {

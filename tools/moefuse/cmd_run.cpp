@@ -21,7 +21,8 @@ constexpr Stage kStages[] = {{"router", &LayerTimings::router},   {"gating", &La
 
 int run(const LayerArgs& a) {
   const LoadedConfig lc = load_config(a.config);
-  if (!a.output.empty()) check_output_dir(a.output, "--output");
+  OutputSet files;
+  add_layer_files(files, a);
   const Input in = make_input(a, lc.config);
   MoeLayer layer = make_layer(a, lc.config);
 
@@ -38,7 +39,8 @@ int run(const LayerArgs& a) {
     }
   }
   const Checksum sum = checksum(y);
-  if (!a.output.empty()) write_output(a.output, y);
+  if (!a.output.empty()) write_output(files.staging("--output"), y);
+  files.commit();
 
   Json stages = Json::object();
   for (const Stage& s : kStages) {

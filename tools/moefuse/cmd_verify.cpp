@@ -62,7 +62,8 @@ MoeLayer with_fault(const LayerArgs& a, const MoeConfig& config, MoeLayer layer)
 
 int verify(const LayerArgs& a) {
   const LoadedConfig lc = load_config(a.config);
-  if (!a.output.empty()) check_output_dir(a.output, "--output");
+  OutputSet files;
+  add_layer_files(files, a);
   const Input in = make_input(a, lc.config);
   MoeLayer layer = make_layer(a, lc.config);
   // The oracle's weights: the layer's own, unpacked (bitwise what it was given).
@@ -91,7 +92,8 @@ int verify(const LayerArgs& a) {
     const bool finite = out.non_finite == 0;
     const bool pass = out.mismatched == 0 && repeat_mismatched == 0 && routing_matched && finite;
     const Checksum sum = checksum(y);
-    if (!a.output.empty()) write_output(a.output, y);
+    if (!a.output.empty()) write_output(files.staging("--output"), y);
+    files.commit();
 
     const Json model = describe_model(lc), execution = describe_execution(a, layer, in);
     if (a.json) {

@@ -102,16 +102,23 @@ LoadedConfig load_config(const ConfigArgs& a) {
   return LoadedConfig{c, source};
 }
 
-void check_output_dir(const std::string& path, const std::string& option) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(fs::path(path), ec))
-    throw IoError(option + ": " + path + ": expected a file name, got a directory");
-  fs::path dir = fs::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  if (!fs::is_directory(dir, ec))
-    throw IoError(option + ": " + path + ": expected an existing directory " + dir.string() +
-                  " to write into, got none");
+void refuse_empty_values(CLI::App& app) {
+  const CLI::Validator non_empty(
+      [](std::string& s) -> std::string { return s.empty() ? "expected a non-empty value, got an empty string" : ""; },
+      "NON-EMPTY");
+  for (CLI::App* sub : app.get_subcommands({}))
+    for (CLI::Option* opt : sub->get_options())
+      if (opt->get_type_size() != 0 && opt->get_items_expected_max() > 0 && !opt->get_name().empty() &&
+          opt->get_name() != "--help")
+        opt->check(non_empty);
+}
+
+void add_layer_files(OutputSet& files, const LayerArgs& a) {
+  if (a.output.empty()) return;  // nothing to compare (and the checkpoint is opened once, by make_layer)
+  files.add_input("--config", a.config.config_path);
+  files.add_input("--input", a.input);
+  files.add_checkpoint("--weights", a.weights);
+  files.add_output("--output", a.output);
 }
 
 Input make_input(const LayerArgs& a, const MoeConfig& c) {

@@ -12,6 +12,7 @@
 #include "moefuse/config.h"
 #include "moefuse/layer.h"
 #include "moefuse/tensor.h"
+#include "output_set.h"
 
 namespace moefuse::cli {
 
@@ -59,8 +60,12 @@ struct LoadedConfig {
 };
 LoadedConfig load_config(const ConfigArgs& a);
 
-/// Checks, before any work, that the directory an output file is to be written into exists (IoError otherwise).
-void check_output_dir(const std::string& path, const std::string& option);
+/// Makes an empty value of any option of any subcommand of `app` an error ("--weights: expected a non-empty value,
+/// got an empty string"): an empty string never means "not given".
+void refuse_empty_values(CLI::App& app);
+
+/// The files of run and verify: --weights, --config and --input as inputs, --output as the output (checked now).
+void add_layer_files(OutputSet& files, const LayerArgs& a);
 
 /// The layer's input [T, H] in the model dtype and where it came from (JSON, for describe_execution).
 struct Input {
@@ -84,7 +89,7 @@ Checksum checksum(const Tensor& t);
 /// "0x" and 16 lower-case hex digits.
 std::string hex64(uint64_t v);
 
-/// Writes `y` widened to f32 as an .npy file (atomically).
+/// Writes `y` widened to f32 as an .npy file (atomically; into a staging file of an OutputSet).
 void write_output(const std::string& path, const Tensor& y);
 
 /// The config and execution facts both commands print (text) and put under "model" / "execution" (JSON).

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "common.h"
 #include "moefuse/error.h"
 
 namespace {
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   moefuse::cli::add_verify_command(app, status);
   moefuse::cli::add_quantize_command(app, status);
   moefuse::cli::add_bench_command(app, status);
+  moefuse::cli::refuse_empty_values(app);
   // CLI11 says "A subcommand is required" both for none and for a misspelt one: name what was given instead.
   if (argc < 2 || argv[1][0] != '-') {
     std::string given = argc < 2 ? "none" : "\"" + std::string(argv[1]) + "\"";
