@@ -369,7 +369,8 @@ TEST_F(BenchCliTest, ARowFasterThanItsBoundIsAProbeFailure) {
   r = moefuse("bench --config '" + small_config() + "' --tokens 1,2 --iters 2 --warmup 0 --threads 1 --json '" +
               path("c.json") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
-  for (const Json& row : Json::parse(read_bytes(path("c.json")))["rows"]) {
+  const Json report = Json::parse(read_bytes(path("c.json")));  // a named object: rows must not outlive it
+  for (const Json& row : report["rows"]) {
     EXPECT_EQ(row["probe_failure"], false) << row.dump();
     EXPECT_GE(row["ratio"].get<double>(), 1.0) << row.dump();
   }
