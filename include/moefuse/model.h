@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,5 +96,46 @@ void check_model_tensors(const MoeConfig& config, std::string_view config_source
 /// MoeLayer::from_checkpoint. Errors: as those functions.
 MoeLayer load_model_layer(const std::string& dir, int64_t layer, const LayerOptions& options = {},
                           const MoeConfig* options_config = nullptr, std::string_view options_source = "");
+
+// ---- quantising a whole model -------------------------------------------------------------------------------------
+
+/// What quantize_model does.
+struct QuantizeModelOptions {
+  /// The int8 chain: w8a8 or w8a8c8 (w8a8c8 needs a bf16 model).
+  QuantMode mode = QuantMode::w8a8;
+  /// The MoE layers to quantise (any order, no repeats); empty = every MoE layer.
+  std::vector<int64_t> layers = {};
+  /// Threads of the per-layer quantisation (LayerOptions::threads).
+  int threads = 0;
+  /// Called after each tensor is written: bytes of tensor data written so far and in all.
+  std::function<void(int64_t done, int64_t total)> progress = {};
+};
+
+/// What quantize_model wrote.
+struct QuantizeModelResult {
+  std::vector<int64_t> layers;       // the layers quantised, increasing
+  std::vector<std::string> files;    // the files of out_dir, sorted
+  int64_t tensors = 0;               // tensors written (copied and quantised)
+  int64_t data_bytes = 0;            // their bytes of data
+};
+
+/// Quantises a model folder: every MoE layer of options.layers (default all) as `moefuse quantize` does one layer —
+/// MoeLayer::from_checkpoint with the layer's config and quant_mode options.mode, refusing non-finite weights, its
+/// expert and shared projections written as int8 "weight" + f32 "weight_scale" (w8a8c8: and each expert's
+/// "clip_alpha" 1) under the same names — and every other tensor (router, correction bias, shared-expert gate,
+/// attention, norms, embeddings, the layers not chosen) copied byte for byte. The output has the input's shards
+/// (same file names; each tensor in the shard of the tensor it comes from) and, when the input has one, its index
+/// (weight_map and total_size updated); its config.json is the input's with "quantization_config":
+/// {"quant_method": "moefuse", "quant_mode": ..., "quantized_layers": [...]}, which load_model_config reads back; the
+/// input folder's other regular files (tokenizer, ...) are copied.
+///
+/// Memory: one layer at a time (the layer as it is quantised and its int8 copy), tensors streamed into the files.
+/// All or nothing: everything is written into a staging directory beside out_dir, renamed to out_dir at the end, and
+/// removed on any error. Errors: ValueError "quantize_model: out_dir: ..." when out_dir is the input folder or
+/// inside it, IoError when it exists and is not an empty directory; ValueError naming the layer for a dense layer
+/// in options.layers, for an input already quantised, for a mode the model's dtype does not allow; the errors of
+/// load_model_config, check_model_tensors and MoeLayer::from_checkpoint.
+QuantizeModelResult quantize_model(const std::string& dir, const std::string& out_dir,
+                                   const QuantizeModelOptions& options);
 
 }  // namespace moefuse

@@ -106,6 +106,54 @@ TEST_F(CliModel, InfoShowsTheModel) {
   EXPECT_NE(text.out.find("4 decoder layers, 2 MoE: 1, 3"), std::string::npos) << text.out;
 }
 
+TEST_F(CliModel, QuantizeAWholeModelAndRunIt) {
+  const std::string out = path("v3-w8a8");
+  const Result q = moefuse("quantize --weights " + model_dir("deepseek_v3") + " --out " + out + " --json --threads 2");
+  ASSERT_EQ(q.status, 0) << q.err;
+  EXPECT_EQ(q.err, "");  // no progress bar: stderr is not a terminal
+  const Json j = Json::parse(q.out);
+  EXPECT_EQ(j["quant_mode"], "w8a8");
+  EXPECT_EQ(j["layers"], Json::parse("[1, 2]"));
+  EXPECT_EQ(j["files"], Json::parse(R"(["config.json", "model-00001-of-00003.safetensors",
+    "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors", "model.safetensors.index.json"])"));
+  for (int64_t l : {1, 2}) {
+    const Result r = moefuse("run --weights " + out + " --layer " + std::to_string(l) + " --iters 1 --json");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(Json::parse(r.out)["model"]["quant_mode"], "w8a8");
+    // The float folder quantised on load gives the same bits.
+    const std::string yaml = write_text("v3q.yaml", std::string(kFamilies[5].yaml) + "  quant_mode: w8a8\n");
+    const Result on_load = moefuse("run --weights " + model_dir("deepseek_v3") + " --config " + yaml + " --layer " +
+                                   std::to_string(l) + " --iters 1 --json");
+    ASSERT_EQ(on_load.status, 0) << on_load.err;
+    EXPECT_EQ(Json::parse(r.out)["checksum"], Json::parse(on_load.out)["checksum"]);
+  }
+  const Result text = moefuse("quantize --weights " + model_dir("qwen3_moe") + " --out " + path("q3") +
+                              " --mode w8a8c8 --layers 2");
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("quantised:  w8a8c8, layers 2"), std::string::npos) << text.out;
+  const Result info = moefuse("info --weights " + path("q3") + " --json");
+  ASSERT_EQ(info.status, 0) << info.err;
+  EXPECT_EQ(Json::parse(info.out)["moe_layers"][0]["quant_mode"], "none");
+  EXPECT_EQ(Json::parse(info.out)["moe_layers"][1]["quant_mode"], "w8a8c8");
+}
+
+TEST_F(CliModel, QuantizeErrors) {
+  const std::string v3 = model_dir("deepseek_v3");
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + v3 + " --out " + path("o") + " --layers 0"),
+                       {"quantize_model: layers: expected distinct MoE layers of", "(1, 2), got 0"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + v3 + " --out " + path("o") + " --layers 1-x"),
+                       {"--layers: expected layer numbers and ranges separated by commas (e.g. 3,5-7), got 1-x"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + v3 + " --out " + path("o") + " --layer 1"),
+                       {"--layer: expected --layers for a model folder"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + v3 + " --out " + v3 + "/q"),
+                       {"quantize_model: out_dir: expected a directory outside the input folder", "(inside it)"}));
+  EXPECT_FALSE(fs::exists(v3 + "/q"));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + checkpoint_file("qwen3_moe") + " --preset default --out " +
+                               path("o.safetensors") + " --layers 1"),
+                       {"--layers: expected a model folder as --weights"}));
+  EXPECT_TRUE(files().empty());
+}
+
 }  // namespace
 }  // namespace moefuse::testing
 

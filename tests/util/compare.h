@@ -15,6 +15,9 @@ namespace moefuse::testing {
 /// inf only the same inf). The message gives the worst element and the max abs/rel errors.
 ::testing::AssertionResult tensors_close(const Tensor& expected, const Tensor& actual, double atol, double rtol);
 
+/// Cosine similarity of two [T, H] outputs, token by token (in double); returns the smallest.
+double min_token_cosine(const Tensor& a, const Tensor& b);
+
 /// "[i, j, k]" for a flat row-major index of `shape`.
 std::string index_str(const Shape& shape, int64_t flat);
 
