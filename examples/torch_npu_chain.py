@@ -8,9 +8,15 @@ The chain is the one of cann-recipes' TP-mode MoE:
 
 On Ascend the import below reads `import torch_npu`; that line is the only difference.
 
-    python examples/torch_npu_chain.py
+    python examples/torch_npu_chain.py                       # random DeepSeek-V3-shaped weights
+    python examples/torch_npu_chain.py MODEL_DIR [LAYER]     # a DeepSeek-V3 model folder as shipped (config.json +
+                                                             # safetensors), e.g. tests/data/models/deepseek_v3 1
+
+With a folder, the weights and the routing parameters come from the folder itself (moefuse.MoeLayer.from_pretrained
+reads its config.json), and the chain's output is compared with moefuse's own layer on the same tokens.
 """
 
+import sys
 import time
 
 import torch
@@ -79,7 +85,50 @@ def make_model(hidden_size=64, intermediate_size=32, n_experts=16, n_group=4, to
     }
 
 
+def _torch(a):
+    """A numpy array (ml_dtypes.bfloat16 included) as a torch tensor of the same dtype."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view("uint16").astype("int16")).view(torch.bfloat16)
+    return torch.from_numpy(a.copy())
+
+
+def load_model(folder, layer):
+    """MoE layer `layer` of a DeepSeek-V3 model folder, in make_model's form, and moefuse's layer for it."""
+    import moefuse
+
+    moe = moefuse.MoeLayer.from_pretrained(folder, layer)
+    c = moe.config["model_config"]
+    if c["model_type"] != "deepseek_v3":
+        raise SystemExit(f"{folder}: expected a deepseek_v3 model (this chain is DeepSeek-V3's), got {c['model_type']}")
+    w = {k: _torch(v) for k, v in moe.weights().items()}
+    I, Is = c["moe_intermediate_size"], w["shared_w2"].shape[2]
+    model = {
+        "gate": w["router"].float(), "e_score_correction_bias": w["router_bias"],
+        "gate_proj": w["w13"][:, :I], "up_proj": w["w13"][:, I:], "down_proj": w["w2"],
+        "w13": w["w13"].transpose(1, 2), "w2": w["w2"].transpose(1, 2),
+        "shared_gate": w["shared_w13"][0, :Is], "shared_up": w["shared_w13"][0, Is:], "shared_down": w["shared_w2"][0],
+        "n_group": c["n_group"], "topk_group": c["topk_group"], "top_k": c["num_experts_per_tok"],
+        "routed_scaling_factor": c["routed_scaling_factor"],
+    }
+    return model, moe
+
+
+def run_folder(folder, layer):
+    model, moe = load_model(folder, layer)
+    H = model["w13"].shape[1]
+    dtype = model["w13"].dtype
+    hidden = torch.randn(10, H, generator=torch.Generator().manual_seed(1)).to(dtype)
+    out = moe_forward(hidden, model)
+    ref = moe(hidden)
+    diff = (out.float() - ref.float()).abs().max()
+    print(f"{folder} layer {layer}: out {tuple(out.shape)} {out.dtype}, max |diff| to moefuse's layer "
+          f"{float(diff):.4g} (|out| max {float(ref.float().abs().max()):.4g})")
+
+
 def main():
+    if len(sys.argv) > 1:
+        run_folder(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+        return
     for dtype in (torch.float32, torch.bfloat16):
         model = make_model(dtype=dtype)
         hidden = torch.randn(10, 64, generator=torch.Generator().manual_seed(1)).to(dtype)

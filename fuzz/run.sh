@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang-14 (libFuzzer + AddressSanitizer + UndefinedBehaviorSanitizer) in
 # build/fuzz and runs each for SECONDS seconds over a seed corpus: files made by make_fuzz_corpus, configs/*.yaml,
+# the test model folders' config.json files,
 # and fuzz/corpus/<target>/ (inputs that once found a bug, kept as regression seeds). Grown corpora are kept in
 # build/fuzz/corpus/<target> between runs; crashing inputs land in build/fuzz/findings/<target>/.
 #
-#   fuzz/run.sh SECONDS [TARGET...]      TARGET: config safetensors npy (default: all three)
+#   fuzz/run.sh SECONDS [TARGET...]      TARGET: config model_config safetensors npy (default: all four)
 #
 # Exits non-zero as soon as a target finds a crash, a sanitizer report or an exception other than moefuse::Error.
 set -euo pipefail
 
-seconds=${1:?usage: fuzz/run.sh SECONDS [config|safetensors|npy ...]}
+seconds=${1:?usage: fuzz/run.sh SECONDS [config|model_config|safetensors|npy ...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(config safetensors npy)
+[ ${#targets[@]} -eq 0 ] && targets=(config model_config safetensors npy)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build/fuzz
@@ -28,6 +29,9 @@ seeds=$build/seeds
 rm -rf "$seeds"
 "$build/fuzz/make_fuzz_corpus" "$seeds"
 cp "$root"/configs/*.yaml "$seeds/config/"
+# config.json seeds: the test model folders written by transformers (tests/data/models/<family>/config.json).
+mkdir -p "$seeds/model_config"
+for f in "$root"/tests/data/models/*/config.json; do cp "$f" "$seeds/model_config/$(basename "$(dirname "$f")").json"; done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -11,7 +11,7 @@ the C++ layer: ``moefuse.MoeLayer.from_config("qwen3-30b-a3b", seed=1)(x)``.
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .layer import MoeLayer, load_config, preset_names, reference_layer_forward
+from .layer import MoeLayer, load_config, model_config, preset_names, reference_layer_forward
 from .ops import (
     npu_clipped_swiglu,
     npu_dequant_swiglu_quant,
@@ -33,4 +33,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 from . import ops as _ops
 
-__all__ = [*_ops.__all__, "MoeLayer", "reference_layer_forward", "preset_names", "load_config"]
+__all__ = [*_ops.__all__, "MoeLayer", "reference_layer_forward", "preset_names", "load_config", "model_config"]

@@ -36,7 +36,7 @@ import numpy as np
 from . import _core
 from ._tensors import from_tensor, kind_of, to_bool, to_int, to_tensor
 
-__all__ = ["MoeLayer", "load_config", "preset_names", "reference_layer_forward"]
+__all__ = ["MoeLayer", "load_config", "model_config", "preset_names", "reference_layer_forward"]
 
 _DICT_SOURCE = "config dict"
 # The C++ parser prefixes messages with "<source>:<line>:<column>"; for a dict the position is one in the YAML text
@@ -179,6 +179,27 @@ def _to_config(config: Any, op: str) -> "_core.Config":
                     f"{type(config).__name__}")
 
 
+def _path_argument(value: Any, op: str, name: str) -> str:
+    """A path argument (str or os.PathLike) as a str, checked by _checked_path; TypeError for anything else."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {name}: expected a path (str or os.PathLike), got {type(value).__name__}")
+    _checked_path(value, op, name)
+    return value
+
+
+def model_config(path: Any) -> Dict[str, Any]:
+    """What moefuse reads of a model folder's config.json (load_model_config, docs/layer.md §7): a dict with
+    "source", "num_hidden_layers", "moe_layers" (the decoder layers that are MoE layers), "quant_mode" and
+    "quantized_layers" (from a quantization_config written by `moefuse quantize`) and "config", the MoE layer's
+    config in the YAML structure. path: the folder or the config.json file. Errors: OSError when it cannot be read or
+    is not JSON; ValueError naming the key for an unknown model_type, a missing key or a wrong value."""
+    d = _core.model_config(_path_argument(path, "moefuse.model_config", "path"))
+    d["config"] = d.pop("layer").to_dict()
+    return d
+
+
 def load_config(config: Any) -> Dict[str, Any]:
     """The validated config of a preset name, a YAML file path or a dict, as a dict in the YAML structure with every
     key (defaults filled in): ``{"exe_mode": "ge_graph", "model_config": {"model_type": ..., ...}}``."""
@@ -250,29 +271,36 @@ class MoeLayer:
         """The weights of decoder layer `layer` of a Hugging Face checkpoint (MoeLayer::from_checkpoint), by the
         tensor names of docs/layer.md §5 (model.layers.<layer>.mlp...; mixtral: block_sparse_moe).
 
-        checkpoint: a .safetensors file, an index .json (model.safetensors.index.json) or a directory holding one of
-        them. config (required): a preset name, a YAML file path or a dict, as for from_config — the checkpoint does
-        not say which dtype and quantised chain to run (a float checkpoint with a quantised config is quantised per
-        output channel on load; an int8 checkpoint needs quant_mode w8a8 or w8a8c8).
+        checkpoint: a model folder as shipped (a directory holding config.json and the safetensors), a .safetensors
+        file, an index .json (model.safetensors.index.json) or a directory holding one of them.
+        config: for a model folder, optional: the layer's config is read from its config.json (load_model_layer,
+        docs/layer.md §7), and a config given here supplies only the execution keys (exe_mode, enable_superkernel,
+        moe_chunk_max_len, router_logits_dtype; dtype, and quant_mode for a float layer), its model keys having to
+        agree with config.json. Otherwise required: a preset name, a YAML file path or a dict, as for from_config —
+        the checkpoint does not say which dtype and quantised chain to run (a float checkpoint with a quantised
+        config is quantised per output channel on load; an int8 checkpoint needs quant_mode w8a8 or w8a8c8).
+        layer: for a model folder, one of its MoE layers (ValueError naming them otherwise).
         allow_non_finite: accept NaN and infinite weights (LayerOptions::allow_non_finite_weights); by default the
         first one is a ValueError naming the file, the tensor and its index.
         Errors: OSError for a missing or malformed file or a missing tensor (naming the file and the tensor);
-        ValueError / TypeError for a tensor of the wrong shape or dtype; ValueError for a non-finite weight or a
-        path holding a NUL character; MemoryError when it does not fit."""
+        ValueError / TypeError for a tensor of the wrong shape or dtype, a config.json the tensors contradict, an
+        unknown model_type; ValueError for a non-finite weight or a path holding a NUL character; MemoryError when
+        it does not fit."""
         op = "MoeLayer.from_pretrained"
-        if config is None:
-            raise TypeError(f"{op}: config: expected a preset name, a YAML file path or a dict in the YAML structure "
-                            "(the checkpoint does not say the dtype and quant mode to run), got None")
-        cfg = _to_config(config, op)
-        if isinstance(checkpoint, os.PathLike):
-            checkpoint = os.fspath(checkpoint)
-        if not isinstance(checkpoint, str):
-            raise TypeError(f"{op}: checkpoint: expected a path (str or os.PathLike), got {type(checkpoint).__name__}")
-        _checked_path(checkpoint, op, "checkpoint")
+        checkpoint = _path_argument(checkpoint, op, "checkpoint")
         index = to_int(layer, op, "layer")
         if index < 0:
             raise ValueError(f"{op}: layer: expected a layer index >= 0, got {index}")
         allow = to_bool(allow_non_finite, op, "allow_non_finite")
+        if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, "config.json")):
+            options = None if config is None else _to_config(config, op)
+            source = "" if config is None else (_DICT_SOURCE if isinstance(config, Mapping) else str(config))
+            return cls._wrap(_core.MoeLayer.from_model_folder(checkpoint, index, options, source,
+                                                              _threads(threads, op), allow))
+        if config is None:
+            raise TypeError(f"{op}: config: expected a preset name, a YAML file path or a dict in the YAML structure "
+                            "(the checkpoint has no config.json to say the model, dtype and quant mode), got None")
+        cfg = _to_config(config, op)
         return cls._wrap(_core.MoeLayer.from_checkpoint(cfg, checkpoint, index, _threads(threads, op), allow))
 
     def forward(self, x: Any, is_prefill: bool = False) -> Any:

@@ -20,6 +20,7 @@
 #include "moefuse/config.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
+#include "moefuse/model.h"
 #include "py_tensor.h"
 
 namespace moefuse::python {
@@ -103,6 +104,20 @@ void bind_layer(nb::module_& m) {
   using nb::arg;
 
   m.def("preset_names", &moefuse::preset_names, "The built-in presets, sorted by name.");
+  m.def(
+      "model_config",
+      [](const std::string& path) {
+        const ModelConfig mc = load_model_config(path);
+        nb::dict d;
+        d["source"] = mc.source;
+        d["num_hidden_layers"] = mc.num_hidden_layers;
+        d["moe_layers"] = mc.moe_layers;
+        d["quant_mode"] = std::string(quant_mode_name(mc.quant_mode));
+        d["quantized_layers"] = mc.quantized_layers;
+        d["layer"] = mc.layer;
+        return d;
+      },
+      arg("path"), "load_model_config: a model folder's config.json (or the file).");
 
   nb::class_<MoeConfig>(m, "Config", "A validated moefuse::MoeConfig.")
       .def_static(
@@ -137,6 +152,18 @@ void bind_layer(nb::module_& m) {
             });
           },
           arg("config"), arg("path"), arg("layer_index"), arg("threads"), arg("allow_non_finite"))
+      .def_static(
+          "from_model_folder",
+          [](const std::string& dir, int64_t layer_index, const MoeConfig* options, const std::string& options_source,
+             int threads, bool allow_non_finite) {
+            return nogil([&] {
+              return std::make_unique<PyLayer>(load_model_layer(
+                  dir, layer_index, {.threads = threads, .allow_non_finite_weights = allow_non_finite}, options,
+                  options_source));
+            });
+          },
+          arg("dir"), arg("layer_index"), arg("options").none(), arg("options_source"), arg("threads"),
+          arg("allow_non_finite"))
       .def(
           "forward",
           [](PyLayer& self, const PyTensor& x, bool is_prefill) {

@@ -11,6 +11,7 @@
 #include "base/check.h"
 #include "io/files.h"
 #include "io/json_util.h"
+#include "io/safetensors_stream.h"
 #include "moefuse/error.h"
 #include "moefuse/io.h"
 
@@ -309,7 +310,8 @@ void check_named_tensors(std::string_view who, const NamedTensors& tensors) {
 
 uint64_t tensor_bytes(const Tensor& t) { return uint64_t(t.numel()) * t.element_size(); }
 
-// Lays out, builds the header, and streams the file. `tensors` already checked.
+// Lays out (largest elements first, so every tensor is aligned to its element size) and streams the file.
+// `tensors` already checked.
 void write_safetensors_checked(std::string_view who, const std::string& path, const NamedTensors& tensors,
                                const std::map<std::string, std::string>& metadata) {
   std::vector<size_t> order(tensors.size());
@@ -317,39 +319,19 @@ void write_safetensors_checked(std::string_view who, const std::string& path, co
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return tensors[a].second.element_size() > tensors[b].second.element_size();
   });
-  json header = json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
+  std::vector<io_detail::StreamedTensor> entries;
   for (size_t i : order) {
     const auto& [name, t] = tensors[i];
-    json shape = json::array();
-    for (int64_t d : t.shape()) shape.push_back(d);
-    uint64_t bytes = tensor_bytes(t);
-    header[name] = {{"dtype", std::string(safetensors_dtype_name(t.dtype()))},
-                    {"shape", shape},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    entries.push_back(io_detail::StreamedTensor{
+        name, std::string(safetensors_dtype_name(t.dtype())), std::vector<int64_t>(t.shape().begin(), t.shape().end()),
+        tensor_bytes(t),
+        [&t](const io_detail::ByteSink& sink) {
+          if (t.numel() == 0) return;
+          const Tensor c = t.contiguous();
+          sink(c.data(), tensor_bytes(c));
+        }});
   }
-  std::string text;
-  try {
-    text = header.dump(-1, ' ', false, json::error_handler_t::strict);
-  } catch (const json::exception& e) {
-    check::fail_value(who, "tensors", "names and metadata in valid UTF-8", "invalid UTF-8");
-  }
-  text.append((8 - (8 + text.size()) % 8) % 8, ' ');
-  io_detail::write_file_atomic(path, who, [&](const io_detail::ByteSink& sink) {
-    unsigned char len[8];
-    uint64_t n = text.size();
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-    sink(len, 8);
-    sink(text.data(), text.size());
-    for (size_t i : order) {
-      const Tensor& t = tensors[i].second;
-      if (t.numel() == 0) continue;
-      Tensor c = t.contiguous();
-      sink(c.data(), tensor_bytes(c));
-    }
-  });
+  io_detail::write_safetensors_stream(who, path, entries, metadata);
 }
 
 std::string shard_name(size_t i, size_t n) {

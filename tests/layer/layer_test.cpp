@@ -27,6 +27,7 @@ namespace {
 
 using testing::hf_moe_forward;
 using testing::Rng;
+using testing::min_token_cosine;
 
 // A preset shrunk to test size: its routing (E, K, groups, scoring, shared experts) kept, H = 64, I = 32.
 MoeConfig small(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
@@ -316,22 +317,6 @@ TEST(Layer, RandomWeightsAreDeterministicAndScaledLikeAModel) {
   EXPECT_NEAR(sd, 1.0 / std::sqrt(64.0), 0.01);
   LayerWeights other = MoeLayer::with_random_weights(c, 43).weights();
   EXPECT_FALSE(::moefuse::testing::tensors_equal(a.w13, other.w13));
-}
-
-// Cosine similarity of two [T, H] outputs, token by token; returns the smallest.
-double min_token_cosine(const Tensor& a, const Tensor& b) {
-  double worst = 1.0;
-  for (int64_t t = 0; t < a.size(0); ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < a.size(1); ++h) {
-      const double x = a.item({t, h}), y = b.item({t, h});
-      ab += x * y;
-      aa += x * x;
-      bb += y * y;
-    }
-    worst = std::min(worst, ab / std::sqrt(aa * bb));
-  }
-  return worst;
 }
 
 class TempDir {

@@ -1,5 +1,6 @@
 #include "util/compare.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -97,4 +98,20 @@ double element_at(const Tensor& t, int64_t element_offset) {
   return Tensor::view(static_cast<const char*>(t.data()) + element_offset * int64_t(t.element_size()), t.dtype(), {1})
       .item({0});
 }
+
+double min_token_cosine(const Tensor& a, const Tensor& b) {
+  double worst = 1.0;
+  for (int64_t t = 0; t < a.size(0); ++t) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t h = 0; h < a.size(1); ++h) {
+      const double x = a.item({t, h}), y = b.item({t, h});
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+    }
+    worst = std::min(worst, ab / std::sqrt(aa * bb));
+  }
+  return worst;
+}
+
 }  // namespace moefuse::testing

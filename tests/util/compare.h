@@ -27,6 +27,9 @@ inline bool all_hold(std::initializer_list<const Tensor*> ts, double value) {
   return true;
 }
 
+/// Cosine similarity of two [T, H] outputs, token by token (in double); returns the smallest.
+double min_token_cosine(const Tensor& a, const Tensor& b);
+
 /// "[i, j, k]" for a flat row-major index of `shape`.
 std::string index_str(const Shape& shape, int64_t flat);
 

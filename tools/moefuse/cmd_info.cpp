@@ -1,10 +1,12 @@
-// `moefuse info`: version, what this CPU supports, the kernel levels and which one moefuse uses, and the presets.
+// `moefuse info`: version, what this CPU supports, the kernel levels and which one moefuse uses, and the presets
+// (with --weights DIR: the model folder instead, cmd_info_model.cpp).
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "commands.h"
 #include "common.h"
+#include "info_model.h"
 #include "moefuse/cpu.h"
 
 namespace moefuse::cli {
@@ -102,8 +104,12 @@ void add_info_command(CLI::App& app, int& status) {
   CLI::App* cmd =
       app.add_subcommand("info", "Show the version, CPU features, kernel levels (and the one in use) and the presets");
   auto json = std::make_shared<bool>(false);
+  auto weights = std::make_shared<std::string>();
   cmd->add_flag("--json", *json, "Print one JSON object instead of text");
-  cmd->callback([json, &status] { status = info(*json); });
+  cmd->add_option("--weights", *weights,
+                  "A model folder (config.json and its checkpoint): show its model, MoE layers, the layer config read "
+                  "and the bytes per layer instead");
+  cmd->callback([json, weights, &status] { status = weights->empty() ? info(*json) : model_info(*weights, *json); });
 }
 
 }  // namespace moefuse::cli

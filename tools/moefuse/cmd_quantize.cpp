@@ -1,15 +1,19 @@
 // `moefuse quantize`: reads one layer of a float checkpoint with a quantised config (MoeLayer::from_checkpoint
 // quantises every expert projection per output channel on load, refusing non-finite weights) and writes its
 // weights, under the names of layer_checkpoint_tensors (int8 "weight" + f32 "weight_scale"), into one safetensors
-// file.
+// file. With --weights a model folder (config.json beside the checkpoint) and no --config/--preset, it quantises the
+// whole model into a folder instead (quantize_folder.cpp).
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "commands.h"
 #include "common.h"
+#include "moefuse/error.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
+#include "moefuse/model.h"
+#include "quantize_folder.h"
 
 namespace moefuse::cli {
 namespace {
@@ -23,9 +27,22 @@ struct QuantizeArgs {
   int64_t layer = 0;
   int threads = 0;
   bool json = false;
+  std::string layers;  // whole-model mode only
+  bool layer_given = false;
 };
 
 int quantize(const QuantizeArgs& a) {
+  if (a.config.config_path.empty() && a.config.preset.empty() && is_model_folder(a.weights)) {
+    if (a.layer_given)
+      throw ValueError("--layer: expected --layers for a model folder (every MoE layer by default), got --layer");
+    if (!a.config_out.empty())
+      throw ValueError("--config-out: expected no value for a model folder (its config.json is written into --out), "
+                       "got " + a.config_out);
+    return quantize_folder(QuantizeFolderArgs{a.weights, a.out, a.mode, a.layers, a.threads, a.json});
+  }
+  if (!a.layers.empty())
+    throw ValueError("--layers: expected a model folder as --weights (a directory with config.json) and no "
+                     "--config/--preset, got " + a.weights);
   LoadedConfig lc = load_config(a.config);
   MoeConfig& c = lc.config;
   if (!a.mode.empty()) c.quant_mode = a.mode == "w8a8c8" ? QuantMode::w8a8c8 : QuantMode::w8a8;
@@ -78,19 +95,27 @@ int quantize(const QuantizeArgs& a) {
 
 void add_quantize_command(CLI::App& app, int& status) {
   CLI::App* cmd = app.add_subcommand(
-      "quantize", "Quantise one layer of a float checkpoint to int8 (per output channel) and write it as safetensors");
+      "quantize", "Quantise a model folder's MoE layers, or one layer of a checkpoint, to int8 (per output channel)");
   auto a = std::make_shared<QuantizeArgs>();
   add_config_options(cmd, a->config);
-  cmd->add_option("--weights", a->weights, "The float checkpoint (file, index or directory)")->required();
-  cmd->add_option("--out", a->out, "The safetensors file to write")->required();
+  cmd->add_option("--weights", a->weights,
+                  "The float checkpoint (file, index or directory); a model folder (with config.json) and no "
+                  "--config/--preset: the whole model")
+      ->required();
+  cmd->add_option("--out", a->out, "The safetensors file to write (a model folder: the folder to write)")->required();
   cmd->add_option("--mode", a->mode, "w8a8 or w8a8c8 (default: the config's quant_mode, else w8a8)")
       ->check(CLI::IsMember({"w8a8", "w8a8c8"}));
-  cmd->add_option("--layer", a->layer, "Layer index (default 0); the output keeps it in its names")
+  CLI::Option* layer = cmd->add_option("--layer", a->layer, "Layer index (default 0); the output keeps it in its names")
       ->check(integer_at_least(0));
+  cmd->add_option("--layers", a->layers,
+                  "Model folder: the MoE layers to quantise, e.g. 3,5-7 (default: every MoE layer)");
   cmd->add_option("--config-out", a->config_out, "Also write the config with quant_mode set, as YAML");
   cmd->add_option("--threads", a->threads, "Threads (default 0: every core)")->check(integer_at_least(0));
   cmd->add_flag("--json", a->json, "Print one JSON object instead of text");
-  cmd->callback([a, &status] { status = quantize(*a); });
+  cmd->callback([a, layer, &status] {
+    a->layer_given = layer->count() > 0;
+    status = quantize(*a);
+  });
 }
 
 }  // namespace moefuse::cli

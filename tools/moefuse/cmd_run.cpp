@@ -20,11 +20,11 @@ constexpr Stage kStages[] = {{"router", &LayerTimings::router},   {"gating", &La
                              {"total", &LayerTimings::total}};
 
 int run(const LayerArgs& a) {
-  const LoadedConfig lc = load_config(a.config);
+  const LoadedConfig lc = load_layer_config(a);
   OutputSet files;
   add_layer_files(files, a);
   const Input in = make_input(a, lc.config);
-  MoeLayer layer = make_layer(a, lc.config);
+  MoeLayer layer = make_layer(a, lc);
 
   std::vector<LayerTimings> timings;
   Tensor y;

@@ -61,11 +61,11 @@ MoeLayer with_fault(const LayerArgs& a, const MoeConfig& config, MoeLayer layer)
 }
 
 int verify(const LayerArgs& a) {
-  const LoadedConfig lc = load_config(a.config);
+  const LoadedConfig lc = load_layer_config(a);
   OutputSet files;
   add_layer_files(files, a);
   const Input in = make_input(a, lc.config);
-  MoeLayer layer = make_layer(a, lc.config);
+  MoeLayer layer = make_layer(a, lc);
   // The oracle's weights: the layer's own, unpacked (bitwise what it was given).
   const LayerWeights oracle_weights = layer.weights();
   layer = with_fault(a, lc.config, std::move(layer));

@@ -11,6 +11,7 @@
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "moefuse/io.h"
+#include "moefuse/model.h"
 #include "moefuse/threads.h"
 
 namespace moefuse::cli {
@@ -92,14 +93,26 @@ void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_hel
 }
 
 LoadedConfig load_config(const ConfigArgs& a) {
-  if (!a.config_path.empty()) return LoadedConfig{load_config_file(a.config_path), "file " + a.config_path};
+  if (!a.config_path.empty()) return LoadedConfig{load_config_file(a.config_path), "file " + a.config_path, ""};
   const std::string name = a.preset.empty() ? "default" : a.preset;
   MoeConfig c = load_preset(name);
   std::string source = "preset " + name;
   if (name == "default")
     for (const std::string& p : preset_names())
       if (load_preset(p) == c) source += " = " + p;
-  return LoadedConfig{c, source};
+  return LoadedConfig{c, source, ""};
+}
+
+LoadedConfig load_layer_config(const LayerArgs& a) {
+  if (a.weights.empty() || !is_model_folder(a.weights)) return load_config(a.config);
+  const ModelConfig m = load_model_config(a.weights);
+  LoadedConfig lc{m.layer_config(a.layer), "file " + m.source + ", layer " + std::to_string(a.layer), m.source};
+  if (!a.config.config_path.empty() || !a.config.preset.empty()) {
+    const LoadedConfig options = load_config(a.config);
+    lc.config = with_execution_options(lc.config, m.source, options.config, options.source);
+    lc.source += ", execution keys from " + options.source;
+  }
+  return lc;
 }
 
 void refuse_empty_values(CLI::App& app) {
@@ -140,12 +153,14 @@ Input make_input(const LayerArgs& a, const MoeConfig& c) {
   return in;
 }
 
-MoeLayer make_layer(const LayerArgs& a, const MoeConfig& c) {
+MoeLayer make_layer(const LayerArgs& a, const LoadedConfig& lc) {
+  const MoeConfig& c = lc.config;
   LayerOptions o;
   o.threads = a.threads;
   o.allow_non_finite_weights = a.allow_non_finite;
   if (a.weights.empty()) return MoeLayer::with_random_weights(c, a.seed, o);
   const Checkpoint ck(a.weights);
+  if (!lc.model_source.empty()) check_model_tensors(c, lc.model_source, ck, a.layer);
   return MoeLayer::from_checkpoint(c, ck, a.layer, o);
 }
 

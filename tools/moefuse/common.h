@@ -57,8 +57,14 @@ void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_hel
 struct LoadedConfig {
   MoeConfig config;
   std::string source;
+  /// The model folder's config.json the model keys came from ("" when the config is a file or preset alone).
+  std::string model_source;
 };
 LoadedConfig load_config(const ConfigArgs& a);
+/// The config of run and verify: with --weights a model folder (a directory holding config.json), its config.json
+/// for layer --layer (moefuse/model.h), with the execution keys of --config/--preset when one is given; else
+/// load_config(a.config).
+LoadedConfig load_layer_config(const LayerArgs& a);
 
 /// Makes an empty value of any option of any subcommand of `app` an error ("--weights: expected a non-empty value,
 /// got an empty string"): an empty string never means "not given".
@@ -76,8 +82,9 @@ struct Input {
 /// file), or `tokens` random tokens from `seed` (moefuse::random_tokens).
 Input make_input(const LayerArgs& a, const MoeConfig& config);
 
-/// The layer: random weights from the seed, or layer `layer` of the checkpoint.
-MoeLayer make_layer(const LayerArgs& a, const MoeConfig& config);
+/// The layer: random weights from the seed, or layer `layer` of the checkpoint (checked against config.json's
+/// shapes when the config came from one).
+MoeLayer make_layer(const LayerArgs& a, const LoadedConfig& config);
 
 /// The checksum of an output tensor: the sum of its values widened to fp32 (added in double, row-major order) and
 /// the 64-bit FNV-1a hash of its bytes in its own dtype, row-major.

@@ -1,0 +1,87 @@
+"""MoeLayer.from_pretrained(DIR, layer=L) on the model folders of tests/data/models/ (written by transformers'
+save_pretrained): no config needed, bitwise the layer read with an explicit config dict; moefuse.model_config."""
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import moefuse
+
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+def cfg(model_type, E, K, I, dtype, **extra):
+    m = dict(model_type=model_type, num_experts=E, num_experts_per_tok=K, hidden_size=32, moe_intermediate_size=I,
+             scoring_func="softmax", norm_topk_prob=False, dtype=dtype)
+    m.update(extra)
+    return {"model_config": m}
+
+
+# Written from tests/data/models/make_models.py's parameters, independently of config.json.
+FAMILIES = {
+    "qwen3_moe": ([0, 2], cfg("qwen3_moe", 8, 2, 16, "bf16", norm_topk_prob=True)),
+    "qwen2_moe": ([1, 3], cfg("qwen2_moe", 6, 2, 16, "bf16", shared_expert_intermediate_size=32)),
+    "olmoe": ([0, 1], cfg("olmoe", 8, 3, 16, "f32")),
+    "mixtral": ([0, 1], cfg("mixtral", 4, 2, 16, "f16", norm_topk_prob=True)),
+    "deepseek_v2": ([1, 2], cfg("deepseek_v2", 8, 3, 16, "bf16", n_shared_experts=2, n_group=4, topk_group=2,
+                                routed_scaling_factor=1.5)),
+    "deepseek_v3": ([1, 2], cfg("deepseek_v3", 8, 2, 16, "bf16", n_shared_experts=1, n_group=4, topk_group=2,
+                                routed_scaling_factor=2.5, scoring_func="sigmoid", norm_topk_prob=True)),
+}
+
+
+def checkpoint_of(folder):
+    single = folder / "model.safetensors"
+    return single if single.exists() else folder / "model.safetensors.index.json"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_folder_needs_no_config_and_equals_the_explicit_config(family):
+    folder = MODELS / family
+    layers, explicit = FAMILIES[family]
+    info = moefuse.model_config(folder)
+    assert info["moe_layers"] == layers
+    assert info["quant_mode"] == "none"
+    assert info["config"] == moefuse.load_config(explicit)
+    for layer in layers:
+        a = moefuse.MoeLayer.from_pretrained(folder, layer=layer, threads=2)
+        b = moefuse.MoeLayer.from_pretrained(checkpoint_of(folder), layer, explicit, threads=2)
+        x = np.random.default_rng(layer).standard_normal((11, 32)).astype(np.float32)
+        ya = a(a_input(a, x))
+        yb = b(a_input(b, x))
+        assert np.asarray(ya).tobytes() == np.asarray(yb).tobytes()
+
+
+def a_input(layer, x):
+    dtype = layer.config["model_config"]["dtype"]
+    if dtype == "f32":
+        return x
+    if dtype == "f16":
+        return x.astype(np.float16)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    return x.astype(ml_dtypes.bfloat16)
+
+
+def test_folder_errors_name_the_moe_layers_and_keys():
+    with pytest.raises(ValueError, match=r"--layer: expected one of the MoE layers 1, 2 \(of 3 decoder layers\), "
+                                         r"got 0 \(a dense layer\)"):
+        moefuse.MoeLayer.from_pretrained(MODELS / "deepseek_v3", layer=0)
+    layers, explicit = FAMILIES["qwen3_moe"]
+    bad = {"model_config": dict(explicit["model_config"], num_experts=4)}
+    with pytest.raises(ValueError, match=r"model_config.num_experts: expected 8 \(as .*config.json says\), got 4"):
+        moefuse.MoeLayer.from_pretrained(MODELS / "qwen3_moe", layer=0, config=bad)
+    # execution keys from a config given beside the folder
+    options = {"exe_mode": "eager", "model_config": dict(explicit["model_config"], moe_chunk_max_len=2)}
+    layer = moefuse.MoeLayer.from_pretrained(MODELS / "qwen3_moe", layer=2, config=options)
+    assert layer.config["exe_mode"] == "eager"
+    assert layer.config["model_config"]["moe_chunk_max_len"] == 2
+
+
+def test_model_config_errors(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "hidden_size": 8}')
+    with pytest.raises(ValueError, match=r"model_type: expected one of the MoE families moefuse reads: deepseek_v2, "
+                                         r"deepseek_v3, mixtral, olmoe, qwen2_moe, qwen3_moe, got \"llama\""):
+        moefuse.model_config(tmp_path)
+    with pytest.raises(OSError):
+        moefuse.model_config(tmp_path / "absent")
