@@ -19,6 +19,7 @@
 #include "util/compare.h"
 #include "util/errors.h"
 #include "util/random.h"
+#include "util/small_config.h"
 
 namespace moefuse {
 namespace {
@@ -28,14 +29,7 @@ using testing::Rng;
 
 // A preset shrunk to test size: its routing (E, K, groups, scoring, shared experts) kept, H = 64, I = 32.
 MoeConfig small(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
-  MoeConfig c = load_preset(preset);
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 48;
-  c.dtype = dtype;
-  c.quant_mode = quant;
-  validate(c, "test config");
-  return c;
+  return testing::small_config(preset, dtype, quant);
 }
 
 const char* const kPresets[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
