@@ -157,7 +157,9 @@ TEST(Ep, ExpertCountsThatDoNotSplitEvenly) {
     ExpertParallelLayer ep = ExpertParallelLayer::with_random_weights(c, 9, MPI_COMM_WORLD, options());
     MoeLayer single = MoeLayer::with_random_weights(c, 9, {.threads = 1});
     expect_same_as_single(ep, single, rank_tokens(c, {7, 4, 11}, 3));
-    if (E < mpi_size() && mpi_rank() == mpi_size() - 1) EXPECT_TRUE(ep.local_experts().empty()) << E;
+    if (E < mpi_size() && mpi_rank() == mpi_size() - 1) {
+      EXPECT_TRUE(ep.local_experts().empty()) << E;
+    }
   }
 }
 
