@@ -23,7 +23,7 @@
 #include "util/compare.h"
 #include "util/errors.h"
 #include "util/random.h"
-#include "util/small_config.h"
+#include "util/configs.h"
 
 namespace moefuse {
 namespace {
@@ -36,7 +36,9 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 
 // A preset at test size (H 64, I 32; a shared expert of width 64).
 MoeConfig tiny(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
-  return testing::small_config(preset, dtype, quant, 64);
+  MoeConfig c = testing::shrunk_preset(preset, dtype, quant, 64, 32, 64);
+  validate(c, "ep test config");
+  return c;
 }
 
 // This rank's tokens: rank r gets counts[r % counts.size()] of them, from a seed of its own.

@@ -1,5 +1,6 @@
 // The MoE layer against an independent per-expert reference (hf_reference.h), the scalar reference chain, its own
 // execution options, checkpoints, and every error it documents.
+// Over 500 lines: every family x dtype x chain against one reference, and each documented layer error.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,9 +18,9 @@
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/errors.h"
 #include "util/random.h"
-#include "util/small_config.h"
 
 namespace moefuse {
 namespace {
@@ -29,7 +30,9 @@ using testing::Rng;
 
 // A preset shrunk to test size: its routing (E, K, groups, scoring, shared experts) kept, H = 64, I = 32.
 MoeConfig small(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
-  return testing::small_config(preset, dtype, quant);
+  MoeConfig c = testing::shrunk_preset(preset, dtype, quant);
+  validate(c, "test config");
+  return c;
 }
 
 const char* const kPresets[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",

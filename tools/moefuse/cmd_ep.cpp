@@ -7,9 +7,8 @@
 #include "moefuse/error.h"
 
 #ifdef MOEFUSE_HAVE_MPI
-#include <fstream>
-
 #include "moefuse/ep.h"
+#include "moefuse/files.h"
 #include "moefuse/io.h"
 #endif
 
@@ -249,13 +248,13 @@ int bench_ep(const EpBenchArgs& a) {
       per_rank.push_back(rank_json(rows.data() + size_t(r) * row.size(), r, layer.placement().experts_of(r)));
     table.push_back(Json{{"tokens_per_rank", T}, {"ranks", per_rank}});
   }
-  if (mpi.rank() == 0 && !a.json.empty()) {
-    std::ofstream out(a.json);
-    out << Json{{"command", "bench --ep"}, {"version", MOEFUSE_VERSION}, {"model", describe_model(lc)},
-                {"ranks", mpi.size()}, {"threads_per_rank", a.threads}, {"iters", a.iters}, {"rows", table}}
-               .dump(2)
-        << "\n";
-    if (!out) throw IoError(a.json + ": expected to write the JSON report, got a write error");
+  if (mpi.rank() == 0 && !a.json.empty()) {  // written whole or not at all
+    const std::string text = Json{{"command", "bench --ep"}, {"version", MOEFUSE_VERSION},
+                                  {"model", describe_model(lc)}, {"ranks", mpi.size()},
+                                  {"threads_per_rank", a.threads}, {"iters", a.iters}, {"rows", table}}
+                                 .dump(2, ' ', false, Json::error_handler_t::replace) +
+                             "\n";
+    write_file_atomic(a.json, "--json", [&](const ByteSink& sink) { sink(text.data(), text.size()); });
   }
   return 0;
 }
