@@ -8,6 +8,7 @@ packages=(
   libcli11-dev                                 # the moefuse command's options
   libcairo2-dev                                # moefuse bench --plot (PNG, SVG)
   clang-14 libclang-rt-14-dev                  # libFuzzer targets
+  libopenmpi-dev openmpi-bin                   # expert parallelism across processes (moefuse_ep, mpirun)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "moefuse/config.h"
 #include "moefuse/io.h"
@@ -157,6 +158,10 @@ class MoeLayer {
   /// chosen from active_isa() and use_avx512_vnni() (moefuse/cpu.h) — when the layer was made for the fused path,
   /// at each call for the chain's grouped matmuls. "" before any forward.
   std::string kernel() const;
+  /// [E]: rows routed to each expert in the last forward (its tokens' top-k choices), and the same summed over
+  /// every forward since the layer was made — the load an expert placement balances (moefuse/ep.h).
+  const std::vector<int64_t>& expert_tokens() const;
+  const std::vector<int64_t>& cumulative_expert_tokens() const;
 
  private:
   struct Impl;

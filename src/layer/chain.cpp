@@ -40,19 +40,10 @@ Shape counts_shape(const Dims& d, int64_t experts) {
 // A [rows, ...] view of the leading `n` rows.
 Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
 
-// The float or quantised expert MLP over `xq` (rows routed to experts by `group_list`), written into `y`.
-struct MlpArgs {
-  Tensor x;             // [R, H] model dtype or i8
-  Tensor x_scale;       // [R] f32 (quantised)
-  Tensor group_list;    // counts [G] / key-value [G, 2]; undefined = one group over every row
-  Tensor w13, w2;       // logical [G, H, 2W] / [G, W, H] views (undefined when packed)
-  const PackedGroupedWeights* w13_packed = nullptr;  // the same, packed (when the caller has them)
-  const PackedGroupedWeights* w2_packed = nullptr;
-  Tensor w13_scale, w2_scale, smooth2, alpha;
-  Tensor h, a, a_scale, y;
-};
+}  // namespace
 
-void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
+void run_mlp(const ChainOps& ops, const MoeConfig& config, const MlpArgs& m) {
+  const Dims d = dims_of(config);
   GroupedMatmulOptions g1, g2;
   const bool grouped = m.group_list.defined();
   if (grouped) {
@@ -102,8 +93,6 @@ void run_mlp(const ChainOps& ops, const Dims& d, const MlpArgs& m) {
   }
   gmm2(m.a, g2, m.y);
 }
-
-}  // namespace
 
 void routing_buffer_specs(const MoeConfig& config, int64_t capacity, RoutingBuffers& b, const BufferSpecFn& each) {
   const Dims d = dims_of(config);
@@ -210,11 +199,93 @@ Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWei
   return Routed{topk_idx, scales};
 }
 
+void expand_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const Tensor& x,
+                   const Tensor& topk_idx, int64_t counts_type, const InitRoutingV2Result& out) {
+  const Dims d = dims_of(config);
+  const bool quant = d.quant != QuantMode::none;
+  InitRoutingV2Options ro;
+  ro.active_num = topk_idx.numel();
+  ro.expert_num = d.E;
+  ro.expert_tokens_num_type = counts_type;
+  ro.expert_tokens_num_flag = true;
+  ro.row_idx_type = 0;
+  ro.quant_mode = quant ? 1 : -1;
+  if (quant) ro.scale = w.smooth_scale1;
+  ops.init_routing_v2(x, topk_idx, ro, out);
+}
+
+namespace {
+
+// The projections of an MLP: packed when the caller has them, else the storage's transposed views.
+void set_projections(MlpArgs& m, const PackedProjection* w13_packed, const PackedProjection* w2_packed,
+                     const Tensor& w13, const Tensor& w2) {
+  if (w13_packed) {
+    m.w13_packed = &w13_packed->op;
+    m.w2_packed = &w2_packed->op;
+  } else {
+    m.w13 = w13.transpose(1, 2);
+    m.w2 = w2.transpose(1, 2);
+  }
+}
+
+}  // namespace
+
+MlpArgs routed_expert_weights(const LayerWeights& w, const PackedLayerWeights* packed) {
+  MlpArgs m;
+  set_projections(m, packed ? &packed->w13 : nullptr, packed ? &packed->w2 : nullptr, w.w13, w.w2);
+  m.w13_scale = w.w13_scale;
+  m.w2_scale = w.w2_scale;
+  m.smooth2 = w.smooth_scale2;
+  m.alpha = w.clip_alpha;
+  return m;
+}
+
+Tensor run_shared_expert(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w,
+                         const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& b) {
+  const Dims d = dims_of(config);
+  const int64_t T = x.size(0);
+  const bool quant = d.quant != QuantMode::none;
+  if (d.Is == 0 || T == 0) return Tensor{};
+  // The same MLP over every token, as one group; qwen2_moe gates it with sigmoid(x . Wsg^T).
+  MlpArgs s;
+  s.x = x;
+  if (quant) {
+    InitRoutingV2Options so;
+    so.active_num = T;
+    so.expert_num = 1;
+    so.expert_tokens_num_type = count_type(d);
+    so.expert_tokens_num_flag = true;
+    so.quant_mode = 1;
+    s.x = rows(b.shared_x, T);
+    s.x_scale = rows(b.shared_x_scale, T);
+    ops.init_routing_v2(x, rows(b.shared_idx, T), so,
+                        InitRoutingV2Result{s.x, rows(b.shared_row_idx, T), b.shared_counts, s.x_scale});
+    // w8a8c8's swiglu_clip_quant needs its group counts and a clip factor (1: no clipping).
+    if (d.quant == QuantMode::w8a8c8) s.group_list = b.shared_counts;
+    s.alpha = b.unit_alpha;
+  }
+  set_projections(s, packed ? &packed->shared_w13 : nullptr, packed ? &packed->shared_w2 : nullptr, w.shared_w13,
+                  w.shared_w2);
+  s.w13_scale = w.shared_w13_scale;
+  s.w2_scale = w.shared_w2_scale;
+  s.h = rows(b.shared_h, T);
+  s.a = rows(b.shared_a, T);
+  s.a_scale = rows(b.shared_a_scale, T);
+  s.y = rows(b.shared_y, T);
+  run_mlp(ops, config, s);
+  if (!config.shared_expert_gated()) return s.y;
+  const Tensor gate_logit = rows(b.shared_gate_logit, T);
+  if (packed) router_logits(packed->kernels.gemm, x, packed->shared_gate, gate_logit);
+  else router_logits(x, w.shared_gate, gate_logit);
+  const Tensor out = rows(b.shared_out, T);
+  apply_sigmoid_gate(gate_logit, s.y, out);
+  return out;
+}
+
 void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const PackedLayerWeights* packed,
                const Tensor& x, const Tensor& out, ChainBuffers& b, LayerTimings* timings, LayerRouting* routing) {
   const Dims d = dims_of(config);
   const int64_t T = x.size(0), R = T * d.K;
-  const bool quant = d.quant != QuantMode::none;
   LayerTimings local;
   LayerTimings& t = timings ? *timings : local;
   if (T == 0) return;
@@ -226,88 +297,29 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
 
   // 3. routing (init_routing_v2, dropless, token-major, dynamic int8 for the quantised chains).
   auto t0 = Clock::now();
-  InitRoutingV2Options ro;
-  ro.active_num = R;
-  ro.expert_num = d.E;
-  ro.expert_tokens_num_type = count_type(d);
-  ro.expert_tokens_num_flag = true;
-  ro.row_idx_type = 0;
-  ro.quant_mode = quant ? 1 : -1;
-  if (quant) ro.scale = w.smooth_scale1;
   const Tensor expanded_x = rows(b.expanded_x, R), expanded_row_idx = rows(b.expanded_row_idx, R);
   const Tensor expanded_scale = rows(b.expanded_scale, R);
-  ops.init_routing_v2(x, topk_idx, ro, InitRoutingV2Result{expanded_x, expanded_row_idx, b.counts, expanded_scale});
+  expand_tokens(ops, config, w, x, topk_idx, count_type(d),
+                InitRoutingV2Result{expanded_x, expanded_row_idx, b.counts, expanded_scale});
   t.routing += ms_since(t0);
 
   // 4. routed experts.
   t0 = Clock::now();
-  MlpArgs m;
+  MlpArgs m = routed_expert_weights(w, packed);
   m.x = expanded_x;
   m.x_scale = expanded_scale;
   m.group_list = b.counts;
-  if (packed) {
-    m.w13_packed = &packed->w13.op;
-    m.w2_packed = &packed->w2.op;
-  } else {
-    m.w13 = w.w13.transpose(1, 2);
-    m.w2 = w.w2.transpose(1, 2);
-  }
-  m.w13_scale = w.w13_scale;
-  m.w2_scale = w.w2_scale;
-  m.smooth2 = w.smooth_scale2;
-  m.alpha = w.clip_alpha;
   m.h = rows(b.h, R);
   m.a = rows(b.a, R);
   m.a_scale = rows(b.a_scale, R);
   m.y = rows(b.y, R);
-  run_mlp(ops, d, m);
+  run_mlp(ops, config, m);
   t.experts += ms_since(t0);
 
-  // 5. shared expert: the same MLP over every token, as one group; qwen2_moe gates it with sigmoid(x . Wsg^T).
-  Tensor skip1;
-  if (d.Is > 0) {
-    t0 = Clock::now();
-    MlpArgs s;
-    s.x = x;
-    if (quant) {
-      InitRoutingV2Options so;
-      so.active_num = T;
-      so.expert_num = 1;
-      so.expert_tokens_num_type = count_type(d);
-      so.expert_tokens_num_flag = true;
-      so.quant_mode = 1;
-      s.x = rows(b.shared_x, T);
-      s.x_scale = rows(b.shared_x_scale, T);
-      ops.init_routing_v2(x, rows(b.shared_idx, T), so,
-                          InitRoutingV2Result{s.x, rows(b.shared_row_idx, T), b.shared_counts, s.x_scale});
-      // w8a8c8's swiglu_clip_quant needs its group counts and a clip factor (1: no clipping).
-      if (d.quant == QuantMode::w8a8c8) s.group_list = b.shared_counts;
-      s.alpha = b.unit_alpha;
-    }
-    if (packed) {
-      s.w13_packed = &packed->shared_w13.op;
-      s.w2_packed = &packed->shared_w2.op;
-    } else {
-      s.w13 = w.shared_w13.transpose(1, 2);
-      s.w2 = w.shared_w2.transpose(1, 2);
-    }
-    s.w13_scale = w.shared_w13_scale;
-    s.w2_scale = w.shared_w2_scale;
-    s.h = rows(b.shared_h, T);
-    s.a = rows(b.shared_a, T);
-    s.a_scale = rows(b.shared_a_scale, T);
-    s.y = rows(b.shared_y, T);
-    run_mlp(ops, d, s);
-    skip1 = s.y;
-    if (config.shared_expert_gated()) {
-      const Tensor gate_logit = rows(b.shared_gate_logit, T);
-      if (packed) router_logits(packed->kernels.gemm, x, packed->shared_gate, gate_logit);
-      else router_logits(x, w.shared_gate, gate_logit);
-      skip1 = rows(b.shared_out, T);
-      apply_sigmoid_gate(gate_logit, s.y, skip1);
-    }
-    t.shared += ms_since(t0);
-  }
+  // 5. shared expert.
+  t0 = Clock::now();
+  const Tensor skip1 = run_shared_expert(ops, config, w, packed, x, b);
+  if (d.Is > 0) t.shared += ms_since(t0);
 
   // 6. combine: out = skip1 + sum_k topk_weight[t, k] * y[row of (t, k)], in slot order.
   t0 = Clock::now();

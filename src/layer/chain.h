@@ -85,6 +85,34 @@ ChainBuffers plan_chain_buffers(const MoeConfig& config, int64_t capacity);
 /// Bytes plan_chain_buffers(config, capacity) allocates (from chain_buffer_specs).
 int64_t chain_buffer_bytes(const MoeConfig& config, int64_t capacity);
 
+/// The float or quantised expert MLP (docs/layer.md §1, experts) over rows `x` routed to experts by `group_list`,
+/// written into `y`: the chain's routed experts, its shared expert, and an expert-parallel rank's experts.
+struct MlpArgs {
+  Tensor x;             // [R, H] model dtype or i8
+  Tensor x_scale;       // [R] f32 (quantised)
+  Tensor group_list;    // counts [G] / key-value [G, 2]; undefined = one group over every row
+  Tensor w13, w2;       // logical [G, H, 2W] / [G, W, H] views (undefined when packed)
+  const PackedGroupedWeights* w13_packed = nullptr;  // the same, packed (when the caller has them)
+  const PackedGroupedWeights* w2_packed = nullptr;
+  Tensor w13_scale, w2_scale, smooth2, alpha;
+  Tensor h, a, a_scale, y;  // h [R, 2W], a [R, W], a_scale [R], y [R, H] (dtypes of ChainBuffers)
+};
+void run_mlp(const ChainOps& ops, const MoeConfig& config, const MlpArgs& m);
+
+/// The weight members of MlpArgs for the routed experts of `w` (projections from `packed` when given, else `w`).
+MlpArgs routed_expert_weights(const LayerWeights& w, const PackedLayerWeights* packed);
+
+/// Step 3 of the chain: init_routing_v2 of x [T, H] by topk_idx [T, K] over the config's E experts (dropless,
+/// token-major; dynamic int8 with w's smooth scale 1 for the quantised chains), the counts in `counts_type` (1 per
+/// expert, 2 key-value), into `out`.
+void expand_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const Tensor& x,
+                   const Tensor& topk_idx, int64_t counts_type, const InitRoutingV2Result& out);
+
+/// Step 5 of the chain: the shared expert over x [T, H] (T <= b.capacity) into b's shared buffers; returns the
+/// combine's skip term (qwen2_moe: gated), undefined without a shared expert.
+Tensor run_shared_expert(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w,
+                         const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& b);
+
 /// out[T, H] = the layer on x[T, H] (T <= buffers.capacity), running the operators of `ops`. `packed`, when given,
 /// holds the projections and router packed (then `weights` need not hold the projections); otherwise they come from
 /// `weights`. Adds the time of each stage to `timings` (when given). `routing`, when given, receives views of

@@ -150,6 +150,7 @@ struct MoeLayer::Impl {
   std::vector<LayerRouting> part_routing;
   std::vector<uint8_t> expert_seen;  // [E]: experts with a token in the current chunk
   std::vector<uint8_t> part_seen;    // [E]: experts with a token in the current part of it
+  std::vector<int64_t> expert_tokens, cumulative_tokens;  // [E]: rows per expert, last forward and all of them
   int64_t chunk_fixed_bytes = 0;     // weights every chunk reads (fixed_bytes)
   int64_t per_expert_bytes = 0;
   LayerTimings timings;
@@ -158,7 +159,8 @@ struct MoeLayer::Impl {
 
   Impl(const MoeConfig& c, LayerWeights w, int threads)
       : config(c), weights(std::move(w)), threads(threads), buffers(size_t(threads)), part_timings(size_t(threads)),
-        part_routing(size_t(threads)), expert_seen(size_t(c.num_experts)), part_seen(size_t(c.num_experts)) {
+        part_routing(size_t(threads)), expert_seen(size_t(c.num_experts)), part_seen(size_t(c.num_experts)),
+        expert_tokens(size_t(c.num_experts), 0), cumulative_tokens(size_t(c.num_experts), 0) {
     per_expert_bytes = expert_bytes(c, weights);
     chunk_fixed_bytes = fixed_bytes(c);
     // Start the workers now, so that a forward starts none (and allocates nothing).
@@ -223,6 +225,8 @@ int MoeLayer::threads() const { return impl_->threads; }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return impl_->path; }
 std::string MoeLayer::kernel() const { return impl_->kernel; }
+const std::vector<int64_t>& MoeLayer::expert_tokens() const { return impl_->expert_tokens; }
+const std::vector<int64_t>& MoeLayer::cumulative_expert_tokens() const { return impl_->cumulative_tokens; }
 
 Tensor MoeLayer::forward(const Tensor& x, bool is_prefill, LayerRouting* routing) {
   check::rank(kOp, "x", x, 2);
@@ -265,6 +269,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   }
   if (fused && T > 0 && (!graph || m.fused.capacity < first.share)) m.fused = layer::plan_fused_buffers(c, first.share);
   int64_t chunks = 0, weight_bytes = 0, active = 0;
+  std::fill(m.expert_tokens.begin(), m.expert_tokens.end(), 0);
   LayerRouting all_routing;
   if (routing)
     all_routing = LayerRouting{Tensor::empty(DType::i32, {T, c.num_experts_per_tok}),
@@ -298,13 +303,17 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
       }
       const int32_t* e = idx.data_as<const int32_t>();
       for (int64_t i = 0; i < idx.numel(); ++i)
-        if (e[i] >= 0 && e[i] < c.num_experts) m.expert_seen[size_t(e[i])] = m.part_seen[size_t(e[i])] = 1;
+        if (e[i] >= 0 && e[i] < c.num_experts) {
+          m.expert_seen[size_t(e[i])] = m.part_seen[size_t(e[i])] = 1;
+          ++m.expert_tokens[size_t(e[i])];
+        }
       const int64_t part_active = std::count(m.part_seen.begin(), m.part_seen.end(), uint8_t(1));
       weight_bytes += m.chunk_fixed_bytes + part_active * m.per_expert_bytes;
     }
     active += std::count(m.expert_seen.begin(), m.expert_seen.end(), uint8_t(1));
     ++chunks;
   }
+  for (size_t e = 0; e < m.expert_tokens.size(); ++e) m.cumulative_tokens[e] += m.expert_tokens[e];
   if (!graph) {
     for (layer::ChainBuffers& b : m.buffers) b = layer::ChainBuffers{};
     m.fused = layer::FusedBuffers{};

@@ -35,8 +35,12 @@ PackedLayerWeights pack_layer_weights(LayerWeights& w) {
   PackedLayerWeights p;
   p.kernels.gemm = gemm::select_gemm_kernels();
   p.kernels.rows = rows::select_rows_kernels();
-  p.w13 = pack_projection(w.w13);
-  p.w2 = pack_projection(w.w2);
+  if (w.w13.size(0) > 0) {  // an expert-parallel rank may hold no routed experts: nothing to pack then
+    p.w13 = pack_projection(w.w13);
+    p.w2 = pack_projection(w.w2);
+  } else {
+    w.w13 = w.w2 = Tensor{};
+  }
   if (w.shared_w13.defined()) {
     p.shared_w13 = pack_projection(w.shared_w13);
     p.shared_w2 = pack_projection(w.shared_w2);

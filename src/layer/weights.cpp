@@ -78,12 +78,23 @@ Shapes shapes_of(const MoeConfig& c) {
   return Shapes{c.num_experts, c.hidden_size, c.moe_intermediate_size, c.shared_expert_width()};
 }
 
-LayerWeights allocate(const MoeConfig& c) {
-  const Shapes s = shapes_of(c);
+// The routed experts a load holds: every expert, or `subset` (global ids, in order) — an expert-parallel rank's.
+std::vector<int64_t> held_experts(const MoeConfig& c, const std::vector<int64_t>* subset) {
+  if (subset) return *subset;
+  std::vector<int64_t> all(size_t(c.num_experts));
+  for (int64_t e = 0; e < c.num_experts; ++e) all[size_t(e)] = e;
+  return all;
+}
+
+// Routed-expert tensors hold `held` experts (E without a subset); the router (and smooth scale 1, which routing
+// reads) every expert.
+LayerWeights allocate(const MoeConfig& c, int64_t held) {
+  Shapes s = shapes_of(c);
   const DType st = storage_dtype(c);
   LayerWeights w;
   w.router = Tensor::empty(c.dtype, {s.E, s.H});
   if (c.model_type == ModelType::deepseek_v3) w.router_bias = Tensor::zeros(DType::f32, {s.E});
+  s.E = held;
   w.w13 = Tensor::empty(st, {s.E, 2 * s.I, s.H});
   w.w2 = Tensor::empty(st, {s.E, s.H, s.I});
   if (quantised(c)) {
@@ -287,9 +298,10 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w) {
   }
 }
 
-LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool) {
+LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool, const std::vector<int64_t>* subset) {
   const Shapes s = shapes_of(c);
-  LayerWeights w = allocate(c);
+  const std::vector<int64_t> held = held_experts(c, subset);
+  LayerWeights w = allocate(c, int64_t(held.size()));
   const float sd_h = 1.0f / std::sqrt(float(s.H)), sd_i = 1.0f / std::sqrt(float(s.I));
   // For the quantised chains the float values are rounded to the model dtype first, so a quantised random layer
   // is exactly "a model-dtype checkpoint, quantised" (what `moefuse quantize` makes of one).
@@ -304,10 +316,11 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool)
   };
   std::vector<FillTask> tasks;
   tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, random_rows(stream(seed, 1, 0, sd_h), s.H)});
-  for (int64_t e = 0; e < s.E; ++e) {
-    tasks.push_back(FillTask{w.w13, w.w13_scale, e, 0, s.I, s.H, src(2, uint64_t(e), sd_h, s.H)});
-    tasks.push_back(FillTask{w.w13, w.w13_scale, e, s.I, s.I, s.H, src(3, uint64_t(e), sd_h, s.H)});
-    tasks.push_back(FillTask{w.w2, w.w2_scale, e, 0, s.H, s.I, src(4, uint64_t(e), sd_i, s.I)});
+  for (int64_t li = 0; li < int64_t(held.size()); ++li) {
+    const uint64_t e = uint64_t(held[size_t(li)]);  // the stream of global expert e, into slot li
+    tasks.push_back(FillTask{w.w13, w.w13_scale, li, 0, s.I, s.H, src(2, e, sd_h, s.H)});
+    tasks.push_back(FillTask{w.w13, w.w13_scale, li, s.I, s.I, s.H, src(3, e, sd_h, s.H)});
+    tasks.push_back(FillTask{w.w2, w.w2_scale, li, 0, s.H, s.I, src(4, e, sd_i, s.I)});
   }
   if (s.Is > 0) {
     const float sd_s = 1.0f / std::sqrt(float(s.Is));
@@ -326,14 +339,16 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool)
 }
 
 LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index, ThreadPool& pool,
-                                bool allow_non_finite) {
+                                bool allow_non_finite, const std::vector<int64_t>* subset) {
   const bool check = !allow_non_finite;
   if (layer_index < 0)
     throw ValueError("MoeLayer::from_checkpoint: layer_index: expected >= 0, got " + std::to_string(layer_index));
   const Shapes s = shapes_of(c);
   const std::string p = moe_prefix(c, layer_index);
   const ProjectionNames pn = projection_names(c);
-  LayerWeights w = allocate(c);
+  const std::vector<int64_t> held = held_experts(c, subset);
+  const int64_t n_held = int64_t(held.size());
+  LayerWeights w = allocate(c, n_held);
   std::vector<FillTask> tasks;
   // The router and the shared gate stay float (model dtype) in every chain.
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
@@ -341,11 +356,11 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
     throw TypeError(ck.path() + ": " + p + ".gate.weight: expected a float router weight, got i8");
   tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router),
                            ck.path() + ": " + p + ".gate.weight"});
-  for (int64_t e = 0; e < s.E; ++e) {
-    const std::string ep = p + ".experts." + std::to_string(e) + ".";
-    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, e, 0, s.I, s.H, "I", "H", tasks, check);
-    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, e, s.I, s.I, s.H, "I", "H", tasks, check);
-    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, e, 0, s.H, s.I, "H", "I", tasks, check);
+  for (int64_t li = 0; li < n_held; ++li) {  // global expert held[li] into slot li: only its tensors are read
+    const std::string ep = p + ".experts." + std::to_string(held[size_t(li)]) + ".";
+    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, li, 0, s.I, s.H, "I", "H", tasks, check);
+    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, li, s.I, s.I, s.H, "I", "H", tasks, check);
+    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, li, 0, s.H, s.I, "H", "I", tasks, check);
   }
   if (quantised(c)) {
     // Optional smooth scales: present for every expert or for none.
@@ -358,18 +373,23 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
           throw IoError(ck.path() + ": " + p + ".experts." + std::to_string(e) + "." + pn.gate +
                         ".smooth_scale: expected a tensor of this checkpoint (expert 0 has one), got none");
     }
-    const std::string first2 = p + ".experts.0." + pn.down + ".smooth_scale";
-    if (c.quant_mode == QuantMode::w8a8 && ck.has(first2)) {
-      w.smooth_scale2 = Tensor::empty(DType::f32, {s.E, s.I});
-      for (int64_t e = 0; e < s.E; ++e)
-        if (!load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".smooth_scale", s.I,
-                         w.smooth_scale2, e, check))
-          throw IoError(ck.path() + ": " + p + ".experts." + std::to_string(e) + "." + pn.down +
-                        ".smooth_scale: expected a tensor of this checkpoint (expert 0 has one), got none");
+    // Smooth scale 2 is per held expert: present for the first one, or for none.
+    const std::string first2 =
+        p + ".experts." + std::to_string(n_held > 0 ? held[0] : 0) + "." + pn.down + ".smooth_scale";
+    if (c.quant_mode == QuantMode::w8a8 && n_held > 0 && ck.has(first2)) {
+      w.smooth_scale2 = Tensor::empty(DType::f32, {n_held, s.I});
+      for (int64_t li = 0; li < n_held; ++li) {
+        const std::string e = std::to_string(held[size_t(li)]);
+        if (!load_vector(ck, p + ".experts." + e + "." + pn.down + ".smooth_scale", s.I, w.smooth_scale2, li, check))
+          throw IoError(ck.path() + ": " + p + ".experts." + e + "." + pn.down +
+                        ".smooth_scale: expected a tensor of this checkpoint (expert " + std::to_string(held[0]) +
+                        " has one), got none");
+      }
     }
     if (c.quant_mode == QuantMode::w8a8c8)
-      for (int64_t e = 0; e < s.E; ++e)
-        load_vector(ck, p + ".experts." + std::to_string(e) + "." + pn.down + ".clip_alpha", 1, w.clip_alpha, e, check);
+      for (int64_t li = 0; li < n_held; ++li)
+        load_vector(ck, p + ".experts." + std::to_string(held[size_t(li)]) + "." + pn.down + ".clip_alpha", 1,
+                    w.clip_alpha, li, check);
   }
   if (s.Is > 0) {
     const std::string sp = shared_prefix(c, p) + ".";

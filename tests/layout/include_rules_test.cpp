@@ -51,6 +51,7 @@ TEST(IncludeRules, EveryFolderIncludesOnlyWhatItMay) {
       {"src/ops", {"base", "kernels", "reference", "ops", "moefuse"}},
       {"src/io", {"base", "io", "moefuse"}},
       {"src/layer", {"base", "kernels", "reference", "ops", "layer", "moefuse"}},
+      {"src/ep", {"base", "kernels", "reference", "ops", "layer", "ep", "moefuse"}},
       {"python/src", {"", "moefuse"}},
       {"tools/moefuse", {"", "moefuse"}},
   };

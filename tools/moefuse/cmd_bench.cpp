@@ -22,6 +22,7 @@
 #include "bench_report.h"
 #include "commands.h"
 #include "common.h"
+#include "ep_commands.h"
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "moefuse/files.h"
@@ -45,6 +46,8 @@ struct BenchArgs {
   int64_t memory_bytes = 0;  // 0: MemAvailable
   double read_gbps = 0;      // 0: measured
   std::string json, plot;
+  bool ep = false;        // --ep: the expert-parallel layer under mpirun (ep_commands.h)
+  std::string placement;  // --placement (with --ep)
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -435,6 +438,12 @@ int bench(const BenchArgs& a) {
   for (const std::string& s : split_list(a.tokens)) tokens.push_back(std::stoll(s));
   std::sort(tokens.begin(), tokens.end());
   tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
+  if (a.ep) {
+    if (!a.presets.empty() || !a.plot.empty() || !a.quant.empty())
+      throw ValueError("--ep: expected one model (--config / --preset) without --presets, --quant or --plot, got " +
+                       std::string(!a.presets.empty() ? "--presets" : !a.plot.empty() ? "--plot" : "--quant"));
+    return bench_ep(EpBenchArgs{a.config, tokens, a.threads, a.iters, a.warmup, a.seed, a.placement, a.json});
+  }
   const std::vector<std::string> paths = distinct(split_list(a.paths));
   if (!a.presets.empty() && (!a.config.config_path.empty() || !a.config.preset.empty()))
     throw ValueError("--presets: expected no --config or --preset beside it, got " +
@@ -511,6 +520,11 @@ void add_bench_command(CLI::App& app, int& status) {
       ->check(positive_number_or_zero());
   cmd->add_option("--json", a->json, "Write the machine and the rows as JSON to this file");
   cmd->add_option("--plot", a->plot, "Draw time against tokens with the lower bounds: a .png or .svg file");
+  CLI::Option* ep = cmd->add_flag("--ep", a->ep,
+                                  "The expert-parallel layer under mpirun: per rank, the time of dispatch, experts and "
+                                  "combine and the bytes moved (--tokens per rank)");
+  cmd->add_option("--placement", a->placement, "With --ep: a JSON file {\"experts\": [[ranks of expert 0], ...]}")
+      ->needs(ep);
   cmd->callback([a, &status] { status = bench(*a); });
 }
 

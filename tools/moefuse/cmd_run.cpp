@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "ep_commands.h"
 
 namespace moefuse::cli {
 namespace {
@@ -66,6 +67,7 @@ int run(const LayerArgs& a) {
            {"chunks", timings.back().chunks},
            {"timings_ms", stages},
            {"tokens_per_second", tokens_per_s},
+           {"expert_tokens", Json{{"last", layer.expert_tokens()}, {"cumulative", layer.cumulative_expert_tokens()}}},
            {"checksum", Json{{"sum", sum.sum}, {"fnv1a64", hex64(sum.fnv1a64)}}},
            {"output", a.output.empty() ? Json(nullptr) : Json(a.output)}};
     print_json(j);
@@ -94,7 +96,13 @@ void add_run_command(CLI::App& app, int& status) {
   CLI::App* cmd = app.add_subcommand("run", "Run one MoE layer and report time per stage, tokens/s and a checksum");
   auto args = std::make_shared<LayerArgs>();
   add_layer_options(cmd, *args, "Timed forwards after the warm-up (default 3)");
-  cmd->callback([args, &status] { status = run(*args); });
+  // Expert parallelism (under mpirun; ep_commands.h).
+  auto ep = std::make_shared<bool>(false);
+  auto placement = std::make_shared<std::string>();
+  CLI::Option* ep_flag = cmd->add_flag("--ep", *ep, "Split the experts across the ranks of mpirun (expert parallel)");
+  cmd->add_option("--placement", *placement, "With --ep: a JSON file {\"experts\": [[ranks of expert 0], ...]}")
+      ->needs(ep_flag);
+  cmd->callback([args, ep, placement, &status] { status = *ep ? run_ep(*args, *placement) : run(*args); });
 }
 
 }  // namespace moefuse::cli
