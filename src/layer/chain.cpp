@@ -40,6 +40,14 @@ Shape counts_shape(const Dims& d, int64_t experts) {
 // A [rows, ...] view of the leading `n` rows.
 Tensor rows(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
 
+// An MLP's work tensors: the first n rows of each of its buffers.
+void set_work_rows(MlpArgs& m, const Tensor& h, const Tensor& a, const Tensor& a_scale, const Tensor& y, int64_t n) {
+  m.h = rows(h, n);
+  m.a = rows(a, n);
+  m.a_scale = rows(a_scale, n);
+  m.y = rows(y, n);
+}
+
 }  // namespace
 
 void run_mlp(const ChainOps& ops, const MoeConfig& config, const MlpArgs& m) {
@@ -268,10 +276,7 @@ Tensor run_shared_expert(const ChainOps& ops, const MoeConfig& config, const Lay
                   w.shared_w2);
   s.w13_scale = w.shared_w13_scale;
   s.w2_scale = w.shared_w2_scale;
-  s.h = rows(b.shared_h, T);
-  s.a = rows(b.shared_a, T);
-  s.a_scale = rows(b.shared_a_scale, T);
-  s.y = rows(b.shared_y, T);
+  set_work_rows(s, b.shared_h, b.shared_a, b.shared_a_scale, b.shared_y, T);
   run_mlp(ops, config, s);
   if (!config.shared_expert_gated()) return s.y;
   const Tensor gate_logit = rows(b.shared_gate_logit, T);
@@ -309,10 +314,7 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
   m.x = expanded_x;
   m.x_scale = expanded_scale;
   m.group_list = b.counts;
-  m.h = rows(b.h, R);
-  m.a = rows(b.a, R);
-  m.a_scale = rows(b.a_scale, R);
-  m.y = rows(b.y, R);
+  set_work_rows(m, b.h, b.a, b.a_scale, b.y, R);
   run_mlp(ops, config, m);
   t.experts += ms_since(t0);
 

@@ -20,9 +20,7 @@ namespace moefuse {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::Family;
-using testing::kFamilies;
-using testing::model_dir;
+using namespace testing;  // the model families' test folders (Family, kFamilies, model_dir), the temp directory
 
 bool int8_chain_allows(DType d, QuantMode q) { return q == QuantMode::w8a8 ? d != DType::f32 : d == DType::bf16; }
 

@@ -21,27 +21,24 @@ constexpr Stage kStages[] = {{"router", &LayerTimings::router},   {"gating", &La
                              {"total", &LayerTimings::total}};
 
 int run(const LayerArgs& a) {
-  const LoadedConfig lc = load_layer_config(a);
-  OutputSet files;
-  add_layer_files(files, a);
-  const Input in = make_input(a, lc.config);
-  MoeLayer layer = make_layer(a, lc);
+  LayerJob job(a);
+  MoeLayer& layer = job.layer;
 
   std::vector<LayerTimings> timings;
   Tensor y;
   {
     Progress progress("run", a.iters + 1);
-    y = layer.forward(in.x, a.prefill);  // warm-up: plans the graph-mode workspaces, touches the weights
+    y = layer.forward(job.in.x, a.prefill);  // warm-up: plans the graph-mode workspaces, touches the weights
     progress.step();
     for (int i = 0; i < a.iters; ++i) {
-      layer.forward_out(in.x, a.prefill, y);
+      layer.forward_out(job.in.x, a.prefill, y);
       timings.push_back(layer.last_timings());
       progress.step();
     }
   }
   const Checksum sum = checksum(y);
-  if (!a.output.empty()) write_output(files.staging("--output"), y);
-  files.commit();
+  if (!a.output.empty()) write_output(job.files.staging("--output"), y);
+  job.files.commit();
 
   Json stages = Json::object();
   for (const Stage& s : kStages) {
@@ -51,11 +48,11 @@ int run(const LayerArgs& a) {
                           {"min", *std::min_element(v.begin(), v.end())},
                           {"max", *std::max_element(v.begin(), v.end())}};
   }
-  const int64_t T = in.x.size(0);
+  const int64_t T = job.in.x.size(0);
   const double total_ms = stages["total"]["median"].get<double>();
   const double tokens_per_s = T > 0 && total_ms > 0 ? double(T) / (total_ms / 1000.0) : 0.0;
 
-  const Json model = describe_model(lc), execution = describe_execution(a, layer, in);
+  const Json model = describe_model(job.lc), execution = describe_execution(a, layer, job.in);
   if (a.json) {
     Json j{{"command", "run"},
            {"version", MOEFUSE_VERSION},
@@ -86,7 +83,7 @@ int run(const LayerArgs& a) {
   std::printf("checksum:   sum %.17g, fnv1a64 %s\n", sum.sum, hex64(sum.fnv1a64).c_str());
   if (!a.output.empty())
     std::printf("output:     %s (float32 [%lld, %lld])\n", a.output.c_str(), static_cast<long long>(T),
-                static_cast<long long>(lc.config.hidden_size));
+                static_cast<long long>(job.lc.config.hidden_size));
   return 0;
 }
 

@@ -61,28 +61,25 @@ MoeLayer with_fault(const LayerArgs& a, const MoeConfig& config, MoeLayer layer)
 }
 
 int verify(const LayerArgs& a) {
-  const LoadedConfig lc = load_layer_config(a);
-  OutputSet files;
-  add_layer_files(files, a);
-  const Input in = make_input(a, lc.config);
-  MoeLayer layer = make_layer(a, lc);
+  LayerJob job(a);
+  MoeLayer& layer = job.layer;
   // The oracle's weights: the layer's own, unpacked (bitwise what it was given).
   const LayerWeights oracle_weights = layer.weights();
-  layer = with_fault(a, lc.config, std::move(layer));
+  layer = with_fault(a, job.lc.config, std::move(layer));
 
   Tensor y;
   int64_t repeat_mismatched = 0;
   {
     Progress progress("verify", a.iters + 1);
     LayerRouting layer_routing;
-    y = layer.forward(in.x, a.prefill, &layer_routing);
+    y = layer.forward(job.in.x, a.prefill, &layer_routing);
     progress.step();
     for (int i = 1; i < a.iters; ++i) {
-      repeat_mismatched += compare(layer.forward(in.x, a.prefill), y).mismatched;
+      repeat_mismatched += compare(layer.forward(job.in.x, a.prefill), y).mismatched;
       progress.step();
     }
     LayerRouting reference_routing;
-    const Tensor reference = reference_layer_forward(lc.config, oracle_weights, in.x, &reference_routing);
+    const Tensor reference = reference_layer_forward(job.lc.config, oracle_weights, job.in.x, &reference_routing);
     progress.step();
 
     const Comparison out = compare(y, reference);
@@ -92,17 +89,17 @@ int verify(const LayerArgs& a) {
     const bool finite = out.non_finite == 0;
     const bool pass = out.mismatched == 0 && repeat_mismatched == 0 && routing_matched && finite;
     const Checksum sum = checksum(y);
-    if (!a.output.empty()) write_output(files.staging("--output"), y);
-    files.commit();
+    if (!a.output.empty()) write_output(job.files.staging("--output"), y);
+    job.files.commit();
 
-    const Json model = describe_model(lc), execution = describe_execution(a, layer, in);
+    const Json model = describe_model(job.lc), execution = describe_execution(a, layer, job.in);
     if (a.json) {
       Json j{{"command", "verify"},
              {"version", MOEFUSE_VERSION},
              {"model", model},
              {"execution", execution},
              {"iters", a.iters},
-             {"tokens", in.x.size(0)},
+             {"tokens", job.in.x.size(0)},
              {"reference", "reference_layer_forward"},
              {"tolerance", Json{{"max_abs_error", 0}, {"mismatched_elements", 0}, {"kind", "bitwise"}}},
              {"elements", out.elements},

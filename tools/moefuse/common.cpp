@@ -282,4 +282,9 @@ void Progress::draw() const {
   std::fflush(stderr);
 }
 
+LayerJob::LayerJob(const LayerArgs& a)
+    : lc(load_layer_config(a)),
+      in((add_layer_files(files, a), make_input(a, lc.config))),
+      layer(make_layer(a, lc)) {}
+
 }  // namespace moefuse::cli

@@ -86,6 +86,16 @@ Input make_input(const LayerArgs& a, const MoeConfig& config);
 /// shapes when the config came from one).
 MoeLayer make_layer(const LayerArgs& a, const LoadedConfig& config);
 
+/// What run and verify start from, made in this order: the config (load_layer_config), the output files, checked
+/// against the inputs before any work (add_layer_files), the input tokens and the layer.
+struct LayerJob {
+  explicit LayerJob(const LayerArgs& a);
+  LoadedConfig lc;
+  OutputSet files;
+  Input in;
+  MoeLayer layer;
+};
+
 /// The checksum of an output tensor: the sum of its values widened to fp32 (added in double, row-major order) and
 /// the 64-bit FNV-1a hash of its bytes in its own dtype, row-major.
 struct Checksum {
