@@ -144,12 +144,7 @@ def npu_moe_init_routing_v2(x, expert_idx, *, scale=None, offset=None, active_nu
     op = "init_routing_v2"
     kind = kind_of(x)
     xt = to_tensor(x, op, "x")
-    x_dtype_name = None
-    if x_dtype is not None:
-        x_dtype_name = dtype_to_moefuse(x_dtype)
-        if x_dtype_name is None:
-            raise ValueError(f"{op}: x_dtype: expected none or x's dtype ({xt.dtype}), got "
-                             f"{describe_dtype_arg(x_dtype)}")
+    x_dtype_name = _optional_dtype_name(x_dtype, op, "x_dtype", f"none or x's dtype ({xt.dtype})", ValueError)
     r = _core.init_routing_v2(
         xt, to_tensor(expert_idx, op, "expert_idx"), to_optional_tensor(scale, op, "scale"),
         to_optional_tensor(offset, op, "offset"), to_int(active_num, op, "active_num"),
@@ -217,6 +212,17 @@ def _int_array(value, op: str, arg: str) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def _optional_dtype_name(value, op, arg, expected, error=TypeError):
+    """The moefuse name of an optional dtype argument: None when not given; `error` "<op>: <arg>: expected
+    <expected>, got ..." when it is no dtype moefuse knows."""
+    if value is None:
+        return None
+    name = dtype_to_moefuse(value)
+    if name is None:
+        raise error(f"{op}: {arg}: expected {expected}, got {describe_dtype_arg(value)}")
+    return name
+
+
 def _check_dtype_arg(value, tensor, op: str, arg: str, tensor_name: str) -> None:
     """torch_npu's x_dtype / weight_dtype / ... reinterpret storage (int4, fp8, hifloat8): moefuse has no such
     formats, so they must be None or the tensor's own dtype."""
@@ -263,12 +269,7 @@ def npu_grouped_matmul(x, weight, *, bias=None, scale=None, offset=None, antiqua
         gl = to_tensor(_int_array(group_list, op, "group_list"), op, "group_list")
     else:
         gl = to_tensor(group_list, op, "group_list")
-    out_name = None
-    if output_dtype is not None:
-        out_name = dtype_to_moefuse(output_dtype)
-        if out_name is None:
-            raise TypeError(f"{op}: output_dtype: expected a dtype moefuse supports ({SUPPORTED}), got "
-                            f"{describe_dtype_arg(output_dtype)}")
+    out_name = _optional_dtype_name(output_dtype, op, "output_dtype", f"a dtype moefuse supports ({SUPPORTED})")
     _check_dtype_arg(x_dtype, xt, op, "x_dtype", "x")
     _check_dtype_arg(weight_dtype, wt, op, "weight_dtype", "weight")
     _check_dtype_arg(scale_dtype, scale_t, op, "scale_dtype", "scale")
