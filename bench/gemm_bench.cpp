@@ -1,4 +1,4 @@
-// GEMM kernel benchmarks: every variant the machine supports, every weight dtype, on the model shapes
+// GEMM kernel benchmarks: every variant the machine supports, every weight dtype (int4 group-wise too, 2048 x 2048), on the model shapes
 // (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64, 512), single-threaded (the layer runs one kernel call
 // per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB (packed weights +
 // A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak of the matching
@@ -202,6 +202,35 @@ void BM_hot_tile(benchmark::State& st, GemmKernels k, DType dt, int64_t M) {
   st.SetLabel(dt == DType::i8 ? k.s8.name : k.float_kernel(dt).name);
 }
 
+// int4 group-wise weights (W4A16): packed copies of one random int4 [K, N] matrix with fp16 scales, enough to exceed
+// 96 MB; the kernel of group size G. GB counts the packed bytes (nibbles, scales and zero biases).
+void BM_u4(benchmark::State& st, GemmKernels k, int64_t G, int64_t M, int64_t K, int64_t N) {
+  std::mt19937 gen(5);
+  std::uniform_int_distribution<int> nib(0, 15);
+  std::vector<uint8_t> q(size_t(K * N)), zero(size_t(K / G * N));
+  std::vector<float> scale(zero.size());
+  for (uint8_t& v : q) v = uint8_t(nib(gen));
+  for (size_t i = 0; i < zero.size(); ++i) {
+    zero[i] = uint8_t(nib(gen));
+    scale[i] = to_f32(to_f16(0.01f + 0.001f * float(i % 7)));
+  }
+  const gemm::Int4Source src{q.data(), N, 1, scale.data(), zero.data(), N, 1};
+  std::vector<PackedWeights> copies;
+  copies.push_back(gemm::pack_weights_u4(src, K, N, G));
+  while (copies.size() * copies[0].data_bytes() < (size_t(96) << 20)) copies.push_back(gemm::pack_weights_u4(src, K, N, G));
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
+  const gemm::GemmFloatKernel& kern = k.kernel_for(copies[0]);
+  size_t i = 0;
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    const PackedWeights& pw = copies[i++ % copies.size()];
+    kern.fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, copies[0], M, 4, g_peak_float, thread_seconds() - t0);
+  st.SetLabel(kern.name);
+}
+
 std::string variant_name(const GemmKernels& k) { return k.vnni ? "avx512vnni" : std::string(isa_name(k.isa)); }
 
 void register_all() {
@@ -226,6 +255,17 @@ void register_all() {
                                "/" + variant_name(k) + "/M:" + std::to_string(M) + "/N:32/K:256";
       benchmark::RegisterBenchmark(name.c_str(), BM_hot_tile, k, dt, M);
     }
+  }
+
+  for (const GemmKernels& k : variants) {
+    if (k.vnni) continue;
+    for (int64_t G : {32, 128})
+      for (int64_t M : {1, 8, 64}) {
+        if (k.isa == Isa::scalar && M > 8) continue;
+        const std::string name = "u4g" + std::to_string(G) + "w/" + variant_name(k) + "/K:2048/N:2048/M:" +
+                                 std::to_string(M);
+        benchmark::RegisterBenchmark(name.c_str(), BM_u4, k, G, M, int64_t(2048), int64_t(2048));
+      }
   }
 
   struct KN {
