@@ -4,17 +4,23 @@
 // same tokens through both and prints the per-token cosine similarity of the outputs (mean and minimum over tokens).
 // The preset's H, I, K, scoring and shared expert are kept; E is capped (--experts, default 16; deepseek-v3's
 // groups shrink with it) so that every preset fits in memory: each token's output is a weighted sum of K expert
-// MLPs, whose int4 error does not depend on E.
+// MLPs, whose int4 error does not depend on E. A second table does the same for one expert MLP of each preset's
+// H and I on Gaussian weights (N(0, 1/fan_in), bf16, written to a temporary checkpoint and quantised on load),
+// whose tails make int4's error larger than the uniform random weights'.
 //
-//   int4_accuracy [--tokens 64] [--experts 16] [--threads 0]
+//   int4_accuracy [--tokens 64] [--experts 16] [--threads 0] [--gaussian-only]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <random>
 #include <string>
+#include <unistd.h>
 
 #include "moefuse/config.h"
+#include "moefuse/io.h"
 #include "moefuse/layer.h"
 
 using namespace moefuse;
@@ -44,19 +50,79 @@ Cosine token_cosine(const Tensor& a, const Tensor& b) {
   return c;
 }
 
+Tensor gaussian(std::mt19937_64& gen, int64_t rows, int64_t cols) {
+  std::normal_distribution<float> n(0.0f, 1.0f / std::sqrt(float(cols)));
+  Tensor t = Tensor::empty(DType::bf16, {rows, cols});
+  for (int64_t i = 0; i < rows * cols; ++i) t.data_as<bfloat16>()[i] = to_bf16(n(gen));
+  return t;
+}
+
+// One expert (E = K = 1: the output is that expert's MLP) of H x I on Gaussian weights.
+void gaussian_table(int64_t tokens, int threads) {
+  std::printf("\n| one expert MLP, Gaussian weights | H | I | G = 128 sym | G = 128 asym | G = 32 sym | G = 32 asym |\n"
+              "|---|---|---|---|---|---|---|\n");
+  const std::string file =
+      (std::filesystem::temp_directory_path() / ("int4_accuracy_" + std::to_string(getpid()) + ".safetensors")).string();
+  for (const std::string& name : preset_names()) {
+    const MoeConfig p = load_preset(name);
+    MoeConfig f;  // olmoe naming, one expert, no shared expert
+    f.num_experts = 1;
+    f.num_experts_per_tok = 1;
+    f.hidden_size = p.hidden_size;
+    f.moe_intermediate_size = p.moe_intermediate_size;
+    validate(f, name);
+    std::mt19937_64 gen(7);
+    const int64_t H = f.hidden_size, I = f.moe_intermediate_size;
+    const std::string e = "model.layers.0.mlp.experts.0.";
+    write_safetensors(file, {{"model.layers.0.mlp.gate.weight", gaussian(gen, 1, H)},
+                             {e + "gate_proj.weight", gaussian(gen, I, H)},
+                             {e + "up_proj.weight", gaussian(gen, I, H)},
+                             {e + "down_proj.weight", gaussian(gen, H, I)}});
+    const Checkpoint ck(file);
+    const Tensor x = random_tokens(tokens, H, 2, f.dtype);
+    const Tensor want = MoeLayer::from_checkpoint(f, ck, 0, {.threads = threads}).forward(x, true);
+    std::printf("| %s | %lld | %lld |", name.c_str(), static_cast<long long>(H), static_cast<long long>(I));
+    for (int64_t G : {128, 32})
+      for (bool sym : {true, false}) {
+        MoeConfig q = f;
+        q.quant_mode = QuantMode::w4a16;
+        q.quant_group_size = G;
+        q.quant_symmetric = sym;
+        validate(q, name);
+        const Cosine c = token_cosine(MoeLayer::from_checkpoint(q, ck, 0, {.threads = threads}).forward(x, true), want);
+        std::printf(" %.4f (min %.4f) |", c.mean, c.min);
+        std::fflush(stdout);
+      }
+    std::printf("\n");
+  }
+  std::filesystem::remove(file);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t tokens = 64, experts = 16;
   int threads = 0;
+  bool gaussian_only = false;
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--gaussian-only")) {
+      gaussian_only = true;
+      for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+      --argc;
+      break;
+    }
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--experts")) experts = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: int4_accuracy [--tokens N] [--experts E] [--threads N]\n");
+      std::fprintf(stderr, "usage: int4_accuracy [--tokens N] [--experts E] [--threads N] [--gaussian-only]\n");
       return 2;
     }
+  }
+  if (gaussian_only) {
+    gaussian_table(tokens, threads);
+    return 0;
   }
   std::printf("| preset | H | I | G = 128 sym | G = 128 asym | G = 32 sym | G = 32 asym |\n|---|---|---|---|---|---|---|\n");
   for (const std::string& name : preset_names()) {
@@ -88,5 +154,6 @@ int main(int argc, char** argv) {
       }
     std::printf("\n");
   }
+  gaussian_table(tokens, threads);
   return 0;
 }
