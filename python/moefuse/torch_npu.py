@@ -8,18 +8,6 @@ exactly the operators moefuse implements, with torch_npu's signatures; anything 
 npu_format_cast, streams, ...) is absent, so that unsupported calls fail loudly with AttributeError.
 """
 
-from .ops import (  # noqa: F401 - re-exported
-    npu_clipped_swiglu,
-    npu_dequant_swiglu_quant,
-    npu_grouped_matmul,
-    npu_moe_finalize_routing,
-    npu_moe_gating_top_k,
-    npu_moe_gating_top_k_softmax,
-    npu_moe_gating_top_k_softmax_v2,
-    npu_moe_init_routing,
-    npu_moe_init_routing_v2,
-    npu_swiglu,
-    npu_swiglu_clip_quant,
-)
+from .ops import *  # noqa: F401,F403 - re-exported: exactly ops.__all__
 
 from .ops import __all__  # exactly the operators moefuse implements, nothing else

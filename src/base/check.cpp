@@ -1,5 +1,7 @@
 #include "base/check.h"
 
+#include <sstream>
+
 namespace moefuse::check {
 
 std::string message(std::string_view op, std::string_view arg, std::string_view expected, std::string_view given) {
@@ -15,6 +17,12 @@ void fail_value(std::string_view op, std::string_view arg, std::string_view expe
 
 void fail_type(std::string_view op, std::string_view arg, std::string_view expected, std::string_view given) {
   throw TypeError(message(op, arg, expected, given));
+}
+
+std::string number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
 }
 
 std::string dtype_list(std::initializer_list<DType> allowed) {

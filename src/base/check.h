@@ -24,6 +24,9 @@ std::string message(std::string_view op, std::string_view arg, std::string_view 
 [[noreturn]] void fail_type(std::string_view op, std::string_view arg, std::string_view expected,
                             std::string_view given);
 
+/// A scalar argument's value as messages print it (ostream's default form: "0.5", "1e+30", "inf", "nan").
+std::string number(double v);
+
 /// "f32, bf16 or f16"
 std::string dtype_list(std::initializer_list<DType> allowed);
 

@@ -5,18 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "moefuse/machine.h"
+
 namespace moefuse::probe {
-
-/// One CPU this process may run on.
-struct CpuSlot {
-  int cpu = 0;   // the OS's CPU number
-  int core = 0;  // the physical core (package and core id): SMT siblings share it
-  int llc = 0;   // the last-level-cache domain (the lowest CPU number sharing that cache)
-};
-
-/// The CPUs of this process's affinity mask, in CPU order; a CPU whose sysfs entries are unreadable is its own core
-/// and shares LLC domain 0.
-std::vector<CpuSlot> allowed_cpus();
 
 /// n CPUs filling one LLC domain before the next (domains in order of their first CPU), one CPU per core before
 /// any SMT sibling; fewer when there are fewer CPUs.

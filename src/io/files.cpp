@@ -37,17 +37,6 @@ struct Fd {
 
 }  // namespace
 
-std::string file_kind(unsigned mode) {
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISLNK(mode)) return "a symbolic link";
-  return "a special file";
-}
-
 namespace {
 
 // Opens `path` for reading without ever blocking: O_NONBLOCK makes open() of a FIFO return at once (a plain open
@@ -98,14 +87,6 @@ std::string read_whole_file(const std::string& path, std::string_view who, uint6
   return out;
 }
 
-void check_replaceable(const std::string& path, std::string_view who) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return;  // nothing there (or unreachable: the write itself will say)
-  // A directory cannot be renamed over (the rename itself fails and says so); anything else must be a regular file.
-  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-    fail_io(who, path, "a regular file or a new file name", file_kind(st.st_mode));
-}
-
 MappedFile::MappedFile(const std::string& path, std::string_view who) : path_(path) {
   Fd f;
   size_ = size_t(open_regular(f, path, who, "a regular file"));
@@ -143,43 +124,6 @@ void MappedFile::read_at(uint64_t offset, void* dst, size_t n, std::string_view 
   }
 }
 
-void write_file_atomic(const std::string& path, std::string_view who,
-                       const std::function<void(const ByteSink&)>& fill) {
-  static std::atomic<unsigned> counter{0};
-  check_replaceable(path, who);
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
-  Fd f;
-  do f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  while (f.fd < 0 && errno == EINTR);
-  if (f.fd < 0) fail_io(who, path, "a writable location", errno);
-  try {
-    ByteSink sink = [&](const void* data, size_t size) {
-      const char* p = static_cast<const char*>(data);
-      while (size > 0) {
-        ssize_t n = ::write(f.fd, p, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_io(who, path, "a successful write", errno);
-        p += n;
-        size -= size_t(n);
-      }
-    };
-    fill(sink);
-    if (::fsync(f.fd) != 0) fail_io(who, path, "a successful write", errno);
-    int fd = f.fd;
-    f.fd = -1;
-    if (::close(fd) != 0) fail_io(who, path, "a successful write", errno);
-    check_replaceable(path, who);  // again: something may have appeared there while the file was written
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail_io(who, path, "a file that can be replaced", errno);
-  } catch (...) {
-    if (f.fd >= 0) {
-      ::close(f.fd);
-      f.fd = -1;
-    }
-    ::unlink(tmp.c_str());
-    throw;
-  }
-}
-
 std::string escape_for_message(std::string_view s, size_t max) {
   static const char* hex = "0123456789abcdef";
   std::string out;
@@ -212,3 +156,64 @@ std::string quote_for_message(std::string_view s, size_t max) {
 }
 
 }  // namespace moefuse::io_detail
+
+// The public part (moefuse/files.h).
+namespace moefuse {
+
+std::string file_kind(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "a special file";
+}
+
+void check_replaceable(const std::string& path, std::string_view who) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;  // nothing there (or unreachable: the write itself will say)
+  // A directory cannot be renamed over (the rename itself fails and says so); anything else must be a regular file.
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    io_detail::fail_io(who, path, "a regular file or a new file name", file_kind(st.st_mode));
+}
+
+void write_file_atomic(const std::string& path, std::string_view who,
+                       const std::function<void(const ByteSink&)>& fill) {
+  static std::atomic<unsigned> counter{0};
+  check_replaceable(path, who);
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+  io_detail::Fd f;
+  do f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  while (f.fd < 0 && errno == EINTR);
+  if (f.fd < 0) io_detail::fail_io(who, path, "a writable location", errno);
+  try {
+    ByteSink sink = [&](const void* data, size_t size) {
+      const char* p = static_cast<const char*>(data);
+      while (size > 0) {
+        ssize_t n = ::write(f.fd, p, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) io_detail::fail_io(who, path, "a successful write", errno);
+        p += n;
+        size -= size_t(n);
+      }
+    };
+    fill(sink);
+    if (::fsync(f.fd) != 0) io_detail::fail_io(who, path, "a successful write", errno);
+    int fd = f.fd;
+    f.fd = -1;
+    if (::close(fd) != 0) io_detail::fail_io(who, path, "a successful write", errno);
+    check_replaceable(path, who);  // again: something may have appeared there while the file was written
+    if (::rename(tmp.c_str(), path.c_str()) != 0) io_detail::fail_io(who, path, "a file that can be replaced", errno);
+  } catch (...) {
+    if (f.fd >= 0) {
+      ::close(f.fd);
+      f.fd = -1;
+    }
+    ::unlink(tmp.c_str());
+    throw;
+  }
+}
+
+}  // namespace moefuse

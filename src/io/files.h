@@ -13,22 +13,21 @@
 #include <string>
 #include <string_view>
 
+#include "moefuse/files.h"
+
 namespace moefuse::io_detail {
+
+// The writers' part is public (moefuse/files.h).
+using moefuse::ByteSink;
+using moefuse::check_replaceable;
+using moefuse::file_kind;
+using moefuse::write_file_atomic;
 
 /// The whole file, of at most `max_bytes` bytes (checked from its size before reading, and again while reading).
 /// Throws IoError "<who>: <path>: expected a readable file, got <reason>" (a directory included), "... expected a
 /// regular file, got a FIFO" (socket, character device, block device), or "... expected a file of at most
 /// <max_bytes> bytes, got <size> bytes".
 std::string read_whole_file(const std::string& path, std::string_view who, uint64_t max_bytes = UINT64_MAX);
-
-/// The kind of a file for messages: "a regular file", "a directory", "a FIFO", "a socket", "a character device",
-/// "a block device", "a symbolic link" or "a special file".
-std::string file_kind(unsigned mode);
-
-/// Throws IoError "<who>: <path>: expected a regular file or a new file name, got <kind>" when `path` exists (a
-/// symbolic link is followed) and is a device, FIFO or socket: what every writer checks before it replaces `path`
-/// (a directory is left to the rename, which fails: "expected a file that can be replaced, got Is a directory").
-void check_replaceable(const std::string& path, std::string_view who);
 
 /// A read-only private mapping of a whole regular file (nullptr data for an empty file), and the open file for
 /// reads that cannot fault. Unmapped and closed when destroyed.
@@ -56,16 +55,6 @@ class MappedFile {
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
 };
-
-/// Receives the bytes of a file being written, in order.
-using ByteSink = std::function<void(const void* data, size_t size)>;
-
-/// Writes `path` atomically: `fill` streams the contents into a temporary file next to `path`, which is flushed to
-/// disk and renamed over `path`. If anything fails (an exception from `fill` included), the temporary file is
-/// removed and the error propagates; `path` is then untouched. I/O failures throw IoError
-/// "<who>: <path>: expected <what>, got <reason>"; an existing `path` that is not a regular file is refused
-/// (check_replaceable), before anything is written and again before the rename.
-void write_file_atomic(const std::string& path, std::string_view who, const std::function<void(const ByteSink&)>& fill);
 
 /// Text from a file made safe for an error message: printable ASCII kept, '"' and '\\' escaped, other bytes as
 /// \xNN, cut after `max` characters with "...".

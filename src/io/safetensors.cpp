@@ -1,4 +1,6 @@
 // safetensors: reader (mmap + strict header validation), writer (atomic), sharded writer, Checkpoint.
+// Over 500 lines: the reader's validation rules and the writers share the format's private helpers (dtype table,
+// header encoding); each rule is a few lines next to the others.
 #include <algorithm>
 #include <cstring>
 #include <filesystem>

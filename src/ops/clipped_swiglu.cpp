@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 
 #include "base/check.h"
 #include "base/groups.h"
@@ -13,11 +12,7 @@ namespace {
 
 constexpr const char* kOp = "clipped_swiglu";
 
-std::string number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
+using check::number;
 
 // The validated arguments, ready for the reference.
 struct Plan {

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 
 #include "base/check.h"
 #include "base/groups.h"
@@ -15,11 +14,7 @@ namespace {
 constexpr const char* kOp = "dequant_swiglu_quant";
 constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
-std::string number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
+using check::number;
 
 std::string dims(std::initializer_list<int64_t> d) { return Shape(d).str(); }
 

@@ -8,6 +8,7 @@
 #include "base/elements.h"
 #include "base/scratch.h"
 #include "kernels/rows/rows.h"
+#include "ops/fast_path_declines.h"
 #include "reference/finalize_routing.h"
 
 namespace moefuse {
@@ -203,7 +204,7 @@ void finalize_rows(const FinalizeArgs& a, int64_t n0, int64_t n1) {
 
 void run(const Tensor& rows, const Tensor& skip1, const Tensor& skip2, const Tensor& bias, const Tensor& scales,
          const Tensor& src_to_dst, const Tensor& expert_ids, int64_t drop_pad_mode, int64_t K, const Tensor& out) {
-  if (!h_contiguous(rows) || !h_contiguous(skip1) || !h_contiguous(skip2) || !h_contiguous(bias))
+  if (finalize_routing_fast_path_declines(rows, skip1, skip2, bias))
     return reference::finalize_routing(rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode, K,
                                        out);
   const FinalizeArgs a{rows, skip1, skip2, bias, scales, src_to_dst, expert_ids, drop_pad_mode <= 1, K, out,
@@ -219,6 +220,15 @@ void run(const Tensor& rows, const Tensor& skip1, const Tensor& skip2, const Ten
 }
 
 }  // namespace
+
+const char* finalize_routing_fast_path_declines(const Tensor& rows, const Tensor& skip1, const Tensor& skip2,
+                                                const Tensor& bias) {
+  if (!h_contiguous(rows)) return "expanded_permuted_rows' last dim is not contiguous";
+  if (!h_contiguous(skip1)) return "skip1's last dim is not contiguous";
+  if (!h_contiguous(skip2)) return "skip2's last dim is not contiguous";
+  if (!h_contiguous(bias)) return "bias's last dim is not contiguous";
+  return nullptr;
+}
 
 Tensor finalize_routing(const Tensor& expanded_permuted_rows, const Tensor& skip1, const Tensor& skip2,
                         const Tensor& bias, const Tensor& scales, const Tensor& expanded_src_to_dst_row,

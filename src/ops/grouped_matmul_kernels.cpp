@@ -1,3 +1,7 @@
+// grouped_matmul's GEMM-kernel execution (grouped_matmul_kernels.h): packed grouped weights, the plan of (group x row
+// block x column block) tasks and its scratch carving, the row widening, and the float and int8 task bodies with
+// their epilogues. Over 500 lines because the task bodies share the plan's private types and the epilogue order;
+// split apart they would need those types in a header nobody else should see.
 #include "ops/grouped_matmul_kernels.h"
 
 #include <algorithm>

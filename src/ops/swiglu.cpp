@@ -7,6 +7,7 @@
 #include "base/default_pool.h"
 #include "base/scratch.h"
 #include "kernels/rows/rows.h"
+#include "ops/fast_path_declines.h"
 #include "reference/swiglu.h"
 
 namespace moefuse {
@@ -34,7 +35,7 @@ int checked_dim(const Tensor& x, int64_t dim, Shape& out_shape) {
 // (rounding to x's dtype; chosen once per call), blocks of rows spread over the operators' pool (rows are
 // independent, so the bits are the reference's); other layouts go to the reference.
 void run(const Tensor& x, int d, const Tensor& out) {
-  if (x.dim() != 2 || d != 1 || x.stride(1) != 1) {
+  if (swiglu_fast_path_declines(x, d)) {
     reference::swiglu(x, d, out);
     return;
   }
@@ -60,6 +61,13 @@ void run(const Tensor& x, int d, const Tensor& out) {
 }
 
 }  // namespace
+
+const char* swiglu_fast_path_declines(const Tensor& x, int dim) {
+  if (x.dim() != 2) return "x is not 2-D";
+  if (dim != 1) return "the split is not along the last dim";
+  if (x.stride(1) != 1) return "x's last dim is not contiguous";
+  return nullptr;
+}
 
 Tensor swiglu(const Tensor& x, int64_t dim) {
   Shape out_shape;

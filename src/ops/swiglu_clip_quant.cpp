@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 
 #include "base/check.h"
 #include "base/elements.h"
@@ -14,11 +13,7 @@ namespace {
 
 constexpr const char* kOp = "swiglu_clip_quant";
 
-std::string number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
+using check::number;
 
 void check_args(const Tensor& x, const Tensor& group_index, const Tensor& group_alpha, const SwigluClipQuantOptions& o,
                 Shape& y_shape, Shape& scale_shape) {

@@ -16,6 +16,7 @@
 #include "kernels/gemm/gemm.h"
 #include "moefuse/config.h"
 #include "moefuse/layer.h"
+#include "util/configs.h"
 
 #ifdef MOEFUSE_CLI_PATH
 
@@ -63,17 +64,9 @@ size_t count(const std::string& text, const std::string& what) {
   return n;
 }
 
-// The small config (tests/cli/cli_runner.h) as the bench plans it: E 8, K 2, H 64, I 32, bf16.
+// The small model of tests/cli/cli_runner.h (tiny_config) as the bench plans it: E 8, K 2, H 64, I 32, bf16.
 MoeConfig small(QuantMode q, bool superkernel) {
-  MoeConfig c;
-  c.model_type = ModelType::olmoe;
-  c.num_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  c.norm_topk_prob = false;
-  c.dtype = DType::bf16;
-  c.quant_mode = q;
+  MoeConfig c = testing::tiny_config(DType::bf16, q);
   c.enable_superkernel = superkernel;
   return c;
 }

@@ -19,6 +19,7 @@
 #include "moefuse/error.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
+#include "util/configs.h"
 #include "util/random.h"
 
 #ifdef MOEFUSE_CLI_PATH
@@ -32,26 +33,14 @@ using testing::is_error;
 using testing::read_bytes;
 using testing::Result;
 
-MoeConfig small_bf16() {
-  MoeConfig c;
-  c.num_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  c.dtype = DType::bf16;
-  return c;
-}
-
 std::string q(const std::string& s) { return "'" + s + "'"; }
 
 class CliFilesTest : public CliTest {
  protected:
   // A small bf16 checkpoint (layer 0) of the small model, and its config.
   void SetUp() override {
-    const MoeConfig c = small_bf16();
-    LayerOptions o;
-    o.threads = 1;
-    const MoeLayer layer = MoeLayer::with_random_weights(c, 5, o);
+    const MoeConfig c = testing::tiny_config();
+    const MoeLayer layer = MoeLayer::with_random_weights(c, 5, testing::with_threads(1));
     write_safetensors(path("w.safetensors"), layer::checkpoint_tensors(c, layer.weights(), 0));
     cfg = small_config();
   }

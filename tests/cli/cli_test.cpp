@@ -2,6 +2,7 @@
 // output file and the checksum are those of the layer computed in this process, that results do not depend on the
 // thread count, that quantize writes what a layer quantised on load holds, and one test per kind of error (exit
 // status 2, one line naming the file / key / tensor, nothing written).
+// Over 500 lines: one case per subcommand behaviour and per error kind, sharing one runner fixture.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -21,6 +22,7 @@
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/random.h"
 
 // tests/CMakeLists.txt passes the command's path as MOEFUSE_CLI_PATH when the tools are built
@@ -42,21 +44,10 @@ using testing::TempDirectory;
 using testing::write_bytes;
 
 MoeConfig small(DType dtype = DType::bf16, QuantMode quant = QuantMode::none) {
-  MoeConfig c;
-  c.num_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  c.dtype = dtype;
-  c.quant_mode = quant;
-  return c;
+  return testing::tiny_config(dtype, quant);
 }
 
-LayerOptions one_thread() {
-  LayerOptions o;
-  o.threads = 1;
-  return o;
-}
+LayerOptions one_thread() { return testing::with_threads(1); }
 
 // FNV-1a (64 bits) of a tensor's bytes, written here from the definition.
 uint64_t fnv1a(const Tensor& t) {

@@ -12,28 +12,16 @@
 #include "moefuse/error.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
+#include "util/configs.h"
 
 namespace moefuse {
 namespace {
 
 using testing::TempDirectory;
 
-MoeConfig small(QuantMode quant) {
-  MoeConfig c;
-  c.num_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  c.dtype = DType::bf16;
-  c.quant_mode = quant;
-  return c;
-}
+MoeConfig small(QuantMode quant) { return testing::tiny_config(DType::bf16, quant, 4, 2); }
 
-LayerOptions one_thread() {
-  LayerOptions o;
-  o.threads = 1;
-  return o;
-}
+LayerOptions one_thread() { return testing::with_threads(1); }
 
 void expect_shrank(const std::function<void()>& f, const std::string& file) {
   try {

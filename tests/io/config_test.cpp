@@ -1,4 +1,5 @@
 // MoeConfig: YAML parsing, defaults, validation rules and their messages, YAML output, config files.
+// Over 500 lines: one case per key and rule of the config format, kept together so that the rules read as one list.
 #include <gtest/gtest.h>
 
 #include <cmath>

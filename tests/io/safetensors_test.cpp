@@ -1,5 +1,6 @@
 // safetensors: round trips for every dtype, views over the mapping, the writer's layout, one hand-made corrupt
 // file per validation rule (each message checked), sharded checkpoints and their index.
+// Over 500 lines: one hand-made file per validation rule, kept together so that the rules read as one list.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -18,11 +19,7 @@
 namespace moefuse {
 namespace {
 
-using testing::as_bytes;
-using testing::read_bytes;
-using testing::Rng;
-using testing::TempDirectory;
-using testing::write_bytes;
+using namespace testing;  // the test utilities: Rng, TempDirectory, read_bytes, write_bytes, as_bytes
 
 // A safetensors image: 8-byte little-endian length, the header as given (no padding), the data.
 std::string image(const std::string& header, const std::string& data = {}) {

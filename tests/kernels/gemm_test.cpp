@@ -1,5 +1,6 @@
 // The GEMM kernel family (src/kernels/gemm/gemm.h): packing layout, and every variant the machine supports against
 // a naive oracle written here from the contract — bitwise for floats (same fma order), exact for int8.
+// Over 500 lines: one suite for the family keeps its oracles next to every layout and edge case.
 #include "kernels/gemm/gemm.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/registry.h"
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "util/compare.h"
@@ -25,11 +27,32 @@ using gemm::PackedWeights;
 using testing::element_at;
 using testing::Rng;
 
-// Every kernel table this machine can run: each ISA level, and AVX-512 once more with VNNI where the CPU has it.
-std::vector<GemmKernels> all_variants() {
+// Every dispatch level this machine can run, as select_gemm_kernels hands them out: each ISA level, and AVX-512 once
+// more with VNNI where the CPU has it.
+std::vector<GemmKernels> all_levels() {
   std::vector<GemmKernels> out;
   for (Isa isa : gemm::available_isas()) out.push_back(gemm::select_gemm_kernels(isa, false));
   if (gemm::vnni_available()) out.push_back(gemm::select_gemm_kernels(Isa::avx512, true));
+  return out;
+}
+
+// Every float GEMM row of the kernel registry for weights of `dt` that this machine can run: the kernel tests walk
+// the table itself, so a row that no dispatch level picks is still tested.
+std::vector<gemm::GemmFloatKernel> float_rows(DType dt) {
+  std::vector<gemm::GemmFloatKernel> out;
+  for (const kernels::KernelInfo& k : kernels::registry())
+    if (k.op == kernels::Op::gemm_float && k.in == dt && kernels::runs_here(k))
+      out.push_back({std::get<gemm::GemmFloatFn>(k.fn), k.name});
+  EXPECT_FALSE(out.empty()) << dtype_name(dt);
+  return out;
+}
+
+// Every int8 GEMM row of the registry this machine can run.
+std::vector<gemm::GemmS8Kernel> s8_rows() {
+  std::vector<gemm::GemmS8Kernel> out;
+  for (const kernels::KernelInfo& k : kernels::registry())
+    if (k.op == kernels::Op::gemm_s8 && kernels::runs_here(k)) out.push_back({std::get<gemm::GemmS8Fn>(k.fn), k.name});
+  EXPECT_FALSE(out.empty());
   return out;
 }
 
@@ -125,7 +148,7 @@ TEST(GemmRegistry, EveryLevelHasNamedKernels) {
   ASSERT_FALSE(isas.empty());
   EXPECT_EQ(isas.front(), Isa::scalar);
   EXPECT_EQ(isas.back(), detected_isa());
-  for (const GemmKernels& k : all_variants()) {
+  for (const GemmKernels& k : all_levels()) {
     const std::string suffix = k.vnni ? "__avx512vnni" : "__" + std::string(isa_name(k.isa));
     for (DType dt : kFloatTypes) {
       const gemm::GemmFloatKernel& f = k.float_kernel(dt);
@@ -276,8 +299,7 @@ TEST(GemmFloat, EveryVariantMatchesTheOracleBitwise) {
       const int64_t lda = s.K + (s.M % 2);  // odd M: rows padded with NaN that must never be read
       std::vector<float> a = make_a(rng, s.M, s.K, lda);
       const std::vector<float> expected = float_oracle(a, lda, w, s.M);
-      for (const GemmKernels& k : all_variants()) {
-        const gemm::GemmFloatKernel& kern = k.float_kernel(dt);
+      for (const gemm::GemmFloatKernel& kern : float_rows(dt)) {
         EXPECT_TRUE(same_floats(expected, run_float(kern, a, lda, pw, s.M), s.N))
             << kern.name << " M=" << s.M << " N=" << s.N << " K=" << s.K;
       }
@@ -293,19 +315,19 @@ TEST(GemmFloat, RowResultsDoNotDependOnM) {
   Tensor w = rng.normal_tensor(DType::bf16, {K, N});
   PackedWeights pw = gemm::pack_weights_f(w.data(), DType::bf16, K, N, N, 1);
   std::vector<float> a = make_a(rng, M, K, K);
-  for (const GemmKernels& k : all_variants()) {
-    const std::vector<float> all = run_float(k.bf16w, a, K, pw, M);
+  for (const gemm::GemmFloatKernel& kern : float_rows(DType::bf16)) {
+    const std::vector<float> all = run_float(kern, a, K, pw, M);
     for (int64_t r : {0, 5, 11, 12, 37, 63}) {
       std::vector<float> one(a.begin() + r * K, a.begin() + (r + 1) * K);
-      const std::vector<float> alone = run_float(k.bf16w, one, K, pw, 1);
+      const std::vector<float> alone = run_float(kern, one, K, pw, 1);
       EXPECT_TRUE(same_floats(std::vector<float>(all.begin() + r * N, all.begin() + (r + 1) * N), alone, N))
-          << k.bf16w.name << " row " << r;
+          << kern.name << " row " << r;
       if (r + 5 <= M) {
         std::vector<float> five(a.begin() + r * K, a.begin() + (r + 5) * K);
-        const std::vector<float> block = run_float(k.bf16w, five, K, pw, 5);
+        const std::vector<float> block = run_float(kern, five, K, pw, 5);
         EXPECT_TRUE(same_floats(std::vector<float>(all.begin() + r * N, all.begin() + (r + 1) * N),
                                 std::vector<float>(block.begin(), block.begin() + N), N))
-            << k.bf16w.name << " row " << r << " in a block of 5";
+            << kern.name << " row " << r << " in a block of 5";
       }
     }
   }
@@ -320,8 +342,7 @@ TEST(GemmFloat, ColumnRangesStartingMidMatrix) {
     for (int64_t M : {1, 3, 13}) {
       std::vector<float> a = make_a(rng, M, K, K);
       const std::vector<float> expected = float_oracle(a, K, w, M);
-      for (const GemmKernels& k : all_variants()) {
-        const gemm::GemmFloatKernel& kern = k.float_kernel(dt);
+      for (const gemm::GemmFloatKernel& kern : float_rows(dt)) {
         for (auto [n0, n1] : {std::pair<int64_t, int64_t>{32, 95}, {64, 95}, {32, 64}, {64, 80}, {0, 40}, {32, 32}}) {
           // c points at C[0, n0] of a tight scratch (ldc = n1 - n0) with one sentinel element past the end.
           const int64_t width = n1 - n0;
@@ -342,14 +363,14 @@ TEST(GemmFloat, EmptyAndZeroK) {
   Tensor w = Tensor::zeros(DType::f32, {0, 40});
   PackedWeights pw = gemm::pack_weights_f(w.data(), DType::f32, 0, 40, 40, 1);
   float a_dummy = 1.0f;
-  for (const GemmKernels& k : all_variants()) {
+  for (const gemm::GemmFloatKernel& kern : float_rows(DType::f32)) {
     std::vector<float> c(size_t(3 * 40), kSentinel);
-    k.f32w.fn(3, 0, 0, 40, &a_dummy, 0, pw.data(), c.data(), 40);  // K = 0: C = +0
-    for (float v : c) EXPECT_EQ(bits(v), 0u) << k.f32w.name;
+    kern.fn(3, 0, 0, 40, &a_dummy, 0, pw.data(), c.data(), 40);  // K = 0: C = +0
+    for (float v : c) EXPECT_EQ(bits(v), 0u) << kern.name;
     std::vector<float> untouched(8, kSentinel);
-    k.f32w.fn(0, 0, 0, 40, &a_dummy, 0, pw.data(), untouched.data(), 40);  // M = 0
-    k.f32w.fn(2, 0, 32, 32, &a_dummy, 0, pw.data(), untouched.data(), 0);  // empty column range
-    for (float v : untouched) EXPECT_EQ(v, kSentinel) << k.f32w.name;
+    kern.fn(0, 0, 0, 40, &a_dummy, 0, pw.data(), untouched.data(), 40);  // M = 0
+    kern.fn(2, 0, 32, 32, &a_dummy, 0, pw.data(), untouched.data(), 0);  // empty column range
+    for (float v : untouched) EXPECT_EQ(v, kSentinel) << kern.name;
   }
 }
 
@@ -380,8 +401,8 @@ TEST(GemmFloat, SpecialValuesPropagateTheSameInEveryVariant) {
     for (float v : expected) nans += std::isnan(v), infs += std::isinf(v);
     EXPECT_GT(nans, 0);
     EXPECT_GT(infs, 0);
-    for (const GemmKernels& k : all_variants())
-      EXPECT_TRUE(same_floats(expected, run_float(k.float_kernel(dt), a, K, pw, M), N)) << k.float_kernel(dt).name;
+    for (const gemm::GemmFloatKernel& kern : float_rows(dt))
+      EXPECT_TRUE(same_floats(expected, run_float(kern, a, K, pw, M), N)) << kern.name;
   }
 }
 
@@ -392,10 +413,10 @@ TEST(GemmFloat, SignedZeroAndExactCancellation) {
   std::vector<float> w(size_t(K * N), 1.0f);
   std::vector<float> a = {-0.0f, -0.0f, -0.0f, -0.0f, 3.0f, -3.0f, 5.0f, -5.0f};
   PackedWeights pw = gemm::pack_weights_f(w.data(), DType::f32, K, N, N, 1);
-  for (const GemmKernels& k : all_variants()) {
+  for (const gemm::GemmFloatKernel& kern : float_rows(DType::f32)) {
     std::vector<float> c(size_t(M * N), kSentinel);
-    k.f32w.fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
-    for (float v : c) EXPECT_EQ(bits(v), 0u) << k.f32w.name;
+    kern.fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    for (float v : c) EXPECT_EQ(bits(v), 0u) << kern.name;
   }
 }
 
@@ -429,8 +450,8 @@ TEST(GemmS8, EveryVariantMatchesTheOracleExactly) {
     // Exactly (M - 1) * lda + K bytes: a read past the last row is caught by AddressSanitizer.
     const std::vector<int8_t> a = random_s8(rng, size_t((s.M - 1) * lda + s.K));
     const std::vector<int32_t> expected = s8_oracle(a, lda, b, s.K, s.N, s.M);
-    for (const GemmKernels& k : all_variants())
-      EXPECT_EQ(run_s8(k.s8, a, lda, pw, s.M), expected) << k.s8.name << " M=" << s.M << " N=" << s.N << " K=" << s.K;
+    for (const gemm::GemmS8Kernel& kern : s8_rows())
+      EXPECT_EQ(run_s8(kern, a, lda, pw, s.M), expected) << kern.name << " M=" << s.M << " N=" << s.N << " K=" << s.K;
   }
 }
 
@@ -444,8 +465,8 @@ TEST(GemmS8, ExtremesAreExact) {
       const std::vector<int8_t> a(size_t(M * K), int8_t(av));
       PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
       const std::vector<int32_t> expected(size_t(M * N), int32_t(int64_t(av) * bv * K));
-      for (const GemmKernels& k : all_variants())
-        EXPECT_EQ(run_s8(k.s8, a, K, pw, M), expected) << k.s8.name << " K=" << K << " a=" << av << " b=" << bv;
+      for (const gemm::GemmS8Kernel& kern : s8_rows())
+        EXPECT_EQ(run_s8(kern, a, K, pw, M), expected) << kern.name << " K=" << K << " a=" << av << " b=" << bv;
     }
   }
 }
@@ -458,16 +479,16 @@ TEST(GemmS8, ColumnRangesStartingMidMatrix) {
   for (int64_t M : {1, 2, 7, 13}) {
     const std::vector<int8_t> a = random_s8(rng, size_t(M * K));
     const std::vector<int32_t> expected = s8_oracle(a, K, b, K, N, M);
-    for (const GemmKernels& k : all_variants()) {
+    for (const gemm::GemmS8Kernel& kern : s8_rows()) {
       for (auto [n0, n1] : {std::pair<int64_t, int64_t>{32, 95}, {64, 95}, {32, 64}, {64, 71}, {0, 40}, {64, 64}}) {
         const int64_t width = n1 - n0;
         std::vector<int32_t> c(size_t(M * width + 1), -777);
-        k.s8.fn(M, K, n0, n1, a.data(), K, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), width);
+        kern.fn(M, K, n0, n1, a.data(), K, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), width);
         for (int64_t m = 0; m < M; ++m)
           for (int64_t n = n0; n < n1; ++n)
             ASSERT_EQ(c[size_t(m * width + n - n0)], expected[size_t(m * N + n)])
-                << k.s8.name << " [" << n0 << ", " << n1 << ") M=" << M << " at " << m << "," << n;
-        EXPECT_EQ(c.back(), -777) << k.s8.name << " wrote past the range";
+                << kern.name << " [" << n0 << ", " << n1 << ") M=" << M << " at " << m << "," << n;
+        EXPECT_EQ(c.back(), -777) << kern.name << " wrote past the range";
       }
     }
   }
@@ -477,11 +498,45 @@ TEST(GemmS8, ZeroK) {
   PackedWeights pw = gemm::pack_weights_s8(nullptr, 0, 33, 33, 1);
   ASSERT_NE(pw.col_sums(), nullptr);
   int8_t a_dummy = 1;
-  for (const GemmKernels& k : all_variants()) {
+  for (const gemm::GemmS8Kernel& kern : s8_rows()) {
     std::vector<int32_t> c(size_t(2 * 33), -777);
-    k.s8.fn(2, 0, 0, 33, &a_dummy, 0, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), 33);
-    for (int32_t v : c) EXPECT_EQ(v, 0) << k.s8.name;
+    kern.fn(2, 0, 0, 33, &a_dummy, 0, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), 33);
+    for (int32_t v : c) EXPECT_EQ(v, 0) << kern.name;
   }
+}
+
+// Each GEMM row of the registry at the edges of its own register tile: M of 1, tile_m - 1, tile_m, tile_m + 1 and
+// 2 tile_m + 1; N of tile_n - 1, tile_n + 1 and 2 tile_n + 1 (a partial vector and a partial panel); K of 1 and a
+// prime. Floats bitwise against the fma-order oracle, int8 exactly.
+TEST(GemmRegistry, EveryRowAtTheEdgesOfItsTile) {
+  Rng rng(99);
+  int rows = 0;
+  for (const kernels::KernelInfo& k : kernels::registry()) {
+    if (k.family != std::string("gemm") || !kernels::runs_here(k)) continue;
+    if (k.in == DType::u8) continue;  // int4 rows (K a multiple of G): tests/kernels/gemm_u4_test.cpp
+    ++rows;
+    const int64_t tm = k.tile_m, tn = k.tile_n;
+    for (int64_t M : {int64_t(1), tm - 1, tm, tm + 1, 2 * tm + 1})
+      for (int64_t N : {tn - 1, tn + 1, 2 * tn + 1})
+        for (int64_t K : {int64_t(1), int64_t(37)}) {
+          if (M < 1 || N < 1) continue;
+          SCOPED_TRACE(std::string(k.name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                       " K=" + std::to_string(K));
+          if (k.op == kernels::Op::gemm_float) {
+            Tensor w = rng.normal_tensor(k.in, {K, N});
+            PackedWeights pw = gemm::pack_weights_f(w.data(), k.in, K, N, N, 1);
+            const std::vector<float> a = make_a(rng, M, K, K);
+            const gemm::GemmFloatKernel kern{std::get<gemm::GemmFloatFn>(k.fn), k.name};
+            EXPECT_TRUE(same_floats(float_oracle(a, K, w, M), run_float(kern, a, K, pw, M), N));
+          } else {
+            const std::vector<int8_t> a = random_s8(rng, size_t(M * K)), b = random_s8(rng, size_t(K * N));
+            PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+            const gemm::GemmS8Kernel kern{std::get<gemm::GemmS8Fn>(k.fn), k.name};
+            EXPECT_EQ(run_s8(kern, a, K, pw, M), s8_oracle(a, K, b, K, N, M));
+          }
+        }
+  }
+  EXPECT_GE(rows, 4);  // at least the scalar rows
 }
 
 }  // namespace

@@ -70,12 +70,12 @@ TEST(GemmU4, EveryVariantEqualsTheDequantiseThenFloatOracleBitwise) {
   Rng rng(1204);
   for (int64_t G : gemm::kInt4GroupSizes)
     for (int64_t groups : {1, 2, 3})
-      for (int64_t N : {1, 7, 31, 32, 33, 64, 97}) {
+      for (int64_t N : {1, 7, 9, 17, 31, 32, 33, 64, 97}) {  // the 8-column strips' and 32-column panels' edges
         const int64_t K = G * groups;
         const Int4Matrix b = random_int4(rng, K, N, G);
         const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), K, N, G);
         ASSERT_EQ(packed.group_size(), G);
-        for (int64_t M : {1, 2, 3, 5, 8, 9, 13, 17}) {
+        for (int64_t M : {1, 2, 3, 5, 7, 8, 9, 13, 17}) {  // 1 x 32 and 2 x 32 tiles, 8-row strips and their edges
           const int64_t lda = K + 3;  // rows of A not contiguous
           std::vector<float> a(size_t(M * lda));
           for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);

@@ -12,18 +12,14 @@
 #include "moefuse/ops.h"
 #include "moefuse/threads.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/random.h"
 
 namespace moefuse {
 namespace {
 
 MoeConfig small(const char* preset, QuantMode quant) {
-  MoeConfig c = load_preset(preset);
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 64;
-  c.dtype = DType::bf16;
-  c.quant_mode = quant;
+  MoeConfig c = testing::shrunk_preset(preset, DType::bf16, quant, 64, 32, 64);
   validate(c, "test config");
   return c;
 }

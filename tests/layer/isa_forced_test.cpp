@@ -12,6 +12,7 @@
 #include "moefuse/layer.h"
 #include "moefuse/ops.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -23,12 +24,7 @@ struct IsaCap {
 };
 
 MoeConfig small(const char* preset, DType dtype, QuantMode quant) {
-  MoeConfig c = load_preset(preset);
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 64;
-  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 32;
-  c.dtype = dtype;
-  c.quant_mode = quant;
+  MoeConfig c = testing::shrunk_preset(preset, dtype, quant, 64, 64, 32);
   c.enable_superkernel = true;
   return c;
 }

@@ -11,18 +11,14 @@
 #include "moefuse/threads.h"
 #include "util/alloc_counter.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/random.h"
 
 namespace moefuse {
 namespace {
 
 MoeConfig small(const char* preset, DType dtype, QuantMode quant, ExeMode mode) {
-  MoeConfig c = load_preset(preset);
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 48;
-  c.dtype = dtype;
-  c.quant_mode = quant;
+  MoeConfig c = testing::shrunk_preset(preset, dtype, quant);
   c.exe_mode = mode;
   c.moe_chunk_max_len = 16;
   return c;

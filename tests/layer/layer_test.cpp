@@ -1,5 +1,6 @@
 // The MoE layer against an independent per-expert reference (hf_reference.h), the scalar reference chain, its own
 // execution options, checkpoints, and every error it documents.
+// Over 500 lines: every family x dtype x chain against one reference, and each documented layer error.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/errors.h"
 #include "util/random.h"
 
@@ -28,12 +30,7 @@ using testing::Rng;
 
 // A preset shrunk to test size: its routing (E, K, groups, scoring, shared experts) kept, H = 64, I = 32.
 MoeConfig small(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
-  MoeConfig c = load_preset(preset);
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
-  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = 48;
-  c.dtype = dtype;
-  c.quant_mode = quant;
+  MoeConfig c = testing::shrunk_preset(preset, dtype, quant);
   validate(c, "test config");
   return c;
 }

@@ -4,7 +4,10 @@
 #include <cstring>
 #include <string>
 
+#include "moefuse/ops.h"
 #include "ops/dequant_swiglu_quant_fast.h"
+#include "ops/fast_path_declines.h"
+#include "util/compare.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -48,6 +51,35 @@ TEST(FastPathDeclines, DequantSwigluQuantTakesTheChainsCaseAndNamesWhatItDecline
   EXPECT_STREQ(dequant_swiglu_quant_fast(a, y2, s2), "static quantisation (quant_mode 0)");
   EXPECT_EQ(y2.item({0, 0}), 7.0);
   EXPECT_EQ(s2.item({0}), 9.0);
+}
+
+TEST(FastPathDeclines, SwigluTakesContiguousRowsAndNamesWhatItDeclines) {
+  auto declines = [](const Tensor& x, int dim) {
+    const char* why = swiglu_fast_path_declines(x, dim);
+    return std::string(why ? why : "");
+  };
+  const Tensor x = testing::Rng(3).normal_tensor(DType::bf16, {5, 8});
+  EXPECT_EQ(declines(x, 1), "");
+  EXPECT_EQ(declines(x, 0), "the split is not along the last dim");
+  EXPECT_EQ(declines(x.transpose(0, 1), 1), "x's last dim is not contiguous");
+  EXPECT_EQ(declines(Tensor::zeros(DType::bf16, {2, 3, 8}), 2), "x is not 2-D");
+  // Declined or not, the operator gives the same bits: the fast path on a copy against the reference on a view.
+  const Tensor xt = x.transpose(0, 1).contiguous().transpose(0, 1);  // same values, last dim strided
+  EXPECT_TENSOR_EQ(swiglu(x, -1), swiglu(xt, -1));
+}
+
+TEST(FastPathDeclines, FinalizeRoutingTakesContiguousHiddenRowsAndNamesWhatItDeclines) {
+  const Tensor rows = Tensor::zeros(DType::f32, {6, 4}), strided = Tensor::zeros(DType::f32, {4, 6}).transpose(0, 1);
+  const Tensor none;
+  auto declines = [](const Tensor& r, const Tensor& s1, const Tensor& s2, const Tensor& b) {
+    const char* why = finalize_routing_fast_path_declines(r, s1, s2, b);
+    return std::string(why ? why : "");
+  };
+  EXPECT_EQ(declines(rows, none, none, none), "");
+  EXPECT_EQ(declines(strided, none, none, none), "expanded_permuted_rows' last dim is not contiguous");
+  EXPECT_EQ(declines(rows, strided, none, none), "skip1's last dim is not contiguous");
+  EXPECT_EQ(declines(rows, none, strided, none), "skip2's last dim is not contiguous");
+  EXPECT_EQ(declines(rows, none, none, strided), "bias's last dim is not contiguous");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "moefuse/error.h"
 #include "moefuse/ops.h"
+#include "util/argsort.h"
 #include "util/compare.h"
 #include "util/errors.h"
 #include "util/random.h"
@@ -17,20 +18,8 @@
 namespace moefuse {
 namespace {
 
+using testing::argsort_desc;
 using testing::Rng;
-
-// numpy argsort(-key, kind='stable'): descending, NaN last, ties keep ascending index.
-std::vector<int64_t> argsort_desc(const std::vector<float>& key) {
-  std::vector<int64_t> ids(key.size());
-  std::iota(ids.begin(), ids.end(), int64_t{0});
-  std::stable_sort(ids.begin(), ids.end(), [&](int64_t a, int64_t b) {
-    float ka = key[size_t(a)], kb = key[size_t(b)];
-    if (std::isnan(ka)) return false;
-    if (std::isnan(kb)) return true;
-    return ka > kb;
-  });
-  return ids;
-}
 
 // Softmax in the documented fp32 order: exp(v - max) with std::exp, times the reciprocal of the sequential sum.
 std::vector<float> softmax(const std::vector<float>& v) {
@@ -392,11 +381,7 @@ TEST(GatingTopKSoftmax, OutputErrorsLeaveBuffersUntouched) {
                                    Tensor::full(DType::i32, {2, 3, 2}, 42)};
   };
   auto untouched = [](const GatingTopKSoftmaxResult& r) {
-    for (const Tensor* t : {&r.y, &r.expert_idx, &r.row_idx})
-      if (t->defined())
-        for (int64_t i = 0; i < t->numel(); ++i)
-          if (t->item_flat(i) != 42.0) return false;
-    return true;
+    return testing::all_hold({&r.y, &r.expert_idx, &r.row_idx}, 42.0);
   };
   GatingTopKSoftmaxResult b = fresh();
   b.y = Tensor::full(DType::bf16, {2, 3, 2}, 42.0);
@@ -450,11 +435,7 @@ TEST(GatingTopKSoftmaxV2, Errors) {
                                      Tensor::full(DType::f32, {4, 6}, 42.0)};
   };
   auto untouched = [](const GatingTopKSoftmaxV2Result& r) {
-    for (const Tensor* t : {&r.y, &r.expert_idx, &r.softmax_out})
-      if (t->defined())
-        for (int64_t i = 0; i < t->numel(); ++i)
-          if (t->item_flat(i) != 42.0) return false;
-    return true;
+    return testing::all_hold({&r.y, &r.expert_idx, &r.softmax_out}, 42.0);
   };
   GatingTopKSoftmaxV2Result b = fresh();
   EXPECT_THROWS_MSG(gating_top_k_softmax_v2_out(x, o, b), ValueError, "gating_top_k_softmax_v2", "softmax_out",

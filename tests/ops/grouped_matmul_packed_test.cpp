@@ -22,6 +22,7 @@
 #include "reference/grouped_matmul.h"
 #include "util/compare.h"
 #include "util/errors.h"
+#include "util/grouped_matmul_cases.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -37,49 +38,14 @@ struct Restore {
   }
 };
 
-enum class Path { f32, bf16, f16, i8_i32, i8_bf16, i8_f16 };
-constexpr Path kPaths[] = {Path::f32, Path::bf16, Path::f16, Path::i8_i32, Path::i8_bf16, Path::i8_f16};
-
-const char* path_name(Path p) {
-  switch (p) {
-    case Path::f32: return "f32";
-    case Path::bf16: return "bf16";
-    case Path::f16: return "f16";
-    case Path::i8_i32: return "i8_i32";
-    case Path::i8_bf16: return "i8_bf16";
-    case Path::i8_f16: return "i8_f16";
-  }
-  return "?";
-}
+using Path = testing::GmmPath;
+using testing::path_name;
+constexpr const auto& kPaths = testing::kGmmPaths;
 
 struct Case {
   Tensor x, weight;
   GroupedMatmulOptions o;
 };
-
-// Group list of `type` over M rows and E experts: random counts with empty groups, sometimes fewer rows than M.
-Tensor random_group_list(Rng& rng, int64_t type, int64_t M, int64_t E) {
-  const int64_t G = type == 2 ? rng.integer(1, E + 2) : rng.integer(1, E);
-  std::vector<int64_t> counts(static_cast<size_t>(G), 0);
-  const int64_t total = rng.coin(0.3) ? rng.integer(0, M) : M;
-  for (int64_t i = 0; i < total; ++i) counts[size_t(rng.integer(0, G - 1))]++;
-  if (type == 0) {
-    std::vector<int64_t> ends(static_cast<size_t>(G));
-    int64_t acc = 0;
-    for (int64_t g = 0; g < G; ++g) ends[size_t(g)] = acc += counts[size_t(g)];
-    return Tensor::from_values<int64_t>({G}, std::span<const int64_t>(ends));
-  }
-  if (type == 1) return Tensor::from_values<int64_t>({G}, std::span<const int64_t>(counts));
-  std::vector<int64_t> kv;  // key-value; empty groups dropped (a count <= 0 ends the list)
-  for (int64_t g = 0; g < G; ++g) {
-    if (counts[size_t(g)] == 0) continue;
-    kv.push_back(rng.integer(0, E - 1));
-    kv.push_back(counts[size_t(g)]);
-  }
-  kv.push_back(0);
-  kv.push_back(0);  // terminator
-  return Tensor::from_values<int64_t>({int64_t(kv.size() / 2), 2}, std::span<const int64_t>(kv));
-}
 
 // A random case of the path. grouped: group_type 0 with E experts; else one [K, N] weight. transposed: the weight is
 // stored [E, N, K] (Hugging Face) and viewed as [E, K, N].
@@ -101,7 +67,7 @@ Case make_case(Rng& rng, Path p, int64_t M, int64_t K, int64_t N, int64_t E, boo
   if (grouped) {
     c.o.group_type = 0;
     c.o.group_list_type = rng.integer(0, 2);
-    c.o.group_list = random_group_list(rng, c.o.group_list_type, M, E);
+    c.o.group_list = testing::random_group_list(rng, c.o.group_list_type, M, E, true);
   }
   c.o.act_type = p == Path::i8_i32 ? 0 : act;
   const bool with_bias = rng.coin(0.7);

@@ -1,6 +1,7 @@
 // npu_grouped_matmul (MoE form) against hand-computed values and an independent oracle written from the torch_npu
 // semantics and the arithmetic contract in include/moefuse/ops/grouped_matmul.h. Errors are in
 // grouped_matmul_errors_test.cpp.
+// Over 500 lines: one suite per operator keeps its oracle next to every case of its contract.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -17,6 +18,7 @@
 #include "moefuse/ops.h"
 #include "util/compare.h"
 #include "util/errors.h"
+#include "util/grouped_matmul_cases.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -178,48 +180,8 @@ void expect_matches_oracle(const Case& c, const std::string& what) {
   EXPECT_TENSOR_EQ(expected, out);
 }
 
-// Random group list for M rows and E experts of the given type (some empty groups, possibly fewer rows than M).
-Tensor random_group_list(Rng& rng, int64_t type, int64_t M, int64_t E, bool allow_short) {
-  const int64_t G = type == 2 ? rng.integer(1, E + 2) : rng.integer(1, E);
-  std::vector<int64_t> counts(static_cast<size_t>(G), 0);
-  int64_t total = allow_short && rng.coin(0.3) ? rng.integer(0, M) : M;
-  for (int64_t i = 0; i < total; ++i) counts[size_t(rng.integer(0, G - 1))]++;
-  if (type == 0) {
-    std::vector<int64_t> ends(static_cast<size_t>(G));
-    int64_t acc = 0;
-    for (int64_t g = 0; g < G; ++g) ends[size_t(g)] = acc += counts[size_t(g)];
-    return Tensor::from_values<int64_t>({G}, std::span<const int64_t>(ends));
-  }
-  if (type == 1) return Tensor::from_values<int64_t>({G}, std::span<const int64_t>(counts));
-  // Key-value: decoding stops at the first count <= 0, so drop empty rows and end with a terminator sometimes.
-  std::vector<int64_t> kv;
-  for (int64_t g = 0; g < G; ++g) {
-    if (counts[size_t(g)] == 0) continue;
-    kv.push_back(rng.integer(0, E - 1));
-    kv.push_back(counts[size_t(g)]);
-  }
-  kv.push_back(rng.integer(0, E - 1));
-  kv.push_back(0);  // terminator (and what follows is never read)
-  kv.push_back(E + 100);
-  kv.push_back(5);
-  return Tensor::from_values<int64_t>({int64_t(kv.size() / 2), 2}, std::span<const int64_t>(kv));
-}
-
-enum class Path { f32, bf16, f16, i8_i32, i8_bf16, i8_f16 };
-
-const char* path_name(Path p) {
-  switch (p) {
-    case Path::f32: return "f32";
-    case Path::bf16: return "bf16";
-    case Path::f16: return "f16";
-    case Path::i8_i32: return "i8_i32";
-    case Path::i8_bf16: return "i8_bf16";
-    case Path::i8_f16: return "i8_f16";
-  }
-  return "?";
-}
-
-void PrintTo(Path p, std::ostream* os) { *os << path_name(p); }
+using Path = testing::GmmPath;
+using testing::path_name;
 
 DType x_dtype(Path p) {
   switch (p) {
@@ -248,7 +210,7 @@ Case make_case(Rng& rng, Path p, int64_t M, int64_t K, int64_t N, int64_t E, boo
   c.grouped = grouped;
   if (grouped) {
     c.group_list_type = rng.integer(0, 2);
-    c.group_list = random_group_list(rng, c.group_list_type, M, E, true);
+    c.group_list = testing::random_group_list(rng, c.group_list_type, M, E, true);
   }
   c.act_type = p == Path::i8_i32 ? 0 : act;
   const bool with_bias = rng.coin(0.6);
@@ -453,7 +415,7 @@ TEST_P(GroupedMatmulSweep, EveryActivationEveryGroupListType) {
     for (int64_t type : {0, 1, 2}) {
       Case c = make_case(rng, p, 40, 33, 17, 5, true, act, type == 1);
       c.group_list_type = type;
-      c.group_list = random_group_list(rng, type, 40, 5, true);
+      c.group_list = testing::random_group_list(rng, type, 40, 5, true);
       expect_matches_oracle(c, "act " + std::to_string(act) + " type " + std::to_string(type));
     }
   }

@@ -251,10 +251,7 @@ TEST(InitRouting, Errors) {
   InitRoutingResult good{Tensor::full(DType::f32, {6, 4}, 42.0), Tensor::full(DType::i32, {6}, 42.0),
                          Tensor::full(DType::i32, {6}, 42.0)};
   auto untouched = [&] {
-    for (const Tensor* t : {&good.expanded_x, &good.expanded_row_idx, &good.expanded_expert_idx})
-      for (int64_t i = 0; i < t->numel(); ++i)
-        if (t->item_flat(i) != 42.0) return false;
-    return true;
+    return testing::all_hold({&good.expanded_x, &good.expanded_row_idx, &good.expanded_expert_idx}, 42.0);
   };
   EXPECT_THROWS_MSG(init_routing_out(x, i32({3, 2}, {0, 3, 1, 4, 3, 5}), ei, 3, good), ValueError, "row_idx");
   EXPECT_TRUE(untouched());

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
+
 #include "moefuse/tensor.h"
 
 namespace moefuse::testing {
@@ -14,6 +16,16 @@ namespace moefuse::testing {
 /// Same shape; |a - e| <= atol + rtol * |e| element-wise (values widened to double; NaN only matches NaN,
 /// inf only the same inf). The message gives the worst element and the max abs/rel errors.
 ::testing::AssertionResult tensors_close(const Tensor& expected, const Tensor& actual, double atol, double rtol);
+
+/// True when every element of every defined tensor of `ts` equals `value`: what the output-error tests check to see
+/// that a call which threw wrote nothing into the buffers it was given.
+inline bool all_hold(std::initializer_list<const Tensor*> ts, double value) {
+  for (const Tensor* t : ts)
+    if (t->defined())
+      for (int64_t i = 0; i < t->numel(); ++i)
+        if (t->item_flat(i) != value) return false;
+  return true;
+}
 
 /// "[i, j, k]" for a flat row-major index of `shape`.
 std::string index_str(const Shape& shape, int64_t flat);

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "base/machine_probe.h"
 #include "bench_plan.h"
 #include "common.h"
+#include "moefuse/machine.h"
 #include "roofline_plot.h"
 
 namespace moefuse::cli {

@@ -2,6 +2,8 @@
 // every instruction family it has) before and after the rows, and times the layer for every (model, quant, path,
 // tokens) asked, with cold weights and fresh tokens each iteration; each row is reported against its roofline lower
 // bound; --json and --plot write the results (docs/cli.md#moefuse-bench, bench_report.h).
+// Over 500 lines: the command's options, its run loop and its row bookkeeping share one state object; the plan,
+// the report and the plot are in their own files.
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -16,15 +18,14 @@
 #include <tuple>
 #include <vector>
 
-#include "base/cpu_placement.h"
-#include "base/machine_probe.h"
 #include "bench_plan.h"
 #include "bench_report.h"
 #include "commands.h"
 #include "common.h"
-#include "io/files.h"
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
+#include "moefuse/files.h"
+#include "moefuse/machine.h"
 #include "roofline_plot.h"
 
 namespace moefuse::cli {
@@ -465,8 +466,8 @@ int bench(const BenchArgs& a) {
   std::fputs(b.text().c_str(), stdout);
   if (!a.json.empty()) {
     const std::string text = bench_json(b.result()).dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-    io_detail::write_file_atomic(files.staging("--json"), "--json",
-                                 [&](const io_detail::ByteSink& sink) { sink(text.data(), text.size()); });
+    write_file_atomic(files.staging("--json"), "--json",
+                                 [&](const ByteSink& sink) { sink(text.data(), text.size()); });
   }
   if (!a.plot.empty()) write_plot(files.staging("--plot"), bench_plot(b.result()), "--plot");
   files.commit();

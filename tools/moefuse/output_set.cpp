@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "io/files.h"
 #include "moefuse/error.h"
+#include "moefuse/files.h"
 #include "moefuse/io.h"
 
 namespace moefuse::cli {
@@ -68,7 +68,7 @@ void OutputSet::add_output(const std::string& option, const std::string& path) {
     if (S_ISDIR(st.st_mode)) fail("a file name", "a directory");
     if (!S_ISREG(st.st_mode))
       fail("a regular file or a new file name (an output never replaces a device, FIFO or socket)",
-           io_detail::file_kind(st.st_mode));
+           file_kind(st.st_mode));
   }
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
@@ -108,7 +108,7 @@ void OutputSet::commit() {
     if (::stat(staged_[i].c_str(), &st) != 0)
       throw IoError(outputs_[i].option + ": " + outputs_[i].path + ": expected its staged file " + staged_[i] +
                     ", got none (removed while the command ran)");
-    io_detail::check_replaceable(outputs_[i].path, outputs_[i].option);
+    check_replaceable(outputs_[i].path, outputs_[i].option);
   }
   for (size_t i = 0; i < outputs_.size(); ++i) {
     if (::rename(staged_[i].c_str(), outputs_[i].path.c_str()) != 0)

@@ -11,8 +11,8 @@
 #include <memory>
 #include <set>
 
-#include "io/files.h"
 #include "moefuse/error.h"
+#include "moefuse/files.h"
 
 namespace moefuse::cli {
 namespace {
@@ -224,7 +224,7 @@ void write_plot(const std::string& path, const Plot& plot, const std::string& op
   // otherwise stay allocated until exit, and show as leaks under LeakSanitizer).
   cairo_debug_reset_static_data();
   FcFini();
-  io_detail::write_file_atomic(path, option, [&](const io_detail::ByteSink& sink) { sink(bytes.data(), bytes.size()); });
+  write_file_atomic(path, option, [&](const ByteSink& sink) { sink(bytes.data(), bytes.size()); });
 }
 
 }  // namespace moefuse::cli
