@@ -1,5 +1,5 @@
-// GEMM kernel benchmarks, driven by the kernel registry (kernels/registry.h): every GEMM row this machine can run, on
-// the model shapes (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64, 512), single-threaded (the layer
+// GEMM kernel benchmarks, driven by the kernel registry (kernels/registry.h): every GEMM row this machine can run (the int4
+// group-wise rows at 2048 x 2048), on the model shapes (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64, 512), single-threaded (the layer
 // runs one kernel call per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB
 // (packed weights + A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak
 // of the instruction family the row computes with: probe::family_of_kernel, e.g. vfmadd231ps ymm for the AVX2 float
@@ -192,6 +192,35 @@ std::vector<const KernelInfo*> gemm_rows() {
   return out;
 }
 
+// int4 group-wise weights (W4A16): packed copies of one random int4 [K, N] matrix with fp16 scales, enough to exceed
+// 96 MB; the kernel of group size G. GB counts the packed bytes (nibbles, scales and zero biases).
+void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int64_t K, int64_t N) {
+  std::mt19937 gen(5);
+  std::uniform_int_distribution<int> nib(0, 15);
+  std::vector<uint8_t> q(size_t(K * N)), zero(size_t(K / G * N));
+  std::vector<float> scale(zero.size());
+  for (uint8_t& v : q) v = uint8_t(nib(gen));
+  for (size_t i = 0; i < zero.size(); ++i) {
+    zero[i] = uint8_t(nib(gen));
+    scale[i] = to_f32(to_f16(0.01f + 0.001f * float(i % 7)));
+  }
+  const gemm::Int4Source src{q.data(), N, 1, scale.data(), zero.data(), N, 1};
+  std::vector<PackedWeights> copies;
+  copies.push_back(gemm::pack_weights_u4(src, K, N, G));
+  while (copies.size() * copies[0].data_bytes() < (size_t(96) << 20)) copies.push_back(gemm::pack_weights_u4(src, K, N, G));
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
+  const gemm::GemmFloatFn fn = std::get<gemm::GemmFloatFn>(k->fn);
+  size_t i = 0;
+  const double t0 = thread_seconds();
+  for (auto _ : st) {
+    const PackedWeights& pw = copies[i++ % copies.size()];
+    fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    benchmark::ClobberMemory();
+  }
+  set_counters(st, copies[0], M, 4, peak_of(*k), thread_seconds() - t0);
+  st.SetLabel(k->name);
+}
+
 void register_all() {
   for (const probe::PeakFamily& f : probe::peak_families())
     if (f.loop && f.present()) benchmark::RegisterBenchmark((std::string("peak/") + f.loop->name).c_str(), BM_probe, *f.loop);
@@ -199,9 +228,19 @@ void register_all() {
 
   const std::vector<const KernelInfo*> rows = gemm_rows();
   for (const KernelInfo* k : rows)
-    if (k->isa != Isa::scalar)
+    if (k->isa != Isa::scalar && k->in != DType::u8)  // int4 rows: BM_u4 below
       benchmark::RegisterBenchmark(("hot_tile/" + std::string(k->name) + "/M:" + std::to_string(2 * k->tile_m) +
                                     "/N:32/K:256").c_str(), BM_hot_tile, k);
+
+  for (const KernelInfo* k : rows) {
+    const int64_t G = k->op == kernels::Op::gemm_u4_g32 ? 32 : k->op == kernels::Op::gemm_u4_g128 ? 128 : 0;
+    if (G == 0) continue;  // G = 64 lies between the two
+    for (int64_t M : {1, 8, 64}) {
+      if (k->isa == Isa::scalar && M > 8) continue;
+      const std::string name = std::string(k->name) + "/K:2048/N:2048/M:" + std::to_string(M);
+      benchmark::RegisterBenchmark(name.c_str(), BM_u4, k, G, M, int64_t(2048), int64_t(2048));
+    }
+  }
 
   struct KN {
     int64_t K, N;

@@ -159,6 +159,25 @@ class Checkpoint {
   std::map<std::string, size_t, std::less<>> where_;  // tensor name -> index into shards_
 };
 
+// ---- GPTQ settings -----------------------------------------------------------------------------------------------
+
+/// The GPTQ quantisation settings a checkpoint declares, for its int4 (w4a16) tensors: quantize_config.json in the
+/// checkpoint's directory (the directory itself, or the one holding the file or index given), else config.json's
+/// "quantization_config" there. Keys that are absent keep these defaults (GPTQ's own).
+struct GptqSettings {
+  std::string source;                    // the file and object read; "" when the checkpoint declares none
+  std::string quant_method = "gptq";
+  int64_t bits = 4;
+  int64_t group_size = 0;                // 0: not given
+  bool desc_act = false;
+  bool sym = true;
+  std::string checkpoint_format = "gptq";  // "gptq": zero points stored as z - 1; "gptq_v2": as z
+};
+
+/// Reads the settings (above). Errors: IoError for an unreadable or malformed JSON file (over 16 MiB included);
+/// ValueError "<file>: <key>: expected <type>, got <value>" for a key of the wrong type.
+GptqSettings read_gptq_settings(const Checkpoint& checkpoint);
+
 // ---- .npy --------------------------------------------------------------------------------------------------------
 
 /// Reads a NumPy .npy file (format versions 1.0, 2.0 and 3.0) into a new owning, contiguous tensor.

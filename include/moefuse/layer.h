@@ -28,21 +28,27 @@ class Checkpoint;
 /// grouped_matmul as transposed views, which it reads in place:
 ///   w13: storage [E, 2I, H] (rows 0..I-1 = gate_proj, I..2I-1 = up_proj), used as the view [E, H, 2I];
 ///   w2:  storage [E, H, I] (down_proj), used as the view [E, I, H].
-/// Float models keep them in the model dtype; w8a8 / w8a8c8 keep int8 with per-output-channel fp32 scales.
+/// Float models keep them in the model dtype; w8a8 / w8a8c8 keep int8 with per-output-channel fp32 scales; w4a16
+/// keeps int4 values q (u8, one value 0..15 per byte) with an fp32 scale s and a zero point z (u8, 0..15) per output
+/// channel and group of G = quant_group_size input channels: the weight is (q - z) * s (docs/layer.md §1).
 struct LayerWeights {
   Tensor router;            // [E, H] model dtype (mlp.gate.weight)
   Tensor router_bias;       // [E] f32: deepseek_v3's e_score_correction_bias (undefined otherwise)
   Tensor w13;               // [E, 2I, H] storage, model dtype or i8
   Tensor w2;                // [E, H, I] storage, model dtype or i8
-  Tensor w13_scale;         // [E, 2I] f32 (quantised only)
-  Tensor w2_scale;          // [E, H] f32 (quantised only)
+  Tensor w13_scale;         // [E, 2I] f32 (w8a8, w8a8c8); [E, 2I, H/G] f32 (w4a16)
+  Tensor w2_scale;          // [E, H] f32 (w8a8, w8a8c8); [E, H, I/G] f32 (w4a16)
+  Tensor w13_zero;          // [E, 2I, H/G] u8 (w4a16 only)
+  Tensor w2_zero;           // [E, H, I/G] u8 (w4a16 only)
   Tensor smooth_scale1;     // [E, H] f32, optional (w8a8, w8a8c8): multiplies x before its dynamic quantisation
   Tensor smooth_scale2;     // [E, I] f32, optional (w8a8): dequant_swiglu_quant's quant_scale
   Tensor clip_alpha;        // [E] f32 (w8a8c8): swiglu_clip_quant's group_alpha (1 = no clipping)
   Tensor shared_w13;        // [1, 2Is, H] storage (Is = shared expert width), undefined without shared experts
   Tensor shared_w2;         // [1, H, Is] storage
-  Tensor shared_w13_scale;  // [1, 2Is] f32 (quantised only)
-  Tensor shared_w2_scale;   // [1, H] f32 (quantised only)
+  Tensor shared_w13_scale;  // [1, 2Is] f32 (w8a8, w8a8c8); [1, 2Is, H/G] f32 (w4a16)
+  Tensor shared_w2_scale;   // [1, H] f32 (w8a8, w8a8c8); [1, H, Is/G] f32 (w4a16)
+  Tensor shared_w13_zero;   // [1, 2Is, H/G] u8 (w4a16 only)
+  Tensor shared_w2_zero;    // [1, H, Is/G] u8 (w4a16 only)
   Tensor shared_gate;       // [1, H] model dtype: qwen2_moe's shared_expert_gate (undefined otherwise)
 };
 
@@ -148,10 +154,10 @@ class MoeLayer {
   /// Stage times of the last forward.
   const LayerTimings& last_timings() const;
   /// Which path the last non-empty forward ran: "superkernel" (the fused decode path: enable_superkernel, a decode
-  /// forward (is_prefill false), a float or w8a8 chain with I and the shared width multiples of 32), "chain" (the
+  /// forward (is_prefill false), a float, w4a16 or w8a8 chain with I and the shared width multiples of 32), "chain" (the
   /// operator chain, asked for: prefill, or enable_superkernel off) or "chain: <why>" when the fused path was asked
   /// for and declined, e.g. "chain: I=80 is not a multiple of 32" or "chain: quant_mode w8a8c8 is not fused (float
-  /// models and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
+  /// models, w4a16 and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
   std::string path() const;
   /// The GEMM kernel the last non-empty forward's expert projections dispatched to: the kernel registry's variant
   /// name, e.g. "gemm_bf16w_f32_6x16__avx2" (float chains) or "gemm_s8_s32_6x64__avx512vnni" (quantised ones),

@@ -347,7 +347,9 @@ class MoeLayer:
         only copy it keeps: as much memory again), the others share the layer's memory. router [E, H]; router_bias [E] (deepseek_v3); w13 [E, 2I, H] (gate rows, then
         up rows); w2 [E, H, I]; and, as the config needs them, w13_scale [E, 2I], w2_scale [E, H], smooth_scale1,
         smooth_scale2, clip_alpha [E], shared_w13 [1, 2Is, H], shared_w2 [1, H, Is], shared_w13_scale,
-        shared_w2_scale, shared_gate [1, H]. bf16 weights need ml_dtypes (TypeError otherwise)."""
+        shared_w2_scale, shared_gate [1, H]; w4a16: u8 int4 values in w13 / w2 / shared_*, scales [.., in / G] and
+        zero points w13_zero, w2_zero, shared_w13_zero, shared_w2_zero [.., in / G] (u8). bf16 weights need ml_dtypes
+        (TypeError otherwise)."""
         out = {}
         for name, t in self._layer.weights():
             a = from_tensor(t, "numpy", "MoeLayer.weights", name)

@@ -52,6 +52,10 @@ nb::dict config_dict(const MoeConfig& c) {
   model["routed_scaling_factor"] = c.routed_scaling_factor;
   model["dtype"] = std::string(dtype_name(c.dtype));
   model["quant_mode"] = std::string(quant_mode_name(c.quant_mode));
+  if (c.quant_mode == QuantMode::w4a16 || c.quant_group_size != 128 || !c.quant_symmetric) {  // as to_yaml
+    model["quant_group_size"] = c.quant_group_size;
+    model["quant_symmetric"] = c.quant_symmetric;
+  }
   model["router_logits_dtype"] = std::string(router_logits_dtype_name(c.router_logits_dtype));
   nb::dict d;
   d["exe_mode"] = std::string(exe_mode_name(c.exe_mode));
@@ -87,6 +91,8 @@ std::vector<std::pair<std::string, PyTensor>> weights_list(const LayerWeights& w
   add("w2", w.w2);
   add("w13_scale", w.w13_scale);
   add("w2_scale", w.w2_scale);
+  add("w13_zero", w.w13_zero);
+  add("w2_zero", w.w2_zero);
   add("smooth_scale1", w.smooth_scale1);
   add("smooth_scale2", w.smooth_scale2);
   add("clip_alpha", w.clip_alpha);
@@ -94,6 +100,8 @@ std::vector<std::pair<std::string, PyTensor>> weights_list(const LayerWeights& w
   add("shared_w2", w.shared_w2);
   add("shared_w13_scale", w.shared_w13_scale);
   add("shared_w2_scale", w.shared_w2_scale);
+  add("shared_w13_zero", w.shared_w13_zero);
+  add("shared_w2_zero", w.shared_w2_zero);
   add("shared_gate", w.shared_gate);
   return out;
 }

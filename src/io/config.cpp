@@ -98,6 +98,8 @@ class Reader {
                                                        "routed_scaling_factor",
                                                        "dtype",
                                                        "quant_mode",
+                                                       "quant_group_size",
+                                                       "quant_symmetric",
                                                        "router_logits_dtype"};
     for_each_key(model, "model_config.", keys, [&](const std::string& key, const YAML::Node& v) {
       const std::string path = "model_config." + key;
@@ -117,6 +119,8 @@ class Reader {
       else if (key == "routed_scaling_factor") c.routed_scaling_factor = read_float(v, path);
       else if (key == "dtype") c.dtype = read_enum<DType>(v, path);
       else if (key == "quant_mode") c.quant_mode = read_enum<QuantMode>(v, path);
+      else if (key == "quant_group_size") c.quant_group_size = read_int(v, path);
+      else if (key == "quant_symmetric") c.quant_symmetric = read_bool(v, path);
       else if (key == "router_logits_dtype") c.router_logits_dtype = read_enum<RouterLogitsDtype>(v, path);
     });
 
@@ -371,6 +375,10 @@ std::string to_yaml(const MoeConfig& c) {
   s += "  routed_scaling_factor: " + scale + "\n";
   s += "  dtype: " + std::string(dtype_name(c.dtype)) + "\n";
   s += "  quant_mode: " + std::string(enum_name(c.quant_mode)) + "\n";
+  if (c.quant_mode == QuantMode::w4a16 || c.quant_group_size != 128 || !c.quant_symmetric) {
+    s += "  quant_group_size: " + num(c.quant_group_size) + "\n";
+    s += "  quant_symmetric: " + std::string(b(c.quant_symmetric)) + "\n";
+  }
   s += "  router_logits_dtype: " + std::string(enum_name(c.router_logits_dtype)) + "\n";
   return s;
 }

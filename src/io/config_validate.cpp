@@ -117,6 +117,17 @@ void validate_config(const MoeConfig& c, const WhereFn& where) {
     fail_key(where, "quant_mode",
              std::string("none or w8a8 with dtype ") + std::string(dtype_name(c.dtype)) + " (w8a8c8 needs dtype bf16)",
              "w8a8c8");
+  if (c.quant_mode == QuantMode::w4a16) {
+    const int64_t G = c.quant_group_size;
+    if (G != 32 && G != 64 && G != 128) fail_key(where, "quant_group_size", "32, 64 or 128", num(G));
+    const std::pair<const char*, int64_t> widths[] = {{"hidden_size", c.hidden_size},
+                                                      {"moe_intermediate_size", c.moe_intermediate_size},
+                                                      {"shared expert width", c.shared_expert_width()}};
+    for (const auto& [what, v] : widths)
+      if (v % G != 0)
+        fail_key(where, "quant_group_size", std::string("a group size dividing the ") + what + " (" + num(v) + ")",
+                 num(G));
+  }
   if (!enum_valid(c.router_logits_dtype))
     fail_key(where, "router_logits_dtype", enum_choices<RouterLogitsDtype>(), num(int(c.router_logits_dtype)));
 }

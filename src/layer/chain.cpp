@@ -29,6 +29,10 @@ DType h_dtype(const Dims& d) {
   return d.model;
 }
 
+// The chains whose activations are quantised to int8 (w4a16 keeps them in the model dtype: the float chain on
+// int4 weights).
+bool int8_activations(const Dims& d) { return d.quant == QuantMode::w8a8 || d.quant == QuantMode::w8a8c8; }
+
 // Counts as key-value rows for w8a8 (as the seed's W8A8 chain), per-expert counts otherwise.
 int64_t count_type(const Dims& d) { return d.quant == QuantMode::w8a8 ? 2 : 1; }
 
@@ -69,7 +73,7 @@ void run_mlp(const ChainOps& ops, const MoeConfig& config, const MlpArgs& m) {
     ops.grouped_matmul(x, m.w2, m.w2_packed, o, y);
   };
 
-  if (d.quant == QuantMode::none) {
+  if (!int8_activations(d)) {
     gmm13(m.x, g1, m.h);
     ops.swiglu(m.h, m.a);
     gmm2(m.a, g2, m.y);
@@ -118,7 +122,7 @@ void routing_buffer_specs(const MoeConfig& config, int64_t capacity, RoutingBuff
 void chain_buffer_specs(const MoeConfig& config, int64_t capacity, ChainBuffers& b, const BufferSpecFn& each) {
   const Dims d = dims_of(config);
   const int64_t T = capacity, R = T * d.K;
-  const bool quant = d.quant != QuantMode::none;
+  const bool quant = int8_activations(d);  // w4a16 runs the float chain
   routing_buffer_specs(config, capacity, b.routing, each);
   each(b.expanded_x, quant ? DType::i8 : d.model, {R, d.H});
   each(b.expanded_row_idx, DType::i32, {R});
@@ -210,7 +214,7 @@ Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWei
 void expand_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWeights& w, const Tensor& x,
                    const Tensor& topk_idx, int64_t counts_type, const InitRoutingV2Result& out) {
   const Dims d = dims_of(config);
-  const bool quant = d.quant != QuantMode::none;
+  const bool quant = int8_activations(d);  // w4a16 runs the float chain
   InitRoutingV2Options ro;
   ro.active_num = topk_idx.numel();
   ro.expert_num = d.E;
@@ -252,7 +256,7 @@ Tensor run_shared_expert(const ChainOps& ops, const MoeConfig& config, const Lay
                          const PackedLayerWeights* packed, const Tensor& x, ChainBuffers& b) {
   const Dims d = dims_of(config);
   const int64_t T = x.size(0);
-  const bool quant = d.quant != QuantMode::none;
+  const bool quant = int8_activations(d);  // w4a16 runs the float chain
   if (d.Is == 0 || T == 0) return Tensor{};
   // The same MLP over every token, as one group; qwen2_moe gates it with sigmoid(x . Wsg^T).
   MlpArgs s;

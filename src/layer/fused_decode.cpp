@@ -48,7 +48,8 @@ class Step {
       shared_w13_ = &(*p.shared_w13.experts)[0];
       shared_w2_ = &(*p.shared_w2.experts)[0];
     }
-    float_fn_ = int8_ ? nullptr : p.kernels.gemm.float_kernel(model_).fn;
+    // w4a16 runs the float path on the int4 kernel of its group size (one G for every projection of the layer).
+    float_fn_ = int8_ ? nullptr : p.kernels.gemm.kernel_for((*p.w13.experts)[0]).fn;
     s8_fn_ = p.kernels.gemm.s8.fn;
   }
 
@@ -110,7 +111,8 @@ class Step {
 
   // Cuts the work into tasks for `threads` threads; returns their count.
   int64_t tasks(int threads) {
-    const int64_t es = int8_ ? 1 : int64_t(dtype_size(model_));
+    // Bytes per weight, for the block widths (int4 counted as 1: its 0.5 bytes plus scales, rounded up).
+    const int64_t es = int8_ || c_.quant_mode == QuantMode::w4a16 ? 1 : int64_t(dtype_size(model_));
     all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
     block_a_ = task_columns(2 * H_ * es, all_groups_, I_, threads);
     block_b_ = task_columns(I_ * es, all_groups_, H_, threads);
@@ -337,8 +339,8 @@ class Step {
 }  // namespace
 
 std::string fused_decode_declines(const MoeConfig& c) {
-  if (c.quant_mode != QuantMode::none && c.quant_mode != QuantMode::w8a8)
-    return "quant_mode " + std::string(quant_mode_name(c.quant_mode)) + " is not fused (float models and w8a8 are)";
+  if (c.quant_mode == QuantMode::w8a8c8)
+    return "quant_mode w8a8c8 is not fused (float models, w4a16 and w8a8 are)";
   if (c.moe_intermediate_size % gemm::kGemmNR != 0)
     return "I=" + std::to_string(c.moe_intermediate_size) + " is not a multiple of " + std::to_string(gemm::kGemmNR);
   if (c.shared_expert_width() % gemm::kGemmNR != 0)

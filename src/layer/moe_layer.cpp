@@ -78,9 +78,16 @@ void check_fits(const MoeConfig& c, int threads, int64_t limit) {
                         " of weights, " + std::to_string(workspace) + " of workspace)");
 }
 
+// Bytes of an [out, in] int4 projection as packed (gemm.h): half a byte per weight, and per group of G input
+// channels an f32 scale and an f32 zero bias per output channel.
+int64_t int4_bytes(const MoeConfig& c, int64_t out, int64_t in) {
+  return out * in / 2 + out * (in / c.quant_group_size) * 8;
+}
+
 // Bytes of one expert's two projections (w13, w2) and, quantised, their per-channel scales.
 int64_t projection_bytes(const MoeConfig& c) {
   const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
+  if (c.quant_mode == QuantMode::w4a16) return int4_bytes(c, 2 * I, H) + int4_bytes(c, H, I);
   const bool quant = c.quant_mode != QuantMode::none;
   return 3 * I * H * (quant ? 1 : int64_t(dtype_size(c.dtype))) + (quant ? (2 * I + H) * 4 : 0);
 }
@@ -101,6 +108,8 @@ int64_t fixed_bytes(const MoeConfig& c) {
   const bool quant = c.quant_mode != QuantMode::none;
   const int64_t ms = int64_t(dtype_size(c.dtype)), ws = quant ? 1 : ms;
   int64_t b = E * H * ms + (c.model_type == ModelType::deepseek_v3 ? E * 4 : 0);
+  if (Is > 0 && c.quant_mode == QuantMode::w4a16)
+    return b + int4_bytes(c, 2 * Is, H) + int4_bytes(c, H, Is) + (c.shared_expert_gated() ? H * ms : 0);
   if (Is > 0) b += 3 * Is * H * ws + (quant ? (2 * Is + H) * 4 : 0) + (c.shared_expert_gated() ? H * ms : 0);
   return b;
 }
@@ -116,8 +125,8 @@ void copy_rows(const Tensor& src, const Tensor& dst, int64_t begin) {
 
 // The quantised chains hold a clip factor per expert (w8a8c8's, or 1s), counted whether or not it is read.
 int64_t layer_weight_bytes(const MoeConfig& c) {
-  const bool quant = c.quant_mode != QuantMode::none;
-  return fixed_bytes(c) + c.num_experts * (projection_bytes(c) + (quant ? 4 : 0));
+  const bool int8 = c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8;
+  return fixed_bytes(c) + c.num_experts * (projection_bytes(c) + (int8 ? 4 : 0));
 }
 
 int64_t layer_workspace_bytes(const MoeConfig& c, int64_t tokens) {
@@ -348,7 +357,9 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     // What the expert GEMMs dispatched to: the fused path runs the kernels chosen when the layer was packed, the
     // chain's grouped matmuls choose theirs at each call.
     const gemm::GemmKernels k = fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels();
-    m.kernel = c.quant_mode == QuantMode::none ? k.float_kernel(c.dtype).name : k.s8.name;
+    m.kernel = c.quant_mode == QuantMode::none  ? k.float_kernel(c.dtype).name
+               : c.quant_mode == QuantMode::w4a16 ? k.kernel_for((*m.packed.w13.experts)[0]).name
+                                                  : k.s8.name;
   }
   t.active_experts = active;
   if (routing) *routing = std::move(all_routing);

@@ -39,7 +39,8 @@ struct PackedLayerWeights {
 
 /// Packs `w`'s projections (on the operators' pool: the caller may scope one, base/default_pool.h) and releases
 /// w13, w2, shared_w13 and shared_w2 one by one as they are packed, so that a load never holds more than one
-/// extra projection. The router and the small tensors stay in `w` as they are. Chooses the layer's kernels.
+/// extra projection (w4a16: their scales and zero points too, which the packed form holds). The router and the small
+/// tensors stay in `w` as they are. Chooses the layer's kernels.
 PackedLayerWeights pack_layer_weights(LayerWeights& w);
 
 /// `w` with w13, w2, shared_w13 and shared_w2 restored (new tensors, bitwise the packed weights) from `packed`.

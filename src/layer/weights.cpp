@@ -1,3 +1,5 @@
+// Over 500 lines: the one place that knows where every weight comes from (random, float, int8 and GPTQ int4
+// checkpoints) and under which name; to be split by source if it grows further.
 #include "layer/weights.h"
 
 #include <cmath>
@@ -8,8 +10,10 @@
 #include "base/check.h"
 #include "base/elements.h"
 #include "base/quantize.h"
+#include "base/quantize_int4.h"
 #include "base/random.h"
 #include "layer/finite.h"
+#include "layer/gptq.h"
 #include "moefuse/error.h"
 
 namespace moefuse::layer {
@@ -18,7 +22,9 @@ namespace {
 constexpr const char* kOp = "MoeLayer";
 
 bool quantised(const MoeConfig& c) { return c.quant_mode != QuantMode::none; }
-DType storage_dtype(const MoeConfig& c) { return quantised(c) ? DType::i8 : c.dtype; }
+bool int4_weights(const MoeConfig& c) { return c.quant_mode == QuantMode::w4a16; }
+bool int8_weights(const MoeConfig& c) { return quantised(c) && !int4_weights(c); }
+DType storage_dtype(const MoeConfig& c) { return int4_weights(c) ? DType::u8 : quantised(c) ? DType::i8 : c.dtype; }
 
 // ---- filling one projection --------------------------------------------------------------------------------------
 
@@ -30,8 +36,16 @@ using RowSource = std::function<void(int64_t r, float* row)>;
 // in scales[e, row0 + r]. With `check_finite`, stops at the first row holding a value that is not finite, or not
 // once converted to a float storage dtype (70000 in f16), and returns its flat index r * in + i in the source;
 // otherwise (or when every value is finite) returns -1.
+// w4a16 (u8 storage) rounds each row to int4 per group instead (quantize_row_int4), its scales and zero points in
+// scales[e, row0 + r, :] and int4.zeros[e, row0 + r, :].
+struct Int4Target {
+  Tensor zeros;  // [E, out, in / G] u8 (undefined: not int4)
+  int64_t group = 0;
+  bool symmetric = true;
+};
+
 int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in,
-                        const RowSource& source, bool check_finite) {
+                        const RowSource& source, bool check_finite, const Int4Target& int4 = {}) {
   std::vector<float> row(size_t(in > 0 ? in : 1));
   const int64_t rows_per_expert = storage.size(1);
   for (int64_t r = 0; r < out; ++r) {
@@ -40,7 +54,11 @@ int64_t fill_projection(const Tensor& storage, const Tensor& scales, int64_t e, 
       for (int64_t i = 0; i < in; ++i)
         if (!std::isfinite(rounded_to(row[size_t(i)], storage.dtype()))) return r * in + i;
     const int64_t flat_row = e * rows_per_expert + row0 + r;
-    if (storage.dtype() == DType::i8) {
+    if (storage.dtype() == DType::u8) {
+      const int64_t groups = in / int4.group;
+      quantize_row_int4(row.data(), in, int4.group, int4.symmetric, storage.data_as<uint8_t>() + flat_row * in,
+                        scales.data_as<float>() + flat_row * groups, int4.zeros.data_as<uint8_t>() + flat_row * groups);
+    } else if (storage.dtype() == DType::i8) {
       int8_t* dst = storage.data_as<int8_t>() + flat_row * in;
       scales.data_as<float>()[e * scales.size(1) + row0 + r] = quantize_row_dynamic(row.data(), in, dst);
     } else {
@@ -97,7 +115,13 @@ LayerWeights allocate(const MoeConfig& c, int64_t held) {
   s.E = held;
   w.w13 = Tensor::empty(st, {s.E, 2 * s.I, s.H});
   w.w2 = Tensor::empty(st, {s.E, s.H, s.I});
-  if (quantised(c)) {
+  const int64_t G = c.quant_group_size;
+  if (int4_weights(c)) {
+    w.w13_scale = Tensor::empty(DType::f32, {s.E, 2 * s.I, s.H / G});
+    w.w13_zero = Tensor::empty(DType::u8, {s.E, 2 * s.I, s.H / G});
+    w.w2_scale = Tensor::empty(DType::f32, {s.E, s.H, s.I / G});
+    w.w2_zero = Tensor::empty(DType::u8, {s.E, s.H, s.I / G});
+  } else if (quantised(c)) {
     w.w13_scale = Tensor::empty(DType::f32, {s.E, 2 * s.I});
     w.w2_scale = Tensor::empty(DType::f32, {s.E, s.H});
     if (c.quant_mode == QuantMode::w8a8c8) w.clip_alpha = Tensor::full(DType::f32, {s.E}, 1.0);
@@ -105,7 +129,12 @@ LayerWeights allocate(const MoeConfig& c, int64_t held) {
   if (s.Is > 0) {
     w.shared_w13 = Tensor::empty(st, {1, 2 * s.Is, s.H});
     w.shared_w2 = Tensor::empty(st, {1, s.H, s.Is});
-    if (quantised(c)) {
+    if (int4_weights(c)) {
+      w.shared_w13_scale = Tensor::empty(DType::f32, {1, 2 * s.Is, s.H / G});
+      w.shared_w13_zero = Tensor::empty(DType::u8, {1, 2 * s.Is, s.H / G});
+      w.shared_w2_scale = Tensor::empty(DType::f32, {1, s.H, s.Is / G});
+      w.shared_w2_zero = Tensor::empty(DType::u8, {1, s.H, s.Is / G});
+    } else if (quantised(c)) {
       w.shared_w13_scale = Tensor::empty(DType::f32, {1, 2 * s.Is});
       w.shared_w2_scale = Tensor::empty(DType::f32, {1, s.H});
     }
@@ -120,7 +149,19 @@ struct FillTask {
   int64_t e, row0, out, in;
   RowSource source;
   std::string name = {};  // where the values come from (a checkpoint's path and tensor name), for errors
+  Int4Target int4 = {};   // w4a16: where the zero points go (set by attach_int4)
 };
+
+// Points every w4a16 task at the zero points of the projection it fills (tasks name their storage, not its zeros).
+void attach_int4(const MoeConfig& c, const LayerWeights& w, std::vector<FillTask>& tasks) {
+  if (!int4_weights(c)) return;
+  const std::pair<const Tensor*, const Tensor*> pairs[] = {
+      {&w.w13, &w.w13_zero}, {&w.w2, &w.w2_zero}, {&w.shared_w13, &w.shared_w13_zero}, {&w.shared_w2, &w.shared_w2_zero}};
+  for (FillTask& t : tasks)
+    for (const auto& [storage, zeros] : pairs)
+      if (storage->defined() && t.storage.data() == storage->data())
+        t.int4 = Int4Target{*zeros, c.quant_group_size, c.quant_symmetric};
+}
 
 // Runs every task; with `check_finite`, refuses (ValueError) the first non-finite value of the first task, in task
 // order, that holds one — the same error for any thread count.
@@ -128,7 +169,7 @@ void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool, bool check_finite
   std::vector<int64_t> bad(tasks.size(), -1);
   pool.parallel_for(int64_t(tasks.size()), [&](int64_t i) {
     const FillTask& t = tasks[size_t(i)];
-    bad[size_t(i)] = fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source, check_finite);
+    bad[size_t(i)] = fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source, check_finite, t.int4);
   });
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (bad[i] < 0) continue;
@@ -199,14 +240,28 @@ RowSource checkpoint_rows(const Checkpoint& ck, const std::string& name, const T
 }
 
 // Loads one [out, in] projection of a checkpoint into storage rows [row0, row0 + out) of expert e.
+// w4a16 loads: the projection's zero points, and the checkpoint's GPTQ settings (read once per load).
+struct Int4Load {
+  Tensor zeros;
+  const GptqFormat* format = nullptr;
+};
+
 void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string& name, const Tensor& storage,
                      const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in, const char* out_name,
-                     const char* in_name, std::vector<FillTask>& tasks, bool check_finite) {
+                     const char* in_name, std::vector<FillTask>& tasks, bool check_finite, const Int4Load& int4 = {}) {
+  const std::string base = name.substr(0, name.size() - std::string("weight").size());
+  if (int4_weights(c) && has_gptq_projection(ck, base)) {  // a GPTQ checkpoint: its int4 values as they are
+    const int64_t G = c.quant_group_size, row = e * storage.size(1) + row0;
+    read_gptq_projection(ck, base, *int4.format, G, out, in, out_name, in_name, storage.data_as<uint8_t>() + row * in,
+                         scales.data_as<float>() + row * (in / G), int4.zeros.data_as<uint8_t>() + row * (in / G),
+                         check_finite);
+    return;
+  }
   Tensor t = projection_tensor(ck, name, out, in, out_name, in_name);
   if (t.dtype() == DType::i8) {
-    if (!quantised(c))
-      throw ValueError(ck.path() + ": " + name + ": expected a float tensor for quant_mode none (int8 weights need " +
-                       "quant_mode w8a8 or w8a8c8), got i8");
+    if (!int8_weights(c))
+      throw ValueError(ck.path() + ": " + name + ": expected a float tensor for quant_mode " +
+                       std::string(quant_mode_name(c.quant_mode)) + " (int8 weights need quant_mode w8a8 or w8a8c8), got i8");
     // int8 rows are copied as they are; their scales come from the checkpoint.
     const std::string scale_name = name.substr(0, name.size() - std::string("weight").size()) + "weight_scale";
     Tensor s = scale_tensor(ck, scale_name, out);
@@ -274,7 +329,16 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w) {
   else absent("router_bias", w.router_bias, "only deepseek_v3 has a correction bias");
   need("w13", w.w13, st, {s.E, 2 * s.I, s.H});
   need("w2", w.w2, st, {s.E, s.H, s.I});
-  if (quantised(c)) {
+  const int64_t G = c.quant_group_size;
+  if (int4_weights(c)) {
+    need("w13_scale", w.w13_scale, DType::f32, {s.E, 2 * s.I, s.H / G});
+    need("w13_zero", w.w13_zero, DType::u8, {s.E, 2 * s.I, s.H / G});
+    need("w2_scale", w.w2_scale, DType::f32, {s.E, s.H, s.I / G});
+    need("w2_zero", w.w2_zero, DType::u8, {s.E, s.H, s.I / G});
+    for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"smooth_scale1", &w.smooth_scale1},
+                                  {"smooth_scale2", &w.smooth_scale2}, {"clip_alpha", &w.clip_alpha}})
+      absent(name, *t, "w4a16 keeps its activations in the model dtype");
+  } else if (quantised(c)) {
     need("w13_scale", w.w13_scale, DType::f32, {s.E, 2 * s.I});
     need("w2_scale", w.w2_scale, DType::f32, {s.E, s.H});
     if (w.smooth_scale1.defined()) need("smooth_scale1", w.smooth_scale1, DType::f32, {s.E, s.H});
@@ -288,7 +352,12 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w) {
   if (s.Is > 0) {
     need("shared_w13", w.shared_w13, st, {1, 2 * s.Is, s.H});
     need("shared_w2", w.shared_w2, st, {1, s.H, s.Is});
-    if (quantised(c)) {
+    if (int4_weights(c)) {
+      need("shared_w13_scale", w.shared_w13_scale, DType::f32, {1, 2 * s.Is, s.H / G});
+      need("shared_w13_zero", w.shared_w13_zero, DType::u8, {1, 2 * s.Is, s.H / G});
+      need("shared_w2_scale", w.shared_w2_scale, DType::f32, {1, s.H, s.Is / G});
+      need("shared_w2_zero", w.shared_w2_zero, DType::u8, {1, s.H, s.Is / G});
+    } else if (quantised(c)) {
       need("shared_w13_scale", w.shared_w13_scale, DType::f32, {1, 2 * s.Is});
       need("shared_w2_scale", w.shared_w2_scale, DType::f32, {1, s.H});
     }
@@ -330,6 +399,7 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool,
     if (w.shared_gate.defined())
       tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H, random_rows(stream(seed, 8, 0, sd_h), s.H)});
   }
+  attach_int4(c, w, tasks);
   run_tasks(tasks, pool);
   if (w.router_bias.defined()) {
     RandomStream b = stream(seed, 9, 0, 0.05f / std::sqrt(3.0f));
@@ -350,6 +420,9 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   const int64_t n_held = int64_t(held.size());
   LayerWeights w = allocate(c, n_held);
   std::vector<FillTask> tasks;
+  GptqFormat gptq;
+  if (int4_weights(c)) gptq = read_gptq_format(ck, c.quant_group_size);
+  auto i4 = [&](const Tensor& zeros) { return Int4Load{zeros, &gptq}; };
   // The router and the shared gate stay float (model dtype) in every chain.
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
   if (router.dtype() == DType::i8)
@@ -358,11 +431,14 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
                            ck.path() + ": " + p + ".gate.weight"});
   for (int64_t li = 0; li < n_held; ++li) {  // global expert held[li] into slot li: only its tensors are read
     const std::string ep = p + ".experts." + std::to_string(held[size_t(li)]) + ".";
-    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, li, 0, s.I, s.H, "I", "H", tasks, check);
-    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, li, s.I, s.I, s.H, "I", "H", tasks, check);
-    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, li, 0, s.H, s.I, "H", "I", tasks, check);
+    load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, li, 0, s.I, s.H, "I", "H", tasks, check,
+                    i4(w.w13_zero));
+    load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, li, s.I, s.I, s.H, "I", "H", tasks, check,
+                    i4(w.w13_zero));
+    load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, li, 0, s.H, s.I, "H", "I", tasks, check,
+                    i4(w.w2_zero));
   }
-  if (quantised(c)) {
+  if (int8_weights(c)) {
     // Optional smooth scales: present for every expert or for none.
     const std::string first1 = p + ".experts.0." + pn.gate + ".smooth_scale";
     if (ck.has(first1)) {
@@ -394,11 +470,11 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   if (s.Is > 0) {
     const std::string sp = shared_prefix(c, p) + ".";
     load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H",
-                    tasks, check);
+                    tasks, check, i4(w.shared_w13_zero));
     load_projection(c, ck, sp + "up_proj.weight", w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is, s.H, "Is", "H",
-                    tasks, check);
+                    tasks, check, i4(w.shared_w13_zero));
     load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is",
-                    tasks, check);
+                    tasks, check, i4(w.shared_w2_zero));
     if (w.shared_gate.defined()) {
       Tensor g = projection_tensor(ck, p + ".shared_expert_gate.weight", 1, s.H, "1", "H");
       tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H,
@@ -418,6 +494,7 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
           ck.path() + ": " + name, s.E, [&](int64_t e) { return w.router_bias.data_as<float>()[e]; },
           [](int64_t e) { return std::vector<int64_t>{e}; });
   }
+  attach_int4(c, w, tasks);
   run_tasks(tasks, pool, check);
   return w;
 }
@@ -433,6 +510,14 @@ NamedTensors checkpoint_tensors(const MoeConfig& c, const LayerWeights& w, int64
   auto add = [&](const std::string& name, const Tensor& storage, const Tensor& scales, int64_t e, int64_t row0,
                  int64_t n) {
     Tensor rows = storage.narrow(0, e, 1).narrow(1, row0, n).reshape({n, storage.size(2)});
+    if (int4_weights(c)) {  // GPTQ's format (gptq.h)
+      const Tensor& zeros = &storage == &w.w13 ? w.w13_zero : &storage == &w.w2 ? w.w2_zero
+                            : &storage == &w.shared_w13 ? w.shared_w13_zero : w.shared_w2_zero;
+      const int64_t groups = scales.size(2);
+      append_gptq_tensors(name + ".", rows, scales.narrow(0, e, 1).narrow(1, row0, n).reshape({n, groups}),
+                          zeros.narrow(0, e, 1).narrow(1, row0, n).reshape({n, groups}), out);
+      return;
+    }
     out.emplace_back(name + ".weight", rows);
     if (scales.defined()) out.emplace_back(name + ".weight_scale", scales.narrow(0, e, 1).narrow(1, row0, n).reshape({n}));
   };

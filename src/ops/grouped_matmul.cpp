@@ -43,9 +43,15 @@ struct WeightDesc {
   bool packed;
   DType dtype;
   Shape shape;
+  bool int4 = false;
 
   static WeightDesc of(const Tensor& w) { return {w.defined(), false, w.dtype(), w.shape()}; }
-  static WeightDesc of(const PackedGroupedWeights& w) { return {!w.empty(), true, w.dtype(), w.shape()}; }
+  static WeightDesc of(const PackedGroupedWeights& w) { return {!w.empty(), true, w.dtype(), w.shape(), is_int4(w)}; }
+  // Packed int4 group-wise weights (ops/packed_grouped_weights.h: the layer's w4a16 projections) serve float x.
+  static bool is_int4(const PackedGroupedWeights& w) {
+    const auto packed = detail::PackedGroupedWeightsAccess::packed(w);
+    return packed && packed->size() > 0 && (*packed)[0].group_size() > 0;
+  }
 
   int dim() const { return shape.rank(); }
   int64_t size(int d) const { return shape[d < 0 ? d + shape.rank() : d]; }
@@ -68,7 +74,7 @@ GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const Grou
       check::fail_value(kOp, "weight", "packed weights (from pack_grouped_weights)", "empty packed weights");
     check::fail_value(kOp, "weight", "a tensor", "none");
   }
-  if (weight.dtype != x.dtype()) {
+  if (weight.dtype != x.dtype() && !(weight.int4 && !int8)) {
     std::string expected = "dtype " + name(x.dtype()) + " (the dtype of x)";
     if (!int8 && weight.dtype == DType::i8) expected += "; int8 weights with float x (antiquant) are not supported";
     if (int8 && weight.dtype == DType::i32) expected += "; int4 weights packed in i32 are not supported";

@@ -53,6 +53,8 @@ size_t PackedGroupedWeights::bytes() const {
 
 std::string PackedGroupedWeights::describe() const {
   if (!impl_) return "empty packed weights";
+  const int64_t G = impl_->packed->size() > 0 ? (*impl_->packed)[0].group_size() : 0;
+  if (G > 0) return "packed int4 (group size " + std::to_string(G) + ")" + shape_.str();
   return "packed " + std::string(dtype_name(dtype_)) + shape_.str();
 }
 
@@ -469,6 +471,12 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
     p.dequant = rows::select_rows_kernels(kernels.isa).dequant;
   }
   else p.ffn = kernels.float_kernel(a.x.dtype()).fn;
+  // int4 group-wise weights (the layer's w4a16 projections, float x) run the int4 kernel of their group size.
+  for (const gemm::PackedWeights* w : experts)
+    if (w) {
+      if (!p.int8 && w->group_size() > 0) p.ffn = kernels.kernel_for(*w).fn;
+      break;
+    }
   if (p.M == 0 || p.N == 0) return;
 
   // First pass over the groups: what the block sizes depend on.

@@ -92,6 +92,20 @@ float quantize(const Vec& v, std::vector<int8_t>& q) {
   return s;
 }
 
+// w4a16: the fp32 weights of int4 storage [E, out, in] (u8 values q), scales [E, out, in / G] (f32) and zero points
+// [E, out, in / G] (u8): w = (q - z) * s in fp32, GPTQ's dequantisation. The layer then is the float chain on them.
+Tensor dequantize_int4(const Tensor& q, const Tensor& scale, const Tensor& zero) {
+  const int64_t E = q.size(0), out = q.size(1), in = q.size(2), groups = scale.size(2), G = in / groups;
+  Tensor w = Tensor::empty(DType::f32, {E, out, in});
+  for (int64_t r = 0; r < E * out; ++r)
+    for (int64_t i = 0; i < in; ++i) {
+      const int64_t gi = r * groups + i / G;
+      const int diff = int(q.data_as<const uint8_t>()[r * in + i]) - int(zero.data_as<const uint8_t>()[gi]);
+      w.data_as<float>()[r * in + i] = float(diff) * scale.data_as<const float>()[gi];
+    }
+  return w;
+}
+
 // One expert's projections: w13 rows [2W, H] and w2 rows [H, W] of expert `e`, with their per-channel scales.
 struct Mlp {
   const Tensor &w13, &w2, &w13_scale, &w2_scale;
@@ -236,8 +250,20 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
   LayerWeights w = weights;
   for (Tensor* t : {&w.router, &w.router_bias, &w.w13, &w.w2, &w.w13_scale, &w.w2_scale, &w.smooth_scale1,
                     &w.smooth_scale2, &w.clip_alpha, &w.shared_w13, &w.shared_w2, &w.shared_w13_scale,
-                    &w.shared_w2_scale, &w.shared_gate})
+                    &w.shared_w2_scale, &w.shared_gate, &w.w13_zero, &w.w2_zero, &w.shared_w13_zero,
+                    &w.shared_w2_zero})
     if (t->defined()) *t = t->contiguous();
+  // w4a16: dequantise, then compute as a float model whose projections hold those fp32 values.
+  MoeConfig expert_config = c;
+  if (c.quant_mode == QuantMode::w4a16) {
+    w.w13 = dequantize_int4(w.w13, w.w13_scale, w.w13_zero);
+    w.w2 = dequantize_int4(w.w2, w.w2_scale, w.w2_zero);
+    if (w.shared_w13.defined()) {
+      w.shared_w13 = dequantize_int4(w.shared_w13, w.shared_w13_scale, w.shared_w13_zero);
+      w.shared_w2 = dequantize_int4(w.shared_w2, w.shared_w2_scale, w.shared_w2_zero);
+    }
+    expert_config.quant_mode = QuantMode::none;
+  }
   const Tensor xc = x.contiguous();
 
   const int64_t T = x.size(0), H = c.hidden_size, K = c.num_experts_per_tok, I = c.moe_intermediate_size;
@@ -256,7 +282,7 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
     Vec acc(static_cast<size_t>(H), 0.0f);
     bool started = false;
     if (Is > 0) {
-      acc = expert_mlp(c, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H}, xt,
+      acc = expert_mlp(expert_config, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H}, xt,
                        nullptr, nullptr, 1.0f);
       if (c.shared_expert_gated()) {
         const float gate = sigmoid(matvec(w.shared_gate, 0, 1, H, xt)[0]);
@@ -271,7 +297,7 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
       if (w.smooth_scale1.defined()) s1 = load(w.smooth_scale1, e * H, H);
       if (w.smooth_scale2.defined()) s2 = load(w.smooth_scale2, e * I, I);
       const float alpha = w.clip_alpha.defined() ? load(w.clip_alpha, e, 1)[0] : 1.0f;
-      const Vec y = expert_mlp(c, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H}, xt, s1.empty() ? nullptr : &s1,
+      const Vec y = expert_mlp(expert_config, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H}, xt, s1.empty() ? nullptr : &s1,
                                s2.empty() ? nullptr : &s2, alpha);
       const float wk = r.weights[size_t(k)];
       for (int64_t h = 0; h < H; ++h) acc[size_t(h)] = started ? acc[size_t(h)] + wk * y[size_t(h)] : wk * y[size_t(h)];

@@ -401,8 +401,11 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
         << bad;
   EXPECT_TRUE(is_error(moefuse(base + " --paths chain,fused" + outputs),
                        {"--paths: expected a comma-separated list of chain, superkernel, got chain,fused"}));
+  EXPECT_TRUE(is_error(moefuse(base + " --quant w4a8" + outputs),
+                       {"--quant: expected a comma-separated list of none, w8a8, w8a8c8, w4a16, got w4a8"}));
+  // w4a16 with the config's group size (128 by default), which must divide H = 64: refused before any timing.
   EXPECT_TRUE(is_error(moefuse(base + " --quant w4a16" + outputs),
-                       {"--quant: expected a comma-separated list of none, w8a8, w8a8c8, got w4a16"}));
+                       {"with quant_mode w4a16", "quant_group_size", "got 128"}));
   EXPECT_TRUE(is_error(moefuse(base + " --iters 0" + outputs), {"--iters: expected an integer >= 1, got 0"}));
   EXPECT_TRUE(is_error(moefuse(base + " --warmup -1" + outputs), {"--warmup: expected an integer >= 0, got -1"}));
   EXPECT_TRUE(is_error(moefuse(base + " --threads -2" + outputs), {"--threads: expected an integer >= 0, got -2"}));

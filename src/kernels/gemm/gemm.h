@@ -12,6 +12,11 @@
 //     stored as [Kp / 4][32][4]: element (k, 32p + j) is at data[p * Kp * 32 + (k / 4) * 128 + j * 4 + k % 4].
 //     col_sums()[n] = Σ_k B[k, n] in int32 for n < panels * 32 (0 for the padded columns); the AVX-512 VNNI
 //     kernel needs it to undo its +128 shift of A.
+//   int4 group-wise weights (W4A16; dtype() is u8, group_size() is G = 32, 64 or 128, K a multiple of G) stand for
+//     B[k, n] = (q[k, n] - z[k / G, n]) * s[k / G, n] with q, z in [0, 15] and s an fp32 scale. Panel p is K / G
+//     group blocks of 256 + 16 G bytes; block g holds the group's 32 scales (f32), then its 32 zero biases (f32,
+//     2^23 + z: see below), then G rows of 16 bytes: q(gG + r, 32p + j) is in byte j / 2 of row r, the low nibble
+//     for even j. Padded columns have q = z = 0 and s = 0.
 // Panels follow each other without gaps, so the whole matrix is one sequential stream; the data starts 64-byte
 // aligned (2 MB aligned, with transparent huge pages requested, from 2 MB on: see pack.cpp) and every panel is a
 // multiple of 64 bytes long.
@@ -32,6 +37,13 @@
 // the NaN may differ between variants (x86 FMAs propagate "the first NaN operand" by instruction encoding, which the
 // compiler chooses). Infinities and signed zeros are exact. The FPU must be in its default mode (round to
 // nearest even, no flush-to-zero / denormals-are-zero), as it is unless a caller changes MXCSR.
+//
+// int4 group-wise (A fp32, B int4 + scales and zeros, C fp32): the float contract above on the fp32 weights
+//     w = (float(q) - float(z)) * s     (the difference exact; the product one fp32 rounding, exact when s is an
+//                                         fp16 or bf16 value, since |q - z| <= 15 needs 4 bits)
+// i.e. bitwise "dequantise B to fp32, then the f32 kernel". Kernels form float(q) - float(z) as
+// float(2^23 + q) - (2^23 + z), the first term built by or-ing q into the bits of 2^23: exact, and the same value.
+// There is one kernel per group size (32, 64, 128), with the float kernels' signature (GemmFloatFn).
 //
 // int8 (A int8, B int8, C int32): C[m, n] = Σ_k A[m, k] · B[k, n] exactly, for K < 65536 (so |C| < 2^30).
 //
@@ -63,6 +75,8 @@
 
 namespace moefuse::gemm {
 
+struct Int4Source;
+
 /// Columns per packed panel (and the width of every micro-tile).
 inline constexpr int64_t kGemmNR = 32;
 
@@ -82,9 +96,11 @@ class PackedWeights {
   int64_t n() const { return n_; }
   /// ceil(N / 32).
   int64_t panels() const { return panels_; }
-  /// Rows stored per panel: K for float weights, round_up(K, 4) for int8.
+  /// int4 group-wise weights: G (32, 64 or 128); 0 for the other dtypes.
+  int64_t group_size() const { return group_size_; }
+  /// Rows stored per panel: K for float and int4 weights, round_up(K, 4) for int8.
   int64_t k_padded() const { return k_padded_; }
-  /// Bytes of one panel: k_padded() * 32 * element size.
+  /// Bytes of one panel: k_padded() * 32 * element size (int4: K / G * (256 + 16 G)).
   size_t panel_bytes() const { return panel_bytes_; }
   /// Bytes of all panels (the stream a kernel call over [0, N) reads once per row block).
   size_t data_bytes() const { return size_t(panels_) * panel_bytes_; }
@@ -100,12 +116,15 @@ class PackedWeights {
   };
   friend PackedWeights pack_weights_f(const void*, DType, int64_t, int64_t, int64_t, int64_t);
   friend PackedWeights pack_weights_s8(const int8_t*, int64_t, int64_t, int64_t, int64_t);
-  static PackedWeights allocate(DType dtype, int64_t K, int64_t N, int64_t k_padded, bool with_col_sums);
+  friend PackedWeights pack_weights_u4(const Int4Source&, int64_t, int64_t, int64_t);
+  // panel_bytes 0: k_padded * 32 * the dtype's size.
+  static PackedWeights allocate(DType dtype, int64_t K, int64_t N, int64_t k_padded, bool with_col_sums,
+                                size_t panel_bytes = 0);
 
   std::unique_ptr<std::byte[], Free> storage_;
   int32_t* col_sums_ = nullptr;  // inside storage_, after the panels
   DType dtype_ = DType::f32;
-  int64_t k_ = 0, n_ = 0, panels_ = 0, k_padded_ = 0;
+  int64_t k_ = 0, n_ = 0, panels_ = 0, k_padded_ = 0, group_size_ = 0;
   size_t panel_bytes_ = 0;
 };
 
@@ -118,6 +137,29 @@ PackedWeights pack_weights_f(const void* src, DType dtype, int64_t K, int64_t N,
 /// Packs the logical [K, N] int8 matrix B (strides as above) into the VNNI layout and computes its column sums.
 /// Throws ValueError for K < 0, K >= 65536 or N < 0, ResourceError when memory runs out.
 PackedWeights pack_weights_s8(const int8_t* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n);
+
+/// Where pack_weights_u4 reads a logical [K, N] int4 matrix and its [K / G, N] scales and zeros (element strides,
+/// any sign, as for pack_weights_f): q(k, n) = q[k * q_stride_k + n * q_stride_n] (one value 0..15 per byte),
+/// s(g, n) = scale[g * sz_stride_g + n * sz_stride_n], z(g, n) = zero[the same index] (0..15).
+struct Int4Source {
+  const uint8_t* q = nullptr;
+  int64_t q_stride_k = 0, q_stride_n = 0;
+  const float* scale = nullptr;
+  const uint8_t* zero = nullptr;
+  int64_t sz_stride_g = 0, sz_stride_n = 0;
+};
+
+/// The group sizes the int4 kernels are built for.
+inline constexpr int64_t kInt4GroupSizes[] = {32, 64, 128};
+
+/// Packs int4 group-wise weights (layout above). Throws ValueError for K < 0, N < 0, G not 32, 64 or 128, K not a
+/// multiple of G, K >= 65536, or a q or z above 15 (naming the first); ResourceError when memory runs out. Scales
+/// are copied as they are (non-finite ones included).
+PackedWeights pack_weights_u4(const Int4Source& src, int64_t K, int64_t N, int64_t G);
+
+/// The inverse of pack_weights_u4 (w must be int4): writes q, scales and zeros at the places `dst` names (its
+/// pointers writable). Never allocates or throws.
+void unpack_weights_u4(const PackedWeights& w, const Int4Source& dst);
 
 /// The inverse of the pack functions: writes every element (k, n), k < K, n < N, of `w` to dst + k * stride_k + n *
 /// stride_n (element strides; the element size is w.dtype()'s), bit patterns as packed. Used where a caller needs
@@ -147,11 +189,14 @@ struct GemmKernels {
   Isa isa = Isa::scalar;
   bool vnni = false;
   GemmFloatKernel f32w, bf16w, f16w;
+  GemmFloatKernel u4w_g32, u4w_g64, u4w_g128;  // int4 group-wise weights, one kernel per group size
   GemmS8Kernel s8;
 
   /// The float kernel for weights of `dtype` (f32, bf16, f16); an empty kernel (fn == nullptr) for other dtypes.
   /// Call at plan time, never per tile.
   const GemmFloatKernel& float_kernel(DType dtype) const;
+  /// The kernel for weights packed as `w` is: float_kernel(w.dtype()), or the int4 kernel of w.group_size().
+  const GemmFloatKernel& kernel_for(const PackedWeights& w) const;
 };
 
 /// Kernels of level `isa`; with vnni (meaningful only for Isa::avx512) the int8 kernel uses AVX-512 VNNI, the float

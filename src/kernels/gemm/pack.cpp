@@ -57,14 +57,16 @@ void unpack_float_panels(const T* src, int64_t K, int64_t N, int64_t panels, T* 
 
 void PackedWeights::Free::operator()(std::byte* p) const { std::free(p); }
 
-PackedWeights PackedWeights::allocate(DType dtype, int64_t K, int64_t N, int64_t k_padded, bool with_col_sums) {
+PackedWeights PackedWeights::allocate(DType dtype, int64_t K, int64_t N, int64_t k_padded, bool with_col_sums,
+                                      size_t panel_bytes) {
   PackedWeights w;
   w.dtype_ = dtype;
   w.k_ = K;
   w.n_ = N;
   w.panels_ = (N + kGemmNR - 1) / kGemmNR;
   w.k_padded_ = k_padded;
-  w.panel_bytes_ = size_t(k_padded) * size_t(kGemmNR) * dtype_size(dtype);  // a multiple of 64 (32 * 2 at least)
+  // A multiple of 64 (32 * 2 at least; int4 blocks are 768, 1280 or 2304 bytes).
+  w.panel_bytes_ = panel_bytes ? panel_bytes : size_t(k_padded) * size_t(kGemmNR) * dtype_size(dtype);
   const size_t data_bytes = w.data_bytes();
   const size_t sums_bytes = with_col_sums ? size_t(w.panels_) * size_t(kGemmNR) * sizeof(int32_t) : 0;
   const size_t total = size_t(round_up(int64_t(data_bytes + sums_bytes), int64_t(kAlign)));

@@ -19,20 +19,34 @@ using kernels::Op;
   MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_##tile##__##isa, isa, bf16, f32, tm, tn, at_least<Isa::isa>), \
   MOEFUSE_GEMM_ROW(gemm_float, gemm_f16w_f32_##tile##__##isa, isa, f16, f32, tm, tn, at_least<Isa::isa>)
 
+// The int4 group-wise rows of one ISA (group sizes 32, 64, 128): gemm_u4g<G>w_f32_<tile>__<isa>.
+#define MOEFUSE_GEMM_U4(tile, isa, tm, tn)                                                                  \
+  MOEFUSE_GEMM_ROW(gemm_u4_g32, gemm_u4g32w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>), \
+  MOEFUSE_GEMM_ROW(gemm_u4_g64, gemm_u4g64w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>), \
+  MOEFUSE_GEMM_ROW(gemm_u4_g128, gemm_u4g128w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>)
+
 const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_FLOATS(1x32, scalar, 1, 32),
+    MOEFUSE_GEMM_U4(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_1x32__scalar, scalar, i8, i32, 1, 32, at_least<Isa::scalar>),
     MOEFUSE_GEMM_FLOATS(6x16, avx2, 6, 16),
+    MOEFUSE_GEMM_U4(8x8, avx2, 8, 8),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
     MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
 };
+#undef MOEFUSE_GEMM_U4
 #undef MOEFUSE_GEMM_FLOATS
 #undef MOEFUSE_GEMM_ROW
 
 GemmFloatKernel float_row(DType dt, const kernels::Dispatch& d) {
   const KernelInfo* k = kernels::find(Op::gemm_float, dt, d);
+  return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
+}
+
+GemmFloatKernel u4_row(Op op, const kernels::Dispatch& d) {
+  const KernelInfo* k = kernels::find(op, DType::u8, d);
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
@@ -57,6 +71,16 @@ const GemmFloatKernel& GemmKernels::float_kernel(DType dtype) const {
   }
 }
 
+const GemmFloatKernel& GemmKernels::kernel_for(const PackedWeights& w) const {
+  switch (w.group_size()) {
+    case 0: return float_kernel(w.dtype());
+    case 32: return u4w_g32;
+    case 64: return u4w_g64;
+    case 128: return u4w_g128;
+    default: return kNoKernel;
+  }
+}
+
 GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   const kernels::Dispatch d{isa, vnni && isa == Isa::avx512};
   GemmKernels k;
@@ -65,6 +89,9 @@ GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   k.f32w = float_row(DType::f32, d);
   k.bf16w = float_row(DType::bf16, d);
   k.f16w = float_row(DType::f16, d);
+  k.u4w_g32 = u4_row(Op::gemm_u4_g32, d);
+  k.u4w_g64 = u4_row(Op::gemm_u4_g64, d);
+  k.u4w_g128 = u4_row(Op::gemm_u4_g128, d);
   const KernelInfo* s8 = kernels::find(Op::gemm_s8, DType::i8, d);
   k.s8 = GemmS8Kernel{std::get<GemmS8Fn>(s8->fn), s8->name};
   return k;

@@ -40,4 +40,16 @@ void gemm_s8_s32_6x32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, cons
 void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                                   const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc);
 
+// gemm_u4_scalar.cpp and gemm_u4__avx2.cpp — int4 group-wise weights, one kernel per group size G.
+#define MOEFUSE_GEMM_U4_DECLARE(G, tile, isa)                                                                  \
+  void gemm_u4g##G##w_f32_##tile##__##isa(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a,      \
+                                          int64_t lda, const void* b, float* c, int64_t ldc);
+MOEFUSE_GEMM_U4_DECLARE(32, 1x32, scalar)
+MOEFUSE_GEMM_U4_DECLARE(64, 1x32, scalar)
+MOEFUSE_GEMM_U4_DECLARE(128, 1x32, scalar)
+MOEFUSE_GEMM_U4_DECLARE(32, 8x8, avx2)
+MOEFUSE_GEMM_U4_DECLARE(64, 8x8, avx2)
+MOEFUSE_GEMM_U4_DECLARE(128, 8x8, avx2)
+#undef MOEFUSE_GEMM_U4_DECLARE
+
 }  // namespace moefuse::gemm::detail

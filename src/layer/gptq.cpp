@@ -1,0 +1,140 @@
+#include "layer/gptq.h"
+
+#include <vector>
+
+#include "base/elements.h"
+#include "layer/finite.h"
+#include "moefuse/error.h"
+
+namespace moefuse::layer {
+namespace {
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string dims(const char* a, int64_t va, const char* b, int64_t vb) {
+  return std::string("[") + a + ", " + b + "] = [" + str(va) + ", " + str(vb) + "]";
+}
+
+// The checkpoint's tensor `name`, checked to be 2-D [rows, cols] of one of `dtypes`.
+Tensor read_2d(const Checkpoint& ck, const std::string& name, int64_t rows, int64_t cols, const std::string& shape_words,
+               std::initializer_list<DType> dtypes, const std::string& hint = "") {
+  Tensor t = ck.read(name);
+  bool ok_dtype = false;
+  for (DType d : dtypes) ok_dtype = ok_dtype || t.dtype() == d;
+  if (!ok_dtype) {
+    std::string want;
+    for (DType d : dtypes) want += (want.empty() ? "" : " or ") + std::string(dtype_name(d));
+    throw TypeError(ck.path() + ": " + name + ": expected dtype " + want + ", got " + std::string(dtype_name(t.dtype())));
+  }
+  if (t.dim() != 2 || t.size(0) != rows || t.size(1) != cols)
+    throw ValueError(ck.path() + ": " + name + ": expected shape " + shape_words + hint + ", got " + t.shape().str());
+  return t.contiguous();
+}
+
+}  // namespace
+
+GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G) {
+  const GptqSettings s = read_gptq_settings(ck);
+  GptqFormat f;
+  f.source = s.source;
+  if (s.source.empty()) return f;
+  auto fail = [&](const char* key, const std::string& want, const std::string& got) {
+    throw ValueError(s.source + ": " + key + ": expected " + want + ", got " + got);
+  };
+  if (s.quant_method != "gptq") fail("quant_method", "\"gptq\" (the int4 format moefuse reads)", "\"" + s.quant_method + "\"");
+  if (s.bits != 4) fail("bits", "4 (w4a16)", str(s.bits));
+  if (s.group_size != 0 && s.group_size != G)
+    fail("group_size", str(G) + " (the config's quant_group_size)", str(s.group_size));
+  if (s.desc_act)
+    fail("desc_act", "false (act-order checkpoints, whose groups are not runs of consecutive input channels, are not "
+         "supported)", "true");
+  if (s.checkpoint_format != "gptq" && s.checkpoint_format != "gptq_v2")
+    fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", "\"" + s.checkpoint_format + "\"");
+  f.zeros_v2 = s.checkpoint_format == "gptq_v2";
+  return f;
+}
+
+bool has_gptq_projection(const Checkpoint& ck, const std::string& base) { return ck.has(base + "qweight"); }
+
+void read_gptq_projection(const Checkpoint& ck, const std::string& base, const GptqFormat& format, int64_t G,
+                          int64_t out, int64_t in, const char* out_name, const char* in_name, uint8_t* q, float* scale,
+                          uint8_t* zero, bool check_finite) {
+  const std::string in_g = std::string(in_name) + "/" + str(G), in_8 = std::string(in_name) + "/8",
+                    out_8 = std::string(out_name) + "/8";
+  // qweight: [in / 8, out] i32. Another row count is another bit width (GPTQ packs 32 / bits values per word).
+  const std::string qname = base + "qweight";
+  const Tensor qw = read_2d(ck, qname, in / 8, out, dims(in_8.c_str(), in / 8, out_name, out), {DType::i32},
+                            " (4-bit weights: eight per int32)");
+  const Tensor qz = read_2d(ck, base + "qzeros", in / G, out / 8, dims(in_g.c_str(), in / G, out_8.c_str(), out / 8),
+                            {DType::i32}, " (group size " + str(G) + ")");
+  const Tensor sc = read_2d(ck, base + "scales", in / G, out, dims(in_g.c_str(), in / G, out_name, out),
+                            {DType::f16, DType::bf16, DType::f32}, " (group size " + str(G) + ")");
+  if (ck.has(base + "g_idx")) {
+    const Tensor gi = ck.read(base + "g_idx");
+    if (gi.dim() != 1 || gi.size(0) != in || gi.dtype() != DType::i32)
+      throw ValueError(ck.path() + ": " + base + "g_idx: expected an i32 tensor of shape [" + in_name + "] = [" +
+                       str(in) + "], got " + gi.describe());
+    const Tensor g = gi.contiguous();
+    for (int64_t i = 0; i < in; ++i)
+      if (g.data_as<const int32_t>()[i] != i / G)
+        throw ValueError(ck.path() + ": " + base + "g_idx: expected g_idx[i] = i / " + str(G) +
+                         " (act-order checkpoints, desc_act true, are not supported), got g_idx[" + str(i) + "] = " +
+                         str(g.data_as<const int32_t>()[i]));
+  }
+  const auto* words = qw.data_as<const int32_t>();
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t o = 0; o < out; ++o)
+      q[o * in + i] = uint8_t((uint32_t(words[(i / 8) * out + o]) >> (4 * (i % 8))) & 0xF);
+  const auto* zw = qz.data_as<const int32_t>();
+  const int64_t groups = in / G;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < out; ++o) {
+      const uint32_t stored = (uint32_t(zw[g * (out / 8) + o / 8]) >> (4 * (o % 8))) & 0xF;
+      const uint32_t z = format.zeros_v2 ? stored : stored + 1;
+      if (z > 15)
+        throw ValueError(ck.path() + ": " + base + "qzeros: expected zero points 0..15, got 16 at [" + str(g) + ", " +
+                         str(o) + "] (stored 15: GPTQ's v1 format adds 1)");
+      zero[o * groups + g] = uint8_t(z);
+      scale[o * groups + g] = load_element_f32(sc.data(), sc.dtype(), g * out + o);
+    }
+  if (check_finite)
+    check_finite_values(
+        ck.path() + ": " + base + "scales", groups * out,
+        [&](int64_t i) { return load_element_f32(sc.data(), sc.dtype(), i); }, [&](int64_t i) { return unravel(sc, i); });
+}
+
+void append_gptq_tensors(const std::string& base, const Tensor& q, const Tensor& scale, const Tensor& zero,
+                         NamedTensors& out) {
+  const int64_t N = q.size(0), K = q.size(1), groups = scale.size(1), G = K / groups;
+  const Tensor qc = q.contiguous(), sc = scale.contiguous(), zc = zero.contiguous();
+  Tensor qweight = Tensor::zeros(DType::i32, {K / 8, N});
+  auto* qw = qweight.data_as<int32_t>();
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t o = 0; o < N; ++o)
+      qw[(i / 8) * N + o] = int32_t(uint32_t(qw[(i / 8) * N + o]) |
+                                    (uint32_t(qc.data_as<const uint8_t>()[o * K + i]) << (4 * (i % 8))));
+  Tensor qzeros = Tensor::zeros(DType::i32, {groups, N / 8});
+  bool f16_exact = true;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < N; ++o) {
+      // v1: z - 1 in 4 bits (z >= 1 from round-to-nearest; a z of 0 from elsewhere wraps to 15, as GPTQ's own packer
+      // would store it).
+      const uint32_t stored = (uint32_t(zc.data_as<const uint8_t>()[o * groups + g]) - 1u) & 0xFu;
+      int32_t& w = qzeros.data_as<int32_t>()[g * (N / 8) + o / 8];
+      w = int32_t(uint32_t(w) | (stored << (4 * (o % 8))));
+      const float s = sc.data_as<const float>()[o * groups + g];
+      f16_exact = f16_exact && to_f32(to_f16(s)) == s;
+    }
+  Tensor scales = Tensor::empty(f16_exact ? DType::f16 : DType::f32, {groups, N});
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < N; ++o)
+      store_element_f32(scales.data(), scales.dtype(), g * N + o, sc.data_as<const float>()[o * groups + g]);
+  Tensor g_idx = Tensor::empty(DType::i32, {K});
+  for (int64_t i = 0; i < K; ++i) g_idx.data_as<int32_t>()[i] = int32_t(i / G);
+  out.emplace_back(base + "qweight", qweight);
+  out.emplace_back(base + "qzeros", qzeros);
+  out.emplace_back(base + "scales", scales);
+  out.emplace_back(base + "g_idx", g_idx);
+}
+
+}  // namespace moefuse::layer

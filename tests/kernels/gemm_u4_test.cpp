@@ -1,0 +1,163 @@
+// The int4 group-wise GEMM kernels (src/kernels/gemm/gemm.h, "int4 group-wise"): packing, and every variant this
+// machine runs against an oracle written here from the contract — dequantise B to fp32 ((q - z) * s), then the
+// float chain (acc = fma(a, w, acc) in k order) — bitwise, over M, N and K edges and every group size.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm/gemm.h"
+#include "kernels/registry.h"
+#include "moefuse/dtype.h"
+#include "moefuse/error.h"
+#include "util/errors.h"
+#include "util/random.h"
+
+namespace moefuse {
+namespace {
+
+using gemm::kGemmNR;
+using testing::Rng;
+
+struct Int4Matrix {
+  int64_t K = 0, N = 0, G = 0;
+  std::vector<uint8_t> q, zero;  // [K, N], [K / G, N]
+  std::vector<float> scale;      // [K / G, N]
+
+  gemm::Int4Source source() const { return {q.data(), N, 1, scale.data(), zero.data(), N, 1}; }
+  // The GPTQ definition of the weight, written independently of the kernels' layout.
+  float weight(int64_t k, int64_t n) const {
+    const size_t gi = size_t((k / G) * N + n);
+    return float(int(q[size_t(k * N + n)]) - int(zero[gi])) * scale[gi];
+  }
+};
+
+// Scales are fp16 values (as GPTQ stores them), so every product is exact; some are 0 and some negative.
+Int4Matrix random_int4(Rng& rng, int64_t K, int64_t N, int64_t G) {
+  Int4Matrix m{K, N, G};
+  m.q.resize(size_t(K * N));
+  for (auto& v : m.q) v = uint8_t(rng.integer(0, 15));
+  m.zero.resize(size_t(K / G * N));
+  m.scale.resize(m.zero.size());
+  for (size_t i = 0; i < m.zero.size(); ++i) {
+    m.zero[i] = uint8_t(rng.integer(0, 15));
+    m.scale[i] = rng.coin(0.05) ? 0.0f : to_f32(to_f16(rng.uniform(-0.05f, 0.1f)));
+  }
+  return m;
+}
+
+std::vector<float> oracle(const std::vector<float>& a, int64_t lda, const Int4Matrix& b, int64_t M) {
+  std::vector<float> c(size_t(M * b.N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < b.N; ++n) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < b.K; ++k) acc = std::fma(a[size_t(m * lda + k)], b.weight(k, n), acc);
+      c[size_t(m * b.N + n)] = acc;
+    }
+  return c;
+}
+
+std::vector<gemm::GemmKernels> variants() {
+  std::vector<gemm::GemmKernels> out;
+  for (Isa isa : gemm::available_isas()) out.push_back(gemm::select_gemm_kernels(isa, false));
+  return out;
+}
+
+TEST(GemmU4, EveryVariantEqualsTheDequantiseThenFloatOracleBitwise) {
+  Rng rng(1204);
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t groups : {1, 2, 3})
+      for (int64_t N : {1, 7, 9, 17, 31, 32, 33, 64, 97}) {  // the 8-column strips' and 32-column panels' edges
+        const int64_t K = G * groups;
+        const Int4Matrix b = random_int4(rng, K, N, G);
+        const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), K, N, G);
+        ASSERT_EQ(packed.group_size(), G);
+        for (int64_t M : {1, 2, 3, 5, 7, 8, 9, 13, 17}) {  // 1 x 32 and 2 x 32 tiles, 8-row strips and their edges
+          const int64_t lda = K + 3;  // rows of A not contiguous
+          std::vector<float> a(size_t(M * lda));
+          for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
+          const std::vector<float> want = oracle(a, lda, b, M);
+          for (const gemm::GemmKernels& k : variants()) {
+            const gemm::GemmFloatKernel& kern = k.kernel_for(packed);
+            ASSERT_NE(kern.fn, nullptr);
+            // The whole width, and a call that starts at the second panel and stops short of N.
+            for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
+              if (n0 > n1) continue;
+              const int64_t ldc = n1 - n0 + 2;
+              std::vector<float> c(size_t(M * ldc), -7.0f);
+              kern.fn(M, K, n0, n1, a.data(), lda, packed.data(), c.data(), ldc);
+              for (int64_t m = 0; m < M; ++m) {
+                for (int64_t n = n0; n < n1; ++n)
+                  ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
+                            std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
+                      << kern.name << " G=" << G << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+                for (int64_t n = n1 - n0; n < ldc; ++n)  // nothing written past n1
+                  ASSERT_EQ(c[size_t(m * ldc + n)], -7.0f) << kern.name;
+              }
+            }
+          }
+        }
+      }
+}
+
+TEST(GemmU4, EqualsTheF32KernelOnTheDequantisedWeights) {
+  // "Dequantise to fp32 weights, then the same fp32 kernel" is the contract's promise, checked on the library's own
+  // f32 kernel of each level.
+  Rng rng(77);
+  const int64_t K = 256, N = 80, G = 64, M = 6;
+  const Int4Matrix b = random_int4(rng, K, N, G);
+  std::vector<float> wf(size_t(K * N));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) wf[size_t(k * N + n)] = b.weight(k, n);
+  const gemm::PackedWeights p4 = gemm::pack_weights_u4(b.source(), K, N, G);
+  const gemm::PackedWeights pf = gemm::pack_weights_f(wf.data(), DType::f32, K, N, N, 1);
+  std::vector<float> a(size_t(M * K));
+  for (auto& v : a) v = rng.normal();
+  for (const gemm::GemmKernels& k : variants()) {
+    std::vector<float> c4(size_t(M * N)), cf(size_t(M * N));
+    k.kernel_for(p4).fn(M, K, 0, N, a.data(), K, p4.data(), c4.data(), N);
+    k.f32w.fn(M, K, 0, N, a.data(), K, pf.data(), cf.data(), N);
+    EXPECT_EQ(std::memcmp(c4.data(), cf.data(), c4.size() * sizeof(float)), 0) << k.kernel_for(p4).name;
+  }
+}
+
+TEST(GemmU4, UnpackGivesBackWhatWasPacked) {
+  Rng rng(5);
+  const Int4Matrix b = random_int4(rng, 128, 45, 32);
+  const gemm::PackedWeights p = gemm::pack_weights_u4(b.source(), 128, 45, 32);
+  Int4Matrix back = b;
+  std::fill(back.q.begin(), back.q.end(), 0xFF);
+  std::fill(back.zero.begin(), back.zero.end(), 0xFF);
+  std::fill(back.scale.begin(), back.scale.end(), -1.0f);
+  gemm::unpack_weights_u4(p, back.source());
+  EXPECT_EQ(back.q, b.q);
+  EXPECT_EQ(back.zero, b.zero);
+  EXPECT_EQ(back.scale, b.scale);
+}
+
+TEST(GemmU4, BadShapesAndValuesAreClearErrors) {
+  Rng rng(9);
+  Int4Matrix b = random_int4(rng, 64, 8, 32);
+  EXPECT_THROWS_MSG(gemm::pack_weights_u4(b.source(), 64, 8, 48), ValueError, "G", "expected a group size of 32, 64 or 128", "got 48");
+  EXPECT_THROWS_MSG(gemm::pack_weights_u4(b.source(), 48, 8, 32), ValueError, "K", "expected a multiple of the group size 32", "got 48");
+  b.q[size_t(3 * 8 + 5)] = 16;
+  EXPECT_THROWS_MSG(gemm::pack_weights_u4(b.source(), 64, 8, 32), ValueError, "pack_weights_u4", "q", "expected values 0..15", "got 16 at [3, 5]");
+  b.q[size_t(3 * 8 + 5)] = 1;
+  b.zero[9] = 200;
+  EXPECT_THROWS_MSG(gemm::pack_weights_u4(b.source(), 64, 8, 32), ValueError, "zero", "expected values 0..15", "got 200 at [1, 1]");
+}
+
+TEST(GemmU4, DispatchPicksTheTableRows) {
+  for (const gemm::GemmKernels& k : variants()) {
+    const kernels::Dispatch d{k.isa, false};
+    EXPECT_STREQ(k.u4w_g32.name, kernels::find(kernels::Op::gemm_u4_g32, DType::u8, d)->name);
+    EXPECT_STREQ(k.u4w_g128.name, kernels::find(kernels::Op::gemm_u4_g128, DType::u8, d)->name);
+  }
+  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).u4w_g64.name, "gemm_u4g64w_f32_1x32__scalar");
+}
+
+}  // namespace
+}  // namespace moefuse
