@@ -27,6 +27,16 @@ using namespace moefuse;
 
 namespace {
 
+// `f` with int4 weights: groups of G input channels, symmetric or with zero points; validated.
+MoeConfig int4_variant(const MoeConfig& f, int64_t G, bool symmetric, const std::string& name) {
+  MoeConfig q = f;
+  q.quant_mode = QuantMode::w4a16;
+  q.quant_group_size = G;
+  q.quant_symmetric = symmetric;
+  validate(q, name);
+  return q;
+}
+
 struct Cosine {
   double mean = 0, min = 1;
 };
@@ -84,11 +94,7 @@ void gaussian_table(int64_t tokens, int threads) {
     std::printf("| %s | %lld | %lld |", name.c_str(), static_cast<long long>(H), static_cast<long long>(I));
     for (int64_t G : {128, 32})
       for (bool sym : {true, false}) {
-        MoeConfig q = f;
-        q.quant_mode = QuantMode::w4a16;
-        q.quant_group_size = G;
-        q.quant_symmetric = sym;
-        validate(q, name);
+        const MoeConfig q = int4_variant(f, G, sym, name);
         const Cosine c = token_cosine(MoeLayer::from_checkpoint(q, ck, 0, {.threads = threads}).forward(x, true), want);
         std::printf(" %.4f (min %.4f) |", c.mean, c.min);
         std::fflush(stdout);
@@ -142,11 +148,7 @@ int main(int argc, char** argv) {
                 static_cast<long long>(f.moe_intermediate_size));
     for (int64_t G : {128, 32})
       for (bool sym : {true, false}) {
-        MoeConfig q = f;
-        q.quant_mode = QuantMode::w4a16;
-        q.quant_group_size = G;
-        q.quant_symmetric = sym;
-        validate(q, name);
+        const MoeConfig q = int4_variant(f, G, sym, name);
         MoeLayer l = MoeLayer::with_random_weights(q, 1, {.threads = threads});
         const Cosine c = token_cosine(l.forward(x, true), want);
         std::printf(" %.4f (min %.4f) |", c.mean, c.min);

@@ -233,21 +233,16 @@ TEST_F(CliTest, VerifyPassesForFloatQuantisedAndSharedExpertModels) {
   norm_topk_prob: true
   dtype: f16
 )");
-  const std::string v3_yaml = write_text("v3.yaml", R"(exe_mode: eager
-model_config:
-  model_type: deepseek_v3
-  num_experts: 16
-  num_experts_per_tok: 4
-  hidden_size: 32
-  moe_intermediate_size: 16
-  n_shared_experts: 1
-  scoring_func: sigmoid
-  norm_topk_prob: true
-  n_group: 4
-  topk_group: 2
-  routed_scaling_factor: 2.5
-  moe_chunk_max_len: 3
-)");
+  // deepseek-v3's routing (sigmoid, groups, correction bias, scale 2.5, a shared expert) at test size, in eager mode
+  // with chunks of 3 tokens.
+  MoeConfig v3 = testing::shrunk_preset("deepseek-v3", DType::bf16, QuantMode::none, 32, 16);
+  v3.num_experts = 16;
+  v3.num_experts_per_tok = 4;
+  v3.n_group = 4;
+  v3.topk_group = 2;
+  v3.exe_mode = ExeMode::eager;
+  v3.moe_chunk_max_len = 3;
+  const std::string v3_yaml = write_text("v3.yaml", to_yaml(v3));
   for (const std::string& cfg : {small_config(), small_config("f32"), small_config("bf16", "w8a8"),
                                  small_config("bf16", "w8a8c8"), shared_yaml, v3_yaml}) {
     Result r = moefuse("verify --config '" + cfg + "' --tokens 7 --iters 2 --threads 2");

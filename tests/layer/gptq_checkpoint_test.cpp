@@ -13,6 +13,7 @@
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/errors.h"
 #include "util/random.h"
 
@@ -38,21 +39,17 @@ MoeConfig int4_config(const std::string& preset, int64_t G, bool symmetric) {
   return c;
 }
 
-const char* const kPresets[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
-                                "deepseek-v2-lite", "deepseek-v3",   "mixtral-8x7b"};
+const auto& kPresets = testing::kPresetNames;
 
+// Every int4 tensor of the experts and the shared expert (an undefined one only matches an undefined one).
 void expect_same_weights(const LayerWeights& a, const LayerWeights& b) {
-  EXPECT_TENSOR_EQ(a.w13, b.w13);
-  EXPECT_TENSOR_EQ(a.w13_scale, b.w13_scale);
-  EXPECT_TENSOR_EQ(a.w13_zero, b.w13_zero);
-  EXPECT_TENSOR_EQ(a.w2, b.w2);
-  EXPECT_TENSOR_EQ(a.w2_scale, b.w2_scale);
-  EXPECT_TENSOR_EQ(a.w2_zero, b.w2_zero);
-  EXPECT_EQ(a.shared_w13.defined(), b.shared_w13.defined());
-  if (a.shared_w13.defined()) {
-    EXPECT_TENSOR_EQ(a.shared_w13, b.shared_w13);
-    EXPECT_TENSOR_EQ(a.shared_w2_zero, b.shared_w2_zero);
-    EXPECT_TENSOR_EQ(a.shared_w2_scale, b.shared_w2_scale);
+  for (Tensor LayerWeights::*m :
+       {&LayerWeights::w13, &LayerWeights::w13_scale, &LayerWeights::w13_zero, &LayerWeights::w2,
+        &LayerWeights::w2_scale, &LayerWeights::w2_zero, &LayerWeights::shared_w13, &LayerWeights::shared_w13_scale,
+        &LayerWeights::shared_w13_zero, &LayerWeights::shared_w2, &LayerWeights::shared_w2_scale,
+        &LayerWeights::shared_w2_zero}) {
+    EXPECT_EQ((a.*m).defined(), (b.*m).defined());
+    if ((a.*m).defined()) EXPECT_TENSOR_EQ(a.*m, b.*m);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "moefuse/error.h"
 #include "moefuse/layer.h"
 #include "util/compare.h"
+#include "util/configs.h"
 #include "util/errors.h"
 #include "util/random.h"
 
@@ -19,8 +20,7 @@ namespace {
 
 using testing::Rng;
 
-const char* const kPresets[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
-                                "deepseek-v2-lite", "deepseek-v3",   "mixtral-8x7b"};
+const auto& kPresets = testing::kPresetNames;
 
 // A preset shrunk to test size (routing kept), as w4a16 with group size G.
 MoeConfig small_int4(const std::string& preset, DType dtype, int64_t G, bool symmetric, int64_t H = 128,
@@ -37,10 +37,7 @@ MoeConfig small_int4(const std::string& preset, DType dtype, int64_t G, bool sym
   return c;
 }
 
-Tensor tokens(const MoeConfig& c, int64_t T, uint64_t seed) {
-  Rng rng(seed);
-  return rng.normal_tensor(c.dtype, {T, c.hidden_size}, 1.0f);
-}
+Tensor tokens(const MoeConfig& c, int64_t T, uint64_t seed) { return testing::layer_tokens(c, T, seed); }
 
 struct Case {
   std::string preset;

@@ -36,13 +36,9 @@ MoeConfig small(const std::string& preset, DType dtype, QuantMode quant = QuantM
   return c;
 }
 
-const char* const kPresets[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
-                                "deepseek-v2-lite", "deepseek-v3",   "mixtral-8x7b"};
+const auto& kPresets = testing::kPresetNames;
 
-Tensor tokens(const MoeConfig& c, int64_t T, uint64_t seed) {
-  Rng rng(seed);
-  return rng.normal_tensor(c.dtype, {T, c.hidden_size}, 1.0f);
-}
+Tensor tokens(const MoeConfig& c, int64_t T, uint64_t seed) { return testing::layer_tokens(c, T, seed); }
 
 struct Case {
   std::string preset;

@@ -6,6 +6,7 @@
 
 #include "moefuse/config.h"
 #include "moefuse/layer.h"
+#include "util/random.h"
 
 namespace moefuse::testing {
 
@@ -34,6 +35,16 @@ inline MoeConfig shrunk_preset(const std::string& preset, DType dtype, QuantMode
   c.dtype = dtype;
   c.quant_mode = quant;
   return c;
+}
+
+/// The six presets, one per model family.
+inline constexpr const char* kPresetNames[] = {"olmoe-1b-7b",      "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
+                                               "deepseek-v2-lite", "deepseek-v3",   "mixtral-8x7b"};
+
+/// T tokens of the layer's width in its dtype, N(0, 1) from `seed`.
+inline Tensor layer_tokens(const MoeConfig& c, int64_t T, uint64_t seed) {
+  Rng rng(seed);
+  return rng.normal_tensor(c.dtype, {T, c.hidden_size}, 1.0f);
 }
 
 /// LayerOptions with `threads` threads (and the defaults otherwise).

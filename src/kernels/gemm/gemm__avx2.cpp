@@ -15,6 +15,8 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/gemm/tile__avx2.h"
+#include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
@@ -31,12 +33,6 @@ inline __m256 load8(const bfloat16* p) {
 }
 inline __m256 load8(const float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
-// Lane mask (all ones = store) of the columns of an 8-column vector v that are below `width`; 0..8 lanes.
-inline __m256i lane_mask(int width, int v) {
-  const int n = std::clamp(width - 8 * v, 0, 8);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // MR rows x 8*NV columns of one panel row layout (stride 32 elements per k), starting at b (already offset to the
 // first column of the tile). `width`: valid columns of the tile.
 template <class W, int MR, int NV>
@@ -51,25 +47,10 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_
     __m256 bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = load8(b + k * kGemmNR + 8 * v);
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) {
-      const __m256 av = _mm256_broadcast_ss(a + m * lda + k);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(av, bv[v], acc[m][v]);
-    }
+    fma_step<MR, NV>(a + k, lda, bv, acc);
   }
 
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) {
-    if (width >= 8 * (v + 1)) {
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) _mm256_storeu_ps(c + m * ldc + 8 * v, acc[m][v]);
-    } else if (width > 8 * v) {
-      const __m256i mask = lane_mask(width, v);
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) _mm256_maskstore_ps(c + m * ldc + 8 * v, mask, acc[m][v]);
-    }
-  }
+  store_tile<MR, NV>(acc, c, ldc, width);
 }
 
 template <class W>
@@ -89,8 +70,6 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
   if (M <= 0) return;
   const W* b = static_cast<const W*>(b_data);
   const int64_t pstride = K * kGemmNR;
-  const int64_t blocks = (M + kMaxRowsF - 1) / kMaxRowsF;
-  const int64_t base = M / blocks, extra = M % blocks;
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     const W* panel = b + (p0 / kGemmNR) * pstride;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
@@ -98,30 +77,15 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
       full[M - 1](K, a, lda, panel, c + (p0 - n0), ldc, width);
       continue;
     }
-    for (int h = 0; h < 2 && 16 * h < width; ++h) {
-      int64_t m0 = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t rows = base + (blk < extra ? 1 : 0);
+    for (int h = 0; h < 2 && 16 * h < width; ++h)
+      for_row_blocks(M, kMaxRowsF, [&](int64_t m0, int64_t rows) {
         half[rows - 1](K, a + m0 * lda, lda, panel + 16 * h, c + m0 * ldc + (p0 - n0) + 16 * h, ldc,
                        std::min(16, width - 16 * h));
-        m0 += rows;
-      }
-    }
+      });
   }
 }
 
 // ─── int8 with vpmaddwd ─────────────────────────────────────────────────────────────────────────────────────────
-
-inline int32_t load_a4(const int8_t* p, int n) {
-  if (n >= 4) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-  }
-  uint32_t v = 0;
-  for (int t = 0; t < n; ++t) v |= uint32_t(uint8_t(p[t])) << (8 * t);
-  return int32_t(v);
-}
 
 // One group of 4 k for MR rows x 16 columns; bg points at the group's first byte of the tile's columns.
 template <int MR>
@@ -198,20 +162,14 @@ void gemm_s8_s32_2x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const 
   static constexpr auto tiles = make_tiles_s8(std::make_integer_sequence<int, kMaxRowsS8>{});
   if (M <= 0) return;
   const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
-  const int64_t blocks = (M + kMaxRowsS8 - 1) / kMaxRowsS8;
-  const int64_t base = M / blocks, extra = M % blocks;
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     const int8_t* panel = b + (p0 / kGemmNR) * pstride;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
-    for (int h = 0; h < 2 && 16 * h < width; ++h) {
-      int64_t m0 = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t rows = base + (blk < extra ? 1 : 0);
+    for (int h = 0; h < 2 && 16 * h < width; ++h)
+      for_row_blocks(M, kMaxRowsS8, [&](int64_t m0, int64_t rows) {
         tiles[rows - 1](K, a + m0 * lda, lda, panel + 64 * h, c + m0 * ldc + (p0 - n0) + 16 * h, ldc,
                         std::min(16, width - 16 * h));
-        m0 += rows;
-      }
-    }
+      });
   }
 }
 

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
@@ -205,18 +206,6 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
 }
 
 // ─── int8 with vpmaddwd ─────────────────────────────────────────────────────────────────────────────────────────
-
-// The 4 int8 of A[m, 4g .. 4g+4), only those below K read (zeros after): a tail group never reads past the row.
-inline int32_t load_a4(const int8_t* p, int n) {
-  if (n >= 4) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-  }
-  uint32_t v = 0;
-  for (int t = 0; t < n; ++t) v |= uint32_t(uint8_t(p[t])) << (8 * t);
-  return int32_t(v);
-}
 
 template <int MR>
 __attribute__((always_inline)) inline void step_s8(const int8_t* a, int64_t lda, int64_t k, int n, const int8_t* bg,

@@ -18,6 +18,8 @@
 #include <utility>
 
 #include "kernels/gemm/int4_layout.h"
+#include "kernels/gemm/row_blocks.h"
+#include "kernels/gemm/tile__avx2.h"
 #include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
@@ -42,11 +44,6 @@ __attribute__((always_inline)) inline __m256 dequant8(const Consts& k, const uin
   return _mm256_mul_ps(_mm256_sub_ps(biased, _mm256_loadu_ps(zb + 8 * v)), _mm256_loadu_ps(s + 8 * v));
 }
 
-inline __m256i lane_mask(int width, int v) {
-  const int n = std::clamp(width - 8 * v, 0, 8);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // MR rows x 8*NV columns starting at vector v0 of the panel at `panel`; `width`: valid columns counted from 8*v0.
 template <int G, int MR, int NV>
 void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, int v0, float* c, int64_t ldc, int width) {
@@ -64,25 +61,10 @@ void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, int v0, floa
       __m256 w[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) w[v] = dequant8(k, row, v0 + v, blk.zero_bias, blk.scale);
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) {
-        const __m256 av = _mm256_broadcast_ss(ak + m * lda + r);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(av, w[v], acc[m][v]);
-      }
+      fma_step<MR, NV>(ak + r, lda, w, acc);
     }
   }
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) {
-    if (width >= 8 * (v + 1)) {
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) _mm256_storeu_ps(c + m * ldc + 8 * v, acc[m][v]);
-    } else if (width > 8 * v) {
-      const __m256i mask = lane_mask(width, v);
-#pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) _mm256_maskstore_ps(c + m * ldc + 8 * v, mask, acc[m][v]);
-    }
-  }
+  store_tile<MR, NV>(acc, c, ldc, width);
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, int, float*, int64_t, int);
@@ -101,8 +83,6 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
-  const int64_t blocks = (M + kMaxRows - 1) / kMaxRows;
-  const int64_t base = M / blocks, extra = M % blocks;
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
@@ -110,15 +90,11 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       full[M - 1](K, a, lda, panel, 0, c + (p0 - n0), ldc, width);
       continue;
     }
-    for (int v = 0; v < 4 && 8 * v < width; ++v) {
-      int64_t m0 = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t rows = base + (blk < extra ? 1 : 0);
+    for (int v = 0; v < 4 && 8 * v < width; ++v)
+      for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
         strip[rows - 1](K, a + m0 * lda, lda, panel, v, c + m0 * ldc + (p0 - n0) + 8 * v, ldc,
                         std::min(8, width - 8 * v));
-        m0 += rows;
-      }
-    }
+      });
   }
 }
 
