@@ -321,7 +321,8 @@ void write_safetensors_checked(std::string_view who, const std::string& path, co
   });
   std::vector<io_detail::StreamedTensor> entries;
   for (size_t i : order) {
-    const auto& [name, t] = tensors[i];
+    const std::string& name = tensors[i].first;
+    const Tensor& t = tensors[i].second;  // not a structured binding: clang 14 cannot capture one
     entries.push_back(io_detail::StreamedTensor{
         name, std::string(safetensors_dtype_name(t.dtype())), std::vector<int64_t>(t.shape().begin(), t.shape().end()),
         tensor_bytes(t),
