@@ -17,10 +17,11 @@ targets=("$@")
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build/fuzz
-flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+# -O1 with line tables: libFuzzer's recommended level, and a build several times faster than -O2 -g under ASan+UBSan.
+flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -gline-tables-only"
 
 CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -G Ninja \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -DNDEBUG" \
   -DMOEFUSE_BUILD_FUZZ=ON -DMOEFUSE_BUILD_TESTS=OFF -DMOEFUSE_BUILD_TOOLS=OFF -DMOEFUSE_BUILD_BENCH=OFF \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 cmake --build "$build" -j2 --target make_fuzz_corpus $(printf '%s_fuzz ' "${targets[@]}")
