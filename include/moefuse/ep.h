@@ -119,6 +119,8 @@ class ExpertParallelLayer {
   void forward_out(const Tensor& x, bool is_prefill, const Tensor& out, LayerRouting* routing = nullptr);
 
   const MoeConfig& config() const;
+  /// Threads a forward uses on this rank (options.layer.threads, 0 resolved to the core count).
+  int threads() const;
   int rank() const;
   int size() const;
   const ExpertPlacement& placement() const;

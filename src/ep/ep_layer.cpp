@@ -319,6 +319,7 @@ void ExpertParallelLayer::forward_out(const Tensor& x, bool /*is_prefill*/, cons
 }
 
 const MoeConfig& ExpertParallelLayer::config() const { return impl_->config; }
+int ExpertParallelLayer::threads() const { return impl_->threads; }
 int ExpertParallelLayer::rank() const { return impl_->comm.rank(); }
 int ExpertParallelLayer::size() const { return impl_->comm.size(); }
 const ExpertPlacement& ExpertParallelLayer::placement() const { return impl_->placement; }
