@@ -129,8 +129,9 @@ class ExpertParallelLayer(MoeLayer):
 
     @property
     def path(self) -> str:
-        """Which path this rank's experts ran in the last forward: "chain" (the operator chain)."""
-        return "chain"
+        """Which path the experts ran in the last forward that had tokens on any rank, as for MoeLayer:
+        "superkernel" (the fused decode path's expert tasks), "chain" or "chain: <why>"."""
+        return self._layer.path
 
     @property
     def threads(self) -> int:

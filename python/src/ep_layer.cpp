@@ -167,6 +167,8 @@ void bind_ep_layer(nb::module_& m) {
                    [](PyEpLayer& self) {
                      return ep_timings_dict(locked(self, [](ExpertParallelLayer& l) { return l.last_timings(); }));
                    })
+      .def_prop_ro("path",
+                   [](PyEpLayer& self) { return locked(self, [](ExpertParallelLayer& l) { return l.path(); }); })
       .def_prop_ro("expert_tokens",
                    [](PyEpLayer& self) { return locked(self, [](ExpertParallelLayer& l) { return l.expert_tokens(); }); })
       .def_prop_ro("cumulative_expert_tokens", [](PyEpLayer& self) {

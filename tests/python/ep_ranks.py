@@ -42,6 +42,8 @@ def expect_same(ep, single, x, what):
         got = ep(x, is_prefill=prefill)
         assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, got.shape)
         assert got.tobytes() == want.tobytes(), f"{what}: prefill={prefill}: outputs differ on rank {RANK}"
+        if len(x):
+            assert ep.path == single.path, (what, ep.path, single.path)
         counts = COMM.allreduce(np.array(single.expert_tokens, dtype=np.int64), op=MPI.SUM)
         assert ep.expert_tokens == counts.tolist(), (what, ep.expert_tokens, counts)
         cumulative += counts
@@ -66,6 +68,8 @@ def check_random_weights():
         assert ep.local_experts == [e for e in range(E) if e * P // E == RANK]
         assert ep.config == single.config
         expect_same(ep, single, rank_tokens(cfg["model_config"]["dtype"], 3), what)
+        ep(rank_tokens(cfg["model_config"]["dtype"], 4))
+        assert ep.path == "superkernel", (what, ep.path)  # a decode step of a config the fused path handles
 
 
 def check_checkpoint(models):
