@@ -10,8 +10,9 @@
 //   moefuse::Tensor y = layer.forward(x);   // every rank: its own tokens x [T_r, H] (T_r may be 0), y [T_r, H]
 //
 // Each rank routes its own tokens, sends every (token, expert) row to a rank that holds the expert (the counts
-// first, then the rows, with MPI_Alltoallv; int8 rows with their scale in the quantised chains), runs the rows it
-// received through its experts on the chain's operators, sends the outputs back, and the token's home rank combines
+// first, then the rows, with MPI_Alltoallv; int8 rows with their scale in the int8 chains), runs the rows it
+// received through its experts on the path MoeLayer would take (the fused decode path's expert tasks or the chain's
+// operators), sends the outputs back, and the token's home rank combines
 // them in slot order with the shared expert's output, which it computes while the rows are in flight. Every token's
 // output is bitwise what the single-process MoeLayer gives it, for any number of ranks, any split of the tokens
 // between them, any placement and every chain.
@@ -110,8 +111,10 @@ class ExpertParallelLayer {
 
   /// Collective: every rank calls it, each with its own tokens x [T_r, H] (model dtype, any strides, T_r >= 0 and
   /// free to differ between ranks) and gets [T_r, H] in the model dtype: bitwise MoeLayer::forward's output for
-  /// those tokens. `is_prefill` is accepted for symmetry with MoeLayer (both paths of MoeLayer give the same bits;
-  /// the ranks' experts run the chain's operators). `routing`, when given, receives this rank's tokens' routing.
+  /// those tokens. The ranks' experts take the path MoeLayer takes: the fused decode path's expert tasks for a
+  /// decode step (`is_prefill` false) of a config with enable_superkernel that the fused path handles, the chain's
+  /// operators otherwise (path() says which; both give the same bits). `routing`, when given, receives this rank's
+  /// tokens' routing.
   /// Errors: as MoeLayer::forward for x (on the rank that passed it; the others then time out with an IoError);
   /// IoError after timeout_seconds when a rank does not take part.
   Tensor forward(const Tensor& x, bool is_prefill = false, LayerRouting* routing = nullptr);
@@ -119,6 +122,11 @@ class ExpertParallelLayer {
   void forward_out(const Tensor& x, bool is_prefill, const Tensor& out, LayerRouting* routing = nullptr);
 
   const MoeConfig& config() const;
+  /// Threads a forward uses on this rank (options.layer.threads, 0 resolved to the core count).
+  int threads() const;
+  /// Which path the experts ran in the last forward that had tokens on any rank, as MoeLayer::path: "superkernel",
+  /// "chain", or "chain: <why>" when the fused path was asked for and declined; "chain" before any.
+  const std::string& path() const;
   int rank() const;
   int size() const;
   const ExpertPlacement& placement() const;

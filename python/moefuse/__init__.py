@@ -6,12 +6,14 @@ ValueError / TypeError / OSError / MemoryError naming the argument). ``import mo
 a module with exactly these functions, so that code written for Ascend runs on a CPU unchanged.
 
 The MoE layer (moefuse.MoeLayer, see moefuse.layer) runs the whole chain of one model's MoE block, configured like
-the C++ layer: ``moefuse.MoeLayer.from_config("qwen3-30b-a3b", seed=1)(x)``.
+the C++ layer: ``moefuse.MoeLayer.from_config("qwen3-30b-a3b", seed=1)(x)``. With ``comm=`` (an mpi4py
+communicator) the same constructors make a moefuse.ExpertParallelLayer, its experts split across MPI ranks.
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .layer import MoeLayer, load_config, model_config, preset_names, reference_layer_forward
+from ._ep import ExpertParallelLayer
 from .ops import (
     npu_clipped_swiglu,
     npu_dequant_swiglu_quant,
@@ -33,4 +35,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 from . import ops as _ops
 
-__all__ = [*_ops.__all__, "MoeLayer", "reference_layer_forward", "preset_names", "load_config", "model_config"]
+__all__ = [*_ops.__all__, "MoeLayer", "ExpertParallelLayer", "reference_layer_forward", "preset_names", "load_config", "model_config"]

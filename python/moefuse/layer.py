@@ -219,6 +219,16 @@ def _threads(value: Any, op: str) -> int:
     return threads  # a negative count is refused by the C++ layer, with its message
 
 
+def _no_ep_options(placement: Any, timeout: Any, op: str) -> None:
+    """placement= and timeout= belong to comm=: without it they are a mistake worth saying."""
+    if placement is not None:
+        raise ValueError(f"{op}: placement: expected None without comm (a placement splits the experts between the "
+                         f"ranks of a communicator), got {type(placement).__name__}")
+    if timeout is not None:
+        raise ValueError(f"{op}: timeout: expected None without comm (it bounds the waits between ranks), got "
+                         f"{timeout!r}")
+
+
 def _seed(value: Any, op: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: seed: expected an int, got bool")
@@ -251,7 +261,8 @@ class MoeLayer:
         return obj
 
     @classmethod
-    def from_config(cls, config: Any, *, seed: int = 0, threads: int = 0) -> "MoeLayer":
+    def from_config(cls, config: Any, *, seed: int = 0, threads: int = 0, comm: Any = None, placement: Any = None,
+                    timeout: Any = None) -> "MoeLayer":
         """A layer with deterministic random weights (MoeLayer::with_random_weights): every projection uniform with
         standard deviation 1/sqrt(fan_in), deepseek_v3's correction bias uniform in [-0.05, 0.05), clip factors 1;
         quantised configs quantise them per output channel. The same seed gives the same weights for any thread
@@ -259,15 +270,26 @@ class MoeLayer:
 
         config: a preset name, a YAML file path or a dict in the YAML structure (module docstring).
         seed: 0 <= seed < 2**64. threads: threads per forward, 0 = every core, at most 1024.
+        comm, placement, timeout: an expert-parallel layer (:class:`moefuse.ExpertParallelLayer`) over an mpi4py
+        communicator, see :meth:`from_pretrained`; expert e has the weights it has in the single-process layer of
+        the same seed.
         Errors: ValueError for a bad config (naming the key) or argument; OSError for an unreadable config file;
         MemoryError when the weights and workspaces do not fit in memory (checked before allocating)."""
         op = "MoeLayer.from_config"
         cfg = _to_config(config, op)
-        return cls._wrap(_core.MoeLayer.with_random_weights(cfg, _seed(seed, op), _threads(threads, op)))
+        seed, threads = _seed(seed, op), _threads(threads, op)
+        if comm is not None:
+            from . import _ep
+            handle, ranks, path, seconds = _ep.ep_arguments(comm, placement, timeout, op)
+            return _ep.ExpertParallelLayer._wrap(
+                _core.EpLayer.with_random_weights(cfg, seed, threads, handle, ranks, path, seconds))
+        _no_ep_options(placement, timeout, op)
+        return cls._wrap(_core.MoeLayer.with_random_weights(cfg, seed, threads))
 
     @classmethod
     def from_pretrained(cls, checkpoint: Any, layer: int = 0, config: Any = None, *, threads: int = 0,
-                        allow_non_finite: bool = False) -> "MoeLayer":
+                        allow_non_finite: bool = False, comm: Any = None, placement: Any = None,
+                        timeout: Any = None) -> "MoeLayer":
         """The weights of decoder layer `layer` of a Hugging Face checkpoint (MoeLayer::from_checkpoint), by the
         tensor names of docs/layer.md §5 (model.layers.<layer>.mlp...; mixtral: block_sparse_moe).
 
@@ -282,6 +304,15 @@ class MoeLayer:
         layer: for a model folder, one of its MoE layers (ValueError naming them otherwise).
         allow_non_finite: accept NaN and infinite weights (LayerOptions::allow_non_finite_weights); by default the
         first one is a ValueError naming the file, the tensor and its index.
+        comm: an mpi4py communicator (e.g. ``mpi4py.MPI.COMM_WORLD``): the layer is then an
+        :class:`moefuse.ExpertParallelLayer` whose routed experts are split across the communicator's ranks, each
+        rank reading only its own experts (and the router and shared expert) from the checkpoint. Every rank must
+        make it (collective), with the same arguments. placement: which ranks hold each expert — None (contiguous
+        blocks: expert e on rank e * P / E), a list of rank lists ``[[0], [0, 1], [1], ...]`` (an expert on several
+        ranks has its rows split between them) or the path of a JSON file ``{"experts": [[0], [0, 1], ...]}``.
+        timeout: seconds a rank waits for the others in any exchange before it fails with an OSError (default
+        60). RuntimeError when moefuse was built without MPI; the ranks' disagreements (config, placement, the
+        weights all ranks read) are a ValueError on every rank.
         Errors: OSError for a missing or malformed file or a missing tensor (naming the file and the tensor);
         ValueError / TypeError for a tensor of the wrong shape or dtype, a config.json the tensors contradict, an
         unknown model_type; ValueError for a non-finite weight or a path holding a NUL character; MemoryError when
@@ -292,16 +323,23 @@ class MoeLayer:
         if index < 0:
             raise ValueError(f"{op}: layer: expected a layer index >= 0, got {index}")
         allow = to_bool(allow_non_finite, op, "allow_non_finite")
+        threads = _threads(threads, op)
+        if comm is not None:
+            from . import _ep
+            ep = _ep.ep_arguments(comm, placement, timeout, op)
+            core, wrap = _core.EpLayer, _ep.ExpertParallelLayer._wrap
+        else:
+            _no_ep_options(placement, timeout, op)
+            ep, core, wrap = (), _core.MoeLayer, cls._wrap
         if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, "config.json")):
             options = None if config is None else _to_config(config, op)
             source = "" if config is None else (_DICT_SOURCE if isinstance(config, Mapping) else str(config))
-            return cls._wrap(_core.MoeLayer.from_model_folder(checkpoint, index, options, source,
-                                                              _threads(threads, op), allow))
+            return wrap(core.from_model_folder(checkpoint, index, options, source, threads, allow, *ep))
         if config is None:
             raise TypeError(f"{op}: config: expected a preset name, a YAML file path or a dict in the YAML structure "
                             "(the checkpoint has no config.json to say the model, dtype and quant mode), got None")
         cfg = _to_config(config, op)
-        return cls._wrap(_core.MoeLayer.from_checkpoint(cfg, checkpoint, index, _threads(threads, op), allow))
+        return wrap(core.from_checkpoint(cfg, checkpoint, index, threads, allow, *ep))
 
     def forward(self, x: Any, is_prefill: bool = False) -> Any:
         """Runs the layer on x [T, H] (numpy array, torch CPU tensor or DLPack tensor, in the model dtype; bf16 as
@@ -341,6 +379,17 @@ class MoeLayer:
         """Threads a forward uses (threads=0 resolved to the core count)."""
         return self._layer.threads
 
+    @property
+    def expert_tokens(self) -> List[int]:
+        """[E]: rows routed to each expert in the last forward (its tokens' top-k choices; with comm=, every rank's
+        tokens, the same list on every rank): the load an expert placement balances."""
+        return self._layer.expert_tokens
+
+    @property
+    def cumulative_expert_tokens(self) -> List[int]:
+        """[E]: expert_tokens summed over every forward since the layer was made."""
+        return self._layer.cumulative_expert_tokens
+
     def weights(self) -> Dict[str, np.ndarray]:
         """The layer's weights (LayerWeights, include/moefuse/layer.h) by member name, as read-only numpy arrays:
         the projections (w13, w2, shared_w13, shared_w2) are copies unpacked from the layer's packed weights (the
@@ -372,6 +421,9 @@ def reference_layer_forward(layer: MoeLayer, x: Any) -> Any:
     op = "reference_layer_forward"
     if not isinstance(layer, MoeLayer):
         raise TypeError(f"{op}: layer: expected a moefuse.MoeLayer, got {type(layer).__name__}")
+    if not isinstance(layer._layer, _core.MoeLayer):
+        raise TypeError(f"{op}: layer: expected a single-process moefuse.MoeLayer, got an expert-parallel layer "
+                        "(each rank holds only its own experts)")
     kind = kind_of(x)
     out = layer._layer.reference_forward(to_tensor(x, op, "x"))
     return from_tensor(out, kind, op, "out")

@@ -203,6 +203,18 @@ void bind_layer(nb::module_& m) {
         }
         return p;
       })
+      .def_prop_ro("expert_tokens",
+                   [](PyLayer& self) {
+                     nb::gil_scoped_release release;
+                     std::lock_guard<std::mutex> lock(self.forward_mutex);
+                     return self.layer.expert_tokens();
+                   })
+      .def_prop_ro("cumulative_expert_tokens",
+                   [](PyLayer& self) {
+                     nb::gil_scoped_release release;
+                     std::lock_guard<std::mutex> lock(self.forward_mutex);
+                     return self.layer.cumulative_expert_tokens();
+                   })
       .def_prop_ro("last_timings",
                    [](PyLayer& self) {
                      LayerTimings t;

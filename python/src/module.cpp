@@ -50,4 +50,5 @@ NB_MODULE(_core, m) {
   moefuse::python::bind_tensor(m);
   moefuse::python::bind_ops(m);
   moefuse::python::bind_layer(m);
+  moefuse::python::bind_ep_layer(m);
 }

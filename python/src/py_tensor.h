@@ -42,5 +42,6 @@ auto nogil(F&& f) {
 void bind_tensor(nb::module_& m);
 void bind_ops(nb::module_& m);
 void bind_layer(nb::module_& m);
+void bind_ep_layer(nb::module_& m);  // HAVE_MPI, and EpLayer when built with MPI
 
 }  // namespace moefuse::python

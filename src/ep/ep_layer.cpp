@@ -12,6 +12,7 @@
 #include "ep/dispatch_plan.h"
 #include "ep/load.h"
 #include "layer/chain.h"
+#include "layer/fused_decode.h"
 #include "layer/packed_weights.h"
 #include "moefuse/ep.h"
 #include "moefuse/error.h"
@@ -76,7 +77,9 @@ struct ExpertParallelLayer::Impl {
   layer::PackedLayerWeights packed;
   RecordType dispatch_type, combine_type;
   int64_t dispatch_bytes, combine_bytes;  // bytes of one record each way
-  bool quant;
+  bool quant;                  // int8 activations (w8a8, w8a8c8): rows travel as int8 with their scale
+  std::string fused_declines;  // why the fused path cannot run this config ("" when it can)
+  std::string path = "chain";  // the path of the experts in the last forward that had tokens anywhere
   EpTimings timings;
   std::vector<int64_t> expert_tokens, cumulative;
   // Buffers, grown as needed.
@@ -84,26 +87,64 @@ struct ExpertParallelLayer::Impl {
   Tensor counts;               // [E] i64: rows per expert of this round's tokens
   std::vector<std::byte> send, recv, back_send, back_recv;
   Tensor local_x, local_scale, local_groups, h, a, a_scale, y;
+  layer::FusedBuffers fused_buffers;  // the fused path's expert buffers (rows)
 
   Impl(const MoeConfig& c, ep::Loaded&& l)
       : config(c), comm(std::move(l.comm)), placement(std::move(l.placement)), local(std::move(l.local)),
         threads(l.threads), weights(std::move(l.weights)), packed(std::move(l.packed)), dispatch_type(record_bytes_in(c)), combine_type(c.hidden_size * dtype_size(c.dtype)),
         dispatch_bytes(record_bytes_in(c)), combine_bytes(c.hidden_size * int64_t(dtype_size(c.dtype))),
-        quant(c.quant_mode != QuantMode::none), expert_tokens(size_t(c.num_experts), 0),
+        quant(int8_activations(c)), fused_declines(layer::fused_decode_declines(c)), expert_tokens(size_t(c.num_experts), 0),
         cumulative(size_t(c.num_experts), 0) {
     counts = Tensor::zeros(DType::i64, {c.num_experts});
   }
 
+  // The chains whose activations are int8 (w4a16 keeps them in the model dtype, as the chain does).
+  static bool int8_activations(const MoeConfig& c) {
+    return c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8;
+  }
   // A dispatched row: H values (model dtype, or int8 followed by its f32 scale).
   static int64_t record_bytes_in(const MoeConfig& c) {
-    return c.quant_mode != QuantMode::none ? c.hidden_size + 4 : c.hidden_size * int64_t(dtype_size(c.dtype));
+    return int8_activations(c) ? c.hidden_size + 4 : c.hidden_size * int64_t(dtype_size(c.dtype));
   }
 
-  void round(const Tensor& x, const Tensor& out, LayerTimings& lt);
+  void round(const Tensor& x, const Tensor& out, bool fused, ThreadPool& pool, LayerTimings& lt);
+  void run_experts(int64_t rows, const ep::ReceivePlan& rp, bool fused, ThreadPool& pool);
 };
 
+// y[0, rows) = this rank's experts over local_x[0, rows) (grouped by rp.group_rows): the fused path's expert tasks or
+// the chain's grouped MLP, which give the same bits.
+void ExpertParallelLayer::Impl::run_experts(int64_t rows, const ep::ReceivePlan& rp, bool fused, ThreadPool& pool) {
+  const MoeConfig& c = config;
+  const Tensor x_rows = local_x.narrow(0, 0, rows), scales = local_scale.narrow(0, 0, rows);
+  const Tensor y_rows = y.narrow(0, 0, rows);
+  if (fused) {
+    if (fused_buffers.capacity < rows) fused_buffers = layer::plan_fused_expert_buffers(c, rows);
+    layer::run_fused_experts(c, weights, packed, x_rows, quant ? scales : Tensor{}, rp.group_rows, y_rows,
+                             fused_buffers, pool);
+    return;
+  }
+  const int64_t El = int64_t(local.size()), I = c.moe_intermediate_size;
+  local_groups = Tensor::empty(DType::i64, {El});
+  std::copy(rp.group_rows.begin(), rp.group_rows.end(), local_groups.data_as<int64_t>());
+  const DType h_dtype = c.quant_mode == QuantMode::w8a8 ? DType::i32
+                        : c.quant_mode == QuantMode::w8a8c8 ? DType::bf16 : c.dtype;
+  ensure_rows(h, h_dtype, rows, 2 * I);
+  ensure_rows(a, quant ? DType::i8 : c.dtype, rows, I);
+  ensure_rows(a_scale, DType::f32, rows);
+  layer::MlpArgs m = layer::routed_expert_weights(weights, &packed);
+  m.x = x_rows;
+  m.x_scale = scales;
+  m.group_list = local_groups;
+  m.h = h.narrow(0, 0, rows);
+  m.a = a.narrow(0, 0, rows);
+  m.a_scale = a_scale.narrow(0, 0, rows);
+  m.y = y_rows;
+  layer::run_mlp(layer::operator_chain_ops(), c, m);
+}
+
 // One round: this rank's `x` (possibly no tokens) through the layer, with every other rank's round.
-void ExpertParallelLayer::Impl::round(const Tensor& x, const Tensor& out, LayerTimings& lt) {
+void ExpertParallelLayer::Impl::round(const Tensor& x, const Tensor& out, bool fused, ThreadPool& pool,
+                                      LayerTimings& lt) {
   const MoeConfig& c = config;
   const layer::ChainOps& ops = layer::operator_chain_ops();
   const int64_t T = x.size(0), K = c.num_experts_per_tok, E = c.num_experts, H = c.hidden_size, R = T * K;
@@ -174,9 +215,9 @@ void ExpertParallelLayer::Impl::round(const Tensor& x, const Tensor& out, LayerT
   t.dispatch_bytes_out += bytes_to_others(sp.rows, me, dispatch_bytes);
   t.dispatch_bytes_in += bytes_to_others(rp.rows, me, dispatch_bytes);
 
-  // This rank's experts over the rows it received, grouped by expert (the chain's step 4).
+  // This rank's experts over the rows it received, grouped by expert (the chain's step 4, or the fused path's
+  // expert tasks when the single-process layer would run the fused path).
   t0 = Clock::now();
-  const int64_t El = int64_t(local.size()), I = c.moe_intermediate_size;
   back_send.resize(size_t(std::max<int64_t>(Rl, 1) * combine_bytes));
   if (Rl > 0) {
     ensure_rows(local_x, quant ? DType::i8 : c.dtype, Rl, H);
@@ -188,23 +229,8 @@ void ExpertParallelLayer::Impl::round(const Tensor& x, const Tensor& out, LayerT
       std::memcpy(lx + i * row_bytes, rec, size_t(row_bytes));
       if (quant) std::memcpy(local_scale.data_as<float>() + i, rec + H, sizeof(float));
     }
-    local_groups = Tensor::empty(DType::i64, {El});
-    std::copy(rp.group_rows.begin(), rp.group_rows.end(), local_groups.data_as<int64_t>());
-    const DType h_dtype = c.quant_mode == QuantMode::w8a8 ? DType::i32
-                          : c.quant_mode == QuantMode::w8a8c8 ? DType::bf16 : c.dtype;
-    ensure_rows(h, h_dtype, Rl, 2 * I);
-    ensure_rows(a, quant ? DType::i8 : c.dtype, Rl, I);
-    ensure_rows(a_scale, DType::f32, Rl);
     ensure_rows(y, c.dtype, Rl, H);
-    layer::MlpArgs m = layer::routed_expert_weights(weights, &packed);
-    m.x = local_x.narrow(0, 0, Rl);
-    m.x_scale = local_scale.narrow(0, 0, Rl);
-    m.group_list = local_groups;
-    m.h = h.narrow(0, 0, Rl);
-    m.a = a.narrow(0, 0, Rl);
-    m.a_scale = a_scale.narrow(0, 0, Rl);
-    m.y = y.narrow(0, 0, Rl);
-    layer::run_mlp(ops, c, m);
+    run_experts(Rl, rp, fused, pool);
     const auto* yr = static_cast<const std::byte*>(y.data());
     for (int64_t i = 0; i < Rl; ++i)
       std::memcpy(back_send.data() + int64_t(rp.record_of[size_t(i)]) * combine_bytes, yr + i * combine_bytes,
@@ -261,7 +287,7 @@ Tensor ExpertParallelLayer::forward(const Tensor& x, bool is_prefill, LayerRouti
   return out;
 }
 
-void ExpertParallelLayer::forward_out(const Tensor& x, bool /*is_prefill*/, const Tensor& out,
+void ExpertParallelLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out,
                                       LayerRouting* routing) {
   Impl& m = *impl_;
   const MoeConfig& c = m.config;
@@ -297,6 +323,8 @@ void ExpertParallelLayer::forward_out(const Tensor& x, bool /*is_prefill*/, cons
   m.timings.rounds = rounds;
   std::fill(m.expert_tokens.begin(), m.expert_tokens.end(), 0);
   PoolLease lease(m.threads);  // the operators run on the layer's threads
+  // The experts run the fused path where MoeLayer would (a decode step of a config it handles), else the chain.
+  const bool fused_asked = c.enable_superkernel && !is_prefill, fused = fused_asked && m.fused_declines.empty();
   const int64_t capacity = std::max<int64_t>(1, std::min(T, chunk));
   if (m.chain.capacity < capacity) m.chain = layer::plan_chain_buffers(c, capacity);
   LayerTimings lt;
@@ -305,7 +333,7 @@ void ExpertParallelLayer::forward_out(const Tensor& x, bool /*is_prefill*/, cons
                             Tensor::empty(c.dtype, {T, c.num_experts_per_tok})};
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t begin = std::min(T, r * chunk), len = std::min(chunk, T - begin);
-    m.round(x.narrow(0, begin, len), out.narrow(0, begin, len), lt);
+    m.round(x.narrow(0, begin, len), out.narrow(0, begin, len), fused, lease.workers(), lt);
     if (routing && len > 0) {
       copy_into(m.chain.routing.topk_idx.narrow(0, 0, len), routing->topk_idx.narrow(0, begin, len));
       const Tensor& w = m.chain.routing.topk_weight_model.defined() ? m.chain.routing.topk_weight_model
@@ -314,11 +342,14 @@ void ExpertParallelLayer::forward_out(const Tensor& x, bool /*is_prefill*/, cons
     }
   }
   m.timings.routing += lt.router + lt.gating;
+  if (rounds > 0) m.path = !fused_asked ? "chain" : fused ? "superkernel" : "chain: " + m.fused_declines;
   for (int64_t e = 0; e < c.num_experts; ++e) m.cumulative[size_t(e)] += m.expert_tokens[size_t(e)];
   m.timings.total = ms_since(start);
 }
 
 const MoeConfig& ExpertParallelLayer::config() const { return impl_->config; }
+int ExpertParallelLayer::threads() const { return impl_->threads; }
+const std::string& ExpertParallelLayer::path() const { return impl_->path; }
 int ExpertParallelLayer::rank() const { return impl_->comm.rank(); }
 int ExpertParallelLayer::size() const { return impl_->comm.size(); }
 const ExpertPlacement& ExpertParallelLayer::placement() const { return impl_->placement; }

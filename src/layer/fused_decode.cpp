@@ -35,13 +35,15 @@ constexpr int64_t kCombineBlock = 256;  // output columns per C task
 // Thrown by a task that stops waiting because another task failed (the pool reports the first error, not this).
 struct Abandoned : std::exception {};
 
-// One decode step: the task graph of fused_decode.h over one batch.
+// One decode step: the task graph of fused_decode.h over one batch. In experts-only mode (run_fused_experts) x holds
+// rows already expanded and grouped by the caller (use_groups): no shared expert, no combine, y is the output.
 class Step {
  public:
   Step(const MoeConfig& c, const LayerWeights& w, const PackedLayerWeights& p, const Tensor& x, const Tensor& out,
-       FusedBuffers& b, const Routed& routed)
+       FusedBuffers& b, const Routed& routed, bool experts_only = false)
       : c_(c), w_(w), x_(x), out_(out), b_(b), routed_(routed), T_(x.size(0)), H_(c.hidden_size),
-        I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok), Is_(c.shared_expert_width()),
+        I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok),
+        Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only),
         model_(c.dtype), slot_(rows::slot(c.dtype)), int8_(c.quant_mode == QuantMode::w8a8), rows_(p.kernels.rows),
         w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
@@ -109,6 +111,10 @@ class Step {
     }
   }
 
+  // Experts-only mode: the caller filled group_expert / group_begin with `groups` groups and row_token with each
+  // row's own index (so that the A tasks read row r of x, or of x_q, for row r).
+  void use_groups(int64_t groups) { groups_ = groups; }
+
   // Cuts the work into tasks for `threads` threads; returns their count.
   int64_t tasks(int threads) {
     // Bytes per weight, for the block widths (int4 counted as 1: its 0.5 bytes plus scales, rounded up).
@@ -122,7 +128,7 @@ class Step {
     nA_ = groups_ * nbI_ + (Is_ > 0 ? nbIs_ : 0);
     nQ_ = int8_ ? all_groups_ : 0;
     nB_ = all_groups_ * nbH_;
-    nC_ = T_ * ceil_div(H_, kCombineBlock);
+    nC_ = experts_only_ ? 0 : T_ * ceil_div(H_, kCombineBlock);
     std::memset(b_.counters.data(), 0, size_t(b_.counters.numel()) * sizeof(int32_t));
     return nA_ + nQ_ + nB_ + nC_;
   }
@@ -321,6 +327,7 @@ class Step {
   FusedBuffers& b_;
   const Routed& routed_;
   const int64_t T_, H_, I_, E_, K_, Is_;
+  const bool experts_only_;
   const DType model_;
   const int slot_;  // the model dtype's index in the rows kernels
   const bool int8_;
@@ -347,6 +354,22 @@ std::string fused_decode_declines(const MoeConfig& c) {
     return "the shared expert's width " + std::to_string(c.shared_expert_width()) + " is not a multiple of " +
            std::to_string(gemm::kGemmNR);
   return "";
+}
+
+FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
+  FusedBuffers b;
+  b.capacity = rows;
+  const int64_t E = c.num_experts, I = c.moe_intermediate_size;
+  b.row_token = Tensor::empty(DType::i32, {rows});
+  b.group_expert = Tensor::empty(DType::i32, {E + 1});
+  b.group_begin = Tensor::empty(DType::i64, {E + 2});
+  b.a_f32 = Tensor::empty(DType::f32, {rows, I});
+  if (c.quant_mode == QuantMode::w8a8) {
+    b.a_q = Tensor::empty(DType::i8, {rows, I});
+    b.a_scale = Tensor::empty(DType::f32, {rows});
+  }
+  b.counters = Tensor::empty(DType::i32, {2 * (E + 1) + 1});
+  return b;
 }
 
 void fused_buffer_specs(const MoeConfig& c, int64_t capacity, FusedBuffers& b, const BufferSpecFn& each) {
@@ -413,6 +436,35 @@ void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, cons
   t0 = Clock::now();
   pool.parallel_for(n, [&](int64_t i) { step.run(i); });
   timings.experts += ms_since(t0);
+}
+
+void run_fused_experts(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
+                       const Tensor& x, const Tensor& x_scale, std::span<const int64_t> group_rows, const Tensor& y,
+                       FusedBuffers& buffers, ThreadPool& pool) {
+  const int64_t R = x.size(0);
+  if (R == 0) return;
+  int32_t* group_expert = buffers.group_expert.data_as<int32_t>();
+  int64_t* group_begin = buffers.group_begin.data_as<int64_t>();
+  int64_t groups = 0, row = 0;
+  for (size_t e = 0; e < group_rows.size(); ++e) {
+    if (group_rows[e] == 0) continue;
+    group_expert[groups] = int32_t(e);
+    group_begin[groups++] = row;
+    row += group_rows[e];
+  }
+  group_begin[groups] = row;
+  int32_t* row_token = buffers.row_token.data_as<int32_t>();
+  for (int64_t r = 0; r < R; ++r) row_token[r] = int32_t(r);
+  buffers.y = y;
+  if (config.quant_mode == QuantMode::w8a8) {
+    buffers.x_q = x;
+    buffers.x_scale = x_scale;
+  }
+  const Routed none{};
+  Step step(config, weights, packed, x, y, buffers, none, /*experts_only=*/true);
+  step.use_groups(groups);
+  const int64_t n = step.tasks(pool.size());
+  pool.parallel_for(n, [&](int64_t i) { step.run(i); });
 }
 
 }  // namespace moefuse::layer

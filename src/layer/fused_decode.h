@@ -18,6 +18,7 @@
 // family and dtype). Float models and w8a8 are fused; w8a8c8 runs the chain.
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "base/thread_pool.h"
@@ -65,5 +66,18 @@ std::string fused_decode_declines(const MoeConfig& config);
 void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
                       const Tensor& x, const Tensor& out, FusedBuffers& buffers, ThreadPool& pool,
                       LayerTimings& timings, LayerRouting* routing_out);
+
+/// The fused path's routed experts alone (tasks A, Q and B; no shared expert, no combine) over rows already expanded
+/// and grouped: an expert-parallel rank's received rows. x [R, H] contiguous: model-dtype rows (float models and
+/// w4a16) or int8 rows with their scales x_scale [R] f32 (w8a8; undefined otherwise); group_rows [G]: the rows of
+/// each of the layer's G experts (the experts `weights` and `packed` hold, in their order; zeros allowed), which
+/// follow one another in x. y [R, H] (model dtype, contiguous) receives each row's down projection: bitwise what
+/// run_mlp computes for the same rows. Requires fused_decode_declines(config) to be "" and buffers planned by
+/// plan_fused_expert_buffers for at least R rows; on `pool`, called from outside its tasks.
+void run_fused_experts(const MoeConfig& config, const LayerWeights& weights, const PackedLayerWeights& packed,
+                       const Tensor& x, const Tensor& x_scale, std::span<const int64_t> group_rows, const Tensor& y,
+                       FusedBuffers& buffers, ThreadPool& pool);
+/// Buffers for run_fused_experts over up to `rows` rows (x, its scales and y are the caller's).
+FusedBuffers plan_fused_expert_buffers(const MoeConfig& config, int64_t rows);
 
 }  // namespace moefuse::layer

@@ -41,6 +41,15 @@ three=$("$mpirun" -np 3 --oversubscribe "$moefuse" run --ep --placement "$dir/pl
   --config "$dir/tiny.yaml" --tokens 11 --threads 1 --json | fnv)
 [ "$three" = "$single" ] || fail "3 ranks with a placement: checksum $three, single $single"
 
+# The ranks' experts take the single-process layer's path: the fused one for a decode step (enable_superkernel is on
+# by default), the chain without it; the same bits either way.
+grep -q '"path": "superkernel"' "$dir/np2.json" || fail "run --ep --json: the experts did not take the fused path"
+{ cat "$dir/tiny.yaml"; echo "  enable_superkernel: false"; } > "$dir/chain.yaml"
+"$mpirun" -np 2 --oversubscribe "$moefuse" run --ep --config "$dir/chain.yaml" --tokens 11 --threads 1 --json \
+  > "$dir/chain.json"
+[ "$(fnv < "$dir/chain.json")" = "$single" ] || fail "2 ranks, the chain: checksum $(fnv < "$dir/chain.json")"
+grep -q '"path": "chain"' "$dir/chain.json" || fail "run --ep --json: not the chain without enable_superkernel"
+
 "$mpirun" -np 2 --oversubscribe "$moefuse" run --ep --config "$dir/tiny.yaml" --tokens 5 --threads 1 \
   | grep -q "expert parallel over 2 ranks" || fail "run --ep text report"
 

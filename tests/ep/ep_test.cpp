@@ -37,6 +37,7 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 // A preset at test size (H 64, I 32; a shared expert of width 64).
 MoeConfig tiny(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
   MoeConfig c = testing::shrunk_preset(preset, dtype, quant, 64, 32, 64);
+  if (quant == QuantMode::w4a16) c.quant_group_size = 32;
   validate(c, "ep test config");
   return c;
 }
@@ -64,7 +65,8 @@ std::vector<int64_t> global_expert_rows(const LayerRouting& routing, int64_t exp
   return all;
 }
 
-// The EP layer against the single-process one on this rank's tokens, decode and prefill, routing and counts too.
+// The EP layer against the single-process one on this rank's tokens, decode and prefill, routing and counts too;
+// its experts take the single-process layer's path (the fused path's expert tasks for a decode step it fuses).
 void expect_same_as_single(ExpertParallelLayer& ep, const MoeLayer& single_const, const Tensor& x) {
   MoeLayer& single = const_cast<MoeLayer&>(single_const);
   for (bool prefill : {false, true}) {
@@ -72,6 +74,9 @@ void expect_same_as_single(ExpertParallelLayer& ep, const MoeLayer& single_const
     const Tensor want = single.forward(x, prefill, &want_routing);
     const Tensor got = ep.forward(x, prefill, &got_routing);
     EXPECT_TENSOR_EQ(want, got) << "rank " << mpi_rank() << " prefill " << prefill;
+    if (x.size(0) > 0) {
+      EXPECT_EQ(ep.path(), single.path()) << "prefill " << prefill;
+    }
     EXPECT_TENSOR_EQ(want_routing.topk_idx, got_routing.topk_idx);
     EXPECT_TENSOR_EQ(want_routing.topk_weight, got_routing.topk_weight);
     EXPECT_EQ(ep.expert_tokens(), global_expert_rows(want_routing, ep.config().num_experts));
@@ -92,6 +97,7 @@ std::vector<Case> all_cases() {
     cases.push_back({p, DType::bf16, QuantMode::w8a8});
     cases.push_back({p, DType::f16, QuantMode::w8a8});
     cases.push_back({p, DType::bf16, QuantMode::w8a8c8});
+    cases.push_back({p, DType::bf16, QuantMode::w4a16});
   }
   return cases;
 }
@@ -105,19 +111,39 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 class EpFamilies : public ::testing::TestWithParam<Case> {};
 
-// Every family, dtype and chain, contiguous placement, uneven tokens (the second rank has none), both paths of the
-// single-process layer (the fused decode path and the chain give the same bits).
+// Every family, dtype and chain, contiguous placement, uneven tokens (the second rank has none), both paths (the
+// presets ask for the fused path: decode runs it, but for w8a8c8, which it declines; prefill runs the chain).
 TEST_P(EpFamilies, EqualsTheSingleProcessLayerBitwise) {
   const Case& k = GetParam();
   const MoeConfig c = tiny(k.preset, k.dtype, k.quant);
   ExpertParallelLayer ep = ExpertParallelLayer::with_random_weights(c, 3, MPI_COMM_WORLD, options());
   const MoeLayer single = MoeLayer::with_random_weights(c, 3, {.threads = 1});
-  expect_same_as_single(ep, single, rank_tokens(c, {9, 0, 23}, 5));
+  const Tensor x = rank_tokens(c, {9, 0, 23}, 5);
+  expect_same_as_single(ep, single, x);
+  ep.forward(x, /*is_prefill=*/false);
+  ASSERT_TRUE(c.enable_superkernel);
+  if (k.quant == QuantMode::w8a8c8) EXPECT_EQ(ep.path().rfind("chain: ", 0), 0u) << ep.path();
+  else EXPECT_EQ(ep.path(), "superkernel");
   const int64_t held = int64_t(ep.local_experts().size());
   EXPECT_EQ(held, ExpertPlacement::contiguous(c.num_experts, mpi_size()).experts_of(mpi_rank()).size());
 }
 
 INSTANTIATE_TEST_SUITE_P(All, EpFamilies, ::testing::ValuesIn(all_cases()), case_name);
+
+// The experts' path follows the single-process layer's: the chain for decode without enable_superkernel, and when
+// the fused path declines the config (I not a multiple of 32), with the reason; the bits are the same.
+TEST(Ep, DecodeTakesTheSingleProcessLayersPath) {
+  for (const char* variant : {"superkernel off", "I = 48"}) {
+    MoeConfig c = tiny("qwen1.5-moe-a2.7b", DType::bf16, QuantMode::w8a8);
+    if (variant[0] == 's') c.enable_superkernel = false;
+    else c.moe_intermediate_size = 48;
+    ExpertParallelLayer ep = ExpertParallelLayer::with_random_weights(c, 14, MPI_COMM_WORLD, options());
+    MoeLayer single = MoeLayer::with_random_weights(c, 14, {.threads = 1});
+    expect_same_as_single(ep, single, rank_tokens(c, {5, 3, 0}, 7));
+    ep.forward(rank_tokens(c, {5, 3, 0}, 7), /*is_prefill=*/false);
+    EXPECT_EQ(ep.path(), variant[0] == 's' ? "chain" : "chain: I=48 is not a multiple of 32") << variant;
+  }
+}
 
 // Several rounds of moe_chunk_max_len tokens, a different number on each rank, and cumulative counts.
 TEST(Ep, RoundsOfChunksWithRanksOfDifferentLengths) {

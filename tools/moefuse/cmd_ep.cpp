@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "bench_report.h"
 #include "ep_commands.h"
 #include "moefuse/error.h"
 
@@ -187,7 +188,8 @@ int run_ep(const LayerArgs& a, const std::string& placement) {
                                        {"placement", placement.empty() ? Json("contiguous") : Json(placement)},
                                        {"weights", a.weights.empty() ? Json(nullptr) : Json(a.weights)},
                                        {"input", in.description},
-                                       {"threads_per_rank", a.threads}}},
+                                       {"threads_per_rank", a.threads},
+                                       {"path", layer.path()}}},
                     {"warmup", 1},
                     {"iters", a.iters},
                     {"tokens", T},
@@ -202,8 +204,10 @@ int run_ep(const LayerArgs& a, const std::string& placement) {
               std::string(model_type_name(c.model_type)).c_str(), static_cast<long long>(c.num_experts),
               static_cast<long long>(c.num_experts_per_tok), static_cast<long long>(c.hidden_size),
               std::string(quant_mode_name(c.quant_mode)).c_str());
-  std::printf("execution:  expert parallel over %d ranks, placement %s, %lld tokens cut into one share per rank\n",
-              mpi.size(), placement.empty() ? "contiguous" : placement.c_str(), static_cast<long long>(T));
+  std::printf("execution:  expert parallel over %d ranks, placement %s, %lld tokens cut into one share per rank, "
+              "experts' path %s\n",
+              mpi.size(), placement.empty() ? "contiguous" : placement.c_str(), static_cast<long long>(T),
+              layer.path().c_str());
   std::printf("iterations: %d timed, after 1 warm-up; median ms per stage per rank:\n", a.iters);
   print_rank_table(rows, row.size());
   const std::vector<int64_t>& n = layer.expert_tokens();
@@ -232,21 +236,23 @@ int bench_ep(const EpBenchArgs& a) {
     // Each rank its own T tokens (seeded by rank): T per rank, P * T in all.
     const Tensor x = random_tokens(T, c.hidden_size, a.seed + uint64_t(mpi.rank()) * 7919u, c.dtype);
     Tensor y = Tensor::empty(c.dtype, {T, c.hidden_size});
-    for (int i = 0; i < a.warmup; ++i) layer.forward_out(x, false, y);
+    const bool prefill = T >= kPrefillFrom;  // as bench without --ep: decode below, prefill from there
+    for (int i = 0; i < a.warmup; ++i) layer.forward_out(x, prefill, y);
     std::vector<EpTimings> runs;
     for (int i = 0; i < a.iters; ++i) {
-      layer.forward_out(x, false, y);
+      layer.forward_out(x, prefill, y);
       runs.push_back(layer.last_timings());
     }
     const std::vector<double> row = rank_row(runs);
     const std::vector<double> rows = gather(row, mpi);
     if (mpi.rank() != 0) continue;
-    std::printf("\nT = %lld per rank\n", static_cast<long long>(T));
+    std::printf("\nT = %lld per rank (%s, experts' path %s)\n", static_cast<long long>(T), prefill ? "prefill" : "decode",
+                layer.path().c_str());
     print_rank_table(rows, row.size());
     Json per_rank = Json::array();
     for (int r = 0; r < mpi.size(); ++r)
       per_rank.push_back(rank_json(rows.data() + size_t(r) * row.size(), r, layer.placement().experts_of(r)));
-    table.push_back(Json{{"tokens_per_rank", T}, {"ranks", per_rank}});
+    table.push_back(Json{{"tokens_per_rank", T}, {"prefill", prefill}, {"path", layer.path()}, {"ranks", per_rank}});
   }
   if (mpi.rank() == 0 && !a.json.empty()) {  // written whole or not at all
     const std::string text = Json{{"command", "bench --ep"}, {"version", MOEFUSE_VERSION},
