@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds, installs and tests the Python package on Debian 12 (bookworm):
-#   1. installs the Debian packages it needs (C++ toolchain, python3-venv/-dev, python3-numpy, python3-torch);
+#   1. installs the Debian packages it needs (C++ toolchain, python3-venv/-dev, python3-numpy, python3-torch,
+#      OpenMPI);
 #   2. makes a virtual environment from Debian's own /usr/bin/python3 with --system-site-packages, so that Debian's
 #      torch (1.13) and numpy are visible in it (a python3 earlier on PATH, e.g. pyenv's, has neither);
 #   3. `pip install .[test]` (the README's `pip install .` plus pytest and ml_dtypes), numpy pinned to Debian's so
@@ -20,7 +21,8 @@ export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 step "Debian packages"
-packages=(cmake ninja-build g++ python3 python3-dev python3-venv python3-numpy python3-torch)
+# OpenMPI: the package's expert-parallel layer (comm=) and its mpirun tests; without it they skip with a reason.
+packages=(cmake ninja-build g++ python3 python3-dev python3-venv python3-numpy python3-torch libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
