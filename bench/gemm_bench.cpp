@@ -192,22 +192,14 @@ std::vector<const KernelInfo*> gemm_rows() {
   return out;
 }
 
-// int4 group-wise weights (W4A16): packed copies of one random int4 [K, N] matrix with fp16 scales, enough to exceed
-// 96 MB; the kernel of group size G. GB counts the packed bytes (nibbles, scales and zero biases).
-void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int64_t K, int64_t N) {
-  std::mt19937 gen(5);
-  std::uniform_int_distribution<int> nib(0, 15);
-  std::vector<uint8_t> q(size_t(K * N)), zero(size_t(K / G * N));
-  std::vector<float> scale(zero.size());
-  for (uint8_t& v : q) v = uint8_t(nib(gen));
-  for (size_t i = 0; i < zero.size(); ++i) {
-    zero[i] = uint8_t(nib(gen));
-    scale[i] = to_f32(to_f16(0.01f + 0.001f * float(i % 7)));
-  }
-  const gemm::Int4Source src{q.data(), N, 1, scale.data(), zero.data(), N, 1};
+// Times row `k` (an int4 or FP8 row, whose weights come from their own pack function) over packed copies of one
+// [K, N] matrix made by `pack`, enough to exceed 96 MB so that every call reads cold weights. GB counts the packed
+// bytes (values, scales and, for int4, zero biases).
+template <class Pack>
+void time_packed_copies(benchmark::State& st, const KernelInfo* k, int64_t M, int64_t K, int64_t N, Pack pack) {
   std::vector<PackedWeights> copies;
-  copies.push_back(gemm::pack_weights_u4(src, K, N, G));
-  while (copies.size() * copies[0].data_bytes() < (size_t(96) << 20)) copies.push_back(gemm::pack_weights_u4(src, K, N, G));
+  copies.push_back(pack());
+  while (copies.size() * copies[0].data_bytes() < (size_t(96) << 20)) copies.push_back(pack());
   std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
   const gemm::GemmFloatFn fn = std::get<gemm::GemmFloatFn>(k->fn);
   size_t i = 0;
@@ -221,6 +213,32 @@ void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int6
   st.SetLabel(k->name);
 }
 
+// int4 group-wise weights (W4A16): one random int4 matrix with fp16 scales; the kernel of group size G.
+void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int64_t K, int64_t N) {
+  std::mt19937 gen(5);
+  std::uniform_int_distribution<int> nib(0, 15);
+  std::vector<uint8_t> q(size_t(K * N)), zero(size_t(K / G * N));
+  std::vector<float> scale(zero.size());
+  for (uint8_t& v : q) v = uint8_t(nib(gen));
+  for (size_t i = 0; i < zero.size(); ++i) {
+    zero[i] = uint8_t(nib(gen));
+    scale[i] = to_f32(to_f16(0.01f + 0.001f * float(i % 7)));
+  }
+  const gemm::Int4Source src{q.data(), N, 1, scale.data(), zero.data(), N, 1};
+  time_packed_copies(st, k, M, K, N, [&] { return gemm::pack_weights_u4(src, K, N, G); });
+}
+
+// FP8 block-scaled weights: one random e4m3 matrix (NaN codes avoided) with one scale per 128 x 128 block.
+void BM_fp8(benchmark::State& st, const KernelInfo* k, int64_t M, int64_t K, int64_t N) {
+  std::mt19937 gen(6);
+  std::uniform_int_distribution<int> code(0, 125);
+  std::vector<uint8_t> q(size_t(K * N));
+  for (uint8_t& v : q) v = uint8_t(code(gen) | (gen() & 0x80));
+  std::vector<float> scale(size_t((K + 127) / 128 * ((N + 127) / 128)), 1.0f / 448.0f);
+  const gemm::Fp8Source src{q.data(), N, 1, scale.data(), (N + 127) / 128, 1, 128, 128};
+  time_packed_copies(st, k, M, K, N, [&] { return gemm::pack_weights_fp8(src, K, N); });
+}
+
 void register_all() {
   for (const probe::PeakFamily& f : probe::peak_families())
     if (f.loop && f.present()) benchmark::RegisterBenchmark((std::string("peak/") + f.loop->name).c_str(), BM_probe, *f.loop);
@@ -228,17 +246,20 @@ void register_all() {
 
   const std::vector<const KernelInfo*> rows = gemm_rows();
   for (const KernelInfo* k : rows)
-    if (k->isa != Isa::scalar && k->in != DType::u8)  // int4 rows: BM_u4 below
+    if (k->isa != Isa::scalar && k->in != DType::u8)  // int4 and FP8 rows: BM_u4 and BM_fp8 below
       benchmark::RegisterBenchmark(("hot_tile/" + std::string(k->name) + "/M:" + std::to_string(2 * k->tile_m) +
                                     "/N:32/K:256").c_str(), BM_hot_tile, k);
 
+  // int4 (G = 32 and 128: 64 lies between the two) and FP8 rows, each on its own weights.
   for (const KernelInfo* k : rows) {
+    const bool fp8 = k->op == kernels::Op::gemm_fp8;
     const int64_t G = k->op == kernels::Op::gemm_u4_g32 ? 32 : k->op == kernels::Op::gemm_u4_g128 ? 128 : 0;
-    if (G == 0) continue;  // G = 64 lies between the two
+    if (G == 0 && !fp8) continue;
     for (int64_t M : {1, 8, 64}) {
       if (k->isa == Isa::scalar && M > 8) continue;
       const std::string name = std::string(k->name) + "/K:2048/N:2048/M:" + std::to_string(M);
-      benchmark::RegisterBenchmark(name.c_str(), BM_u4, k, G, M, int64_t(2048), int64_t(2048));
+      if (fp8) benchmark::RegisterBenchmark(name.c_str(), BM_fp8, k, M, int64_t(2048), int64_t(2048));
+      else benchmark::RegisterBenchmark(name.c_str(), BM_u4, k, G, M, int64_t(2048), int64_t(2048));
     }
   }
 

@@ -85,6 +85,19 @@ inline bfloat16 to_bf16(float f) {
   return bfloat16{uint16_t((u + rounding_bias) >> 16)};
 }
 
+/// float8 e4m3 ("e4m3fn": 1 sign, 4 exponent bits of bias 7, 3 mantissa bits; no infinities; S.1111.111 is NaN,
+/// the largest finite is 448) -> f32, exact: normal values 2^(e-7) * (1 + m/8), subnormals m/8 * 2^-6, signed zeros
+/// kept, both NaN encodings a quiet NaN of their sign. The element type of FP8 checkpoints (safetensors F8_E4M3);
+/// moefuse keeps no tensors of it (DType has no such member), it widens them as it reads them.
+inline float f32_from_e4m3(uint8_t v) {
+  const uint32_t sign = uint32_t(v & 0x80u) << 24;
+  const uint32_t exp = (v >> 3) & 0xfu, man = v & 0x7u;
+  if (exp == 0xf && man == 0x7) return f32_from_bits(sign | 0x7fc00000u);
+  if (exp != 0) return f32_from_bits(sign | ((exp + 120u) << 23) | (man << 20));
+  const float mag = float(man) * f32_from_bits(0x3b000000u);  // m * 2^-9, exact
+  return sign ? -mag : mag;
+}
+
 /// f16 -> f32, exact (subnormals included).
 inline float to_f32(float16 v) {
   uint32_t sign = uint32_t(v.bits & 0x8000u) << 16;

@@ -178,6 +178,29 @@ struct GptqSettings {
 /// ValueError "<file>: <key>: expected <type>, got <value>" for a key of the wrong type.
 GptqSettings read_gptq_settings(const Checkpoint& checkpoint);
 
+// ---- FP8 block-scaled checkpoints ------------------------------------------------------------------------------
+
+/// What a checkpoint's config.json declares for FP8 block-scaled weights (DeepSeek-V3/R1, the Qwen3 FP8 releases):
+/// "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [bn, bk],
+/// "activation_scheme": "dynamic"}. A weight W [N, K] stored in F8_E4M3 comes with "<name>_scale_inv" (F32, BF16 or
+/// F16) of shape [ceil(N / bn), ceil(K / bk)], and stands for W[n, k] = e4m3(n, k) * scale_inv[n / bn, k / bk]
+/// (docs/layer.md §7, "FP8 block-scaled checkpoints", says how the layer computes with it).
+struct Fp8Settings {
+  /// The file and object read ("<dir>/config.json: quantization_config"); "" when the checkpoint declares no FP8
+  /// weights (no config.json, no quantization_config, or another quant_method).
+  std::string source;
+  /// weight_block_size: rows (output channels) and columns (input channels) per scale. Absent: [128, 128], the
+  /// transformers default.
+  int64_t block_n = 128, block_k = 128;
+};
+
+/// Reads config.json's quantization_config in the checkpoint's directory (the directory itself, or the one holding
+/// the file or index given). Errors: IoError for an unreadable or malformed config.json; ValueError
+/// "<file>: quantization_config.<key>: expected ..., got ..." for fmt other than "e4m3" (e5m2 is not read),
+/// activation_scheme other than "dynamic" (static activation scales are not read), a weight_block_size that is not
+/// two integers >= 1.
+Fp8Settings read_fp8_settings(const Checkpoint& checkpoint);
+
 // ---- .npy --------------------------------------------------------------------------------------------------------
 
 /// Reads a NumPy .npy file (format versions 1.0, 2.0 and 3.0) into a new owning, contiguous tensor.

@@ -40,6 +40,10 @@ struct ModelConfig {
   /// layers and which layers are quantised (increasing, a subset of moe_layers). none / empty for a float model.
   QuantMode quant_mode = QuantMode::none;
   std::vector<int64_t> quantized_layers;
+  /// quantization_config of an FP8 block-scaled release (quant_method "fp8"): its block size; source "" otherwise.
+  /// Such a model's layers are float layers (quant_mode none, dtype the model's) whose expert projections are read
+  /// from F8_E4M3 tensors and their block scales (MoeLayer::from_checkpoint, docs/layer.md §7).
+  Fp8Settings fp8;
 
   bool is_moe_layer(int64_t layer) const;
   /// The config of MoE layer `layer`: `layer` with quant_mode set when it is one of quantized_layers. ValueError
@@ -62,8 +66,9 @@ inline constexpr uint64_t kMaxModelConfigBytes = uint64_t(4) << 20;
 /// "<source>: <key>: expected ..., got ..." for an unknown model_type (listing the known ones), a missing required
 /// key, a value of the wrong type (a string "64" or 64.5 where an integer is needed), a value out of range, a
 /// combination the layer does not compute (deepseek_v2 topk_method "noaux_tc", a sigmoid family without
-/// norm_topk_prob) and a quantization_config this build does not read (quant_method "gptq" or "fp8": "not supported
-/// in this build"; another: the known methods listed).
+/// norm_topk_prob) and a quantization_config this build does not read (quant_method "gptq": read with a moefuse
+/// config, not from config.json; another: the known methods listed; "fp8" with fmt other than "e4m3",
+/// activation_scheme other than "dynamic" or a weight_block_size that is not two integers >= 1).
 ModelConfig parse_model_config_json(std::string_view text, std::string_view source_name = "config.json");
 
 /// True when `path` is a directory holding a config.json (a model folder as shipped).

@@ -122,6 +122,8 @@ void bind_layer(nb::module_& m) {
         d["moe_layers"] = mc.moe_layers;
         d["quant_mode"] = std::string(quant_mode_name(mc.quant_mode));
         d["quantized_layers"] = mc.quantized_layers;
+        if (mc.fp8.source.empty()) d["fp8_weight_block"] = nb::none();
+        else d["fp8_weight_block"] = std::vector<int64_t>{mc.fp8.block_n, mc.fp8.block_k};
         d["layer"] = mc.layer;
         return d;
       },

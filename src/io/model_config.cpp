@@ -8,6 +8,7 @@
 #include "base/check.h"
 #include "io/config_enums.h"
 #include "io/files.h"
+#include "io/fp8_settings.h"
 #include "io/json_util.h"
 #include "io/model_keys.h"
 #include "moefuse/error.h"
@@ -110,18 +111,23 @@ void read_family(ModelType t, const Keys& k, MoeConfig& c) {
 }
 
 // quantization_config: absent for a float model; written by `moefuse quantize` as
-// {"quant_method": "moefuse", "quant_mode": "w8a8" | "w8a8c8", "quantized_layers": [..]}. Other methods are named
-// and refused here, so that a build that reads one adds it in this one place.
+// {"quant_method": "moefuse", "quant_mode": "w8a8" | "w8a8c8", "quantized_layers": [..]}; or an FP8 block-scaled
+// release's {"quant_method": "fp8", ...} (its expert projections are read as they are: the layer stays a float one).
+// Other methods are named and refused here, so that a build that reads one adds it in this one place.
 void read_quantization(const Keys& root, ModelConfig& m) {
   const json* q = root.find("quantization_config");
   if (q == nullptr) return;
   const Keys k = root.object("quantization_config");
   const std::string method = k.string_required("quant_method");
-  if (method == "gptq" || method == "fp8")
-    k.fail("quant_method", "a quantisation method this build reads (moefuse)",
-           io_detail::quote_for_message(method) + " (" + method + " checkpoints are not supported in this build)");
+  if (method == "gptq")
+    k.fail("quant_method", "a quantisation method this build reads in a model folder (moefuse, fp8)",
+           io_detail::quote_for_message(method) + " (gptq checkpoints are read with a moefuse config, not here)");
+  if (method == "fp8") {
+    m.fp8 = io_detail::parse_fp8_quantization(k, m.source + ": quantization_config");
+    return;
+  }
   if (method != "moefuse")
-    k.fail("quant_method", "one of: moefuse (not supported in this build: fp8, gptq)",
+    k.fail("quant_method", "one of: moefuse, fp8 (not supported in this build: gptq)",
            io_detail::quote_for_message(method));
   const std::string mode = k.string_required("quant_mode");
   if (mode == "w8a8") m.quant_mode = QuantMode::w8a8;

@@ -205,6 +205,10 @@ QuantizeModelResult quantize_model(const std::string& dir, const std::string& ou
   if (m.quant_mode != QuantMode::none)
     throw ValueError(check::message(m.source, "quantization_config", "a float model",
                                     "one already quantised (" + std::string(quant_mode_name(m.quant_mode)) + ")"));
+  // An FP8 release's other layers and scales would be copied under a quantization_config that no longer says fp8.
+  if (!m.fp8.source.empty())
+    throw ValueError(check::message(m.source, "quantization_config", "a float model",
+                                    "an FP8 block-scaled one (quant_method \"fp8\"; quantising it is not supported)"));
   std::vector<int64_t> layers = o.layers.empty() ? m.moe_layers : o.layers;
   std::sort(layers.begin(), layers.end());
   for (size_t i = 0; i < layers.size(); ++i)

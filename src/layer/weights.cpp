@@ -13,6 +13,7 @@
 #include "base/quantize_int4.h"
 #include "base/random.h"
 #include "layer/finite.h"
+#include "layer/fp8_weights.h"
 #include "layer/gptq.h"
 #include "moefuse/error.h"
 
@@ -240,16 +241,24 @@ RowSource checkpoint_rows(const Checkpoint& ck, const std::string& name, const T
 }
 
 // Loads one [out, in] projection of a checkpoint into storage rows [row0, row0 + out) of expert e.
-// w4a16 loads: the projection's zero points, and the checkpoint's GPTQ settings (read once per load).
+// What a projection's load may need besides its tensor: for w4a16, the projection's zero points and the checkpoint's
+// GPTQ settings (read once per load); for FP8 tensors, the checkpoint's FP8 settings (read when first needed).
 struct Int4Load {
   Tensor zeros;
   const GptqFormat* format = nullptr;
+  Fp8Reader* fp8 = nullptr;
 };
 
 void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string& name, const Tensor& storage,
                      const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in, const char* out_name,
                      const char* in_name, std::vector<FillTask>& tasks, bool check_finite, const Int4Load& int4 = {}) {
   const std::string base = name.substr(0, name.size() - std::string("weight").size());
+  if (int4.fp8 != nullptr && is_fp8_tensor(ck, name)) {  // FP8 block-scaled: dequantised in fp32, then as floats
+    tasks.push_back(FillTask{storage, scales, e, row0, out, in,
+                             fp8_rows(ck, name, out, in, out_name, in_name, int4.fp8->settings(), check_finite),
+                             ck.path() + ": " + name});
+    return;
+  }
   if (int4_weights(c) && has_gptq_projection(ck, base)) {  // a GPTQ checkpoint: its int4 values as they are
     const int64_t G = c.quant_group_size, row = e * storage.size(1) + row0;
     read_gptq_projection(ck, base, *int4.format, G, out, in, out_name, in_name, storage.data_as<uint8_t>() + row * in,
@@ -422,7 +431,8 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   std::vector<FillTask> tasks;
   GptqFormat gptq;
   if (int4_weights(c)) gptq = read_gptq_format(ck, c.quant_group_size);
-  auto i4 = [&](const Tensor& zeros) { return Int4Load{zeros, &gptq}; };
+  Fp8Reader fp8(ck);
+  auto i4 = [&](const Tensor& zeros) { return Int4Load{zeros, &gptq, &fp8}; };
   // The router and the shared gate stay float (model dtype) in every chain.
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
   if (router.dtype() == DType::i8)

@@ -6,6 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_runner.h"
+#include "moefuse/io.h"
+#include "moefuse/model.h"
+#include "util/compare.h"
+#include "util/fp8_checkpoint.h"
 #include "util/model_families.h"
 
 #ifdef MOEFUSE_CLI_PATH
@@ -104,6 +108,37 @@ TEST_F(CliModel, InfoShowsTheModel) {
   const Result text = moefuse("info --weights " + model_dir("qwen2_moe"));
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_NE(text.out.find("4 decoder layers, 2 MoE: 1, 3"), std::string::npos) << text.out;
+}
+
+// FP8 block-scaled folders: run's output is the oracle's (dequantise in fp32, round to bf16, the float layer) bit
+// for bit, verify passes, info names the block size and reads about half the bytes of the float folder.
+TEST_F(CliModel, Fp8FolderRunsAsTheOracle) {
+  const std::pair<const char*, int64_t> cases[] = {{"qwen3_moe_fp8", 2}, {"deepseek_v3_fp8", 1}};
+  const int64_t blocks[][2] = {{128, 128}, {8, 12}};
+  for (size_t i = 0; i < 2; ++i) {
+    const auto [name, l] = cases[i];
+    SCOPED_TRACE(name);
+    const Tensor x = random_tokens(6, 32, 3, DType::bf16);
+    write_npy(path("x.npy"), x.to(DType::f32));
+    const Result r = moefuse("run --weights " + model_dir(name) + " --layer " + std::to_string(l) + " --input " +
+                             path("x.npy") + " --output " + path("y.npy") + " --iters 1 --threads 2");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const MoeLayer layer = load_model_layer(model_dir(name), l, {.threads = 1});
+    const LayerWeights oracle =
+        fp8_oracle_weights(layer.config(), Checkpoint(model_dir(name)), l, layer.weights(), blocks[i][0], blocks[i][1]);
+    EXPECT_TRUE(tensors_equal(reference_layer_forward(layer.config(), oracle, x).to(DType::f32), read_npy(path("y.npy"))));
+    const Result v = moefuse("verify --weights " + model_dir(name) + " --layer " + std::to_string(l) + " --tokens 5");
+    EXPECT_EQ(v.status, 0) << v.err << v.out;
+    const Result info = moefuse("info --weights " + model_dir(name) + " --json");
+    ASSERT_EQ(info.status, 0) << info.err;
+    const Json j = Json::parse(info.out);
+    EXPECT_EQ(j["fp8_weight_block"], Json({blocks[i][0], blocks[i][1]}));
+    const Json float_info = Json::parse(moefuse("info --weights " + model_dir(name == std::string("qwen3_moe_fp8") ? "qwen3_moe" : "deepseek_v3") + " --json").out);
+    const double ratio = j["moe_layers"][0]["checkpoint_bytes"].get<double>() /
+                         float_info["moe_layers"][0]["checkpoint_bytes"].get<double>();
+    EXPECT_LT(ratio, 0.75);  // experts at 1 byte (plus scales) instead of 2; the router stays bf16
+  }
+  EXPECT_EQ(moefuse("info --weights " + model_dir("deepseek_v3_fp8")).out.find("fp8:        expert weights float8 e4m3 with block scales [8, 12]") == std::string::npos, false);
 }
 
 TEST_F(CliModel, QuantizeAWholeModelAndRunIt) {

@@ -14,6 +14,7 @@
 #include "moefuse/dtype.h"
 #include "moefuse/error.h"
 #include "util/errors.h"
+#include "util/gemm_sweep.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -49,22 +50,7 @@ Int4Matrix random_int4(Rng& rng, int64_t K, int64_t N, int64_t G) {
   return m;
 }
 
-std::vector<float> oracle(const std::vector<float>& a, int64_t lda, const Int4Matrix& b, int64_t M) {
-  std::vector<float> c(size_t(M * b.N));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < b.N; ++n) {
-      float acc = 0.0f;
-      for (int64_t k = 0; k < b.K; ++k) acc = std::fma(a[size_t(m * lda + k)], b.weight(k, n), acc);
-      c[size_t(m * b.N + n)] = acc;
-    }
-  return c;
-}
-
-std::vector<gemm::GemmKernels> variants() {
-  std::vector<gemm::GemmKernels> out;
-  for (Isa isa : gemm::available_isas()) out.push_back(gemm::select_gemm_kernels(isa, false));
-  return out;
-}
+using testing::gemm_variants;
 
 TEST(GemmU4, EveryVariantEqualsTheDequantiseThenFloatOracleBitwise) {
   Rng rng(1204);
@@ -79,25 +65,12 @@ TEST(GemmU4, EveryVariantEqualsTheDequantiseThenFloatOracleBitwise) {
           const int64_t lda = K + 3;  // rows of A not contiguous
           std::vector<float> a(size_t(M * lda));
           for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
-          const std::vector<float> want = oracle(a, lda, b, M);
-          for (const gemm::GemmKernels& k : variants()) {
-            const gemm::GemmFloatKernel& kern = k.kernel_for(packed);
-            ASSERT_NE(kern.fn, nullptr);
-            // The whole width, and a call that starts at the second panel and stops short of N.
-            for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
-              if (n0 > n1) continue;
-              const int64_t ldc = n1 - n0 + 2;
-              std::vector<float> c(size_t(M * ldc), -7.0f);
-              kern.fn(M, K, n0, n1, a.data(), lda, packed.data(), c.data(), ldc);
-              for (int64_t m = 0; m < M; ++m) {
-                for (int64_t n = n0; n < n1; ++n)
-                  ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
-                            std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
-                      << kern.name << " G=" << G << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
-                for (int64_t n = n1 - n0; n < ldc; ++n)  // nothing written past n1
-                  ASSERT_EQ(c[size_t(m * ldc + n)], -7.0f) << kern.name;
-              }
-            }
+          const std::vector<float> want =
+              testing::fma_chain(a, lda, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
+          for (const gemm::GemmKernels& k : gemm_variants()) {
+            ASSERT_NE(k.kernel_for(packed).fn, nullptr);
+            testing::expect_columns_match(k.kernel_for(packed), M, K, N, a, lda, packed.data(), want,
+                                          "G=" + std::to_string(G) + " K=" + std::to_string(K) + " N=" + std::to_string(N));
           }
         }
       }
@@ -116,7 +89,7 @@ TEST(GemmU4, EqualsTheF32KernelOnTheDequantisedWeights) {
   const gemm::PackedWeights pf = gemm::pack_weights_f(wf.data(), DType::f32, K, N, N, 1);
   std::vector<float> a(size_t(M * K));
   for (auto& v : a) v = rng.normal();
-  for (const gemm::GemmKernels& k : variants()) {
+  for (const gemm::GemmKernels& k : gemm_variants()) {
     std::vector<float> c4(size_t(M * N)), cf(size_t(M * N));
     k.kernel_for(p4).fn(M, K, 0, N, a.data(), K, p4.data(), c4.data(), N);
     k.f32w.fn(M, K, 0, N, a.data(), K, pf.data(), cf.data(), N);
@@ -151,7 +124,7 @@ TEST(GemmU4, BadShapesAndValuesAreClearErrors) {
 }
 
 TEST(GemmU4, DispatchPicksTheTableRows) {
-  for (const gemm::GemmKernels& k : variants()) {
+  for (const gemm::GemmKernels& k : gemm_variants()) {
     const kernels::Dispatch d{k.isa, false};
     EXPECT_STREQ(k.u4w_g32.name, kernels::find(kernels::Op::gemm_u4_g32, DType::u8, d)->name);
     EXPECT_STREQ(k.u4w_g128.name, kernels::find(kernels::Op::gemm_u4_g128, DType::u8, d)->name);

@@ -85,3 +85,53 @@ def test_model_config_errors(tmp_path):
         moefuse.model_config(tmp_path)
     with pytest.raises(OSError):
         moefuse.model_config(tmp_path / "absent")
+
+
+def _safetensors(path):
+    """name -> (dtype string, shape, raw bytes) of a .safetensors file, read without torch."""
+    import json
+    import struct
+
+    data = pathlib.Path(path).read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items()}
+
+
+def _e4m3(q):
+    """float8 e4m3fn bytes -> float32, by the format's definition."""
+    q = q.astype(np.int64)
+    sign = np.where(q & 0x80, -1.0, 1.0)
+    e, m = (q >> 3) & 15, q & 7
+    value = np.where(e == 0, m / 8.0 * 2.0 ** -6, (1 + m / 8.0) * 2.0 ** (e - 7.0))
+    value = np.where((e == 15) & (m == 7), np.nan, value)
+    return (sign * value).astype(np.float32)
+
+
+@pytest.mark.parametrize("folder,layer,block", [("qwen3_moe_fp8", 2, (128, 128)), ("deepseek_v3_fp8", 1, (8, 12))])
+def test_fp8_folder_is_the_dequantise_then_bf16_oracle(folder, layer, block):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    info = moefuse.model_config(MODELS / folder)
+    assert info["fp8_weight_block"] == list(block)
+    assert info["quant_mode"] == "none"
+    a = moefuse.MoeLayer.from_pretrained(MODELS / folder, layer=layer, threads=2)
+    tensors = {}
+    for f in sorted((MODELS / folder).glob("*.safetensors")):
+        tensors.update(_safetensors(f))
+    bn, bk = block
+    w13 = a.weights()["w13"]
+    I = w13.shape[1] // 2
+    for e in range(w13.shape[0]):
+        for proj, rows in (("gate_proj", slice(0, I)), ("up_proj", slice(I, 2 * I))):
+            name = f"model.layers.{layer}.mlp.experts.{e}.{proj}.weight"
+            dtype, shape, raw = tensors[name]
+            assert dtype == "F8_E4M3"
+            q = _e4m3(np.frombuffer(raw, np.uint8).reshape(shape))
+            s = np.frombuffer(tensors[name + "_scale_inv"][2], np.float32).reshape(tensors[name + "_scale_inv"][1])
+            full = np.repeat(np.repeat(s, bn, axis=0), bk, axis=1)[:shape[0], :shape[1]]
+            want = (q * full).astype(ml_dtypes.bfloat16)  # fp32 product, one RNE rounding to bf16
+            assert want.tobytes() == w13[e, rows].tobytes()
+    x = np.random.default_rng(layer).standard_normal((7, 32)).astype(ml_dtypes.bfloat16)
+    assert np.asarray(a(x)).tobytes() == np.asarray(moefuse.reference_layer_forward(a, x)).tobytes()

@@ -1,5 +1,6 @@
 // `moefuse info --weights DIR`: what moefuse reads of a model folder — the model, its MoE layers, the layer config
-// built from config.json, and the bytes of each MoE layer (in the checkpoint and resident once loaded).
+// built from config.json (and an FP8 release's block size), and the bytes of each MoE layer (in the checkpoint and
+// resident once loaded).
 #include <cstdio>
 #include <string>
 
@@ -39,6 +40,7 @@ int model_info(const std::string& dir, bool json) {
                     {"num_hidden_layers", m.num_hidden_layers},
                     {"checkpoint_files", ck.files().size()},
                     {"model", model},
+                    {"fp8_weight_block", m.fp8.source.empty() ? Json(nullptr) : Json{m.fp8.block_n, m.fp8.block_k}},
                     {"moe_layers", layers}});
     return 0;
   }
@@ -58,6 +60,10 @@ int model_info(const std::string& dir, bool json) {
               s(model["routed_scaling_factor"]).c_str());
   std::printf("dtype:      %s; quantised: %s\n", s(model["dtype"]).c_str(),
               m.quant_mode == QuantMode::none ? "no" : std::string(quant_mode_name(m.quant_mode)).c_str());
+  if (!m.fp8.source.empty())
+    std::printf("fp8:        expert weights float8 e4m3 with block scales [%lld, %lld] (dequantised to %s on load)\n",
+                static_cast<long long>(m.fp8.block_n), static_cast<long long>(m.fp8.block_k),
+                s(model["dtype"]).c_str());
   std::printf("checkpoint: %s (%zu file(s))\n", dir.c_str(), ck.files().size());
   std::printf("  %6s %-7s %8s %16s %16s\n", "layer", "quant", "tensors", "checkpoint bytes", "resident bytes");
   for (const Json& l : layers)

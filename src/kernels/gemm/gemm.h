@@ -17,6 +17,10 @@
 //     group blocks of 256 + 16 G bytes; block g holds the group's 32 scales (f32), then its 32 zero biases (f32,
 //     2^23 + z: see below), then G rows of 16 bytes: q(gG + r, 32p + j) is in byte j / 2 of row r, the low nibble
 //     for even j. Padded columns have q = z = 0 and s = 0.
+//   FP8 block-scaled weights (dtype() is u8, fp8() true) stand for B[k, n] = e4m3(k, n) * s[k / 128, n]: e4m3 values
+//     (float8 "e4m3fn") with one fp32 scale per 128 rows of K (kFp8BlockK) and column. Panel p is ceil(K / 128)
+//     blocks, each 32 scales (f32, 128 bytes) then its rows of 32 bytes (e4m3 of columns 32p .. 32p + 31): 128 rows,
+//     the last block K - 128 (ceil(K / 128) - 1). The panel is rounded up to 64 bytes. Padded columns: q = 0, s = 0.
 // Panels follow each other without gaps, so the whole matrix is one sequential stream; the data starts 64-byte
 // aligned (2 MB aligned, with transparent huge pages requested, from 2 MB on: see pack.cpp) and every panel is a
 // multiple of 64 bytes long.
@@ -44,6 +48,13 @@
 // i.e. bitwise "dequantise B to fp32, then the f32 kernel". Kernels form float(q) - float(z) as
 // float(2^23 + q) - (2^23 + z), the first term built by or-ing q into the bits of 2^23: exact, and the same value.
 // There is one kernel per group size (32, 64, 128), with the float kernels' signature (GemmFloatFn).
+//
+// FP8 block-scaled (A fp32, B e4m3 + scales, C fp32): the float contract above on the fp32 weights
+//     w = float(bf16(float(e4m3) * s))   (e4m3 widened exactly; the product one fp32 rounding; then rounded to bf16,
+//                                         round to nearest even, and widened back exactly)
+// i.e. bitwise "dequantise B in fp32, round it to bf16, then the bf16 kernel": the value a checkpoint's user gets by
+// dequantising in fp32 and casting to the bf16 model dtype. The weights stay 1 byte (plus 4 bytes of scale per
+// 128 x 1) in memory; each variant forms w in registers.
 //
 // int8 (A int8, B int8, C int32): C[m, n] = Σ_k A[m, k] · B[k, n] exactly, for K < 65536 (so |C| < 2^30).
 //
@@ -76,6 +87,7 @@
 namespace moefuse::gemm {
 
 struct Int4Source;
+struct Fp8Source;
 
 /// Columns per packed panel (and the width of every micro-tile).
 inline constexpr int64_t kGemmNR = 32;
@@ -96,6 +108,8 @@ class PackedWeights {
   int64_t n() const { return n_; }
   /// ceil(N / 32).
   int64_t panels() const { return panels_; }
+  /// FP8 block-scaled weights (e4m3 + scales, layout above; dtype() is u8 and group_size() 0).
+  bool fp8() const { return fp8_; }
   /// int4 group-wise weights: G (32, 64 or 128); 0 for the other dtypes.
   int64_t group_size() const { return group_size_; }
   /// Rows stored per panel: K for float and int4 weights, round_up(K, 4) for int8.
@@ -117,6 +131,7 @@ class PackedWeights {
   friend PackedWeights pack_weights_f(const void*, DType, int64_t, int64_t, int64_t, int64_t);
   friend PackedWeights pack_weights_s8(const int8_t*, int64_t, int64_t, int64_t, int64_t);
   friend PackedWeights pack_weights_u4(const Int4Source&, int64_t, int64_t, int64_t);
+  friend PackedWeights pack_weights_fp8(const Fp8Source&, int64_t, int64_t);
   // panel_bytes 0: k_padded * 32 * the dtype's size.
   static PackedWeights allocate(DType dtype, int64_t K, int64_t N, int64_t k_padded, bool with_col_sums,
                                 size_t panel_bytes = 0);
@@ -125,6 +140,7 @@ class PackedWeights {
   int32_t* col_sums_ = nullptr;  // inside storage_, after the panels
   DType dtype_ = DType::f32;
   int64_t k_ = 0, n_ = 0, panels_ = 0, k_padded_ = 0, group_size_ = 0;
+  bool fp8_ = false;
   size_t panel_bytes_ = 0;
 };
 
@@ -156,6 +172,29 @@ inline constexpr int64_t kInt4GroupSizes[] = {32, 64, 128};
 /// multiple of G, K >= 65536, or a q or z above 15 (naming the first); ResourceError when memory runs out. Scales
 /// are copied as they are (non-finite ones included).
 PackedWeights pack_weights_u4(const Int4Source& src, int64_t K, int64_t N, int64_t G);
+
+/// Rows of K per FP8 scale in the packed form: the block of the FP8 releases (weight_block_size [128, 128]).
+inline constexpr int64_t kFp8BlockK = 128;
+
+/// Where pack_weights_fp8 reads a logical [K, N] e4m3 matrix and its block scales (element strides, any sign, as
+/// for pack_weights_f): q(k, n) = q[k * q_stride_k + n * q_stride_n] (e4m3 bit patterns), and its scale
+/// s(k, n) = scale_inv[(k / block_k) * s_stride_kb + (n / block_n) * s_stride_nb].
+struct Fp8Source {
+  const uint8_t* q = nullptr;
+  int64_t q_stride_k = 0, q_stride_n = 0;
+  const float* scale_inv = nullptr;
+  int64_t s_stride_kb = 0, s_stride_nb = 0;
+  int64_t block_k = kFp8BlockK, block_n = kFp8BlockK;
+};
+
+/// Packs FP8 block-scaled weights (layout above). block_n may be any size >= 1 (each column's scale is copied into
+/// its panel); block_k must be kFp8BlockK. NaN scales are stored as one quiet NaN, others as they are. Throws
+/// ValueError for K < 0, N < 0, block_k other than 128, block_n < 1; ResourceError when memory runs out.
+PackedWeights pack_weights_fp8(const Fp8Source& src, int64_t K, int64_t N);
+
+/// The weights `w` (FP8) stands for, as the kernels compute with them: bf16(float(e4m3) * s) at dst + k * stride_k +
+/// n * stride_n for k < K, n < N. Does nothing for weights that are not FP8. Never allocates or throws.
+void dequantise_weights_fp8(const PackedWeights& w, bfloat16* dst, int64_t stride_k, int64_t stride_n);
 
 /// The inverse of pack_weights_u4 (w must be int4): writes q, scales and zeros at the places `dst` names (its
 /// pointers writable). Never allocates or throws.
@@ -190,12 +229,13 @@ struct GemmKernels {
   bool vnni = false;
   GemmFloatKernel f32w, bf16w, f16w;
   GemmFloatKernel u4w_g32, u4w_g64, u4w_g128;  // int4 group-wise weights, one kernel per group size
+  GemmFloatKernel fp8w;                         // FP8 block-scaled weights
   GemmS8Kernel s8;
 
   /// The float kernel for weights of `dtype` (f32, bf16, f16); an empty kernel (fn == nullptr) for other dtypes.
   /// Call at plan time, never per tile.
   const GemmFloatKernel& float_kernel(DType dtype) const;
-  /// The kernel for weights packed as `w` is: float_kernel(w.dtype()), or the int4 kernel of w.group_size().
+  /// The kernel for weights packed as `w` is: float_kernel(w.dtype()), the int4 kernel of w.group_size(), or fp8w.
   const GemmFloatKernel& kernel_for(const PackedWeights& w) const;
 };
 

@@ -80,22 +80,8 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto full = make_tiles<G, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
   static constexpr auto strip = make_tiles<G, 1>(std::make_integer_sequence<int, kMaxRows>{});
-  if (M <= 0) return;
-  auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
-  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
-  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
-    std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
-    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
-    if (M <= kMaxRowsFullPanel) {
-      full[M - 1](K, a, lda, panel, 0, c + (p0 - n0), ldc, width);
-      continue;
-    }
-    for (int v = 0; v < 4 && 8 * v < width; ++v)
-      for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
-        strip[rows - 1](K, a + m0 * lda, lda, panel, v, c + m0 * ldc + (p0 - n0) + 8 * v, ldc,
-                        std::min(8, width - 8 * v));
-      });
-  }
+  run_tiles(M, K, n0, n1, a, lda, static_cast<std::byte*>(const_cast<void*>(b_data)),
+            size_t(K / G) * int4_block_bytes(G), c, ldc, full, strip);
 }
 
 }  // namespace

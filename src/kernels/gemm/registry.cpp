@@ -28,9 +28,11 @@ using kernels::Op;
 const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_FLOATS(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_U4(1x32, scalar, 1, 32),
+    MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_1x32__scalar, scalar, u8, f32, 1, 32, at_least<Isa::scalar>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_1x32__scalar, scalar, i8, i32, 1, 32, at_least<Isa::scalar>),
     MOEFUSE_GEMM_FLOATS(6x16, avx2, 6, 16),
     MOEFUSE_GEMM_U4(8x8, avx2, 8, 8),
+    MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_8x8__avx2, avx2, u8, f32, 8, 8, at_least<Isa::avx2>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
     MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
@@ -45,7 +47,7 @@ GemmFloatKernel float_row(DType dt, const kernels::Dispatch& d) {
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
-GemmFloatKernel u4_row(Op op, const kernels::Dispatch& d) {
+GemmFloatKernel u8_row(Op op, const kernels::Dispatch& d) {  // int4 and FP8 weights: u8 rows
   const KernelInfo* k = kernels::find(op, DType::u8, d);
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
@@ -72,6 +74,7 @@ const GemmFloatKernel& GemmKernels::float_kernel(DType dtype) const {
 }
 
 const GemmFloatKernel& GemmKernels::kernel_for(const PackedWeights& w) const {
+  if (w.fp8()) return fp8w;
   switch (w.group_size()) {
     case 0: return float_kernel(w.dtype());
     case 32: return u4w_g32;
@@ -89,9 +92,10 @@ GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   k.f32w = float_row(DType::f32, d);
   k.bf16w = float_row(DType::bf16, d);
   k.f16w = float_row(DType::f16, d);
-  k.u4w_g32 = u4_row(Op::gemm_u4_g32, d);
-  k.u4w_g64 = u4_row(Op::gemm_u4_g64, d);
-  k.u4w_g128 = u4_row(Op::gemm_u4_g128, d);
+  k.u4w_g32 = u8_row(Op::gemm_u4_g32, d);
+  k.u4w_g64 = u8_row(Op::gemm_u4_g64, d);
+  k.u4w_g128 = u8_row(Op::gemm_u4_g128, d);
+  k.fp8w = u8_row(Op::gemm_fp8, d);
   const KernelInfo* s8 = kernels::find(Op::gemm_s8, DType::i8, d);
   k.s8 = GemmS8Kernel{std::get<GemmS8Fn>(s8->fn), s8->name};
   return k;

@@ -5,7 +5,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstdint>
+
+#include "kernels/gemm/gemm.h"
+#include "kernels/gemm/row_blocks.h"
 
 namespace moefuse::gemm::detail {
 
@@ -41,6 +46,30 @@ __attribute__((always_inline)) inline void store_tile(const __m256 (&acc)[MR][NV
 #pragma GCC unroll 8
       for (int m = 0; m < MR; ++m) _mm256_maskstore_ps(c + m * ldc + 8 * v, mask, acc[m][v]);
     }
+  }
+}
+
+/// The panel walk of the kernels that form their weights in registers (int4, FP8): over the panels of [n0, n1)
+/// (panel p at b + p * panel_bytes), full[M - 1] on the whole panel when M <= F (all rows share each k's weights),
+/// else strip[rows - 1] on each 8-column strip, rows in blocks of at most S. A tile is called as
+/// (K, a, lda, panel, first 8-column vector, c, ldc, valid columns from that vector).
+template <class Panel, class TileFn, size_t F, size_t S>
+inline void run_tiles(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, Panel* b,
+                      size_t panel_bytes, float* c, int64_t ldc, const std::array<TileFn, F>& full,
+                      const std::array<TileFn, S>& strip) {
+  if (M <= 0) return;
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+    Panel* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    if (M <= int64_t(F)) {
+      full[size_t(M - 1)](K, a, lda, panel, 0, c + (p0 - n0), ldc, width);
+      continue;
+    }
+    for (int v = 0; v < 4 && 8 * v < width; ++v)
+      for_row_blocks(M, int64_t(S), [&](int64_t m0, int64_t rows) {
+        strip[size_t(rows - 1)](K, a + m0 * lda, lda, panel, v, c + m0 * ldc + (p0 - n0) + 8 * v, ldc,
+                                std::min(8, width - 8 * v));
+      });
   }
 }
 

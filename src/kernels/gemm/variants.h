@@ -52,4 +52,10 @@ MOEFUSE_GEMM_U4_DECLARE(64, 8x8, avx2)
 MOEFUSE_GEMM_U4_DECLARE(128, 8x8, avx2)
 #undef MOEFUSE_GEMM_U4_DECLARE
 
+// gemm_fp8_scalar.cpp and gemm_fp8__avx2.cpp — FP8 block-scaled weights.
+void gemm_fp8w_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                const void* b, float* c, int64_t ldc);
+void gemm_fp8w_f32_8x8__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                             float* c, int64_t ldc);
+
 }  // namespace moefuse::gemm::detail

@@ -7,6 +7,9 @@ same torch and transformers versions):
 
     python -m venv /tmp/tf && /tmp/tf/bin/pip install torch "transformers<5" safetensors
     /tmp/tf/bin/python tests/data/models/make_models.py            # writes tests/data/models/<family>/
+    /tmp/tf/bin/python tests/data/models/make_models.py "" deepseek_v3_fp8   # only one folder ("" = here)
+
+The FP8 folders (qwen3_moe_fp8, deepseek_v3_fp8) are made from the float ones of the same family (write_fp8 below).
 
 Shapes are tiny (H 32, expert width 16, a handful of experts and layers) but each folder exercises its family's
 keys: dense layers among the MoE ones (mlp_only_layers, decoder_sparse_step, first_k_dense_replace), shared
@@ -15,11 +18,14 @@ transformers' initialisation with standard deviation 1/sqrt(fan_in) (transformer
 logit nearly equal), and deepseek_v3's correction bias, which transformers initialises to zero, is drawn too.
 """
 
+import json
 import os
+import shutil
 import sys
 
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -77,7 +83,74 @@ def write(name: str, out_root: str) -> None:
     print(f"{out}: {sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))} bytes")
 
 
+# FP8 block-scaled folders, as DeepSeek-V3/R1 and the Qwen3 FP8 releases ship them: every routed and shared expert
+# projection "*.weight" in float8_e4m3fn with "*.weight_scale_inv" (f32, [ceil(N / bn), ceil(K / bk)]: w = q *
+# scale_inv per bn x bk block), everything else as the float folder has it, and config.json's quantization_config.
+# qwen3_moe_fp8 keeps the shipped block [128, 128] (one block per tiny matrix); deepseek_v3_fp8 uses [8, 12] so that
+# each matrix has several blocks, K not a multiple of bk among them (32 = 2 * 12 + 8, 16 = 12 + 4).
+FP8 = {"qwen3_moe_fp8": ("qwen3_moe", [128, 128]), "deepseek_v3_fp8": ("deepseek_v3", [8, 12])}
+FP8_MAX = 448.0  # the largest float8_e4m3fn
+
+
+def is_expert_projection(name: str) -> bool:
+    return ".mlp.experts." in name or ".mlp.shared_experts." in name or ".mlp.shared_expert." in name
+
+
+def quantize_fp8(w: torch.Tensor, block: list) -> tuple:
+    """Block-scaled e4m3 as the releases are made: scale_inv = amax / 448 per block, q = e4m3(w / scale_inv)."""
+    bn, bk = block
+    n, k = w.shape
+    sn, sk = -(-n // bn), -(-k // bk)
+    wf = w.float()
+    scale_inv = torch.empty(sn, sk, dtype=torch.float32)
+    q = torch.empty(n, k, dtype=torch.float8_e4m3fn)
+    for i in range(sn):
+        for j in range(sk):
+            blk = wf[i * bn:(i + 1) * bn, j * bk:(j + 1) * bk]
+            s = blk.abs().max().clamp(min=1e-12) / FP8_MAX
+            scale_inv[i, j] = s
+            q[i * bn:(i + 1) * bn, j * bk:(j + 1) * bk] = (blk / s).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+    return q, scale_inv
+
+
+def write_fp8(name: str, out_root: str) -> None:
+    family, block = FP8[name]
+    src = os.path.join(out_root, family)
+    out = os.path.join(out_root, name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    index_path = os.path.join(src, "model.safetensors.index.json")
+    index = json.load(open(index_path)) if os.path.exists(index_path) else None
+    files = sorted(set(index["weight_map"].values())) if index else ["model.safetensors"]
+    total = 0
+    for f in files:
+        tensors = load_file(os.path.join(src, f))
+        written = {}
+        for tname, t in tensors.items():
+            if is_expert_projection(tname) and tname.endswith(".weight"):
+                q, s = quantize_fp8(t, block)
+                written[tname], written[tname + "_scale_inv"] = q, s
+                if index:
+                    index["weight_map"][tname + "_scale_inv"] = f
+            else:
+                written[tname] = t
+        total += sum(t.numel() * t.element_size() for t in written.values())
+        save_file(written, os.path.join(out, f), metadata={"format": "pt"})
+    if index:
+        index["metadata"]["total_size"] = total
+        index["weight_map"] = dict(sorted(index["weight_map"].items()))
+        json.dump(index, open(os.path.join(out, "model.safetensors.index.json"), "w"), indent=2, sort_keys=True)
+    config = json.load(open(os.path.join(src, "config.json")))
+    config["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                     "weight_block_size": block}
+    json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=2, sort_keys=True)
+    print(f"{out}: {sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))} bytes")
+
+
 if __name__ == "__main__":
-    root = sys.argv[1] if len(sys.argv) > 1 else HERE
-    for family in sys.argv[2:] or FAMILIES:
-        write(family, root)
+    root = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else HERE
+    for family in sys.argv[2:] or list(FAMILIES) + list(FP8):
+        if family in FP8:
+            write_fp8(family, root)
+        else:
+            write(family, root)

@@ -1,0 +1,141 @@
+// The FP8 block-scaled GEMM kernels (src/kernels/gemm/gemm.h, "FP8 block-scaled"): packing, and every variant this
+// machine runs against an oracle written here from the contract — w = bf16(e4m3 * s) (e4m3 decoded by the format's
+// definition, tests/util/fp8_checkpoint.h), then the float chain (acc = fma(a, w, acc) in k order) — bitwise, over M,
+// N and K edges (K not a multiple of the 128-row block among them) and per-column block sizes.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm/gemm.h"
+#include "kernels/registry.h"
+#include "moefuse/dtype.h"
+#include "moefuse/error.h"
+#include "util/errors.h"
+#include "util/fp8_checkpoint.h"
+#include "util/gemm_sweep.h"
+#include "util/random.h"
+
+namespace moefuse {
+namespace {
+
+using gemm::kGemmNR;
+using testing::Rng;
+
+struct Fp8Matrix {
+  int64_t K = 0, N = 0, bn = 128;
+  std::vector<uint8_t> q;      // [K, N]
+  std::vector<float> scale;    // [ceil(K / 128), ceil(N / bn)]
+  int64_t scale_cols() const { return (N + bn - 1) / bn; }
+  gemm::Fp8Source source() const { return {q.data(), N, 1, scale.data(), scale_cols(), 1, 128, bn}; }
+  float weight(int64_t k, int64_t n) const {
+    const float s = scale[size_t((k / 128) * scale_cols() + n / bn)];
+    return to_f32(to_bf16(testing::e4m3_by_definition(q[size_t(k * N + n)]) * s));
+  }
+};
+
+// Every code but the two NaNs (subnormals and zeros of both signs included); scales of several magnitudes.
+Fp8Matrix random_fp8(Rng& rng, int64_t K, int64_t N, int64_t bn) {
+  Fp8Matrix m{K, N, bn, {}, {}};
+  m.q.resize(size_t(K * N));
+  for (auto& v : m.q) {
+    v = uint8_t(rng.integer(0, 255));
+    if ((v & 0x7f) == 0x7f) v = uint8_t(v - 1);
+  }
+  m.scale.resize(size_t((K + 127) / 128 * m.scale_cols()));
+  for (auto& s : m.scale) s = rng.uniform(0.5f, 1.5f) * std::ldexp(1.0f, int(rng.integer(-12, 2)));
+  return m;
+}
+
+using testing::gemm_variants;
+
+TEST(GemmFp8, EveryVariantEqualsTheDequantiseToBf16ThenFloatOracleBitwise) {
+  Rng rng(808);
+  for (int64_t K : {1, 13, 127, 128, 129, 257})
+    for (int64_t N : {1, 7, 9, 31, 32, 33, 97}) {  // the 8-column strips' and 32-column panels' edges
+      const Fp8Matrix b = random_fp8(rng, K, N, N % 2 ? 128 : 16);  // bn 16: two scales per panel
+      const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
+      ASSERT_TRUE(packed.fp8());
+      for (int64_t M : {1, 2, 3, 8, 9, 17}) {  // 1 x 32 and 2 x 32 tiles, 8-row strips and their edges
+        const int64_t lda = K + 3;
+        std::vector<float> a(size_t(M * lda));
+        for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
+        const std::vector<float> want = testing::fma_chain(a, lda, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
+        for (const gemm::GemmKernels& k : gemm_variants()) {
+          ASSERT_NE(k.kernel_for(packed).fn, nullptr);
+          testing::expect_columns_match(k.kernel_for(packed), M, K, N, a, lda, packed.data(), want,
+                                        "K=" + std::to_string(K) + " N=" + std::to_string(N));
+        }
+      }
+    }
+}
+
+TEST(GemmFp8, EqualsTheBf16KernelOnTheDequantisedWeights) {
+  Rng rng(31);
+  const int64_t K = 300, N = 70, M = 5;
+  const Fp8Matrix b = random_fp8(rng, K, N, 128);
+  const gemm::PackedWeights p8 = gemm::pack_weights_fp8(b.source(), K, N);
+  std::vector<bfloat16> wb(size_t(K * N));
+  gemm::dequantise_weights_fp8(p8, wb.data(), N, 1);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) ASSERT_EQ(to_f32(wb[size_t(k * N + n)]), b.weight(k, n)) << k << " " << n;
+  const gemm::PackedWeights pb = gemm::pack_weights_f(wb.data(), DType::bf16, K, N, N, 1);
+  std::vector<float> a(size_t(M * K));
+  for (auto& v : a) v = rng.normal();
+  for (const gemm::GemmKernels& k : gemm_variants()) {
+    std::vector<float> c8(size_t(M * N)), cb(size_t(M * N));
+    k.kernel_for(p8).fn(M, K, 0, N, a.data(), K, p8.data(), c8.data(), N);
+    k.bf16w.fn(M, K, 0, N, a.data(), K, pb.data(), cb.data(), N);
+    EXPECT_EQ(std::memcmp(c8.data(), cb.data(), c8.size() * sizeof(float)), 0) << k.kernel_for(p8).name;
+  }
+}
+
+TEST(GemmFp8, ExtremeWeightsRoundAsBf16Does) {
+  // Column n's weight is code n * 2 + 1 of e4m3 times a scale that overflows bf16 for the largest codes, or lands
+  // in bf16's subnormals for the smallest; NaN codes give NaN. One row of A = 1: C is the weight itself (+0 for -0).
+  const int64_t K = 1, N = 128;
+  for (float s : {1.0f, 1e36f, 1e-38f, 3.0e-3f}) {
+    Fp8Matrix b{K, N, 128, {}, {}};
+    for (int64_t n = 0; n < N; ++n) b.q.push_back(uint8_t(2 * n + 1));
+    b.scale = {s};
+    const gemm::PackedWeights p = gemm::pack_weights_fp8(b.source(), K, N);
+    const std::vector<float> a = {1.0f};
+    for (const gemm::GemmKernels& k : gemm_variants()) {
+      std::vector<float> c(N);
+      k.fp8w.fn(1, K, 0, N, a.data(), K, p.data(), c.data(), N);
+      for (int64_t n = 0; n < N; ++n) {
+        const float want = b.weight(0, n) + 0.0f;
+        if (std::isnan(want)) {
+          EXPECT_TRUE(std::isnan(c[size_t(n)])) << k.fp8w.name << " n=" << n;
+        } else {
+          EXPECT_EQ(std::bit_cast<uint32_t>(c[size_t(n)]), std::bit_cast<uint32_t>(want)) << k.fp8w.name << " s=" << s << " n=" << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmFp8, BadArgumentsAreClearErrors) {
+  Rng rng(2);
+  Fp8Matrix b = random_fp8(rng, 64, 8, 128);
+  gemm::Fp8Source src = b.source();
+  src.block_k = 64;
+  EXPECT_THROWS_MSG(gemm::pack_weights_fp8(src, 64, 8), ValueError, "pack_weights_fp8", "block_k",
+                    "expected 128 (the block the FP8 kernels are built for)", "got 64");
+  src = b.source();
+  src.block_n = 0;
+  EXPECT_THROWS_MSG(gemm::pack_weights_fp8(src, 64, 8), ValueError, "block_n", "got 0");
+  EXPECT_THROWS_MSG(gemm::pack_weights_fp8(b.source(), -1, 8), ValueError, "K", "got -1");
+}
+
+TEST(GemmFp8, DispatchPicksTheTableRows) {
+  for (const gemm::GemmKernels& k : gemm_variants())
+    EXPECT_STREQ(k.fp8w.name, kernels::find(kernels::Op::gemm_fp8, DType::u8, {k.isa, false})->name);
+  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).fp8w.name, "gemm_fp8w_f32_1x32__scalar");
+}
+
+}  // namespace
+}  // namespace moefuse

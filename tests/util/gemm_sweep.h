@@ -1,0 +1,63 @@
+// What the GEMM kernel tests of the weight formats formed in registers (int4, FP8) share: the kernel tables this
+// machine runs, the float contract's chain as an oracle, and the check of one kernel's columns against it.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/gemm/gemm.h"
+
+namespace moefuse::testing {
+
+/// Every level's kernels this machine runs, scalar first.
+inline std::vector<gemm::GemmKernels> gemm_variants() {
+  std::vector<gemm::GemmKernels> out;
+  for (Isa isa : gemm::available_isas()) out.push_back(gemm::select_gemm_kernels(isa, false));
+  return out;
+}
+
+/// C [M, N] by the float contract: acc = fma(a[m, k], weight(k, n), acc) for k in order, from +0.
+template <class Weight>
+std::vector<float> fma_chain(const std::vector<float>& a, int64_t lda, int64_t M, int64_t K, int64_t N, Weight weight) {
+  std::vector<float> c(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; ++k) acc = std::fma(a[size_t(m * lda + k)], weight(k, n), acc);
+      c[size_t(m * N + n)] = acc;
+    }
+  return c;
+}
+
+/// Runs `kern` over the whole width and over [32, N - 1) (a call that starts at the second panel and stops short of
+/// N) and checks every C[m, n] has the bits of want[m * N + n], and that nothing past the range is written.
+inline void expect_columns_match(const gemm::GemmFloatKernel& kern, int64_t M, int64_t K, int64_t N,
+                                 const std::vector<float>& a, int64_t lda, const void* b,
+                                 const std::vector<float>& want, const std::string& what) {
+  for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {gemm::kGemmNR, N - 1}}) {
+    if (n0 > n1) continue;
+    const int64_t ldc = n1 - n0 + 2;
+    std::vector<float> c(size_t(M * ldc), -7.0f);
+    kern.fn(M, K, n0, n1, a.data(), lda, b, c.data(), ldc);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = n0; n < n1; ++n)
+        if (std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]) != std::bit_cast<uint32_t>(want[size_t(m * N + n)])) {
+          ADD_FAILURE() << kern.name << " " << what << " M=" << M << " m=" << m << " n=" << n;
+          return;
+        }
+      for (int64_t n = n1 - n0; n < ldc; ++n)
+        if (c[size_t(m * ldc + n)] != -7.0f) {
+          ADD_FAILURE() << kern.name << " " << what << ": wrote past n1 at m=" << m;
+          return;
+        }
+    }
+  }
+}
+
+}  // namespace moefuse::testing
