@@ -192,7 +192,7 @@ std::vector<const KernelInfo*> gemm_rows() {
   return out;
 }
 
-// int4 group-wise weights (W4A16): packed copies of one random int4 [K, N] matrix with fp16 scales, enough to exceed
+// int4 group-wise weights (W4A16 with fp32 rows, W4A8 with int8 rows): packed copies of one random int4 [K, N] matrix with fp16 scales, enough to exceed
 // 96 MB; the kernel of group size G. GB counts the packed bytes (nibbles, scales and zero biases).
 void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int64_t K, int64_t N) {
   std::mt19937 gen(5);
@@ -208,16 +208,18 @@ void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int6
   std::vector<PackedWeights> copies;
   copies.push_back(gemm::pack_weights_u4(src, K, N, G));
   while (copies.size() * copies[0].data_bytes() < (size_t(96) << 20)) copies.push_back(gemm::pack_weights_u4(src, K, N, G));
-  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
-  const gemm::GemmFloatFn fn = std::get<gemm::GemmFloatFn>(k->fn);
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N)), row_scale(size_t(M), 0.01f);
+  std::vector<int8_t> a8(size_t(M * K), 3);
+  const bool w4a8 = std::holds_alternative<gemm::GemmU4S8Fn>(k->fn);
   size_t i = 0;
   const double t0 = thread_seconds();
   for (auto _ : st) {
     const PackedWeights& pw = copies[i++ % copies.size()];
-    fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    if (w4a8) std::get<gemm::GemmU4S8Fn>(k->fn)(M, K, 0, N, a8.data(), K, row_scale.data(), pw.data(), c.data(), N);
+    else std::get<gemm::GemmFloatFn>(k->fn)(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
     benchmark::ClobberMemory();
   }
-  set_counters(st, copies[0], M, 4, peak_of(*k), thread_seconds() - t0);
+  set_counters(st, copies[0], M, w4a8 ? 1 : 4, peak_of(*k), thread_seconds() - t0);
   st.SetLabel(k->name);
 }
 
@@ -233,7 +235,10 @@ void register_all() {
                                     "/N:32/K:256").c_str(), BM_hot_tile, k);
 
   for (const KernelInfo* k : rows) {
-    const int64_t G = k->op == kernels::Op::gemm_u4_g32 ? 32 : k->op == kernels::Op::gemm_u4_g128 ? 128 : 0;
+    using kernels::Op;
+    const int64_t G = k->op == Op::gemm_u4_g32 || k->op == Op::gemm_u4s8_g32     ? 32
+                      : k->op == Op::gemm_u4_g128 || k->op == Op::gemm_u4s8_g128 ? 128
+                                                                                  : 0;
     if (G == 0) continue;  // G = 64 lies between the two
     for (int64_t M : {1, 8, 64}) {
       if (k->isa == Isa::scalar && M > 8) continue;

@@ -191,6 +191,7 @@ void ExpertParallelLayer::Impl::round(const Tensor& x, const Tensor& out, LayerT
     local_groups = Tensor::empty(DType::i64, {El});
     std::copy(rp.group_rows.begin(), rp.group_rows.end(), local_groups.data_as<int64_t>());
     const DType h_dtype = c.quant_mode == QuantMode::w8a8 ? DType::i32
+                          : c.quant_mode == QuantMode::w4a8   ? DType::f32
                           : c.quant_mode == QuantMode::w8a8c8 ? DType::bf16 : c.dtype;
     ensure_rows(h, h_dtype, Rl, 2 * I);
     ensure_rows(a, quant ? DType::i8 : c.dtype, Rl, I);
