@@ -21,6 +21,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "base/machine_probe.h"
@@ -200,20 +201,23 @@ void time_packed_copies(benchmark::State& st, const KernelInfo* k, int64_t M, in
   std::vector<PackedWeights> copies;
   copies.push_back(pack());
   while (copies.size() * copies[0].data_bytes() < (size_t(96) << 20)) copies.push_back(pack());
-  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
-  const gemm::GemmFloatFn fn = std::get<gemm::GemmFloatFn>(k->fn);
+  std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N)), row_scale(size_t(M), 0.01f);
+  std::vector<int8_t> a8(size_t(M * K), 3);
+  const bool w4a8 = std::holds_alternative<gemm::GemmU4S8Fn>(k->fn);  // int8 rows with their scales
   size_t i = 0;
   const double t0 = thread_seconds();
   for (auto _ : st) {
     const PackedWeights& pw = copies[i++ % copies.size()];
-    fn(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
+    if (w4a8) std::get<gemm::GemmU4S8Fn>(k->fn)(M, K, 0, N, a8.data(), K, row_scale.data(), pw.data(), c.data(), N);
+    else std::get<gemm::GemmFloatFn>(k->fn)(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
     benchmark::ClobberMemory();
   }
-  set_counters(st, copies[0], M, 4, peak_of(*k), thread_seconds() - t0);
+  set_counters(st, copies[0], M, w4a8 ? 1 : 4, peak_of(*k), thread_seconds() - t0);
   st.SetLabel(k->name);
 }
 
-// int4 group-wise weights (W4A16): one random int4 matrix with fp16 scales; the kernel of group size G.
+// int4 group-wise weights (W4A16 with fp32 rows, W4A8 with int8 rows): one random int4 matrix with fp16 scales; the
+// kernel of group size G.
 void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int64_t K, int64_t N) {
   std::mt19937 gen(5);
   std::uniform_int_distribution<int> nib(0, 15);
@@ -250,10 +254,13 @@ void register_all() {
       benchmark::RegisterBenchmark(("hot_tile/" + std::string(k->name) + "/M:" + std::to_string(2 * k->tile_m) +
                                     "/N:32/K:256").c_str(), BM_hot_tile, k);
 
-  // int4 (G = 32 and 128: 64 lies between the two) and FP8 rows, each on its own weights.
+  // int4 rows, W4A16 and W4A8 (G = 32 and 128: 64 lies between the two), and FP8 rows, each on its own weights.
   for (const KernelInfo* k : rows) {
-    const bool fp8 = k->op == kernels::Op::gemm_fp8;
-    const int64_t G = k->op == kernels::Op::gemm_u4_g32 ? 32 : k->op == kernels::Op::gemm_u4_g128 ? 128 : 0;
+    using kernels::Op;
+    const bool fp8 = k->op == Op::gemm_fp8;
+    const int64_t G = k->op == Op::gemm_u4_g32 || k->op == Op::gemm_u4s8_g32     ? 32
+                      : k->op == Op::gemm_u4_g128 || k->op == Op::gemm_u4s8_g128 ? 128
+                                                                                  : 0;
     if (G == 0 && !fp8) continue;
     for (int64_t M : {1, 8, 64}) {
       if (k->isa == Isa::scalar && M > 8) continue;

@@ -6,9 +6,10 @@
 // groups shrink with it) so that every preset fits in memory: each token's output is a weighted sum of K expert
 // MLPs, whose int4 error does not depend on E. A second table does the same for one expert MLP of each preset's
 // H and I on Gaussian weights (N(0, 1/fan_in), bf16, written to a temporary checkpoint and quantised on load),
-// whose tails make int4's error larger than the uniform random weights'.
+// whose tails make int4's error larger than the uniform random weights'. --mode w4a8 measures the w4a8 layer (the
+// same int4 weights, int8 per-token activations) instead.
 //
-//   int4_accuracy [--tokens 64] [--experts 16] [--threads 0] [--gaussian-only]
+//   int4_accuracy [--tokens 64] [--experts 16] [--threads 0] [--mode w4a16|w4a8] [--gaussian-only]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,10 +28,12 @@ using namespace moefuse;
 
 namespace {
 
+QuantMode g_mode = QuantMode::w4a16;  // --mode
+
 // `f` with int4 weights: groups of G input channels, symmetric or with zero points; validated.
 MoeConfig int4_variant(const MoeConfig& f, int64_t G, bool symmetric, const std::string& name) {
   MoeConfig q = f;
-  q.quant_mode = QuantMode::w4a16;
+  q.quant_mode = g_mode;
   q.quant_group_size = G;
   q.quant_symmetric = symmetric;
   validate(q, name);
@@ -121,8 +124,11 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--experts")) experts = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--mode") && !std::strcmp(argv[i + 1], "w4a8")) g_mode = QuantMode::w4a8;
+    else if (!std::strcmp(argv[i], "--mode") && !std::strcmp(argv[i + 1], "w4a16")) g_mode = QuantMode::w4a16;
     else {
-      std::fprintf(stderr, "usage: int4_accuracy [--tokens N] [--experts E] [--threads N] [--gaussian-only]\n");
+      std::fprintf(stderr, "usage: int4_accuracy [--tokens N] [--experts E] [--threads N] [--mode w4a16|w4a8] "
+                           "[--gaussian-only]\n");
       return 2;
     }
   }

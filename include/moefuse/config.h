@@ -19,9 +19,9 @@
 //       topk_group: 1                 # optional, default 1
 //       routed_scaling_factor: 1.0    # optional, default 1.0
 //       dtype: bf16                   # optional, default bf16: bf16 | f16 | f32
-//       quant_mode: none              # optional, default none: none | w8a8 | w8a8c8 | w4a16
-//       quant_group_size: 128         # optional, default 128, w4a16 only: 32 | 64 | 128 (input channels per scale)
-//       quant_symmetric: true         # optional, default true, w4a16 only: zero point 8 (true) or per group (false)
+//       quant_mode: none              # optional, default none: none | w8a8 | w8a8c8 | w4a16 | w4a8
+//       quant_group_size: 128         # optional, default 128, w4a16/w4a8 only: 32 | 64 | 128 (input channels per scale)
+//       quant_symmetric: true         # optional, default true, w4a16/w4a8 only: zero point 8 (true) or per group (false)
 //       router_logits_dtype: fp32     # optional, default fp32: fp32 | model
 //
 // Required keys are those that define the model's shape and routing math (a silent default there would compute a
@@ -51,7 +51,10 @@ enum class ModelType : uint8_t { deepseek_v3, deepseek_v2, qwen3_moe, qwen2_moe,
 /// Router normalisation: gating_top_k norm_type 0 (softmax) or 1 (sigmoid).
 enum class ScoringFunc : uint8_t { softmax, sigmoid };
 /// Expert weight format (docs/layer.md §1, experts).
-enum class QuantMode : uint8_t { none, w8a8, w8a8c8, w4a16 };
+enum class QuantMode : uint8_t { none, w8a8, w8a8c8, w4a16, w4a8 };
+
+/// Whether a chain keeps int4 group-wise weights (w4a16: model-dtype activations; w4a8: int8 activations).
+constexpr bool int4_weights(QuantMode m) { return m == QuantMode::w4a16 || m == QuantMode::w4a8; }
 /// Router logits kept in fp32, or rounded to the model dtype before gating (docs/layer.md §1, router).
 enum class RouterLogitsDtype : uint8_t { fp32, model };
 
@@ -80,12 +83,12 @@ struct MoeConfig {
   int64_t topk_group = 1;               // 1..n_group, and K <= topk_group * E / n_group
   double routed_scaling_factor = 1.0;   // finite, > 0 (the layer passes it to gating_top_k, used there as fp32)
   DType dtype = DType::bf16;            // bf16, f16 or f32
-  QuantMode quant_mode = QuantMode::none;  // w8a8: dtype bf16 or f16; w8a8c8: dtype bf16; w4a16: any dtype
-  /// w4a16: input channels per scale and zero point, 32, 64 or 128, dividing hidden_size, moe_intermediate_size and
-  /// the shared expert's width (checked with quant_mode w4a16, unused otherwise; to_yaml writes it for w4a16 or
+  QuantMode quant_mode = QuantMode::none;  // w8a8, w4a8: dtype bf16 or f16; w8a8c8: dtype bf16; w4a16: any dtype
+  /// w4a16, w4a8: input channels per scale and zero point, 32, 64 or 128, dividing hidden_size, moe_intermediate_size
+  /// and the shared expert's width (checked with those modes, unused otherwise; to_yaml writes it for them or
   /// when it is not the default).
   int64_t quant_group_size = 128;
-  /// w4a16: how random weights and `moefuse quantize` round to int4: symmetric (zero point 8, GPTQ's sym) or with a
+  /// w4a16, w4a8: how random weights and `moefuse quantize` round to int4: symmetric (zero point 8, GPTQ's sym) or with a
   /// zero point per group. A checkpoint's own zero points are used as they are either way.
   bool quant_symmetric = true;
   RouterLogitsDtype router_logits_dtype = RouterLogitsDtype::fp32;

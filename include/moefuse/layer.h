@@ -28,7 +28,7 @@ class Checkpoint;
 /// grouped_matmul as transposed views, which it reads in place:
 ///   w13: storage [E, 2I, H] (rows 0..I-1 = gate_proj, I..2I-1 = up_proj), used as the view [E, H, 2I];
 ///   w2:  storage [E, H, I] (down_proj), used as the view [E, I, H].
-/// Float models keep them in the model dtype; w8a8 / w8a8c8 keep int8 with per-output-channel fp32 scales; w4a16
+/// Float models keep them in the model dtype; w8a8 / w8a8c8 keep int8 with per-output-channel fp32 scales; w4a16, w4a8
 /// keeps int4 values q (u8, one value 0..15 per byte) with an fp32 scale s and a zero point z (u8, 0..15) per output
 /// channel and group of G = quant_group_size input channels: the weight is (q - z) * s (docs/layer.md §1).
 struct LayerWeights {
@@ -154,10 +154,10 @@ class MoeLayer {
   /// Stage times of the last forward.
   const LayerTimings& last_timings() const;
   /// Which path the last non-empty forward ran: "superkernel" (the fused decode path: enable_superkernel, a decode
-  /// forward (is_prefill false), a float, w4a16 or w8a8 chain with I and the shared width multiples of 32), "chain" (the
+  /// forward (is_prefill false), a float, w4a16, w4a8 or w8a8 chain with I and the shared width multiples of 32), "chain" (the
   /// operator chain, asked for: prefill, or enable_superkernel off) or "chain: <why>" when the fused path was asked
   /// for and declined, e.g. "chain: I=80 is not a multiple of 32" or "chain: quant_mode w8a8c8 is not fused (float
-  /// models, w4a16 and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
+  /// models, w4a16, w4a8 and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
   std::string path() const;
   /// The GEMM kernel the last non-empty forward's expert projections dispatched to: the kernel registry's variant
   /// name, e.g. "gemm_bf16w_f32_6x16__avx2" (float chains) or "gemm_s8_s32_6x64__avx512vnni" (quantised ones),

@@ -52,7 +52,7 @@ nb::dict config_dict(const MoeConfig& c) {
   model["routed_scaling_factor"] = c.routed_scaling_factor;
   model["dtype"] = std::string(dtype_name(c.dtype));
   model["quant_mode"] = std::string(quant_mode_name(c.quant_mode));
-  if (c.quant_mode == QuantMode::w4a16 || c.quant_group_size != 128 || !c.quant_symmetric) {  // as to_yaml
+  if (int4_weights(c.quant_mode) || c.quant_group_size != 128 || !c.quant_symmetric) {  // as to_yaml
     model["quant_group_size"] = c.quant_group_size;
     model["quant_symmetric"] = c.quant_symmetric;
   }

@@ -42,7 +42,8 @@ const PeakFamily* family_of_kernel(const std::string& kernel) {
   const size_t sep = kernel.rfind("__");
   if (sep == std::string::npos) return nullptr;
   const std::string isa = kernel.substr(sep + 2);
-  const bool int8 = kernel.rfind("gemm_s8_", 0) == 0;
+  // int8 rows: gemm_s8_* and the int4 x int8 (W4A8) gemm_u4g<G>w_s8_*.
+  const bool int8 = kernel.rfind("gemm_s8_", 0) == 0 || kernel.find("w_s8_") != std::string::npos;
   const char* id = nullptr;
   if (isa == "avx2") id = int8 ? "maddwd_ymm" : "fma_ymm";
   else if (isa == "avx512") id = int8 ? "maddwd_zmm" : "fma_zmm";

@@ -77,7 +77,7 @@ struct ExpertParallelLayer::Impl {
   layer::PackedLayerWeights packed;
   RecordType dispatch_type, combine_type;
   int64_t dispatch_bytes, combine_bytes;  // bytes of one record each way
-  bool quant;                  // int8 activations (w8a8, w8a8c8): rows travel as int8 with their scale
+  bool quant;                  // int8 activations (w8a8, w8a8c8, w4a8): rows travel as int8 with their scale
   std::string fused_declines;  // why the fused path cannot run this config ("" when it can)
   std::string path = "chain";  // the path of the experts in the last forward that had tokens anywhere
   EpTimings timings;
@@ -100,7 +100,7 @@ struct ExpertParallelLayer::Impl {
 
   // The chains whose activations are int8 (w4a16 keeps them in the model dtype, as the chain does).
   static bool int8_activations(const MoeConfig& c) {
-    return c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8;
+    return c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8 || c.quant_mode == QuantMode::w4a8;
   }
   // A dispatched row: H values (model dtype, or int8 followed by its f32 scale).
   static int64_t record_bytes_in(const MoeConfig& c) {
@@ -126,8 +126,10 @@ void ExpertParallelLayer::Impl::run_experts(int64_t rows, const ep::ReceivePlan&
   const int64_t El = int64_t(local.size()), I = c.moe_intermediate_size;
   local_groups = Tensor::empty(DType::i64, {El});
   std::copy(rp.group_rows.begin(), rp.group_rows.end(), local_groups.data_as<int64_t>());
-  const DType h_dtype = c.quant_mode == QuantMode::w8a8 ? DType::i32
-                        : c.quant_mode == QuantMode::w8a8c8 ? DType::bf16 : c.dtype;
+  const DType h_dtype = c.quant_mode == QuantMode::w8a8   ? DType::i32
+                        : c.quant_mode == QuantMode::w4a8   ? DType::f32
+                        : c.quant_mode == QuantMode::w8a8c8 ? DType::bf16
+                                                            : c.dtype;
   ensure_rows(h, h_dtype, rows, 2 * I);
   ensure_rows(a, quant ? DType::i8 : c.dtype, rows, I);
   ensure_rows(a_scale, DType::f32, rows);

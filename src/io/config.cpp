@@ -375,7 +375,7 @@ std::string to_yaml(const MoeConfig& c) {
   s += "  routed_scaling_factor: " + scale + "\n";
   s += "  dtype: " + std::string(dtype_name(c.dtype)) + "\n";
   s += "  quant_mode: " + std::string(enum_name(c.quant_mode)) + "\n";
-  if (c.quant_mode == QuantMode::w4a16 || c.quant_group_size != 128 || !c.quant_symmetric) {
+  if (int4_weights(c.quant_mode) || c.quant_group_size != 128 || !c.quant_symmetric) {
     s += "  quant_group_size: " + num(c.quant_group_size) + "\n";
     s += "  quant_symmetric: " + std::string(b(c.quant_symmetric)) + "\n";
   }

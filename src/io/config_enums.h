@@ -33,7 +33,7 @@ struct EnumNames<ScoringFunc> {
 template <>
 struct EnumNames<QuantMode> {
   static constexpr std::pair<QuantMode, std::string_view> v[] = {
-      {QuantMode::none, "none"}, {QuantMode::w8a8, "w8a8"}, {QuantMode::w8a8c8, "w8a8c8"}, {QuantMode::w4a16, "w4a16"}};
+      {QuantMode::none, "none"}, {QuantMode::w8a8, "w8a8"}, {QuantMode::w8a8c8, "w8a8c8"}, {QuantMode::w4a16, "w4a16"}, {QuantMode::w4a8, "w4a8"}};
 };
 template <>
 struct EnumNames<RouterLogitsDtype> {

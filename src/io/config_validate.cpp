@@ -113,11 +113,13 @@ void validate_config(const MoeConfig& c, const WhereFn& where) {
   if (!enum_valid(c.quant_mode)) fail_key(where, "quant_mode", enum_choices<QuantMode>(), num(int(c.quant_mode)));
   if (c.quant_mode == QuantMode::w8a8 && c.dtype == DType::f32)
     fail_key(where, "quant_mode", "none with dtype f32 (w8a8 experts output bf16 or f16)", "w8a8");
+  if (c.quant_mode == QuantMode::w4a8 && c.dtype == DType::f32)
+    fail_key(where, "quant_mode", "none or w4a16 with dtype f32 (w4a8 experts output bf16 or f16)", "w4a8");
   if (c.quant_mode == QuantMode::w8a8c8 && c.dtype != DType::bf16)
     fail_key(where, "quant_mode",
              std::string("none or w8a8 with dtype ") + std::string(dtype_name(c.dtype)) + " (w8a8c8 needs dtype bf16)",
              "w8a8c8");
-  if (c.quant_mode == QuantMode::w4a16) {
+  if (int4_weights(c.quant_mode)) {
     const int64_t G = c.quant_group_size;
     if (G != 32 && G != 64 && G != 128) fail_key(where, "quant_group_size", "32, 64 or 128", num(G));
     const std::pair<const char*, int64_t> widths[] = {{"hidden_size", c.hidden_size},

@@ -22,19 +22,23 @@ Dims dims_of(const MoeConfig& c) {
 }
 
 // dtype of h, the first grouped matmul's output: the int32 accumulator (w8a8, dequantised by
-// dequant_swiglu_quant), bf16 (w8a8c8, whose swiglu_clip_quant reads bf16), or the model dtype.
+// dequant_swiglu_quant), fp32 (w4a8, dequantised by the int4 x int8 kernel itself), bf16 (w8a8c8, whose
+// swiglu_clip_quant reads bf16), or the model dtype.
 DType h_dtype(const Dims& d) {
   if (d.quant == QuantMode::w8a8) return DType::i32;
+  if (d.quant == QuantMode::w4a8) return DType::f32;
   if (d.quant == QuantMode::w8a8c8) return DType::bf16;
   return d.model;
 }
 
 // The chains whose activations are quantised to int8 (w4a16 keeps them in the model dtype: the float chain on
 // int4 weights).
-bool int8_activations(const Dims& d) { return d.quant == QuantMode::w8a8 || d.quant == QuantMode::w8a8c8; }
+bool int8_activations(const Dims& d) {
+  return d.quant == QuantMode::w8a8 || d.quant == QuantMode::w8a8c8 || d.quant == QuantMode::w4a8;
+}
 
-// Counts as key-value rows for w8a8 (as the seed's W8A8 chain), per-expert counts otherwise.
-int64_t count_type(const Dims& d) { return d.quant == QuantMode::w8a8 ? 2 : 1; }
+// Counts as key-value rows for w8a8 and w4a8 (as the seed's W8A8 chain), per-expert counts otherwise.
+int64_t count_type(const Dims& d) { return d.quant == QuantMode::w8a8 || d.quant == QuantMode::w4a8 ? 2 : 1; }
 
 Shape counts_shape(const Dims& d, int64_t experts) {
   return count_type(d) == 2 ? Shape{experts, 2} : Shape{experts};
@@ -83,7 +87,20 @@ void run_mlp(const ChainOps& ops, const MoeConfig& config, const MlpArgs& m) {
   g2.scale = m.w2_scale;
   g2.per_token_scale = m.a_scale;
   g2.output_dtype = d.model;
-  if (d.quant == QuantMode::w8a8) {
+  if (d.quant == QuantMode::w4a8) {
+    // The int4 x int8 GEMM applies the group scales and the row scale itself (gemm.h): h is fp32, dequantised;
+    // dequant_swiglu_quant then has nothing to dequantise (no weight or activation scale).
+    g1.per_token_scale = m.x_scale;
+    g1.output_dtype = DType::f32;
+    gmm13(m.x, g1, m.h);
+    DequantSwigluQuantOptions q;
+    q.quant_scale = grouped ? m.smooth2 : Tensor{};
+    q.group_index = grouped ? m.group_list : Tensor{};
+    q.activate_left = true;
+    q.quant_mode = 1;
+    ops.dequant_swiglu_quant(m.h, q, DequantSwigluQuantResult{m.a, m.a_scale});
+    g2.scale = Tensor{};
+  } else if (d.quant == QuantMode::w8a8) {
     g1.output_dtype = DType::i32;
     gmm13(m.x, g1, m.h);
     DequantSwigluQuantOptions q;

@@ -43,8 +43,9 @@ class Step {
        FusedBuffers& b, const Routed& routed, bool experts_only = false)
       : c_(c), w_(w), x_(x), out_(out), b_(b), routed_(routed), T_(x.size(0)), H_(c.hidden_size),
         I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok),
-        Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only),
-        model_(c.dtype), slot_(rows::slot(c.dtype)), int8_(c.quant_mode == QuantMode::w8a8), rows_(p.kernels.rows),
+        Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only), model_(c.dtype),
+        slot_(rows::slot(c.dtype)), int8_(c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8),
+        int4_int8_(c.quant_mode == QuantMode::w4a8), rows_(p.kernels.rows),
         w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
       shared_w13_ = &(*p.shared_w13.experts)[0];
@@ -53,6 +54,8 @@ class Step {
     // w4a16 runs the float path on the int4 kernel of its group size (one G for every projection of the layer).
     float_fn_ = int8_ ? nullptr : p.kernels.gemm.kernel_for((*p.w13.experts)[0]).fn;
     s8_fn_ = p.kernels.gemm.s8.fn;
+    // w4a8: the int4 x int8 kernel of the group size, which writes dequantised fp32 (group and row scales applied).
+    if (int4_int8_) u4s8_fn_ = p.kernels.gemm.u4s8_kernel_for((*p.w13.experts)[0]).fn;
   }
 
   // Sorts the slots by expert and, for w8a8, quantises x (per token, or per row with smooth scales). Serial.
@@ -118,7 +121,7 @@ class Step {
   // Cuts the work into tasks for `threads` threads; returns their count.
   int64_t tasks(int threads) {
     // Bytes per weight, for the block widths (int4 counted as 1: its 0.5 bytes plus scales, rounded up).
-    const int64_t es = int8_ || c_.quant_mode == QuantMode::w4a16 ? 1 : int64_t(dtype_size(model_));
+    const int64_t es = int8_ || int4_weights(c_.quant_mode) ? 1 : int64_t(dtype_size(model_));
     all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
     block_a_ = task_columns(2 * H_ * es, all_groups_, I_, threads);
     block_b_ = task_columns(I_ * es, all_groups_, H_, threads);
@@ -230,6 +233,15 @@ class Step {
       float_fn_(n, H_, W + j0, W + j1, static_cast<const float*>(a), H_, w.data(), up.data(), block_a_);
       for (int64_t r = 0; r < n; ++r)
         rows_.swiglu[slot_](nb, gate.data() + r * block_a_, up.data() + r * block_a_, dst + r * W + j0);
+    } else if (int4_int8_) {
+      // The chain's h is the kernel's fp32 output; its dequant_swiglu_quant computes silu(gate) * up (the f32
+      // swiglu), and the smooth scale 2 product happens in Q's quantisation, as the operator does it.
+      Scratch<float> gate(n * block_a_), up(n * block_a_);
+      const auto* aq = static_cast<const int8_t*>(a);
+      u4s8_fn_(n, H_, j0, j1, aq, H_, row_scale, w.data(), gate.data(), block_a_);
+      u4s8_fn_(n, H_, W + j0, W + j1, aq, H_, row_scale, w.data(), up.data(), block_a_);
+      for (int64_t r = 0; r < n; ++r)
+        rows_.swiglu[0](nb, gate.data() + r * block_a_, up.data() + r * block_a_, dst + r * W + j0);
     } else {
       Scratch<int32_t> gate(n * block_a_), up(n * block_a_);
       const auto* aq = static_cast<const int8_t*>(a);
@@ -256,7 +268,11 @@ class Step {
     float* src = a_f32(g);
     int8_t* q = (is_shared(g) ? b_.shared_a_q.data_as<int8_t>() : b_.a_q.data_as<int8_t>()) + r0 * W;
     float* scale = (is_shared(g) ? b_.shared_a_scale.data_as<float>() : b_.a_scale.data_as<float>()) + r0;
-    for (int64_t r = 0; r < n; ++r) scale[r] = rows_.quantize[0](W, src + r * W, nullptr, src + r * W, q + r * W);
+    // w4a8: smooth scale 2 multiplies here (w8a8's dequant_swiglu kernel applied it already in A).
+    const float* smooth2 = int4_int8_ && !is_shared(g) && w_.smooth_scale2.defined()
+                               ? w_.smooth_scale2.data_as<const float>() + expert(g) * I_
+                               : nullptr;
+    for (int64_t r = 0; r < n; ++r) scale[r] = rows_.quantize[0](W, src + r * W, smooth2, src + r * W, q + r * W);
     finished(E_ + 1 + g);
   }
 
@@ -273,6 +289,13 @@ class Step {
     if (!int8_) {
       Scratch<float> acc(n * block_b_);
       float_fn_(n, W, h0, h1, a_f32(g), W, w.data(), acc.data(), block_b_);
+      for (int64_t r = 0; r < n; ++r) store_row(acc.data() + r * block_b_, nb, model_, out + ((r0 + r) * H_ + h0) * es);
+    } else if (int4_int8_) {
+      Scratch<float> acc(n * block_b_);
+      const int8_t* aq = (is_shared(g) ? b_.shared_a_q.data_as<const int8_t>() : b_.a_q.data_as<const int8_t>()) + r0 * W;
+      const float* a_scale =
+          (is_shared(g) ? b_.shared_a_scale.data_as<const float>() : b_.a_scale.data_as<const float>()) + r0;
+      u4s8_fn_(n, W, h0, h1, aq, W, a_scale, w.data(), acc.data(), block_b_);
       for (int64_t r = 0; r < n; ++r) store_row(acc.data() + r * block_b_, nb, model_, out + ((r0 + r) * H_ + h0) * es);
     } else {
       Scratch<int32_t> acc(n * block_b_);
@@ -330,10 +353,12 @@ class Step {
   const bool experts_only_;
   const DType model_;
   const int slot_;  // the model dtype's index in the rows kernels
-  const bool int8_;
+  const bool int8_;       // int8 activations: w8a8 and w4a8
+  const bool int4_int8_;  // w4a8: int4 weights on the int4 x int8 kernel
   const rows::RowsKernels& rows_;
   gemm::GemmFloatFn float_fn_ = nullptr;
   gemm::GemmS8Fn s8_fn_ = nullptr;
+  gemm::GemmU4S8Fn u4s8_fn_ = nullptr;
   std::span<const gemm::PackedWeights* const> w13_, w2_;
   const gemm::PackedWeights* shared_w13_ = nullptr;
   const gemm::PackedWeights* shared_w2_ = nullptr;
@@ -347,7 +372,7 @@ class Step {
 
 std::string fused_decode_declines(const MoeConfig& c) {
   if (c.quant_mode == QuantMode::w8a8c8)
-    return "quant_mode w8a8c8 is not fused (float models, w4a16 and w8a8 are)";
+    return "quant_mode w8a8c8 is not fused (float models, w4a16, w4a8 and w8a8 are)";
   if (c.moe_intermediate_size % gemm::kGemmNR != 0)
     return "I=" + std::to_string(c.moe_intermediate_size) + " is not a multiple of " + std::to_string(gemm::kGemmNR);
   if (c.shared_expert_width() % gemm::kGemmNR != 0)
@@ -364,7 +389,7 @@ FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
   b.group_expert = Tensor::empty(DType::i32, {E + 1});
   b.group_begin = Tensor::empty(DType::i64, {E + 2});
   b.a_f32 = Tensor::empty(DType::f32, {rows, I});
-  if (c.quant_mode == QuantMode::w8a8) {
+  if (c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8) {  // int8 activations
     b.a_q = Tensor::empty(DType::i8, {rows, I});
     b.a_scale = Tensor::empty(DType::f32, {rows});
   }
@@ -375,7 +400,7 @@ FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
 void fused_buffer_specs(const MoeConfig& c, int64_t capacity, FusedBuffers& b, const BufferSpecFn& each) {
   const int64_t T = capacity, R = T * c.num_experts_per_tok, H = c.hidden_size, I = c.moe_intermediate_size;
   const int64_t E = c.num_experts, Is = c.shared_expert_width();
-  const bool int8 = c.quant_mode == QuantMode::w8a8;
+  const bool int8 = c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8;
   routing_buffer_specs(c, capacity, b.routing, each);
   each(b.slot_row, DType::i32, {R});
   each(b.row_token, DType::i32, {R});
@@ -456,7 +481,7 @@ void run_fused_experts(const MoeConfig& config, const LayerWeights& weights, con
   int32_t* row_token = buffers.row_token.data_as<int32_t>();
   for (int64_t r = 0; r < R; ++r) row_token[r] = int32_t(r);
   buffers.y = y;
-  if (config.quant_mode == QuantMode::w8a8) {
+  if (config.quant_mode == QuantMode::w8a8 || config.quant_mode == QuantMode::w4a8) {  // int8 rows
     buffers.x_q = x;
     buffers.x_scale = x_scale;
   }

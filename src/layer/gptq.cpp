@@ -42,7 +42,7 @@ GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G) {
     throw ValueError(s.source + ": " + key + ": expected " + want + ", got " + got);
   };
   if (s.quant_method != "gptq") fail("quant_method", "\"gptq\" (the int4 format moefuse reads)", "\"" + s.quant_method + "\"");
-  if (s.bits != 4) fail("bits", "4 (w4a16)", str(s.bits));
+  if (s.bits != 4) fail("bits", "4 (w4a16, w4a8)", str(s.bits));
   if (s.group_size != 0 && s.group_size != G)
     fail("group_size", str(G) + " (the config's quant_group_size)", str(s.group_size));
   if (s.desc_act)

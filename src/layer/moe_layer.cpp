@@ -87,7 +87,7 @@ int64_t int4_bytes(const MoeConfig& c, int64_t out, int64_t in) {
 // Bytes of one expert's two projections (w13, w2) and, quantised, their per-channel scales.
 int64_t projection_bytes(const MoeConfig& c) {
   const int64_t H = c.hidden_size, I = c.moe_intermediate_size;
-  if (c.quant_mode == QuantMode::w4a16) return int4_bytes(c, 2 * I, H) + int4_bytes(c, H, I);
+  if (int4_weights(c.quant_mode)) return int4_bytes(c, 2 * I, H) + int4_bytes(c, H, I);
   const bool quant = c.quant_mode != QuantMode::none;
   return 3 * I * H * (quant ? 1 : int64_t(dtype_size(c.dtype))) + (quant ? (2 * I + H) * 4 : 0);
 }
@@ -108,7 +108,7 @@ int64_t fixed_bytes(const MoeConfig& c) {
   const bool quant = c.quant_mode != QuantMode::none;
   const int64_t ms = int64_t(dtype_size(c.dtype)), ws = quant ? 1 : ms;
   int64_t b = E * H * ms + (c.model_type == ModelType::deepseek_v3 ? E * 4 : 0);
-  if (Is > 0 && c.quant_mode == QuantMode::w4a16)
+  if (Is > 0 && int4_weights(c.quant_mode))
     return b + int4_bytes(c, 2 * Is, H) + int4_bytes(c, H, Is) + (c.shared_expert_gated() ? H * ms : 0);
   if (Is > 0) b += 3 * Is * H * ws + (quant ? (2 * Is + H) * 4 : 0) + (c.shared_expert_gated() ? H * ms : 0);
   return b;
@@ -359,6 +359,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     const gemm::GemmKernels k = fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels();
     m.kernel = c.quant_mode == QuantMode::none  ? k.float_kernel(c.dtype).name
                : c.quant_mode == QuantMode::w4a16 ? k.kernel_for((*m.packed.w13.experts)[0]).name
+               : c.quant_mode == QuantMode::w4a8  ? k.u4s8_kernel_for((*m.packed.w13.experts)[0]).name
                                                   : k.s8.name;
   }
   t.active_experts = active;

@@ -74,7 +74,7 @@ PackedLayerWeights pack_layer_weights(LayerWeights& w) {
 
 LayerWeights unpack_layer_weights(const MoeConfig& config, const LayerWeights& w, const PackedLayerWeights& packed) {
   LayerWeights out = w;
-  if (config.quant_mode == QuantMode::w4a16) {
+  if (int4_weights(config.quant_mode)) {
     unpack_int4_projection(packed.w13, out.w13, out.w13_scale, out.w13_zero);
     unpack_int4_projection(packed.w2, out.w2, out.w2_scale, out.w2_zero);
     if (config.shared_expert_width() > 0) {

@@ -23,7 +23,7 @@ namespace {
 constexpr const char* kOp = "MoeLayer";
 
 bool quantised(const MoeConfig& c) { return c.quant_mode != QuantMode::none; }
-bool int4_weights(const MoeConfig& c) { return c.quant_mode == QuantMode::w4a16; }
+bool int4_weights(const MoeConfig& c) { return moefuse::int4_weights(c.quant_mode); }
 bool int8_weights(const MoeConfig& c) { return quantised(c) && !int4_weights(c); }
 DType storage_dtype(const MoeConfig& c) { return int4_weights(c) ? DType::u8 : quantised(c) ? DType::i8 : c.dtype; }
 
@@ -346,7 +346,13 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w) {
     need("w2_zero", w.w2_zero, DType::u8, {s.E, s.H, s.I / G});
     for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"smooth_scale1", &w.smooth_scale1},
                                   {"smooth_scale2", &w.smooth_scale2}, {"clip_alpha", &w.clip_alpha}})
-      absent(name, *t, "w4a16 keeps its activations in the model dtype");
+      if (c.quant_mode == QuantMode::w4a16 || t == &w.clip_alpha)
+        absent(name, *t, c.quant_mode == QuantMode::w4a16 ? "w4a16 keeps its activations in the model dtype"
+                                                         : "w4a8 does not clip");
+    if (c.quant_mode == QuantMode::w4a8) {  // optional smooth scales, as w8a8's
+      if (w.smooth_scale1.defined()) need("smooth_scale1", w.smooth_scale1, DType::f32, {s.E, s.H});
+      if (w.smooth_scale2.defined()) need("smooth_scale2", w.smooth_scale2, DType::f32, {s.E, s.I});
+    }
   } else if (quantised(c)) {
     need("w13_scale", w.w13_scale, DType::f32, {s.E, 2 * s.I});
     need("w2_scale", w.w2_scale, DType::f32, {s.E, s.H});

@@ -24,14 +24,15 @@ bool unit_columns(const Tensor& t) { return t.stride(t.dim() - 1) == 1 || t.size
 
 const char* dequant_swiglu_quant_fast_declines(const DequantSwigluQuantArgs& a) {
   const Tensor& x = a.x;
-  if (x.dtype() != DType::i32) return "x is not i32";
+  const bool f32 = x.dtype() == DType::f32;  // already dequantised (w4a8's first grouped matmul writes fp32)
+  if (x.dtype() != DType::i32 && !f32) return "x is not i32 or f32";
   if (x.stride(1) != 1) return "x's rows are not contiguous";
   if (a.bias.defined()) return "a bias";
   if (!a.dynamic) return "static quantisation (quant_mode 0)";
   if (a.swiglu_mode != 0) return "swiglu_mode 1 (the clamped variant)";
   if (a.quant_offset.defined()) return "a quant_offset";
-  if (!a.activation_scale.defined()) return "no activation_scale";
-  if (!unit_columns(a.weight_scale)) return "weight_scale's rows are not contiguous";
+  if (!f32 && !a.activation_scale.defined()) return "no activation_scale";
+  if (!f32 && !unit_columns(a.weight_scale)) return "weight_scale's rows are not contiguous";
   if (a.quant_scale.defined() && a.quant_per_group_scalar) return "a quant_scale of one value per group";
   if (a.quant_scale.defined() && a.quant_scale.dtype() != DType::f32) return "a quant_scale that is not f32";
   if (a.quant_scale.defined() && !unit_columns(a.quant_scale)) return "quant_scale's rows are not contiguous";
@@ -62,8 +63,9 @@ const char* dequant_swiglu_quant_fast(const DequantSwigluQuantArgs& a, const Ten
   }
   const int64_t covered = groups > 0 ? spans[3 * (groups - 1) + 2] : 0;
   const int64_t blocks = (covered + kRows - 1) / kRows;
-  const float* act_scale = a.activation_scale.data_as<const float>();
-  const int64_t act_stride = a.activation_scale.stride(0);
+  const bool f32 = x.dtype() == DType::f32;
+  const float* act_scale = f32 ? nullptr : a.activation_scale.data_as<const float>();
+  const int64_t act_stride = f32 ? 0 : a.activation_scale.stride(0);
 
   const rows::RowsKernels k = rows::select_rows_kernels();  // chosen once per call
   auto block = [&](int64_t b) {
@@ -75,11 +77,17 @@ const char* dequant_swiglu_quant_fast(const DequantSwigluQuantArgs& a, const Ten
       while (spans[3 * g + 2] <= r) ++g;
       if (r < spans[3 * g + 1]) continue;  // not covered by a group (stays zero)
       const int64_t e = spans[3 * g];
+      const int64_t act_off = a.activate_left ? 0 : h, lin_off = a.activate_left ? h : 0;
+      const float* qs = a.quant_scale.defined() ? group_row(a.quant_scale, e) : nullptr;
+      if (f32) {  // the reference's silu(act) * lin, then * quant_scale inside the quantisation (the same products)
+        const float* xr = x.data_as<const float>() + r * x.stride(0);
+        k.swiglu[0](h, xr + act_off, xr + lin_off, o.data());
+        scale.data_as<float>()[r] = k.quantize[0](h, o.data(), qs, o.data(), y.data_as<int8_t>() + r * h);
+        continue;
+      }
       const int32_t* xr = x.data_as<const int32_t>() + r * x.stride(0);
       const float* ws = group_row(a.weight_scale, e);
       const float as = act_scale[r * act_stride];
-      const int64_t act_off = a.activate_left ? 0 : h, lin_off = a.activate_left ? h : 0;
-      const float* qs = a.quant_scale.defined() ? group_row(a.quant_scale, e) : nullptr;
       k.dequant_swiglu(h, xr + act_off, xr + lin_off, ws + act_off, ws + lin_off, as, qs, o.data());
       scale.data_as<float>()[r] = k.quantize[0](h, o.data(), nullptr, o.data(), y.data_as<int8_t>() + r * h);
     }

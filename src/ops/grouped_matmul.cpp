@@ -47,7 +47,8 @@ struct WeightDesc {
 
   static WeightDesc of(const Tensor& w) { return {w.defined(), false, w.dtype(), w.shape()}; }
   static WeightDesc of(const PackedGroupedWeights& w) { return {!w.empty(), true, w.dtype(), w.shape(), is_int4(w)}; }
-  // Packed int4 group-wise weights (ops/packed_grouped_weights.h: the layer's w4a16 projections) serve float x.
+  // Packed int4 group-wise weights (ops/packed_grouped_weights.h: the layer's w4a16 and w4a8 projections) serve
+  // float x (w4a16) and int8 x with a per-token scale (w4a8).
   static bool is_int4(const PackedGroupedWeights& w) {
     const auto packed = detail::PackedGroupedWeightsAccess::packed(w);
     return packed && packed->size() > 0 && (*packed)[0].group_size() > 0;
@@ -74,7 +75,7 @@ GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const Grou
       check::fail_value(kOp, "weight", "packed weights (from pack_grouped_weights)", "empty packed weights");
     check::fail_value(kOp, "weight", "a tensor", "none");
   }
-  if (weight.dtype != x.dtype() && !(weight.int4 && !int8)) {
+  if (weight.dtype != x.dtype() && !weight.int4) {
     std::string expected = "dtype " + name(x.dtype()) + " (the dtype of x)";
     if (!int8 && weight.dtype == DType::i8) expected += "; int8 weights with float x (antiquant) are not supported";
     if (int8 && weight.dtype == DType::i32) expected += "; int4 weights packed in i32 are not supported";
@@ -138,6 +139,19 @@ GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const Grou
       else check::dtype_in(kOp, "bias", o.bias, {DType::f32});
       check_per_expert("bias", o.bias, E, N);
     }
+  } else if (weight.int4) {
+    // int8 x with int4 weights (W4A8, gemm.h): the group scales are in the packed weights; the row scale is
+    // per_token_scale, applied last in fp32.
+    out_dtype = o.output_dtype.value_or(DType::f32);
+    if (out_dtype != DType::f32 && out_dtype != DType::bf16 && out_dtype != DType::f16)
+      check::fail_type(kOp, "output_dtype", "none, f32, bf16 or f16 for int8 x with int4 weights", name(out_dtype));
+    check_unsupported("scale", o.scale, "int4 weights carry their group scales");
+    check_unsupported("bias", o.bias, "bias is not supported with int4 weights");
+    if (!o.per_token_scale.defined())
+      check::fail_value(kOp, "per_token_scale", "a per-row scale [M] (int8 x with int4 weights)", "none");
+    check::dtype_in(kOp, "per_token_scale", o.per_token_scale, {DType::f32});
+    if (o.per_token_scale.dim() != 1 || o.per_token_scale.size(0) != M)
+      check::fail_value(kOp, "per_token_scale", "shape [M] = [" + str(M) + "]", "shape " + o.per_token_scale.shape().str());
   } else {
     if (!o.output_dtype)
       check::fail_type(kOp, "output_dtype", "i32, bf16 or f16 for int8 x (an int8 output needs an i64 scale, which "

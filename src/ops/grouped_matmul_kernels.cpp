@@ -142,9 +142,10 @@ struct Plan {
   const Tensor* y = nullptr;
   gemm::GemmFloatFn ffn = nullptr;
   gemm::GemmS8Fn sfn = nullptr;
+  gemm::GemmU4S8Fn ufn = nullptr;     // int8 x with int4 weights (W4A8): the kernel of their group size
   rows::DequantFn dequant = nullptr;  // the int8 epilogue (rows family), chosen with the GEMM kernels
   int64_t M = 0, K = 0, N = 0;
-  bool int8 = false, int_out = false, int_bias = false, float_bias = false;
+  bool int8 = false, int4 = false, int_out = false, int_bias = false, float_bias = false;
   bool c_direct = false;  // the kernel writes into y (f32 output of float x, i32 output of int8 x)
   int64_t col_block = kColBlockMin, col_blocks = 0;
   const GroupPlan* groups = nullptr;
@@ -269,6 +270,7 @@ struct TaskArrays {
   float* fbias = nullptr;    // nb: float bias
   float* scale = nullptr;    // nb: int8 x with a float output: scale
   float* v = nullptr;        // nb: int8 x with a float output: one row of dequantised values
+  float* row_scale = nullptr;  // R: int8 x with int4 weights: the rows' per_token_scale, contiguous for the kernel
 };
 
 // Lays out the arrays of a task of R rows and nb columns from `base` (nullptr: measure only); returns the bytes.
@@ -281,7 +283,9 @@ size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* bas
   if (!p.c_direct) t.c = c.take<float>(R * nb);  // fp32 or int32: the same size
   if (p.int_bias) t.ibias = c.take<int32_t>(nb);
   if (p.float_bias) t.fbias = c.take<float>(nb);
-  if (p.int8 && !p.int_out) {
+  if (p.int4 && p.int8) {
+    t.row_scale = c.take<float>(R);
+  } else if (p.int8 && !p.int_out) {
     t.scale = c.take<float>(nb);
     t.v = c.take<float>(nb);
   }
@@ -392,6 +396,42 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
   }
 }
 
+// int8 x with int4 weights (W4A8): the kernel applies the group scales and the row scale (gemm.h); then act_type
+// and one rounding to y's dtype.
+void int4_int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t n0, int64_t nb) {
+  const GroupedMatmulArgs& a = *p.a;
+  const Tensor& x = a.x;
+  const Tensor& y = *p.y;
+  const int64_t K = p.K, N = p.N;
+  const bool direct_a = x.stride(1) == 1 && (R == 1 || x.stride(0) >= K);
+  TaskArrays t;
+  carve(p, R, nb, direct_a, p.slot(), t);
+  const int8_t* arows;
+  int64_t lda;
+  if (direct_a) {
+    arows = static_cast<const int8_t*>(x.data()) + r0 * x.stride(0);
+    lda = R == 1 ? K : x.stride(0);
+  } else {
+    copy_rows_s8(x, r0, R, K, static_cast<int8_t*>(t.a));
+    arows = static_cast<const int8_t*>(t.a);
+    lda = K;
+  }
+  const Tensor& pts = a.per_token_scale;
+  for (int64_t i = 0; i < R; ++i) t.row_scale[i] = static_cast<const float*>(pts.data())[(r0 + i) * pts.stride(0)];
+  auto* out = static_cast<std::byte*>(y.data());
+  const int64_t es = int64_t(y.element_size());
+  float* c = p.c_direct ? reinterpret_cast<float*>(out) + r0 * N + n0 : static_cast<float*>(t.c);
+  const int64_t ldc = p.c_direct ? N : nb;
+  // K == 0 never reaches here: packed int4 weights have K a positive multiple of the group size.
+  p.ufn(R, K, n0, n0 + nb, arows, lda, t.row_scale, g.packed->data(), c, ldc);
+  if (a.act_type == 0 && p.c_direct) return;
+  for (int64_t i = 0; i < R; ++i) {
+    float* v = c + i * ldc;
+    reference::gmm_activate(a.act_type, v, nb);
+    if (!p.c_direct) store_row(v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
+  }
+}
+
 // A per-expert tensor restricted to expert e: [1, N] from [E, N]; [N] stays (it is the single expert's).
 Tensor one_expert(const Tensor& t, int64_t e) { return t.defined() && t.dim() == 2 ? t.narrow(0, e, 1) : t; }
 
@@ -425,7 +465,8 @@ void run_task(const Plan& p, int64_t t) {
   const int64_t R = std::min(g.end - r0, g.row_block);
   const int64_t n0 = (local % p.col_blocks) * p.col_block;
   const int64_t nb = std::min(p.N - n0, p.col_block);
-  if (p.int8) int8_task(p, g, r0, R, n0, nb);
+  if (p.int4 && p.int8) int4_int8_task(p, g, r0, R, n0, nb);
+  else if (p.int8) int8_task(p, g, r0, R, n0, nb);
   else float_task(p, g, r0, R, n0, nb);
 }
 
@@ -471,10 +512,16 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
     p.dequant = rows::select_rows_kernels(kernels.isa).dequant;
   }
   else p.ffn = kernels.float_kernel(a.x.dtype()).fn;
-  // int4 group-wise weights (the layer's w4a16 projections, float x) run the int4 kernel of their group size.
+  // int4 group-wise weights run the int4 kernel of their group size: float x (w4a16) the float-chain one, int8 x
+  // (w4a8) the integer one, whose output is fp32.
   for (const gemm::PackedWeights* w : experts)
     if (w) {
-      if (!p.int8 && w->group_size() > 0) p.ffn = kernels.kernel_for(*w).fn;
+      p.int4 = w->group_size() > 0;
+      if (p.int4 && !p.int8) p.ffn = kernels.kernel_for(*w).fn;
+      if (p.int4 && p.int8) {
+        p.ufn = kernels.u4s8_kernel_for(*w).fn;
+        p.c_direct = y.dtype() == DType::f32;
+      }
       break;
     }
   if (p.M == 0 || p.N == 0) return;

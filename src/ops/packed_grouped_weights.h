@@ -12,7 +12,9 @@ namespace moefuse {
 /// Packs int4 group-wise projections stored the Hugging Face way: q [E, N, K] u8 (values 0..15), scale [E, N, K / G]
 /// f32 and zero [E, N, K / G] u8, contiguous. The result is the logical [E, K, N] weight (the view grouped_matmul
 /// takes) with w = (q - z) * s (gemm.h, "int4 group-wise"); grouped_matmul runs it with float x of any dtype and
-/// writes x's dtype. Packs the experts in parallel on the operators' pool. Errors: those of gemm::pack_weights_u4.
+/// writes x's dtype; and with int8 x (W4A8: gemm.h, "int4 group-wise x int8"), which needs per_token_scale [M] f32,
+/// takes no scale or bias (the group scales are in the weights) and writes output_dtype f32 (the default), bf16 or f16.
+/// Packs the experts in parallel on the operators' pool. Errors: those of gemm::pack_weights_u4.
 PackedGroupedWeights pack_grouped_int4(const Tensor& q, const Tensor& scale, const Tensor& zero, int64_t G);
 
 /// The inverse: fills q, scale and zero (shapes and dtypes as above, contiguous) from `w`.

@@ -106,10 +106,35 @@ Tensor dequantize_int4(const Tensor& q, const Tensor& scale, const Tensor& zero)
   return w;
 }
 
-// One expert's projections: w13 rows [2W, H] and w2 rows [H, W] of expert `e`, with their per-channel scales.
+// w4a8: rows [base_row, base_row + out) of int4 storage [.., out, in] (u8 q) times int8 v, as the layer defines it:
+// per output and group of G inputs the exact integer Σ (q - z) v, then acc = fma(float(isum), s, acc) over the
+// groups in order, then acc * v_scale.
+Vec matvec_u4_s8(const Tensor& q, const Tensor& scale, const Tensor& zero, int64_t base_row, int64_t out, int64_t in,
+                 const std::vector<int8_t>& v, float v_scale) {
+  const int64_t groups = scale.size(2), G = in / groups;
+  Vec y(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t r = base_row + o;
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int z = zero.data_as<const uint8_t>()[r * groups + g];
+      int64_t isum = 0;
+      for (int64_t i = g * G; i < (g + 1) * G; ++i)
+        isum += int64_t(int(q.data_as<const uint8_t>()[r * in + i]) - z) * v[size_t(i)];
+      acc = std::fma(float(isum), scale.data_as<const float>()[r * groups + g], acc);
+    }
+    y[size_t(o)] = acc * v_scale;
+  }
+  return y;
+}
+
+// One expert's projections: w13 rows [2W, H] and w2 rows [H, W] of expert `e`, with their per-channel scales
+// (w4a8: per group, with the zero points).
 struct Mlp {
   const Tensor &w13, &w2, &w13_scale, &w2_scale;
   int64_t e, W, H;
+  const Tensor* w13_zero = nullptr;
+  const Tensor* w2_zero = nullptr;
 };
 
 // One expert's MLP on one token x (model-dtype values): the float chain rounds to the model dtype after each matmul
@@ -134,6 +159,21 @@ Vec expert_mlp(const MoeConfig& c, const Mlp& m, const Vec& x, const Vec* smooth
     for (int64_t i = 0; i < H; ++i) xs[size_t(i)] = xs[size_t(i)] * (*smooth1)[size_t(i)];
   std::vector<int8_t> xq;
   const float x_scale = quantize(xs, xq);
+  if (c.quant_mode == QuantMode::w4a8) {
+    // w4a8: the first matmul dequantised in fp32 (group scales, then the token's scale), SwiGLU, smooth scale 2,
+    // requantised; the second likewise, rounded to the model dtype.
+    const Vec v = matvec_u4_s8(m.w13, m.w13_scale, *m.w13_zero, e * 2 * W, 2 * W, H, xq, x_scale);
+    Vec o(static_cast<size_t>(W));
+    for (int64_t i = 0; i < W; ++i) {
+      o[size_t(i)] = silu(v[size_t(i)]) * v[size_t(W + i)];
+      if (smooth2) o[size_t(i)] = o[size_t(i)] * (*smooth2)[size_t(i)];
+    }
+    std::vector<int8_t> aq;
+    const float a_scale = quantize(o, aq);
+    const Vec y2 = matvec_u4_s8(m.w2, m.w2_scale, *m.w2_zero, e * H, H, W, aq, a_scale);
+    for (int64_t j = 0; j < H; ++j) y[size_t(j)] = round_to(y2[size_t(j)], md);
+    return y;
+  }
   const std::vector<int32_t> acc1 = matvec_i8(m.w13, e * 2 * W * H, 2 * W, H, xq);
   const Vec s13 = load(m.w13_scale, e * 2 * W, 2 * W);
   Vec o(static_cast<size_t>(W));
@@ -282,7 +322,8 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
     Vec acc(static_cast<size_t>(H), 0.0f);
     bool started = false;
     if (Is > 0) {
-      acc = expert_mlp(expert_config, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H}, xt,
+      acc = expert_mlp(expert_config, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H,
+                                          &w.shared_w13_zero, &w.shared_w2_zero}, xt,
                        nullptr, nullptr, 1.0f);
       if (c.shared_expert_gated()) {
         const float gate = sigmoid(matvec(w.shared_gate, 0, 1, H, xt)[0]);
@@ -297,7 +338,7 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
       if (w.smooth_scale1.defined()) s1 = load(w.smooth_scale1, e * H, H);
       if (w.smooth_scale2.defined()) s2 = load(w.smooth_scale2, e * I, I);
       const float alpha = w.clip_alpha.defined() ? load(w.clip_alpha, e, 1)[0] : 1.0f;
-      const Vec y = expert_mlp(expert_config, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H}, xt, s1.empty() ? nullptr : &s1,
+      const Vec y = expert_mlp(expert_config, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H, &w.w13_zero, &w.w2_zero}, xt, s1.empty() ? nullptr : &s1,
                                s2.empty() ? nullptr : &s2, alpha);
       const float wk = r.weights[size_t(k)];
       for (int64_t h = 0; h < H; ++h) acc[size_t(h)] = started ? acc[size_t(h)] + wk * y[size_t(h)] : wk * y[size_t(h)];

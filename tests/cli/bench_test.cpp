@@ -401,8 +401,8 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
         << bad;
   EXPECT_TRUE(is_error(moefuse(base + " --paths chain,fused" + outputs),
                        {"--paths: expected a comma-separated list of chain, superkernel, got chain,fused"}));
-  EXPECT_TRUE(is_error(moefuse(base + " --quant w4a8" + outputs),
-                       {"--quant: expected a comma-separated list of none, w8a8, w8a8c8, w4a16, got w4a8"}));
+  EXPECT_TRUE(is_error(moefuse(base + " --quant w2a8" + outputs),
+                       {"--quant: expected a comma-separated list of none, w8a8, w8a8c8, w4a16, w4a8, got w2a8"}));
   // w4a16 with the config's group size (128 by default), which must divide H = 64: refused before any timing.
   EXPECT_TRUE(is_error(moefuse(base + " --quant w4a16" + outputs),
                        {"with quant_mode w4a16", "quant_group_size", "got 128"}));

@@ -1,5 +1,5 @@
-// `moefuse quantize --mode w4a16` and `moefuse run` / `verify` on what it writes: GPTQ's int4 tensors, read back to
-// the weights a layer quantised on load holds, and the same output from either.
+// `moefuse quantize --mode w4a16` (and w4a8) and `moefuse run` / `verify` on what it writes: GPTQ's int4 tensors,
+// read back to the weights a layer quantised on load holds, and the same output from either.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -93,6 +93,41 @@ TEST_F(CliTest, QuantizeW4a16WritesGptqTensorsThatRunReadsBack) {
   EXPECT_TRUE(is_error(moefuse("quantize --config '" + small_config() + "' --mode w8a8 --group-size 32 --weights '" +
                                path("float.safetensors") + "' --out '" + path("bad.safetensors") + "'"),
                        {"--group-size", "expected --mode w4a16"}));
+}
+
+// w4a8 writes the w4a16 tensors; the activation mode is in the metadata and the config it writes, and `run` with that
+// config gives what a w4a8 layer quantised on load gives.
+TEST_F(CliTest, QuantizeW4a8WritesGptqTensorsThatRunReadsBackAsW4a8) {
+  MoeConfig c;
+  c.num_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.hidden_size = 64;
+  c.moe_intermediate_size = 32;
+  MoeLayer float_layer = MoeLayer::with_random_weights(c, 32, {.threads = 1});
+  write_safetensors(path("float.safetensors"), layer_checkpoint_tensors(c, float_layer.weights(), 0));
+  write_npy(path("x.npy"), Rng(15).normal_tensor(DType::f32, {6, 64}));
+  const std::string q = path("q8.safetensors");
+  Result r = moefuse("quantize --config '" + small_config() + "' --mode w4a8 --group-size 32 --asymmetric --weights '" +
+                     path("float.safetensors") + "' --out '" + q + "' --config-out '" + path("q8.yaml") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const MoeConfig qc = load_config_file(path("q8.yaml"));
+  EXPECT_EQ(qc.quant_mode, QuantMode::w4a8);
+  EXPECT_EQ(qc.quant_group_size, 32);
+  const Checkpoint ck(q);
+  const SafetensorsFile file(q);
+  EXPECT_EQ(file.metadata().at("moefuse_quant_mode"), "w4a8");
+  EXPECT_EQ(file.metadata().at("quant_method"), "gptq");
+  EXPECT_EQ(ck.get("model.layers.0.mlp.experts.3.up_proj.qweight").shape(), Shape({64 / 8, 32}));
+  Result a = moefuse("run --config '" + path("q8.yaml") + "' --weights '" + q + "' --input '" + path("x.npy") +
+                     "' --output '" + path("a.npy") + "'");
+  Result b = moefuse("run --config '" + path("q8.yaml") + "' --weights '" + path("float.safetensors") + "' --input '" +
+                     path("x.npy") + "' --output '" + path("b.npy") + "'");
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_NE(line_starting(a.out, "numerics:").find("quant w4a8"), std::string::npos) << a.out;
+  EXPECT_TENSOR_EQ(read_npy(path("b.npy")), read_npy(path("a.npy")));
+  Result v = moefuse("verify --config '" + path("q8.yaml") + "' --weights '" + q + "'");
+  EXPECT_EQ(v.status, 0) << v.out << v.err;
 }
 
 }  // namespace

@@ -420,7 +420,7 @@ TEST_F(CliTest, BadFlagsAreOneErrorLine) {
   EXPECT_TRUE(is_error(moefuse("run --preset default --config x.yaml"), {"--config", "--preset"}));
   EXPECT_TRUE(is_error(moefuse("run --layer 1"), {"--layer", "--weights"}));
   EXPECT_TRUE(is_error(moefuse("quantize --weights w.safetensors"), {"--out"}));
-  EXPECT_TRUE(is_error(moefuse("quantize --weights w --out o --mode w4a8"), {"--mode", "w4a8"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights w --out o --mode w2a8"), {"--mode", "w2a8"}));
   EXPECT_TRUE(is_error(moefuse("quantize --weights w --out o --mode w4a16 --group-size 48"), {"--group-size", "48"}));
   EXPECT_TRUE(is_error(moefuse(""), {"subcommand", "run", "got none"}));
   EXPECT_TRUE(is_error(moefuse("frobnicate --json"), {"subcommand", "\"frobnicate\""}));

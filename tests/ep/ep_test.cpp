@@ -37,7 +37,7 @@ void write_text(const std::string& path, const std::string& text) { std::ofstrea
 // A preset at test size (H 64, I 32; a shared expert of width 64).
 MoeConfig tiny(const std::string& preset, DType dtype, QuantMode quant = QuantMode::none) {
   MoeConfig c = testing::shrunk_preset(preset, dtype, quant, 64, 32, 64);
-  if (quant == QuantMode::w4a16) c.quant_group_size = 32;
+  if (int4_weights(quant)) c.quant_group_size = 32;
   validate(c, "ep test config");
   return c;
 }
@@ -98,6 +98,7 @@ std::vector<Case> all_cases() {
     cases.push_back({p, DType::f16, QuantMode::w8a8});
     cases.push_back({p, DType::bf16, QuantMode::w8a8c8});
     cases.push_back({p, DType::bf16, QuantMode::w4a16});
+    cases.push_back({p, DType::bf16, QuantMode::w4a8});
   }
   return cases;
 }

@@ -388,8 +388,8 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_THROWS_MSG(parse(yaml({{"dtype", "bfloat16"}})), ValueError,
                     "dtype: expected one of bf16, f16 or f32, got bfloat16");
   EXPECT_THROWS_MSG(parse(yaml({{"dtype", "i8"}})), ValueError, "dtype: expected one of bf16, f16 or f32, got i8");
-  EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w4a8"}})), ValueError,
-                    "quant_mode: expected one of none, w8a8, w8a8c8 or w4a16, got w4a8");
+  EXPECT_THROWS_MSG(parse(yaml({{"quant_mode", "w2a8"}})), ValueError,
+                    "quant_mode: expected one of none, w8a8, w8a8c8, w4a16 or w4a8, got w2a8");
   EXPECT_THROWS_MSG(parse(yaml({{"router_logits_dtype", "bf16"}})), ValueError,
                     "router_logits_dtype: expected one of fp32 or model, got bf16");
   EXPECT_THROWS_MSG(parse(yaml({}, "fast")), ValueError,

@@ -1,6 +1,7 @@
 // The int4 group-wise GEMM kernels (src/kernels/gemm/gemm.h, "int4 group-wise"): packing, and every variant this
 // machine runs against an oracle written here from the contract — dequantise B to fp32 ((q - z) * s), then the
-// float chain (acc = fma(a, w, acc) in k order) — bitwise, over M, N and K edges and every group size.
+// float chain (acc = fma(a, w, acc) in k order) — bitwise, over M, N and K edges and every group size; and the W4A8
+// kernels (int8 rows) against the contract's integer definition, written as plain loops.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -38,7 +39,8 @@ struct Int4Matrix {
 
 // Scales are fp16 values (as GPTQ stores them), so every product is exact; some are 0 and some negative.
 Int4Matrix random_int4(Rng& rng, int64_t K, int64_t N, int64_t G) {
-  Int4Matrix m{K, N, G};
+  Int4Matrix m;
+  m.K = K, m.N = N, m.G = G;
   m.q.resize(size_t(K * N));
   for (auto& v : m.q) v = uint8_t(rng.integer(0, 15));
   m.zero.resize(size_t(K / G * N));
@@ -130,6 +132,79 @@ TEST(GemmU4, DispatchPicksTheTableRows) {
     EXPECT_STREQ(k.u4w_g128.name, kernels::find(kernels::Op::gemm_u4_g128, DType::u8, d)->name);
   }
   EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).u4w_g64.name, "gemm_u4g64w_f32_1x32__scalar");
+}
+
+// W4A8, from the contract: per group the exact Σ (q - z) a, acc = fma(float(isum), s, acc) in group order, then
+// times the row scale.
+std::vector<float> oracle_w4a8(const std::vector<int8_t>& a, int64_t lda, const std::vector<float>& a_scale,
+                               const Int4Matrix& b, int64_t M) {
+  std::vector<float> c(size_t(M * b.N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < b.N; ++n) {
+      float acc = 0.0f;
+      for (int64_t g = 0; g < b.K / b.G; ++g) {
+        const size_t gi = size_t(g * b.N + n);
+        int64_t isum = 0;
+        for (int64_t k = g * b.G; k < (g + 1) * b.G; ++k)
+          isum += (int64_t(b.q[size_t(k * b.N + n)]) - int64_t(b.zero[gi])) * int64_t(a[size_t(m * lda + k)]);
+        acc = std::fma(float(isum), b.scale[gi], acc);
+      }
+      c[size_t(m * b.N + n)] = acc * a_scale[size_t(m)];
+    }
+  return c;
+}
+
+TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
+  Rng rng(4808);
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t groups : {1, 3})
+      for (int64_t N : {1, 31, 33, 64, 97}) {  // panel edges (32 columns)
+        const int64_t K = G * groups;
+        Int4Matrix b = random_int4(rng, K, N, G);
+        if (N == 33) std::fill(b.q.begin(), b.q.end(), uint8_t(15));  // the extremes: 15 - 0 and 0 - 15 with ±128
+        if (N == 33) for (size_t i = 0; i < b.zero.size(); ++i) b.zero[i] = i % 2 ? 0 : 15;
+        const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), K, N, G);
+        for (int64_t M : {0, 1, 2, 3, 5, 7}) {  // empty, the 1- and 2-row tiles and their edges, primes
+          const int64_t lda = K + 5;
+          std::vector<int8_t> a(size_t(M * lda));
+          for (auto& v : a) v = int8_t(N == 33 ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
+          std::vector<float> a_scale(static_cast<size_t>(M));
+          for (auto& v : a_scale) v = rng.uniform(1e-4f, 0.05f);
+          const std::vector<float> want = oracle_w4a8(a, lda, a_scale, b, M);
+          for (const gemm::GemmKernels& k : gemm_variants()) {
+            const gemm::GemmU4S8Kernel& kern = k.u4s8_kernel_for(packed);
+            ASSERT_NE(kern.fn, nullptr);
+            for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
+              if (n0 > n1) continue;
+              const int64_t ldc = n1 - n0 + 2;
+              std::vector<float> c(size_t(std::max<int64_t>(M, 1) * ldc), -7.0f);
+              kern.fn(M, K, n0, n1, a.data(), lda, a_scale.data(), packed.data(), c.data(), ldc);
+              if (M == 0) {
+                ASSERT_EQ(c[0], -7.0f) << kern.name;
+              }
+              for (int64_t m = 0; m < M; ++m) {
+                for (int64_t n = n0; n < n1; ++n)
+                  ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
+                            std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
+                      << kern.name << " G=" << G << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+                for (int64_t n = n1 - n0; n < ldc; ++n) ASSERT_EQ(c[size_t(m * ldc + n)], -7.0f) << kern.name;
+              }
+            }
+          }
+        }
+      }
+}
+
+TEST(GemmU4S8, DispatchPicksTheTableRows) {
+  for (const gemm::GemmKernels& k : gemm_variants()) {
+    const kernels::Dispatch d{k.isa, false};
+    EXPECT_STREQ(k.u4s8_g32.name, kernels::find(kernels::Op::gemm_u4s8_g32, DType::u8, d)->name);
+    EXPECT_STREQ(k.u4s8_g64.name, kernels::find(kernels::Op::gemm_u4s8_g64, DType::u8, d)->name);
+    EXPECT_STREQ(k.u4s8_g128.name, kernels::find(kernels::Op::gemm_u4s8_g128, DType::u8, d)->name);
+  }
+  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).u4s8_g64.name, "gemm_u4g64w_s8_f32_1x32__scalar");
+  const gemm::PackedWeights f32 = gemm::pack_weights_f(std::vector<float>(32 * 4).data(), DType::f32, 32, 4, 4, 1);
+  EXPECT_EQ(gemm::select_gemm_kernels(Isa::scalar, false).u4s8_kernel_for(f32).fn, nullptr);
 }
 
 }  // namespace

@@ -115,8 +115,11 @@ void check_against_scalar(const KernelInfo& k, int64_t n) {
     case Op::gemm_float:
     case Op::gemm_u4_g32:
     case Op::gemm_u4_g64:
-    case Op::gemm_u4_g128:  // tests/kernels/gemm_u4_test.cpp sweeps the int4 variants
-    case Op::gemm_fp8:      // tests/kernels/gemm_fp8_test.cpp the FP8 ones
+    case Op::gemm_u4_g128:
+    case Op::gemm_u4s8_g32:
+    case Op::gemm_u4s8_g64:
+    case Op::gemm_u4s8_g128:  // tests/kernels/gemm_u4_test.cpp sweeps the int4 variants
+    case Op::gemm_fp8:        // tests/kernels/gemm_fp8_test.cpp the FP8 ones
     case Op::gemm_s8: return;  // tests/kernels/gemm_test.cpp sweeps every GEMM variant's M, N and K edges
   }
 }

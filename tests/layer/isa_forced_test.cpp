@@ -62,7 +62,7 @@ TEST(IsaForced, FusedPathDeclinesWithItsReason) {
   MoeConfig q = small("qwen1.5-moe-a2.7b", DType::bf16, QuantMode::w8a8c8);
   MoeLayer ql = MoeLayer::with_random_weights(q, 5, {.threads = 1});
   ql.forward(x, false);
-  EXPECT_EQ(ql.path(), "chain: quant_mode w8a8c8 is not fused (float models, w4a16 and w8a8 are)");
+  EXPECT_EQ(ql.path(), "chain: quant_mode w8a8c8 is not fused (float models, w4a16, w4a8 and w8a8 are)");
 }
 
 TEST(IsaForced, OperatorsGiveTheSameBitsAtEveryLevel) {

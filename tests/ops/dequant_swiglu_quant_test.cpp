@@ -456,7 +456,8 @@ TEST(DequantSwigluQuant, SweepMatchesOracle) {
 
 // The MoE chain's case (int32 x, dynamic, swiglu_mode 0, no bias, fp32 per-column quant_scale or none) runs on typed
 // loops over the thread pool (src/ops/dequant_swiglu_quant_fast.cpp): many row blocks, groups with gaps and rows
-// past them, both halves activated, 1 and 3 threads — against the same oracle.
+// past them, both halves activated, 1 and 3 threads — against the same oracle. Also w4a8's case: fp32 x (already
+// dequantised), no weight or activation scale.
 TEST(DequantSwigluQuant, ChainCaseOnThreadsMatchesOracle) {
   Rng rng(99);
   for (int threads : {1, 3}) {
@@ -465,7 +466,9 @@ TEST(DequantSwigluQuant, ChainCaseOnThreadsMatchesOracle) {
       for (int64_t H : {5, 64})
         for (int grouping = 0; grouping < 3; ++grouping)
           for (bool smooth : {false, true}) {
-            Tensor x = rng.int_tensor(DType::i32, {T, 2 * H}, -3000, 3000);
+            const bool f32x = (T + H + grouping + int(smooth)) % 2 == 1;  // half the cases: fp32 x
+            Tensor x = f32x ? rng.uniform_tensor(DType::f32, {T, 2 * H}, -8.0f, 8.0f)
+                            : rng.int_tensor(DType::i32, {T, 2 * H}, -3000, 3000);
             Options o;
             o.quant_mode = 1;
             o.activate_left = rng.coin();
@@ -487,8 +490,10 @@ TEST(DequantSwigluQuant, ChainCaseOnThreadsMatchesOracle) {
               o.group_index = gi;
             }
             const Shape rows = grouping > 0 ? Shape{E, 2 * H} : Shape{2 * H};
-            o.weight_scale = rng.uniform_tensor(DType::f32, rows, -0.01f, 0.01f);
-            o.activation_scale = rng.uniform_tensor(DType::f32, {T}, 0.1f, 2.0f);
+            if (!f32x) {
+              o.weight_scale = rng.uniform_tensor(DType::f32, rows, -0.01f, 0.01f);
+              o.activation_scale = rng.uniform_tensor(DType::f32, {T}, 0.1f, 2.0f);
+            }
             if (smooth)
               o.quant_scale = rng.uniform_tensor(DType::f32, grouping > 0 ? Shape{E, H} : Shape{1, H}, 0.5f, 2.0f);
             expect_matches_oracle(x, o, "threads " + std::to_string(threads) + " T " + std::to_string(T) + " H " +

@@ -140,10 +140,12 @@ def test_every_preset_and_chain_equals_the_oracle_bitwise(preset, dtype, quant):
     assert_same_bits(layer(x[2:5]), y[2:5], "a token's result does not depend on its batch")
 
 
+@pytest.mark.parametrize("mode", ["w4a16", "w4a8"])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_w4a16_equals_the_oracle_and_exposes_its_int4_weights(preset):
+def test_int4_modes_equal_the_oracle_and_expose_their_int4_weights(preset, mode):
     # small() keeps H = 64, I = 32; qwen2_moe's shared width 48 is not a multiple of the group size 32: 64 here.
-    d = small(preset, "bf16", "w4a16")
+    # w4a8: the same int4 weights with int8 per-token activations.
+    d = small(preset, "bf16", mode)
     d["model_config"]["quant_group_size"] = 32
     d["model_config"]["quant_symmetric"] = False
     if d["model_config"].get("shared_expert_intermediate_size", 0):
@@ -151,8 +153,8 @@ def test_w4a16_equals_the_oracle_and_exposes_its_int4_weights(preset):
     layer = moefuse.MoeLayer.from_config(d, seed=7, threads=2)
     x = tokens(11, 9, 64, "bf16")
     y = layer(x)
-    assert_same_bits(y, moefuse.reference_layer_forward(layer, x), "w4a16 layer(x) vs reference_layer_forward")
-    assert_same_bits(layer.forward(x, is_prefill=True), y, "w4a16 prefill vs decode")
+    assert_same_bits(y, moefuse.reference_layer_forward(layer, x), mode + " layer(x) vs reference_layer_forward")
+    assert_same_bits(layer.forward(x, is_prefill=True), y, mode + " prefill vs decode")
     w = layer.weights()
     assert w["w13"].dtype == np.uint8 and int(w["w13"].max()) <= 15
     assert w["w13_scale"].shape == (w["w13"].shape[0], w["w13"].shape[1], 64 // 32)

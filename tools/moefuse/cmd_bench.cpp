@@ -99,8 +99,11 @@ bool one_of(const std::string& s, std::initializer_list<const char*> names) {
 }
 
 QuantMode parse_quant(const std::string& s) {
-  return s == "w8a8" ? QuantMode::w8a8 : s == "w8a8c8" ? QuantMode::w8a8c8 : s == "w4a16" ? QuantMode::w4a16
-                                                                                         : QuantMode::none;
+  return s == "w8a8"    ? QuantMode::w8a8
+         : s == "w8a8c8" ? QuantMode::w8a8c8
+         : s == "w4a16"  ? QuantMode::w4a16
+         : s == "w4a8"   ? QuantMode::w4a8
+                         : QuantMode::none;
 }
 
 // The items of a list in their first order, each once.
@@ -500,10 +503,10 @@ void add_bench_command(CLI::App& app, int& status) {
   cmd->add_option("--paths", a->paths, "Paths, comma-separated: chain, superkernel (default both)")
       ->check(list_of("chain, superkernel", [](const std::string& s) { return one_of(s, {"chain", "superkernel"}); }));
   cmd->add_option("--quant", a->quant,
-                  "Quantisations, comma-separated: none, w8a8, w8a8c8, w4a16 (default: the config's; w4a16 uses the "
-                  "config's quant_group_size)")
-      ->check(list_of("none, w8a8, w8a8c8, w4a16",
-                      [](const std::string& s) { return one_of(s, {"none", "w8a8", "w8a8c8", "w4a16"}); }));
+                  "Quantisations, comma-separated: none, w8a8, w8a8c8, w4a16, w4a8 (default: the config's; w4a16 and "
+                  "w4a8 use the config's quant_group_size)")
+      ->check(list_of("none, w8a8, w8a8c8, w4a16, w4a8",
+                      [](const std::string& s) { return one_of(s, {"none", "w8a8", "w8a8c8", "w4a16", "w4a8"}); }));
   cmd->add_option("--threads", a->threads, "Threads of the layer and of the machine probes (default 0: every core)")
       ->check(integer_at_least(0));
   cmd->add_option("--iters", a->iters, "Timed forwards per row; the median is reported (default 5)")

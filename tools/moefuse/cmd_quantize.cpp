@@ -1,7 +1,8 @@
 // `moefuse quantize`: reads one layer of a float checkpoint with a quantised config (MoeLayer::from_checkpoint
 // quantises every expert projection on load, refusing non-finite weights) and writes its weights, under the names
 // of layer_checkpoint_tensors, into one safetensors file: int8 "weight" + f32 "weight_scale" per output channel
-// (w8a8, w8a8c8), or GPTQ's int4 tensors, round-to-nearest per group (w4a16). With --weights a model folder
+// (w8a8, w8a8c8), or GPTQ's int4 tensors, round-to-nearest per group (w4a16, w4a8: the same tensors; the activation
+// mode is the file's "moefuse_quant_mode" metadata and the --config-out config's quant_mode). With --weights a model folder
 // (config.json beside the checkpoint) and no --config/--preset, it quantises the whole model into a folder instead
 // (quantize_folder.cpp; int8 modes).
 #include <cstdio>
@@ -42,7 +43,7 @@ int quantize(const QuantizeArgs& a) {
     if (!a.config_out.empty())
       throw ValueError("--config-out: expected no value for a model folder (its config.json is written into --out), "
                        "got " + a.config_out);
-    if (a.mode == "w4a16" || a.group_size || a.asymmetric)
+    if (a.mode == "w4a16" || a.mode == "w4a8" || a.group_size || a.asymmetric)
       throw ValueError("--mode: expected w8a8 or w8a8c8 for a model folder (int4 is written one layer at a time, "
                        "with --config/--preset), got " + (a.mode.empty() ? std::string("--group-size/--asymmetric")
                                                                          : a.mode));
@@ -54,12 +55,15 @@ int quantize(const QuantizeArgs& a) {
   LoadedConfig lc = load_config(a.config);
   MoeConfig& c = lc.config;
   if (!a.mode.empty())
-    c.quant_mode = a.mode == "w8a8c8" ? QuantMode::w8a8c8 : a.mode == "w4a16" ? QuantMode::w4a16 : QuantMode::w8a8;
+    c.quant_mode = a.mode == "w8a8c8" ? QuantMode::w8a8c8
+                   : a.mode == "w4a16"  ? QuantMode::w4a16
+                   : a.mode == "w4a8"   ? QuantMode::w4a8
+                                        : QuantMode::w8a8;
   else if (c.quant_mode == QuantMode::none) c.quant_mode = QuantMode::w8a8;
-  const bool int4 = c.quant_mode == QuantMode::w4a16;
+  const bool int4 = int4_weights(c.quant_mode);
   if ((a.group_size || a.asymmetric) && !int4)
     throw ValueError(std::string("quantize: ") + (a.group_size ? "--group-size" : "--asymmetric") +
-                     ": expected --mode w4a16 (int4 groups), got quant_mode " + std::string(quant_mode_name(c.quant_mode)));
+                     ": expected --mode w4a16 or w4a8 (int4 groups), got quant_mode " + std::string(quant_mode_name(c.quant_mode)));
   if (a.group_size) c.quant_group_size = a.group_size;
   if (a.asymmetric) c.quant_symmetric = false;
   const std::string mode(quant_mode_name(c.quant_mode));
@@ -133,13 +137,13 @@ void add_quantize_command(CLI::App& app, int& status) {
       ->required();
   cmd->add_option("--out", a->out, "The safetensors file to write (a model folder: the folder to write)")->required();
   cmd->add_option("--mode", a->mode,
-                  "w8a8, w8a8c8 or (one layer) w4a16 (default: the config's quant_mode, else w8a8)")
-      ->check(CLI::IsMember({"w8a8", "w8a8c8", "w4a16"}));
+                  "w8a8, w8a8c8 or (one layer) w4a16, w4a8 (default: the config's quant_mode, else w8a8)")
+      ->check(CLI::IsMember({"w8a8", "w8a8c8", "w4a16", "w4a8"}));
   cmd->add_option("--group-size", a->group_size,
-                  "w4a16: input channels per scale and zero point, 32, 64 or 128 (default: the config's "
+                  "w4a16, w4a8: input channels per scale and zero point, 32, 64 or 128 (default: the config's "
                   "quant_group_size, 128)")
       ->check(CLI::IsMember({32, 64, 128}));
-  cmd->add_flag("--asymmetric", a->asymmetric, "w4a16: a zero point per group (default: symmetric, zero point 8)");
+  cmd->add_flag("--asymmetric", a->asymmetric, "w4a16, w4a8: a zero point per group (default: symmetric, zero point 8)");
   CLI::Option* layer = cmd->add_option("--layer", a->layer, "Layer index (default 0); the output keeps it in its names")
       ->check(integer_at_least(0));
   cmd->add_option("--layers", a->layers,

@@ -58,6 +58,14 @@
 //
 // int8 (A int8, B int8, C int32): C[m, n] = Σ_k A[m, k] · B[k, n] exactly, for K < 65536 (so |C| < 2^30).
 //
+// int4 group-wise x int8 (W4A8: A int8 with one fp32 scale per row, B int4 packed as for W4A16, C fp32). THE ORDER
+// IS THE CONTRACT: for each group g = 0 .. K/G - 1 in order, the exact integer
+//     isum_g = Σ_{k in group g} (q[k, n] - z[g, n]) · A[m, k]      (int32; |isum_g| <= 15 · 128 · G < 2^24)
+// then, in fp32 from acc = +0.0f:   acc = fma(float(isum_g), s[g, n], acc)   (float(isum_g) exact: below 2^24)
+// and finally C[m, n] = acc * a_scale[m] (one rounding). The integer sums may be formed in any order (they are
+// exact); the fp32 steps are the same in every variant, so every variant gives bitwise the same C for every M, n
+// range and row blocking. One kernel per group size (32, 64, 128), signature GemmU4S8Fn.
+//
 // ─── Memory rules ───────────────────────────────────────────────────────────────────────────────────────────────
 // Kernels read A[m, k] only for m < M and k < K (never past a row, even when K is not a multiple of 4 or 16),
 // read B only inside the panels [n0 / 32, ceil(n1 / 32)) (padding included), and write only C[m, n] for m < M,
@@ -213,6 +221,15 @@ using GemmFloatFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const
 using GemmS8Fn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                           const int32_t* col_sums, int32_t* c, int64_t ldc);
 
+/// int4 x int8 kernel (W4A8): `b` is PackedWeights::data() of int4 weights, `a_scale` M fp32 row scales.
+using GemmU4S8Fn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
+                            const float* a_scale, const void* b, float* c, int64_t ldc);
+
+struct GemmU4S8Kernel {
+  GemmU4S8Fn fn = nullptr;
+  const char* name = "";  // e.g. "gemm_u4g128w_s8_f32_2x32__avx2"
+};
+
 struct GemmFloatKernel {
   GemmFloatFn fn = nullptr;
   const char* name = "";  // e.g. "gemm_bf16w_f32_6x64__avx512"
@@ -231,12 +248,15 @@ struct GemmKernels {
   GemmFloatKernel u4w_g32, u4w_g64, u4w_g128;  // int4 group-wise weights, one kernel per group size
   GemmFloatKernel fp8w;                         // FP8 block-scaled weights
   GemmS8Kernel s8;
+  GemmU4S8Kernel u4s8_g32, u4s8_g64, u4s8_g128;  // int4 group-wise weights x int8 rows (W4A8), per group size
 
   /// The float kernel for weights of `dtype` (f32, bf16, f16); an empty kernel (fn == nullptr) for other dtypes.
   /// Call at plan time, never per tile.
   const GemmFloatKernel& float_kernel(DType dtype) const;
   /// The kernel for weights packed as `w` is: float_kernel(w.dtype()), the int4 kernel of w.group_size(), or fp8w.
   const GemmFloatKernel& kernel_for(const PackedWeights& w) const;
+  /// The W4A8 kernel for int4 weights packed as `w` (of w.group_size()); an empty kernel for other weights.
+  const GemmU4S8Kernel& u4s8_kernel_for(const PackedWeights& w) const;
 };
 
 /// Kernels of level `isa`; with vnni (meaningful only for Isa::avx512) the int8 kernel uses AVX-512 VNNI, the float

@@ -25,19 +25,28 @@ using kernels::Op;
   MOEFUSE_GEMM_ROW(gemm_u4_g64, gemm_u4g64w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>), \
   MOEFUSE_GEMM_ROW(gemm_u4_g128, gemm_u4g128w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>)
 
+// The W4A8 rows of one ISA (int4 group-wise weights x int8 rows): gemm_u4g<G>w_s8_f32_<tile>__<isa>.
+#define MOEFUSE_GEMM_U4S8(tile, isa, tm, tn)                                                                      \
+  MOEFUSE_GEMM_ROW(gemm_u4s8_g32, gemm_u4g32w_s8_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>),   \
+  MOEFUSE_GEMM_ROW(gemm_u4s8_g64, gemm_u4g64w_s8_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>),   \
+  MOEFUSE_GEMM_ROW(gemm_u4s8_g128, gemm_u4g128w_s8_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>)
+
 const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_FLOATS(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_U4(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_1x32__scalar, scalar, u8, f32, 1, 32, at_least<Isa::scalar>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_1x32__scalar, scalar, i8, i32, 1, 32, at_least<Isa::scalar>),
+    MOEFUSE_GEMM_U4S8(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_FLOATS(6x16, avx2, 6, 16),
     MOEFUSE_GEMM_U4(8x8, avx2, 8, 8),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_8x8__avx2, avx2, u8, f32, 8, 8, at_least<Isa::avx2>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
+    MOEFUSE_GEMM_U4S8(2x32, avx2, 2, 32),
     MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
 };
+#undef MOEFUSE_GEMM_U4S8
 #undef MOEFUSE_GEMM_U4
 #undef MOEFUSE_GEMM_FLOATS
 #undef MOEFUSE_GEMM_ROW
@@ -52,7 +61,13 @@ GemmFloatKernel u8_row(Op op, const kernels::Dispatch& d) {  // int4 and FP8 wei
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
+GemmU4S8Kernel u4s8_row(Op op, const kernels::Dispatch& d) {
+  const KernelInfo* k = kernels::find(op, DType::u8, d);
+  return GemmU4S8Kernel{std::get<GemmU4S8Fn>(k->fn), k->name};
+}
+
 const GemmFloatKernel kNoKernel{};
+const GemmU4S8Kernel kNoU4S8Kernel{};
 
 }  // namespace
 
@@ -84,6 +99,15 @@ const GemmFloatKernel& GemmKernels::kernel_for(const PackedWeights& w) const {
   }
 }
 
+const GemmU4S8Kernel& GemmKernels::u4s8_kernel_for(const PackedWeights& w) const {
+  switch (w.group_size()) {
+    case 32: return u4s8_g32;
+    case 64: return u4s8_g64;
+    case 128: return u4s8_g128;
+    default: return kNoU4S8Kernel;
+  }
+}
+
 GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   const kernels::Dispatch d{isa, vnni && isa == Isa::avx512};
   GemmKernels k;
@@ -96,6 +120,9 @@ GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   k.u4w_g64 = u8_row(Op::gemm_u4_g64, d);
   k.u4w_g128 = u8_row(Op::gemm_u4_g128, d);
   k.fp8w = u8_row(Op::gemm_fp8, d);
+  k.u4s8_g32 = u4s8_row(Op::gemm_u4s8_g32, d);
+  k.u4s8_g64 = u4s8_row(Op::gemm_u4s8_g64, d);
+  k.u4s8_g128 = u4s8_row(Op::gemm_u4s8_g128, d);
   const KernelInfo* s8 = kernels::find(Op::gemm_s8, DType::i8, d);
   k.s8 = GemmS8Kernel{std::get<GemmS8Fn>(s8->fn), s8->name};
   return k;

@@ -58,4 +58,17 @@ void gemm_fp8w_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, co
 void gemm_fp8w_f32_8x8__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                              float* c, int64_t ldc);
 
+// gemm_u4s8_scalar.cpp and gemm_u4s8__avx2.cpp — int4 group-wise weights x int8 rows (W4A8), one per group size G.
+#define MOEFUSE_GEMM_U4S8_DECLARE(G, tile, isa)                                                                   \
+  void gemm_u4g##G##w_s8_f32_##tile##__##isa(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a,     \
+                                             int64_t lda, const float* a_scale, const void* b, float* c,       \
+                                             int64_t ldc);
+MOEFUSE_GEMM_U4S8_DECLARE(32, 1x32, scalar)
+MOEFUSE_GEMM_U4S8_DECLARE(64, 1x32, scalar)
+MOEFUSE_GEMM_U4S8_DECLARE(128, 1x32, scalar)
+MOEFUSE_GEMM_U4S8_DECLARE(32, 2x32, avx2)
+MOEFUSE_GEMM_U4S8_DECLARE(64, 2x32, avx2)
+MOEFUSE_GEMM_U4S8_DECLARE(128, 2x32, avx2)
+#undef MOEFUSE_GEMM_U4S8_DECLARE
+
 }  // namespace moefuse::gemm::detail
