@@ -293,6 +293,23 @@ size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* bas
 }
 
 // ─── Tasks ──────────────────────────────────────────────────────────────────────────────────────────────────────
+// A task's rows r0..r0+R of x as its kernel reads them: in place when x already holds the kernel's element type with
+// unit column stride and rows at least K apart (one row: any stride), else `copy`d into the task's scratch.
+bool rows_in_place(const Tensor& x, int64_t R, int64_t K) { return x.stride(1) == 1 && (R == 1 || x.stride(0) >= K); }
+
+template <class T>
+struct KernelRows {
+  const T* rows;
+  int64_t lda;
+};
+
+template <class T, class Copy>
+KernelRows<T> kernel_rows(const Tensor& x, bool in_place, int64_t r0, int64_t R, int64_t K, void* scratch, Copy copy) {
+  if (in_place) return {static_cast<const T*>(x.data()) + r0 * x.stride(0), R == 1 ? K : x.stride(0)};
+  copy(x, r0, R, K, static_cast<T*>(scratch));
+  return {static_cast<const T*>(scratch), K};
+}
+
 // The epilogues are the reference's (reference/grouped_matmul.cpp), operation for operation: float x: v + bias, act,
 // one rounding; int8 x: isum + i32 bias (wrapping), float(isum) * scale, * per_token_scale, + float bias, act, one
 // rounding. Activations are the reference's own function (reference::gmm_activate).
@@ -303,20 +320,11 @@ void float_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_
   const Tensor& y = *p.y;
   const int64_t K = p.K, N = p.N;
   const bool y_f32 = y.dtype() == DType::f32;
-  const bool direct_a = x.dtype() == DType::f32 && x.stride(1) == 1 && (R == 1 || x.stride(0) >= K);
+  const bool direct_a = x.dtype() == DType::f32 && rows_in_place(x, R, K);
   TaskArrays t;
   carve(p, R, nb, direct_a, p.slot(), t);
   float* bias = t.fbias;
-  const float* arows;
-  int64_t lda;
-  if (direct_a) {
-    arows = static_cast<const float*>(x.data()) + r0 * x.stride(0);
-    lda = R == 1 ? K : x.stride(0);
-  } else {
-    widen_rows(x, r0, R, K, static_cast<float*>(t.a));
-    arows = static_cast<const float*>(t.a);
-    lda = K;
-  }
+  const auto [arows, lda] = kernel_rows<float>(x, direct_a, r0, R, K, t.a, widen_rows);
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t es = int64_t(y.element_size());
   float* c = y_f32 ? reinterpret_cast<float*>(out) + r0 * N + n0 : static_cast<float*>(t.c);
@@ -343,21 +351,12 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
   const Tensor& x = a.x;
   const Tensor& y = *p.y;
   const int64_t K = p.K, N = p.N;
-  const bool direct_a = x.stride(1) == 1 && (R == 1 || x.stride(0) >= K);
+  const bool direct_a = rows_in_place(x, R, K);
   TaskArrays t;
   carve(p, R, nb, direct_a, p.slot(), t);
   int32_t* ibias = t.ibias;
   float *scale = t.scale, *fbias = t.fbias, *v = t.v;
-  const int8_t* arows;
-  int64_t lda;
-  if (direct_a) {
-    arows = static_cast<const int8_t*>(x.data()) + r0 * x.stride(0);
-    lda = R == 1 ? K : x.stride(0);
-  } else {
-    copy_rows_s8(x, r0, R, K, static_cast<int8_t*>(t.a));
-    arows = static_cast<const int8_t*>(t.a);
-    lda = K;
-  }
+  const auto [arows, lda] = kernel_rows<int8_t>(x, direct_a, r0, R, K, t.a, copy_rows_s8);
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t es = int64_t(y.element_size());
   int32_t* c = p.int_out ? reinterpret_cast<int32_t*>(out) + r0 * N + n0 : static_cast<int32_t*>(t.c);
@@ -403,19 +402,10 @@ void int4_int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, in
   const Tensor& x = a.x;
   const Tensor& y = *p.y;
   const int64_t K = p.K, N = p.N;
-  const bool direct_a = x.stride(1) == 1 && (R == 1 || x.stride(0) >= K);
+  const bool direct_a = rows_in_place(x, R, K);
   TaskArrays t;
   carve(p, R, nb, direct_a, p.slot(), t);
-  const int8_t* arows;
-  int64_t lda;
-  if (direct_a) {
-    arows = static_cast<const int8_t*>(x.data()) + r0 * x.stride(0);
-    lda = R == 1 ? K : x.stride(0);
-  } else {
-    copy_rows_s8(x, r0, R, K, static_cast<int8_t*>(t.a));
-    arows = static_cast<const int8_t*>(t.a);
-    lda = K;
-  }
+  const auto [arows, lda] = kernel_rows<int8_t>(x, direct_a, r0, R, K, t.a, copy_rows_s8);
   const Tensor& pts = a.per_token_scale;
   for (int64_t i = 0; i < R; ++i) t.row_scale[i] = static_cast<const float*>(pts.data())[(r0 + i) * pts.stride(0)];
   auto* out = static_cast<std::byte*>(y.data());

@@ -22,12 +22,18 @@ using testing::line_starting;
 using testing::Result;
 using testing::Rng;
 
-TEST_F(CliTest, QuantizeW4a16WritesGptqTensorsThatRunReadsBack) {
+// The layer both quantize tests write: 8 experts, top-2, H 64, I 32 (the seed's other keys).
+MoeConfig eight_small_experts() {
   MoeConfig c;
   c.num_experts = 8;
   c.num_experts_per_tok = 2;
   c.hidden_size = 64;
   c.moe_intermediate_size = 32;
+  return c;
+}
+
+TEST_F(CliTest, QuantizeW4a16WritesGptqTensorsThatRunReadsBack) {
+  const MoeConfig c = eight_small_experts();
   MoeLayer float_layer = MoeLayer::with_random_weights(c, 31, {.threads = 1});
   write_safetensors(path("float.safetensors"), layer_checkpoint_tensors(c, float_layer.weights(), 1));
   write_npy(path("x.npy"), Rng(14).normal_tensor(DType::f32, {5, 64}));
@@ -98,11 +104,7 @@ TEST_F(CliTest, QuantizeW4a16WritesGptqTensorsThatRunReadsBack) {
 // w4a8 writes the w4a16 tensors; the activation mode is in the metadata and the config it writes, and `run` with that
 // config gives what a w4a8 layer quantised on load gives.
 TEST_F(CliTest, QuantizeW4a8WritesGptqTensorsThatRunReadsBackAsW4a8) {
-  MoeConfig c;
-  c.num_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.hidden_size = 64;
-  c.moe_intermediate_size = 32;
+  const MoeConfig c = eight_small_experts();
   MoeLayer float_layer = MoeLayer::with_random_weights(c, 32, {.threads = 1});
   write_safetensors(path("float.safetensors"), layer_checkpoint_tensors(c, float_layer.weights(), 0));
   write_npy(path("x.npy"), Rng(15).normal_tensor(DType::f32, {6, 64}));

@@ -29,12 +29,7 @@ const auto& kPresets = testing::kPresetNames;
 // A preset shrunk to test size (routing kept), as w4a16 with group size G.
 MoeConfig small_int4(const std::string& preset, DType dtype, int64_t G, bool symmetric, int64_t H = 128,
                      int64_t I = 64, QuantMode mode = QuantMode::w4a16) {
-  MoeConfig c = load_preset(preset);
-  c.hidden_size = H;
-  c.moe_intermediate_size = I;
-  if (c.shared_expert_intermediate_size > 0) c.shared_expert_intermediate_size = I;
-  c.dtype = dtype;
-  c.quant_mode = mode;
+  MoeConfig c = testing::shrunk_preset(preset, dtype, mode, H, I, I);
   c.quant_group_size = G;
   c.quant_symmetric = symmetric;
   validate(c, "test config");

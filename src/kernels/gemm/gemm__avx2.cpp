@@ -38,10 +38,7 @@ inline __m256 load8(const float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(r
 template <class W, int MR, int NV>
 void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_t ldc, int width) {
   __m256 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_ps();
+  zero_tile(acc);
 
   for (int64_t k = 0; k < K; ++k) {
     __m256 bv[NV];

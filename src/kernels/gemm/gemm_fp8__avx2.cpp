@@ -64,10 +64,7 @@ template <int MR, int NV>
 void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, int v0, float* c, int64_t ldc, int width) {
   const Consts k;
   __m256 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_ps();
+  zero_tile(acc);
   const int64_t blocks = (K + kFp8BlockK - 1) / kFp8BlockK;
   for (int64_t g = 0; g < blocks; ++g) {
     const std::byte* blk = panel + fp8_block_offset(g);

@@ -49,10 +49,7 @@ template <int G, int MR, int NV>
 void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, int v0, float* c, int64_t ldc, int width) {
   const Consts k;
   __m256 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_ps();
+  zero_tile(acc);
   for (int64_t g = 0; g < K / G; ++g) {
     const Int4Block blk = int4_block(panel, G, g);
     const float* ak = a + g * G;
@@ -86,14 +83,6 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
 
 }  // namespace
 
-#define MOEFUSE_U4_AVX2(G)                                                                                        \
-  void gemm_u4g##G##w_f32_8x8__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, \
-                                    const void* b, float* c, int64_t ldc) {                                    \
-    gemm_u4<G>(M, K, n0, n1, a, lda, b, c, ldc);                                                               \
-  }
-MOEFUSE_U4_AVX2(32)
-MOEFUSE_U4_AVX2(64)
-MOEFUSE_U4_AVX2(128)
-#undef MOEFUSE_U4_AVX2
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DEFINE, 8x8, avx2)
 
 }  // namespace moefuse::gemm::detail

@@ -15,11 +15,7 @@ template <int G>
 void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
              int64_t ldc) {
   assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
-  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
-  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
-    std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
-    const int64_t width = std::min<int64_t>(kGemmNR, n1 - p0);
+  for_each_int4_panel(b_data, K, G, n0, n1, [&](std::byte* panel, int64_t p0, int64_t width) {
     for (int64_t m = 0; m < M; ++m) {
       const float* arow = a + m * lda;
       float acc[kGemmNR] = {};
@@ -37,19 +33,11 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       }
       std::memcpy(c + m * ldc + (p0 - n0), acc, size_t(width) * sizeof(float));
     }
-  }
+  });
 }
 
 }  // namespace
 
-#define MOEFUSE_U4_SCALAR(G)                                                                                        \
-  void gemm_u4g##G##w_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, \
-                                       const void* b, float* c, int64_t ldc) {                                    \
-    gemm_u4<G>(M, K, n0, n1, a, lda, b, c, ldc);                                                                  \
-  }
-MOEFUSE_U4_SCALAR(32)
-MOEFUSE_U4_SCALAR(64)
-MOEFUSE_U4_SCALAR(128)
-#undef MOEFUSE_U4_SCALAR
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DEFINE, 1x32, scalar)
 
 }  // namespace moefuse::gemm::detail

@@ -163,15 +163,6 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
 
 }  // namespace
 
-#define MOEFUSE_U4S8_AVX2(G)                                                                                     \
-  void gemm_u4g##G##w_s8_f32_2x32__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a,         \
-                                        int64_t lda, const float* a_scale, const void* b, float* c,           \
-                                        int64_t ldc) {                                                         \
-    gemm_u4s8<G>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);                                                   \
-  }
-MOEFUSE_U4S8_AVX2(32)
-MOEFUSE_U4S8_AVX2(64)
-MOEFUSE_U4S8_AVX2(128)
-#undef MOEFUSE_U4S8_AVX2
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 2x32, avx2)
 
 }  // namespace moefuse::gemm::detail

@@ -16,11 +16,7 @@ template <int G>
 void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                const void* b_data, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
-  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
-  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
-    std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
-    const int64_t width = std::min<int64_t>(kGemmNR, n1 - p0);
+  for_each_int4_panel(b_data, K, G, n0, n1, [&](std::byte* panel, int64_t p0, int64_t width) {
     for (int64_t m = 0; m < M; ++m) {
       const int8_t* arow = a + m * lda;
       float acc[kGemmNR] = {};
@@ -38,20 +34,11 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
       }
       for (int64_t j = 0; j < width; ++j) c[m * ldc + (p0 - n0) + j] = acc[j] * a_scale[m];
     }
-  }
+  });
 }
 
 }  // namespace
 
-#define MOEFUSE_U4S8_SCALAR(G)                                                                                   \
-  void gemm_u4g##G##w_s8_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a,       \
-                                          int64_t lda, const float* a_scale, const void* b, float* c,         \
-                                          int64_t ldc) {                                                       \
-    gemm_u4s8<G>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);                                                   \
-  }
-MOEFUSE_U4S8_SCALAR(32)
-MOEFUSE_U4S8_SCALAR(64)
-MOEFUSE_U4S8_SCALAR(128)
-#undef MOEFUSE_U4S8_SCALAR
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 1x32, scalar)
 
 }  // namespace moefuse::gemm::detail

@@ -2,6 +2,7 @@
 // the layout is written once.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,6 +30,16 @@ inline Int4Block int4_block(std::byte* panel, int64_t G, int64_t g) {
   std::byte* b = panel + size_t(g) * int4_block_bytes(G);
   auto* f = reinterpret_cast<float*>(b);
   return Int4Block{f, f + kGemmNR, reinterpret_cast<uint8_t*>(f + 2 * kGemmNR)};
+}
+
+/// The panels of columns [n0, n1) (n0 a multiple of 32) of packed weights with K rows in groups of G:
+/// fn(panel, its first column, its valid columns 1..32), in column order.
+template <class Fn>
+inline void for_each_int4_panel(const void* b_data, int64_t K, int64_t G, int64_t n0, int64_t n1, Fn fn) {
+  auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
+  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR)
+    fn(b + size_t(p0 / kGemmNR) * panel_bytes, p0, std::min<int64_t>(kGemmNR, n1 - p0));
 }
 
 }  // namespace moefuse::gemm

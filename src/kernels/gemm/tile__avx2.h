@@ -1,4 +1,4 @@
-// What the AVX2 float GEMM tiles share (gemm__avx2.cpp, gemm_u4__avx2.cpp): the fma step of an MR x 8NV register
+// What the AVX2 float GEMM tiles share (gemm__avx2.cpp, gemm_u4__avx2.cpp, gemm_fp8__avx2.cpp, gemm_u4s8__avx2.cpp): the
 // tile and its masked store. Included only by files compiled for AVX2 (the __avx2 suffix gives them the flags).
 #pragma once
 
@@ -18,6 +18,15 @@ namespace moefuse::gemm::detail {
 inline __m256i lane_mask(int width, int v) {
   const int n = std::clamp(width - 8 * v, 0, 8);
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// Sets every accumulator of an MR x 8NV register tile to +0.
+template <int MR, int NV>
+__attribute__((always_inline)) inline void zero_tile(__m256 (&acc)[MR][NV]) {
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_ps();
 }
 
 /// One k step of the tile: acc[m][v] = fma(a[m * lda], w[v], acc[m][v]) for every row m and vector v, in that order

@@ -40,35 +40,35 @@ void gemm_s8_s32_6x32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, cons
 void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                                   const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc);
 
-// gemm_u4_scalar.cpp and gemm_u4__avx2.cpp — int4 group-wise weights, one kernel per group size G.
-#define MOEFUSE_GEMM_U4_DECLARE(G, tile, isa)                                                                  \
+// The int4 kernels: one template per file (gemm_u4<G> for int4 x fp32 rows, gemm_u4s8<G> for int4 x int8 rows),
+// with an entry point per group size G = 32, 64, 128 named gemm_u4g<G>w_f32_<tile>__<isa> and
+// gemm_u4g<G>w_s8_f32_<tile>__<isa>. MOEFUSE_INT4_GROUPS(M, tile, isa) expands M for each G: with the _DECLARE macros
+// here, with the _DEFINE ones in the kernel's file (gemm_u4_scalar.cpp, gemm_u4__avx2.cpp, gemm_u4s8_scalar.cpp,
+// gemm_u4s8__avx2.cpp), which calls its own template.
+#define MOEFUSE_INT4_GROUPS(M, tile, isa) M(32, tile, isa) M(64, tile, isa) M(128, tile, isa)
+#define MOEFUSE_GEMM_U4_SIGNATURE(G, tile, isa)                                                                \
   void gemm_u4g##G##w_f32_##tile##__##isa(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a,      \
-                                          int64_t lda, const void* b, float* c, int64_t ldc);
-MOEFUSE_GEMM_U4_DECLARE(32, 1x32, scalar)
-MOEFUSE_GEMM_U4_DECLARE(64, 1x32, scalar)
-MOEFUSE_GEMM_U4_DECLARE(128, 1x32, scalar)
-MOEFUSE_GEMM_U4_DECLARE(32, 8x8, avx2)
-MOEFUSE_GEMM_U4_DECLARE(64, 8x8, avx2)
-MOEFUSE_GEMM_U4_DECLARE(128, 8x8, avx2)
-#undef MOEFUSE_GEMM_U4_DECLARE
+                                          int64_t lda, const void* b, float* c, int64_t ldc)
+#define MOEFUSE_GEMM_U4S8_SIGNATURE(G, tile, isa)                                                                 \
+  void gemm_u4g##G##w_s8_f32_##tile##__##isa(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a,     \
+                                             int64_t lda, const float* a_scale, const void* b, float* c,       \
+                                             int64_t ldc)
+#define MOEFUSE_GEMM_U4_DECLARE(G, tile, isa) MOEFUSE_GEMM_U4_SIGNATURE(G, tile, isa);
+#define MOEFUSE_GEMM_U4S8_DECLARE(G, tile, isa) MOEFUSE_GEMM_U4S8_SIGNATURE(G, tile, isa);
+#define MOEFUSE_GEMM_U4_DEFINE(G, tile, isa) \
+  MOEFUSE_GEMM_U4_SIGNATURE(G, tile, isa) { gemm_u4<G>(M, K, n0, n1, a, lda, b, c, ldc); }
+#define MOEFUSE_GEMM_U4S8_DEFINE(G, tile, isa) \
+  MOEFUSE_GEMM_U4S8_SIGNATURE(G, tile, isa) { gemm_u4s8<G>(M, K, n0, n1, a, lda, a_scale, b, c, ldc); }
+
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DECLARE, 1x32, scalar)
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DECLARE, 8x8, avx2)
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 1x32, scalar)
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 2x32, avx2)
 
 // gemm_fp8_scalar.cpp and gemm_fp8__avx2.cpp — FP8 block-scaled weights.
 void gemm_fp8w_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                 const void* b, float* c, int64_t ldc);
 void gemm_fp8w_f32_8x8__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                              float* c, int64_t ldc);
-
-// gemm_u4s8_scalar.cpp and gemm_u4s8__avx2.cpp — int4 group-wise weights x int8 rows (W4A8), one per group size G.
-#define MOEFUSE_GEMM_U4S8_DECLARE(G, tile, isa)                                                                   \
-  void gemm_u4g##G##w_s8_f32_##tile##__##isa(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a,     \
-                                             int64_t lda, const float* a_scale, const void* b, float* c,       \
-                                             int64_t ldc);
-MOEFUSE_GEMM_U4S8_DECLARE(32, 1x32, scalar)
-MOEFUSE_GEMM_U4S8_DECLARE(64, 1x32, scalar)
-MOEFUSE_GEMM_U4S8_DECLARE(128, 1x32, scalar)
-MOEFUSE_GEMM_U4S8_DECLARE(32, 2x32, avx2)
-MOEFUSE_GEMM_U4S8_DECLARE(64, 2x32, avx2)
-MOEFUSE_GEMM_U4S8_DECLARE(128, 2x32, avx2)
-#undef MOEFUSE_GEMM_U4S8_DECLARE
 
 }  // namespace moefuse::gemm::detail
