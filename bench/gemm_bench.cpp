@@ -232,14 +232,36 @@ void BM_u4(benchmark::State& st, const KernelInfo* k, int64_t G, int64_t M, int6
   time_packed_copies(st, k, M, K, N, [&] { return gemm::pack_weights_u4(src, K, N, G); });
 }
 
-// FP8 block-scaled weights: one random e4m3 matrix (NaN codes avoided) with one scale per 128 x 128 block.
+// FP8 block-scaled weights as a release makes them: Gaussian weights, one scale per 128 x 128 block (its largest
+// magnitude / 448, e4m3's largest value), each weight rounded to the nearest e4m3 (positive codes 0..126 are in
+// increasing order). Most 8-column blocks then hold only normal codes and take the kernels' table path; the few with
+// a subnormal or zero code take table_sub (src/kernels/gemm/fp8_layout.h).
 void BM_fp8(benchmark::State& st, const KernelInfo* k, int64_t M, int64_t K, int64_t N) {
   std::mt19937 gen(6);
-  std::uniform_int_distribution<int> code(0, 125);
-  std::vector<uint8_t> q(size_t(K * N));
-  for (uint8_t& v : q) v = uint8_t(code(gen) | (gen() & 0x80));
-  std::vector<float> scale(size_t((K + 127) / 128 * ((N + 127) / 128)), 1.0f / 448.0f);
-  const gemm::Fp8Source src{q.data(), N, 1, scale.data(), (N + 127) / 128, 1, 128, 128};
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(size_t(K * N));
+  for (float& v : w) v = normal(gen);
+  const int64_t kb = (K + 127) / 128, nb = (N + 127) / 128;
+  std::vector<float> scale(size_t(kb * nb), 0.0f);
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float& s = scale[size_t(i / 128 * nb + j / 128)];
+      s = std::max(s, std::fabs(w[size_t(i * N + j)]) / 448.0f);
+    }
+  std::array<float, 127> values{};
+  for (int c = 0; c < 127; ++c) values[size_t(c)] = f32_from_e4m3(uint8_t(c));
+  std::vector<uint8_t> q(w.size());
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      const float x = w[size_t(i * N + j)] / scale[size_t(i / 128 * nb + j / 128)];
+      const float mag = std::min(std::fabs(x), 448.0f);
+      auto hi = std::lower_bound(values.begin(), values.end(), mag);
+      if (hi == values.end()) --hi;
+      const auto lo = hi == values.begin() ? hi : hi - 1;
+      const auto code = uint8_t((mag - *lo <= *hi - mag ? lo : hi) - values.begin());
+      q[size_t(i * N + j)] = uint8_t(code | (x < 0 ? 0x80 : 0));
+    }
+  const gemm::Fp8Source src{q.data(), N, 1, scale.data(), nb, 1, 128, 128};
   time_packed_copies(st, k, M, K, N, [&] { return gemm::pack_weights_fp8(src, K, N); });
 }
 

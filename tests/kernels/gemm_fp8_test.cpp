@@ -4,12 +4,14 @@
 // N and K edges (K not a multiple of the 128-row block among them) and per-column block sizes.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "kernels/gemm/fp8_layout.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/registry.h"
 #include "moefuse/dtype.h"
@@ -71,6 +73,66 @@ TEST(GemmFp8, EveryVariantEqualsTheDequantiseToBf16ThenFloatOracleBitwise) {
         }
       }
     }
+}
+
+// How many 8-column vectors of the packed blocks took each form (fp8_layout.h): table, table_sub, scales.
+std::array<int64_t, 3> count_forms(const gemm::PackedWeights& w) {
+  std::array<int64_t, 3> n{};
+  const auto* base = static_cast<const uint8_t*>(w.data());
+  for (int64_t p = 0; p < w.panels(); ++p)
+    for (int64_t g = 0; g < gemm::fp8_blocks(w.k()); ++g)
+      for (int v = 0; v < 4; ++v) ++n[size_t(gemm::fp8_form(base[size_t(p) * w.panel_bytes() + size_t(g)], v))];
+  return n;
+}
+
+// The packer's three forms, each on its own and side by side in one block (a 32-column tile then mixes them), give
+// the oracle's bits: normal codes only (table), subnormal and zero codes among them (table_sub), and scales the
+// tables cannot stand for (scales): columns of one vector with different scales, scales whose products leave the
+// normal range.
+TEST(GemmFp8, EveryFormOfThePackedBlocksEqualsTheOracleBitwise) {
+  Rng rng(77);
+  const int64_t K = 300, N = 70;  // 3 blocks (the last 44 rows), 3 panels (the last 6 columns)
+  std::array<int64_t, 3> seen{};
+  for (int variant = 0; variant < 4; ++variant) {
+    Fp8Matrix b{K, N, 4, {}, {}};  // one scale per 4 columns: two per 8-column vector
+    b.q.resize(size_t(K * N));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n) {
+        const bool low = variant >= 1 && (n / 8) % 2 == 1 && rng.integer(0, 9) == 0;  // subnormals and zeros
+        const int e = low ? 0 : int(rng.integer(1, 15));
+        const int m = e == 15 ? int(rng.integer(0, 6)) : int(rng.integer(0, 7));
+        b.q[size_t(k * N + n)] = uint8_t((rng.integer(0, 1) << 7) | (e << 3) | m);
+      }
+    b.scale.resize(size_t((K + 127) / 128 * b.scale_cols()));
+    for (int64_t g = 0; g < (K + 127) / 128; ++g)
+      for (int64_t c = 0; c < b.scale_cols(); c += 2) {
+        const float s = rng.uniform(0.5f, 1.5f) * std::ldexp(1.0f, int(rng.integer(-20, 4)));
+        float& first = b.scale[size_t(g * b.scale_cols() + c)];
+        first = variant == 3 && c % 4 == 0 ? std::ldexp(s, -100) : s;  // vectors 0 and 2 of each panel: tiny
+        if (c + 1 < b.scale_cols())  // vector 3 of each panel: its two halves differ when variant >= 2
+          b.scale[size_t(g * b.scale_cols() + c + 1)] = variant >= 2 && c % 8 == 6 ? s * 1.25f : first;
+      }
+    const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
+    const std::array<int64_t, 3> forms = count_forms(packed);
+    for (size_t f = 0; f < 3; ++f) seen[f] += forms[f];
+    if (variant == 0) EXPECT_EQ(forms[2], 0) << "uniform, moderate scales need no scales form";
+    if (variant >= 2) EXPECT_GT(forms[2], 0);
+    for (int64_t M : {1, 2, 3, 9}) {
+      std::vector<float> a(size_t(M * K));
+      for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
+      const std::vector<float> want = testing::fma_chain(a, K, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
+      for (const gemm::GemmKernels& k : gemm_variants())
+        testing::expect_columns_match(k.kernel_for(packed), M, K, N, a, K, packed.data(), want,
+                                      "variant " + std::to_string(variant));
+    }
+    std::vector<bfloat16> back(size_t(K * N));
+    gemm::dequantise_weights_fp8(packed, back.data(), N, 1);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t n = 0; n < N; ++n)
+        ASSERT_EQ(std::bit_cast<uint32_t>(to_f32(back[size_t(k * N + n)])), std::bit_cast<uint32_t>(b.weight(k, n)))
+            << "variant " << variant << " k=" << k << " n=" << n;
+  }
+  for (size_t f = 0; f < 3; ++f) EXPECT_GT(seen[f], 0) << "form " << f << " never packed";
 }
 
 TEST(GemmFp8, EqualsTheBf16KernelOnTheDequantisedWeights) {

@@ -18,9 +18,13 @@
 //     2^23 + z: see below), then G rows of 16 bytes: q(gG + r, 32p + j) is in byte j / 2 of row r, the low nibble
 //     for even j. Padded columns have q = z = 0 and s = 0.
 //   FP8 block-scaled weights (dtype() is u8, fp8() true) stand for B[k, n] = e4m3(k, n) * s[k / 128, n]: e4m3 values
-//     (float8 "e4m3fn") with one fp32 scale per 128 rows of K (kFp8BlockK) and column. Panel p is ceil(K / 128)
-//     blocks, each 32 scales (f32, 128 bytes) then its rows of 32 bytes (e4m3 of columns 32p .. 32p + 31): 128 rows,
-//     the last block K - 128 (ceil(K / 128) - 1). The panel is rounded up to 64 bytes. Padded columns: q = 0, s = 0.
+//     (float8 "e4m3fn") with one fp32 scale per 128 rows of K (kFp8BlockK) and column. Panel p is a header of one
+//     byte per 128-row block (rounded up to 64 bytes), then ceil(K / 128) blocks, each 128 bytes for its four
+//     8-column vectors then its rows of 32 bytes (the e4m3 codes of columns 32p .. 32p + 31, as they are): 128
+//     rows, the last block K - 128 (ceil(K / 128) - 1). A vector's 32 bytes hold its 8 scales, or two 8-entry bf16
+//     tables from which the weights follow by integer arithmetic on the codes; the header byte says which, per
+//     vector (fp8_layout.h: the forms, why they are exact, and how the packer checks it). The panel is rounded up
+//     to 64 bytes. Padded columns: q = 0, s = 0.
 // Panels follow each other without gaps, so the whole matrix is one sequential stream; the data starts 64-byte
 // aligned (2 MB aligned, with transparent huge pages requested, from 2 MB on: see pack.cpp) and every panel is a
 // multiple of 64 bytes long.

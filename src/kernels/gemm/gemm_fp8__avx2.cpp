@@ -1,20 +1,22 @@
 // AVX2 + FMA + F16C FP8 block-scaled GEMM (gemm.h, "FP8 block-scaled"): e4m3 widened in registers, never in memory.
 //
-// Eight columns of a packed row are 8 bytes: vpmovzxbw widens them to 16-bit lanes, where ((q << 7) & 0x3f80) |
-// ((q << 8) & 0x8000) is the fp16 whose exponent and mantissa fields hold e4m3's, i.e. e4m3's value times 2^-8
-// (the exponent biases are 15 and 7; e4m3's subnormals land on fp16 subnormals, exactly); vcvtph2ps widens it to
-// fp32 and one multiply by 2^8 gives the e4m3 value exactly. Then the block scale (one fp32 rounding) and the
-// integer round-to-nearest-even to bf16 ((x + 0x7fff + bit 16) & 0xffff0000: to_bf16's arithmetic; a NaN product
-// stays NaN because the packer stores NaN scales as the one quiet NaN); the two NaN codes are forced to all-ones (a
-// NaN) last. That is the scalar variant's fp8_weight() bit for bit (up to NaN payloads, which gemm.h leaves open),
-// and then one vfmadd per k per output element, k in order: the float contract's chain.
+// Each 8-column vector of each 128-row block forms its weights as the packer chose (fp8_layout.h says why and how
+// the choice is checked):
+//   table      x = the 8 codes sign-extended to 32 bits (vpmovsxbd); vpermps picks t1[x & 7] per lane; adding
+//              (x << 20) & 0x87800000 puts the code's exponent field on the entry's and its sign bit on bit 31.
+//              Four instructions per 8 weights beside the load.
+//   table_sub  as table, and t0[x & 7] (a second vpermps) replaces t1's entry where the exponent field is 0: eight.
+//   scales     the contract's arithmetic (dequant8 below), about 14.
+// A tile uses the table path when every vector it covers has form table, table_sub when some has table_sub (a
+// table vector's t0 is stored too and its codes never select it), and otherwise forms each vector by its own form.
 //
-// Why through fp16: placing the bits straight into an fp32 ((q << 20) & 0x07f00000, times 2^120) makes e4m3's
-// subnormal codes fp32 subnormals, and multiplies with subnormal operands cost this Zen 3 about 40% of the kernel's
-// time on random codes (measured); vcvtph2ps produces normal fp32 values only. A 256-entry table would need
-// vpgatherdd, slower here than these shifts; vpermps covers 8 entries only. The weight still costs about 14 vector
-// instructions per 8 weights (the bf16 rounding is 5 of them), so at M = 1 the kernel is bounded by those
-// instructions rather than by its 1 byte per weight (docs/performance.md has the measurement).
+// dequant8: 8 bytes are widened to 16-bit lanes, where ((q << 7) & 0x3f80) | ((q << 8) & 0x8000) is the fp16 whose
+// exponent and mantissa fields hold e4m3's, i.e. e4m3's value times 2^-8 (the exponent biases are 15 and 7; e4m3's
+// subnormals land on fp16 subnormals, exactly); vcvtph2ps widens it and one multiply by 2^8 gives the e4m3 value.
+// Then the scale (one fp32 rounding) and the integer round-to-nearest-even to bf16 ((x + 0x7fff + bit 16) &
+// 0xffff0000: to_bf16's arithmetic; a NaN product stays NaN because the packer stores NaN scales as the one quiet
+// NaN); the two NaN codes are forced to all-ones (a NaN) last. Why through fp16: placing the bits straight into an
+// fp32 makes e4m3's subnormal codes fp32 subnormals, and multiplies with subnormal operands are slow on Zen 3.
 //
 // Tiles as the int4 kernel's: for M <= 2 a tile is M rows x 32 columns (the panel's weights formed once per k);
 // otherwise 8-column strips with tiles of up to 8 rows (one weight vector per k shared by 8 rows).
@@ -44,9 +46,11 @@ struct Consts {
   __m256i one = _mm256_set1_epi32(1);
   __m256i half = _mm256_set1_epi32(0x7FFF);
   __m256i high = _mm256_set1_epi32(int(0xFFFF0000u));
+  __m256i sign_exponent = _mm256_set1_epi32(int(0x87800000u));
+  __m256i exponent_field = _mm256_set1_epi32(0x78);
 };
 
-// The fp32 weights of 8 columns: q8 points at their 8 e4m3 bytes, s holds their scales.
+// The fp32 weights of 8 columns from their 8 e4m3 bytes at q8 and their scales s: the contract's arithmetic.
 __attribute__((always_inline)) inline __m256 dequant8(const Consts& k, const uint8_t* q8, __m256 s) {
   const __m128i x = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q8)));
   const __m128i h = _mm_or_si128(_mm_and_si128(_mm_slli_epi16(x, 7), k.magnitude16),
@@ -59,29 +63,85 @@ __attribute__((always_inline)) inline __m256 dequant8(const Consts& k, const uin
   return _mm256_castsi256_ps(_mm256_or_si256(r, _mm256_cvtepi16_epi32(nan)));
 }
 
+// The weights of 8 columns by the table formula (fp8_layout.h's fp8_table_bits); with Sub, t0 where E == 0.
+template <bool Sub>
+__attribute__((always_inline)) inline __m256 table8(const Consts& k, const uint8_t* q8, __m256 t1, __m256 t0) {
+  const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q8)));
+  __m256 t = _mm256_permutevar8x32_ps(t1, x);
+  if constexpr (Sub) {
+    const __m256i e0 = _mm256_cmpeq_epi32(_mm256_and_si256(x, k.exponent_field), _mm256_setzero_si256());
+    t = _mm256_blendv_ps(t, _mm256_permutevar8x32_ps(t0, x), _mm256_castsi256_ps(e0));
+  }
+  const __m256i ex = _mm256_and_si256(_mm256_slli_epi32(x, 20), k.sign_exponent);
+  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(t), ex));
+}
+
+// 8 bf16 at p widened to fp32 lanes.
+inline __m256 widen_bf16x8(const std::byte* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+
+// One block of `rows` rows for vectors v0 .. v0 + NV - 1, every vector formed by the table path (Sub: table_sub).
+template <int MR, int NV, bool Sub>
+__attribute__((always_inline)) inline void table_block(const Consts& k, const std::byte* blk, int v0, int64_t rows,
+                                                       const float* ak, int64_t lda, __m256 (&acc)[MR][NV]) {
+  __m256 t1[NV], t0[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    t1[v] = widen_bf16x8(blk + size_t(v0 + v) * kFp8VectorBytes);
+    t0[v] = Sub ? widen_bf16x8(blk + size_t(v0 + v) * kFp8VectorBytes + 16) : t1[v];
+  }
+  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes) + 8 * v0;
+  for (int64_t r = 0; r < rows; ++r) {
+    __m256 w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) w[v] = table8<Sub>(k, q + r * kGemmNR + 8 * v, t1[v], t0[v]);
+    fma_step<MR, NV>(ak + r, lda, w, acc);
+  }
+}
+
+// One block whose vectors have different forms, one of them scales: each vector by its own form (the branch takes
+// the same way on every row).
+template <int MR, int NV>
+void mixed_block(const Consts& k, const std::byte* blk, uint8_t forms, int v0, int64_t rows, const float* ak,
+                 int64_t lda, __m256 (&acc)[MR][NV]) {
+  Fp8Form f[NV];
+  __m256 p1[NV], p0[NV];  // t1, t0; or the scales
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const std::byte* area = blk + size_t(v0 + v) * kFp8VectorBytes;
+    f[v] = fp8_form(forms, v0 + v);
+    p1[v] = f[v] == Fp8Form::scales ? _mm256_loadu_ps(reinterpret_cast<const float*>(area)) : widen_bf16x8(area);
+    p0[v] = f[v] == Fp8Form::scales ? p1[v] : widen_bf16x8(area + 16);
+  }
+  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes) + 8 * v0;
+  for (int64_t r = 0; r < rows; ++r) {
+    __m256 w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      w[v] = f[v] == Fp8Form::scales ? dequant8(k, q + r * kGemmNR + 8 * v, p1[v])
+                                     : table8<true>(k, q + r * kGemmNR + 8 * v, p1[v], p0[v]);
+    fma_step<MR, NV>(ak + r, lda, w, acc);
+  }
+}
+
 // MR rows x 8*NV columns starting at vector v0 of the panel at `panel`; `width`: valid columns counted from 8*v0.
 template <int MR, int NV>
 void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, int v0, float* c, int64_t ldc, int width) {
   const Consts k;
   __m256 acc[MR][NV];
   zero_tile(acc);
-  const int64_t blocks = (K + kFp8BlockK - 1) / kFp8BlockK;
-  for (int64_t g = 0; g < blocks; ++g) {
-    const std::byte* blk = panel + fp8_block_offset(g);
-    const auto* scale = reinterpret_cast<const float*>(blk);
-    const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8ScaleBytes);
-    __m256 s[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) s[v] = _mm256_loadu_ps(scale + 8 * (v0 + v));
+  for (int64_t g = 0; g < fp8_blocks(K); ++g) {
+    const std::byte* blk = panel + fp8_block_offset(K, g);
+    const uint8_t forms = reinterpret_cast<const uint8_t*>(panel)[g];
+    int worst = 0;
+    for (int v = 0; v < NV; ++v) worst = std::max(worst, int(fp8_form(forms, v0 + v)));
     const float* ak = a + g * kFp8BlockK;
     const int64_t rows = fp8_block_rows(K, g);
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* row = q + r * kGemmNR;
-      __m256 w[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) w[v] = dequant8(k, row + 8 * (v0 + v), s[v]);
-      fma_step<MR, NV>(ak + r, lda, w, acc);
-    }
+    if (worst == int(Fp8Form::table)) table_block<MR, NV, false>(k, blk, v0, rows, ak, lda, acc);
+    else if (worst == int(Fp8Form::table_sub)) table_block<MR, NV, true>(k, blk, v0, rows, ak, lda, acc);
+    else mixed_block<MR, NV>(k, blk, forms, v0, rows, ak, lda, acc);
   }
   store_tile<MR, NV>(acc, c, ldc, width);
 }

@@ -1,5 +1,6 @@
 // Scalar FP8 block-scaled GEMM (gemm.h, "FP8 block-scaled"): the portable variant every other one matches bit for
-// bit. One output row at a time against one 32-column panel, k outer, each weight formed as the contract writes it.
+// bit. One output row at a time against one 32-column panel, k outer, each weight formed as its vector's form says
+// (fp8_layout.h: the packer stores a form only where it equals the contract's weight for every code it holds).
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -15,20 +16,23 @@ void gemm_fp8w_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, co
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   const auto* b = static_cast<const std::byte*>(b_data);
   const size_t panel_bytes = fp8_panel_bytes(K);
-  const int64_t blocks = (K + kFp8BlockK - 1) / kFp8BlockK;
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     const std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
     const int64_t width = std::min<int64_t>(kGemmNR, n1 - p0);
     for (int64_t m = 0; m < M; ++m) {
       const float* arow = a + m * lda;
       float acc[kGemmNR] = {};
-      for (int64_t g = 0; g < blocks; ++g) {
-        const std::byte* blk = panel + fp8_block_offset(g);
-        const auto* scale = reinterpret_cast<const float*>(blk);
-        const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8ScaleBytes);
+      for (int64_t g = 0; g < fp8_blocks(K); ++g) {
+        const std::byte* blk = panel + fp8_block_offset(K, g);
+        const auto forms = reinterpret_cast<const uint8_t*>(panel)[g];
+        const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes);
         for (int64_t r = 0; r < fp8_block_rows(K, g); ++r)
-          for (int64_t j = 0; j < width; ++j)
-            acc[j] = std::fma(arow[g * kFp8BlockK + r], fp8_weight(q[r * kGemmNR + j], scale[j]), acc[j]);
+          for (int64_t j = 0; j < width; ++j) {
+            const int v = int(j / 8);
+            const float w = fp8_packed_weight(fp8_form(forms, v), blk + size_t(v) * kFp8VectorBytes, int(j % 8),
+                                              q[r * kGemmNR + j]);
+            acc[j] = std::fma(arow[g * kFp8BlockK + r], w, acc[j]);
+          }
       }
       std::memcpy(c + m * ldc + (p0 - n0), acc, size_t(width) * sizeof(float));
     }
