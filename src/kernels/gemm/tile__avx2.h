@@ -58,6 +58,19 @@ __attribute__((always_inline)) inline void store_tile(const __m256 (&acc)[MR][NV
   }
 }
 
+/// Loads a tile stored by store_tile: the first `width` columns (0..8NV) from c, row stride ldc; lanes past `width`
+/// are +0 and their memory is not read.
+template <int MR, int NV>
+__attribute__((always_inline)) inline void load_tile(__m256 (&acc)[MR][NV], const float* c, int64_t ldc, int width) {
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const __m256i mask = lane_mask(width, v);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m)
+      acc[m][v] = width >= 8 * (v + 1) ? _mm256_loadu_ps(c + m * ldc + 8 * v) : _mm256_maskload_ps(c + m * ldc + 8 * v, mask);
+  }
+}
+
 /// The panel walk of the kernels that form their weights in registers (int4, FP8): over the panels of [n0, n1)
 /// (panel p at b + p * panel_bytes), full[M - 1] on the whole panel when M <= F (all rows share each k's weights),
 /// else strip[rows - 1] on each 8-column strip, rows in blocks of at most S. A tile is called as
