@@ -1,4 +1,4 @@
-// Over 500 lines: the one place that knows where every weight comes from (random, float, int8 and GPTQ int4
+// Over 500 lines: the one place that knows where every weight comes from (random, float, int8, GPTQ int4 and FP8
 // checkpoints) and under which name; to be split by source if it grows further.
 #include "layer/weights.h"
 
