@@ -61,9 +61,9 @@ std::string gib(int64_t bytes) {
 
 // Refuses, before anything is allocated, a layer whose weights plus the workspaces of one full chunk do not fit in
 // the memory it may take, keeping a margin (a tenth of it) for the rest of the process and the system.
-void check_fits(const MoeConfig& c, int threads, int64_t limit) {
+// `weights`: the bytes of the weights (layer_weight_bytes, or less for FP8 weights held one byte).
+void check_fits(const MoeConfig& c, int threads, int64_t limit, int64_t weights) {
   const int64_t available = limit > 0 ? limit : available_memory_bytes();
-  const int64_t weights = layer_weight_bytes(c);
   // The largest plan of any forward: a full chunk split between threads, or the largest chunk run as one part.
   const Schedule full = schedule(c.moe_chunk_max_len, threads);
   const int64_t one_part = std::min(c.moe_chunk_max_len, kSplitTokensPerThread * threads - 1);
@@ -226,11 +226,12 @@ MoeLayer& MoeLayer::operator=(MoeLayer&&) noexcept = default;
 namespace {
 
 // Checks the config and that the layer fits, starts the layer's threads, then load(pool) -> LayerWeights on them.
+// `weight_bytes` (when not -1) replaces layer_weight_bytes(config) in the check (FP8 weights held one byte).
 template <class Load>
-LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load) {
+LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load, int64_t weight_bytes = -1) {
   validate(config, "MoeLayer config");
   const int threads = resolve_threads(options.threads);
-  check_fits(config, threads, options.memory_limit_bytes);
+  check_fits(config, threads, options.memory_limit_bytes, weight_bytes >= 0 ? weight_bytes : layer_weight_bytes(config));
   reserve_pool_threads(threads);
   PoolLease lease(threads);
   return load(lease.workers());
@@ -249,18 +250,29 @@ MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, c
 
 MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                    const LayerOptions& options) {
-  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
-    return layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
-  });
+  // An FP8 checkpoint held one byte needs about half a bf16 layer's memory: checked against that.
+  validate(config, "MoeLayer config");
+  const int64_t weight_bytes = layer_index >= 0 && layer::keeps_fp8_one_byte(config, checkpoint, layer_index)
+                                   ? layer_weight_bytes(config, read_fp8_settings(checkpoint))
+                                   : layer_weight_bytes(config);
+  LayerWeights w = load_weights(
+      config, options,
+      [&](ThreadPool& pool) {
+        return layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
+      },
+      weight_bytes);
   LayerOptions checked = options;  // checked while loading, with the checkpoint's names: no second pass
   checked.allow_non_finite_weights = true;
   return MoeLayer(config, std::move(w), checked, /*fp8_form=*/true);
 }
 
 MoeLayer MoeLayer::with_random_fp8_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
-  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
-    return layer::random_fp8_weights(config, seed, pool);
-  });
+  // The float weights are made first, then converted projection by projection: both forms, at most.
+  Fp8Settings blocks;
+  blocks.source = "MoeLayer::with_random_fp8_weights";
+  LayerWeights w = load_weights(
+      config, options, [&](ThreadPool& pool) { return layer::random_fp8_weights(config, seed, pool); },
+      layer_weight_bytes(config) + layer_weight_bytes(config, blocks));
   LayerOptions finite = options;  // random weights are finite: no second pass over them
   finite.allow_non_finite_weights = true;
   return MoeLayer(config, std::move(w), finite, /*fp8_form=*/true);

@@ -308,24 +308,6 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
   tasks.push_back(FillTask{storage, scales, e, row0, out, in, checkpoint_rows(ck, name, t), ck.path() + ": " + name});
 }
 
-// Whether the layer keeps the checkpoint's FP8 projections one byte (fp8_form): every projection it reads (the held
-// experts' and the shared expert's) is FP8 and fp8_held_one_byte holds. Otherwise FP8 projections are dequantised.
-bool keeps_fp8_one_byte(const MoeConfig& c, const Checkpoint& ck, const std::string& prefix,
-                        const std::vector<int64_t>& held, Fp8Reader& fp8) {
-  const ProjectionNames pn = projection_names(c);
-  std::vector<std::string> names;
-  for (int64_t e : held)
-    for (const char* proj : {pn.gate, pn.up, pn.down})
-      names.push_back(prefix + ".experts." + std::to_string(e) + "." + proj + ".weight");
-  if (c.shared_expert_width() > 0)
-    for (const char* proj : {"gate_proj", "up_proj", "down_proj"})
-      names.push_back(shared_prefix(c, prefix) + "." + proj + ".weight");
-  if (names.empty() || !is_fp8_tensor(ck, names.front())) return false;
-  for (const std::string& n : names)
-    if (!is_fp8_tensor(ck, n)) return false;
-  return fp8_held_one_byte(c, fp8.settings());
-}
-
 // An optional per-expert vector [n] of the checkpoint, widened into row e of `dst` ([E, n] f32).
 bool load_vector(const Checkpoint& ck, const std::string& name, int64_t n, const Tensor& dst, int64_t e,
                  bool check_finite) {
@@ -468,6 +450,28 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool,
     for (int64_t e = 0; e < s.E; ++e) w.router_bias.data_as<float>()[e] = b.at(uint64_t(e));
   }
   return w;
+}
+
+bool keeps_fp8_one_byte(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index,
+                        const std::vector<int64_t>* subset) {
+  Fp8Reader fp8(ck);
+  return keeps_fp8_one_byte(c, ck, moe_prefix(c, layer_index), held_experts(c, subset), fp8);
+}
+
+bool keeps_fp8_one_byte(const MoeConfig& c, const Checkpoint& ck, const std::string& prefix,
+                        const std::vector<int64_t>& held, Fp8Reader& fp8) {
+  const ProjectionNames pn = projection_names(c);
+  std::vector<std::string> names;
+  for (int64_t e : held)
+    for (const char* proj : {pn.gate, pn.up, pn.down})
+      names.push_back(prefix + ".experts." + std::to_string(e) + "." + proj + ".weight");
+  if (c.shared_expert_width() > 0)
+    for (const char* proj : {"gate_proj", "up_proj", "down_proj"})
+      names.push_back(shared_prefix(c, prefix) + "." + proj + ".weight");
+  if (names.empty() || !is_fp8_tensor(ck, names.front())) return false;
+  for (const std::string& n : names)
+    if (!is_fp8_tensor(ck, n)) return false;
+  return fp8_held_one_byte(c, fp8.settings());
 }
 
 LayerWeights random_fp8_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "layer/fp8_weights.h"
 #include "moefuse/config.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
@@ -45,6 +46,15 @@ LayerWeights random_fp8_weights(const MoeConfig& config, uint64_t seed, ThreadPo
 LayerWeights checkpoint_weights(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                 ThreadPool& pool, bool allow_non_finite = false,
                                 const std::vector<int64_t>* subset = nullptr);
+
+/// Whether checkpoint_weights keeps the FP8 projections of layer `layer_index` one byte (the FP8 form): every
+/// projection it reads (the held experts' — `subset` as for random_weights — and the shared expert's) is FP8 and
+/// fp8_held_one_byte holds for the checkpoint's settings. Otherwise FP8 projections are dequantised on load.
+/// Errors: those of read_fp8_settings, when the projections are FP8.
+bool keeps_fp8_one_byte(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
+                        const std::vector<int64_t>* subset = nullptr);
+bool keeps_fp8_one_byte(const MoeConfig& config, const Checkpoint& checkpoint, const std::string& prefix,
+                        const std::vector<int64_t>& held, Fp8Reader& fp8);
 
 /// The Hugging Face name prefix of a layer's MoE block: "model.layers.L.mlp" ("...block_sparse_moe" for mixtral).
 std::string moe_prefix(const MoeConfig& config, int64_t layer_index);

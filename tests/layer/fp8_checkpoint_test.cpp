@@ -332,6 +332,24 @@ TEST(Fp8Checkpoint, BadCheckpointsAreClearErrors) {
   }
 }
 
+// The memory check before a load counts FP8 weights held one byte as such: a limit between the one-byte layer's
+// need and the bf16 layer's admits the one, refuses the other (ResourceError before anything is read).
+TEST(Fp8Checkpoint, TheMemoryCheckCountsOneByteWeights) {
+  MoeConfig c = parse_config_yaml(kDeepseekYaml, "fp8.yaml");
+  testing::TempDirectory dir;
+  const Checkpoint ck(write_fp8_checkpoint(dir, [](std::vector<testing::RawTensor>&, std::string&) {}, c, 128, 128));
+  const Fp8Settings fp8 = read_fp8_settings(ck);
+  ASSERT_TRUE(fp8_weights_kept_one_byte(c, fp8));
+  const int64_t one_byte = layer_weight_bytes(c, fp8), bf16 = layer_weight_bytes(c);
+  EXPECT_LT(one_byte * 10, bf16 * 6);
+  // One thread: the largest workspace is one chunk's (the fused path's plan covers the whole chunk).
+  const int64_t limit = (one_byte + layer_workspace_bytes(c, c.moe_chunk_max_len)) * 10 / 9 + 16;
+  EXPECT_NO_THROW(MoeLayer::from_checkpoint(c, ck, 0, {.threads = 1, .memory_limit_bytes = limit}));
+  c.dtype = DType::f16;  // dequantised: 2 bytes per weight
+  EXPECT_THROWS_MSG(MoeLayer::from_checkpoint(c, ck, 0, {.threads = 1, .memory_limit_bytes = limit}), ResourceError,
+                    "MoeLayer: memory: expected the layer to fit in");
+}
+
 TEST(Fp8Checkpoint, NonFiniteValuesKeptOneByteAreRefusedByName) {
   const MoeConfig c = parse_config_yaml(kYaml, "fp8.yaml");
   const std::string w = "model.layers.0.mlp.experts.0.gate_proj.weight";
