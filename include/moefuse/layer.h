@@ -92,6 +92,18 @@ struct LayerTimings {
 /// Bytes of the weights a config needs resident (LayerWeights of that config).
 int64_t layer_weight_bytes(const MoeConfig& config);
 
+/// Whether MoeLayer::from_checkpoint keeps the FP8 block-scaled expert projections of a checkpoint declaring `fp8`
+/// (read_fp8_settings, ModelConfig::fp8) one byte per weight for a layer of `config` — provided every expert
+/// projection the layer reads is FP8: the model dtype is bf16 (the FP8 kernels round each weight to bf16), quant_mode
+/// none, and every block of 128 input channels of each projection lies inside one of the checkpoint's blocks
+/// (weight_block_size's second value a multiple of 128, or at least H, I and the shared width). Otherwise they are
+/// dequantised to the model dtype on load (docs/layer.md §7). False when fp8.source is empty.
+bool fp8_weights_kept_one_byte(const MoeConfig& config, const Fp8Settings& fp8);
+
+/// layer_weight_bytes for a layer read from a checkpoint declaring `fp8`: with fp8_weights_kept_one_byte, the expert
+/// projections count one byte per weight plus an fp32 scale per output channel and 128 input channels.
+int64_t layer_weight_bytes(const MoeConfig& config, const Fp8Settings& fp8);
+
 /// Deterministic random input tokens [tokens, hidden] in `dtype` (f32, f16 or bf16) from `seed`: each value the sum
 /// of four uniform values in [-sqrt(3)/2, sqrt(3)/2) (mean 0, standard deviation 1), rounded to dtype (RNE). What
 /// `moefuse run` and `moefuse bench` feed a layer without --input; the same seed gives the same tokens everywhere.
@@ -126,8 +138,19 @@ class MoeLayer {
   /// message) a config whose weights and workspace do not fit in available memory, before allocating anything.
   static MoeLayer with_random_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options = {});
 
+  /// The weights of with_random_weights (a bf16 float config), with every expert projection (routed and shared)
+  /// then quantised to FP8 the way the FP8 block-scaled releases are made: e4m3 values (round to nearest even,
+  /// saturating) with one fp32 scale max|w| / 448 per block of 128 output x 128 input channels of each projection
+  /// (gate_proj and up_proj apart). The layer keeps them one byte per weight plus scales, as from_checkpoint keeps
+  /// an FP8 checkpoint (docs/layer.md §7); weights() gives the bf16 weights they stand for. For `moefuse bench
+  /// --quant fp8`. Errors: ValueError for a dtype other than bf16 or a quant_mode other than none; as
+  /// with_random_weights otherwise.
+  static MoeLayer with_random_fp8_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options = {});
+
   /// Weights of layer `layer_index` read from a Hugging Face checkpoint by the names of docs/layer.md §5
-  /// (docs/layer.md lists them, with the int8 names). Float tensors are converted to the model dtype (RNE); a float
+  /// (docs/layer.md lists them, with the int8 names). FP8 block-scaled projections (docs/layer.md §7) are kept one
+  /// byte per weight in a bf16 layer whose projections are all FP8 with blocks of K that fit 128, else dequantised
+  /// (fp32, then rounded to the model dtype). Float tensors are converted to the model dtype (RNE); a float
   /// checkpoint with a quantised config is quantised per output channel on load; an int8 checkpoint needs a
   /// quantised config. Errors: IoError naming the checkpoint and tensor for a missing tensor; ValueError/TypeError
   /// for a wrong shape or dtype; ValueError naming the tensor and index of the first non-finite value (unless
@@ -170,6 +193,8 @@ class MoeLayer {
   const std::vector<int64_t>& cumulative_expert_tokens() const;
 
  private:
+  // With fp8_form, weights in the internal FP8 form (one byte per weight) are accepted too.
+  MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options, bool fp8_form);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -45,13 +45,14 @@ class Step {
         I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok),
         Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only), model_(c.dtype),
         slot_(rows::slot(c.dtype)), int8_(c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8),
-        int4_int8_(c.quant_mode == QuantMode::w4a8), rows_(p.kernels.rows),
+        int4_int8_(c.quant_mode == QuantMode::w4a8), fp8_(p.fp8), rows_(p.kernels.rows),
         w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
       shared_w13_ = &(*p.shared_w13.experts)[0];
       shared_w2_ = &(*p.shared_w2.experts)[0];
     }
-    // w4a16 runs the float path on the int4 kernel of its group size (one G for every projection of the layer).
+    // w4a16 runs the float path on the int4 kernel of its group size (one G for every projection of the layer), FP8
+    // weights on the FP8 kernel (every projection of such a layer is FP8).
     float_fn_ = int8_ ? nullptr : p.kernels.gemm.kernel_for((*p.w13.experts)[0]).fn;
     s8_fn_ = p.kernels.gemm.s8.fn;
     // w4a8: the int4 x int8 kernel of the group size, which writes dequantised fp32 (group and row scales applied).
@@ -121,7 +122,8 @@ class Step {
   // Cuts the work into tasks for `threads` threads; returns their count.
   int64_t tasks(int threads) {
     // Bytes per weight, for the block widths (int4 counted as 1: its 0.5 bytes plus scales, rounded up).
-    const int64_t es = int8_ || int4_weights(c_.quant_mode) ? 1 : int64_t(dtype_size(model_));
+    // FP8 weights: 1 byte plus scales.
+    const int64_t es = int8_ || fp8_ || int4_weights(c_.quant_mode) ? 1 : int64_t(dtype_size(model_));
     all_groups_ = groups_ + (Is_ > 0 ? 1 : 0);
     block_a_ = task_columns(2 * H_ * es, all_groups_, I_, threads);
     block_b_ = task_columns(I_ * es, all_groups_, H_, threads);
@@ -355,6 +357,7 @@ class Step {
   const int slot_;  // the model dtype's index in the rows kernels
   const bool int8_;       // int8 activations: w8a8 and w4a8
   const bool int4_int8_;  // w4a8: int4 weights on the int4 x int8 kernel
+  const bool fp8_;        // FP8 weights (one byte) on the FP8 kernel: the float path
   const rows::RowsKernels& rows_;
   gemm::GemmFloatFn float_fn_ = nullptr;
   gemm::GemmS8Fn s8_fn_ = nullptr;

@@ -13,6 +13,7 @@
 #include "base/thread_pool.h"
 #include "kernels/gemm/gemm.h"
 #include "layer/chain.h"
+#include "layer/fp8_weights.h"
 #include "layer/finite.h"
 #include "layer/fused_decode.h"
 #include "layer/weights.h"
@@ -60,9 +61,9 @@ std::string gib(int64_t bytes) {
 
 // Refuses, before anything is allocated, a layer whose weights plus the workspaces of one full chunk do not fit in
 // the memory it may take, keeping a margin (a tenth of it) for the rest of the process and the system.
-void check_fits(const MoeConfig& c, int threads, int64_t limit) {
+// `weights`: the bytes of the weights (layer_weight_bytes, or less for FP8 weights held one byte).
+void check_fits(const MoeConfig& c, int threads, int64_t limit, int64_t weights) {
   const int64_t available = limit > 0 ? limit : available_memory_bytes();
-  const int64_t weights = layer_weight_bytes(c);
   // The largest plan of any forward: a full chunk split between threads, or the largest chunk run as one part.
   const Schedule full = schedule(c.moe_chunk_max_len, threads);
   const int64_t one_part = std::min(c.moe_chunk_max_len, kSplitTokensPerThread * threads - 1);
@@ -114,6 +115,17 @@ int64_t fixed_bytes(const MoeConfig& c) {
   return b;
 }
 
+// Bytes of one expert of a packed projection (every expert is packed alike); 0 when it holds none.
+int64_t packed_bytes(const layer::PackedProjection& p) {
+  return p.experts && p.experts->size() > 0 ? int64_t((*p.experts)[0].data_bytes()) : 0;
+}
+
+// fixed_bytes of a layer whose projections are FP8 (one byte per weight plus scales): the shared expert as packed.
+int64_t fixed_bytes_fp8(const MoeConfig& c, const layer::PackedLayerWeights& p) {
+  const int64_t Is = c.shared_expert_width(), ms = int64_t(dtype_size(c.dtype));
+  return fixed_bytes(c) - 3 * Is * c.hidden_size * ms + packed_bytes(p.shared_w13) + packed_bytes(p.shared_w2);
+}
+
 // Rows of `src` ([n, K]) into rows [begin, begin + n) of the contiguous `dst` of the same dtype and width.
 void copy_rows(const Tensor& src, const Tensor& dst, int64_t begin) {
   const Tensor c = src.contiguous();
@@ -127,6 +139,18 @@ void copy_rows(const Tensor& src, const Tensor& dst, int64_t begin) {
 int64_t layer_weight_bytes(const MoeConfig& c) {
   const bool int8 = c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8;
   return fixed_bytes(c) + c.num_experts * (projection_bytes(c) + (int8 ? 4 : 0));
+}
+
+bool fp8_weights_kept_one_byte(const MoeConfig& c, const Fp8Settings& fp8) { return layer::fp8_held_one_byte(c, fp8); }
+
+int64_t layer_weight_bytes(const MoeConfig& c, const Fp8Settings& fp8) {
+  if (!fp8_weights_kept_one_byte(c, fp8)) return layer_weight_bytes(c);
+  const int64_t H = c.hidden_size, I = c.moe_intermediate_size, Is = c.shared_expert_width();
+  // One byte per weight, an f32 scale per output channel and 128 input channels (the packed panels' padding aside).
+  auto proj = [](int64_t out, int64_t in) { return out * in + out * layer::fp8_blocks(in) * 4; };
+  auto mlp = [&](int64_t w) { return proj(2 * w, H) + proj(H, w); };
+  return layer_weight_bytes(c) - (c.num_experts * I + Is) * 3 * H * int64_t(dtype_size(c.dtype)) +
+         c.num_experts * mlp(I) + (Is > 0 ? mlp(Is) : 0);
 }
 
 int64_t layer_workspace_bytes(const MoeConfig& c, int64_t tokens) {
@@ -176,14 +200,21 @@ struct MoeLayer::Impl {
     reserve_pool_threads(threads);
     PoolLease lease(threads);  // pack on the layer's threads
     packed = layer::pack_layer_weights(weights);
+    if (packed.fp8) {  // one byte per weight plus scales: the bytes the kernels read, as packed
+      per_expert_bytes = packed_bytes(packed.w13) + packed_bytes(packed.w2);
+      chunk_fixed_bytes = fixed_bytes_fp8(c, packed);
+    }
     fused_declines = layer::fused_decode_declines(c);
     declined_path = "chain: " + fused_declines;
   }
 };
 
-MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options) {
+MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options)
+    : MoeLayer(config, std::move(weights), options, false) {}
+
+MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOptions& options, bool fp8_form) {
   validate(config, "MoeLayer config");
-  layer::validate_weights(config, weights);
+  layer::validate_weights(config, weights, fp8_form);
   if (!options.allow_non_finite_weights) layer::check_finite_weights(weights);
   impl_ = std::make_unique<Impl>(config, std::move(weights), resolve_threads(options.threads));
 }
@@ -195,11 +226,12 @@ MoeLayer& MoeLayer::operator=(MoeLayer&&) noexcept = default;
 namespace {
 
 // Checks the config and that the layer fits, starts the layer's threads, then load(pool) -> LayerWeights on them.
+// `weight_bytes` (when not -1) replaces layer_weight_bytes(config) in the check (FP8 weights held one byte).
 template <class Load>
-LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load) {
+LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load, int64_t weight_bytes = -1) {
   validate(config, "MoeLayer config");
   const int threads = resolve_threads(options.threads);
-  check_fits(config, threads, options.memory_limit_bytes);
+  check_fits(config, threads, options.memory_limit_bytes, weight_bytes >= 0 ? weight_bytes : layer_weight_bytes(config));
   reserve_pool_threads(threads);
   PoolLease lease(threads);
   return load(lease.workers());
@@ -218,12 +250,32 @@ MoeLayer MoeLayer::with_random_weights(const MoeConfig& config, uint64_t seed, c
 
 MoeLayer MoeLayer::from_checkpoint(const MoeConfig& config, const Checkpoint& checkpoint, int64_t layer_index,
                                    const LayerOptions& options) {
-  LayerWeights w = load_weights(config, options, [&](ThreadPool& pool) {
-    return layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
-  });
+  // An FP8 checkpoint held one byte needs about half a bf16 layer's memory: checked against that.
+  validate(config, "MoeLayer config");
+  const int64_t weight_bytes = layer_index >= 0 && layer::keeps_fp8_one_byte(config, checkpoint, layer_index)
+                                   ? layer_weight_bytes(config, read_fp8_settings(checkpoint))
+                                   : layer_weight_bytes(config);
+  LayerWeights w = load_weights(
+      config, options,
+      [&](ThreadPool& pool) {
+        return layer::checkpoint_weights(config, checkpoint, layer_index, pool, options.allow_non_finite_weights);
+      },
+      weight_bytes);
   LayerOptions checked = options;  // checked while loading, with the checkpoint's names: no second pass
   checked.allow_non_finite_weights = true;
-  return MoeLayer(config, std::move(w), checked);
+  return MoeLayer(config, std::move(w), checked, /*fp8_form=*/true);
+}
+
+MoeLayer MoeLayer::with_random_fp8_weights(const MoeConfig& config, uint64_t seed, const LayerOptions& options) {
+  // The float weights are made first, then converted projection by projection: both forms, at most.
+  Fp8Settings blocks;
+  blocks.source = "MoeLayer::with_random_fp8_weights";
+  LayerWeights w = load_weights(
+      config, options, [&](ThreadPool& pool) { return layer::random_fp8_weights(config, seed, pool); },
+      layer_weight_bytes(config) + layer_weight_bytes(config, blocks));
+  LayerOptions finite = options;  // random weights are finite: no second pass over them
+  finite.allow_non_finite_weights = true;
+  return MoeLayer(config, std::move(w), finite, /*fp8_form=*/true);
 }
 
 const MoeConfig& MoeLayer::config() const { return impl_->config; }
@@ -357,7 +409,8 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     // What the expert GEMMs dispatched to: the fused path runs the kernels chosen when the layer was packed, the
     // chain's grouped matmuls choose theirs at each call.
     const gemm::GemmKernels k = fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels();
-    m.kernel = c.quant_mode == QuantMode::none  ? k.float_kernel(c.dtype).name
+    m.kernel = m.packed.fp8                      ? k.fp8w.name
+               : c.quant_mode == QuantMode::none  ? k.float_kernel(c.dtype).name
                : c.quant_mode == QuantMode::w4a16 ? k.kernel_for((*m.packed.w13.experts)[0]).name
                : c.quant_mode == QuantMode::w4a8  ? k.u4s8_kernel_for((*m.packed.w13.experts)[0]).name
                                                   : k.s8.name;

@@ -1,5 +1,6 @@
 #include "layer/packed_weights.h"
 
+#include "layer/weights.h"
 #include "ops/packed_grouped_weights.h"
 
 namespace moefuse::layer {
@@ -22,6 +23,22 @@ PackedProjection pack_int4_projection(Tensor& storage, Tensor& scale, Tensor& ze
   p.experts = packed_experts(p.op);
   storage = scale = zero = Tensor{};
   return p;
+}
+
+// FP8 form (weights.h): packs e4m3 storage [E, out, in] with its scales [E, out, fp8_blocks(in)], then drops both.
+PackedProjection pack_fp8_projection(Tensor& storage, Tensor& scale) {
+  PackedProjection p;
+  p.op = pack_grouped_fp8(storage.contiguous(), scale.contiguous());
+  p.experts = packed_experts(p.op);
+  storage = scale = Tensor{};
+  return p;
+}
+
+// The bf16 storage [E, out, in] an FP8 projection stands for (what the kernels compute with).
+Tensor dequantise_fp8_projection(const PackedProjection& packed) {
+  Tensor storage = Tensor::empty(DType::bf16, {packed.op.num_experts(), packed.op.n(), packed.op.k()});
+  dequantise_grouped_fp8(packed.op, storage);
+  return storage;
 }
 
 void unpack_int4_projection(const PackedProjection& packed, Tensor& storage, Tensor& scale, Tensor& zero) {
@@ -54,18 +71,21 @@ PackedLayerWeights pack_layer_weights(LayerWeights& w) {
   PackedLayerWeights p;
   p.kernels.gemm = gemm::select_gemm_kernels();
   p.kernels.rows = rows::select_rows_kernels();
-  const bool int4 = w.w13.dtype() == DType::u8;  // w4a16
+  p.fp8 = fp8_form(w);
+  const bool int4 = !p.fp8 && w.w13.dtype() == DType::u8;  // w4a16
+  auto pack = [&](Tensor& storage, Tensor& scale, Tensor& zero) {
+    return p.fp8 ? pack_fp8_projection(storage, scale) : int4 ? pack_int4_projection(storage, scale, zero)
+                                                            : pack_projection(storage);
+  };
   if (w.w13.size(0) > 0) {  // an expert-parallel rank may hold no routed experts: nothing to pack then
-    p.w13 = int4 ? pack_int4_projection(w.w13, w.w13_scale, w.w13_zero) : pack_projection(w.w13);
-    p.w2 = int4 ? pack_int4_projection(w.w2, w.w2_scale, w.w2_zero) : pack_projection(w.w2);
+    p.w13 = pack(w.w13, w.w13_scale, w.w13_zero);
+    p.w2 = pack(w.w2, w.w2_scale, w.w2_zero);
   } else {
-    w.w13 = w.w2 = Tensor{};
+    w.w13 = w.w2 = w.w13_scale = w.w2_scale = Tensor{};
   }
   if (w.shared_w13.defined()) {
-    p.shared_w13 = int4 ? pack_int4_projection(w.shared_w13, w.shared_w13_scale, w.shared_w13_zero)
-                        : pack_projection(w.shared_w13);
-    p.shared_w2 = int4 ? pack_int4_projection(w.shared_w2, w.shared_w2_scale, w.shared_w2_zero)
-                       : pack_projection(w.shared_w2);
+    p.shared_w13 = pack(w.shared_w13, w.shared_w13_scale, w.shared_w13_zero);
+    p.shared_w2 = pack(w.shared_w2, w.shared_w2_scale, w.shared_w2_zero);
   }
   p.router = pack_rows(w.router);
   if (w.shared_gate.defined()) p.shared_gate = pack_rows(w.shared_gate);
@@ -83,11 +103,13 @@ LayerWeights unpack_layer_weights(const MoeConfig& config, const LayerWeights& w
     }
     return out;
   }
-  out.w13 = unpack_projection(packed.w13);
-  out.w2 = unpack_projection(packed.w2);
+  // FP8: the bf16 weights the kernels compute with (the layer's float form; no scales).
+  auto unpack = [&](const PackedProjection& p) { return packed.fp8 ? dequantise_fp8_projection(p) : unpack_projection(p); };
+  out.w13 = unpack(packed.w13);
+  out.w2 = unpack(packed.w2);
   if (config.shared_expert_width() > 0) {
-    out.shared_w13 = unpack_projection(packed.shared_w13);
-    out.shared_w2 = unpack_projection(packed.shared_w2);
+    out.shared_w13 = unpack(packed.shared_w13);
+    out.shared_w2 = unpack(packed.shared_w2);
   }
   return out;
 }

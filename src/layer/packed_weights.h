@@ -35,15 +35,18 @@ struct PackedLayerWeights {
   gemm::PackedWeights router;       // logical [H, E] of the [E, H] router: the router logits on the GEMM kernels
   gemm::PackedWeights shared_gate;  // logical [H, 1] (qwen2_moe; empty otherwise)
   LayerKernels kernels;             // what reads these (router, fused path)
+  bool fp8 = false;                 // the projections are FP8 block-scaled, one byte per weight (weights.h, fp8_form)
 };
 
 /// Packs `w`'s projections (on the operators' pool: the caller may scope one, base/default_pool.h) and releases
 /// w13, w2, shared_w13 and shared_w2 one by one as they are packed, so that a load never holds more than one
-/// extra projection (w4a16: their scales and zero points too, which the packed form holds). The router and the small
+/// extra projection (w4a16: their scales and zero points too, which the packed form holds; the FP8 form: its
+/// scales, packed with the weights by gemm::pack_weights_fp8). The router and the small
 /// tensors stay in `w` as they are. Chooses the layer's kernels.
 PackedLayerWeights pack_layer_weights(LayerWeights& w);
 
-/// `w` with w13, w2, shared_w13 and shared_w2 restored (new tensors, bitwise the packed weights) from `packed`.
+/// `w` with w13, w2, shared_w13 and shared_w2 restored (new tensors, bitwise the packed weights) from `packed`;
+/// FP8 projections as the bf16 weights they stand for (gemm::dequantise_weights_fp8), without scales.
 LayerWeights unpack_layer_weights(const MoeConfig& config, const LayerWeights& w, const PackedLayerWeights& packed);
 
 }  // namespace moefuse::layer

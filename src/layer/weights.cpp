@@ -1,4 +1,4 @@
-// Over 500 lines: the one place that knows where every weight comes from (random, float, int8 and GPTQ int4
+// Over 500 lines: the one place that knows where every weight comes from (random, float, int8, GPTQ int4 and FP8
 // checkpoints) and under which name; to be split by source if it grows further.
 #include "layer/weights.h"
 
@@ -18,6 +18,9 @@
 #include "moefuse/error.h"
 
 namespace moefuse::layer {
+
+static std::string shared_prefix(const MoeConfig& c, const std::string& prefix);
+
 namespace {
 
 constexpr const char* kOp = "MoeLayer";
@@ -107,9 +110,10 @@ std::vector<int64_t> held_experts(const MoeConfig& c, const std::vector<int64_t>
 
 // Routed-expert tensors hold `held` experts (E without a subset); the router (and smooth scale 1, which routing
 // reads) every expert.
-LayerWeights allocate(const MoeConfig& c, int64_t held) {
+// With `fp8`, the expert projections are allocated in the FP8 form (weights.h, fp8_form).
+LayerWeights allocate(const MoeConfig& c, int64_t held, bool fp8 = false) {
   Shapes s = shapes_of(c);
-  const DType st = storage_dtype(c);
+  const DType st = fp8 ? DType::u8 : storage_dtype(c);
   LayerWeights w;
   w.router = Tensor::empty(c.dtype, {s.E, s.H});
   if (c.model_type == ModelType::deepseek_v3) w.router_bias = Tensor::zeros(DType::f32, {s.E});
@@ -117,7 +121,10 @@ LayerWeights allocate(const MoeConfig& c, int64_t held) {
   w.w13 = Tensor::empty(st, {s.E, 2 * s.I, s.H});
   w.w2 = Tensor::empty(st, {s.E, s.H, s.I});
   const int64_t G = c.quant_group_size;
-  if (int4_weights(c)) {
+  if (fp8) {
+    w.w13_scale = Tensor::empty(DType::f32, {s.E, 2 * s.I, fp8_blocks(s.H)});
+    w.w2_scale = Tensor::empty(DType::f32, {s.E, s.H, fp8_blocks(s.I)});
+  } else if (int4_weights(c)) {
     w.w13_scale = Tensor::empty(DType::f32, {s.E, 2 * s.I, s.H / G});
     w.w13_zero = Tensor::empty(DType::u8, {s.E, 2 * s.I, s.H / G});
     w.w2_scale = Tensor::empty(DType::f32, {s.E, s.H, s.I / G});
@@ -130,7 +137,10 @@ LayerWeights allocate(const MoeConfig& c, int64_t held) {
   if (s.Is > 0) {
     w.shared_w13 = Tensor::empty(st, {1, 2 * s.Is, s.H});
     w.shared_w2 = Tensor::empty(st, {1, s.H, s.Is});
-    if (int4_weights(c)) {
+    if (fp8) {
+      w.shared_w13_scale = Tensor::empty(DType::f32, {1, 2 * s.Is, fp8_blocks(s.H)});
+      w.shared_w2_scale = Tensor::empty(DType::f32, {1, s.H, fp8_blocks(s.Is)});
+    } else if (int4_weights(c)) {
       w.shared_w13_scale = Tensor::empty(DType::f32, {1, 2 * s.Is, s.H / G});
       w.shared_w13_zero = Tensor::empty(DType::u8, {1, 2 * s.Is, s.H / G});
       w.shared_w2_scale = Tensor::empty(DType::f32, {1, s.H, s.Is / G});
@@ -151,6 +161,9 @@ struct FillTask {
   RowSource source;
   std::string name = {};  // where the values come from (a checkpoint's path and tensor name), for errors
   Int4Target int4 = {};   // w4a16: where the zero points go (set by attach_int4)
+  // FP8 kept one byte: fills the storage itself (read_fp8_one_byte), returning what fill_projection returns;
+  // `source` then gives the fp32 values, for the error about a non-finite one.
+  std::function<int64_t(bool check_finite)> raw = {};
 };
 
 // Points every w4a16 task at the zero points of the projection it fills (tasks name their storage, not its zeros).
@@ -170,7 +183,8 @@ void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool, bool check_finite
   std::vector<int64_t> bad(tasks.size(), -1);
   pool.parallel_for(int64_t(tasks.size()), [&](int64_t i) {
     const FillTask& t = tasks[size_t(i)];
-    bad[size_t(i)] = fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source, check_finite, t.int4);
+    bad[size_t(i)] = t.raw ? t.raw(check_finite)
+                           : fill_projection(t.storage, t.scales, t.e, t.row0, t.out, t.in, t.source, check_finite, t.int4);
   });
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (bad[i] < 0) continue;
@@ -178,7 +192,7 @@ void run_tasks(std::vector<FillTask>& tasks, ThreadPool& pool, bool check_finite
     std::vector<float> row(size_t(t.in));
     const int64_t r = bad[i] / t.in, c = bad[i] % t.in;
     t.source(r, row.data());
-    const DType stored = t.storage.dtype();
+    const DType stored = t.raw ? DType::bf16 : t.storage.dtype();  // FP8 kept one byte: the kernels' bf16 value
     fail_non_finite(t.name, row[size_t(c)], {r, c}, &stored);
   }
 }
@@ -253,10 +267,16 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
                      const Tensor& scales, int64_t e, int64_t row0, int64_t out, int64_t in, const char* out_name,
                      const char* in_name, std::vector<FillTask>& tasks, bool check_finite, const Int4Load& int4 = {}) {
   const std::string base = name.substr(0, name.size() - std::string("weight").size());
-  if (int4.fp8 != nullptr && is_fp8_tensor(ck, name)) {  // FP8 block-scaled: dequantised in fp32, then as floats
-    tasks.push_back(FillTask{storage, scales, e, row0, out, in,
-                             fp8_rows(ck, name, out, in, out_name, in_name, int4.fp8->settings(), check_finite),
-                             ck.path() + ": " + name});
+  if (int4.fp8 != nullptr && is_fp8_tensor(ck, name)) {  // FP8 block-scaled
+    const Fp8Projection fp8 = fp8_projection(ck, name, out, in, out_name, in_name, int4.fp8->settings(), check_finite);
+    FillTask t{storage, scales, e, row0, out, in, fp8_rows(fp8), ck.path() + ": " + name};
+    if (storage.dtype() == DType::u8) {  // kept one byte (fp8_form): bytes and scales copied as they are
+      const int64_t row = e * storage.size(1) + row0;
+      uint8_t* q = storage.data_as<uint8_t>() + row * in;
+      float* s = scales.data_as<float>() + row * scales.size(2);
+      t.raw = [fp8, q, s](bool check) { return read_fp8_one_byte(fp8, q, s, check); };
+    }  // else dequantised in fp32, then as floats
+    tasks.push_back(std::move(t));
     return;
   }
   if (int4_weights(c) && has_gptq_projection(ck, base)) {  // a GPTQ checkpoint: its int4 values as they are
@@ -322,9 +342,12 @@ static std::string shared_prefix(const MoeConfig& c, const std::string& prefix) 
   return prefix + (c.model_type == ModelType::qwen2_moe ? ".shared_expert" : ".shared_experts");
 }
 
-void validate_weights(const MoeConfig& c, const LayerWeights& w) {
+bool fp8_form(const LayerWeights& w) { return w.w13.defined() && w.w13.dtype() == DType::u8 && !w.w13_zero.defined(); }
+
+void validate_weights(const MoeConfig& c, const LayerWeights& w, bool allow_fp8) {
   const Shapes s = shapes_of(c);
-  const DType st = storage_dtype(c);
+  const bool fp8 = allow_fp8 && fp8_form(w) && c.dtype == DType::bf16 && !quantised(c);
+  const DType st = fp8 ? DType::u8 : storage_dtype(c);
   auto need = [&](const char* name, const Tensor& t, DType dt, const Shape& shape) {
     check::defined(kOp, name, t);
     check::dtype_in(kOp, name, t, {dt});
@@ -339,7 +362,10 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w) {
   need("w13", w.w13, st, {s.E, 2 * s.I, s.H});
   need("w2", w.w2, st, {s.E, s.H, s.I});
   const int64_t G = c.quant_group_size;
-  if (int4_weights(c)) {
+  if (fp8) {
+    need("w13_scale", w.w13_scale, DType::f32, {s.E, 2 * s.I, fp8_blocks(s.H)});
+    need("w2_scale", w.w2_scale, DType::f32, {s.E, s.H, fp8_blocks(s.I)});
+  } else if (int4_weights(c)) {
     need("w13_scale", w.w13_scale, DType::f32, {s.E, 2 * s.I, s.H / G});
     need("w13_zero", w.w13_zero, DType::u8, {s.E, 2 * s.I, s.H / G});
     need("w2_scale", w.w2_scale, DType::f32, {s.E, s.H, s.I / G});
@@ -367,7 +393,10 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w) {
   if (s.Is > 0) {
     need("shared_w13", w.shared_w13, st, {1, 2 * s.Is, s.H});
     need("shared_w2", w.shared_w2, st, {1, s.H, s.Is});
-    if (int4_weights(c)) {
+    if (fp8) {
+      need("shared_w13_scale", w.shared_w13_scale, DType::f32, {1, 2 * s.Is, fp8_blocks(s.H)});
+      need("shared_w2_scale", w.shared_w2_scale, DType::f32, {1, s.H, fp8_blocks(s.Is)});
+    } else if (int4_weights(c)) {
       need("shared_w13_scale", w.shared_w13_scale, DType::f32, {1, 2 * s.Is, s.H / G});
       need("shared_w13_zero", w.shared_w13_zero, DType::u8, {1, 2 * s.Is, s.H / G});
       need("shared_w2_scale", w.shared_w2_scale, DType::f32, {1, s.H, s.Is / G});
@@ -423,6 +452,60 @@ LayerWeights random_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool,
   return w;
 }
 
+bool keeps_fp8_one_byte(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index,
+                        const std::vector<int64_t>* subset) {
+  Fp8Reader fp8(ck);
+  return keeps_fp8_one_byte(c, ck, moe_prefix(c, layer_index), held_experts(c, subset), fp8);
+}
+
+bool keeps_fp8_one_byte(const MoeConfig& c, const Checkpoint& ck, const std::string& prefix,
+                        const std::vector<int64_t>& held, Fp8Reader& fp8) {
+  const ProjectionNames pn = projection_names(c);
+  std::vector<std::string> names;
+  for (int64_t e : held)
+    for (const char* proj : {pn.gate, pn.up, pn.down})
+      names.push_back(prefix + ".experts." + std::to_string(e) + "." + proj + ".weight");
+  if (c.shared_expert_width() > 0)
+    for (const char* proj : {"gate_proj", "up_proj", "down_proj"})
+      names.push_back(shared_prefix(c, prefix) + "." + proj + ".weight");
+  if (names.empty() || !is_fp8_tensor(ck, names.front())) return false;
+  for (const std::string& n : names)
+    if (!is_fp8_tensor(ck, n)) return false;
+  return fp8_held_one_byte(c, fp8.settings());
+}
+
+LayerWeights random_fp8_weights(const MoeConfig& c, uint64_t seed, ThreadPool& pool) {
+  if (c.dtype != DType::bf16 || quantised(c))
+    throw ValueError(std::string(kOp) + ": FP8 weights: expected a bf16 float config (dtype bf16, quant_mode none), "
+                     "got dtype " + std::string(dtype_name(c.dtype)) + ", quant_mode " +
+                     std::string(quant_mode_name(c.quant_mode)));
+  LayerWeights f = random_weights(c, seed, pool);
+  LayerWeights w = allocate(c, c.num_experts, true);
+  w.router = f.router;
+  w.router_bias = f.router_bias;
+  w.shared_gate = f.shared_gate;
+  // Projection `from` ([E, out, in]) into its FP8 form: parts of `rows` rows (gate and up of w13 apart), each
+  // quantised in blocks counted from its own first row.
+  auto convert = [&](Tensor& from, const Tensor& q, const Tensor& scales, int64_t rows) {
+    const int64_t E = from.size(0), out = from.size(1), in = from.size(2), kb = fp8_blocks(in);
+    const int64_t parts = out / rows, es = int64_t(from.element_size());
+    pool.parallel_for(E * parts, [&](int64_t i) {
+      const int64_t row = (i / parts) * out + (i % parts) * rows;
+      quantise_fp8_blocks(static_cast<const std::byte*>(from.data()) + row * in * es, from.dtype(), rows, in,
+                          q.data_as<uint8_t>() + row * in, scales.data_as<float>() + row * kb);
+    });
+    from = Tensor{};
+  };
+  const Shapes s = shapes_of(c);
+  convert(f.w13, w.w13, w.w13_scale, s.I);
+  convert(f.w2, w.w2, w.w2_scale, s.H);
+  if (s.Is > 0) {
+    convert(f.shared_w13, w.shared_w13, w.shared_w13_scale, s.Is);
+    convert(f.shared_w2, w.shared_w2, w.shared_w2_scale, s.H);
+  }
+  return w;
+}
+
 LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_t layer_index, ThreadPool& pool,
                                 bool allow_non_finite, const std::vector<int64_t>* subset) {
   const bool check = !allow_non_finite;
@@ -433,11 +516,11 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   const ProjectionNames pn = projection_names(c);
   const std::vector<int64_t> held = held_experts(c, subset);
   const int64_t n_held = int64_t(held.size());
-  LayerWeights w = allocate(c, n_held);
+  Fp8Reader fp8(ck);
+  LayerWeights w = allocate(c, n_held, keeps_fp8_one_byte(c, ck, p, held, fp8));
   std::vector<FillTask> tasks;
   GptqFormat gptq;
   if (int4_weights(c)) gptq = read_gptq_format(ck, c.quant_group_size);
-  Fp8Reader fp8(ck);
   auto i4 = [&](const Tensor& zeros) { return Int4Load{zeros, &gptq, &fp8}; };
   // The router and the shared gate stay float (model dtype) in every chain.
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");

@@ -44,9 +44,17 @@ struct WeightDesc {
   DType dtype;
   Shape shape;
   bool int4 = false;
+  bool fp8 = false;
 
   static WeightDesc of(const Tensor& w) { return {w.defined(), false, w.dtype(), w.shape()}; }
-  static WeightDesc of(const PackedGroupedWeights& w) { return {!w.empty(), true, w.dtype(), w.shape(), is_int4(w)}; }
+  static WeightDesc of(const PackedGroupedWeights& w) {
+    return {!w.empty(), true, w.dtype(), w.shape(), is_int4(w), is_fp8(w)};
+  }
+  // Packed FP8 block-scaled weights (pack_grouped_fp8: the layer's one-byte FP8 projections) serve float x.
+  static bool is_fp8(const PackedGroupedWeights& w) {
+    const auto packed = detail::PackedGroupedWeightsAccess::packed(w);
+    return packed && packed->size() > 0 && (*packed)[0].fp8();
+  }
   // Packed int4 group-wise weights (ops/packed_grouped_weights.h: the layer's w4a16 and w4a8 projections) serve
   // float x (w4a16) and int8 x with a per-token scale (w4a8).
   static bool is_int4(const PackedGroupedWeights& w) {
@@ -75,7 +83,9 @@ GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const Grou
       check::fail_value(kOp, "weight", "packed weights (from pack_grouped_weights)", "empty packed weights");
     check::fail_value(kOp, "weight", "a tensor", "none");
   }
-  if (weight.dtype != x.dtype() && !weight.int4) {
+  if (weight.fp8 && int8)
+    check::fail_type(kOp, "x", "dtype f32, bf16 or f16 (FP8 weights run with float x)", name(x.dtype()));
+  if (weight.dtype != x.dtype() && !weight.int4 && !weight.fp8) {
     std::string expected = "dtype " + name(x.dtype()) + " (the dtype of x)";
     if (!int8 && weight.dtype == DType::i8) expected += "; int8 weights with float x (antiquant) are not supported";
     if (int8 && weight.dtype == DType::i32) expected += "; int4 weights packed in i32 are not supported";

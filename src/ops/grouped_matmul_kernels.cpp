@@ -55,6 +55,7 @@ std::string PackedGroupedWeights::describe() const {
   if (!impl_) return "empty packed weights";
   const int64_t G = impl_->packed->size() > 0 ? (*impl_->packed)[0].group_size() : 0;
   if (G > 0) return "packed int4 (group size " + std::to_string(G) + ")" + shape_.str();
+  if (impl_->packed->size() > 0 && (*impl_->packed)[0].fp8()) return "packed fp8 e4m3" + shape_.str();
   return "packed " + std::string(dtype_name(dtype_)) + shape_.str();
 }
 
@@ -507,7 +508,7 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
   for (const gemm::PackedWeights* w : experts)
     if (w) {
       p.int4 = w->group_size() > 0;
-      if (p.int4 && !p.int8) p.ffn = kernels.kernel_for(*w).fn;
+      if ((p.int4 || w->fp8()) && !p.int8) p.ffn = kernels.kernel_for(*w).fn;  // FP8: float x only
       if (p.int4 && p.int8) {
         p.ufn = kernels.u4s8_kernel_for(*w).fn;
         p.c_direct = y.dtype() == DType::f32;

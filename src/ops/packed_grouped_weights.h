@@ -20,6 +20,16 @@ PackedGroupedWeights pack_grouped_int4(const Tensor& q, const Tensor& scale, con
 /// The inverse: fills q, scale and zero (shapes and dtypes as above, contiguous) from `w`.
 void unpack_grouped_int4(const PackedGroupedWeights& w, const Tensor& q, const Tensor& scale, const Tensor& zero);
 
+/// Packs FP8 block-scaled projections in the layer's FP8 form (layer/weights.h, fp8_form): q [E, N, K] u8 (e4m3 bit
+/// patterns) and scale [E, N, ceil(K / 128)] f32 (the scale of (e, n, k) at [e, n, k / 128]), contiguous. The result
+/// is the logical [E, K, N] weight with w = bf16(e4m3 * s) (gemm.h, "FP8 block-scaled"), one byte per weight;
+/// grouped_matmul runs it with float x of any dtype and writes x's dtype (int8 x is refused). Packs the experts in
+/// parallel on the operators' pool. Errors: those of gemm::pack_weights_fp8.
+PackedGroupedWeights pack_grouped_fp8(const Tensor& q, const Tensor& scale);
+
+/// The weights `w` (packed by pack_grouped_fp8) stands for, bf16(e4m3 * s), into out [E, N, K] bf16 (contiguous).
+void dequantise_grouped_fp8(const PackedGroupedWeights& w, const Tensor& out);
+
 /// The packed experts inside `w` (shared: they live as long as either holder); nullptr when `w` is empty.
 std::shared_ptr<const gemm::PackedExperts> packed_experts(const PackedGroupedWeights& w);
 

@@ -87,7 +87,7 @@ int64_t build_cost(const MoeConfig& c) {
 TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   const std::string cfg = small_config();
   const std::string name = std::filesystem::path(cfg).filename().string();
-  Result r = moefuse("bench --config '" + cfg + "' --tokens 3,1 --iters 1 --warmup 0 --threads 2 --quant none,w8a8 " +
+  Result r = moefuse("bench --config '" + cfg + "' --tokens 3,1 --iters 1 --warmup 0 --threads 2 --quant none,w8a8,fp8 " +
                      "--json '" + path("b.json") + "' --plot '" + path("b.png") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -111,9 +111,9 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   const gemm::GemmKernels kernels = gemm::select_gemm_kernels();
   // Rows in the order quant x path x tokens (sorted): none/chain/1, none/chain/3, none/superkernel/1, ...
   const std::vector<std::string> rows = table_rows(r.out);
-  ASSERT_EQ(rows.size(), 8u) << r.out;
+  ASSERT_EQ(rows.size(), 12u) << r.out;
   size_t i = 0;
-  for (const char* quant : {"none", "w8a8"})
+  for (const char* quant : {"none", "w8a8", "fp8"})
     for (const char* asked : {"chain", "superkernel"})
       for (const char* T : {"1", "3"}) {
         const std::vector<std::string> w = words(rows[i]);
@@ -125,7 +125,14 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
         EXPECT_EQ(w[4], T);
         EXPECT_EQ(w[5], "decode");
         // The family whose peak bounds the row, from the kernel the layer says it ran.
-        const std::string kernel = std::string(quant) == "none" ? kernels.bf16w.name : kernels.s8.name;
+        const std::string kernel = std::string(quant) == "none" ? kernels.bf16w.name
+                                   : std::string(quant) == "fp8" ? kernels.fp8w.name
+                                                                 : kernels.s8.name;
+        if (std::string(quant) == "fp8") {  // the same routing as none's rows (same router, same tokens), 1-byte experts
+          const Json& bf16_row = j["rows"][i - 1 - 8];
+          EXPECT_LT(row["weight_bytes"].get<int64_t>(), bf16_row["weight_bytes"].get<int64_t>());
+          EXPECT_GT(2 * row["weight_bytes"].get<int64_t>(), bf16_row["weight_bytes"].get<int64_t>());
+        }
         const probe::PeakFamily* family = probe::family_of_kernel(kernel);
         EXPECT_EQ(w[13], family ? family->id : "-");
         EXPECT_EQ(row["kernel"], kernel);
@@ -179,7 +186,7 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
                                j["probes"]["after"]["read_gbps"].get<double>());
   EXPECT_EQ(j["limits"]["read_gbps"].get<double>(), read);
 
-  ASSERT_EQ(j["rows"].size(), 8u);
+  ASSERT_EQ(j["rows"].size(), 12u);
   for (const Json& row : j["rows"]) {
     SCOPED_TRACE(row.dump());
     EXPECT_EQ(row["preset"], name);
@@ -231,7 +238,7 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   }
   // The plan: per quant one group of both paths, 32 copies each, capped (not limited by memory), fully warm.
   const Json& groups = j["plan"]["groups"];
-  ASSERT_EQ(groups.size(), 2u);
+  ASSERT_EQ(groups.size(), 3u);
   for (const Json& g : groups) {
     EXPECT_EQ(g["paths"], (std::vector<std::string>{"chain", "superkernel"}));
     EXPECT_EQ(g["copies"], 32);
@@ -242,6 +249,7 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   // ... and the output says so, once per (quant, group).
   EXPECT_EQ(count(r.out, "note:       " + name + " none, chain + superkernel: 32 of "), 1u) << r.out;
   EXPECT_EQ(count(r.out, "note:       " + name + " w8a8, chain + superkernel: 32 of "), 1u) << r.out;
+  EXPECT_EQ(count(r.out, "note:       " + name + " fp8, chain + superkernel: 32 of "), 1u) << r.out;
   EXPECT_NE(r.out.find("(at most 32): a copy is read again after"), std::string::npos) << r.out;
 
   const std::string png = read_bytes(path("b.png"));
@@ -402,7 +410,7 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
   EXPECT_TRUE(is_error(moefuse(base + " --paths chain,fused" + outputs),
                        {"--paths: expected a comma-separated list of chain, superkernel, got chain,fused"}));
   EXPECT_TRUE(is_error(moefuse(base + " --quant w2a8" + outputs),
-                       {"--quant: expected a comma-separated list of none, w8a8, w8a8c8, w4a16, w4a8, got w2a8"}));
+                       {"--quant: expected a comma-separated list of none, w8a8, w8a8c8, w4a16, w4a8, fp8, got w2a8"}));
   // w4a16 with the config's group size (128 by default), which must divide H = 64: refused before any timing.
   EXPECT_TRUE(is_error(moefuse(base + " --quant w4a16" + outputs),
                        {"with quant_mode w4a16", "quant_group_size", "got 128"}));
@@ -419,6 +427,9 @@ TEST_F(BenchCliTest, ErrorsAreOneLineAndWriteNothing) {
                        {"--plot: expected a file name ending in .png or .svg, got " + path("b.pdf")}));
   EXPECT_TRUE(is_error(moefuse(base + " --plot '" + path("no/dir/b.svg") + "'"), {"--plot", path("no/dir")}));
   EXPECT_TRUE(is_error(moefuse(base + " --json '" + path("no/dir/b.json") + "'"), {"--json", path("no/dir")}));
+  // fp8 needs a bf16 model (the FP8 kernels round the weights to bf16).
+  EXPECT_TRUE(is_error(moefuse("bench --config '" + small_config("f16") + "' --quant fp8" + outputs),
+                       {"--quant fp8: expected a bf16 model", "of dtype f16"}));
   // w8a8c8 needs a bf16 model.
   EXPECT_TRUE(is_error(moefuse("bench --config '" + small_config("f16") + "' --quant w8a8c8" + outputs),
                        {"quant_mode", "w8a8c8"}));

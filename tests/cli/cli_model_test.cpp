@@ -137,8 +137,20 @@ TEST_F(CliModel, Fp8FolderRunsAsTheOracle) {
     const double ratio = j["moe_layers"][0]["checkpoint_bytes"].get<double>() /
                          float_info["moe_layers"][0]["checkpoint_bytes"].get<double>();
     EXPECT_LT(ratio, 0.75);  // experts at 1 byte (plus scales) instead of 2; the router stays bf16
+    // Resident: qwen3_moe_fp8's [128, 128] blocks are held one byte; deepseek_v3_fp8's [8, 12] are dequantised.
+    const bool one_byte = i == 0;
+    EXPECT_EQ(j["moe_layers"][0]["fp8_one_byte"], one_byte);
+    const int64_t resident = j["moe_layers"][0]["resident_bytes"], float_resident = float_info["moe_layers"][0]["resident_bytes"];
+    if (one_byte) EXPECT_LT(resident, float_resident * 3 / 4);
+    else EXPECT_EQ(resident, float_resident);
   }
-  EXPECT_EQ(moefuse("info --weights " + model_dir("deepseek_v3_fp8")).out.find("fp8:        expert weights float8 e4m3 with block scales [8, 12]") == std::string::npos, false);
+  EXPECT_NE(moefuse("info --weights " + model_dir("qwen3_moe_fp8"))
+                .out.find("fp8:        expert weights float8 e4m3 with block scales [128, 128] (held one byte per weight"),
+            std::string::npos);
+  EXPECT_NE(moefuse("info --weights " + model_dir("deepseek_v3_fp8"))
+                .out.find("fp8:        expert weights float8 e4m3 with block scales [8, 12] (dequantised to bf16 on "
+                          "load: blocks of 12 input channels do not fit the kernels' 128)"),
+            std::string::npos);
 }
 
 TEST_F(CliModel, QuantizeAWholeModelAndRunIt) {

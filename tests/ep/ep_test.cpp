@@ -20,8 +20,10 @@
 #include "moefuse/error.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
+#include "layer/fp8_weights.h"
 #include "util/compare.h"
 #include "util/errors.h"
+#include "util/fp8_checkpoint.h"
 #include "util/random.h"
 #include "util/configs.h"
 
@@ -253,6 +255,49 @@ TEST(Ep, FromCheckpointsReadingOnlyEachRanksExperts) {
     MPI_Barrier(MPI_COMM_WORLD);
     if (mpi_rank() == 0) std::filesystem::remove_all(dir);
   }
+}
+
+// An FP8 block-scaled checkpoint (blocks [128, 128], every expert projection e4m3): each rank holds its share one
+// byte per weight, as the single-process layer does, and the output is that layer's, bitwise.
+TEST(Ep, Fp8CheckpointHeldOneByte) {
+  const MoeConfig c = tiny("deepseek-v3", DType::bf16);
+  const LayerWeights w = MoeLayer::with_random_weights(c, 21, {.threads = 1}).weights();
+  const std::string dir = testing::shared_temp_dir("ep_fp8");
+  if (mpi_rank() == 0) {
+    std::vector<testing::RawTensor> raw;
+    for (const auto& [name, t] : layer_checkpoint_tensors(c, w, 2)) {
+      if (name.find("experts.") == std::string::npos) {
+        raw.push_back(testing::raw_tensor(name, t));
+        continue;
+      }
+      // Every projection here has at most 128 rows: one block of rows, whose scales are row 0's.
+      const int64_t n = t.size(0), k = t.size(1), kb = (k + 127) / 128;
+      ASSERT_LE(n, 128);
+      testing::RawTensor q{name, "F8_E4M3", {n, k}, std::vector<std::byte>(size_t(n * k))};
+      std::vector<float> scales(size_t(n * kb));
+      const Tensor tc = t.contiguous();
+      layer::quantise_fp8_blocks(tc.data(), tc.dtype(), n, k, reinterpret_cast<uint8_t*>(q.bytes.data()), scales.data());
+      Tensor s = Tensor::empty(DType::f32, {1, kb});
+      std::copy(scales.begin(), scales.begin() + kb, s.data_as<float>());
+      raw.push_back(std::move(q));
+      raw.push_back(testing::raw_tensor(name + "_scale_inv", s));
+    }
+    testing::write_raw_safetensors(dir + "/model.safetensors", raw);
+    write_text(dir + "/config.json", R"({"quantization_config": {"quant_method": "fp8", "fmt": "e4m3", )"
+                                     R"("weight_block_size": [128, 128], "activation_scheme": "dynamic"}})");
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  {
+    const Checkpoint ck(dir + "/model.safetensors");
+    MoeLayer single = MoeLayer::from_checkpoint(c, ck, 2, {.threads = 1});
+    const Tensor x = rank_tokens(c, {5, 8, 1}, 23);
+    single.forward(x);
+    EXPECT_NE(single.kernel().find("fp8"), std::string::npos) << single.kernel();
+    ExpertParallelLayer ep = ExpertParallelLayer::from_checkpoint(c, ck, 2, MPI_COMM_WORLD, options());
+    expect_same_as_single(ep, single, x);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (mpi_rank() == 0) std::filesystem::remove_all(dir);
 }
 
 // Ranks whose configs disagree: every rank gets the error (none waits for the others), naming what differs.

@@ -98,12 +98,18 @@ bool one_of(const std::string& s, std::initializer_list<const char*> names) {
   return std::any_of(names.begin(), names.end(), [&](const char* n) { return s == n; });
 }
 
+// "fp8" is a float layer (quant_mode none) whose expert weights are FP8 block-scaled (make_layer).
 QuantMode parse_quant(const std::string& s) {
   return s == "w8a8"    ? QuantMode::w8a8
          : s == "w8a8c8" ? QuantMode::w8a8c8
          : s == "w4a16"  ? QuantMode::w4a16
          : s == "w4a8"   ? QuantMode::w4a8
                          : QuantMode::none;
+}
+
+// A layer of `quant` with random weights: FP8 block-scaled expert weights, one byte each, for "fp8".
+MoeLayer make_layer(const std::string& quant, const MoeConfig& c, uint64_t seed, const LayerOptions& o) {
+  return quant == "fp8" ? MoeLayer::with_random_fp8_weights(c, seed, o) : MoeLayer::with_random_weights(c, seed, o);
 }
 
 // The items of a list in their first order, each once.
@@ -299,7 +305,7 @@ class Bench {
       try {
         sets.push_back(PathSet{g.paths[i], {}});
         check_machine_holds(j.configs[k], g.copy_bytes[i]);
-        sets.back().layers.push_back(MoeLayer::with_random_weights(j.configs[k], a_.seed, o));
+        sets.back().layers.push_back(make_layer(j.quant, j.configs[k], a_.seed, o));
       } catch (const ResourceError& e) {  // the machine has less than the plan assumed (others took memory)
         sets.pop_back();
         refused_ = e.what();
@@ -325,7 +331,7 @@ class Bench {
       for (size_t i = 0; i < sets.size() && ok; ++i) {
         try {
           check_machine_holds(configs[i], costs[i]);
-          sets[i].layers.push_back(MoeLayer::with_random_weights(configs[i], a_.seed + uint64_t(n), o));
+          sets[i].layers.push_back(make_layer(j.quant, configs[i], a_.seed + uint64_t(n), o));
         } catch (const ResourceError&) {
           ok = false;
         }
@@ -465,6 +471,9 @@ int bench(const BenchArgs& a) {
       MoeConfig c = m.lc.config;
       c.quant_mode = parse_quant(q);
       if (c.quant_mode != m.lc.config.quant_mode) validate(c, m.lc.source + " with quant_mode " + q);
+      if (q == "fp8" && c.dtype != DType::bf16)
+        throw ValueError("--quant fp8: expected a bf16 model (the FP8 kernels round the weights to bf16), got " +
+                         m.label + " of dtype " + std::string(dtype_name(c.dtype)));
     }
   if (!a.plot.empty() && !plot_format(a.plot))
     throw ValueError("--plot: expected a file name ending in .png or .svg, got " + a.plot);
@@ -503,10 +512,12 @@ void add_bench_command(CLI::App& app, int& status) {
   cmd->add_option("--paths", a->paths, "Paths, comma-separated: chain, superkernel (default both)")
       ->check(list_of("chain, superkernel", [](const std::string& s) { return one_of(s, {"chain", "superkernel"}); }));
   cmd->add_option("--quant", a->quant,
-                  "Quantisations, comma-separated: none, w8a8, w8a8c8, w4a16, w4a8 (default: the config's; w4a16 and "
-                  "w4a8 use the config's quant_group_size)")
-      ->check(list_of("none, w8a8, w8a8c8, w4a16, w4a8",
-                      [](const std::string& s) { return one_of(s, {"none", "w8a8", "w8a8c8", "w4a16", "w4a8"}); }));
+                  "Quantisations, comma-separated: none, w8a8, w8a8c8, w4a16, w4a8, fp8 (default: the config's; w4a16 "
+                  "and w4a8 use the config's quant_group_size; fp8: a bf16 float layer whose expert weights are e4m3 "
+                  "with 128 x 128 block scales, one byte each)")
+      ->check(list_of("none, w8a8, w8a8c8, w4a16, w4a8, fp8", [](const std::string& s) {
+        return one_of(s, {"none", "w8a8", "w8a8c8", "w4a16", "w4a8", "fp8"});
+      }));
   cmd->add_option("--threads", a->threads, "Threads of the layer and of the machine probes (default 0: every core)")
       ->check(integer_at_least(0));
   cmd->add_option("--iters", a->iters, "Timed forwards per row; the median is reported (default 5)")

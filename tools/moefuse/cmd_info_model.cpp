@@ -30,7 +30,8 @@ int model_info(const std::string& dir, bool json) {
                           {"quant_mode", quant_mode_name(c.quant_mode)},
                           {"tensors", tensors},
                           {"checkpoint_bytes", stored},
-                          {"resident_bytes", layer_weight_bytes(c)}});
+                          {"fp8_one_byte", fp8_weights_kept_one_byte(c, m.fp8)},
+                          {"resident_bytes", layer_weight_bytes(c, m.fp8)}});
   }
   const Json model = describe_model(LoadedConfig{m.layer, "file " + m.source, m.source});
   if (json) {
@@ -60,10 +61,19 @@ int model_info(const std::string& dir, bool json) {
               s(model["routed_scaling_factor"]).c_str());
   std::printf("dtype:      %s; quantised: %s\n", s(model["dtype"]).c_str(),
               m.quant_mode == QuantMode::none ? "no" : std::string(quant_mode_name(m.quant_mode)).c_str());
-  if (!m.fp8.source.empty())
-    std::printf("fp8:        expert weights float8 e4m3 with block scales [%lld, %lld] (dequantised to %s on load)\n",
-                static_cast<long long>(m.fp8.block_n), static_cast<long long>(m.fp8.block_k),
-                s(model["dtype"]).c_str());
+  if (!m.fp8.source.empty()) {
+    // What a layer holds (docs/layer.md §7): the one-byte form in a bf16 layer whose blocks fit the kernels'.
+    const MoeConfig& c = m.layer;
+    const std::string held =
+        fp8_weights_kept_one_byte(c, m.fp8)
+            ? "held one byte per weight, with an f32 scale per output channel and 128 input channels"
+            : "dequantised to " + s(model["dtype"]) + " on load: " +
+                  (c.dtype != DType::bf16 ? std::string("the FP8 kernels compute with bf16 weights")
+                                          : "blocks of " + std::to_string(m.fp8.block_k) +
+                                                " input channels do not fit the kernels' 128");
+    std::printf("fp8:        expert weights float8 e4m3 with block scales [%lld, %lld] (%s)\n",
+                static_cast<long long>(m.fp8.block_n), static_cast<long long>(m.fp8.block_k), held.c_str());
+  }
   std::printf("checkpoint: %s (%zu file(s))\n", dir.c_str(), ck.files().size());
   std::printf("  %6s %-7s %8s %16s %16s\n", "layer", "quant", "tensors", "checkpoint bytes", "resident bytes");
   for (const Json& l : layers)
