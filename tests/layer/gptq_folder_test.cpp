@@ -50,7 +50,8 @@ struct Case {
 };
 
 TEST(GptqFolder, RunsAsTheSameLayerWithAnExplicitConfig) {
-  for (const Case& k : {Case{"qwen2_moe", QuantMode::w4a16, false, false}, Case{"mixtral", QuantMode::w4a16, true, false},
+  for (const Case& k : {Case{"qwen2_moe", QuantMode::w4a16, false, false},
+                        Case{"mixtral", QuantMode::w4a16, true, false},
                         Case{"qwen3_moe", QuantMode::w4a8, false, true}}) {
     SCOPED_TRACE(k.family);
     TempDirectory dir;
@@ -58,7 +59,8 @@ TEST(GptqFolder, RunsAsTheSameLayerWithAnExplicitConfig) {
     std::string extra = k.v2 ? R"(, "checkpoint_format": "gptq_v2")" : "";
     if (k.mode == QuantMode::w4a8) extra += R"(, "moefuse_quant_mode": "w4a8")";
     testing::write_derived_folder(
-        DerivedFolder{.family = k.family, .symmetric = k.sym, .v2 = k.v2, .quantization_json = gptq_json(32, k.sym, extra)},
+        DerivedFolder{
+            .family = k.family, .symmetric = k.sym, .v2 = k.v2, .quantization_json = gptq_json(32, k.sym, extra)},
         folder);
     const ModelConfig m = load_model_config(folder);
     EXPECT_EQ(m.quant_mode, k.mode);
@@ -71,7 +73,8 @@ TEST(GptqFolder, RunsAsTheSameLayerWithAnExplicitConfig) {
       SCOPED_TRACE("layer " + std::to_string(l));
       EXPECT_EQ(m.layer_config(l), want);
       MoeLayer from_folder = load_model_layer(folder, l, {.threads = 2});
-      MoeLayer from_config = MoeLayer::from_checkpoint(want, Checkpoint(folder + "/model.safetensors"), l, {.threads = 2});
+      MoeLayer from_config =
+          MoeLayer::from_checkpoint(want, Checkpoint(folder + "/model.safetensors"), l, {.threads = 2});
       const Tensor x = random_tokens(5, 32, uint64_t(l) + 1, want.dtype);
       EXPECT_TENSOR_EQ(from_folder.forward(x, true), from_config.forward(x, true));
       EXPECT_TENSOR_EQ(from_folder.forward(x, false), from_config.forward(x, false));
@@ -127,9 +130,11 @@ TEST(GptqFolder, ConfigErrorsNameTheKey) {
   EXPECT_THROWS_MSG(parse(R"({"quant_method": "gptq", "group_size": 48})"), ValueError,
                     "quantization_config.group_size: expected 32, 64 or 128", "got 48");
   EXPECT_THROWS_MSG(parse(R"({"quant_method": "gptq", "group_size": 64})"), ValueError,
-                    "quantization_config.group_size: expected a group size dividing moe_intermediate_size (32), got 64");
+                    "quantization_config.group_size: expected a group size dividing moe_intermediate_size (32), "
+                    "got 64");
   EXPECT_THROWS_MSG(parse(R"({"quant_method": "gptq", "group_size": 32, "checkpoint_format": "marlin"})"),
-                    ValueError, "quantization_config.checkpoint_format: expected \"gptq\" or \"gptq_v2\", got \"marlin\"");
+                    ValueError,
+                    "quantization_config.checkpoint_format: expected \"gptq\" or \"gptq_v2\", got \"marlin\"");
   EXPECT_THROWS_MSG(parse(R"({"quant_method": "gptq", "group_size": 32, "moefuse_quant_mode": "w8a8"})"),
                     ValueError, "quantization_config.moefuse_quant_mode: expected \"w4a16\" or \"w4a8\", got \"w8a8\"");
   EXPECT_THROWS_MSG(parse(R"({"quant_method": "gptq", "group_size": 32, "sym": "yes"})"), ValueError,
@@ -147,7 +152,8 @@ TEST(GptqFolder, TensorErrorsNameTheFileAndTensor) {
   // Expert 0's qweight of another width than config.json's: check_model_tensors names both.
   testing::replace_tensor(folder, p + "experts.0.gate_proj.qweight", Tensor::zeros(DType::i32, {4, 16}));
   EXPECT_THROWS_MSG(load_model_layer(folder, 1), ValueError, folder + "/config.json: moe_intermediate_size = 32",
-                    "contradict " + folder + ": " + p + "experts.0.gate_proj.qweight of shape [4, 16] (expected [4, 32])");
+                    "contradict " + folder + ": " + p +
+                        "experts.0.gate_proj.qweight of shape [4, 16] (expected [4, 32])");
   testing::write_derived_folder(DerivedFolder{.family = "qwen2_moe", .quantization_json = gptq_json(32, false)},
                                 dir.file("g"));
   // Another expert's scales of another group count.

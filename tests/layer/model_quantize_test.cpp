@@ -1,7 +1,7 @@
 // quantize_model: a whole model folder (tests/data/models/) quantised and read back with no other config. Every
 // quantised layer equals the float folder quantised on load (bitwise) and is within per-token cosine 0.99 (int4:
-// 0.95) of the float layer; every other tensor is copied byte for byte; the output keeps the input's shards; failures leave
-// nothing behind.
+// 0.95) of the float layer; every other tensor is copied byte for byte; the output keeps the input's shards;
+// failures leave nothing behind.
 #include <gtest/gtest.h>
 
 #include <cstring>

@@ -152,7 +152,8 @@ def test_gptq_folder_errors(tmp_path):
         moefuse.MoeLayer.from_pretrained(folder, layer=0)
     for q, match in [(dict(base, bits=8), r"config\.json: quantization_config\.bits: expected 4"),
                      (dict(base, group_size=16), r"quantization_config\.group_size: expected 32, 64 or 128"),
-                     (dict(base, group_size=64), r"group_size: expected a group size dividing intermediate_size")]:
+                     (dict(base, group_size=64),
+                      r"group_size: expected a group size dividing hidden_size \(32\), got 64")]:
         (tmp_path / "b").mkdir(exist_ok=True)
         d = tmp_path / "b" / str(q["bits"] * 1000 + q["group_size"])
         d.mkdir()
