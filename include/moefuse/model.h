@@ -38,15 +38,23 @@ struct ModelConfig {
   std::vector<int64_t> moe_layers;
   /// quantization_config written by `moefuse quantize` (quant_method "moefuse"): the int8 chain of the quantised
   /// layers and which layers are quantised (increasing, a subset of moe_layers). none / empty for a float model.
+  /// A GPTQ folder (quant_method "gptq", see gptq): w4a16, or w4a8 when its "moefuse_quant_mode" says so; its
+  /// "quantized_layers" when given, else every MoE layer.
   QuantMode quant_mode = QuantMode::none;
   std::vector<int64_t> quantized_layers;
+  /// quantization_config of a GPTQ int4 folder (quant_method "gptq": bits 4, group_size 32, 64 or 128, sym,
+  /// desc_act, checkpoint_format "gptq" or "gptq_v2"); source "" otherwise. Its quantised layers' experts and shared
+  /// experts are read from their *.qweight, *.qzeros, *.scales (and *.g_idx) tensors; the router stays float
+  /// (docs/layer.md, "int4 weights").
+  GptqSettings gptq;
   /// quantization_config of an FP8 block-scaled release (quant_method "fp8"): its block size; source "" otherwise.
   /// Such a model's layers are float layers (quant_mode none, dtype the model's) whose expert projections are read
   /// from F8_E4M3 tensors and their block scales (MoeLayer::from_checkpoint, docs/layer.md §7).
   Fp8Settings fp8;
 
   bool is_moe_layer(int64_t layer) const;
-  /// The config of MoE layer `layer`: `layer` with quant_mode set when it is one of quantized_layers. ValueError
+  /// The config of MoE layer `layer`: `layer` with quant_mode set when it is one of quantized_layers (a GPTQ folder:
+  /// and quant_group_size, quant_symmetric from gptq). ValueError
   /// "<source>: --layer: expected one of the MoE layers 1, 3, 5 (of 6 decoder layers), got 2 (a dense layer)" for a
   /// dense or out-of-range layer.
   MoeConfig layer_config(int64_t layer) const;
@@ -66,9 +74,11 @@ inline constexpr uint64_t kMaxModelConfigBytes = uint64_t(4) << 20;
 /// "<source>: <key>: expected ..., got ..." for an unknown model_type (listing the known ones), a missing required
 /// key, a value of the wrong type (a string "64" or 64.5 where an integer is needed), a value out of range, a
 /// combination the layer does not compute (deepseek_v2 topk_method "noaux_tc", a sigmoid family without
-/// norm_topk_prob) and a quantization_config this build does not read (quant_method "gptq": read with a moefuse
-/// config, not from config.json; another: the known methods listed; "fp8" with fmt other than "e4m3",
-/// activation_scheme other than "dynamic" or a weight_block_size that is not two integers >= 1).
+/// norm_topk_prob) and a quantization_config this build does not read (an unknown quant_method: the known methods
+/// listed; "fp8" with fmt other than "e4m3", activation_scheme other than "dynamic" or a weight_block_size that is not
+/// two integers >= 1; "gptq" with bits other than 4, a group_size other than 32, 64, 128 (-1, one group per column,
+/// included) or one that does not divide hidden_size and the expert widths, a checkpoint_format other than "gptq" and
+/// "gptq_v2", a moefuse_quant_mode other than "w4a16" and "w4a8").
 ModelConfig parse_model_config_json(std::string_view text, std::string_view source_name = "config.json");
 
 /// True when `path` is a directory holding a config.json (a model folder as shipped).
@@ -106,8 +116,13 @@ MoeLayer load_model_layer(const std::string& dir, int64_t layer, const LayerOpti
 
 /// What quantize_model does.
 struct QuantizeModelOptions {
-  /// The int8 chain: w8a8 or w8a8c8 (w8a8c8 needs a bf16 model).
+  /// The chain: w8a8 or w8a8c8 (int8 per output channel; w8a8c8 needs a bf16 model), w4a16 or w4a8 (int4 per group
+  /// of group_size input channels, GPTQ's format; w4a8 needs a bf16 or f16 model).
   QuantMode mode = QuantMode::w8a8;
+  /// w4a16, w4a8: input channels per scale and zero point (32, 64, 128; it must divide H and the expert widths).
+  int64_t group_size = 128;
+  /// w4a16, w4a8: zero point 8 (true) or one per group (false).
+  bool symmetric = true;
   /// The MoE layers to quantise (any order, no repeats); empty = every MoE layer.
   std::vector<int64_t> layers = {};
   /// Threads of the per-layer quantisation (LayerOptions::threads).
@@ -127,18 +142,22 @@ struct QuantizeModelResult {
 /// Quantises a model folder: every MoE layer of options.layers (default all) as `moefuse quantize` does one layer —
 /// MoeLayer::from_checkpoint with the layer's config and quant_mode options.mode, refusing non-finite weights, its
 /// expert and shared projections written as int8 "weight" + f32 "weight_scale" (w8a8c8: and each expert's
-/// "clip_alpha" 1) under the same names — and every other tensor (router, correction bias, shared-expert gate,
+/// "clip_alpha" 1) under the same names, or (w4a16, w4a8) as GPTQ's "qweight", "qzeros", f16 "scales" and "g_idx"
+/// (round to nearest per group, v1 zero points, g_idx i / G) — and every other tensor (router, correction bias, shared-expert gate,
 /// attention, norms, embeddings, the layers not chosen) copied byte for byte. The output has the input's shards
 /// (same file names; each tensor in the shard of the tensor it comes from) and, when the input has one, its index
 /// (weight_map and total_size updated); its config.json is the input's with "quantization_config":
-/// {"quant_method": "moefuse", "quant_mode": ..., "quantized_layers": [...]}, which load_model_config reads back; the
+/// {"quant_method": "moefuse", "quant_mode": ..., "quantized_layers": [...]} (int4: {"quant_method": "gptq",
+/// "bits": 4, "group_size": G, "sym": ..., "desc_act": false, "checkpoint_format": "gptq", "moefuse_quant_mode":
+/// "w4a16" | "w4a8", "quantized_layers": [...]}), which load_model_config reads back; the
 /// input folder's other regular files (tokenizer, ...) are copied.
 ///
 /// Memory: one layer at a time (the layer as it is quantised and its int8 copy), tensors streamed into the files.
 /// All or nothing: everything is written into a staging directory beside out_dir, renamed to out_dir at the end, and
 /// removed on any error. Errors: ValueError "quantize_model: out_dir: ..." when out_dir is the input folder or
 /// inside it, IoError when it exists and is not an empty directory; ValueError naming the layer for a dense layer
-/// in options.layers, for an input already quantised, for a mode the model's dtype does not allow; the errors of
+/// in options.layers, for an input already quantised, for a mode the model's dtype does not allow, for a group size
+/// that does not divide the projections' input widths (validate's message); the errors of
 /// load_model_config, check_model_tensors and MoeLayer::from_checkpoint.
 QuantizeModelResult quantize_model(const std::string& dir, const std::string& out_dir,
                                    const QuantizeModelOptions& options);

@@ -124,6 +124,17 @@ void bind_layer(nb::module_& m) {
         d["quantized_layers"] = mc.quantized_layers;
         if (mc.fp8.source.empty()) d["fp8_weight_block"] = nb::none();
         else d["fp8_weight_block"] = std::vector<int64_t>{mc.fp8.block_n, mc.fp8.block_k};
+        if (mc.gptq.source.empty()) {
+          d["gptq"] = nb::none();
+        } else {
+          nb::dict g;
+          g["bits"] = mc.gptq.bits;
+          g["group_size"] = mc.gptq.group_size;
+          g["sym"] = mc.gptq.sym;
+          g["desc_act"] = mc.gptq.desc_act;
+          g["checkpoint_format"] = mc.gptq.checkpoint_format;
+          d["gptq"] = g;
+        }
         d["layer"] = mc.layer;
         return d;
       },

@@ -110,37 +110,84 @@ void read_family(ModelType t, const Keys& k, MoeConfig& c) {
   }
 }
 
+// The layers a quantization_config names in "quantized_layers" (distinct MoE layers, sorted), or every MoE layer
+// when `all_by_default` and the key is absent.
+std::vector<int64_t> quantized_layers_of(const Keys& k, const ModelConfig& m, bool all_by_default) {
+  if (all_by_default && !k.has("quantized_layers")) return m.moe_layers;
+  std::vector<int64_t> layers = k.int_list_or("quantized_layers");
+  std::sort(layers.begin(), layers.end());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const int64_t l = layers[i];
+    if (!m.is_moe_layer(l) || (i > 0 && layers[i - 1] == l))
+      k.fail("quantized_layers", "distinct MoE layers (" + join_layers(m.moe_layers) + ")", std::to_string(l));
+  }
+  if (layers.empty()) k.fail("quantized_layers", "at least one layer", "an empty list");
+  return layers;
+}
+
+// A GPTQ int4 release's quantization_config (GPTQ / AutoGPTQ / GPTQModel / optimum write it; `moefuse quantize`
+// too, adding moefuse_quant_mode and quantized_layers). GPTQ's defaults for absent keys; the group size has none.
+void read_gptq(const Keys& k, ModelConfig& m) {
+  GptqSettings& g = m.gptq;
+  g.source = m.source + ": quantization_config";
+  g.bits = k.int_or("bits", 4, 1);
+  if (g.bits != 4)
+    k.fail("bits", "4 (int4 weights; GPTQ's 2, 3 and 8 bits are not read)", std::to_string(g.bits));
+  if (!k.has("group_size")) k.fail("group_size", "32, 64 or 128", "none");
+  g.group_size = k.int_or("group_size", 0, -1);
+  if (g.group_size != 32 && g.group_size != 64 && g.group_size != 128)
+    k.fail("group_size",
+           "32, 64 or 128 (the int4 kernels' group sizes)",
+           std::to_string(g.group_size) + (g.group_size == -1 ? " (one group per column: not supported)" : ""));
+  g.sym = k.bool_or("sym", true);
+  g.desc_act = k.bool_or("desc_act", false);  // act order: each tensor's g_idx must still be i / G (gptq.cpp)
+  g.checkpoint_format = k.string_or("checkpoint_format", "gptq");
+  if (g.checkpoint_format != "gptq" && g.checkpoint_format != "gptq_v2")
+    k.fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", io_detail::quote_for_message(g.checkpoint_format));
+  const std::string mode = k.string_or("moefuse_quant_mode", "w4a16");
+  if (mode == "w4a16") m.quant_mode = QuantMode::w4a16;
+  else if (mode == "w4a8") m.quant_mode = QuantMode::w4a8;
+  else k.fail("moefuse_quant_mode", "\"w4a16\" or \"w4a8\"", io_detail::quote_for_message(mode));
+  m.quantized_layers = quantized_layers_of(k, m, true);
+  // Every projection's input width must be whole groups: hidden_size (gate, up) and the expert widths (down).
+  const MoeConfig& c = m.layer;
+  for (auto [key, v] : {std::pair<const char*, int64_t>{"hidden_size", c.hidden_size},
+                        {c.model_type == ModelType::mixtral || c.model_type == ModelType::olmoe
+                             ? "intermediate_size" : "moe_intermediate_size", c.moe_intermediate_size},
+                        {c.model_type == ModelType::qwen2_moe ? "shared_expert_intermediate_size"
+                                                              : "moe_intermediate_size x n_shared_experts",
+                         c.shared_expert_width()}})
+    if (v > 0 && v % g.group_size != 0)
+      k.fail("group_size", std::string("a group size dividing ") + key + " (" + std::to_string(v) + ")",
+             std::to_string(g.group_size));
+}
+
 // quantization_config: absent for a float model; written by `moefuse quantize` as
-// {"quant_method": "moefuse", "quant_mode": "w8a8" | "w8a8c8", "quantized_layers": [..]}; or an FP8 block-scaled
-// release's {"quant_method": "fp8", ...} (its expert projections are read as they are: the layer stays a float one).
+// {"quant_method": "moefuse", "quant_mode": "w8a8" | "w8a8c8", "quantized_layers": [..]}; a GPTQ int4 release's
+// {"quant_method": "gptq", "bits": 4, "group_size": G, ...} (read_gptq); or an FP8 block-scaled release's
+// {"quant_method": "fp8", ...} (its expert projections are read as they are: the layer stays a float one).
 // Other methods are named and refused here, so that a build that reads one adds it in this one place.
 void read_quantization(const Keys& root, ModelConfig& m) {
   const json* q = root.find("quantization_config");
   if (q == nullptr) return;
   const Keys k = root.object("quantization_config");
   const std::string method = k.string_required("quant_method");
-  if (method == "gptq")
-    k.fail("quant_method", "a quantisation method this build reads in a model folder (moefuse, fp8)",
-           io_detail::quote_for_message(method) + " (gptq checkpoints are read with a moefuse config, not here)");
   if (method == "fp8") {
     m.fp8 = io_detail::parse_fp8_quantization(k, m.source + ": quantization_config");
     return;
   }
+  if (method == "gptq") {
+    read_gptq(k, m);
+    return;
+  }
   if (method != "moefuse")
-    k.fail("quant_method", "one of: moefuse, fp8 (not supported in this build: gptq)",
+    k.fail("quant_method", "one of: moefuse, fp8, gptq (not supported in this build: awq and others)",
            io_detail::quote_for_message(method));
   const std::string mode = k.string_required("quant_mode");
   if (mode == "w8a8") m.quant_mode = QuantMode::w8a8;
   else if (mode == "w8a8c8") m.quant_mode = QuantMode::w8a8c8;
   else k.fail("quant_mode", "\"w8a8\" or \"w8a8c8\"", io_detail::quote_for_message(mode));
-  m.quantized_layers = k.int_list_or("quantized_layers");
-  std::sort(m.quantized_layers.begin(), m.quantized_layers.end());
-  for (size_t i = 0; i < m.quantized_layers.size(); ++i) {
-    const int64_t l = m.quantized_layers[i];
-    if (!m.is_moe_layer(l) || (i > 0 && m.quantized_layers[i - 1] == l))
-      k.fail("quantized_layers", "distinct MoE layers (" + join_layers(m.moe_layers) + ")", std::to_string(l));
-  }
-  if (m.quantized_layers.empty()) k.fail("quantized_layers", "at least one layer", "an empty list");
+  m.quantized_layers = quantized_layers_of(k, m, false);
 }
 
 }  // namespace
@@ -157,7 +204,13 @@ MoeConfig ModelConfig::layer_config(int64_t l) const {
             " decoder layers)",
         std::to_string(l) + (l >= 0 && l < num_hidden_layers ? " (a dense layer)" : " (no such layer)")));
   MoeConfig c = layer;
-  if (std::binary_search(quantized_layers.begin(), quantized_layers.end(), l)) c.quant_mode = quant_mode;
+  if (std::binary_search(quantized_layers.begin(), quantized_layers.end(), l)) {
+    c.quant_mode = quant_mode;
+    if (!gptq.source.empty()) {
+      c.quant_group_size = gptq.group_size;
+      c.quant_symmetric = gptq.sym;
+    }
+  }
   return c;
 }
 
@@ -197,11 +250,8 @@ ModelConfig parse_model_config_json(std::string_view text, std::string_view sour
   m.moe_layers = moe_layers_of(c.model_type, k, m.num_hidden_layers);
   read_quantization(k, m);
   validate(c, m.source + " (the MoE layer's config)");
-  if (m.quant_mode != QuantMode::none) {
-    MoeConfig q = c;
-    q.quant_mode = m.quant_mode;
-    validate(q, m.source + " (the quantised layers' config)");
-  }
+  if (m.quant_mode != QuantMode::none)
+    validate(m.layer_config(m.quantized_layers.front()), m.source + " (the quantised layers' config)");
   return m;
 }
 

@@ -1,4 +1,5 @@
-// quantize_model (moefuse/model.h): a whole model folder's MoE layers quantised to int8, every other tensor copied,
+// quantize_model (moefuse/model.h): a whole model folder's MoE layers quantised to int8 or to GPTQ's int4, every
+// other tensor copied,
 // written shard by shard with one layer in memory, into a staging directory renamed into place at the end.
 #include <unistd.h>
 
@@ -72,10 +73,18 @@ class Writer {
       auto& [f32, i8] = by_layer[l];
       const std::string base = name.substr(0, name.size() - std::string("weight").size());
       const int64_t out = e.shape.size() == 2 ? e.shape[0] : 0;
+      const MoeConfig& c = configs_.at(l);
+      if (int4_weights(c.quant_mode)) {  // GPTQ's tensors (layer/gptq.h): i32 first, then the f16 scales
+        const int64_t in = e.shape.size() == 2 ? e.shape[1] : 0, G = c.quant_group_size;
+        f32.push_back(quantised_entry(l, base + "qweight", "I32", {in / 8, out}, uint64_t(in / 8 * out) * 4));
+        f32.push_back(quantised_entry(l, base + "qzeros", "I32", {in / G, out / 8}, uint64_t(in / G * (out / 8)) * 4));
+        f32.push_back(quantised_entry(l, base + "g_idx", "I32", {in}, uint64_t(in) * 4));
+        i8.push_back(quantised_entry(l, base + "scales", "F16", {in / G, out}, uint64_t(in / G * out) * 2));
+        continue;
+      }
       i8.push_back(quantised_entry(l, name, "I8", e.shape, uint64_t(e.shape.size() == 2 ? out * e.shape[1] : 0)));
       f32.push_back(quantised_entry(l, base + "weight_scale", "F32", {out}, uint64_t(out) * 4));
       // w8a8c8: each routed expert's down projection (mixtral: w2; docs/layer.md §5) gets its clip factor.
-      const MoeConfig& c = configs_.at(l);
       const bool down = ends_with(name, c.model_type == ModelType::mixtral ? ".w2.weight" : ".down_proj.weight");
       if (c.quant_mode == QuantMode::w8a8c8 && down && starts_with(name, layer_checkpoint_prefix(c, l) + ".experts."))
         f32.push_back(quantised_entry(l, base + "clip_alpha", "F32", {1}, 4));
@@ -121,8 +130,12 @@ class Writer {
                             const Tensor& t = quantised(l, name);
                             const Tensor c = t.contiguous();
                             if (uint64_t(c.numel()) * c.element_size() != bytes)
-                              throw ValueError(check::message(kWho, name, std::to_string(bytes) + " bytes",
-                                                              c.describe()));
+                              throw ValueError(check::message(
+                                  kWho, name, std::to_string(bytes) + " bytes",
+                                  c.describe() + (c.dtype() == DType::f32 && ends_with(name, ".scales")
+                                                      ? " (a group's scale is outside fp16's range, which GPTQ's "
+                                                        "f16 scales cannot hold)"
+                                                      : "")));
                             sink(c.data(), bytes);
                             advance(bytes);
                           }};
@@ -182,12 +195,25 @@ void check_out_dir(const std::string& dir, const std::string& out_dir) {
                                                                                               unsigned(st.type()))));
 }
 
-std::string quantised_config_json(const std::string& config_path, QuantMode mode, const std::vector<int64_t>& layers) {
+// The input's config.json with the quantization_config of the output: moefuse's for int8; for int4 GPTQ's keys as
+// GPTQ writes them, plus the two it has no word for (the activation mode and the layers quantised).
+std::string quantised_config_json(const std::string& config_path, const QuantizeModelOptions& o,
+                                  const std::vector<int64_t>& layers) {
   nlohmann::ordered_json j =
       nlohmann::ordered_json::parse(io_detail::read_whole_file(config_path, kWho, kMaxModelConfigBytes));
-  j["quantization_config"] = {{"quant_method", "moefuse"},
-                              {"quant_mode", std::string(quant_mode_name(mode))},
-                              {"quantized_layers", layers}};
+  if (int4_weights(o.mode))
+    j["quantization_config"] = {{"quant_method", "gptq"},
+                                {"bits", 4},
+                                {"group_size", o.group_size},
+                                {"sym", o.symmetric},
+                                {"desc_act", false},
+                                {"checkpoint_format", "gptq"},
+                                {"moefuse_quant_mode", std::string(quant_mode_name(o.mode))},
+                                {"quantized_layers", layers}};
+  else
+    j["quantization_config"] = {{"quant_method", "moefuse"},
+                                {"quant_mode", std::string(quant_mode_name(o.mode))},
+                                {"quantized_layers", layers}};
   return j.dump(2) + "\n";
 }
 
@@ -200,7 +226,7 @@ void write_text(const fs::path& p, const std::string& text) {
 QuantizeModelResult quantize_model(const std::string& dir, const std::string& out_dir,
                                    const QuantizeModelOptions& o) {
   if (o.mode == QuantMode::none)
-    throw ValueError(check::message(kWho, "mode", "w8a8 or w8a8c8", "none"));
+    throw ValueError(check::message(kWho, "mode", "w8a8, w8a8c8, w4a16 or w4a8", "none"));
   const ModelConfig m = load_model_config(dir);
   if (m.quant_mode != QuantMode::none)
     throw ValueError(check::message(m.source, "quantization_config", "a float model",
@@ -222,6 +248,8 @@ QuantizeModelResult quantize_model(const std::string& dir, const std::string& ou
   for (int64_t l : layers) {
     MoeConfig c = m.layer_config(l);
     c.quant_mode = o.mode;
+    c.quant_group_size = o.group_size;
+    c.quant_symmetric = o.symmetric;
     validate(c, m.source + " with quant_mode " + std::string(quant_mode_name(o.mode)));
     check_model_tensors(c, m.source, ck, l);
     writer.add_layer(l, c);
@@ -259,7 +287,7 @@ QuantizeModelResult quantize_model(const std::string& dir, const std::string& ou
       nlohmann::ordered_json j = {{"metadata", {{"total_size", writer.total}}}, {"weight_map", weight_map}};
       write_text(staging / "model.safetensors.index.json", j.dump(2) + "\n");
     }
-    write_text(staging / "config.json", quantised_config_json(m.source, o.mode, layers));
+    write_text(staging / "config.json", quantised_config_json(m.source, o, layers));
     for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
       const std::string n = e.path().filename().string();
       if (!e.is_regular_file() || ends_with(n, ".safetensors") || n == "model.safetensors.index.json" ||

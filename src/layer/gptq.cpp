@@ -24,10 +24,12 @@ Tensor read_2d(const Checkpoint& ck, const std::string& name, int64_t rows, int6
   if (!ok_dtype) {
     std::string want;
     for (DType d : dtypes) want += (want.empty() ? "" : " or ") + std::string(dtype_name(d));
-    throw TypeError(ck.path() + ": " + name + ": expected dtype " + want + ", got " + std::string(dtype_name(t.dtype())));
+    throw TypeError(ck.file_of(name) + ": " + name + ": expected dtype " + want + ", got " +
+                    std::string(dtype_name(t.dtype())));
   }
   if (t.dim() != 2 || t.size(0) != rows || t.size(1) != cols)
-    throw ValueError(ck.path() + ": " + name + ": expected shape " + shape_words + hint + ", got " + t.shape().str());
+    throw ValueError(ck.file_of(name) + ": " + name + ": expected shape " + shape_words + hint + ", got " +
+                     t.shape().str());
   return t.contiguous();
 }
 
@@ -45,9 +47,7 @@ GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G) {
   if (s.bits != 4) fail("bits", "4 (w4a16, w4a8)", str(s.bits));
   if (s.group_size != 0 && s.group_size != G)
     fail("group_size", str(G) + " (the config's quant_group_size)", str(s.group_size));
-  if (s.desc_act)
-    fail("desc_act", "false (act-order checkpoints, whose groups are not runs of consecutive input channels, are not "
-         "supported)", "true");
+  // desc_act true is read when every g_idx is still i / G (read_gptq_projection checks each one).
   if (s.checkpoint_format != "gptq" && s.checkpoint_format != "gptq_v2")
     fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", "\"" + s.checkpoint_format + "\"");
   f.zeros_v2 = s.checkpoint_format == "gptq_v2";
@@ -72,14 +72,15 @@ void read_gptq_projection(const Checkpoint& ck, const std::string& base, const G
   if (ck.has(base + "g_idx")) {
     const Tensor gi = ck.read(base + "g_idx");
     if (gi.dim() != 1 || gi.size(0) != in || gi.dtype() != DType::i32)
-      throw ValueError(ck.path() + ": " + base + "g_idx: expected an i32 tensor of shape [" + in_name + "] = [" +
+      throw ValueError(ck.file_of(base + "g_idx") + ": " + base + "g_idx: expected an i32 tensor of shape [" + in_name +
+                       "] = [" +
                        str(in) + "], got " + gi.describe());
     const Tensor g = gi.contiguous();
     for (int64_t i = 0; i < in; ++i)
       if (g.data_as<const int32_t>()[i] != i / G)
-        throw ValueError(ck.path() + ": " + base + "g_idx: expected g_idx[i] = i / " + str(G) +
-                         " (act-order checkpoints, desc_act true, are not supported), got g_idx[" + str(i) + "] = " +
-                         str(g.data_as<const int32_t>()[i]));
+        throw ValueError(ck.file_of(base + "g_idx") + ": " + base + "g_idx: expected g_idx[i] = i / " + str(G) +
+                         " (act order, desc_act with a permuted g_idx, is not supported), got g_idx[" + str(i) +
+                         "] = " + str(g.data_as<const int32_t>()[i]));
   }
   const auto* words = qw.data_as<const int32_t>();
   for (int64_t i = 0; i < in; ++i)
@@ -92,14 +93,15 @@ void read_gptq_projection(const Checkpoint& ck, const std::string& base, const G
       const uint32_t stored = (uint32_t(zw[g * (out / 8) + o / 8]) >> (4 * (o % 8))) & 0xF;
       const uint32_t z = format.zeros_v2 ? stored : stored + 1;
       if (z > 15)
-        throw ValueError(ck.path() + ": " + base + "qzeros: expected zero points 0..15, got 16 at [" + str(g) + ", " +
+        throw ValueError(ck.file_of(base + "qzeros") + ": " + base + "qzeros: expected zero points 0..15, got 16 at [" +
+                         str(g) + ", " +
                          str(o) + "] (stored 15: GPTQ's v1 format adds 1)");
       zero[o * groups + g] = uint8_t(z);
       scale[o * groups + g] = load_element_f32(sc.data(), sc.dtype(), g * out + o);
     }
   if (check_finite)
     check_finite_values(
-        ck.path() + ": " + base + "scales", groups * out,
+        ck.file_of(base + "scales") + ": " + base + "scales", groups * out,
         [&](int64_t i) { return load_element_f32(sc.data(), sc.dtype(), i); }, [&](int64_t i) { return unravel(sc, i); });
 }
 

@@ -25,8 +25,8 @@ struct GptqFormat {
 };
 
 /// Reads and checks the checkpoint's GPTQ settings against the config's group size G: quant_method "gptq" (when
-/// given), bits 4, group_size G, desc_act false (act-order checkpoints are refused: moefuse keeps each group's input
-/// channels contiguous). Errors: ValueError naming the file, the key, what was expected and what it holds.
+/// given), bits 4, group_size G, checkpoint_format "gptq" or "gptq_v2". desc_act true is accepted: each projection's
+/// g_idx must then still be i / G (read_gptq_projection; a permuted one, real act order, is refused). Errors: ValueError naming the file, the key, what was expected and what it holds.
 GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G);
 
 /// Whether `base` ("....experts.3.gate_proj.") names a GPTQ projection in the checkpoint (base + "qweight").

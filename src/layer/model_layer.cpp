@@ -54,7 +54,17 @@ MoeConfig with_execution_options(const MoeConfig& model, std::string_view model_
   if (model.quant_mode != QuantMode::none)
     same(model.quant_mode == options.quant_mode, "quant_mode", std::string(quant_mode_name(model.quant_mode)),
          std::string(quant_mode_name(options.quant_mode)));
+  if (int4_weights(model.quant_mode)) {  // a GPTQ folder's groups are the model's
+    same(model.quant_group_size == options.quant_group_size, "quant_group_size", num(model.quant_group_size),
+         num(options.quant_group_size));
+    same(model.quant_symmetric == options.quant_symmetric, "quant_symmetric", model.quant_symmetric ? "true" : "false",
+         options.quant_symmetric ? "true" : "false");
+  }
   MoeConfig c = model;
+  if (model.quant_mode == QuantMode::none) {  // a float folder quantised on load: the options' groups
+    c.quant_group_size = options.quant_group_size;
+    c.quant_symmetric = options.quant_symmetric;
+  }
   c.exe_mode = options.exe_mode;
   c.enable_superkernel = options.enable_superkernel;
   c.moe_chunk_max_len = options.moe_chunk_max_len;
@@ -77,16 +87,20 @@ void check_model_tensors(const MoeConfig& c, std::string_view config_source, con
                          std::to_string(c.hidden_size);
   expect(p + ".gate.weight", {c.num_experts, c.hidden_size}, eh);
   const std::string gate = layer::projection_names(c).gate;
-  expect(p + ".experts.0." + gate + ".weight", {c.moe_intermediate_size, c.hidden_size},
+  // A GPTQ projection [out, in] is stored as qweight [in / 8, out] (gptq.h); a float or int8 one as weight [out, in].
+  const bool gptq = int4_weights(c.quant_mode) && !ck.has(p + ".experts.0." + gate + ".weight");
+  const std::string suffix = gptq ? ".qweight" : ".weight";
+  auto stored = [&](int64_t out, int64_t in) { return gptq ? std::vector<int64_t>{in / 8, out} : std::vector{out, in}; };
+  expect(p + ".experts.0." + gate + suffix, stored(c.moe_intermediate_size, c.hidden_size),
          "moe_intermediate_size = " + std::to_string(c.moe_intermediate_size) + ", hidden_size = " +
              std::to_string(c.hidden_size));
-  const std::string beyond = p + ".experts." + std::to_string(c.num_experts) + "." + gate + ".weight";
+  const std::string beyond = p + ".experts." + std::to_string(c.num_experts) + "." + gate + suffix;
   if (ck.has(beyond))
     throw ValueError(std::string(config_source) + ": num_experts = " + std::to_string(c.num_experts) +
                      " contradicts " + ck.path() + ": it holds " + beyond);
   if (const int64_t is = c.shared_expert_width(); is > 0) {
     const std::string sp = p + (c.model_type == ModelType::qwen2_moe ? ".shared_expert" : ".shared_experts");
-    expect(sp + ".gate_proj.weight", {is, c.hidden_size},
+    expect(sp + ".gate_proj" + suffix, stored(is, c.hidden_size),
            c.model_type == ModelType::qwen2_moe
                ? "shared_expert_intermediate_size = " + std::to_string(is)
                : "n_shared_experts = " + std::to_string(c.n_shared_experts) + " (width " + std::to_string(is) + ")");

@@ -286,6 +286,9 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
                          check_finite);
     return;
   }
+  if (int4_weights(c) && int4.format != nullptr && !int4.format->source.empty())  // no float weight quantised silently
+    throw IoError(ck.path() + ": " + base + "qweight: expected a tensor of this checkpoint (" + int4.format->source +
+                  " declares GPTQ int4 weights), got none" + (ck.has(name) ? " (only the float " + name + ")" : ""));
   Tensor t = projection_tensor(ck, name, out, in, out_name, in_name);
   if (t.dtype() == DType::i8) {
     if (!int8_weights(c))

@@ -10,6 +10,7 @@
 #include "moefuse/model.h"
 #include "util/compare.h"
 #include "util/fp8_checkpoint.h"
+#include "util/gptq_folder.h"
 #include "util/model_families.h"
 
 #ifdef MOEFUSE_CLI_PATH
@@ -199,6 +200,82 @@ TEST_F(CliModel, QuantizeErrors) {
                                path("o.safetensors") + " --layers 1"),
                        {"--layers: expected a model folder as --weights"}));
   EXPECT_TRUE(files().empty());
+}
+
+// A whole float folder quantised to int4 (a GPTQ folder), then run, verified and shown from that folder alone; the
+// same layer from a GPTQ folder packed independently runs as its explicit w4a16 config.
+// The derived qwen2_moe folder's config (expert width 32) with an int4 quant_mode, group size 32 and `extra` lines.
+std::string qwen2_yaml(const std::string& mode, const std::string& extra) {
+  return R"(model_config:
+  model_type: qwen2_moe
+  num_experts: 6
+  num_experts_per_tok: 2
+  hidden_size: 32
+  moe_intermediate_size: 32
+  shared_expert_intermediate_size: 32
+  scoring_func: softmax
+  norm_topk_prob: false
+  dtype: bf16
+  quant_mode: )" + mode + "\n  quant_group_size: 32\n" + extra;
+}
+
+TEST_F(CliModel, Int4FolderQuantizeRunVerifyInfo) {
+  write_derived_folder(DerivedFolder{.family = "qwen2_moe", .gptq = false}, path("float"));
+  const std::string out = path("int4");
+  const Result q = moefuse("quantize --weights " + path("float") + " --out " + out +
+                           " --mode w4a8 --group-size 32 --asymmetric --json --threads 2");
+  ASSERT_EQ(q.status, 0) << q.err;
+  const Json j = Json::parse(q.out);
+  EXPECT_EQ(j["quant_mode"], "w4a8");
+  EXPECT_EQ(j["group_size"], 32);
+  EXPECT_EQ(j["symmetric"], false);
+  EXPECT_EQ(j["layers"], Json::parse("[1, 3]"));
+  const std::string yaml = write_text("q.yaml", qwen2_yaml("w4a8", "  quant_symmetric: false\n"));
+  for (int64_t l : {1, 3}) {
+    const std::string layer = " --layer " + std::to_string(l) + " --tokens 7 --iters 1 --json --threads 2";
+    const Result r = moefuse("run --weights " + out + layer);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(Json::parse(r.out)["model"]["quant_mode"], "w4a8");
+    // The float folder quantised on load gives the same bits.
+    const Result on_load = moefuse("run --weights " + path("float") + "/model.safetensors --config " + yaml + layer);
+    ASSERT_EQ(on_load.status, 0) << on_load.err;
+    EXPECT_EQ(Json::parse(r.out)["checksum"], Json::parse(on_load.out)["checksum"]);
+    const Result v = moefuse("verify --weights " + out + " --layer " + std::to_string(l) + " --tokens 5");
+    EXPECT_EQ(v.status, 0) << v.err << v.out;
+  }
+  const Result info = moefuse("info --weights " + out + " --json");
+  ASSERT_EQ(info.status, 0) << info.err;
+  const Json ji = Json::parse(info.out);
+  EXPECT_EQ(ji["gptq"], Json::parse(R"({"bits": 4, "group_size": 32, "sym": false, "desc_act": false,
+                                        "checkpoint_format": "gptq"})"));
+  EXPECT_EQ(ji["moe_layers"][0]["quant_mode"], "w4a8");
+  const Result text = moefuse("info --weights " + out);
+  EXPECT_NE(text.out.find("gptq:       int4 experts (w4a8), group size 32, asymmetric"), std::string::npos) << text.out;
+  // Refusals of the folder path: a mode without groups, an already quantised input.
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + path("float") + " --out " + path("x") + " --group-size 32"),
+                       {"--group-size: expected --mode w4a16 or w4a8 (int4 groups), got quant_mode w8a8"}));
+  EXPECT_TRUE(is_error(moefuse("quantize --weights " + out + " --out " + path("x") + " --mode w4a16"),
+                       {"expected a float model, got one already quantised (w4a8)"}));
+  EXPECT_FALSE(fs::exists(path("x")));
+
+  // A GPTQ folder packed here: run from the folder = run with the explicit config.
+  write_derived_folder(DerivedFolder{.family = "qwen2_moe", .quantization_json = R"({"quant_method": "gptq", "bits": 4,
+    "group_size": 32, "sym": false, "desc_act": true})"}, path("gptq"));
+  const std::string w4a16 = write_text("w4a16.yaml", qwen2_yaml("w4a16", "  quant_symmetric: false\n"));
+  const std::string layer = " --layer 3 --tokens 7 --iters 1 --json --threads 2";
+  const Result a = moefuse("run --weights " + path("gptq") + layer);
+  const Result b = moefuse("run --weights " + path("gptq") + "/model.safetensors --config " + w4a16 + layer);
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_EQ(Json::parse(a.out)["checksum"], Json::parse(b.out)["checksum"]);
+  EXPECT_EQ(moefuse("verify --weights " + path("gptq") + " --layer 1 --tokens 4").status, 0);
+  // --config beside the folder: execution keys only, its groups must agree.
+  const Result c = moefuse("run --weights " + path("gptq") + " --config " + w4a16 + layer);
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(Json::parse(a.out)["checksum"], Json::parse(c.out)["checksum"]);
+  const std::string sym = write_text("sym.yaml", qwen2_yaml("w4a16", ""));
+  EXPECT_TRUE(is_error(moefuse("run --weights " + path("gptq") + " --config " + sym + layer),
+                       {"model_config.quant_symmetric: expected false (as", "got true"}));
 }
 
 }  // namespace

@@ -15,11 +15,14 @@
 #include "util/compare.h"
 #include "util/configs.h"
 #include "util/errors.h"
+#include "util/gptq_folder.h"
 #include "util/random.h"
 
 namespace moefuse {
 namespace {
 
+using testing::GptqProjection;
+using testing::random_projection;
 using testing::Rng;
 using testing::TempDirectory;
 
@@ -81,46 +84,6 @@ TEST(GptqCheckpoint, EveryFamilyRoundTripsThroughTheGptqFormat) {
     }
 }
 
-// GPTQ's definition, packed here: q [out, in] and z [in / G, out] into qweight [in / 8, out] and qzeros
-// [in / G, out / 8], value j of a word at bits 4j.
-struct GptqProjection {
-  int64_t out, in, G;
-  std::vector<int> q, z;       // q[o * in + i], z[g * out + o]
-  std::vector<float> scale;    // [g * out + o], fp16 values
-
-  Tensor qweight() const {
-    Tensor t = Tensor::zeros(DType::i32, {in / 8, out});
-    for (int64_t i = 0; i < in; ++i)
-      for (int64_t o = 0; o < out; ++o)
-        t.data_as<int32_t>()[(i / 8) * out + o] |= int32_t(uint32_t(q[size_t(o * in + i)]) << (4 * (i % 8)));
-    return t;
-  }
-  Tensor qzeros(bool v2) const {
-    Tensor t = Tensor::zeros(DType::i32, {in / G, out / 8});
-    for (int64_t g = 0; g < in / G; ++g)
-      for (int64_t o = 0; o < out; ++o) {
-        const uint32_t stored = uint32_t(z[size_t(g * out + o)] - (v2 ? 0 : 1)) & 0xF;
-        t.data_as<int32_t>()[g * (out / 8) + o / 8] |= int32_t(stored << (4 * (o % 8)));
-      }
-    return t;
-  }
-  Tensor scales() const {
-    Tensor t = Tensor::empty(DType::f16, {in / G, out});
-    for (size_t k = 0; k < scale.size(); ++k) t.data_as<float16>()[k] = to_f16(scale[k]);
-    return t;
-  }
-};
-
-GptqProjection random_projection(Rng& rng, int64_t out, int64_t in, int64_t G) {
-  GptqProjection p{out, in, G, {}, {}, {}};
-  for (int64_t k = 0; k < out * in; ++k) p.q.push_back(int(rng.integer(0, 15)));
-  for (int64_t k = 0; k < in / G * out; ++k) {
-    p.z.push_back(int(rng.integer(1, 15)));
-    p.scale.push_back(to_f32(to_f16(rng.uniform(0.001f, 0.05f))));
-  }
-  return p;
-}
-
 // A whole olmoe-shaped layer in GPTQ tensors packed here (router float), and the LayerWeights it means.
 struct HandMade {
   NamedTensors tensors;
@@ -143,9 +106,7 @@ HandMade hand_made(const MoeConfig& c, bool v2) {
       h.tensors.emplace_back(ep + name + ".qweight", proj->qweight());
       h.tensors.emplace_back(ep + name + ".qzeros", proj->qzeros(v2));
       h.tensors.emplace_back(ep + name + ".scales", proj->scales());
-      Tensor g_idx = Tensor::empty(DType::i32, {proj->in});
-      for (int64_t i = 0; i < proj->in; ++i) g_idx.data_as<int32_t>()[i] = int32_t(i / G);
-      h.tensors.emplace_back(ep + name + ".g_idx", g_idx);
+      h.tensors.emplace_back(ep + name + ".g_idx", proj->g_idx());
     }
   }
   return h;
@@ -219,13 +180,13 @@ TEST(GptqCheckpoint, RefusesWhatItCannotReadWithClearErrors) {
                       replace(t, e1 + "gate_proj.qweight", Tensor::zeros(DType::f32, {16, 64}));
                     }),
                     TypeError, e1 + "gate_proj.qweight", "expected dtype i32", "got f32");
-  // Act order: g_idx not i / G.
+  // Act order: g_idx not i / G (desc_act true with g_idx i / G reads: GptqFolder.DescAct*).
   EXPECT_THROWS_MSG(load_with([&](NamedTensors& t, TempDirectory&) {
                       Tensor g = Tensor::zeros(DType::i32, {128});
                       g.data_as<int32_t>()[0] = 1;
                       replace(t, e1 + "gate_proj.g_idx", g);
                     }),
-                    ValueError, e1 + "gate_proj.g_idx", "act-order", "got g_idx[0] = 1");
+                    ValueError, e1 + "gate_proj.g_idx", "act order", "permuted g_idx", "got g_idx[0] = 1");
   // A v1 zero point of 16 (stored 15).
   EXPECT_THROWS_MSG(load_with([&](NamedTensors& t, TempDirectory&) {
                       replace(t, e1 + "gate_proj.qzeros", Tensor::full(DType::i32, {2, 8}, -1.0));
@@ -235,7 +196,6 @@ TEST(GptqCheckpoint, RefusesWhatItCannotReadWithClearErrors) {
   for (auto [json, key] : {std::pair<const char*, const char*>{R"({"bits": 8})", "bits"},
                            {R"({"bits": "4"})", "bits"},
                            {R"({"bits": 4, "group_size": 128})", "group_size"},
-                           {R"({"bits": 4, "desc_act": true})", "desc_act"},
                            {R"({"quant_method": "awq"})", "quant_method"},
                            {R"({"checkpoint_format": "marlin"})", "checkpoint_format"}})
     EXPECT_THROWS_MSG(load_with([&](NamedTensors&, TempDirectory& d) {

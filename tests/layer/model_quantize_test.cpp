@@ -1,7 +1,7 @@
 // quantize_model: a whole model folder (tests/data/models/) quantised and read back with no other config. Every
-// quantised layer equals the float folder quantised on load (bitwise) and is within per-token cosine 0.99 of the
-// float layer; every other tensor is copied byte for byte; the output keeps the input's shards; failures leave
-// nothing behind.
+// quantised layer equals the float folder quantised on load (bitwise) and is within per-token cosine 0.99 (int4:
+// 0.95) of the float layer; every other tensor is copied byte for byte; the output keeps the input's shards;
+// failures leave nothing behind.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -14,6 +14,7 @@
 #include "moefuse/model.h"
 #include "util/compare.h"
 #include "util/errors.h"
+#include "util/gptq_folder.h"
 #include "util/model_families.h"
 
 namespace moefuse {
@@ -154,6 +155,78 @@ TEST(ModelQuantizeErrors, ANonFiniteWeightLeavesNothingBehind) {
   testing::write_bytes((in / "model.safetensors").string(), bytes);
   EXPECT_THROWS_MSG(quantize_model(in.string(), dir.file("out"), {}), ValueError, name, "got nan at [1, 2]");
   EXPECT_EQ(dir.listing(), std::vector<std::string>{"in"});  // no output, no staging folder
+}
+
+// int4: the committed folders' experts (width 16) are narrower than any group, so the float folders are derived
+// with width 32 (util/gptq_folder.h: experts random, everything else copied).
+struct Int4Case {
+  const char* family;
+  QuantMode mode;
+  bool symmetric;
+};
+
+TEST(ModelQuantizeInt4, RoundTripsThroughAGptqFolder) {
+  for (const Int4Case& k : {Int4Case{"qwen2_moe", QuantMode::w4a16, true}, Int4Case{"mixtral", QuantMode::w4a16, false},
+                            Int4Case{"qwen3_moe", QuantMode::w4a8, false}}) {
+    SCOPED_TRACE(k.family);
+    testing::TempDirectory dir;
+    const std::string in = dir.file("float"), out = dir.file("int4");
+    testing::write_derived_folder(testing::DerivedFolder{.family = k.family, .gptq = false}, in);
+    const ModelConfig m = load_model_config(in);
+    const QuantizeModelResult r =
+        quantize_model(in, out, {.mode = k.mode, .group_size = 32, .symmetric = k.symmetric, .threads = 2});
+    EXPECT_EQ(r.layers, m.moe_layers);
+    const ModelConfig q = load_model_config(out);
+    EXPECT_EQ(q.quant_mode, k.mode);
+    EXPECT_EQ(q.quantized_layers, m.moe_layers);
+    EXPECT_EQ(q.gptq.group_size, 32);
+    EXPECT_EQ(q.gptq.sym, k.symmetric);
+    EXPECT_FALSE(q.gptq.desc_act);
+    const Checkpoint src(in), dst(out);
+    for (int64_t l : m.moe_layers) {
+      SCOPED_TRACE("layer " + std::to_string(l));
+      MoeConfig on_load = m.layer_config(l);
+      on_load.quant_mode = k.mode;
+      on_load.quant_group_size = 32;
+      on_load.quant_symmetric = k.symmetric;
+      EXPECT_EQ(q.layer_config(l), on_load);
+      const Tensor x = random_tokens(17, 32, uint64_t(l) + 3, m.layer.dtype);
+      const Tensor y = load_model_layer(out, l, {.threads = 2}).forward(x, true);
+      EXPECT_TENSOR_EQ(MoeLayer::from_checkpoint(on_load, src, l, {.threads = 2}).forward(x, true), y);
+      const double cos = testing::min_token_cosine(load_model_layer(in, l, {.threads = 2}).forward(x, true), y);
+      EXPECT_GE(cos, 0.95);
+      ::testing::Test::RecordProperty(std::string(k.family) + "_" + std::string(quant_mode_name(k.mode)) + "_layer" +
+                                          std::to_string(l) + "_min_cosine",
+                                      std::to_string(cos));
+      const std::string e0 = layer_checkpoint_prefix(on_load, l) + ".experts.0.";
+      const std::string gate = k.family == std::string("mixtral") ? "w1" : "gate_proj";
+      EXPECT_EQ(dst.entry(e0 + gate + ".qweight").dtype, "I32");
+      EXPECT_EQ(dst.entry(e0 + gate + ".qweight").shape, (std::vector<int64_t>{4, 32}));
+      EXPECT_EQ(dst.entry(e0 + gate + ".scales").dtype, "F16");
+      EXPECT_FALSE(dst.has(e0 + gate + ".weight"));
+    }
+    for (const std::string& n : dst.names())
+      if (src.has(n)) EXPECT_TENSOR_EQ(src.read(n), dst.read(n)) << n;
+  }
+}
+
+TEST(ModelQuantizeInt4, RefusalsAsForInt8) {
+  testing::TempDirectory dir;
+  const std::string in = dir.file("float");
+  testing::write_derived_folder(testing::DerivedFolder{.family = "olmoe", .gptq = false}, in);  // f32
+  EXPECT_THROWS_MSG(quantize_model(in, dir.file("a"), {.mode = QuantMode::w4a8, .group_size = 32}), ValueError,
+                    "quant_mode w4a8");
+  EXPECT_THROWS_MSG(quantize_model(in, dir.file("a"), {.mode = QuantMode::w4a16, .group_size = 64}), ValueError,
+                    "quant_group_size: expected a group size dividing the");
+  quantize_model(in, dir.file("q"), {.mode = QuantMode::w4a16, .group_size = 32, .layers = {1}});
+  const ModelConfig q = load_model_config(dir.file("q"));
+  EXPECT_EQ(q.quantized_layers, std::vector<int64_t>{1});
+  EXPECT_EQ(q.layer_config(0).quant_mode, QuantMode::none);
+  const Tensor x = random_tokens(3, 32, 2, DType::f32);
+  EXPECT_TENSOR_EQ(load_model_layer(in, 0).forward(x), load_model_layer(dir.file("q"), 0).forward(x));
+  EXPECT_THROWS_MSG(quantize_model(dir.file("q"), dir.file("q2"), {.mode = QuantMode::w4a16}), ValueError,
+                    "quantization_config: expected a float model, got one already quantised (w4a16)");
+  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"float", "q"}));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // `moefuse info --weights DIR`: what moefuse reads of a model folder — the model, its MoE layers, the layer config
-// built from config.json (and an FP8 release's block size), and the bytes of each MoE layer (in the checkpoint and
+// built from config.json (and an FP8 release's block size, a GPTQ release's settings), and the bytes of each MoE layer (in the checkpoint and
 // resident once loaded).
 #include <cstdio>
 #include <string>
@@ -42,6 +42,12 @@ int model_info(const std::string& dir, bool json) {
                     {"checkpoint_files", ck.files().size()},
                     {"model", model},
                     {"fp8_weight_block", m.fp8.source.empty() ? Json(nullptr) : Json{m.fp8.block_n, m.fp8.block_k}},
+                    {"gptq", m.gptq.source.empty() ? Json(nullptr)
+                                                   : Json{{"bits", m.gptq.bits},
+                                                          {"group_size", m.gptq.group_size},
+                                                          {"sym", m.gptq.sym},
+                                                          {"desc_act", m.gptq.desc_act},
+                                                          {"checkpoint_format", m.gptq.checkpoint_format}}},
                     {"moe_layers", layers}});
     return 0;
   }
@@ -74,6 +80,11 @@ int model_info(const std::string& dir, bool json) {
     std::printf("fp8:        expert weights float8 e4m3 with block scales [%lld, %lld] (%s)\n",
                 static_cast<long long>(m.fp8.block_n), static_cast<long long>(m.fp8.block_k), held.c_str());
   }
+  if (!m.gptq.source.empty())
+    std::printf("gptq:       int4 experts (%s), group size %lld, %s, desc_act %s, checkpoint_format %s; router float\n",
+                std::string(quant_mode_name(m.quant_mode)).c_str(), static_cast<long long>(m.gptq.group_size),
+                m.gptq.sym ? "symmetric" : "asymmetric (zero points)", m.gptq.desc_act ? "true" : "false",
+                m.gptq.checkpoint_format.c_str());
   std::printf("checkpoint: %s (%zu file(s))\n", dir.c_str(), ck.files().size());
   std::printf("  %6s %-7s %8s %16s %16s\n", "layer", "quant", "tensors", "checkpoint bytes", "resident bytes");
   for (const Json& l : layers)

@@ -4,7 +4,7 @@
 // (w8a8, w8a8c8), or GPTQ's int4 tensors, round-to-nearest per group (w4a16, w4a8: the same tensors; the activation
 // mode is the file's "moefuse_quant_mode" metadata and the --config-out config's quant_mode). With --weights a model folder
 // (config.json beside the checkpoint) and no --config/--preset, it quantises the whole model into a folder instead
-// (quantize_folder.cpp; int8 modes).
+// (quantize_folder.cpp; every mode: int4 as a GPTQ folder whose config.json says it).
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -43,11 +43,8 @@ int quantize(const QuantizeArgs& a) {
     if (!a.config_out.empty())
       throw ValueError("--config-out: expected no value for a model folder (its config.json is written into --out), "
                        "got " + a.config_out);
-    if (a.mode == "w4a16" || a.mode == "w4a8" || a.group_size || a.asymmetric)
-      throw ValueError("--mode: expected w8a8 or w8a8c8 for a model folder (int4 is written one layer at a time, "
-                       "with --config/--preset), got " + (a.mode.empty() ? std::string("--group-size/--asymmetric")
-                                                                         : a.mode));
-    return quantize_folder(QuantizeFolderArgs{a.weights, a.out, a.mode, a.layers, a.threads, a.json});
+    return quantize_folder(
+        QuantizeFolderArgs{a.weights, a.out, a.mode, a.group_size, a.asymmetric, a.layers, a.threads, a.json});
   }
   if (!a.layers.empty())
     throw ValueError("--layers: expected a model folder as --weights (a directory with config.json) and no "
@@ -61,9 +58,7 @@ int quantize(const QuantizeArgs& a) {
                                         : QuantMode::w8a8;
   else if (c.quant_mode == QuantMode::none) c.quant_mode = QuantMode::w8a8;
   const bool int4 = int4_weights(c.quant_mode);
-  if ((a.group_size || a.asymmetric) && !int4)
-    throw ValueError(std::string("quantize: ") + (a.group_size ? "--group-size" : "--asymmetric") +
-                     ": expected --mode w4a16 or w4a8 (int4 groups), got quant_mode " + std::string(quant_mode_name(c.quant_mode)));
+  check_int4_flags(a.group_size, a.asymmetric, c.quant_mode);
   if (a.group_size) c.quant_group_size = a.group_size;
   if (a.asymmetric) c.quant_symmetric = false;
   const std::string mode(quant_mode_name(c.quant_mode));
@@ -127,7 +122,7 @@ int quantize(const QuantizeArgs& a) {
 void add_quantize_command(CLI::App& app, int& status) {
   CLI::App* cmd = app.add_subcommand(
       "quantize",
-      "Quantise a model folder's MoE layers to int8, or one layer of a checkpoint to int8 (per output channel) or int4 "
+      "Quantise a model folder's MoE layers, or one layer of a checkpoint, to int8 (per output channel) or int4 "
       "(GPTQ's format, per group)");
   auto a = std::make_shared<QuantizeArgs>();
   add_config_options(cmd, a->config);
@@ -137,7 +132,7 @@ void add_quantize_command(CLI::App& app, int& status) {
       ->required();
   cmd->add_option("--out", a->out, "The safetensors file to write (a model folder: the folder to write)")->required();
   cmd->add_option("--mode", a->mode,
-                  "w8a8, w8a8c8 or (one layer) w4a16, w4a8 (default: the config's quant_mode, else w8a8)")
+                  "w8a8, w8a8c8, w4a16 or w4a8 (default: the config's quant_mode, else w8a8)")
       ->check(CLI::IsMember({"w8a8", "w8a8c8", "w4a16", "w4a8"}));
   cmd->add_option("--group-size", a->group_size,
                   "w4a16, w4a8: input channels per scale and zero point, 32, 64 or 128 (default: the config's "

@@ -75,9 +75,23 @@ class ByteProgress {
 
 }  // namespace
 
+void check_int4_flags(int64_t group_size, bool asymmetric, QuantMode mode) {
+  if ((group_size || asymmetric) && !int4_weights(mode))
+    throw ValueError(std::string("quantize: ") + (group_size ? "--group-size" : "--asymmetric") +
+                     ": expected --mode w4a16 or w4a8 (int4 groups), got quant_mode " +
+                     std::string(quant_mode_name(mode)));
+}
+
 int quantize_folder(const QuantizeFolderArgs& a) {
   QuantizeModelOptions o;
-  o.mode = a.mode == "w8a8c8" ? QuantMode::w8a8c8 : QuantMode::w8a8;
+  o.mode = a.mode == "w8a8c8" ? QuantMode::w8a8c8
+           : a.mode == "w4a16" ? QuantMode::w4a16
+           : a.mode == "w4a8"  ? QuantMode::w4a8
+                               : QuantMode::w8a8;
+  const bool int4 = int4_weights(o.mode);
+  check_int4_flags(a.group_size, a.asymmetric, o.mode);
+  if (a.group_size) o.group_size = a.group_size;
+  o.symmetric = !a.asymmetric;
   if (!a.layers.empty()) o.layers = parse_layers(a.layers);
   o.threads = a.threads;
   QuantizeModelResult r;
@@ -93,6 +107,8 @@ int quantize_folder(const QuantizeFolderArgs& a) {
                     {"input", a.weights},
                     {"output", a.out},
                     {"quant_mode", mode},
+                    {"group_size", int4 ? Json(o.group_size) : Json(nullptr)},
+                    {"symmetric", int4 ? Json(o.symmetric) : Json(nullptr)},
                     {"layers", r.layers},
                     {"files", r.files},
                     {"tensors", r.tensors},
@@ -102,8 +118,13 @@ int quantize_folder(const QuantizeFolderArgs& a) {
   std::string layers;
   for (int64_t l : r.layers) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
   std::printf("read:       %s\n", a.weights.c_str());
-  std::printf("quantised:  %s, layers %s (int8 weights with one f32 scale per output channel)\n", mode.c_str(),
-              layers.c_str());
+  if (int4)
+    std::printf("quantised:  %s, layers %s (int4 weights in GPTQ's format, round to nearest, group size %lld, %s)\n",
+                mode.c_str(), layers.c_str(), static_cast<long long>(o.group_size),
+                o.symmetric ? "symmetric" : "asymmetric");
+  else
+    std::printf("quantised:  %s, layers %s (int8 weights with one f32 scale per output channel)\n", mode.c_str(),
+                layers.c_str());
   std::printf("wrote:      %s: %zu files, %lld tensors, %lld bytes of data\n", a.out.c_str(), r.files.size(),
               static_cast<long long>(r.tensors), static_cast<long long>(r.data_bytes));
   std::printf("run it:     moefuse run --weights %s --layer %lld\n", a.out.c_str(),

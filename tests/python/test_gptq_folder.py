@@ -1,0 +1,162 @@
+"""GPTQ int4 model folders read as shipped: MoeLayer.from_pretrained(DIR, layer=L) with no config on a folder whose
+config.json says quant_method "gptq". The folders are derived here from the committed test folders
+(tests/data/models, read as raw safetensors) by a numpy writer of GPTQ's format: experts' width raised to 32 (the
+committed 16 is narrower than any group), every expert and shared-expert projection packed as qweight / qzeros /
+scales / g_idx from random int4 values, every other tensor copied."""
+
+import json
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+
+import moefuse
+
+MODELS = pathlib.Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+def read_raw(path):
+    """name -> (safetensors dtype, shape, bytes)."""
+    data = pathlib.Path(path).read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items()}
+
+
+def write_raw(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    pathlib.Path(path).write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def gptq_pack(q, z, scale, G):
+    """GPTQ's v1 format of q [out, in] (0..15), z [in / G, out] (1..15), scale [in / G, out]: qweight [in / 8, out]
+    with value j of a word at bits 4j along the input dim, qzeros [in / G, out / 8] holding z - 1 along the output
+    dim, f16 scales, g_idx i / G."""
+    out, inp = q.shape
+    qw = np.zeros((inp // 8, out), np.uint32)
+    for j in range(8):
+        qw |= q.T[j::8].astype(np.uint32) << np.uint32(4 * j)
+    qz = np.zeros((inp // G, out // 8), np.uint32)
+    for j in range(8):
+        qz |= ((z[:, j::8] - 1) & 15).astype(np.uint32) << np.uint32(4 * j)
+    g_idx = (np.arange(inp) // G).astype(np.int32)
+    return {"qweight": ("I32", qw.shape, qw.view(np.int32).tobytes()),
+            "qzeros": ("I32", qz.shape, qz.view(np.int32).tobytes()),
+            "scales": ("F16", scale.shape, scale.astype(np.float16).tobytes()),
+            "g_idx": ("I32", g_idx.shape, g_idx.tobytes())}
+
+
+FAMILIES = {  # moe layers, prefix, (gate, up, down), width key, dtype
+    "qwen2_moe": ([1, 3], "mlp", ("gate_proj", "up_proj", "down_proj"), "moe_intermediate_size", "bf16"),
+    "mixtral": ([0, 1], "block_sparse_moe", ("w1", "w3", "w2"), "intermediate_size", "f16"),
+}
+
+
+def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0):
+    layers, part, names, width_key, _ = FAMILIES[family]
+    src = MODELS / family
+    config = json.loads((src / "config.json").read_text())
+    config[width_key] = 32
+    config["quantization_config"] = quantization or {
+        "bits": 4, "group_size": G, "damp_percent": 0.01, "desc_act": False, "static_groups": False, "sym": sym,
+        "true_sequential": True, "model_name_or_path": None, "model_file_base_name": None, "quant_method": "gptq"}
+    folder = tmp_path / family
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    tensors = {}
+    for f in sorted(src.glob("*.safetensors")):
+        tensors.update(read_raw(f))
+    rng = np.random.default_rng(seed)
+    packed, out, H = {}, {}, config["hidden_size"]
+    for name, t in tensors.items():
+        moe = any(name.startswith(f"model.layers.{l}.{part}.") for l in layers)
+        expert = ".experts." in name or ".shared_expert." in name
+        if not (moe and expert and name.endswith(".weight")):
+            out[name] = t
+            continue
+        width = 32 if ".experts." in name else config["shared_expert_intermediate_size"]
+        rows, cols = (H, width) if name.endswith(f".{names[2]}.weight") else (width, H)
+        q = rng.integers(0, 16, (rows, cols))
+        z = np.full((cols // G, rows), 8) if sym else rng.integers(1, 16, (cols // G, rows))
+        s = rng.uniform(0.001, 0.05, (cols // G, rows)).astype(np.float16).astype(np.float32)
+        base = name[:-len("weight")]
+        for k, v in gptq_pack(q, z, s, G).items():
+            out[base + k] = v
+        packed[name] = (q, z, s)
+    write_raw(folder / "model.safetensors", out)
+    return folder, packed
+
+
+def explicit(family, sym, mode="w4a16"):
+    layers, _, _, _, dtype = FAMILIES[family]
+    m = dict(model_type=family, num_experts=6 if family == "qwen2_moe" else 4, num_experts_per_tok=2, hidden_size=32,
+             moe_intermediate_size=32, scoring_func="softmax", norm_topk_prob=family == "mixtral", dtype=dtype,
+             quant_mode=mode, quant_group_size=32, quant_symmetric=sym)
+    if family == "qwen2_moe":
+        m["shared_expert_intermediate_size"] = 32
+    return {"model_config": m}
+
+
+def tokens(dtype, rows, seed):
+    x = np.random.default_rng(seed).standard_normal((rows, 32)).astype(np.float32)
+    if dtype == "f16":
+        return x.astype(np.float16)
+    return x.astype(pytest.importorskip("ml_dtypes").bfloat16)
+
+
+@pytest.mark.parametrize("family,sym", [("qwen2_moe", False), ("mixtral", True)])
+def test_gptq_folder_equals_the_explicit_config(tmp_path, family, sym):
+    folder, packed = gptq_folder(tmp_path, family, sym)
+    info = moefuse.model_config(folder)
+    assert info["quant_mode"] == "w4a16"
+    assert info["gptq"] == {"bits": 4, "group_size": 32, "sym": sym, "desc_act": False, "checkpoint_format": "gptq"}
+    layers, part, names, _, dtype = FAMILIES[family]
+    for layer in layers:
+        a = moefuse.MoeLayer.from_pretrained(folder, layer=layer, threads=2)
+        assert a.config["model_config"]["quant_group_size"] == 32
+        b = moefuse.MoeLayer.from_pretrained(folder / "model.safetensors", layer, explicit(family, sym), threads=2)
+        x = tokens(dtype, 9, layer)
+        assert np.asarray(a(x)).tobytes() == np.asarray(b(x)).tobytes()
+        # The values the layer holds are the ones packed: expert 1's gate rows and its zero points.
+        q, z, s = packed[f"model.layers.{layer}.{part}.experts.1.{names[0]}.weight"]
+        w = a.weights()
+        assert np.array_equal(np.asarray(w["w13"])[1, :32], q)
+        assert np.array_equal(np.asarray(w["w13_zero"])[1, :32], z.T)
+        assert np.array_equal(np.asarray(w["w13_scale"])[1, :32], s.T)
+
+
+def test_gptq_folder_errors(tmp_path):
+    base = {"bits": 4, "group_size": 32, "sym": True, "desc_act": True, "quant_method": "gptq"}
+    (tmp_path / "a").mkdir()
+    folder, _ = gptq_folder(tmp_path / "a", "mixtral", quantization=base)
+    moefuse.MoeLayer.from_pretrained(folder, layer=0)  # desc_act with g_idx i / G reads
+    # A permuted g_idx (act order) is refused, naming the file and tensor.
+    t = read_raw(folder / "model.safetensors")
+    name = "model.layers.0.block_sparse_moe.experts.2.w3.g_idx"
+    g = np.zeros(32, np.int32)
+    g[5] = 1
+    t[name] = ("I32", [32], g.tobytes())
+    write_raw(folder / "model.safetensors", t)
+    with pytest.raises(ValueError, match=r"model\.safetensors: " + name.replace(".", r"\.") +
+                       r": expected g_idx\[i\] = i / 32 \(act order, desc_act with a permuted g_idx, is not "
+                       r"supported\), got g_idx\[5\] = 1"):
+        moefuse.MoeLayer.from_pretrained(folder, layer=0)
+    for q, match in [(dict(base, bits=8), r"config\.json: quantization_config\.bits: expected 4"),
+                     (dict(base, group_size=16), r"quantization_config\.group_size: expected 32, 64 or 128"),
+                     (dict(base, group_size=64),
+                      r"group_size: expected a group size dividing hidden_size \(32\), got 64")]:
+        (tmp_path / "b").mkdir(exist_ok=True)
+        d = tmp_path / "b" / str(q["bits"] * 1000 + q["group_size"])
+        d.mkdir()
+        f, _ = gptq_folder(d, "mixtral", quantization=q)
+        with pytest.raises(ValueError, match=match):
+            moefuse.MoeLayer.from_pretrained(f, layer=0)
