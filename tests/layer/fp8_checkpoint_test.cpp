@@ -12,7 +12,9 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/io_test_util.h"
@@ -133,21 +135,23 @@ constexpr const char* kYaml = R"(model_config:
   norm_topk_prob: true
   dtype: bf16
 )";
-// deepseek_v3 with a shared expert and H = 160: K past one block of 128 rows, ending in a partial one.
-constexpr const char* kDeepseekYaml = R"(model_config:
-  model_type: deepseek_v3
-  num_experts: 8
-  num_experts_per_tok: 2
-  hidden_size: 160
-  moe_intermediate_size: 32
-  n_shared_experts: 1
-  scoring_func: sigmoid
-  norm_topk_prob: true
-  n_group: 4
-  topk_group: 2
-  routed_scaling_factor: 2.5
-  dtype: bf16
-)";
+// deepseek_v3 with a shared expert, as the test folder's config (util/model_families.h) but with H = 160 and I = 32:
+// K past one block of 128 rows, ending in a partial one.
+const char* deepseek_yaml() {
+  static const std::string yaml = [] {
+    std::string y;
+    for (const testing::Family& f : testing::kFamilies)
+      if (std::string(f.name) == "deepseek_v3") y = f.yaml;
+    for (auto [from, to] : {std::pair<std::string, std::string>{"hidden_size: 32\n", "hidden_size: 160\n"},
+                            {"moe_intermediate_size: 16\n", "moe_intermediate_size: 32\n"}}) {
+      const size_t at = y.find(from);
+      if (at == std::string::npos) throw std::logic_error("the deepseek_v3 test config lost its " + from);
+      y.replace(at, from.size(), to);
+    }
+    return y;
+  }();
+  return yaml.c_str();
+}
 
 std::string quant_config(int64_t bn, int64_t bk) {
   return R"({"quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", )"
@@ -201,10 +205,10 @@ struct Fp8Case {
 
 const Fp8Case kCases[] = {
     {"qwen3_moe_blocks_128", kYaml, DType::bf16, 128, 128, true},
-    {"deepseek_v3_blocks_128", kDeepseekYaml, DType::bf16, 128, 128, true},
-    {"deepseek_v3_blocks_128_by_256", kDeepseekYaml, DType::bf16, 128, 256, true},
+    {"deepseek_v3_blocks_128", deepseek_yaml(), DType::bf16, 128, 128, true},
+    {"deepseek_v3_blocks_128_by_256", deepseek_yaml(), DType::bf16, 128, 256, true},
     {"qwen3_moe_blocks_16_24_dequantised", kYaml, DType::bf16, 16, 24, false},  // bk 24: not 128 rows
-    {"deepseek_v3_f16_dequantised", kDeepseekYaml, DType::f16, 128, 128, false},  // the kernels round to bf16
+    {"deepseek_v3_f16_dequantised", deepseek_yaml(), DType::f16, 128, 128, false},  // the kernels round to bf16
 };
 
 class Fp8Checkpoints : public ::testing::TestWithParam<Fp8Case> {};
@@ -234,7 +238,7 @@ INSTANTIATE_TEST_SUITE_P(Layers, Fp8Checkpoints, ::testing::ValuesIn(kCases),
 
 // A layer whose routed experts are FP8 but whose shared expert is bf16 dequantises them all (one kernel a layer).
 TEST(Fp8Checkpoint, ALayerWithSomeFloatProjectionsIsDequantised) {
-  MoeConfig c = parse_config_yaml(kDeepseekYaml, "fp8.yaml");
+  MoeConfig c = parse_config_yaml(deepseek_yaml(), "fp8.yaml");
   testing::TempDirectory dir;
   const MoeLayer random = MoeLayer::with_random_weights(c, 3, {.threads = 1});
   const std::string path = write_fp8_checkpoint(
@@ -335,7 +339,7 @@ TEST(Fp8Checkpoint, BadCheckpointsAreClearErrors) {
 // The memory check before a load counts FP8 weights held one byte as such: a limit between the one-byte layer's
 // need and the bf16 layer's admits the one, refuses the other (ResourceError before anything is read).
 TEST(Fp8Checkpoint, TheMemoryCheckCountsOneByteWeights) {
-  MoeConfig c = parse_config_yaml(kDeepseekYaml, "fp8.yaml");
+  MoeConfig c = parse_config_yaml(deepseek_yaml(), "fp8.yaml");
   testing::TempDirectory dir;
   const Checkpoint ck(write_fp8_checkpoint(dir, [](std::vector<testing::RawTensor>&, std::string&) {}, c, 128, 128));
   const Fp8Settings fp8 = read_fp8_settings(ck);
@@ -398,7 +402,7 @@ TEST(Fp8, E4m3EncodingRoundsToNearestEvenAndSaturates) {
 }
 
 TEST(Fp8, RandomFp8LayerKeepsOneByteAndEqualsItsWeightsLayer) {
-  MoeConfig c = parse_config_yaml(kDeepseekYaml, "fp8.yaml");
+  MoeConfig c = parse_config_yaml(deepseek_yaml(), "fp8.yaml");
   for (bool fused : {true, false}) {
     c.enable_superkernel = fused;
     MoeLayer layer = MoeLayer::with_random_fp8_weights(c, 5, {.threads = 2});

@@ -8,6 +8,9 @@ float32 arithmetic, one operation at a time; they never call moefuse.
 
 import ctypes
 import ctypes.util
+import json
+import pathlib
+import struct
 
 import numpy as np
 import pytest
@@ -109,3 +112,13 @@ def assert_exact(actual, expected, msg=""):
         i = tuple(np.argwhere(a != e)[0])
         raise AssertionError(f"{msg}: {int((a != e).sum())} of {a.size} differ; first at {i}: "
                              f"got {a[i]!r}, expected {e[i]!r}")
+
+
+def read_safetensors_raw(path):
+    """name -> (safetensors dtype string, shape, raw bytes) of a .safetensors file, read without torch."""
+    data = pathlib.Path(path).read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items()}

@@ -12,18 +12,9 @@ import numpy as np
 import pytest
 
 import moefuse
+from mf_testutil import read_safetensors_raw
 
 MODELS = pathlib.Path(__file__).resolve().parents[1] / "data" / "models"
-
-
-def read_raw(path):
-    """name -> (safetensors dtype, shape, bytes)."""
-    data = pathlib.Path(path).read_bytes()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    header.pop("__metadata__", None)
-    return {k: (v["dtype"], v["shape"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
-            for k, v in header.items()}
 
 
 def write_raw(path, tensors):
@@ -74,7 +65,7 @@ def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0):
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     tensors = {}
     for f in sorted(src.glob("*.safetensors")):
-        tensors.update(read_raw(f))
+        tensors.update(read_safetensors_raw(f))
     rng = np.random.default_rng(seed)
     packed, out, H = {}, {}, config["hidden_size"]
     for name, t in tensors.items():
@@ -140,7 +131,7 @@ def test_gptq_folder_errors(tmp_path):
     folder, _ = gptq_folder(tmp_path / "a", "mixtral", quantization=base)
     moefuse.MoeLayer.from_pretrained(folder, layer=0)  # desc_act with g_idx i / G reads
     # A permuted g_idx (act order) is refused, naming the file and tensor.
-    t = read_raw(folder / "model.safetensors")
+    t = read_safetensors_raw(folder / "model.safetensors")
     name = "model.layers.0.block_sparse_moe.experts.2.w3.g_idx"
     g = np.zeros(32, np.int32)
     g[5] = 1

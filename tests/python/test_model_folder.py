@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import moefuse
+from mf_testutil import read_safetensors_raw
 
 MODELS = pathlib.Path(__file__).resolve().parents[1] / "data" / "models"
 
@@ -87,19 +88,6 @@ def test_model_config_errors(tmp_path):
         moefuse.model_config(tmp_path / "absent")
 
 
-def _safetensors(path):
-    """name -> (dtype string, shape, raw bytes) of a .safetensors file, read without torch."""
-    import json
-    import struct
-
-    data = pathlib.Path(path).read_bytes()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    header.pop("__metadata__", None)
-    return {k: (v["dtype"], v["shape"], data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
-            for k, v in header.items()}
-
-
 def _e4m3(q):
     """float8 e4m3fn bytes -> float32, by the format's definition."""
     q = q.astype(np.int64)
@@ -119,7 +107,7 @@ def test_fp8_folder_is_the_dequantise_then_bf16_oracle(folder, layer, block):
     a = moefuse.MoeLayer.from_pretrained(MODELS / folder, layer=layer, threads=2)
     tensors = {}
     for f in sorted((MODELS / folder).glob("*.safetensors")):
-        tensors.update(_safetensors(f))
+        tensors.update(read_safetensors_raw(f))
     bn, bk = block
     w13 = a.weights()["w13"]
     I = w13.shape[1] // 2
