@@ -471,6 +471,28 @@ TEST(GemmS8, ExtremesAreExact) {
   }
 }
 
+TEST(GemmS8, RowsWithAndWithoutMinusOneTwentyEight) {
+  // Rows take vpmaddubsw on AVX2 when no activation is -128 (exact there; blocks of 1 and 2 rows), the widening
+  // path otherwise: both, with weights over the whole range (-128 included), K with a partial group of 4, several
+  // panels.
+  Rng rng(4242);
+  for (int64_t K : {37, 513})
+    for (int64_t M : {1, 2, 3, 5})
+      for (bool with_min : {false, true}) {
+        const int64_t N = 95;
+        const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
+        PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+        std::vector<int8_t> a(size_t(M * K));
+        for (auto& v : a) v = int8_t(rng.integer(-127, 127));
+        a[size_t(M * K - 3)] = int8_t(-127);
+        if (with_min) a[size_t(M * K - 2)] = int8_t(-128);
+        const std::vector<int32_t> expected = s8_oracle(a, K, b, K, N, M);
+        for (const gemm::GemmS8Kernel& kern : s8_rows())
+          EXPECT_EQ(run_s8(kern, a, K, pw, M), expected)
+              << kern.name << " M=" << M << " K=" << K << (with_min ? " with -128" : "");
+      }
+}
+
 TEST(GemmS8, ColumnRangesStartingMidMatrix) {
   Rng rng(4);
   const int64_t N = 95, K = 21;
