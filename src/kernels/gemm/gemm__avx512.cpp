@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "kernels/gemm/row_blocks.h"
+#include "kernels/gemm/tile__avx512.h"
 #include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
@@ -60,19 +61,7 @@ inline void load_row(const bfloat16* p, __m512& lo, __m512& hi) {
 // Accumulators of one panel in column order (lo = columns 0..15, hi = 16..31).
 template <class W>
 inline void unshuffle(__m512& lo, __m512& hi) {
-  if constexpr (std::is_same_v<W, bfloat16>) {
-    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512i second = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    const __m512 even = lo, odd = hi;
-    lo = _mm512_permutex2var_ps(even, first, odd);
-    hi = _mm512_permutex2var_ps(even, second, odd);
-  }
-}
-
-// Mask of the columns of vector v (16 columns) that are below `width`.
-inline __mmask16 column_mask(int width, int v) {
-  const int n = width - 16 * v;
-  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+  if constexpr (std::is_same_v<W, bfloat16>) even_odd_to_columns(lo, hi);
 }
 
 // One k step of a tile: B row k of each panel times A[m, k] (read from the tile's A buffer) into the chains.
@@ -90,20 +79,10 @@ __attribute__((always_inline)) inline void step_f(const W* bk, int64_t pstride, 
   }
 }
 
-// A[m, k0 .. k0+16) of MR rows into buf (16 floats per row); lanes outside `mask` are not read and become 0.
-template <int MR>
-__attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda, int64_t k0, __mmask16 mask,
-                                                     float* buf) {
-#pragma GCC unroll 32
-  for (int m = 0; m < MR; ++m) _mm512_store_ps(buf + 16 * m, _mm512_maskz_loadu_ps(mask, a + m * lda + k0));
-}
-
 // C[0..MR) x [0..width) of the tile; NP panels (32 * NP columns) starting at b, panels pstride elements apart.
 //
 // A is read 16 k at a time: one zmm load per row into a small contiguous buffer, from which the broadcasts are
-// taken. Reading the rows directly would touch MR lines lda apart at every k; with lda * 4 a multiple of 4 KB (any
-// hidden size that is a multiple of 1024) they all fall in one L1 set, more rows than ways, and every broadcast
-// misses L1. The buffer costs 2 memory ops per row per 16 k (against 32 FMAs).
+// taken (fill_abuf, tile__avx512.h: why).
 template <class W, int MR, int NP>
 void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width) {
   constexpr int NV = 2 * NP;

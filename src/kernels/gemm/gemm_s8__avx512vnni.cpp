@@ -20,6 +20,7 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/gemm/tile__avx512.h"
 #include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
@@ -27,11 +28,6 @@ namespace {
 
 constexpr int kMaxRows = 12;     // rows of the single-panel tile
 constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
-
-inline __mmask16 column_mask(int width, int v) {
-  const int n = width - 16 * v;
-  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
 
 // One group of 4 k: the 4 A bytes of each row (already shifted to u8, from the tile's A buffer) broadcast and
 // multiplied with B's [32][4] bytes of each panel.
