@@ -25,24 +25,26 @@ using kernels::Op;
   MOEFUSE_GEMM_ROW(gemm_u4_g64, gemm_u4g64w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>), \
   MOEFUSE_GEMM_ROW(gemm_u4_g128, gemm_u4g128w_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>)
 
-// The W4A8 rows of one ISA (int4 group-wise weights x int8 rows): gemm_u4g<G>w_s8_f32_<tile>__<isa>.
-#define MOEFUSE_GEMM_U4S8(tile, isa, tm, tn)                                                                      \
-  MOEFUSE_GEMM_ROW(gemm_u4s8_g32, gemm_u4g32w_s8_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>),   \
-  MOEFUSE_GEMM_ROW(gemm_u4s8_g64, gemm_u4g64w_s8_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>),   \
-  MOEFUSE_GEMM_ROW(gemm_u4s8_g128, gemm_u4g128w_s8_f32_##tile##__##isa, isa, u8, f32, tm, tn, at_least<Isa::isa>)
+// The W4A8 rows of one ISA (int4 group-wise weights x int8 rows): gemm_u4g<G>w_s8_f32_<tile>__<suffix>, needing
+// level `isa` and serving the dispatches `applies` accepts.
+#define MOEFUSE_GEMM_U4S8(tile, suffix, isa, tm, tn, applies)                                                        \
+  MOEFUSE_GEMM_ROW(gemm_u4s8_g32, gemm_u4g32w_s8_f32_##tile##__##suffix, isa, u8, f32, tm, tn, applies),   \
+  MOEFUSE_GEMM_ROW(gemm_u4s8_g64, gemm_u4g64w_s8_f32_##tile##__##suffix, isa, u8, f32, tm, tn, applies),   \
+  MOEFUSE_GEMM_ROW(gemm_u4s8_g128, gemm_u4g128w_s8_f32_##tile##__##suffix, isa, u8, f32, tm, tn, applies)
 
 const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_FLOATS(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_U4(1x32, scalar, 1, 32),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_1x32__scalar, scalar, u8, f32, 1, 32, at_least<Isa::scalar>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_1x32__scalar, scalar, i8, i32, 1, 32, at_least<Isa::scalar>),
-    MOEFUSE_GEMM_U4S8(1x32, scalar, 1, 32),
+    MOEFUSE_GEMM_U4S8(1x32, scalar, scalar, 1, 32, at_least<Isa::scalar>),
     MOEFUSE_GEMM_FLOATS(6x16, avx2, 6, 16),
     MOEFUSE_GEMM_U4(8x8, avx2, 8, 8),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_8x8__avx2, avx2, u8, f32, 8, 8, at_least<Isa::avx2>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
-    MOEFUSE_GEMM_U4S8(2x32, avx2, 2, 32),
+    MOEFUSE_GEMM_U4S8(2x32, avx2, avx2, 2, 32, at_least<Isa::avx2>),
     MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
+    MOEFUSE_GEMM_U4(12x32, avx512, 12, 32),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
 };
