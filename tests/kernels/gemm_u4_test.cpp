@@ -1,13 +1,16 @@
-// The int4 group-wise GEMM kernels (src/kernels/gemm/gemm.h, "int4 group-wise"): packing, and every variant this
+// The int4 group-wise GEMM kernels (src/kernels/gemm/gemm.h, "int4 group-wise"): packing, and every registry row this
 // machine runs against an oracle written here from the contract — dequantise B to fp32 ((q - z) * s), then the
-// float chain (acc = fma(a, w, acc) in k order) — bitwise, over M, N and K edges and every group size; and the W4A8
-// kernels (int8 rows) against the contract's integer definition, written as plain loops.
+// float chain (acc = fma(a, w, acc) in k order) — bitwise, over M, N and K edges (each variant's row blocks and
+// panel groups) and every group size, on random and on extreme values; and the W4A8 kernels (int8 rows) against
+// the contract's integer definition, written as plain loops.
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/gemm/gemm.h"
@@ -52,30 +55,95 @@ Int4Matrix random_int4(Rng& rng, int64_t K, int64_t N, int64_t G) {
   return m;
 }
 
+// The extremes: q and z at 0 and 15 (|q - z| = 15 both ways, and q = z), scales with full fp32 mantissas (the
+// product rounds), huge, subnormal, zero of both signs and negative.
+Int4Matrix extreme_int4(Rng& rng, int64_t K, int64_t N, int64_t G) {
+  Int4Matrix m = random_int4(rng, K, N, G);
+  for (auto& v : m.q) v = rng.coin() ? uint8_t(15) : uint8_t(rng.coin(0.3) ? 0 : rng.integer(0, 15));
+  const float scales[] = {1e30f, -3e29f, 1.1754942e-38f, 1e-40f, -0.0f, 0.0f, 0.7071068f, -1.3333334f};
+  for (size_t i = 0; i < m.zero.size(); ++i) {
+    m.zero[i] = i % 3 == 0 ? 0 : i % 3 == 1 ? 15 : uint8_t(rng.integer(0, 15));
+    m.scale[i] = rng.coin(0.5) ? scales[rng.integer(0, 7)] : rng.uniform(-1.0f, 1.0f);
+  }
+  return m;
+}
+
 using testing::gemm_variants;
+
+kernels::Op u4_op(int64_t G, bool w4a8) {
+  using kernels::Op;
+  if (w4a8) return G == 32 ? Op::gemm_u4s8_g32 : G == 64 ? Op::gemm_u4s8_g64 : Op::gemm_u4s8_g128;
+  return G == 32 ? Op::gemm_u4_g32 : G == 64 ? Op::gemm_u4_g64 : Op::gemm_u4_g128;
+}
+
+// The registry rows of `op` that this machine runs: the tests walk the table itself, so a row that no dispatch level
+// picks is still tested. Checks that the rows this machine should have are there: each ISA level's (the W4A8
+// AVX-512 one needs VNNI).
+template <class Kernel, class Fn>
+std::vector<Kernel> rows_of(kernels::Op op) {
+  std::vector<Kernel> out;
+  std::string names;
+  for (const kernels::KernelInfo& k : kernels::registry())
+    if (k.op == op && kernels::runs_here(k)) {
+      out.push_back({std::get<Fn>(k.fn), k.name});
+      names += std::string(k.name) + " ";
+    }
+  const bool w4a8 = std::is_same_v<Kernel, gemm::GemmU4S8Kernel>;
+  EXPECT_NE(names.find("__scalar "), std::string::npos) << names;
+  if (int(detected_isa()) >= int(Isa::avx2)) {
+    EXPECT_NE(names.find("__avx2 "), std::string::npos) << names;
+  }
+  if (detected_isa() == Isa::avx512 && (!w4a8 || gemm::vnni_available())) {
+    EXPECT_NE(names.find(w4a8 ? "__avx512vnni " : "__avx512 "), std::string::npos) << names;
+  }
+  return out;
+}
+
+std::vector<gemm::GemmFloatKernel> u4_rows(int64_t G) {
+  return rows_of<gemm::GemmFloatKernel, gemm::GemmFloatFn>(u4_op(G, false));
+}
+
+std::vector<gemm::GemmU4S8Kernel> u4s8_rows(int64_t G) {
+  return rows_of<gemm::GemmU4S8Kernel, gemm::GemmU4S8Fn>(u4_op(G, true));
+}
+
+// M edges of every variant's row blocks: 1 and 2; AVX2's 8-row strips (7, 8, 9, 17); AVX-512's tiles of 1 row x 4
+// panels, 4 x 2 and 12 x 1 (3, 4, 5, 11, 12, 13, 23, 24, 25); primes.
+const int64_t kRowsW4A16[] = {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 17, 23, 24, 25};
+// Columns: the 8-column strips' and 32-column panels' edges, and 4-panel groups with 0..3 panels after them.
+const int64_t kColsW4A16[] = {1, 7, 9, 17, 31, 32, 33, 64, 97, 100, 128, 160, 200, 225};
+
+// Checks every W4A16 row on weights b against the dequantise-then-float oracle, for each M of `rows`.
+void expect_w4a16_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64_t> rows, bool extreme_a) {
+  const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), b.K, b.N, b.G);
+  ASSERT_EQ(packed.group_size(), b.G);
+  const std::vector<gemm::GemmFloatKernel> kernels = u4_rows(b.G);
+  for (int64_t M : rows) {
+    const int64_t lda = b.K + 3;  // rows of A not contiguous
+    std::vector<float> a(size_t(M * lda));
+    const float special[] = {0.0f, -0.0f, 1e-40f, -3.5f, 4.0f};
+    for (auto& v : a) v = extreme_a && rng.coin(0.2) ? special[rng.integer(0, 4)] : rng.uniform(-2.0f, 2.0f);
+    const std::vector<float> want =
+        testing::fma_chain(a, lda, M, b.K, b.N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
+    for (const gemm::GemmFloatKernel& kern : kernels)
+      testing::expect_columns_match(kern, M, b.K, b.N, a, lda, packed.data(), want,
+                                    "G=" + std::to_string(b.G) + " K=" + std::to_string(b.K) + " N=" +
+                                        std::to_string(b.N) + (extreme_a ? " extreme" : ""));
+  }
+}
 
 TEST(GemmU4, EveryVariantEqualsTheDequantiseThenFloatOracleBitwise) {
   Rng rng(1204);
   for (int64_t G : gemm::kInt4GroupSizes)
     for (int64_t groups : {1, 2, 3})
-      for (int64_t N : {1, 7, 9, 17, 31, 32, 33, 64, 97}) {  // the 8-column strips' and 32-column panels' edges
-        const int64_t K = G * groups;
-        const Int4Matrix b = random_int4(rng, K, N, G);
-        const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), K, N, G);
-        ASSERT_EQ(packed.group_size(), G);
-        for (int64_t M : {1, 2, 3, 5, 7, 8, 9, 13, 17}) {  // 1 x 32 and 2 x 32 tiles, 8-row strips and their edges
-          const int64_t lda = K + 3;  // rows of A not contiguous
-          std::vector<float> a(size_t(M * lda));
-          for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
-          const std::vector<float> want =
-              testing::fma_chain(a, lda, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
-          for (const gemm::GemmKernels& k : gemm_variants()) {
-            ASSERT_NE(k.kernel_for(packed).fn, nullptr);
-            testing::expect_columns_match(k.kernel_for(packed), M, K, N, a, lda, packed.data(), want,
-                                          "G=" + std::to_string(G) + " K=" + std::to_string(K) + " N=" + std::to_string(N));
-          }
-        }
-      }
+      for (int64_t N : kColsW4A16) expect_w4a16_rows_match(rng, random_int4(rng, G * groups, N, G), kRowsW4A16, false);
+}
+
+TEST(GemmU4, EveryVariantEqualsTheOracleOnExtremeValues) {
+  Rng rng(4040);
+  const int64_t rows[] = {1, 2, 4, 5, 12, 13};
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t N : {33, 97, 200}) expect_w4a16_rows_match(rng, extreme_int4(rng, 2 * G, N, G), rows, true);
 }
 
 TEST(GemmU4, EqualsTheF32KernelOnTheDequantisedWeights) {
@@ -127,7 +195,7 @@ TEST(GemmU4, BadShapesAndValuesAreClearErrors) {
 
 TEST(GemmU4, DispatchPicksTheTableRows) {
   for (const gemm::GemmKernels& k : gemm_variants()) {
-    const kernels::Dispatch d{k.isa, false};
+    const kernels::Dispatch d{k.isa, k.vnni};
     EXPECT_STREQ(k.u4w_g32.name, kernels::find(kernels::Op::gemm_u4_g32, DType::u8, d)->name);
     EXPECT_STREQ(k.u4w_g128.name, kernels::find(kernels::Op::gemm_u4_g128, DType::u8, d)->name);
   }
@@ -154,50 +222,67 @@ std::vector<float> oracle_w4a8(const std::vector<int8_t>& a, int64_t lda, const 
   return c;
 }
 
-TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
-  Rng rng(4808);
-  for (int64_t G : gemm::kInt4GroupSizes)
-    for (int64_t groups : {1, 3})
-      for (int64_t N : {1, 31, 33, 64, 97}) {  // panel edges (32 columns)
-        const int64_t K = G * groups;
-        Int4Matrix b = random_int4(rng, K, N, G);
-        if (N == 33) std::fill(b.q.begin(), b.q.end(), uint8_t(15));  // the extremes: 15 - 0 and 0 - 15 with ±128
-        if (N == 33) for (size_t i = 0; i < b.zero.size(); ++i) b.zero[i] = i % 2 ? 0 : 15;
-        const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), K, N, G);
-        for (int64_t M : {0, 1, 2, 3, 5, 7}) {  // empty, the 1- and 2-row tiles and their edges, primes
-          const int64_t lda = K + 5;
-          std::vector<int8_t> a(size_t(M * lda));
-          for (auto& v : a) v = int8_t(N == 33 ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
-          std::vector<float> a_scale(static_cast<size_t>(M));
-          for (auto& v : a_scale) v = rng.uniform(1e-4f, 0.05f);
-          const std::vector<float> want = oracle_w4a8(a, lda, a_scale, b, M);
-          for (const gemm::GemmKernels& k : gemm_variants()) {
-            const gemm::GemmU4S8Kernel& kern = k.u4s8_kernel_for(packed);
-            ASSERT_NE(kern.fn, nullptr);
-            for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
-              if (n0 > n1) continue;
-              const int64_t ldc = n1 - n0 + 2;
-              std::vector<float> c(size_t(std::max<int64_t>(M, 1) * ldc), -7.0f);
-              kern.fn(M, K, n0, n1, a.data(), lda, a_scale.data(), packed.data(), c.data(), ldc);
-              if (M == 0) {
-                ASSERT_EQ(c[0], -7.0f) << kern.name;
-              }
-              for (int64_t m = 0; m < M; ++m) {
-                for (int64_t n = n0; n < n1; ++n)
-                  ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
-                            std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
-                      << kern.name << " G=" << G << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
-                for (int64_t n = n1 - n0; n < ldc; ++n) ASSERT_EQ(c[size_t(m * ldc + n)], -7.0f) << kern.name;
-              }
-            }
-          }
+// Checks every W4A8 row on weights b against the integer definition, for each M of `rows`; with `extreme`, the
+// activations are all -128 or 127.
+void expect_w4a8_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64_t> rows, bool extreme) {
+  const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), b.K, b.N, b.G);
+  const std::vector<gemm::GemmU4S8Kernel> kernels = u4s8_rows(b.G);
+  const int64_t K = b.K, N = b.N, G = b.G;
+  for (int64_t M : rows) {
+    const int64_t lda = K + 5;
+    std::vector<int8_t> a(size_t(M * lda));
+    for (auto& v : a) v = int8_t(extreme ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
+    std::vector<float> a_scale(static_cast<size_t>(M));
+    for (auto& v : a_scale) v = rng.uniform(1e-4f, 0.05f);
+    const std::vector<float> want = oracle_w4a8(a, lda, a_scale, b, M);
+    for (const gemm::GemmU4S8Kernel& kern : kernels) {
+      for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
+        if (n0 > n1) continue;
+        const int64_t ldc = n1 - n0 + 2;
+        std::vector<float> c(size_t(std::max<int64_t>(M, 1) * ldc), -7.0f);
+        kern.fn(M, K, n0, n1, a.data(), lda, a_scale.data(), packed.data(), c.data(), ldc);
+        if (M == 0) {
+          ASSERT_EQ(c[0], -7.0f) << kern.name;
+        }
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = n0; n < n1; ++n)
+            ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
+                      std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
+                << kern.name << " G=" << G << " K=" << K << " N=" << N << " M=" << M << " m=" << m << " n=" << n;
+          for (int64_t n = n1 - n0; n < ldc; ++n) ASSERT_EQ(c[size_t(m * ldc + n)], -7.0f) << kern.name;
         }
       }
+    }
+  }
+}
+
+TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
+  Rng rng(4808);
+  // Empty; the 1- and 2-row tiles (AVX2) and 6-row ones (AVX-512 VNNI) and their edges; primes.
+  const int64_t rows[] = {0, 1, 2, 3, 5, 6, 7, 11, 12, 13};
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t groups : {1, 3})
+      for (int64_t N : {1, 31, 33, 64, 97, 160}) {  // panel edges (32 columns)
+        Int4Matrix b = random_int4(rng, G * groups, N, G);
+        if (N == 33) std::fill(b.q.begin(), b.q.end(), uint8_t(15));  // the extremes: 15 - 0 and 0 - 15 with ±128
+        if (N == 33) for (size_t i = 0; i < b.zero.size(); ++i) b.zero[i] = i % 2 ? 0 : 15;
+        expect_w4a8_rows_match(rng, b, rows, N == 33);
+      }
+}
+
+TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionOnExtremeValues) {
+  Rng rng(4809);
+  const int64_t rows[] = {1, 6, 7};
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t N : {33, 97}) {
+      expect_w4a8_rows_match(rng, extreme_int4(rng, 2 * G, N, G), rows, true);
+      expect_w4a8_rows_match(rng, extreme_int4(rng, 3 * G, N, G), rows, false);
+    }
 }
 
 TEST(GemmU4S8, DispatchPicksTheTableRows) {
   for (const gemm::GemmKernels& k : gemm_variants()) {
-    const kernels::Dispatch d{k.isa, false};
+    const kernels::Dispatch d{k.isa, k.vnni};
     EXPECT_STREQ(k.u4s8_g32.name, kernels::find(kernels::Op::gemm_u4s8_g32, DType::u8, d)->name);
     EXPECT_STREQ(k.u4s8_g64.name, kernels::find(kernels::Op::gemm_u4s8_g64, DType::u8, d)->name);
     EXPECT_STREQ(k.u4s8_g128.name, kernels::find(kernels::Op::gemm_u4s8_g128, DType::u8, d)->name);

@@ -15,10 +15,11 @@
 
 namespace moefuse::testing {
 
-/// Every level's kernels this machine runs, scalar first.
+/// Every level's kernels this machine runs, scalar first, and AVX-512 once more with VNNI where the CPU has it.
 inline std::vector<gemm::GemmKernels> gemm_variants() {
   std::vector<gemm::GemmKernels> out;
   for (Isa isa : gemm::available_isas()) out.push_back(gemm::select_gemm_kernels(isa, false));
+  if (gemm::vnni_available()) out.push_back(gemm::select_gemm_kernels(Isa::avx512, true));
   return out;
 }
 
