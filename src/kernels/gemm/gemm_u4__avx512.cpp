@@ -95,6 +95,11 @@ void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, size_t pstri
     }
     for (int k0 = 0; k0 < G; k0 += 16, cur ^= 1) {
       if (g * G + k0 + 16 < K) fill_abuf<MR>(a, lda, g * G + k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
+      // The 4 lines of each panel this 16-k step reads, kInt4PrefetchBytes further on (tile__avx512.h: why).
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; ++l) prefetch_t0(rows[p] + k0 * kInt4RowBytes + kInt4PrefetchBytes + 64 * l);
       for (int kk = 0; kk < 16; ++kk) {
         __m512 w[NV];
 #pragma GCC unroll 4

@@ -65,10 +65,11 @@ __attribute__((always_inline)) inline __m512i row_sum(const Consts& k, const int
   return _mm512_add_epi32(s, _mm512_maskz_shuffle_epi32(0xffff, s, _MM_PERM_CDAB));
 }
 
-// MR rows x the 32 columns of the panel at `panel`; `width`: valid columns.
+// MR rows x the 32 columns of the panel at `panel`; `width`: valid columns. pf > 0: prefetch the panel pf bytes
+// ahead (tile__avx512.h, kInt4PrefetchBytes); the first row block of a panel does, the others find it in cache.
 template <int G, int MR>
 void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, float* c, int64_t ldc,
-          int width) {
+          int width, int64_t pf) {
   const Consts k;
   __m512 facc[MR][2];  // fp32 chains, even and odd columns
 #pragma GCC unroll 8
@@ -81,6 +82,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
     for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int r = 0; r < G; r += 4) {
+      if (pf > 0) prefetch_t0(blk.rows + r * kInt4RowBytes + pf);  // the line this step reads, pf bytes on
       __m512i x = _mm512_loadu_si512(blk.rows + r * kInt4RowBytes);
       // maskz forms (all lanes set) here and below: the plain intrinsics trip a GCC 12 false -Wmaybe-uninitialized
       // (see load_row in gemm__avx512.cpp); they compile to the plain instructions.
@@ -123,7 +125,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
   }
 }
 
-using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, float*, int64_t, int, int64_t);
 
 template <int G, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -138,7 +140,8 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
   if (M <= 0) return;
   for_each_int4_panel(b_data, K, G, n0, n1, [&](std::byte* panel, int64_t p0, int64_t width) {
     for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
-      tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, c + m0 * ldc + (p0 - n0), ldc, int(width));
+      tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, c + m0 * ldc + (p0 - n0), ldc, int(width),
+                      m0 == 0 ? kInt4PrefetchBytes : 0);
     });
   });
 }
