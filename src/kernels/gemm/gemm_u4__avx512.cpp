@@ -15,7 +15,13 @@
 // results back once per tile (even_odd_to_columns), both in tile__avx512.h.
 //
 // Tiles: MR rows x NP panels (2·NP zmm accumulators per row, one vector of 16 weights per half panel per k shared by
-// the MR rows). Which tile serves which M: see tile_panels below. A is read through a 16-k buffer (fill_abuf).
+// the MR rows). Which tile serves which M: see tile_panels below. A is read through a 16-k buffer (fill_abuf), and
+// each panel's stream is prefetched 4 KB ahead (kInt4PrefetchBytes).
+//
+// Measured on the 2-core Zen 5 (family 26 model 2), 2048 x 2048, G = 128, cold weights, paired with the AVX2 row:
+// M = 1: 128 us against 316 us (18.6 GB/s, 54% of one core's 34.7 GB/s read bandwidth: per 32 weights the
+// unpacking takes 7 vector instructions besides the 2 FMAs, about 4 instructions a cycle, and runs at about the same
+// rate from L2); M = 8: 379 against 1099 us; M = 64: 175 against 74 GFLOP/s (72% of the measured FMA peak).
 #include <immintrin.h>
 
 #include <algorithm>

@@ -18,7 +18,12 @@
 // shared by the 32 columns. Both are exact int32, so isum_g is the contract's integer; then
 // acc = fma(float(isum_g), s, acc) (exact conversion: below 2^24) group by group, and C = acc · a_scale at the end.
 //
-// Tiles: MR <= 6 rows x one panel (2 int32 and 2 fp32 accumulators per row).
+// Tiles: MR <= 6 rows x one panel (2 int32 and 2 fp32 accumulators per row); the first row block of each panel
+// prefetches it 4 KB ahead (kInt4PrefetchBytes).
+//
+// Measured on the 2-core Zen 5 (family 26 model 2), 2048 x 2048, G = 128, cold weights, paired with the AVX2 row:
+// M = 1: 74 us against 104 us (32 GB/s, 92% of one core's 34.7 GB/s read bandwidth); M = 8: 157 against 545 us;
+// M = 64: 451 against 122 GOP/s (46% of the measured vpdpbusd peak).
 #include <immintrin.h>
 
 #include <algorithm>
