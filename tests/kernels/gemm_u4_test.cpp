@@ -135,7 +135,7 @@ void expect_w4a16_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int6
 TEST(GemmU4, EveryVariantEqualsTheDequantiseThenFloatOracleBitwise) {
   Rng rng(1204);
   for (int64_t G : gemm::kInt4GroupSizes)
-    for (int64_t groups : {1, 2, 3})
+    for (int64_t groups : {0, 1, 2, 3})  // K = 0: C = +0
       for (int64_t N : kColsW4A16) expect_w4a16_rows_match(rng, random_int4(rng, G * groups, N, G), kRowsW4A16, false);
 }
 
@@ -261,7 +261,7 @@ TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
   // Empty; the 1- and 2-row tiles (AVX2) and 6-row ones (AVX-512 VNNI) and their edges; primes.
   const int64_t rows[] = {0, 1, 2, 3, 5, 6, 7, 11, 12, 13};
   for (int64_t G : gemm::kInt4GroupSizes)
-    for (int64_t groups : {1, 3})
+    for (int64_t groups : {0, 1, 3})  // K = 0: C = +0 · the row scale
       for (int64_t N : {1, 31, 33, 64, 97, 160}) {  // panel edges (32 columns)
         Int4Matrix b = random_int4(rng, G * groups, N, G);
         if (N == 33) std::fill(b.q.begin(), b.q.end(), uint8_t(15));  // the extremes: 15 - 0 and 0 - 15 with ±128
