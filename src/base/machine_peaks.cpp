@@ -26,10 +26,10 @@ const std::vector<PeakFamily>& peak_families() {
       {"fma_ymm", "vfmadd231ps ymm", "GFLOP/s", has_fma_ymm, &kFmaYmm},
       {"fma_zmm", "vfmadd231ps zmm", "GFLOP/s", has_avx512f, &kFmaZmm},
       {"maddwd_ymm", "vpmaddwd + vpaddd ymm", "GOP/s", has_avx2, &kMaddwdYmm},
-      {"maddwd_zmm", "vpmaddwd + vpaddd zmm", "GOP/s", has_avx512bw, nullptr},
+      {"maddwd_zmm", "vpmaddwd + vpaddd zmm", "GOP/s", has_avx512bw, &kMaddwdZmm},
       {"dpbusd_zmm", "vpdpbusd zmm (AVX-512 VNNI)", "GOP/s", has_avx512_vnni, &kDpbusdZmm},
-      {"dpbusd_ymm", "vpdpbusd ymm (AVX-VNNI)", "GOP/s", has_avx_vnni, nullptr},
-      {"dpbf16_zmm", "vdpbf16ps zmm (AVX-512 BF16)", "GFLOP/s", has_avx512_bf16, nullptr},
+      {"dpbusd_ymm", "vpdpbusd ymm (AVX-VNNI)", "GOP/s", has_avx_vnni, &kDpbusdYmm},
+      {"dpbf16_zmm", "vdpbf16ps zmm (AVX-512 BF16)", "GFLOP/s", has_avx512_bf16, &kDpbf16Zmm},
       {"amx_bf16", "tdpbf16ps (AMX-BF16)", "GFLOP/s", has_amx_bf16, nullptr},
       {"amx_int8", "tdpbssd (AMX-INT8)", "GOP/s", has_amx_int8, nullptr},
   };

@@ -39,6 +39,12 @@ extern const PeakLoop kDpbusdZmm;
 /// 12 x (vpmaddwd + vpaddd) on ymm per iteration (needs AVX2): the int16 multiply-add and the accumulation of the
 /// AVX2 int8 kernel (16 multiply-adds = 32 operations per pair).
 extern const PeakLoop kMaddwdYmm;
+/// 12 x (vpmaddwd + vpaddd) on zmm per iteration (needs AVX-512 BW): the AVX-512 int8 kernel without VNNI.
+extern const PeakLoop kMaddwdZmm;
+/// 12 x vpdpbusd on ymm per iteration, VEX-encoded (needs AVX-VNNI; machine_probe__avx2.cpp, asm).
+extern const PeakLoop kDpbusdYmm;
+/// 12 x vdpbf16ps on zmm per iteration (needs AVX-512 BF16; a lane does 2 bf16 multiply-adds = 4 operations).
+extern const PeakLoop kDpbf16Zmm;
 
 /// The fp32 loop of the kernels in use: zmm when active_isa() is avx512, ymm for avx2, nullptr for scalar.
 const PeakLoop* fp32_peak_loop();

@@ -10,6 +10,9 @@ namespace {
 
 void fma_ymm_loop(int64_t iters) { MOEFUSE_PROBE_LOOP(iters, "vfmadd231ps ", "ymm"); }
 void maddwd_ymm_loop(int64_t iters) { MOEFUSE_PROBE_PAIR_LOOP(iters, "vpmaddwd ", "vpaddd ", "ymm"); }
+// AVX-VNNI is the VEX encoding of vpdpbusd; without the {vex} prefix the assembler would pick the EVEX (AVX-512 VL)
+// one, which a CPU with AVX-VNNI alone cannot run. "%{" and "%}" are literal braces in an asm template.
+void vpdpbusd_ymm_loop(int64_t iters) { MOEFUSE_PROBE_LOOP(iters, "%{vex%} vpdpbusd ", "ymm"); }
 
 struct Ymm {
   using type = __m256i;
@@ -28,6 +31,7 @@ struct Ymm {
 
 const PeakLoop kFmaYmm{"vfmadd231ps_ymm", fma_ymm_loop, 12 * 8 * 2};
 const PeakLoop kMaddwdYmm{"vpmaddwd_vpaddd_ymm", maddwd_ymm_loop, 12 * 16 * 2};
+const PeakLoop kDpbusdYmm{"vpdpbusd_ymm", vpdpbusd_ymm_loop, 12 * 32 * 2};
 
 namespace detail {
 uint64_t stream_sum_avx2(const uint8_t* p, size_t bytes, int streams) {
