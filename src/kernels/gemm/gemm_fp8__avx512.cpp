@@ -11,7 +11,7 @@
 // vpaddw — 6 instructions for 32 weights (table_sub: + vptestnmw and a masked vpermw from t0) — then the same two
 // instructions as the bf16 kernel's load_row widen the 32 bf16 to fp32, even columns and odd columns, whose
 // accumulators are put back in column order at the store (tile__avx512.h).
-// A vector of form scales is formed the long way (dequant32: the contract's arithmetic, as in the AVX2 kernel:
+// A vector of form scales is formed the long way (mixed32: the contract's arithmetic, as in the AVX2 kernel:
 // e4m3 through fp16, times the scale, integer round to nearest even to bf16, NaN codes forced to all-ones) and
 // blended in by a word mask; such blocks are rare in checkpoints and their speed does not matter.
 //
@@ -56,17 +56,21 @@ constexpr int kBlockPairRows = 6, kBlockSingleRows = 12;  // the bf16 kernel's t
 // M = 8 6.5 -> 12 GB/s of packed weights; 1, 4, 8 and 16 KiB ahead were tried, 4 KiB (about one block) was best.
 constexpr int kPrefetchBytes = 4096;
 
-// Word j of a 32-word vector: (j / 8) * 8 (the table's base of column j's vector), and the head word of entry
-// j % 8 of vector j / 8's t1 (16 (j / 8) + j % 8; t0: 8 further).
-template <int Add, int Mul>
-constexpr std::array<int16_t, 32> per_vector() {
+// Word j of the index base: 8 (j / 8), where column j's vector starts in a 32-word table.
+alignas(64) constexpr std::array<int16_t, 32> kVectorBase = [] {
   std::array<int16_t, 32> v{};
-  for (int j = 0; j < 32; ++j) v[size_t(j)] = int16_t(Mul * (j / 8) + (Mul == 16 ? j % 8 + Add : 0));
+  for (int j = 0; j < 32; ++j) v[size_t(j)] = int16_t(8 * (j / 8));
+  return v;
+}();
+// Word j: where column j's t1 entry m = j % 8 lies in the block's head (vector v's area starts at word 16 v; t1 is
+// its first 8 words, t0 the next 8: `table` = 0 or 8).
+constexpr std::array<int16_t, 32> head_words(int table) {
+  std::array<int16_t, 32> v{};
+  for (int j = 0; j < 32; ++j) v[size_t(j)] = int16_t(16 * (j / 8) + table + j % 8);
   return v;
 }
-alignas(64) constexpr std::array<int16_t, 32> kVectorBase = per_vector<0, 8>();
-alignas(64) constexpr std::array<int16_t, 32> kT1Gather = per_vector<0, 16>();
-alignas(64) constexpr std::array<int16_t, 32> kT0Gather = per_vector<8, 16>();
+alignas(64) constexpr std::array<int16_t, 32> kT1Gather = head_words(0);
+alignas(64) constexpr std::array<int16_t, 32> kT0Gather = head_words(8);
 
 inline __m512i load32w(const std::array<int16_t, 32>& v) { return _mm512_load_si512(v.data()); }
 
