@@ -82,11 +82,11 @@
 // weights: 99 against 71 GFLOP/s; M = 64: 109 against 95); for f32 and int8 the two are within noise. Results are
 // bitwise the same either way. M = 1 streams the packed weights at 23-28 GB/s, the read bandwidth one core gets
 // (29 GB/s); prefill (M >= 64) reaches 86-94% of the measured FMA peak (float) and 81-90% of the vpdpbusd peak.
-// FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights, the
-// calling thread's CPU time, two runs a minute apart): M = 1 streams the packed FP8 weights at 24-26 GB/s (read
-// bound 35-40 GB/s; the bf16 kernel 29-34 GB/s of twice the bytes), 0.6-0.7 of the bf16 kernel's time; M = 8 0.7-0.8;
-// M = 64 and 512 1.07-1.1 (185-200 against 210-220 GFLOP/s). Against the AVX2 FP8 kernel: 2.2x at M = 1, 3.5x at
-// M = 8, 2x at M = 64 and 512.
+// FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights; two
+// runs in a quiet minute whose stream read was 29 GB/s): M = 1 streams the packed FP8 weights at 23-24 GB/s (81-84%
+// of it), 0.51-0.53 of the bf16 kernel's time (0.6-0.7 in a loaded minute); M = 8 0.65-0.69; M = 64 1.07-1.14 and
+// M = 512 1.17 (182-185 against 205-207 GFLOP/s: the weights formed per block, and each block's carry through C).
+// Against the AVX2 FP8 kernel: 2.1x at M = 1, 3.3-3.7x at M = 8, 2.1x at M = 64, 1.7-1.9x at M = 512.
 //
 // Preconditions (asserted in debug builds, not checked in release): M >= 0; K equals the packed K; 0 <= n0 <= n1
 // <= N; n0 % 32 == 0; lda >= K; ldc >= n1 - n0 (when M > 1); pointers valid for the ranges above. Unaligned

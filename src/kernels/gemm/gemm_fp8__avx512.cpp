@@ -26,11 +26,11 @@
 //     output is still one fma chain in k order from +0): prefill costs the bf16 kernel's loop plus forming each weight
 //     once (not once per row block), and the kernel allocates nothing.
 //
-// Measured on a 2-core AMD EPYC Zen 5 (family 26 model 2; gemm_bench, 2048 x 2048, cold weights, CPU time of the
-// calling thread): M = 1 24-26 GB/s of packed weights (49 GFLOP/s; the bf16 kernel 34, the AVX2 FP8 kernel 22),
-// M = 8 185-195 GFLOP/s (bf16 130-160, AVX2 FP8 50-58), M = 64 and 512 186-200 (bf16 211-223, AVX2 FP8 91-101).
-// One row is bound by the forming instructions as much as by memory: about 8 vector instructions per 32 weights
-// beside 2 FMAs.
+// Measured on a 2-core AMD EPYC Zen 5 (family 26 model 2; gemm_bench, 2048 x 2048, cold weights, a quiet minute
+// with a 29 GB/s stream read): M = 1 181-187 us (23-24 GB/s of packed weights; the bf16 kernel 353-355 us, the AVX2
+// FP8 kernel 379-400 us), M = 8 372-393 us (bf16 572-582, AVX2 FP8 1299-1366), M = 64 173-183 GFLOP/s (bf16 198,
+// AVX2 FP8 82-84), M = 512 182-185 (bf16 205-207, AVX2 FP8 92-101). One row reaches 81-84% of the read bandwidth;
+// what stands between is the forming: about 8 vector instructions per 32 weights beside 2 FMAs.
 #include <immintrin.h>
 
 #include <algorithm>
