@@ -4,11 +4,13 @@
 // N and K edges (K not a multiple of the 128-row block among them) and per-column block sizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm/fp8_layout.h"
@@ -115,8 +117,12 @@ TEST(GemmFp8, EveryFormOfThePackedBlocksEqualsTheOracleBitwise) {
     const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
     const std::array<int64_t, 3> forms = count_forms(packed);
     for (size_t f = 0; f < 3; ++f) seen[f] += forms[f];
-    if (variant == 0) EXPECT_EQ(forms[2], 0) << "uniform, moderate scales need no scales form";
-    if (variant >= 2) EXPECT_GT(forms[2], 0);
+    if (variant == 0) {
+      EXPECT_EQ(forms[2], 0) << "uniform, moderate scales need no scales form";
+    }
+    if (variant >= 2) {
+      EXPECT_GT(forms[2], 0);
+    }
     for (int64_t M : {1, 2, 3, 7, 13}) {
       std::vector<float> a(size_t(M * K));
       for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
@@ -178,6 +184,98 @@ TEST(GemmFp8, ExtremeWeightsRoundAsBf16Does) {
       }
     }
   }
+}
+
+// Every FP8 row of the registry this machine runs (not only the one dispatch picks per level).
+std::vector<const kernels::KernelInfo*> fp8_rows() {
+  std::vector<const kernels::KernelInfo*> out;
+  for (const kernels::KernelInfo& k : kernels::registry())
+    if (k.op == kernels::Op::gemm_fp8 && kernels::runs_here(k)) out.push_back(&k);
+  return out;
+}
+
+// One scale per column (block_n = 1), chosen per 8-column vector and 128-row block so that the packer takes every
+// form and the weights hit every edge of the arithmetic: a kind per (block, vector) of
+//   0 normal codes, one moderate scale          (table)
+//   1 subnormal and zero codes among them       (table_sub)
+//   2 two scales in the vector                  (scales)
+//   3 NaN codes among all codes                 (scales)
+//   4 a scale so small or large that products leave bf16's normal range: bf16 subnormals, infinities (scales)
+//   5 a scale of 0, +-inf or NaN                (scales; inf x 0 and NaN scales give NaN)
+Fp8Matrix every_form_fp8(Rng& rng, int64_t K, int64_t N) {
+  Fp8Matrix m{K, N, 1, {}, {}};
+  const int64_t kb = (K + 127) / 128;
+  m.q.resize(size_t(K * N));
+  m.scale.resize(size_t(std::max<int64_t>(kb, 1) * N));
+  for (int64_t g = 0; g < kb; ++g)
+    for (int64_t v0 = 0; v0 < N; v0 += 8) {
+      const int kind = int(rng.integer(0, 5));
+      const float s = rng.uniform(0.5f, 1.5f) * std::ldexp(1.0f, int(rng.integer(-16, 8)));
+      const float extreme[] = {1e-38f, 3e-36f, 1e30f, 7e36f};
+      const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN};
+      for (int64_t n = v0; n < std::min(N, v0 + 8); ++n) {
+        float& sn = m.scale[size_t(g * N + n)];
+        sn = kind == 2 && n % 2 ? s * 1.75f : kind == 4 ? extreme[(n + g) % 4] : kind == 5 ? special[(n + g) % 5] : s;
+        for (int64_t k = g * 128; k < std::min(K, g * 128 + 128); ++k) {
+          uint8_t c = uint8_t(rng.integer(0, 255));
+          if (kind == 1 && rng.coin(0.3)) c &= 0x87;                      // exponent field 0: subnormal or zero
+          else if (kind != 1 && kind != 3 && (c & 0x78) == 0) c |= 0x08;  // normal
+          if (kind != 3 && (c & 0x7f) == 0x7f) c = uint8_t(c - 1);        // no NaN code
+          if (kind == 3 && rng.coin(0.2)) c |= 0x7f;
+          m.q[size_t(k * N + n)] = c;
+        }
+      }
+    }
+  return m;
+}
+
+// Bit for bit, except that a NaN matches any NaN (gemm.h: which NaN comes out is not specified).
+bool same_result(float x, float y) {
+  return std::bit_cast<uint32_t>(x) == std::bit_cast<uint32_t>(y) || (std::isnan(x) && std::isnan(y));
+}
+
+// Every FP8 row against the scalar row over M, N and K edges of every tile the variants use (AVX2: 2 x 32, 8-row
+// strips, the block path from 12 rows in 6-row tiles; AVX-512: 4 x 64 pairs, 8 x 32 singles, the block path from
+// 64 rows in 6 x 64 and 12 x 32 tiles carried through C from block to block), K around the 16-column A buffer and
+// the 128-row block, N not a multiple of 32 or 64, calls over a middle range of panels, and every form side by side.
+TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
+  Rng rng(4242);
+  const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
+  const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
+  ASSERT_GE(rows.size(), gemm::available_isas().size());
+  std::array<int64_t, 3> seen{};
+  for (int64_t K : {0, 1, 15, 16, 17, 127, 128, 129, 300})
+    for (int64_t N : {1, 31, 33, 64, 65, 97, 130}) {
+      const Fp8Matrix b = every_form_fp8(rng, K, N);
+      const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
+      const std::array<int64_t, 3> forms = count_forms(packed);
+      for (size_t f = 0; f < 3; ++f) seen[f] += forms[f];
+      for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 17, 19, 25, 31, 63, 64, 65, 71}) {
+        const int64_t lda = K + 5;
+        std::vector<float> a(size_t(M * lda));
+        for (auto& v : a) v = rng.coin(0.05) ? 0.0f : rng.uniform(-2.0f, 2.0f);
+        if (!a.empty()) a[0] = -0.0f;
+        std::vector<float> want(size_t(M * N));
+        std::get<gemm::GemmFloatFn>(scalar->fn)(M, K, 0, N, a.data(), lda, packed.data(), want.data(), N);
+        for (const kernels::KernelInfo* r : rows) {
+          if (r == scalar) continue;
+          for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {32, N - 1}, {64, N}}) {
+            if (n0 > n1) continue;
+            const int64_t ldc = n1 - n0 + 3;
+            std::vector<float> c(size_t(M * ldc), -7.0f);
+            std::get<gemm::GemmFloatFn>(r->fn)(M, K, n0, n1, a.data(), lda, packed.data(), c.data(), ldc);
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < ldc; ++n) {
+                const float got = c[size_t(m * ldc + n)];
+                const bool ok = n0 + n < n1 ? same_result(got, want[size_t(m * N + n0 + n)]) : got == -7.0f;
+                ASSERT_TRUE(ok) << r->name << " K=" << K << " N=" << N << " M=" << M << " [" << n0 << ", " << n1
+                                << ") m=" << m << " n=" << n0 + n << ": " << got;
+              }
+          }
+        }
+      }
+    }
+  for (size_t f = 0; f < 3; ++f) EXPECT_GT(seen[f], 0) << "form " << f << " never packed";
 }
 
 TEST(GemmFp8, BadArgumentsAreClearErrors) {

@@ -1,9 +1,10 @@
 // AVX-512 GEMM variants (F/BW/VL/DQ; this file is compiled with those flags and only called when the CPU has them).
 //
 // Float: a tile of MR rows x 32·NP columns (NP panels) keeps MR x 2·NP zmm accumulators; per k it loads each panel's
-// row (2 zmm, widened from bf16/f16 in registers; see load_row) and does one vfmadd231ps per accumulator with A[m, k]
-// broadcast. Each accumulator lane is one output element's chain, k = 0..K-1 in order: the contract order, whatever
-// the tile. Two tiles:
+// row (2 zmm, widened from bf16/f16 in registers; see load_row in tile__avx512.h, which holds the tile itself,
+// tile_f, shared with the FP8 kernel) and does one vfmadd231ps per accumulator with A[m, k] broadcast. Each
+// accumulator lane is one output element's chain, k = 0..K-1 in order: the contract order, whatever the tile. Two
+// tiles:
 //   6 x 64 (NP = 2): 24 accumulators + 4 B registers. Used for every pair of panels (but see use_pairs), rows cut
 //     into balanced blocks of at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent
 //     chains even for one row; and measured on Zen 4 it beats 12 x 32 at every M (2048 x 2048 bf16, cold weights: M =
@@ -36,104 +37,6 @@ constexpr int kMaxRowsF = 12;    // rows of the single-panel float tile
 constexpr int kMaxRowsPair = 6;  // rows of the two-panel float tile
 constexpr int kMaxRowsS8 = 6;    // rows of the int8 (vpmaddwd) tile
 constexpr int kPairsF32Lo = 8;   // f32 weights: 7..8 rows use the single-panel tile (see use_pairs)
-
-// One panel row (32 weights at p) widened exactly to fp32 into two vectors, lo and hi.
-//   f32, f16: lo = columns 0..15, hi = columns 16..31.
-//   bf16: one 64-byte load; lo = the even columns (0, 2, .., 30: the low half of each dword shifted up), hi = the odd
-//   columns (the high half, low bits masked off): 2 simple ops instead of 2 widening shuffles + 2 shifts. Each
-//   accumulator lane still holds exactly one output column's chain; unshuffle() restores column order at the store.
-// The maskz forms (all lanes set) compile to the plain instructions; the plain intrinsics trip a GCC 12 false
-// -Wmaybe-uninitialized inside their headers (_mm512_undefined_epi32).
-inline void load_row(const float* p, __m512& lo, __m512& hi) {
-  lo = _mm512_loadu_ps(p);
-  hi = _mm512_loadu_ps(p + 16);
-}
-inline void load_row(const float16* p, __m512& lo, __m512& hi) {
-  lo = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  hi = _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
-}
-inline void load_row(const bfloat16* p, __m512& lo, __m512& hi) {
-  const __m512i v = _mm512_loadu_si512(p);
-  lo = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, v, 16));
-  hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int32_t(0xffff0000u))));
-}
-
-// Accumulators of one panel in column order (lo = columns 0..15, hi = 16..31).
-template <class W>
-inline void unshuffle(__m512& lo, __m512& hi) {
-  if constexpr (std::is_same_v<W, bfloat16>) even_odd_to_columns(lo, hi);
-}
-
-// One k step of a tile: B row k of each panel times A[m, k] (read from the tile's A buffer) into the chains.
-template <class W, int MR, int NP>
-__attribute__((always_inline)) inline void step_f(const W* bk, int64_t pstride, const float* ak,
-                                                  __m512 (&acc)[MR][2 * NP]) {
-  __m512 bv[2 * NP];
-#pragma GCC unroll 2
-  for (int p = 0; p < NP; ++p) load_row(bk + p * pstride, bv[2 * p], bv[2 * p + 1]);
-#pragma GCC unroll 32
-  for (int m = 0; m < MR; ++m) {
-    const __m512 av = _mm512_set1_ps(ak[m * 16]);
-#pragma GCC unroll 4
-    for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
-  }
-}
-
-// C[0..MR) x [0..width) of the tile; NP panels (32 * NP columns) starting at b, panels pstride elements apart.
-//
-// A is read 16 k at a time: one zmm load per row into a small contiguous buffer, from which the broadcasts are
-// taken (fill_abuf, tile__avx512.h: why).
-template <class W, int MR, int NP>
-void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width) {
-  constexpr int NV = 2 * NP;
-  __m512 acc[MR][NV];
-#pragma GCC unroll 32
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
-
-  // Double-buffered: the next 16 k of A are loaded before the current 16 are used, so their latency (the rows often
-  // come from L2) hides behind 16 k steps of FMAs.
-  alignas(64) float abuf[2][MR * 16];
-  const int64_t full = K / 16 * 16;
-  if (full > 0) fill_abuf<MR>(a, lda, 0, __mmask16(0xffff), abuf[0]);
-  int cur = 0;
-  for (int64_t k0 = 0; k0 < full; k0 += 16, cur ^= 1) {
-    if (k0 + 16 < full)
-      fill_abuf<MR>(a, lda, k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
-    else if (full < K)  // the last K % 16 columns: a masked load reads nothing past the row
-      fill_abuf<MR>(a, lda, full, __mmask16((1u << (K - full)) - 1u), abuf[cur ^ 1]);
-    for (int kk = 0; kk < 16; ++kk) step_f<W, MR, NP>(b + (k0 + kk) * kGemmNR, pstride, abuf[cur] + kk, acc);
-  }
-  if (full < K) {
-    if (full == 0) fill_abuf<MR>(a, lda, 0, __mmask16((1u << K) - 1u), abuf[cur]);
-    for (int kk = 0; kk < K - full; ++kk) step_f<W, MR, NP>(b + (full + kk) * kGemmNR, pstride, abuf[cur] + kk, acc);
-  }
-
-#pragma GCC unroll 32
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 2
-    for (int p = 0; p < NP; ++p) unshuffle<W>(acc[m][2 * p], acc[m][2 * p + 1]);
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) {
-    const __mmask16 mask = column_mask(width, v);
-    if (mask == 0xffff) {
-#pragma GCC unroll 32
-      for (int m = 0; m < MR; ++m) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
-    } else if (mask) {
-#pragma GCC unroll 32
-      for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(c + m * ldc + 16 * v, mask, acc[m][v]);
-    }
-  }
-}
-
-template <class W, int NP>
-using TileF = void (*)(int64_t, const float*, int64_t, const W*, int64_t, float*, int64_t, int);
-
-template <class W, int NP, int... R>
-constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
-  return std::array<TileF<W, NP>, sizeof...(R)>{&tile_f<W, R + 1, NP>...};
-}
 
 // Whether M rows go through the two-panel tiles. Above 6 rows they take two row blocks, and the second pass over the
 // panels then does not overlap the memory stream of the first. With f32 weights (memory-bound there) the one-pass
