@@ -121,21 +121,8 @@ void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, size_t pstri
     }
   }
 
-#pragma GCC unroll 16
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int p = 0; p < NP; ++p) even_odd_to_columns(acc[m][2 * p], acc[m][2 * p + 1]);
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const __mmask16 mask = column_mask(width, v);
-    if (mask == 0xffff) {
-#pragma GCC unroll 16
-      for (int m = 0; m < MR; ++m) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
-    } else if (mask) {
-#pragma GCC unroll 16
-      for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(c + m * ldc + 16 * v, mask, acc[m][v]);
-    }
-  }
+  // Even/odd column order, as bf16 rows give it: store_tile puts the columns back in order (even_odd_to_columns).
+  store_tile<bfloat16, MR, NV>(acc, c, ldc, width);
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, float*, int64_t, int);
