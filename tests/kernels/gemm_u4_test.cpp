@@ -270,6 +270,18 @@ TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
       }
 }
 
+// Prefill-sized M (many row blocks of every variant, blocks of 5 and 6 rows, of 1 and 2), on K of one group up to
+// 11 groups (K = 512 + G, 640, 704): a blocked variant (one that forms the weights per chunk of K and carries its
+// tiles through C) would meet its chunk edges here.
+TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionOnManyRows) {
+  Rng rng(4810);
+  const int64_t rows[] = {15, 16, 17, 24, 25, 37, 150};
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t K : {G, int64_t(512), 512 + G, G == 128 ? int64_t(640) : 11 * G})
+      for (int64_t N : {33, 97}) expect_w4a8_rows_match(rng, random_int4(rng, K, N, G), rows, N == 33);
+  for (int64_t G : gemm::kInt4GroupSizes) expect_w4a8_rows_match(rng, extreme_int4(rng, 5 * G, 64, G), rows, false);
+}
+
 TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionOnExtremeValues) {
   Rng rng(4809);
   const int64_t rows[] = {1, 6, 7};

@@ -87,7 +87,9 @@
 // GB/s of packed bytes, 54% of the read bandwidth: the unpacking bounds it, at about the same rate with the weights
 // in L2), against 316 us for AVX2 and 333 us for the bf16 kernel on the same matrix; M = 8: 379 us (AVX2 1099);
 // M = 64: 175 GFLOP/s (72% of the FMA peak; AVX2 74). W4A8 (AVX-512 VNNI) M = 1: 74 us (32 GB/s, 92% of the read
-// bandwidth; AVX2 104 us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the vpdpbusd peak; AVX2 122).
+// bandwidth; AVX2 104 us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the vpdpbusd peak; AVX2 122);
+// M = 512: 410-590 GOP/s against 800-930 for the W8A8 kernel in the same runs (beside another build; a block path
+// unpacking each panel once per chunk of K was tried and was not faster: gemm_u4s8__avx512vnni.cpp).
 // FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights; two
 // runs in a quiet minute whose stream read was 29 GB/s): M = 1 streams the packed FP8 weights at 23-24 GB/s (81-84%
 // of it), 0.51-0.53 of the bf16 kernel's time (0.6-0.7 in a loaded minute); M = 8 0.65-0.69; M = 64 1.07-1.14 and

@@ -24,6 +24,14 @@
 // Measured on the 2-core Zen 5 (family 26 model 2), 2048 x 2048, G = 128, cold weights, paired with the AVX2 row:
 // M = 1: 74 us against 104 us (32 GB/s, 92% of one core's 34.7 GB/s read bandwidth); M = 8: 157 against 545 us;
 // M = 64: 451 against 122 GOP/s (46% of the measured vpdpbusd peak).
+//
+// Tried and not kept (same machine, paired runs against this kernel beside another build, G = 128, 2048 x 2048): a
+// block path for large M that unpacks each panel once per chunk of 256 or 512 k into a stack buffer (the vpdpbusd
+// operands, 32 bytes per k, and the groups' scales and zero points) and runs every row block over it, tiles of 6, 8, 10
+// or 12 rows carried through C between chunks (bitwise equal to this kernel). None was faster: M = 512 at 360-480 GOP/s
+// against 410-590 for this kernel, M = 64 390-510 against 440-600, M = 16 370-390 against 510-650 (the 8-row tile:
+// about equal at M = 64 and 512). The unpacking (4 ops per 4 k, off the vpdpbusd pipes) is not what bounds this tile;
+// and GCC 12 spills some of a 10- or 12-row tile's 20-24 int32 sums inside the k loop even in a function of its own.
 #include <immintrin.h>
 
 #include <algorithm>
