@@ -202,10 +202,11 @@ class MoeLayer {
 /// The layer's oracle: what MoeLayer::forward computes, written as a plain loop over tokens and, per token, over
 /// its chosen experts, the way Hugging Face's MoE blocks compute (route, run each chosen expert's MLP, add the
 /// weighted results), with the rounding points of docs/layer.md §1. It computes every step itself — router logits
-/// (one fma per term in H order), softmax / sigmoid scores, group-limited top-k, renormalisation, the experts' MLPs
-/// and their int8 (de)quantisation, the shared expert and the combine — and shares no code with the layer's
-/// compute path (no operator, no scalar reference operator, no kernel, no thread pool); only the argument checks
-/// are common. One thread, no chunking; slow (meant for checking: `moefuse verify`, the tests). A correct layer
+/// (the dot products of docs/layer.md §1: H ascending, or for bf16 weights vdpbf16ps's pairs with DAZ/FTZ),
+/// softmax / sigmoid scores, group-limited top-k, renormalisation, the experts' MLPs and their int8
+/// (de)quantisation, the shared expert and the combine — and shares no code with the layer's compute path (no
+/// operator, no scalar reference operator, no kernel, no thread pool, not the library's bf16 step); only the
+/// argument checks are common. One thread, no chunking; slow (meant for checking: `moefuse verify`, the tests). A correct layer
 /// equals it bit for bit, output and routing.
 ///
 /// x: [T, H] in config.dtype (any strides); weights: as MoeLayer's constructor takes them (non-finite values are

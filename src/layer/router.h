@@ -8,9 +8,10 @@
 
 namespace moefuse::layer {
 
-/// out[t, e] (f32, contiguous [T, E]) = sum over h of x[t, h] * weight[e, h], accumulated in fp32 in h order with
-/// one fma per term (the grouped-matmul contract, so f32 models match the reference bit for bit). weight is [E, H]
-/// in the model dtype (Hugging Face's [out, in]).
+/// out[t, e] (f32, contiguous [T, E]) = sum over h of x[t, h] * weight[e, h], accumulated in fp32 by the
+/// grouped-matmul contract for the weight's dtype (h ascending with one fma per term; bf16 weights: pairs of h, odd
+/// first, with DAZ/FTZ), so every model's logits match the reference bit for bit. weight is [E, H] in the model dtype
+/// (Hugging Face's [out, in]).
 void router_logits(const Tensor& x, const Tensor& weight, const Tensor& out);
 
 /// The same logits, bitwise, from the weight packed as the logical [H, E] (PackedLayerWeights::router), on `kernels`

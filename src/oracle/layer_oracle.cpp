@@ -1,8 +1,9 @@
 // reference_layer_forward (include/moefuse/layer.h): the layer's oracle, a plain per-token, per-expert loop the way
 // Hugging Face's MoE blocks compute (route the token, run each chosen expert's MLP, add the weighted results), with
 // the rounding points of docs/layer.md §1. It computes everything itself, from the weights' values: no operator,
-// no scalar reference of src/reference, no router, gating or quantisation code of the library, no kernel, no pool.
-// Only the argument checks are shared with the layer. One thread, no chunking, no workspace planning.
+// no scalar reference of src/reference, no router, gating or quantisation code of the library, no kernel, no pool
+// (its bf16 dot-product step is its own too: oracle/bf16_step.h). Only the argument checks are shared with the
+// layer. One thread, no chunking, no workspace planning.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "layer/weights.h"
 #include "moefuse/dtype.h"
 #include "moefuse/layer.h"
+#include "oracle/bf16_step.h"
 
 namespace moefuse {
 namespace {
@@ -44,13 +46,24 @@ Vec load(const Tensor& t, int64_t at, int64_t n) {
 float silu(float a) { return a / (1.0f + std::exp(-a)); }
 float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
 
-// y[o] = sum_i w[base + o * in + i] * v[i]: one fma per term, in i order (rows of an [out, in] storage).
+// y[o] = sum_i w[base + o * in + i] * v[i] (rows of an [out, in] storage), from +0 in the order of the weights'
+// dtype (docs/layer.md, "Dot products"): f32 / f16 weights one fma per term in i order; bf16 weights (the FP8 ones
+// included: the layer hands the oracle their bf16 values) pairs of i, the odd one first, each term one
+// oracle::fma_daz_ftz, a zero pair standing in for i = in when in is odd.
 Vec matvec(const Tensor& w, int64_t base, int64_t out, int64_t in, const Vec& v) {
   Vec y(static_cast<size_t>(out));
   for (int64_t o = 0; o < out; ++o) {
     const Vec row = load(w, base + o * in, in);
     float acc = 0.0f;
-    for (int64_t i = 0; i < in; ++i) acc = std::fma(v[size_t(i)], row[size_t(i)], acc);
+    if (w.dtype() == DType::bf16) {
+      for (int64_t i = 0; i < in; i += 2) {
+        acc = i + 1 < in ? oracle::fma_daz_ftz(v[size_t(i + 1)], row[size_t(i + 1)], acc)
+                         : oracle::fma_daz_ftz(0.0f, 0.0f, acc);
+        acc = oracle::fma_daz_ftz(v[size_t(i)], row[size_t(i)], acc);
+      }
+    } else {
+      for (int64_t i = 0; i < in; ++i) acc = std::fma(v[size_t(i)], row[size_t(i)], acc);
+    }
     y[size_t(o)] = acc;
   }
   return y;
@@ -219,7 +232,7 @@ struct Route {
   Vec weights;                   // [K], model-dtype values
 };
 
-// Router logits (one fma per term in H order, rounded to the logits dtype), softmax or sigmoid scores, the
+// Router logits (matvec's dot products over H, in the router weight's order, rounded to the logits dtype), softmax or sigmoid scores, the
 // correction bias for the choice only, group-limited top-k (groups ranked by their best score, or by the sum of
 // their best two for sigmoid scoring), renormalisation, the scaling factor, rounding to the logits then the model
 // dtype.

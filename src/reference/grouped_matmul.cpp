@@ -1,9 +1,12 @@
 #include "reference/grouped_matmul.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
+#include "base/bf16_dot.h"
 #include "base/elements.h"
 #include "base/groups.h"
 #include "base/scratch.h"
@@ -43,6 +46,29 @@ void widen_run(const Run& s, int64_t n, float* dst) {
     case DType::i32: widen_run_as<int32_t>(s, n, dst); return;
     default:
       for (int64_t i = 0; i < n; ++i) dst[i] = load_element_f32(s.base, s.dtype, s.offset + i * s.stride);
+      return;
+  }
+}
+
+// The bf16 contract's reading of an input (base/bf16_dot.h's denormal_as_zero): a value below FLT_MIN in magnitude
+// becomes a zero of its sign (zeros stay, NaN compares false and stays), written with a compare so that it vectorises.
+inline float daz(float v) { return std::fabs(v) < FLT_MIN ? std::copysign(0.0f, v) : v; }
+
+// widen_run read through daz(), for the bf16 contract's inputs.
+template <class T>
+void widen_daz_run_as(const Run& s, int64_t n, float* dst) {
+  const T* p = static_cast<const T*>(s.base) + s.offset;
+  for (int64_t i = 0; i < n; ++i) dst[i] = daz(widen(p[i * s.stride]));
+}
+
+void widen_daz_run(const Run& s, int64_t n, float* dst) {
+  switch (s.dtype) {
+    case DType::f32: widen_daz_run_as<float>(s, n, dst); return;
+    case DType::bf16: widen_daz_run_as<bfloat16>(s, n, dst); return;
+    case DType::f16: widen_daz_run_as<float16>(s, n, dst); return;
+    default:
+      widen_run(s, n, dst);
+      for (int64_t i = 0; i < n; ++i) dst[i] = daz(dst[i]);
       return;
   }
 }
@@ -93,6 +119,57 @@ void fma_row(float xv, const float* w, float* acc, int64_t n) {
   fn(xv, w, acc, n);
 }
 
+// One pair of the bf16 contract over one output row: acc[n] = fma_daz_ftz(x0, w0[n], fma_daz_ftz(x1, w1[n],
+// acc[n])) (base/bf16_dot.h), for inputs that DAZ leaves alone — x0, x1, w0[n], w1[n] already read through daz()
+// (the caller does it when it widens them), acc[n] never subnormal (it starts at +0 and every step leaves a zero or a
+// normal value). For those, fma_daz_ftz(a, b, c) is r = fma(a, b, c) with |r| < FLT_MIN flushed to a zero of r's
+// sign, except where |r| == FLT_MIN (it then looks at the exact sum). So, 64 lanes at a time: both steps that way
+// into q; then the flushed q, or, if any step of any lane met |r| == FLT_MIN (rare), the chunk from its accumulators
+// with fma_daz_ftz itself. The loops vectorise (but the rare one). Built twice, as fma_row.
+#if defined(__GNUC__) || defined(__clang__)
+#define MOEFUSE_REF_INLINE __attribute__((always_inline)) inline  // into each build, to be compiled for its ISA
+#define MOEFUSE_REF_RESTRICT __restrict
+#else
+#define MOEFUSE_REF_INLINE inline
+#define MOEFUSE_REF_RESTRICT
+#endif
+MOEFUSE_REF_INLINE void fma_daz_ftz_pair_body(float x1, const float* MOEFUSE_REF_RESTRICT w1, float x0,
+                                              const float* MOEFUSE_REF_RESTRICT w0, float* MOEFUSE_REF_RESTRICT acc,
+                                              int64_t n) {
+  constexpr int64_t kLanes = 64;
+  auto flush = [](float r) { return std::fabs(r) < FLT_MIN ? std::copysign(0.0f, r) : r; };
+  float q[kLanes];
+  for (int64_t i0 = 0; i0 < n; i0 += kLanes) {
+    const int64_t nb = std::min(kLanes, n - i0);
+    float* MOEFUSE_REF_RESTRICT out = acc + i0;
+    const float* MOEFUSE_REF_RESTRICT v1 = w1 + i0;
+    const float* MOEFUSE_REF_RESTRICT v0 = w0 + i0;
+    int edge = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+      const float r = std::fma(x1, v1[i], out[i]);
+      q[i] = std::fma(x0, v0[i], flush(r));
+      edge |= (std::fabs(r) == FLT_MIN) | (std::fabs(q[i]) == FLT_MIN);
+    }
+    if (!edge) {
+      for (int64_t i = 0; i < nb; ++i) out[i] = flush(q[i]);
+    } else {
+      for (int64_t i = 0; i < nb; ++i) out[i] = fma_daz_ftz(x0, v0[i], fma_daz_ftz(x1, v1[i], out[i]));
+    }
+  }
+}
+void fma_daz_ftz_pair_baseline(float x1, const float* w1, float x0, const float* w0, float* acc, int64_t n) {
+  fma_daz_ftz_pair_body(x1, w1, x0, w0, acc, n);
+}
+MOEFUSE_REF_TARGET("fma") void fma_daz_ftz_pair_fma(float x1, const float* w1, float x0, const float* w0, float* acc,
+                                                    int64_t n) {
+  fma_daz_ftz_pair_body(x1, w1, x0, w0, acc, n);
+}
+
+void fma_daz_ftz_pair(float x1, const float* w1, float x0, const float* w0, float* acc, int64_t n) {
+  static const auto fn = cpu_has(cpu_features().fma) ? fma_daz_ftz_pair_fma : fma_daz_ftz_pair_baseline;
+  fn(x1, w1, x0, w0, acc, n);
+}
+
 void mac_row(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
   static const auto fn = cpu_has(cpu_features().avx2) ? mac_row_avx2 : mac_row_baseline;
   fn(xv, w, isum, n);
@@ -100,7 +177,7 @@ void mac_row(int32_t xv, const int32_t* w, int32_t* isum, int64_t n) {
 
 // Work is done on tiles of kRowBlock rows x kColTile columns: one row of the expert's weight tile serves the whole
 // row block while it is in cache, and the widened weight tile stays bounded (K x kColTile floats). Each output
-// element still sees k = 0..K-1 in order, so tiling changes nothing in the arithmetic.
+// element still sees its contract's order of k (below), so tiling changes nothing in the arithmetic.
 constexpr int64_t kRowBlock = 8;
 constexpr int64_t kColTile = 256;
 
@@ -132,27 +209,53 @@ int64_t for_groups(const GroupedMatmulArgs& a, int64_t M, Fn&& fn) {
   return covered;
 }
 
-// Float x: acc = fma(x, w, acc) over k in order from +0; + bias; act; one rounding.
+// acc[i * nb + n] (rows i < rb, columns n < nb) from +0 over k, by the contract of the weight's dtype
+// (src/kernels/gemm/gemm.h, "What the kernels compute"):
+//   f32, f16 weights:  acc = fma(x[k], w[k], acc)            for k = 0, 1, ..., K-1;
+//   bf16 weights:      acc = fma_daz_ftz(x[k+1], w[k+1], acc); acc = fma_daz_ftz(x[k], w[k], acc)
+//                                                             for k = 0, 2, 4, ... (pairs, the odd k first; when K
+//                                                             is odd the last pair's odd term is the zero pair).
+// xrows [rb, K] and panel [K, nb] hold the widened values (for bf16 weights already read through daz()), zeros [nb]
+// zeros (the odd term of the zero pair); the k loop is outside the row loop so that one weight row serves the whole
+// block, and each output element still sees exactly the steps above, in that order.
+void accumulate(bool bf16_contract, int64_t K, int64_t rb, int64_t nb, const float* xrows, const float* panel,
+                const float* zeros, float* acc) {
+  std::fill(acc, acc + rb * nb, 0.0f);
+  if (!bf16_contract) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < rb; ++i) fma_row(xrows[i * K + k], panel + k * nb, acc + i * nb, nb);
+    return;
+  }
+  for (int64_t k = 0; k < K; k += 2)
+    for (int64_t i = 0; i < rb; ++i) {
+      const bool zero_pair = k + 1 == K;
+      fma_daz_ftz_pair(zero_pair ? 0.0f : xrows[i * K + k + 1], zero_pair ? zeros : panel + (k + 1) * nb,
+                       xrows[i * K + k], panel + k * nb, acc + i * nb, nb);
+    }
+}
+
+// Float x: acc as accumulate() says; + bias; act; one rounding.
 void float_path(const GroupedMatmulArgs& a, const Dims& d, const Tensor& y) {
   const int64_t K = d.K, N = d.N, es = int64_t(y.element_size());
   Scratch<float> panel(K * kColTile), xrows(kRowBlock * K), acc(kRowBlock * kColTile), bias(kColTile);
+  Scratch<float> zeros(kColTile, 0.0f);
+  const bool bf16_contract = a.weight.dtype() == DType::bf16;
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t covered = for_groups(a, d.M, [&](int64_t e, int64_t begin, int64_t end) {
     for (int64_t n0 = 0; n0 < N; n0 += kColTile) {
       const int64_t nb = std::min(kColTile, N - n0);
       // The expert's [K, nb] weight tile, widened once, read in place through the weight's strides.
+      // bf16 weights: x and w read through DAZ here, once, rather than at every step (the same reading of each).
+      const auto widen_in = bf16_contract ? widen_daz_run : widen_run;
       for (int64_t k = 0; k < K; ++k)
-        widen_run(Run{a.weight.data(), a.weight.dtype(), e * d.w_se + k * d.w_sk + n0 * d.w_sn, d.w_sn}, nb,
-                  panel.data() + k * nb);
+        widen_in(Run{a.weight.data(), a.weight.dtype(), e * d.w_se + k * d.w_sk + n0 * d.w_sn, d.w_sn}, nb,
+                 panel.data() + k * nb);
       if (a.bias.defined()) widen_run(expert_row(a.bias, e, n0), nb, bias.data());
       for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
         const int64_t rb = std::min(kRowBlock, end - r0);
         for (int64_t i = 0; i < rb; ++i)
-          widen_run(Run{a.x.data(), a.x.dtype(), (r0 + i) * a.x.stride(0), a.x.stride(1)}, K, xrows.data() + i * K);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t i = 0; i < rb; ++i)
-            fma_row(xrows[i * K + k], panel.data() + k * nb, acc.data() + i * nb, nb);
+          widen_in(Run{a.x.data(), a.x.dtype(), (r0 + i) * a.x.stride(0), a.x.stride(1)}, K, xrows.data() + i * K);
+        accumulate(bf16_contract, K, rb, nb, xrows.data(), panel.data(), zeros.data(), acc.data());
         for (int64_t i = 0; i < rb; ++i) {
           float* v = acc.data() + i * nb;
           if (a.bias.defined())

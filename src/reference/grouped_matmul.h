@@ -1,6 +1,8 @@
 // Scalar reference of npu_grouped_matmul (MoE form): the oracle for optimised kernels and the fallback. Arguments
 // are validated by the op (src/ops/grouped_matmul.cpp) before this is called. The arithmetic contract — what every
-// variant must reproduce bitwise — is stated in include/moefuse/ops/grouped_matmul.h.
+// variant must reproduce bitwise — is stated in include/moefuse/ops/grouped_matmul.h: the fp32 accumulation follows
+// the weight's dtype (bf16 weights: pairs of k, the odd one first, each step fma_daz_ftz of base/bf16_dot.h; f32 and
+// f16 weights: k ascending with std::fma), as the GEMM kernels do (src/kernels/gemm/gemm.h).
 #pragma once
 
 #include <cmath>
@@ -15,7 +17,7 @@ namespace moefuse::reference {
 /// 2-D ([K, N], one expert) or 3-D ([E, K, N]). All inputs are read through their strides.
 struct GroupedMatmulArgs {
   Tensor x;                // [M, K] f32/bf16/f16/i8
-  Tensor weight;           // [E, K, N] or [K, N], x's dtype
+  Tensor weight;           // [E, K, N] or [K, N], x's dtype (float x: any float dtype; its dtype picks the order)
   Tensor bias;             // undefined, or [E, N]/[N]: float (float x, or int8 x with scale) or i32
   Tensor scale;            // undefined, or [E, N]/[N] bf16/f32 (int8 x with a float output)
   Tensor per_token_scale;  // undefined, or [M] f32 (only with scale)

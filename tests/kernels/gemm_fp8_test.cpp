@@ -1,7 +1,8 @@
 // The FP8 block-scaled GEMM kernels (src/kernels/gemm/gemm.h, "FP8 block-scaled"): packing, and every variant this
 // machine runs against an oracle written here from the contract — w = bf16(e4m3 * s) (e4m3 decoded by the format's
-// definition, tests/util/fp8_checkpoint.h), then the float chain (acc = fma(a, w, acc) in k order) — bitwise, over M,
-// N and K edges (K not a multiple of the 128-row block among them) and per-column block sizes.
+// definition, tests/util/fp8_checkpoint.h), then the bf16 contract's chain (pairs of k, odd first, fma_daz_ftz:
+// testing::bf16_chain) — bitwise, over M, N and K edges (K not a multiple of the 128-row block among them) and
+// per-column block sizes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/bf16_dot.h"
 #include "kernels/gemm/fp8_layout.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/registry.h"
@@ -67,7 +69,7 @@ TEST(GemmFp8, EveryVariantEqualsTheDequantiseToBf16ThenFloatOracleBitwise) {
         const int64_t lda = K + 3;
         std::vector<float> a(size_t(M * lda));
         for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
-        const std::vector<float> want = testing::fma_chain(a, lda, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
+        const std::vector<float> want = testing::bf16_chain(a, lda, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
         for (const gemm::GemmKernels& k : gemm_variants()) {
           ASSERT_NE(k.kernel_for(packed).fn, nullptr);
           testing::expect_columns_match(k.kernel_for(packed), M, K, N, a, lda, packed.data(), want,
@@ -126,7 +128,7 @@ TEST(GemmFp8, EveryFormOfThePackedBlocksEqualsTheOracleBitwise) {
     for (int64_t M : {1, 2, 3, 7, 13}) {
       std::vector<float> a(size_t(M * K));
       for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
-      const std::vector<float> want = testing::fma_chain(a, K, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
+      const std::vector<float> want = testing::bf16_chain(a, K, M, K, N, [&](int64_t k, int64_t n) { return b.weight(k, n); });
       for (const gemm::GemmKernels& k : gemm_variants())
         testing::expect_columns_match(k.kernel_for(packed), M, K, N, a, K, packed.data(), want,
                                       "variant " + std::to_string(variant));
@@ -163,7 +165,8 @@ TEST(GemmFp8, EqualsTheBf16KernelOnTheDequantisedWeights) {
 
 TEST(GemmFp8, ExtremeWeightsRoundAsBf16Does) {
   // Column n's weight is code n * 2 + 1 of e4m3 times a scale that overflows bf16 for the largest codes, or lands
-  // in bf16's subnormals for the smallest; NaN codes give NaN. One row of A = 1: C is the weight itself (+0 for -0).
+  // in bf16's subnormals for the smallest; NaN codes give NaN. One row of A = 1: C is the weight itself (+0 for -0),
+  // a subnormal weight read as zero (the bf16 contract's DAZ).
   const int64_t K = 1, N = 128;
   for (float s : {1.0f, 1e36f, 1e-38f, 3.0e-3f}) {
     Fp8Matrix b{K, N, 128, {}, {}};
@@ -175,7 +178,7 @@ TEST(GemmFp8, ExtremeWeightsRoundAsBf16Does) {
       std::vector<float> c(N);
       k.fp8w.fn(1, K, 0, N, a.data(), K, p.data(), c.data(), N);
       for (int64_t n = 0; n < N; ++n) {
-        const float want = b.weight(0, n) + 0.0f;
+        const float want = denormal_as_zero(b.weight(0, n)) + 0.0f;
         if (std::isnan(want)) {
           EXPECT_TRUE(std::isnan(c[size_t(n)])) << k.fp8w.name << " n=" << n;
         } else {

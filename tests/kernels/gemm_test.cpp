@@ -16,6 +16,7 @@
 #include "moefuse/error.h"
 #include "util/compare.h"
 #include "util/errors.h"
+#include "util/gemm_sweep.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -63,12 +64,15 @@ uint32_t bits(float f) {
 }
 
 // The contract, literally: acc = +0; acc = fma(A[m, k], B[k, n], acc) for k = 0..K-1; C[m, n] = acc, with B
-// widened exactly to fp32 (element_at reads any dtype and strides).
+// widened exactly to fp32 (element_at reads any dtype and strides). bf16 weights: the bf16 contract's chain
+// (testing::bf16_chain: pairs of k, odd first, fma_daz_ftz).
 std::vector<float> float_oracle(const std::vector<float>& a, int64_t lda, const Tensor& w, int64_t M) {
   const int64_t K = w.size(0), N = w.size(1);
   std::vector<float> wf(size_t(K * N));
   for (int64_t k = 0; k < K; ++k)
     for (int64_t n = 0; n < N; ++n) wf[size_t(k * N + n)] = float(element_at(w, k * w.stride(0) + n * w.stride(1)));
+  if (w.dtype() == DType::bf16)
+    return testing::bf16_chain(a, lda, M, K, N, [&](int64_t k, int64_t n) { return wf[size_t(k * N + n)]; });
   std::vector<float> c(size_t(M * N));
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {

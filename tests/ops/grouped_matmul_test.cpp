@@ -16,6 +16,7 @@
 
 #include "moefuse/error.h"
 #include "moefuse/ops.h"
+#include "oracle/bf16_step.h"
 #include "util/compare.h"
 #include "util/errors.h"
 #include "util/grouped_matmul_cases.h"
@@ -28,8 +29,10 @@ using testing::Rng;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The oracle. It decodes group_list itself, reads every tensor through item(), and follows the
-// contract: float sums in fp32 with std::fma over k in order from +0.0f, integer sums exact (in int64 here), the
-// epilogue in the order written in the header, one rounding at the end (set_item rounds RNE from fp32 values).
+// contract: float sums in fp32 from +0.0f, with std::fma over k in order (f32, f16 weights) or in pairs of k, the
+// odd one first, each step an fma with DAZ/FTZ (bf16 weights; the layer oracle's own statement of that step,
+// oracle/bf16_step.h, not the library's), integer sums exact (in int64 here), the epilogue in the order written in
+// the header, one rounding at the end (set_item rounds RNE from fp32 values).
 
 struct Case {
   Tensor x, weight, bias, scale, per_token_scale, group_list;
@@ -135,9 +138,17 @@ Tensor oracle(const Case& c) {
       for (int64_t n = 0; n < N; ++n) {
         double out;
         if (!int8) {
+          auto xk = [&](int64_t k) { return k < K ? float(xv[size_t(r * K + k)]) : 0.0f; };
+          auto wk = [&](int64_t k) { return k < K ? float(wv[size_t((s.expert * K + k) * N + n)]) : 0.0f; };
           float acc = 0.0f;
-          for (int64_t k = 0; k < K; ++k)
-            acc = std::fma(float(xv[size_t(r * K + k)]), float(wv[size_t((s.expert * K + k) * N + n)]), acc);
+          if (w.dtype() == DType::bf16) {
+            for (int64_t k = 0; k < K; k += 2) {
+              acc = oracle::fma_daz_ftz(xk(k + 1), wk(k + 1), acc);
+              acc = oracle::fma_daz_ftz(xk(k), wk(k), acc);
+            }
+          } else {
+            for (int64_t k = 0; k < K; ++k) acc = std::fma(xk(k), wk(k), acc);
+          }
           if (c.bias.defined()) acc = acc + float(per_expert(c.bias, s.expert, n));
           out = oracle_act(c.act_type, acc);
         } else {

@@ -4,38 +4,21 @@ operation at a time. Router logits, softmax / sigmoid scores, group-limited top-
 MLPs and their int8 (de)quantisation, the shared expert and the combine are all written here; it never calls
 moefuse.
 
-Two things numpy lacks are built from exact pieces: a float32 fused multiply-add (the documented dot products are
-one fma per term, in order) and C's expf (mf_testutil.expf, through ctypes, as the operator tests do)."""
+Two things numpy lacks are built from exact pieces: the float32 fused multiply-adds of the documented dot products
+(fma32.py: one fma per term in order for f32 / f16 weights; for bf16 weights pairs of terms, the odd one first, each
+an fma with DAZ/FTZ) and C's expf (mf_testutil.expf, through ctypes, as the operator tests do)."""
 
 import numpy as np
 
+from fma32 import dot, is_bf16
 from mf_testutil import expf, round_to
 
 F32 = np.float32
 
 
-def fma_f32(a, b, c):
-    """float32 fma(a, b, c) = a * b + c rounded once (RNE), element-wise. a * b is exact in float64 (24 + 24 bits);
-    the sum's rounding error is recovered exactly (TwoSum), the float64 sum is rounded to odd with it, and rounding
-    that to float32 is the single correct rounding of the exact value (53 >= 24 + 2 bits)."""
-    p = np.asarray(a, np.float64) * np.asarray(b, np.float64)
-    c = np.asarray(c, np.float64)
-    s = p + c
-    bb = s - p
-    err = (p - (s - bb)) + (c - bb)
-    even = (np.asarray(s).view(np.int64) & 1) == 0
-    towards = np.where(err > 0, np.inf, -np.inf)
-    s = np.where((err != 0) & even, np.nextafter(s, towards), s)
-    return s.astype(F32)
-
-
-def matvec(w, v):
-    """y[o] = sum_i w[o, i] * v[i], one fma per term in i order (w [out, in], v [in], float32)."""
-    w = np.asarray(w, F32)
-    acc = np.zeros(w.shape[0], F32)
-    for i in range(w.shape[1]):
-        acc = fma_f32(v[i], w[:, i], acc)
-    return acc
+def matvec(w, v, bf16):
+    """y[o] = sum_i w[o, i] * v[i] (w [out, in], v [in], float32), in the order of the weights' dtype (bf16 or not)."""
+    return dot(np.asarray(v, F32)[None, :], np.asarray(w, F32).T, bf16)[0]
 
 
 def silu(a):
@@ -64,15 +47,15 @@ def top_k(key, allowed, k):
     return [int(idx[j]) for j in order[:k]]
 
 
-def expert_mlp(m, w13, w2, s13, s2, x, smooth1=None, smooth2=None, alpha=F32(1)):
+def expert_mlp(m, w13, w2, s13, s2, x, smooth1=None, smooth2=None, alpha=F32(1), bf16=False):
     """One expert's MLP on one token (x: model-dtype values as float32). w13 [2W, H] (gate rows, then up rows), w2
-    [H, W]; s13 / s2 their per-channel scales (quantised chains)."""
+    [H, W]; s13 / s2 their per-channel scales (quantised chains); bf16: the float chain's weights are bf16."""
     md, quant = m["dtype"], m["quant_mode"]
     W = w13.shape[0] // 2
     if quant == "none":
-        h = round_to(md, matvec(w13, x))
+        h = round_to(md, matvec(w13, x, bf16))
         a = round_to(md, silu(h[:W]) * h[W:])
-        return round_to(md, matvec(w2, a))
+        return round_to(md, matvec(w2, a, bf16))
     xs = x if smooth1 is None else x * smooth1
     xq, x_scale = quantize(xs)
     acc1 = (w13.astype(np.int64) @ xq).astype(F32)  # exact int32 sums, then converted (RNE)
@@ -91,12 +74,13 @@ def expert_mlp(m, w13, w2, s13, s2, x, smooth1=None, smooth2=None, alpha=F32(1))
     return round_to(md, (acc2 * s2) * a_scale)
 
 
-def route(m, w, x):
-    """The top-k experts of one token in slot order and their combine weights (model-dtype values as float32)."""
+def route(m, w, x, bf16):
+    """The top-k experts of one token in slot order and their combine weights (model-dtype values as float32).
+    bf16: the names of the weights stored in bf16."""
     E, K = m["num_experts"], m["num_experts_per_tok"]
     md = m["dtype"]
     logits_dtype = md if m["router_logits_dtype"] == "model" else "f32"
-    logits = round_to(logits_dtype, matvec(w["router"], x))
+    logits = round_to(logits_dtype, matvec(w["router"], x, "router" in bf16))
     if m["scoring_func"] == "softmax":
         e = expf(logits - np.max(logits))
         total = np.add.accumulate(e, dtype=F32)[-1]  # in expert order
@@ -124,9 +108,11 @@ def route(m, w, x):
 
 def layer_forward(config, weights, x):
     """The layer's output [T, H] (as float32 values of the model dtype) and the top-k indices [T, K] for x [T, H].
-    config: the layer's config dict; weights: layer.weights() (any dtypes, read as float32 / int8)."""
+    config: the layer's config dict; weights: layer.weights() (any dtypes, read as float32 / int8; which are bf16
+    decides the order of their dot products)."""
     m = config["model_config"]
     md = m["dtype"]
+    bf16 = {k for k, v in weights.items() if is_bf16(v)}
     w = {k: (v if v.dtype == np.int8 else np.asarray(v, F32)) for k, v in weights.items()}
     x = np.asarray(x, F32)
     T, H = x.shape
@@ -134,20 +120,20 @@ def layer_forward(config, weights, x):
     topk = np.zeros((T, m["num_experts_per_tok"]), np.int32)
     for t in range(T):
         xt = x[t]
-        experts, wk = route(m, w, xt)
+        experts, wk = route(m, w, xt, bf16)
         topk[t] = experts
         acc = None
         if "shared_w13" in w:
             acc = expert_mlp(m, w["shared_w13"][0], w["shared_w2"][0], w.get("shared_w13_scale", [None])[0],
-                             w.get("shared_w2_scale", [None])[0], xt)
+                             w.get("shared_w2_scale", [None])[0], xt, bf16="shared_w13" in bf16)
             if "shared_gate" in w:
-                acc = round_to(md, sigmoid(matvec(w["shared_gate"], xt))[0] * acc)
+                acc = round_to(md, sigmoid(matvec(w["shared_gate"], xt, "shared_gate" in bf16))[0] * acc)
         for k, e in enumerate(experts):
             y = expert_mlp(m, w["w13"][e], w["w2"][e], w["w13_scale"][e] if "w13_scale" in w else None,
                            w["w2_scale"][e] if "w2_scale" in w else None, xt,
                            w["smooth_scale1"][e] if "smooth_scale1" in w else None,
                            w["smooth_scale2"][e] if "smooth_scale2" in w else None,
-                           w["clip_alpha"][e] if "clip_alpha" in w else F32(1))
+                           w["clip_alpha"][e] if "clip_alpha" in w else F32(1), bf16="w13" in bf16)
             term = wk[k] * y
             acc = term if acc is None else acc + term
         out[t] = round_to(md, acc)

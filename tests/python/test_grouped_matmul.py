@@ -1,12 +1,13 @@
 """npu_grouped_matmul (the MoE form: [x], [weight], group_type=0) against a numpy oracle written from the torch_npu semantics and
 the arithmetic contract of include/moefuse/ops/grouped_matmul.h: per output element an fp32 fused multiply-add
-chain over k = 0..K-1 (emulated exactly enough in float64: the product of two floats is exact in float64, and the
-add is rounded to float32 once more), then bias, activation (with C's expf) and one rounding."""
+chain, over k = 0..K-1 for f32 / f16 weights and in pairs of k, the odd one first, with DAZ/FTZ for bf16 weights
+(fma32.py: exact, from float64 pieces), then bias, activation (with C's expf) and one rounding."""
 
 import numpy as np
 import pytest
 
 import moefuse
+from fma32 import dot, is_bf16
 from mf_testutil import FLOAT_DTYPES, as_f32, assert_bitwise, assert_exact, expf, f32, grid, make, round_to
 
 
@@ -26,14 +27,6 @@ def group_rows(group_list, group_list_type, M):
         groups.append((g, start, end))
         start = end
     return groups
-
-
-def fma_chain(x, w):
-    """acc = fma(x[r, k], w[k, n], acc) for k = 0..K-1, starting from +0.0, in float32."""
-    acc = np.zeros((x.shape[0], w.shape[1]), np.float32)
-    for k in range(x.shape[1]):
-        acc = (x[:, k, None].astype(np.float64) * w[None, k, :].astype(np.float64) + acc).astype(np.float32)
-    return acc
 
 
 def activation(v, act_type):
@@ -71,7 +64,7 @@ def gmm_oracle(x, w, group_list, group_list_type, out_dtype, bias=None, scale=No
             if bias is not None and bias.dtype != np.int32:
                 v = v + as_f32(bias[e])
         else:
-            v = fma_chain(as_f32(x[b:end]), as_f32(w[e]))
+            v = dot(as_f32(x[b:end]), as_f32(w[e]), is_bf16(w))
             if bias is not None:
                 v = v + as_f32(bias[e])
         y[b:end] = activation(v, act_type)
@@ -169,7 +162,7 @@ def test_group_list_as_python_list_and_ungrouped_form(rng):
     (b,) = moefuse.npu_grouped_matmul((x,), (w,), group_list=np.array([2, 6]), group_type=0)
     assert_exact(a, b)
     (c,) = moefuse.npu_grouped_matmul([x], [w[0]])  # group_type None: one plain matmul
-    assert_bitwise(c, fma_chain(x, w[0]))
+    assert_bitwise(c, dot(x, w[0], is_bf16(w)))
 
 
 def test_random_values_follow_the_fma_chain(rng):
@@ -178,3 +171,42 @@ def test_random_values_follow_the_fma_chain(rng):
     w = rng.normal(size=(2, 64, 16)).astype(np.float32)
     (y,) = moefuse.npu_grouped_matmul([x], [w], group_list=[3, 5], group_type=0, group_list_type=1)
     assert_bitwise(y, gmm_oracle(x, w, [3, 5], 1, "f32"))
+
+
+def test_the_bf16_contract_steps():
+    # fma32.py's emulation on hand-picked steps (x86 MXCSR.DAZ|FTZ semantics; tests/kernels/bf16_dot_test.cpp checks
+    # the C++ statements against the hardware).
+    from fma32 import fma_daz_ftz_f32 as f
+    m = np.float32(2.0 ** -126)
+    cases = [((2.0 ** -130, 2.0 ** 100, 0.0), 0.0),             # subnormal input read as zero
+             ((1.0, 1.0, 2.0 ** -140), 1.0),                     # subnormal accumulator read as zero
+             ((-(2.0 ** -70), 2.0 ** -70, 0.0), -0.0),           # tiny result: a zero of its sign
+             ((0.0, 0.0, -0.0), 0.0), ((-0.0, 0.0, -0.0), -0.0),
+             ((1.0 - 2.0 ** -24, m, 0.0), 0.0),                  # FLT_MIN - 2^-150: tiny at 24 bits
+             ((-(2.0 ** -25), m, m), m),                         # FLT_MIN - 2^-151: the tie rounds to FLT_MIN
+             ((-1.5 * 2.0 ** -25, m, m), 0.0),
+             ((1.0, 1.0, 2.0 ** -24), 1.0),                      # ties to even
+             ((2.0 ** 127, 4.0, 0.0), np.inf)]
+    for (a, b, c), want in cases:
+        got = f(np.float32(a), np.float32(b), np.float32(c))
+        assert np.float32(got).view(np.uint32) == np.float32(want).view(np.uint32), (a, b, c, got, want)
+
+
+def test_bf16_weights_take_pairs_with_denormals_as_zero():
+    # Through the operator (bf16 x and weights, bf16 output): products 2^24, 0, 1, -2^24 sum to 1 in pairs, odd first
+    # (2^24, then 2^24 - 2^24 = 0, then + 1), but to 0 in k order (2^24 + 1 rounds to 2^24); -2^-140 is flushed to -0
+    # and -0 + -0 stays -0 (K = 2); K = 3's zero pair turns the -0 into +0; a subnormal x reads as zero (2^-130 *
+    # 2^100 would be 2^-30).
+    if "bf16" not in FLOAT_DTYPES:
+        pytest.skip("bf16 numpy arrays need ml_dtypes")
+    t, b = 2.0 ** -70, 2.0 ** 12
+    x32, w32 = np.array([[b, 0, 1, -b]], np.float32), np.array([[b], [0], [1], [b]], np.float32)
+    (y,) = moefuse.npu_grouped_matmul([x32], [w32])
+    assert_bitwise(y, np.array([[0.0]], np.float32), "f32 weights: k ascending")
+    for xs, ws, want in (([b, 0, 1, -b], [b, 0, 1, b], 1.0), ([0, t], [-1, -t], -0.0), ([0, t, 0], [-1, -t, -1], 0.0),
+                         ([2.0 ** -130], [2.0 ** 100], 0.0)):
+        x = make(np.array([xs], np.float32), "bf16")
+        w = make(np.array([ws], np.float32).T, "bf16")
+        (y,) = moefuse.npu_grouped_matmul([x], [w])
+        assert_bitwise(y, np.array([[want]], np.float32), f"x {xs} w {ws}")
+        assert_bitwise(y, round_to("bf16", dot(as_f32(x), as_f32(w), True)), f"oracle, x {xs} w {ws}")

@@ -1,5 +1,6 @@
 // What the GEMM kernel tests of the weight formats formed in registers (int4, FP8) share: the kernel tables this
-// machine runs, the float contract's chain as an oracle, and the check of one kernel's columns against it.
+// machine runs, the float contract's chains (k ascending; the bf16 contract's pairs) as oracles, and the check of one
+// kernel's columns against them.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/bf16_dot.h"
 #include "kernels/gemm/gemm.h"
 
 namespace moefuse::testing {
@@ -31,6 +33,24 @@ std::vector<float> fma_chain(const std::vector<float>& a, int64_t lda, int64_t M
     for (int64_t n = 0; n < N; ++n) {
       float acc = 0.0f;
       for (int64_t k = 0; k < K; ++k) acc = std::fma(a[size_t(m * lda + k)], weight(k, n), acc);
+      c[size_t(m * N + n)] = acc;
+    }
+  return c;
+}
+
+/// C [M, N] by the bf16 contract (gemm.h, "bf16 weights"; FP8 weights too): from +0, pairs (2i + 1, 2i) of k in order,
+/// each step fma_daz_ftz, a zero pair standing for k = K when K is odd.
+template <class Weight>
+std::vector<float> bf16_chain(const std::vector<float>& a, int64_t lda, int64_t M, int64_t K, int64_t N,
+                              Weight weight) {
+  std::vector<float> c(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      const auto term = [&](int64_t k, float acc) {
+        return k < K ? fma_daz_ftz(a[size_t(m * lda + k)], weight(k, n), acc) : fma_daz_ftz(0.0f, 0.0f, acc);
+      };
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; k += 2) acc = term(k, term(k + 1, acc));
       c[size_t(m * N + n)] = acc;
     }
   return c;

@@ -64,8 +64,14 @@ struct GroupedMatmulOptions {
 /// Output rows not covered by any group (when the groups cover fewer than M rows) are written as zeros.
 ///
 /// Arithmetic contract (docs/operators.md, Numerics; every optimised variant must give bitwise the same output):
-///   * acc(r, n) is accumulated in fp32 over k = 0, 1, ..., K-1 in this order, starting from +0.0f, as
-///     acc = std::fma(float(x[r][k]), float(w[e][k][n]), acc), both operands widened exactly to fp32.
+///   * acc(r, n) is accumulated in fp32 starting from +0.0f, both operands widened exactly to fp32, in the order of
+///     the weight's dtype. f32 and f16 weights: over k = 0, 1, ..., K-1 in this order,
+///     acc = std::fma(float(x[r][k]), float(w[e][k][n]), acc). bf16 weights (x86 vdpbf16ps's arithmetic, so that
+///     AVX512-BF16 runs it at twice the fp32 FMA rate and other CPUs get the same bits): over pairs of k, the odd
+///     one first, acc = fma_daz_ftz(x[r][2i+1], w[e][2i+1][n], acc); acc = fma_daz_ftz(x[r][2i], w[e][2i][n], acc)
+///     for i = 0 .. ceil(K/2)-1, with x[r][K] = w[e][K][n] = 0 when K is odd; fma_daz_ftz is std::fma with
+///     subnormal inputs read as zero and a result below 2^-126 after rounding (24 bits, exponent unbounded) flushed
+///     to a zero of its sign, an FMA under MXCSR.DAZ|FTZ (docs/operators.md, grouped_matmul).
 ///   * isum(r, n) = sum over k of int32(x[r][k]) * int32(w[e][k][n]), exact (|isum| < 2^30 since K < 65536).
 ///   * float(int32) rounds to nearest even; every other step is one fp32 operation in the order written above;
 ///     cast() rounds once, to nearest even, to the output dtype (f32 output: no rounding).

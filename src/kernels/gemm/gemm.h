@@ -36,15 +36,27 @@
 // + (n - n0)], so a caller can hand a 32-column scratch tile as well as the full output. `a` points at A[0, 0] (row m
 // at a + m * lda, K elements).
 //
-// Float (A fp32, B f32/bf16/f16, C fp32). THE ORDER IS THE CONTRACT:
+// Float, f32 and f16 weights (A fp32, B f32/f16, C fp32). THE ORDER IS THE CONTRACT:
 //     acc = +0.0f;  for k = 0 .. K-1 in order:  acc = fma(A[m, k], float(B[k, n]), acc);   C[m, n] = acc
-// with exactly one fused multiply-add (single rounding) per k and B widened exactly. Every variant gives bitwise
+// with exactly one fused multiply-add (single rounding) per k and B widened exactly.
+//
+// bf16 weights (A fp32, B bf16, C fp32): vdpbf16ps's arithmetic (AVX512-BF16), so that CPUs that have it run it at
+// twice the fp32 FMA rate and every other CPU gets the same bits from FMAs. THE ORDER IS THE CONTRACT:
+//     acc = +0.0f;  for i = 0 .. ceil(K / 2) - 1 in order:
+//         acc = fma_daz_ftz(A[m, 2i + 1], float(B[2i + 1, n]), acc);   (A[m, K] = B[K, n] = 0 when K is odd)
+//         acc = fma_daz_ftz(A[m, 2i],     float(B[2i, n]),     acc);
+//     C[m, n] = acc
+// pairs of k, the odd one first; fma_daz_ftz (base/bf16_dot.h) is one fma with subnormal inputs read as zero and a
+// tiny result flushed to a zero of its sign: what an fma computes under MXCSR.DAZ|FTZ and what vdpbf16ps computes
+// per product. SIMD variants run their FMAs under base/bf16_dot.h's DenormalsAreZero (and restore the caller's
+// MXCSR); a vdpbf16ps variant additionally needs A's values to be bf16 (every bf16 model's activations are): it
+// checks that per call and otherwise computes with FMAs. Every variant gives bitwise
 // the same C for every M, every n range and every row blocking, so results never depend on batch size, on the
 // tasks a layer cuts the work into, or on the ISA (docs/operators.md). The one exception: when a NaN is produced,
 // which NaN payload (and sign) comes out is not specified — that C[m, n] is NaN in every variant, but the bits of
 // the NaN may differ between variants (x86 FMAs propagate "the first NaN operand" by instruction encoding, which the
 // compiler chooses). Infinities and signed zeros are exact. The FPU must be in its default mode (round to
-// nearest even, no flush-to-zero / denormals-are-zero), as it is unless a caller changes MXCSR.
+// nearest even; for f32/f16 weights no flush-to-zero / denormals-are-zero), as it is unless a caller changes MXCSR.
 //
 // int4 group-wise (A fp32, B int4 + scales and zeros, C fp32): the float contract above on the fp32 weights
 //     w = (float(q) - float(z)) * s     (the difference exact; the product one fp32 rounding, exact when s is an
@@ -56,9 +68,9 @@
 // FP8 block-scaled (A fp32, B e4m3 + scales, C fp32): the float contract above on the fp32 weights
 //     w = float(bf16(float(e4m3) * s))   (e4m3 widened exactly; the product one fp32 rounding; then rounded to bf16,
 //                                         round to nearest even, and widened back exactly)
-// i.e. bitwise "dequantise B in fp32, round it to bf16, then the bf16 kernel": the value a checkpoint's user gets by
-// dequantising in fp32 and casting to the bf16 model dtype. The weights stay 1 byte (plus 4 bytes of scale per
-// 128 x 1) in memory; each variant forms w in registers.
+// i.e. bitwise "dequantise B in fp32, round it to bf16, then the bf16 kernel" (the bf16 contract above: pairs of k,
+// DAZ/FTZ): the value a checkpoint's user gets by dequantising in fp32 and casting to the bf16 model dtype. The
+// weights stay 1 byte (plus 4 bytes of scale per 128 x 1) in memory; each variant forms w in registers.
 //
 // int8 (A int8, B int8, C int32): C[m, n] = Σ_k A[m, k] · B[k, n] exactly, for K < 65536 (so |C| < 2^30).
 //

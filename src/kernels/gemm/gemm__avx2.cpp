@@ -6,7 +6,8 @@
 // For M = 2 a tile is 2 rows x 32 columns (4 ymm accumulators per row: 8 independent FMA chains, the panel streamed
 // once; two panels at once would need 16 accumulators and spill, measured slower). Otherwise each panel is done in two 16-column halves with tiles of up to 6 rows x 16 columns
 // (12 accumulators + 2 B registers + 1 broadcast = 15 of 16 ymm). Either way each accumulator lane is one output
-// element's chain, k = 0..K-1 in order, one vfmadd per k: the contract order.
+// element's chain, one vfmadd per k, in the contract's order: k = 0..K-1 for f32/f16, pairs (k + 1, k) for bf16
+// (k_order.h), whose entry point runs its FMAs under DenormalsAreZero (gemm.h, "bf16 weights").
 //
 // int8: rows whose activations hold no -128 (the layer's dynamic quantisation gives -127..127) take vpmaddubsw on
 // |w| and the activations with w's sign, exact there (tile_s8_sign), in blocks of up to 2 rows, each a whole panel
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <utility>
 
+#include "base/bf16_dot.h"
 #include "base/integers.h"
 #include "kernels/gemm/tile__avx2.h"
 #include "kernels/gemm/row_blocks.h"
@@ -49,12 +51,13 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_
   __m256 acc[MR][NV];
   zero_tile(acc);
 
-  for (int64_t k = 0; k < K; ++k) {
+  const auto step = [&](int64_t k) __attribute__((always_inline)) {
     __m256 bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = load8(b + k * kGemmNR + 8 * v);
     fma_step<MR, NV>(a + k, lda, bv, acc);
-  }
+  };
+  walk_k<kPairsOfK<W>>(K, step, [&]() __attribute__((always_inline)) { zero_pair(acc); });
 
   store_tile<MR, NV>(acc, c, ldc, width);
 }
@@ -65,13 +68,18 @@ void tile_f_row(int64_t K, const float* a, const W* b, int64_t pstride, float* c
   __m256 acc[P][1][4];  // panel q's tile
 #pragma GCC unroll 4
   for (int q = 0; q < P; ++q) zero_tile(acc[q]);
-  for (int64_t k = 0; k < K; ++k) {
+  const auto step = [&](int64_t k) __attribute__((always_inline)) {
     const __m256 av = _mm256_broadcast_ss(a + k);
 #pragma GCC unroll 4
     for (int q = 0; q < P; ++q)
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) acc[q][0][v] = _mm256_fmadd_ps(av, load8(b + q * pstride + k * kGemmNR + 8 * v), acc[q][0][v]);
-  }
+  };
+  const auto zero = [&]() __attribute__((always_inline)) {
+#pragma GCC unroll 4
+    for (int q = 0; q < P; ++q) zero_pair(acc[q]);
+  };
+  walk_k<kPairsOfK<W>>(K, step, zero);
 #pragma GCC unroll 4
   for (int q = 0; q < P; ++q)
     store_tile<1, 4>(acc[q], c + q * kGemmNR, 0, q == P - 1 ? width : int(kGemmNR));
@@ -243,6 +251,7 @@ void gemm_f32w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, cons
 
 void gemm_bf16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                                float* c, int64_t ldc) {
+  const DenormalsAreZero guard;
   gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 

@@ -3,8 +3,9 @@
 // Float: a tile of MR rows x 32·NP columns (NP panels) keeps MR x 2·NP zmm accumulators; per k it loads each panel's
 // row (2 zmm, widened from bf16/f16 in registers; see load_row in tile__avx512.h, which holds the tile itself,
 // tile_f, shared with the FP8 kernel) and does one vfmadd231ps per accumulator with A[m, k] broadcast. Each
-// accumulator lane is one output element's chain, k = 0..K-1 in order: the contract order, whatever the tile. Two
-// tiles:
+// accumulator lane is one output element's chain in the contract's order, whatever the tile: k = 0..K-1 for f32/f16,
+// pairs (k + 1, k) for bf16 (k_order.h), whose entry point runs its FMAs under DenormalsAreZero (gemm.h, "bf16
+// weights": the FMAs are then exactly fma_daz_ftz; everything else in it moves bits). Two tiles:
 //   6 x 64 (NP = 2): 24 accumulators + 4 B registers. Used for every pair of panels (but see use_pairs), rows cut
 //     into balanced blocks of at most 6. Decode (M <= 6) streams the panels once, two sequential streams, 4 independent
 //     chains even for one row; and measured on Zen 4 it beats 12 x 32 at every M (2048 x 2048 bf16, cold weights: M =
@@ -26,6 +27,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "base/bf16_dot.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
 #include "kernels/gemm/variants.h"
@@ -150,6 +152,7 @@ void gemm_f32w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, co
 
 void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                  const void* b, float* c, int64_t ldc) {
+  const DenormalsAreZero guard;
   gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 

@@ -8,7 +8,13 @@
 //   table_sub  as table, and t0[x & 7] (a second vpermps) replaces t1's entry where the exponent field is 0: eight.
 //   scales     the contract's arithmetic (dequant8 below), about 14.
 // A tile uses the table path when every vector it covers has form table, table_sub when some has table_sub (a
-// table vector's t0 is stored too and its codes never select it), and otherwise forms each vector by its own form.
+// table vector's t0 is stored too and its codes never select it), and otherwise forms the block's weights of the
+// vectors it covers into a buffer first, each vector by its own form, and runs on them.
+//
+// The FMAs run under DenormalsAreZero (the bf16 contract, gemm.h), in its pairs of k (k_order.h). The scales form's
+// multiplies are the contract's weight only in the default mode (an fp32 subnormal product rounds to bf16, a subnormal
+// scale is not zero), so form_block runs them under FloatDefaultMode, outside the FMA loops; the table forms are
+// integer arithmetic, which MXCSR does not touch.
 //
 // dequant8: 8 bytes are widened to 16-bit lanes, where ((q << 7) & 0x3f80) | ((q << 8) & 0x8000) is the fp16 whose
 // exponent and mantissa fields hold e4m3's, i.e. e4m3's value times 2^-8 (the exponent biases are 15 and 7; e4m3's
@@ -22,7 +28,8 @@
 // 8-column strips with tiles of up to 8 rows (one weight vector per k shared by 8 rows). From 12 rows the weights of
 // one 128-row block of a panel are formed once into an fp32 buffer on the stack (16 KiB, in L1), and
 // tiles of up to 6 rows x 16 columns run the float kernel's loop on it, each tile's accumulators carried from block
-// to block through C (stored and reloaded exactly, so every output is still one fma chain in k order from +0): the
+// to block through C (stored and reloaded exactly, so every output is still one fma chain from +0 in the contract's
+// order: blocks but the last have an even number of rows, so no pair of k straddles two blocks): the
 // weights cost once per block however many rows there are, as in the bf16 kernel, and the kernel allocates nothing.
 #include <immintrin.h>
 
@@ -31,6 +38,7 @@
 #include <cassert>
 #include <utility>
 
+#include "base/bf16_dot.h"
 #include "kernels/gemm/fp8_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx2.h"
@@ -102,36 +110,56 @@ __attribute__((always_inline)) inline void table_block(const Consts& k, const st
     t0[v] = Sub ? widen_bf16x8(blk + size_t(v0 + v) * kFp8VectorBytes + 16) : t1[v];
   }
   const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes) + 8 * v0;
-  for (int64_t r = 0; r < rows; ++r) {
+  const auto step = [&](int64_t r) __attribute__((always_inline)) {
     __m256 w[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) w[v] = table8<Sub>(k, q + r * kGemmNR + 8 * v, t1[v], t0[v]);
     fma_step<MR, NV>(ak + r, lda, w, acc);
-  }
+  };
+  walk_k<true>(rows, step, [&]() __attribute__((always_inline)) { zero_pair(acc); });
 }
 
-// One block whose vectors have different forms, one of them scales: each vector by its own form (the branch takes
-// the same way on every row).
+// One block of `rows` rows for vectors v0 .. v0 + NV - 1 from its weights formed in w (row r at w + 32 r).
 template <int MR, int NV>
-void mixed_block(const Consts& k, const std::byte* blk, uint8_t forms, int v0, int64_t rows, const float* ak,
-                 int64_t lda, __m256 (&acc)[MR][NV]) {
-  Fp8Form f[NV];
-  __m256 p1[NV], p0[NV];  // t1, t0; or the scales
+__attribute__((always_inline)) inline void formed_block(const float* w, int v0, int64_t rows, const float* ak,
+                                                        int64_t lda, __m256 (&acc)[MR][NV]) {
+  const auto step = [&](int64_t r) __attribute__((always_inline)) {
+    __m256 wv[NV];
 #pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) {
-    const std::byte* area = blk + size_t(v0 + v) * kFp8VectorBytes;
-    f[v] = fp8_form(forms, v0 + v);
-    p1[v] = f[v] == Fp8Form::scales ? _mm256_loadu_ps(reinterpret_cast<const float*>(area)) : widen_bf16x8(area);
-    p0[v] = f[v] == Fp8Form::scales ? p1[v] : widen_bf16x8(area + 16);
-  }
-  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes) + 8 * v0;
-  for (int64_t r = 0; r < rows; ++r) {
-    __m256 w[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v)
-      w[v] = f[v] == Fp8Form::scales ? dequant8(k, q + r * kGemmNR + 8 * v, p1[v])
-                                     : table8<true>(k, q + r * kGemmNR + 8 * v, p1[v], p0[v]);
-    fma_step<MR, NV>(ak + r, lda, w, acc);
+    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(w + r * kGemmNR + 8 * (v0 + v));
+    fma_step<MR, NV>(ak + r, lda, wv, acc);
+  };
+  walk_k<true>(rows, step, [&]() __attribute__((always_inline)) { zero_pair(acc); });
+}
+
+// The contract's weights of `rows` rows of one vector of form scales (dequant8), into w (row r at w + 32 r). Not
+// inlined: its caller switches MXCSR to the default mode around it, and the compiler must not move this arithmetic
+// across the switch.
+__attribute__((noinline)) void form_scales_rows(const Consts& k, const uint8_t* q, __m256 s, int64_t rows, float* w) {
+  for (int64_t r = 0; r < rows; ++r) _mm256_store_ps(w + r * kGemmNR, dequant8(k, q + r * kGemmNR, s));
+}
+
+// The fp32 weights of block g's vectors v0 .. v0 + nv - 1 into w (row r at w + 32 r, vector v at column 8 v), each
+// vector by its form. Called inside the kernel's DenormalsAreZero scope: the table forms are integer arithmetic
+// (exact whatever MXCSR says); the scales form multiplies in fp32 (dequant8), and the contract's weight is that
+// product in the default mode, a subnormal one rounded to bf16 and not flushed (and a subnormal scale not read as
+// zero), so it runs under FloatDefaultMode.
+void form_block(const Consts& k, const std::byte* panel, int64_t K, int64_t g, float* w, int v0 = 0, int nv = 4) {
+  const std::byte* blk = panel + fp8_block_offset(K, g);
+  const uint8_t forms = reinterpret_cast<const uint8_t*>(panel)[g];
+  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes);
+  const int64_t rows = fp8_block_rows(K, g);
+  for (int v = v0; v < v0 + nv; ++v) {
+    const std::byte* area = blk + size_t(v) * kFp8VectorBytes;
+    const Fp8Form f = fp8_form(forms, v);
+    if (f == Fp8Form::scales) {
+      const FloatDefaultMode mode;
+      form_scales_rows(k, q + 8 * v, _mm256_loadu_ps(reinterpret_cast<const float*>(area)), rows, w + 8 * v);
+    } else {
+      const __m256 t1 = widen_bf16x8(area), t0 = widen_bf16x8(area + 16);
+      for (int64_t r = 0; r < rows; ++r)
+        _mm256_store_ps(w + r * kGemmNR + 8 * v, table8<true>(k, q + r * kGemmNR + 8 * v, t1, t0));
+    }
   }
 }
 
@@ -148,31 +176,19 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, int v0
     for (int v = 0; v < NV; ++v) worst = std::max(worst, int(fp8_form(forms, v0 + v)));
     const float* ak = a + g * kFp8BlockK;
     const int64_t rows = fp8_block_rows(K, g);
-    if (worst == int(Fp8Form::table)) table_block<MR, NV, false>(k, blk, v0, rows, ak, lda, acc);
-    else if (worst == int(Fp8Form::table_sub)) table_block<MR, NV, true>(k, blk, v0, rows, ak, lda, acc);
-    else mixed_block<MR, NV>(k, blk, forms, v0, rows, ak, lda, acc);
-  }
-  store_tile<MR, NV>(acc, c, ldc, width);
-}
-
-// The fp32 weights of block g's 32 columns into w (row r at w + 32 r), each vector by its form.
-void form_block(const Consts& k, const std::byte* panel, int64_t K, int64_t g, float* w) {
-  const std::byte* blk = panel + fp8_block_offset(K, g);
-  const uint8_t forms = reinterpret_cast<const uint8_t*>(panel)[g];
-  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes);
-  const int64_t rows = fp8_block_rows(K, g);
-  for (int v = 0; v < 4; ++v) {
-    const std::byte* area = blk + size_t(v) * kFp8VectorBytes;
-    const Fp8Form f = fp8_form(forms, v);
-    if (f == Fp8Form::scales) {
-      const __m256 s = _mm256_loadu_ps(reinterpret_cast<const float*>(area));
-      for (int64_t r = 0; r < rows; ++r) _mm256_store_ps(w + r * kGemmNR + 8 * v, dequant8(k, q + r * kGemmNR + 8 * v, s));
+    if (worst == int(Fp8Form::table)) {
+      table_block<MR, NV, false>(k, blk, v0, rows, ak, lda, acc);
+    } else if (worst == int(Fp8Form::table_sub)) {
+      table_block<MR, NV, true>(k, blk, v0, rows, ak, lda, acc);
     } else {
-      const __m256 t1 = widen_bf16x8(area), t0 = widen_bf16x8(area + 16);
-      for (int64_t r = 0; r < rows; ++r)
-        _mm256_store_ps(w + r * kGemmNR + 8 * v, table8<true>(k, q + r * kGemmNR + 8 * v, t1, t0));
+      // A vector of form scales: the tile's vectors formed first, in the default mode (form_block), then the loop on
+      // them. Such blocks are rare in checkpoints.
+      alignas(64) float w[kFp8BlockK * kGemmNR];
+      form_block(k, panel, K, g, w, v0, NV);
+      formed_block<MR, NV>(w, v0, rows, ak, lda, acc);
     }
   }
+  store_tile<MR, NV>(acc, c, ldc, width);
 }
 
 // MR rows x 16 columns (half h of the panel) of one block from the formed weights w; acc starts from C unless first.
@@ -182,10 +198,7 @@ void block_tile(int64_t rows, const float* w, int h, const float* a, int64_t lda
   __m256 acc[MR][2];
   if (first) zero_tile(acc);
   else load_tile<MR, 2>(acc, c, ldc, width);
-  for (int64_t r = 0; r < rows; ++r) {
-    const __m256 wv[2] = {_mm256_load_ps(w + r * kGemmNR + 16 * h), _mm256_load_ps(w + r * kGemmNR + 16 * h + 8)};
-    fma_step<MR, 2>(a + r, lda, wv, acc);
-  }
+  formed_block<MR, 2>(w, 2 * h, rows, a, lda, acc);
   store_tile<MR, 2>(acc, c, ldc, width);
 }
 
@@ -233,6 +246,7 @@ constexpr auto make_tiles(std::integer_sequence<int, R...>) {
 void gemm_fp8w_f32_8x8__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                              const void* b_data, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  const DenormalsAreZero guard;  // the bf16 contract's FMAs (weights formed in the default mode: form_block)
   if (M >= kBlockPathRows) return gemm_by_blocks(M, K, n0, n1, a, lda, static_cast<const std::byte*>(b_data), c, ldc);
   static constexpr auto full = make_tiles<4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
   static constexpr auto strip = make_tiles<1>(std::make_integer_sequence<int, kMaxRowsStrip>{});

@@ -13,7 +13,10 @@
 // accumulators are put back in column order at the store (tile__avx512.h).
 // A vector of form scales is formed the long way (mixed32: the contract's arithmetic, as in the AVX2 kernel:
 // e4m3 through fp16, times the scale, integer round to nearest even to bf16, NaN codes forced to all-ones) and
-// blended in by a word mask; such blocks are rare in checkpoints and their speed does not matter.
+// blended in by a word mask; such blocks are rare in checkpoints and their speed does not matter. The kernel's FMAs
+// run under DenormalsAreZero (the bf16 contract, gemm.h); that long way multiplies in fp32, so it runs in the default
+// mode (form_block, FloatDefaultMode): its block is formed into a buffer first, even in the tiles below that
+// otherwise form their weights in registers. The table forms are integer arithmetic, which MXCSR does not touch.
 //
 // Tiles (the weights of a panel row are formed once per tile):
 //   M <= 4 rows: tiles of M rows x 64 columns (two panels: 4 independent chains per row, as the bf16 kernel's 6 x 64
@@ -23,8 +26,9 @@
 //   from kBlockPathRows rows: per pair of panels and 128-row block, the weights are formed once as bf16 into a
 //     16 KiB buffer on the stack (in L1), and the bf16 kernel's own 6 x 64 tile (12 x 32 for a last single panel)
 //     runs on it, its accumulators carried from block to block through C (stored and reloaded exactly, so every
-//     output is still one fma chain in k order from +0): prefill costs the bf16 kernel's loop plus forming each weight
-//     once (not once per row block), and the kernel allocates nothing.
+//     output is still one fma chain from +0 in the bf16 contract's order: blocks but the last have an even number
+//     of rows, so no pair of k straddles two blocks): prefill costs the bf16 kernel's loop plus forming each
+//     weight once (not once per row block), and the kernel allocates nothing.
 //
 // Measured on a 2-core AMD EPYC Zen 5 (family 26 model 2; gemm_bench, 2048 x 2048, cold weights, a quiet minute
 // with a 29 GB/s stream read): M = 1 181-187 us (23-24 GB/s of packed weights; the bf16 kernel 353-355 us, the AVX2
@@ -39,6 +43,7 @@
 #include <cstring>
 #include <utility>
 
+#include "base/bf16_dot.h"
 #include "kernels/gemm/fp8_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
@@ -160,6 +165,36 @@ inline __mmask32 scales_mask(uint8_t forms) {
   return __mmask32(m);
 }
 
+// The rows of a block with a vector of form scales into out (mixed32). Not inlined: its caller switches MXCSR to the
+// default mode around it, and the compiler must not move this arithmetic across the switch.
+__attribute__((noinline)) void form_mixed_rows(const Consts& k, const uint8_t* q, int64_t rows, const Tables& t,
+                                               const std::byte* blk, __mmask32 scales, __m512i* out) {
+  for (int64_t r = 0; r < rows; ++r) _mm512_store_si512(out + r, mixed32(k, q + r * kGemmNR, t, blk, scales));
+}
+
+// The bf16 weights of block g of the panel at `panel` into w (row r at w + 32 r). Called inside the kernel's
+// DenormalsAreZero scope: the table forms are integer arithmetic (exact whatever MXCSR says); the scales form
+// multiplies in fp32 (dequant16), and the contract's weight is that product in the default mode, a subnormal one
+// rounded to bf16 and not flushed (and a subnormal scale not read as zero), so it runs under FloatDefaultMode.
+void form_block(const Consts& k, const std::byte* panel, int64_t K, int64_t g, bfloat16* w) {
+  const std::byte* blk = panel + fp8_block_offset(K, g);
+  const uint8_t forms = reinterpret_cast<const uint8_t*>(panel)[g];
+  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes);
+  const int64_t rows = fp8_block_rows(K, g);
+  const Tables t = block_tables(blk);
+  int worst = 0;
+  for (int v = 0; v < 4; ++v) worst = std::max(worst, int(fp8_form(forms, v)));
+  auto* out = reinterpret_cast<__m512i*>(w);
+  if (worst == int(Fp8Form::table)) {
+    for (int64_t r = 0; r < rows; ++r) _mm512_store_si512(out + r, table32<false>(k, q + r * kGemmNR, t));
+  } else if (worst == int(Fp8Form::table_sub)) {
+    for (int64_t r = 0; r < rows; ++r) _mm512_store_si512(out + r, table32<true>(k, q + r * kGemmNR, t));
+  } else {
+    const FloatDefaultMode mode;
+    form_mixed_rows(k, q, rows, t, blk, scales_mask(forms), out);
+  }
+}
+
 // MR rows x 32·NP columns from NP panels (panel_bytes apart) starting at `panel`, weights formed in registers.
 template <int MR, int NP>
 void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t panel_bytes, float* c, int64_t ldc,
@@ -169,19 +204,16 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
   __m512 acc[MR][NV];
   zero_tile(acc);
   for (int64_t g = 0; g < fp8_blocks(K); ++g) {
-    const std::byte* blk[NP];
     const uint8_t* q[NP];
     Tables t[NP];
     int worst = 0;
-    __mmask32 scales[NP];
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) {
       const std::byte* pp = panel + size_t(p) * panel_bytes;
       const uint8_t forms = reinterpret_cast<const uint8_t*>(pp)[g];
-      blk[p] = pp + fp8_block_offset(K, g);
-      q[p] = reinterpret_cast<const uint8_t*>(blk[p] + kFp8HeadBytes);
-      t[p] = block_tables(blk[p]);
-      scales[p] = scales_mask(forms);
+      const std::byte* blk = pp + fp8_block_offset(K, g);
+      q[p] = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes);
+      t[p] = block_tables(blk);
       for (int v = 0; v < 4; ++v) worst = std::max(worst, int(fp8_form(forms, v)));
     }
     const float* ak = a + g * kFp8BlockK;
@@ -191,17 +223,28 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
 #pragma GCC unroll 2
         for (int p = 0; p < NP; ++p) {
           const uint8_t* qr = q[p] + r * kGemmNR;
-          const __m512i w = Form == int(Fp8Form::table)       ? table32<false>(k, qr, t[p])
-                            : Form == int(Fp8Form::table_sub) ? table32<true>(k, qr, t[p])
-                                                              : mixed32(k, qr, t[p], blk[p], scales[p]);
+          const __m512i w = Form == int(Fp8Form::table) ? table32<false>(k, qr, t[p]) : table32<true>(k, qr, t[p]);
           widen_bf16_pairs(w, bv[2 * p], bv[2 * p + 1]);
         }
       };
-      fma_k<MR, NV>(rows, ak, lda, row, acc);
+      fma_k<MR, NV, true>(rows, ak, lda, row, acc);
     };
-    if (worst == int(Fp8Form::table)) run.template operator()<int(Fp8Form::table)>();
-    else if (worst == int(Fp8Form::table_sub)) run.template operator()<int(Fp8Form::table_sub)>();
-    else run.template operator()<int(Fp8Form::scales)>();
+    if (worst == int(Fp8Form::table)) {
+      run.template operator()<int(Fp8Form::table)>();
+    } else if (worst == int(Fp8Form::table_sub)) {
+      run.template operator()<int(Fp8Form::table_sub)>();
+    } else {
+      // A vector of form scales: the block's weights formed first, in the default mode (form_block), then the bf16
+      // loop on them. Such blocks are rare in checkpoints.
+      alignas(64) bfloat16 w[NP][kFp8BlockK * kGemmNR];
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) form_block(k, panel + size_t(p) * panel_bytes, K, g, w[p]);
+      const auto row = [&](int64_t r, __m512 (&bv)[NV]) __attribute__((always_inline)) {
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; ++p) load_row(w[p] + r * kGemmNR, bv[2 * p], bv[2 * p + 1]);
+      };
+      fma_k<MR, NV, true>(rows, ak, lda, row, acc);
+    }
   }
   store_tile<bfloat16, MR, NV>(acc, c, ldc, width);
 }
@@ -231,24 +274,6 @@ void gemm_direct(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, i
     });
 }
 
-// The bf16 weights of block g of the panel at `panel` into w (row r at w + 32 r).
-void form_block(const Consts& k, const std::byte* panel, int64_t K, int64_t g, bfloat16* w) {
-  const std::byte* blk = panel + fp8_block_offset(K, g);
-  const uint8_t forms = reinterpret_cast<const uint8_t*>(panel)[g];
-  const auto* q = reinterpret_cast<const uint8_t*>(blk + kFp8HeadBytes);
-  const int64_t rows = fp8_block_rows(K, g);
-  const Tables t = block_tables(blk);
-  int worst = 0;
-  for (int v = 0; v < 4; ++v) worst = std::max(worst, int(fp8_form(forms, v)));
-  auto* out = reinterpret_cast<__m512i*>(w);
-  if (worst == int(Fp8Form::table))
-    for (int64_t r = 0; r < rows; ++r) _mm512_store_si512(out + r, table32<false>(k, q + r * kGemmNR, t));
-  else if (worst == int(Fp8Form::table_sub))
-    for (int64_t r = 0; r < rows; ++r) _mm512_store_si512(out + r, table32<true>(k, q + r * kGemmNR, t));
-  else
-    for (int64_t r = 0; r < rows; ++r)
-      _mm512_store_si512(out + r, mixed32(k, q + r * kGemmNR, t, blk, scales_mask(forms)));
-}
 
 // Panels of [n0, n1) for M >= kBlockPathRows rows: pair by pair (a last single panel alone), block by block, the
 // weights formed once into w and the bf16 tiles run on them (see the top).
@@ -295,6 +320,7 @@ void gemm_fp8w_f32_4x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, co
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0) return;
   const auto* b = static_cast<const std::byte*>(b_data);
+  const DenormalsAreZero guard;  // the bf16 contract's FMAs (weights formed in the default mode: form_block)
   if (M >= kBlockPathRows && K > 0) return gemm_by_blocks(M, K, n0, n1, a, lda, b, c, ldc);
   gemm_direct(M, K, n0, n1, a, lda, b, c, ldc);
 }

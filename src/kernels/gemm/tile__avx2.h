@@ -1,5 +1,5 @@
-// What the AVX2 float GEMM tiles share (gemm__avx2.cpp, gemm_u4__avx2.cpp, gemm_fp8__avx2.cpp, gemm_u4s8__avx2.cpp): the
-// tile and its masked store. Included only by files compiled for AVX2 (the __avx2 suffix gives them the flags).
+// What the AVX2 float GEMM tiles share (gemm__avx2.cpp, gemm_u4__avx2.cpp, gemm_fp8__avx2.cpp,
+// gemm_u4s8__avx2.cpp): the tile's k step (and the bf16 contract's zero pair: k_order.h) and its masked store. Included only by files compiled for AVX2 (the __avx2 suffix gives them the flags).
 #pragma once
 
 #include <immintrin.h>
@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/k_order.h"
 #include "kernels/gemm/row_blocks.h"
 
 namespace moefuse::gemm::detail {
@@ -40,6 +41,16 @@ __attribute__((always_inline)) inline void fma_step(const float* a, int64_t lda,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(av, w[v], acc[m][v]);
   }
+}
+
+/// The zero pair of the bf16 contract for an odd K (k_order.h): acc = fma(0, 0, acc) = acc + +0 (a -0 becomes +0).
+template <int MR, int NV>
+__attribute__((always_inline)) inline void zero_pair(__m256 (&acc)[MR][NV]) {
+  const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(z, z, acc[m][v]);
 }
 
 /// Stores the tile's first `width` columns (0..8NV) to c, row stride ldc; the columns past `width` are not touched.

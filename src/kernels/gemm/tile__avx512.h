@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/k_order.h"
 
 namespace moefuse::gemm::detail {
 
@@ -106,7 +107,8 @@ __attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda
   for (int m = 0; m < MR; ++m) _mm512_store_ps(buf + 16 * m, _mm512_maskz_loadu_ps(mask, a + m * lda + k0));
 }
 
-/// The chains of an MR x 16·NV tile over k = 0 .. K-1 in order: acc[m][v] = fma(A[m, k], w[v], acc[m][v]), with the
+/// The chains of an MR x 16·NV tile over k = 0 .. K-1 in the contract's order (k_order.h; Pairs: the bf16 contract's
+/// pairs (k + 1, k), then the zero pair and K - 1 for an odd K): acc[m][v] = fma(A[m, k], w[v], acc[m][v]), with the
 /// weights of row k given by row(k, w) (NV vectors).
 ///
 /// A is read 16 k at a time: one zmm load per row into a small contiguous buffer, from which the broadcasts are
@@ -115,7 +117,7 @@ __attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda
 /// misses L1. The buffer costs 2 memory ops per row per 16 k (against 32 FMAs). It is double-buffered: the next 16 k
 /// of A are loaded before the current 16 are used, so their latency (the rows often come from L2) hides behind 16
 /// k steps of FMAs.
-template <int MR, int NV, class Row>
+template <int MR, int NV, bool Pairs = false, class Row>
 __attribute__((always_inline)) inline void fma_k(int64_t K, const float* a, int64_t lda, const Row& row,
                                                  __m512 (&acc)[MR][NV]) {
   alignas(64) float abuf[2][MR * 16];
@@ -129,6 +131,13 @@ __attribute__((always_inline)) inline void fma_k(int64_t K, const float* a, int6
       for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
     }
   };
+  [[maybe_unused]] const auto zero = [&]() __attribute__((always_inline)) {  // an odd K's zero pair: acc + +0
+    const __m512 z = _mm512_setzero_ps();
+#pragma GCC unroll 32
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(z, z, acc[m][v]);
+  };
   const int64_t full = K / 16 * 16;
   if (full > 0) fill_abuf<MR>(a, lda, 0, __mmask16(0xffff), abuf[0]);
   int cur = 0;
@@ -137,11 +146,23 @@ __attribute__((always_inline)) inline void fma_k(int64_t K, const float* a, int6
       fill_abuf<MR>(a, lda, k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
     else if (full < K)  // the last K % 16 columns: a masked load reads nothing past the row
       fill_abuf<MR>(a, lda, full, __mmask16((1u << (K - full)) - 1u), abuf[cur ^ 1]);
-    for (int kk = 0; kk < 16; ++kk) step(k0 + kk, abuf[cur] + kk);
+    if constexpr (Pairs) {
+      for (int kk = 0; kk < 16; kk += 2) {
+        step(k0 + kk + 1, abuf[cur] + kk + 1);
+        step(k0 + kk, abuf[cur] + kk);
+      }
+    } else {
+      for (int kk = 0; kk < 16; ++kk) step(k0 + kk, abuf[cur] + kk);
+    }
   }
   if (full < K) {
     if (full == 0) fill_abuf<MR>(a, lda, 0, __mmask16((1u << K) - 1u), abuf[cur]);
-    for (int kk = 0; kk < K - full; ++kk) step(full + kk, abuf[cur] + kk);
+    if constexpr (Pairs) {
+      const float* ab = abuf[cur];
+      walk_k<true>(K - full, [&](int64_t kk) __attribute__((always_inline)) { step(full + kk, ab + kk); }, zero);
+    } else {
+      for (int kk = 0; kk < K - full; ++kk) step(full + kk, abuf[cur] + kk);
+    }
   }
 }
 
@@ -192,8 +213,8 @@ __attribute__((always_inline)) inline void load_tile(__m512 (&acc)[MR][NV], cons
 }
 
 /// The float tile: C[0..MR) x [0..width) from NP panels (32 * NP columns) starting at b, panels pstride elements
-/// apart, each accumulator lane one output element's chain over k = 0..K-1 in order. Carry: the chains start from
-/// C's values (a previous call's store over the K before these) instead of +0.
+/// apart, each accumulator lane one output element's chain over k = 0..K-1 in W's contract order (k_order.h: bf16 in
+/// pairs). Carry: the chains start from C's values (a previous call's store over the K before these) instead of +0.
 template <class W, int MR, int NP, bool Carry = false>
 void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width) {
   constexpr int NV = 2 * NP;
@@ -204,7 +225,7 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride,
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) load_row(b + k * kGemmNR + p * pstride, bv[2 * p], bv[2 * p + 1]);
   };
-  fma_k<MR, NV>(K, a, lda, row, acc);
+  fma_k<MR, NV, kPairsOfK<W>>(K, a, lda, row, acc);
   store_tile<W, MR, NV>(acc, c, ldc, width);
 }
 
