@@ -114,6 +114,10 @@ const WeightSet& weights(DType dt, int64_t K, int64_t N) {
   return *g_weights;
 }
 
+// The AVX512-BF16 row (gemm_bf16w_f32_6x64__avx512bf16) and the AVX-512 FMA row for bf16 weights are both walked,
+// so one run compares them (M = 1, 8, 64, 512); the first's peak% is against the vdpbf16ps peak (dpbf16_zmm):
+//   ./build/release/bench/gemm_bench --benchmark_filter='peak/|gemm_bf16w_f32_6x64__avx512(bf16)?/K:2048/N:2048/M:[0-9]+$'
+
 // Rates per second of CPU time ("GFLOP=12.3/s"), and peak% = the GFLOP rate as a share of the measured peak,
 // timed here with the same clock over the same loop.
 void set_counters(benchmark::State& st, const PackedWeights& pw, int64_t M, size_t a_elem, double peak,
@@ -149,7 +153,9 @@ void BM_row(benchmark::State& st, const KernelInfo* k, int64_t M, int64_t K, int
   std::vector<float> a(size_t(M * K)), c(size_t(M * N));
   std::vector<int8_t> a8(size_t(M * K));
   std::vector<int32_t> c8(size_t(M * N));
-  for (float& v : a) v = u(gen);
+  // bf16 weights come with bf16 activations (a bf16 model's rows are bf16 values): the AVX512-BF16 kernel needs
+  // them, and would time its fallback on the AVX-512 FMA kernel otherwise.
+  for (float& v : a) v = k->in == DType::bf16 ? to_f32(to_bf16(u(gen))) : u(gen);
   for (int8_t& v : a8) v = int8_t(q(gen));
   size_t i = 0;
   const double t0 = thread_seconds();

@@ -83,18 +83,18 @@ CpuFeatures detect() {
 
 Isa detect_isa(const CpuFeatures& f) {
   if (f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c)
-    return Isa::avx512;
+    return f.avx512_bf16 ? Isa::avx512bf16 : Isa::avx512;
   if (f.os_avx && f.avx2 && f.fma && f.f16c) return Isa::avx2;
   return Isa::scalar;
 }
 
 Isa env_cap() {
   const char* v = std::getenv("MOEFUSE_MAX_ISA");
-  if (!v || !*v) return Isa::avx512;
+  if (!v || !*v) return kTopIsa;
   return parse_isa(v, "MOEFUSE_MAX_ISA");
 }
 
-std::atomic<int> api_cap{int(Isa::avx512)};
+std::atomic<int> api_cap{int(kTopIsa)};
 
 }  // namespace
 
@@ -115,21 +115,23 @@ Isa active_isa() {
 
 void set_max_isa(Isa cap) { api_cap.store(int(cap), std::memory_order_relaxed); }
 
-bool use_avx512_vnni() { return active_isa() == Isa::avx512 && cpu_features().avx512_vnni; }
+bool use_avx512_vnni() { return active_isa() >= Isa::avx512 && cpu_features().avx512_vnni; }
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::avx512bf16: return "avx512bf16";
   }
   return "?";
 }
 
 Isa parse_isa(std::string_view name, std::string_view source) {
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512})
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})
     if (name == isa_name(i)) return i;
-  throw ValueError(std::string(source) + ": expected scalar, avx2 or avx512, got \"" + std::string(name) + "\"");
+  throw ValueError(std::string(source) + ": expected scalar, avx2, avx512 or avx512bf16, got \"" + std::string(name) +
+                   "\"");
 }
 
 }  // namespace moefuse

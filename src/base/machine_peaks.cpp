@@ -48,6 +48,7 @@ const PeakFamily* family_of_kernel(const std::string& kernel) {
   if (isa == "avx2") id = int8 ? "maddwd_ymm" : "fma_ymm";
   else if (isa == "avx512") id = int8 ? "maddwd_zmm" : "fma_zmm";
   else if (isa == "avx512vnni" && int8) id = "dpbusd_zmm";
+  else if (isa == "avx512bf16" && !int8) id = "dpbf16_zmm";
   if (!id) return nullptr;
   for (const PeakFamily& f : peak_families())
     if (std::string(f.id) == id) return &f;
@@ -56,7 +57,7 @@ const PeakFamily* family_of_kernel(const std::string& kernel) {
 
 const PeakLoop* fp32_peak_loop() {
   const Isa isa = active_isa();
-  if (isa == Isa::avx512) return &kFmaZmm;
+  if (isa >= Isa::avx512) return &kFmaZmm;
   if (isa == Isa::avx2) return &kFmaYmm;
   return nullptr;
 }

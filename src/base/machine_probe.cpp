@@ -86,7 +86,7 @@ const ReadLoop kReadScalar{"scalar", 8, stream_sum_scalar};
 
 const ReadLoop& widest_read_loop() {
   const Isa isa = active_isa();
-  if (isa == Isa::avx512) return kReadZmm;
+  if (isa >= Isa::avx512) return kReadZmm;
   if (isa == Isa::avx2) return kReadYmm;
   return kReadScalar;
 }

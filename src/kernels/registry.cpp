@@ -31,6 +31,8 @@ bool runs_here(const KernelInfo& k) {
   return false;
 }
 
-bool avx512_with_vnni(const Dispatch& d) { return d.isa == Isa::avx512 && d.vnni; }
+bool avx512_with_vnni(const Dispatch& d) { return d.isa >= Isa::avx512 && d.vnni; }
+
+bool avx512_bf16_dot(const Dispatch& d) { return *bf16_dot_unused_reason(d.isa) == '\0'; }
 
 }  // namespace moefuse::kernels

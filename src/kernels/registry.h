@@ -53,12 +53,14 @@ std::vector<Dispatch> available_dispatches();
 /// Whether this machine can run `k` (some available dispatch level applies to it).
 bool runs_here(const KernelInfo& k);
 
-/// Row predicates: "at this level or above", and the AVX-512 VNNI int8 kernel.
+/// Row predicates: "at this level or above", the AVX-512 VNNI int8 kernels, and the AVX512-BF16 bf16-weights kernel
+/// (level avx512bf16 or above and its self-test passed: bf16_dot_unused_reason in moefuse/cpu.h).
 template <Isa L>
 bool at_least(const Dispatch& d) {
   return int(d.isa) >= int(L);
 }
 bool avx512_with_vnni(const Dispatch& d);
+bool avx512_bf16_dot(const Dispatch& d);
 
 /// The families' tables (kernels/<family>/registry.cpp).
 std::span<const KernelInfo> gemm_registry();

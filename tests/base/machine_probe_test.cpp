@@ -20,7 +20,7 @@ namespace {
 // Restores the ISA cap when a test lowered it.
 struct IsaCap {
   explicit IsaCap(Isa cap) { set_max_isa(cap); }
-  ~IsaCap() { set_max_isa(Isa::avx512); }
+  ~IsaCap() { set_max_isa(kTopIsa); }
 };
 
 std::vector<const probe::ReadLoop*> runnable_read_loops() {
@@ -49,13 +49,13 @@ TEST(MachineProbe, ReadLoopsAddEveryWordAtEveryStreamCount) {
 TEST(MachineProbe, StreamSumUsesTheWidestLoopTheIsaAllows) {
   std::vector<uint64_t> v(64, 3);
   const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16}) {
     if (isa > detected_isa()) continue;
     IsaCap cap(isa);
     const probe::ReadLoop& loop = probe::widest_read_loop();
     const Isa level = active_isa();  // the cap, or lower under MOEFUSE_MAX_ISA
     EXPECT_EQ(&loop,
-              level == Isa::avx512 ? &probe::kReadZmm : level == Isa::avx2 ? &probe::kReadYmm : &probe::kReadScalar);
+              level >= Isa::avx512 ? &probe::kReadZmm : level == Isa::avx2 ? &probe::kReadYmm : &probe::kReadScalar);
     EXPECT_EQ(probe::stream_sum(p, 64 * 8), 64u * 3u);
   }
 }
@@ -131,11 +131,13 @@ TEST(MachineProbe, EveryRegistryKernelMapsToItsFamily) {
     const probe::PeakFamily* f = probe::family_of_kernel(kernel);
     return f ? std::string(f->id) : std::string("-");
   };
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})
     for (bool vnni : {false, true}) {
       const gemm::GemmKernels k = gemm::select_gemm_kernels(isa, vnni);
       const std::string fp = isa == Isa::scalar ? "-" : isa == Isa::avx2 ? "fma_ymm" : "fma_zmm";
-      for (const gemm::GemmFloatKernel* f : {&k.f32w, &k.bf16w, &k.f16w}) EXPECT_EQ(id(f->name), fp) << f->name;
+      for (const gemm::GemmFloatKernel* f : {&k.f32w, &k.f16w}) EXPECT_EQ(id(f->name), fp) << f->name;
+      // bf16 weights: vdpbf16ps where that kernel is used at this level (on this machine), else the FMA kernel.
+      EXPECT_EQ(id(k.bf16w.name), *bf16_dot_unused_reason(isa) ? fp : "dpbf16_zmm") << k.bf16w.name;
       const std::string s8 = isa == Isa::scalar  ? "-"
                              : isa == Isa::avx2  ? "maddwd_ymm"
                              : vnni              ? "dpbusd_zmm"

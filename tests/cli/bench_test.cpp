@@ -163,7 +163,8 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   EXPECT_EQ(m["llc_bytes"], probe::llc_bytes());
   EXPECT_EQ(m["llc_given"], false);
   EXPECT_EQ(m["memory_total_bytes"], probe::total_memory_bytes());
-  EXPECT_TRUE(m["isa"] == "scalar" || m["isa"] == "avx2" || m["isa"] == "avx512") << m["isa"];
+  EXPECT_TRUE(m["isa"] == "scalar" || m["isa"] == "avx2" || m["isa"] == "avx512" || m["isa"] == "avx512bf16")
+      << m["isa"];
 
   // Both rounds: every read configuration and every family; the limits are the larger of the two.
   for (const char* when : {"before", "after"}) {

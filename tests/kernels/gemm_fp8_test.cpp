@@ -245,7 +245,10 @@ TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
   Rng rng(4242);
   const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
   const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
-  ASSERT_GE(rows.size(), gemm::available_isas().size());
+  // One row per level up to AVX-512 (the avx512bf16 level has no FP8 row of its own: it runs the AVX-512 one).
+  size_t levels = 0;
+  for (Isa isa : gemm::available_isas()) levels += isa <= Isa::avx512 ? 1 : 0;
+  ASSERT_GE(rows.size(), levels);
   std::array<int64_t, 3> seen{};
   for (int64_t K : {0, 1, 15, 16, 17, 127, 128, 129, 300})
     for (int64_t N : {1, 31, 33, 64, 65, 97, 130}) {

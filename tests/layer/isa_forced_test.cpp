@@ -20,7 +20,7 @@ namespace {
 
 struct IsaCap {
   explicit IsaCap(Isa cap) { set_max_isa(cap); }
-  ~IsaCap() { set_max_isa(Isa::avx512); }
+  ~IsaCap() { set_max_isa(kTopIsa); }
 };
 
 MoeConfig small(const char* preset, DType dtype, QuantMode quant) {

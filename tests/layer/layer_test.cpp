@@ -282,7 +282,7 @@ TEST(Layer, ReportsTheKernelItsExpertsRanOn) {
   const std::string chain = s8.kernel();
   s8.forward(tokens(q, 2, 2));
   const std::string fused = s8.kernel(), fused_path = s8.path();
-  set_max_isa(Isa::avx512);
+  set_max_isa(kTopIsa);
   EXPECT_EQ(chain, "gemm_s8_s32_1x32__scalar");
   EXPECT_EQ(fused_path, "superkernel");
   EXPECT_EQ(fused, packed);

@@ -33,7 +33,7 @@ using testing::Rng;
 // Restores the ISA cap and the thread count when a test ends, pass or fail.
 struct Restore {
   ~Restore() {
-    set_max_isa(Isa::avx512);
+    set_max_isa(kTopIsa);
     set_num_threads(0);
   }
 };

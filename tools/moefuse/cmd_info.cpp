@@ -12,7 +12,7 @@
 namespace moefuse::cli {
 namespace {
 
-constexpr Isa kLevels[] = {Isa::scalar, Isa::avx2, Isa::avx512};
+constexpr Isa kLevels[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16};
 
 Json preset_json(const std::string& name) {
   const MoeConfig c = load_preset(name);
@@ -36,6 +36,8 @@ int info(bool json) {
     levels.push_back(Json{{"name", isa_name(l)}, {"available", l <= detected_isa()}, {"in_use", l == in_use}});
   Json presets = Json::array();
   for (const std::string& name : preset_names()) presets.push_back(preset_json(name));
+  // Whether bf16 weights run on vdpbf16ps, and why not when they do not.
+  const std::string bf16_not_dot = bf16_dot_unused_reason(in_use);
 
   if (json) {
     Json j{{"command", "info"},
@@ -61,6 +63,7 @@ int info(bool json) {
            {"isa_detected", isa_name(detected_isa())},
            {"isa_in_use", isa_name(in_use)},
            {"kernel_levels", levels},
+           {"bf16_dot", Json{{"in_use", bf16_not_dot.empty()}, {"unused_reason", bf16_not_dot}}},
            {"presets", presets}};
     print_json(j);
     return 0;
@@ -78,13 +81,15 @@ int info(bool json) {
   std::printf("amx tile/int8/bf16: %s/%s/%s (os support: %s)\n", yn(f.amx_tile), yn(f.amx_int8), yn(f.amx_bf16),
               yn(f.os_amx));
   std::printf("isa detected:  %s\n", std::string(isa_name(detected_isa())).c_str());
-  std::printf("isa in use:    %s (cap with MOEFUSE_MAX_ISA=scalar|avx2|avx512)\n",
+  std::printf("isa in use:    %s (cap with MOEFUSE_MAX_ISA=scalar|avx2|avx512|avx512bf16)\n",
               std::string(isa_name(in_use)).c_str());
   std::printf("kernel levels:");
   for (const Json& l : levels)
     std::printf(" %s (%s%s)", l["name"].get<std::string>().c_str(),
                 l["available"].get<bool>() ? "available" : "not available", l["in_use"].get<bool>() ? ", in use" : "");
   std::printf("\n");
+  std::printf("bf16 weights:  %s\n",
+              bf16_not_dot.empty() ? "vdpbf16ps (AVX512-BF16)" : ("fp32 FMA kernels: " + bf16_not_dot).c_str());
   std::printf("presets:\n");
   std::printf("  %-20s %-12s %5s %3s %6s %6s %7s %5s %10s\n", "name", "model_type", "E", "K", "H", "I", "shared",
               "dtype", "weights");

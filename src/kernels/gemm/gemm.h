@@ -107,6 +107,13 @@
 // of it), 0.51-0.53 of the bf16 kernel's time (0.6-0.7 in a loaded minute); M = 8 0.65-0.69; M = 64 1.07-1.14 and
 // M = 512 1.17 (182-185 against 205-207 GFLOP/s: the weights formed per block, and each block's carry through C).
 // Against the AVX2 FP8 kernel: 2.1x at M = 1, 3.3-3.7x at M = 8, 2.1x at M = 64, 1.7-1.9x at M = 512.
+// bf16, AVX512-BF16 (gemm_bf16w_f32_6x64__avx512bf16, vdpbf16ps; the same Zen 5, gemm_bench, 2048 x 2048, cold
+// weights, bf16 activations, one thread, paired with the AVX-512 FMA bf16 kernel in each run; measured single-thread
+// peaks: vdpbf16ps 429-457, vfmadd231ps 236-244 GFLOP/s; beside other builds): M = 64 367-396 GFLOP/s against 205-225
+// (1.6-1.9x; 80-92% of the vdpbf16ps peak), M = 512 389-436 against 220-223 (1.75-1.95x; 85-99%), M = 8 200-229
+// against 160-163 (1.25-1.4x), M = 1 no slower (alternating runs: 244-299 us against 260-341; memory bound). The
+// olmoe preset's layer at 512 tokens (moefuse bench, 2 threads, alternating with MOEFUSE_MAX_ISA=avx512): 184-225 ms
+// against 313-330.
 //
 // Preconditions (asserted in debug builds, not checked in release): M >= 0; K equals the packed K; 0 <= n0 <= n1
 // <= N; n0 % 32 == 0; lda >= K; ldc >= n1 - n0 (when M > 1); pointers valid for the ranges above. Unaligned
@@ -288,7 +295,7 @@ struct GemmKernels {
   const GemmU4S8Kernel& u4s8_kernel_for(const PackedWeights& w) const;
 };
 
-/// Kernels of level `isa`; with vnni (meaningful only for Isa::avx512) the int8 kernel uses AVX-512 VNNI, the float
+/// Kernels of level `isa`; with vnni (meaningful from Isa::avx512 on) the int8 kernel uses AVX-512 VNNI, the float
 /// kernels are the same. The caller must pass a level the machine supports (an entry of available_isas(), and vnni
 /// only when vnni_available()): calling a kernel of a higher level faults with an illegal instruction.
 GemmKernels select_gemm_kernels(Isa isa, bool vnni);
@@ -300,7 +307,7 @@ GemmKernels select_gemm_kernels();
 /// ignored: this is for tests and benchmarks that force each variant).
 std::vector<Isa> available_isas();
 
-/// Whether this machine can run the AVX-512 VNNI int8 kernel (detected_isa() is avx512 and the CPU has VNNI).
+/// Whether this machine can run the AVX-512 VNNI int8 kernel (detected_isa() is avx512 or above and the CPU has VNNI).
 bool vnni_available();
 
 }  // namespace moefuse::gemm

@@ -49,6 +49,8 @@ const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
     MOEFUSE_GEMM_U4S8(6x32, avx512vnni, avx512, 6, 32, kernels::avx512_with_vnni),
+    MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_6x64__avx512bf16, avx512bf16, bf16, f32, 6, 64,
+                     kernels::avx512_bf16_dot),
 };
 #undef MOEFUSE_GEMM_U4S8
 #undef MOEFUSE_GEMM_U4
@@ -113,7 +115,7 @@ const GemmU4S8Kernel& GemmKernels::u4s8_kernel_for(const PackedWeights& w) const
 }
 
 GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
-  const kernels::Dispatch d{isa, vnni && isa == Isa::avx512};
+  const kernels::Dispatch d{isa, vnni && isa >= Isa::avx512};
   GemmKernels k;
   k.isa = isa;
   k.vnni = d.vnni;
@@ -136,11 +138,24 @@ GemmKernels select_gemm_kernels() { return select_gemm_kernels(active_isa(), use
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512})
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})
     if (int(i) <= int(detected_isa())) out.push_back(i);
   return out;
 }
 
-bool vnni_available() { return detected_isa() == Isa::avx512 && cpu_features().avx512_vnni; }
+bool vnni_available() { return detected_isa() >= Isa::avx512 && cpu_features().avx512_vnni; }
+
 
 }  // namespace moefuse::gemm
+
+namespace moefuse {
+
+const char* bf16_dot_unused_reason(Isa isa) {
+  if (detected_isa() < Isa::avx512bf16) return "the CPU (or the OS) lacks AVX512-BF16";
+  if (isa < Isa::avx512bf16) return "the ISA level is capped below avx512bf16 (MOEFUSE_MAX_ISA or set_max_isa)";
+  // Once per process (a thread-safe static), and only on a CPU that has the instruction.
+  static const char* const self_test = gemm::detail::dpbf16_self_test__avx512bf16();
+  return self_test ? self_test : "";
+}
+
+}  // namespace moefuse

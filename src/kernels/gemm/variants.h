@@ -40,6 +40,19 @@ void gemm_s8_s32_6x32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, cons
 void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                                   const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc);
 
+// gemm_bf16__avx512bf16.cpp — AVX512-BF16 (vdpbf16ps), bf16 weights; falls back to gemm_bf16w_f32_6x64__avx512 for
+// a call whose A holds a value that is not a bf16 value. dpbf16_self_test__avx512bf16 runs vdpbf16ps on crafted lanes
+// against the contract: nullptr when every lane matches, else a static text naming the first that differs.
+void gemm_bf16w_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                     const void* b, float* c, int64_t ldc);
+const char* dpbf16_self_test__avx512bf16();
+// The same product with K cut into blocks of `kblock` rows (even), each block's tiles carrying their chains through C
+// (tile__avx512bf16.h, tile_dp with Carry): the path a kernel that forms bf16 weights per K block (the FP8 kernel's
+// block path) would run its buffer through. Bitwise the kernel's C when it returns true; false (C not the
+// contract's) when A holds a value that is not a bf16 value. No fallback of its own.
+bool gemm_bf16w_f32_kblocks__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                        const void* b, float* c, int64_t ldc, int64_t kblock);
+
 // The int4 kernels: one template per file (gemm_u4<G> for int4 x fp32 rows, gemm_u4s8<G> for int4 x int8 rows),
 // with an entry point per group size G = 32, 64, 128 named gemm_u4g<G>w_f32_<tile>__<isa> and
 // gemm_u4g<G>w_s8_f32_<tile>__<isa>. MOEFUSE_INT4_GROUPS(M, tile, isa) expands M for each G: with the _DECLARE macros
