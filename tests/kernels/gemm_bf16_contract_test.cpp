@@ -320,7 +320,8 @@ Fp8 random_fp8(Rng& rng, int64_t K, int64_t N) {
 
 // K around the 128-row blocks (a pair of k never straddles two blocks: every block but the last is even), odd and
 // even last blocks, M over every FP8 path (AVX2: 1 x 32 and 2 x 32 tiles, 8-row strips, the block path from 12 rows;
-// AVX-512: 4 x 64 pairs, 8 x 32 singles, the block path from 64 rows), A with specials, fp32 or bf16-valued.
+// AVX-512: 4 x 64 pairs, 8 x 32 singles, the block path from 64 rows; AVX512-BF16: that block path on vdpbf16ps
+// tiles from 8 rows, which A of bf16 values reaches), A with specials, fp32 or bf16-valued.
 TEST(GemmBf16Contract, Fp8AroundTheBlocksOnEveryPath) {
   Rng rng(1603);
   const std::vector<Row> rows = rows_of(kernels::Op::gemm_fp8);
@@ -333,9 +334,9 @@ TEST(GemmBf16Contract, Fp8AroundTheBlocksOnEveryPath) {
       for (int64_t k = 0; k < K; ++k)
         for (int64_t n = 0; n < N; ++n) w[size_t(k * N + n)] = f.weight(k, n);
       const auto weight = [&](int64_t k, int64_t n) { return w[size_t(k * N + n)]; };
-      for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 12, 13, 64, 65}) {
+      for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 12, 13, 64, 65, 127, 128}) {
         const int64_t lda = K + 3;
-        const std::vector<float> a = make_a(rng, M, K, lda, 0.05, M % 2 == 1);
+        const std::vector<float> a = make_a(rng, M, K, lda, 0.05, M % 2 == 1 || M == 64);
         const std::vector<float> want = testing::bf16_chain(a, lda, M, K, N, weight);
         if (M <= 2) misses.add(a, lda, M, K, N, want, weight);
         ASSERT_EQ(check_rows(rows, M, K, N, a, lda, pw.data(), want), "");
@@ -376,9 +377,11 @@ TEST(GemmBf16Contract, Fp8WeightsAreFormedInTheDefaultMode) {
         ASSERT_EQ(gemm::fp8_form(static_cast<const uint8_t*>(pw.data())[size_t(p) * pw.panel_bytes() + size_t(g)], 0),
                   gemm::Fp8Form::scales);
     const auto weight = [&](int64_t k, int64_t n) { return f.weight(k, n); };
-    for (int64_t M : {1, 3, 5, 8, 12, 64}) {
+    for (int64_t M : {1, 3, 5, 8, 12, 64, 65}) {
       std::vector<float> a(size_t(M * K));
       for (float& v : a) v = rng.uniform(1.0f, 2.0f) * 0x1p100f * (rng.coin() ? 1.0f : -1.0f);
+      if (M == 12 || M == 65)  // bf16 values: the AVX512-BF16 row's vdpbf16ps block path
+        for (float& v : a) v = to_f32(to_bf16(v));
       const std::vector<float> want = testing::bf16_chain(a, K, M, K, N, weight);
       for (int64_t m = 0; m < M; ++m) {  // the first two kinds give non-zero C; the third gives +-0 (its w is zero)
         ASSERT_NE(want[size_t(m * N + 0)], 0.0f);

@@ -237,51 +237,83 @@ bool same_result(float x, float y) {
   return std::bit_cast<uint32_t>(x) == std::bit_cast<uint32_t>(y) || (std::isnan(x) && std::isnan(y));
 }
 
+// Runs every row but the scalar one on A [M, lda] over the whole width, [32, N - 1) and [64, N), and checks each
+// against the scalar row's C (a NaN matches any NaN) and that nothing past the range is written.
+void expect_rows_equal_scalar(const std::vector<const kernels::KernelInfo*>& rows, const kernels::KernelInfo* scalar,
+                              int64_t M, int64_t K, int64_t N, const std::vector<float>& a, int64_t lda,
+                              const gemm::PackedWeights& packed, const std::string& what) {
+  std::vector<float> want(size_t(M * N));
+  std::get<gemm::GemmFloatFn>(scalar->fn)(M, K, 0, N, a.data(), lda, packed.data(), want.data(), N);
+  for (const kernels::KernelInfo* r : rows) {
+    if (r == scalar) continue;
+    for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {32, N - 1}, {64, N}}) {
+      if (n0 > n1) continue;
+      const int64_t ldc = n1 - n0 + 3;
+      std::vector<float> c(size_t(M * ldc), -7.0f);
+      std::get<gemm::GemmFloatFn>(r->fn)(M, K, n0, n1, a.data(), lda, packed.data(), c.data(), ldc);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < ldc; ++n) {
+          const float got = c[size_t(m * ldc + n)];
+          const bool ok = n0 + n < n1 ? same_result(got, want[size_t(m * N + n0 + n)]) : got == -7.0f;
+          ASSERT_TRUE(ok) << r->name << " " << what << " K=" << K << " N=" << N << " M=" << M << " [" << n0 << ", "
+                          << n1 << ") m=" << m << " n=" << n0 + n << ": " << got;
+        }
+    }
+  }
+}
+
 // Every FP8 row against the scalar row over M, N and K edges of every tile the variants use (AVX2: 2 x 32, 8-row
-// strips, the block path from 12 rows in 6-row tiles; AVX-512: 4 x 64 pairs, 8 x 32 singles, the block path from
-// 64 rows in 6 x 64 and 12 x 32 tiles carried through C from block to block), K around the 16-column A buffer and
-// the 128-row block, N not a multiple of 32 or 64, calls over a middle range of panels, and every form side by side.
+// strips, the block path from 12 rows in 6-row tiles; AVX-512 and AVX512-BF16: 4 x 64 pairs, 8 x 32 singles, the
+// block path from 64 rows in 6 x 64 and 12 x 32 tiles carried through C from block to block), K around the
+// 16-column A buffer and the 128-row blocks, N not a multiple of 32 or 64, calls over a middle range of panels, and
+// every form side by side. From 8 rows A holds bf16 values for half of the K (M + K even), so that the AVX512-BF16
+// row runs its vdpbf16ps block path (on other A it falls back to the AVX-512 row's code).
 TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
   Rng rng(4242);
   const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
   const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
-  // One row per level up to AVX-512 (the avx512bf16 level has no FP8 row of its own: it runs the AVX-512 one).
-  size_t levels = 0;
-  for (Isa isa : gemm::available_isas()) levels += isa <= Isa::avx512 ? 1 : 0;
-  ASSERT_GE(rows.size(), levels);
+  ASSERT_GE(rows.size(), gemm::available_isas().size()) << "one FP8 row per level";
   std::array<int64_t, 3> seen{};
-  for (int64_t K : {0, 1, 15, 16, 17, 127, 128, 129, 300})
+  for (int64_t K : {0, 1, 15, 16, 17, 127, 128, 129, 256, 257, 300})
     for (int64_t N : {1, 31, 33, 64, 65, 97, 130}) {
       const Fp8Matrix b = every_form_fp8(rng, K, N);
       const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
       const std::array<int64_t, 3> forms = count_forms(packed);
       for (size_t f = 0; f < 3; ++f) seen[f] += forms[f];
-      for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 17, 19, 25, 31, 63, 64, 65, 71}) {
+      for (int64_t M : {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 17, 19, 25, 31, 63, 64, 65, 71, 127}) {
         const int64_t lda = K + 5;
         std::vector<float> a(size_t(M * lda));
         for (auto& v : a) v = rng.coin(0.05) ? 0.0f : rng.uniform(-2.0f, 2.0f);
         if (!a.empty()) a[0] = -0.0f;
-        std::vector<float> want(size_t(M * N));
-        std::get<gemm::GemmFloatFn>(scalar->fn)(M, K, 0, N, a.data(), lda, packed.data(), want.data(), N);
-        for (const kernels::KernelInfo* r : rows) {
-          if (r == scalar) continue;
-          for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {32, N - 1}, {64, N}}) {
-            if (n0 > n1) continue;
-            const int64_t ldc = n1 - n0 + 3;
-            std::vector<float> c(size_t(M * ldc), -7.0f);
-            std::get<gemm::GemmFloatFn>(r->fn)(M, K, n0, n1, a.data(), lda, packed.data(), c.data(), ldc);
-            for (int64_t m = 0; m < M; ++m)
-              for (int64_t n = 0; n < ldc; ++n) {
-                const float got = c[size_t(m * ldc + n)];
-                const bool ok = n0 + n < n1 ? same_result(got, want[size_t(m * N + n0 + n)]) : got == -7.0f;
-                ASSERT_TRUE(ok) << r->name << " K=" << K << " N=" << N << " M=" << M << " [" << n0 << ", " << n1
-                                << ") m=" << m << " n=" << n0 + n << ": " << got;
-              }
-          }
-        }
+        const bool bf16_a = M >= 8 && (M + K) % 2 == 0;
+        if (bf16_a)
+          for (auto& v : a) v = to_f32(to_bf16(v));
+        expect_rows_equal_scalar(rows, scalar, M, K, N, a, lda, packed, bf16_a ? "bf16-valued A" : "fp32 A");
       }
     }
   for (size_t f = 0; f < 3; ++f) EXPECT_GT(seen[f], 0) << "form " << f << " never packed";
+}
+
+// A that holds bf16 values but one (1 + 2^-10 times a bf16 value: its low half is not zero), at the first, a middle
+// and the last element, in the block path's rows (the AVX512-BF16 row's vdpbf16ps tiles would take the value's high
+// half, a different product): every row still gives the scalar row's bits.
+TEST(GemmFp8, ANonBf16ValueInTheBlockPathGivesTheScalarBits) {
+  Rng rng(4343);
+  const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
+  const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
+  for (int64_t K : {129, 300})
+    for (int64_t M : {8, 9, 64, 65, 127}) {
+      const int64_t N = 97, lda = K + 1;
+      const Fp8Matrix b = random_fp8(rng, K, N, 128);
+      const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
+      for (int64_t at : {int64_t(0), (M / 2) * lda + K / 2, (M - 1) * lda + K - 1}) {
+        std::vector<float> a(size_t(M * lda));
+        for (auto& v : a) v = to_f32(to_bf16(rng.uniform(-2.0f, 2.0f)));
+        a[size_t(at)] = to_f32(to_bf16(rng.uniform(0.5f, 2.0f))) * (1.0f + 0x1p-10f);
+        ASSERT_NE(std::bit_cast<uint32_t>(a[size_t(at)]) & 0xffffu, 0u);
+        expect_rows_equal_scalar(rows, scalar, M, K, N, a, lda, packed, "non-bf16 A at " + std::to_string(at));
+      }
+    }
 }
 
 TEST(GemmFp8, BadArgumentsAreClearErrors) {

@@ -1,6 +1,6 @@
 // The AVX512-BF16 (vdpbf16ps) tile for bf16 weights, on the packed layout every bf16 variant reads (gemm.h: panel p
-// is K rows of 32 bf16). Included only by files compiled with the __avx512bf16 flags (gemm_bf16__avx512bf16.cpp;
-// the FP8 kernel's per-block bf16 buffer could run it too: the same layout, with Carry).
+// is K rows of 32 bf16). Included only by files compiled with the __avx512bf16 flags (gemm_bf16__avx512bf16.cpp, and
+// gemm_fp8__avx512bf16.cpp, whose per-block bf16 buffer has the same layout: it runs the tile with Carry).
 //
 // What one vdpbf16ps does per fp32 lane j: acc = fma_daz_ftz(a.hi, b.hi, acc); acc = fma_daz_ftz(a.lo, b.lo, acc)
 // with (lo, hi) the two bf16 of dword j, i.e. the bf16 contract's step for the pair (2i, 2i + 1) when the low half

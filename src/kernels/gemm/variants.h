@@ -87,5 +87,9 @@ void gemm_fp8w_f32_8x8__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const
                              float* c, int64_t ldc);
 void gemm_fp8w_f32_4x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                 const void* b, float* c, int64_t ldc);
+// gemm_fp8__avx512bf16.cpp — the AVX-512 FP8 kernel's block path on vdpbf16ps tiles from 8 rows; fewer rows, and a
+// call whose A holds a value that is not a bf16 value, run gemm_fp8w_f32_4x64__avx512.
+void gemm_fp8w_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                                    const void* b, float* c, int64_t ldc);
 
 }  // namespace moefuse::gemm::detail
