@@ -1,6 +1,7 @@
 // GEMM kernel benchmarks, driven by the kernel registry (kernels/registry.h): every GEMM row this machine can run (the int4
-// group-wise rows at 2048 x 2048), on the model shapes (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64, 512), single-threaded (the layer
-// runs one kernel call per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB
+// group-wise rows at 2048 x 2048), on the model shapes (K x N = 2048 x 2048, 1024 x 2048, 2048 x 4096; M = 1, 8, 64,
+// 512; the FP8 and bf16 rows also M = 2, 4, 7 at K = 2048 and 1024, N = 2048: decode's small tiles),
+// single-threaded (the layer runs one kernel call per task). Counters: GFLOP (2·M·N·K per call; int8 counts a multiply-add as 2 ops too) and GB
 // (packed weights + A + C bytes per call) per second of CPU time and peak% (GFLOP/s as a share of the measured peak
 // of the instruction family the row computes with: probe::family_of_kernel, e.g. vfmadd231ps ymm for the AVX2 float
 // rows, vpmaddwd ymm for the AVX2 int8 row, vpdpbusd zmm for the VNNI row; measured at start-up by the probes of
@@ -291,20 +292,25 @@ void register_all() {
                                                                                   : 0;
     if (G == 0 && !fp8) continue;
     const bool w4a8 = k->op == Op::gemm_u4s8_g32 || k->op == Op::gemm_u4s8_g128;
-    for (int64_t M : {1, 8, 64, 512}) {
+    for (int64_t M : {1, 2, 4, 7, 8, 64, 512}) {
       if (k->isa == Isa::scalar && M > 8) continue;
       if (M == 512 && !fp8 && !w4a8) continue;  // FP8 and W4A8 prefill, beside the bf16 and int8 rows' M = 512
+      if ((M == 2 || M == 4 || M == 7) && !fp8) continue;  // FP8 decode's small tiles, beside the bf16 rows' (below)
       const std::string name = std::string(k->name) + "/K:2048/N:2048/M:" + std::to_string(M);
       if (fp8) benchmark::RegisterBenchmark(name.c_str(), BM_fp8, k, M, int64_t(2048), int64_t(2048));
       else benchmark::RegisterBenchmark(name.c_str(), BM_u4, k, G, M, int64_t(2048), int64_t(2048));
     }
+    if (fp8 && k->isa != Isa::scalar)  // decode on the layer's down-projection shape (K = 1024)
+      for (int64_t M : {1, 2, 4, 7})
+        benchmark::RegisterBenchmark((std::string(k->name) + "/K:1024/N:2048/M:" + std::to_string(M)).c_str(), BM_fp8,
+                                     k, M, int64_t(1024), int64_t(2048));
   }
 
   struct KN {
     int64_t K, N;
   };
   const KN shapes[] = {{2048, 2048}, {1024, 2048}, {2048, 4096}};
-  const int64_t ms[] = {1, 8, 64, 512};
+  const int64_t ms[] = {1, 2, 4, 7, 8, 64, 512};
   // Grouped by (shape, weight dtype) so that one set of packed weights serves a run of benchmarks.
   for (const KN& s : shapes) {
     for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::i8}) {
@@ -312,6 +318,7 @@ void register_all() {
         if (k->in != dt) continue;
         for (int64_t M : ms) {
           if (k->isa == Isa::scalar && M > 8) continue;  // seconds per call: not worth the machine time
+          if ((M == 2 || M == 4 || M == 7) && (dt != DType::bf16 || s.N != 2048)) continue;  // beside FP8 decode
           const std::string name = std::string(k->name) + "/K:" + std::to_string(s.K) + "/N:" + std::to_string(s.N) +
                                    "/M:" + std::to_string(M);
           benchmark::RegisterBenchmark(name.c_str(), BM_row, k, M, s.K, s.N, s.N);
