@@ -266,8 +266,9 @@ void expect_rows_equal_scalar(const std::vector<const kernels::KernelInfo*>& row
 // strips, the block path from 12 rows in 6-row tiles; AVX-512 and AVX512-BF16: 4 x 64 pairs, 8 x 32 singles, the
 // block path from 64 rows in 6 x 64 and 12 x 32 tiles carried through C from block to block), K around the
 // 16-column A buffer and the 128-row blocks, N not a multiple of 32 or 64, calls over a middle range of panels, and
-// every form side by side. From 8 rows A holds bf16 values for half of the K (M + K even), so that the AVX512-BF16
-// row runs its vdpbf16ps block path (on other A it falls back to the AVX-512 row's code).
+// every form side by side. A holds bf16 values for half of the (M, K) (M + K even), so that the AVX512-BF16 row runs
+// its vdpbf16ps paths (direct tiles below 8 rows, the block path from 8; on other A it falls back to the AVX-512
+// row's code).
 TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
   Rng rng(4242);
   const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
@@ -285,7 +286,7 @@ TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
         std::vector<float> a(size_t(M * lda));
         for (auto& v : a) v = rng.coin(0.05) ? 0.0f : rng.uniform(-2.0f, 2.0f);
         if (!a.empty()) a[0] = -0.0f;
-        const bool bf16_a = M >= 8 && (M + K) % 2 == 0;
+        const bool bf16_a = (M + K) % 2 == 0;
         if (bf16_a)
           for (auto& v : a) v = to_f32(to_bf16(v));
         expect_rows_equal_scalar(rows, scalar, M, K, N, a, lda, packed, bf16_a ? "bf16-valued A" : "fp32 A");
@@ -294,15 +295,53 @@ TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
   for (size_t f = 0; f < 3; ++f) EXPECT_GT(seen[f], 0) << "form " << f << " never packed";
 }
 
+// One scale per 32 columns (a panel's four vectors then hold the same tables, as with a checkpoint's 128 x 128 blocks:
+// fp8::one_table in src/kernels/gemm/fp8_form__avx512.h), codes of every sign and exponent, and in two of three
+// (block, panel) subnormal and zero codes among them (form table_sub; form table in the others).
+Fp8Matrix one_scale_per_panel_fp8(Rng& rng, int64_t K, int64_t N) {
+  Fp8Matrix m = random_fp8(rng, K, N, 32);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      if ((k / 128 + n / 32) % 3 == 0 && (m.q[size_t(k * N + n)] & 0x78) == 0) m.q[size_t(k * N + n)] |= 0x08;
+  return m;
+}
+
+// The AVX512-BF16 row's direct tiles (1..7 rows: 1..4 rows x 64 columns, then 5..7 x 32) against the scalar row on
+// bf16-valued A, for every M below 8 with every K parity (odd K: the contract's zero pair after the last row), K
+// around the 16-pair A chunks and the 128-row blocks, N not a multiple of 32 or 64 (a last single panel after the
+// pairs), every form side by side (checked per K), and blocks with one table per panel (one_scale_per_panel_fp8).
+TEST(GemmFp8, DirectTilesOnBf16AEqualTheScalarRowForEveryMBelow8) {
+  Rng rng(4545);
+  const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
+  const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
+  for (int64_t K : {1, 2, 3, 31, 33, 127, 128, 129, 255, 257, 301}) {
+    std::array<int64_t, 3> seen{};
+    for (auto [N, one_scale] : {std::pair<int64_t, bool>{31, false}, {33, false}, {65, false}, {97, false},
+                                {130, false}, {65, true}, {130, true}}) {
+      const Fp8Matrix b = one_scale ? one_scale_per_panel_fp8(rng, K, N) : every_form_fp8(rng, K, N);
+      const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
+      const std::array<int64_t, 3> forms = count_forms(packed);
+      for (size_t f = 0; f < 3; ++f) seen[f] += forms[f];
+      for (int64_t M = 1; M < 8; ++M) {
+        const int64_t lda = K + 3;
+        std::vector<float> a(size_t(M * lda));
+        for (auto& v : a) v = rng.coin(0.05) ? 0.0f : to_f32(to_bf16(rng.uniform(-2.0f, 2.0f)));
+        expect_rows_equal_scalar(rows, scalar, M, K, N, a, lda, packed, "bf16-valued A");
+      }
+    }
+    for (size_t f = 0; f < 3; ++f) EXPECT_GT(seen[f], 0) << "K=" << K << ": form " << f << " never packed";
+  }
+}
+
 // A that holds bf16 values but one (1 + 2^-10 times a bf16 value: its low half is not zero), at the first, a middle
-// and the last element, in the block path's rows (the AVX512-BF16 row's vdpbf16ps tiles would take the value's high
-// half, a different product): every row still gives the scalar row's bits.
-TEST(GemmFp8, ANonBf16ValueInTheBlockPathGivesTheScalarBits) {
+// and the last element, in the rows of the direct tiles and of the block path (the AVX512-BF16 row's vdpbf16ps
+// tiles would take the value's high half, a different product): every row still gives the scalar row's bits.
+TEST(GemmFp8, ANonBf16ValueGivesTheScalarBits) {
   Rng rng(4343);
   const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
   const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
   for (int64_t K : {129, 300})
-    for (int64_t M : {8, 9, 64, 65, 127}) {
+    for (int64_t M : {1, 2, 4, 5, 7, 8, 9, 64, 65, 127}) {
       const int64_t N = 97, lda = K + 1;
       const Fp8Matrix b = random_fp8(rng, K, N, 128);
       const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);

@@ -1,7 +1,7 @@
 // Forming FP8 block-scaled weights (fp8_layout.h) as bf16 with AVX-512 F/BW/VL/DQ, and the block path's loop, for
 // the two AVX-512 FP8 kernels: gemm_fp8__avx512.cpp (whose top describes the arithmetic and the paths) and
-// gemm_fp8__avx512bf16.cpp (the same block path on vdpbf16ps tiles). Included only by files compiled with AVX-512
-// F/BW/VL/DQ flags or more.
+// gemm_fp8__avx512bf16.cpp (the same block path on vdpbf16ps tiles, and direct tiles that form two rows of k at a
+// time in vdpbf16ps pair order: table_pairs). Included only by files compiled with AVX-512 F/BW/VL/DQ flags or more.
 //
 // Everything here has internal linkage (an unnamed namespace), on purpose: each including file gets its own copy,
 // compiled with its own flags. With external linkage the linker would keep one copy of the out-of-line functions
@@ -53,6 +53,7 @@ struct Consts {
   __m512i vector_base = load32w(kVectorBase);
   __m512i sign_exponent = _mm512_set1_epi16(int16_t(0x8780));
   __m512i exponent_field = _mm512_set1_epi16(0x78);
+  __m512i sign_exponent_high = _mm512_set1_epi16(int16_t(0x8600));  // table_code: sign, exponent bits 2 and 3
 };
 
 // One block's lookup tables for the 32 columns of a panel (words: vector v's entry m at 8v + m). For a vector of
@@ -73,15 +74,88 @@ inline __m512i codes32(const uint8_t* q) {
   return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
 }
 
-// The bf16 weights of the 32 codes at q by the table formula (see the top); Sub: t0 where the exponent field is 0.
+// The table formula (see the top) on 32 words x whose low byte is a code, word j of column j % 8 of vector j / 8,
+// with e = x shifted so that its bits 7..10 are the code's exponent field and bit 15 its sign; Sub: t0 where the
+// exponent field is 0.
 template <bool Sub>
-__attribute__((always_inline)) inline __m512i table32(const Consts& k, const uint8_t* q, const Tables& t) {
-  const __m512i x = codes32(q);
-  const __m512i ex = _mm512_and_si512(_mm512_slli_epi16(x, 4), k.sign_exponent);
+__attribute__((always_inline)) inline __m512i table_words(const Consts& k, __m512i x, __m512i e, const Tables& t) {
+  const __m512i ex = _mm512_and_si512(e, k.sign_exponent);
   const __m512i idx = _mm512_ternarylogic_epi32(x, k.low3, k.vector_base, 0xEA);  // (x & 7) | base
   __m512i w = _mm512_permutexvar_epi16(idx, t.t1);
   if constexpr (Sub) w = _mm512_mask_permutexvar_epi16(w, _mm512_testn_epi16_mask(x, k.exponent_field), idx, t.t0);
   return _mm512_add_epi16(w, ex);
+}
+
+// The bf16 weights of the 32 codes at q by the table formula (see the top); Sub: t0 where the exponent field is 0.
+template <bool Sub>
+__attribute__((always_inline)) inline __m512i table32(const Consts& k, const uint8_t* q, const Tables& t) {
+  const __m512i x = codes32(q);  // sign-extended: x << 4 has the sign on bit 15
+  return table_words<Sub>(k, x, _mm512_slli_epi16(x, 4), t);
+}
+
+// vdpbf16ps pair order (tile__avx512bf16.h) straight from the codes: the 64 codes of rows r and r + 1 at q (64
+// bytes) as qwords (r 0..7, r+1 0..7, r 8..15, r+1 8..15, ...), so that 128-bit lane L holds both rows' codes of
+// vector L; then vpshufb takes dword j of lane L = (column 8L + j of row r, of row r + 1) into `lo`, columns 8L + 4 +
+// j into `hi`, each code into both bytes of its word (code * 0x0101: the low byte for the index, the high byte, shifted
+// right arithmetically by 4, for the sign and exponent). Word j still belongs to vector j / 8, as in table32.
+alignas(64) constexpr std::array<int64_t, 8> kRowPairQwords = {0, 4, 1, 5, 2, 6, 3, 7};
+constexpr std::array<int8_t, 64> pair_bytes(int first) {
+  std::array<int8_t, 64> v{};
+  for (int b = 0; b < 64; ++b) {
+    const int j = (b % 16) / 4, row = (b % 4) / 2;  // dword j of the lane, word `row` of it
+    v[size_t(b)] = int8_t(8 * row + first + j);
+  }
+  return v;
+}
+alignas(64) constexpr std::array<int8_t, 64> kPairLo = pair_bytes(0), kPairHi = pair_bytes(4);
+
+// A block whose four vectors hold the same tables (one scale for the panel's 32 columns, as in every checkpoint with
+// 128 x 128 blocks) needs no vector base: its 32-word table u1 has word (e << 3) | m = t1[m] + (e << 7) for e = the
+// exponent field's low 2 bits, so that vpermw indexes it with the code as it is (the index's low 5 bits), and the
+// add brings the exponent field's high 2 bits and the sign: t1[m] + (e << 7) + ((code << 4) & 0x8600) is the same
+// 16-bit sum as the formula at the top. Its t0 is the same in every lane, so a code with exponent field 0 (index m)
+// reads its own t0[m] there too. Two instructions fewer per 32 weights (the index, and its register copy).
+inline bool one_table(const std::byte* blk) {
+  const __m512i h0 = _mm512_loadu_si512(blk), h1 = _mm512_loadu_si512(blk + 64);
+  return _mm512_cmpneq_epi64_mask(h0, h1) == 0 &&
+         _mm512_cmpneq_epi64_mask(h0, _mm512_maskz_shuffle_i64x2(0xff, h0, h0, _MM_SHUFFLE(1, 0, 3, 2))) == 0;
+}
+constexpr std::array<int16_t, 32> low_exponents() {
+  std::array<int16_t, 32> v{};
+  for (int j = 0; j < 32; ++j) v[size_t(j)] = int16_t((j / 8) << 7);
+  return v;
+}
+alignas(64) constexpr std::array<int16_t, 32> kLowExponents = low_exponents();
+// u1 and t0 of a block for which one_table holds, from its block_tables.
+inline Tables code_tables(const Tables& t) { return {_mm512_add_epi16(t.t1, load32w(kLowExponents)), t.t0}; }
+
+// table_words for a block with one table (u: code_tables).
+template <bool Sub>
+__attribute__((always_inline)) inline __m512i table_code(const Consts& k, __m512i x, __m512i e, const Tables& u) {
+  const __m512i ex = _mm512_and_si512(e, k.sign_exponent_high);
+  __m512i w = _mm512_permutexvar_epi16(x, u.t1);
+  if constexpr (Sub) w = _mm512_mask_permutexvar_epi16(w, _mm512_testn_epi16_mask(x, k.exponent_field), x, u.t0);
+  return _mm512_add_epi16(w, ex);
+}
+
+// The bf16 weights of rows r and r + 1 (64 codes at q) in pair order, lo and hi (see kPairLo). One: a block with
+// one table, t its code_tables.
+template <bool Sub, bool One>
+__attribute__((always_inline)) inline void table_pairs(const Consts& k, const uint8_t* q, const Tables& t, __m512i& lo,
+                                                       __m512i& hi) {
+  _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetchBytes, _MM_HINT_T0);
+  // (maskz with all lanes: the unmasked intrinsic's undefined source makes GCC 12 warn, as for dequant16's)
+  const __m512i x =
+      _mm512_maskz_permutexvar_epi64(0xff, _mm512_load_si512(kRowPairQwords.data()), _mm512_loadu_si512(q));
+  const __m512i xl = _mm512_shuffle_epi8(x, _mm512_load_si512(kPairLo.data()));
+  const __m512i xh = _mm512_shuffle_epi8(x, _mm512_load_si512(kPairHi.data()));
+  if constexpr (One) {
+    lo = table_code<Sub>(k, xl, _mm512_srai_epi16(xl, 4), t);
+    hi = table_code<Sub>(k, xh, _mm512_srai_epi16(xh, 4), t);
+  } else {
+    lo = table_words<Sub>(k, xl, _mm512_srai_epi16(xl, 4), t);
+    hi = table_words<Sub>(k, xh, _mm512_srai_epi16(xh, 4), t);
+  }
 }
 
 // The contract's weights of the 16 codes at q with their scales s, as fp32 with bf16 values (the high half of each
@@ -157,6 +231,24 @@ void form_block(const Consts& k, const std::byte* panel, int64_t K, int64_t g, b
     const FloatDefaultMode mode;
     form_mixed_rows(k, q, rows, t, blk, scales_mask(forms), out);
   }
+}
+
+// The direct tiles' walk over the panels of [n0, n1) (both kernels): pairs of panels while `pairs` (a last single
+// panel alone), then single panels, each as tile(np, panel, c_offset, width) with panel = b at the first panel,
+// c_offset = its first column - n0 and width the columns it covers; stops at the first tile that returns false,
+// and returns false then.
+template <class Tile>
+bool direct_panels(int64_t K, int64_t n0, int64_t n1, const std::byte* b, bool pairs, Tile&& tile) {
+  const size_t panel_bytes = fp8_panel_bytes(K);
+  int64_t p0 = n0;
+  if (pairs)
+    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR)
+      if (!tile(2, b + size_t(p0 / kGemmNR) * panel_bytes, p0 - n0, int(std::min<int64_t>(2 * kGemmNR, n1 - p0))))
+        return false;
+  for (; p0 < n1; p0 += kGemmNR)
+    if (!tile(1, b + size_t(p0 / kGemmNR) * panel_bytes, p0 - n0, int(std::min<int64_t>(kGemmNR, n1 - p0))))
+      return false;
+  return true;
 }
 
 constexpr int kBlockPairRows = 6, kBlockSingleRows = 12;  // the bf16 kernels' tiles: 6 x 64 and 12 x 32

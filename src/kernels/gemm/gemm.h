@@ -107,6 +107,10 @@
 // of it), 0.51-0.53 of the bf16 kernel's time (0.6-0.7 in a loaded minute); M = 8 0.65-0.69; M = 64 1.07-1.14 and
 // M = 512 1.17 (182-185 against 205-207 GFLOP/s: the weights formed per block, and each block's carry through C).
 // Against the AVX2 FP8 kernel: 2.1x at M = 1, 3.3-3.7x at M = 8, 2.1x at M = 64, 1.7-1.9x at M = 512.
+// FP8 decode, AVX512-BF16 (gemm_fp8w_f32_4x64__avx512bf16's direct tiles, bf16 activations; the same Zen 5, one
+// thread, cold weights, CPU time, one run with a 41 GB/s stream read): M = 1 34-37 GB/s of packed weights (82-90% of
+// the read; 118-129 us at 2048 x 2048 against 145-152 for the AVX-512 FP8 kernel and 190-235 for the bf16 kernel),
+// M = 4 154-156 us (AVX-512 FP8 214-236), M = 7 215-221 us (283-289): gemm_fp8__avx512bf16.cpp.
 // bf16, AVX512-BF16 (gemm_bf16w_f32_6x64__avx512bf16, vdpbf16ps; the same Zen 5, gemm_bench, 2048 x 2048, cold
 // weights, bf16 activations, one thread, paired with the AVX-512 FMA bf16 kernel in each run; measured single-thread
 // peaks: vdpbf16ps 429-457, vfmadd231ps 236-244 GFLOP/s; beside other builds): M = 64 367-396 GFLOP/s against 205-225

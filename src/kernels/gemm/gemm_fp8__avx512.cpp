@@ -18,7 +18,8 @@
 // mode (form_block, FloatDefaultMode): its block is formed into a buffer first, even in the tiles below that
 // otherwise form their weights in registers. The table forms are integer arithmetic, which MXCSR does not touch.
 // The forming code and the block path's loop (below) are in fp8_form__avx512.h, shared with the AVX512-BF16 FP8
-// kernel (gemm_fp8__avx512bf16.cpp), which runs the same block path on vdpbf16ps tiles and this kernel below it.
+// kernel (gemm_fp8__avx512bf16.cpp), which runs the same block path on vdpbf16ps tiles, its own direct tiles below
+// 8 rows, and this kernel where A holds a value that is not a bf16 value.
 //
 // Tiles (the weights of a panel row are formed once per tile):
 //   M <= 4 rows: tiles of M rows x 64 columns (two panels: 4 independent chains per row, as the bf16 kernel's 6 x 64
@@ -133,16 +134,14 @@ void gemm_direct(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, i
   static constexpr auto pairs = make_tiles<2>(std::make_integer_sequence<int, kPairRows>{});
   static constexpr auto singles = make_tiles<1>(std::make_integer_sequence<int, kDirectRows>{});
   const size_t panel_bytes = fp8_panel_bytes(K);
-  int64_t p0 = n0;
-  if (M <= kPairRows)
-    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR)
-      pairs[size_t(M - 1)](K, a, lda, b + size_t(p0 / kGemmNR) * panel_bytes, panel_bytes, c + (p0 - n0), ldc,
-                           int(std::min<int64_t>(2 * kGemmNR, n1 - p0)));
-  for (; p0 < n1; p0 += kGemmNR)
-    for_row_blocks(M, kDirectRows, [&](int64_t m0, int64_t rows) {
-      singles[size_t(rows - 1)](K, a + m0 * lda, lda, b + size_t(p0 / kGemmNR) * panel_bytes, panel_bytes,
-                                c + m0 * ldc + (p0 - n0), ldc, int(std::min<int64_t>(kGemmNR, n1 - p0)));
-    });
+  fp8::direct_panels(K, n0, n1, b, M <= kPairRows, [&](int np, const std::byte* panel, int64_t c0, int width) {
+    if (np == 2) pairs[size_t(M - 1)](K, a, lda, panel, panel_bytes, c + c0, ldc, width);
+    else
+      for_row_blocks(M, kDirectRows, [&](int64_t m0, int64_t rows) {
+        singles[size_t(rows - 1)](K, a + m0 * lda, lda, panel, panel_bytes, c + m0 * ldc + c0, ldc, width);
+      });
+    return true;
+  });
 }
 
 

@@ -74,25 +74,67 @@ __attribute__((always_inline)) inline void fill_pairs(const float* a, int64_t ld
   }
 }
 
+/// The vdpbf16ps steps of one pair of k: rows k (`even`) and k + 1 (`odd`, a zero row for the last pair of an odd
+/// K) of 32 bf16 weights from each of NP panels, interleaved into pairs (see the top), against the A pairs at ak (row
+/// m at ak[16 m]).
+template <int MR, int NV>
+__attribute__((always_inline)) inline void dot_pairs(const __m512i (&bv)[NV], const uint32_t* ak,
+                                                     __m512 (&acc)[MR][NV]) {
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    const __m512i av = _mm512_set1_epi32(int32_t(ak[16 * m]));
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbf16_ps(acc[m][v], (__m512bh)av, (__m512bh)bv[v]);
+  }
+}
+
+template <int MR, int NP>
+__attribute__((always_inline)) inline void pair_dot(const __m512i (&even)[NP], const __m512i (&odd)[NP],
+                                                    const uint32_t* ak, __m512 (&acc)[MR][2 * NP]) {
+  __m512i bv[2 * NP];
+#pragma GCC unroll 4
+  for (int p = 0; p < NP; ++p) {
+    bv[2 * p] = _mm512_unpacklo_epi16(even[p], odd[p]);
+    bv[2 * p + 1] = _mm512_unpackhi_epi16(even[p], odd[p]);
+  }
+  dot_pairs<MR, 2 * NP>(bv, ak, acc);
+}
+
 /// One pair step of the tile: rows k and k + 1 (Half: row k alone, with a zero row: the last pair of an odd K) of
 /// NP panels at bk (pstride elements apart), A pairs at ak (row m at ak[16 m]).
 template <int MR, int NP, bool Half>
 __attribute__((always_inline)) inline void pair_step(const bfloat16* bk, int64_t pstride, const uint32_t* ak,
                                                      __m512 (&acc)[MR][2 * NP]) {
-  __m512i bv[2 * NP];
+  __m512i even[NP], odd[NP];
 #pragma GCC unroll 4
   for (int p = 0; p < NP; ++p) {
-    const __m512i even = _mm512_loadu_si512(bk + p * pstride);
-    const __m512i odd = Half ? _mm512_setzero_si512() : _mm512_loadu_si512(bk + p * pstride + kGemmNR);
-    bv[2 * p] = _mm512_unpacklo_epi16(even, odd);
-    bv[2 * p + 1] = _mm512_unpackhi_epi16(even, odd);
+    even[p] = _mm512_loadu_si512(bk + p * pstride);
+    odd[p] = Half ? _mm512_setzero_si512() : _mm512_loadu_si512(bk + p * pstride + kGemmNR);
   }
+  pair_dot<MR, NP>(even, odd, ak, acc);
+}
+
+/// Stores the accumulators of pair order (see the top) in column order: C[0..MR) x [0..width) at c. Returns
+/// whether `seen` (the OR of every A value read) says they were all bf16 values.
+template <int MR, int NP>
+__attribute__((always_inline)) inline bool store_pairs(__m512 (&acc)[MR][2 * NP], float* c, int64_t ldc, int width,
+                                                       __m512i seen) {
 #pragma GCC unroll 16
-  for (int m = 0; m < MR; ++m) {
-    const __m512i av = _mm512_set1_epi32(int32_t(ak[16 * m]));
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) pairs_to_columns(acc[m][2 * p], acc[m][2 * p + 1]);
 #pragma GCC unroll 8
-    for (int v = 0; v < 2 * NP; ++v) acc[m][v] = _mm512_dpbf16_ps(acc[m][v], (__m512bh)av, (__m512bh)bv[v]);
+  for (int v = 0; v < 2 * NP; ++v) {
+    const __mmask16 mask = columns_below(width, v);
+    if (mask == 0xffff) {
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
+    } else if (mask) {
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(c + m * ldc + 16 * v, mask, acc[m][v]);
+    }
   }
+  return _mm512_test_epi32_mask(seen, _mm512_set1_epi32(0xffff)) == 0;
 }
 
 /// C[0..MR) x [0..width) from NP panels (32 NP columns) at b, panels pstride elements apart: the bf16 contract's
@@ -135,22 +177,7 @@ bool tile_dp(int64_t K, const float* a, int64_t lda, const bfloat16* b, int64_t 
     if (rest % 2) pair_step<MR, NP, true>(b + (K - 1) * kGemmNR, pstride, abuf[cur] + pairs, acc);
   }
 
-#pragma GCC unroll 16
-  for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 4
-    for (int p = 0; p < NP; ++p) pairs_to_columns(acc[m][2 * p], acc[m][2 * p + 1]);
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const __mmask16 mask = columns_below(width, v);
-    if (mask == 0xffff) {
-#pragma GCC unroll 16
-      for (int m = 0; m < MR; ++m) _mm512_storeu_ps(c + m * ldc + 16 * v, acc[m][v]);
-    } else if (mask) {
-#pragma GCC unroll 16
-      for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(c + m * ldc + 16 * v, mask, acc[m][v]);
-    }
-  }
-  return _mm512_test_epi32_mask(seen, _mm512_set1_epi32(0xffff)) == 0;
+  return store_pairs<MR, NP>(acc, c, ldc, width, seen);
 }
 
 template <int NP>
