@@ -15,23 +15,39 @@
 //
 // Why the zero point is subtracted once per group: Σ (q - z) a = Σ q a - z Σ a. The kernel sums q a with unsigned q
 // and subtracts z · Σ a; Σ a over the group is one vpdpbusd of ones with the row's bytes per 64, per row and group,
-// shared by the 32 columns. Both are exact int32, so isum_g is the contract's integer; then
+// shared by the tile's 32 or 64 columns. Both are exact int32, so isum_g is the contract's integer; then
 // acc = fma(float(isum_g), s, acc) (exact conversion: below 2^24) group by group, and C = acc · a_scale at the end.
 //
-// Tiles: MR <= 6 rows x one panel (2 int32 and 2 fp32 accumulators per row); the first row block of each panel
-// prefetches it 4 KB ahead (kInt4PrefetchBytes).
+// Tiles: the group's int32 sums stay in registers, the fp32 chains (2 zmm of 16 lanes per row and panel) in a small
+// stack buffer (L1) that each group updates once: a load, an fma and a store per chain every G/4 k steps. That
+// leaves the registers to the sums: MR <= 6 rows x two panels (64 columns, 4 sums per row, so one broadcast of a
+// row's 4 bytes feeds 4 vpdpbusd; 24 chains) for pairs of panels from M = 11 on, and MR <= 12 rows x one panel (2 per
+// row; 24 chains) for fewer rows and for a last odd panel. Unpacking costs the same per vpdpbusd either way (4 ops
+// per panel and 4 k: 8 per 24 vpdpbusd); the two-panel tile halves the broadcasts and the per-group work per column
+// (Σ a is summed once per row for 64 columns). The first row block of each panel (pair) prefetches it 4 KB ahead
+// (kInt4PrefetchBytes).
 //
-// Measured on the 2-core Zen 5 (family 26 model 2), 2048 x 2048, G = 128, cold weights, paired with the AVX2 row:
-// M = 1: 74 us against 104 us (32 GB/s, 92% of one core's 34.7 GB/s read bandwidth); M = 8: 157 against 545 us;
-// M = 64: 451 against 122 GOP/s (46% of the measured vpdpbusd peak).
+// Why the empty asm in the k loop: without it GCC 12 copies every int32 sum to another register and back each k step
+// (24 vmovdqa per 24 vpdpbusd in the 6 x 64 tile) or keeps a stack copy of them up to date, because each group starts
+// them from zero and the per-group epilogue needs them after the loop. Pinning each sum to a register at the end of
+// the step removes both: the 6 x 64 k loop is 44 instructions, 24 of them vpdpbusd, no moves and no stack accesses
+// (objdump of the release build; the 12 x 32 one: 24 vpdpbusd in 47, the constant of vpshufb read from the stack).
+// Tiles of 1-4 rows keep a few copies with or without it (decode, bound by the weights' stream).
 //
-// Tried and not kept (same machine, paired runs against this kernel beside another build, G = 128, 2048 x 2048): a
-// block path for large M that unpacks each panel once per chunk of 256 or 512 k into a stack buffer (the vpdpbusd
-// operands, 32 bytes per k, and the groups' scales and zero points) and runs every row block over it, tiles of 6, 8, 10
-// or 12 rows carried through C between chunks (bitwise equal to this kernel). None was faster: M = 512 at 360-480 GOP/s
-// against 410-590 for this kernel, M = 64 390-510 against 440-600, M = 16 370-390 against 510-650 (the 8-row tile:
-// about equal at M = 64 and 512). The unpacking (4 ops per 4 k, off the vpdpbusd pipes) is not what bounds this tile;
-// and GCC 12 spills some of a 10- or 12-row tile's 20-24 int32 sums inside the k loop even in a function of its own.
+// Measured on the 2-core Zen 5 (family 26 model 2), one thread, 2048 x 2048, cold weights, GOP/s (gemm_bench
+// --benchmark_repetitions=3 --benchmark_min_time=0.3, random interleaving, this build and main's alternating, ranges
+// over the runs): G = 128: M = 1 131-141 (one-panel tiles) against 107-137 before; M = 8: 547-659 against 425-481;
+// M = 64: 740-767 against 500-544 (the W8A8 6 x 64 kernel: 700-760); M = 512: 728-745 against 440-530. G = 32: M = 1
+// 79-88 against 65-78; M = 8: 387-416 against 265-320; M = 64: 450-475 against 395-435; M = 512: 438-460 against
+// 412-452. (Before: MR <= 6 rows x one panel with the fp32 chains in registers too, 12 sums + 12 chains, and GCC's
+// copies above in its k loop: 46% of the vpdpbusd peak at M = 64.)
+//
+// Tried and not kept (same machine, paired runs): the two-panel tile for M <= 10 too (M = 1, G = 128: 116-132 against
+// 131-141 for the one-panel tile); without the asm pin, the same tiles ran at 290-330 GOP/s at M = 64 (copies and
+// stores of the sums inside the k loop). Earlier (against the kernel before this one, G = 128): a block path for
+// large M that unpacks each panel once per chunk of 256 or 512 k into a stack buffer and runs every row block over it
+// (tiles of 6-12 rows carried through C between chunks) was not faster (M = 512 at 360-480 GOP/s against 410-590);
+// the unpacking (4 ops per 4 k, off the vpdpbusd pipes) is not what bounds these tiles.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -48,7 +64,9 @@
 namespace moefuse::gemm::detail {
 namespace {
 
-constexpr int kMaxRows = 6;
+constexpr int kMaxRows = 12;     // rows of the one-panel tile
+constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
+constexpr int kMinRowsPair = 11;  // M from which pairs of panels take the two-panel tile (see the driver)
 
 struct Consts {
   __m512i nibble = _mm512_set1_epi8(0x0F);
@@ -78,89 +96,139 @@ __attribute__((always_inline)) inline __m512i row_sum(const Consts& k, const int
   return _mm512_add_epi32(s, _mm512_maskz_shuffle_epi32(0xffff, s, _MM_PERM_CDAB));
 }
 
-// MR rows x the 32 columns of the panel at `panel`; `width`: valid columns. pf > 0: prefetch the panel pf bytes
-// ahead (tile__avx512.h, kInt4PrefetchBytes); the first row block of a panel does, the others find it in cache.
-template <int G, int MR>
-void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, float* c, int64_t ldc,
-          int width, int64_t pf) {
+// Rows k .. k+3 of a group block (64 bytes at p) as the vpdpbusd operands of the panel's even columns (q) and odd
+// columns (16 q). maskz forms (all lanes set): the plain intrinsics trip a GCC 12 false -Wmaybe-uninitialized (see
+// load_row in tile__avx512.h); they compile to the plain instructions.
+__attribute__((always_inline)) inline void unpack4(const Consts& k, const uint8_t* p, __m512i& even, __m512i& odd16) {
+  __m512i x = _mm512_loadu_si512(p);
+  x = _mm512_maskz_shuffle_epi8(~__mmask64(0), _mm512_maskz_permutexvar_epi32(0xffff, k.transpose, x), k.transpose8);
+  even = _mm512_maskz_and_epi32(0xffff, x, k.nibble);
+  odd16 = _mm512_maskz_andnot_epi32(0xffff, k.nibble, x);
+}
+
+// MR rows x NP panels (32 NP columns) from the panel at `panel` (the next one panel_bytes on); `width`: valid
+// columns. The group's int32 sums live in registers (2 NP per row); the fp32 chains in facc, a stack buffer in L1
+// that each group updates once (see the header). pf > 0: prefetch the panels pf bytes ahead (tile__avx512.h,
+// kInt4PrefetchBytes); the first row block of a panel does, the others find it in cache.
+template <int G, int MR, int NP>
+void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, size_t panel_bytes,
+          float* c, int64_t ldc, int width, int64_t pf) {
+  constexpr int NV = 2 * NP;
   const Consts k;
-  __m512 facc[MR][2];  // fp32 chains, even and odd columns
-#pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m) facc[m][0] = facc[m][1] = _mm512_setzero_ps();
+  alignas(64) float facc[MR][NV][16];  // per panel: the even columns' chains, then the odd ones'
+  std::memset(facc, 0, sizeof(facc));
   for (int64_t g = 0; g < K / G; ++g) {
-    const Int4Block blk = int4_block(panel, G, g);
+    Int4Block blk[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) blk[p] = int4_block(panel + p * panel_bytes, G, g);
     const int8_t* ag = a + g * G;
-    __m512i acc[MR][2];  // Σ q a (even columns), Σ 16 q a (odd columns)
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_si512();
-#pragma GCC unroll 8
+    __m512i acc[MR][NV];  // per panel: Σ q a (even columns), Σ 16 q a (odd columns)
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_si512();
     for (int r = 0; r < G; r += 4) {
-      if (pf > 0) prefetch_t0(blk.rows + r * kInt4RowBytes + pf);  // the line this step reads, pf bytes on
-      __m512i x = _mm512_loadu_si512(blk.rows + r * kInt4RowBytes);
-      // maskz forms (all lanes set) here and below: the plain intrinsics trip a GCC 12 false -Wmaybe-uninitialized
-      // (see load_row in gemm__avx512.cpp); they compile to the plain instructions.
-      x = _mm512_maskz_shuffle_epi8(~__mmask64(0), _mm512_maskz_permutexvar_epi32(0xffff, k.transpose, x),
-                                    k.transpose8);
-      const __m512i even = _mm512_maskz_and_epi32(0xffff, x, k.nibble);
-      const __m512i odd16 = _mm512_maskz_andnot_epi32(0xffff, k.nibble, x);
-#pragma GCC unroll 8
+      __m512i w[NV];
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) {
+        // the line this step reads, pf bytes on (pf = 0: that line itself, which spares the k loop a branch)
+        prefetch_t0(blk[p].rows + r * kInt4RowBytes + pf);
+        unpack4(k, blk[p].rows + r * kInt4RowBytes, w[2 * p], w[2 * p + 1]);
+      }
+#pragma GCC unroll 16
       for (int m = 0; m < MR; ++m) {
         int32_t a4;
         std::memcpy(&a4, ag + m * lda + r, 4);
         const __m512i av = _mm512_set1_epi32(a4);
-        acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], even, av);
-        acc[m][1] = _mm512_dpbusd_epi32(acc[m][1], odd16, av);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], w[v], av);
       }
+      // Each sum in a register here (see the header: GCC's copies otherwise); emits nothing.
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) asm("" : "+v"(acc[m][v]));
     }
     // isum_g = Σ q a - z Σ a, then acc = fma(float(isum_g), s, acc): in even/odd column order.
-    __m512 se, so, zbe, zbo;
-    columns_to_even_odd(blk.scale, se, so);
-    columns_to_even_odd(blk.zero_bias, zbe, zbo);
-    const __m512i ze = _mm512_sub_epi32(_mm512_castps_si512(zbe), k.magic);  // bits of 2^23 + z less 2^23's: z
-    const __m512i zo = _mm512_sub_epi32(_mm512_castps_si512(zbo), k.magic);
-#pragma GCC unroll 8
+    __m512 se[NP], so[NP];
+    __m512i ze[NP], zo[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      __m512 zbe, zbo;
+      columns_to_even_odd(blk[p].scale, se[p], so[p]);
+      columns_to_even_odd(blk[p].zero_bias, zbe, zbo);
+      ze[p] = _mm512_sub_epi32(_mm512_castps_si512(zbe), k.magic);  // bits of 2^23 + z less 2^23's: z
+      zo[p] = _mm512_sub_epi32(_mm512_castps_si512(zbo), k.magic);
+    }
+#pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m512i asum = row_sum<G>(k, ag + m * lda);
-      const __m512i ie = _mm512_sub_epi32(acc[m][0], _mm512_maskz_mullo_epi32(0xffff, ze, asum));
-      const __m512i io =
-          _mm512_sub_epi32(_mm512_maskz_srai_epi32(0xffff, acc[m][1], 4), _mm512_maskz_mullo_epi32(0xffff, zo, asum));
-      facc[m][0] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, ie), se, facc[m][0]);
-      facc[m][1] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, io), so, facc[m][1]);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) {
+        const __m512i ie = _mm512_sub_epi32(acc[m][2 * p], _mm512_maskz_mullo_epi32(0xffff, ze[p], asum));
+        const __m512i io = _mm512_sub_epi32(_mm512_maskz_srai_epi32(0xffff, acc[m][2 * p + 1], 4),
+                                            _mm512_maskz_mullo_epi32(0xffff, zo[p], asum));
+        float* f = facc[m][2 * p];
+        _mm512_store_ps(f, _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, ie), se[p], _mm512_load_ps(f)));
+        _mm512_store_ps(f + 16, _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, io), so[p], _mm512_load_ps(f + 16)));
+      }
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
     const __m512 rs = _mm512_set1_ps(a_scale[m]);
-    __m512 lo = _mm512_mul_ps(facc[m][0], rs), hi = _mm512_mul_ps(facc[m][1], rs);
-    even_odd_to_columns(lo, hi);
-    _mm512_mask_storeu_ps(c + m * ldc, column_mask(width, 0), lo);
-    _mm512_mask_storeu_ps(c + m * ldc + 16, column_mask(width, 1), hi);
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      __m512 lo = _mm512_mul_ps(_mm512_load_ps(facc[m][2 * p]), rs);
+      __m512 hi = _mm512_mul_ps(_mm512_load_ps(facc[m][2 * p + 1]), rs);
+      even_odd_to_columns(lo, hi);
+      _mm512_mask_storeu_ps(c + m * ldc + 32 * p, column_mask(width, 2 * p), lo);
+      _mm512_mask_storeu_ps(c + m * ldc + 32 * p + 16, column_mask(width, 2 * p + 1), hi);
+    }
   }
 }
 
-using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, float*, int64_t, int, int64_t);
+using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, size_t, float*, int64_t, int,
+                        int64_t);
 
-template <int G, int... R>
+template <int G, int NP, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
-  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1>...};
+  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP>...};
 }
 
 template <int G>
 void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                const void* b_data, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto tiles = make_tiles<G>(std::make_integer_sequence<int, kMaxRows>{});
+  static constexpr auto tiles1 = make_tiles<G, 1>(std::make_integer_sequence<int, kMaxRows>{});
+  static constexpr auto tiles2 = make_tiles<G, 2>(std::make_integer_sequence<int, kMaxRowsPair>{});
   if (M <= 0) return;
-  for_each_int4_panel(b_data, K, G, n0, n1, [&](std::byte* panel, int64_t p0, int64_t width) {
+  auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
+  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  const auto panel = [&](int64_t p0) { return b + size_t(p0 / kGemmNR) * panel_bytes; };
+  int64_t p0 = n0;
+  // Pairs of panels in two-panel tiles, rows in balanced blocks of at most 6, from 11 rows on; fewer rows (decode:
+  // one pass, one panel stream) and a last odd panel in one-panel tiles of up to 12 rows (see the header).
+  if (M >= kMinRowsPair) {
+    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
+      const int width = int(std::min<int64_t>(2 * kGemmNR, n1 - p0));
+      for_row_blocks(M, kMaxRowsPair, [&](int64_t m0, int64_t rows) {
+        tiles2[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel(p0), panel_bytes, c + m0 * ldc + (p0 - n0), ldc,
+                         width, m0 == 0 ? kInt4PrefetchBytes : 0);
+      });
+    }
+  }
+  for (; p0 < n1; p0 += kGemmNR) {
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
     for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
-      tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, c + m0 * ldc + (p0 - n0), ldc, int(width),
-                      m0 == 0 ? kInt4PrefetchBytes : 0);
+      tiles1[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel(p0), panel_bytes, c + m0 * ldc + (p0 - n0), ldc,
+                       width, m0 == 0 ? kInt4PrefetchBytes : 0);
     });
-  });
+  }
 }
 
 }  // namespace
 
-MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 6x32, avx512vnni)
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 6x64, avx512vnni)
 
 }  // namespace moefuse::gemm::detail

@@ -78,7 +78,7 @@ MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DECLARE, 8x8, avx2)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DECLARE, 12x32, avx512)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 1x32, scalar)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 2x32, avx2)
-MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 6x32, avx512vnni)
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 6x64, avx512vnni)
 
 // gemm_fp8_scalar.cpp, gemm_fp8__avx2.cpp and gemm_fp8__avx512.cpp — FP8 block-scaled weights.
 void gemm_fp8w_f32_1x32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
