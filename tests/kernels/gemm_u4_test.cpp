@@ -259,7 +259,8 @@ void expect_w4a8_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64
 TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
   Rng rng(4808);
   // Empty; the 1- and 2-row tiles (AVX2); AVX-512 VNNI: one-panel tiles up to 10 rows (M < 11), from 11 on two-panel
-  // tiles of 5-6 rows and a last odd panel in one-panel tiles of up to 12 rows (N = 160: 12 and 13 rows); primes.
+  // tiles of 4-6 rows and a last odd panel in one-panel tiles of up to 12 rows (N = 160: 12 and 13 rows), or for
+  // G = 32 one-panel tiles of 4-6 rows; primes.
   const int64_t rows[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13};
   for (int64_t G : gemm::kInt4GroupSizes)
     for (int64_t groups : {0, 1, 3})  // K = 0: C = +0 · the row scale

@@ -24,8 +24,10 @@
 // row's 4 bytes feeds 4 vpdpbusd; 24 chains) for pairs of panels from M = 11 on, and MR <= 12 rows x one panel (2 per
 // row; 24 chains) for fewer rows and for a last odd panel. Unpacking costs the same per vpdpbusd either way (4 ops
 // per panel and 4 k: 8 per 24 vpdpbusd); the two-panel tile halves the broadcasts and the per-group work per column
-// (Σ a is summed once per row for 64 columns). The first row block of each panel (pair) prefetches it 4 KB ahead
-// (kInt4PrefetchBytes).
+// (Σ a is summed once per row for 64 columns). G = 32 from M = 11 on runs one-panel tiles of at most 6 rows with the
+// fp32 chains in registers instead (12 sums + 12 chains): with 8 k steps per group, the buffer's round trip and the
+// per-group work weigh more than the tile's width gains (measured below). The first row block of each panel (pair)
+// prefetches it 4 KB ahead (kInt4PrefetchBytes).
 //
 // Why the empty asm in the k loop: without it GCC 12 copies every int32 sum to another register and back each k step
 // (24 vmovdqa per 24 vpdpbusd in the 6 x 64 tile) or keeps a stack copy of them up to date, because each group starts
@@ -34,20 +36,24 @@
 // (objdump of the release build; the 12 x 32 one: 24 vpdpbusd in 47, the constant of vpshufb read from the stack).
 // Tiles of 1-4 rows keep a few copies with or without it (decode, bound by the weights' stream).
 //
-// Measured on the 2-core Zen 5 (family 26 model 2), one thread, 2048 x 2048, cold weights, GOP/s (gemm_bench
-// --benchmark_repetitions=3 --benchmark_min_time=0.3, random interleaving, this build and main's alternating, ranges
-// over the runs): G = 128: M = 1 131-141 (one-panel tiles) against 107-137 before; M = 8: 547-659 against 425-481;
-// M = 64: 740-767 against 500-544 (the W8A8 6 x 64 kernel: 700-760); M = 512: 728-745 against 440-530. G = 32: M = 1
-// 79-88 against 65-78; M = 8: 387-416 against 265-320; M = 64: 450-475 against 395-435; M = 512: 438-460 against
-// 412-452. (Before: MR <= 6 rows x one panel with the fp32 chains in registers too, 12 sums + 12 chains, and GCC's
-// copies above in its k loop: 46% of the vpdpbusd peak at M = 64.)
+// Measured on the 2-core Zen 5 (family 26 model 2), one thread, 2048 x 2048, cold weights, GOP/s, gemm_bench
+// --benchmark_repetitions=3 --benchmark_min_time=0.3 --benchmark_enable_random_interleaving=true, this build and
+// main's (the kernel before: MR <= 6 rows x one panel, sums and fp32 chains in registers, GCC's copies above in its
+// k loop) alternating twice, other builds running beside (load 6 on 2 cores): G = 128, M = 1: 108-111 against 108-109;
+// M = 8: 546-569 against 424-431; M = 64: 622-679 against 420-438 (the W8A8 gemm_s8_s32_6x64 beside: 642-710); M = 512:
+// 590-615 against 388-403 (W8A8: 743-778). G = 32, M = 1: 67-77 against 65-66; M = 8: 311-339 against 283-295; M = 64:
+// 371-383 against 396-402; M = 512: 360-366 against 374-377. In a quieter window (load 2-3), G = 128: M = 64 740-767,
+// M = 512 728-745.
 //
 // Tried and not kept (same machine, paired runs): the two-panel tile for M <= 10 too (M = 1, G = 128: 116-132 against
-// 131-141 for the one-panel tile); without the asm pin, the same tiles ran at 290-330 GOP/s at M = 64 (copies and
-// stores of the sums inside the k loop). Earlier (against the kernel before this one, G = 128): a block path for
-// large M that unpacks each panel once per chunk of 256 or 512 k into a stack buffer and runs every row block over it
-// (tiles of 6-12 rows carried through C between chunks) was not faster (M = 512 at 360-480 GOP/s against 410-590);
-// the unpacking (4 ops per 4 k, off the vpdpbusd pipes) is not what bounds these tiles.
+// 131-141 for the one-panel tile); for G = 32 from M = 11 on (loaded machine: M = 64 280-312 against 372-448 for the
+// 6-row tile with chains in registers, M = 512 280-300 against 382-397), the 12-row one-panel tile there (M = 64
+// 327-372); for G = 64 the 6-row register tile instead of pairs (M = 64 524-537 against 544-584); without the asm pin,
+// the same tiles ran at 290-330 GOP/s at M = 64, G = 128 (copies and stores of the sums inside the k loop). Earlier
+// (against the kernel before this one, G = 128): a block path for large M that unpacks each panel once per chunk of
+// 256 or 512 k into a stack buffer and runs every row block over it (tiles of 6-12 rows carried through C between
+// chunks) was not faster (M = 512 at 360-480 GOP/s against 410-590); the unpacking (4 ops per 4 k, off the vpdpbusd
+// pipes) is not what bounds these tiles.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -67,6 +73,7 @@ namespace {
 constexpr int kMaxRows = 12;     // rows of the one-panel tile
 constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
 constexpr int kMinRowsPair = 11;  // M from which pairs of panels take the two-panel tile (see the driver)
+constexpr int kMaxRowsRegs = 6;  // rows of the one-panel tile with its fp32 chains in registers (G = 32)
 
 struct Consts {
   __m512i nibble = _mm512_set1_epi8(0x0F);
@@ -108,15 +115,31 @@ __attribute__((always_inline)) inline void unpack4(const Consts& k, const uint8_
 
 // MR rows x NP panels (32 NP columns) from the panel at `panel` (the next one panel_bytes on); `width`: valid
 // columns. The group's int32 sums live in registers (2 NP per row); the fp32 chains in facc, a stack buffer in L1
-// that each group updates once (see the header). pf > 0: prefetch the panels pf bytes ahead (tile__avx512.h,
-// kInt4PrefetchBytes); the first row block of a panel does, the others find it in cache.
-template <int G, int MR, int NP>
+// that each group updates once, or with RegAcc in registers too (see the header). pf > 0: prefetch the panels pf
+// bytes ahead (tile__avx512.h, kInt4PrefetchBytes); the first row block of a panel does, the others find it in cache.
+template <int G, int MR, int NP, bool RegAcc = false>
 void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, size_t panel_bytes,
           float* c, int64_t ldc, int width, int64_t pf) {
   constexpr int NV = 2 * NP;
   const Consts k;
-  alignas(64) float facc[MR][NV][16];  // per panel: the even columns' chains, then the odd ones'
-  std::memset(facc, 0, sizeof(facc));
+  alignas(64) float facc[RegAcc ? 1 : MR][NV][16];  // per panel: the even columns' chains, then the odd ones'
+  [[maybe_unused]] __m512 racc[RegAcc ? MR : 1][NV];
+  if constexpr (RegAcc) {
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) racc[m][v] = _mm512_setzero_ps();
+  } else {
+    std::memset(facc, 0, sizeof(facc));
+  }
+  const auto update = [&](int m, int v, __m512 x, __m512 sc) __attribute__((always_inline)) {
+    if constexpr (RegAcc) racc[m][v] = _mm512_fmadd_ps(x, sc, racc[m][v]);
+    else _mm512_store_ps(facc[m][v], _mm512_fmadd_ps(x, sc, _mm512_load_ps(facc[m][v])));
+  };
+  const auto chain = [&](int m, int v) __attribute__((always_inline)) {
+    if constexpr (RegAcc) return racc[m][v];
+    else return _mm512_load_ps(facc[m][v]);
+  };
   for (int64_t g = 0; g < K / G; ++g) {
     Int4Block blk[NP];
 #pragma GCC unroll 2
@@ -168,9 +191,8 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
         const __m512i ie = _mm512_sub_epi32(acc[m][2 * p], _mm512_maskz_mullo_epi32(0xffff, ze[p], asum));
         const __m512i io = _mm512_sub_epi32(_mm512_maskz_srai_epi32(0xffff, acc[m][2 * p + 1], 4),
                                             _mm512_maskz_mullo_epi32(0xffff, zo[p], asum));
-        float* f = facc[m][2 * p];
-        _mm512_store_ps(f, _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, ie), se[p], _mm512_load_ps(f)));
-        _mm512_store_ps(f + 16, _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, io), so[p], _mm512_load_ps(f + 16)));
+        update(m, 2 * p, _mm512_maskz_cvtepi32_ps(0xffff, ie), se[p]);
+        update(m, 2 * p + 1, _mm512_maskz_cvtepi32_ps(0xffff, io), so[p]);
       }
     }
   }
@@ -179,8 +201,8 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
     const __m512 rs = _mm512_set1_ps(a_scale[m]);
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) {
-      __m512 lo = _mm512_mul_ps(_mm512_load_ps(facc[m][2 * p]), rs);
-      __m512 hi = _mm512_mul_ps(_mm512_load_ps(facc[m][2 * p + 1]), rs);
+      __m512 lo = _mm512_mul_ps(chain(m, 2 * p), rs);
+      __m512 hi = _mm512_mul_ps(chain(m, 2 * p + 1), rs);
       even_odd_to_columns(lo, hi);
       _mm512_mask_storeu_ps(c + m * ldc + 32 * p, column_mask(width, 2 * p), lo);
       _mm512_mask_storeu_ps(c + m * ldc + 32 * p + 16, column_mask(width, 2 * p + 1), hi);
@@ -191,40 +213,45 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
 using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, size_t, float*, int64_t, int,
                         int64_t);
 
-template <int G, int NP, int... R>
+template <int G, int NP, bool RegAcc, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
-  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP>...};
+  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP, RegAcc>...};
 }
 
 template <int G>
 void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                const void* b_data, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto tiles1 = make_tiles<G, 1>(std::make_integer_sequence<int, kMaxRows>{});
-  static constexpr auto tiles2 = make_tiles<G, 2>(std::make_integer_sequence<int, kMaxRowsPair>{});
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
-  const auto panel = [&](int64_t p0) { return b + size_t(p0 / kGemmNR) * panel_bytes; };
   int64_t p0 = n0;
-  // Pairs of panels in two-panel tiles, rows in balanced blocks of at most 6, from 11 rows on; fewer rows (decode:
-  // one pass, one panel stream) and a last odd panel in one-panel tiles of up to 12 rows (see the header).
-  if (M >= kMinRowsPair) {
-    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
-      const int width = int(std::min<int64_t>(2 * kGemmNR, n1 - p0));
-      for_row_blocks(M, kMaxRowsPair, [&](int64_t m0, int64_t rows) {
-        tiles2[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel(p0), panel_bytes, c + m0 * ldc + (p0 - n0), ldc,
-                         width, m0 == 0 ? kInt4PrefetchBytes : 0);
+  // Runs tiles of np panels (rows in balanced blocks of at most max_rows) from panel p0 on while np panels start
+  // below n1 (the last of them holding at least one column); leaves p0 at the first panel not done.
+  const auto sweep = [&](const auto& tiles, int np, int64_t max_rows) {
+    for (; p0 + (np - 1) * kGemmNR < n1; p0 += np * kGemmNR) {
+      std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
+      const int width = int(std::min<int64_t>(np * kGemmNR, n1 - p0));
+      for_row_blocks(M, max_rows, [&](int64_t m0, int64_t rows) {
+        tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, panel_bytes, c + m0 * ldc + (p0 - n0), ldc, width,
+                        m0 == 0 ? kInt4PrefetchBytes : 0);
       });
     }
+  };
+  // From 11 rows on: G >= 64, pairs of panels in two-panel tiles of at most 6 rows; G = 32, every panel in one-panel
+  // tiles of at most 6 rows with the fp32 chains in registers. Fewer rows (decode: one pass, one panel stream) and a
+  // last odd panel: one-panel tiles of up to 12 rows (see the header).
+  if (M >= kMinRowsPair) {
+    if constexpr (G == 32) {
+      static constexpr auto tiles_r = make_tiles<G, 1, true>(std::make_integer_sequence<int, kMaxRowsRegs>{});
+      sweep(tiles_r, 1, kMaxRowsRegs);
+    } else {
+      static constexpr auto tiles2 = make_tiles<G, 2, false>(std::make_integer_sequence<int, kMaxRowsPair>{});
+      sweep(tiles2, 2, kMaxRowsPair);
+    }
   }
-  for (; p0 < n1; p0 += kGemmNR) {
-    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
-    for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
-      tiles1[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel(p0), panel_bytes, c + m0 * ldc + (p0 - n0), ldc,
-                       width, m0 == 0 ? kInt4PrefetchBytes : 0);
-    });
-  }
+  static constexpr auto tiles1 = make_tiles<G, 1, false>(std::make_integer_sequence<int, kMaxRows>{});
+  sweep(tiles1, 1, kMaxRows);
 }
 
 }  // namespace
