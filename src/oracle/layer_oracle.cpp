@@ -105,18 +105,33 @@ float quantize(const Vec& v, std::vector<int8_t>& q) {
   return s;
 }
 
-// w4a16: the fp32 weights of int4 storage [E, out, in] (u8 values q), scales [E, out, in / G] (f32) and zero points
-// [E, out, in / G] (u8): w = (q - z) * s in fp32, GPTQ's dequantisation. The layer then is the float chain on them.
-Tensor dequantize_int4(const Tensor& q, const Tensor& scale, const Tensor& zero) {
-  const int64_t E = q.size(0), out = q.size(1), in = q.size(2), groups = scale.size(2), G = in / groups;
-  Tensor w = Tensor::empty(DType::f32, {E, out, in});
-  for (int64_t r = 0; r < E * out; ++r)
-    for (int64_t i = 0; i < in; ++i) {
-      const int64_t gi = r * groups + i / G;
-      const int diff = int(q.data_as<const uint8_t>()[r * in + i]) - int(zero.data_as<const uint8_t>()[gi]);
-      w.data_as<float>()[r * in + i] = float(diff) * scale.data_as<const float>()[gi];
+// w4a16: rows [base_row, base_row + out) of int4 storage [.., out, in] (u8 q, scales and zero points per group of G
+// inputs) times model-dtype v, as the layer defines it (docs/layer.md, "Dot products"): per output and group the
+// sums Σ v q and Σ v in pairs of inputs, the odd one first, each term one oracle::fma_daz_ftz; then
+// acc = fma_daz_ftz(s, fma_daz_ftz(-z, Σ v, Σ v q), acc) over the groups in order. It equals Σ v (q - z) s, GPTQ's
+// dequantised product, up to fp32 rounding (tests/kernels/gemm_u4_test.cpp checks how close).
+Vec matvec_u4(const Tensor& q, const Tensor& scale, const Tensor& zero, int64_t base_row, int64_t out, int64_t in,
+              const Vec& v) {
+  const int64_t groups = scale.size(2), G = in / groups;
+  Vec y(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t r = base_row + o;
+    const uint8_t* qr = q.data_as<const uint8_t>() + r * in;
+    float acc = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      float sq = 0.0f, sv = 0.0f;
+      for (int64_t i = g * G; i < (g + 1) * G; i += 2)
+        for (const int64_t j : {i + 1, i}) {
+          sq = oracle::fma_daz_ftz(v[size_t(j)], float(qr[j]), sq);
+          sv = oracle::fma_daz_ftz(v[size_t(j)], 1.0f, sv);
+        }
+      const float z = float(zero.data_as<const uint8_t>()[r * groups + g]);
+      const float t = oracle::fma_daz_ftz(-z, sv, sq);
+      acc = oracle::fma_daz_ftz(scale.data_as<const float>()[r * groups + g], t, acc);
     }
-  return w;
+    y[size_t(o)] = acc;
+  }
+  return y;
 }
 
 // w4a8: rows [base_row, base_row + out) of int4 storage [.., out, in] (u8 q) times int8 v, as the layer defines it:
@@ -158,12 +173,15 @@ Vec expert_mlp(const MoeConfig& c, const Mlp& m, const Vec& x, const Vec* smooth
   const int64_t W = m.W, H = m.H, e = m.e;
   const DType md = c.dtype;
   Vec y(static_cast<size_t>(H));
-  if (c.quant_mode == QuantMode::none) {
-    Vec h = matvec(m.w13, e * 2 * W * H, 2 * W, H, x);
+  if (c.quant_mode == QuantMode::none || c.quant_mode == QuantMode::w4a16) {
+    // w4a16: the float chain with the int4 projections (matvec_u4) in place of the float ones.
+    const bool int4 = c.quant_mode == QuantMode::w4a16;
+    Vec h = int4 ? matvec_u4(m.w13, m.w13_scale, *m.w13_zero, e * 2 * W, 2 * W, H, x)
+                 : matvec(m.w13, e * 2 * W * H, 2 * W, H, x);
     for (float& v : h) v = round_to(v, md);
     Vec a(static_cast<size_t>(W));
     for (int64_t i = 0; i < W; ++i) a[size_t(i)] = round_to(silu(h[size_t(i)]) * h[size_t(W + i)], md);
-    y = matvec(m.w2, e * H * W, H, W, a);
+    y = int4 ? matvec_u4(m.w2, m.w2_scale, *m.w2_zero, e * H, H, W, a) : matvec(m.w2, e * H * W, H, W, a);
     for (float& v : y) v = round_to(v, md);
     return y;
   }
@@ -306,17 +324,6 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
                     &w.shared_w2_scale, &w.shared_gate, &w.w13_zero, &w.w2_zero, &w.shared_w13_zero,
                     &w.shared_w2_zero})
     if (t->defined()) *t = t->contiguous();
-  // w4a16: dequantise, then compute as a float model whose projections hold those fp32 values.
-  MoeConfig expert_config = c;
-  if (c.quant_mode == QuantMode::w4a16) {
-    w.w13 = dequantize_int4(w.w13, w.w13_scale, w.w13_zero);
-    w.w2 = dequantize_int4(w.w2, w.w2_scale, w.w2_zero);
-    if (w.shared_w13.defined()) {
-      w.shared_w13 = dequantize_int4(w.shared_w13, w.shared_w13_scale, w.shared_w13_zero);
-      w.shared_w2 = dequantize_int4(w.shared_w2, w.shared_w2_scale, w.shared_w2_zero);
-    }
-    expert_config.quant_mode = QuantMode::none;
-  }
   const Tensor xc = x.contiguous();
 
   const int64_t T = x.size(0), H = c.hidden_size, K = c.num_experts_per_tok, I = c.moe_intermediate_size;
@@ -335,9 +342,9 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
     Vec acc(static_cast<size_t>(H), 0.0f);
     bool started = false;
     if (Is > 0) {
-      acc = expert_mlp(expert_config, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H,
-                                          &w.shared_w13_zero, &w.shared_w2_zero}, xt,
-                       nullptr, nullptr, 1.0f);
+      acc = expert_mlp(c, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H,
+                              &w.shared_w13_zero, &w.shared_w2_zero},
+                       xt, nullptr, nullptr, 1.0f);
       if (c.shared_expert_gated()) {
         const float gate = sigmoid(matvec(w.shared_gate, 0, 1, H, xt)[0]);
         for (float& v : acc) v = round_to(gate * v, md);
@@ -351,8 +358,8 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
       if (w.smooth_scale1.defined()) s1 = load(w.smooth_scale1, e * H, H);
       if (w.smooth_scale2.defined()) s2 = load(w.smooth_scale2, e * I, I);
       const float alpha = w.clip_alpha.defined() ? load(w.clip_alpha, e, 1)[0] : 1.0f;
-      const Vec y = expert_mlp(expert_config, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H, &w.w13_zero, &w.w2_zero}, xt, s1.empty() ? nullptr : &s1,
-                               s2.empty() ? nullptr : &s2, alpha);
+      const Vec y = expert_mlp(c, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H, &w.w13_zero, &w.w2_zero}, xt,
+                               s1.empty() ? nullptr : &s1, s2.empty() ? nullptr : &s2, alpha);
       const float wk = r.weights[size_t(k)];
       for (int64_t h = 0; h < H; ++h) acc[size_t(h)] = started ? acc[size_t(h)] + wk * y[size_t(h)] : wk * y[size_t(h)];
       started = true;

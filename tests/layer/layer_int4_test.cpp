@@ -1,5 +1,6 @@
 // The w4a16 chain (int4 group-wise weights, model-dtype activations): bit for bit the oracle (the layer's oracle
-// dequantises the int4 weights as GPTQ defines it, (q - z) * s in fp32, then computes the float chain), on both paths,
+// computes the w4a16 projections group by group as gemm.h defines them, Σ s (Σ a q - z Σ a), in plain loops with its
+// own fma_daz_ftz, then the float chain), on both paths,
 // for every family, dtype and group size; its accuracy against the float layer on the same weights; and its errors.
 // The w4a8 chain (the same int4 weights, int8 per-token activations) against the same oracle, whose w4a8 expert is
 // the integer definition of gemm.h in plain loops (exact Σ (q - z) a per group, fma with the group scale, times the

@@ -58,12 +58,22 @@
 // compiler chooses). Infinities and signed zeros are exact. The FPU must be in its default mode (round to
 // nearest even; for f32/f16 weights no flush-to-zero / denormals-are-zero), as it is unless a caller changes MXCSR.
 //
-// int4 group-wise (A fp32, B int4 + scales and zeros, C fp32): the float contract above on the fp32 weights
-//     w = (float(q) - float(z)) * s     (the difference exact; the product one fp32 rounding, exact when s is an
-//                                         fp16 or bf16 value, since |q - z| <= 15 needs 4 bits)
-// i.e. bitwise "dequantise B to fp32, then the f32 kernel". Kernels form float(q) - float(z) as
-// float(2^23 + q) - (2^23 + z), the first term built by or-ing q into the bits of 2^23: exact, and the same value.
-// There is one kernel per group size (32, 64, 128), with the float kernels' signature (GemmFloatFn).
+// int4 group-wise (W4A16: A fp32, B int4 + scales and zeros, C fp32): sums of A times the integers q per group in
+// the bf16 contract's arithmetic, then the group's zero point and scale. THE ORDER IS THE CONTRACT: from acc = +0.0f,
+// for each group g = 0 .. K/G - 1 in order (k0 = g·G; G is even, so the group is whole pairs):
+//     sq = +0.0f;  sa = +0.0f;  for i = 0 .. G/2 - 1 in order, with k = k0 + 2i:
+//         sq = fma_daz_ftz(A[m, k + 1], float(q[k + 1, n]), sq);   sq = fma_daz_ftz(A[m, k], float(q[k, n]), sq);
+//         sa = fma_daz_ftz(A[m, k + 1], 1.0f, sa);                 sa = fma_daz_ftz(A[m, k], 1.0f, sa);
+//     acc = fma_daz_ftz(s[g, n], fma_daz_ftz(-float(z[g, n]), sa, sq), acc)
+// and C[m, n] = acc. That is Σ_g s · (Σ a q - z Σ a) = Σ_k a (q - z) s, the GPTQ weight's product, with every
+// rounding placed so that the work per weight is one vdpbf16ps step on an exact bf16 q (0..15): the zero point and
+// the scale are applied once per group, not per weight (sa is per row and group, shared by every column). So a
+// CPU with AVX512-BF16 runs the sums on vdpbf16ps (when A's values are bf16, as every bf16 model's activations are),
+// and every other CPU gives the same bits with FMAs under DenormalsAreZero, as for bf16 weights. The result is not
+// bitwise "dequantise, then the f32 kernel" (it rounds at other places), but within a few fp32 ulps of Σ|a q s|
+// of it: far below int4's own error (docs/layer.md states the bound the tests check). An infinite A gives NaN
+// where the dequantised product would be infinite (sq and z·sa are both infinite). There is one kernel per group size
+// (32, 64, 128), with the float kernels' signature (GemmFloatFn).
 //
 // FP8 block-scaled (A fp32, B e4m3 + scales, C fp32): the float contract above on the fp32 weights
 //     w = float(bf16(float(e4m3) * s))   (e4m3 widened exactly; the product one fp32 rounding; then rounded to bf16,

@@ -1,14 +1,18 @@
-// AVX2 + FMA int4 group-wise GEMM (gemm.h, "int4 group-wise"): nibbles unpacked in registers, never in memory.
+// AVX2 + FMA int4 group-wise GEMM (gemm.h, "int4 group-wise"): per group, the sums Σ a·q on float(q) formed in
+// registers, then the group's zero point and scale once per group. Every FMA runs under DenormalsAreZero.
 //
-// Eight columns of one packed row are one 32-bit word: broadcast it, shift lane i right by 4i (vpsrlvd), mask to
-// 4 bits, or the result into the bits of 2^23 (giving float 2^23 + q exactly), subtract the group's zero bias
-// 2^23 + z (exact: q - z) and multiply by the scale: the contract's weight, bit for bit. Then one vfmadd per k per
-// output element, k in order: the float contract's chain.
+// float(q): eight columns of one packed row are one 32-bit word: broadcast it, shift lane i right by 4i (vpsrlvd),
+// mask to 4 bits and convert (vcvtdq2ps, exact). Per group the tile keeps one fma chain per row and 8 columns,
+// sq = fma(A[m, k], float(q), sq) over the group's pairs of k (the odd k first); at the group's end
+// acc = fma(s, fma(-z, sa, sq), acc), with sa the row's sum of A over the group (int4_group_sums.h: formed once per
+// call). The accumulators acc live in a small buffer on the stack (read and written once per group), so the 16
+// registers hold the sq chains.
 //
-// Tiles: for M <= 2 a tile is M rows x 32 columns (the whole panel dequantised once per k, 4 or 8 FMA chains);
-// otherwise each panel is done in 8-column strips with tiles of up to 8 rows (8 accumulators, one weight vector per
-// k shared by 8 rows). Dequantisation costs about 6 vector instructions per 8 weights, so decode (M small) is
-// bounded by it rather than by memory on this 2-core Zen 3; prefill reaches a fraction of the FMA peak only.
+// Tiles: one row takes two whole panels (8 chains), two rows one panel (8 chains), each unpacked row shared by the
+// tile's rows; from 3 rows on each panel is done in 8-column strips with tiles of up to 8 rows (one weight vector per
+// k shared by 8 rows).
+//
+// Measured: see gemm.h's performance notes ("int4, measured ...").
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,6 +21,8 @@
 #include <cstring>
 #include <utility>
 
+#include "base/bf16_dot.h"
+#include "kernels/gemm/int4_group_sums.h"
 #include "kernels/gemm/int4_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx2.h"
@@ -28,57 +34,132 @@ namespace {
 constexpr int kMaxRows = 8;
 constexpr int kMaxRowsFullPanel = 2;
 
-struct Consts {
-  __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-  __m256i mask = _mm256_set1_epi32(0xF);
-  __m256i magic = _mm256_set1_epi32(int(kInt4MagicBits));
-};
-
-// The fp32 weights of columns 8v .. 8v + 7 of packed row `row` (16 bytes) of a group block.
-__attribute__((always_inline)) inline __m256 dequant8(const Consts& k, const uint8_t* row, int v, const float* zb,
-                                                      const float* s) {
-  uint32_t word;
-  std::memcpy(&word, row + 4 * v, 4);
-  const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), k.shifts), k.mask);
-  const __m256 biased = _mm256_castsi256_ps(_mm256_or_si256(q, k.magic));  // 2^23 + q
-  return _mm256_mul_ps(_mm256_sub_ps(biased, _mm256_loadu_ps(zb + 8 * v)), _mm256_loadu_ps(s + 8 * v));
+// sa of `groups` groups of one row (a at the first): 8 groups at a time, one chain each (interleaved, so the adds of
+// different groups overlap), in the contract's pairs (odd k first). An add is the contract's fma_daz_ftz(a, 1, sa):
+// a · 1 is exact, so the fma rounds (and, under DAZ/FTZ, flushes) the same sum a + sa. Not inlined: the kernel calls
+// it inside its DenormalsAreZero scope.
+template <int G>
+__attribute__((noinline)) void group_sums(const float* a, int64_t groups, float* out) {
+  for (int64_t g0 = 0; g0 < groups; g0 += 8) {
+    const int n = int(std::min<int64_t>(8, groups - g0));
+    float s[8] = {};
+    for (int r = 0; r < G; r += 2)
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i)
+        if (i < n) {
+          const float* ar = a + (g0 + i) * G + r;
+          s[i] = s[i] + ar[1];
+          s[i] = s[i] + ar[0];
+        }
+    std::copy(s, s + n, out + g0);
+  }
 }
 
-// MR rows x 8*NV columns starting at vector v0 of the panel at `panel`; `width`: valid columns counted from 8*v0.
-template <int G, int MR, int NV>
-void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, int v0, float* c, int64_t ldc, int width) {
-  const Consts k;
-  __m256 acc[MR][NV];
-  zero_tile(acc);
-  for (int64_t g = 0; g < K / G; ++g) {
-    const Int4Block blk = int4_block(panel, G, g);
+// MR rows x NP panels (the next pstride bytes further) x NV vectors of 8 columns from vector v0 of each panel, over
+// K = groups · G; sa[m * groups + g]: the rows' sums of A. `width`: valid columns counted from 8 * v0.
+template <int G, int MR, int NP, int NV>
+void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride, int v0, const float* sa,
+          float* c, int64_t ldc, int width) {
+  constexpr int NT = NP * NV;  // vectors of the tile: panel p's vector v is p * NV + v
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i mask = _mm256_set1_epi32(0xF);
+  alignas(32) float accbuf[MR][NT][8] = {};
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* rows[NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) rows[p] = int4_block(panel + p * pstride, G, g).rows + 4 * v0;
     const float* ak = a + g * G;
-    for (int r = 0; r < G; ++r) {
-      const uint8_t* row = blk.rows + r * kInt4RowBytes;
-      __m256 w[NV];
+    __m256 sq[MR][NT];
+    zero_tile(sq);
+    // k's weights: word v of each panel's row (8 columns) to 8 floats.
+    const auto step = [&](int r) __attribute__((always_inline)) {
+      __m256 w[NT];
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) w[v] = dequant8(k, row, v0 + v, blk.zero_bias, blk.scale);
-      fma_step<MR, NV>(ak + r, lda, w, acc);
+        for (int v = 0; v < NV; ++v) {
+          uint32_t word;
+          std::memcpy(&word, rows[p] + r * kInt4RowBytes + 4 * v, 4);
+          const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), mask);
+          w[p * NV + v] = _mm256_cvtepi32_ps(q);
+        }
+      fma_step<MR, NT>(ak + r, lda, w, sq);
+    };
+    for (int r = 0; r < G; r += 2) {  // the pairs of k, the odd one first
+      step(r + 1);
+      step(r);
+    }
+    // The group's zero points and scales: acc = fma(s, fma(-z, sa, sq), acc). -z = 2^23 - (2^23 + z) is exact
+    // (integers below 2^24).
+    const __m256 magic = _mm256_set1_ps(kInt4Magic);
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; ++p) {
+      const Int4Block blk = int4_block(panel + p * pstride, G, g);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        const __m256 s = _mm256_loadu_ps(blk.scale + 8 * (v0 + v));
+        const __m256 nz = _mm256_sub_ps(magic, _mm256_loadu_ps(blk.zero_bias + 8 * (v0 + v)));
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m) {
+          float* accp = accbuf[m][p * NV + v];
+          const __m256 t = _mm256_fmadd_ps(nz, _mm256_broadcast_ss(sa + m * groups + g), sq[m][p * NV + v]);
+          _mm256_store_ps(accp, _mm256_fmadd_ps(s, t, _mm256_load_ps(accp)));
+        }
+      }
     }
   }
-  store_tile<MR, NV>(acc, c, ldc, width);
+  __m256 acc[MR][NT];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NT; ++v) acc[m][v] = _mm256_load_ps(accbuf[m][v]);
+  store_tile<MR, NT>(acc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, int, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, int, const float*, float*, int64_t, int);
 
-template <int G, int NV, int... R>
+template <int G, int NP, int NV, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
-  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NV>...};
+  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP, NV>...};
 }
 
 template <int G>
 void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
              int64_t ldc) {
-  assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto full = make_tiles<G, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
-  static constexpr auto strip = make_tiles<G, 1>(std::make_integer_sequence<int, kMaxRows>{});
-  run_tiles(M, K, n0, n1, a, lda, static_cast<std::byte*>(const_cast<void*>(b_data)),
-            size_t(K / G) * int4_block_bytes(G), c, ldc, full, strip);
+  assert(M >= 0 && K >= 0 && K < 65536 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  static constexpr auto two_panels = make_tiles<G, 2, 4>(std::make_integer_sequence<int, 1>{});
+  static constexpr auto full = make_tiles<G, 1, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
+  static constexpr auto strip = make_tiles<G, 1, 1>(std::make_integer_sequence<int, kMaxRows>{});
+  if (M <= 0) return;
+  const DenormalsAreZero guard;  // the contract's FMAs (and the sums' adds)
+  auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
+  const int64_t groups = K / G;
+  const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
+  const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
+    const float* ag = a + m_first * lda;
+    float* cm = c + m_first * ldc;
+    for (int64_t p0 = n0; p0 < n1;) {
+      std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
+      if (m_rows == 1 && n1 - p0 > kGemmNR) {  // a lone row: two panels at once (the second maybe partial)
+        const int width = int(std::min<int64_t>(2 * kGemmNR, n1 - p0));
+        two_panels[0](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width);
+        p0 += 2 * kGemmNR;
+        continue;
+      }
+      const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+      if (m_rows <= kMaxRowsFullPanel) {
+        full[size_t(m_rows - 1)](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width);
+      } else {
+        for (int v = 0; v < 4 && 8 * v < width; ++v)
+          for_row_blocks(m_rows, kMaxRows, [&](int64_t r0, int64_t rows) {
+            strip[size_t(rows - 1)](groups, ag + r0 * lda, lda, panel, panel_bytes, v, sa + r0 * groups,
+                                    cm + r0 * ldc + (p0 - n0) + 8 * v, ldc, std::min(8, width - 8 * v));
+          });
+      }
+      p0 += kGemmNR;
+    }
+  };
+  for_int4_sum_chunks(M, K, G, a, lda, &group_sums<G>, tiles);
 }
 
 }  // namespace

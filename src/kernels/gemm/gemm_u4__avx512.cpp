@@ -1,27 +1,24 @@
-// AVX-512 int4 group-wise GEMM (gemm.h, "int4 group-wise"): nibbles unpacked in registers, never in memory.
+// AVX-512 int4 group-wise GEMM (gemm.h, "int4 group-wise"): per group, the sums Σ a·q on float(q) formed in
+// registers, then the group's zero point and scale once per group. Every FMA runs under DenormalsAreZero.
 //
-// Unpacking. A packed row (16 bytes: 32 columns' nibbles, byte j holding columns 2j (low) and 2j + 1 (high)) is
-// widened to 16 dwords by one vpmovzxbd. Then one vpternlogd per half forms the biased weight as a float:
-//   even columns: (x & 0x0F) | bits(2^23)  = float 2^23 + q  (q in mantissa bits 0..3)
-//   odd columns:  (x & 0xF0) | bits(2^19)  = float 2^19 + q  (2^19's mantissa bit i weighs 2^(i - 4): bits 4..7
-//                                                             are the high nibble's q exactly)
-// and subtracting the zero bias of the same magnitude (2^23 + z as packed; 2^19 + z = that - (2^23 - 2^19), exact:
-// integers below 2^24) gives q - z exactly, the same value as the contract's float(q) - float(z); one vmulps by
-// the scale is the contract's product, one rounding. Then one vfmadd231ps per k per output element, k in order: the
-// float contract's chain, bit for bit.
+// Per group and panel the tile keeps one fma chain per row and 16 columns, sq = fma(A[m, k], float(q), sq) over the
+// group's pairs of k (the odd k first); at the group's end acc = fma(s, fma(-z, sa, sq), acc), with sa the row's sum
+// of A over the group (int4_group_sums.h: formed once per call, 16 groups per vector, below). The accumulators
+// acc live in a small buffer on the stack (read and written once per group), so the registers hold the sq chains.
 //
-// The accumulators therefore hold the panel's columns in even/odd order (lo = 0, 2, .., 30; hi = 1, 3, .., 31);
-// each group's scales and zero biases are permuted into that order once per group (columns_to_even_odd), and the
-// results back once per tile (even_odd_to_columns), both in tile__avx512.h.
+// float(q). A packed row (16 bytes: 32 columns' nibbles, byte j holding columns 2j (low) and 2j + 1 (high)) is
+// widened to 16 dwords by one vpmovzxbd; vpermps reads only the low 4 bits of each index dword, so with the table
+// {0, 1, .., 15} it gives float(low nibble) with no mask, and after a vpsrld by 4 float(high nibble): 4 vector
+// instructions per 32 weights (the or-with-2^23 form, (x & 0xF) | bits(2^23) - 2^23, takes 5 and measured no faster).
+// The chains therefore hold the panel's columns in even/odd order (even = 0, 2, .., 30; odd = 1, 3, .., 31); each
+// group's scales and zero biases are put in that order at the group's end (columns_to_even_odd), and the results
+// back once per tile (store_tile, even_odd_to_columns), both in tile__avx512.h.
 //
-// Tiles: MR rows x NP panels (2·NP zmm accumulators per row, one vector of 16 weights per half panel per k shared by
-// the MR rows). Which tile serves which M: see tile_panels below. A is read through a 16-k buffer (fill_abuf), and
-// each panel's stream is prefetched 4 KB ahead (kInt4PrefetchBytes).
+// Tiles: MR rows x NP panels (2·NP chains per row, one vector of 16 weights per half panel per k shared by the MR
+// rows). Which tile serves which M: see tile_panels below. A is read through a 16-k buffer (fill_abuf), and each
+// panel's stream is prefetched 4 KB ahead (kInt4PrefetchBytes).
 //
-// Measured on the 2-core Zen 5 (family 26 model 2), 2048 x 2048, G = 128, cold weights, paired with the AVX2 row:
-// M = 1: 128 us against 316 us (18.6 GB/s, 54% of one core's 34.7 GB/s read bandwidth: per 32 weights the
-// unpacking takes 7 vector instructions besides the 2 FMAs, about 4 instructions a cycle, and runs at about the same
-// rate from L2); M = 8: 379 against 1099 us; M = 64: 175 against 74 GFLOP/s (72% of the measured FMA peak).
+// Measured: see gemm.h's performance notes ("int4, measured ...").
 #include <immintrin.h>
 
 #include <algorithm>
@@ -30,6 +27,8 @@
 #include <cstring>
 #include <utility>
 
+#include "base/bf16_dot.h"
+#include "kernels/gemm/int4_group_sums.h"
 #include "kernels/gemm/int4_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
@@ -38,67 +37,96 @@
 namespace moefuse::gemm::detail {
 namespace {
 
-constexpr uint32_t kMagic19Bits = 0x49000000u;  // 2^19
-constexpr float kMagic23Less19 = 8388608.0f - 524288.0f;  // 2^23 - 2^19
-
-struct Consts {
-  __m512i lo = _mm512_set1_epi32(0x0F);
-  __m512i hi = _mm512_set1_epi32(0xF0);
-  __m512i magic23 = _mm512_set1_epi32(int(kInt4MagicBits));
-  __m512i magic19 = _mm512_set1_epi32(int(kMagic19Bits));
-};
-
-// One group of one panel in even/odd column order: scales and the zero biases that match each half's magic.
-struct GroupVecs {
-  __m512 s_even, s_odd, zb_even, zb_odd;
-};
-
-__attribute__((always_inline)) inline GroupVecs load_group(const Int4Block& blk) {
-  GroupVecs v;
-  columns_to_even_odd(blk.scale, v.s_even, v.s_odd);
-  columns_to_even_odd(blk.zero_bias, v.zb_even, v.zb_odd);
-  v.zb_odd = _mm512_sub_ps(v.zb_odd, _mm512_set1_ps(kMagic23Less19));  // 2^19 + z, exact
-  return v;
+// float(q) of the low nibble of each dword of x (the index bits vpermps reads), and of its bits 4..7. The maskz
+// forms: see load_row in tile__avx512.h.
+__attribute__((always_inline)) inline void nibbles_to_float(__m512i x, __m512 table, __m512& low, __m512& high) {
+  low = _mm512_maskz_permutexvar_ps(0xffff, x, table);
+  high = _mm512_maskz_permutexvar_ps(0xffff, _mm512_maskz_srli_epi32(0xffff, x, 4), table);
 }
 
-// The fp32 weights of one packed row (16 bytes at `row`): the even columns into `even`, the odd ones into `odd`.
-__attribute__((always_inline)) inline void dequant_row(const Consts& k, const uint8_t* row, const GroupVecs& gv,
-                                                       __m512& even, __m512& odd) {
-  // maskz form: see load_row in gemm__avx512.cpp (a GCC 12 false warning in the plain intrinsic)
-  const __m512i x = _mm512_maskz_cvtepu8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row)));
-  // vpternlogd 0xEA: (x & mask) | magic
-  const __m512 be = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(x, k.lo, k.magic23, 0xEA));  // 2^23 + q
-  const __m512 bo = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(x, k.hi, k.magic19, 0xEA));  // 2^19 + q
-  even = _mm512_mul_ps(_mm512_sub_ps(be, gv.zb_even), gv.s_even);
-  odd = _mm512_mul_ps(_mm512_sub_ps(bo, gv.zb_odd), gv.s_odd);
+// vshuff32x4 (maskz form: see load_row in tile__avx512.h).
+template <int Imm>
+__attribute__((always_inline)) inline __m512 shuffle128(__m512 x, __m512 y) {
+  return _mm512_maskz_shuffle_f32x4(0xffff, x, y, Imm);
 }
 
-// MR rows x NP panels (the first at `panel`, the next pstride bytes further); `width`: valid columns (1..32·NP).
-template <int G, int MR, int NP>
-void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, size_t pstride, float* c, int64_t ldc,
-          int width) {
-  constexpr int NV = 2 * NP;
-  const Consts k;
-  __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int m = 0; m < MR; ++m)
+// The 16 x 16 transpose of t: t[j] lane i becomes t[i] lane j. The maskz forms: see load_row in tile__avx512.h.
+__attribute__((always_inline)) inline void transpose16(__m512 (&t)[16]) {
+  __m512 u[16];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
+  for (int i = 0; i < 8; ++i) {
+    u[2 * i] = _mm512_maskz_unpacklo_ps(0xffff, t[2 * i], t[2 * i + 1]);
+    u[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xffff, t[2 * i], t[2 * i + 1]);
+  }
+  // v[4i + c], 128-bit lane L: rows 4i .. 4i + 3 at column 4L + c.
+  __m512 v[16];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    const __m512d u0 = _mm512_castps_pd(u[4 * i]), u1 = _mm512_castps_pd(u[4 * i + 1]);
+    const __m512d u2 = _mm512_castps_pd(u[4 * i + 2]), u3 = _mm512_castps_pd(u[4 * i + 3]);
+    v[4 * i] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, u0, u2));
+    v[4 * i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, u0, u2));
+    v[4 * i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, u1, u3));
+    v[4 * i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, u1, u3));
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m512 w0 = shuffle128<0x44>(v[c], v[4 + c]), w1 = shuffle128<0xEE>(v[c], v[4 + c]);
+    const __m512 w2 = shuffle128<0x44>(v[8 + c], v[12 + c]);
+    const __m512 w3 = shuffle128<0xEE>(v[8 + c], v[12 + c]);
+    t[c] = shuffle128<0x88>(w0, w2);
+    t[4 + c] = shuffle128<0xDD>(w0, w2);
+    t[8 + c] = shuffle128<0x88>(w1, w3);
+    t[12 + c] = shuffle128<0xDD>(w1, w3);
+  }
+}
+
+// sa of `groups` groups of one row (a at the first): 16 groups per vector, lane i = group i, A's 16 x 16 blocks
+// transposed in registers so that one add takes one k of 16 groups, in the contract's pairs (odd k first). An add
+// is the contract's fma_daz_ftz(a, 1, sa): a · 1 is exact, so the fma rounds (and, under DAZ/FTZ, flushes) the same
+// sum a + sa. Not inlined: the kernel calls it inside its DenormalsAreZero scope.
+template <int G>
+__attribute__((noinline)) void group_sums(const float* a, int64_t groups, float* out) {
+  for (int64_t g0 = 0; g0 < groups; g0 += 16) {
+    const int n = int(std::min<int64_t>(16, groups - g0));
+    __m512 s = _mm512_setzero_ps();
+    for (int r0 = 0; r0 < G; r0 += 16) {
+      __m512 t[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) t[i] = i < n ? _mm512_loadu_ps(a + (g0 + i) * G + r0) : _mm512_setzero_ps();
+      transpose16(t);
+#pragma GCC unroll 8
+      for (int j = 0; j < 16; j += 2) {
+        s = _mm512_add_ps(s, t[j + 1]);
+        s = _mm512_add_ps(s, t[j]);
+      }
+    }
+    _mm512_mask_storeu_ps(out + g0, __mmask16((1u << n) - 1u), s);
+  }
+}
+
+// MR rows x NP panels (the first at `panel`, the next pstride bytes further) over K = groups · G; sa[m * groups + g]:
+// the rows' sums of A. `width`: valid columns (1..32·NP).
+template <int G, int MR, int NP>
+void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride, const float* sa, float* c,
+          int64_t ldc, int width) {
+  constexpr int NV = 2 * NP;
+  const __m512 table = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // acc[m][v] (even/odd order), read and written once per group.
+  alignas(64) float accbuf[MR][NV][16] = {};
 
   // A 16 k at a time, double-buffered (K is a multiple of G, so of 16): the next 16 are loaded before the current
   // 16 are used.
+  const int64_t K = groups * G;
   alignas(64) float abuf[2][MR * 16];
   if (K > 0) fill_abuf<MR>(a, lda, 0, __mmask16(0xffff), abuf[0]);
   int cur = 0;
-  for (int64_t g = 0; g < K / G; ++g) {
-    GroupVecs gv[NP];
+  for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* rows[NP];
 #pragma GCC unroll 4
-    for (int p = 0; p < NP; ++p) {
-      const Int4Block blk = int4_block(panel + p * pstride, G, g);
-      gv[p] = load_group(blk);
-      rows[p] = blk.rows;
-    }
+    for (int p = 0; p < NP; ++p) rows[p] = int4_block(panel + p * pstride, G, g).rows;
+    __m512 sq[MR][NV];
+    zero_tile(sq);
     for (int k0 = 0; k0 < G; k0 += 16, cur ^= 1) {
       if (g * G + k0 + 16 < K) fill_abuf<MR>(a, lda, g * G + k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
       // The 4 lines of each panel this 16-k step reads, kInt4PrefetchBytes further on (tile__avx512.h: why).
@@ -106,64 +134,110 @@ void tile(int64_t K, const float* a, int64_t lda, std::byte* panel, size_t pstri
       for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
         for (int l = 0; l < 4; ++l) prefetch_t0(rows[p] + k0 * kInt4RowBytes + kInt4PrefetchBytes + 64 * l);
-      for (int kk = 0; kk < 16; ++kk) {
+      // The pairs of k, the odd one first; step(ab, off): the k whose A values are at ab (rows 16 floats apart) and
+      // whose packed rows are `off` bytes into the group's.
+      const auto step = [&](const float* ab, int64_t off) __attribute__((always_inline)) {
         __m512 w[NV];
 #pragma GCC unroll 4
-        for (int p = 0; p < NP; ++p)
-          dequant_row(k, rows[p] + (k0 + kk) * kInt4RowBytes, gv[p], w[2 * p], w[2 * p + 1]);
+        for (int p = 0; p < NP; ++p) {
+          // maskz form: see load_row in tile__avx512.h (a GCC 12 false warning in the plain intrinsic)
+          const __m512i x =
+              _mm512_maskz_cvtepu8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[p] + off)));
+          nibbles_to_float(x, table, w[2 * p], w[2 * p + 1]);
+        }
 #pragma GCC unroll 16
         for (int m = 0; m < MR; ++m) {
-          const __m512 av = _mm512_set1_ps(abuf[cur][m * 16 + kk]);
+          const __m512 av = _mm512_set1_ps(ab[m * 16]);
 #pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, w[v], acc[m][v]);
+          for (int v = 0; v < NV; ++v) sq[m][v] = _mm512_fmadd_ps(av, w[v], sq[m][v]);
+        }
+      };
+#pragma GCC unroll 1
+      for (int kk = 0; kk < 16; kk += 2) {
+        const float* ab = abuf[cur] + kk;
+        const int64_t off = (k0 + kk) * kInt4RowBytes;
+        step(ab + 1, off + kInt4RowBytes);
+        step(ab, off);
+      }
+    }
+    // The group's zero points and scales (even/odd order): acc = fma(s, fma(-z, sa, sq), acc). -z = 2^23 - (2^23 +
+    // z) is exact (integers below 2^24).
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p) {
+      const Int4Block blk = int4_block(panel + p * pstride, G, g);
+      __m512 s[2], nz[2];
+      columns_to_even_odd(blk.scale, s[0], s[1]);
+      columns_to_even_odd(blk.zero_bias, nz[0], nz[1]);
+      nz[0] = _mm512_sub_ps(_mm512_set1_ps(kInt4Magic), nz[0]);
+      nz[1] = _mm512_sub_ps(_mm512_set1_ps(kInt4Magic), nz[1]);
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) {
+        const __m512 sav = _mm512_set1_ps(sa[m * groups + g]);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          float* accp = accbuf[m][2 * p + h];
+          const __m512 t = _mm512_fmadd_ps(nz[h], sav, sq[m][2 * p + h]);
+          _mm512_store_ps(accp, _mm512_fmadd_ps(s[h], t, _mm512_load_ps(accp)));
         }
       }
     }
   }
 
   // Even/odd column order, as bf16 rows give it: store_tile puts the columns back in order (even_odd_to_columns).
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_load_ps(accbuf[m][v]);
   store_tile<bfloat16, MR, NV>(acc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, const float*, float*, int64_t, int);
 
 template <int G, int NP, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
   return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP>...};
 }
 
-// Rows of the tiles of each width: 1 x 4 panels, up to 4 x 2 panels, up to 12 x 1 panel (24 accumulators).
+// Rows of the tiles of each width: 1 x 4 panels, up to 4 x 2 panels, up to 12 x 1 panel (24 chains).
 constexpr int kRowsNp4 = 1, kRowsNp2 = 4, kRowsNp1 = 12;
 
 // The panels a tile spans for M rows. Each k step of a row is one fma chain per 16 columns, 4 cycles of latency
 // apart, so a lone row needs several panels at once to keep enough chains in flight for decode to stream its
-// weights at memory speed; from 5 rows on one panel has enough chains, and the one-panel tile shares each dequantised
+// weights at memory speed; from 5 rows on one panel has enough chains, and the one-panel tile shares each unpacked
 // row among the most rows.
 constexpr int tile_panels(int64_t M) { return M <= kRowsNp4 ? 4 : M <= kRowsNp2 ? 2 : 1; }
 
 template <int G>
 void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
              int64_t ldc) {
-  assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  assert(M >= 0 && K >= 0 && K < 65536 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto np4 = make_tiles<G, 4>(std::make_integer_sequence<int, kRowsNp4>{});
   static constexpr auto np2 = make_tiles<G, 2>(std::make_integer_sequence<int, kRowsNp2>{});
   static constexpr auto np1 = make_tiles<G, 1>(std::make_integer_sequence<int, kRowsNp1>{});
   if (M <= 0) return;
+  const DenormalsAreZero guard;  // the contract's FMAs (and the sums' adds)
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
-  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  const int64_t groups = K / G;
+  const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const int np_max = tile_panels(M);
-  for (int64_t p0 = n0; p0 < n1;) {
-    const int64_t left = (n1 - p0 + kGemmNR - 1) / kGemmNR;
-    const int np = left >= 4 && np_max >= 4 ? 4 : left >= 2 && np_max >= 2 ? 2 : 1;  // the tail: fewer panels
-    const TileFn* tiles = np == 4 ? np4.data() : np == 2 ? np2.data() : np1.data();
-    const int64_t max_rows = np == 4 ? kRowsNp4 : np == 2 ? kRowsNp2 : kRowsNp1;
-    const int width = int(std::min<int64_t>(kGemmNR * np, n1 - p0));
-    std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
-    for_row_blocks(M, max_rows, [&](int64_t m0, int64_t rows) {
-      tiles[rows - 1](K, a + m0 * lda, lda, panel, panel_bytes, c + m0 * ldc + (p0 - n0), ldc, width);
-    });
-    p0 += kGemmNR * np;
-  }
+  const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
+    for (int64_t p0 = n0; p0 < n1;) {
+      const int64_t left = (n1 - p0 + kGemmNR - 1) / kGemmNR;
+      const int np = left >= 4 && np_max >= 4 ? 4 : left >= 2 && np_max >= 2 ? 2 : 1;  // the tail: fewer panels
+      const TileFn* fns = np == 4 ? np4.data() : np == 2 ? np2.data() : np1.data();
+      const int64_t max_rows = np == 4 ? kRowsNp4 : np == 2 ? kRowsNp2 : kRowsNp1;
+      const int width = int(std::min<int64_t>(kGemmNR * np, n1 - p0));
+      std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
+      for_row_blocks(m_rows, max_rows, [&](int64_t r0, int64_t rows) {
+        const int64_t m0 = m_first + r0;
+        fns[rows - 1](groups, a + m0 * lda, lda, panel, panel_bytes, sa + r0 * groups, c + m0 * ldc + (p0 - n0), ldc,
+                      width);
+      });
+      p0 += kGemmNR * np;
+    }
+  };
+  for_int4_sum_chunks(M, K, G, a, lda, &group_sums<G>, tiles);
 }
 
 }  // namespace
