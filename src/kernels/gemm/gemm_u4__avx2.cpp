@@ -58,7 +58,7 @@ __attribute__((noinline)) void group_sums(const float* a, int64_t groups, float*
 // MR rows x NP panels (the next pstride bytes further) x NV vectors of 8 columns from vector v0 of each panel, over
 // K = groups · G; sa[m * groups + g]: the rows' sums of A. `width`: valid columns counted from 8 * v0.
 template <int G, int MR, int NP, int NV>
-void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride, int v0, const float* sa,
+__attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride, int v0, const float* sa,
           float* c, int64_t ldc, int width) {
   constexpr int NT = NP * NV;  // vectors of the tile: panel p's vector v is p * NV + v
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
@@ -69,21 +69,23 @@ void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t 
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) rows[p] = int4_block(panel + p * pstride, G, g).rows + 4 * v0;
     const float* ak = a + g * G;
-    __m256 sq[MR][NT];
-    zero_tile(sq);
-    // k's weights: word v of each panel's row (8 columns) to 8 floats.
-    const auto step = [&](int r) __attribute__((always_inline)) {
-      __m256 w[NT];
+    __m256 sq[NP][MR][NV];
 #pragma GCC unroll 2
-      for (int p = 0; p < NP; ++p)
+    for (int p = 0; p < NP; ++p) zero_tile(sq[p]);
+    // k's weights: word v of each panel's row (8 columns) to 8 floats, then the tile's FMAs, panel by panel.
+    const auto step = [&](int r) __attribute__((always_inline)) {
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p) {
+        __m256 w[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
           uint32_t word;
           std::memcpy(&word, rows[p] + r * kInt4RowBytes + 4 * v, 4);
           const __m256i q = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(word)), shifts), mask);
-          w[p * NV + v] = _mm256_cvtepi32_ps(q);
+          w[v] = _mm256_cvtepi32_ps(q);
         }
-      fma_step<MR, NT>(ak + r, lda, w, sq);
+        fma_step<MR, NV>(ak + r, lda, w, sq[p]);
+      }
     };
     for (int r = 0; r < G; r += 2) {  // the pairs of k, the odd one first
       step(r + 1);
@@ -102,7 +104,7 @@ void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t 
 #pragma GCC unroll 8
         for (int m = 0; m < MR; ++m) {
           float* accp = accbuf[m][p * NV + v];
-          const __m256 t = _mm256_fmadd_ps(nz, _mm256_broadcast_ss(sa + m * groups + g), sq[m][p * NV + v]);
+          const __m256 t = _mm256_fmadd_ps(nz, _mm256_broadcast_ss(sa + m * groups + g), sq[p][m][v]);
           _mm256_store_ps(accp, _mm256_fmadd_ps(s, t, _mm256_load_ps(accp)));
         }
       }
