@@ -105,10 +105,13 @@
 // bitwise the same either way. M = 1 streams the packed weights at 23-28 GB/s, the read bandwidth one core gets
 // (29 GB/s); prefill (M >= 64) reaches 86-94% of the measured FMA peak (float) and 81-90% of the vpdpbusd peak.
 // int4, measured on a 2-core Zen 5 (AMD EPYC, family 26 model 2; 2048 x 2048, cold weights, one thread, the AVX2 and
-// AVX-512 rows paired in one run; one core reads 34.7 GB/s): W4A16 (AVX-512) M = 1 takes 128 us at G = 128 (18.6
-// GB/s of packed bytes, 54% of the read bandwidth: the unpacking bounds it, at about the same rate with the weights
-// in L2), against 316 us for AVX2 and 333 us for the bf16 kernel on the same matrix; M = 8: 379 us (AVX2 1099);
-// M = 64: 175 GFLOP/s (72% of the FMA peak; AVX2 74). W4A8 (AVX-512 VNNI) M = 1: 74 us (32 GB/s, 92% of the read
+// AVX-512 rows paired in one run; one core reads 34.7 GB/s): W4A16 on its group-sum contract (per-group sums on
+// float(q); --benchmark_repetitions=3 --benchmark_min_time=0.3, CPU-time medians of two runs alternating with the
+// kernels of the contract before, beside other builds, stream read 29-33 GB/s; G = 128): AVX-512 M = 1 99-107 us
+// against 119-132 before (22-24 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3: the unpacking and
+// the FMAs bound it about as much as memory does); M = 8 330-333 us against 343-389 (84% of the FMA peak: one FMA
+// per weight and row); M = 64 174-181 GFLOP/s against 171-175. AVX2: M = 1 245-248 us against 328-348, M = 8
+// 1143-1160 against 1172-1210, M = 64 68-79 GFLOP/s against 56-69. W4A8 (AVX-512 VNNI) M = 1: 74 us (32 GB/s, 92% of the read
 // bandwidth; AVX2 104 us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the vpdpbusd peak; AVX2 122);
 // M = 512: 410-590 GOP/s against 800-930 for the W8A8 kernel in the same runs (beside another build; a block path
 // unpacking each panel once per chunk of K was tried and was not faster: gemm_u4s8__avx512vnni.cpp).
