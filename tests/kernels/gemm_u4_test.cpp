@@ -112,8 +112,8 @@ std::vector<gemm::GemmU4S8Kernel> u4s8_rows(int64_t G) {
   return rows_of<gemm::GemmU4S8Kernel, gemm::GemmU4S8Fn>(u4_op(G, true));
 }
 
-// M edges of every variant's row blocks: 1 and 2; AVX2's 8-row strips (7, 8, 9, 17); AVX-512's tiles of 1 row x 4
-// panels, 4 x 2 and 12 x 1 (3, 4, 5, 11, 12, 13, 23, 24, 25); primes.
+// M edges of every variant's row blocks: AVX2's tiles of 1 row x 2 panels, 2 x 1 and up to 4 x half a panel (1, 2,
+// 3, 4, 5, 8, 9); AVX-512's tiles of 1 row x 4 panels, 4 x 2 and 12 x 1 (3, 4, 5, 11, 12, 13, 23, 24, 25); primes.
 const int64_t kRowsW4A16[] = {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 17, 23, 24, 25};
 // Columns: the 8-column strips' and 32-column panels' edges, and 4-panel groups with 0..3 panels after them.
 const int64_t kColsW4A16[] = {1, 7, 9, 17, 31, 32, 33, 64, 97, 100, 128, 160, 200, 225};

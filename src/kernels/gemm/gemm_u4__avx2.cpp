@@ -8,9 +8,10 @@
 // call). The accumulators acc live in a small buffer on the stack (read and written once per group), so the 16
 // registers hold the sq chains.
 //
-// Tiles: one row takes two whole panels (8 chains), two rows one panel (8 chains), each unpacked row shared by the
-// tile's rows; from 3 rows on each panel is done in 8-column strips with tiles of up to 8 rows (one weight vector per
-// k shared by 8 rows).
+// Tiles: one row takes two whole panels (8 chains), two rows one panel (8 chains), more rows each half of a panel
+// (16 columns) in row blocks of up to 4 (up to 8 chains), each unpacked row shared by the tile's rows. (The row's
+// name keeps the 8 x 8 of the tiles before: 8-column strips of up to 8 rows, slower here at every M from 3 to 64 by
+// 10-30%, CPU time with the weights in cache; 16 columns at 5 or 6 rows spill.)
 //
 // Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g128w_f32_8x8__avx2/K:2048/N:2048 (cold weights,
 // one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3, CPU-time medians of two runs alternating with the
@@ -35,8 +36,8 @@
 namespace moefuse::gemm::detail {
 namespace {
 
-constexpr int kMaxRows = 8;
 constexpr int kMaxRowsFullPanel = 2;
+constexpr int kMaxRowsHalfPanel = 4;
 
 // sa of `groups` groups of one row (a at the first): 8 groups at a time, one chain each (interleaved, so the adds of
 // different groups overlap), in the contract's pairs (odd k first). An add is the contract's fma_daz_ftz(a, 1, sa):
@@ -135,7 +136,7 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   assert(M >= 0 && K >= 0 && K < 65536 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto two_panels = make_tiles<G, 2, 4>(std::make_integer_sequence<int, 1>{});
   static constexpr auto full = make_tiles<G, 1, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
-  static constexpr auto strip = make_tiles<G, 1, 1>(std::make_integer_sequence<int, kMaxRows>{});
+  static constexpr auto half = make_tiles<G, 1, 2>(std::make_integer_sequence<int, kMaxRowsHalfPanel>{});
   if (M <= 0) return;
   const DenormalsAreZero guard;  // the contract's FMAs (and the sums' adds)
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
@@ -156,10 +157,10 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       if (m_rows <= kMaxRowsFullPanel) {
         full[size_t(m_rows - 1)](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width);
       } else {
-        for (int v = 0; v < 4 && 8 * v < width; ++v)
-          for_row_blocks(m_rows, kMaxRows, [&](int64_t r0, int64_t rows) {
-            strip[size_t(rows - 1)](groups, ag + r0 * lda, lda, panel, panel_bytes, v, sa + r0 * groups,
-                                    cm + r0 * ldc + (p0 - n0) + 8 * v, ldc, std::min(8, width - 8 * v));
+        for (int v = 0; v < 4 && 8 * v < width; v += 2)
+          for_row_blocks(m_rows, kMaxRowsHalfPanel, [&](int64_t r0, int64_t rows) {
+            half[size_t(rows - 1)](groups, ag + r0 * lda, lda, panel, panel_bytes, v, sa + r0 * groups,
+                                   cm + r0 * ldc + (p0 - n0) + 8 * v, ldc, std::min(16, width - 8 * v));
           });
       }
       p0 += kGemmNR;
