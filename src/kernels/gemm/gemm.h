@@ -107,12 +107,12 @@
 // int4, measured on a 2-core Zen 5 (AMD EPYC, family 26 model 2; 2048 x 2048, cold weights, one thread, the AVX2 and
 // AVX-512 rows paired in one run; one core reads 34.7 GB/s): W4A16 on its group-sum contract (per-group sums on
 // float(q); --benchmark_repetitions=3 --benchmark_min_time=0.3, CPU-time medians of two runs alternating with the
-// kernels of the contract before, beside other builds, stream read 29-33 GB/s; G = 128): AVX-512 M = 1 99-107 us
-// against 119-132 before (22-24 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3: the unpacking and
-// the FMAs bound it about as much as memory does); M = 8 330-333 us against 343-389 (84% of the FMA peak: one FMA
-// per weight and row); M = 64 174-181 GFLOP/s against 171-175. AVX2: M = 1 245-248 us against 328-348, M = 8
-// 1143-1160 against 1172-1210, M = 64 68-79 GFLOP/s against 56-69. W4A8 (AVX-512 VNNI) M = 1: 74 us (32 GB/s, 92% of the read
-// bandwidth; AVX2 104 us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the vpdpbusd peak; AVX2 122);
+// kernels of the contract before, stream read 28-38 GB/s; G = 128): AVX-512 M = 1 101-104 us against 114-125 before
+// (23 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3: the unpacking and the FMAs bound it about as
+// much as memory does); M = 8 324-328 us against 367-370 (85% of the FMA peak: one FMA per weight and row); M = 64
+// 183-188 GFLOP/s against 167-188. AVX2: M = 1 237-247 us against 328-332, M = 8 892-914 against 1008-1051, M = 64
+// 87-91 GFLOP/s against 68-79. W4A8 (AVX-512 VNNI) M = 1: 74 us (32 GB/s, 92% of the read bandwidth; AVX2 104
+// us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the vpdpbusd peak; AVX2 122);
 // M = 512: 410-590 GOP/s against 800-930 for the W8A8 kernel in the same runs (beside another build; a block path
 // unpacking each panel once per chunk of K was tried and was not faster: gemm_u4s8__avx512vnni.cpp).
 // FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights; two

@@ -14,10 +14,10 @@
 // 10-30%, CPU time with the weights in cache; 16 columns at 5 or 6 rows spill.)
 //
 // Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g128w_f32_8x8__avx2/K:2048/N:2048 (cold weights,
-// one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3, CPU-time medians of two runs alternating with the
-// kernel of the contract before, beside other builds): M = 1 245-248 us against 328-348 (9.5-9.7 GB/s of packed
-// bytes: 3 vector instructions per 8 weights besides the FMA bound it); M = 8 1143-1160 us against 1172-1210;
-// M = 64 6.8-7.8 ms against 7.7-9.6.
+// one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time medians of two runs
+// alternating with the kernel of the contract before): M = 1 237-247 us against 328-332 (9.6-10 GB/s of packed bytes:
+// 3 vector instructions per 8 weights besides the FMA bound it); M = 8 892-914 us against 1008-1051; M = 64 5.9-6.2 ms
+// against 6.8-7.9 (87-91 GFLOP/s).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -61,10 +61,11 @@ __attribute__((noinline)) void group_sums(const float* a, int64_t groups, float*
 }
 
 // MR rows x NP panels (the next pstride bytes further) x NV vectors of 8 columns from vector v0 of each panel, over
-// K = groups · G; sa[m * groups + g]: the rows' sums of A. `width`: valid columns counted from 8 * v0.
+// K = groups · G; sa[m * groups + g]: the rows' sums of A. `width`: valid columns counted from 8 * v0. Not inlined:
+// GCC would inline the lone-row tile (a table of one) into the panel walk and keep its chains in memory there.
 template <int G, int MR, int NP, int NV>
-__attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride, int v0, const float* sa,
-          float* c, int64_t ldc, int width) {
+__attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride,
+                                    int v0, const float* sa, float* c, int64_t ldc, int width) {
   constexpr int NT = NP * NV;  // vectors of the tile: panel p's vector v is p * NV + v
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i mask = _mm256_set1_epi32(0xF);

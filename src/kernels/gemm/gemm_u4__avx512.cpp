@@ -21,11 +21,11 @@
 // panel's stream is prefetched 4 KB ahead (kInt4PrefetchBytes).
 //
 // Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g128w_f32_12x32__avx512/K:2048/N:2048 (cold
-// weights, one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3, CPU-time medians of two runs alternating
-// with the kernel of the contract before, beside other builds; stream read 29-33 GB/s): M = 1 99-107 us against
-// 119-132 (22-24 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3, so the unpacking and the FMAs bound
-// it about as much as memory does); M = 8 330-333 us against 343-389 (203 GFLOP/s, 84% of one core's FMA peak: one
-// FMA per weight and row is the floor); M = 64 2.96-3.09 ms against 3.07-3.15 (174-181 GFLOP/s).
+// weights, one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time medians
+// of two runs alternating with the kernel of the contract before; stream read 28-38 GB/s): M = 1 101-104 us against
+// 114-125 (23 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3, so the unpacking and the FMAs bound it
+// about as much as memory does); M = 8 324-328 us against 367-370 (205 GFLOP/s, 85% of one core's FMA peak: one FMA
+// per weight and row is the floor); M = 64 2.86-2.94 ms against 2.86-3.21 (183-188 GFLOP/s).
 #include <immintrin.h>
 
 #include <algorithm>
