@@ -131,7 +131,15 @@ void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t 
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* rows[NP];
 #pragma GCC unroll 4
-    for (int p = 0; p < NP; ++p) rows[p] = int4_block(panel + p * pstride, G, g).rows;
+    for (int p = 0; p < NP; ++p) {
+      const Int4Block blk = int4_block(panel + p * pstride, G, g);
+      rows[p] = blk.rows;
+      // The block's scales and zero biases (4 lines) kInt4PrefetchBytes further on: the rows' prefetches below skip
+      // them (G rows of 16 bytes against a block of 256 + 16 G).
+#pragma GCC unroll 4
+      for (int l = 0; l < 4; ++l)
+        prefetch_t0(reinterpret_cast<const std::byte*>(blk.scale) + kInt4PrefetchBytes + 64 * l);
+    }
     __m512 sq[MR][NV];
     zero_tile(sq);
     for (int k0 = 0; k0 < G; k0 += 16, cur ^= 1) {
