@@ -107,12 +107,14 @@
 // int4, measured on a 2-core Zen 5 (AMD EPYC, family 26 model 2; 2048 x 2048, cold weights, one thread, the AVX2 and
 // AVX-512 rows paired in one run; one core reads 34.7 GB/s): W4A16 on its group-sum contract (per-group sums on
 // float(q); --benchmark_repetitions=3 --benchmark_min_time=0.3, CPU-time medians of two runs alternating with the
-// kernels of the contract before, stream read 28-38 GB/s; G = 128): AVX-512 M = 1 101-104 us against 114-125 before
-// (23 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3: the unpacking and the FMAs bound it about as
-// much as memory does); M = 8 324-328 us against 367-370 (85% of the FMA peak: one FMA per weight and row); M = 64
-// 183-188 GFLOP/s against 167-188. AVX2: M = 1 237-247 us against 328-332, M = 8 892-914 against 1008-1051, M = 64
-// 87-91 GFLOP/s against 68-79. W4A8 (AVX-512 VNNI) M = 1: 74 us (32 GB/s, 92% of the read bandwidth; AVX2 104
-// us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the vpdpbusd peak; AVX2 122);
+// kernels of the contract before, stream read 31-40 GB/s): AVX-512 G = 128, M = 1 92-101 us against 116-122 before
+// (23-26 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3: the unpacking and the FMAs bound it about
+// as much as memory does); M = 8 309-331 us against 349-369 (85-90% of the FMA peak: one FMA per weight and row);
+// M = 64 177-184 GFLOP/s against 173-184; G = 32, M = 1 101-105 us against 187-195, M = 8 315-357 against 424-463.
+// AVX2 G = 128: M = 1 175-184 us against 351-383, M = 8 651-718 against 1206-1236, M = 64 96-98 GFLOP/s against
+// 70-78; G = 32, M = 1 190-225 us against 272-310, M = 8 700-781 against 1239-1292. W4A8 (AVX-512 VNNI) M = 1:
+// 74 us (32 GB/s, 92% of the read bandwidth; AVX2 104 us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the
+// vpdpbusd peak; AVX2 122);
 // M = 512: 410-590 GOP/s against 800-930 for the W8A8 kernel in the same runs (beside another build; a block path
 // unpacking each panel once per chunk of K was tried and was not faster: gemm_u4s8__avx512vnni.cpp).
 // FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights; two

@@ -13,11 +13,12 @@
 // name keeps the 8 x 8 of the tiles before: 8-column strips of up to 8 rows, slower here at every M from 3 to 64 by
 // 10-30%, CPU time with the weights in cache; 16 columns at 5 or 6 rows spill.)
 //
-// Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g128w_f32_8x8__avx2/K:2048/N:2048 (cold weights,
-// one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time medians of two runs
-// alternating with the kernel of the contract before): M = 1 237-247 us against 328-332 (9.6-10 GB/s of packed bytes:
-// 3 vector instructions per 8 weights besides the FMA bound it); M = 8 892-914 us against 1008-1051; M = 64 5.9-6.2 ms
-// against 6.8-7.9 (87-91 GFLOP/s).
+// Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g{128,32}w_f32_8x8__avx2/K:2048/N:2048 (cold
+// weights, one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time medians of
+// two runs alternating with the kernel of the contract before): G = 128, M = 1 175-184 us against 351-383 (13 GB/s of
+// packed bytes: 3 vector instructions per 8 weights besides the FMA bound it); M = 8 651-718 us against 1206-1236;
+// M = 64 5.5-5.6 ms against 6.9-7.7 (96-98 GFLOP/s). G = 32: M = 1 190-225 us against 272-310; M = 8 700-781 against
+// 1239-1292.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -20,12 +20,13 @@
 // rows). Which tile serves which M: see tile_panels below. A is read through a 16-k buffer (fill_abuf), and each
 // panel's stream is prefetched 4 KB ahead (kInt4PrefetchBytes).
 //
-// Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g128w_f32_12x32__avx512/K:2048/N:2048 (cold
-// weights, one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time medians
-// of two runs alternating with the kernel of the contract before; stream read 28-38 GB/s): M = 1 101-104 us against
-// 114-125 (23 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3, so the unpacking and the FMAs bound it
-// about as much as memory does); M = 8 324-328 us against 367-370 (205 GFLOP/s, 85% of one core's FMA peak: one FMA
-// per weight and row is the floor); M = 64 2.86-2.94 ms against 2.86-3.21 (183-188 GFLOP/s).
+// Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g{128,32}w_f32_12x32__avx512/K:2048/N:2048
+// (cold weights, one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time
+// medians of two runs alternating with the kernel of the contract before; stream read 31-40 GB/s): G = 128, M = 1
+// 92-101 us against 116-122 (23-26 GB/s of packed bytes; about 32 GB/s with the weights in L2 or L3, so the unpacking
+// and the FMAs bound it about as much as memory does); M = 8 309-331 us against 349-369 (203-217 GFLOP/s, 85-90% of
+// one core's FMA peak: one FMA per weight and row is the floor); M = 64 2.92-3.03 ms against 2.92-3.10 (177-184
+// GFLOP/s). G = 32: M = 1 101-105 us against 187-195 (30-31 GB/s); M = 8 315-357 against 424-463.
 #include <immintrin.h>
 
 #include <algorithm>
