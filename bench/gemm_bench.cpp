@@ -294,7 +294,6 @@ void register_all() {
     const bool w4a8 = k->op == Op::gemm_u4s8_g32 || k->op == Op::gemm_u4s8_g128;
     for (int64_t M : {1, 2, 4, 7, 8, 64, 512}) {
       if (k->isa == Isa::scalar && M > 8) continue;
-      if (M == 512 && !fp8 && !w4a8) continue;  // FP8 and W4A8 prefill, beside the bf16 and int8 rows' M = 512
       if ((M == 2 || M == 4 || M == 7) && !fp8) continue;  // FP8 decode's small tiles, beside the bf16 rows' (below)
       const std::string name = std::string(k->name) + "/K:2048/N:2048/M:" + std::to_string(M);
       if (fp8) benchmark::RegisterBenchmark(name.c_str(), BM_fp8, k, M, int64_t(2048), int64_t(2048));

@@ -2,9 +2,10 @@
 // machine runs against an oracle written here from the contract — per group the sums Σ a q and Σ a in pairs of k
 // (odd first, each step the layer oracle's own fma_daz_ftz), then acc = fma_daz_ftz(s, fma_daz_ftz(-z, Σ a, Σ a q),
 // acc) — bitwise, over M, N and K edges (each variant's row blocks and panel groups) and every group size, on random
-// and on extreme values, with data that tells the contract from its near misses; how close that is to GPTQ's
-// "dequantise, then the fp32 product"; and the W4A8 kernels (int8 rows) against the contract's integer definition,
-// written as plain loops.
+// and on extreme values, with A of fp32 values and of bf16 values (the AVX512-BF16 rows' own path; one value that is
+// not a bf16 value sends them to the AVX-512 FMA kernel), with data that tells the contract from its near misses;
+// how close that is to GPTQ's "dequantise, then the fp32 product"; and the W4A8 kernels (int8 rows) against the
+// contract's integer definition, written as plain loops.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -17,8 +18,8 @@
 
 #include "base/bf16_dot.h"
 #include "kernels/gemm/gemm.h"
-#include "kernels/gemm/int4_group_sums.h"
 #include "kernels/registry.h"
+#include "moefuse/cpu.h"
 #include "moefuse/dtype.h"
 #include "moefuse/error.h"
 #include "oracle/bf16_step.h"
@@ -98,8 +99,12 @@ std::vector<Kernel> rows_of(kernels::Op op) {
   if (int(detected_isa()) >= int(Isa::avx2)) {
     EXPECT_NE(names.find("__avx2 "), std::string::npos) << names;
   }
-  if (detected_isa() == Isa::avx512 && (!w4a8 || gemm::vnni_available())) {
+  if (int(detected_isa()) >= int(Isa::avx512) && (!w4a8 || gemm::vnni_available())) {
     EXPECT_NE(names.find(w4a8 ? "__avx512vnni " : "__avx512 "), std::string::npos) << names;
+  }
+  // W4A16 on vdpbf16ps, where its self-test passed.
+  if (!w4a8 && !*bf16_dot_unused_reason(detected_isa())) {
+    EXPECT_NE(names.find("__avx512bf16 "), std::string::npos) << names;
   }
   return out;
 }
@@ -172,10 +177,14 @@ struct NearMisses {
   int64_t even_first = 0, plain_fma = 0, split_zero = 0, dequantised = 0;
 };
 
+// What A holds: fp32 values (a vdpbf16ps row then runs the AVX-512 FMA kernel), bf16 values (the vdpbf16ps rows'
+// own path), or bf16 values but one, somewhere in a random row (the fallback again, decided on all of A).
+enum class AValues { fp32, bf16, bf16_but_one };
+
 // Checks every W4A16 row on weights b against the contract's oracle, for each M of `rows` (extreme_a: A with special
 // values, and the oracle's own fma_daz_ftz).
 void expect_w4a16_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64_t> rows, bool extreme_a,
-                             NearMisses& misses) {
+                             NearMisses& misses, AValues values = AValues::fp32) {
   const gemm::PackedWeights packed = gemm::pack_weights_u4(b.source(), b.K, b.N, b.G);
   ASSERT_EQ(packed.group_size(), b.G);
   const std::vector<gemm::GemmFloatKernel> kernels = u4_rows(b.G);
@@ -184,6 +193,12 @@ void expect_w4a16_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int6
     std::vector<float> a(size_t(M * lda));
     const float special[] = {0.0f, -0.0f, 1e-40f, -3.5f, 4.0f};
     for (auto& v : a) v = extreme_a && rng.coin(0.2) ? special[rng.integer(0, 4)] : rng.uniform(-2.0f, 2.0f);
+    if (values != AValues::fp32)
+      for (auto& v : a) v = to_f32(to_bf16(v));
+    if (values == AValues::bf16_but_one && b.K > 0) {
+      float& v = a[size_t(rng.integer(0, int(M - 1)) * lda + rng.integer(0, int(b.K - 1)))];
+      v = std::bit_cast<float>(std::bit_cast<uint32_t>(v) | 0x10u);
+    }
     const std::vector<float> want = w4a16_oracle(a, lda, M, b, extreme_a);
     if (M <= 2) {  // enough rows to tell the near misses apart, at a fraction of the oracle work
       misses.even_first += differing(want, w4a16_oracle(a, lda, M, b, extreme_a, Steps::even_first));
@@ -195,7 +210,9 @@ void expect_w4a16_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int6
     for (const gemm::GemmFloatKernel& kern : kernels)
       testing::expect_columns_match(kern, M, b.K, b.N, a, lda, packed.data(), want,
                                     "G=" + std::to_string(b.G) + " K=" + std::to_string(b.K) + " N=" +
-                                        std::to_string(b.N) + (extreme_a ? " extreme" : ""));
+                                        std::to_string(b.N) + (extreme_a ? " extreme" : "") +
+                                        (values == AValues::fp32 ? " fp32 A" : values == AValues::bf16 ? " bf16 A"
+                                                                                                       : " bf16 A but one"));
   }
 }
 
@@ -205,7 +222,8 @@ TEST(GemmU4, EveryVariantEqualsTheContractOracleBitwise) {
   for (int64_t G : gemm::kInt4GroupSizes)
     for (int64_t groups : {0, 1, 2, 3})  // K = 0: C = +0
       for (int64_t N : kColsW4A16)
-        expect_w4a16_rows_match(rng, random_int4(rng, G * groups, N, G), kRowsW4A16, false, misses);
+        for (AValues values : {AValues::fp32, AValues::bf16})
+          expect_w4a16_rows_match(rng, random_int4(rng, G * groups, N, G), kRowsW4A16, false, misses, values);
   EXPECT_GT(misses.even_first, 0);
   EXPECT_GT(misses.split_zero, 0);
   EXPECT_GT(misses.dequantised, 0);
@@ -217,18 +235,23 @@ TEST(GemmU4, EveryVariantEqualsTheOracleOnExtremeValues) {
   NearMisses misses;
   const int64_t rows[] = {1, 2, 4, 5, 12, 13};
   for (int64_t G : gemm::kInt4GroupSizes)
-    for (int64_t N : {33, 97, 200}) expect_w4a16_rows_match(rng, extreme_int4(rng, 2 * G, N, G), rows, true, misses);
+    for (int64_t N : {33, 97, 200})
+      for (AValues values : {AValues::fp32, AValues::bf16, AValues::bf16_but_one})
+        expect_w4a16_rows_match(rng, extreme_int4(rng, 2 * G, N, G), rows, true, misses, values);
   EXPECT_GT(misses.plain_fma, 0);
 }
 
-TEST(GemmU4, RowsBeyondTheSumBufferAreCutIntoChunks) {
-  // The SIMD kernels form each row's sums of A per group once per call, into a buffer of kInt4SumFloats
-  // (int4_group_sums.h), and cut M into runs of rows that fit it with all their groups: M here takes three runs.
-  Rng rng(31);
+// Prefill-sized M, and K of many groups: the SIMD kernels form Σ a per row and group once per call, for as many rows
+// as their stack buffer holds with all their groups (int4_group_sums.h, kInt4SumFloats: 64 rows at 64 groups, so
+// M = 150 is 3 runs of rows), and the AVX512-BF16 rows decide on their fallback from all of A (the value that is not
+// a bf16 value may be in the last run).
+TEST(GemmU4, EveryVariantEqualsTheOracleOnManyRows) {
+  Rng rng(4811);
   NearMisses misses;
-  const int64_t G = 32, groups = 64;
-  const int64_t rows[] = {2 * gemm::detail::kInt4SumFloats / groups + 5};
-  expect_w4a16_rows_match(rng, random_int4(rng, groups * G, 33, G), rows, false, misses);
+  const int64_t rows[] = {16, 25, 150};
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (AValues values : {AValues::bf16, AValues::bf16_but_one, AValues::fp32})
+      expect_w4a16_rows_match(rng, random_int4(rng, G == 32 ? 2048 : 4 * G, 33, G), rows, false, misses, values);
 }
 
 TEST(GemmU4, IsCloseToTheDequantisedProduct) {
@@ -302,6 +325,15 @@ TEST(GemmU4, DispatchPicksTheTableRows) {
     EXPECT_STREQ(k.u4w_g128.name, kernels::find(kernels::Op::gemm_u4_g128, DType::u8, d)->name);
   }
   EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).u4w_g64.name, "gemm_u4g64w_f32_1x32__scalar");
+  // The vdpbf16ps rows serve the avx512bf16 level (where the self-test passed) and no level below it.
+  for (Isa isa : gemm::available_isas()) {
+    const std::string name = gemm::select_gemm_kernels(isa, false).u4w_g128.name;
+    EXPECT_EQ(name == "gemm_u4g128w_f32_12x32__avx512bf16", isa == Isa::avx512bf16 && !*bf16_dot_unused_reason(isa))
+        << name;
+    if (isa == Isa::avx512) {
+      EXPECT_EQ(name, "gemm_u4g128w_f32_12x32__avx512");
+    }
+  }
 }
 
 // W4A8, from the contract: per group the exact Σ (q - z) a, acc = fma(float(isum), s, acc) in group order, then

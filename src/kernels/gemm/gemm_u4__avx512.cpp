@@ -3,8 +3,9 @@
 //
 // Per group and panel the tile keeps one fma chain per row and 16 columns, sq = fma(A[m, k], float(q), sq) over the
 // group's pairs of k (the odd k first); at the group's end acc = fma(s, fma(-z, sa, sq), acc), with sa the row's sum
-// of A over the group (int4_group_sums.h: formed once per call, 16 groups per vector, below). The accumulators
-// acc live in a small buffer on the stack (read and written once per group), so the registers hold the sq chains.
+// of A over the group (int4_group_sums.h and int4_sums__avx512.h: formed once per call, 16 groups per vector). The
+// accumulators acc live in a small buffer on the stack (read and written once per group), so the registers hold the
+// sq chains.
 //
 // float(q). A packed row (16 bytes: 32 columns' nibbles, byte j holding columns 2j (low) and 2j + 1 (high)) is
 // widened to 16 dwords by one vpmovzxbd; vpermps reads only the low 4 bits of each index dword, so with the table
@@ -38,6 +39,7 @@
 #include "base/bf16_dot.h"
 #include "kernels/gemm/int4_group_sums.h"
 #include "kernels/gemm/int4_layout.h"
+#include "kernels/gemm/int4_sums__avx512.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
 #include "kernels/gemm/variants.h"
@@ -50,67 +52,6 @@ namespace {
 __attribute__((always_inline)) inline void nibbles_to_float(__m512i x, __m512 table, __m512& low, __m512& high) {
   low = _mm512_maskz_permutexvar_ps(0xffff, x, table);
   high = _mm512_maskz_permutexvar_ps(0xffff, _mm512_maskz_srli_epi32(0xffff, x, 4), table);
-}
-
-// vshuff32x4 (maskz form: see load_row in tile__avx512.h).
-template <int Imm>
-__attribute__((always_inline)) inline __m512 shuffle128(__m512 x, __m512 y) {
-  return _mm512_maskz_shuffle_f32x4(0xffff, x, y, Imm);
-}
-
-// The 16 x 16 transpose of t: t[j] lane i becomes t[i] lane j. The maskz forms: see load_row in tile__avx512.h.
-__attribute__((always_inline)) inline void transpose16(__m512 (&t)[16]) {
-  __m512 u[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) {
-    u[2 * i] = _mm512_maskz_unpacklo_ps(0xffff, t[2 * i], t[2 * i + 1]);
-    u[2 * i + 1] = _mm512_maskz_unpackhi_ps(0xffff, t[2 * i], t[2 * i + 1]);
-  }
-  // v[4i + c], 128-bit lane L: rows 4i .. 4i + 3 at column 4L + c.
-  __m512 v[16];
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) {
-    const __m512d u0 = _mm512_castps_pd(u[4 * i]), u1 = _mm512_castps_pd(u[4 * i + 1]);
-    const __m512d u2 = _mm512_castps_pd(u[4 * i + 2]), u3 = _mm512_castps_pd(u[4 * i + 3]);
-    v[4 * i] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, u0, u2));
-    v[4 * i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, u0, u2));
-    v[4 * i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xff, u1, u3));
-    v[4 * i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xff, u1, u3));
-  }
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; ++c) {
-    const __m512 w0 = shuffle128<0x44>(v[c], v[4 + c]), w1 = shuffle128<0xEE>(v[c], v[4 + c]);
-    const __m512 w2 = shuffle128<0x44>(v[8 + c], v[12 + c]);
-    const __m512 w3 = shuffle128<0xEE>(v[8 + c], v[12 + c]);
-    t[c] = shuffle128<0x88>(w0, w2);
-    t[4 + c] = shuffle128<0xDD>(w0, w2);
-    t[8 + c] = shuffle128<0x88>(w1, w3);
-    t[12 + c] = shuffle128<0xDD>(w1, w3);
-  }
-}
-
-// sa of `groups` groups of one row (a at the first): 16 groups per vector, lane i = group i, A's 16 x 16 blocks
-// transposed in registers so that one add takes one k of 16 groups, in the contract's pairs (odd k first). An add
-// is the contract's fma_daz_ftz(a, 1, sa): a · 1 is exact, so the fma rounds (and, under DAZ/FTZ, flushes) the same
-// sum a + sa. Not inlined: the kernel calls it inside its DenormalsAreZero scope.
-template <int G>
-__attribute__((noinline)) void group_sums(const float* a, int64_t groups, float* out) {
-  for (int64_t g0 = 0; g0 < groups; g0 += 16) {
-    const int n = int(std::min<int64_t>(16, groups - g0));
-    __m512 s = _mm512_setzero_ps();
-    for (int r0 = 0; r0 < G; r0 += 16) {
-      __m512 t[16];
-#pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i) t[i] = i < n ? _mm512_loadu_ps(a + (g0 + i) * G + r0) : _mm512_setzero_ps();
-      transpose16(t);
-#pragma GCC unroll 8
-      for (int j = 0; j < 16; j += 2) {
-        s = _mm512_add_ps(s, t[j + 1]);
-        s = _mm512_add_ps(s, t[j]);
-      }
-    }
-    _mm512_mask_storeu_ps(out + g0, __mmask16((1u << n) - 1u), s);
-  }
 }
 
 // MR rows x NP panels (the first at `panel`, the next pstride bytes further) over K = groups · G; sa[m * groups + g]:
@@ -253,7 +194,8 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       p0 += kGemmNR * np;
     }
   };
-  for_int4_sum_chunks(M, K, G, a, lda, &group_sums<G>, tiles);
+  const auto sums = [](const float* arow, int64_t n_groups, float* out) { group_sums<G>(arow, n_groups, out); };
+  for_int4_sum_chunks(M, K, G, a, lda, sums, tiles);
 }
 
 }  // namespace

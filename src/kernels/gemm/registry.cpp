@@ -52,6 +52,12 @@ const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_6x64__avx512bf16, avx512bf16, bf16, f32, 6, 64,
                      kernels::avx512_bf16_dot),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_4x64__avx512bf16, avx512bf16, u8, f32, 4, 64, kernels::avx512_bf16_dot),
+    MOEFUSE_GEMM_ROW(gemm_u4_g32, gemm_u4g32w_f32_12x32__avx512bf16, avx512bf16, u8, f32, 12, 32,
+                     kernels::avx512_bf16_dot),
+    MOEFUSE_GEMM_ROW(gemm_u4_g64, gemm_u4g64w_f32_12x32__avx512bf16, avx512bf16, u8, f32, 12, 32,
+                     kernels::avx512_bf16_dot),
+    MOEFUSE_GEMM_ROW(gemm_u4_g128, gemm_u4g128w_f32_12x32__avx512bf16, avx512bf16, u8, f32, 12, 32,
+                     kernels::avx512_bf16_dot),
 };
 #undef MOEFUSE_GEMM_U4S8
 #undef MOEFUSE_GEMM_U4
