@@ -68,7 +68,7 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 class Int4Layer : public ::testing::TestWithParam<Case> {};
 
-TEST_P(Int4Layer, EqualsTheDequantiseThenFloatOracleBitwiseOnBothPaths) {
+TEST_P(Int4Layer, EqualsTheGroupWiseOracleBitwiseOnBothPaths) {
   const Case& k = GetParam();
   const MoeConfig c = small_int4(k.preset, k.dtype, k.G, k.symmetric);
   MoeLayer layer = MoeLayer::with_random_weights(c, 3, {.threads = 2});
