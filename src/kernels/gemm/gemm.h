@@ -112,11 +112,11 @@
 // as much as memory does); M = 8 309-331 us against 349-369 (85-90% of the FMA peak: one FMA per weight and row);
 // M = 64 177-184 GFLOP/s against 173-184; G = 32, M = 1 101-105 us against 187-195, M = 8 315-357 against 424-463.
 // AVX2 G = 128: M = 1 175-184 us against 351-383, M = 8 651-718 against 1206-1236, M = 64 96-98 GFLOP/s against
-// 70-78; G = 32, M = 1 190-225 us against 272-310, M = 8 700-781 against 1239-1292. W4A8 (AVX-512 VNNI) M = 1:
-// 74 us (32 GB/s, 92% of the read bandwidth; AVX2 104 us); M = 8: 157 us (AVX2 545); M = 64: 451 GOP/s (46% of the
-// vpdpbusd peak; AVX2 122);
-// M = 512: 410-590 GOP/s against 800-930 for the W8A8 kernel in the same runs (beside another build; a block path
-// unpacking each panel once per chunk of K was tried and was not faster: gemm_u4s8__avx512vnni.cpp).
+// 70-78; G = 32, M = 1 190-225 us against 272-310, M = 8 700-781 against 1239-1292. The AVX512-BF16 W4A16 kernel
+// (vdpbf16ps on bf16(q)), G = 128: M = 1 93-94 us (0.79-0.89 of the stream read), M = 8 233-235 us, M = 64 265-291
+// and M = 512 239-254 GFLOP/s (gemm_u4__avx512bf16.cpp). W4A8 (AVX-512 VNNI, 6 x 64 two-panel tiles from 11 rows at
+// G >= 64), G = 128: M = 1 108-111 GOP/s, M = 8 546-569, M = 64 622-679 (the W8A8 kernel 642-710 in the same runs),
+// M = 512 590-615; before those tiles 108-109, 424-431, 420-438 and 388-403 (gemm_u4s8__avx512vnni.cpp: why).
 // FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights; two
 // runs in a quiet minute whose stream read was 29 GB/s): M = 1 streams the packed FP8 weights at 23-24 GB/s (81-84%
 // of it), 0.51-0.53 of the bf16 kernel's time (0.6-0.7 in a loaded minute); M = 8 0.65-0.69; M = 64 1.07-1.14 and
