@@ -1,11 +1,19 @@
 #include "base/thread_pool.h"
 
 #include <cerrno>
+#include <chrono>
 #include <string>
 #include <system_error>
 
 #include "base/check.h"
 #include "moefuse/error.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MOEFUSE_SPIN_PAUSE() _mm_pause()
+#else
+#define MOEFUSE_SPIN_PAUSE() ((void)0)
+#endif
 
 namespace moefuse {
 namespace {
@@ -70,6 +78,21 @@ void ThreadPool::grow(int threads) {
   }
 }
 
+template <class Done>
+bool ThreadPool::spin_until(Done done) const {
+  const int micros = spin_micros();
+  if (micros <= 0) return done();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(micros);
+  for (;;) {
+    // The clock is read every 32 polls (a pause is tens of cycles; a clock read about as much).
+    for (int i = 0; i < 32; ++i) {
+      if (done()) return true;
+      MOEFUSE_SPIN_PAUSE();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
+
 void ThreadPool::drain(Call call, void* ctx, int64_t n) {
   TaskScope scope;
   for (;;) {
@@ -88,10 +111,16 @@ void ThreadPool::drain(Call call, void* ctx, int64_t n) {
 
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
+  bool ran = false;  // this worker ran the last loop: poll for the next before sleeping (others sleep at once)
   for (;;) {
     Call call;
     void* ctx;
     int64_t n;
+    if (ran)
+      spin_until([&] {
+        return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+      });
+    ran = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -107,6 +136,7 @@ void ThreadPool::worker_loop() {
       ++busy_;
     }
     drain(call, ctx, n);
+    ran = true;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (--busy_ == 0) done_.notify_one();
@@ -139,6 +169,7 @@ void ThreadPool::run(int64_t n, Call call, void* ctx) {
   {
     // Every index has been handed out; wait for the workers still running one, then close the loop so that no
     // late-waking worker joins it.
+    spin_until([&] { return busy_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return busy_ == 0; });
     open_ = false;

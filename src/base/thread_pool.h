@@ -8,6 +8,13 @@
 // Results never depend on how tasks land on threads: each task writes its own outputs (docs/operators.md), so the
 // pool hands out indices dynamically, in increasing order, from one atomic counter.
 //
+// Waits spin before they sleep: a worker that finished a loop polls for the next one, and the caller polls for the
+// workers' last tasks, for up to spin_micros() (default kDefaultSpinMicros) before blocking on the condition variable.
+// A decode step is a few loops of about a millisecond with tens of microseconds between them (the router, SwiGLU,
+// the next forward's routing); waking a sleeping thread costs the same again on a VM (futex wake, then the host
+// schedules the halted vCPU: measured with bench/layer_scaling.cpp, docs/performance.md "Zen 5: decode on two
+// threads"), during which one thread streams alone. The spin is bounded so that an idle pool sleeps.
+//
 // A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own run on
 // the calling thread then, so that nested loops — the layer's token-split tasks calling grouped_matmul, say — never
 // oversubscribe the cores.
@@ -42,6 +49,11 @@ class ThreadPool {
   /// Loops from now on use at most `threads` threads (clamped to 1..capacity()). Not thread-safe: only the holder of
   /// the pool (the one calling parallel_for) sets it.
   void set_limit(int threads);
+
+  /// How long a waiting thread polls before it sleeps (microseconds, >= 0; 0: sleep at once). Not while a loop runs.
+  void set_spin_micros(int micros) { spin_micros_.store(micros < 0 ? 0 : micros, std::memory_order_relaxed); }
+  int spin_micros() const { return spin_micros_.load(std::memory_order_relaxed); }
+  static constexpr int kDefaultSpinMicros = 200;
 
   /// Starts workers until capacity() >= threads (<= kMaxThreads); allocates only when it starts some. Throws
   /// ResourceError when a thread cannot be started; the pool keeps the workers started before and stays usable.
@@ -80,14 +92,19 @@ class ThreadPool {
   void worker_loop();
   void drain(Call call, void* ctx, int64_t n);
   void stop() noexcept;
+  // Polls until done() holds or spin_micros() pass; whether it held.
+  template <class Done>
+  bool spin_until(Done done) const;
 
   std::vector<std::thread> workers_;
   int limit_ = 1;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
-  int busy_ = 0;         // workers inside drain() for the open loop
+  // Written under mutex_; atomic so that spinning threads may poll them without it.
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> busy_{0};  // workers inside drain() for the open loop
+  std::atomic<int> spin_micros_{kDefaultSpinMicros};
   int joined_ = 0;       // workers that joined the open loop
   int max_joined_ = 0;   // workers the open loop may take (size() - 1)
   bool open_ = false;    // a loop is running and workers may still join it

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -28,6 +30,25 @@ TEST(ThreadPool, ManyShortLoopsInARow) {
   std::atomic<int64_t> sum{0};
   for (int rep = 0; rep < 2000; ++rep) pool.parallel_for(3, [&](int64_t i) { sum.fetch_add(i + 1); });
   EXPECT_EQ(sum.load(), 2000 * 6);
+}
+
+// Waiting threads poll for spin_micros() before they sleep: every setting, and loops that come after the spin ran
+// out (the workers asleep again) or within it, run every index once.
+TEST(ThreadPool, EveryIndexRunsOnceWhateverTheSpinBeforeSleeping) {
+  for (int spin : {0, 1, 200, 5000}) {
+    ThreadPool pool(3);
+    pool.set_spin_micros(spin);
+    EXPECT_EQ(pool.spin_micros(), spin);
+    for (int rep = 0; rep < 20; ++rep) {
+      if (rep % 5 == 4) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // past a short spin: asleep
+      std::vector<std::atomic<int>> hits(97);
+      pool.parallel_for(97, [&](int64_t i) { hits[size_t(i)].fetch_add(1); });
+      for (int64_t i = 0; i < 97; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << "spin " << spin << ", rep " << rep;
+    }
+  }
+  ThreadPool pool(2);
+  pool.set_spin_micros(-5);
+  EXPECT_EQ(pool.spin_micros(), 0);
 }
 
 TEST(ThreadPool, FirstExceptionIsRethrownAndThePoolStaysUsable) {
