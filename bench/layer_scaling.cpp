@@ -1,0 +1,213 @@
+// layer_scaling: how the layer's decode scales with threads, against the read bandwidth of the same threads measured
+// in the same minute (this is what a VM whose bandwidth drifts between minutes needs: `moefuse bench` probes once
+// before and once after all its rows). Not a test and not part of `moefuse bench`: a tool for the scheduling work.
+//
+// One layer per (path, thread count), built from the same seed. Each round, for each thread count n: the read probe
+// on n threads (zmm loads, 4 streams per thread, unpinned: as the layer's threads run; best of 3 passes over
+// 256 MiB), then --forwards forwards of each path on fresh random tokens (so the active experts change from one
+// forward to the next, as in decode), alternating the paths forward by forward. It prints per round and thread
+// count the probe, each path's median and minimum ms, its weight bytes / median as GB/s and that as a share of the
+// probe; then the CPUs the process used during a forward (median of CPU time / wall time: below the thread count
+// when other processes took a core, as builds beside this one do; the pool's threads spin rather than sleep
+// within a forward) and the involuntary context switches per forward.
+//
+//   layer_scaling [--preset olmoe-1b-7b] [--quant none|w8a8|w4a16|w4a8|fp8] [--tokens 1] [--threads 1,2]
+//                 [--rounds 3] [--forwards 40] [--paths chain,superkernel] [--seed 0] [--probe-detail 0|1]
+// --spin 0,200 alternates the pool's spin before sleeping (microseconds; -1: the default) forward by forward.
+// --wake 1 only measures the pool's wake-up latency (2 threads) with and without the spin, and exits.
+// --probe-detail 1 first prints every read configuration `moefuse bench` probes (streams, placements) per thread count.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <thread>
+
+#include "base/default_pool.h"
+#include "base/machine_probe.h"
+#include "moefuse/config.h"
+#include "moefuse/layer.h"
+#include "moefuse/machine.h"
+
+using namespace moefuse;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, ',');)
+    if (!part.empty()) v.push_back(part);
+  return v;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// CPU seconds of the whole process (every thread) and involuntary context switches so far.
+void process_usage(double& cpu_s, long& preempted) {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  cpu_s = double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  preempted = u.ru_nivcsw;
+}
+
+// The pool's wake-up latency: loops of 2000 tasks of about 1 us, `gap_us` of work on the calling thread between
+// them (a decode step's serial parts); per loop, how long after the caller's first task the first worker's first
+// task started (median over `loops` loops), with the pool's spin set to `spin_us`.
+double wake_latency_us(int threads, int spin_us, int gap_us, int loops) {
+  PoolLease lease(threads);
+  ThreadPool* pool = lease.pool();
+  if (!pool) return 0;
+  pool->set_spin_micros(spin_us);
+  using Clock = std::chrono::steady_clock;
+  auto busy = [](double us) {
+    const auto end = Clock::now() + std::chrono::nanoseconds(int64_t(us * 1e3));
+    while (Clock::now() < end) {
+    }
+  };
+  std::vector<double> v;
+  for (int l = 0; l < loops; ++l) {
+    busy(gap_us);
+    const std::thread::id caller = std::this_thread::get_id();
+    std::atomic<int64_t> caller_first{0}, worker_first{0};
+    pool->parallel_for(2000, [&](int64_t) {
+      const int64_t now = Clock::now().time_since_epoch().count();
+      int64_t zero = 0;
+      (std::this_thread::get_id() == caller ? caller_first : worker_first).compare_exchange_strong(zero, now);
+      busy(1);
+    });
+    if (worker_first.load() > 0) v.push_back(double(worker_first.load() - caller_first.load()) / 1e3);
+  }
+  pool->set_spin_micros(ThreadPool::kDefaultSpinMicros);
+  return median(v);
+}
+
+struct Layer {
+  std::string path;
+  int threads;
+  MoeLayer layer;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset = "olmoe-1b-7b", quant = "none", threads_arg = "1,2", paths_arg = "chain,superkernel";
+  int64_t T = 1;
+  int rounds = 3, forwards = 40;
+  uint64_t seed = 0;
+  bool probe_detail = false, wake = false;
+  std::string spins_arg = "-1";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--preset") preset = v;
+    else if (k == "--quant") quant = v;
+    else if (k == "--tokens") T = std::atoll(v.c_str());
+    else if (k == "--threads") threads_arg = v;
+    else if (k == "--rounds") rounds = std::atoi(v.c_str());
+    else if (k == "--forwards") forwards = std::atoi(v.c_str());
+    else if (k == "--paths") paths_arg = v;
+    else if (k == "--spin") spins_arg = v;
+    else if (k == "--wake") wake = v == "1";
+    else if (k == "--probe-detail") probe_detail = v == "1";
+    else if (k == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (wake) {
+    for (int gap : {20, 200, 2000})
+      for (int spin : {0, 200})
+        std::printf("wake: gap %4d us, spin %3d us: the worker starts %.1f us after the caller (median of 200 loops)\n",
+                    gap, spin, wake_latency_us(2, spin, gap, 200));
+    return 0;
+  }
+  MoeConfig base = load_preset(preset);
+  const bool fp8 = quant == "fp8";
+  if (!fp8) base.quant_mode = quant == "none" ? QuantMode::none
+                              : quant == "w8a8" ? QuantMode::w8a8
+                              : quant == "w4a16" ? QuantMode::w4a16
+                              : quant == "w4a8"  ? QuantMode::w4a8
+                                                 : throw std::runtime_error("unknown --quant " + quant);
+  std::vector<int> thread_counts;
+  for (const std::string& s : split(threads_arg)) thread_counts.push_back(std::atoi(s.c_str()));
+  const std::vector<std::string> paths = split(paths_arg);
+
+  std::vector<Layer> layers;
+  for (int n : thread_counts)
+    for (const std::string& p : paths) {
+      MoeConfig c = base;
+      c.enable_superkernel = p == "superkernel";
+      LayerOptions o;
+      o.threads = n;
+      layers.push_back(Layer{p, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
+                                       : MoeLayer::with_random_weights(c, seed, o)});
+    }
+  std::vector<Tensor> x;
+  for (int i = 0; i < forwards + 1; ++i) x.push_back(random_tokens(T, base.hidden_size, seed * 7919 + uint64_t(i), base.dtype));
+  const Tensor y = Tensor::empty(base.dtype, {T, base.hidden_size});
+  for (Layer& l : layers) l.layer.forward_out(x.back(), false, y);  // warm-up: plans the workspaces
+
+  const probe::ReadBuffer buf(size_t(256) << 20, *std::max_element(thread_counts.begin(), thread_counts.end()));
+  if (probe_detail)
+    for (int n : thread_counts)
+      for (const probe::ReadProbe& rp : probe::measure_read(buf, n, 3).probes)
+        std::printf("probe: %d threads, %-8s %s x%d: %.1f GB/s\n", n, rp.placement.c_str(), rp.loop, rp.streams,
+                    rp.bytes_per_s / 1e9);
+  std::printf("%s quant %s, T %lld, %d forwards per path per round (median)\n", preset.c_str(), quant.c_str(),
+              static_cast<long long>(T), forwards);
+  std::vector<int> spins;
+  for (const std::string& v : split(spins_arg)) spins.push_back(std::atoi(v.c_str()));
+  // The pool's spin before sleeping (-1: leave the default).
+  auto set_spin = [](int micros) {
+    if (micros < 0) return;
+    PoolLease lease(2);
+    if (lease.pool()) lease.pool()->set_spin_micros(micros);
+  };
+  std::printf("round threads probe_GB/s  path         spin     ms  min_ms     GB/s of_probe  cpus preempt  path_seen\n");
+  for (int r = 0; r < rounds; ++r)
+    for (int n : thread_counts) {
+      const double probe = probe::measure_read_bandwidth(buf, n, 3, probe::widest_read_loop(), 4) / 1e9;
+      std::vector<Layer*> at;
+      for (Layer& l : layers)
+        if (l.threads == n) at.push_back(&l);
+      const size_t V = at.size() * spins.size();  // variants: (spin, path), forward by forward
+      std::vector<std::vector<double>> ms(V), bytes(V), cpus(V);
+      std::vector<long> preempted(V, 0);
+      for (int i = 0; i < forwards; ++i)
+        for (size_t v = 0; v < V; ++v) {
+          Layer& l = *at[v % at.size()];
+          set_spin(spins[v / at.size()]);
+          double c0, c1;
+          long p0, p1;
+          process_usage(c0, p0);
+          const auto t0 = std::chrono::steady_clock::now();
+          l.layer.forward_out(x[size_t(i)], false, y);
+          const auto t1 = std::chrono::steady_clock::now();
+          process_usage(c1, p1);
+          ms[v].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+          cpus[v].push_back((c1 - c0) * 1e3 / ms[v].back());
+          preempted[v] += p1 - p0;
+          bytes[v].push_back(double(l.layer.last_timings().weight_bytes));
+        }
+      for (size_t v = 0; v < V; ++v) {
+        const Layer& l = *at[v % at.size()];
+        const double m = median(ms[v]), gbps = median(bytes[v]) / (m * 1e6);
+        std::printf("%5d %7d %10.1f  %-11s %5d %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s\n", r, n, probe, l.path.c_str(),
+                    spins[v / at.size()], m, *std::min_element(ms[v].begin(), ms[v].end()), gbps, gbps / probe,
+                    median(cpus[v]), double(preempted[v]) / forwards, l.layer.path().c_str());
+      }
+    }
+  return 0;
+}
