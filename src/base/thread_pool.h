@@ -13,7 +13,9 @@
 // A decode step is a few loops of about a millisecond with tens of microseconds between them (the router, SwiGLU,
 // the next forward's routing); waking a sleeping thread costs the same again on a VM (futex wake, then the host
 // schedules the halted vCPU: measured with bench/layer_scaling.cpp, docs/performance.md "Zen 5: decode on two
-// threads"), during which one thread streams alone. The spin is bounded so that an idle pool sleeps.
+// threads"), during which one thread streams alone. The spin is bounded so that an idle pool sleeps, and after its
+// first 30 us it yields between polls: on a machine shared with other processes the thread being waited for may be
+// queued for the very core the poller holds.
 //
 // A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own run on
 // the calling thread then, so that nested loops — the layer's token-split tasks calling grouped_matmul, say — never
