@@ -11,11 +11,13 @@
 // Waits spin before they sleep: a worker that finished a loop polls for the next one, and the caller polls for the
 // workers' last tasks, for up to spin_micros() (default kDefaultSpinMicros) before blocking on the condition variable.
 // A decode step is a few loops of about a millisecond with tens of microseconds between them (the router, SwiGLU,
-// the next forward's routing); waking a sleeping thread costs the same again on a VM (futex wake, then the host
-// schedules the halted vCPU: measured with bench/layer_scaling.cpp, docs/performance.md "Zen 5: decode on two
-// threads"), during which one thread streams alone. The spin is bounded so that an idle pool sleeps, and after its
-// first 30 us it yields between polls: on a machine shared with other processes the thread being waited for may be
-// queued for the very core the poller holds.
+// the next forward's routing); a sleeping worker is back only after the futex wake and the scheduler (and, on a VM,
+// the host) give it a core again, during which one thread streams alone: 1.4-1.7 ms on the 2-core Zen 5 VM while
+// other processes ran, against 11 us polling (bench/layer_scaling.cpp --wake 1; docs/performance.md, "Decode on two
+// threads"). The spin is bounded so that an idle pool sleeps, and after its first 30 us it yields between polls: on a
+// machine shared with other processes the thread being waited for may be queued for the very core the poller holds.
+// The split of a loop stays dynamic (one task at a time, not halves): the layer's tasks are 1-2 MB of weights, so the
+// threads' shares differ by at most one task, and a preempted thread holds back only the task it is in.
 //
 // A thread knows while it runs a task of any pool (in_task()): operators that would parallelise on their own run on
 // the calling thread then, so that nested loops — the layer's token-split tasks calling grouped_matmul, say — never
