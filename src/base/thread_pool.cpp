@@ -20,11 +20,11 @@
 namespace moefuse {
 namespace {
 
-std::atomic<int> g_starts_left{-1};
+std::atomic<int> g_starts_left{-1};  // thread_pool_testing: < 0 = off
 
 // A waiting thread polls without yielding for this long (a loop's last task or the next loop usually comes within
 // it), then yields between polls until spin_micros().
-constexpr int kPureSpinMicros = 30;  // thread_pool_testing: < 0 = off
+constexpr int kPureSpinMicros = 30;
 
 std::thread start_thread(ThreadPool* pool, void (ThreadPool::*loop)()) {
   int left = g_starts_left.load(std::memory_order_relaxed);
