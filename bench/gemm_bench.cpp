@@ -338,6 +338,9 @@ void register_all() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // The kernels' software prefetch (MOEFUSE_PREFETCH over the CPU family's entry): in the context of every report.
+  benchmark::AddCustomContext("cpu_family", std::string(cpu_family_name(cpu_family())));
+  benchmark::AddCustomContext("prefetch", prefetch_text(prefetch_settings()));
   for (const KernelInfo* k : gemm_rows())
     if (const probe::PeakFamily* f = probe::family_of_kernel(k->name); f && !g_peaks.count(f) && peak_of(*k) > 0)
       std::printf("measured peak (1 thread) of %s (%s): %.1f %s\n", f->id, f->instruction, g_peaks[f] / 1e9, f->unit);

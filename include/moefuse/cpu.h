@@ -6,6 +6,7 @@
 // avx512bf16) read at first use, and by set_max_isa(). Tests use the cap to run every variant the machine supports.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,7 @@ struct CpuFeatures {
   bool avx512_vnni = false, avx512_bf16 = false, avx_vnni = false;
   bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
   bool os_avx = false, os_avx512 = false, os_amx = false;  // register state enabled by the OS (XCR0)
+  int family = 0, model = 0, stepping = 0;  // CPUID leaf 1's display family and model (extended fields folded in)
 };
 
 /// Features of this CPU (detected once, thread-safe).
@@ -59,5 +61,68 @@ std::string_view isa_name(Isa isa);
 
 /// Parses an ISA name (as isa_name prints it); throws ValueError naming `source` for anything else.
 Isa parse_isa(std::string_view name, std::string_view source);
+
+// ─── Tuning per CPU family ─────────────────────────────────────────────────────────────────────────────────
+// Speed only: no setting here changes a result bit. The weight-streaming GEMM kernels (bf16, int8, FP8 and int4
+// weights) can prefetch their packed panels `distance` bytes ahead of the line they read, into L1 (t0) or as
+// non-temporal (nta: read-once weights kept out of the outer caches). Each CPU family has an entry (cpu_tuning.cpp:
+// which were measured, where, with what figures; an unmeasured family gets the generic entry); the environment
+// variable MOEFUSE_PREFETCH, read at first use, overrides it key by key, and set_prefetch_settings() replaces it.
+// Kernels read the settings once per call. docs/performance.md, "Software prefetch per CPU family", has the table
+// and how to sweep a new CPU.
+
+/// CPU families with an entry of their own (CPUID vendor, family and model).
+enum class CpuFamily : int {
+  generic = 0,            // anything else (and non-x86)
+  intel_skylake_sp,       // family 6 model 0x55: Skylake-SP, Cascade Lake, Cooper Lake
+  intel_icelake_sp,       // 0x6a, 0x6c
+  intel_sapphire_rapids,  // 0x8f, and Emerald Rapids 0xcf
+  intel_granite_rapids,   // 0xad, 0xae
+  amd_zen2,               // family 0x17 models 0x30-0x4f, 0x60-0x7f, 0x90-0x91, 0xa0-0xaf
+  amd_zen3,               // 0x19 models 0x00-0x0f, 0x20-0x5f
+  amd_zen4,               // 0x19 models 0x10-0x1f, 0x60-0xaf
+  amd_zen5,               // 0x1a models 0x00-0x2f, 0x40-0x4f, 0x60-0x7f
+};
+
+/// The family of a CPU with this CPUID vendor string and display family and model (pure: for tests and tools).
+CpuFamily classify_cpu(std::string_view vendor, int family, int model);
+
+/// This CPU's family (classify_cpu of cpu_features(); computed once).
+CpuFamily cpu_family();
+
+/// "generic", "intel-skylake-sp", "intel-icelake-sp", "intel-sapphire-rapids", "intel-granite-rapids", "amd-zen2",
+/// "amd-zen3", "amd-zen4", "amd-zen5".
+std::string_view cpu_family_name(CpuFamily family);
+
+enum class PrefetchHint : int { t0 = 0, nta = 1 };
+
+/// Software prefetch distance in bytes for each weight stream (0: off; at most 1 MiB) and the hint they all use.
+struct PrefetchSettings {
+  int32_t bf16 = 0, int8 = 0, fp8 = 0, int4 = 0;
+  PrefetchHint hint = PrefetchHint::t0;
+  bool operator==(const PrefetchSettings&) const = default;
+};
+
+/// The table's entry for `family`.
+PrefetchSettings family_prefetch(CpuFamily family);
+
+/// The settings in effect: set_prefetch_settings()'s if called, else family_prefetch(cpu_family()) with
+/// MOEFUSE_PREFETCH's keys over it (read once, at first use; a bad value throws ValueError, see parse_prefetch).
+PrefetchSettings prefetch_settings();
+
+/// Replaces the settings for kernel calls from now on (a call already running keeps what it read). Throws
+/// ValueError for a distance outside 0 .. 1 MiB or an unknown hint. Thread-safe.
+void set_prefetch_settings(const PrefetchSettings& settings);
+
+/// Back to the family's entry with MOEFUSE_PREFETCH over it.
+void reset_prefetch_settings();
+
+/// `base` with the keys of `spec` over it: comma-separated key=value, keys bf16, int8, fp8, int4 (a distance in
+/// bytes, 0 = off, a K suffix multiplies by 1024: "4K" = 4096), all (the four distances at once) and hint (t0 or
+/// nta); e.g. "int4=4096,fp8=4K,bf16=0,hint=nta". Throws ValueError naming `source`, the key and what was expected.
+PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& base, std::string_view source);
+
+/// "bf16=0,int8=0,fp8=4096,int4=4096,hint=t0" (parse_prefetch reads it back).
+std::string prefetch_text(const PrefetchSettings& settings);
 
 }  // namespace moefuse

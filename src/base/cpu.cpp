@@ -37,6 +37,10 @@ CpuFeatures detect() {
   f.vendor = vendor;
 
   __get_cpuid(1, &a, &b, &c, &d);
+  const int base_family = int((a >> 8) & 0xf), base_model = int((a >> 4) & 0xf);
+  f.stepping = int(a & 0xf);
+  f.family = base_family == 0xf ? base_family + int((a >> 20) & 0xff) : base_family;
+  f.model = base_family == 0x6 || base_family == 0xf ? base_model + (int((a >> 16) & 0xf) << 4) : base_model;
   const bool osxsave = c & (1u << 27);
   f.fma = c & (1u << 12);
   f.f16c = c & (1u << 29);

@@ -17,11 +17,6 @@
 #include "base/machine_probe_stream.h"
 #include "moefuse/cpu.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#define MOEFUSE_PROBE_X86 1
-#endif
-
 namespace moefuse::probe {
 namespace {
 
@@ -210,16 +205,8 @@ std::string cpu_model() {
 }
 
 CpuSignature cpu_signature() {
-  CpuSignature s;
-#ifdef MOEFUSE_PROBE_X86
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return s;
-  const int base_family = int((a >> 8) & 0xf), base_model = int((a >> 4) & 0xf);
-  s.stepping = int(a & 0xf);
-  s.family = base_family == 0xf ? base_family + int((a >> 20) & 0xff) : base_family;
-  s.model = base_family == 0x6 || base_family == 0xf ? base_model + (int((a >> 16) & 0xf) << 4) : base_model;
-#endif
-  return s;
+  const CpuFeatures& f = cpu_features();
+  return {f.family, f.model, f.stepping};
 }
 
 std::vector<std::string> isa_set() {

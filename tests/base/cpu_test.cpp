@@ -37,5 +37,73 @@ TEST(Cpu, IsaNamesRoundTrip) {
                     "scalar, avx2, avx512 or avx512bf16", "sse9");
 }
 
+TEST(CpuFamily, ClassifiesTheVendorsFamiliesAndModels) {
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x1a, 0x02), CpuFamily::amd_zen5);  // EPYC 9005 (this project's Zen 5)
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x1a, 0x44), CpuFamily::amd_zen5);
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x1a, 0x50), CpuFamily::generic);  // not a Zen 5 range
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x19, 0x11), CpuFamily::amd_zen4);  // Genoa
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x19, 0x61), CpuFamily::amd_zen4);
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x19, 0x01), CpuFamily::amd_zen3);  // Milan
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x19, 0x21), CpuFamily::amd_zen3);
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x17, 0x31), CpuFamily::amd_zen2);  // Rome
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 0x17, 0x01), CpuFamily::generic);   // Zen 1
+  EXPECT_EQ(classify_cpu("GenuineIntel", 6, 0x55), CpuFamily::intel_skylake_sp);
+  EXPECT_EQ(classify_cpu("GenuineIntel", 6, 0x6a), CpuFamily::intel_icelake_sp);
+  EXPECT_EQ(classify_cpu("GenuineIntel", 6, 0x8f), CpuFamily::intel_sapphire_rapids);
+  EXPECT_EQ(classify_cpu("GenuineIntel", 6, 0xcf), CpuFamily::intel_sapphire_rapids);  // Emerald Rapids
+  EXPECT_EQ(classify_cpu("GenuineIntel", 6, 0xad), CpuFamily::intel_granite_rapids);
+  EXPECT_EQ(classify_cpu("GenuineIntel", 6, 0x9e), CpuFamily::generic);  // a client core
+  EXPECT_EQ(classify_cpu("AuthenticAMD", 6, 0x55), CpuFamily::generic);  // the model of another vendor
+  EXPECT_EQ(classify_cpu("", 0, 0), CpuFamily::generic);
+  const CpuFeatures& f = cpu_features();
+  EXPECT_EQ(cpu_family(), classify_cpu(f.vendor, f.family, f.model));
+  EXPECT_EQ(cpu_family_name(CpuFamily::amd_zen5), "amd-zen5");
+  EXPECT_EQ(cpu_family_name(CpuFamily::intel_sapphire_rapids), "intel-sapphire-rapids");
+}
+
+TEST(CpuFamily, EveryEntryIsTheGenericOneOrMeasured) {
+  // The generic entry is what the kernels did before the table: int4 and FP8 4 KB ahead into L1, bf16 and int8 off.
+  const PrefetchSettings generic = family_prefetch(CpuFamily::generic);
+  EXPECT_EQ(generic, (PrefetchSettings{0, 0, 4096, 4096, PrefetchHint::t0}));
+  for (CpuFamily f : {CpuFamily::intel_skylake_sp, CpuFamily::intel_icelake_sp, CpuFamily::intel_sapphire_rapids,
+                      CpuFamily::intel_granite_rapids, CpuFamily::amd_zen2, CpuFamily::amd_zen3, CpuFamily::amd_zen4})
+    EXPECT_EQ(family_prefetch(f), generic) << cpu_family_name(f) << ": not measured, so generic";
+}
+
+TEST(Prefetch, ParsesKeysOverTheBaseAndNamesWhatIsWrong) {
+  const PrefetchSettings base{1, 2, 3, 4, PrefetchHint::t0};
+  EXPECT_EQ(parse_prefetch("", base, "X"), base);
+  EXPECT_EQ(parse_prefetch("int4=4096,fp8=4K,bf16=0,hint=nta", base, "X"),
+            (PrefetchSettings{0, 2, 4096, 4096, PrefetchHint::nta}));
+  EXPECT_EQ(parse_prefetch("all=2k,int8=64,", base, "X"), (PrefetchSettings{2048, 64, 2048, 2048, PrefetchHint::t0}));
+  EXPECT_EQ(parse_prefetch("int4=1048576", base, "X").int4, 1 << 20);
+  const PrefetchSettings s{512, 0, 8192, 1024, PrefetchHint::nta};
+  EXPECT_EQ(parse_prefetch(prefetch_text(s), {}, "X"), s);
+  EXPECT_EQ(prefetch_text(s), "bf16=512,int8=0,fp8=8192,int4=1024,hint=nta");
+  EXPECT_THROWS_MSG(parse_prefetch("int4=-1", base, "MOEFUSE_PREFETCH"), ValueError, "MOEFUSE_PREFETCH", "\"int4\"",
+                    "expected a distance in bytes from 0 (off) to 1048576", "got \"-1\"");
+  EXPECT_THROWS_MSG(parse_prefetch("fp8=4M", base, "MOEFUSE_PREFETCH"), ValueError, "\"fp8\"", "got \"4M\"");
+  EXPECT_THROWS_MSG(parse_prefetch("bf16=2048K", base, "MOEFUSE_PREFETCH"), ValueError, "\"bf16\"", "2048K");
+  EXPECT_THROWS_MSG(parse_prefetch("int8=", base, "MOEFUSE_PREFETCH"), ValueError, "\"int8\"", "got \"\"");
+  EXPECT_THROWS_MSG(parse_prefetch("hint=t1", base, "MOEFUSE_PREFETCH"), ValueError, "\"hint\"",
+                    "expected t0 or nta", "got \"t1\"");
+  EXPECT_THROWS_MSG(parse_prefetch("int2=64", base, "MOEFUSE_PREFETCH"), ValueError, "MOEFUSE_PREFETCH",
+                    "unknown key \"int2\"", "bf16, int8, fp8, int4, all or hint");
+  EXPECT_THROWS_MSG(parse_prefetch("4096", base, "MOEFUSE_PREFETCH"), ValueError, "key=value", "got \"4096\"");
+}
+
+TEST(Prefetch, TheSetterReplacesTheSettingsAndResetRestoresThem) {
+  const PrefetchSettings before = prefetch_settings();
+  const PrefetchSettings s{64, 128, 0, 8192, PrefetchHint::nta};
+  set_prefetch_settings(s);
+  EXPECT_EQ(prefetch_settings(), s);
+  EXPECT_THROWS_MSG(set_prefetch_settings({-1, 0, 0, 0, PrefetchHint::t0}), ValueError, "set_prefetch_settings",
+                    "got -1");
+  EXPECT_THROWS_MSG(set_prefetch_settings({0, 0, 0, 0, PrefetchHint(7)}), ValueError, "hint");
+  EXPECT_EQ(prefetch_settings(), s);  // a rejected call changes nothing
+  reset_prefetch_settings();
+  EXPECT_EQ(prefetch_settings(), before);
+}
+
 }  // namespace
 }  // namespace moefuse

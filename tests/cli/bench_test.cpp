@@ -96,9 +96,11 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   const probe::CpuSignature sig = probe::cpu_signature();
   const std::string machine = line_starting(r.out, "machine:");
   EXPECT_NE(machine.find("(family " + std::to_string(sig.family) + ", model " + std::to_string(sig.model) +
-                         ", stepping " + std::to_string(sig.stepping) + ")"),
+                         ", stepping " + std::to_string(sig.stepping) + ": " +
+                         std::string(cpu_family_name(cpu_family())) + ")"),
             std::string::npos)
       << machine;
+  EXPECT_NE(machine.find("; prefetch " + prefetch_text(prefetch_settings()) + ";"), std::string::npos) << machine;
   EXPECT_NE(machine.find("2 threads of "), std::string::npos) << machine;
   // Both probe rounds, read and peaks, before the rows and after them.
   EXPECT_NE(r.out.find("read:       before "), std::string::npos) << r.out;
@@ -157,6 +159,13 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   EXPECT_EQ(m["family"], sig.family);
   EXPECT_EQ(m["model"], sig.model);
   EXPECT_EQ(m["stepping"], sig.stepping);
+  EXPECT_EQ(m["family_class"], std::string(cpu_family_name(cpu_family())));
+  const PrefetchSettings pf = prefetch_settings();
+  EXPECT_EQ(m["prefetch"]["text"], prefetch_text(pf));
+  EXPECT_EQ(m["prefetch"]["bf16"], pf.bf16);
+  EXPECT_EQ(m["prefetch"]["int4"], pf.int4);
+  EXPECT_EQ(m["prefetch"]["hint"], pf.hint == PrefetchHint::nta ? "nta" : "t0");
+  EXPECT_EQ(m["prefetch"]["family_entry"], pf == family_prefetch(cpu_family()));
   EXPECT_EQ(m["isa_set"].get<std::vector<std::string>>(), probe::isa_set());
   EXPECT_EQ(m["threads"], 2);
   EXPECT_GE(m["cpus"].get<int>(), 1);

@@ -19,6 +19,7 @@
 #include "cli/cli_runner.h"
 #include "io/io_test_util.h"
 #include "moefuse/config.h"
+#include "moefuse/cpu.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
 #include "util/compare.h"
@@ -98,6 +99,38 @@ TEST_F(CliTest, InfoListsPresetsAndKernelLevels) {
   EXPECT_EQ(q["dtype"], "bf16");
   EXPECT_EQ(info["kernel_levels"][0]["name"], "scalar");
   EXPECT_EQ(info["kernel_levels"][0]["available"], true);
+}
+
+// The CPU family and the prefetch settings: the family's entry, MOEFUSE_PREFETCH's keys over it, and its errors.
+TEST_F(CliTest, InfoShowsTheCpuFamilyAndThePrefetchSettingsMoefusePrefetchOverrides) {
+  const PrefetchSettings entry = family_prefetch(cpu_family());
+  const std::string family(cpu_family_name(cpu_family()));
+  ::unsetenv("MOEFUSE_PREFETCH");
+  Result r = moefuse("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(line_starting(r.out, "cpu family:").rfind("cpu family:    " + family + " (CPUID family ", 0), 0u) << r.out;
+  const std::string in_use = "prefetch:      " + prefetch_text(entry) + " (the family's entry;";
+  EXPECT_EQ(line_starting(r.out, "prefetch:").rfind(in_use, 0), 0u) << r.out;
+
+  ::setenv("MOEFUSE_PREFETCH", "int4=2K,hint=nta", 1);
+  Result over = moefuse("info");
+  Result j = moefuse("info --json");
+  ::setenv("MOEFUSE_PREFETCH", "int4=2q", 1);
+  Result bad = moefuse("info");
+  ::unsetenv("MOEFUSE_PREFETCH");
+  ASSERT_EQ(over.status, 0) << over.err;
+  PrefetchSettings want = entry;
+  want.int4 = 2048, want.hint = PrefetchHint::nta;
+  EXPECT_EQ(line_starting(over.out, "prefetch:"), "prefetch:      " + prefetch_text(want) + " (family entry " +
+                                                      prefetch_text(entry) +
+                                                      "; override with MOEFUSE_PREFETCH=key=value,...)");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const Json info = Json::parse(j.out);
+  EXPECT_EQ(info["cpu"]["family_class"], family);
+  EXPECT_EQ(info["prefetch"]["in_use"], prefetch_text(want));
+  EXPECT_EQ(info["prefetch"]["family_entry"], prefetch_text(entry));
+  EXPECT_TRUE(is_error(bad, {"MOEFUSE_PREFETCH", "key \"int4\"", "expected a distance in bytes", "got \"2q\""}))
+      << bad.err;
 }
 
 TEST_F(CliTest, HelpAndVersionExitZero) {

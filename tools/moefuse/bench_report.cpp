@@ -107,11 +107,13 @@ void print_header(const BenchResult& r, std::string& out) {
                 static_cast<long long>(c.shared_expert_width()), std::string(dtype_name(c.dtype)).c_str());
   }
   const BenchMachine& m = r.machine;
-  appendf(out, "machine:    %s (family %d, model %d, stepping %d); isa set %s; kernels %s%s; %d thread%s of %d CPU%s; "
-              "LLC %s%s; memory %s\n",
+  appendf(out, "machine:    %s (family %d, model %d, stepping %d: %s); isa set %s; kernels %s%s; prefetch %s; %d "
+              "thread%s of %d CPU%s; LLC %s%s; memory %s\n",
               m.cpu.c_str(), m.signature.family, m.signature.model, m.signature.stepping,
+              std::string(cpu_family_name(m.family)).c_str(),
               m.isa_set.empty() ? "none" : join(m.isa_set, " ").c_str(), std::string(isa_name(active_isa())).c_str(),
-              use_avx512_vnni() ? " + vnni" : "", m.threads, m.threads == 1 ? "" : "s", m.cpus, m.cpus == 1 ? "" : "s",
+              use_avx512_vnni() ? " + vnni" : "", prefetch_text(m.prefetch).c_str(), m.threads,
+              m.threads == 1 ? "" : "s", m.cpus, m.cpus == 1 ? "" : "s",
               bytes_text(m.llc_bytes).c_str(), m.llc_given ? " (given by --llc-bytes)" : "",
               bytes_text(m.memory_total_bytes).c_str());
   appendf(out, "memory:     %s %s; budget %s (90%% of it, less the tokens); probe buffer %s (alone: before and "
@@ -196,6 +198,14 @@ Json bench_json(const BenchResult& r) {
                {"family", m.signature.family},
                {"model", m.signature.model},
                {"stepping", m.signature.stepping},
+               {"family_class", cpu_family_name(m.family)},
+               {"prefetch", Json{{"bf16", m.prefetch.bf16},
+                                 {"int8", m.prefetch.int8},
+                                 {"fp8", m.prefetch.fp8},
+                                 {"int4", m.prefetch.int4},
+                                 {"hint", m.prefetch.hint == PrefetchHint::nta ? "nta" : "t0"},
+                                 {"text", prefetch_text(m.prefetch)},
+                                 {"family_entry", m.prefetch == family_prefetch(m.family)}}},
                {"isa_set", m.isa_set},
                {"isa", isa_name(active_isa())},
                {"vnni", use_avx512_vnni()},

@@ -7,6 +7,7 @@
 
 #include "bench_plan.h"
 #include "common.h"
+#include "moefuse/cpu.h"
 #include "moefuse/machine.h"
 #include "roofline_plot.h"
 
@@ -44,6 +45,8 @@ struct BenchModel {
 struct BenchMachine {
   std::string cpu;
   probe::CpuSignature signature;
+  CpuFamily family = CpuFamily::generic;  // cpu_family()
+  PrefetchSettings prefetch;              // the settings the kernels ran with (prefetch_settings())
   std::vector<std::string> isa_set;
   int threads = 1;
   int cpus = 1;  // CPUs this process may run on

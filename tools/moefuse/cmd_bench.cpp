@@ -216,6 +216,8 @@ class Bench {
     BenchMachine& m = r_.machine;
     m.cpu = probe::cpu_model();
     m.signature = probe::cpu_signature();
+    m.family = cpu_family();
+    m.prefetch = prefetch_settings();  // read once here: MOEFUSE_PREFETCH's errors come before any work
     m.isa_set = probe::isa_set();
     m.threads = a_.threads > 0 ? a_.threads : std::max(1, int(std::thread::hardware_concurrency()));
     m.cpus = std::max<int>(1, int(probe::allowed_cpus().size()));

@@ -30,6 +30,8 @@ Json preset_json(const std::string& name) {
 
 int info(bool json) {
   const Isa in_use = active_isa();  // validates MOEFUSE_MAX_ISA before anything is printed
+  const PrefetchSettings prefetch = prefetch_settings();  // and MOEFUSE_PREFETCH
+  const PrefetchSettings family_entry = family_prefetch(cpu_family());
   const CpuFeatures& f = cpu_features();
   Json levels = Json::array();
   for (Isa l : kLevels)
@@ -59,7 +61,12 @@ int info(bool json) {
                         {"amx_bf16", f.amx_bf16},
                         {"os_avx", f.os_avx},
                         {"os_avx512", f.os_avx512},
-                        {"os_amx", f.os_amx}}},
+                        {"os_amx", f.os_amx},
+                        {"family", f.family},
+                        {"model", f.model},
+                        {"stepping", f.stepping},
+                        {"family_class", cpu_family_name(cpu_family())}}},
+           {"prefetch", Json{{"in_use", prefetch_text(prefetch)}, {"family_entry", prefetch_text(family_entry)}}},
            {"isa_detected", isa_name(detected_isa())},
            {"isa_in_use", isa_name(in_use)},
            {"kernel_levels", levels},
@@ -73,6 +80,12 @@ int info(bool json) {
   std::printf("moefuse %s\n", MOEFUSE_VERSION);
   std::printf("cpu:           %s (%s)\n", f.brand.empty() ? "unknown" : f.brand.c_str(),
               f.vendor.empty() ? "not x86" : f.vendor.c_str());
+  std::printf("cpu family:    %s (CPUID family %d, model %d, stepping %d)\n",
+              std::string(cpu_family_name(cpu_family())).c_str(), f.family, f.model, f.stepping);
+  std::printf("prefetch:      %s (%s; override with MOEFUSE_PREFETCH=key=value,...)\n",
+              prefetch_text(prefetch).c_str(),
+              prefetch == family_entry ? "the family's entry"
+                                       : ("family entry " + prefetch_text(family_entry)).c_str());
   std::printf("avx2+fma+f16c: %s\n", yn(f.avx2 && f.fma && f.f16c && f.os_avx));
   std::printf("avx512 f/bw/vl/dq: %s/%s/%s/%s (os support: %s)\n", yn(f.avx512f), yn(f.avx512bw), yn(f.avx512vl),
               yn(f.avx512dq), yn(f.os_avx512));

@@ -17,18 +17,13 @@
 #include <cstdint>
 
 #include "base/bf16_dot.h"
+#include "base/cpu_tuning.h"
 #include "kernels/gemm/fp8_layout.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/row_blocks.h"
 
 namespace moefuse::gemm::detail::fp8 {
 namespace {
-
-// Software prefetch of the codes, this far ahead of the row being formed. The hardware prefetchers alone leave the
-// stream well below the read bandwidth: a row of codes is 32 bytes against the bf16 kernel's 64, so the out-of-order
-// window holds half as many bytes in flight. Measured (gemm_bench, 2048 x 2048, Zen 5): M = 1 17 -> 22..28 GB/s,
-// M = 8 6.5 -> 12 GB/s of packed weights; 1, 4, 8 and 16 KiB ahead were tried, 4 KiB (about one block) was best.
-constexpr int kPrefetchBytes = 4096;
 
 // Word j of the index base: 8 (j / 8), where column j's vector starts in a 32-word table.
 alignas(64) constexpr std::array<int16_t, 32> kVectorBase = [] {
@@ -54,6 +49,12 @@ struct Consts {
   __m512i sign_exponent = _mm512_set1_epi16(int16_t(0x8780));
   __m512i exponent_field = _mm512_set1_epi16(0x78);
   __m512i sign_exponent_high = _mm512_set1_epi16(int16_t(0x8600));  // table_code: sign, exponent bits 2 and 3
+  // Software prefetch of the codes, pf.bytes ahead of the row being formed (the settings for FP8 weights, read once
+  // per tile: base/cpu_tuning.h). The hardware prefetchers alone leave the stream well below the read bandwidth: a
+  // row of codes is 32 bytes against the bf16 kernel's 64, so the out-of-order window holds half as many bytes in
+  // flight. Measured (gemm_bench, 2048 x 2048, Zen 5): M = 1 17 -> 22..28 GB/s, M = 8 6.5 -> 12 GB/s of packed
+  // weights; 1, 4, 8 and 16 KiB ahead were tried, 4 KiB (about one block) was best (the generic entry).
+  Prefetch pf = prefetch_for(PrefetchStream::fp8);
 };
 
 // One block's lookup tables for the 32 columns of a panel (words: vector v's entry m at 8v + m). For a vector of
@@ -67,10 +68,10 @@ inline Tables block_tables(const std::byte* blk) {
   return {_mm512_permutex2var_epi16(h0, load32w(kT1Gather), h1), _mm512_permutex2var_epi16(h0, load32w(kT0Gather), h1)};
 }
 
-// The 32 codes at q, sign-extended to 16 bits; and a prefetch of the codes kPrefetchBytes further (the next block's
+// The 32 codes at q, sign-extended to 16 bits; and a prefetch of the codes k.pf.bytes further (the next block's
 // rows, or the next panel's past the last block: a prefetch never faults).
-inline __m512i codes32(const uint8_t* q) {
-  _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetchBytes, _MM_HINT_T0);
+inline __m512i codes32(const Consts& k, const uint8_t* q) {
+  if (k.pf.on()) prefetch_ahead(q, k.pf);
   return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
 }
 
@@ -89,7 +90,7 @@ __attribute__((always_inline)) inline __m512i table_words(const Consts& k, __m51
 // The bf16 weights of the 32 codes at q by the table formula (see the top); Sub: t0 where the exponent field is 0.
 template <bool Sub>
 __attribute__((always_inline)) inline __m512i table32(const Consts& k, const uint8_t* q, const Tables& t) {
-  const __m512i x = codes32(q);  // sign-extended: x << 4 has the sign on bit 15
+  const __m512i x = codes32(k, q);  // sign-extended: x << 4 has the sign on bit 15
   return table_words<Sub>(k, x, _mm512_slli_epi16(x, 4), t);
 }
 
@@ -143,7 +144,7 @@ __attribute__((always_inline)) inline __m512i table_code(const Consts& k, __m512
 template <bool Sub, bool One>
 __attribute__((always_inline)) inline void table_pairs(const Consts& k, const uint8_t* q, const Tables& t, __m512i& lo,
                                                        __m512i& hi) {
-  _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetchBytes, _MM_HINT_T0);
+  if (k.pf.on()) prefetch_ahead(q, k.pf);
   // (maskz with all lanes: the unmasked intrinsic's undefined source makes GCC 12 warn, as for dequant16's)
   const __m512i x =
       _mm512_maskz_permutexvar_epi64(0xff, _mm512_load_si512(kRowPairQwords.data()), _mm512_loadu_si512(q));
@@ -187,7 +188,7 @@ __attribute__((noinline)) __m512i mixed32(const Consts& k, const uint8_t* q, con
                                           __mmask32 scales) {
   const __m512i r = _mm512_permutex2var_epi16(dequant16(q, _mm512_loadu_ps(blk)), load32w(kHighWords),
                                               dequant16(q + 16, _mm512_loadu_ps(blk + 64)));
-  const __m512i x = codes32(q);
+  const __m512i x = codes32(k, q);
   const __m512i low7 = _mm512_set1_epi16(0x7F);
   const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, low7), low7);
   const __m512i w = _mm512_mask_mov_epi16(r, nan, _mm512_set1_epi16(-1));

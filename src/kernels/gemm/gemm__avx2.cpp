@@ -16,6 +16,10 @@
 // int16 and multiplied with vpmaddwd (exact for every value); one row takes a whole panel, more rows tiles of up to
 // 2 rows x 16 columns; 4 ymm accumulators per 16 columns and row hold two partial sums per column, added pairwise at
 // the end.
+//
+// Software prefetch (base/cpu_tuning.h; off in the generic entry; not swept on an AVX2-only CPU): where the settings'
+// bf16 or int8 entry asks for it, the decode tiles (bf16: M = 1 and 2, whole panels; int8: the sign path's tiles) prefetch each panel
+// line they read that many bytes ahead. They are instantiated with and without it (Pf), chosen per call.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -46,12 +50,14 @@ inline __m256 load8(const float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(r
 
 // MR rows x 8*NV columns of one panel row layout (stride 32 elements per k), starting at b (already offset to the
 // first column of the tile). `width`: valid columns of the tile.
-template <class W, int MR, int NV>
-void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_t ldc, int width) {
+template <class W, int MR, int NV, bool Pf = false>
+void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_t ldc, int width,
+            [[maybe_unused]] Prefetch pf) {
   __m256 acc[MR][NV];
   zero_tile(acc);
 
   const auto step = [&](int64_t k) __attribute__((always_inline)) {
+    if constexpr (Pf) prefetch_ahead(b + k * kGemmNR, pf);  // a whole bf16 panel row: one line
     __m256 bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = load8(b + k * kGemmNR + 8 * v);
@@ -63,13 +69,17 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, float* c, int64_
 }
 
 // One row x P whole panels (P streams), starting at panel b; `width`: valid columns of the last panel.
-template <class W, int P>
-void tile_f_row(int64_t K, const float* a, const W* b, int64_t pstride, float* c, int width) {
+template <class W, int P, bool Pf>
+void tile_f_row(int64_t K, const float* a, const W* b, int64_t pstride, float* c, int width,
+                [[maybe_unused]] Prefetch pf) {
   __m256 acc[P][1][4];  // panel q's tile
 #pragma GCC unroll 4
   for (int q = 0; q < P; ++q) zero_tile(acc[q]);
   const auto step = [&](int64_t k) __attribute__((always_inline)) {
     const __m256 av = _mm256_broadcast_ss(a + k);
+    if constexpr (Pf)
+#pragma GCC unroll 4
+      for (int q = 0; q < P; ++q) prefetch_ahead(b + q * pstride + k * kGemmNR, pf);
 #pragma GCC unroll 4
     for (int q = 0; q < P; ++q)
 #pragma GCC unroll 4
@@ -86,19 +96,20 @@ void tile_f_row(int64_t K, const float* a, const W* b, int64_t pstride, float* c
 }
 
 template <class W>
-using TileF = void (*)(int64_t, const float*, int64_t, const W*, float*, int64_t, int);
+using TileF = void (*)(int64_t, const float*, int64_t, const W*, float*, int64_t, int, Prefetch);
 
-template <class W, int NV, int... R>
+template <class W, int NV, bool Pf, int... R>
 constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
-  return std::array<TileF<W>, sizeof...(R)>{&tile_f<W, R + 1, NV>...};
+  return std::array<TileF<W>, sizeof...(R)>{&tile_f<W, R + 1, NV, Pf>...};
 }
 
-template <class W>
+// Pf: the decode tiles (M = 1, whole-panel tiles of up to 2 rows) prefetch B pf.bytes ahead.
+template <class W, bool Pf = false>
 void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
-                int64_t ldc) {
+                int64_t ldc, Prefetch pf = {}) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto full = make_tiles_f<W, 4>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
-  static constexpr auto half = make_tiles_f<W, 2>(std::make_integer_sequence<int, kMaxRowsF>{});
+  static constexpr auto full = make_tiles_f<W, 4, Pf>(std::make_integer_sequence<int, kMaxRowsFullPanel>{});
+  static constexpr auto half = make_tiles_f<W, 2, false>(std::make_integer_sequence<int, kMaxRowsF>{});
   if (M <= 0) return;
   const W* b = static_cast<const W*>(b_data);
   const int64_t pstride = K * kGemmNR;
@@ -107,9 +118,9 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
       const W* panel = b + (p0 / kGemmNR) * pstride;
       const int64_t left = ceil_div(n1 - p0, kGemmNR);  // panels from p0 on
       const int width = int(std::min<int64_t>(kGemmNR, n1 - p0 - (std::min<int64_t>(left, 3) - 1) * kGemmNR));
-      if (left >= 3) tile_f_row<W, 3>(K, a, panel, pstride, c + (p0 - n0), width);
-      else if (left == 2) tile_f_row<W, 2>(K, a, panel, pstride, c + (p0 - n0), width);
-      else tile_f_row<W, 1>(K, a, panel, pstride, c + (p0 - n0), width);
+      if (left >= 3) tile_f_row<W, 3, Pf>(K, a, panel, pstride, c + (p0 - n0), width, pf);
+      else if (left == 2) tile_f_row<W, 2, Pf>(K, a, panel, pstride, c + (p0 - n0), width, pf);
+      else tile_f_row<W, 1, Pf>(K, a, panel, pstride, c + (p0 - n0), width, pf);
     }
     return;
   }
@@ -117,13 +128,13 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
     const W* panel = b + (p0 / kGemmNR) * pstride;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
     if (M <= kMaxRowsFullPanel) {
-      full[M - 1](K, a, lda, panel, c + (p0 - n0), ldc, width);
+      full[M - 1](K, a, lda, panel, c + (p0 - n0), ldc, width, pf);
       continue;
     }
     for (int h = 0; h < 2 && 16 * h < width; ++h)
       for_row_blocks(M, kMaxRowsF, [&](int64_t m0, int64_t rows) {
         half[rows - 1](K, a + m0 * lda, lda, panel + 16 * h, c + m0 * ldc + (p0 - n0) + 16 * h, ldc,
-                       std::min(16, width - 16 * h));
+                       std::min(16, width - 16 * h), Prefetch{});
       });
   }
 }
@@ -182,8 +193,9 @@ void tile_s8(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int32_t* 
 // could reach 32768, hence the condition); vpmaddwd with ones adds the pair into the column's int32. Five
 // instructions per 32 bytes of weights against six for the widening path, and one accumulator per 8 columns
 // (complete sums) instead of two, so two rows fit a whole panel too.
-template <int MR>
-void tile_s8_sign(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c, int64_t ldc, int width) {
+template <int MR, bool Pf>
+void tile_s8_sign(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c, int64_t ldc, int width,
+                  [[maybe_unused]] Prefetch pf) {
   __m256i acc[MR][4];
 #pragma GCC unroll 2
   for (int m = 0; m < MR; ++m)
@@ -197,6 +209,10 @@ void tile_s8_sign(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int3
 #pragma GCC unroll 2
     for (int m = 0; m < MR; ++m) av[m] = _mm256_set1_epi32(load_a4(a + m * lda + 4 * g, n));
     const int8_t* bg = b + g * 4 * kGemmNR;
+    if constexpr (Pf) {  // the group's two lines
+      prefetch_ahead(bg, pf);
+      prefetch_ahead(bg + 64, pf);
+    }
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {  // columns 8q .. 8q+8, their 4 k each
       const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bg + 32 * q));
@@ -252,7 +268,9 @@ void gemm_f32w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, cons
 void gemm_bf16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                                float* c, int64_t ldc) {
   const DenormalsAreZero guard;
-  gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16);
+  if (pf.on()) gemm_float<bfloat16, true>(M, K, n0, n1, a, lda, b, c, ldc, pf);
+  else gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 void gemm_f16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
@@ -267,13 +285,20 @@ void gemm_s8_s32_2x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const 
   if (M <= 0) return;
   const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
   const bool sign_path = rows_without_min(M, K, a, lda);
+  const Prefetch pf = prefetch_for(PrefetchStream::int8);
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     const int8_t* panel = b + (p0 / kGemmNR) * pstride;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
     if (sign_path) {
       for_row_blocks(M, 2, [&](int64_t m0, int64_t rows) {
-        if (rows == 1) tile_s8_sign<1>(K, a + m0 * lda, lda, panel, c + m0 * ldc + (p0 - n0), ldc, width);
-        else tile_s8_sign<2>(K, a + m0 * lda, lda, panel, c + m0 * ldc + (p0 - n0), ldc, width);
+        int32_t* cb = c + m0 * ldc + (p0 - n0);
+        if (pf.on()) {
+          if (rows == 1) tile_s8_sign<1, true>(K, a + m0 * lda, lda, panel, cb, ldc, width, pf);
+          else tile_s8_sign<2, true>(K, a + m0 * lda, lda, panel, cb, ldc, width, pf);
+        } else {
+          if (rows == 1) tile_s8_sign<1, false>(K, a + m0 * lda, lda, panel, cb, ldc, width, pf);
+          else tile_s8_sign<2, false>(K, a + m0 * lda, lda, panel, cb, ldc, width, pf);
+        }
       });
       continue;
     }

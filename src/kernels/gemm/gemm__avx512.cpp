@@ -12,8 +12,10 @@
 //     8: 95 against 75 GFLOP/s, M = 64: 108 against 100; the peak is 114).
 //   12 x 32 (NP = 1): 24 accumulators + 2 B registers, for a last single panel (N % 64 in 1..32, or a call over one
 //     32-column block), rows in balanced blocks of at most 12 (64 rows = 4 x 11 + 2 x 10).
-// Tiles of 14 rows spill (measured slower); software prefetch of B and blocking K (partial sums kept in C) were
-// measured slower too and are not used.
+// Tiles of 14 rows spill (measured slower); blocking K (partial sums kept in C) was measured slower too and is not
+// used. Software prefetch of B was measured slower too when these tiles were written; it runs only where the prefetch
+// settings' bf16 entry asks for it (base/cpu_tuning.h; the Zen 5's entry was swept on the vdpbf16ps kernel, not on
+// this one), in tiles instantiated with it (Pf); f32 and f16 weights never prefetch.
 //
 // int8 without VNNI: bytes are widened to int16 and multiplied with vpmaddwd (exact: no saturation, unlike
 // vpmaddubsw); a tile is MR <= 6 rows x 32 columns with 4 zmm accumulators per row holding two partial sums per
@@ -50,12 +52,13 @@ constexpr bool use_pairs(int64_t M) {
   return !(std::is_same_v<W, float> && M > kMaxRowsPair && M <= kPairsF32Lo);
 }
 
-template <class W>
+// Pf: the tiles prefetch B pf.bytes ahead (tile_f).
+template <class W, bool Pf = false>
 void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
-                int64_t ldc) {
+                int64_t ldc, Prefetch pf = {}) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto tiles1 = make_tiles_f<W, 1>(std::make_integer_sequence<int, kMaxRowsF>{});
-  static constexpr auto tiles2 = make_tiles_f<W, 2>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  static constexpr auto tiles1 = make_tiles_f<W, 1, false, Pf>(std::make_integer_sequence<int, kMaxRowsF>{});
+  static constexpr auto tiles2 = make_tiles_f<W, 2, false, Pf>(std::make_integer_sequence<int, kMaxRowsPair>{});
   if (M <= 0) return;
   const W* b = static_cast<const W*>(b_data);
   const int64_t pstride = K * kGemmNR;
@@ -69,7 +72,7 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t rows = base + (blk < extra ? 1 : 0);
         tiles2[rows - 1](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride, c + m0 * ldc + (p0 - n0), ldc,
-                         int(std::min<int64_t>(2 * kGemmNR, n1 - p0)));
+                         int(std::min<int64_t>(2 * kGemmNR, n1 - p0)), pf);
         m0 += rows;
       }
     }
@@ -83,7 +86,7 @@ void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, in
     int64_t m0 = 0;
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t rows = base + (blk < extra ? 1 : 0);
-      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, c + m0 * ldc + (p0 - n0), ldc, width);
+      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, c + m0 * ldc + (p0 - n0), ldc, width, pf);
       m0 += rows;
     }
   }
@@ -153,7 +156,9 @@ void gemm_f32w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, co
 void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                  const void* b, float* c, int64_t ldc) {
   const DenormalsAreZero guard;
-  gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16);
+  if (pf.on()) gemm_float<bfloat16, true>(M, K, n0, n1, a, lda, b, c, ldc, pf);
+  else gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 void gemm_f16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,

@@ -34,10 +34,13 @@ constexpr int kMaxRowsPair = 6;     // rows of the two-panel tile
 constexpr int kMaxRowsSingle = 12;  // rows of the single-panel tile
 
 // Runs the tiles over [n0, n1); false as soon as a column block found an A value that is not a bf16 value.
+// Pf: the tiles prefetch the panels pf.bytes ahead (the bf16 entry of the prefetch settings, base/cpu_tuning.h);
+// without it the loop is the one without prefetch.
+template <bool Pf>
 bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const bfloat16* b, float* c,
-             int64_t ldc) {
-  static constexpr auto pairs = dp::make_tiles_dp<2>(std::make_integer_sequence<int, kMaxRowsPair>{});
-  static constexpr auto singles = dp::make_tiles_dp<1>(std::make_integer_sequence<int, kMaxRowsSingle>{});
+             int64_t ldc, Prefetch pf) {
+  static constexpr auto pairs = dp::make_tiles_dp<2, false, Pf>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  static constexpr auto singles = dp::make_tiles_dp<1, false, Pf>(std::make_integer_sequence<int, kMaxRowsSingle>{});
   const int64_t pstride = K * kGemmNR;
   int64_t p0 = n0;
   for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
@@ -45,7 +48,7 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
     const int width = int(std::min<int64_t>(2 * kGemmNR, n1 - p0));
     for_row_blocks(M, kMaxRowsPair, [&](int64_t m0, int64_t rows) {
       ok &= pairs[size_t(rows - 1)](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride,
-                                    c + m0 * ldc + (p0 - n0), ldc, width);
+                                    c + m0 * ldc + (p0 - n0), ldc, width, pf);
     });
     if (!ok) return false;
   }
@@ -54,7 +57,7 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
     for_row_blocks(M, kMaxRowsSingle, [&](int64_t m0, int64_t rows) {
       ok &= singles[size_t(rows - 1)](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride,
-                                      c + m0 * ldc + (p0 - n0), ldc, width);
+                                      c + m0 * ldc + (p0 - n0), ldc, width, pf);
     });
     if (!ok) return false;
   }
@@ -141,7 +144,11 @@ void gemm_bf16w_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n
                                      const void* b, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0 || n0 >= n1) return;
-  if (!gemm_dp(M, K, n0, n1, a, lda, static_cast<const bfloat16*>(b), c, ldc))
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16);
+  const auto* bw = static_cast<const bfloat16*>(b);
+  const bool ok = pf.on() ? gemm_dp<true>(M, K, n0, n1, a, lda, bw, c, ldc, pf)
+                          : gemm_dp<false>(M, K, n0, n1, a, lda, bw, c, ldc, pf);
+  if (!ok)
     gemm_bf16w_f32_6x64__avx512(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
@@ -165,7 +172,7 @@ bool gemm_bf16w_f32_kblocks__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_
       for_row_blocks(M, pair ? kMaxRowsPair : kMaxRowsSingle, [&](int64_t m0, int64_t mr) {
         const auto tile = pair ? (k0 == 0 ? pairs_first : pairs_carry)[size_t(mr - 1)]
                                : (k0 == 0 ? singles_first : singles_carry)[size_t(mr - 1)];
-        ok &= tile(rows, a + m0 * lda + k0, lda, block, pstride, c + m0 * ldc + (p0 - n0), ldc, width);
+        ok &= tile(rows, a + m0 * lda + k0, lda, block, pstride, c + m0 * ldc + (p0 - n0), ldc, width, Prefetch{});
       });
       if (K == 0) break;
     }

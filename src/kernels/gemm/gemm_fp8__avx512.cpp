@@ -160,7 +160,7 @@ void gemm_by_blocks(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a
                      float* cb, int width) {
                    const auto& tiles = np == 2 ? (carry ? pairs_carry : pairs_first)[size_t(mr - 1)]
                                                : (carry ? singles_carry : singles_first)[size_t(mr - 1)];
-                   tiles(rows, ab, lda, w, stride, cb, ldc, width);
+                   tiles(rows, ab, lda, w, stride, cb, ldc, width, Prefetch{});  // w: in L1 (formed here)
                    return true;
                  });
 }

@@ -218,7 +218,7 @@ bool gemm_by_blocks_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float
                             int64_t stride, float* cb, int width) {
                           const auto& tile = np == 2 ? (carry ? pairs_carry : pairs_first)[size_t(mr - 1)]
                                                      : (carry ? singles_carry : singles_first)[size_t(mr - 1)];
-                          return tile(rows, ab, lda, w, stride, cb, ldc, width);
+                          return tile(rows, ab, lda, w, stride, cb, ldc, width, Prefetch{});  // w: in L1
                         });
 }
 

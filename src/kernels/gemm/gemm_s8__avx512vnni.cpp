@@ -31,12 +31,18 @@ constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
 
 // One group of 4 k: the 4 A bytes of each row (already shifted to u8, from the tile's A buffer) broadcast and
 // multiplied with B's [32][4] bytes of each panel.
-template <int MR, int NP>
+// Pf: the two lines of each panel a step reads are prefetched pf.bytes ahead (the int8 entry of the prefetch
+// settings, base/cpu_tuning.h: off in the generic entry, 8 KB on the Zen 5).
+template <int MR, int NP, bool Pf = false>
 __attribute__((always_inline)) inline void step(const uint8_t* ua4, const int8_t* bg, int64_t pstride,
-                                                __m512i (&acc)[MR][2 * NP]) {
+                                                __m512i (&acc)[MR][2 * NP], [[maybe_unused]] Prefetch pf) {
   __m512i bv[2 * NP];
 #pragma GCC unroll 2
   for (int p = 0; p < NP; ++p) {
+    if constexpr (Pf) {
+      prefetch_ahead(bg + p * pstride, pf);
+      prefetch_ahead(bg + p * pstride + 64, pf);
+    }
     bv[2 * p] = _mm512_loadu_si512(bg + p * pstride);           // columns 0..15, 4 k each
     bv[2 * p + 1] = _mm512_loadu_si512(bg + p * pstride + 64);  // columns 16..31
   }
@@ -63,9 +69,9 @@ __attribute__((always_inline)) inline void fill_abuf(const int8_t* a, int64_t ld
 
 // A is read 64 k at a time into a contiguous buffer (see tile_f in gemm__avx512.cpp: rows lda apart with lda a
 // multiple of 4 KB share one L1 set), shifted to u8 once there rather than at every broadcast.
-template <int MR, int NP>
+template <int MR, int NP, bool Pf>
 void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstride, const int32_t* col_sums,
-          int32_t* c, int64_t ldc, int width) {
+          int32_t* c, int64_t ldc, int width, Prefetch pf) {
   constexpr int NV = 2 * NP;
   __m512i acc[MR][NV];
 #pragma GCC unroll 16
@@ -80,14 +86,15 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
     const int rem = int(K - full);
     fill_abuf<MR>(a, lda, full, __mmask64(~0ull >> (64 - rem)), abuf[0]);
     for (int g = 0; g < (rem + 3) / 4; ++g)
-      step<MR, NP>(abuf[0] + 4 * g, b + (full / 4 + g) * 4 * kGemmNR, pstride, acc);
+      step<MR, NP>(abuf[0] + 4 * g, b + (full / 4 + g) * 4 * kGemmNR, pstride, acc, pf);
   }
   // Double-buffered: the next 64 k of A are loaded before the current 64 are used (see tile_f in gemm__avx512.cpp).
   if (full > 0) fill_abuf<MR>(a, lda, 0, ~__mmask64(0), abuf[0]);
   int cur = 0;
   for (int64_t k0 = 0; k0 < full; k0 += 64, cur ^= 1) {
     if (k0 + 64 < full) fill_abuf<MR>(a, lda, k0 + 64, ~__mmask64(0), abuf[cur ^ 1]);
-    for (int g = 0; g < 16; ++g) step<MR, NP>(abuf[cur] + 4 * g, b + (k0 / 4 + g) * 4 * kGemmNR, pstride, acc);
+    for (int g = 0; g < 16; ++g)
+      step<MR, NP, Pf>(abuf[cur] + 4 * g, b + (k0 / 4 + g) * 4 * kGemmNR, pstride, acc, pf);
   }
 
 #pragma GCC unroll 4
@@ -103,21 +110,19 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
 }
 
 template <int NP>
-using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t, int);
+using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t, int,
+                     Prefetch);
 
-template <int NP, int... R>
+template <int NP, bool Pf, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
-  return std::array<Tile<NP>, sizeof...(R)>{&tile<R + 1, NP>...};
+  return std::array<Tile<NP>, sizeof...(R)>{&tile<R + 1, NP, Pf>...};
 }
 
-}  // namespace
-
-void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
-                                  const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
-  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto tiles1 = make_tiles<1>(std::make_integer_sequence<int, kMaxRows>{});
-  static constexpr auto tiles2 = make_tiles<2>(std::make_integer_sequence<int, kMaxRowsPair>{});
-  if (M <= 0) return;
+template <bool Pf>
+void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+             const int32_t* col_sums, int32_t* c, int64_t ldc, Prefetch pf) {
+  static constexpr auto tiles1 = make_tiles<1, Pf>(std::make_integer_sequence<int, kMaxRows>{});
+  static constexpr auto tiles2 = make_tiles<2, Pf>(std::make_integer_sequence<int, kMaxRowsPair>{});
   const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
   int64_t p0 = n0;
   // Pairs of panels: 6 x 64 tiles, rows split in balanced blocks of at most 6: one pass when M <= 6 (decode: two
@@ -132,7 +137,7 @@ void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, 
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t rows = base + (blk < extra ? 1 : 0);
         tiles2[rows - 1](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride, col_sums + p0,
-                         c + m0 * ldc + (p0 - n0), ldc, int(std::min<int64_t>(2 * kGemmNR, n1 - p0)));
+                         c + m0 * ldc + (p0 - n0), ldc, int(std::min<int64_t>(2 * kGemmNR, n1 - p0)), pf);
         m0 += rows;
       }
     }
@@ -146,10 +151,22 @@ void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, 
     int64_t m0 = 0;
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t rows = base + (blk < extra ? 1 : 0);
-      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, col_sums + p0, c + m0 * ldc + (p0 - n0), ldc, width);
+      tiles1[rows - 1](K, a + m0 * lda, lda, panel, pstride, col_sums + p0, c + m0 * ldc + (p0 - n0), ldc, width,
+                       pf);
       m0 += rows;
     }
   }
+}
+
+}  // namespace
+
+void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
+                                  const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0) return;
+  const Prefetch pf = prefetch_for(PrefetchStream::int8);
+  if (pf.on()) gemm_s8<true>(M, K, n0, n1, a, lda, b, col_sums, c, ldc, pf);
+  else gemm_s8<false>(M, K, n0, n1, a, lda, b, col_sums, c, ldc, pf);
 }
 
 }  // namespace moefuse::gemm::detail

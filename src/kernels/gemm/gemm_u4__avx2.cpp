@@ -38,14 +38,10 @@ namespace moefuse::gemm::detail {
 namespace {
 
 constexpr int kMaxRowsFullPanel = 2;
-// How far ahead (bytes) the tiles prefetch each panel they stream, as the AVX-512 int4 kernels do (tile__avx512.h,
-// kInt4PrefetchBytes: why). Measured here (Zen 5, gemm_bench, 2048 x 2048, cold weights, alternating): M = 1 at
-// G = 32 209-214 us against 333 without, at G = 128 192-197 against 220-251; M = 8 10-25% faster.
-constexpr int64_t kPrefetchBytes = 4096;
-
-__attribute__((always_inline)) inline void prefetch(const uint8_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
-}
+// The tiles prefetch each panel they stream pf.bytes ahead (the int4 entry of the prefetch settings,
+// base/cpu_tuning.h), as the AVX-512 int4 kernels do. Measured here with 4 KB (Zen 5, gemm_bench, 2048 x 2048, cold
+// weights, alternating): M = 1 at G = 32 209-214 us against 333 without, at G = 128 192-197 against 220-251; M = 8
+// 10-25% faster.
 constexpr int kMaxRowsHalfPanel = 4;
 
 // sa of `groups` groups of one row (a at the first): 8 groups at a time, one chain each (interleaved, so the adds of
@@ -74,7 +70,7 @@ __attribute__((noinline)) void group_sums(const float* a, int64_t groups, float*
 // GCC would inline the lone-row tile (a table of one) into the panel walk and keep its chains in memory there.
 template <int G, int MR, int NP, int NV>
 __attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride,
-                                    int v0, const float* sa, float* c, int64_t ldc, int width) {
+                                    int v0, const float* sa, float* c, int64_t ldc, int width, Prefetch pf) {
   constexpr int NT = NP * NV;  // vectors of the tile: panel p's vector v is p * NV + v
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i mask = _mm256_set1_epi32(0xF);
@@ -85,9 +81,10 @@ __attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda,
     for (int p = 0; p < NP; ++p) {
       const Int4Block blk = int4_block(panel + p * pstride, G, g);
       rows[p] = blk.rows + 4 * v0;
-      // The block's scales and zero biases (4 lines) kPrefetchBytes further on: the rows' prefetches skip them.
+      // The block's scales and zero biases (4 lines) pf.bytes further on: the rows' prefetches skip them.
+      if (pf.on())
 #pragma GCC unroll 4
-      for (int l = 0; l < 4; ++l) prefetch(reinterpret_cast<const uint8_t*>(blk.scale) + 64 * l);
+        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const uint8_t*>(blk.scale) + 64 * l, pf);
     }
     const float* ak = a + g * G;
     __m256 sq[NP][MR][NV];
@@ -110,10 +107,10 @@ __attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda,
     };
 #pragma GCC unroll 1
     for (int r = 0; r < G; r += 2) {  // the pairs of k, the odd one first
-      // Every other pair: the line of each panel the next 4 k read, kPrefetchBytes further on.
-      if (r % 4 == 0)
+      // Every other pair: the line of each panel the next 4 k read, pf.bytes further on.
+      if (r % 4 == 0 && pf.on())
 #pragma GCC unroll 2
-        for (int p = 0; p < NP; ++p) prefetch(rows[p] + r * kInt4RowBytes);
+        for (int p = 0; p < NP; ++p) prefetch_ahead(rows[p] + r * kInt4RowBytes, pf);
       step(r + 1);
       step(r);
     }
@@ -144,7 +141,8 @@ __attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda,
   store_tile<MR, NT>(acc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, int, const float*, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, int, const float*, float*, int64_t, int,
+                        Prefetch);
 
 template <int G, int NP, int NV, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -163,6 +161,7 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4);
   const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
     const float* ag = a + m_first * lda;
     float* cm = c + m_first * ldc;
@@ -170,18 +169,18 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
       if (m_rows == 1 && n1 - p0 > kGemmNR) {  // a lone row: two panels at once (the second maybe partial)
         const int width = int(std::min<int64_t>(2 * kGemmNR, n1 - p0));
-        two_panels[0](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width);
+        two_panels[0](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width, pf);
         p0 += 2 * kGemmNR;
         continue;
       }
       const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
       if (m_rows <= kMaxRowsFullPanel) {
-        full[size_t(m_rows - 1)](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width);
+        full[size_t(m_rows - 1)](groups, ag, lda, panel, panel_bytes, 0, sa, cm + (p0 - n0), ldc, width, pf);
       } else {
         for (int v = 0; v < 4 && 8 * v < width; v += 2)
           for_row_blocks(m_rows, kMaxRowsHalfPanel, [&](int64_t r0, int64_t rows) {
             half[size_t(rows - 1)](groups, ag + r0 * lda, lda, panel, panel_bytes, v, sa + r0 * groups,
-                                   cm + r0 * ldc + (p0 - n0) + 8 * v, ldc, std::min(16, width - 8 * v));
+                                   cm + r0 * ldc + (p0 - n0) + 8 * v, ldc, std::min(16, width - 8 * v), pf);
           });
       }
       p0 += kGemmNR;

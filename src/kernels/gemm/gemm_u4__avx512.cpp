@@ -19,7 +19,8 @@
 //
 // Tiles: MR rows x NP panels (2·NP chains per row, one vector of 16 weights per half panel per k shared by the MR
 // rows). Which tile serves which M: see tile_panels below. A is read through a 16-k buffer (fill_abuf), and each
-// panel's stream is prefetched 4 KB ahead (kInt4PrefetchBytes).
+// panel's stream is prefetched pf.bytes ahead (the int4 entry of the prefetch settings, base/cpu_tuning.h; 4 KB in
+// the generic entry: why there).
 //
 // Measured on the 2-core Zen 5 (family 26 model 2), gemm_bench gemm_u4g{128,32}w_f32_12x32__avx512/K:2048/N:2048
 // (cold weights, one thread, --benchmark_repetitions=3 --benchmark_min_time=0.3 with memory/stream_read, CPU-time
@@ -55,10 +56,10 @@ __attribute__((always_inline)) inline void nibbles_to_float(__m512i x, __m512 ta
 }
 
 // MR rows x NP panels (the first at `panel`, the next pstride bytes further) over K = groups · G; sa[m * groups + g]:
-// the rows' sums of A. `width`: valid columns (1..32·NP).
+// the rows' sums of A. `width`: valid columns (1..32·NP). pf: the prefetch (off: pf.bytes = 0).
 template <int G, int MR, int NP>
 void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t pstride, const float* sa, float* c,
-          int64_t ldc, int width) {
+          int64_t ldc, int width, Prefetch pf) {
   constexpr int NV = 2 * NP;
   const __m512 table = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   // acc[m][v] (even/odd order), read and written once per group.
@@ -76,21 +77,22 @@ void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t 
     for (int p = 0; p < NP; ++p) {
       const Int4Block blk = int4_block(panel + p * pstride, G, g);
       rows[p] = blk.rows;
-      // The block's scales and zero biases (4 lines) kInt4PrefetchBytes further on: the rows' prefetches below skip
-      // them (G rows of 16 bytes against a block of 256 + 16 G).
+      // The block's scales and zero biases (4 lines) pf.bytes further on: the rows' prefetches below skip them (G
+      // rows of 16 bytes against a block of 256 + 16 G).
+      if (pf.on())
 #pragma GCC unroll 4
-      for (int l = 0; l < 4; ++l)
-        prefetch_t0(reinterpret_cast<const std::byte*>(blk.scale) + kInt4PrefetchBytes + 64 * l);
+        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const std::byte*>(blk.scale) + 64 * l, pf);
     }
     __m512 sq[MR][NV];
     zero_tile(sq);
     for (int k0 = 0; k0 < G; k0 += 16, cur ^= 1) {
       if (g * G + k0 + 16 < K) fill_abuf<MR>(a, lda, g * G + k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
-      // The 4 lines of each panel this 16-k step reads, kInt4PrefetchBytes further on (tile__avx512.h: why).
+      // The 4 lines of each panel this 16-k step reads, pf.bytes further on.
+      if (pf.on())
 #pragma GCC unroll 4
-      for (int p = 0; p < NP; ++p)
+        for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-        for (int l = 0; l < 4; ++l) prefetch_t0(rows[p] + k0 * kInt4RowBytes + kInt4PrefetchBytes + 64 * l);
+          for (int l = 0; l < 4; ++l) prefetch_ahead(rows[p] + k0 * kInt4RowBytes + 64 * l, pf);
       // The pairs of k, the odd one first; step(ab, off): the k whose A values are at ab (rows 16 floats apart) and
       // whose packed rows are `off` bytes into the group's.
       const auto step = [&](const float* ab, int64_t off) __attribute__((always_inline)) {
@@ -149,7 +151,8 @@ void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t 
   store_tile<bfloat16, MR, NV>(acc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, const float*, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const float*, int64_t, std::byte*, size_t, const float*, float*, int64_t, int,
+                        Prefetch);
 
 template <int G, int NP, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -178,6 +181,7 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const int np_max = tile_panels(M);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4);
   const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
     for (int64_t p0 = n0; p0 < n1;) {
       const int64_t left = (n1 - p0 + kGemmNR - 1) / kGemmNR;
@@ -189,7 +193,7 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       for_row_blocks(m_rows, max_rows, [&](int64_t r0, int64_t rows) {
         const int64_t m0 = m_first + r0;
         fns[rows - 1](groups, a + m0 * lda, lda, panel, panel_bytes, sa + r0 * groups, c + m0 * ldc + (p0 - n0), ldc,
-                      width);
+                      width, pf);
       });
       p0 += kGemmNR * np;
     }

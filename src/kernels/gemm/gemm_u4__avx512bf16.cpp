@@ -21,7 +21,7 @@
 //     in a small buffer (one load and store per group per 16 columns beside G / 2 vdpbf16ps), the sums in registers.
 //
 // Tiles: MR rows x NP panels, 2 NP vdpbf16ps chains per row: up to 4 x 2, up to 12 x 1 (24 chains; the 5 unpacking
-// instructions shared by 12 rows). Each panel's stream is prefetched kInt4PrefetchBytes ahead, as the AVX-512 int4
+// instructions shared by 12 rows). Each panel's stream is prefetched pf.bytes ahead (int4 setting), as the AVX-512 int4
 // kernel does. A is read as bf16 pairs through a double buffer 32 k at a time (tile__avx512bf16.h, fill_pairs).
 //
 // A must be bf16 values (the pairs take each value's high half). group_sums sees every value of a run of rows before
@@ -98,7 +98,7 @@ __attribute__((always_inline)) inline void pair_weights(const Consts& c, const u
 // `width`: valid columns (1..32 NP). Runs under DenormalsAreZero (the caller's).
 template <int G, int MR, int NP>
 void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t pstride, const float* sa,
-          int64_t sa_ld, float* c, int64_t ldc, int width) {
+          int64_t sa_ld, float* c, int64_t ldc, int width, Prefetch pf) {
   constexpr int NV = 2 * NP;
   constexpr int64_t kBlockBytes = int64_t(int4_block_bytes(G)), kChunkBytes = kBlockBytes * 32 / G;
   constexpr int kChunkLines = int((kChunkBytes + 63) / 64);
@@ -119,13 +119,13 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
     zero_tile(sq);
     for (int k0 = 0; k0 < G; k0 += 32, cur ^= 1) {
       if (g * G + k0 + 32 < K) dp::fill_pairs<MR>(a, lda, g * G + k0 + 32, K, abuf[cur ^ 1], seen);
-      // Each panel's stream kInt4PrefetchBytes further on: a group's block (scales and zeros included) in G / 32
+      // Each panel's stream pf.bytes further on: a group's block (scales and zeros included) in G / 32
       // equal parts, one per 32 k (prefetching only the rows left a third of G = 32's stream to the hardware).
 #pragma GCC unroll 4
       for (int p = 0; p < NP; ++p) {
-        const std::byte* at = panel + p * pstride + g * kBlockBytes + k0 / 32 * kChunkBytes + kInt4PrefetchBytes;
+        const std::byte* at = panel + p * pstride + g * kBlockBytes + k0 / 32 * kChunkBytes;
 #pragma GCC unroll 12
-        for (int l = 0; l < kChunkLines; ++l) prefetch_t0(at + 64 * l);
+        for (int l = 0; l < kChunkLines; ++l) prefetch_ahead(at + 64 * l, pf);
       }
 #pragma GCC unroll 2
       for (int i = 0; i < 16; ++i) {
@@ -164,7 +164,7 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, const std::byte*, size_t, const float*, int64_t, float*,
-                        int64_t, int);
+                        int64_t, int, Prefetch);
 
 template <int G, int NP, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -188,6 +188,7 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const DenormalsAreZero daz;
+  const Prefetch pf = prefetch_for(PrefetchStream::int4);  // pf.bytes = 0: each chunk touches its own lines
   __m512i seen = _mm512_setzero_si512();
   bool bf16 = true;
   const auto sums = [&](const float* arow, int64_t n_groups, float* out) {
@@ -207,7 +208,7 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
       const std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
       for_row_blocks(rows, max_rows, [&](int64_t m0, int64_t mr) {
         fns[mr - 1](K, ab + m0 * lda, lda, panel, panel_bytes, sa + m0 * groups, groups,
-                    c + (mb + m0) * ldc + (p0 - n0), ldc, width);
+                    c + (mb + m0) * ldc + (p0 - n0), ldc, width, pf);
       });
       p0 += kGemmNR * np;
     }

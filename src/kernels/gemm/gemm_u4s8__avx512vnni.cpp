@@ -27,7 +27,8 @@
 // (Σ a is summed once per row for 64 columns). G = 32 from M = 11 on runs one-panel tiles of at most 6 rows with the
 // fp32 chains in registers instead (12 sums + 12 chains): with 8 k steps per group, the buffer's round trip and the
 // per-group work weigh more than the tile's width gains (measured below). The first row block of each panel (pair)
-// prefetches it 4 KB ahead (kInt4PrefetchBytes).
+// prefetches it pf.bytes ahead (the int4 entry of the prefetch settings, base/cpu_tuning.h; 4 KB in the generic
+// entry).
 //
 // Why the empty asm in the k loop: without it GCC 12 copies every int32 sum to another register and back each k step
 // (24 vmovdqa per 24 vpdpbusd in the 6 x 64 tile) or keeps a stack copy of them up to date, because each group starts
@@ -115,11 +116,12 @@ __attribute__((always_inline)) inline void unpack4(const Consts& k, const uint8_
 
 // MR rows x NP panels (32 NP columns) from the panel at `panel` (the next one panel_bytes on); `width`: valid
 // columns. The group's int32 sums live in registers (2 NP per row); the fp32 chains in facc, a stack buffer in L1
-// that each group updates once, or with RegAcc in registers too (see the header). pf > 0: prefetch the panels pf
-// bytes ahead (tile__avx512.h, kInt4PrefetchBytes); the first row block of a panel does, the others find it in cache.
+// that each group updates once, or with RegAcc in registers too (see the header). pf.bytes > 0: prefetch the panels
+// pf.bytes ahead; the first row block of a panel does, the others find it in cache. pf.bytes = 0: the prefetch
+// touches the line the step reads (as t0), which spares the k loop a branch.
 template <int G, int MR, int NP, bool RegAcc = false>
 void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, size_t panel_bytes,
-          float* c, int64_t ldc, int width, int64_t pf) {
+          float* c, int64_t ldc, int width, Prefetch pf) {
   constexpr int NV = 2 * NP;
   const Consts k;
   alignas(64) float facc[RegAcc ? 1 : MR][NV][16];  // per panel: the even columns' chains, then the odd ones'
@@ -155,7 +157,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
 #pragma GCC unroll 2
       for (int p = 0; p < NP; ++p) {
         // the line this step reads, pf bytes on (pf = 0: that line itself, which spares the k loop a branch)
-        prefetch_t0(blk[p].rows + r * kInt4RowBytes + pf);
+        prefetch_ahead(blk[p].rows + r * kInt4RowBytes, pf);
         unpack4(k, blk[p].rows + r * kInt4RowBytes, w[2 * p], w[2 * p + 1]);
       }
 #pragma GCC unroll 16
@@ -211,7 +213,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
 }
 
 using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, size_t, float*, int64_t, int,
-                        int64_t);
+                        Prefetch);
 
 template <int G, int NP, bool RegAcc, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -225,6 +227,7 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4);
   int64_t p0 = n0;
   // Runs tiles of np panels (rows in balanced blocks of at most max_rows) from panel p0 on while np panels start
   // below n1 (the last of them holding at least one column); leaves p0 at the first panel not done.
@@ -234,7 +237,7 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
       const int width = int(std::min<int64_t>(np * kGemmNR, n1 - p0));
       for_row_blocks(M, max_rows, [&](int64_t m0, int64_t rows) {
         tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, panel_bytes, c + m0 * ldc + (p0 - n0), ldc, width,
-                        m0 == 0 ? kInt4PrefetchBytes : 0);
+                        m0 == 0 ? pf : Prefetch{});
       });
     }
   };

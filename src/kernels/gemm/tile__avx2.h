@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/cpu_tuning.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/k_order.h"
 #include "kernels/gemm/row_blocks.h"

@@ -1,9 +1,8 @@
 // What the AVX-512 GEMM kernels share (gemm__avx512.cpp, gemm_s8__avx512vnni.cpp, gemm_fp8__avx512.cpp,
 // gemm_u4__avx512.cpp, gemm_u4s8__avx512vnni.cpp): widening a packed row to fp32, the even/odd column order some
 // tiles accumulate in, column masks, the k loop over A with its small buffer, the tile's masked store (and reload,
-// for kernels that carry a tile's accumulators through C from one K block to the next), the float tile itself, and
-// the int4 kernels' prefetch distance. Included only by files compiled for AVX-512 (the __avx512* suffixes give
-// them the flags).
+// for kernels that carry a tile's accumulators through C from one K block to the next), and the float tile itself.
+// Included only by files compiled for AVX-512 (the __avx512* suffixes give them the flags).
 #pragma once
 
 #include <immintrin.h>
@@ -13,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "base/cpu_tuning.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/k_order.h"
 
@@ -85,18 +85,6 @@ inline void shuffle(__m512& lo, __m512& hi) {
 inline __mmask16 column_mask(int width, int v) {
   const int n = width - 16 * v;
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
-/// How far ahead (bytes) the int4 kernels prefetch in each packed panel they stream. Their tiles read a panel at 16
-/// bytes per k, interleaved with the unpacking, and the hardware prefetchers alone leave decode well short of the read
-/// bandwidth. Measured on the Zen 5 (family 26 model 2), 2048 x 2048, cold weights, paired: W4A16 G = 32, M = 1: 11-13
-/// GB/s without, 20-27 GB/s with 2-4 KB; M = 8: 5 against 8-9 GB/s. W4A8: M = 1, 22-27 against 32-37 GB/s; M = 8:
-/// 9-11 against 15-18 GB/s. Prefill (M = 64) unchanged. An address past the last panel is harmless: a prefetch never
-/// faults.
-inline constexpr int64_t kInt4PrefetchBytes = 4096;
-
-__attribute__((always_inline)) inline void prefetch_t0(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
 
 /// A[m, k0 .. k0+16) of MR rows into buf (16 floats per row); lanes outside `mask` are not read and become 0.
@@ -215,27 +203,33 @@ __attribute__((always_inline)) inline void load_tile(__m512 (&acc)[MR][NV], cons
 /// The float tile: C[0..MR) x [0..width) from NP panels (32 * NP columns) starting at b, panels pstride elements
 /// apart, each accumulator lane one output element's chain over k = 0..K-1 in W's contract order (k_order.h: bf16 in
 /// pairs). Carry: the chains start from C's values (a previous call's store over the K before these) instead of +0.
-template <class W, int MR, int NP, bool Carry = false>
-void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width) {
+/// Pf: each panel's row is prefetched pf.bytes ahead as it is read (bf16 weights: one 64-byte line per row); without
+/// Pf, pf is not read and the loop is the one without prefetch.
+template <class W, int MR, int NP, bool Carry = false, bool Pf = false>
+void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width,
+            [[maybe_unused]] Prefetch pf) {
   constexpr int NV = 2 * NP;
   __m512 acc[MR][NV];
   if constexpr (Carry) load_tile<W, MR, NV>(acc, c, ldc, width);
   else zero_tile(acc);
   const auto row = [&](int64_t k, __m512 (&bv)[NV]) __attribute__((always_inline)) {
 #pragma GCC unroll 2
-    for (int p = 0; p < NP; ++p) load_row(b + k * kGemmNR + p * pstride, bv[2 * p], bv[2 * p + 1]);
+    for (int p = 0; p < NP; ++p) {
+      if constexpr (Pf) prefetch_ahead(b + k * kGemmNR + p * pstride, pf);
+      load_row(b + k * kGemmNR + p * pstride, bv[2 * p], bv[2 * p + 1]);
+    }
   };
   fma_k<MR, NV, kPairsOfK<W>>(K, a, lda, row, acc);
   store_tile<W, MR, NV>(acc, c, ldc, width);
 }
 
 template <class W, int NP>
-using TileF = void (*)(int64_t, const float*, int64_t, const W*, int64_t, float*, int64_t, int);
+using TileF = void (*)(int64_t, const float*, int64_t, const W*, int64_t, float*, int64_t, int, Prefetch);
 
-/// tile_f<W, 1 .. sizeof(R), NP, Carry>, indexed by rows - 1.
-template <class W, int NP, bool Carry = false, int... R>
+/// tile_f<W, 1 .. sizeof(R), NP, Carry, Pf>, indexed by rows - 1.
+template <class W, int NP, bool Carry = false, bool Pf = false, int... R>
 constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
-  return std::array<TileF<W, NP>, sizeof...(R)>{&tile_f<W, R + 1, NP, Carry>...};
+  return std::array<TileF<W, NP>, sizeof...(R)>{&tile_f<W, R + 1, NP, Carry, Pf>...};
 }
 
 }  // namespace moefuse::gemm::detail

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "base/cpu_tuning.h"
 #include "kernels/gemm/gemm.h"
 
 namespace moefuse::gemm::detail::dp {
@@ -140,10 +141,11 @@ __attribute__((always_inline)) inline bool store_pairs(__m512 (&acc)[MR][2 * NP]
 /// C[0..MR) x [0..width) from NP panels (32 NP columns) at b, panels pstride elements apart: the bf16 contract's
 /// chains over k = 0 .. K-1, by vdpbf16ps. Carry: the chains start from C's values (a previous call's store over the
 /// K before these, which must have been even) instead of +0. Returns whether every A value read was a bf16 value;
-/// when not, C holds values that are not the contract's and the caller must compute them another way.
-template <int MR, int NP, bool Carry = false>
+/// when not, C holds values that are not the contract's and the caller must compute them another way. Pf: the two
+/// rows (lines) of each panel a pair step reads are prefetched pf.bytes ahead; without Pf, pf is not read.
+template <int MR, int NP, bool Carry = false, bool Pf = false>
 bool tile_dp(int64_t K, const float* a, int64_t lda, const bfloat16* b, int64_t pstride, float* c, int64_t ldc,
-             int width) {
+             int width, [[maybe_unused]] Prefetch pf) {
   constexpr int NV = 2 * NP;
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
@@ -168,7 +170,15 @@ bool tile_dp(int64_t K, const float* a, int64_t lda, const bfloat16* b, int64_t 
   for (int64_t k0 = 0; k0 < full; k0 += 32, cur ^= 1) {
     if (k0 + 32 < K) fill_pairs<MR>(a, lda, k0 + 32, K, abuf[cur ^ 1], seen);
 #pragma GCC unroll 2
-    for (int i = 0; i < 16; ++i) pair_step<MR, NP, false>(b + (k0 + 2 * i) * kGemmNR, pstride, abuf[cur] + i, acc);
+    for (int i = 0; i < 16; ++i) {
+      if constexpr (Pf)
+#pragma GCC unroll 4
+        for (int p = 0; p < NP; ++p) {
+          prefetch_ahead(b + (k0 + 2 * i) * kGemmNR + p * pstride, pf);
+          prefetch_ahead(b + (k0 + 2 * i + 1) * kGemmNR + p * pstride, pf);
+        }
+      pair_step<MR, NP, false>(b + (k0 + 2 * i) * kGemmNR, pstride, abuf[cur] + i, acc);
+    }
   }
   if (full < K) {
     if (full == 0) fill_pairs<MR>(a, lda, 0, K, abuf[cur], seen);
@@ -181,12 +191,12 @@ bool tile_dp(int64_t K, const float* a, int64_t lda, const bfloat16* b, int64_t 
 }
 
 template <int NP>
-using TileDp = bool (*)(int64_t, const float*, int64_t, const bfloat16*, int64_t, float*, int64_t, int);
+using TileDp = bool (*)(int64_t, const float*, int64_t, const bfloat16*, int64_t, float*, int64_t, int, Prefetch);
 
-/// tile_dp<1 .. sizeof(R), NP, Carry>, indexed by rows - 1.
-template <int NP, bool Carry = false, int... R>
+/// tile_dp<1 .. sizeof(R), NP, Carry, Pf>, indexed by rows - 1.
+template <int NP, bool Carry = false, bool Pf = false, int... R>
 constexpr auto make_tiles_dp(std::integer_sequence<int, R...>) {
-  return std::array<TileDp<NP>, sizeof...(R)>{&tile_dp<R + 1, NP, Carry>...};
+  return std::array<TileDp<NP>, sizeof...(R)>{&tile_dp<R + 1, NP, Carry, Pf>...};
 }
 
 }  // namespace moefuse::gemm::detail::dp

@@ -1,0 +1,221 @@
+// CPU family from CPUID, and the software prefetch each family's weight streams get (moefuse/cpu.h).
+#include "base/cpu_tuning.h"
+
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <cstdlib>
+#include <string>
+
+#include "moefuse/cpu.h"
+#include "moefuse/error.h"
+
+namespace moefuse {
+namespace {
+
+// The family's prefetch settings. Software prefetch changes no bits, only speed; an entry not measured on that
+// family is the generic one (and says so): a guess for a CPU we do not have would be no better than the default.
+// Sweep a new CPU with MOEFUSE_PREFETCH and gemm_bench (docs/performance.md, "Software prefetch per CPU family").
+//
+// Generic = what the kernels did before the table existed: the int4 and FP8 kernels prefetch their panels 4 KB
+// ahead into L1 (measured on the Zen 5 when those kernels were written: without it decode streams at about half the
+// read bandwidth), the bf16 and int8 kernels do not prefetch (their 64-byte rows keep more lines in flight for the
+// hardware prefetchers; earlier sessions measured no gain on Zen 3 and Zen 5, the table's Zen 5 sweep below some).
+constexpr PrefetchSettings kGeneric{/*bf16=*/0, /*int8=*/0, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0};
+
+PrefetchSettings family_entry(CpuFamily f) {
+  switch (f) {
+    // Zen 5 (EPYC, family 26 model 2; 2-core VM, 32 MiB L3), measured 2026-12-03 16:39-17:02 UTC: gemm_bench,
+    // 2048 x 2048, one thread, cold weights, --benchmark_min_time=0.3, MOEFUSE_PREFETCH=all=D,hint=H for D in 0, 1K,
+    // 2K, 4K, 8K and H in t0, nta, every setting once per round with memory/stream_read_256MB (28-39 GB/s), four
+    // rounds in alternating order; CPU time, us, lowest to highest of the four:
+    //   int8 (VNNI)       M = 1: off 112-169, 8K 130-181 (t0) / 122-145 (nta); M = 8: off 170-307, 4K 133-183,
+    //                     8K 126-163 (t0) / 124-144 (nta): on, 8 KB.
+    //   bf16 (vdpbf16ps)  M = 1: off 198-346, 4K 256-287 (t0) / 240-302 (nta); M = 8: off 336-556, 4K 370-403 (t0) /
+    //                     308-379 (nta): a smaller gain, inside the spread at M = 1: on, 4 KB.
+    //   FP8 (vdpbf16ps)   M = 1: off 180-244, 2K 155-172, 4K 137-163, 8K 141-174; M = 8: off 600-856, 4K 362-384,
+    //                     8K 367-448: 4 KB (generic).
+    //   int4 W4A16 G 128  M = 1: off 207-234, 2K 107-132, 4K 91-107, 8K 107-123; M = 8: off 354-466, 4K 193-247,
+    //                     8K 200-294: 4 KB (generic). W4A8 G 128 (the same key) would take 8 KB (M = 8: 103-111
+    //                     against 114-125 at 4K; M = 1 level); W4A16 is the larger share of decode.
+    //   The hint: nta within the spread of t0 everywhere at one thread: t0.
+    case CpuFamily::amd_zen5: return {/*bf16=*/4096, /*int8=*/8192, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0};
+    // Not measured with the table (bf16/int8 without prefetch were measured on Zen 3 and Zen 4 earlier, the int4 and
+    // FP8 distances not): generic.
+    case CpuFamily::amd_zen2:
+    case CpuFamily::amd_zen3:
+    case CpuFamily::amd_zen4: return kGeneric;
+    // Not measured: generic. On Xeons the hardware prefetchers track fewer streams per core, and bf16 decode read 8.3
+    // GB/s per core where a plain read got 13.5 (an earlier session's figures): the first entries to sweep.
+    case CpuFamily::intel_skylake_sp:
+    case CpuFamily::intel_icelake_sp:
+    case CpuFamily::intel_sapphire_rapids:
+    case CpuFamily::intel_granite_rapids:
+    case CpuFamily::generic: return kGeneric;
+  }
+  return kGeneric;
+}
+
+constexpr int64_t kMaxPrefetchBytes = int64_t(1) << 20;
+
+[[noreturn]] void bad(std::string_view source, std::string_view what) {
+  throw ValueError(std::string(source) + ": " + std::string(what));
+}
+
+// "4096", "4k" or "4K" (x 1024): 0 .. kMaxPrefetchBytes.
+int32_t parse_bytes(std::string_view key, std::string_view text, std::string_view source) {
+  std::string_view digits = text;
+  int64_t unit = 1;
+  if (!digits.empty() && (digits.back() == 'k' || digits.back() == 'K')) digits.remove_suffix(1), unit = 1024;
+  int64_t v = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || v < 0 ||
+      v > kMaxPrefetchBytes / unit)
+    bad(source, "key \"" + std::string(key) + "\": expected a distance in bytes from 0 (off) to " +
+                    std::to_string(kMaxPrefetchBytes) + " (a K suffix multiplies by 1024), got \"" +
+                    std::string(text) + "\"");
+  return int32_t(v * unit);
+}
+
+PrefetchSettings initial_settings() {
+  const PrefetchSettings family = family_prefetch(cpu_family());
+  const char* v = std::getenv("MOEFUSE_PREFETCH");
+  if (!v || !*v) return family;
+  return parse_prefetch(v, family, "MOEFUSE_PREFETCH");
+}
+
+// The settings in effect, one atomic per field: kernels read their stream's distance and the hint once per call, and
+// a setter racing with a call gives that call either value of a field (both correct: prefetch changes no bits).
+struct Current {
+  std::array<std::atomic<int32_t>, 5> v;  // bf16, int8, fp8, int4, hint
+  explicit Current(const PrefetchSettings& s) { store(s); }
+  void store(const PrefetchSettings& s) {
+    const int32_t f[5] = {s.bf16, s.int8, s.fp8, s.int4, int32_t(s.hint)};
+    for (size_t i = 0; i < 5; ++i) v[i].store(f[i], std::memory_order_relaxed);
+  }
+  int32_t get(int i) const { return v[size_t(i)].load(std::memory_order_relaxed); }
+};
+
+Current& current() {
+  static Current c(initial_settings());  // MOEFUSE_PREFETCH read once; a bad value throws (and is read again)
+  return c;
+}
+
+}  // namespace
+
+CpuFamily classify_cpu(std::string_view vendor, int family, int model) {
+  if (vendor == "GenuineIntel" && family == 6) {
+    switch (model) {
+      case 0x55: return CpuFamily::intel_skylake_sp;  // Skylake-SP, Cascade Lake, Cooper Lake
+      case 0x6a:
+      case 0x6c: return CpuFamily::intel_icelake_sp;  // Ice Lake-SP, Ice Lake-D
+      case 0x8f:
+      case 0xcf: return CpuFamily::intel_sapphire_rapids;  // Sapphire Rapids, Emerald Rapids
+      case 0xad:
+      case 0xae: return CpuFamily::intel_granite_rapids;  // Granite Rapids (-X, -D)
+      default: return CpuFamily::generic;
+    }
+  }
+  if (vendor == "AuthenticAMD") {
+    // Model ranges as the vendor's revision guides (and Linux's Zen feature flags) group them.
+    if (family == 0x17 && ((model >= 0x30 && model <= 0x4f) || (model >= 0x60 && model <= 0x7f) ||
+                           (model >= 0x90 && model <= 0x91) || (model >= 0xa0 && model <= 0xaf)))
+      return CpuFamily::amd_zen2;
+    if (family == 0x19 && (model <= 0x0f || (model >= 0x20 && model <= 0x5f))) return CpuFamily::amd_zen3;
+    if (family == 0x19 && ((model >= 0x10 && model <= 0x1f) || (model >= 0x60 && model <= 0xaf)))
+      return CpuFamily::amd_zen4;
+    if (family == 0x1a && (model <= 0x2f || (model >= 0x40 && model <= 0x4f) || (model >= 0x60 && model <= 0x7f)))
+      return CpuFamily::amd_zen5;
+  }
+  return CpuFamily::generic;
+}
+
+CpuFamily cpu_family() {
+  static const CpuFamily f = [] {
+    const CpuFeatures& c = cpu_features();
+    return classify_cpu(c.vendor, c.family, c.model);
+  }();
+  return f;
+}
+
+std::string_view cpu_family_name(CpuFamily f) {
+  switch (f) {
+    case CpuFamily::generic: return "generic";
+    case CpuFamily::intel_skylake_sp: return "intel-skylake-sp";
+    case CpuFamily::intel_icelake_sp: return "intel-icelake-sp";
+    case CpuFamily::intel_sapphire_rapids: return "intel-sapphire-rapids";
+    case CpuFamily::intel_granite_rapids: return "intel-granite-rapids";
+    case CpuFamily::amd_zen2: return "amd-zen2";
+    case CpuFamily::amd_zen3: return "amd-zen3";
+    case CpuFamily::amd_zen4: return "amd-zen4";
+    case CpuFamily::amd_zen5: return "amd-zen5";
+  }
+  return "?";
+}
+
+PrefetchSettings family_prefetch(CpuFamily f) { return family_entry(f); }
+
+PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& base, std::string_view source) {
+  PrefetchSettings s = base;
+  while (!spec.empty()) {
+    const size_t comma = spec.find(',');
+    const std::string_view item = spec.substr(0, comma);
+    spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos)
+      bad(source, "expected key=value items (keys bf16, int8, fp8, int4, all, hint) separated by commas, got \"" +
+                      std::string(item) + "\"");
+    const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "hint") {
+      if (value == "t0") s.hint = PrefetchHint::t0;
+      else if (value == "nta") s.hint = PrefetchHint::nta;
+      else bad(source, "key \"hint\": expected t0 or nta, got \"" + std::string(value) + "\"");
+    } else if (key == "bf16") {
+      s.bf16 = parse_bytes(key, value, source);
+    } else if (key == "int8") {
+      s.int8 = parse_bytes(key, value, source);
+    } else if (key == "fp8") {
+      s.fp8 = parse_bytes(key, value, source);
+    } else if (key == "int4") {
+      s.int4 = parse_bytes(key, value, source);
+    } else if (key == "all") {
+      s.bf16 = s.int8 = s.fp8 = s.int4 = parse_bytes(key, value, source);
+    } else {
+      bad(source, "unknown key \"" + std::string(key) + "\": expected bf16, int8, fp8, int4, all or hint");
+    }
+  }
+  return s;
+}
+
+std::string prefetch_text(const PrefetchSettings& s) {
+  return "bf16=" + std::to_string(s.bf16) + ",int8=" + std::to_string(s.int8) + ",fp8=" + std::to_string(s.fp8) +
+         ",int4=" + std::to_string(s.int4) + ",hint=" + (s.hint == PrefetchHint::nta ? "nta" : "t0");
+}
+
+PrefetchSettings prefetch_settings() {
+  const Current& c = current();
+  return {c.get(0), c.get(1), c.get(2), c.get(3), PrefetchHint(c.get(4))};
+}
+
+void set_prefetch_settings(const PrefetchSettings& s) {
+  for (int32_t b : {s.bf16, s.int8, s.fp8, s.int4})
+    if (b < 0 || b > kMaxPrefetchBytes)
+      throw ValueError("set_prefetch_settings: distances must be 0 (off) .. " + std::to_string(kMaxPrefetchBytes) +
+                       " bytes, got " + std::to_string(b));
+  if (s.hint != PrefetchHint::t0 && s.hint != PrefetchHint::nta)
+    throw ValueError("set_prefetch_settings: hint must be PrefetchHint::t0 or PrefetchHint::nta");
+  current().store(s);
+}
+
+void reset_prefetch_settings() { current().store(initial_settings()); }
+
+namespace gemm::detail {
+
+Prefetch prefetch_for(PrefetchStream stream) {
+  const Current& c = current();
+  return {c.get(int(stream)), c.get(4) == int32_t(PrefetchHint::nta)};
+}
+
+}  // namespace gemm::detail
+}  // namespace moefuse

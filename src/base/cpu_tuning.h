@@ -1,0 +1,32 @@
+// The kernels' side of the per-family prefetch settings (moefuse/cpu.h: cpu_family, prefetch_settings): each
+// weight-streaming kernel reads its stream's distance and the hint once per call (prefetch_for) and prefetches
+// its panels that far ahead (prefetch_ahead). Prefetch changes no bits: only which lines are in cache when.
+#pragma once
+
+#include <cstdint>
+
+namespace moefuse::gemm::detail {
+
+/// The weight streams the settings name, in PrefetchSettings' field order.
+enum class PrefetchStream : int { bf16 = 0, int8 = 1, fp8 = 2, int4 = 3 };
+
+/// One call's prefetch: `bytes` ahead of the line being read (0: off), into L1 (prefetcht0) or, nta, as
+/// non-temporal (prefetchnta: the line is not kept in the outer caches, for weights read once).
+struct Prefetch {
+  int64_t bytes = 0;
+  bool nta = false;
+  bool on() const { return bytes > 0; }
+};
+
+/// The settings in effect for `stream` (cheap: two relaxed atomic loads; read it once per call).
+Prefetch prefetch_for(PrefetchStream stream);
+
+/// Prefetches the line pf.bytes past p with pf's hint (a prefetch never faults: an address past the weights is
+/// harmless). With pf.bytes = 0 it touches p's own line; callers skip it when !pf.on() where that matters.
+__attribute__((always_inline)) inline void prefetch_ahead(const void* p, Prefetch pf) {
+  const char* q = static_cast<const char*>(p) + pf.bytes;
+  if (pf.nta) __builtin_prefetch(q, 0, 0);  // prefetchnta
+  else __builtin_prefetch(q, 0, 3);         // prefetcht0
+}
+
+}  // namespace moefuse::gemm::detail
