@@ -30,16 +30,20 @@ PrefetchSettings family_entry(CpuFamily f) {
     // 2K, 4K, 8K and H in t0, nta, every setting once per round with memory/stream_read_256MB (28-39 GB/s), four
     // rounds in alternating order; CPU time, us, lowest to highest of the four:
     //   int8 (VNNI)       M = 1: off 112-169, 8K 130-181 (t0) / 122-145 (nta); M = 8: off 170-307, 4K 133-183,
-    //                     8K 126-163 (t0) / 124-144 (nta): on, 8 KB.
+    //                     8K 126-163 (t0) / 124-144 (nta): faster at M = 8 only.
     //   bf16 (vdpbf16ps)  M = 1: off 198-346, 4K 256-287 (t0) / 240-302 (nta); M = 8: off 336-556, 4K 370-403 (t0) /
-    //                     308-379 (nta): a smaller gain, inside the spread at M = 1: on, 4 KB.
+    //                     308-379 (nta): a smaller gain at M = 8, inside the spread at M = 1.
     //   FP8 (vdpbf16ps)   M = 1: off 180-244, 2K 155-172, 4K 137-163, 8K 141-174; M = 8: off 600-856, 4K 362-384,
     //                     8K 367-448: 4 KB (generic).
     //   int4 W4A16 G 128  M = 1: off 207-234, 2K 107-132, 4K 91-107, 8K 107-123; M = 8: off 354-466, 4K 193-247,
     //                     8K 200-294: 4 KB (generic). W4A8 G 128 (the same key) would take 8 KB (M = 8: 103-111
     //                     against 114-125 at 4K; M = 1 level); W4A16 is the larger share of decode.
     //   The hint: nta within the spread of t0 everywhere at one thread: t0.
-    case CpuFamily::amd_zen5: return {/*bf16=*/4096, /*int8=*/8192, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0};
+    // The layer (moefuse bench --preset olmoe-1b-7b --tokens 1,8 --quant none,w8a8,fp8,w4a16 --paths chain --iters 7,
+    // 2 threads, four pairs alternating with bf16=4096,int8=8192): at T = 1 bf16 and w8a8 were slower with prefetch
+    // in 7 of 8 pairs, at T = 8 faster in 6 of 8, within a drift of up to 2x. Decode at T = 1 weighs most, so bf16
+    // and int8 stay off here until a setting that depends on the rows is measured: the generic entry.
+    case CpuFamily::amd_zen5: return kGeneric;
     // Not measured with the table (bf16/int8 without prefetch were measured on Zen 3 and Zen 4 earlier, the int4 and
     // FP8 distances not): generic.
     case CpuFamily::amd_zen2:

@@ -32,7 +32,7 @@ constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
 // One group of 4 k: the 4 A bytes of each row (already shifted to u8, from the tile's A buffer) broadcast and
 // multiplied with B's [32][4] bytes of each panel.
 // Pf: the two lines of each panel a step reads are prefetched pf.bytes ahead (the int8 entry of the prefetch
-// settings, base/cpu_tuning.h: off in the generic entry, 8 KB on the Zen 5).
+// settings, base/cpu_tuning.h: off in the generic entry and on the Zen 5, where 8 KB was faster at M = 8 only).
 template <int MR, int NP, bool Pf = false>
 __attribute__((always_inline)) inline void step(const uint8_t* ua4, const int8_t* bg, int64_t pstride,
                                                 __m512i (&acc)[MR][2 * NP], [[maybe_unused]] Prefetch pf) {
