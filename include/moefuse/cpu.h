@@ -68,8 +68,8 @@ Isa parse_isa(std::string_view name, std::string_view source);
 // non-temporal (nta: read-once weights kept out of the outer caches). Each CPU family has an entry (cpu_tuning.cpp:
 // which were measured, where, with what figures; an unmeasured family gets the generic entry); the environment
 // variable MOEFUSE_PREFETCH, read at first use, overrides it key by key, and set_prefetch_settings() replaces it.
-// Kernels read the settings once per call. docs/performance.md, "Software prefetch per CPU family", has the table
-// and how to sweep a new CPU.
+// Kernels read the settings once per call (the FP8 kernels once per tile). docs/performance.md, "Software prefetch
+// per CPU family", has the table and how to sweep a new CPU.
 
 /// CPU families with an entry of their own (CPUID vendor, family and model).
 enum class CpuFamily : int {
