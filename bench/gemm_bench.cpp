@@ -292,9 +292,12 @@ void register_all() {
                                                                                   : 0;
     if (G == 0 && !fp8) continue;
     const bool w4a8 = k->op == Op::gemm_u4s8_g32 || k->op == Op::gemm_u4s8_g128;
-    for (int64_t M : {1, 2, 4, 7, 8, 64, 512}) {
+    for (int64_t M : {1, 2, 3, 4, 7, 8, 64, 512}) {
       if (k->isa == Isa::scalar && M > 8) continue;
-      if ((M == 2 || M == 4 || M == 7) && !fp8) continue;  // FP8 decode's small tiles, beside the bf16 rows' (below)
+      if (M == 7 && !fp8) continue;  // FP8 decode's small tiles, beside the bf16 rows' (below)
+      if (M == 3 && fp8) continue;
+      // int4 decode: an expert's 1..4 rows at T = 1 and 8 (olmoe), on the vector kernels
+      if (M >= 2 && M <= 4 && !fp8 && k->isa == Isa::scalar) continue;
       const std::string name = std::string(k->name) + "/K:2048/N:2048/M:" + std::to_string(M);
       if (fp8) benchmark::RegisterBenchmark(name.c_str(), BM_fp8, k, M, int64_t(2048), int64_t(2048));
       else benchmark::RegisterBenchmark(name.c_str(), BM_u4, k, G, M, int64_t(2048), int64_t(2048));
