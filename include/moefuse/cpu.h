@@ -29,6 +29,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512_vnni = false, avx512_bf16 = false, avx_vnni = false;
+  bool avx512_vbmi = false;  // vpermb (AVX512-VBMI: CPUID leaf 7 ECX bit 1)
   bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
   bool os_avx = false, os_avx512 = false, os_amx = false;  // register state enabled by the OS (XCR0)
   int family = 0, model = 0, stepping = 0;  // CPUID leaf 1's display family and model (extended fields folded in)

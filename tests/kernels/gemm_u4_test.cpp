@@ -18,6 +18,7 @@
 
 #include "base/bf16_dot.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/gemm/int4_vbmi.h"
 #include "kernels/registry.h"
 #include "moefuse/cpu.h"
 #include "moefuse/dtype.h"
@@ -227,6 +228,23 @@ TEST(GemmU4, EveryVariantEqualsTheContractOracleBitwise) {
   EXPECT_GT(misses.even_first, 0);
   EXPECT_GT(misses.split_zero, 0);
   EXPECT_GT(misses.dequantised, 0);
+}
+
+// The AVX512-BF16 kernel unpacks with vpermb where the CPU has AVX512-VBMI (int4_vbmi.h); its path without VBMI,
+// which the tests above do not reach on such a CPU, over the same sweep (bf16 A: fp32 A leaves that kernel).
+TEST(GemmU4, EveryVariantEqualsTheContractOracleWithoutVbmi) {
+  if (!cpu_features().avx512_vbmi) GTEST_SKIP() << "no AVX512-VBMI: the tests above run the path without it";
+  struct VbmiOff {
+    VbmiOff() { gemm::detail::g_int4_vbmi_off = true; }
+    ~VbmiOff() { gemm::detail::g_int4_vbmi_off = false; }
+  } off;
+  Rng rng(1205);
+  NearMisses misses;
+  for (int64_t G : gemm::kInt4GroupSizes)
+    for (int64_t groups : {1, 2, 3})
+      for (int64_t N : kColsW4A16)
+        expect_w4a16_rows_match(rng, random_int4(rng, G * groups, N, G), kRowsW4A16, false, misses, AValues::bf16);
+  EXPECT_GT(misses.even_first, 0);
 }
 
 TEST(GemmU4, EveryVariantEqualsTheOracleOnExtremeValues) {

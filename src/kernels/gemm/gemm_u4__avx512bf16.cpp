@@ -10,9 +10,10 @@
 //     (word i = byte i: words 0..15 row k, 16..31 row k + 1), vpermw interleaving them (word 2j = row k's byte j,
 //     2j + 1 = row k + 1's), then vpermw with that as the index into the table bf16(i & 15) (vpermw reads the low 5
 //     bits of each index word: the low nibble, and bit 4, which the table ignores) gives the even columns' pairs,
-//     and vpsrlw 4 + vpermw the odd columns' (the high nibble). The accumulators therefore hold the panel's columns
-//     in even/odd order (tile__avx512.h: columns_to_even_odd for each group's scales and zeros, even_odd_to_columns
-//     once at the store).
+//     and vpsrlw 4 + vpermw the odd columns' (the high nibble). On a CPU with AVX512-VBMI (int4_vbmi.h) one vpermb
+//     of the 32 loaded bytes does the first two (4 shuffles per 64 weights: the same words' low bytes, so the same
+//     bits). The accumulators therefore hold the panel's columns in even/odd order (tile__avx512.h:
+//     columns_to_even_odd for each group's scales and zeros, even_odd_to_columns once at the store).
 //   sa: shared by every column, so computed once per call for every row and group, as fp32 adds (group_sums in
 //     int4_sums__avx512.h, shared with the AVX-512 FMA kernel: fma(a, 1, sa) is the exact a + sa rounded once, which
 //     an add computes; under DAZ|FTZ it is fma_daz_ftz).
@@ -55,6 +56,7 @@
 #include "base/bf16_dot.h"
 #include "kernels/gemm/int4_group_sums.h"
 #include "kernels/gemm/int4_layout.h"
+#include "kernels/gemm/int4_vbmi.h"
 #include "kernels/gemm/int4_sums__avx512.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
@@ -77,32 +79,62 @@ constexpr std::array<uint16_t, 32> kInterleave = [] {
   return t;
 }();
 
+// The same interleave in bytes, for vpermb straight from the 32 loaded bytes: word 2j is row k's byte j (bytes 4j,
+// 4j + 1), word 2j + 1 row k + 1's (byte 16 + j; bytes 4j + 2, 4j + 3): each word's high byte a copy of its low one,
+// which the table lookups below ignore (the low nibble: bits 0..3, bit 4 ignored; the high one after vpsrlw 4: the
+// low byte's bits 4..7, then bit 0 of the high byte, ignored).
+constexpr std::array<uint8_t, 64> kInterleaveBytes = [] {
+  std::array<uint8_t, 64> t{};
+  for (int j = 0; j < 16; ++j) {
+    t[size_t(4 * j)] = t[size_t(4 * j + 1)] = uint8_t(j);
+    t[size_t(4 * j + 2)] = t[size_t(4 * j + 3)] = uint8_t(16 + j);
+  }
+  return t;
+}();
+
+template <bool Vbmi>
 struct Consts {
   __m512i table = _mm512_loadu_si512(kBf16Nibbles.data());
-  __m512i interleave = _mm512_loadu_si512(kInterleave.data());
+  __m512i interleave = _mm512_loadu_si512(Vbmi ? static_cast<const void*>(kInterleaveBytes.data()) : kInterleave.data());
 };
 
+// vpermb (AVX512-VBMI), written as asm: the file's flags are AVX512-BF16's, which do not include VBMI, and only the
+// tiles chosen when the CPU has it (gemm_dp) run it.
+__attribute__((always_inline)) inline __m512i permute_bytes(__m512i idx, __m512i x) {
+  __m512i r;
+  asm("vpermb %2, %1, %0" : "=v"(r) : "v"(idx), "v"(x));
+  return r;
+}
+
 // The weights of rows k and k + 1 of a panel (32 bytes at `rows2`) as bf16 pairs: the even columns (0, 2, .., 30) into
-// `even`, the odd ones into `odd`; dword j holds (q[k], q[k + 1]) of column 2j (even) or 2j + 1 (odd).
-__attribute__((always_inline)) inline void pair_weights(const Consts& c, const uint8_t* rows2, __m512i& even,
+// `even`, the odd ones into `odd`; dword j holds (q[k], q[k + 1]) of column 2j (even) or 2j + 1 (odd). Vbmi: the
+// interleave in one vpermb instead of vpmovzxbw + vpermw (4 shuffles per 64 weights instead of 5).
+template <bool Vbmi>
+__attribute__((always_inline)) inline void pair_weights(const Consts<Vbmi>& c, const uint8_t* rows2, __m512i& even,
                                                         __m512i& odd) {
-  // maskz form: the plain intrinsic trips a GCC 12 false -Wmaybe-uninitialized (tile__avx512.h, load_row)
-  const __m512i x =
-      _mm512_maskz_cvtepu8_epi16(~__mmask32(0), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows2)));
-  const __m512i v = _mm512_permutexvar_epi16(c.interleave, x);
+  __m512i v;
+  if constexpr (Vbmi) {
+    // a masked load of the 32 bytes (the rest zero, never read: nothing past the panel is touched)
+    v = permute_bytes(c.interleave, _mm512_maskz_loadu_epi32(0x00ff, rows2));
+  } else {
+    // maskz form: the plain intrinsic trips a GCC 12 false -Wmaybe-uninitialized (tile__avx512.h, load_row)
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows2));
+    v = _mm512_permutexvar_epi16(c.interleave, _mm512_maskz_cvtepu8_epi16(~__mmask32(0), bytes));
+  }
   even = _mm512_permutexvar_epi16(v, c.table);
   odd = _mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), c.table);
 }
 
 // MR rows x NP panels (the first at `panel`, the next pstride bytes further); sa: row m's group sums at sa[m * sa_ld];
-// `width`: valid columns (1..32 NP). Runs under DenormalsAreZero (the caller's).
-template <int G, int MR, int NP>
+// `width`: valid columns (1..32 NP); Vbmi: the CPU has AVX512-VBMI (pair_weights). Runs under DenormalsAreZero (the
+// caller's).
+template <int G, int MR, int NP, bool Vbmi>
 void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t pstride, const float* sa,
           int64_t sa_ld, float* c, int64_t ldc, int width, Prefetch pf) {
   constexpr int NV = 2 * NP;
   constexpr int64_t kBlockBytes = int64_t(int4_block_bytes(G)), kChunkBytes = kBlockBytes * 32 / G;
   constexpr int kChunkLines = int((kChunkBytes + 63) / 64);
-  const Consts k;
+  const Consts<Vbmi> k;
   __m512 acc[MR][NV];
   zero_tile(acc);
 
@@ -166,9 +198,9 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
 using TileFn = void (*)(int64_t, const float*, int64_t, const std::byte*, size_t, const float*, int64_t, float*,
                         int64_t, int, Prefetch);
 
-template <int G, int NP, int... R>
+template <int G, int NP, bool Vbmi, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
-  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP>...};
+  return std::array<TileFn, sizeof...(R)>{&tile<G, R + 1, NP, Vbmi>...};
 }
 
 // Rows of the tiles of each width: up to 4 x 2 panels, up to 12 x 1 panel (24 chains).
@@ -183,8 +215,11 @@ constexpr int tile_panels(int64_t M) { return M <= kRowsNp2 ? 2 : 1; }
 template <int G>
 bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const std::byte* b, float* c,
              int64_t ldc) {
-  static constexpr auto np2 = make_tiles<G, 2>(std::make_integer_sequence<int, kRowsNp2>{});
-  static constexpr auto np1 = make_tiles<G, 1>(std::make_integer_sequence<int, kRowsNp1>{});
+  static constexpr auto np2 = make_tiles<G, 2, false>(std::make_integer_sequence<int, kRowsNp2>{});
+  static constexpr auto np1 = make_tiles<G, 1, false>(std::make_integer_sequence<int, kRowsNp1>{});
+  static constexpr auto np2_vbmi = make_tiles<G, 2, true>(std::make_integer_sequence<int, kRowsNp2>{});
+  static constexpr auto np1_vbmi = make_tiles<G, 1, true>(std::make_integer_sequence<int, kRowsNp1>{});
+  const bool vbmi = use_int4_vbmi();
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const DenormalsAreZero daz;
@@ -202,7 +237,7 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
     for (int64_t p0 = n0; p0 < n1;) {
       const int64_t left = (n1 - p0 + kGemmNR - 1) / kGemmNR;
       const int np = left >= 2 && np_max >= 2 ? 2 : 1;  // the tail: one panel
-      const TileFn* fns = np == 2 ? np2.data() : np1.data();
+      const TileFn* fns = np == 2 ? (vbmi ? np2_vbmi : np2).data() : (vbmi ? np1_vbmi : np1).data();
       const int64_t max_rows = np == 2 ? kRowsNp2 : kRowsNp1;
       const int width = int(std::min<int64_t>(kGemmNR * np, n1 - p0));
       const std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
