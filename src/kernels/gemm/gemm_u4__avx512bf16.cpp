@@ -43,6 +43,24 @@
 // A layer (moefuse bench --preset olmoe-1b-7b --quant w4a16, 512 tokens, 2 threads, alternating with
 // MOEFUSE_MAX_ISA=avx512 in the same busy minutes): chain 343-398 ms against 674-687, superkernel 361-412 against
 // 541-722; decode was too noisy there to tell (medians 1.2-7 ms for 1 token, both levels).
+//
+// Decode (1-4 rows, issue 12; the same VM, 2026-12-03, one thread, 2048 x 2048, cold weights). Where the time goes
+// (objdump of the tiles, instruction probes written for it, weights hot in L3 against cold): the k loop has no spills;
+// per 64 weights it runs 5 shuffles (vpmovzxbw, 3 vpermw, vpsrlw: 2 per cycle, on pipes vdpbf16ps partly shares)
+// and MR x 2 vdpbf16ps (latency 6 cycles, 2 per cycle). One row (2 panels, 4 chains) runs 55-62 us with the weights
+// in L3 against 80-100 cold: its bound from the shuffles and the chains' latency is close to the stream's (~65-75
+// us), and cold it loses the overlap. Four rows: 100-110 us hot, 120-140 cold (8 vdpbf16ps + 5 shuffles per 64
+// weights on 3 pipes). Kept: vpermb where the CPU has VBMI (4 shuffles). Paired with the build before, 3 rounds
+// (gemm_bench --benchmark_filter='stream|u4g(32|128)w_f32_12x32__avx512bf16/.*M:[12348]$'
+// --benchmark_min_time=0.2, load 3-5 from other builds), medians of the rounds, before / after, us: G = 128: M = 1
+// 96 / 97, M = 2 102 / 101, M = 3 118 / 112, M = 4 133 / 125, M = 8 234 / 235; G = 32: M = 1 140 / 143, M = 2 147 /
+// 147, M = 3 151 / 150, M = 4 166 / 159, M = 8 256 / 248 (stream read 30-31 GB/s: 2.36 MB of G = 128 weights in
+// about 75 us, 3.15 MB of G = 32 in 100). Tried and not kept: two or four groups in flight for 1-4 rows (each
+// group's own sq chains, applied in group order: 8-16 chains; with the weights in L3 one row 55 against 57 us, but
+// cold 10-60% slower: two or four blocks of each panel read at once); one panel for decode (one stream, as the W4A8
+// kernel; 2 chains a row: slower); the block's prefetches spread over the 16 k steps instead of a burst (no
+// difference above the noise); a masked 64-byte load feeding vpermb (half the loads split cache lines: 5-15% slower
+// than the 32-byte load).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -98,11 +116,11 @@ struct Consts {
   __m512i interleave = _mm512_loadu_si512(Vbmi ? static_cast<const void*>(kInterleaveBytes.data()) : kInterleave.data());
 };
 
-// vpermb (AVX512-VBMI), written as asm: the file's flags are AVX512-BF16's, which do not include VBMI, and only the
-// tiles chosen when the CPU has it (gemm_dp) run it.
-__attribute__((always_inline)) inline __m512i permute_bytes(__m512i idx, __m512i x) {
+// vpermb (AVX512-VBMI) of the 32 bytes at p (a ymm load, which zeroes the rest), written as asm: the file's flags
+// are AVX512-BF16's, which do not include VBMI, and only the tiles chosen when the CPU has it (gemm_dp) run it.
+__attribute__((always_inline)) inline __m512i permute_bytes32(__m512i idx, const uint8_t* p) {
   __m512i r;
-  asm("vpermb %2, %1, %0" : "=v"(r) : "v"(idx), "v"(x));
+  asm("vmovdqu8 %1, %t0\n\tvpermb %0, %2, %0" : "=&v"(r) : "m"(*reinterpret_cast<const uint8_t(*)[32]>(p)), "v"(idx));
   return r;
 }
 
@@ -114,8 +132,7 @@ __attribute__((always_inline)) inline void pair_weights(const Consts<Vbmi>& c, c
                                                         __m512i& odd) {
   __m512i v;
   if constexpr (Vbmi) {
-    // a masked load of the 32 bytes (the rest zero, never read: nothing past the panel is touched)
-    v = permute_bytes(c.interleave, _mm512_maskz_loadu_epi32(0x00ff, rows2));
+    v = permute_bytes32(c.interleave, rows2);
   } else {
     // maskz form: the plain intrinsic trips a GCC 12 false -Wmaybe-uninitialized (tile__avx512.h, load_row)
     const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows2));
