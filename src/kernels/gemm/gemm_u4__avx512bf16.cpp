@@ -55,12 +55,14 @@
 // --benchmark_min_time=0.2, load 3-5 from other builds), medians of the rounds, before / after, us: G = 128: M = 1
 // 96 / 97, M = 2 102 / 101, M = 3 118 / 112, M = 4 133 / 125, M = 8 234 / 235; G = 32: M = 1 140 / 143, M = 2 147 /
 // 147, M = 3 151 / 150, M = 4 166 / 159, M = 8 256 / 248 (stream read 30-31 GB/s: 2.36 MB of G = 128 weights in
-// about 75 us, 3.15 MB of G = 32 in 100). Tried and not kept: two or four groups in flight for 1-4 rows (each
+// about 75 us, 3.15 MB of G = 32 in 100); a second such run: G = 128 M = 1 92 / 99, M = 2 100 / 98, M = 3 116 / 112,
+// M = 4 131 / 124, M = 8 222 / 227; G = 32 140 / 138, 135 / 139, 144 / 154, 163 / 155, 255 / 238: only M = 4 gained
+// (5-7%) in both, the rest is the VM's noise. Tried and not kept: two or four groups in flight for 1-4 rows (each
 // group's own sq chains, applied in group order: 8-16 chains; with the weights in L3 one row 55 against 57 us, but
 // cold 10-60% slower: two or four blocks of each panel read at once); one panel for decode (one stream, as the W4A8
 // kernel; 2 chains a row: slower); the block's prefetches spread over the 16 k steps instead of a burst (no
-// difference above the noise); a masked 64-byte load feeding vpermb (half the loads split cache lines: 5-15% slower
-// than the 32-byte load).
+// difference above the noise); a masked 64-byte load feeding vpermb (0-10% slower than the build before in its paired
+// run, likely as half of those loads span two cache lines; the 32-byte load is not).
 #include <immintrin.h>
 
 #include <algorithm>
