@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang-14 (libFuzzer + AddressSanitizer + UndefinedBehaviorSanitizer) in
-# build/fuzz and runs each for SECONDS seconds over a seed corpus: files made by make_fuzz_corpus, configs/*.yaml,
-# the test model folders' config.json files,
+# build/fuzz, against the parsers' sources only (src/base, src/io: fuzz/CMakeLists.txt), and runs each for SECONDS
+# seconds over a seed corpus: files made by make_fuzz_corpus, configs/*.yaml, the test model folders' config.json files,
 # and fuzz/corpus/<target>/ (inputs that once found a bug, kept as regression seeds). Grown corpora are kept in
 # build/fuzz/corpus/<target> between runs; crashing inputs land in build/fuzz/findings/<target>/.
 #
