@@ -63,6 +63,17 @@
 // kernel; 2 chains a row: slower); the block's prefetches spread over the 16 k steps instead of a burst (no
 // difference above the noise); a masked 64-byte load feeding vpermb (0-10% slower than the build before in its paired
 // run, likely as half of those loads span two cache lines; the 32-byte load is not).
+// Tried and not kept (issue 12, the same VM, 2026-12-03, load 2-3 from other builds): the weight fed to vdpbf16ps as
+// bf16 128 + q (bits 0x4300 | q: vpermb, vpsrlw 4 and two vpternlogd per 64 weights, no table lookup; the zero term
+// fma(-(128 + z), sa, sq)), a contract change. Paired with main, alternating, the same gemm_bench command with
+// --benchmark_min_time=0.3, before / after, us: G = 128 M = 1 85 / 97, 92 / 92, 91 / 93, 137 / 97, 100 / 81, 89 / 84,
+// and in 8 more rounds of M = 1 alone medians 92 / 93 (G = 32 125 / 118); M = 4 G = 128 112 / 98, 138 / 134, 123 /
+// 120. With the weights in L2 (2048 x 512, one thread): M = 1 52 / 52, M = 2 57 / 57, M = 4 85 / 79. One row is
+// bound by its chains, not the unpack: a lone vdpbf16ps chain takes 1.63 ns a step here, and the 4-chain tile's
+// 32768 steps (2048 x 2048) are 53 us, the hot time. The layer (layer_scaling --quant w4a16 --tokens 1 --rounds 3
+// --forwards 40 --threads 2, alternating, medians of the rounds, ms): chain 0.84 / 0.94, 0.97 / 0.87, 0.80 / 0.81,
+// superkernel 0.77 / 0.87, 0.89 / 0.80, 0.75 / 0.75. With it, 4 panels for a lone row (8 chains): hot 46 us, cold
+// medians of 8 rounds G = 128 85 against 92, G = 32 130 against 125; the layer no faster in 3 alternating rounds.
 #include <immintrin.h>
 
 #include <algorithm>
