@@ -2,29 +2,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <string>
 #include <system_error>
 #include <thread>
 
 #include "base/check.h"
+#include "base/poll.h"
 #include "moefuse/error.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define MOEFUSE_SPIN_PAUSE() _mm_pause()
-#else
-#define MOEFUSE_SPIN_PAUSE() ((void)0)
-#endif
 
 namespace moefuse {
 namespace {
 
 std::atomic<int> g_starts_left{-1};  // thread_pool_testing: < 0 = off
-
-// A waiting thread polls without yielding for this long (a loop's last task or the next loop usually comes within
-// it), then yields between polls until spin_micros().
-constexpr int kPureSpinMicros = 30;
 
 std::thread start_thread(ThreadPool* pool, void (ThreadPool::*loop)()) {
   int left = g_starts_left.load(std::memory_order_relaxed);
@@ -86,24 +75,7 @@ void ThreadPool::grow(int threads) {
 
 template <class Done>
 bool ThreadPool::spin_until(Done done) const {
-  const int micros = spin_micros();
-  if (micros <= 0) return done();
-  const auto start = std::chrono::steady_clock::now();
-  const auto yield_from = start + std::chrono::microseconds(std::min(micros, kPureSpinMicros));
-  const auto deadline = start + std::chrono::microseconds(micros);
-  for (;;) {
-    // The clock is read every 32 polls (a pause is tens of cycles; a clock read about as much).
-    for (int i = 0; i < 32; ++i) {
-      if (done()) return true;
-      MOEFUSE_SPIN_PAUSE();
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return done();
-    // Past the first microseconds, poll between yields: when another process holds the other core, the thread
-    // this one waits for may be waiting for this core (a poll that never yields would hold it off until the
-    // scheduler's tick).
-    if (now >= yield_from) std::this_thread::yield();
-  }
+  return poll_until(done, spin_micros());
 }
 
 void ThreadPool::drain(Call call, void* ctx, int64_t n) {

@@ -10,8 +10,9 @@
 //   B  (group x a block of H's columns): the down projection of the group's rows, dequantised in the epilogue;
 //   C  (token x 256 columns of H): the combine in slot order, with the shared expert (gated for qwen2_moe) as skip.
 // A group is an active expert, or the shared expert over every token; its tasks sit in the same loop as the routed
-// experts' (the seed's second stream). A task waits (spinning, then yielding) only for tasks of lower index — its
-// group's earlier phase, or all of B for C — and the pool hands out indices in increasing order, so every wait ends.
+// experts' (the seed's second stream). A task waits (polling, then asleep on a counter) only for tasks of lower
+// index — its group's earlier phase, or all of B for C — and the pool hands out indices in increasing order, so every
+// wait ends.
 //
 // Every value is rounded where the chain rounds it (h, a and y in the model dtype, the same quantisation kernels)
 // and every dot product is one kernel chain over k in order, so the output is bitwise the chain's (tested for every
