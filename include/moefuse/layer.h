@@ -50,6 +50,13 @@ struct LayerWeights {
   Tensor shared_w13_zero;   // [1, 2Is, H/G] u8 (w4a16 only)
   Tensor shared_w2_zero;    // [1, H, Is/G] u8 (w4a16 only)
   Tensor shared_gate;       // [1, H] model dtype: qwen2_moe's shared_expert_gate (undefined otherwise)
+  // Act order (w4a16, w4a8; GPTQ's desc_act): the input order of w13, optional. Column j of expert e's w13 (gate and
+  // up alike) multiplies input channel w13_perm[e, j]: the layer gathers each expert's rows of x into that order
+  // before its first projection, so that groups of G consecutive columns may hold channels spread over x. Each row
+  // a permutation of 0..H-1, ascending within each group of G columns (the order a g_idx defines); undefined =
+  // the identity (no gather). Loaded GPTQ checkpoints set them when a g_idx is permuted (docs/layer.md §5).
+  Tensor w13_perm;          // [E, H] i32
+  Tensor shared_w13_perm;   // [1, H] i32: the same for the shared expert
 };
 
 /// Execution options (none changes the output) and what a load accepts.

@@ -401,8 +401,9 @@ class MoeLayer:
         up rows); w2 [E, H, I]; and, as the config needs them, w13_scale [E, 2I], w2_scale [E, H], smooth_scale1,
         smooth_scale2, clip_alpha [E], shared_w13 [1, 2Is, H], shared_w2 [1, H, Is], shared_w13_scale,
         shared_w2_scale, shared_gate [1, H]; w4a16: u8 int4 values in w13 / w2 / shared_*, scales [.., in / G] and
-        zero points w13_zero, w2_zero, shared_w13_zero, shared_w2_zero [.., in / G] (u8). bf16 weights need ml_dtypes
-        (TypeError otherwise)."""
+        zero points w13_zero, w2_zero, shared_w13_zero, shared_w2_zero [.., in / G] (u8), and for a GPTQ checkpoint
+        in act order w13_perm [E, H] / shared_w13_perm [1, H] (i32: the input channel each column of w13 multiplies,
+        docs/layer.md §5). bf16 weights need ml_dtypes (TypeError otherwise)."""
         out = {}
         for name, t in self._layer.weights():
             a = from_tensor(t, "numpy", "MoeLayer.weights", name)

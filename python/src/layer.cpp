@@ -103,6 +103,8 @@ std::vector<std::pair<std::string, PyTensor>> weights_list(const LayerWeights& w
   add("shared_w13_zero", w.shared_w13_zero);
   add("shared_w2_zero", w.shared_w2_zero);
   add("shared_gate", w.shared_gate);
+  add("w13_perm", w.w13_perm);
+  add("shared_w13_perm", w.shared_w13_perm);
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "ep/comm.h"
 #include "ep/dispatch_plan.h"
 #include "ep/load.h"
+#include "layer/act_order.h"
 #include "layer/chain.h"
 #include "layer/fused_decode.h"
 #include "layer/packed_weights.h"
@@ -123,6 +124,8 @@ void ExpertParallelLayer::Impl::run_experts(int64_t rows, const ep::ReceivePlan&
                              fused_buffers, pool);
     return;
   }
+  // Act order: each expert's rows in its input order (the fused path's expert tasks gather them themselves).
+  if (weights.w13_perm.defined()) layer::gather_expert_rows(weights.w13_perm, rp.group_rows, x_rows);
   const int64_t El = int64_t(local.size()), I = c.moe_intermediate_size;
   local_groups = Tensor::empty(DType::i64, {El});
   std::copy(rp.group_rows.begin(), rp.group_rows.end(), local_groups.data_as<int64_t>());

@@ -140,7 +140,7 @@ void read_gptq(const Keys& k, ModelConfig& m) {
            "32, 64 or 128 (the int4 kernels' group sizes)",
            std::to_string(g.group_size) + (g.group_size == -1 ? " (one group per column: not supported)" : ""));
   g.sym = k.bool_or("sym", true);
-  g.desc_act = k.bool_or("desc_act", false);  // act order: each tensor's g_idx must still be i / G (gptq.cpp)
+  g.desc_act = k.bool_or("desc_act", false);  // act order: each tensor's g_idx gives its order (gptq.cpp)
   g.checkpoint_format = k.string_or("checkpoint_format", "gptq");
   if (g.checkpoint_format != "gptq" && g.checkpoint_format != "gptq_v2")
     k.fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", io_detail::quote_for_message(g.checkpoint_format));

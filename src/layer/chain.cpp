@@ -5,6 +5,7 @@
 
 #include "base/elements.h"
 #include "base/timing.h"
+#include "layer/act_order.h"
 #include "layer/router.h"
 
 namespace moefuse::layer {
@@ -292,6 +293,13 @@ Tensor run_shared_expert(const ChainOps& ops, const MoeConfig& config, const Lay
     // w8a8c8's swiglu_clip_quant needs its group counts and a clip factor (1: no clipping).
     if (d.quant == QuantMode::w8a8c8) s.group_list = b.shared_counts;
     s.alpha = b.unit_alpha;
+    if (w.shared_w13_perm.defined())  // act order, after the quantisation as for the routed rows
+      gather_rows_in_place(static_cast<std::byte*>(s.x.data()), T, d.H, d.H, 1,
+                           w.shared_w13_perm.data_as<const int32_t>());
+  } else if (w.shared_w13_perm.defined()) {
+    // Act order: x gathered into shared_y, free until the down projection writes it (x is read by w13 only).
+    s.x = rows(b.shared_y, T);
+    gather_tokens(x, w.shared_w13_perm.data_as<const int32_t>(), s.x);
   }
   set_projections(s, packed ? &packed->shared_w13 : nullptr, packed ? &packed->shared_w2 : nullptr, w.shared_w13,
                   w.shared_w2);
@@ -327,6 +335,9 @@ void run_chain(const ChainOps& ops, const MoeConfig& config, const LayerWeights&
   const Tensor expanded_scale = rows(b.expanded_scale, R);
   expand_tokens(ops, config, w, x, topk_idx, count_type(d),
                 InitRoutingV2Result{expanded_x, expanded_row_idx, b.counts, expanded_scale});
+  // Act order: each expert's rows in its input order (w4a8: after the per-token quantisation, whose scale, a max
+  // over the row, and whose elementwise rounding do not depend on the order).
+  if (w.w13_perm.defined()) gather_routed_rows(w.w13_perm, b.counts, expanded_x);
   t.routing += ms_since(t0);
 
   // 4. routed experts.

@@ -10,6 +10,7 @@
 #include "base/poll.h"
 #include "base/scratch.h"
 #include "base/timing.h"
+#include "layer/act_order.h"
 #include "layer/router.h"
 #include "moefuse/error.h"
 
@@ -200,12 +201,20 @@ class Step {
     return is_shared(g) ? b_.shared_a_f32.data_as<float>() : b_.a_f32.data_as<float>() + row_begin(g) * I_;
   }
 
+  // Act order (LayerWeights::w13_perm): the group's input order, or nullptr.
+  const int32_t* input_order(int64_t g) const {
+    const Tensor& perm = is_shared(g) ? w_.shared_w13_perm : w_.w13_perm;
+    return perm.defined() ? perm.data_as<const int32_t>() + (is_shared(g) ? 0 : expert(g)) * H_ : nullptr;
+  }
+
   // The A operand of group g's first GEMM: its rows of x, contiguous — float models: widened from x into `gather`;
-  // w8a8: the quantised rows, gathered into `gather` when they are not already contiguous.
+  // w8a8: the quantised rows, gathered into `gather` when they are not already contiguous or are put in the group's
+  // input order (act order: the chain's gather, after the quantisation).
   // w8a8 also gives each row's quantisation scale through `row_scale`.
   const void* x_rows(int64_t g, Scratch<std::byte>& gather, const float** row_scale) const {
     const int64_t r0 = row_begin(g), n = row_end(g) - r0;
     const int32_t* row_token = b_.row_token.data_as<const int32_t>();
+    const int32_t* order = input_order(g);
     if (!int8_) {
       auto* dst = reinterpret_cast<float*>(gather.data());
       const auto* x = static_cast<const std::byte*>(x_.data());
@@ -214,24 +223,30 @@ class Step {
         const int64_t t = is_shared(g) ? i : row_token[r0 + i];
         widen_row(x + t * row_bytes, x_.dtype(), H_, x_.stride(1), dst + i * H_);
       }
+      if (order) gather_rows_in_place(gather.data(), n, H_ * 4, H_, 4, order);
       return dst;
     }
     const bool smooth = w_.smooth_scale1.defined();
     const int8_t* xq = b_.x_q.data_as<const int8_t>();
     const float* xs = b_.x_scale.data_as<const float>();
-    if (is_shared(g)) {
-      *row_scale = smooth ? b_.shared_x_scale.data_as<const float>() : xs;
-      return smooth ? b_.shared_x_q.data_as<const int8_t>() : xq;
-    }
-    if (smooth) {
-      *row_scale = xs + r0;
-      return xq + r0 * H_;
+    // Rows of their own (row i of the group at src + i * H_) or of their tokens (xq's row row_token[r0 + i]).
+    const bool own_rows = is_shared(g) || smooth;
+    const int8_t* src = is_shared(g) ? (smooth ? b_.shared_x_q.data_as<const int8_t>() : xq) : xq + r0 * H_;
+    const float* src_scale = is_shared(g) ? (smooth ? b_.shared_x_scale.data_as<const float>() : xs) : xs + r0;
+    if (own_rows && !order) {
+      *row_scale = src_scale;
+      return src;
     }
     auto* dst = reinterpret_cast<int8_t*>(gather.data());
     auto* scales = reinterpret_cast<float*>(gather.data() + n * H_ + (64 - (n * H_) % 64) % 64);
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(dst + i * H_, xq + row_token[r0 + i] * H_, size_t(H_));
-      scales[i] = xs[row_token[r0 + i]];
+      const int8_t* row = own_rows ? src + i * H_ : xq + row_token[r0 + i] * H_;
+      if (order)
+        gather_row(reinterpret_cast<const std::byte*>(row), 1, reinterpret_cast<std::byte*>(dst + i * H_), H_, 1,
+                   order);
+      else
+        std::memcpy(dst + i * H_, row, size_t(H_));
+      scales[i] = own_rows ? src_scale[i] : xs[row_token[r0 + i]];
     }
     *row_scale = scales;
     return dst;
@@ -246,7 +261,7 @@ class Step {
     const int64_t blk = i < groups_ * nbI_ ? i % nbI_ : i - groups_ * nbI_;
     const int64_t W = width(g), j0 = blk * block_a_, j1 = std::min(j0 + block_a_, W), nb = j1 - j0;
     const int64_t r0 = row_begin(g), n = row_end(g) - r0;
-    const bool gather_needed = !int8_ || (!is_shared(g) && !w_.smooth_scale1.defined());
+    const bool gather_needed = !int8_ || (!is_shared(g) && !w_.smooth_scale1.defined()) || input_order(g) != nullptr;
     Scratch<std::byte> gather(gather_needed ? n * H_ * (int8_ ? 1 : 4) + 64 + n * 4 : 0);
     const float* row_scale = nullptr;
     const void* a = x_rows(g, gather, &row_scale);

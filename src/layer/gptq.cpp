@@ -47,7 +47,7 @@ GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G) {
   if (s.bits != 4) fail("bits", "4 (w4a16, w4a8)", str(s.bits));
   if (s.group_size != 0 && s.group_size != G)
     fail("group_size", str(G) + " (the config's quant_group_size)", str(s.group_size));
-  // desc_act true is read when every g_idx is still i / G (read_gptq_projection checks each one).
+  // desc_act true or false: each projection's g_idx says its input order (gptq_input_order).
   if (s.checkpoint_format != "gptq" && s.checkpoint_format != "gptq_v2")
     fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", "\"" + s.checkpoint_format + "\"");
   f.zeros_v2 = s.checkpoint_format == "gptq_v2";
@@ -56,9 +56,43 @@ GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G) {
 
 bool has_gptq_projection(const Checkpoint& ck, const std::string& base) { return ck.has(base + "qweight"); }
 
+std::vector<int32_t> gptq_input_order(const Checkpoint& ck, const std::string& base, int64_t G, int64_t in,
+                                      const char* in_name) {
+  const std::string name = base + "g_idx";
+  if (!ck.has(name)) return {};
+  const Tensor gi = ck.read(name);
+  const std::string where = ck.file_of(name) + ": " + name + ": ";
+  if (gi.dim() != 1 || gi.size(0) != in || gi.dtype() != DType::i32)
+    throw ValueError(where + "expected an i32 tensor of shape [" + in_name + "] = [" + str(in) + "], got " +
+                     gi.describe());
+  const Tensor t = gi.contiguous();
+  const int32_t* g = t.data_as<const int32_t>();
+  const int64_t groups = in / G;
+  bool trivial = true;
+  std::vector<int64_t> count(size_t(groups), 0);
+  for (int64_t i = 0; i < in; ++i) {
+    if (g[i] < 0 || g[i] >= groups)
+      throw ValueError(where + "expected groups 0.." + str(groups - 1) + " (" + in_name + " / " + str(G) +
+                       " groups), got g_idx[" + str(i) + "] = " + str(g[i]));
+    ++count[size_t(g[i])];
+    trivial = trivial && g[i] == i / G;
+  }
+  for (int64_t k = 0; k < groups; ++k)
+    if (count[size_t(k)] != G)
+      throw ValueError(where + "expected " + str(G) + " input channels in each group (group size " + str(G) +
+                       "), got " + str(count[size_t(k)]) + " in group " + str(k));
+  if (trivial) return {};
+  // A counting sort by group: stable, so each group's channels stay ascending.
+  std::vector<int64_t> next(static_cast<size_t>(groups));
+  for (int64_t k = 0; k < groups; ++k) next[size_t(k)] = k * G;
+  std::vector<int32_t> order(static_cast<size_t>(in));
+  for (int64_t i = 0; i < in; ++i) order[size_t(next[size_t(g[i])]++)] = int32_t(i);
+  return order;
+}
+
 void read_gptq_projection(const Checkpoint& ck, const std::string& base, const GptqFormat& format, int64_t G,
                           int64_t out, int64_t in, const char* out_name, const char* in_name, uint8_t* q, float* scale,
-                          uint8_t* zero, bool check_finite) {
+                          uint8_t* zero, bool check_finite, const int32_t* in_order, const int32_t* out_order) {
   const std::string in_g = std::string(in_name) + "/" + str(G), in_8 = std::string(in_name) + "/8",
                     out_8 = std::string(out_name) + "/8";
   // qweight: [in / 8, out] i32. Another row count is another bit width (GPTQ packs 32 / bits values per word).
@@ -69,35 +103,28 @@ void read_gptq_projection(const Checkpoint& ck, const std::string& base, const G
                             {DType::i32}, " (group size " + str(G) + ")");
   const Tensor sc = read_2d(ck, base + "scales", in / G, out, dims(in_g.c_str(), in / G, out_name, out),
                             {DType::f16, DType::bf16, DType::f32}, " (group size " + str(G) + ")");
-  if (ck.has(base + "g_idx")) {
-    const Tensor gi = ck.read(base + "g_idx");
-    if (gi.dim() != 1 || gi.size(0) != in || gi.dtype() != DType::i32)
-      throw ValueError(ck.file_of(base + "g_idx") + ": " + base + "g_idx: expected an i32 tensor of shape [" + in_name +
-                       "] = [" +
-                       str(in) + "], got " + gi.describe());
-    const Tensor g = gi.contiguous();
-    for (int64_t i = 0; i < in; ++i)
-      if (g.data_as<const int32_t>()[i] != i / G)
-        throw ValueError(ck.file_of(base + "g_idx") + ": " + base + "g_idx: expected g_idx[i] = i / " + str(G) +
-                         " (act order, desc_act with a permuted g_idx, is not supported), got g_idx[" + str(i) +
-                         "] = " + str(g.data_as<const int32_t>()[i]));
-  }
+  // Row r of q holds checkpoint row o = out_order[r]; column j input channel i = in_order[j].
   const auto* words = qw.data_as<const int32_t>();
-  for (int64_t i = 0; i < in; ++i)
-    for (int64_t o = 0; o < out; ++o)
-      q[o * in + i] = uint8_t((uint32_t(words[(i / 8) * out + o]) >> (4 * (i % 8))) & 0xF);
+  for (int64_t j = 0; j < in; ++j) {
+    const int64_t i = in_order ? in_order[j] : j;
+    for (int64_t r = 0; r < out; ++r) {
+      const int64_t o = out_order ? out_order[r] : r;
+      q[r * in + j] = uint8_t((uint32_t(words[(i / 8) * out + o]) >> (4 * (i % 8))) & 0xF);
+    }
+  }
   const auto* zw = qz.data_as<const int32_t>();
   const int64_t groups = in / G;
   for (int64_t g = 0; g < groups; ++g)
-    for (int64_t o = 0; o < out; ++o) {
+    for (int64_t r = 0; r < out; ++r) {
+      const int64_t o = out_order ? out_order[r] : r;
       const uint32_t stored = (uint32_t(zw[g * (out / 8) + o / 8]) >> (4 * (o % 8))) & 0xF;
       const uint32_t z = format.zeros_v2 ? stored : stored + 1;
       if (z > 15)
         throw ValueError(ck.file_of(base + "qzeros") + ": " + base + "qzeros: expected zero points 0..15, got 16 at [" +
                          str(g) + ", " +
                          str(o) + "] (stored 15: GPTQ's v1 format adds 1)");
-      zero[o * groups + g] = uint8_t(z);
-      scale[o * groups + g] = load_element_f32(sc.data(), sc.dtype(), g * out + o);
+      zero[r * groups + g] = uint8_t(z);
+      scale[r * groups + g] = load_element_f32(sc.data(), sc.dtype(), g * out + o);
     }
   if (check_finite)
     check_finite_values(
@@ -106,15 +133,18 @@ void read_gptq_projection(const Checkpoint& ck, const std::string& base, const G
 }
 
 void append_gptq_tensors(const std::string& base, const Tensor& q, const Tensor& scale, const Tensor& zero,
-                         NamedTensors& out) {
+                         NamedTensors& out, const int32_t* in_order) {
   const int64_t N = q.size(0), K = q.size(1), groups = scale.size(1), G = K / groups;
   const Tensor qc = q.contiguous(), sc = scale.contiguous(), zc = zero.contiguous();
   Tensor qweight = Tensor::zeros(DType::i32, {K / 8, N});
   auto* qw = qweight.data_as<int32_t>();
-  for (int64_t i = 0; i < K; ++i)
+  // Column j of q is input channel i = in_order[j] (the checkpoint's order).
+  for (int64_t j = 0; j < K; ++j) {
+    const int64_t i = in_order ? in_order[j] : j;
     for (int64_t o = 0; o < N; ++o)
       qw[(i / 8) * N + o] = int32_t(uint32_t(qw[(i / 8) * N + o]) |
-                                    (uint32_t(qc.data_as<const uint8_t>()[o * K + i]) << (4 * (i % 8))));
+                                    (uint32_t(qc.data_as<const uint8_t>()[o * K + j]) << (4 * (i % 8))));
+  }
   Tensor qzeros = Tensor::zeros(DType::i32, {groups, N / 8});
   bool f16_exact = true;
   for (int64_t g = 0; g < groups; ++g)
@@ -132,7 +162,7 @@ void append_gptq_tensors(const std::string& base, const Tensor& q, const Tensor&
     for (int64_t o = 0; o < N; ++o)
       store_element_f32(scales.data(), scales.dtype(), g * N + o, sc.data_as<const float>()[o * groups + g]);
   Tensor g_idx = Tensor::empty(DType::i32, {K});
-  for (int64_t i = 0; i < K; ++i) g_idx.data_as<int32_t>()[i] = int32_t(i / G);
+  for (int64_t j = 0; j < K; ++j) g_idx.data_as<int32_t>()[in_order ? in_order[j] : j] = int32_t(j / G);
   out.emplace_back(base + "qweight", qweight);
   out.emplace_back(base + "qzeros", qzeros);
   out.emplace_back(base + "scales", scales);

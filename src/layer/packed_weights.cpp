@@ -87,6 +87,9 @@ PackedLayerWeights pack_layer_weights(LayerWeights& w) {
     p.shared_w13 = pack(w.shared_w13, w.shared_w13_scale, w.shared_w13_zero);
     p.shared_w2 = pack(w.shared_w2, w.shared_w2_scale, w.shared_w2_zero);
   }
+  // Act order's input orders stay in `w`, read by flat index (act_order.h).
+  for (Tensor* perm : {&w.w13_perm, &w.shared_w13_perm})
+    if (perm->defined()) *perm = perm->contiguous();
   p.router = pack_rows(w.router);
   if (w.shared_gate.defined()) p.shared_gate = pack_rows(w.shared_gate);
   return p;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <tuple>
 #include <vector>
 
 #include "base/check.h"
@@ -257,10 +258,14 @@ RowSource checkpoint_rows(const Checkpoint& ck, const std::string& name, const T
 // Loads one [out, in] projection of a checkpoint into storage rows [row0, row0 + out) of expert e.
 // What a projection's load may need besides its tensor: for w4a16, the projection's zero points and the checkpoint's
 // GPTQ settings (read once per load); for FP8 tensors, the checkpoint's FP8 settings (read when first needed).
+// A GPTQ projection's orders (gptq.h): in_order its input order, out_order the order of its rows (nullptr: the
+// identity).
 struct Int4Load {
   Tensor zeros;
   const GptqFormat* format = nullptr;
   Fp8Reader* fp8 = nullptr;
+  const int32_t* in_order = nullptr;
+  const int32_t* out_order = nullptr;
 };
 
 void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string& name, const Tensor& storage,
@@ -283,7 +288,7 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
     const int64_t G = c.quant_group_size, row = e * storage.size(1) + row0;
     read_gptq_projection(ck, base, *int4.format, G, out, in, out_name, in_name, storage.data_as<uint8_t>() + row * in,
                          scales.data_as<float>() + row * (in / G), int4.zeros.data_as<uint8_t>() + row * (in / G),
-                         check_finite);
+                         check_finite, int4.in_order, int4.out_order);
     return;
   }
   if (int4_weights(c) && int4.format != nullptr && !int4.format->source.empty())  // no float weight quantised silently
@@ -309,6 +314,52 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
     return;
   }
   tasks.push_back(FillTask{storage, scales, e, row0, out, in, checkpoint_rows(ck, name, t), ck.path() + ": " + name});
+}
+
+// Act order of one expert's GPTQ projections (gptq.h, gptq_input_order; empty orders: the identity). Gate and up
+// read the same input, x, and GPTQ gives them one g_idx: required, so that one gather of x feeds both (`input`).
+// Down's input order, the SwiGLU channels' (`inner`), needs no gather: gate's and up's rows are read in it, so that
+// SwiGLU's output already comes out in the order of down's columns.
+struct GptqOrders {
+  std::vector<int32_t> input, inner;
+};
+
+GptqOrders gptq_orders(const MoeConfig& c, const Checkpoint& ck, const std::string& gate, const std::string& up,
+                       const std::string& down, int64_t H, int64_t W, const char* w_name) {
+  GptqOrders o;
+  if (!int4_weights(c) || !has_gptq_projection(ck, gate)) return o;
+  const int64_t G = c.quant_group_size;
+  o.input = gptq_input_order(ck, gate, G, H, "H");
+  if (has_gptq_projection(ck, up) && gptq_input_order(ck, up, G, H, "H") != o.input) {
+    // The first channel whose group differs (an absent g_idx is i / G; both were checked to be i32 [H]).
+    auto groups = [&](const std::string& base) {
+      std::vector<int64_t> g(static_cast<size_t>(H));
+      const Tensor t = ck.has(base + "g_idx") ? ck.read(base + "g_idx").contiguous() : Tensor{};
+      for (int64_t i = 0; i < H; ++i) g[size_t(i)] = t.defined() ? t.data_as<const int32_t>()[i] : i / G;
+      return g;
+    };
+    const std::vector<int64_t> a = groups(gate), b = groups(up);
+    int64_t i = 0;
+    while (i + 1 < H && a[size_t(i)] == b[size_t(i)]) ++i;
+    throw ValueError(ck.file_of(up + "qweight") + ": " + gate + "g_idx and " + up +
+                     "g_idx: expected the same groups (gate and up read the same input, gathered once for both in act "
+                     "order), got g_idx[" + std::to_string(i) + "] = " + std::to_string(a[size_t(i)]) + " and " +
+                     std::to_string(b[size_t(i)]));
+  }
+  if (has_gptq_projection(ck, down)) o.inner = gptq_input_order(ck, down, G, W, w_name);
+  return o;
+}
+
+// The [n, H] i32 input orders of `orders` (an empty one: the identity); undefined when every one is the identity.
+Tensor input_orders(const std::vector<std::vector<int32_t>>& orders, int64_t H) {
+  bool any = false;
+  for (const auto& o : orders) any = any || !o.empty();
+  if (!any) return Tensor{};
+  Tensor t = Tensor::empty(DType::i32, {int64_t(orders.size()), H});
+  for (size_t e = 0; e < orders.size(); ++e)
+    for (int64_t j = 0; j < H; ++j)
+      t.data_as<int32_t>()[int64_t(e) * H + j] = orders[e].empty() ? int32_t(j) : orders[e][size_t(j)];
+  return t;
 }
 
 // An optional per-expert vector [n] of the checkpoint, widened into row e of `dst` ([E, n] f32).
@@ -411,6 +462,31 @@ void validate_weights(const MoeConfig& c, const LayerWeights& w, bool allow_fp8)
     if (c.shared_expert_gated()) need("shared_gate", w.shared_gate, c.dtype, {1, s.H});
   } else {
     absent("shared_w13", w.shared_w13, "the config has no shared expert");
+  }
+  // Act order: an input order per expert (layer.h), int4 chains only.
+  using Order = std::tuple<const char*, const Tensor*, int64_t>;  // name, tensor, rows
+  for (const auto& [name, t, experts] :
+       {Order{"w13_perm", &w.w13_perm, s.E}, Order{"shared_w13_perm", &w.shared_w13_perm, 1}}) {
+    if (!t->defined()) continue;
+    if (!int4_weights(c)) absent(name, *t, "an input order belongs to int4 weights (w4a16, w4a8)");
+    if (experts == 1 && s.Is == 0) absent(name, *t, "the config has no shared expert");
+    need(name, *t, DType::i32, {experts, s.H});
+    const Tensor p = t->contiguous();
+    std::vector<uint8_t> seen(size_t(s.H));
+    for (int64_t e = 0; e < experts; ++e) {
+      std::fill(seen.begin(), seen.end(), uint8_t{0});
+      const int32_t* row = p.data_as<const int32_t>() + e * s.H;
+      for (int64_t j = 0; j < s.H; ++j) {
+        const int32_t v = row[j];
+        const bool ok = v >= 0 && v < s.H && !seen[size_t(v)] && (j % G == 0 || v > row[j - 1]);
+        if (!ok)
+          check::fail_value(kOp, name,
+                            "each row a permutation of 0.." + std::to_string(s.H - 1) +
+                                ", ascending within each group of " + std::to_string(G) + " columns",
+                            "[" + std::to_string(e) + ", " + std::to_string(j) + "] = " + std::to_string(v));
+        seen[size_t(v)] = 1;
+      }
+    }
   }
 }
 
@@ -524,22 +600,30 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   std::vector<FillTask> tasks;
   GptqFormat gptq;
   if (int4_weights(c)) gptq = read_gptq_format(ck, c.quant_group_size);
-  auto i4 = [&](const Tensor& zeros) { return Int4Load{zeros, &gptq, &fp8}; };
+  auto i4 = [&](const Tensor& zeros, const std::vector<int32_t>& in_order = {},
+                const std::vector<int32_t>& out_order = {}) {
+    return Int4Load{zeros, &gptq, &fp8, in_order.empty() ? nullptr : in_order.data(),
+                    out_order.empty() ? nullptr : out_order.data()};
+  };
   // The router and the shared gate stay float (model dtype) in every chain.
   Tensor router = projection_tensor(ck, p + ".gate.weight", s.E, s.H, "E", "H");
   if (router.dtype() == DType::i8)
     throw TypeError(ck.path() + ": " + p + ".gate.weight: expected a float router weight, got i8");
   tasks.push_back(FillTask{as_expert(w.router), Tensor{}, 0, 0, s.E, s.H, checkpoint_rows(ck, p + ".gate.weight", router),
                            ck.path() + ": " + p + ".gate.weight"});
+  std::vector<std::vector<int32_t>> w13_orders(static_cast<size_t>(n_held));  // act order: each expert's input order
   for (int64_t li = 0; li < n_held; ++li) {  // global expert held[li] into slot li: only its tensors are read
     const std::string ep = p + ".experts." + std::to_string(held[size_t(li)]) + ".";
+    GptqOrders o = gptq_orders(c, ck, ep + pn.gate + ".", ep + pn.up + ".", ep + pn.down + ".", s.H, s.I, "I");
     load_projection(c, ck, ep + pn.gate + ".weight", w.w13, w.w13_scale, li, 0, s.I, s.H, "I", "H", tasks, check,
-                    i4(w.w13_zero));
+                    i4(w.w13_zero, o.input, o.inner));
     load_projection(c, ck, ep + pn.up + ".weight", w.w13, w.w13_scale, li, s.I, s.I, s.H, "I", "H", tasks, check,
-                    i4(w.w13_zero));
+                    i4(w.w13_zero, o.input, o.inner));
     load_projection(c, ck, ep + pn.down + ".weight", w.w2, w.w2_scale, li, 0, s.H, s.I, "H", "I", tasks, check,
-                    i4(w.w2_zero));
+                    i4(w.w2_zero, o.inner));
+    w13_orders[size_t(li)] = std::move(o.input);
   }
+  w.w13_perm = input_orders(w13_orders, s.H);
   if (int8_weights(c)) {
     // Optional smooth scales: present for every expert or for none.
     const std::string first1 = p + ".experts.0." + pn.gate + ".smooth_scale";
@@ -571,12 +655,14 @@ LayerWeights checkpoint_weights(const MoeConfig& c, const Checkpoint& ck, int64_
   }
   if (s.Is > 0) {
     const std::string sp = shared_prefix(c, p) + ".";
+    GptqOrders o = gptq_orders(c, ck, sp + "gate_proj.", sp + "up_proj.", sp + "down_proj.", s.H, s.Is, "Is");
     load_projection(c, ck, sp + "gate_proj.weight", w.shared_w13, w.shared_w13_scale, 0, 0, s.Is, s.H, "Is", "H",
-                    tasks, check, i4(w.shared_w13_zero));
+                    tasks, check, i4(w.shared_w13_zero, o.input, o.inner));
     load_projection(c, ck, sp + "up_proj.weight", w.shared_w13, w.shared_w13_scale, 0, s.Is, s.Is, s.H, "Is", "H",
-                    tasks, check, i4(w.shared_w13_zero));
+                    tasks, check, i4(w.shared_w13_zero, o.input, o.inner));
     load_projection(c, ck, sp + "down_proj.weight", w.shared_w2, w.shared_w2_scale, 0, 0, s.H, s.Is, "H", "Is",
-                    tasks, check, i4(w.shared_w2_zero));
+                    tasks, check, i4(w.shared_w2_zero, o.inner));
+    w.shared_w13_perm = input_orders({std::move(o.input)}, s.H);
     if (w.shared_gate.defined()) {
       Tensor g = projection_tensor(ck, p + ".shared_expert_gate.weight", 1, s.H, "1", "H");
       tasks.push_back(FillTask{as_expert(w.shared_gate), Tensor{}, 0, 0, 1, s.H,
@@ -616,8 +702,12 @@ NamedTensors checkpoint_tensors(const MoeConfig& c, const LayerWeights& w, int64
       const Tensor& zeros = &storage == &w.w13 ? w.w13_zero : &storage == &w.w2 ? w.w2_zero
                             : &storage == &w.shared_w13 ? w.shared_w13_zero : w.shared_w2_zero;
       const int64_t groups = scales.size(2);
+      // Act order: w13's columns in the expert's input order (layer.h); w2's are always the checkpoint's.
+      const Tensor& perm = &storage == &w.w13 ? w.w13_perm : &storage == &w.shared_w13 ? w.shared_w13_perm : Tensor{};
+      const Tensor order = perm.defined() ? perm.contiguous() : Tensor{};
       append_gptq_tensors(name + ".", rows, scales.narrow(0, e, 1).narrow(1, row0, n).reshape({n, groups}),
-                          zeros.narrow(0, e, 1).narrow(1, row0, n).reshape({n, groups}), out);
+                          zeros.narrow(0, e, 1).narrow(1, row0, n).reshape({n, groups}), out,
+                          order.defined() ? order.data_as<const int32_t>() + e * storage.size(2) : nullptr);
       return;
     }
     out.emplace_back(name + ".weight", rows);

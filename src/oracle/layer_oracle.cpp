@@ -163,7 +163,18 @@ struct Mlp {
   int64_t e, W, H;
   const Tensor* w13_zero = nullptr;
   const Tensor* w2_zero = nullptr;
+  const Tensor* w13_perm = nullptr;  // act order: [.., H] i32 input orders (row e), or undefined
 };
+
+// Act order (LayerWeights::w13_perm): v in the expert's input order, v'[j] = v[order[j]]; v itself without one.
+template <class V>
+V in_input_order(const Mlp& m, const V& v) {
+  if (m.w13_perm == nullptr || !m.w13_perm->defined()) return v;
+  V out(v.size());
+  for (size_t j = 0; j < v.size(); ++j)
+    out[j] = v[size_t(m.w13_perm->data_as<const int32_t>()[m.e * int64_t(v.size()) + int64_t(j)])];
+  return out;
+}
 
 // One expert's MLP on one token x (model-dtype values): the float chain rounds to the model dtype after each matmul
 // and after SwiGLU; w8a8 dequantises the first matmul in fp32, applies SwiGLU and smooth scale 2 and requantises;
@@ -176,7 +187,7 @@ Vec expert_mlp(const MoeConfig& c, const Mlp& m, const Vec& x, const Vec* smooth
   if (c.quant_mode == QuantMode::none || c.quant_mode == QuantMode::w4a16) {
     // w4a16: the float chain with the int4 projections (matvec_u4) in place of the float ones.
     const bool int4 = c.quant_mode == QuantMode::w4a16;
-    Vec h = int4 ? matvec_u4(m.w13, m.w13_scale, *m.w13_zero, e * 2 * W, 2 * W, H, x)
+    Vec h = int4 ? matvec_u4(m.w13, m.w13_scale, *m.w13_zero, e * 2 * W, 2 * W, H, in_input_order(m, x))
                  : matvec(m.w13, e * 2 * W * H, 2 * W, H, x);
     for (float& v : h) v = round_to(v, md);
     Vec a(static_cast<size_t>(W));
@@ -193,7 +204,8 @@ Vec expert_mlp(const MoeConfig& c, const Mlp& m, const Vec& x, const Vec* smooth
   if (c.quant_mode == QuantMode::w4a8) {
     // w4a8: the first matmul dequantised in fp32 (group scales, then the token's scale), SwiGLU, smooth scale 2,
     // requantised; the second likewise, rounded to the model dtype.
-    const Vec v = matvec_u4_s8(m.w13, m.w13_scale, *m.w13_zero, e * 2 * W, 2 * W, H, xq, x_scale);
+    // Act order: the quantised row in the expert's input order (the scale, a max over the row, is the same).
+    const Vec v = matvec_u4_s8(m.w13, m.w13_scale, *m.w13_zero, e * 2 * W, 2 * W, H, in_input_order(m, xq), x_scale);
     Vec o(static_cast<size_t>(W));
     for (int64_t i = 0; i < W; ++i) {
       o[size_t(i)] = silu(v[size_t(i)]) * v[size_t(W + i)];
@@ -322,7 +334,7 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
   for (Tensor* t : {&w.router, &w.router_bias, &w.w13, &w.w2, &w.w13_scale, &w.w2_scale, &w.smooth_scale1,
                     &w.smooth_scale2, &w.clip_alpha, &w.shared_w13, &w.shared_w2, &w.shared_w13_scale,
                     &w.shared_w2_scale, &w.shared_gate, &w.w13_zero, &w.w2_zero, &w.shared_w13_zero,
-                    &w.shared_w2_zero})
+                    &w.shared_w2_zero, &w.w13_perm, &w.shared_w13_perm})
     if (t->defined()) *t = t->contiguous();
   const Tensor xc = x.contiguous();
 
@@ -343,7 +355,7 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
     bool started = false;
     if (Is > 0) {
       acc = expert_mlp(c, Mlp{w.shared_w13, w.shared_w2, w.shared_w13_scale, w.shared_w2_scale, 0, Is, H,
-                              &w.shared_w13_zero, &w.shared_w2_zero},
+                              &w.shared_w13_zero, &w.shared_w2_zero, &w.shared_w13_perm},
                        xt, nullptr, nullptr, 1.0f);
       if (c.shared_expert_gated()) {
         const float gate = sigmoid(matvec(w.shared_gate, 0, 1, H, xt)[0]);
@@ -358,8 +370,8 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
       if (w.smooth_scale1.defined()) s1 = load(w.smooth_scale1, e * H, H);
       if (w.smooth_scale2.defined()) s2 = load(w.smooth_scale2, e * I, I);
       const float alpha = w.clip_alpha.defined() ? load(w.clip_alpha, e, 1)[0] : 1.0f;
-      const Vec y = expert_mlp(c, Mlp{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H, &w.w13_zero, &w.w2_zero}, xt,
-                               s1.empty() ? nullptr : &s1, s2.empty() ? nullptr : &s2, alpha);
+      const Mlp m{w.w13, w.w2, w.w13_scale, w.w2_scale, e, I, H, &w.w13_zero, &w.w2_zero, &w.w13_perm};
+      const Vec y = expert_mlp(c, m, xt, s1.empty() ? nullptr : &s1, s2.empty() ? nullptr : &s2, alpha);
       const float wk = r.weights[size_t(k)];
       for (int64_t h = 0; h < H; ++h) acc[size_t(h)] = started ? acc[size_t(h)] + wk * y[size_t(h)] : wk * y[size_t(h)];
       started = true;

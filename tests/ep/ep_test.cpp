@@ -257,6 +257,42 @@ TEST(Ep, FromCheckpointsReadingOnlyEachRanksExperts) {
   }
 }
 
+// A GPTQ checkpoint in act order (each expert's and the shared expert's w13 in an input order of their own, written
+// by the layer's writer as permuted g_idx): each rank reads its experts' orders and gathers the rows it receives,
+// decode and prefill, bitwise the single-process layer.
+TEST(Ep, GptqCheckpointInActOrder) {
+  for (QuantMode q : {QuantMode::w4a16, QuantMode::w4a8}) {
+    const MoeConfig c = tiny("deepseek-v2-lite", DType::bf16, q);
+    LayerWeights w = MoeLayer::with_random_weights(c, 31, {.threads = 1}).weights();
+    const int64_t H = c.hidden_size, G = c.quant_group_size;
+    Rng rng(32);
+    auto orders = [&](int64_t n) {  // per row: channels shuffled, then sorted within each group of G
+      Tensor t = Tensor::empty(DType::i32, {n, H});
+      for (int64_t e = 0; e < n; ++e) {
+        int32_t* row = t.data_as<int32_t>() + e * H;
+        for (int64_t j = 0; j < H; ++j) row[j] = int32_t(j);
+        for (int64_t j = H - 1; j > 0; --j) std::swap(row[j], row[rng.integer(0, j)]);
+        for (int64_t g = 0; g < H / G; ++g) std::sort(row + g * G, row + (g + 1) * G);
+      }
+      return t;
+    };
+    w.w13_perm = orders(c.num_experts);
+    w.shared_w13_perm = orders(1);
+    const std::string dir = testing::shared_temp_dir("ep_act_order");
+    if (mpi_rank() == 0) write_safetensors(dir + "/model.safetensors", layer_checkpoint_tensors(c, w, 2));
+    MPI_Barrier(MPI_COMM_WORLD);
+    {
+      const Checkpoint ck(dir + "/model.safetensors");
+      MoeLayer single = MoeLayer::from_checkpoint(c, ck, 2, {.threads = 1});
+      EXPECT_TRUE(single.weights().w13_perm.defined());
+      ExpertParallelLayer ep = ExpertParallelLayer::from_checkpoint(c, ck, 2, MPI_COMM_WORLD, options());
+      expect_same_as_single(ep, single, rank_tokens(c, {6, 9, 1}, 33));
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (mpi_rank() == 0) std::filesystem::remove_all(dir);
+  }
+}
+
 // An FP8 block-scaled checkpoint (blocks [128, 128], every expert projection e4m3): each rank holds its share one
 // byte per weight, as the single-process layer does, and the output is that layer's, bitwise.
 TEST(Ep, Fp8CheckpointHeldOneByte) {

@@ -180,13 +180,14 @@ TEST(GptqCheckpoint, RefusesWhatItCannotReadWithClearErrors) {
                       replace(t, e1 + "gate_proj.qweight", Tensor::zeros(DType::f32, {16, 64}));
                     }),
                     TypeError, e1 + "gate_proj.qweight", "expected dtype i32", "got f32");
-  // Act order: g_idx not i / G (desc_act true with g_idx i / G reads: GptqFolder.DescAct*).
+  // A g_idx whose groups are not G channels each (act order reads otherwise: gptq_act_order_test.cpp).
   EXPECT_THROWS_MSG(load_with([&](NamedTensors& t, TempDirectory&) {
                       Tensor g = Tensor::zeros(DType::i32, {128});
                       g.data_as<int32_t>()[0] = 1;
                       replace(t, e1 + "gate_proj.g_idx", g);
                     }),
-                    ValueError, e1 + "gate_proj.g_idx", "act order", "permuted g_idx", "got g_idx[0] = 1");
+                    ValueError, e1 + "gate_proj.g_idx", "expected 64 input channels in each group",
+                    "got 127 in group 0");
   // A v1 zero point of 16 (stored 15).
   EXPECT_THROWS_MSG(load_with([&](NamedTensors& t, TempDirectory&) {
                       replace(t, e1 + "gate_proj.qzeros", Tensor::full(DType::i32, {2, 8}, -1.0));

@@ -52,11 +52,11 @@ FAMILIES = {  # moe layers, prefix, (gate, up, down), width key, dtype
 }
 
 
-def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0):
+def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0, width=32):
     layers, part, names, width_key, _ = FAMILIES[family]
     src = MODELS / family
     config = json.loads((src / "config.json").read_text())
-    config[width_key] = 32
+    config[width_key] = width
     config["quantization_config"] = quantization or {
         "bits": 4, "group_size": G, "damp_percent": 0.01, "desc_act": False, "static_groups": False, "sym": sym,
         "true_sequential": True, "model_name_or_path": None, "model_file_base_name": None, "quant_method": "gptq"}
@@ -74,8 +74,8 @@ def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0):
         if not (moe and expert and name.endswith(".weight")):
             out[name] = t
             continue
-        width = 32 if ".experts." in name else config["shared_expert_intermediate_size"]
-        rows, cols = (H, width) if name.endswith(f".{names[2]}.weight") else (width, H)
+        w = width if ".experts." in name else config["shared_expert_intermediate_size"]
+        rows, cols = (H, w) if name.endswith(f".{names[2]}.weight") else (w, H)
         q = rng.integers(0, 16, (rows, cols))
         z = np.full((cols // G, rows), 8) if sym else rng.integers(1, 16, (cols // G, rows))
         s = rng.uniform(0.001, 0.05, (cols // G, rows)).astype(np.float16).astype(np.float32)
@@ -130,7 +130,7 @@ def test_gptq_folder_errors(tmp_path):
     (tmp_path / "a").mkdir()
     folder, _ = gptq_folder(tmp_path / "a", "mixtral", quantization=base)
     moefuse.MoeLayer.from_pretrained(folder, layer=0)  # desc_act with g_idx i / G reads
-    # A permuted g_idx (act order) is refused, naming the file and tensor.
+    # A g_idx naming a group the input does not have (H = 32: one group), naming the file and tensor.
     t = read_safetensors_raw(folder / "model.safetensors")
     name = "model.layers.0.block_sparse_moe.experts.2.w3.g_idx"
     g = np.zeros(32, np.int32)
@@ -138,8 +138,7 @@ def test_gptq_folder_errors(tmp_path):
     t[name] = ("I32", [32], g.tobytes())
     write_raw(folder / "model.safetensors", t)
     with pytest.raises(ValueError, match=r"model\.safetensors: " + name.replace(".", r"\.") +
-                       r": expected g_idx\[i\] = i / 32 \(act order, desc_act with a permuted g_idx, is not "
-                       r"supported\), got g_idx\[5\] = 1"):
+                       r": expected groups 0\.\.0 \(H / 32 groups\), got g_idx\[5\] = 1"):
         moefuse.MoeLayer.from_pretrained(folder, layer=0)
     for q, match in [(dict(base, bits=8), r"config\.json: quantization_config\.bits: expected 4"),
                      (dict(base, group_size=16), r"quantization_config\.group_size: expected 32, 64 or 128"),
@@ -151,3 +150,37 @@ def test_gptq_folder_errors(tmp_path):
         f, _ = gptq_folder(d, "mixtral", quantization=q)
         with pytest.raises(ValueError, match=match):
             moefuse.MoeLayer.from_pretrained(f, layer=0)
+
+
+def test_gptq_folder_in_act_order(tmp_path):
+    """Act order (desc_act with a permuted g_idx): down's 64 input channels in two groups, the even and the odd
+    ones, read through the same C++ loading (gate's and up's rows put in down's order; docs/layer.md §5): the layer
+    equals its oracle, and equals the same folder with down's columns (and gate's and up's rows) reordered by hand
+    into consecutive groups."""
+    base = {"bits": 4, "group_size": 32, "sym": False, "desc_act": True, "quant_method": "gptq"}
+    folder, packed = gptq_folder(tmp_path, "mixtral", sym=False, quantization=base, width=64)
+    t = read_safetensors_raw(folder / "model.safetensors")
+    order = np.concatenate([np.arange(0, 64, 2), np.arange(1, 64, 2)])  # the channels of group 0, then group 1
+    plain = dict(t)
+    for e in range(4):
+        p = f"model.layers.0.block_sparse_moe.experts.{e}."
+        t[p + "w2.g_idx"] = ("I32", [64], (np.arange(64) % 2).astype(np.int32).tobytes())
+        for name in ("w1", "w3", "w2"):
+            q, z, s = packed[p + name + ".weight"]
+            if name == "w2":
+                q = q[:, order]
+            else:
+                q, z, s = q[order], z[:, order], s[:, order]
+            for k, v in gptq_pack(q, z, s, 32).items():
+                plain[p + name + "." + k] = v
+    write_raw(folder / "model.safetensors", t)
+    (tmp_path / "plain").mkdir()
+    write_raw(tmp_path / "plain" / "model.safetensors", plain)
+    (tmp_path / "plain" / "config.json").write_text((folder / "config.json").read_text())
+    a = moefuse.MoeLayer.from_pretrained(folder, layer=0, threads=2)
+    b = moefuse.MoeLayer.from_pretrained(tmp_path / "plain", layer=0, threads=2)
+    assert "w13_perm" not in a.weights()  # down's order needs no gather
+    x = tokens("f16", 7, 3)
+    for prefill in (False, True):
+        assert np.asarray(a(x, prefill)).tobytes() == np.asarray(b(x, prefill)).tobytes()
+    assert np.asarray(a(x)).tobytes() == np.asarray(moefuse.reference_layer_forward(a, x)).tobytes()
