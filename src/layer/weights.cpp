@@ -327,16 +327,18 @@ struct GptqOrders {
 GptqOrders gptq_orders(const MoeConfig& c, const Checkpoint& ck, const std::string& gate, const std::string& up,
                        const std::string& down, int64_t H, int64_t W, const char* w_name) {
   GptqOrders o;
-  if (!int4_weights(c) || !has_gptq_projection(ck, gate)) return o;
+  if (!int4_weights(c)) return o;
   const int64_t G = c.quant_group_size;
-  o.input = gptq_input_order(ck, gate, G, H, "H");
-  if (has_gptq_projection(ck, up) && gptq_input_order(ck, up, G, H, "H") != o.input) {
+  const bool g = has_gptq_projection(ck, gate), u = has_gptq_projection(ck, up);
+  if (g) o.input = gptq_input_order(ck, gate, G, H, "H");
+  if (u && !g) o.input = gptq_input_order(ck, up, G, H, "H");
+  if (g && u && gptq_input_order(ck, up, G, H, "H") != o.input) {
     // The first channel whose group differs (an absent g_idx is i / G; both were checked to be i32 [H]).
     auto groups = [&](const std::string& base) {
-      std::vector<int64_t> g(static_cast<size_t>(H));
+      std::vector<int64_t> v(static_cast<size_t>(H));
       const Tensor t = ck.has(base + "g_idx") ? ck.read(base + "g_idx").contiguous() : Tensor{};
-      for (int64_t i = 0; i < H; ++i) g[size_t(i)] = t.defined() ? t.data_as<const int32_t>()[i] : i / G;
-      return g;
+      for (int64_t i = 0; i < H; ++i) v[size_t(i)] = t.defined() ? t.data_as<const int32_t>()[i] : i / G;
+      return v;
     };
     const std::vector<int64_t> a = groups(gate), b = groups(up);
     int64_t i = 0;
@@ -347,6 +349,14 @@ GptqOrders gptq_orders(const MoeConfig& c, const Checkpoint& ck, const std::stri
                      std::to_string(b[size_t(i)]));
   }
   if (has_gptq_projection(ck, down)) o.inner = gptq_input_order(ck, down, G, W, w_name);
+  // Both orders reorder gate's and up's GPTQ tensors as they are read: a float one (quantised on load, in the
+  // checkpoint's order) would not follow them.
+  if ((!o.input.empty() || !o.inner.empty()) && !(g && u)) {
+    const std::string& reason = !o.input.empty() ? (g ? gate : up) : down;
+    throw ValueError(ck.file_of(reason + "g_idx") + ": " + reason +
+                     "g_idx: expected the g_idx i / G (act order needs gate and up both as GPTQ tensors), got a "
+                     "permuted g_idx with " + (g ? up : gate) + "weight a float tensor");
+  }
   return o;
 }
 
