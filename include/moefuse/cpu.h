@@ -97,10 +97,15 @@ std::string_view cpu_family_name(CpuFamily family);
 
 enum class PrefetchHint : int { t0 = 0, nta = 1 };
 
-/// Software prefetch distance in bytes for each weight stream (0: off; at most 1 MiB) and the hint they all use.
+/// Software prefetch distance in bytes for each weight stream (0: off; at most 1 MiB), the hint they all use, and for
+/// each stream the rows from which a kernel call prefetches: a call over M rows of activations (the rows its tile
+/// loop runs over; in a layer, the tokens routed to one expert) prefetches when M >= that stream's `*_rows` (0 or 1:
+/// from the first row; at most 1 MiB too). Why: with more rows a kernel spends longer per weight line, so the lines
+/// a prefetch brings in early pay off, where a one-row call is already bound by the hardware prefetchers' stream.
 struct PrefetchSettings {
   int32_t bf16 = 0, int8 = 0, fp8 = 0, int4 = 0;
   PrefetchHint hint = PrefetchHint::t0;
+  int32_t bf16_rows = 0, int8_rows = 0, fp8_rows = 0, int4_rows = 0;
   bool operator==(const PrefetchSettings&) const = default;
 };
 
@@ -112,18 +117,20 @@ PrefetchSettings family_prefetch(CpuFamily family);
 PrefetchSettings prefetch_settings();
 
 /// Replaces the settings for kernel calls from now on (a call already running keeps what it read). Throws
-/// ValueError for a distance outside 0 .. 1 MiB or an unknown hint. Thread-safe.
+/// ValueError for a distance or a row threshold outside 0 .. 1 MiB (1048576) or an unknown hint. Thread-safe.
 void set_prefetch_settings(const PrefetchSettings& settings);
 
 /// Back to the family's entry with MOEFUSE_PREFETCH over it.
 void reset_prefetch_settings();
 
 /// `base` with the keys of `spec` over it: comma-separated key=value, keys bf16, int8, fp8, int4 (a distance in
-/// bytes, 0 = off, a K suffix multiplies by 1024: "4K" = 4096), all (the four distances at once) and hint (t0 or
-/// nta); e.g. "int4=4096,fp8=4K,bf16=0,hint=nta". Throws ValueError naming `source`, the key and what was expected.
+/// bytes, 0 = off, a K suffix multiplies by 1024: "4K" = 4096; then optionally @R: prefetch only in calls over at
+/// least R rows, "8K@4"; without @R from the first row: a key sets its stream's distance and rows both), all (the
+/// four streams at once) and hint (t0 or nta); e.g. "int4=4096,fp8=4K,bf16=4K@4,hint=nta". Throws ValueError naming
+/// `source`, the key, what was expected and what it got.
 PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& base, std::string_view source);
 
-/// "bf16=0,int8=0,fp8=4096,int4=4096,hint=t0" (parse_prefetch reads it back).
+/// "bf16=0,int8=8192@4,fp8=4096,int4=4096,hint=t0" (@R where a stream's rows are not 0; parse_prefetch reads it back).
 std::string prefetch_text(const PrefetchSettings& settings);
 
 }  // namespace moefuse

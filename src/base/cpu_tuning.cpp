@@ -21,6 +21,7 @@ namespace {
 // ahead into L1 (measured on the Zen 5 when those kernels were written: without it decode streams at about half the
 // read bandwidth), the bf16 and int8 kernels do not prefetch (their 64-byte rows keep more lines in flight for the
 // hardware prefetchers; earlier sessions measured no gain on Zen 3 and Zen 5, the table's Zen 5 sweep below some).
+// Every stream from the first row (rows 0).
 constexpr PrefetchSettings kGeneric{/*bf16=*/0, /*int8=*/0, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0};
 
 PrefetchSettings family_entry(CpuFamily f) {
@@ -61,6 +62,7 @@ PrefetchSettings family_entry(CpuFamily f) {
 }
 
 constexpr int64_t kMaxPrefetchBytes = int64_t(1) << 20;
+constexpr int64_t kMaxPrefetchRows = int64_t(1) << 20;
 
 [[noreturn]] void bad(std::string_view source, std::string_view what) {
   throw ValueError(std::string(source) + ": " + std::string(what));
@@ -81,6 +83,23 @@ int32_t parse_bytes(std::string_view key, std::string_view text, std::string_vie
   return int32_t(v * unit);
 }
 
+// A stream's value: a distance (parse_bytes), optionally "@R" with R rows from 0 to kMaxPrefetchRows.
+struct StreamValue {
+  int32_t bytes, rows;
+};
+StreamValue parse_stream(std::string_view key, std::string_view text, std::string_view source) {
+  const size_t at = text.find('@');
+  if (at == std::string_view::npos) return {parse_bytes(key, text, source), 0};
+  const std::string_view rows = text.substr(at + 1);
+  int64_t r = -1;
+  const auto [end, ec] = std::from_chars(rows.data(), rows.data() + rows.size(), r);
+  if (rows.empty() || ec != std::errc() || end != rows.data() + rows.size() || r < 0 || r > kMaxPrefetchRows)
+    bad(source, "key \"" + std::string(key) + "\": expected rows after @ from 0 to " +
+                    std::to_string(kMaxPrefetchRows) + " (prefetch in calls over at least that many rows), got \"" +
+                    std::string(text) + "\"");
+  return {parse_bytes(key, text.substr(0, at), source), int32_t(r)};
+}
+
 PrefetchSettings initial_settings() {
   const PrefetchSettings family = family_prefetch(cpu_family());
   const char* v = std::getenv("MOEFUSE_PREFETCH");
@@ -91,11 +110,13 @@ PrefetchSettings initial_settings() {
 // The settings in effect, one atomic per field: kernels read their stream's distance and the hint once per call, and
 // a setter racing with a call gives that call either value of a field (both correct: prefetch changes no bits).
 struct Current {
-  std::array<std::atomic<int32_t>, 5> v;  // bf16, int8, fp8, int4, hint
+  static constexpr int kRows = 5;                 // index of bf16_rows: stream i's rows at kRows + i
+  std::array<std::atomic<int32_t>, 9> v;  // bf16, int8, fp8, int4, hint, bf16_rows, int8_rows, fp8_rows, int4_rows
   explicit Current(const PrefetchSettings& s) { store(s); }
   void store(const PrefetchSettings& s) {
-    const int32_t f[5] = {s.bf16, s.int8, s.fp8, s.int4, int32_t(s.hint)};
-    for (size_t i = 0; i < 5; ++i) v[i].store(f[i], std::memory_order_relaxed);
+    const int32_t f[9] = {s.bf16,      s.int8,      s.fp8,      s.int4,     int32_t(s.hint),
+                          s.bf16_rows, s.int8_rows, s.fp8_rows, s.int4_rows};
+    for (size_t i = 0; i < 9; ++i) v[i].store(f[i], std::memory_order_relaxed);
   }
   int32_t get(int i) const { return v[size_t(i)].load(std::memory_order_relaxed); }
 };
@@ -171,20 +192,26 @@ PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& b
       bad(source, "expected key=value items (keys bf16, int8, fp8, int4, all, hint) separated by commas, got \"" +
                       std::string(item) + "\"");
     const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+    const auto stream = [&](int32_t& bytes, int32_t& rows) {
+      const StreamValue v = parse_stream(key, value, source);
+      bytes = v.bytes, rows = v.rows;
+    };
     if (key == "hint") {
       if (value == "t0") s.hint = PrefetchHint::t0;
       else if (value == "nta") s.hint = PrefetchHint::nta;
       else bad(source, "key \"hint\": expected t0 or nta, got \"" + std::string(value) + "\"");
     } else if (key == "bf16") {
-      s.bf16 = parse_bytes(key, value, source);
+      stream(s.bf16, s.bf16_rows);
     } else if (key == "int8") {
-      s.int8 = parse_bytes(key, value, source);
+      stream(s.int8, s.int8_rows);
     } else if (key == "fp8") {
-      s.fp8 = parse_bytes(key, value, source);
+      stream(s.fp8, s.fp8_rows);
     } else if (key == "int4") {
-      s.int4 = parse_bytes(key, value, source);
+      stream(s.int4, s.int4_rows);
     } else if (key == "all") {
-      s.bf16 = s.int8 = s.fp8 = s.int4 = parse_bytes(key, value, source);
+      stream(s.bf16, s.bf16_rows);
+      s.int8 = s.fp8 = s.int4 = s.bf16;
+      s.int8_rows = s.fp8_rows = s.int4_rows = s.bf16_rows;
     } else {
       bad(source, "unknown key \"" + std::string(key) + "\": expected bf16, int8, fp8, int4, all or hint");
     }
@@ -193,13 +220,19 @@ PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& b
 }
 
 std::string prefetch_text(const PrefetchSettings& s) {
-  return "bf16=" + std::to_string(s.bf16) + ",int8=" + std::to_string(s.int8) + ",fp8=" + std::to_string(s.fp8) +
-         ",int4=" + std::to_string(s.int4) + ",hint=" + (s.hint == PrefetchHint::nta ? "nta" : "t0");
+  const auto stream = [](int32_t bytes, int32_t rows) {
+    std::string t = std::to_string(bytes);
+    if (rows != 0) t += '@', t += std::to_string(rows);
+    return t;
+  };
+  return "bf16=" + stream(s.bf16, s.bf16_rows) + ",int8=" + stream(s.int8, s.int8_rows) +
+         ",fp8=" + stream(s.fp8, s.fp8_rows) + ",int4=" + stream(s.int4, s.int4_rows) +
+         ",hint=" + (s.hint == PrefetchHint::nta ? "nta" : "t0");
 }
 
 PrefetchSettings prefetch_settings() {
   const Current& c = current();
-  return {c.get(0), c.get(1), c.get(2), c.get(3), PrefetchHint(c.get(4))};
+  return {c.get(0), c.get(1), c.get(2), c.get(3), PrefetchHint(c.get(4)), c.get(5), c.get(6), c.get(7), c.get(8)};
 }
 
 void set_prefetch_settings(const PrefetchSettings& s) {
@@ -207,6 +240,10 @@ void set_prefetch_settings(const PrefetchSettings& s) {
     if (b < 0 || b > kMaxPrefetchBytes)
       throw ValueError("set_prefetch_settings: distances must be 0 (off) .. " + std::to_string(kMaxPrefetchBytes) +
                        " bytes, got " + std::to_string(b));
+  for (int32_t r : {s.bf16_rows, s.int8_rows, s.fp8_rows, s.int4_rows})
+    if (r < 0 || r > kMaxPrefetchRows)
+      throw ValueError("set_prefetch_settings: row thresholds must be 0 .. " + std::to_string(kMaxPrefetchRows) +
+                       ", got " + std::to_string(r));
   if (s.hint != PrefetchHint::t0 && s.hint != PrefetchHint::nta)
     throw ValueError("set_prefetch_settings: hint must be PrefetchHint::t0 or PrefetchHint::nta");
   current().store(s);
@@ -216,8 +253,9 @@ void reset_prefetch_settings() { current().store(initial_settings()); }
 
 namespace gemm::detail {
 
-Prefetch prefetch_for(PrefetchStream stream) {
+Prefetch prefetch_for(PrefetchStream stream, int64_t rows) {
   const Current& c = current();
+  if (rows < c.get(Current::kRows + int(stream))) return {0, false};
   return {c.get(int(stream)), c.get(4) == int32_t(PrefetchHint::nta)};
 }
 

@@ -1,6 +1,7 @@
 // The kernels' side of the per-family prefetch settings (moefuse/cpu.h: cpu_family, prefetch_settings): each
-// weight-streaming kernel reads its stream's distance and the hint once per call (prefetch_for) and prefetches
-// its panels that far ahead (prefetch_ahead). Prefetch changes no bits: only which lines are in cache when.
+// weight-streaming kernel reads its stream's distance and the hint once per call (prefetch_for, given the call's
+// rows: below the stream's row threshold it gets "off") and prefetches its panels that far ahead (prefetch_ahead).
+// Prefetch changes no bits: only which lines are in cache when.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +19,9 @@ struct Prefetch {
   bool on() const { return bytes > 0; }
 };
 
-/// The settings in effect for `stream` (cheap: two relaxed atomic loads; read it once per call).
-Prefetch prefetch_for(PrefetchStream stream);
+/// The settings in effect for `stream` in a call over `rows` rows of activations: off (bytes = 0) when rows is below
+/// the stream's row threshold (PrefetchSettings::*_rows). Cheap: three relaxed atomic loads; read it once per call.
+Prefetch prefetch_for(PrefetchStream stream, int64_t rows);
 
 /// Prefetches the line pf.bytes past p with pf's hint (a prefetch never faults: an address past the weights is
 /// harmless). With pf.bytes = 0 it touches p's own line; callers skip it when !pf.on() where that matters.

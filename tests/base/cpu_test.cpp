@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "util/errors.h"
@@ -92,14 +95,55 @@ TEST(Prefetch, ParsesKeysOverTheBaseAndNamesWhatIsWrong) {
   EXPECT_THROWS_MSG(parse_prefetch("4096", base, "MOEFUSE_PREFETCH"), ValueError, "key=value", "got \"4096\"");
 }
 
+TEST(Prefetch, ParsesRowThresholdsAfterTheDistance) {
+  PrefetchSettings base{1, 2, 3, 4, PrefetchHint::t0, 5, 6, 7, 8};
+  PrefetchSettings want = base;
+  want.bf16 = 4096, want.bf16_rows = 4, want.int8 = 8192, want.int8_rows = 0;  // no @: from the first row
+  EXPECT_EQ(parse_prefetch("bf16=4K@4,int8=8192", base, "X"), want);
+  EXPECT_EQ(parse_prefetch("fp8=0@1", base, "X").fp8_rows, 1);
+  EXPECT_EQ(parse_prefetch("int4=64@1048576", base, "X").int4_rows, 1 << 20);
+  EXPECT_EQ(parse_prefetch("all=2K@3", base, "X"),
+            (PrefetchSettings{2048, 2048, 2048, 2048, PrefetchHint::t0, 3, 3, 3, 3}));
+  const PrefetchSettings s{4096, 8192, 0, 1024, PrefetchHint::nta, 4, 0, 2, 1};
+  EXPECT_EQ(prefetch_text(s), "bf16=4096@4,int8=8192,fp8=0@2,int4=1024@1,hint=nta");
+  EXPECT_EQ(parse_prefetch(prefetch_text(s), base, "X"), s);
+  // Bad rows, and a bad distance before @ (checked as without it): what the message names.
+  const struct {
+    const char* spec;
+    std::vector<std::string> names;
+  } bad[] = {
+      {"bf16=4K@", {"key \"bf16\"", "expected rows after @ from 0 to 1048576", "got \"4K@\""}},
+      {"int8=8K@-2", {"\"int8\"", "got \"8K@-2\""}},
+      {"fp8=4K@1048577", {"\"fp8\"", "rows after @", "1048577"}},
+      {"int4=4K@2x", {"\"int4\"", "got \"4K@2x\""}},
+      {"all=4K@4@4", {"\"all\"", "4K@4@4"}},
+      {"bf16=4M@4", {"\"bf16\"", "expected a distance in bytes", "got \"4M\""}},
+      {"bf16=@4", {"\"bf16\"", "expected a distance in bytes", "got \"\""}},
+  };
+  for (const auto& b : bad) {
+    try {
+      (void)parse_prefetch(b.spec, base, "MOEFUSE_PREFETCH");
+      ADD_FAILURE() << b.spec << ": no ValueError";
+    } catch (const ValueError& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.rfind("MOEFUSE_PREFETCH: ", 0), 0u) << what;
+      for (const std::string& n : b.names) EXPECT_NE(what.find(n), std::string::npos) << what << " lacks " << n;
+    }
+  }
+}
+
 TEST(Prefetch, TheSetterReplacesTheSettingsAndResetRestoresThem) {
   const PrefetchSettings before = prefetch_settings();
-  const PrefetchSettings s{64, 128, 0, 8192, PrefetchHint::nta};
+  const PrefetchSettings s{64, 128, 0, 8192, PrefetchHint::nta, 1, 2, 3, 4};
   set_prefetch_settings(s);
   EXPECT_EQ(prefetch_settings(), s);
   EXPECT_THROWS_MSG(set_prefetch_settings({-1, 0, 0, 0, PrefetchHint::t0}), ValueError, "set_prefetch_settings",
                     "got -1");
   EXPECT_THROWS_MSG(set_prefetch_settings({0, 0, 0, 0, PrefetchHint(7)}), ValueError, "hint");
+  EXPECT_THROWS_MSG(set_prefetch_settings({0, 0, 0, 0, PrefetchHint::t0, 0, -1, 0, 0}), ValueError,
+                    "set_prefetch_settings", "row thresholds", "got -1");
+  EXPECT_THROWS_MSG(set_prefetch_settings({0, 0, 0, 0, PrefetchHint::t0, 0, 0, 0, (1 << 20) + 1}), ValueError,
+                    "row thresholds", "got 1048577");
   EXPECT_EQ(prefetch_settings(), s);  // a rejected call changes nothing
   reset_prefetch_settings();
   EXPECT_EQ(prefetch_settings(), before);

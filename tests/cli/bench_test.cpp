@@ -164,6 +164,8 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
   EXPECT_EQ(m["prefetch"]["text"], prefetch_text(pf));
   EXPECT_EQ(m["prefetch"]["bf16"], pf.bf16);
   EXPECT_EQ(m["prefetch"]["int4"], pf.int4);
+  EXPECT_EQ(m["prefetch"]["bf16_rows"], pf.bf16_rows);
+  EXPECT_EQ(m["prefetch"]["int8_rows"], pf.int8_rows);
   EXPECT_EQ(m["prefetch"]["hint"], pf.hint == PrefetchHint::nta ? "nta" : "t0");
   EXPECT_EQ(m["prefetch"]["family_entry"], pf == family_prefetch(cpu_family()));
   EXPECT_EQ(m["isa_set"].get<std::vector<std::string>>(), probe::isa_set());

@@ -1,7 +1,8 @@
 // Software prefetch (moefuse/cpu.h: prefetch_settings) changes no bits: every GEMM kernel this machine runs, for each
 // weight stream (bf16, int8, FP8, int4 with float and with int8 rows), gives the same C with prefetch off and on at
-// several distances and both hints. The other kernel tests check the bits against the contract's oracles under the
-// settings in effect; this one checks that no setting moves them.
+// several distances and both hints, and with row thresholds its calls are below, at and above. The other kernel
+// tests check the bits against the contract's oracles under the settings in effect; this one checks that no setting
+// moves them, and that a call prefetches from its stream's row threshold on.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/cpu_tuning.h"
 #include "kernels/gemm/gemm.h"
 #include "moefuse/cpu.h"
 #include "moefuse/dtype.h"
@@ -28,11 +30,12 @@ struct SettingsGuard {
 };
 
 // Off, then distances around a line, a block and past a whole panel (a prefetch past the weights never faults), with
-// each hint.
+// each hint; then row thresholds (prefetch from R rows on) that kRows' calls are below, at and above.
 std::vector<PrefetchSettings> sweep_settings() {
   std::vector<PrefetchSettings> out;
   for (int32_t d : {0, 64, 1024, 4096, 8192, 1 << 20})
     for (PrefetchHint h : {PrefetchHint::t0, PrefetchHint::nta}) out.push_back({d, d, d, d, h});
+  for (int32_t r : {2, 5, 7}) out.push_back({4096, 8192, 4096, 4096, PrefetchHint::t0, r, r, r, r});
   return out;
 }
 
@@ -80,6 +83,41 @@ void expect_float_kernels_keep_their_bits(const gemm::PackedWeights& packed) {
         kern.fn(M, K, 0, kN, a.data(), K, packed.data(), c, kN);
       };
       expect_same_bits_for_every_setting(std::string(kern.name) + (odd ? " (A not bf16)" : ""), run);
+    }
+  }
+}
+
+// What each kernel call reads (prefetch_for, with the call's rows): off below its stream's row threshold, the
+// stream's distance and the hint at and above it; thresholds 0 and 1 both from the first row. Each stream gets its
+// own distance and threshold, so a call reading another stream's field fails.
+TEST(GemmPrefetch, EachStreamPrefetchesFromItsRowThresholdOn) {
+  using gemm::detail::prefetch_for, gemm::detail::PrefetchStream;
+  SettingsGuard guard;
+  set_prefetch_settings({1024, 2048, 3072, 4096, PrefetchHint::nta, /*bf16_rows=*/4, /*int8_rows=*/2,
+                         /*fp8_rows=*/8, /*int4_rows=*/16});
+  const struct {
+    PrefetchStream stream;
+    int64_t bytes, rows;
+  } streams[] = {{PrefetchStream::bf16, 1024, 4},
+                 {PrefetchStream::int8, 2048, 2},
+                 {PrefetchStream::fp8, 3072, 8},
+                 {PrefetchStream::int4, 4096, 16}};
+  for (const auto& s : streams) {
+    for (int64_t rows : {int64_t(1), s.rows - 1}) {
+      EXPECT_EQ(prefetch_for(s.stream, rows).bytes, 0) << "stream " << int(s.stream) << ", " << rows << " rows";
+      EXPECT_FALSE(prefetch_for(s.stream, rows).on());
+    }
+    for (int64_t rows : {s.rows, s.rows + 1, int64_t(4096)}) {
+      const gemm::detail::Prefetch pf = prefetch_for(s.stream, rows);
+      EXPECT_EQ(pf.bytes, s.bytes) << "stream " << int(s.stream) << ", " << rows << " rows";
+      EXPECT_TRUE(pf.nta);
+    }
+  }
+  for (int32_t r : {0, 1}) {
+    set_prefetch_settings({1024, 2048, 3072, 4096, PrefetchHint::t0, r, r, r, r});
+    for (const auto& s : streams) {
+      EXPECT_EQ(prefetch_for(s.stream, 1).bytes, s.bytes) << "threshold " << r;
+      EXPECT_FALSE(prefetch_for(s.stream, 1).nta);
     }
   }
 }

@@ -204,6 +204,10 @@ Json bench_json(const BenchResult& r) {
                                  {"fp8", m.prefetch.fp8},
                                  {"int4", m.prefetch.int4},
                                  {"hint", m.prefetch.hint == PrefetchHint::nta ? "nta" : "t0"},
+                                 {"bf16_rows", m.prefetch.bf16_rows},  // prefetch in calls over >= this many rows
+                                 {"int8_rows", m.prefetch.int8_rows},
+                                 {"fp8_rows", m.prefetch.fp8_rows},
+                                 {"int4_rows", m.prefetch.int4_rows},
                                  {"text", prefetch_text(m.prefetch)},
                                  {"family_entry", m.prefetch == family_prefetch(m.family)}}},
                {"isa_set", m.isa_set},

@@ -53,8 +53,10 @@ struct Consts {
   // per tile: base/cpu_tuning.h). The hardware prefetchers alone leave the stream well below the read bandwidth: a
   // row of codes is 32 bytes against the bf16 kernel's 64, so the out-of-order window holds half as many bytes in
   // flight. Measured (gemm_bench, 2048 x 2048, Zen 5): M = 1 17 -> 22..28 GB/s, M = 8 6.5 -> 12 GB/s of packed
-  // weights; 1, 4, 8 and 16 KiB ahead were tried, 4 KiB (about one block) was best (the generic entry).
-  Prefetch pf = prefetch_for(PrefetchStream::fp8);
+  // weights; 1, 4, 8 and 16 KiB ahead were tried, 4 KiB (about one block) was best (the generic entry). `rows`: the
+  // kernel call's rows (M), for the stream's row threshold.
+  Prefetch pf;
+  explicit Consts(int64_t rows) : pf(prefetch_for(PrefetchStream::fp8, rows)) {}
 };
 
 // One block's lookup tables for the 32 columns of a panel (words: vector v's entry m at 8v + m). For a vector of
@@ -267,7 +269,7 @@ constexpr int kBlockPairRows = 6, kBlockSingleRows = 12;  // the bf16 kernels' t
 template <class Tile>
 bool by_blocks(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const std::byte* b,
                float* c, int64_t ldc, Tile&& tile) {
-  const Consts k;
+  const Consts k(M);
   constexpr int64_t kWStride = kFp8BlockK * kGemmNR;  // elements from one panel's block to the next in w
   alignas(64) bfloat16 w[2 * kWStride];
   const size_t panel_bytes = fp8_panel_bytes(K);

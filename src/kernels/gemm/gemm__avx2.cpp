@@ -268,7 +268,7 @@ void gemm_f32w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, cons
 void gemm_bf16w_f32_6x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                                float* c, int64_t ldc) {
   const DenormalsAreZero guard;
-  const Prefetch pf = prefetch_for(PrefetchStream::bf16);
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16, M);
   if (pf.on()) gemm_float<bfloat16, true>(M, K, n0, n1, a, lda, b, c, ldc, pf);
   else gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
@@ -285,7 +285,7 @@ void gemm_s8_s32_2x16__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const 
   if (M <= 0) return;
   const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
   const bool sign_path = rows_without_min(M, K, a, lda);
-  const Prefetch pf = prefetch_for(PrefetchStream::int8);
+  const Prefetch pf = prefetch_for(PrefetchStream::int8, M);
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     const int8_t* panel = b + (p0 / kGemmNR) * pstride;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));

@@ -156,7 +156,7 @@ void gemm_f32w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, co
 void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                  const void* b, float* c, int64_t ldc) {
   const DenormalsAreZero guard;
-  const Prefetch pf = prefetch_for(PrefetchStream::bf16);
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16, M);
   if (pf.on()) gemm_float<bfloat16, true>(M, K, n0, n1, a, lda, b, c, ldc, pf);
   else gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }

@@ -144,7 +144,7 @@ void gemm_bf16w_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n
                                      const void* b, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0 || n0 >= n1) return;
-  const Prefetch pf = prefetch_for(PrefetchStream::bf16);
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16, M);
   const auto* bw = static_cast<const bfloat16*>(b);
   const bool ok = pf.on() ? gemm_dp<true>(M, K, n0, n1, a, lda, bw, c, ldc, pf)
                           : gemm_dp<false>(M, K, n0, n1, a, lda, bw, c, ldc, pf);

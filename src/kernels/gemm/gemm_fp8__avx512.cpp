@@ -70,9 +70,9 @@ constexpr int kBlockPathRows = 64;
 // MR rows x 32·NP columns from NP panels (panel_bytes apart) starting at `panel`, weights formed in registers.
 template <int MR, int NP>
 void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t panel_bytes, float* c, int64_t ldc,
-          int width) {
+          int width, int64_t call_rows) {
   constexpr int NV = 2 * NP;
-  const Consts k;
+  const Consts k(call_rows);  // the call's M (for the prefetch's row threshold), not the tile's MR
   __m512 acc[MR][NV];
   zero_tile(acc);
   for (int64_t g = 0; g < fp8_blocks(K); ++g) {
@@ -121,7 +121,7 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
   store_tile<bfloat16, MR, NV>(acc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const float*, int64_t, const std::byte*, size_t, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const float*, int64_t, const std::byte*, size_t, float*, int64_t, int, int64_t);
 
 template <int NP, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -135,10 +135,10 @@ void gemm_direct(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, i
   static constexpr auto singles = make_tiles<1>(std::make_integer_sequence<int, kDirectRows>{});
   const size_t panel_bytes = fp8_panel_bytes(K);
   fp8::direct_panels(K, n0, n1, b, M <= kPairRows, [&](int np, const std::byte* panel, int64_t c0, int width) {
-    if (np == 2) pairs[size_t(M - 1)](K, a, lda, panel, panel_bytes, c + c0, ldc, width);
+    if (np == 2) pairs[size_t(M - 1)](K, a, lda, panel, panel_bytes, c + c0, ldc, width, M);
     else
       for_row_blocks(M, kDirectRows, [&](int64_t m0, int64_t rows) {
-        singles[size_t(rows - 1)](K, a + m0 * lda, lda, panel, panel_bytes, c + m0 * ldc + c0, ldc, width);
+        singles[size_t(rows - 1)](K, a + m0 * lda, lda, panel, panel_bytes, c + m0 * ldc + c0, ldc, width, M);
       });
     return true;
   });

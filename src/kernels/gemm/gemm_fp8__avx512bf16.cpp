@@ -83,7 +83,7 @@ bool tile_direct(int64_t K, const float* a, int64_t lda, const std::byte* panel,
                  int64_t ldc, int width) {
   constexpr int NV = 2 * NP;
   constexpr int kChunk = MR * 16;  // uint32 of one chunk of 16 A pairs per row
-  const fp8::Consts k;
+  const fp8::Consts k(MR);  // one tile covers the call's rows: MR = M
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)

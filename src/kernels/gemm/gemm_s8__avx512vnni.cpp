@@ -164,7 +164,7 @@ void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, 
                                   const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0) return;
-  const Prefetch pf = prefetch_for(PrefetchStream::int8);
+  const Prefetch pf = prefetch_for(PrefetchStream::int8, M);
   if (pf.on()) gemm_s8<true>(M, K, n0, n1, a, lda, b, col_sums, c, ldc, pf);
   else gemm_s8<false>(M, K, n0, n1, a, lda, b, col_sums, c, ldc, pf);
 }

@@ -161,7 +161,7 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
-  const Prefetch pf = prefetch_for(PrefetchStream::int4);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4, M);
   const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
     const float* ag = a + m_first * lda;
     float* cm = c + m_first * ldc;

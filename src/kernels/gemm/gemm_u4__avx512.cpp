@@ -181,7 +181,7 @@ void gemm_u4(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const int np_max = tile_panels(M);
-  const Prefetch pf = prefetch_for(PrefetchStream::int4);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4, M);
   const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
     for (int64_t p0 = n0; p0 < n1;) {
       const int64_t left = (n1 - p0 + kGemmNR - 1) / kGemmNR;

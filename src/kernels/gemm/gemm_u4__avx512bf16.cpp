@@ -253,7 +253,7 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64
   const int64_t groups = K / G;
   const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const DenormalsAreZero daz;
-  const Prefetch pf = prefetch_for(PrefetchStream::int4);  // pf.bytes = 0: each chunk touches its own lines
+  const Prefetch pf = prefetch_for(PrefetchStream::int4, M);  // pf.bytes = 0: each chunk touches its own lines
   __m512i seen = _mm512_setzero_si512();
   bool bf16 = true;
   const auto sums = [&](const float* arow, int64_t n_groups, float* out) {

@@ -227,7 +227,7 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
-  const Prefetch pf = prefetch_for(PrefetchStream::int4);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4, M);
   int64_t p0 = n0;
   // Runs tiles of np panels (rows in balanced blocks of at most max_rows) from panel p0 on while np panels start
   // below n1 (the last of them holding at least one column); leaves p0 at the first panel not done.
