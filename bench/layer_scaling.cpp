@@ -14,6 +14,8 @@
 //   layer_scaling [--preset olmoe-1b-7b] [--quant none|w8a8|w4a16|w4a8|fp8] [--tokens 1] [--threads 1,2]
 //                 [--rounds 3] [--forwards 40] [--paths chain,superkernel] [--seed 0] [--probe-detail 0|1]
 // --spin 0,200 alternates the pool's spin before sleeping (microseconds; -1: the default) forward by forward.
+// --prefetch 'bf16=0,int8=0;bf16=4K@4,int8=8K@4' alternates software prefetch settings (MOEFUSE_PREFETCH's syntax, each
+// over the settings in effect; ';' between them) forward by forward: a paired comparison within the same seconds.
 // --wake 1 only measures the pool's wake-up latency (2 threads) with and without the spin, and exits.
 // --probe-detail 1 first prints every read configuration `moefuse bench` probes (streams, placements) per thread count.
 #include <algorithm>
@@ -33,6 +35,7 @@
 #include "base/default_pool.h"
 #include "base/machine_probe.h"
 #include "moefuse/config.h"
+#include "moefuse/cpu.h"
 #include "moefuse/layer.h"
 #include "moefuse/machine.h"
 
@@ -113,6 +116,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   bool probe_detail = false, wake = false;
   std::string spins_arg = "-1";
+  std::string prefetch_arg;  // "": the settings in effect
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -123,6 +127,7 @@ int main(int argc, char** argv) {
     else if (k == "--forwards") forwards = std::atoi(v.c_str());
     else if (k == "--paths") paths_arg = v;
     else if (k == "--spin") spins_arg = v;
+    else if (k == "--prefetch") prefetch_arg = v;
     else if (k == "--wake") wake = v == "1";
     else if (k == "--probe-detail") probe_detail = v == "1";
     else if (k == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
@@ -177,26 +182,36 @@ int main(int argc, char** argv) {
               static_cast<long long>(T), forwards);
   std::vector<int> spins;
   for (const std::string& v : split(spins_arg)) spins.push_back(std::atoi(v.c_str()));
+  std::vector<PrefetchSettings> prefetches;  // ';'-separated: each setting holds commas
+  for (std::string rest = prefetch_arg;;) {
+    const size_t semi = rest.find(';');
+    prefetches.push_back(parse_prefetch(rest.substr(0, semi), prefetch_settings(), "--prefetch"));
+    if (semi == std::string::npos) break;
+    rest = rest.substr(semi + 1);
+  }
   // The pool's spin before sleeping (-1: leave the default).
   auto set_spin = [](int micros) {
     if (micros < 0) return;
     PoolLease lease(2);
     if (lease.pool()) lease.pool()->set_spin_micros(micros);
   };
-  std::printf("round threads probe_GB/s  path         spin     ms  min_ms     GB/s of_probe  cpus preempt  path_seen\n");
+  std::printf("round threads probe_GB/s  path         spin     ms  min_ms     GB/s of_probe  cpus preempt  path_seen  "
+              "prefetch\n");
   for (int r = 0; r < rounds; ++r)
     for (int n : thread_counts) {
       const double probe = probe::measure_read_bandwidth(buf, n, 3, probe::widest_read_loop(), 4) / 1e9;
       std::vector<Layer*> at;
       for (Layer& l : layers)
         if (l.threads == n) at.push_back(&l);
-      const size_t V = at.size() * spins.size();  // variants: (spin, path), forward by forward
+      const size_t S = at.size() * spins.size();
+      const size_t V = S * prefetches.size();  // variants: (prefetch, spin, path), forward by forward
       std::vector<std::vector<double>> ms(V), bytes(V), cpus(V);
       std::vector<long> preempted(V, 0);
       for (int i = 0; i < forwards; ++i)
         for (size_t v = 0; v < V; ++v) {
           Layer& l = *at[v % at.size()];
-          set_spin(spins[v / at.size()]);
+          set_spin(spins[v % S / at.size()]);
+          set_prefetch_settings(prefetches[v / S]);
           double c0, c1;
           long p0, p1;
           process_usage(c0, p0);
@@ -212,9 +227,10 @@ int main(int argc, char** argv) {
       for (size_t v = 0; v < V; ++v) {
         const Layer& l = *at[v % at.size()];
         const double m = median(ms[v]), gbps = median(bytes[v]) / (m * 1e6);
-        std::printf("%5d %7d %10.1f  %-11s %5d %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s\n", r, n, probe, l.path.c_str(),
-                    spins[v / at.size()], m, *std::min_element(ms[v].begin(), ms[v].end()), gbps, gbps / probe,
-                    median(cpus[v]), double(preempted[v]) / forwards, l.layer.path().c_str());
+        std::printf("%5d %7d %10.1f  %-11s %5d %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s  %s\n", r, n, probe,
+                    l.path.c_str(), spins[v % S / at.size()], m, *std::min_element(ms[v].begin(), ms[v].end()), gbps,
+                    gbps / probe, median(cpus[v]), double(preempted[v]) / forwards, l.layer.path().c_str(),
+                    prefetch_text(prefetches[v / S]).c_str());
       }
     }
   return 0;
