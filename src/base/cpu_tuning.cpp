@@ -43,8 +43,22 @@ PrefetchSettings family_entry(CpuFamily f) {
     // The layer (moefuse bench --preset olmoe-1b-7b --tokens 1,8 --quant none,w8a8,fp8,w4a16 --paths chain --iters 7,
     // 2 threads, four pairs alternating with bf16=4096,int8=8192): at T = 1 bf16 and w8a8 were slower with prefetch
     // in 7 of 8 pairs, at T = 8 faster in 6 of 8, within a drift of up to 2x. Decode at T = 1 weighs most, so bf16
-    // and int8 stay off here until a setting that depends on the rows is measured: the generic entry.
-    case CpuFamily::amd_zen5: return kGeneric;
+    // and int8 prefetch only from some rows on (the call's M: in the layer, the tokens one expert gets).
+    // Row thresholds, 2026-12-03 20:18-20:36 UTC (same machine, shared, load 3-9): gemm_bench as above with M = 1, 2,
+    // 4, 8, 16, MOEFUSE_PREFETCH=bf16=D,int8=D for D in 0, 4K, 8K, four rounds alternating; CPU time, us, and in how
+    // many rounds faster than off:
+    //   bf16  M = 1: off 259-322, 4K 242-294 (3 of 4); M = 4: off 274-401, 4K 244-288 (4/4); M = 8: off 373-430,
+    //         4K 339-396 (4/4); M = 16: off 516-571, 4K 519-533 (3/4).
+    //   int8  M = 1: off 124-159, 8K 136-150 (2/4); M = 4: off 147-182, 8K 148-164 (3/4); M = 8: off 180-213, 8K
+    //         120-138 (4/4); M = 16: off 271-332, 8K 247-281 (3/4).
+    // The layer, in-process pairs (bench/layer_scaling --preset olmoe-1b-7b --threads 2 --rounds 3 --forwards 20
+    // --paths chain --prefetch 'A;B', both orders: the variant run second gains from the first's weights in L3):
+    // bf16=4K@4 faster at T = 32 and 64 in 12 of 12 rounds (3-10%); int8=8K@8 faster at T = 64 in 6 of 6 (4-10%),
+    // level at T = 32 (3 of 6; 8K@4 too) and T = 8 (few experts get 4 rows there); T = 1 runs the code without
+    // prefetch (M = 1). docs/performance.md, "Row thresholds", has the figures.
+    case CpuFamily::amd_zen5:
+      return {/*bf16=*/4096, /*int8=*/8192, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0,
+              /*bf16_rows=*/4, /*int8_rows=*/8, /*fp8_rows=*/0, /*int4_rows=*/0};
     // Not measured with the table (bf16/int8 without prefetch were measured on Zen 3 and Zen 4 earlier, the int4 and
     // FP8 distances not): generic.
     case CpuFamily::amd_zen2:
