@@ -164,9 +164,9 @@ class Step {
     counter(i).notify_all();  // no system call unless a thread sleeps in wait_for
   }
   // A task waits for lower-index tasks as the pool's threads wait for a loop: it polls for up to the pool's spin time,
-  // then sleeps on the counter (futex). A wait that only spun and yielded held its core while the thread it waited
-  // for was preempted: with other processes on the machine, the fused step took 1.7-3.8x the chain's time (moefuse
-  // bench --tokens 1, paired forwards, 2 threads on 2 busy cores); sleeping hands the core to that thread.
+  // then sleeps on the counter (futex). A wait that only spun and yielded kept its core while the thread it waited for
+  // was preempted (sched_yield need not hand the core to another process's thread); sleeping frees it. No speed-up
+  // was measurable on the 2-core Zen 5 VM (docs/performance.md, "The fused step's waits sleep too").
   void wait_for(int64_t i, int32_t target) {
     std::atomic_ref<int32_t> c = counter(i);
     const auto done = [&] {
