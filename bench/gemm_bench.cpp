@@ -132,16 +132,30 @@ void set_counters(benchmark::State& st, const PackedWeights& pw, int64_t M, size
   if (peak > 0 && seconds > 0) st.counters["peak%"] = 100.0 * ops * double(st.iterations()) / seconds / peak;
 }
 
-// One call of registry row `k` over the columns [n0, n1) of `pw`: float A and C for the float rows, int8 A and int32 C
-// for the int8 rows.
-void call_row(const KernelInfo& k, int64_t M, int64_t n0, int64_t n1, const float* a, const int8_t* a8,
-              const PackedWeights& pw, float* c, int32_t* c8, int64_t ldc) {
+// bf16 copies of fp32 rows (the bf16-A rows' A: the same values when the fp32 rows hold bf16 values).
+std::vector<bfloat16> bf16_rows(const std::vector<float>& a) {
+  std::vector<bfloat16> out(a.size());
+  for (size_t i = 0; i < a.size(); ++i) out[i] = to_bf16(a[i]);
+  return out;
+}
+
+// One call of registry row `k` over the columns [n0, n1) of `pw`: float A and C for the float rows, bf16 A (a16) and
+// float C for the bf16-A rows, int8 A and int32 C for the int8 rows.
+void call_row(const KernelInfo& k, int64_t M, int64_t n0, int64_t n1, const float* a, const bfloat16* a16,
+              const int8_t* a8, const PackedWeights& pw, float* c, int32_t* c8, int64_t ldc) {
   const int64_t K = pw.k();
   if (k.op == kernels::Op::gemm_s8)
     std::get<gemm::GemmS8Fn>(k.fn)(M, K, n0, n1, a8, K, static_cast<const int8_t*>(pw.data()), pw.col_sums(),
                                    c8 + n0, ldc);
+  else if (std::holds_alternative<gemm::GemmBf16AFn>(k.fn))
+    std::get<gemm::GemmBf16AFn>(k.fn)(M, K, n0, n1, a16, K, pw.data(), c + n0, ldc);
   else
     std::get<gemm::GemmFloatFn>(k.fn)(M, K, n0, n1, a, K, pw.data(), c + n0, ldc);
+}
+
+// Bytes per A element a row reads: int8 1, bf16 rows 2, fp32 4.
+size_t a_element_bytes(const KernelInfo& k) {
+  return k.in == DType::i8 ? 1 : std::holds_alternative<gemm::GemmBf16AFn>(k.fn) ? 2 : 4;
 }
 
 // Row `k` on cold weights of the model shape K x N, M rows, in column blocks of `block` (N: one call per matrix; 32
@@ -158,17 +172,18 @@ void BM_row(benchmark::State& st, const KernelInfo* k, int64_t M, int64_t K, int
   // them, and would time its fallback on the AVX-512 FMA kernel otherwise.
   for (float& v : a) v = k->in == DType::bf16 ? to_f32(to_bf16(u(gen))) : u(gen);
   for (int8_t& v : a8) v = int8_t(q(gen));
+  const std::vector<bfloat16> a16 = bf16_rows(a);
   size_t i = 0;
   const double t0 = thread_seconds();
   for (auto _ : st) {
     const PackedWeights& pw = w.copies[i++ % w.copies.size()];
     for (int64_t n0 = 0; n0 < N; n0 += block)
-      call_row(*k, M, n0, std::min(N, n0 + block), a.data(), a8.data(), pw, c.data(), c8.data(), N);
+      call_row(*k, M, n0, std::min(N, n0 + block), a.data(), a16.data(), a8.data(), pw, c.data(), c8.data(), N);
     benchmark::DoNotOptimize(c.data());
     benchmark::DoNotOptimize(c8.data());
     benchmark::ClobberMemory();
   }
-  set_counters(st, w.copies[0], M, k->in == DType::i8 ? 1 : 4, peak_of(*k), thread_seconds() - t0);
+  set_counters(st, w.copies[0], M, a_element_bytes(*k), peak_of(*k), thread_seconds() - t0);
   st.SetLabel(k->name);
 }
 
@@ -183,12 +198,13 @@ void BM_hot_tile(benchmark::State& st, const KernelInfo* k) {
   std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N));
   std::vector<int8_t> a8(size_t(M * K), 3);
   std::vector<int32_t> c8(size_t(M * N));
+  const std::vector<bfloat16> a16 = bf16_rows(a);
   const double t0 = thread_seconds();
   for (auto _ : st) {
-    call_row(*k, M, 0, N, a.data(), a8.data(), pw, c.data(), c8.data(), N);
+    call_row(*k, M, 0, N, a.data(), a16.data(), a8.data(), pw, c.data(), c8.data(), N);
     benchmark::ClobberMemory();
   }
-  set_counters(st, pw, M, k->in == DType::i8 ? 1 : 4, peak_of(*k), thread_seconds() - t0);
+  set_counters(st, pw, M, a_element_bytes(*k), peak_of(*k), thread_seconds() - t0);
   st.SetLabel(k->name);
 }
 
@@ -211,15 +227,18 @@ void time_packed_copies(benchmark::State& st, const KernelInfo* k, int64_t M, in
   std::vector<float> a(size_t(M * K), 0.5f), c(size_t(M * N)), row_scale(size_t(M), 0.01f);
   std::vector<int8_t> a8(size_t(M * K), 3);
   const bool w4a8 = std::holds_alternative<gemm::GemmU4S8Fn>(k->fn);  // int8 rows with their scales
+  const std::vector<bfloat16> a16 = bf16_rows(a);
   size_t i = 0;
   const double t0 = thread_seconds();
   for (auto _ : st) {
     const PackedWeights& pw = copies[i++ % copies.size()];
     if (w4a8) std::get<gemm::GemmU4S8Fn>(k->fn)(M, K, 0, N, a8.data(), K, row_scale.data(), pw.data(), c.data(), N);
+    else if (std::holds_alternative<gemm::GemmBf16AFn>(k->fn))
+      std::get<gemm::GemmBf16AFn>(k->fn)(M, K, 0, N, a16.data(), K, pw.data(), c.data(), N);
     else std::get<gemm::GemmFloatFn>(k->fn)(M, K, 0, N, a.data(), K, pw.data(), c.data(), N);
     benchmark::ClobberMemory();
   }
-  set_counters(st, copies[0], M, w4a8 ? 1 : 4, peak_of(*k), thread_seconds() - t0);
+  set_counters(st, copies[0], M, w4a8 ? 1 : a_element_bytes(*k), peak_of(*k), thread_seconds() - t0);
   st.SetLabel(k->name);
 }
 
@@ -286,7 +305,7 @@ void register_all() {
   // int4 rows, W4A16 and W4A8 (G = 32 and 128: 64 lies between the two), and FP8 rows, each on its own weights.
   for (const KernelInfo* k : rows) {
     using kernels::Op;
-    const bool fp8 = k->op == Op::gemm_fp8;
+    const bool fp8 = k->op == Op::gemm_fp8 || k->op == Op::gemm_fp8_bf16a;
     const int64_t G = k->op == Op::gemm_u4_g32 || k->op == Op::gemm_u4s8_g32     ? 32
                       : k->op == Op::gemm_u4_g128 || k->op == Op::gemm_u4s8_g128 ? 128
                                                                                   : 0;

@@ -24,9 +24,10 @@ struct Dispatch {
 /// The operation a kernel performs (its contract is in the family's header).
 /// gemm_u4_g<G>: int4 group-wise weights of group size G (in = u8), with the float kernels' signature.
 /// gemm_u4s8_g<G>: int4 group-wise weights x int8 rows (W4A8, in = u8), signature GemmU4S8Fn.
-enum class Op { gemm_float, gemm_u4_g32, gemm_u4_g64, gemm_u4_g128, gemm_fp8, gemm_s8, gemm_u4s8_g32, gemm_u4s8_g64, gemm_u4s8_g128, swiglu, dequant_swiglu, quantize, combine, dequant, scale_round };
+/// gemm_float_bf16a / gemm_fp8_bf16a: bf16 rows of A with bf16 / FP8 weights (GemmBf16AFn; avx512bf16 rows only).
+enum class Op { gemm_float, gemm_float_bf16a, gemm_fp8_bf16a, gemm_u4_g32, gemm_u4_g64, gemm_u4_g128, gemm_fp8, gemm_s8, gemm_u4s8_g32, gemm_u4s8_g64, gemm_u4s8_g128, swiglu, dequant_swiglu, quantize, combine, dequant, scale_round };
 
-using KernelFn = std::variant<gemm::GemmFloatFn, gemm::GemmS8Fn, gemm::GemmU4S8Fn, rows::SwigluFn, rows::DequantSwigluFn,
+using KernelFn = std::variant<gemm::GemmFloatFn, gemm::GemmBf16AFn, gemm::GemmS8Fn, gemm::GemmU4S8Fn, rows::SwigluFn, rows::DequantSwigluFn,
                               rows::QuantizeFn, rows::CombineFn, rows::DequantFn, rows::ScaleRoundFn>;
 
 struct KernelInfo {

@@ -113,6 +113,8 @@ void check_against_scalar(const KernelInfo& k, int64_t n) {
       return expect_same_bits(o1, o2, k, n);
     }
     case Op::gemm_float:
+    case Op::gemm_float_bf16a:  // tests/kernels/gemm_bf16a_test.cpp the bf16-A rows
+    case Op::gemm_fp8_bf16a:
     case Op::gemm_u4_g32:
     case Op::gemm_u4_g64:
     case Op::gemm_u4_g128:

@@ -265,9 +265,9 @@ constexpr int kBlockPairRows = 6, kBlockSingleRows = 12;  // the bf16 kernels' t
 // of k straddles two blocks), rows the block's k rows, a_block = A at the block's first row and k, c_block = C at
 // the first row and column. A tile returns false when its C is not the contract's (the vdpbf16ps tile: an A value
 // that is not a bf16 value); since every column block reads all of A, the loop stops after the first column block
-// with a false, and returns false.
-template <class Tile>
-bool by_blocks(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const std::byte* b,
+// with a false, and returns false. TA: A's element type (fp32, or bf16 rows for the vdpbf16ps tiles).
+template <class TA, class Tile>
+bool by_blocks(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t lda, const std::byte* b,
                float* c, int64_t ldc, Tile&& tile) {
   const Consts k(M);
   constexpr int64_t kWStride = kFp8BlockK * kGemmNR;  // elements from one panel's block to the next in w
@@ -281,7 +281,7 @@ bool by_blocks(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int
     for (int64_t g = 0; g < fp8_blocks(K); ++g) {
       for (int p = 0; p < np; ++p) form_block(k, panel + size_t(p) * panel_bytes, K, g, w + p * kWStride);
       const int64_t rows = fp8_block_rows(K, g);
-      const float* ag = a + g * kFp8BlockK;
+      const TA* ag = a + g * kFp8BlockK;
       for_row_blocks(M, np == 2 ? kBlockPairRows : kBlockSingleRows, [&](int64_t m0, int64_t mr) {
         ok &= tile(np, g > 0, mr, rows, ag + m0 * lda, w, kWStride, c + m0 * ldc + (p0 - n0), width);
       });

@@ -82,6 +82,12 @@
 // DAZ/FTZ): the value a checkpoint's user gets by dequantising in fp32 and casting to the bf16 model dtype. The
 // weights stay 1 byte (plus 4 bytes of scale per 128 x 1) in memory; each variant forms w in registers.
 //
+// bf16 rows of A (GemmBf16AFn; A bf16, B bf16 or FP8, C fp32): C is bitwise what the float kernel of the same
+// weights gives for the fp32 rows float(A) (bf16 widened exactly), every M, n range and row blocking. So a caller
+// holding bf16 activations may skip their widening, and a vdpbf16ps kernel takes its A pairs from the rows as they
+// are (no check, no fallback: every value is a bf16 value). Only the vdpbf16ps kernels (AVX512-BF16) have this entry;
+// at other levels GemmKernels holds an empty one and callers widen A for the float kernel.
+//
 // int8 (A int8, B int8, C int32): C[m, n] = Σ_k A[m, k] · B[k, n] exactly, for K < 65536 (so |C| < 2^30).
 //
 // int4 group-wise x int8 (W4A8: A int8 with one fp32 scale per row, B int4 packed as for W4A16, C fp32). THE ORDER
@@ -272,6 +278,10 @@ void unpack_weights(const PackedWeights& w, void* dst, int64_t stride_k, int64_t
 using GemmFloatFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
                              float* c, int64_t ldc);
 
+/// Float kernel on bf16 rows of A ("bf16 rows of A"): `a` row m at a + m * lda (elements), K bf16 each.
+using GemmBf16AFn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
+                             const void* b, float* c, int64_t ldc);
+
 /// int8 kernel: `b` is PackedWeights::data(), `col_sums` is PackedWeights::col_sums().
 using GemmS8Fn = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                           const int32_t* col_sums, int32_t* c, int64_t ldc);
@@ -290,6 +300,11 @@ struct GemmFloatKernel {
   const char* name = "";  // e.g. "gemm_bf16w_f32_6x64__avx512"
 };
 
+struct GemmBf16AKernel {
+  GemmBf16AFn fn = nullptr;  // nullptr: no such entry at this level (widen A for the float kernel)
+  const char* name = "";     // e.g. "gemm_bf16w_bf16a_f32_6x64__avx512bf16"
+};
+
 struct GemmS8Kernel {
   GemmS8Fn fn = nullptr;
   const char* name = "";  // e.g. "gemm_s8_s32_6x64__avx512vnni"
@@ -302,6 +317,7 @@ struct GemmKernels {
   GemmFloatKernel f32w, bf16w, f16w;
   GemmFloatKernel u4w_g32, u4w_g64, u4w_g128;  // int4 group-wise weights, one kernel per group size
   GemmFloatKernel fp8w;                         // FP8 block-scaled weights
+  GemmBf16AKernel bf16w_bf16a, fp8w_bf16a;      // bf16 rows of A with bf16 / FP8 weights (empty below avx512bf16)
   GemmS8Kernel s8;
   GemmU4S8Kernel u4s8_g32, u4s8_g64, u4s8_g128;  // int4 group-wise weights x int8 rows (W4A8), per group size
 
@@ -310,6 +326,8 @@ struct GemmKernels {
   const GemmFloatKernel& float_kernel(DType dtype) const;
   /// The kernel for weights packed as `w` is: float_kernel(w.dtype()), the int4 kernel of w.group_size(), or fp8w.
   const GemmFloatKernel& kernel_for(const PackedWeights& w) const;
+  /// The bf16-A entry for weights packed as `w`: bf16w_bf16a (bf16 weights), fp8w_bf16a (FP8), else an empty one.
+  const GemmBf16AKernel& bf16a_kernel_for(const PackedWeights& w) const;
   /// The W4A8 kernel for int4 weights packed as `w` (of w.group_size()); an empty kernel for other weights.
   const GemmU4S8Kernel& u4s8_kernel_for(const PackedWeights& w) const;
 };

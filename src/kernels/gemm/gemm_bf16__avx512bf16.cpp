@@ -36,11 +36,14 @@ constexpr int kMaxRowsSingle = 12;  // rows of the single-panel tile
 // Runs the tiles over [n0, n1); false as soon as a column block found an A value that is not a bf16 value.
 // Pf: the tiles prefetch the panels pf.bytes ahead (the bf16 entry of the prefetch settings, base/cpu_tuning.h);
 // without it the loop is the one without prefetch.
-template <bool Pf>
-bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const bfloat16* b, float* c,
+// TA: A's element type (fp32, or bf16 for the bf16-A entry, whose values are all bf16 values: never false).
+template <bool Pf, class TA>
+bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t lda, const bfloat16* b, float* c,
              int64_t ldc, Prefetch pf) {
-  static constexpr auto pairs = dp::make_tiles_dp<2, false, Pf>(std::make_integer_sequence<int, kMaxRowsPair>{});
-  static constexpr auto singles = dp::make_tiles_dp<1, false, Pf>(std::make_integer_sequence<int, kMaxRowsSingle>{});
+  static constexpr auto pairs =
+      dp::make_tiles_dp<2, false, Pf, TA>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  static constexpr auto singles =
+      dp::make_tiles_dp<1, false, Pf, TA>(std::make_integer_sequence<int, kMaxRowsSingle>{});
   const int64_t pstride = K * kGemmNR;
   int64_t p0 = n0;
   for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
@@ -150,6 +153,18 @@ void gemm_bf16w_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n
                           : gemm_dp<false>(M, K, n0, n1, a, lda, bw, c, ldc, pf);
   if (!ok)
     gemm_bf16w_f32_6x64__avx512(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+// bf16 rows of A: the same tiles, their A pairs copied from the rows as they are (dp::fill_pairs), no check and no
+// fallback (every value is a bf16 value).
+void gemm_bf16w_bf16a_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a,
+                                           int64_t lda, const void* b, float* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16, M);
+  const auto* bw = static_cast<const bfloat16*>(b);
+  if (pf.on()) gemm_dp<true>(M, K, n0, n1, a, lda, bw, c, ldc, pf);
+  else gemm_dp<false>(M, K, n0, n1, a, lda, bw, c, ldc, pf);
 }
 
 bool gemm_bf16w_f32_kblocks__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,

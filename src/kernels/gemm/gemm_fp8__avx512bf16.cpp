@@ -78,8 +78,8 @@ constexpr int kDirectPairRows = 4;
 // scales is formed into a buffer first (fp8::form_block). The block's A pairs are built at its start (dp::fill_pairs,
 // 4 chunks of 16 pairs; blocks but the last have 128 rows, so no pair straddles two). Returns whether every A value
 // read was a bf16 value (C is the contract's only then).
-template <int MR, int NP>
-bool tile_direct(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t panel_bytes, float* c,
+template <int MR, int NP, class TA>
+bool tile_direct(int64_t K, const TA* a, int64_t lda, const std::byte* panel, size_t panel_bytes, float* c,
                  int64_t ldc, int width) {
   constexpr int NV = 2 * NP;
   constexpr int kChunk = MR * 16;  // uint32 of one chunk of 16 A pairs per row
@@ -182,39 +182,45 @@ bool tile_direct(int64_t K, const float* a, int64_t lda, const std::byte* panel,
   return dp::store_pairs<MR, NP>(acc, c, ldc, width, seen);
 }
 
-using DirectFn = bool (*)(int64_t, const float*, int64_t, const std::byte*, size_t, float*, int64_t, int);
+template <class TA>
+using DirectFn = bool (*)(int64_t, const TA*, int64_t, const std::byte*, size_t, float*, int64_t, int);
 
-template <int NP, int... R>
+template <int NP, class TA, int... R>
 constexpr auto make_direct(std::integer_sequence<int, R...>) {
-  return std::array<DirectFn, sizeof...(R)>{&tile_direct<R + 1, NP>...};
+  return std::array<DirectFn<TA>, sizeof...(R)>{&tile_direct<R + 1, NP, TA>...};
 }
 
 // Panels of [n0, n1) for 1 <= M < kDotBlockRows rows and K > 0 with the direct tiles (one tile covers all M rows);
 // false when A holds a value that is not a bf16 value (C then is not the contract's).
-bool gemm_direct_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const std::byte* b,
+template <class TA>
+bool gemm_direct_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t lda, const std::byte* b,
                     float* c, int64_t ldc) {
-  static constexpr auto pairs = make_direct<2>(std::make_integer_sequence<int, kDirectPairRows>{});
-  static constexpr auto singles = make_direct<1>(std::make_integer_sequence<int, kDotBlockRows - 1>{});
+  static constexpr auto pairs = make_direct<2, TA>(std::make_integer_sequence<int, kDirectPairRows>{});
+  static constexpr auto singles = make_direct<1, TA>(std::make_integer_sequence<int, kDotBlockRows - 1>{});
   const size_t panel_bytes = fp8_panel_bytes(K);
   return fp8::direct_panels(K, n0, n1, b, M <= kDirectPairRows,
                             [&](int np, const std::byte* panel, int64_t c0, int width) {
-                              const DirectFn tile = np == 2 ? pairs[size_t(M - 1)] : singles[size_t(M - 1)];
+                              const DirectFn<TA> tile = np == 2 ? pairs[size_t(M - 1)] : singles[size_t(M - 1)];
                               return tile(K, a, lda, panel, panel_bytes, c + c0, ldc, width);
                             });
 }
 
 // Panels of [n0, n1) for M >= kDotBlockRows rows (fp8::by_blocks) on vdpbf16ps tiles; false when A holds a value
 // that is not a bf16 value (C then is not the contract's).
-bool gemm_by_blocks_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const std::byte* b,
+template <class TA>
+bool gemm_by_blocks_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t lda, const std::byte* b,
                        float* c, int64_t ldc) {
   using fp8::kBlockPairRows, fp8::kBlockSingleRows;
-  static constexpr auto pairs_first = dp::make_tiles_dp<2, false>(std::make_integer_sequence<int, kBlockPairRows>{});
-  static constexpr auto pairs_carry = dp::make_tiles_dp<2, true>(std::make_integer_sequence<int, kBlockPairRows>{});
+  static constexpr auto pairs_first =
+      dp::make_tiles_dp<2, false, false, TA>(std::make_integer_sequence<int, kBlockPairRows>{});
+  static constexpr auto pairs_carry =
+      dp::make_tiles_dp<2, true, false, TA>(std::make_integer_sequence<int, kBlockPairRows>{});
   static constexpr auto singles_first =
-      dp::make_tiles_dp<1, false>(std::make_integer_sequence<int, kBlockSingleRows>{});
-  static constexpr auto singles_carry = dp::make_tiles_dp<1, true>(std::make_integer_sequence<int, kBlockSingleRows>{});
+      dp::make_tiles_dp<1, false, false, TA>(std::make_integer_sequence<int, kBlockSingleRows>{});
+  static constexpr auto singles_carry =
+      dp::make_tiles_dp<1, true, false, TA>(std::make_integer_sequence<int, kBlockSingleRows>{});
   return fp8::by_blocks(M, K, n0, n1, a, lda, b, c, ldc,
-                        [&](int np, bool carry, int64_t mr, int64_t rows, const float* ab, const bfloat16* w,
+                        [&](int np, bool carry, int64_t mr, int64_t rows, const TA* ab, const bfloat16* w,
                             int64_t stride, float* cb, int width) {
                           const auto& tile = np == 2 ? (carry ? pairs_carry : pairs_first)[size_t(mr - 1)]
                                                      : (carry ? singles_carry : singles_first)[size_t(mr - 1)];
@@ -232,6 +238,22 @@ void gemm_fp8w_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1
   if (K == 0 || !(M < kDotBlockRows ? gemm_direct_dp(M, K, n0, n1, a, lda, bp, c, ldc)
                                     : gemm_by_blocks_dp(M, K, n0, n1, a, lda, bp, c, ldc)))
     gemm_fp8w_f32_4x64__avx512(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+// bf16 rows of A: the same tiles, their A pairs copied from the rows as they are (dp::fill_pairs); every value is a
+// bf16 value, so no fallback. K = 0 (no blocks to run): C = +0 directly.
+void gemm_fp8w_bf16a_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a,
+                                          int64_t lda, const void* b, float* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  const auto* bp = static_cast<const std::byte*>(b);
+  if (K == 0) {
+    for (int64_t m = 0; m < M; ++m) std::fill_n(c + m * ldc, n1 - n0, 0.0f);
+  } else if (M < kDotBlockRows) {
+    gemm_direct_dp(M, K, n0, n1, a, lda, bp, c, ldc);
+  } else {
+    gemm_by_blocks_dp(M, K, n0, n1, a, lda, bp, c, ldc);
+  }
 }
 
 }  // namespace moefuse::gemm::detail

@@ -52,6 +52,10 @@ const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_6x64__avx512bf16, avx512bf16, bf16, f32, 6, 64,
                      kernels::avx512_bf16_dot),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_4x64__avx512bf16, avx512bf16, u8, f32, 4, 64, kernels::avx512_bf16_dot),
+    MOEFUSE_GEMM_ROW(gemm_float_bf16a, gemm_bf16w_bf16a_f32_6x64__avx512bf16, avx512bf16, bf16, f32, 6, 64,
+                     kernels::avx512_bf16_dot),
+    MOEFUSE_GEMM_ROW(gemm_fp8_bf16a, gemm_fp8w_bf16a_f32_4x64__avx512bf16, avx512bf16, u8, f32, 4, 64,
+                     kernels::avx512_bf16_dot),
     MOEFUSE_GEMM_ROW(gemm_u4_g32, gemm_u4g32w_f32_12x32__avx512bf16, avx512bf16, u8, f32, 12, 32,
                      kernels::avx512_bf16_dot),
     MOEFUSE_GEMM_ROW(gemm_u4_g64, gemm_u4g64w_f32_12x32__avx512bf16, avx512bf16, u8, f32, 12, 32,
@@ -74,12 +78,18 @@ GemmFloatKernel u8_row(Op op, const kernels::Dispatch& d) {  // int4 and FP8 wei
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
+GemmBf16AKernel bf16a_row(Op op, DType dt, const kernels::Dispatch& d) {  // none below avx512bf16
+  const KernelInfo* k = kernels::find(op, dt, d);
+  return k ? GemmBf16AKernel{std::get<GemmBf16AFn>(k->fn), k->name} : GemmBf16AKernel{};
+}
+
 GemmU4S8Kernel u4s8_row(Op op, const kernels::Dispatch& d) {
   const KernelInfo* k = kernels::find(op, DType::u8, d);
   return GemmU4S8Kernel{std::get<GemmU4S8Fn>(k->fn), k->name};
 }
 
 const GemmFloatKernel kNoKernel{};
+const GemmBf16AKernel kNoBf16AKernel{};
 const GemmU4S8Kernel kNoU4S8Kernel{};
 
 }  // namespace
@@ -112,6 +122,11 @@ const GemmFloatKernel& GemmKernels::kernel_for(const PackedWeights& w) const {
   }
 }
 
+const GemmBf16AKernel& GemmKernels::bf16a_kernel_for(const PackedWeights& w) const {
+  if (w.fp8()) return fp8w_bf16a;
+  return w.group_size() == 0 && w.dtype() == DType::bf16 ? bf16w_bf16a : kNoBf16AKernel;
+}
+
 const GemmU4S8Kernel& GemmKernels::u4s8_kernel_for(const PackedWeights& w) const {
   switch (w.group_size()) {
     case 32: return u4s8_g32;
@@ -133,6 +148,8 @@ GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   k.u4w_g64 = u8_row(Op::gemm_u4_g64, d);
   k.u4w_g128 = u8_row(Op::gemm_u4_g128, d);
   k.fp8w = u8_row(Op::gemm_fp8, d);
+  k.bf16w_bf16a = bf16a_row(Op::gemm_float_bf16a, DType::bf16, d);
+  k.fp8w_bf16a = bf16a_row(Op::gemm_fp8_bf16a, DType::u8, d);
   k.u4s8_g32 = u4s8_row(Op::gemm_u4s8_g32, d);
   k.u4s8_g64 = u4s8_row(Op::gemm_u4s8_g64, d);
   k.u4s8_g128 = u4s8_row(Op::gemm_u4s8_g128, d);

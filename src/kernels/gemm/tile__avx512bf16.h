@@ -75,6 +75,17 @@ __attribute__((always_inline)) inline void fill_pairs(const float* a, int64_t ld
   }
 }
 
+/// The same pairs from bf16 rows of A: in memory a bf16 row already is its pairs (dword i holds elements 2i, low
+/// half, and 2i + 1), so this is a copy of 64 bytes per row. Every value is a bf16 value: seen is not touched.
+template <int MR>
+__attribute__((always_inline)) inline void fill_pairs(const bfloat16* a, int64_t lda, int64_t k0, int64_t K,
+                                                      uint32_t* buf, __m512i& /*seen*/) {
+  const int64_t r = K - k0;
+  const __mmask32 mask = r >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << r) - 1u);
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) _mm512_store_si512(buf + 16 * m, _mm512_maskz_loadu_epi16(mask, a + m * lda + k0));
+}
+
 /// The vdpbf16ps steps of one pair of k: rows k (`even`) and k + 1 (`odd`, a zero row for the last pair of an odd
 /// K) of 32 bf16 weights from each of NP panels, interleaved into pairs (see the top), against the A pairs at ak (row
 /// m at ak[16 m]).
@@ -139,12 +150,13 @@ __attribute__((always_inline)) inline bool store_pairs(__m512 (&acc)[MR][2 * NP]
 }
 
 /// C[0..MR) x [0..width) from NP panels (32 NP columns) at b, panels pstride elements apart: the bf16 contract's
-/// chains over k = 0 .. K-1, by vdpbf16ps. Carry: the chains start from C's values (a previous call's store over the
-/// K before these, which must have been even) instead of +0. Returns whether every A value read was a bf16 value;
-/// when not, C holds values that are not the contract's and the caller must compute them another way. Pf: the two
-/// rows (lines) of each panel a pair step reads are prefetched pf.bytes ahead; without Pf, pf is not read.
-template <int MR, int NP, bool Carry = false, bool Pf = false>
-bool tile_dp(int64_t K, const float* a, int64_t lda, const bfloat16* b, int64_t pstride, float* c, int64_t ldc,
+/// chains over k = 0 .. K-1, by vdpbf16ps. A (element type TA) is fp32 or bf16 rows; both give the same C for the
+/// same values (fill_pairs). Carry: the chains start from C's values (a previous call's store over the K before
+/// these, which must have been even) instead of +0. Returns whether every A value read was a bf16 value (always,
+/// for bf16 A); when not, C holds values that are not the contract's and the caller must compute them another way.
+/// Pf: the two rows (lines) of each panel a pair step reads are prefetched pf.bytes ahead; without Pf, pf is not read.
+template <int MR, int NP, bool Carry = false, bool Pf = false, class TA = float>
+bool tile_dp(int64_t K, const TA* a, int64_t lda, const bfloat16* b, int64_t pstride, float* c, int64_t ldc,
              int width, [[maybe_unused]] Prefetch pf) {
   constexpr int NV = 2 * NP;
   __m512 acc[MR][NV];
@@ -190,13 +202,13 @@ bool tile_dp(int64_t K, const float* a, int64_t lda, const bfloat16* b, int64_t 
   return store_pairs<MR, NP>(acc, c, ldc, width, seen);
 }
 
-template <int NP>
-using TileDp = bool (*)(int64_t, const float*, int64_t, const bfloat16*, int64_t, float*, int64_t, int, Prefetch);
+template <int NP, class TA = float>
+using TileDp = bool (*)(int64_t, const TA*, int64_t, const bfloat16*, int64_t, float*, int64_t, int, Prefetch);
 
-/// tile_dp<1 .. sizeof(R), NP, Carry, Pf>, indexed by rows - 1.
-template <int NP, bool Carry = false, bool Pf = false, int... R>
+/// tile_dp<1 .. sizeof(R), NP, Carry, Pf, TA>, indexed by rows - 1.
+template <int NP, bool Carry = false, bool Pf = false, class TA = float, int... R>
 constexpr auto make_tiles_dp(std::integer_sequence<int, R...>) {
-  return std::array<TileDp<NP>, sizeof...(R)>{&tile_dp<R + 1, NP, Carry, Pf>...};
+  return std::array<TileDp<NP, TA>, sizeof...(R)>{&tile_dp<R + 1, NP, Carry, Pf, TA>...};
 }
 
 }  // namespace moefuse::gemm::detail::dp

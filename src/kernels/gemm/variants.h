@@ -46,6 +46,9 @@ void gemm_s8_s32_6x64__avx512vnni(int64_t M, int64_t K, int64_t n0, int64_t n1, 
 void gemm_bf16w_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                      const void* b, float* c, int64_t ldc);
 const char* dpbf16_self_test__avx512bf16();
+// The bf16-A entry (GemmBf16AFn): the same tiles reading bf16 rows of A; no fallback (every value is a bf16 value).
+void gemm_bf16w_bf16a_f32_6x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a,
+                                           int64_t lda, const void* b, float* c, int64_t ldc);
 // The same product with K cut into blocks of `kblock` rows (even), each block's tiles carrying their chains through C
 // (tile__avx512bf16.h, tile_dp with Carry): the path a kernel that forms bf16 weights per K block (the FP8 kernel's
 // block path) would run its buffer through. Bitwise the kernel's C when it returns true; false (C not the
@@ -94,5 +97,8 @@ void gemm_fp8w_f32_4x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, co
 // call whose A holds a value that is not a bf16 value, run gemm_fp8w_f32_4x64__avx512.
 void gemm_fp8w_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                     const void* b, float* c, int64_t ldc);
+// Its bf16-A entry (GemmBf16AFn): the same tiles reading bf16 rows of A, from every M; no fallback.
+void gemm_fp8w_bf16a_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a,
+                                          int64_t lda, const void* b, float* c, int64_t ldc);
 
 }  // namespace moefuse::gemm::detail
