@@ -18,6 +18,7 @@
 #include "base/scratch.h"
 #include "kernels/rows/rows.h"
 #include "moefuse/error.h"
+#include "ops/round_row.h"
 
 namespace moefuse {
 
@@ -142,9 +143,11 @@ struct Plan {
   const GroupedMatmulArgs* a = nullptr;
   const Tensor* y = nullptr;
   gemm::GemmFloatFn ffn = nullptr;
+  gemm::GemmBf16AFn bfn = nullptr;    // bf16 x whose kernel reads bf16 rows (gemm.h, "bf16 rows of A"): no widening
   gemm::GemmS8Fn sfn = nullptr;
   gemm::GemmU4S8Fn ufn = nullptr;     // int8 x with int4 weights (W4A8): the kernel of their group size
   rows::DequantFn dequant = nullptr;  // the int8 epilogue (rows family), chosen with the GEMM kernels
+  RoundRowKernels round;              // the rounding stores to y (bf16 / f16), of the kernels' ISA level
   int64_t M = 0, K = 0, N = 0;
   bool int8 = false, int4 = false, int_out = false, int_bias = false, float_bias = false;
   bool c_direct = false;  // the kernel writes into y (f32 output of float x, i32 output of int8 x)
@@ -209,9 +212,11 @@ void widen_rows(const Tensor& x, int64_t r0, int64_t R, int64_t K, float* dst) {
   }
 }
 
-void copy_rows_s8(const Tensor& x, int64_t r0, int64_t R, int64_t K, int8_t* dst) {
+// dst[r * K + k] = x[r0 + r][k] for r < R: rows of x (elements of type T, as they are) made contiguous.
+template <class T>
+void copy_rows(const Tensor& x, int64_t r0, int64_t R, int64_t K, T* dst) {
   const int64_t s0 = x.stride(0), s1 = x.stride(1);
-  const int8_t* base = static_cast<const int8_t*>(x.data()) + r0 * s0;
+  const T* base = static_cast<const T*>(x.data()) + r0 * s0;
   for (int64_t r = 0; r < R; ++r)
     for (int64_t k = 0; k < K; ++k) dst[r * K + k] = base[r * s0 + k * s1];
 }
@@ -265,7 +270,8 @@ void int_expert_row(const Tensor& t, int64_t e, int64_t n0, int64_t nb, int32_t*
 // ─── Task scratch ───────────────────────────────────────────────────────────────────────────────────────────────
 // A task's arrays, carved from its thread's slot of the call's block; a slot fits the call's largest task.
 struct TaskArrays {
-  void* a = nullptr;         // R x K rows of x (fp32 for float x, int8 for int8 x), when x cannot be read in place
+  void* a = nullptr;         // R x K rows of x (fp32 for float x, bf16 for the bf16-A kernel, int8 for int8 x), when
+                             // x cannot be read in place
   void* c = nullptr;         // R x nb accumulators (fp32 / int32), when the kernel cannot write into y
   int32_t* ibias = nullptr;  // nb: i32 bias
   float* fbias = nullptr;    // nb: float bias
@@ -279,6 +285,7 @@ size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* bas
   Carver c(base);
   if (!direct_a) {
     if (p.int8) t.a = c.take<int8_t>(R * p.K);
+    else if (p.bfn) t.a = c.take<bfloat16>(R * p.K);
     else t.a = c.take<float>(R * p.K);
   }
   if (!p.c_direct) t.c = c.take<float>(R * nb);  // fp32 or int32: the same size
@@ -294,7 +301,8 @@ size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* bas
 }
 
 // ─── Tasks ──────────────────────────────────────────────────────────────────────────────────────────────────────
-// A task's rows r0..r0+R of x as its kernel reads them: in place when x already holds the kernel's element type with
+// A task's rows r0..r0+R of x as its kernel reads them: in place when x already holds the kernel's element type (f32,
+// bf16 for the bf16-A kernels, int8) with
 // unit column stride and rows at least K apart (one row: any stride), else `copy`d into the task's scratch.
 bool rows_in_place(const Tensor& x, int64_t R, int64_t K) { return x.stride(1) == 1 && (R == 1 || x.stride(0) >= K); }
 
@@ -321,18 +329,21 @@ void float_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_
   const Tensor& y = *p.y;
   const int64_t K = p.K, N = p.N;
   const bool y_f32 = y.dtype() == DType::f32;
-  const bool direct_a = x.dtype() == DType::f32 && rows_in_place(x, R, K);
+  const bool direct_a = (x.dtype() == DType::f32 || p.bfn) && rows_in_place(x, R, K);
   TaskArrays t;
   carve(p, R, nb, direct_a, p.slot(), t);
   float* bias = t.fbias;
-  const auto [arows, lda] = kernel_rows<float>(x, direct_a, r0, R, K, t.a, widen_rows);
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t es = int64_t(y.element_size());
   float* c = y_f32 ? reinterpret_cast<float*>(out) + r0 * N + n0 : static_cast<float*>(t.c);
   const int64_t ldc = y_f32 ? N : nb;
   if (K == 0) {
     for (int64_t i = 0; i < R; ++i) std::fill_n(c + i * ldc, nb, 0.0f);
+  } else if (p.bfn) {  // bf16 rows as they are: the same C as widening them (gemm.h), once per task saved
+    const auto [arows, lda] = kernel_rows<bfloat16>(x, direct_a, r0, R, K, t.a, copy_rows<bfloat16>);
+    p.bfn(R, K, n0, n0 + nb, arows, lda, g.packed->data(), c, ldc);
   } else {
+    const auto [arows, lda] = kernel_rows<float>(x, direct_a, r0, R, K, t.a, widen_rows);
     p.ffn(R, K, n0, n0 + nb, arows, lda, g.packed->data(), c, ldc);
   }
 
@@ -343,7 +354,7 @@ void float_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_
     if (bias)
       for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + bias[n];
     reference::gmm_activate(a.act_type, v, nb);
-    if (!y_f32) store_row(v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
+    if (!y_f32) store_row_with(p.round, v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
   }
 }
 
@@ -357,7 +368,7 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
   carve(p, R, nb, direct_a, p.slot(), t);
   int32_t* ibias = t.ibias;
   float *scale = t.scale, *fbias = t.fbias, *v = t.v;
-  const auto [arows, lda] = kernel_rows<int8_t>(x, direct_a, r0, R, K, t.a, copy_rows_s8);
+  const auto [arows, lda] = kernel_rows<int8_t>(x, direct_a, r0, R, K, t.a, copy_rows<int8_t>);
   auto* out = static_cast<std::byte*>(y.data());
   const int64_t es = int64_t(y.element_size());
   int32_t* c = p.int_out ? reinterpret_cast<int32_t*>(out) + r0 * N + n0 : static_cast<int32_t*>(t.c);
@@ -392,7 +403,7 @@ void int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, int64_t
     if (fbias)
       for (int64_t n = 0; n < nb; ++n) v[n] = v[n] + fbias[n];
     reference::gmm_activate(a.act_type, v, nb);
-    store_row(v, nb, y.dtype(), out + (r * N + n0) * es);
+    store_row_with(p.round, v, nb, y.dtype(), out + (r * N + n0) * es);
   }
 }
 
@@ -406,7 +417,7 @@ void int4_int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, in
   const bool direct_a = rows_in_place(x, R, K);
   TaskArrays t;
   carve(p, R, nb, direct_a, p.slot(), t);
-  const auto [arows, lda] = kernel_rows<int8_t>(x, direct_a, r0, R, K, t.a, copy_rows_s8);
+  const auto [arows, lda] = kernel_rows<int8_t>(x, direct_a, r0, R, K, t.a, copy_rows<int8_t>);
   const Tensor& pts = a.per_token_scale;
   for (int64_t i = 0; i < R; ++i) t.row_scale[i] = static_cast<const float*>(pts.data())[(r0 + i) * pts.stride(0)];
   auto* out = static_cast<std::byte*>(y.data());
@@ -419,7 +430,7 @@ void int4_int8_task(const Plan& p, const GroupPlan& g, int64_t r0, int64_t R, in
   for (int64_t i = 0; i < R; ++i) {
     float* v = c + i * ldc;
     reference::gmm_activate(a.act_type, v, nb);
-    if (!p.c_direct) store_row(v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
+    if (!p.c_direct) store_row_with(p.round, v, nb, y.dtype(), out + ((r0 + i) * N + n0) * es);
   }
 }
 
@@ -498,6 +509,7 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
   p.int_bias = a.bias.defined() && a.bias.dtype() == DType::i32;
   p.float_bias = a.bias.defined() && !p.int_bias;
   p.c_direct = p.int8 ? p.int_out : y.dtype() == DType::f32;
+  p.round = select_round_row(kernels.isa);
   if (p.int8) {
     p.sfn = kernels.s8.fn;
     p.dequant = rows::select_rows_kernels(kernels.isa).dequant;
@@ -509,6 +521,7 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
     if (w) {
       p.int4 = w->group_size() > 0;
       if ((p.int4 || w->fp8()) && !p.int8) p.ffn = kernels.kernel_for(*w).fn;  // FP8: float x only
+      if (a.x.dtype() == DType::bf16) p.bfn = kernels.bf16a_kernel_for(*w).fn;
       if (p.int4 && p.int8) {
         p.ufn = kernels.u4s8_kernel_for(*w).fn;
         p.c_direct = y.dtype() == DType::f32;
@@ -544,7 +557,7 @@ void run_grouped_gemm(const GroupedMatmulArgs& a, std::span<const gemm::PackedWe
   p.col_blocks = ncb;
 
   // The call's block: the group plan, then one slot per thread, each fitting the largest task.
-  const bool direct_rows = (p.int8 || a.x.dtype() == DType::f32) && a.x.stride(1) == 1 && a.x.stride(0) >= p.K;
+  const bool direct_rows = (p.int8 || a.x.dtype() == DType::f32 || p.bfn) && a.x.stride(1) == 1 && a.x.stride(0) >= p.K;
   TaskArrays unused;
   const int64_t max_block_rows = std::min(rb, round_up(max_group_rows, kRowTile));  // >= every balanced_rows()
   p.task_bytes = carve(p, max_block_rows, std::min(cb, p.N), direct_rows, nullptr, unused);
