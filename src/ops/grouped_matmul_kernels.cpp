@@ -114,7 +114,8 @@ class Carver {
 // Kernel groups are cut into tasks of (row block x column block). Column blocks are multiples of 64 (the AVX-512
 // tile pairs panels; gemm.h measured blocks of 64+ faster than 32) and at most 512 wide: a task widens its rows of x
 // to fp32 once and uses them for the whole block, so wider blocks amortise the widening (about 12 conversions per
-// 1000 multiply-adds at 512 columns). Blocks shrink (512, 256, 128, 64) until there are kTasksPerThread tasks per
+// 1000 multiply-adds at 512 columns). bf16 x on a kernel with a bf16-A entry (the vdpbf16ps kernels) is not widened
+// at all: its rows are read in place. Blocks shrink (512, 256, 128, 64) until there are kTasksPerThread tasks per
 // thread; if even 64-column blocks leave too few (few active groups, many rows each), row blocks shrink from 240
 // rows down to 12 to make up the count. One thread: 512 x 240 blocks. A group's rows are then cut into equal blocks
 // (rounded up to 6 rows, the height of the kernels' tiles), not a full block and a remainder: 250 rows are two
@@ -302,8 +303,8 @@ size_t carve(const Plan& p, int64_t R, int64_t nb, bool direct_a, std::byte* bas
 
 // ─── Tasks ──────────────────────────────────────────────────────────────────────────────────────────────────────
 // A task's rows r0..r0+R of x as its kernel reads them: in place when x already holds the kernel's element type (f32,
-// bf16 for the bf16-A kernels, int8) with
-// unit column stride and rows at least K apart (one row: any stride), else `copy`d into the task's scratch.
+// bf16 for the bf16-A kernels, int8) with unit column stride and rows at least K apart (one row: any stride), else
+// `copy`d into the task's scratch.
 bool rows_in_place(const Tensor& x, int64_t R, int64_t K) { return x.stride(1) == 1 && (R == 1 || x.stride(0) >= K); }
 
 template <class T>

@@ -248,8 +248,8 @@ TEST(GroupedMatmulPacked, NestedAndConcurrentCallsGiveIdenticalBits) {
 }
 
 TEST(GroupedMatmulPacked, StridedInputsAndTransposedWeights) {
-  // x read in place when its rows are unit-stride (f32, i8), widened / copied when not; Hugging Face [E, N, K]
-  // weights packed in place. Every variant gives the contiguous result.
+  // x read in place when its rows are unit-stride (f32, i8; bf16 on the bf16-A kernels), widened / copied when not;
+  // Hugging Face [E, N, K] weights packed in place. Every variant gives the contiguous result.
   Restore restore;
   set_num_threads(2);
   for (Path p : kPaths) {
