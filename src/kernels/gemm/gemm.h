@@ -138,7 +138,9 @@
 // (1.6-1.9x; 80-92% of the vdpbf16ps peak), M = 512 389-436 against 220-223 (1.75-1.95x; 85-99%), M = 8 200-229
 // against 160-163 (1.25-1.4x), M = 1 no slower (alternating runs: 244-299 us against 260-341; memory bound). The
 // olmoe preset's layer at 512 tokens (moefuse bench, 2 threads, alternating with MOEFUSE_MAX_ISA=avx512): 184-225 ms
-// against 313-330.
+// against 313-330. The bf16-A entries (the same Zen 5, one run, the fp32-A entries interleaved, a loaded machine):
+// bf16 weights M = 64 350-405 GFLOP/s against 339-396, M = 512 349-455 against 348-424; FP8 M = 64 317-339 against
+// 264-302, M = 512 304-360 against 240-331 (docs/performance.md, issue 15).
 //
 // Preconditions (asserted in debug builds, not checked in release): M >= 0; K equals the packed K; 0 <= n0 <= n1
 // <= N; n0 % 32 == 0; lda >= K; ldc >= n1 - n0 (when M > 1); pointers valid for the ranges above. Unaligned
