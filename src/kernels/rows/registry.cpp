@@ -15,7 +15,8 @@ using kernels::Op;
   MOEFUSE_ROWS_ROW(op, op##_f32##mid##__##isa, isa, f32, out, tile),   \
   MOEFUSE_ROWS_ROW(op, op##_bf16##mid##__##isa, isa, bf16, out, tile), \
   MOEFUSE_ROWS_ROW(op, op##_f16##mid##__##isa, isa, f16, out, tile)
-// One ISA's rows; tile = fp32 lanes of one vector step (the compiler vectorises rows_impl.h).
+// One ISA's rows; tile = fp32 lanes of one vector step (rows_vec.h's intrinsics for swiglu and dequant_swiglu,
+// the compiler's vectorisation of rows_impl.h for the others).
 #define MOEFUSE_ROWS_ISA(isa, tile)                                                        \
   MOEFUSE_ROWS_FLOATS(swiglu, r_f32, isa, f32, tile),                                      \
   MOEFUSE_ROWS_ROW(dequant_swiglu, dequant_swiglu_s32_f32__##isa, isa, i32, f32, tile),    \
@@ -23,7 +24,8 @@ using kernels::Op;
   MOEFUSE_ROWS_ROW(dequant, dequant_s32_f32__##isa, isa, i32, f32, tile),                  \
   MOEFUSE_ROWS_FLOATS(scale_round, , isa, f32, tile)
 
-const KernelInfo kRowsRows[] = {MOEFUSE_ROWS_ISA(scalar, 1), MOEFUSE_ROWS_ISA(avx2, 8)};
+const KernelInfo kRowsRows[] = {MOEFUSE_ROWS_ISA(scalar, 1), MOEFUSE_ROWS_ISA(avx2, 8),
+                               MOEFUSE_ROWS_ISA(avx512, 16)};
 #undef MOEFUSE_ROWS_ISA
 #undef MOEFUSE_ROWS_FLOATS
 #undef MOEFUSE_ROWS_ROW

@@ -1,6 +1,7 @@
 // The rows kernel family: element-wise work along one row of fp32 values, the steps between the GEMMs of a MoE
 // layer. Every operator and the fused decode path call these (and nothing else) for this math, so each formula is
-// written once (rows_impl.h) and compiled once per ISA (rows_scalar.cpp, rows__avx2.cpp).
+// written once (rows_impl.h; rows_vec.h restates swiglu and dequant_swiglu with intrinsics, operation for operation)
+// and compiled once per ISA (rows_scalar.cpp, rows__avx2.cpp, rows__avx512.cpp).
 //
 // ─── Layout ─────────────────────────────────────────────────────────────────────────────────────────────────────
 // Every kernel works on n consecutive elements (unit stride) of plain arrays; n >= 0, n = 0 writes nothing. Arrays
@@ -9,11 +10,14 @@
 // ─── What the kernels compute (THE ORDER IS THE CONTRACT) ───────────────────────────────────────────────────────
 // All arithmetic is fp32, each operation rounded once (round to nearest even; no FMA contraction: the project
 // builds with -ffp-contract=off). R(v) is v rounded to the variant's dtype and widened back (exact for f32).
-//   silu(v)            = v / (1.0f + exp(-v))  (the one definition: silu() below).
-//   swiglu (R):        a = R(gate[j]); b = R(up[j]); out[j] = R(silu(a) * b).
-//   dequant_swiglu:    act = float(gate[j]) * gate_scale[j]; act = act * row_scale;
-//                      lin = float(up[j]) * up_scale[j];     lin = lin * row_scale;
-//                      v = silu(act) * lin; with smooth: v = v * smooth[j]; out[j] = v.
+// x (*) y is x * y, except that a NaN x gives x (quieted) even when y is NaN too (x86 returns the first operand's
+// NaN, and compilers may swap a product's operands: (*) fixes which NaN wins).
+//   silu(v)            = v / (1.0f + exp(-v))  (the one definition: silu() below); exp is exp_f32 (base/expf.h),
+//                      the project's own fp32 exp, whose scalar and vector versions agree bit for bit.
+//   swiglu (R):        a = R(gate[j]); b = R(up[j]); out[j] = R(b (*) silu(a)).
+//   dequant_swiglu:    act = float(gate[j]) * gate_scale[j]; act = act (*) row_scale;
+//                      lin = float(up[j]) * up_scale[j];     lin = lin (*) row_scale;
+//                      v = lin (*) silu(act); with smooth: v = v (*) smooth[j]; out[j] = v.
 //   quantize (T):      tmp[j] = float(x[j]) (with smooth: tmp[j] = float(x[j]) * smooth[j]); returns
 //                      quantize_row_dynamic(tmp, n, q) (base/quantize.h: s = max|v| / 127, q = rne(v / s)).
 //   combine (T):       accumulate: acc[j] = acc[j] + s * float(row[j]); otherwise acc[j] = s * float(row[j]).
@@ -22,7 +26,11 @@
 //   dequant:           out[j] = float(acc[j]) * scale[j]; out[j] = out[j] * row_scale  (the int8 GEMM epilogue).
 //   scale_round (T):   out[j] = R_T(s * float(x[j]))  (qwen2_moe's gated shared expert).
 // Every variant of a kernel gives bitwise the same outputs (NaN payloads included: the operations and their operands
-// are the same); exp is the C library's expf in every variant.
+// are the same);
+// exp is exp_f32 in every variant, so the bits do not depend on the C library.
+//
+// ─── Speed (AMD EPYC Zen 5 VM, 2 cores, one thread; bench/rows_bench.cpp) ───────────────────────────────────────
+// SPEED_PLACEHOLDER
 //
 // ─── Memory rules ───────────────────────────────────────────────────────────────────────────────────────────────
 // Kernels never allocate, never throw, never look at a dtype at run time (one function per dtype) and are safe to
@@ -33,13 +41,15 @@
 #include <cstdint>
 #include <span>
 
+#include "base/expf.h"
 #include "moefuse/cpu.h"
 #include "moefuse/dtype.h"
 
 namespace moefuse::rows {
 
-/// SiLU in fp32: v / (1 + exp(-v)). The one definition outside the references (which keep their own, as oracles).
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+/// SiLU in fp32: v / (1 + exp_f32(-v)). The one definition outside the references (which keep their own, as
+/// oracles, with the same exp_f32).
+inline float silu(float v) { return v / (1.0f + exp_f32(-v)); }
 
 using SwigluFn = void (*)(int64_t n, const float* gate, const float* up, float* out);
 using DequantSwigluFn = void (*)(int64_t n, const int32_t* gate, const int32_t* up, const float* gate_scale,

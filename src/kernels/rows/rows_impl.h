@@ -15,11 +15,16 @@ inline float round_as(float v) {
   else return to_f32(to_f16(v));
 }
 
+// x * y, except that a NaN x gives x (quieted) whatever y is: which NaN a product of two NaNs returns must not
+// depend on the compiler (x86 returns the first operand's, and compilers treat * as commutative, so they may put
+// either operand first). rows.h's "x (*) y".
+inline float mul_nan_left(float x, float y) { return std::isnan(x) ? x + x : x * y; }
+
 template <class R>
 void swiglu(int64_t n, const float* gate, const float* up, float* out) {
   for (int64_t j = 0; j < n; ++j) {
     const float a = round_as<R>(gate[j]), b = round_as<R>(up[j]);
-    out[j] = round_as<R>(silu(a) * b);
+    out[j] = round_as<R>(mul_nan_left(b, silu(a)));
   }
 }
 
@@ -27,13 +32,13 @@ inline void dequant_swiglu(int64_t n, const int32_t* gate, const int32_t* up, co
                            const float* up_scale, float row_scale, const float* smooth, float* out) {
   for (int64_t j = 0; j < n; ++j) {
     float act = float(gate[j]) * gate_scale[j];
-    act = act * row_scale;
+    act = mul_nan_left(act, row_scale);
     float lin = float(up[j]) * up_scale[j];
-    lin = lin * row_scale;
-    out[j] = silu(act) * lin;
+    lin = mul_nan_left(lin, row_scale);
+    out[j] = mul_nan_left(lin, silu(act));
   }
   if (smooth)
-    for (int64_t j = 0; j < n; ++j) out[j] = out[j] * smooth[j];
+    for (int64_t j = 0; j < n; ++j) out[j] = mul_nan_left(out[j], smooth[j]);
 }
 
 template <class T>
@@ -68,20 +73,10 @@ void scale_round(int64_t n, const void* x, float s, float* out) {
 
 }  // namespace moefuse::rows::impl
 
-// Defines every rows kernel of one ISA as plain functions named <op>_<types>__<isa> (declared in variants.h).
-#define MOEFUSE_ROWS_VARIANTS(isa)                                                                                    \
+// Defines the exp-free rows kernels of one ISA as plain functions named <op>_<types>__<isa> (declared in
+// variants.h); the compiler vectorises them under the file's flags.
+#define MOEFUSE_ROWS_PLAIN_VARIANTS(isa)                                                                              \
   namespace moefuse::rows::detail {                                                                                   \
-  void swiglu_f32r_f32__##isa(int64_t n, const float* g, const float* u, float* o) { impl::swiglu<float>(n, g, u, o); } \
-  void swiglu_bf16r_f32__##isa(int64_t n, const float* g, const float* u, float* o) {                                 \
-    impl::swiglu<bfloat16>(n, g, u, o);                                                                               \
-  }                                                                                                                   \
-  void swiglu_f16r_f32__##isa(int64_t n, const float* g, const float* u, float* o) {                                  \
-    impl::swiglu<float16>(n, g, u, o);                                                                                \
-  }                                                                                                                   \
-  void dequant_swiglu_s32_f32__##isa(int64_t n, const int32_t* g, const int32_t* u, const float* gs, const float* us, \
-                                     float rs, const float* sm, float* o) {                                          \
-    impl::dequant_swiglu(n, g, u, gs, us, rs, sm, o);                                                                 \
-  }                                                                                                                   \
   float quantize_f32_s8__##isa(int64_t n, const void* x, const float* sm, float* t, int8_t* q) {                      \
     return impl::quantize<float>(n, x, sm, t, q);                                                                     \
   }                                                                                                                   \
@@ -108,4 +103,24 @@ void scale_round(int64_t n, const void* x, float s, float* out) {
     impl::scale_round<bfloat16>(n, x, s, o);                                                                          \
   }                                                                                                                   \
   void scale_round_f16__##isa(int64_t n, const void* x, float s, float* o) { impl::scale_round<float16>(n, x, s, o); }\
+  }
+
+// Defines the exp-using rows kernels (swiglu, dequant_swiglu, and the exp row the tests and benches call) from the
+// scalar templates: the scalar ISA's definition (vector ISAs use rows_vec.h's MOEFUSE_ROWS_VEC_VARIANTS).
+#define MOEFUSE_ROWS_SCALAR_EXP_VARIANTS(isa)                                                                         \
+  namespace moefuse::rows::detail {                                                                                   \
+  void swiglu_f32r_f32__##isa(int64_t n, const float* g, const float* u, float* o) { impl::swiglu<float>(n, g, u, o); } \
+  void swiglu_bf16r_f32__##isa(int64_t n, const float* g, const float* u, float* o) {                                 \
+    impl::swiglu<bfloat16>(n, g, u, o);                                                                               \
+  }                                                                                                                   \
+  void swiglu_f16r_f32__##isa(int64_t n, const float* g, const float* u, float* o) {                                  \
+    impl::swiglu<float16>(n, g, u, o);                                                                                \
+  }                                                                                                                   \
+  void dequant_swiglu_s32_f32__##isa(int64_t n, const int32_t* g, const int32_t* u, const float* gs, const float* us, \
+                                     float rs, const float* sm, float* o) {                                          \
+    impl::dequant_swiglu(n, g, u, gs, us, rs, sm, o);                                                                 \
+  }                                                                                                                   \
+  void exp_f32__##isa(int64_t n, const float* x, float* o) {                                                          \
+    for (int64_t j = 0; j < n; ++j) o[j] = exp_f32(x[j]);                                                             \
+  }                                                                                                                   \
   }

@@ -2,4 +2,5 @@
 #include "kernels/rows/rows_impl.h"
 #include "kernels/rows/variants.h"
 
-MOEFUSE_ROWS_VARIANTS(scalar)
+MOEFUSE_ROWS_SCALAR_EXP_VARIANTS(scalar)
+MOEFUSE_ROWS_PLAIN_VARIANTS(scalar)

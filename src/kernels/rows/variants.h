@@ -20,11 +20,16 @@
   void dequant_s32_f32__##isa(int64_t n, const int32_t* acc, const float* scale, float row_scale, float* out);       \
   void scale_round_f32__##isa(int64_t n, const void* x, float s, float* out);                                        \
   void scale_round_bf16__##isa(int64_t n, const void* x, float s, float* out);                                       \
-  void scale_round_f16__##isa(int64_t n, const void* x, float s, float* out);
+  void scale_round_f16__##isa(int64_t n, const void* x, float s, float* out);                                        \
+  void exp_f32__##isa(int64_t n, const float* x, float* out); /* exp_f32 (base/expf.h) on a row: tests, benches */
 
 namespace moefuse::rows::detail {
 
 MOEFUSE_ROWS_DECLARE(scalar)  // rows_scalar.cpp
 MOEFUSE_ROWS_DECLARE(avx2)    // rows__avx2.cpp
+MOEFUSE_ROWS_DECLARE(avx512)  // rows__avx512.cpp
+// exp_f32's scalar code under each vector file's flags (with FMA instructions): the exhaustive exp test's quick reference.
+void exp_f32_scalar__avx2(int64_t n, const float* x, float* out);
+void exp_f32_scalar__avx512(int64_t n, const float* x, float* out);
 
 }  // namespace moefuse::rows::detail
