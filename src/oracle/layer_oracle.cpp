@@ -16,6 +16,7 @@
 #include "moefuse/dtype.h"
 #include "moefuse/layer.h"
 #include "oracle/bf16_step.h"
+#include "oracle/exp_f32.h"
 
 namespace moefuse {
 namespace {
@@ -43,7 +44,7 @@ Vec load(const Tensor& t, int64_t at, int64_t n) {
   return v;
 }
 
-float silu(float a) { return a / (1.0f + std::exp(-a)); }
+float silu(float a) { return a / (1.0f + oracle::exp_f32(-a)); }  // moefuse's exp (oracle/exp_f32.h)
 float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
 
 // y[o] = sum_i w[base + o * in + i] * v[i] (rows of an [out, in] storage), from +0 in the order of the weights'

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "base/elements.h"
+#include "base/expf.h"
 
 namespace moefuse::reference {
 
@@ -40,7 +41,7 @@ void clipped_swiglu(const Tensor& x, int dim, int64_t active_rows, float alpha, 
       if (a > limit) a = limit;
       if (b > limit) b = limit;
       if (b < -limit) b = -limit;
-      const float glu = a / (std::exp(a * neg_alpha) + 1.0f);
+      const float glu = a / (exp_f32(a * neg_alpha) + 1.0f);
       const float lin = b + bias;
       store_element_f32(out.data(), out.dtype(), dst, glu * lin);
     }

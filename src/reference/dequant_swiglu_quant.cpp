@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/elements.h"
+#include "base/expf.h"
 #include "base/quantize.h"
 #include "base/scratch.h"
 
@@ -89,15 +90,15 @@ class RowKernel {
       }
       float out;
       if (a_.swiglu_mode == 0) {
-        out = act / (std::exp(-act) + 1.0f) * lin;
+        out = act / (exp_f32(-act) + 1.0f) * lin;
       } else if (a_.swiglu_mode == 3) {
         const float l = max_keep_nan(min_keep_nan(lin, lim), -lim);
-        const float g = min_keep_nan(act / (std::exp(-act) + 1.0f), lim);
+        const float g = min_keep_nan(act / (exp_f32(-act) + 1.0f), lim);
         out = g * l;
       } else {  // modes 1 and 2
         const float l = max_keep_nan(min_keep_nan(lin, lim), -lim) + a_.glu_bias;
         const float g = min_keep_nan(act, lim);
-        out = g / (std::exp(g * neg_alpha) + 1.0f) * l;
+        out = g / (exp_f32(g * neg_alpha) + 1.0f) * l;
       }
       o_[j] = out;
     }

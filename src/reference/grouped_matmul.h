@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "base/expf.h"
 #include "moefuse/tensor.h"
 
 namespace moefuse::reference {
@@ -31,14 +32,15 @@ struct GroupedMatmulArgs {
 void grouped_matmul(const GroupedMatmulArgs& args, const Tensor& y);
 
 /// The epilogue activations of grouped_matmul (act_type 1, 2, 4, 5; anything else = identity), in fp32, in the
-/// exact order of operations of the contract. Shared so that every kernel variant applies the same formula.
+/// exact order of operations of the contract (exp is moefuse's exp_f32, base/expf.h). Shared so that every kernel
+/// variant applies the same formula.
 inline float gmm_relu(float v) { return v < 0.0f ? 0.0f : v; }
 inline float gmm_gelu_tanh(float v) {
   const float t = (v + ((v * v) * v) * 0.044715f) * 1.5957691216057308f;
-  return (v / (std::exp(-std::fabs(t)) + 1.0f)) * std::exp(std::fmin(t, 0.0f));
+  return (v / (exp_f32(-std::fabs(t)) + 1.0f)) * exp_f32(std::fmin(t, 0.0f));
 }
-inline float gmm_fast_gelu(float v) { return v / (std::exp(v * -1.702f) + 1.0f); }
-inline float gmm_silu(float v) { return v / (1.0f + std::exp(-v)); }
+inline float gmm_fast_gelu(float v) { return v / (exp_f32(v * -1.702f) + 1.0f); }
+inline float gmm_silu(float v) { return v / (1.0f + exp_f32(-v)); }
 
 /// Applies act_type to v[0..n) in place.
 void gmm_activate(int64_t act_type, float* v, int64_t n);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "base/elements.h"
+#include "base/expf.h"
 
 namespace moefuse::reference {
 
@@ -34,7 +35,7 @@ void swiglu(const Tensor& x, int dim, const Tensor& out) {
       for (int64_t i = 0; i < inner; ++i) {
         float a = load_element_f32(x.data(), x.dtype(), x_offset(o, j, i));
         float b = load_element_f32(x.data(), x.dtype(), x_offset(o, j + half, i));
-        float c = a / (1.0f + std::exp(-a));
+        float c = a / (1.0f + exp_f32(-a));
         store_element_f32(out.data(), out.dtype(), dst++, c * b);
       }
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/elements.h"
+#include "base/expf.h"
 #include "base/groups.h"
 #include "base/quantize.h"
 #include "base/scratch.h"
@@ -28,7 +29,7 @@ void swiglu_clip_quant(const Tensor& x, const Tensor& group_index, const Tensor&
         const int64_t ja = activate_left ? j : j + h, jb = activate_left ? j + h : j;
         const float a = load_element_f32(x.data(), x.dtype(), r * x.stride(0) + ja * x.stride(1));
         const float b = load_element_f32(x.data(), x.dtype(), r * x.stride(0) + jb * x.stride(1));
-        const float v = a / (std::exp(-a) + 1.0f) * b;
+        const float v = a / (exp_f32(-a) + 1.0f) * b;
         s[j] = v;
         m = std::fmax(m, std::fabs(v));
       }
