@@ -30,7 +30,10 @@
 // exp is exp_f32 in every variant, so the bits do not depend on the C library.
 //
 // ─── Speed (AMD EPYC Zen 5 VM, 2 cores, one thread; bench/rows_bench.cpp) ───────────────────────────────────────
-// SPEED_PLACEHOLDER
+// n = 2048, CPU time per row (docs/performance.md, "SwiGLU on a vector exp"): swiglu with bf16 rounding 1.39 us on
+// avx512, 3.0 us on avx2, against 11-12 us for the earlier auto-vectorised avx2 row around libm expf calls;
+// dequant_swiglu 1.1 us (avx512), 2.6-3.0 us (avx2), earlier 7-9 us. The scalar rows call libm's fma (no -mfma):
+// swiglu f32 19 us, a fallback and the vector rows' oracle only.
 //
 // ─── Memory rules ───────────────────────────────────────────────────────────────────────────────────────────────
 // Kernels never allocate, never throw, never look at a dtype at run time (one function per dtype) and are safe to
