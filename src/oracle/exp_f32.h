@@ -26,7 +26,8 @@ inline float exp_f32(float x) {
   const long long ki = static_cast<long long>(k);
   const long long j = ki & 31;  // k mod 32 in [0, 32); (k - j) / 32 = floor(k / 32)
   const double s = std::ldexp(kPow2[j], int((ki - j) / 32));
-  const double c0 = 0x1.c6af84b912394p-5 / 32768.0, c1 = 0x1.ebfce50fac4f3p-3 / 1024.0, c2 = 0x1.62e42ff0c52d6p-1 / 32.0;
+  const double c0 = 0x1.c6af84b912394p-5 / 32768.0, c1 = 0x1.ebfce50fac4f3p-3 / 1024.0;
+  const double c2 = 0x1.62e42ff0c52d6p-1 / 32.0;
   const double y = std::fma(std::fma(c0, r, c1), r * r, std::fma(c2, r, 1.0));
   return float(y * s);
 }

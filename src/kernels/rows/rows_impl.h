@@ -109,7 +109,9 @@ void scale_round(int64_t n, const void* x, float s, float* out) {
 // scalar templates: the scalar ISA's definition (vector ISAs use rows_vec.h's MOEFUSE_ROWS_VEC_VARIANTS).
 #define MOEFUSE_ROWS_SCALAR_EXP_VARIANTS(isa)                                                                         \
   namespace moefuse::rows::detail {                                                                                   \
-  void swiglu_f32r_f32__##isa(int64_t n, const float* g, const float* u, float* o) { impl::swiglu<float>(n, g, u, o); } \
+  void swiglu_f32r_f32__##isa(int64_t n, const float* g, const float* u, float* o) {                                  \
+    impl::swiglu<float>(n, g, u, o);                                                                                  \
+  }                                                                                                                   \
   void swiglu_bf16r_f32__##isa(int64_t n, const float* g, const float* u, float* o) {                                 \
     impl::swiglu<bfloat16>(n, g, u, o);                                                                               \
   }                                                                                                                   \

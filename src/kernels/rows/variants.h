@@ -28,7 +28,8 @@ namespace moefuse::rows::detail {
 MOEFUSE_ROWS_DECLARE(scalar)  // rows_scalar.cpp
 MOEFUSE_ROWS_DECLARE(avx2)    // rows__avx2.cpp
 MOEFUSE_ROWS_DECLARE(avx512)  // rows__avx512.cpp
-// exp_f32's scalar code under each vector file's flags (with FMA instructions): the exhaustive exp test's quick reference.
+// exp_f32's scalar code under each vector file's flags (with FMA instructions): the exhaustive exp test's quick
+// reference.
 void exp_f32_scalar__avx2(int64_t n, const float* x, float* out);
 void exp_f32_scalar__avx512(int64_t n, const float* x, float* out);
 
