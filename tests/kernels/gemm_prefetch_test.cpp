@@ -197,5 +197,20 @@ TEST(GemmPrefetch, Int4WeightsGiveTheSameBitsWithPrefetchOffAndOn) {
   }
 }
 
+// A tile's prefetch past the end of one of its panels moves to the same panel of the next tile (np - 1 panels
+// further), not into the tile's own next panel; inside the panel, or with one panel per tile, it stays.
+TEST(GemmPrefetch, PastAPanelsEndThePrefetchGoesToTheNextTilesPanel) {
+  using gemm::detail::next_tile_skip, gemm::detail::Prefetch;
+  const Prefetch pf{4096, false};
+  const int64_t panel = 36864;
+  EXPECT_EQ(next_tile_skip(0, panel, 2, size_t(panel), pf), 0u);
+  EXPECT_EQ(next_tile_skip(panel - 4096 - 64, panel, 2, size_t(panel), pf), 0u);  // the last line inside
+  EXPECT_EQ(next_tile_skip(panel - 4096, panel, 2, size_t(panel), pf), size_t(panel));  // the first line past
+  EXPECT_EQ(next_tile_skip(panel - 64, panel, 2, size_t(panel), pf), size_t(panel));
+  EXPECT_EQ(next_tile_skip(panel - 64, panel, 4, size_t(panel) + 128, pf), 3 * (size_t(panel) + 128));
+  EXPECT_EQ(next_tile_skip(panel - 64, panel, 1, size_t(panel), pf), 0u);  // one panel: the next one is the next tile's
+  EXPECT_EQ(next_tile_skip(panel - 64, panel, 2, size_t(panel), Prefetch{}), 0u);  // off: the line itself
+}
+
 }  // namespace
 }  // namespace moefuse

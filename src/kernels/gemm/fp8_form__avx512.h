@@ -71,9 +71,10 @@ inline Tables block_tables(const std::byte* blk) {
 }
 
 // The 32 codes at q, sign-extended to 16 bits; and a prefetch of the codes k.pf.bytes further (the next block's
-// rows, or the next panel's past the last block: a prefetch never faults).
-inline __m512i codes32(const Consts& k, const uint8_t* q) {
-  if (k.pf.on()) prefetch_ahead(q, k.pf);
+// rows; past the panel's last block, skip moves it on to the next tile's: cpu_tuning.h, next_tile_skip. A prefetch
+// never faults).
+inline __m512i codes32(const Consts& k, const uint8_t* q, size_t skip = 0) {
+  if (k.pf.on()) prefetch_ahead(q + skip, k.pf);
   return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
 }
 
@@ -91,8 +92,9 @@ __attribute__((always_inline)) inline __m512i table_words(const Consts& k, __m51
 
 // The bf16 weights of the 32 codes at q by the table formula (see the top); Sub: t0 where the exponent field is 0.
 template <bool Sub>
-__attribute__((always_inline)) inline __m512i table32(const Consts& k, const uint8_t* q, const Tables& t) {
-  const __m512i x = codes32(k, q);  // sign-extended: x << 4 has the sign on bit 15
+__attribute__((always_inline)) inline __m512i table32(const Consts& k, const uint8_t* q, const Tables& t,
+                                                      size_t skip = 0) {
+  const __m512i x = codes32(k, q, skip);  // sign-extended: x << 4 has the sign on bit 15
   return table_words<Sub>(k, x, _mm512_slli_epi16(x, 4), t);
 }
 
@@ -142,11 +144,11 @@ __attribute__((always_inline)) inline __m512i table_code(const Consts& k, __m512
 }
 
 // The bf16 weights of rows r and r + 1 (64 codes at q) in pair order, lo and hi (see kPairLo). One: a block with
-// one table, t its code_tables.
+// one table, t its code_tables; skip: as codes32's.
 template <bool Sub, bool One>
 __attribute__((always_inline)) inline void table_pairs(const Consts& k, const uint8_t* q, const Tables& t, __m512i& lo,
-                                                       __m512i& hi) {
-  if (k.pf.on()) prefetch_ahead(q, k.pf);
+                                                       __m512i& hi, size_t skip = 0) {
+  if (k.pf.on()) prefetch_ahead(q + skip, k.pf);
   // (maskz with all lanes: the unmasked intrinsic's undefined source makes GCC 12 warn, as for dequant16's)
   const __m512i x =
       _mm512_maskz_permutexvar_epi64(0xff, _mm512_load_si512(kRowPairQwords.data()), _mm512_loadu_si512(q));

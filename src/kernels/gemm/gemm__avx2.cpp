@@ -77,9 +77,14 @@ void tile_f_row(int64_t K, const float* a, const W* b, int64_t pstride, float* c
   for (int q = 0; q < P; ++q) zero_tile(acc[q]);
   const auto step = [&](int64_t k) __attribute__((always_inline)) {
     const __m256 av = _mm256_broadcast_ss(a + k);
-    if constexpr (Pf)
+    if constexpr (Pf) {
+      // whole panels: past a panel's end, the next tile's (cpu_tuning.h)
+      const size_t skip = next_tile_skip(k * kGemmNR * int64_t(sizeof(W)), pstride * int64_t(sizeof(W)), P,
+                                         size_t(pstride) * sizeof(W), pf);
 #pragma GCC unroll 4
-      for (int q = 0; q < P; ++q) prefetch_ahead(b + q * pstride + k * kGemmNR, pf);
+      for (int q = 0; q < P; ++q)
+        prefetch_ahead(reinterpret_cast<const std::byte*>(b + q * pstride + k * kGemmNR) + skip, pf);
+    }
 #pragma GCC unroll 4
     for (int q = 0; q < P; ++q)
 #pragma GCC unroll 4

@@ -92,10 +92,14 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
     const int64_t rows = fp8_block_rows(K, g);
     const auto run = [&]<int Form>() __attribute__((always_inline)) {
       const auto row = [&](int64_t r, __m512 (&bv)[NV]) __attribute__((always_inline)) {
+        // past the panel's end the prefetch goes on in the next tile's panel (cpu_tuning.h)
+        const size_t skip = next_tile_skip(reinterpret_cast<const std::byte*>(q[0] + r * kGemmNR) - panel,
+                                           int64_t(panel_bytes), NP, panel_bytes, k.pf);
 #pragma GCC unroll 2
         for (int p = 0; p < NP; ++p) {
           const uint8_t* qr = q[p] + r * kGemmNR;
-          const __m512i w = Form == int(Fp8Form::table) ? table32<false>(k, qr, t[p]) : table32<true>(k, qr, t[p]);
+          const __m512i w =
+              Form == int(Fp8Form::table) ? table32<false>(k, qr, t[p], skip) : table32<true>(k, qr, t[p], skip);
           widen_bf16_pairs(w, bv[2 * p], bv[2 * p + 1]);
         }
       };

@@ -141,8 +141,12 @@ bool tile_direct(int64_t K, const TA* a, int64_t lda, const std::byte* panel, si
       const auto run_with = [&]<bool One>(const fp8::Tables* u) __attribute__((always_inline)) {
         run(
             [&, u](int p, int64_t i, __m512i& lo, __m512i& hi) __attribute__((always_inline)) {
-              if ((Subs >> p) & 1) fp8::table_pairs<true, One>(k, q[p] + 2 * i * kGemmNR, u[p], lo, hi);
-              else fp8::table_pairs<false, One>(k, q[p] + 2 * i * kGemmNR, u[p], lo, hi);
+              const uint8_t* qi = q[p] + 2 * i * kGemmNR;
+              // past the panel's end the prefetch goes on in the next tile's panel (cpu_tuning.h)
+              const size_t skip = next_tile_skip(reinterpret_cast<const std::byte*>(q[0] + 2 * i * kGemmNR) - panel,
+                                                 int64_t(panel_bytes), NP, panel_bytes, k.pf);
+              if ((Subs >> p) & 1) fp8::table_pairs<true, One>(k, qi, u[p], lo, hi, skip);
+              else fp8::table_pairs<false, One>(k, qi, u[p], lo, hi, skip);
             },
             row);
       };

@@ -32,16 +32,18 @@ constexpr int kMaxRowsPair = 6;  // rows of the two-panel tile
 // One group of 4 k: the 4 A bytes of each row (already shifted to u8, from the tile's A buffer) broadcast and
 // multiplied with B's [32][4] bytes of each panel.
 // Pf: the two lines of each panel a step reads are prefetched pf.bytes ahead (the int8 entry of the prefetch
-// settings, base/cpu_tuning.h: off in the generic entry and on the Zen 5, where 8 KB was faster at M = 8 only).
+// settings, base/cpu_tuning.h: off in the generic entry and on the Zen 5, where 8 KB was faster at M = 8 only), moved
+// on by `skip` bytes (past the panel's end: the next tile's panels, cpu_tuning.h next_tile_skip).
 template <int MR, int NP, bool Pf = false>
 __attribute__((always_inline)) inline void step(const uint8_t* ua4, const int8_t* bg, int64_t pstride,
-                                                __m512i (&acc)[MR][2 * NP], [[maybe_unused]] Prefetch pf) {
+                                                __m512i (&acc)[MR][2 * NP], [[maybe_unused]] Prefetch pf,
+                                                [[maybe_unused]] size_t skip = 0) {
   __m512i bv[2 * NP];
 #pragma GCC unroll 2
   for (int p = 0; p < NP; ++p) {
     if constexpr (Pf) {
-      prefetch_ahead(bg + p * pstride, pf);
-      prefetch_ahead(bg + p * pstride + 64, pf);
+      prefetch_ahead(bg + p * pstride + skip, pf);
+      prefetch_ahead(bg + p * pstride + skip + 64, pf);
     }
     bv[2 * p] = _mm512_loadu_si512(bg + p * pstride);           // columns 0..15, 4 k each
     bv[2 * p + 1] = _mm512_loadu_si512(bg + p * pstride + 64);  // columns 16..31
@@ -93,8 +95,11 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
   int cur = 0;
   for (int64_t k0 = 0; k0 < full; k0 += 64, cur ^= 1) {
     if (k0 + 64 < full) fill_abuf<MR>(a, lda, k0 + 64, ~__mmask64(0), abuf[cur ^ 1]);
-    for (int g = 0; g < 16; ++g)
-      step<MR, NP, Pf>(abuf[cur] + 4 * g, b + (k0 / 4 + g) * 4 * kGemmNR, pstride, acc, pf);
+    for (int g = 0; g < 16; ++g) {
+      const int64_t off = (k0 / 4 + g) * 4 * kGemmNR;  // bytes into the panel
+      const size_t skip = Pf ? next_tile_skip(off, pstride, NP, size_t(pstride), pf) : 0;
+      step<MR, NP, Pf>(abuf[cur] + 4 * g, b + off, pstride, acc, pf, skip);
+    }
   }
 
 #pragma GCC unroll 4

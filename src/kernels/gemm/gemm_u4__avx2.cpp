@@ -81,10 +81,13 @@ __attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda,
     for (int p = 0; p < NP; ++p) {
       const Int4Block blk = int4_block(panel + p * pstride, G, g);
       rows[p] = blk.rows + 4 * v0;
-      // The block's scales and zero biases (4 lines) pf.bytes further on: the rows' prefetches skip them.
+      // The block's scales and zero biases (4 lines) pf.bytes further on: the rows' prefetches skip them. Past the
+      // panel's end, the next tile's (cpu_tuning.h).
+      const size_t skip = next_tile_skip(int64_t(g * int4_block_bytes(G)), groups * int64_t(int4_block_bytes(G)), NP,
+                                         pstride, pf);
       if (pf.on())
 #pragma GCC unroll 4
-        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const uint8_t*>(blk.scale) + 64 * l, pf);
+        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const uint8_t*>(blk.scale) + skip + 64 * l, pf);
     }
     const float* ak = a + g * G;
     __m256 sq[NP][MR][NV];
@@ -108,9 +111,12 @@ __attribute__((noinline)) void tile(int64_t groups, const float* a, int64_t lda,
 #pragma GCC unroll 1
     for (int r = 0; r < G; r += 2) {  // the pairs of k, the odd one first
       // Every other pair: the line of each panel the next 4 k read, pf.bytes further on.
-      if (r % 4 == 0 && pf.on())
+      if (r % 4 == 0 && pf.on()) {
+        const int64_t off = g * int64_t(int4_block_bytes(G)) + 2 * kGemmNR * int64_t(sizeof(float)) + r * kInt4RowBytes;
+        const size_t skip = next_tile_skip(off, groups * int64_t(int4_block_bytes(G)), NP, pstride, pf);
 #pragma GCC unroll 2
-        for (int p = 0; p < NP; ++p) prefetch_ahead(rows[p] + r * kInt4RowBytes, pf);
+        for (int p = 0; p < NP; ++p) prefetch_ahead(rows[p] + skip + r * kInt4RowBytes, pf);
+      }
       step(r + 1);
       step(r);
     }

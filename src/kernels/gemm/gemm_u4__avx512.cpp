@@ -79,20 +79,26 @@ void tile(int64_t groups, const float* a, int64_t lda, std::byte* panel, size_t 
       rows[p] = blk.rows;
       // The block's scales and zero biases (4 lines) pf.bytes further on: the rows' prefetches below skip them (G
       // rows of 16 bytes against a block of 256 + 16 G).
+      // (past the panel's end, the next tile's: cpu_tuning.h)
+      const size_t skip = next_tile_skip(int64_t(g * int4_block_bytes(G)), groups * int64_t(int4_block_bytes(G)), NP,
+                                         pstride, pf);
       if (pf.on())
 #pragma GCC unroll 4
-        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const std::byte*>(blk.scale) + 64 * l, pf);
+        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const std::byte*>(blk.scale) + skip + 64 * l, pf);
     }
     __m512 sq[MR][NV];
     zero_tile(sq);
     for (int k0 = 0; k0 < G; k0 += 16, cur ^= 1) {
       if (g * G + k0 + 16 < K) fill_abuf<MR>(a, lda, g * G + k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
-      // The 4 lines of each panel this 16-k step reads, pf.bytes further on.
-      if (pf.on())
+      // The 4 lines of each panel this 16-k step reads, pf.bytes further on (past the panel's end, the next tile's).
+      if (pf.on()) {
+        const int64_t off = g * int64_t(int4_block_bytes(G)) + 2 * kGemmNR * int64_t(sizeof(float)) + k0 * kInt4RowBytes;
+        const size_t skip = next_tile_skip(off, groups * int64_t(int4_block_bytes(G)), NP, pstride, pf);
 #pragma GCC unroll 4
         for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-          for (int l = 0; l < 4; ++l) prefetch_ahead(rows[p] + k0 * kInt4RowBytes + 64 * l, pf);
+          for (int l = 0; l < 4; ++l) prefetch_ahead(rows[p] + skip + k0 * kInt4RowBytes + 64 * l, pf);
+      }
       // The pairs of k, the odd one first; step(ab, off): the k whose A values are at ab (rows 16 floats apart) and
       // whose packed rows are `off` bytes into the group's.
       const auto step = [&](const float* ab, int64_t off) __attribute__((always_inline)) {

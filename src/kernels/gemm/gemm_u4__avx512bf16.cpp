@@ -183,9 +183,11 @@ void tile(int64_t K, const float* a, int64_t lda, const std::byte* panel, size_t
       if (g * G + k0 + 32 < K) dp::fill_pairs<MR>(a, lda, g * G + k0 + 32, K, abuf[cur ^ 1], seen);
       // Each panel's stream pf.bytes further on: a group's block (scales and zeros included) in G / 32
       // equal parts, one per 32 k (prefetching only the rows left a third of G = 32's stream to the hardware).
+      const int64_t off = g * kBlockBytes + k0 / 32 * kChunkBytes;
+      const size_t skip = next_tile_skip(off, K / G * kBlockBytes, NP, pstride, pf);  // past the panel: next tile's
 #pragma GCC unroll 4
       for (int p = 0; p < NP; ++p) {
-        const std::byte* at = panel + p * pstride + g * kBlockBytes + k0 / 32 * kChunkBytes;
+        const std::byte* at = panel + p * pstride + skip + off;
 #pragma GCC unroll 12
         for (int l = 0; l < kChunkLines; ++l) prefetch_ahead(at + 64 * l, pf);
       }

@@ -154,10 +154,13 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
       for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_si512();
     for (int r = 0; r < G; r += 4) {
       __m512i w[NV];
+      // past the panel's end: the next tile's (cpu_tuning.h)
+      const int64_t off = g * int64_t(int4_block_bytes(G)) + 2 * kGemmNR * int64_t(sizeof(float)) + r * kInt4RowBytes;
+      const size_t skip = next_tile_skip(off, int64_t(panel_bytes), NP, panel_bytes, pf);
 #pragma GCC unroll 2
       for (int p = 0; p < NP; ++p) {
         // the line this step reads, pf bytes on (pf = 0: that line itself, which spares the k loop a branch)
-        prefetch_ahead(blk[p].rows + r * kInt4RowBytes, pf);
+        prefetch_ahead(blk[p].rows + r * kInt4RowBytes + skip, pf);
         unpack4(k, blk[p].rows + r * kInt4RowBytes, w[2 * p], w[2 * p + 1]);
       }
 #pragma GCC unroll 16

@@ -203,8 +203,9 @@ __attribute__((always_inline)) inline void load_tile(__m512 (&acc)[MR][NV], cons
 /// The float tile: C[0..MR) x [0..width) from NP panels (32 * NP columns) starting at b, panels pstride elements
 /// apart, each accumulator lane one output element's chain over k = 0..K-1 in W's contract order (k_order.h: bf16 in
 /// pairs). Carry: the chains start from C's values (a previous call's store over the K before these) instead of +0.
-/// Pf: each panel's row is prefetched pf.bytes ahead as it is read (bf16 weights: one 64-byte line per row); without
-/// Pf, pf is not read and the loop is the one without prefetch.
+/// Pf: each panel's row is prefetched pf.bytes ahead as it is read (bf16 weights: one 64-byte line per row), for tiles
+/// that read whole panels (K = pstride / 32 rows; past a panel's end the prefetch moves to the next tile's panels);
+/// without Pf, pf is not read and the loop is the one without prefetch.
 template <class W, int MR, int NP, bool Carry = false, bool Pf = false>
 void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width,
             [[maybe_unused]] Prefetch pf) {
@@ -213,9 +214,13 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride,
   if constexpr (Carry) load_tile<W, MR, NV>(acc, c, ldc, width);
   else zero_tile(acc);
   const auto row = [&](int64_t k, __m512 (&bv)[NV]) __attribute__((always_inline)) {
+    [[maybe_unused]] size_t skip = 0;  // Pf tiles read whole panels: past a panel's end, the next tile's (cpu_tuning.h)
+    if constexpr (Pf)
+      skip = next_tile_skip(k * kGemmNR * int64_t(sizeof(W)), pstride * int64_t(sizeof(W)), NP,
+                            size_t(pstride) * sizeof(W), pf);
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) {
-      if constexpr (Pf) prefetch_ahead(b + k * kGemmNR + p * pstride, pf);
+      if constexpr (Pf) prefetch_ahead(reinterpret_cast<const std::byte*>(b + k * kGemmNR + p * pstride) + skip, pf);
       load_row(b + k * kGemmNR + p * pstride, bv[2 * p], bv[2 * p + 1]);
     }
   };

@@ -154,7 +154,9 @@ __attribute__((always_inline)) inline bool store_pairs(__m512 (&acc)[MR][2 * NP]
 /// same values (fill_pairs). Carry: the chains start from C's values (a previous call's store over the K before
 /// these, which must have been even) instead of +0. Returns whether every A value read was a bf16 value (always,
 /// for bf16 A); when not, C holds values that are not the contract's and the caller must compute them another way.
-/// Pf: the two rows (lines) of each panel a pair step reads are prefetched pf.bytes ahead; without Pf, pf is not read.
+/// Pf: the two rows (lines) of each panel a pair step reads are prefetched pf.bytes ahead, for tiles that read whole
+/// panels (K = pstride / 32 rows; past a panel's end the prefetch moves to the next tile's panels); without Pf, pf is
+/// not read.
 template <int MR, int NP, bool Carry = false, bool Pf = false, class TA = float>
 bool tile_dp(int64_t K, const TA* a, int64_t lda, const bfloat16* b, int64_t pstride, float* c, int64_t ldc,
              int width, [[maybe_unused]] Prefetch pf) {
@@ -183,12 +185,16 @@ bool tile_dp(int64_t K, const TA* a, int64_t lda, const bfloat16* b, int64_t pst
     if (k0 + 32 < K) fill_pairs<MR>(a, lda, k0 + 32, K, abuf[cur ^ 1], seen);
 #pragma GCC unroll 2
     for (int i = 0; i < 16; ++i) {
-      if constexpr (Pf)
+      if constexpr (Pf) {
+        // Pf tiles read whole panels (K = the panel's rows): past its end, the next tile's (cpu_tuning.h)
+        const size_t skip = next_tile_skip((k0 + 2 * i) * kGemmNR * 2, pstride * 2, NP, size_t(pstride) * 2, pf);
 #pragma GCC unroll 4
         for (int p = 0; p < NP; ++p) {
-          prefetch_ahead(b + (k0 + 2 * i) * kGemmNR + p * pstride, pf);
-          prefetch_ahead(b + (k0 + 2 * i + 1) * kGemmNR + p * pstride, pf);
+          const auto* row = reinterpret_cast<const std::byte*>(b + (k0 + 2 * i) * kGemmNR + p * pstride) + skip;
+          prefetch_ahead(row, pf);
+          prefetch_ahead(row + 64, pf);  // row k + 1: 32 bf16 = one line further
         }
+      }
       pair_step<MR, NP, false>(b + (k0 + 2 * i) * kGemmNR, pstride, abuf[cur] + i, acc);
     }
   }
