@@ -16,6 +16,7 @@
 // --spin 0,200 alternates the pool's spin before sleeping (microseconds; -1: the default) forward by forward.
 // --prefetch 'bf16=0,int8=0;bf16=4K@4,int8=8K@4' alternates software prefetch settings (MOEFUSE_PREFETCH's syntax, each
 // over the settings in effect; ';' between them) forward by forward: a paired comparison within the same seconds.
+// Every forward has its own tokens (variants too), so no variant reads experts another one has just left in L3.
 // --wake 1 only measures the pool's wake-up latency (2 threads) with and without the spin, and exits.
 // --probe-detail 1 first prints every read configuration `moefuse bench` probes (streams, placements) per thread count.
 #include <algorithm>
@@ -167,10 +168,6 @@ int main(int argc, char** argv) {
       layers.push_back(Layer{p, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
                                        : MoeLayer::with_random_weights(c, seed, o)});
     }
-  std::vector<Tensor> x;
-  for (int i = 0; i < forwards + 1; ++i) x.push_back(random_tokens(T, base.hidden_size, seed * 7919 + uint64_t(i), base.dtype));
-  const Tensor y = Tensor::empty(base.dtype, {T, base.hidden_size});
-  for (Layer& l : layers) l.layer.forward_out(x.back(), false, y);  // warm-up: plans the workspaces
 
   const probe::ReadBuffer buf(size_t(256) << 20, *std::max_element(thread_counts.begin(), thread_counts.end()));
   if (probe_detail)
@@ -189,6 +186,15 @@ int main(int argc, char** argv) {
     if (semi == std::string::npos) break;
     rest = rest.substr(semi + 1);
   }
+  // Every forward of a round its own tokens, variants included: two prefetch or spin variants of one path run the
+  // same layer, and on the same tokens the second would find the experts the first just read still in L3.
+  const size_t max_variants = paths.size() * spins.size() * prefetches.size();
+  std::vector<Tensor> x;
+  for (size_t i = 0; i < size_t(forwards) * max_variants + 1; ++i)
+    x.push_back(random_tokens(T, base.hidden_size, seed * 7919 + uint64_t(i), base.dtype));
+  const Tensor y = Tensor::empty(base.dtype, {T, base.hidden_size});
+  for (Layer& l : layers) l.layer.forward_out(x.back(), false, y);  // warm-up: plans the workspaces
+
   // The pool's spin before sleeping (-1: leave the default).
   auto set_spin = [](int micros) {
     if (micros < 0) return;
@@ -216,7 +222,7 @@ int main(int argc, char** argv) {
           long p0, p1;
           process_usage(c0, p0);
           const auto t0 = std::chrono::steady_clock::now();
-          l.layer.forward_out(x[size_t(i)], false, y);
+          l.layer.forward_out(x[size_t(i) * V + v], false, y);
           const auto t1 = std::chrono::steady_clock::now();
           process_usage(c1, p1);
           ms[v].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
