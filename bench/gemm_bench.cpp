@@ -310,7 +310,6 @@ void register_all() {
                       : k->op == Op::gemm_u4_g128 || k->op == Op::gemm_u4s8_g128 ? 128
                                                                                   : 0;
     if (G == 0 && !fp8) continue;
-    const bool w4a8 = k->op == Op::gemm_u4s8_g32 || k->op == Op::gemm_u4s8_g128;
     for (int64_t M : {1, 2, 3, 4, 7, 8, 64, 512}) {
       if (k->isa == Isa::scalar && M > 8) continue;
       if (M == 7 && !fp8) continue;  // FP8 decode's small tiles, beside the bf16 rows' (below)
