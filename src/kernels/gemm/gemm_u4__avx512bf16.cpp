@@ -74,6 +74,10 @@
 // --forwards 40 --threads 2, alternating, medians of the rounds, ms): chain 0.84 / 0.94, 0.97 / 0.87, 0.80 / 0.81,
 // superkernel 0.77 / 0.87, 0.89 / 0.80, 0.75 / 0.75. With it, 4 panels for a lone row (8 chains): hot 46 us, cold
 // medians of 8 rounds G = 128 85 against 92, G = 32 130 against 125; the layer no faster in 3 alternating rounds.
+// Prefetch across tiles (2026-12-03 23:00 UTC): a prefetch past a panel's end went into the tile's own second panel,
+// so every tile's second panel began with 4 KB on demand (11% of a 36 KB panel); now it goes to the next tile's
+// (base/cpu_tuning.h, next_tile_skip). The layer, one thread (layer_scaling --quant w4a16 --tokens 1 --threads 1,
+// alternating with the build before, 3 rounds): 1.41-1.54 -> 1.17-1.30 ms, 0.55-0.68 -> 0.73-0.78 of the probe.
 #include <immintrin.h>
 
 #include <algorithm>
