@@ -56,6 +56,9 @@ PrefetchSettings family_entry(CpuFamily f) {
     // bf16=4K@4 faster at T = 32 and 64 in 12 of 12 rounds (3-10%); int8=8K@8 faster at T = 64 in 6 of 6 (4-10%),
     // level at T = 32 (3 of 6; 8K@4 too) and T = 8 (few experts get 4 rows there); T = 1 runs the code without
     // prefetch (M = 1). docs/performance.md, "Row thresholds", has the figures.
+    // Rechecked after prefetch across tiles (next_tile_skip; 2026-12-04 00:01 UTC, both cores free): bf16 from one
+    // row 0-4% slower at T = 1 on two threads in 5 of 8 pairs (faster on one thread), int8 4 KB from one row within
+    // 3%: the thresholds stay ("Prefetch across tiles").
     case CpuFamily::amd_zen5:
       return {/*bf16=*/4096, /*int8=*/8192, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0,
               /*bf16_rows=*/4, /*int8_rows=*/8, /*fp8_rows=*/0, /*int4_rows=*/0};
