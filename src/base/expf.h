@@ -133,7 +133,7 @@ inline __m256 exp_f32_avx2(__m256 x) {
 namespace expf_detail {
 // The main path on 8 lanes (AVX-512F). kTable[j] is a 32-entry lookup: two 16-entry permutes, picked by j's bit 4.
 inline __m256 main_path_avx512(__m256 x) {
-  const __m512d xd = _mm512_cvtps_pd(x);
+  const __m512d xd = _mm512_maskz_cvtps_pd(0xff, x);
   __m512d kd = _mm512_fmadd_pd(_mm512_set1_pd(kInvLn2N), xd, _mm512_set1_pd(kShift));
   const __m512i ki = _mm512_castpd_si512(kd);
   kd = _mm512_sub_pd(kd, _mm512_set1_pd(kShift));
@@ -144,22 +144,25 @@ inline __m256 main_path_avx512(__m256 x) {
   const __m512i hi = _mm512_permutex2var_epi64(t2, ki, t3);  // entries 16..31
   const __mmask8 upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
   const __m512i tab = _mm512_mask_blend_epi64(upper, lo, hi);
-  const __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_slli_epi64(ki, 47)));
+  const __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_maskz_slli_epi64(0xff, ki, 47)));
   const __m512d p = _mm512_fmadd_pd(_mm512_set1_pd(kC0), r, _mm512_set1_pd(kC1));
   const __m512d r2 = _mm512_mul_pd(r, r);
   __m512d y = _mm512_fmadd_pd(_mm512_set1_pd(kC2), r, _mm512_set1_pd(1.0));
   y = _mm512_fmadd_pd(p, r2, y);
-  return _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
+  return _mm512_maskz_cvtpd_ps(0xff, _mm512_mul_pd(y, s));
 }
 }  // namespace expf_detail
 
 /// exp_f32 on 16 lanes (AVX-512F).
 inline __m512 exp_f32_avx512(__m512 x) {
   using namespace expf_detail;
-  const __m256 lo = main_path_avx512(_mm512_castps512_ps256(x));
-  const __m256 hi = main_path_avx512(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+  // (maskz forms with every lane here and in main_path_avx512: the plain intrinsics' undefined source makes GCC 12
+  // warn -Wmaybe-uninitialized)
+  const __m256 lo = main_path_avx512(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xf, _mm512_castps_pd(x), 0)));
+  const __m256 hi =
+      main_path_avx512(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xf, _mm512_castps_pd(x), 1)));
   __m512 y = _mm512_castpd_ps(
-      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+      _mm512_maskz_insertf64x4(0xff, _mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
   y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, _mm512_set1_ps(kUnderflow), _CMP_LT_OQ), _mm512_setzero_ps());
   y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, _mm512_set1_ps(kOverflow), _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
   return _mm512_mask_add_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, x);
