@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -128,36 +129,36 @@ void check(const Pair& p, const gemm::PackedWeights& w, const Rows& r, int64_t M
 const int64_t kMs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 17, 25, 64};
 const int64_t kNs[] = {1, 31, 32, 33, 63, 64, 65, 97, 130};
 
+// Every row pair on every K of `Ks` and M of kMs (N cycling through kNs; every third shape with 100 special values
+// and non-finite ones, as make_rows and the weight makers take them), weights from make_weights(rng, K, N, special,
+// non_finite).
+template <class MakeWeights>
+void sweep_shapes(const std::vector<Pair>& rows, Rng& rng, std::initializer_list<int64_t> Ks,
+                  MakeWeights make_weights) {
+  int i = 0;
+  for (const Pair& p : rows)
+    for (int64_t K : Ks)
+      for (int64_t M : kMs) {
+        const int64_t N = kNs[size_t(i++) % std::size(kNs)];
+        const bool odd = i % 3 == 0;
+        const gemm::PackedWeights w = make_weights(rng, K, N, odd ? 100 : 0, odd);
+        const Rows r = make_rows(rng, M, K, odd ? 100 : 0, odd);
+        check(p, w, r, M, 0, N);
+      }
+}
+
 TEST(GemmBf16A, BfloatWeightsEqualTheScalarKernelOnWidenedRows) {
   const std::vector<Pair> rows = rows_of(Op::gemm_float_bf16a, Op::gemm_float, DType::bf16);
   REQUIRE_ROWS(rows);
   Rng rng(41);
-  int i = 0;
-  for (const Pair& p : rows)
-    for (int64_t K : {0, 1, 2, 31, 32, 33, 37, 63, 64, 65, 257})
-      for (int64_t M : kMs) {
-        const int64_t N = kNs[size_t(i++) % std::size(kNs)];
-        const bool odd = i % 3 == 0;
-        const gemm::PackedWeights w = bf16_weights(rng, K, N, odd ? 100 : 0, odd);
-        const Rows r = make_rows(rng, M, K, odd ? 100 : 0, odd);
-        check(p, w, r, M, 0, N);
-      }
+  sweep_shapes(rows, rng, {0, 1, 2, 31, 32, 33, 37, 63, 64, 65, 257}, bf16_weights);
 }
 
 TEST(GemmBf16A, FP8WeightsEqualTheScalarKernelOnWidenedRows) {
   const std::vector<Pair> rows = rows_of(Op::gemm_fp8_bf16a, Op::gemm_fp8, DType::u8);
   REQUIRE_ROWS(rows);
   Rng rng(43);
-  int i = 0;
-  for (const Pair& p : rows)
-    for (int64_t K : {0, 1, 2, 33, 127, 128, 129, 257, 300})
-      for (int64_t M : kMs) {
-        const int64_t N = kNs[size_t(i++) % std::size(kNs)];
-        const bool odd = i % 3 == 0;
-        const gemm::PackedWeights w = fp8_weights(rng, K, N, odd ? 100 : 0, odd);
-        const Rows r = make_rows(rng, M, K, odd ? 100 : 0, odd);
-        check(p, w, r, M, 0, N);
-      }
+  sweep_shapes(rows, rng, {0, 1, 2, 33, 127, 128, 129, 257, 300}, fp8_weights);
 }
 
 TEST(GemmBf16A, ColumnRangesStartingMidMatrix) {
