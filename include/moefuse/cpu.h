@@ -3,7 +3,8 @@
 // Features are read once from CPUID, with the operating system's support for the wider registers checked through
 // XGETBV (a CPU may report AVX-512 while the OS does not save its state). The ISA moefuse dispatches to is the best
 // level the CPU and OS support, capped by the environment variable MOEFUSE_MAX_ISA (scalar | avx2 | avx512 |
-// avx512bf16) read at first use, and by set_max_isa(). Tests use the cap to run every variant the machine supports.
+// avx512bf16 | amx) read at first use, and by set_max_isa(). Tests use the cap to run every variant the machine
+// supports.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +19,16 @@ namespace moefuse {
 ///   avx512: AVX-512 F, BW, VL, DQ (int8 kernels also use AVX-512 VNNI where the CPU has it: use_avx512_vnni)
 ///   avx512bf16: avx512 + AVX512-BF16: bf16 weights run on vdpbf16ps (when its self-test passes:
 ///               bf16_dot_unused_reason). MOEFUSE_MAX_ISA=avx512 keeps them on the fp32 FMA kernel.
-enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3 };
+///   amx:    avx512bf16 + AMX tiles (AMX-TILE, AMX-INT8, AMX-BF16) that the OS enables and lets this process use
+///           (amx_unused_reason). int8 GEMMs run on AMX-INT8 (exact: the same bits as every other level); bf16
+///           weights run on AMX-BF16 in the native numerics tier only (moefuse/numerics.h).
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3, amx = 4 };
 
 /// The highest level (the default cap).
-inline constexpr Isa kTopIsa = Isa::avx512bf16;
+inline constexpr Isa kTopIsa = Isa::amx;
+
+/// Every level, lowest first.
+inline constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16, Isa::amx};
 
 struct CpuFeatures {
   std::string vendor;  // "GenuineIntel", "AuthenticAMD", ... ("" off x86)
@@ -57,7 +64,13 @@ bool use_avx512_vnni();
 /// pseudo-random lanes; the reason then names the first lane that differs). Never nullptr; thread-safe.
 const char* bf16_dot_unused_reason(Isa isa);
 
-/// "scalar", "avx2", "avx512", "avx512bf16".
+/// Why the amx level is not available, or "" when it is: the CPU lacks AMX-TILE, AMX-INT8 or AMX-BF16 (or the
+/// avx512bf16 level), the OS does not enable the tile state (XCR0 bits 17 and 18), or the kernel refused this process
+/// the tile data (Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), asked once per process, at the first
+/// call of this function or of detected_isa(); the reason then names the error). Never nullptr; thread-safe.
+const char* amx_unused_reason();
+
+/// "scalar", "avx2", "avx512", "avx512bf16", "amx".
 std::string_view isa_name(Isa isa);
 
 /// Parses an ISA name (as isa_name prints it); throws ValueError naming `source` for anything else.

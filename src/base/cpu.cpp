@@ -2,10 +2,17 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "moefuse/error.h"
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -86,11 +93,39 @@ CpuFeatures detect() {
   return f;
 }
 
-Isa detect_isa(const CpuFeatures& f) {
+Isa detect_vector_isa(const CpuFeatures& f) {
   if (f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c)
     return f.avx512_bf16 ? Isa::avx512bf16 : Isa::avx512;
   if (f.os_avx && f.avx2 && f.fma && f.f16c) return Isa::avx2;
   return Isa::scalar;
+}
+
+// Linux keeps the 8 KB of tile data out of a process's state until the process asks for it (kernel 5.16 on); a
+// process that executes an AMX instruction without asking is killed with SIGILL. The permission is process-wide and
+// is asked before any thread touches a tile, so it also covers threads started later.
+std::string request_amx(const CpuFeatures& f) {
+  if (detect_vector_isa(f) < Isa::avx512bf16) return "the CPU (or the OS) lacks the avx512bf16 level below amx";
+  if (!f.amx_tile || !f.amx_int8 || !f.amx_bf16) return "the CPU lacks AMX-TILE, AMX-INT8 or AMX-BF16";
+  if (!f.os_amx) return "the OS does not enable the AMX tile state (XCR0 bits 17 and 18)";
+#if defined(__linux__) && defined(MOEFUSE_X86)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+    return std::string("the kernel refused the AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM: ") +
+           std::strerror(errno) + ")";
+  return "";
+#else
+  return "AMX is used on Linux only (the tile data permission is asked through Linux's arch_prctl)";
+#endif
+}
+
+const std::string& amx_reason() {
+  static const std::string reason = request_amx(cpu_features());
+  return reason;
+}
+
+Isa detect_isa(const CpuFeatures& f) {
+  const Isa vector = detect_vector_isa(f);
+  return vector == Isa::avx512bf16 && amx_reason().empty() ? Isa::amx : vector;
 }
 
 Isa env_cap() {
@@ -103,10 +138,6 @@ std::atomic<int> api_cap{int(kTopIsa)};
 
 }  // namespace
 
-const CpuFeatures& cpu_features() {
-  static const CpuFeatures features = detect();
-  return features;
-}
 
 Isa detected_isa() {
   static const Isa isa = detect_isa(cpu_features());
@@ -118,6 +149,13 @@ Isa active_isa() {
   return Isa(std::min({int(detected_isa()), int(env), api_cap.load(std::memory_order_relaxed)}));
 }
 
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+const char* amx_unused_reason() { return amx_reason().c_str(); }
+
 void set_max_isa(Isa cap) { api_cap.store(int(cap), std::memory_order_relaxed); }
 
 bool use_avx512_vnni() { return active_isa() >= Isa::avx512 && cpu_features().avx512_vnni; }
@@ -128,15 +166,16 @@ std::string_view isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::avx512bf16: return "avx512bf16";
+    case Isa::amx: return "amx";
   }
   return "?";
 }
 
 Isa parse_isa(std::string_view name, std::string_view source) {
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})
+  for (Isa i : kAllIsas)
     if (name == isa_name(i)) return i;
-  throw ValueError(std::string(source) + ": expected scalar, avx2, avx512 or avx512bf16, got \"" + std::string(name) +
-                   "\"");
+  throw ValueError(std::string(source) + ": expected scalar, avx2, avx512, avx512bf16 or amx, got \"" +
+                   std::string(name) + "\"");
 }
 
 }  // namespace moefuse

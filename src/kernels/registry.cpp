@@ -22,6 +22,7 @@ std::vector<Dispatch> available_dispatches() {
   std::vector<Dispatch> out;
   for (Isa i : gemm::available_isas()) out.push_back(Dispatch{i, false});
   if (gemm::vnni_available()) out.push_back(Dispatch{Isa::avx512, true});
+  if (detected_isa() >= Isa::amx) out.push_back(Dispatch{Isa::amx, true, Numerics::native});
   return out;
 }
 
@@ -32,6 +33,8 @@ bool runs_here(const KernelInfo& k) {
 }
 
 bool avx512_with_vnni(const Dispatch& d) { return d.isa >= Isa::avx512 && d.vnni; }
+
+bool amx_native(const Dispatch& d) { return d.isa >= Isa::amx && d.numerics == Numerics::native; }
 
 bool avx512_bf16_dot(const Dispatch& d) { return *bf16_dot_unused_reason(d.isa) == '\0'; }
 

@@ -12,13 +12,16 @@
 
 #include "kernels/gemm/gemm.h"
 #include "kernels/rows/rows.h"
+#include "moefuse/numerics.h"
 
 namespace moefuse::kernels {
 
-/// What a dispatch asks for: an ISA level, and for int8 GEMM whether AVX-512 VNNI may be used.
+/// What a dispatch asks for: an ISA level, for int8 GEMM whether AVX-512 VNNI may be used, and the numerics tier
+/// (native admits kernels whose rounding is their hardware's own: AMX-BF16).
 struct Dispatch {
   Isa isa = Isa::scalar;
   bool vnni = false;
+  Numerics numerics = Numerics::portable;
 };
 
 /// The operation a kernel performs (its contract is in the family's header).
@@ -61,6 +64,7 @@ bool at_least(const Dispatch& d) {
   return int(d.isa) >= int(L);
 }
 bool avx512_with_vnni(const Dispatch& d);
+bool amx_native(const Dispatch& d);  // level amx and the native tier
 bool avx512_bf16_dot(const Dispatch& d);
 
 /// The families' tables (kernels/<family>/registry.cpp).

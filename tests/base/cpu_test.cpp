@@ -19,7 +19,11 @@ TEST(Cpu, LevelsAreConsistentWithFeatures) {
   if (isa >= Isa::avx512) {
     EXPECT_TRUE(f.avx512f && f.avx512bw && f.os_avx512);
   }
-  EXPECT_EQ(isa == Isa::avx512bf16, isa >= Isa::avx512 && f.avx512_bf16);
+  EXPECT_EQ(isa >= Isa::avx512bf16, isa >= Isa::avx512 && f.avx512_bf16);
+  EXPECT_EQ(isa == Isa::amx, *amx_unused_reason() == 0);
+  if (isa == Isa::amx) {
+    EXPECT_TRUE(f.amx_tile && f.amx_int8 && f.amx_bf16 && f.os_amx);
+  }
   if (f.os_avx512) {
     EXPECT_TRUE(f.os_avx);
   }
@@ -35,9 +39,9 @@ TEST(Cpu, CapLowersTheActiveLevelAndNeverRaisesIt) {
 }
 
 TEST(Cpu, IsaNamesRoundTrip) {
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16}) EXPECT_EQ(parse_isa(isa_name(i), "test"), i);
+  for (Isa i : kAllIsas) EXPECT_EQ(parse_isa(isa_name(i), "test"), i);
   EXPECT_THROWS_MSG(parse_isa("sse9", "MOEFUSE_MAX_ISA"), ValueError, "MOEFUSE_MAX_ISA",
-                    "scalar, avx2, avx512 or avx512bf16", "sse9");
+                    "scalar, avx2, avx512, avx512bf16 or amx", "sse9");
 }
 
 TEST(CpuFamily, ClassifiesTheVendorsFamiliesAndModels) {

@@ -49,7 +49,7 @@ TEST(MachineProbe, ReadLoopsAddEveryWordAtEveryStreamCount) {
 TEST(MachineProbe, StreamSumUsesTheWidestLoopTheIsaAllows) {
   std::vector<uint64_t> v(64, 3);
   const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16}) {
+  for (Isa isa : kAllIsas) {
     if (isa > detected_isa()) continue;
     IsaCap cap(isa);
     const probe::ReadLoop& loop = probe::widest_read_loop();
@@ -131,7 +131,7 @@ TEST(MachineProbe, EveryRegistryKernelMapsToItsFamily) {
     const probe::PeakFamily* f = probe::family_of_kernel(kernel);
     return f ? std::string(f->id) : std::string("-");
   };
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})
+  for (Isa isa : kAllIsas)
     for (bool vnni : {false, true}) {
       const gemm::GemmKernels k = gemm::select_gemm_kernels(isa, vnni);
       const std::string fp = isa == Isa::scalar ? "-" : isa == Isa::avx2 ? "fma_ymm" : "fma_zmm";

@@ -12,7 +12,7 @@
 namespace moefuse::cli {
 namespace {
 
-constexpr Isa kLevels[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16};
+
 
 Json preset_json(const std::string& name) {
   const MoeConfig c = load_preset(name);
@@ -34,7 +34,7 @@ int info(bool json) {
   const PrefetchSettings family_entry = family_prefetch(cpu_family());
   const CpuFeatures& f = cpu_features();
   Json levels = Json::array();
-  for (Isa l : kLevels)
+  for (Isa l : kAllIsas)
     levels.push_back(Json{{"name", isa_name(l)}, {"available", l <= detected_isa()}, {"in_use", l == in_use}});
   Json presets = Json::array();
   for (const std::string& name : preset_names()) presets.push_back(preset_json(name));
@@ -71,6 +71,7 @@ int info(bool json) {
            {"isa_in_use", isa_name(in_use)},
            {"kernel_levels", levels},
            {"bf16_dot", Json{{"in_use", bf16_not_dot.empty()}, {"unused_reason", bf16_not_dot}}},
+           {"amx", Json{{"available", *amx_unused_reason() == 0}, {"unused_reason", amx_unused_reason()}}},
            {"presets", presets}};
     print_json(j);
     return 0;
@@ -93,8 +94,9 @@ int info(bool json) {
               yn(f.avx_vnni));
   std::printf("amx tile/int8/bf16: %s/%s/%s (os support: %s)\n", yn(f.amx_tile), yn(f.amx_int8), yn(f.amx_bf16),
               yn(f.os_amx));
+  std::printf("amx level:     %s\n", *amx_unused_reason() ? amx_unused_reason() : "available");
   std::printf("isa detected:  %s\n", std::string(isa_name(detected_isa())).c_str());
-  std::printf("isa in use:    %s (cap with MOEFUSE_MAX_ISA=scalar|avx2|avx512|avx512bf16)\n",
+  std::printf("isa in use:    %s (cap with MOEFUSE_MAX_ISA=scalar|avx2|avx512|avx512bf16|amx)\n",
               std::string(isa_name(in_use)).c_str());
   std::printf("kernel levels:");
   for (const Json& l : levels)

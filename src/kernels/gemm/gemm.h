@@ -154,6 +154,7 @@
 
 #include "moefuse/cpu.h"
 #include "moefuse/dtype.h"
+#include "moefuse/numerics.h"
 
 namespace moefuse::gemm {
 
@@ -316,6 +317,7 @@ struct GemmS8Kernel {
 struct GemmKernels {
   Isa isa = Isa::scalar;
   bool vnni = false;
+  Numerics numerics = Numerics::portable;
   GemmFloatKernel f32w, bf16w, f16w;
   GemmFloatKernel u4w_g32, u4w_g64, u4w_g128;  // int4 group-wise weights, one kernel per group size
   GemmFloatKernel fp8w;                         // FP8 block-scaled weights
@@ -335,12 +337,14 @@ struct GemmKernels {
 };
 
 /// Kernels of level `isa`; with vnni (meaningful from Isa::avx512 on) the int8 kernel uses AVX-512 VNNI, the float
-/// kernels are the same. The caller must pass a level the machine supports (an entry of available_isas(), and vnni
-/// only when vnni_available()): calling a kernel of a higher level faults with an illegal instruction.
-GemmKernels select_gemm_kernels(Isa isa, bool vnni);
+/// kernels are the same; in the native tier (moefuse/numerics.h) bf16 weights run on AMX-BF16 at level amx. The
+/// caller must pass a level the machine supports (an entry of available_isas(), and vnni only when
+/// vnni_available()): calling a kernel of a higher level faults with an illegal instruction.
+GemmKernels select_gemm_kernels(Isa isa, bool vnni, Numerics numerics = Numerics::portable);
 
-/// The kernels moefuse dispatches to now: select_gemm_kernels(active_isa(), use_avx512_vnni()).
-GemmKernels select_gemm_kernels();
+/// The kernels moefuse dispatches to now in tier `numerics`: select_gemm_kernels(active_isa(), use_avx512_vnni(),
+/// numerics).
+GemmKernels select_gemm_kernels(Numerics numerics = Numerics::portable);
 
 /// Every level this machine can run, scalar first, up to detected_isa() (the MOEFUSE_MAX_ISA / set_max_isa cap is
 /// ignored: this is for tests and benchmarks that force each variant).

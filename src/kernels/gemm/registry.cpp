@@ -136,11 +136,12 @@ const GemmU4S8Kernel& GemmKernels::u4s8_kernel_for(const PackedWeights& w) const
   }
 }
 
-GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
-  const kernels::Dispatch d{isa, vnni && isa >= Isa::avx512};
+GemmKernels select_gemm_kernels(Isa isa, bool vnni, Numerics numerics) {
+  const kernels::Dispatch d{isa, vnni && isa >= Isa::avx512, numerics};
   GemmKernels k;
   k.isa = isa;
   k.vnni = d.vnni;
+  k.numerics = numerics;
   k.f32w = float_row(DType::f32, d);
   k.bf16w = float_row(DType::bf16, d);
   k.f16w = float_row(DType::f16, d);
@@ -158,11 +159,13 @@ GemmKernels select_gemm_kernels(Isa isa, bool vnni) {
   return k;
 }
 
-GemmKernels select_gemm_kernels() { return select_gemm_kernels(active_isa(), use_avx512_vnni()); }
+GemmKernels select_gemm_kernels(Numerics numerics) {
+  return select_gemm_kernels(active_isa(), use_avx512_vnni(), numerics);
+}
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})
+  for (Isa i : kAllIsas)
     if (int(i) <= int(detected_isa())) out.push_back(i);
   return out;
 }

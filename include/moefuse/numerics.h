@@ -1,0 +1,26 @@
+// moefuse/numerics.h — the two numerics tiers.
+//
+//   portable: every result is bitwise the same on every x86 CPU and equals the scalar reference (the contracts of
+//             docs/operators.md and docs/layer.md): fp32 FMA, vdpbf16ps (after its self-test), VNNI and AMX-INT8
+//             kernels, whose arithmetic the contracts define.
+//   native:   the portable kernels, except that bf16 weights run on AMX-BF16 tiles where the CPU has them (the amx
+//             level, moefuse/cpu.h). TDPBF16PS rounds in a way no fp32 fma order reproduces, so its results differ
+//             from the portable ones (within the tolerance docs/layer.md states); they are still deterministic on one
+//             machine: the same bits for any thread count, batch, chunking or path, because the order of the sums
+//             is fixed by the packing, never by the number of rows or threads. On a CPU without AMX-BF16, native
+//             is portable.
+#pragma once
+
+#include <string_view>
+
+namespace moefuse {
+
+enum class Numerics : int { native = 0, portable = 1 };
+
+/// "native", "portable".
+std::string_view numerics_name(Numerics numerics);
+
+/// Parses "native" or "portable"; throws ValueError naming `source`, what was expected and what it got.
+Numerics parse_numerics(std::string_view name, std::string_view source);
+
+}  // namespace moefuse
