@@ -22,13 +22,19 @@ std::vector<Dispatch> available_dispatches() {
   std::vector<Dispatch> out;
   for (Isa i : gemm::available_isas()) out.push_back(Dispatch{i, false});
   if (gemm::vnni_available()) out.push_back(Dispatch{Isa::avx512, true});
-  if (detected_isa() >= Isa::amx) out.push_back(Dispatch{Isa::amx, true, Numerics::native});
+  if (detected_isa() >= Isa::amx) out.push_back(Dispatch{Isa::amx, gemm::vnni_available(), Numerics::native});
   return out;
 }
 
 bool runs_here(const KernelInfo& k) {
   for (const Dispatch& d : available_dispatches())
     if (k.applies(d)) return true;
+  return false;
+}
+
+bool runs_here_portable(const KernelInfo& k) {
+  for (const Dispatch& d : available_dispatches())
+    if (d.numerics == Numerics::portable && k.applies(d)) return true;
   return false;
 }
 

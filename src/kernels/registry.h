@@ -57,6 +57,10 @@ std::vector<Dispatch> available_dispatches();
 /// Whether this machine can run `k` (some available dispatch level applies to it).
 bool runs_here(const KernelInfo& k);
 
+/// Whether `k` serves a portable dispatch this machine runs: the rows whose results the contracts define bit for bit
+/// (every row but the native tier's, amx_native). The bitwise kernel tests walk these.
+bool runs_here_portable(const KernelInfo& k);
+
 /// Row predicates: "at this level or above", the AVX-512 VNNI int8 kernels, and the AVX512-BF16 bf16-weights kernel
 /// (level avx512bf16 or above and its self-test passed: bf16_dot_unused_reason in moefuse/cpu.h).
 template <Isa L>

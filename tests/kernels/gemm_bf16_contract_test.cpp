@@ -41,7 +41,7 @@ struct Row {
 std::vector<Row> rows_of(kernels::Op op) {
   std::vector<Row> out;
   for (const kernels::KernelInfo& k : kernels::registry())
-    if (k.op == op && (op != kernels::Op::gemm_float || k.in == DType::bf16) && kernels::runs_here(k))
+    if (k.op == op && (op != kernels::Op::gemm_float || k.in == DType::bf16) && kernels::runs_here_portable(k))
       out.push_back({std::get<gemm::GemmFloatFn>(k.fn), k.name});
   EXPECT_GE(out.size(), 1u);
   return out;

@@ -36,7 +36,7 @@ std::vector<Pair> rows_of(Op op, Op float_op, DType in) {
   const KernelInfo* s = kernels::find(float_op, in, {Isa::scalar, false});
   EXPECT_NE(s, nullptr);
   for (const KernelInfo& k : kernels::registry())
-    if (k.op == op && kernels::runs_here(k))
+    if (k.op == op && kernels::runs_here_portable(k))
       out.push_back({std::get<gemm::GemmBf16AFn>(k.fn), std::get<gemm::GemmFloatFn>(s->fn), k.name});
   return out;
 }

@@ -43,7 +43,7 @@ std::vector<GemmKernels> all_levels() {
 std::vector<gemm::GemmFloatKernel> float_rows(DType dt) {
   std::vector<gemm::GemmFloatKernel> out;
   for (const kernels::KernelInfo& k : kernels::registry())
-    if (k.op == kernels::Op::gemm_float && k.in == dt && kernels::runs_here(k))
+    if (k.op == kernels::Op::gemm_float && k.in == dt && kernels::runs_here_portable(k))
       out.push_back({std::get<gemm::GemmFloatFn>(k.fn), k.name});
   EXPECT_FALSE(out.empty()) << dtype_name(dt);
   return out;
@@ -53,7 +53,7 @@ std::vector<gemm::GemmFloatKernel> float_rows(DType dt) {
 std::vector<gemm::GemmS8Kernel> s8_rows() {
   std::vector<gemm::GemmS8Kernel> out;
   for (const kernels::KernelInfo& k : kernels::registry())
-    if (k.op == kernels::Op::gemm_s8 && kernels::runs_here(k)) out.push_back({std::get<gemm::GemmS8Fn>(k.fn), k.name});
+    if (k.op == kernels::Op::gemm_s8 && kernels::runs_here_portable(k)) out.push_back({std::get<gemm::GemmS8Fn>(k.fn), k.name});
   EXPECT_FALSE(out.empty());
   return out;
 }
@@ -154,9 +154,10 @@ TEST(GemmRegistry, EveryLevelHasNamedKernels) {
   EXPECT_EQ(isas.front(), Isa::scalar);
   EXPECT_EQ(isas.back(), detected_isa());
   for (const GemmKernels& k : all_levels()) {
-    // The avx512bf16 level has its own kernel for bf16 weights only (when its self-test passed); the rest is avx512's.
+    // The avx512bf16 level has its own kernel for bf16 weights only (when its self-test passed); the rest is avx512's,
+    // but for int8 at the amx level (AMX-INT8; the portable tier, which all_levels() selects, keeps bf16 off AMX).
     const Isa base = std::min(k.isa, Isa::avx512);
-    const std::string suffix = k.vnni ? "__avx512vnni" : "__" + std::string(isa_name(base));
+    const std::string suffix = k.isa >= Isa::amx ? "__amx" : k.vnni ? "__avx512vnni" : "__" + std::string(isa_name(base));
     for (DType dt : kFloatTypes) {
       const gemm::GemmFloatKernel& f = k.float_kernel(dt);
       ASSERT_NE(f.fn, nullptr);
@@ -542,7 +543,7 @@ TEST(GemmRegistry, EveryRowAtTheEdgesOfItsTile) {
   Rng rng(99);
   int rows = 0;
   for (const kernels::KernelInfo& k : kernels::registry()) {
-    if (k.family != std::string("gemm") || !kernels::runs_here(k)) continue;
+    if (k.family != std::string("gemm") || !kernels::runs_here_portable(k)) continue;
     if (k.in == DType::u8) continue;  // int4 rows (K a multiple of G): tests/kernels/gemm_u4_test.cpp
     if (std::holds_alternative<gemm::GemmBf16AFn>(k.fn)) continue;  // tests/kernels/gemm_bf16a_test.cpp
     ++rows;

@@ -91,7 +91,7 @@ std::vector<Kernel> rows_of(kernels::Op op) {
   std::vector<Kernel> out;
   std::string names;
   for (const kernels::KernelInfo& k : kernels::registry())
-    if (k.op == op && kernels::runs_here(k)) {
+    if (k.op == op && kernels::runs_here_portable(k)) {
       out.push_back({std::get<Fn>(k.fn), k.name});
       names += std::string(k.name) + " ";
     }

@@ -152,7 +152,7 @@ TEST(KernelRegistry, RowsAreWellFormedAndDispatchPicksTheBestApplyingRow) {
     EXPECT_EQ(r.combine[1], std::get<rows::CombineFn>(kernels::find(Op::combine, DType::bf16, d)->fn));
     const KernelInfo* q = kernels::find(Op::quantize, DType::f32, d);
     EXPECT_LE(int(q->isa), int(d.isa)) << q->name;
-    const gemm::GemmKernels g = gemm::select_gemm_kernels(d.isa, d.vnni);
+    const gemm::GemmKernels g = gemm::select_gemm_kernels(d.isa, d.vnni, d.numerics);
     EXPECT_EQ(std::string(g.bf16w.name), kernels::find(Op::gemm_float, DType::bf16, d)->name);
   }
   // On this project's AVX2 machines the avx2 rows serve an avx2 dispatch.

@@ -62,6 +62,9 @@ const KernelInfo kGemmRows[] = {
                      kernels::avx512_bf16_dot),
     MOEFUSE_GEMM_ROW(gemm_u4_g128, gemm_u4g128w_f32_12x32__avx512bf16, avx512bf16, u8, f32, 12, 32,
                      kernels::avx512_bf16_dot),
+    MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_32x32__amx, amx, i8, i32, 32, 32, at_least<Isa::amx>),
+    MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_32x32__amx, amx, bf16, f32, 32, 32, kernels::amx_native),
+    MOEFUSE_GEMM_ROW(gemm_float_bf16a, gemm_bf16w_bf16a_f32_32x32__amx, amx, bf16, f32, 32, 32, kernels::amx_native),
 };
 #undef MOEFUSE_GEMM_U4S8
 #undef MOEFUSE_GEMM_U4

@@ -1,0 +1,258 @@
+// The AMX GEMM drivers, written once over a tile-operations policy `T` so that the same code runs on AMX hardware
+// (gemm_amx__amx.cpp: T = the tile instructions) and, in the tests, on a scalar model of the tiles
+// (tests/kernels/gemm_amx_emulated_test.cpp), which lets the layout, tail and edge handling below be checked bit for
+// bit on a machine without AMX.
+//
+// Tiles. Every tile is configured as 16 rows of 64 bytes (palette 1), and the eight are used as
+//     C(t, h) = tile 2t + h (t: the 16-row half of a 32-row block of A; h: the 16-column half of a panel),
+//     A(t)    = tile 4 + t,   B(h) = tile 6 + h,
+// so one pass over K computes a 32 x 32 block of C (one panel of the packed weights) with four tile products per
+// step: the largest block eight tiles allow (four accumulators, two A and two B tiles).
+//
+// int8 (TDPBSSD: int8 x int8 -> int32, exact). The packed int8 panel (gemm.h: [Kp / 4][32][4] bytes) is already
+// what a B tile wants: a tile row is 16 columns x 4 consecutive k. B(h) is loaded straight from the panel with a
+// row stride of 128 bytes, at byte offset 64 h. An A tile is 16 rows x 64 consecutive k of A. One step covers 64 k.
+//
+// bf16 (TDPBF16PS: pairs of bf16 products accumulated into fp32 with the instruction's own rounding). A B tile row
+// is 16 columns x the pair (k, k + 1), but the float panel stores k rows of 32 columns, so each panel is re-laid out
+// per block of up to kBf16KBlock k into a buffer of pair rows (128 bytes: the 32 columns' pairs), reused by every
+// 32-row block of A. An A tile is 16 rows x 32 consecutive k (16 pairs). C is carried from one k block to the next
+// through C itself (stored and reloaded as fp32: exact), so the result does not depend on the block size.
+//
+// Order and determinism. C(m, n) is the chain of the steps over k ascending (64 k per int8 step, 32 per bf16 step),
+// each step one tile product that reads only row m of A and column n of B. No step depends on M, on the rows that
+// share the tile, on the column range of the call or on the thread: a row's result is a function of that row and the
+// weights alone. int8 sums are exact in any order anyway; for bf16 this is what makes the native tier deterministic.
+//
+// Edges. Full tiles are loaded from and stored to A, B and C in place. A tile that would reach past M, past K or
+// past the panel (the last rows of the VNNI layout) is assembled in a zero-filled buffer instead, and a C tile that
+// would reach past M or past n1 goes through a buffer, of which only the valid part is copied: nothing outside the
+// ranges of gemm.h's memory rules is read or written.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/gemm/gemm.h"
+
+namespace moefuse::gemm::amx {
+
+inline constexpr int kTileRows = 16;   // rows of every tile
+inline constexpr int kTileBytes = 64;  // bytes of every tile row
+inline constexpr int64_t kBf16KBlock = 512;  // k per re-laid bf16 block: 256 pair rows of 128 bytes (32 KB)
+
+/// The 64-byte operand of LDTILECFG: palette 1, every tile 16 rows x 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {kTileBytes, kTileBytes, kTileBytes, kTileBytes, kTileBytes, kTileBytes, kTileBytes,
+                        kTileBytes};
+  uint8_t rows[16] = {kTileRows, kTileRows, kTileRows, kTileRows, kTileRows, kTileRows, kTileRows, kTileRows};
+};
+static_assert(sizeof(TileConfig) == 64);
+
+namespace detail {
+
+// Loads tile t from `rows` rows of `bytes` bytes at src (row stride `stride` bytes): in place when the tile is full,
+// else through `buf` (16 x 64 bytes), zero past the rows and bytes given.
+template <class T, int t>
+inline void load_tile(const void* src, int64_t stride, int rows, int bytes, uint8_t* buf) {
+  if (rows == kTileRows && bytes == kTileBytes) {
+    T::template load<t>(src, stride);
+    return;
+  }
+  std::memset(buf, 0, kTileRows * kTileBytes);
+  for (int r = 0; r < rows; ++r) std::memcpy(buf + r * kTileBytes, static_cast<const uint8_t*>(src) + r * stride, size_t(bytes));
+  T::template load<t>(buf, kTileBytes);
+}
+
+// Stores the rows x cols 32-bit elements of tile t to dst (row stride ldc elements): in place when full, else
+// through `buf`.
+template <class T, int t, class E>
+inline void store_tile(E* dst, int64_t ldc, int rows, int cols, E* buf) {
+  if (rows == kTileRows && cols == 16) {
+    T::template store<t>(dst, ldc * int64_t(sizeof(E)));
+    return;
+  }
+  T::template store<t>(buf, kTileBytes);
+  for (int r = 0; r < rows; ++r) std::memcpy(dst + r * ldc, buf + r * 16, size_t(cols) * sizeof(E));
+}
+
+// The inverse of store_tile: tile t from the rows x cols elements at dst (zero elsewhere).
+template <class T, int t, class E>
+inline void reload_tile(const E* dst, int64_t ldc, int rows, int cols, E* buf) {
+  if (rows == kTileRows && cols == 16) {
+    T::template load<t>(dst, ldc * int64_t(sizeof(E)));
+    return;
+  }
+  std::memset(buf, 0, kTileRows * kTileBytes);
+  for (int r = 0; r < rows; ++r) std::memcpy(buf + r * 16, dst + r * ldc, size_t(cols) * sizeof(E));
+  T::template load<t>(buf, kTileBytes);
+}
+
+// The four C tiles of a block of rows0 (+ rows1) rows and `width` columns: stored (Reload false) or loaded.
+template <class T, bool Reload, class E>
+inline void move_c(E* c, int64_t ldc, int rows0, int rows1, int width, E* buf) {
+  const int w0 = std::min(width, 16), w1 = width - w0;
+  auto one = [&]<int t>(E* dst, int rows, int cols) {
+    if (Reload) reload_tile<T, t>(dst, ldc, rows, cols, buf);
+    else store_tile<T, t>(dst, ldc, rows, cols, buf);
+  };
+  one.template operator()<0>(c, rows0, w0);
+  if (w1 > 0) one.template operator()<1>(c + 16, rows0, w1);
+  if (rows1 > 0) {
+    one.template operator()<2>(c + kTileRows * ldc, rows1, w0);
+    if (w1 > 0) one.template operator()<3>(c + kTileRows * ldc + 16, rows1, w1);
+  }
+}
+
+}  // namespace detail
+
+/// int8 x int8 -> int32 on tiles (gemm.h's int8 contract: exact). Arguments as GemmS8Fn's, less col_sums (TDPBSSD
+/// takes signed bytes on both sides, so nothing needs undoing). K < 65536.
+template <class T>
+void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c,
+             int64_t ldc) {
+  using detail::load_tile;
+  const int64_t groups = (K + 3) / 4;  // rows of 4 k in a panel
+  const int64_t pstride = groups * 4 * kGemmNR;
+  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
+  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
+  alignas(64) int32_t cbuf[kTileRows * 16];
+  T::configure();
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+    const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    for (int64_t m0 = 0; m0 < M; m0 += 2 * kTileRows) {
+      const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
+      const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+      const int8_t* a0 = a + m0 * lda;
+      T::template zero<0>();
+      T::template zero<1>();
+      T::template zero<2>();
+      T::template zero<3>();
+      for (int64_t k0 = 0; k0 < K; k0 += 64) {
+        const int kbytes = int(std::min<int64_t>(64, K - k0));
+        const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
+        const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
+        load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
+        load_tile<T, 6>(bk, 4 * kGemmNR, grows, kTileBytes, bbuf[0]);
+        load_tile<T, 7>(bk + 64, 4 * kGemmNR, grows, kTileBytes, bbuf[1]);
+        T::template dp_s8<0, 4, 6>();
+        T::template dp_s8<1, 4, 7>();
+        if (rows1 > 0) {
+          load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
+          T::template dp_s8<2, 5, 6>();
+          T::template dp_s8<3, 5, 7>();
+        }
+      }
+      detail::move_c<T, false>(c + m0 * ldc + (p0 - n0), ldc, rows0, rows1, width, cbuf);
+    }
+  }
+  T::release();
+}
+
+/// Rows of A for gemm_bf16: bf16 rows as they are (tiles may be loaded in place).
+struct Bf16Rows {
+  const bfloat16* a;
+  int64_t lda;  // elements
+  static constexpr bool kInPlace = true;
+  const void* at(int64_t m, int64_t k) const { return a + m * lda + k; }
+  int64_t stride_bytes() const { return lda * 2; }
+  void copy(int64_t m, int64_t k, int n, uint16_t* dst) const { std::memcpy(dst, a + m * lda + k, size_t(n) * 2); }
+};
+
+/// Rows of A for gemm_bf16: fp32 rows whose values are bf16 values (the caller checked): their high halves.
+struct F32Rows {
+  const float* a;
+  int64_t lda;
+  static constexpr bool kInPlace = false;
+  const void* at(int64_t, int64_t) const { return nullptr; }
+  int64_t stride_bytes() const { return 0; }
+  void copy(int64_t m, int64_t k, int n, uint16_t* dst) const {
+    const float* src = a + m * lda + k;
+    for (int i = 0; i < n; ++i) {
+      uint32_t u;
+      std::memcpy(&u, src + i, 4);
+      dst[i] = uint16_t(u >> 16);
+    }
+  }
+};
+
+/// bf16 weights (the float panel layout of gemm.h, bf16 elements) x bf16 rows of A -> fp32, on TDPBF16PS. Arguments
+/// as GemmFloatFn's with A given by `rows` (Bf16Rows or F32Rows).
+template <class T, class Rows>
+void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, const bfloat16* b, float* c,
+               int64_t ldc) {
+  constexpr int kChunk = 32;  // k per tile product
+  alignas(64) uint16_t pairs[kBf16KBlock / 2 * 2 * kGemmNR];  // pair rows: [k / 2][32 columns][k % 2]
+  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
+  alignas(64) float cbuf[kTileRows * 16];
+  if (K == 0) {  // no step: C is the empty sum, +0
+    for (int64_t m = 0; m < M; ++m) std::fill(c + m * ldc, c + m * ldc + (n1 - n0), 0.0f);
+    return;
+  }
+  T::configure();
+  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+    const bfloat16* panel = b + (p0 / kGemmNR) * K * kGemmNR;
+    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+    for (int64_t kb = 0; kb < K; kb += kBf16KBlock) {
+      const int64_t kc = std::min<int64_t>(kBf16KBlock, K - kb);
+      // The block's pair rows, then zero rows up to a whole tile (the last step of the block may be short).
+      const int64_t prows = (kc + 1) / 2, prows_padded = (kc + kChunk - 1) / kChunk * kTileRows;
+      for (int64_t r = 0; r < prows; ++r) {
+        const bfloat16* even = panel + (kb + 2 * r) * kGemmNR;
+        const bool has_odd = kb + 2 * r + 1 < K;
+        uint16_t* out = pairs + r * 2 * kGemmNR;
+        for (int j = 0; j < kGemmNR; ++j) {
+          out[2 * j] = even[j].bits;
+          out[2 * j + 1] = has_odd ? even[kGemmNR + j].bits : uint16_t(0);
+        }
+      }
+      std::memset(pairs + prows * 2 * kGemmNR, 0, size_t(prows_padded - prows) * 2 * kGemmNR * 2);
+      for (int64_t m0 = 0; m0 < M; m0 += 2 * kTileRows) {
+        const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
+        const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+        float* cblk = c + m0 * ldc + (p0 - n0);
+        if (kb == 0) {
+          T::template zero<0>();
+          T::template zero<1>();
+          T::template zero<2>();
+          T::template zero<3>();
+        } else {
+          detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
+        }
+        for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
+          const int kn = int(std::min<int64_t>(kChunk, kc - k0));  // k of A in this step
+          const uint16_t* bk = pairs + (k0 / 2) * 2 * kGemmNR;
+          auto load_a = [&]<int t>(int64_t m, int nrows, uint8_t* buf) {
+            if (Rows::kInPlace && nrows == kTileRows && kn == kChunk) {
+              T::template load<t>(rows.at(m, kb + k0), rows.stride_bytes());
+              return;
+            }
+            std::memset(buf, 0, kTileRows * kTileBytes);
+            for (int r = 0; r < nrows; ++r)
+              rows.copy(m + r, kb + k0, kn, reinterpret_cast<uint16_t*>(buf + r * kTileBytes));
+            T::template load<t>(buf, kTileBytes);
+          };
+          load_a.template operator()<4>(m0, rows0, abuf[0]);
+          T::template load<6>(bk, 2 * kGemmNR * 2);
+          T::template load<7>(bk + kGemmNR, 2 * kGemmNR * 2);
+          T::template dp_bf16<0, 4, 6>();
+          T::template dp_bf16<1, 4, 7>();
+          if (rows1 > 0) {
+            load_a.template operator()<5>(m0 + kTileRows, rows1, abuf[1]);
+            T::template dp_bf16<2, 5, 6>();
+            T::template dp_bf16<3, 5, 7>();
+          }
+        }
+        detail::move_c<T, false>(cblk, ldc, rows0, rows1, width, cbuf);
+      }
+    }
+  }
+  T::release();
+}
+
+}  // namespace moefuse::gemm::amx

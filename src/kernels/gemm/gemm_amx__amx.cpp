@@ -1,0 +1,119 @@
+// The AMX kernels: amx_gemm.h's drivers on the tile instructions. Hand-written because no library offers a GEMM on
+// moefuse's packed layouts whose order of sums is fixed independently of M and threads (docs/kernels.md).
+//
+// A thread must load a tile configuration before its first tile instruction, and the configuration (and the 8 KB of
+// tile data the OS then saves on every context switch) stays until TILERELEASE. Each call configures on entry and
+// releases on exit, so a call is self-contained on whatever thread runs it, and threads that stop calling carry no
+// tile state. LDTILECFG costs well under a microsecond against the tens of microseconds a call's tiles take.
+#include <immintrin.h>
+
+#include <cassert>
+#include <cstring>
+
+#include "kernels/gemm/amx_gemm.h"
+#include "kernels/gemm/variants.h"
+
+namespace moefuse::gemm::detail {
+namespace {
+
+// GCC's tile intrinsics paste the tile number into the instruction's text, so they take a literal, not a template
+// argument: each member below spells its tiles out (every case folds at compile time).
+#define MOEFUSE_EACH_TILE(op) \
+  switch (t) {                \
+    case 0: op(0); break;     \
+    case 1: op(1); break;     \
+    case 2: op(2); break;     \
+    case 3: op(3); break;     \
+    case 4: op(4); break;     \
+    case 5: op(5); break;     \
+    case 6: op(6); break;     \
+    case 7: op(7); break;     \
+  }
+
+struct AmxTiles {
+  static void configure() {
+    static const amx::TileConfig config{};
+    _tile_loadconfig(&config);
+  }
+  static void release() { _tile_release(); }
+  template <int t>
+  static void zero() {
+#define MOEFUSE_ZERO(i) _tile_zero(i)
+    MOEFUSE_EACH_TILE(MOEFUSE_ZERO)
+#undef MOEFUSE_ZERO
+  }
+  template <int t>
+  static void load(const void* p, int64_t stride) {
+#define MOEFUSE_LOAD(i) _tile_loadd(i, p, stride)
+    MOEFUSE_EACH_TILE(MOEFUSE_LOAD)
+#undef MOEFUSE_LOAD
+  }
+  template <int t>
+  static void store(void* p, int64_t stride) {
+#define MOEFUSE_STORE(i) _tile_stored(i, p, stride)
+    MOEFUSE_EACH_TILE(MOEFUSE_STORE)
+#undef MOEFUSE_STORE
+  }
+  // The drivers' four products: C(t, h) = tile 2t + h += A(t) = tile 4 + t times B(h) = tile 6 + h.
+  template <int c, int x, int y>
+  static void dp_s8() {
+    static_assert(x == 4 + c / 2 && y == 6 + c % 2);
+    if constexpr (c == 0) _tile_dpbssd(0, 4, 6);
+    else if constexpr (c == 1) _tile_dpbssd(1, 4, 7);
+    else if constexpr (c == 2) _tile_dpbssd(2, 5, 6);
+    else _tile_dpbssd(3, 5, 7);
+  }
+  template <int c, int x, int y>
+  static void dp_bf16() {
+    static_assert(x == 4 + c / 2 && y == 6 + c % 2);
+    if constexpr (c == 0) _tile_dpbf16ps(0, 4, 6);
+    else if constexpr (c == 1) _tile_dpbf16ps(1, 4, 7);
+    else if constexpr (c == 2) _tile_dpbf16ps(2, 5, 6);
+    else _tile_dpbf16ps(3, 5, 7);
+  }
+};
+#undef MOEFUSE_EACH_TILE
+
+// Whether every A[m, k] (m < M, k < K) is a bf16 value (its low 16 bits zero).
+bool rows_are_bf16(int64_t M, int64_t K, const float* a, int64_t lda) {
+  const __m512i low = _mm512_set1_epi32(0xffff);
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = a + m * lda;
+    __m512i any = _mm512_setzero_si512();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) any = _mm512_or_si512(any, _mm512_loadu_si512(row + k));
+    if (k < K) any = _mm512_or_si512(any, _mm512_maskz_loadu_epi32(__mmask16((1u << (K - k)) - 1), row + k));
+    if (_mm512_test_epi32_mask(any, low)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
+                            const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  (void)col_sums;  // signed x signed: no shift to undo
+  if (M <= 0 || n0 >= n1) return;
+  amx::gemm_s8<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_bf16w_bf16a_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
+                                     const void* b, float* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  amx::gemm_bf16<AmxTiles>(M, K, n0, n1, amx::Bf16Rows{a, lda}, static_cast<const bfloat16*>(b), c, ldc);
+}
+
+void gemm_bf16w_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                               const void* b, float* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  if (!rows_are_bf16(M, K, a, lda)) {  // the tiles take bf16 A only: such a call is computed portably
+    gemm_bf16w_f32_6x64__avx512bf16(M, K, n0, n1, a, lda, b, c, ldc);
+    return;
+  }
+  amx::gemm_bf16<AmxTiles>(M, K, n0, n1, amx::F32Rows{a, lda}, static_cast<const bfloat16*>(b), c, ldc);
+}
+
+}  // namespace moefuse::gemm::detail

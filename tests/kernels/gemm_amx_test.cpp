@@ -1,0 +1,365 @@
+// The AMX GEMM kernels (src/kernels/gemm/amx_gemm.h, gemm_amx__amx.cpp).
+//
+// On every machine: the drivers run on a scalar model of the tiles (EmulatedTiles below: each tile 16 rows x 64
+// bytes, TDPBSSD exact, TDPBF16PS modelled as the portable bf16 contract's two fma_daz_ftz per pair), so the layout,
+// the A/B/C edge buffers, the k blocks and the column ranges are checked bit for bit against the contracts' oracles
+// without AMX hardware: int8 against exact sums, bf16 against the bf16 chain (with that model the driver computes
+// the portable contract exactly).
+// On a machine with the amx level: the real kernels — int8 exactly (tests/kernels/gemm_test.cpp walks the int8 rows
+// too), bf16 (native tier) within the stated tolerance of the portable chain and bit for bit independent of M, of
+// the rows beside a row, of the column range and of the thread.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <bit>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/bf16_dot.h"
+#include "kernels/gemm/amx_gemm.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/registry.h"
+#include "moefuse/cpu.h"
+#include "util/gemm_sweep.h"
+#include "util/random.h"
+
+namespace moefuse {
+namespace {
+
+using gemm::kGemmNR;
+using gemm::PackedWeights;
+using testing::Rng;
+
+// A scalar model of the eight tiles (16 rows x 64 bytes each).
+struct EmulatedTiles {
+  static inline thread_local std::array<std::array<uint8_t, 1024>, 8> tile{};
+  static inline thread_local int configured = 0;
+  static void configure() { ++configured; }
+  static void release() { --configured; }
+  template <int t>
+  static void zero() {
+    tile[t].fill(0);
+  }
+  template <int t>
+  static void load(const void* p, int64_t stride) {
+    for (int r = 0; r < 16; ++r) std::memcpy(tile[t].data() + 64 * r, static_cast<const uint8_t*>(p) + r * stride, 64);
+  }
+  template <int t>
+  static void store(void* p, int64_t stride) {
+    for (int r = 0; r < 16; ++r) std::memcpy(static_cast<uint8_t*>(p) + r * stride, tile[t].data() + 64 * r, 64);
+  }
+  template <class E>
+  static E get(int t, int r, int i) {
+    E e;
+    std::memcpy(&e, tile[t].data() + 64 * r + sizeof(E) * i, sizeof(E));
+    return e;
+  }
+  template <class E>
+  static void put(int t, int r, int i, E e) {
+    std::memcpy(tile[t].data() + 64 * r + sizeof(E) * i, &e, sizeof(E));
+  }
+  template <int c, int x, int y>
+  static void dp_s8() {
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 16; ++n) {
+        int32_t acc = get<int32_t>(c, m, n);
+        for (int r = 0; r < 16; ++r)
+          for (int i = 0; i < 4; ++i) acc += int32_t(get<int8_t>(x, m, 4 * r + i)) * get<int8_t>(y, r, 4 * n + i);
+        put<int32_t>(c, m, n, acc);
+      }
+  }
+  template <int c, int x, int y>
+  static void dp_bf16() {
+    const auto f = [](uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); };
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 16; ++n) {
+        float acc = get<float>(c, m, n);
+        for (int r = 0; r < 16; ++r) {
+          acc = fma_daz_ftz(f(get<uint16_t>(x, m, 2 * r + 1)), f(get<uint16_t>(y, r, 2 * n + 1)), acc);
+          acc = fma_daz_ftz(f(get<uint16_t>(x, m, 2 * r)), f(get<uint16_t>(y, r, 2 * n)), acc);
+        }
+        put<float>(c, m, n, acc);
+      }
+  }
+};
+
+std::vector<int8_t> random_s8(Rng& rng, size_t n) {
+  std::vector<int8_t> v(n);
+  for (int8_t& x : v) x = int8_t(rng.integer(-128, 127));
+  return v;
+}
+
+std::vector<int32_t> s8_oracle(const std::vector<int8_t>& a, int64_t lda, const std::vector<int8_t>& b, int64_t K,
+                               int64_t N, int64_t M) {
+  std::vector<int32_t> c(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      int32_t acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += int32_t(a[size_t(m * lda + k)]) * b[size_t(k * N + n)];
+      c[size_t(m * N + n)] = acc;
+    }
+  return c;
+}
+
+// Shapes at the edges of the 32 x 32 block, of a tile's 16 rows and columns, of the 64-k (int8) and 32-k (bf16)
+// steps, of the VNNI groups of 4 and of the 512-k bf16 blocks.
+const int64_t kMs[] = {1, 2, 15, 16, 17, 31, 32, 33, 50};
+const int64_t kNs[] = {1, 16, 17, 32, 33, 70};
+const int64_t kS8Ks[] = {1, 3, 4, 5, 63, 64, 65, 130, 257};
+const int64_t kBf16Ks[] = {1, 2, 3, 31, 32, 33, 64, 97, 511, 512, 513, 1100};
+
+using S8Fn = void (*)(int64_t, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t);
+
+// Runs fn over [0, N) and over [32, N - 1) and compares with the oracle; -7 sentinels catch writes past n1.
+void check_s8(S8Fn fn, const std::string& name, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+              const std::vector<int32_t>& want, int64_t M, int64_t K, int64_t N) {
+  for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
+    if (n0 >= n1) continue;
+    const int64_t ldc = n1 - n0 + 3;
+    std::vector<int32_t> c(size_t(M * ldc), -7);
+    fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), c.data(), ldc);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = n0; n < n1; ++n)
+        ASSERT_EQ(c[size_t(m * ldc + n - n0)], want[size_t(m * N + n)])
+            << name << " M=" << M << " K=" << K << " N=" << N << " m=" << m << " n=" << n << " n0=" << n0;
+      for (int64_t n = n1 - n0; n < ldc; ++n) ASSERT_EQ(c[size_t(m * ldc + n)], -7) << name << ": wrote past n1";
+    }
+  }
+}
+
+TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
+  Rng rng(4242);
+  for (int64_t K : kS8Ks)
+    for (int64_t N : kNs)
+      for (int64_t M : kMs) {
+        const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
+        const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+        const int64_t lda = K + M % 3;
+        const std::vector<int8_t> a = random_s8(rng, size_t((M - 1) * lda + K));  // no byte past the last row
+        check_s8(&gemm::amx::gemm_s8<EmulatedTiles>, "model", a, lda, pw, s8_oracle(a, lda, b, K, N, M), M, K, N);
+      }
+  EXPECT_EQ(EmulatedTiles::configured, 0) << "every configure has its release";
+}
+
+std::vector<bfloat16> random_bf16(Rng& rng, size_t n) {
+  std::vector<bfloat16> v(n);
+  for (bfloat16& x : v) x = to_bf16(rng.normal());
+  return v;
+}
+
+std::vector<float> widen(const std::vector<bfloat16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = to_f32(v[i]);
+  return out;
+}
+
+TEST(GemmAmxModel, Bf16DriverOnTheModelIsTheBf16ContractBitwise) {
+  Rng rng(777);
+  for (int64_t K : kBf16Ks)
+    for (int64_t N : kNs)
+      for (int64_t M : {int64_t(1), int64_t(16), int64_t(17), int64_t(33)}) {
+        const std::vector<bfloat16> b = random_bf16(rng, size_t(K * N));
+        const PackedWeights pw = gemm::pack_weights_f(b.data(), DType::bf16, K, N, N, 1);
+        const int64_t lda = K + M % 3;
+        const std::vector<bfloat16> a = random_bf16(rng, size_t((M - 1) * lda + K));
+        const std::vector<float> af = widen(a);
+        const std::vector<float> want =
+            testing::bf16_chain(af, lda, M, K, N, [&](int64_t k, int64_t n) { return to_f32(b[size_t(k * N + n)]); });
+        const auto* bw = static_cast<const bfloat16*>(pw.data());
+        gemm::GemmFloatKernel f32_entry{
+            [](int64_t M_, int64_t K_, int64_t n0, int64_t n1, const float* a_, int64_t lda_, const void* b_,
+               float* c, int64_t ldc) {
+              gemm::amx::gemm_bf16<EmulatedTiles>(M_, K_, n0, n1, gemm::amx::F32Rows{a_, lda_},
+                                                  static_cast<const bfloat16*>(b_), c, ldc);
+            },
+            "model, fp32 rows"};
+        testing::expect_columns_match(f32_entry, M, K, N, af, lda, pw.data(), want, "K=" + std::to_string(K));
+        // bf16 rows, read in place where a tile is whole
+        for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
+          if (n0 >= n1) continue;
+          const int64_t ldc = n1 - n0 + 1;
+          std::vector<float> c(size_t(M * ldc), -7.0f);
+          gemm::amx::gemm_bf16<EmulatedTiles>(M, K, n0, n1, gemm::amx::Bf16Rows{a.data(), lda}, bw, c.data(), ldc);
+          for (int64_t m = 0; m < M; ++m) {
+            for (int64_t n = n0; n < n1; ++n)
+              ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
+                        std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
+                  << "bf16 rows M=" << M << " K=" << K << " N=" << N << " m=" << m << " n=" << n;
+            ASSERT_EQ(c[size_t(m * ldc + ldc - 1)], -7.0f) << "wrote past n1";
+          }
+        }
+      }
+  EXPECT_EQ(EmulatedTiles::configured, 0);
+}
+
+TEST(GemmAmxModel, Bf16DriverWithZeroKWritesZeros) {
+  std::vector<float> c(3 * 40, -7.0f);
+  const PackedWeights pw = gemm::pack_weights_f(nullptr, DType::bf16, 0, 40, 40, 1);
+  const float a = 1.0f;
+  gemm::amx::gemm_bf16<EmulatedTiles>(3, 0, 0, 40, gemm::amx::F32Rows{&a, 0},
+                                      static_cast<const bfloat16*>(pw.data()), c.data(), 40);
+  for (float x : c) ASSERT_EQ(std::bit_cast<uint32_t>(x), 0u);
+}
+
+// ─── On AMX hardware ────────────────────────────────────────────────────────────────────────────────────────────
+
+#define SKIP_WITHOUT_AMX() \
+  if (detected_isa() < Isa::amx) GTEST_SKIP() << "no amx level: " << amx_unused_reason()
+
+TEST(GemmAmx, TheTiersSelectTheAmxKernelsAsDocumented) {
+  SKIP_WITHOUT_AMX();
+  const gemm::GemmKernels native = gemm::select_gemm_kernels(Isa::amx, true, Numerics::native);
+  const gemm::GemmKernels portable = gemm::select_gemm_kernels(Isa::amx, true, Numerics::portable);
+  EXPECT_STREQ(native.s8.name, "gemm_s8_s32_32x32__amx");
+  EXPECT_STREQ(portable.s8.name, "gemm_s8_s32_32x32__amx");  // exact: every tier
+  EXPECT_STREQ(native.bf16w.name, "gemm_bf16w_f32_32x32__amx");
+  EXPECT_STREQ(native.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_32x32__amx");
+  EXPECT_STREQ(portable.bf16w.name, "gemm_bf16w_f32_6x64__avx512bf16");
+  EXPECT_STREQ(portable.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_6x64__avx512bf16");
+  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::avx512bf16, true, Numerics::native).bf16w.name,
+               "gemm_bf16w_f32_6x64__avx512bf16");
+}
+
+TEST(GemmAmx, Int8KernelEqualsExactSums) {
+  SKIP_WITHOUT_AMX();
+  const gemm::GemmKernels k = gemm::select_gemm_kernels(Isa::amx, true, Numerics::portable);
+  Rng rng(99);
+  for (int64_t K : kS8Ks)
+    for (int64_t N : kNs)
+      for (int64_t M : kMs) {
+        const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
+        const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+        const int64_t lda = K + M % 3;
+        const std::vector<int8_t> a = random_s8(rng, size_t((M - 1) * lda + K));
+        const auto fn = k.s8.fn;
+        const std::vector<int32_t> want = s8_oracle(a, lda, b, K, N, M);
+        for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
+          if (n0 >= n1) continue;
+          const int64_t ldc = n1 - n0 + 3;
+          std::vector<int32_t> c(size_t(M * ldc), -7);
+          fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), ldc);
+          for (int64_t m = 0; m < M; ++m) {
+            for (int64_t n = n0; n < n1; ++n)
+              ASSERT_EQ(c[size_t(m * ldc + n - n0)], want[size_t(m * N + n)]) << "M=" << M << " K=" << K << " N=" << N;
+            for (int64_t n = n1 - n0; n < ldc; ++n) ASSERT_EQ(c[size_t(m * ldc + n)], -7);
+          }
+        }
+      }
+}
+
+// The native tier's tolerance against the portable result (docs/layer.md): both are fp32 accumulations of the same
+// products, each within about K/2 roundings of 2^-24 relative to Σ|a b| of the exact sum, and both flush subnormals;
+// so |native - portable| <= K * 2^-23 * Σ_k |a_k b_k| + 2^-126 (the flush).
+void expect_native_close(const std::vector<float>& c, const std::vector<float>& portable, const std::vector<float>& a,
+                         int64_t lda, const std::vector<bfloat16>& b, int64_t M, int64_t K, int64_t N,
+                         const std::string& what) {
+  int differ = 0;
+  double worst = 0;  // the largest |native - portable| as a share of its bound
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double mag = 0;
+      for (int64_t k = 0; k < K; ++k) mag += std::fabs(double(a[size_t(m * lda + k)]) * to_f32(b[size_t(k * N + n)]));
+      const double bound = double(K) * 0x1p-23 * mag + 0x1p-126;
+      const float x = c[size_t(m * N + n)], y = portable[size_t(m * N + n)];
+      ASSERT_LE(std::fabs(double(x) - double(y)), bound) << what << " m=" << m << " n=" << n << " native " << x
+                                                          << " portable " << y;
+      differ += x != y;
+      worst = std::max(worst, std::fabs(double(x) - double(y)) / bound);
+    }
+  // Printed so that a run on AMX hardware shows how far inside the bound the tier is (docs/layer.md quotes it).
+  std::printf("[ native ] %s: %d of %lld outputs differ from portable; the largest difference is %.3g of the bound\n",
+              what.c_str(), differ, static_cast<long long>(M * N), worst);
+}
+
+std::vector<float> run_float(gemm::GemmFloatFn fn, int64_t M, int64_t K, int64_t N, const float* a, int64_t lda,
+                             const PackedWeights& pw) {
+  std::vector<float> c(size_t(M * N));
+  fn(M, K, 0, N, a, lda, pw.data(), c.data(), N);
+  return c;
+}
+
+TEST(GemmAmx, Bf16NativeIsWithinTheToleranceOfPortableAndDeterministic) {
+  SKIP_WITHOUT_AMX();
+  const gemm::GemmKernels nat = gemm::select_gemm_kernels(Isa::amx, true, Numerics::native);
+  const gemm::GemmKernels port = gemm::select_gemm_kernels(Isa::amx, true, Numerics::portable);
+  Rng rng(2026);
+  for (int64_t K : kBf16Ks)
+    for (int64_t N : kNs) {
+      const int64_t M = 37;
+      const std::vector<bfloat16> b = random_bf16(rng, size_t(K * N));
+      const PackedWeights pw = gemm::pack_weights_f(b.data(), DType::bf16, K, N, N, 1);
+      const int64_t lda = K + 1;
+      const std::vector<bfloat16> a = random_bf16(rng, size_t((M - 1) * lda + K));
+      const std::vector<float> af = widen(a);
+      const std::vector<float> portable = run_float(port.bf16w.fn, M, K, N, af.data(), lda, pw);
+      const std::vector<float> native = run_float(nat.bf16w.fn, M, K, N, af.data(), lda, pw);
+      const std::string what = "K" + std::to_string(K) + "N" + std::to_string(N);
+      expect_native_close(native, portable, af, lda, b, M, K, N, what);
+      // bf16 rows give the fp32 rows' bits
+      std::vector<float> c(size_t(M * N));
+      nat.bf16w_bf16a.fn(M, K, 0, N, a.data(), lda, pw.data(), c.data(), N);
+      ASSERT_EQ(c, native) << what;
+      // every row alone, and in blocks of 1..5 rows starting anywhere: the same bits
+      for (int64_t m0 = 0, rows = 1; m0 < M; m0 += rows, rows = rows % 5 + 1) {
+        const int64_t r = std::min(rows, M - m0);
+        std::vector<float> part(size_t(r * N));
+        nat.bf16w_bf16a.fn(r, K, 0, N, a.data() + m0 * lda, lda, pw.data(), part.data(), N);
+        for (int64_t i = 0; i < r * N; ++i)
+          ASSERT_EQ(std::bit_cast<uint32_t>(part[size_t(i)]), std::bit_cast<uint32_t>(native[size_t(m0 * N + i)]))
+              << what << " rows " << m0 << "+" << r;
+      }
+      // a column range that starts at the second panel
+      if (N > kGemmNR) {
+        std::vector<float> cr(size_t(M * (N - kGemmNR)));
+        nat.bf16w.fn(M, K, kGemmNR, N, af.data(), lda, pw.data(), cr.data(), N - kGemmNR);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = kGemmNR; n < N; ++n)
+            ASSERT_EQ(std::bit_cast<uint32_t>(cr[size_t(m * (N - kGemmNR) + n - kGemmNR)]),
+                      std::bit_cast<uint32_t>(native[size_t(m * N + n)]));
+      }
+      // another thread
+      std::vector<float> other;
+      std::thread([&] { other = run_float(nat.bf16w.fn, M, K, N, af.data(), lda, pw); }).join();
+      ASSERT_EQ(other, native) << what;
+    }
+}
+
+TEST(GemmAmx, Bf16NativeFallsBackToPortableForRowsThatAreNotBf16) {
+  SKIP_WITHOUT_AMX();
+  const gemm::GemmKernels nat = gemm::select_gemm_kernels(Isa::amx, true, Numerics::native);
+  const gemm::GemmKernels port = gemm::select_gemm_kernels(Isa::amx, true, Numerics::portable);
+  Rng rng(5);
+  const int64_t M = 20, K = 300, N = 40;
+  const std::vector<bfloat16> b = random_bf16(rng, size_t(K * N));
+  const PackedWeights pw = gemm::pack_weights_f(b.data(), DType::bf16, K, N, N, 1);
+  std::vector<float> a(size_t(M * K));
+  for (float& x : a) x = rng.normal();  // fp32 values, not bf16
+  EXPECT_EQ(run_float(nat.bf16w.fn, M, K, N, a.data(), K, pw), run_float(port.bf16w.fn, M, K, N, a.data(), K, pw));
+}
+
+TEST(GemmAmx, SpecialValues) {
+  SKIP_WITHOUT_AMX();
+  const gemm::GemmKernels nat = gemm::select_gemm_kernels(Isa::amx, true, Numerics::native);
+  const int64_t M = 3, K = 40, N = 33;
+  std::vector<bfloat16> b(size_t(K * N), to_bf16(1.0f));
+  const PackedWeights pw = gemm::pack_weights_f(b.data(), DType::bf16, K, N, N, 1);
+  std::vector<float> a(size_t(M * K), 0.0f);
+  a[0] = std::numeric_limits<float>::infinity();                    // row 0: +inf
+  a[size_t(K)] = std::numeric_limits<float>::quiet_NaN();           // row 1: NaN
+  a[size_t(2 * K)] = std::bit_cast<float>(0x00010000u);             // row 2: a subnormal, read as zero
+  const std::vector<float> c = run_float(nat.bf16w.fn, M, K, N, a.data(), K, pw);
+  for (int64_t n = 0; n < N; ++n) {
+    EXPECT_EQ(c[size_t(n)], std::numeric_limits<float>::infinity());
+    EXPECT_TRUE(std::isnan(c[size_t(N + n)]));
+    EXPECT_EQ(c[size_t(2 * N + n)], 0.0f);
+  }
+}
+
+}  // namespace
+}  // namespace moefuse
