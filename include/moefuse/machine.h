@@ -6,7 +6,8 @@
 // The peak loops are independent accumulator chains in registers only, written in asm so that nothing can be removed
 // or reordered; their rates are per thread of CPU time (the machine may be shared) summed over the threads. The read
 // loops sum a buffer with the widest loads the ISA in use has. Everything here measures; nothing is guessed: a family
-// the CPU has but this build has no loop for is reported as such.
+// the CPU has but this build has no loop for is reported as such, and one absent is reported with why where the
+// CPU's features alone do not say (AMX: the OS, the process's permission, the cap on the kernel level).
 #pragma once
 
 #include <cstddef>
@@ -25,17 +26,22 @@ struct PeakFamily {
   const char* id;           // "fma_ymm", "maddwd_ymm", "dpbusd_zmm", "amx_bf16", ...
   const char* instruction;  // what it runs, e.g. "vfmadd231ps ymm"
   const char* unit;         // "GFLOP/s" (float) or "GOP/s" (integer)
-  bool (*present)();        // the CPU has it and the OS enables its registers
+  bool (*present)();        // the CPU has it and the OS enables its registers (AMX: level amx is active, see below)
   const PeakLoop* loop;     // nullptr: this build has no loop for it (reported, not measured)
+  /// Why present() is false ("" when it is true) for the families whose presence is more than the CPU's features:
+  /// amx_bf16 and amx_int8 are present when active_isa() >= Isa::amx (moefuse/cpu.h), else absent with
+  /// amx_unused_reason() or, when that is "", the cap on the kernel level. nullptr for the other families.
+  const char* (*unused_reason)() = nullptr;
 };
 
 /// Every family moefuse knows of, whether or not this CPU has it: fp32 FMA (ymm, zmm), int16 vpmaddwd (ymm, zmm),
-/// int8 VNNI (AVX-512 zmm, AVX-VNNI ymm), bf16 vdpbf16ps (zmm), AMX-BF16, AMX-INT8.
+/// int8 VNNI (AVX-512 zmm, AVX-VNNI ymm), bf16 vdpbf16ps (zmm), AMX-BF16 (tdpbf16ps), AMX-INT8 (tdpbssd).
 const std::vector<PeakFamily>& peak_families();
 
 /// The family a GEMM kernel of the registry computes with, by its variant name ("gemm_bf16w_f32_6x16__avx2" ->
-/// fma_ymm, "gemm_s8_s32_2x16__avx2" -> maddwd_ymm, "..._6x64__avx512vnni" -> dpbusd_zmm); nullptr for the scalar
-/// kernels and for a name it does not know.
+/// fma_ymm, "gemm_s8_s32_2x16__avx2" -> maddwd_ymm, "..._6x64__avx512vnni" -> dpbusd_zmm; "..__amx": amx_int8 for
+/// int8 rows, gemm_s8_* and *w_s8_*, amx_bf16 for the others); nullptr for the scalar kernels and for a name it does
+/// not know.
 const PeakFamily* family_of_kernel(const std::string& kernel);
 
 /// A buffer for streaming reads: 2 MiB aligned, transparent huge pages requested (the layout of packed weights), its

@@ -1,5 +1,6 @@
-// The instruction families of machine_probe.h: one row each, with the test of its presence and its loop (nullptr
-// where this build has none: the family is then reported, not measured), and the registry kernels' families.
+// The instruction families of machine_probe.h: one row each, with the test of its presence, its loop (nullptr where
+// this build has none: the family is then reported, not measured) and why it is absent where the CPU's features alone
+// do not say (AMX), and the registry kernels' families.
 #include <string>
 #include <vector>
 
@@ -16,8 +17,13 @@ bool has_avx512bw() { return cpu_features().os_avx512 && cpu_features().avx512bw
 bool has_avx512_vnni() { return cpu_features().os_avx512 && cpu_features().avx512_vnni; }
 bool has_avx_vnni() { return cpu_features().os_avx && cpu_features().avx_vnni; }
 bool has_avx512_bf16() { return cpu_features().os_avx512 && cpu_features().avx512_bf16; }
-bool has_amx_bf16() { return cpu_features().os_amx && cpu_features().amx_tile && cpu_features().amx_bf16; }
-bool has_amx_int8() { return cpu_features().os_amx && cpu_features().amx_tile && cpu_features().amx_int8; }
+// AMX counts as present at level amx only: a tile instruction without the tile data permission (asked on the way to
+// that level) kills the process, and under a cap below amx no kernel runs on the tiles: nothing for a peak to bound.
+bool amx_active() { return active_isa() >= Isa::amx; }
+const char* amx_absent_reason() {
+  if (*amx_unused_reason()) return amx_unused_reason();
+  return amx_active() ? "" : "the kernel level is capped below amx (MOEFUSE_MAX_ISA or set_max_isa)";
+}
 
 }  // namespace
 
@@ -30,8 +36,8 @@ const std::vector<PeakFamily>& peak_families() {
       {"dpbusd_zmm", "vpdpbusd zmm (AVX-512 VNNI)", "GOP/s", has_avx512_vnni, &kDpbusdZmm},
       {"dpbusd_ymm", "vpdpbusd ymm (AVX-VNNI)", "GOP/s", has_avx_vnni, &kDpbusdYmm},
       {"dpbf16_zmm", "vdpbf16ps zmm (AVX-512 BF16)", "GFLOP/s", has_avx512_bf16, &kDpbf16Zmm},
-      {"amx_bf16", "tdpbf16ps (AMX-BF16)", "GFLOP/s", has_amx_bf16, nullptr},
-      {"amx_int8", "tdpbssd (AMX-INT8)", "GOP/s", has_amx_int8, nullptr},
+      {"amx_bf16", "tdpbf16ps (AMX-BF16)", "GFLOP/s", amx_active, &kTdpbf16ps, amx_absent_reason},
+      {"amx_int8", "tdpbssd (AMX-INT8)", "GOP/s", amx_active, &kTdpbssd, amx_absent_reason},
   };
   return families;
 }
@@ -49,6 +55,7 @@ const PeakFamily* family_of_kernel(const std::string& kernel) {
   else if (isa == "avx512") id = int8 ? "maddwd_zmm" : "fma_zmm";
   else if (isa == "avx512vnni" && int8) id = "dpbusd_zmm";
   else if (isa == "avx512bf16" && !int8) id = "dpbf16_zmm";
+  else if (isa == "amx") id = int8 ? "amx_int8" : "amx_bf16";
   if (!id) return nullptr;
   for (const PeakFamily& f : peak_families())
     if (std::string(f.id) == id) return &f;

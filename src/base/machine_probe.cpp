@@ -246,8 +246,7 @@ ProbeRound probe_round(const ReadBuffer& buf, int threads) {
   r.read = measure_read(buf, threads, 4);
   for (const PeakFamily& f : peak_families()) {
     FamilyPeak p{&f, 0};
-    // About 50 ms of instructions per repetition at a few GHz.
-    if (f.loop && f.present()) p.ops_per_s = measure_peak(*f.loop, threads, 8'000'000, 3);
+    if (f.loop && f.present()) p.ops_per_s = measure_peak(*f.loop, threads, f.loop->probe_iters, 3);
     r.peaks.push_back(p);
   }
   return r;

@@ -5,7 +5,8 @@
 // The peak loops are independent accumulator chains in registers only (12 of them: enough to cover a 4-cycle latency
 // at 2 instructions per cycle), written in asm so that the compiler cannot remove or reorder anything; their inputs
 // are zero, so no denormal slow paths. Each loop lives in the source file of its register width
-// (machine_probe__avx2.cpp: ymm, machine_probe__avx512.cpp: zmm). An instruction family is one row of
+// (machine_probe__avx2.cpp: ymm, machine_probe__avx512.cpp: zmm); the AMX loops (machine_probe__amx.cpp) keep 4
+// independent tile products going instead, their sources loaded once into tiles. An instruction family is one row of
 // peak_families(); a family the CPU has but this build has no loop for is reported as such, never guessed.
 //
 // The read loops sum a buffer with the widest loads the ISA in use has (64-byte zmm, 32-byte ymm, 8-byte scalar),
@@ -26,8 +27,9 @@ namespace moefuse::probe {
 /// A register-only loop of one instruction: `ops_per_iter` operations per iteration (a multiply-add counts 2).
 struct PeakLoop {
   const char* name;  // the instruction and register width, e.g. "vfmadd231ps_zmm"
-  void (*run)(int64_t iters);
+  void (*run)(int64_t iters);  // iters >= 1
   double ops_per_iter;
+  int64_t probe_iters = 8'000'000;  // what probe_round runs per repetition: some tens of ms at a few GHz
 };
 
 /// 12 x vfmadd231ps on zmm per iteration (needs AVX-512 F).
@@ -45,6 +47,11 @@ extern const PeakLoop kMaddwdZmm;
 extern const PeakLoop kDpbusdYmm;
 /// 12 x vdpbf16ps on zmm per iteration (needs AVX-512 BF16; a lane does 2 bf16 multiply-adds = 4 operations).
 extern const PeakLoop kDpbf16Zmm;
+/// 4 x tdpbf16ps on 16 x 64-byte tiles per iteration (machine_probe__amx.cpp, asm; needs level amx, i.e.
+/// active_isa() >= Isa::amx: the tile data permission is asked there): 16 x 16 x 32 multiply-adds each.
+extern const PeakLoop kTdpbf16ps;
+/// 4 x tdpbssd on the same tiles (needs level amx): 16 x 16 x 64 multiply-adds each.
+extern const PeakLoop kTdpbssd;
 
 /// The fp32 loop of the kernels in use: zmm when active_isa() is avx512, ymm for avx2, nullptr for scalar.
 const PeakLoop* fp32_peak_loop();

@@ -1,7 +1,8 @@
 // The machine probes (base/machine_probe.h): every read loop adds what it reads at every stream count; the peak and
 // bandwidth probes give positive rates for any thread count (never a particular speed); every instruction family is a
-// row, measured exactly when the CPU has it and the build has its loop; every registry kernel maps to its family;
-// the machine's identity (signature, ISA set, LLC, memory) is found.
+// row, measured exactly when the CPU has it and the build has its loop (AMX: at level amx, else absent with why; the
+// AMX loops themselves run only where that level is, and skip with its reason elsewhere); every registry kernel maps
+// to its family; the machine's identity (signature, ISA set, LLC, memory) is found.
 #include "base/machine_probe.h"
 
 #include <gtest/gtest.h>
@@ -12,7 +13,9 @@
 #include <vector>
 
 #include "kernels/gemm/gemm.h"
+#include "kernels/registry.h"
 #include "moefuse/cpu.h"
+#include "moefuse/numerics.h"
 
 namespace moefuse {
 namespace {
@@ -80,6 +83,18 @@ TEST(MachineProbe, RatesArePositiveForAnyThreadCount) {
   }
 }
 
+TEST(MachineProbe, AmxLoopsRunAtLevelAmx) {
+  if (active_isa() < Isa::amx) {
+    GTEST_SKIP() << "the AMX loops run at level amx only: "
+                 << (*amx_unused_reason() ? amx_unused_reason() : "the kernel level is capped below amx");
+  }
+  for (int threads : {1, 2, 3})
+    for (const probe::PeakLoop* loop : {&probe::kTdpbf16ps, &probe::kTdpbssd}) {
+      EXPECT_GT(probe::measure_peak(*loop, threads, 1000, 2), 0) << loop->name << ", " << threads;
+      loop->run(1);  // the smallest call: configures, loads, one iteration, releases
+    }
+}
+
 TEST(MachineProbe, ReadProbesCoverEveryStreamCountAndPlacement) {
   const probe::ReadBuffer buf(size_t(2) << 20, 1);
   const probe::ReadBandwidth r = probe::measure_read(buf, 1, 1);
@@ -107,11 +122,30 @@ TEST(MachineProbe, EveryFamilyIsARowMeasuredExactlyWhenPresentWithALoop) {
   const CpuFeatures& c = cpu_features();
   EXPECT_EQ(probe::peak_families()[0].present(), c.os_avx && c.avx2 && c.fma);
   EXPECT_EQ(probe::peak_families()[1].present(), c.os_avx512 && c.avx512f);
-  EXPECT_EQ(probe::peak_families()[7].present(), c.os_amx && c.amx_tile && c.amx_bf16);
-  // Every family but AMX's has a loop (AMX's need the tile state enabled first, and no CPU of this project's has run
-  // them yet).
-  for (const probe::PeakFamily& f : probe::peak_families())
-    EXPECT_EQ(f.loop != nullptr, std::string(f.id).rfind("amx_", 0) != 0) << f.id;
+  // AMX: present at level amx only, else absent with why (on a CPU without AMX: amx_unused_reason()).
+  for (size_t i : {7u, 8u}) {
+    const probe::PeakFamily& f = probe::peak_families()[i];
+    EXPECT_EQ(f.present(), active_isa() >= Isa::amx) << f.id;
+    ASSERT_NE(f.unused_reason, nullptr) << f.id;
+    if (*amx_unused_reason()) {
+      EXPECT_STREQ(f.unused_reason(), amx_unused_reason()) << f.id;
+    }
+    EXPECT_EQ(*f.unused_reason() == 0, f.present()) << f.id;
+  }
+  if (!(c.amx_tile && c.amx_int8 && c.amx_bf16)) {
+    EXPECT_FALSE(probe::peak_families()[7].present());
+    EXPECT_NE(std::string(probe::peak_families()[7].unused_reason()).find("the CPU"), std::string::npos);
+  }
+  if (detected_isa() >= Isa::amx) {  // a cap below amx makes AMX absent, with that as the reason
+    IsaCap cap(Isa::avx512bf16);
+    EXPECT_FALSE(probe::peak_families()[7].present());
+    EXPECT_NE(std::string(probe::peak_families()[7].unused_reason()).find("capped"), std::string::npos);
+  }
+  // Every family has a loop; only AMX's say why they are absent.
+  for (const probe::PeakFamily& f : probe::peak_families()) {
+    EXPECT_NE(f.loop, nullptr) << f.id;
+    EXPECT_EQ(f.unused_reason != nullptr, std::string(f.id).rfind("amx_", 0) == 0) << f.id;
+  }
   const probe::ReadBuffer buf(size_t(1) << 20, 1);
   const probe::ProbeRound round = probe::probe_round(buf, 1);
   ASSERT_EQ(round.peaks.size(), probe::peak_families().size());
@@ -131,19 +165,41 @@ TEST(MachineProbe, EveryRegistryKernelMapsToItsFamily) {
     const probe::PeakFamily* f = probe::family_of_kernel(kernel);
     return f ? std::string(f->id) : std::string("-");
   };
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16})  // the amx level's names: own families
-    for (bool vnni : {false, true}) {
-      const gemm::GemmKernels k = gemm::select_gemm_kernels(isa, vnni);
-      const std::string fp = isa == Isa::scalar ? "-" : isa == Isa::avx2 ? "fma_ymm" : "fma_zmm";
-      for (const gemm::GemmFloatKernel* f : {&k.f32w, &k.f16w}) EXPECT_EQ(id(f->name), fp) << f->name;
-      // bf16 weights: vdpbf16ps where that kernel is used at this level (on this machine), else the FMA kernel.
-      EXPECT_EQ(id(k.bf16w.name), *bf16_dot_unused_reason(isa) ? fp : "dpbf16_zmm") << k.bf16w.name;
-      const std::string s8 = isa == Isa::scalar  ? "-"
-                             : isa == Isa::avx2  ? "maddwd_ymm"
-                             : vnni              ? "dpbusd_zmm"
-                                                 : "maddwd_zmm";
-      EXPECT_EQ(id(k.s8.name), s8) << k.s8.name;
-    }
+  // A kernel of level amx (its name ends in __amx) computes on the tiles: AMX-INT8 for int8 rows, else AMX-BF16.
+  auto on_tiles = [](const std::string& kernel, const std::string& otherwise, bool int8) -> std::string {
+    if (!kernel.ends_with("__amx")) return otherwise;
+    return int8 ? "amx_int8" : "amx_bf16";
+  };
+  for (Numerics numerics : {Numerics::portable, Numerics::native})
+    for (Isa isa : kAllIsas)
+      for (bool vnni : {false, true}) {
+        const gemm::GemmKernels k = gemm::select_gemm_kernels(isa, vnni, numerics);
+        const std::string fp = isa == Isa::scalar ? "-" : isa == Isa::avx2 ? "fma_ymm" : "fma_zmm";
+        for (const gemm::GemmFloatKernel* f : {&k.f32w, &k.f16w}) EXPECT_EQ(id(f->name), on_tiles(f->name, fp, false));
+        // bf16 weights: vdpbf16ps where that kernel is used at this level (on this machine), else the FMA kernel.
+        EXPECT_EQ(id(k.bf16w.name), on_tiles(k.bf16w.name, *bf16_dot_unused_reason(isa) ? fp : "dpbf16_zmm", false))
+            << k.bf16w.name;
+        if (k.bf16w_bf16a.fn) {
+          EXPECT_EQ(id(k.bf16w_bf16a.name), on_tiles(k.bf16w_bf16a.name, "dpbf16_zmm", false)) << k.bf16w_bf16a.name;
+        }
+        const std::string s8 = isa == Isa::scalar  ? "-"
+                               : isa == Isa::avx2  ? "maddwd_ymm"
+                               : vnni              ? "dpbusd_zmm"
+                                                   : "maddwd_zmm";
+        EXPECT_EQ(id(k.s8.name), on_tiles(k.s8.name, s8, true)) << k.s8.name;
+      }
+  // Every row of level amx in the registry, by what the row says it takes (int8 A: the s8 and W4A8 ops).
+  for (const kernels::KernelInfo& row : kernels::gemm_registry()) {
+    if (row.isa != Isa::amx) continue;
+    const bool int8 = row.op == kernels::Op::gemm_s8 || row.op == kernels::Op::gemm_u4s8_g32 ||
+                      row.op == kernels::Op::gemm_u4s8_g64 || row.op == kernels::Op::gemm_u4s8_g128;
+    EXPECT_EQ(id(row.name), int8 ? "amx_int8" : "amx_bf16") << row.name;
+  }
+  // Names of AMX kernels, listed or not (the W4A8 one is not written yet).
+  EXPECT_EQ(id("gemm_s8_s32_32x32__amx"), "amx_int8");
+  EXPECT_EQ(id("gemm_u4g32w_s8_f32_32x32__amx"), "amx_int8");
+  EXPECT_EQ(id("gemm_bf16w_f32_32x32__amx"), "amx_bf16");
+  EXPECT_EQ(id("gemm_bf16w_bf16a_f32_32x32__amx"), "amx_bf16");
   EXPECT_EQ(probe::family_of_kernel("something_else"), nullptr);
 }
 
@@ -167,6 +223,10 @@ TEST(MachineProbe, LoopsFollowTheIsaInUse) {
   EXPECT_EQ(probe::kMaddwdZmm.ops_per_iter, 12 * 32 * 2);
   EXPECT_EQ(probe::kDpbusdYmm.ops_per_iter, 12 * 32 * 2);
   EXPECT_EQ(probe::kDpbf16Zmm.ops_per_iter, 12 * 32 * 2);
+  // 4 tile products of 16 x 16 dot products of 32 bf16 pairs / 64 int8 pairs, in fewer iterations per probe.
+  EXPECT_EQ(probe::kTdpbf16ps.ops_per_iter, 4 * 16 * 16 * 32 * 2);
+  EXPECT_EQ(probe::kTdpbssd.ops_per_iter, 4 * 16 * 16 * 64 * 2);
+  EXPECT_LT(probe::kTdpbf16ps.probe_iters, probe::kFmaZmm.probe_iters);
 }
 
 // The value of a "key : value" line of /proc/cpuinfo (its first processor); "" when absent.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <utility>
 
 #include "moefuse/cpu.h"
 
@@ -50,6 +51,11 @@ std::string cpus_text(const std::vector<int>& cpus) {
   return join(s, ",");
 }
 
+// Why an absent family is absent, where its row says more than that the CPU lacks it (AMX); "" otherwise.
+const char* unused_reason(const probe::PeakFamily& f) {
+  return f.unused_reason && !f.present() ? f.unused_reason() : "";
+}
+
 Json round_json(const probe::ProbeRound& round) {
   Json probes = Json::array();
   for (const probe::ReadProbe& p : round.read.probes)
@@ -61,10 +67,12 @@ Json round_json(const probe::ProbeRound& round) {
   Json peaks = Json::array();
   for (const probe::FamilyPeak& p : round.peaks) {
     const bool present = p.family->present();
+    const char* why = unused_reason(*p.family);
     peaks.push_back(Json{{"family", p.family->id},
                          {"instruction", p.family->instruction},
                          {"unit", p.family->unit},
                          {"present", present},
+                         {"unused_reason", *why ? Json(why) : Json(nullptr)},
                          {"probed", present && p.family->loop != nullptr},
                          {"peak", p.ops_per_s > 0 ? Json(p.ops_per_s / 1e9) : Json(nullptr)}});
   }
@@ -130,6 +138,8 @@ void print_probe_round(const char* when, const probe::ProbeRound& round, std::st
               best && !best->cpus.empty() ? " on CPUs " : "", best ? cpus_text(best->cpus).c_str() : "",
               gbps_text(round.read.plain).c_str());
   std::vector<std::string> measured, unprobed, absent;
+  // Families absent for a reason of their own (AMX), grouped by it: (reason, ids) in the rows' order.
+  std::vector<std::pair<std::string, std::vector<std::string>>> unused;
   for (const probe::FamilyPeak& p : round.peaks) {
     char buf[128];
     if (p.ops_per_s > 0) {
@@ -137,6 +147,9 @@ void print_probe_round(const char* when, const probe::ProbeRound& round, std::st
       measured.push_back(buf);
     } else if (p.family->present()) {
       unprobed.push_back(p.family->id);
+    } else if (const std::string why = unused_reason(*p.family); !why.empty()) {
+      if (unused.empty() || unused.back().first != why) unused.push_back({why, {}});
+      unused.back().second.push_back(p.family->id);
     } else {
       absent.push_back(p.family->id);
     }
@@ -144,6 +157,7 @@ void print_probe_round(const char* when, const probe::ProbeRound& round, std::st
   appendf(out, "peaks:      %-6s %s", when, measured.empty() ? "none measured" : join(measured, ", ").c_str());
   if (!unprobed.empty()) appendf(out, "; present, no loop in this build: %s", join(unprobed, ", ").c_str());
   if (!absent.empty()) appendf(out, "; not present on this CPU: %s", join(absent, ", ").c_str());
+  for (const auto& [why, ids] : unused) appendf(out, "; %s not present: %s", join(ids, ", ").c_str(), why.c_str());
   appendf(out, "\n");
 }
 
