@@ -130,7 +130,7 @@ Isa detect_isa(const CpuFeatures& f) {
 
 Isa env_cap() {
   const char* v = std::getenv("MOEFUSE_MAX_ISA");
-  if (!v || !*v) return kTopIsa;
+  if (!v || !*v) return kDefaultIsaCap;
   return parse_isa(v, "MOEFUSE_MAX_ISA");
 }
 

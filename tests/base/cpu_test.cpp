@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,14 @@ TEST(Cpu, CapLowersTheActiveLevelAndNeverRaisesIt) {
   EXPECT_FALSE(use_avx512_vnni());
   set_max_isa(kTopIsa);
   EXPECT_LE(int(active_isa()), int(detected));
+}
+
+TEST(Cpu, WithoutMaxIsaTheAmxLevelIsOptIn) {
+  const char* env = std::getenv("MOEFUSE_MAX_ISA");
+  if (env && *env) GTEST_SKIP() << "MOEFUSE_MAX_ISA is set: " << env;
+  set_max_isa(kTopIsa);
+  EXPECT_LE(int(active_isa()), int(kDefaultIsaCap));
+  EXPECT_EQ(active_isa(), std::min(detected_isa(), kDefaultIsaCap));
 }
 
 TEST(Cpu, IsaNamesRoundTrip) {

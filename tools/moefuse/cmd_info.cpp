@@ -94,7 +94,10 @@ int info(bool json) {
               yn(f.avx_vnni));
   std::printf("amx tile/int8/bf16: %s/%s/%s (os support: %s)\n", yn(f.amx_tile), yn(f.amx_int8), yn(f.amx_bf16),
               yn(f.os_amx));
-  std::printf("amx level:     %s\n", *amx_unused_reason() ? amx_unused_reason() : "available");
+  std::printf("amx level:     %s\n", *amx_unused_reason() ? amx_unused_reason()
+                                      : in_use >= Isa::amx ? "available, in use"
+                                                           : "available; opt-in with MOEFUSE_MAX_ISA=amx (its kernels "
+                                                             "have not yet run in this project's tests on AMX hardware)");
   std::printf("isa detected:  %s\n", std::string(isa_name(detected_isa())).c_str());
   std::printf("isa in use:    %s (cap with MOEFUSE_MAX_ISA=scalar|avx2|avx512|avx512bf16|amx)\n",
               std::string(isa_name(in_use)).c_str());
