@@ -33,6 +33,7 @@ namespace {
 struct AmxTiles {
   static void configure() {
     static const amx::TileConfig config{};
+    __asm__ volatile("" ::: "memory");  // _tile_loadconfig declares 8 of the 64 bytes it reads (see load below)
     _tile_loadconfig(&config);
   }
   static void release() { _tile_release(); }
@@ -42,11 +43,17 @@ struct AmxTiles {
     MOEFUSE_EACH_TILE(MOEFUSE_ZERO)
 #undef MOEFUSE_ZERO
   }
+  // GCC's _tile_loadd is an asm statement that takes the address in a register and declares no memory input, so
+  // the compiler would be free to drop or move the stores that fill an edge buffer (a memset and memcpy into a local
+  // array whose bytes it never sees read) past the load. The empty asm with a memory clobber on each side keeps every
+  // store before the load and every later store after it. (_tile_stored declares its memory clobber itself.)
   template <int t>
   static void load(const void* p, int64_t stride) {
+    __asm__ volatile("" ::: "memory");
 #define MOEFUSE_LOAD(i) _tile_loadd(i, p, stride)
     MOEFUSE_EACH_TILE(MOEFUSE_LOAD)
 #undef MOEFUSE_LOAD
+    __asm__ volatile("" ::: "memory");
   }
   template <int t>
   static void store(void* p, int64_t stride) {
