@@ -3,6 +3,7 @@
 // A config file has the seed's shape:
 //
 //     exe_mode: ge_graph              # optional: eager | ge_graph | graph (graph = ge_graph)
+//     numerics: portable              # optional, default unset (the process default): native | portable
 //     model_config:                   # required
 //       model_type: olmoe             # required: deepseek_v3 | deepseek_v2 | qwen3_moe | qwen2_moe | mixtral | olmoe
 //       num_experts: 64               # required
@@ -36,11 +37,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "moefuse/dtype.h"
+#include "moefuse/numerics.h"
 
 namespace moefuse {
 
@@ -62,6 +65,9 @@ enum class RouterLogitsDtype : uint8_t { fp32, model };
 /// `MoeConfig{}` is a valid configuration.
 struct MoeConfig {
   ExeMode exe_mode = ExeMode::ge_graph;
+  /// The numerics tier (moefuse/numerics.h) a layer of this config runs unless LayerOptions::numerics says
+  /// otherwise; unset (the YAML key absent; every preset) = default_numerics(). to_yaml writes it only when set.
+  std::optional<Numerics> numerics = std::nullopt;
   // model_config:
   ModelType model_type = ModelType::olmoe;
   bool enable_superkernel = true;

@@ -11,11 +11,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "moefuse/config.h"
 #include "moefuse/io.h"
+#include "moefuse/numerics.h"
 #include "moefuse/tensor.h"
 
 namespace moefuse {
@@ -59,7 +61,7 @@ struct LayerWeights {
   Tensor shared_w13_perm;   // [1, H] i32: the same for the shared expert
 };
 
-/// Execution options (none changes the output) and what a load accepts.
+/// Execution options (none but `numerics` changes the output) and what a load accepts.
 struct LayerOptions {
   /// Threads working on a forward: 0 = every core (hardware_concurrency), else 1..kMaxThreads (1024,
   /// moefuse/threads.h); more is a ValueError. They are a limit on the process's one pool (moefuse/threads.h), whose
@@ -78,6 +80,13 @@ struct LayerOptions {
   /// read; the constructor: "MoeLayer: <LayerWeights member>: ... got inf at [e, r, i]"), because a single NaN
   /// in the router or in an expert turns outputs NaN. Random weights are always finite.
   bool allow_non_finite_weights = false;
+  /// The numerics tier (moefuse/numerics.h) of the layer's GEMMs: unset = the config's `numerics` key when it has
+  /// one, else default_numerics() (MOEFUSE_NUMERICS, else native), resolved when the layer is made. portable: the
+  /// output is bitwise reference_layer_forward's on every CPU. native: on a CPU with AMX-BF16, the expert and shared
+  /// expert GEMMs of bf16 weights run on AMX tiles, within the tolerance of docs/layer.md §2 of the oracle (still the
+  /// same bits for any thread count, batch, chunking or path); the router GEMM stays portable in both tiers, so the
+  /// routing (top-k experts and their weights) is bitwise the oracle's. Elsewhere native runs the portable kernels.
+  std::optional<Numerics> numerics = std::nullopt;
 };
 
 /// Milliseconds spent per stage in the last forward: summed over chunks, averaged over the threads that ran (each
@@ -191,9 +200,11 @@ class MoeLayer {
   std::string path() const;
   /// The GEMM kernel the last non-empty forward's expert projections dispatched to: the kernel registry's variant
   /// name, e.g. "gemm_bf16w_f32_6x16__avx2" (float chains) or "gemm_s8_s32_6x64__avx512vnni" (quantised ones),
-  /// chosen from active_isa() and use_avx512_vnni() (moefuse/cpu.h) — when the layer was made for the fused path,
-  /// at each call for the chain's grouped matmuls. "" before any forward.
+  /// chosen from active_isa(), use_avx512_vnni() (moefuse/cpu.h) and the layer's numerics tier — when the layer was
+  /// made for the fused path, at each call for the chain's grouped matmuls. "" before any forward.
   std::string kernel() const;
+  /// The numerics tier the layer runs (LayerOptions::numerics resolved when it was made).
+  Numerics numerics() const;
   /// [E]: rows routed to each expert in the last forward (its tokens' top-k choices), and the same summed over
   /// every forward since the layer was made — the load an expert placement balances (moefuse/ep.h).
   const std::vector<int64_t>& expert_tokens() const;

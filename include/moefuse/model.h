@@ -9,9 +9,9 @@
 // num_hidden_layers, the expert count and width, num_experts_per_tok) are required; keys that choose behaviour take
 // the default of the family's transformers config class when absent (e.g. norm_topk_prob false for qwen3_moe,
 // first_k_dense_replace 3 for deepseek_v3). A null value counts as absent. Other keys (vocabulary, attention,
-// rope, ...) are not read. The execution keys of MoeConfig (exe_mode, enable_superkernel, moe_chunk_max_len,
-// router_logits_dtype) are not model keys: they take MoeConfig's defaults, or come from a moefuse config given beside
-// the folder (with_execution_options).
+// rope, ...) are not read. The execution keys of MoeConfig (exe_mode, numerics, enable_superkernel,
+// moe_chunk_max_len, router_logits_dtype) are not model keys: they take MoeConfig's defaults, or come from a moefuse
+// config given beside the folder (with_execution_options).
 #pragma once
 
 #include <cstdint>
@@ -90,8 +90,8 @@ bool is_model_folder(const std::string& path);
 ModelConfig load_model_config(const std::string& path);
 
 /// `model` (a config from config.json) with the execution keys of `options` (a moefuse config given beside the
-/// folder): exe_mode, enable_superkernel, moe_chunk_max_len and router_logits_dtype always; dtype, and quant_mode
-/// when the model's layer is float (a float folder quantised on load). Every model key (model_type, the shape, the
+/// folder): exe_mode, numerics, enable_superkernel, moe_chunk_max_len and router_logits_dtype always; dtype, and
+/// quant_mode when the model's layer is float (a float folder quantised on load). Every model key (model_type, the shape, the
 /// routing, the shared expert; quant_mode of a quantised layer) must be equal in both: ValueError
 /// "<options_source>: model_config.num_experts: expected 8 (as <model_source> says), got 16". The result is
 /// validated.

@@ -9,6 +9,9 @@
 //             machine: the same bits for any thread count, batch, chunking or path, because the order of the sums
 //             is fixed by the packing, never by the number of rows or threads. On a CPU without AMX-BF16, native
 //             is portable.
+//
+// Which tier runs: a layer's LayerOptions::numerics, else its config's `numerics` key, else default_numerics() (the
+// environment variable MOEFUSE_NUMERICS, else native); the operators (moefuse/ops.h) run default_numerics().
 #pragma once
 
 #include <string_view>
@@ -22,5 +25,10 @@ std::string_view numerics_name(Numerics numerics);
 
 /// Parses "native" or "portable"; throws ValueError naming `source`, what was expected and what it got.
 Numerics parse_numerics(std::string_view name, std::string_view source);
+
+/// The process default tier: the environment variable MOEFUSE_NUMERICS (native | portable) read at the first call;
+/// unset or empty = native. A bad value is a ValueError naming MOEFUSE_NUMERICS, what was expected and what it got,
+/// thrown by every call (so by the first layer made or operator called). Thread-safe.
+Numerics default_numerics();
 
 }  // namespace moefuse

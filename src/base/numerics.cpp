@@ -1,5 +1,6 @@
 #include "moefuse/numerics.h"
 
+#include <cstdlib>
 #include <string>
 
 #include "moefuse/error.h"
@@ -14,6 +15,15 @@ Numerics parse_numerics(std::string_view name, std::string_view source) {
   if (name == "native") return Numerics::native;
   if (name == "portable") return Numerics::portable;
   throw ValueError(std::string(source) + ": expected native or portable, got \"" + std::string(name) + "\"");
+}
+
+Numerics default_numerics() {
+  // A throwing initialiser leaves the static uninitialised: a bad value is reported again at the next call.
+  static const Numerics numerics = [] {
+    const char* v = std::getenv("MOEFUSE_NUMERICS");
+    return v && *v ? parse_numerics(v, "MOEFUSE_NUMERICS") : Numerics::native;
+  }();
+  return numerics;
 }
 
 }  // namespace moefuse

@@ -144,14 +144,14 @@ void ExpertParallelLayer::Impl::run_experts(int64_t rows, const ep::ReceivePlan&
   m.a = a.narrow(0, 0, rows);
   m.a_scale = a_scale.narrow(0, 0, rows);
   m.y = y_rows;
-  layer::run_mlp(layer::operator_chain_ops(), c, m);
+  layer::run_mlp(layer::operator_chain_ops(packed.kernels.gemm.numerics), c, m);
 }
 
 // One round: this rank's `x` (possibly no tokens) through the layer, with every other rank's round.
 void ExpertParallelLayer::Impl::round(const Tensor& x, const Tensor& out, bool fused, ThreadPool& pool,
                                       LayerTimings& lt) {
   const MoeConfig& c = config;
-  const layer::ChainOps& ops = layer::operator_chain_ops();
+  const layer::ChainOps& ops = layer::operator_chain_ops(packed.kernels.gemm.numerics);
   const int64_t T = x.size(0), K = c.num_experts_per_tok, E = c.num_experts, H = c.hidden_size, R = T * K;
   const int P = comm.size(), me = comm.rank();
   EpTimings& t = timings;

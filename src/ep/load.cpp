@@ -132,14 +132,16 @@ Loaded load_rank_share(const MoeConfig& config, int64_t layer_index, MPI_Comm mp
   LayerWeights weights;
   layer::PackedLayerWeights packed;
   int threads = 1;
+  Numerics numerics = Numerics::portable;
   try {
     threads = resolve_threads(options.layer.threads);
+    numerics = layer::resolve_numerics(options.layer, config);
     check_share_fits(config, int64_t(local.size()), options.layer.memory_limit_bytes);
     reserve_pool_threads(threads);
     PoolLease lease(threads);
     weights = load(lease.workers(), &local);
     hash = weights_hash(weights);
-    packed = layer::pack_layer_weights(weights);
+    packed = layer::pack_layer_weights(weights, numerics);
   } catch (const Error&) {
     failure = std::current_exception();
   }

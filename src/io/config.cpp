@@ -68,9 +68,12 @@ class Reader {
     MoeConfig c;
     YAML::Node model;
     bool have_model = false;
-    for_each_key(root, "", {"exe_mode", "model_config"}, [&](const std::string& key, const YAML::Node& value) {
+    for_each_key(root, "", {"exe_mode", "numerics", "model_config"}, [&](const std::string& key,
+                                                                        const YAML::Node& value) {
       if (key == "exe_mode") {
         c.exe_mode = read_exe_mode(value);
+      } else if (key == "numerics") {
+        c.numerics = read_numerics(value);
       } else {
         have_model = true;
         model = value;
@@ -140,7 +143,7 @@ class Reader {
       c.n_shared_experts = 1;
 
     validate_config(c, [&](std::string_view key) {
-      std::string path = key == "exe_mode" ? std::string(key) : "model_config." + std::string(key);
+      std::string path = config_detail::top_level_key(key) ? std::string(key) : "model_config." + std::string(key);
       auto it = marks_.find(path);
       return at(it != marks_.end() ? it->second : model_mark_);
     });
@@ -327,6 +330,12 @@ class Reader {
     fail(n, "exe_mode", enum_choices<ExeMode>("graph"));
   }
 
+  Numerics read_numerics(const YAML::Node& n) const {
+    if (n.IsScalar() && (n.Scalar() == "native" || n.Scalar() == "portable"))
+      return parse_numerics(n.Scalar(), "numerics");
+    fail(n, "numerics", "native or portable");
+  }
+
   std::string_view source_;
   std::map<std::string, YAML::Mark> marks_;
   YAML::Mark model_mark_ = YAML::Mark::null_mark();
@@ -358,6 +367,7 @@ std::string to_yaml(const MoeConfig& c) {
   }
   std::string s;
   s += "exe_mode: " + std::string(enum_name(c.exe_mode)) + "\n";
+  if (c.numerics) s += "numerics: " + std::string(numerics_name(*c.numerics)) + "\n";
   s += "model_config:\n";
   s += "  model_type: " + std::string(enum_name(c.model_type)) + "\n";
   s += "  enable_superkernel: " + std::string(b(c.enable_superkernel)) + "\n";

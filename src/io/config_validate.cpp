@@ -17,7 +17,7 @@ constexpr int64_t kMaxRows = 2147483647;         // expanded rows (T*K) are inde
 
 [[noreturn]] void fail_key(const WhereFn& where, std::string_view key, std::string_view expected,
                            std::string_view got) {
-  std::string path = key == "exe_mode" ? std::string(key) : "model_config." + std::string(key);
+  std::string path = top_level_key(key) ? std::string(key) : "model_config." + std::string(key);
   throw ValueError(check::message(where(key), path, expected, got));
 }
 
@@ -25,8 +25,12 @@ std::string num(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
+bool top_level_key(std::string_view key) { return key == "exe_mode" || key == "numerics"; }
+
 void validate_config(const MoeConfig& c, const WhereFn& where) {
   if (!enum_valid(c.exe_mode)) fail_key(where, "exe_mode", enum_choices<ExeMode>(), num(int(c.exe_mode)));
+  if (c.numerics && *c.numerics != Numerics::native && *c.numerics != Numerics::portable)
+    fail_key(where, "numerics", "native or portable", num(int(*c.numerics)));
   if (!enum_valid(c.model_type))
     fail_key(where, "model_type", enum_choices<ModelType>(), num(int(c.model_type)));
 

@@ -10,8 +10,11 @@
 
 namespace moefuse::config_detail {
 
-/// The "<source>[:line:col]" prefix of an error about `key` (short name under model_config, or exe_mode).
+/// The "<source>[:line:col]" prefix of an error about `key` (short name under model_config, or a top-level key).
 using WhereFn = std::function<std::string(std::string_view key)>;
+
+/// Whether `key` is a top-level key of the YAML form (exe_mode, numerics) rather than one under model_config.
+bool top_level_key(std::string_view key);
 
 /// Throws ValueError naming the first key that breaks a rule.
 void validate_config(const MoeConfig& c, const WhereFn& where);

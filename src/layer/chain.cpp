@@ -192,7 +192,7 @@ Routed route_tokens(const ChainOps& ops, const MoeConfig& config, const LayerWei
   // 1. router: fp32 logits (rounded to the model dtype when configured).
   auto t0 = Clock::now();
   const Tensor logits = rows(b.logits, T);
-  if (packed) router_logits(packed->kernels.gemm, x, packed->router, logits);
+  if (packed) router_logits(packed->kernels.router, x, packed->router, logits);
   else router_logits(x, w.router, logits);
   Tensor gate_in = logits;
   if (b.logits_model.defined()) {

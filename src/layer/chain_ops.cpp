@@ -1,6 +1,7 @@
 #include "layer/chain_ops.h"
 
 #include "base/groups.h"
+#include "ops/packed_grouped_weights.h"
 #include "reference/dequant_swiglu_quant.h"
 #include "reference/finalize_routing.h"
 #include "reference/gating.h"
@@ -14,6 +15,7 @@ namespace {
 
 class OperatorOps final : public ChainOps {
  public:
+  explicit OperatorOps(Numerics numerics) : numerics_(numerics) {}
   void gating_top_k(const Tensor& x, int64_t k, const GatingTopKOptions& o, const GatingTopKResult& out) const override {
     moefuse::gating_top_k_out(x, k, o, out);
   }
@@ -23,8 +25,8 @@ class OperatorOps final : public ChainOps {
   }
   void grouped_matmul(const Tensor& x, const Tensor& w, const PackedGroupedWeights* packed,
                       const GroupedMatmulOptions& o, const Tensor& y) const override {
-    if (packed) moefuse::grouped_matmul_out(x, *packed, o, y);
-    else moefuse::grouped_matmul_out(x, w, o, y);
+    if (packed) moefuse::grouped_matmul_out(x, *packed, o, y, numerics_);
+    else moefuse::grouped_matmul_out(x, w, o, y, numerics_);
   }
   void swiglu(const Tensor& x, const Tensor& out) const override { moefuse::swiglu_out(x, -1, out); }
   void dequant_swiglu_quant(const Tensor& x, const DequantSwigluQuantOptions& o,
@@ -39,6 +41,9 @@ class OperatorOps final : public ChainOps {
                         const Tensor& out) const override {
     moefuse::finalize_routing_out(rows, skip1, Tensor{}, Tensor{}, scales, idx, Tensor{}, 2, 1, out);
   }
+
+ private:
+  Numerics numerics_;  // the tier of the grouped matmuls (the only operators that have tiers)
 };
 
 // The references take resolved arguments; the chain only uses the modes mapped here (dropless init_routing_v2
@@ -101,9 +106,9 @@ class ReferenceOps final : public ChainOps {
 
 }  // namespace
 
-const ChainOps& operator_chain_ops() {
-  static const OperatorOps ops;
-  return ops;
+const ChainOps& operator_chain_ops(Numerics numerics) {
+  static const OperatorOps native(Numerics::native), portable(Numerics::portable);
+  return numerics == Numerics::native ? native : portable;
 }
 
 const ChainOps& reference_chain_ops() {

@@ -1,11 +1,12 @@
 // The operators the layer's chain calls, behind one interface with two implementations:
-//   * operator_chain_ops(): the public operators' _out forms (argument checks, then the library's best code) —
-//     what MoeLayer runs;
+//   * operator_chain_ops(numerics): the public operators' _out forms (argument checks, then the library's best
+//     code), the grouped matmuls in the layer's numerics tier — what MoeLayer runs;
 //   * reference_chain_ops(): the scalar references of src/reference, called directly — the oracle of
 //     `moefuse verify` and of reference_layer_forward().
 // One chain (chain.cpp) over both, so the layer and its oracle cannot drift apart in how they chain operators.
 #pragma once
 
+#include "moefuse/numerics.h"
 #include "moefuse/ops.h"
 
 namespace moefuse::layer {
@@ -30,7 +31,7 @@ class ChainOps {
                                 const Tensor& expanded_src_to_dst_row, const Tensor& out) const = 0;
 };
 
-const ChainOps& operator_chain_ops();
+const ChainOps& operator_chain_ops(Numerics numerics);
 const ChainOps& reference_chain_ops();
 
 }  // namespace moefuse::layer

@@ -487,7 +487,7 @@ void run_fused_decode(const MoeConfig& config, const LayerWeights& weights, cons
                       LayerTimings& timings, LayerRouting* routing_out) {
   const int64_t T = x.size(0);
   if (T == 0) return;
-  const Routed routed = route_tokens(operator_chain_ops(), config, weights, &packed, x, buffers.routing, timings);
+  const Routed routed = route_tokens(operator_chain_ops(packed.kernels.gemm.numerics), config, weights, &packed, x, buffers.routing, timings);
   if (routing_out) *routing_out = LayerRouting{routed.topk_idx, routed.scales};
 
   auto t0 = Clock::now();

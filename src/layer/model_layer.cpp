@@ -66,6 +66,7 @@ MoeConfig with_execution_options(const MoeConfig& model, std::string_view model_
     c.quant_symmetric = options.quant_symmetric;
   }
   c.exe_mode = options.exe_mode;
+  c.numerics = options.numerics;
   c.enable_superkernel = options.enable_superkernel;
   c.moe_chunk_max_len = options.moe_chunk_max_len;
   c.router_logits_dtype = options.router_logits_dtype;

@@ -190,7 +190,7 @@ struct MoeLayer::Impl {
   std::string path = "chain";
   const char* kernel = "";  // a registry name (static storage)
 
-  Impl(const MoeConfig& c, LayerWeights w, int threads)
+  Impl(const MoeConfig& c, LayerWeights w, int threads, Numerics numerics)
       : config(c), weights(std::move(w)), threads(threads), buffers(size_t(threads)), part_timings(size_t(threads)),
         part_routing(size_t(threads)), expert_seen(size_t(c.num_experts)), part_seen(size_t(c.num_experts)),
         expert_tokens(size_t(c.num_experts), 0), cumulative_tokens(size_t(c.num_experts), 0) {
@@ -199,7 +199,7 @@ struct MoeLayer::Impl {
     // Start the workers now, so that a forward starts none (and allocates nothing).
     reserve_pool_threads(threads);
     PoolLease lease(threads);  // pack on the layer's threads
-    packed = layer::pack_layer_weights(weights);
+    packed = layer::pack_layer_weights(weights, numerics);
     if (packed.fp8) {  // one byte per weight plus scales: the bytes the kernels read, as packed
       per_expert_bytes = packed_bytes(packed.w13) + packed_bytes(packed.w2);
       chunk_fixed_bytes = fixed_bytes_fp8(c, packed);
@@ -216,7 +216,8 @@ MoeLayer::MoeLayer(const MoeConfig& config, LayerWeights weights, const LayerOpt
   validate(config, "MoeLayer config");
   layer::validate_weights(config, weights, fp8_form);
   if (!options.allow_non_finite_weights) layer::check_finite_weights(weights);
-  impl_ = std::make_unique<Impl>(config, std::move(weights), resolve_threads(options.threads));
+  impl_ = std::make_unique<Impl>(config, std::move(weights), resolve_threads(options.threads),
+                                 layer::resolve_numerics(options, config));
 }
 
 MoeLayer::~MoeLayer() = default;
@@ -231,6 +232,7 @@ template <class Load>
 LayerWeights load_weights(const MoeConfig& config, const LayerOptions& options, Load&& load, int64_t weight_bytes = -1) {
   validate(config, "MoeLayer config");
   const int threads = resolve_threads(options.threads);
+  layer::resolve_numerics(options, config);  // a bad MOEFUSE_NUMERICS fails before anything is read
   check_fits(config, threads, options.memory_limit_bytes, weight_bytes >= 0 ? weight_bytes : layer_weight_bytes(config));
   reserve_pool_threads(threads);
   PoolLease lease(threads);
@@ -286,6 +288,7 @@ int MoeLayer::threads() const { return impl_->threads; }
 const LayerTimings& MoeLayer::last_timings() const { return impl_->timings; }
 std::string MoeLayer::path() const { return impl_->path; }
 std::string MoeLayer::kernel() const { return impl_->kernel; }
+Numerics MoeLayer::numerics() const { return impl_->packed.kernels.gemm.numerics; }
 const std::vector<int64_t>& MoeLayer::expert_tokens() const { return impl_->expert_tokens; }
 const std::vector<int64_t>& MoeLayer::cumulative_expert_tokens() const { return impl_->cumulative_tokens; }
 
@@ -345,7 +348,7 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
         return;
       }
       const int64_t begin = c0 + p * s.share, n = std::min(s.share, c0 + len - begin);
-      layer::run_chain(layer::operator_chain_ops(), c, m.weights, &m.packed, x.narrow(0, begin, n),
+      layer::run_chain(layer::operator_chain_ops(m.packed.kernels.gemm.numerics), c, m.weights, &m.packed, x.narrow(0, begin, n),
                        out.narrow(0, begin, n), m.buffers[size_t(p)], &m.part_timings[size_t(p)],
                        &m.part_routing[size_t(p)]);
     };
@@ -407,8 +410,9 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   else if (T > 0) m.path = fused ? "superkernel" : "chain";
   if (T > 0) {
     // What the expert GEMMs dispatched to: the fused path runs the kernels chosen when the layer was packed, the
-    // chain's grouped matmuls choose theirs at each call.
-    const gemm::GemmKernels k = fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels();
+    // chain's grouped matmuls choose theirs (in the layer's tier) at each call.
+    const gemm::GemmKernels k =
+        fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels(m.packed.kernels.gemm.numerics);
     m.kernel = m.packed.fp8                      ? k.fp8w.name
                : c.quant_mode == QuantMode::none  ? k.float_kernel(c.dtype).name
                : c.quant_mode == QuantMode::w4a16 ? k.kernel_for((*m.packed.w13.experts)[0]).name

@@ -67,9 +67,16 @@ Tensor unpack_projection(const PackedProjection& packed) {
 
 }  // namespace
 
-PackedLayerWeights pack_layer_weights(LayerWeights& w) {
+Numerics resolve_numerics(const LayerOptions& options, const MoeConfig& config) {
+  if (options.numerics) return *options.numerics;
+  if (config.numerics) return *config.numerics;
+  return default_numerics();
+}
+
+PackedLayerWeights pack_layer_weights(LayerWeights& w, Numerics numerics) {
   PackedLayerWeights p;
-  p.kernels.gemm = gemm::select_gemm_kernels();
+  p.kernels.gemm = gemm::select_gemm_kernels(numerics);
+  p.kernels.router = gemm::select_gemm_kernels(Numerics::portable);
   p.kernels.rows = rows::select_rows_kernels();
   p.fp8 = fp8_form(w);
   const bool int4 = !p.fp8 && w.w13.dtype() == DType::u8;  // w4a16

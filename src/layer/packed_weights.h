@@ -23,7 +23,8 @@ struct PackedProjection {
 /// The kernels a layer runs, chosen once when it is made (active_isa() then: MOEFUSE_MAX_ISA / set_max_isa apply
 /// to layers made after them).
 struct LayerKernels {
-  gemm::GemmKernels gemm;
+  gemm::GemmKernels gemm;    // the layer's tier (gemm.numerics): the expert and shared expert projections, shared gate
+  gemm::GemmKernels router;  // portable in both tiers: the router logits, so that top-k is the oracle's bit for bit
   rows::RowsKernels rows;
 };
 
@@ -38,12 +39,16 @@ struct PackedLayerWeights {
   bool fp8 = false;                 // the projections are FP8 block-scaled, one byte per weight (weights.h, fp8_form)
 };
 
+/// The tier a layer of `config` made with `options` runs: options.numerics, else config.numerics, else
+/// default_numerics() (ValueError for a bad MOEFUSE_NUMERICS).
+Numerics resolve_numerics(const LayerOptions& options, const MoeConfig& config);
+
 /// Packs `w`'s projections (on the operators' pool: the caller may scope one, base/default_pool.h) and releases
 /// w13, w2, shared_w13 and shared_w2 one by one as they are packed, so that a load never holds more than one
 /// extra projection (w4a16: their scales and zero points too, which the packed form holds; the FP8 form: its
 /// scales, packed with the weights by gemm::pack_weights_fp8). The router and the small
-/// tensors stay in `w` as they are. Chooses the layer's kernels.
-PackedLayerWeights pack_layer_weights(LayerWeights& w);
+/// tensors stay in `w` as they are. Chooses the layer's kernels, in tier `numerics`.
+PackedLayerWeights pack_layer_weights(LayerWeights& w, Numerics numerics);
 
 /// `w` with w13, w2, shared_w13 and shared_w2 restored (new tensors, bitwise the packed weights) from `packed`;
 /// FP8 projections as the bf16 weights they stand for (gemm::dequantise_weights_fp8), without scales.

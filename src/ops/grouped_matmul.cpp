@@ -10,6 +10,7 @@
 #include "base/groups.h"
 #include "base/scratch.h"
 #include "ops/grouped_matmul_kernels.h"
+#include "ops/packed_grouped_weights.h"
 #include "reference/grouped_matmul.h"
 
 namespace moefuse {
@@ -221,8 +222,21 @@ GroupedMatmulArgs validate(const Tensor& x, const WeightDesc& weight, const Grou
 // from 48 rows packing gains at least a quarter, and below about 35 it loses. Smaller groups stay on the reference.
 constexpr int64_t kPackMinRows = 48;
 
-void run_tensor_weight(GroupedMatmulArgs& args, const Tensor& weight, const Tensor& y) {
+// Whether kernels `k` compute float weights of `dtype` with other arithmetic than the portable kernels (which are
+// the reference's): the native tier's AMX-BF16 kernels, on a CPU that has them.
+bool differs_from_portable(const gemm::GemmKernels& k, DType dtype) {
+  if (k.numerics == Numerics::portable || k.float_kernel(dtype).fn == nullptr) return false;  // int8: exact anyway
+  const gemm::GemmKernels p = gemm::select_gemm_kernels(k.isa, k.vnni, Numerics::portable);
+  return k.float_kernel(dtype).fn != p.float_kernel(dtype).fn ||
+         (dtype == DType::bf16 && k.bf16w_bf16a.fn != p.bf16w_bf16a.fn);
+}
+
+void run_tensor_weight(GroupedMatmulArgs& args, const Tensor& weight, const Tensor& y, Numerics numerics) {
   args.weight = weight;
+  const gemm::GemmKernels kernels = gemm::select_gemm_kernels(numerics);
+  // Small groups run on the reference, which computes the portable tier's bits. Where the tier's kernels compute
+  // other bits, every group is packed instead, so that a row's result does not depend on its group's size.
+  const bool pack_all = differs_from_portable(kernels, weight.dtype());
   const int64_t E = weight.dim() == 3 ? weight.size(0) : 1;
   const int64_t M = args.x.size(0);
   // Per-thread scratch, so that a call that packs nothing allocates nothing (the layer's graph mode relies on it).
@@ -231,7 +245,7 @@ void run_tensor_weight(GroupedMatmulArgs& args, const Tensor& weight, const Tens
   bool any = false;
   auto visit = [&](int64_t e, int64_t begin, int64_t end) {
     ++groups;
-    if (end - begin >= kPackMinRows) need[e] = any = true;
+    if (end - begin >= kPackMinRows || (pack_all && end > begin)) need[e] = any = true;
   };
   if (!args.group_list.defined()) {
     if (M > 0) visit(0, 0, M);
@@ -252,14 +266,15 @@ void run_tensor_weight(GroupedMatmulArgs& args, const Tensor& weight, const Tens
     for (int64_t e = 0; e < E; ++e)
       if (need[e]) experts[e] = &packed[size_t(e)];
   }
-  gmm::run_grouped_gemm(args, std::span<const gemm::PackedWeights* const>(experts.data(), size_t(E)),
-                        gemm::select_gemm_kernels(), lease.pool(), y);
+  gmm::run_grouped_gemm(args, std::span<const gemm::PackedWeights* const>(experts.data(), size_t(E)), kernels,
+                        lease.pool(), y);
 }
 
-void run_packed(const GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y) {
+void run_packed(const GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y,
+                Numerics numerics) {
   DefaultPoolLease lease;
-  gmm::run_grouped_gemm(args, detail::PackedGroupedWeightsAccess::experts(weight), gemm::select_gemm_kernels(),
-                        lease.pool(), y);
+  gmm::run_grouped_gemm(args, detail::PackedGroupedWeightsAccess::experts(weight),
+                        gemm::select_gemm_kernels(numerics), lease.pool(), y);
 }
 
 }  // namespace
@@ -269,16 +284,21 @@ Tensor grouped_matmul(const Tensor& x, const Tensor& weight, const GroupedMatmul
   Shape out_shape;
   GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   Tensor y = Tensor::empty(out_dtype, out_shape);
-  run_tensor_weight(args, weight, y);
+  run_tensor_weight(args, weight, y, default_numerics());
   return y;
 }
 
 void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y) {
+  grouped_matmul_out(x, weight, options, y, default_numerics());
+}
+
+void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y,
+                        Numerics numerics) {
   DType out_dtype;
   Shape out_shape;
   GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   check::output(kOp, "y", y, out_dtype, out_shape);
-  run_tensor_weight(args, weight, y);
+  run_tensor_weight(args, weight, y, numerics);
 }
 
 Tensor grouped_matmul(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options) {
@@ -286,17 +306,22 @@ Tensor grouped_matmul(const Tensor& x, const PackedGroupedWeights& weight, const
   Shape out_shape;
   GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   Tensor y = Tensor::empty(out_dtype, out_shape);
-  run_packed(args, weight, y);
+  run_packed(args, weight, y, default_numerics());
   return y;
 }
 
 void grouped_matmul_out(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options,
                         const Tensor& y) {
+  grouped_matmul_out(x, weight, options, y, default_numerics());
+}
+
+void grouped_matmul_out(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options,
+                        const Tensor& y, Numerics numerics) {
   DType out_dtype;
   Shape out_shape;
   GroupedMatmulArgs args = validate(x, WeightDesc::of(weight), options, out_dtype, out_shape);
   check::output(kOp, "y", y, out_dtype, out_shape);
-  run_packed(args, weight, y);
+  run_packed(args, weight, y, numerics);
 }
 
 PackedGroupedWeights pack_grouped_weights(const Tensor& weight) {

@@ -1,13 +1,22 @@
 // What a layer needs of the grouped_matmul operator's packed weights beyond the public API: the packed experts
-// themselves, a kernels type (kernels/gemm/packed_experts.h) the layer keeps and the fused decode path reads.
+// themselves, a kernels type (kernels/gemm/packed_experts.h) the layer keeps and the fused decode path reads; and
+// the operator in a given numerics tier.
 #pragma once
 
 #include <memory>
 
 #include "kernels/gemm/packed_experts.h"
+#include "moefuse/numerics.h"
 #include "moefuse/ops/grouped_matmul.h"
 
 namespace moefuse {
+
+/// grouped_matmul_out on the GEMM kernels of tier `numerics` (the public forms run default_numerics()): what a
+/// layer's chain calls, in the layer's tier. Same arguments, checks and errors as the public forms.
+void grouped_matmul_out(const Tensor& x, const Tensor& weight, const GroupedMatmulOptions& options, const Tensor& y,
+                        Numerics numerics);
+void grouped_matmul_out(const Tensor& x, const PackedGroupedWeights& weight, const GroupedMatmulOptions& options,
+                        const Tensor& y, Numerics numerics);
 
 /// Packs int4 group-wise projections stored the Hugging Face way: q [E, N, K] u8 (values 0..15), scale [E, N, K / G]
 /// f32 and zero [E, N, K / G] u8, contiguous. The result is the logical [E, K, N] weight (the view grouped_matmul

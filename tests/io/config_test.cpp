@@ -316,7 +316,7 @@ TEST(ConfigErrors, DocumentShape) {
 
 TEST(ConfigErrors, UnknownAndDuplicateKeys) {
   EXPECT_THROWS_MSG(parse(yaml() + "exe_mod: eager\n"), ValueError,
-                    "cfg.yaml:10:1: exe_mod: expected a known key (exe_mode, model_config), got an unknown key "
+                    "cfg.yaml:10:1: exe_mod: expected a known key (exe_mode, numerics, model_config), got an unknown key "
                     "(did you mean exe_mode?)");
   EXPECT_THROWS_MSG(parse(yaml({{"num_expert", "4"}})), ValueError,
                     "cfg.yaml:10:3: model_config.num_expert: expected a known key (model_type,",

@@ -538,7 +538,7 @@ CONFIG_ERRORS = [
     (with_model(num_expert=4), ValueError,
      "config dict: model_config.num_expert: expected a known key (model_type, ", "did you mean num_experts?"),
     ({"exe_mode": "ge_graph", "model_config": {}, "seed": 1}, ValueError,
-     "config dict: seed: expected a known key (exe_mode, model_config), got an unknown key", ""),
+     "config dict: seed: expected a known key (exe_mode, numerics, model_config), got an unknown key", ""),
     (with_model(num_experts="64"), ValueError,
      'config dict: model_config.num_experts: expected an integer, got the string "64"', ""),
     (with_model(hidden_size=64.0), ValueError, "config dict: model_config.hidden_size: expected an integer, got 64.0",

@@ -63,7 +63,10 @@ struct GroupedMatmulOptions {
 ///                                 [+ float bias[e][n]];                               y = cast(act(v))
 /// Output rows not covered by any group (when the groups cover fewer than M rows) are written as zeros.
 ///
-/// Arithmetic contract (docs/operators.md, Numerics; every optimised variant must give bitwise the same output):
+/// Arithmetic contract (docs/operators.md, Numerics; every optimised variant must give bitwise the same output) of
+/// the portable numerics tier (moefuse/numerics.h). The call runs default_numerics(): in the native tier, on a CPU
+/// with AMX-BF16, bf16 weights run on AMX tiles, whose sums differ from acc(r, n) below in their last bits (still the
+/// same bits for any M, grouping or thread count); everything else keeps this contract in both tiers.
 ///   * acc(r, n) is accumulated in fp32 starting from +0.0f, both operands widened exactly to fp32, in the order of
 ///     the weight's dtype. f32 and f16 weights: over k = 0, 1, ..., K-1 in this order,
 ///     acc = std::fma(float(x[r][k]), float(w[e][k][n]), acc). bf16 weights (x86 vdpbf16ps's arithmetic, so that
