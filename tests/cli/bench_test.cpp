@@ -102,6 +102,7 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
       << machine;
   EXPECT_NE(machine.find("; prefetch " + prefetch_text(prefetch_settings()) + ";"), std::string::npos) << machine;
   EXPECT_NE(machine.find("2 threads of "), std::string::npos) << machine;
+  EXPECT_NE(machine.find(", numerics portable; "), std::string::npos) << machine;  // the suites' MOEFUSE_NUMERICS
   // Both probe rounds, read and peaks, before the rows and after them.
   EXPECT_NE(r.out.find("read:       before "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("read:       after "), std::string::npos) << r.out;
@@ -151,6 +152,7 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
         const probe::PeakFamily* family = probe::family_of_kernel(kernel);
         EXPECT_EQ(w[13], family ? family->id : "-");
         EXPECT_EQ(row["kernel"], kernel);
+        EXPECT_EQ(row["numerics"], "portable");
         EXPECT_TRUE(w[15] == "memory" || w[15] == "compute") << w[15];
         // A probe failure is flagged, never a ratio below 1.
         EXPECT_EQ(w[16] == "PROBE", row["probe_failure"].get<bool>()) << rows[i - 1];

@@ -283,7 +283,7 @@ TEST_F(CliTest, VerifyPassesForFloatQuantisedAndSharedExpertModels) {
     EXPECT_EQ(line_starting(r.out, "result:"), "result:     PASS");
     EXPECT_EQ(line_starting(r.out, "compared:"),
               "compared:   " + std::to_string(7 * (cfg == shared_yaml ? 48 : cfg == v3_yaml ? 32 : 64)) +
-                  " elements: 0 mismatched, max abs error 0, max rel error 0");
+                  " elements: 0 mismatched, max abs error 0, max rel error 0, max token relative L2 error 0");
     EXPECT_NE(line_starting(r.out, "routing:").find("matched (top-k indices and weights"), std::string::npos)
         << r.out;
     EXPECT_EQ(line_starting(r.out, "finite:").rfind("finite:     yes (0 of ", 0), 0u) << r.out;

@@ -115,12 +115,14 @@ void print_header(const BenchResult& r, std::string& out) {
                 static_cast<long long>(c.shared_expert_width()), std::string(dtype_name(c.dtype)).c_str());
   }
   const BenchMachine& m = r.machine;
-  appendf(out, "machine:    %s (family %d, model %d, stepping %d: %s); isa set %s; kernels %s%s; prefetch %s; %d "
+  appendf(out, "machine:    %s (family %d, model %d, stepping %d: %s); isa set %s; kernels %s%s, numerics %s; "
+               "prefetch %s; %d "
               "thread%s of %d CPU%s; LLC %s%s; memory %s\n",
               m.cpu.c_str(), m.signature.family, m.signature.model, m.signature.stepping,
               std::string(cpu_family_name(m.family)).c_str(),
               m.isa_set.empty() ? "none" : join(m.isa_set, " ").c_str(), std::string(isa_name(active_isa())).c_str(),
-              use_avx512_vnni() ? " + vnni" : "", prefetch_text(m.prefetch).c_str(), m.threads,
+              use_avx512_vnni() ? " + vnni" : "", join(m.numerics, "/").c_str(),
+              prefetch_text(m.prefetch).c_str(), m.threads,
               m.threads == 1 ? "" : "s", m.cpus, m.cpus == 1 ? "" : "s",
               bytes_text(m.llc_bytes).c_str(), m.llc_given ? " (given by --llc-bytes)" : "",
               bytes_text(m.memory_total_bytes).c_str());
@@ -226,6 +228,7 @@ Json bench_json(const BenchResult& r) {
                                  {"family_entry", m.prefetch == family_prefetch(m.family)}}},
                {"isa_set", m.isa_set},
                {"isa", isa_name(active_isa())},
+               {"numerics", m.numerics},
                {"vnni", use_avx512_vnni()},
                {"threads", m.threads},
                {"cpus", m.cpus},
@@ -262,6 +265,7 @@ Json bench_json(const BenchResult& r) {
                         {"requested_path", row.asked_path},
                         {"path", row.path},
                         {"kernel", row.kernel},
+                        {"numerics", row.numerics},
                         {"peak_family", row.family ? Json(row.family->id) : Json(nullptr)},
                         {"peak", positive_or_null(row.peak_ops / 1e9)},
                         {"schedule", row.prefill ? "prefill" : "decode"},

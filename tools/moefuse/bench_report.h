@@ -20,6 +20,7 @@ inline constexpr int64_t kPrefillFrom = 128;
 struct BenchRow {
   std::string model, quant, asked_path, path;
   std::string kernel;                         // MoeLayer::kernel() after the timed forwards
+  std::string numerics;                       // numerics_name(MoeLayer::numerics())
   const probe::PeakFamily* family = nullptr;  // probe::family_of_kernel(kernel); nullptr: no compute bound
   int64_t tokens = 0;
   bool prefill = false;
@@ -48,6 +49,7 @@ struct BenchMachine {
   CpuFamily family = CpuFamily::generic;  // cpu_family()
   PrefetchSettings prefetch;              // the settings the kernels ran with (prefetch_settings())
   std::vector<std::string> isa_set;
+  std::vector<std::string> numerics;  // the numerics tiers the layers run, each once ("native", "portable")
   int threads = 1;
   int cpus = 1;  // CPUs this process may run on
   int64_t llc_bytes = 0;

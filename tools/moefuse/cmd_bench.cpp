@@ -48,6 +48,7 @@ struct BenchArgs {
   std::string json, plot;
   bool ep = false;        // --ep: the expert-parallel layer under mpirun (ep_commands.h)
   std::string placement;  // --placement (with --ep)
+  std::string numerics;   // --numerics ("" = each config's key, else the default)
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -218,6 +219,15 @@ class Bench {
     m.signature = probe::cpu_signature();
     m.family = cpu_family();
     m.prefetch = prefetch_settings();  // read once here: MOEFUSE_PREFETCH's errors come before any work
+    // The tiers the layers will run: --numerics, else each config's key, else the default (MOEFUSE_NUMERICS's
+    // errors come before any work too).
+    for (const BenchModel& bm : r_.models) {
+      const Numerics n = !a_.numerics.empty()     ? parse_numerics(a_.numerics, "--numerics")
+                         : bm.lc.config.numerics ? *bm.lc.config.numerics
+                                                 : default_numerics();
+      const std::string tier(numerics_name(n));
+      if (std::find(m.numerics.begin(), m.numerics.end(), tier) == m.numerics.end()) m.numerics.push_back(tier);
+    }
     m.isa_set = probe::isa_set();
     m.threads = a_.threads > 0 ? a_.threads : std::max(1, int(std::thread::hardware_concurrency()));
     m.cpus = std::max<int>(1, int(probe::allowed_cpus().size()));
@@ -298,6 +308,7 @@ class Bench {
     const std::string what = r_.models[j.model].label + " " + j.quant;
     LayerOptions o;
     o.threads = a_.threads;
+    o.numerics = numerics_option(a_.numerics);
     std::vector<PathSet> sets;
     std::vector<MoeConfig> configs;
     std::vector<int64_t> costs;
@@ -390,6 +401,7 @@ class Bench {
       r.asked_path = sets[k].asked;
       r.path = layer.path();
       r.kernel = layer.kernel();
+      r.numerics = std::string(numerics_name(layer.numerics()));
       r.family = probe::family_of_kernel(r.kernel);
       r.tokens = T;
       r.prefill = prefill;
@@ -454,7 +466,8 @@ int bench(const BenchArgs& a) {
     if (!a.presets.empty() || !a.plot.empty() || !a.quant.empty())
       throw ValueError("--ep: expected one model (--config / --preset) without --presets, --quant or --plot, got " +
                        std::string(!a.presets.empty() ? "--presets" : !a.plot.empty() ? "--plot" : "--quant"));
-    return bench_ep(EpBenchArgs{a.config, tokens, a.threads, a.iters, a.warmup, a.seed, a.placement, a.json});
+    return bench_ep(
+        EpBenchArgs{a.config, tokens, a.threads, a.iters, a.warmup, a.seed, a.placement, a.json, a.numerics});
   }
   const std::vector<std::string> paths = distinct(split_list(a.paths));
   if (!a.presets.empty() && (!a.config.config_path.empty() || !a.config.preset.empty()))
@@ -520,6 +533,7 @@ void add_bench_command(CLI::App& app, int& status) {
       ->check(list_of("none, w8a8, w8a8c8, w4a16, w4a8, fp8", [](const std::string& s) {
         return one_of(s, {"none", "w8a8", "w8a8c8", "w4a16", "w4a8", "fp8"});
       }));
+  add_numerics_option(cmd, a->numerics);
   cmd->add_option("--threads", a->threads, "Threads of the layer and of the machine probes (default 0: every core)")
       ->check(integer_at_least(0));
   cmd->add_option("--iters", a->iters, "Timed forwards per row; the median is reported (default 5)")

@@ -146,6 +146,7 @@ int run_ep(const LayerArgs& a, const std::string& placement) {
   EpOptions o;
   o.layer.threads = a.threads;
   o.layer.allow_non_finite_weights = a.allow_non_finite;
+  o.layer.numerics = numerics_option(a.numerics);
   o.placement = placement_of(placement, c, mpi.size());
   ExpertParallelLayer layer = make_ep_layer(c, a.weights, a.layer, a.seed, o);
 
@@ -226,6 +227,7 @@ int bench_ep(const EpBenchArgs& a) {
   const MoeConfig& c = lc.config;
   EpOptions o;
   o.layer.threads = a.threads;
+  o.layer.numerics = numerics_option(a.numerics);
   o.placement = placement_of(a.placement, c, mpi.size());
   ExpertParallelLayer layer = make_ep_layer(c, "", 0, a.seed, o);
   Json table = Json::array();

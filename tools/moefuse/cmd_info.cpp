@@ -1,6 +1,7 @@
 // `moefuse info`: version, what this CPU supports, the kernel levels and which one moefuse uses, and the presets
 // (with --weights DIR: the model folder instead, cmd_info_model.cpp).
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,11 @@ Json preset_json(const std::string& name) {
 int info(bool json) {
   const Isa in_use = active_isa();  // validates MOEFUSE_MAX_ISA before anything is printed
   const PrefetchSettings prefetch = prefetch_settings();  // and MOEFUSE_PREFETCH
+  const Numerics numerics = default_numerics();           // and MOEFUSE_NUMERICS
+  const char* numerics_env = std::getenv("MOEFUSE_NUMERICS");
+  const std::string numerics_from = numerics_env && *numerics_env ? "MOEFUSE_NUMERICS" : "default";
+  // Only the amx level has kernels of its own in the native tier (moefuse/numerics.h).
+  const bool native_differs = in_use >= Isa::amx;
   const PrefetchSettings family_entry = family_prefetch(cpu_family());
   const CpuFeatures& f = cpu_features();
   Json levels = Json::array();
@@ -72,6 +78,9 @@ int info(bool json) {
            {"kernel_levels", levels},
            {"bf16_dot", Json{{"in_use", bf16_not_dot.empty()}, {"unused_reason", bf16_not_dot}}},
            {"amx", Json{{"available", *amx_unused_reason() == 0}, {"unused_reason", amx_unused_reason()}}},
+           {"numerics", Json{{"default", numerics_name(numerics)},
+                             {"source", numerics_from},
+                             {"native_differs_from_portable", native_differs}}},
            {"presets", presets}};
     print_json(j);
     return 0;
@@ -108,6 +117,11 @@ int info(bool json) {
   std::printf("\n");
   std::printf("bf16 weights:  %s\n",
               bf16_not_dot.empty() ? "vdpbf16ps (AVX512-BF16)" : ("fp32 FMA kernels: " + bf16_not_dot).c_str());
+  std::printf("numerics:      %s (%s; set MOEFUSE_NUMERICS=native|portable); native %s\n",
+              std::string(numerics_name(numerics)).c_str(),
+              numerics_from == "default" ? "the default, MOEFUSE_NUMERICS unset" : "from MOEFUSE_NUMERICS",
+              native_differs ? "runs bf16 weights on AMX-BF16 here (amx level in use)"
+                             : "runs the portable kernels here (amx level not in use)");
   std::printf("presets:\n");
   std::printf("  %-20s %-12s %5s %3s %6s %6s %7s %5s %10s\n", "name", "model_type", "E", "K", "H", "I", "shared",
               "dtype", "weights");

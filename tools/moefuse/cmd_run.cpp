@@ -52,7 +52,7 @@ int run(const LayerArgs& a) {
   const double total_ms = stages["total"]["median"].get<double>();
   const double tokens_per_s = T > 0 && total_ms > 0 ? double(T) / (total_ms / 1000.0) : 0.0;
 
-  const Json model = describe_model(job.lc), execution = describe_execution(a, layer, job.in);
+  const Json model = describe_model(job.lc), execution = describe_execution(a, job.lc, layer, job.in);
   if (a.json) {
     Json j{{"command", "run"},
            {"version", MOEFUSE_VERSION},

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "moefuse/cpu.h"
@@ -59,6 +60,30 @@ CLI::Validator unsigned_64() {
       "UINT64");
 }
 
+void add_numerics_option(CLI::App* cmd, std::string& value) {
+  cmd->add_option("--numerics", value,
+                  "Numerics tier: native (AMX-BF16 for bf16 weights where the CPU has it, within the tolerance of "
+                  "docs/layer.md) or portable (bitwise the reference on every CPU); default: the config's numerics "
+                  "key, else MOEFUSE_NUMERICS, else native")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            return s == "native" || s == "portable" ? "" : "expected native or portable, got " + s;
+          },
+          "native|portable"));
+}
+
+std::optional<Numerics> numerics_option(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  return parse_numerics(value, "--numerics");
+}
+
+std::string numerics_source(const std::string& value, const MoeConfig& config) {
+  if (!value.empty()) return "--numerics";
+  if (config.numerics) return "config key numerics";
+  const char* env = std::getenv("MOEFUSE_NUMERICS");
+  return env && *env ? "MOEFUSE_NUMERICS" : "default";
+}
+
 void add_config_options(CLI::App* cmd, ConfigArgs& a) {
   CLI::Option* file = cmd->add_option("--config", a.config_path, "YAML config file (docs/cli.md, docs/layer.md §3)");
   CLI::Option* preset =
@@ -90,6 +115,7 @@ void add_layer_options(CLI::App* cmd, LayerArgs& a, const std::string& iters_hel
   cmd->add_flag("--json", a.json, "Print one JSON object instead of text");
   cmd->add_flag("--allow-non-finite", a.allow_non_finite,
                 "Accept NaN and infinite weights in --weights (refused by default, naming the tensor and index)");
+  add_numerics_option(cmd, a.numerics);
 }
 
 LoadedConfig load_config(const ConfigArgs& a) {
@@ -158,6 +184,7 @@ MoeLayer make_layer(const LayerArgs& a, const LoadedConfig& lc) {
   LayerOptions o;
   o.threads = a.threads;
   o.allow_non_finite_weights = a.allow_non_finite;
+  o.numerics = numerics_option(a.numerics);
   if (a.weights.empty()) return MoeLayer::with_random_weights(c, a.seed, o);
   const Checkpoint ck(a.weights);
   if (!lc.model_source.empty()) check_model_tensors(c, lc.model_source, ck, a.layer);
@@ -211,7 +238,7 @@ Json describe_model(const LoadedConfig& lc) {
               {"moe_chunk_max_len", c.moe_chunk_max_len}};
 }
 
-Json describe_execution(const LayerArgs& a, const MoeLayer& layer, const Input& input) {
+Json describe_execution(const LayerArgs& a, const LoadedConfig& lc, const MoeLayer& layer, const Input& input) {
   Json weights = a.weights.empty() ? Json{{"source", "random"}, {"seed", a.seed}}
                                    : Json{{"source", "checkpoint"}, {"path", a.weights}, {"layer", a.layer}};
   return Json{{"weights", weights},
@@ -219,7 +246,10 @@ Json describe_execution(const LayerArgs& a, const MoeLayer& layer, const Input& 
               {"prefill", a.prefill},
               {"path", layer.path()},
               {"threads", layer.threads()},
-              {"isa", isa_name(active_isa())}};
+              {"isa", isa_name(active_isa())},
+              {"numerics", numerics_name(layer.numerics())},
+              {"numerics_source", numerics_source(a.numerics, lc.config)},
+              {"kernel", layer.kernel()}};
 }
 
 void print_description(const Json& m, const Json& e) {
@@ -234,6 +264,8 @@ void print_description(const Json& m, const Json& e) {
   std::printf("execution:  exe_mode %s, superkernel %s, chunk %s, path %s, threads %s, isa %s\n",
               s(m["exe_mode"]).c_str(), on_off(m["enable_superkernel"].get<bool>()), s(m["moe_chunk_max_len"]).c_str(),
               s(e["path"]).c_str(), s(e["threads"]).c_str(), s(e["isa"]).c_str());
+  std::printf("tier:       %s (%s), expert kernel %s\n", s(e["numerics"]).c_str(), s(e["numerics_source"]).c_str(),
+              s(e["kernel"]).c_str());
   const Json& w = e["weights"];
   if (w["source"] == "random")
     std::printf("weights:    random (seed %s)\n", s(w["seed"]).c_str());

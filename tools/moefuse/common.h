@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ struct LayerArgs {
   int iters = 3;
   bool json = false;
   bool allow_non_finite = false;  // LayerOptions::allow_non_finite_weights
+  std::string numerics;           // --numerics: native | portable; empty = the config's key, else the default
 };
 
 /// A CLI11 check that the value is an integer >= lo: "--tokens: expected an integer >= 0, got many".
@@ -47,6 +49,15 @@ CLI::Validator integer_in(int64_t lo, int64_t hi);
 /// A CLI11 check that the value is an unsigned 64-bit integer (a seed):
 /// "--seed: expected an integer in [0, 2^64), got -3".
 CLI::Validator unsigned_64();
+
+/// Registers --numerics on `cmd` (into `value`: "native" or "portable"; anything else is refused by CLI11 with
+/// "--numerics: expected native or portable, got ...").
+void add_numerics_option(CLI::App* cmd, std::string& value);
+/// LayerOptions::numerics of a --numerics value ("" = unset: the config's key, else default_numerics()).
+std::optional<Numerics> numerics_option(const std::string& value);
+/// Where the tier of a layer of `config` made with --numerics `value` comes from: "--numerics", "config key
+/// numerics", "MOEFUSE_NUMERICS" or "default" (native, MOEFUSE_NUMERICS unset).
+std::string numerics_source(const std::string& value, const MoeConfig& config);
 
 /// Registers --config/--preset on `cmd` (mutually exclusive).
 void add_config_options(CLI::App* cmd, ConfigArgs& a);
@@ -109,9 +120,11 @@ std::string hex64(uint64_t v);
 /// Writes `y` widened to f32 as an .npy file (atomically; into a staging file of an OutputSet).
 void write_output(const std::string& path, const Tensor& y);
 
-/// The config and execution facts both commands print (text) and put under "model" / "execution" (JSON).
+/// The config and execution facts both commands print (text) and put under "model" / "execution" (JSON). The
+/// execution names the numerics tier the layer ran, where it came from and the kernel of its expert GEMMs
+/// (MoeLayer::kernel(): call it after a forward).
 Json describe_model(const LoadedConfig& c);
-Json describe_execution(const LayerArgs& a, const MoeLayer& layer, const Input& input);
+Json describe_execution(const LayerArgs& a, const LoadedConfig& c, const MoeLayer& layer, const Input& input);
 void print_description(const Json& model, const Json& execution);
 
 /// Prints a JSON object on stdout, 2-space indented (bytes of a path that are not UTF-8 become U+FFFD).

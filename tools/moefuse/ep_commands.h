@@ -24,6 +24,7 @@ struct EpBenchArgs {
   int warmup = 1;
   uint64_t seed = 0;
   std::string placement, json;
+  std::string numerics;  // --numerics ("" = the config's key, else the default)
 };
 int bench_ep(const EpBenchArgs& a);
 
