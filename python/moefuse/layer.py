@@ -10,7 +10,7 @@ A config is given as
 * a path to a YAML file (a ``str`` or ``os.PathLike``): a str that is not a preset name is a path when a file of
   that name exists, or it contains a ``/`` or ends with ``.yaml`` / ``.yml``; any other str is reported as an
   unknown preset (ValueError listing the presets);
-* a dict in the YAML structure, ``{"exe_mode": ..., "model_config": {...}}`` (what ``layer.config`` and
+* a dict in the YAML structure, ``{"exe_mode": ..., "numerics": ..., "model_config": {...}}`` (numerics optional) (what ``layer.config`` and
   ``moefuse.load_config`` return). It is read exactly as the equivalent YAML file would be, by the same C++ parser:
   Python str values are YAML strings (so ``"64"`` is not an integer), bools are true/false, ints and floats are
   numbers, None is null. Errors start with ``config dict:`` and name the key path.
@@ -233,6 +233,18 @@ def _no_ep_options(placement: Any, timeout: Any, op: str) -> None:
                          f"{timeout!r}")
 
 
+def _numerics(value: Any, op: str) -> Optional[str]:
+    """The numerics= argument: None (the config's ``numerics`` key, else the process default, MOEFUSE_NUMERICS or
+    "native"), "native" or "portable"."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: numerics: expected 'native', 'portable' or None, got {type(value).__name__}")
+    if value not in ("native", "portable"):
+        raise ValueError(f"{op}: numerics: expected 'native', 'portable' or None, got {value!r}")
+    return value
+
+
 def _seed(value: Any, op: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{op}: seed: expected an int, got bool")
@@ -265,8 +277,8 @@ class MoeLayer:
         return obj
 
     @classmethod
-    def from_config(cls, config: Any, *, seed: int = 0, threads: int = 0, comm: Any = None, placement: Any = None,
-                    timeout: Any = None) -> "MoeLayer":
+    def from_config(cls, config: Any, *, seed: int = 0, threads: int = 0, numerics: Optional[str] = None,
+                    comm: Any = None, placement: Any = None, timeout: Any = None) -> "MoeLayer":
         """A layer with deterministic random weights (MoeLayer::with_random_weights): every projection uniform with
         standard deviation 1/sqrt(fan_in), deepseek_v3's correction bias uniform in [-0.05, 0.05), clip factors 1;
         quantised configs quantise them per output channel. The same seed gives the same weights for any thread
@@ -274,6 +286,10 @@ class MoeLayer:
 
         config: a preset name, a YAML file path or a dict in the YAML structure (module docstring).
         seed: 0 <= seed < 2**64. threads: threads per forward, 0 = every core, at most 1024.
+        numerics: the numerics tier (LayerOptions::numerics, docs/layer.md §2): "portable" (bitwise
+        :func:`reference_layer_forward` on every CPU) or "native" (bf16 expert weights on AMX-BF16 where the CPU has
+        it, within the per-token tolerance docs/layer.md states; the routing stays exact); None = the config's
+        ``numerics`` key, else the process default (the environment variable MOEFUSE_NUMERICS, else "native").
         comm, placement, timeout: an expert-parallel layer (:class:`moefuse.ExpertParallelLayer`) over an mpi4py
         communicator, see :meth:`from_pretrained`; expert e has the weights it has in the single-process layer of
         the same seed.
@@ -281,33 +297,34 @@ class MoeLayer:
         MemoryError when the weights and workspaces do not fit in memory (checked before allocating)."""
         op = "MoeLayer.from_config"
         cfg = _to_config(config, op)
-        seed, threads = _seed(seed, op), _threads(threads, op)
+        seed, threads, tier = _seed(seed, op), _threads(threads, op), _numerics(numerics, op)
         if comm is not None:
             from . import _ep
             handle, ranks, path, seconds = _ep.ep_arguments(comm, placement, timeout, op)
             return _ep.ExpertParallelLayer._wrap(
-                _core.EpLayer.with_random_weights(cfg, seed, threads, handle, ranks, path, seconds))
+                _core.EpLayer.with_random_weights(cfg, seed, threads, tier, handle, ranks, path, seconds))
         _no_ep_options(placement, timeout, op)
-        return cls._wrap(_core.MoeLayer.with_random_weights(cfg, seed, threads))
+        return cls._wrap(_core.MoeLayer.with_random_weights(cfg, seed, threads, tier))
 
     @classmethod
     def from_pretrained(cls, checkpoint: Any, layer: int = 0, config: Any = None, *, threads: int = 0,
-                        allow_non_finite: bool = False, comm: Any = None, placement: Any = None,
-                        timeout: Any = None) -> "MoeLayer":
+                        allow_non_finite: bool = False, numerics: Optional[str] = None, comm: Any = None,
+                        placement: Any = None, timeout: Any = None) -> "MoeLayer":
         """The weights of decoder layer `layer` of a Hugging Face checkpoint (MoeLayer::from_checkpoint), by the
         tensor names of docs/layer.md §5 (model.layers.<layer>.mlp...; mixtral: block_sparse_moe).
 
         checkpoint: a model folder as shipped (a directory holding config.json and the safetensors), a .safetensors
         file, an index .json (model.safetensors.index.json) or a directory holding one of them.
         config: for a model folder, optional: the layer's config is read from its config.json (load_model_layer,
-        docs/layer.md §7), and a config given here supplies only the execution keys (exe_mode, enable_superkernel,
-        moe_chunk_max_len, router_logits_dtype; dtype, and quant_mode for a float layer), its model keys having to
-        agree with config.json. Otherwise required: a preset name, a YAML file path or a dict, as for from_config —
+        docs/layer.md §7), and a config given here supplies only the execution keys (exe_mode, numerics,
+        enable_superkernel, moe_chunk_max_len, router_logits_dtype; dtype, and quant_mode for a float layer), its
+        model keys having to agree with config.json. Otherwise required: a preset name, a YAML file path or a dict, as for from_config —
         the checkpoint does not say which dtype and quantised chain to run (a float checkpoint with a quantised
         config is quantised per output channel on load; an int8 checkpoint needs quant_mode w8a8 or w8a8c8).
         layer: for a model folder, one of its MoE layers (ValueError naming them otherwise).
         allow_non_finite: accept NaN and infinite weights (LayerOptions::allow_non_finite_weights); by default the
         first one is a ValueError naming the file, the tensor and its index.
+        numerics: the numerics tier, as for :meth:`from_config`.
         comm: an mpi4py communicator (e.g. ``mpi4py.MPI.COMM_WORLD``): the layer is then an
         :class:`moefuse.ExpertParallelLayer` whose routed experts are split across the communicator's ranks, each
         rank reading only its own experts (and the router and shared expert) from the checkpoint. Every rank must
@@ -328,6 +345,7 @@ class MoeLayer:
             raise ValueError(f"{op}: layer: expected a layer index >= 0, got {index}")
         allow = to_bool(allow_non_finite, op, "allow_non_finite")
         threads = _threads(threads, op)
+        tier = _numerics(numerics, op)
         if comm is not None:
             from . import _ep
             ep = _ep.ep_arguments(comm, placement, timeout, op)
@@ -338,12 +356,12 @@ class MoeLayer:
         if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, "config.json")):
             options = None if config is None else _to_config(config, op)
             source = "" if config is None else (_DICT_SOURCE if isinstance(config, Mapping) else str(config))
-            return wrap(core.from_model_folder(checkpoint, index, options, source, threads, allow, *ep))
+            return wrap(core.from_model_folder(checkpoint, index, options, source, threads, allow, tier, *ep))
         if config is None:
             raise TypeError(f"{op}: config: expected a preset name, a YAML file path or a dict in the YAML structure "
                             "(the checkpoint has no config.json to say the model, dtype and quant mode), got None")
         cfg = _to_config(config, op)
-        return wrap(core.from_checkpoint(cfg, checkpoint, index, threads, allow, *ep))
+        return wrap(core.from_checkpoint(cfg, checkpoint, index, threads, allow, tier, *ep))
 
     def forward(self, x: Any, is_prefill: bool = False) -> Any:
         """Runs the layer on x [T, H] (numpy array, torch CPU tensor or DLPack tensor, in the model dtype; bf16 as
@@ -377,6 +395,11 @@ class MoeLayer:
         """Which path the last forward ran: "superkernel" (the fused decode path), "chain" (the operator chain) or
         "chain: <why>" when the fused path was asked for and declined (e.g. "chain: I=80 is not a multiple of 32")."""
         return self._layer.path
+
+    @property
+    def numerics(self) -> str:
+        """The numerics tier the layer runs, "native" or "portable" (numerics= resolved when it was made)."""
+        return self._layer.numerics
 
     @property
     def threads(self) -> int:
@@ -422,7 +445,8 @@ def reference_layer_forward(layer: MoeLayer, x: Any) -> Any:
     """The oracle (moefuse::reference_layer_forward): `layer`'s math as a plain per-token, per-expert loop with the
     rounding points of docs/layer.md §1, sharing no code with the layer's compute path (its own router, gating,
     experts and combine), single-threaded and unchunked. x and the result as in MoeLayer.forward; layer(x) equals it
-    bit for bit."""
+    bit for bit in the portable tier (``layer.numerics``), within docs/layer.md's per-token tolerance in the native
+    one."""
     op = "reference_layer_forward"
     if not isinstance(layer, MoeLayer):
         raise TypeError(f"{op}: layer: expected a moefuse.MoeLayer, got {type(layer).__name__}")

@@ -5,6 +5,7 @@
 // needs no mpi4py headers, only the MPI moefuse_ep links. In a build without MPI the module says so
 // (HAVE_MPI = False) and layer.py refuses comm= with a clear error. Making a layer and its forward passes are
 // collective over the communicator and run without the GIL (the other ranks are other processes).
+#include "numerics_arg.h"
 #include "py_tensor.h"
 
 #ifdef MOEFUSE_HAVE_MPI
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
@@ -43,12 +45,14 @@ MPI_Comm comm_of(int64_t fortran_handle) {
 }
 
 // The options: placement as given (rank lists per expert; empty = contiguous) or read from a JSON file.
-EpOptions ep_options(const MoeConfig& config, int threads, bool allow_non_finite, MPI_Comm comm,
+EpOptions ep_options(const MoeConfig& config, int threads, bool allow_non_finite,
+                     const std::optional<std::string>& numerics, MPI_Comm comm,
                      const std::vector<std::vector<int>>& placement, const std::string& placement_file,
                      double timeout_seconds) {
   EpOptions o;
   o.layer.threads = threads;
   o.layer.allow_non_finite_weights = allow_non_finite;
+  o.layer.numerics = numerics_argument(numerics);
   o.timeout_seconds = timeout_seconds;
   if (!placement_file.empty()) {
     int initialised = 0, size = 1;
@@ -103,36 +107,38 @@ void bind_ep_layer(nb::module_& m) {
   nb::class_<PyEpLayer>(m, "EpLayer", "A moefuse::ExpertParallelLayer.")
       .def_static(
           "with_random_weights",
-          [](const MoeConfig& config, uint64_t seed, int threads, int64_t comm_handle,
-             const std::vector<std::vector<int>>& placement, const std::string& placement_file, double timeout) {
-            return nogil([&] {
-              const MPI_Comm comm = comm_of(comm_handle);
-              const EpOptions o = ep_options(config, threads, false, comm, placement, placement_file, timeout);
-              return std::make_unique<PyEpLayer>(ExpertParallelLayer::with_random_weights(config, seed, comm, o));
-            });
-          },
-          arg("config"), arg("seed"), arg("threads"), arg("comm"), arg("placement"), arg("placement_file"),
-          arg("timeout"))
-      .def_static(
-          "from_checkpoint",
-          [](const MoeConfig& config, const std::string& path, int64_t layer_index, int threads, bool allow_non_finite,
+          [](const MoeConfig& config, uint64_t seed, int threads, const std::optional<std::string>& numerics,
              int64_t comm_handle, const std::vector<std::vector<int>>& placement, const std::string& placement_file,
              double timeout) {
             return nogil([&] {
               const MPI_Comm comm = comm_of(comm_handle);
               const EpOptions o =
-                  ep_options(config, threads, allow_non_finite, comm, placement, placement_file, timeout);
+                  ep_options(config, threads, false, numerics, comm, placement, placement_file, timeout);
+              return std::make_unique<PyEpLayer>(ExpertParallelLayer::with_random_weights(config, seed, comm, o));
+            });
+          },
+          arg("config"), arg("seed"), arg("threads"), arg("numerics").none(), arg("comm"), arg("placement"),
+          arg("placement_file"), arg("timeout"))
+      .def_static(
+          "from_checkpoint",
+          [](const MoeConfig& config, const std::string& path, int64_t layer_index, int threads, bool allow_non_finite,
+             const std::optional<std::string>& numerics, int64_t comm_handle,
+             const std::vector<std::vector<int>>& placement, const std::string& placement_file, double timeout) {
+            return nogil([&] {
+              const MPI_Comm comm = comm_of(comm_handle);
+              const EpOptions o =
+                  ep_options(config, threads, allow_non_finite, numerics, comm, placement, placement_file, timeout);
               return std::make_unique<PyEpLayer>(
                   ExpertParallelLayer::from_checkpoint(config, Checkpoint(path), layer_index, comm, o));
             });
           },
-          arg("config"), arg("path"), arg("layer_index"), arg("threads"), arg("allow_non_finite"), arg("comm"),
-          arg("placement"), arg("placement_file"), arg("timeout"))
+          arg("config"), arg("path"), arg("layer_index"), arg("threads"), arg("allow_non_finite"),
+          arg("numerics").none(), arg("comm"), arg("placement"), arg("placement_file"), arg("timeout"))
       .def_static(
           "from_model_folder",
           [](const std::string& dir, int64_t layer_index, const MoeConfig* options, const std::string& options_source,
-             int threads, bool allow_non_finite, int64_t comm_handle, const std::vector<std::vector<int>>& placement,
-             const std::string& placement_file, double timeout) {
+             int threads, bool allow_non_finite, const std::optional<std::string>& numerics, int64_t comm_handle,
+             const std::vector<std::vector<int>>& placement, const std::string& placement_file, double timeout) {
             return nogil([&] {
               // load_model_layer's steps, with the expert-parallel layer at the end.
               const ModelConfig mc = load_model_config(dir);
@@ -141,12 +147,14 @@ void bind_ep_layer(nb::module_& m) {
               const Checkpoint ck(dir);
               check_model_tensors(c, mc.source, ck, layer_index);
               const MPI_Comm comm = comm_of(comm_handle);
-              const EpOptions o = ep_options(c, threads, allow_non_finite, comm, placement, placement_file, timeout);
+              const EpOptions o =
+                  ep_options(c, threads, allow_non_finite, numerics, comm, placement, placement_file, timeout);
               return std::make_unique<PyEpLayer>(ExpertParallelLayer::from_checkpoint(c, ck, layer_index, comm, o));
             });
           },
           arg("dir"), arg("layer_index"), arg("options").none(), arg("options_source"), arg("threads"),
-          arg("allow_non_finite"), arg("comm"), arg("placement"), arg("placement_file"), arg("timeout"))
+          arg("allow_non_finite"), arg("numerics").none(), arg("comm"), arg("placement"), arg("placement_file"),
+          arg("timeout"))
       .def(
           "forward",
           [](PyEpLayer& self, const PyTensor& x, bool is_prefill) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
@@ -21,6 +22,7 @@
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
 #include "moefuse/model.h"
+#include "numerics_arg.h"
 #include "py_tensor.h"
 
 namespace moefuse::python {
@@ -59,6 +61,7 @@ nb::dict config_dict(const MoeConfig& c) {
   model["router_logits_dtype"] = std::string(router_logits_dtype_name(c.router_logits_dtype));
   nb::dict d;
   d["exe_mode"] = std::string(exe_mode_name(c.exe_mode));
+  if (c.numerics) d["numerics"] = std::string(numerics_name(*c.numerics));  // as to_yaml: only when set
   d["model_config"] = model;
   return d;
 }
@@ -158,35 +161,43 @@ void bind_layer(nb::module_& m) {
   nb::class_<PyLayer>(m, "MoeLayer", "A moefuse::MoeLayer.")
       .def_static(
           "with_random_weights",
-          [](const MoeConfig& config, uint64_t seed, int threads) {
+          [](const MoeConfig& config, uint64_t seed, int threads, const std::optional<std::string>& numerics) {
             return nogil([&] {
-              return std::make_unique<PyLayer>(MoeLayer::with_random_weights(config, seed, {.threads = threads}));
+              return std::make_unique<PyLayer>(MoeLayer::with_random_weights(
+                  config, seed, {.threads = threads, .numerics = numerics_argument(numerics)}));
             });
           },
-          arg("config"), arg("seed"), arg("threads"))
+          arg("config"), arg("seed"), arg("threads"), arg("numerics").none())
       .def_static(
           "from_checkpoint",
           [](const MoeConfig& config, const std::string& path, int64_t layer_index, int threads,
-             bool allow_non_finite) {
+             bool allow_non_finite, const std::optional<std::string>& numerics) {
             return nogil([&] {
               Checkpoint ck(path);
               return std::make_unique<PyLayer>(MoeLayer::from_checkpoint(
-                  config, ck, layer_index, {.threads = threads, .allow_non_finite_weights = allow_non_finite}));
+                  config, ck, layer_index,
+                  {.threads = threads,
+                   .allow_non_finite_weights = allow_non_finite,
+                   .numerics = numerics_argument(numerics)}));
             });
           },
-          arg("config"), arg("path"), arg("layer_index"), arg("threads"), arg("allow_non_finite"))
+          arg("config"), arg("path"), arg("layer_index"), arg("threads"), arg("allow_non_finite"),
+          arg("numerics").none())
       .def_static(
           "from_model_folder",
           [](const std::string& dir, int64_t layer_index, const MoeConfig* options, const std::string& options_source,
-             int threads, bool allow_non_finite) {
+             int threads, bool allow_non_finite, const std::optional<std::string>& numerics) {
             return nogil([&] {
               return std::make_unique<PyLayer>(load_model_layer(
-                  dir, layer_index, {.threads = threads, .allow_non_finite_weights = allow_non_finite}, options,
-                  options_source));
+                  dir, layer_index,
+                  {.threads = threads,
+                   .allow_non_finite_weights = allow_non_finite,
+                   .numerics = numerics_argument(numerics)},
+                  options, options_source));
             });
           },
           arg("dir"), arg("layer_index"), arg("options").none(), arg("options_source"), arg("threads"),
-          arg("allow_non_finite"))
+          arg("allow_non_finite"), arg("numerics").none())
       .def(
           "forward",
           [](PyLayer& self, const PyTensor& x, bool is_prefill) {
@@ -209,6 +220,7 @@ void bind_layer(nb::module_& m) {
           arg("x"))
       .def_prop_ro("config", [](const PyLayer& self) { return self.layer.config(); })
       .def_prop_ro("threads", [](const PyLayer& self) { return self.layer.threads(); })
+      .def_prop_ro("numerics", [](const PyLayer& self) { return std::string(numerics_name(self.layer.numerics())); })
       .def_prop_ro("path", [](PyLayer& self) {
         std::string p;
         {

@@ -6,6 +6,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 
+#include "moefuse/cpu.h"
 #include "moefuse/error.h"
 #include "moefuse/threads.h"
 #include "py_tensor.h"
@@ -44,6 +45,10 @@ NB_MODULE(_core, m) {
         throw moefuse::Error(message);
       },
       nb::arg("kind"), nb::arg("message"));
+
+  // Test hook: whether the amx level is in use, the only one where the native numerics tier has kernels of its own
+  // (moefuse/numerics.h), so that a test of "native is portable" knows when to skip.
+  m.def("_amx_in_use", [] { return moefuse::active_isa() >= moefuse::Isa::amx; });
 
   m.attr("MAX_THREADS") = moefuse::kMaxThreads;
 
