@@ -3,8 +3,8 @@
 //   portable: every result is bitwise the same on every x86 CPU and equals the scalar reference (the contracts of
 //             docs/operators.md and docs/layer.md): fp32 FMA, vdpbf16ps (after its self-test), VNNI and AMX-INT8
 //             kernels, whose arithmetic the contracts define.
-//   native:   the portable kernels, except that bf16 weights run on AMX-BF16 tiles where the CPU has them (the amx
-//             level, moefuse/cpu.h). TDPBF16PS rounds in a way no fp32 fma order reproduces, so its results differ
+//   native:   the portable kernels, except that bf16 weights run on AMX-BF16 tiles at the amx level (moefuse/cpu.h;
+//             opt-in for now: kDefaultIsaCap). TDPBF16PS rounds in a way no fp32 fma order reproduces, so its results differ
 //             from the portable ones (within the tolerance docs/layer.md states); they are still deterministic on one
 //             machine: the same bits for any thread count, batch, chunking or path, because the order of the sums
 //             is fixed by the packing, never by the number of rows or threads. On a CPU without AMX-BF16, native
