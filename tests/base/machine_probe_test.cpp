@@ -180,7 +180,9 @@ TEST(MachineProbe, EveryRegistryKernelMapsToItsFamily) {
         EXPECT_EQ(id(k.bf16w.name), on_tiles(k.bf16w.name, *bf16_dot_unused_reason(isa) ? fp : "dpbf16_zmm", false))
             << k.bf16w.name;
         if (k.bf16w_bf16a.fn) {
-          EXPECT_EQ(id(k.bf16w_bf16a.name), on_tiles(k.bf16w_bf16a.name, "dpbf16_zmm", false)) << k.bf16w_bf16a.name;
+          EXPECT_EQ(id(k.bf16w_bf16a.name),
+                    on_tiles(k.bf16w_bf16a.name, *bf16_dot_unused_reason(isa) ? fp : "dpbf16_zmm", false))
+              << k.bf16w_bf16a.name;
         }
         const std::string s8 = isa == Isa::scalar  ? "-"
                                : isa == Isa::avx2  ? "maddwd_ymm"

@@ -179,16 +179,19 @@ TEST(GemmBf16A, ColumnRangesStartingMidMatrix) {
   }
 }
 
-// The dispatch: at avx512bf16 the table holds these rows, below it an empty entry (callers widen).
-TEST(GemmBf16A, DispatchHoldsTheRowsOnlyWhereVdpbf16psRuns) {
+// The dispatch: bf16 weights have a bf16-A entry from avx512 on (the FMA kernel's, then vdpbf16ps's where its
+// self-test passed), FP8 weights only where vdpbf16ps runs; below, an empty entry (callers widen).
+TEST(GemmBf16A, DispatchHoldsTheRowsWhereTheyRun) {
   for (const kernels::Dispatch& d : kernels::available_dispatches()) {
     const gemm::GemmKernels k = gemm::select_gemm_kernels(d.isa, d.vnni);
     const bool dot = kernels::avx512_bf16_dot(d);
-    EXPECT_EQ(k.bf16w_bf16a.fn != nullptr, dot) << isa_name(d.isa);
+    EXPECT_EQ(k.bf16w_bf16a.fn != nullptr, d.isa >= Isa::avx512) << isa_name(d.isa);
     EXPECT_EQ(k.fp8w_bf16a.fn != nullptr, dot) << isa_name(d.isa);
     if (dot) {
       EXPECT_STREQ(k.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_6x64__avx512bf16");
       EXPECT_STREQ(k.fp8w_bf16a.name, "gemm_fp8w_bf16a_f32_4x64__avx512bf16");
+    } else if (d.isa >= Isa::avx512) {
+      EXPECT_STREQ(k.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_6x64__avx512");
     }
   }
 }

@@ -52,13 +52,14 @@ constexpr bool use_pairs(int64_t M) {
   return !(std::is_same_v<W, float> && M > kMaxRowsPair && M <= kPairsF32Lo);
 }
 
-// Pf: the tiles prefetch B pf.bytes ahead (tile_f).
-template <class W, bool Pf = false>
-void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b_data, float* c,
+// Pf: the tiles prefetch B pf.bytes ahead (tile_f). A: the element type of A's rows (float, or bfloat16 for the bf16-A
+// entry: widened exactly as the tiles buffer them).
+template <class W, bool Pf = false, class A = float>
+void gemm_float(int64_t M, int64_t K, int64_t n0, int64_t n1, const A* a, int64_t lda, const void* b_data, float* c,
                 int64_t ldc, Prefetch pf = {}) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  static constexpr auto tiles1 = make_tiles_f<W, 1, false, Pf>(std::make_integer_sequence<int, kMaxRowsF>{});
-  static constexpr auto tiles2 = make_tiles_f<W, 2, false, Pf>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  static constexpr auto tiles1 = make_tiles_f<W, 1, false, Pf, A>(std::make_integer_sequence<int, kMaxRowsF>{});
+  static constexpr auto tiles2 = make_tiles_f<W, 2, false, Pf, A>(std::make_integer_sequence<int, kMaxRowsPair>{});
   if (M <= 0) return;
   const W* b = static_cast<const W*>(b_data);
   const int64_t pstride = K * kGemmNR;
@@ -159,6 +160,15 @@ void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, c
   const Prefetch pf = prefetch_for(PrefetchStream::bf16, M);
   if (pf.on()) gemm_float<bfloat16, true>(M, K, n0, n1, a, lda, b, c, ldc, pf);
   else gemm_float<bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+// bf16 rows of A (GemmBf16AFn): the same tiles, A widened as it is buffered (no per-call copy of A).
+void gemm_bf16w_bf16a_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
+                                       const void* b, float* c, int64_t ldc) {
+  const DenormalsAreZero guard;
+  const Prefetch pf = prefetch_for(PrefetchStream::bf16, M);
+  if (pf.on()) gemm_float<bfloat16, true, bfloat16>(M, K, n0, n1, a, lda, b, c, ldc, pf);
+  else gemm_float<bfloat16, false, bfloat16>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 void gemm_f16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,

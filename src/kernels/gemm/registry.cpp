@@ -44,6 +44,8 @@ const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_2x16__avx2, avx2, i8, i32, 2, 16, at_least<Isa::avx2>),
     MOEFUSE_GEMM_U4S8(2x32, avx2, avx2, 2, 32, at_least<Isa::avx2>),
     MOEFUSE_GEMM_FLOATS(6x64, avx512, 6, 64),
+    MOEFUSE_GEMM_ROW(gemm_float_bf16a, gemm_bf16w_bf16a_f32_6x64__avx512, avx512, bf16, f32, 6, 64,
+                     at_least<Isa::avx512>),
     MOEFUSE_GEMM_U4(12x32, avx512, 12, 32),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_4x64__avx512, avx512, u8, f32, 4, 64, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
@@ -81,7 +83,7 @@ GemmFloatKernel u8_row(Op op, const kernels::Dispatch& d) {  // int4 and FP8 wei
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
-GemmBf16AKernel bf16a_row(Op op, DType dt, const kernels::Dispatch& d) {  // none below avx512bf16
+GemmBf16AKernel bf16a_row(Op op, DType dt, const kernels::Dispatch& d) {  // none below avx512 (FP8: avx512bf16)
   const KernelInfo* k = kernels::find(op, dt, d);
   return k ? GemmBf16AKernel{std::get<GemmBf16AFn>(k->fn), k->name} : GemmBf16AKernel{};
 }

@@ -87,12 +87,23 @@ inline __mmask16 column_mask(int width, int v) {
   return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
-/// A[m, k0 .. k0+16) of MR rows into buf (16 floats per row); lanes outside `mask` are not read and become 0.
-template <int MR>
-__attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda, int64_t k0, __mmask16 mask,
+/// A[m, k0 .. k0+16) of MR rows into buf (16 floats per row); lanes outside `mask` are not read and become 0. A is
+/// float, or bfloat16 (the bf16-A entries: each value widened exactly, so the buffer holds what the fp32 rows of the
+/// same values would give).
+template <int MR, class A = float>
+__attribute__((always_inline)) inline void fill_abuf(const A* a, int64_t lda, int64_t k0, __mmask16 mask,
                                                      float* buf) {
 #pragma GCC unroll 32
-  for (int m = 0; m < MR; ++m) _mm512_store_ps(buf + 16 * m, _mm512_maskz_loadu_ps(mask, a + m * lda + k0));
+  for (int m = 0; m < MR; ++m) {
+    if constexpr (std::is_same_v<A, float>) {
+      _mm512_store_ps(buf + 16 * m, _mm512_maskz_loadu_ps(mask, a + m * lda + k0));
+    } else {
+      static_assert(std::is_same_v<A, bfloat16>);
+      const __m256i h = _mm256_maskz_loadu_epi16(mask, a + m * lda + k0);
+      // maskz forms with every lane: see load_row
+      _mm512_store_si512(buf + 16 * m, _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, h), 16));
+    }
+  }
 }
 
 /// The chains of an MR x 16·NV tile over k = 0 .. K-1 in the contract's order (k_order.h; Pairs: the bf16 contract's
@@ -105,8 +116,8 @@ __attribute__((always_inline)) inline void fill_abuf(const float* a, int64_t lda
 /// misses L1. The buffer costs 2 memory ops per row per 16 k (against 32 FMAs). It is double-buffered: the next 16 k
 /// of A are loaded before the current 16 are used, so their latency (the rows often come from L2) hides behind 16
 /// k steps of FMAs.
-template <int MR, int NV, bool Pairs = false, class Row>
-__attribute__((always_inline)) inline void fma_k(int64_t K, const float* a, int64_t lda, const Row& row,
+template <int MR, int NV, bool Pairs = false, class Row, class A = float>
+__attribute__((always_inline)) inline void fma_k(int64_t K, const A* a, int64_t lda, const Row& row,
                                                  __m512 (&acc)[MR][NV]) {
   alignas(64) float abuf[2][MR * 16];
   const auto step = [&](int64_t k, const float* ak) __attribute__((always_inline)) {
@@ -127,13 +138,13 @@ __attribute__((always_inline)) inline void fma_k(int64_t K, const float* a, int6
       for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(z, z, acc[m][v]);
   };
   const int64_t full = K / 16 * 16;
-  if (full > 0) fill_abuf<MR>(a, lda, 0, __mmask16(0xffff), abuf[0]);
+  if (full > 0) fill_abuf<MR, A>(a, lda, 0, __mmask16(0xffff), abuf[0]);
   int cur = 0;
   for (int64_t k0 = 0; k0 < full; k0 += 16, cur ^= 1) {
     if (k0 + 16 < full)
-      fill_abuf<MR>(a, lda, k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
+      fill_abuf<MR, A>(a, lda, k0 + 16, __mmask16(0xffff), abuf[cur ^ 1]);
     else if (full < K)  // the last K % 16 columns: a masked load reads nothing past the row
-      fill_abuf<MR>(a, lda, full, __mmask16((1u << (K - full)) - 1u), abuf[cur ^ 1]);
+      fill_abuf<MR, A>(a, lda, full, __mmask16((1u << (K - full)) - 1u), abuf[cur ^ 1]);
     if constexpr (Pairs) {
       for (int kk = 0; kk < 16; kk += 2) {
         step(k0 + kk + 1, abuf[cur] + kk + 1);
@@ -144,7 +155,7 @@ __attribute__((always_inline)) inline void fma_k(int64_t K, const float* a, int6
     }
   }
   if (full < K) {
-    if (full == 0) fill_abuf<MR>(a, lda, 0, __mmask16((1u << K) - 1u), abuf[cur]);
+    if (full == 0) fill_abuf<MR, A>(a, lda, 0, __mmask16((1u << K) - 1u), abuf[cur]);
     if constexpr (Pairs) {
       const float* ab = abuf[cur];
       walk_k<true>(K - full, [&](int64_t kk) __attribute__((always_inline)) { step(full + kk, ab + kk); }, zero);
@@ -206,8 +217,8 @@ __attribute__((always_inline)) inline void load_tile(__m512 (&acc)[MR][NV], cons
 /// Pf: each panel's row is prefetched pf.bytes ahead as it is read (bf16 weights: one 64-byte line per row), for tiles
 /// that read whole panels (K = pstride / 32 rows; past a panel's end the prefetch moves to the next tile's panels);
 /// without Pf, pf is not read and the loop is the one without prefetch.
-template <class W, int MR, int NP, bool Carry = false, bool Pf = false>
-void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width,
+template <class W, int MR, int NP, bool Carry = false, bool Pf = false, class A = float>
+void tile_f(int64_t K, const A* a, int64_t lda, const W* b, int64_t pstride, float* c, int64_t ldc, int width,
             [[maybe_unused]] Prefetch pf) {
   constexpr int NV = 2 * NP;
   __m512 acc[MR][NV];
@@ -228,13 +239,13 @@ void tile_f(int64_t K, const float* a, int64_t lda, const W* b, int64_t pstride,
   store_tile<W, MR, NV>(acc, c, ldc, width);
 }
 
-template <class W, int NP>
-using TileF = void (*)(int64_t, const float*, int64_t, const W*, int64_t, float*, int64_t, int, Prefetch);
+template <class W, int NP, class A = float>
+using TileF = void (*)(int64_t, const A*, int64_t, const W*, int64_t, float*, int64_t, int, Prefetch);
 
-/// tile_f<W, 1 .. sizeof(R), NP, Carry, Pf>, indexed by rows - 1.
-template <class W, int NP, bool Carry = false, bool Pf = false, int... R>
+/// tile_f<W, 1 .. sizeof(R), NP, Carry, Pf, A>, indexed by rows - 1.
+template <class W, int NP, bool Carry = false, bool Pf = false, class A = float, int... R>
 constexpr auto make_tiles_f(std::integer_sequence<int, R...>) {
-  return std::array<TileF<W, NP>, sizeof...(R)>{&tile_f<W, R + 1, NP, Carry, Pf>...};
+  return std::array<TileF<W, NP, A>, sizeof...(R)>{&tile_f<W, R + 1, NP, Carry, Pf, A>...};
 }
 
 }  // namespace moefuse::gemm::detail

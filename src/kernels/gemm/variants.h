@@ -33,6 +33,9 @@ void gemm_bf16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, c
                                  const void* b, float* c, int64_t ldc);
 void gemm_f16w_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
                                 const void* b, float* c, int64_t ldc);
+// The bf16-A entry (GemmBf16AFn) of the FMA kernel: bf16 rows of A widened as the tiles buffer them.
+void gemm_bf16w_bf16a_f32_6x64__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
+                                       const void* b, float* c, int64_t ldc);
 void gemm_s8_s32_6x32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                               const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc);
 
