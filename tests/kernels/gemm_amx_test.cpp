@@ -34,7 +34,9 @@ namespace {
 
 using gemm::kGemmNR;
 using gemm::PackedWeights;
+using testing::random_s8;
 using testing::Rng;
+using testing::s8_oracle;
 
 // A scalar model of the eight tiles (16 rows x 64 bytes each).
 struct EmulatedTiles {
@@ -89,24 +91,6 @@ struct EmulatedTiles {
   }
 };
 
-std::vector<int8_t> random_s8(Rng& rng, size_t n) {
-  std::vector<int8_t> v(n);
-  for (int8_t& x : v) x = int8_t(rng.integer(-128, 127));
-  return v;
-}
-
-std::vector<int32_t> s8_oracle(const std::vector<int8_t>& a, int64_t lda, const std::vector<int8_t>& b, int64_t K,
-                               int64_t N, int64_t M) {
-  std::vector<int32_t> c(size_t(M * N));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      int32_t acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += int32_t(a[size_t(m * lda + k)]) * b[size_t(k * N + n)];
-      c[size_t(m * N + n)] = acc;
-    }
-  return c;
-}
-
 // Shapes at the edges of the 32 x 32 block, of a tile's 16 rows and columns, of the 64-k (int8) and 32-k (bf16)
 // steps, of the VNNI groups of 4 and of the 512-k bf16 blocks.
 const int64_t kMs[] = {1, 2, 15, 16, 17, 31, 32, 33, 50};
@@ -114,16 +98,16 @@ const int64_t kNs[] = {1, 16, 17, 32, 33, 70};
 const int64_t kS8Ks[] = {1, 3, 4, 5, 63, 64, 65, 130, 257};
 const int64_t kBf16Ks[] = {1, 2, 3, 31, 32, 33, 64, 97, 511, 512, 513, 1100};
 
-using S8Fn = void (*)(int64_t, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t);
-
-// Runs fn over [0, N) and over [32, N - 1) and compares with the oracle; -7 sentinels catch writes past n1.
-void check_s8(S8Fn fn, const std::string& name, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
-              const std::vector<int32_t>& want, int64_t M, int64_t K, int64_t N) {
+// Runs `run(n0, n1, c, ldc)` over [0, N) and over [32, N - 1) and compares with the oracle; -7 sentinels catch
+// writes past n1.
+template <class Run>
+void check_s8(const Run& run, const std::string& name, const std::vector<int32_t>& want, int64_t M, int64_t K,
+              int64_t N) {
   for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
     if (n0 >= n1) continue;
     const int64_t ldc = n1 - n0 + 3;
     std::vector<int32_t> c(size_t(M * ldc), -7);
-    fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), c.data(), ldc);
+    run(n0, n1, c.data(), ldc);
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = n0; n < n1; ++n)
         ASSERT_EQ(c[size_t(m * ldc + n - n0)], want[size_t(m * N + n)])
@@ -133,8 +117,10 @@ void check_s8(S8Fn fn, const std::string& name, const std::vector<int8_t>& a, in
   }
 }
 
-TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
-  Rng rng(4242);
+// Every int8 shape of the sweep, with `run(M, K, a, lda, pw, n0, n1, c, ldc)` the kernel under test.
+template <class Kernel>
+void sweep_s8(uint64_t seed, const std::string& name, const Kernel& kernel) {
+  Rng rng(seed);
   for (int64_t K : kS8Ks)
     for (int64_t N : kNs)
       for (int64_t M : kMs) {
@@ -142,8 +128,16 @@ TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
         const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
         const int64_t lda = K + M % 3;
         const std::vector<int8_t> a = random_s8(rng, size_t((M - 1) * lda + K));  // no byte past the last row
-        check_s8(&gemm::amx::gemm_s8<EmulatedTiles>, "model", a, lda, pw, s8_oracle(a, lda, b, K, N, M), M, K, N);
+        check_s8([&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) { kernel(M, K, a, lda, pw, n0, n1, c, ldc); },
+                 name, s8_oracle(a, lda, b, K, N, M), M, K, N);
       }
+}
+
+TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
+  sweep_s8(4242, "model", [](int64_t M, int64_t K, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+                             int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+    gemm::amx::gemm_s8<EmulatedTiles>(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), c, ldc);
+  });
   EXPECT_EQ(EmulatedTiles::configured, 0) << "every configure has its release";
 }
 
@@ -229,28 +223,10 @@ TEST(GemmAmx, TheTiersSelectTheAmxKernelsAsDocumented) {
 TEST(GemmAmx, Int8KernelEqualsExactSums) {
   SKIP_WITHOUT_AMX();
   const gemm::GemmKernels k = gemm::select_gemm_kernels(Isa::amx, true, Numerics::portable);
-  Rng rng(99);
-  for (int64_t K : kS8Ks)
-    for (int64_t N : kNs)
-      for (int64_t M : kMs) {
-        const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
-        const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
-        const int64_t lda = K + M % 3;
-        const std::vector<int8_t> a = random_s8(rng, size_t((M - 1) * lda + K));
-        const auto fn = k.s8.fn;
-        const std::vector<int32_t> want = s8_oracle(a, lda, b, K, N, M);
-        for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
-          if (n0 >= n1) continue;
-          const int64_t ldc = n1 - n0 + 3;
-          std::vector<int32_t> c(size_t(M * ldc), -7);
-          fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c.data(), ldc);
-          for (int64_t m = 0; m < M; ++m) {
-            for (int64_t n = n0; n < n1; ++n)
-              ASSERT_EQ(c[size_t(m * ldc + n - n0)], want[size_t(m * N + n)]) << "M=" << M << " K=" << K << " N=" << N;
-            for (int64_t n = n1 - n0; n < ldc; ++n) ASSERT_EQ(c[size_t(m * ldc + n)], -7);
-          }
-        }
-      }
+  sweep_s8(99, k.s8.name, [&](int64_t M, int64_t K, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+                              int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+    k.s8.fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c, ldc);
+  });
 }
 
 // The native tier's tolerance against the portable result (docs/layer.md): both are fp32 accumulations of the same

@@ -27,7 +27,9 @@ using gemm::GemmKernels;
 using gemm::kGemmNR;
 using gemm::PackedWeights;
 using testing::element_at;
+using testing::random_s8;
 using testing::Rng;
+using testing::s8_oracle;
 
 // Every dispatch level this machine can run, as select_gemm_kernels hands them out: each ISA level, and AVX-512 once
 // more with VNNI where the CPU has it.
@@ -80,19 +82,6 @@ std::vector<float> float_oracle(const std::vector<float>& a, int64_t lda, const 
       float acc = 0.0f;
       for (int64_t k = 0; k < K; ++k) acc = std::fma(a[size_t(m * lda + k)], wf[size_t(k * N + n)], acc);
       c[size_t(m * N + n)] = acc;
-    }
-  return c;
-}
-
-std::vector<int32_t> s8_oracle(const std::vector<int8_t>& a, int64_t lda, const std::vector<int8_t>& b, int64_t K,
-                               int64_t N, int64_t M) {
-  std::vector<int32_t> c(size_t(M * N));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      int64_t acc = 0;
-      for (int64_t k = 0; k < K; ++k) acc += int64_t(a[size_t(m * lda + k)]) * b[size_t(k * N + n)];
-      EXPECT_LE(std::abs(acc), int64_t(1) << 30);
-      c[size_t(m * N + n)] = int32_t(acc);
     }
   return c;
 }
@@ -442,12 +431,6 @@ std::vector<int32_t> run_s8(const gemm::GemmS8Kernel& kern, const std::vector<in
     for (int64_t n = N; n < ldc; ++n) EXPECT_EQ(c[size_t(m * ldc + n)], -777) << kern.name << " wrote pad";
   }
   return out;
-}
-
-std::vector<int8_t> random_s8(Rng& rng, size_t n) {
-  std::vector<int8_t> v(n);
-  for (int8_t& x : v) x = int8_t(rng.integer(-128, 127));
-  return v;
 }
 
 TEST(GemmS8, EveryVariantMatchesTheOracleExactly) {

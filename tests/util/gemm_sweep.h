@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -14,6 +15,7 @@
 
 #include "base/bf16_dot.h"
 #include "kernels/gemm/gemm.h"
+#include "util/random.h"
 
 namespace moefuse::testing {
 
@@ -79,6 +81,28 @@ inline void expect_columns_match(const gemm::GemmFloatKernel& kern, int64_t M, i
         }
     }
   }
+}
+
+/// n int8 values uniform in [-128, 127].
+inline std::vector<int8_t> random_s8(Rng& rng, size_t n) {
+  std::vector<int8_t> v(n);
+  for (int8_t& x : v) x = int8_t(rng.integer(-128, 127));
+  return v;
+}
+
+/// C [M, N] = A [M, K] (rows lda apart) x B [K, N] (row-major) in exact integers; checks each sum is within the int8
+/// contract's range (|C| <= 2^30).
+inline std::vector<int32_t> s8_oracle(const std::vector<int8_t>& a, int64_t lda, const std::vector<int8_t>& b,
+                                      int64_t K, int64_t N, int64_t M) {
+  std::vector<int32_t> c(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += int64_t(a[size_t(m * lda + k)]) * b[size_t(k * N + n)];
+      EXPECT_LE(std::abs(acc), int64_t(1) << 30);
+      c[size_t(m * N + n)] = int32_t(acc);
+    }
+  return c;
 }
 
 }  // namespace moefuse::testing
