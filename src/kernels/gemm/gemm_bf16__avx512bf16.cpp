@@ -40,18 +40,24 @@ constexpr int kMaxRowsSingle = 12;  // rows of the single-panel tile
 template <bool Pf, class TA>
 bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t lda, const bfloat16* b, float* c,
              int64_t ldc, Prefetch pf) {
+  // Only the first row block's tiles prefetch: later passes over a panel find it in the caches (as in the int8
+  // VNNI kernel).
   static constexpr auto pairs =
       dp::make_tiles_dp<2, false, Pf, TA>(std::make_integer_sequence<int, kMaxRowsPair>{});
   static constexpr auto singles =
       dp::make_tiles_dp<1, false, Pf, TA>(std::make_integer_sequence<int, kMaxRowsSingle>{});
+  static constexpr auto pairs_cached =
+      dp::make_tiles_dp<2, false, false, TA>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  static constexpr auto singles_cached =
+      dp::make_tiles_dp<1, false, false, TA>(std::make_integer_sequence<int, kMaxRowsSingle>{});
   const int64_t pstride = K * kGemmNR;
   int64_t p0 = n0;
   for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
     bool ok = true;
     const int width = int(std::min<int64_t>(2 * kGemmNR, n1 - p0));
     for_row_blocks(M, kMaxRowsPair, [&](int64_t m0, int64_t rows) {
-      ok &= pairs[size_t(rows - 1)](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride,
-                                    c + m0 * ldc + (p0 - n0), ldc, width, pf);
+      ok &= (m0 == 0 ? pairs : pairs_cached)[size_t(rows - 1)](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride,
+                                                               pstride, c + m0 * ldc + (p0 - n0), ldc, width, pf);
     });
     if (!ok) return false;
   }
@@ -59,8 +65,8 @@ bool gemm_dp(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t 
     bool ok = true;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
     for_row_blocks(M, kMaxRowsSingle, [&](int64_t m0, int64_t rows) {
-      ok &= singles[size_t(rows - 1)](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride,
-                                      c + m0 * ldc + (p0 - n0), ldc, width, pf);
+      ok &= (m0 == 0 ? singles : singles_cached)[size_t(rows - 1)](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride,
+                                                                   pstride, c + m0 * ldc + (p0 - n0), ldc, width, pf);
     });
     if (!ok) return false;
   }
