@@ -58,6 +58,9 @@ Isa detected_isa();
 /// Level moefuse dispatches to: min(detected_isa(), MOEFUSE_MAX_ISA (kDefaultIsaCap when unset), set_max_isa()).
 Isa active_isa();
 
+/// The cap MOEFUSE_MAX_ISA sets (read once, at first use): kDefaultIsaCap when it is unset.
+Isa env_isa_cap();
+
 /// Caps the level for kernels chosen from now on (plans and layers made later). Raising the cap above
 /// detected_isa() has no effect beyond it. Not a way to make code faster: a way to test fallbacks.
 void set_max_isa(Isa cap);

@@ -144,8 +144,13 @@ Isa detected_isa() {
   return isa;
 }
 
-Isa active_isa() {
+Isa env_isa_cap() {
   static const Isa env = env_cap();
+  return env;
+}
+
+Isa active_isa() {
+  const Isa env = env_isa_cap();
   return Isa(std::min({int(detected_isa()), int(env), api_cap.load(std::memory_order_relaxed)}));
 }
 

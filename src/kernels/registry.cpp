@@ -22,7 +22,8 @@ std::vector<Dispatch> available_dispatches() {
   std::vector<Dispatch> out;
   for (Isa i : gemm::available_isas()) out.push_back(Dispatch{i, false});
   if (gemm::vnni_available()) out.push_back(Dispatch{Isa::avx512, true});
-  if (detected_isa() >= Isa::amx) out.push_back(Dispatch{Isa::amx, gemm::vnni_available(), Numerics::native});
+  const std::vector<Isa> isas = gemm::available_isas();
+  if (isas.back() >= Isa::amx) out.push_back(Dispatch{Isa::amx, gemm::vnni_available(), Numerics::native});
   return out;
 }
 

@@ -171,7 +171,7 @@ GemmKernels select_gemm_kernels(Numerics numerics) {
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
   for (Isa i : kAllIsas)
-    if (int(i) <= int(detected_isa())) out.push_back(i);
+    if (int(i) <= int(detected_isa()) && (i != Isa::amx || env_isa_cap() >= Isa::amx)) out.push_back(i);
   return out;
 }
 
