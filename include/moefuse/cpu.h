@@ -27,12 +27,10 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, avx512bf16 = 3, amx = 4
 /// The highest level.
 inline constexpr Isa kTopIsa = Isa::amx;
 
-/// The cap when MOEFUSE_MAX_ISA is unset: avx512bf16, so the amx level is opt-in (MOEFUSE_MAX_ISA=amx). Why: the AMX
-/// kernels are checked bit for bit on a scalar model of the tiles on every machine (tests/kernels/gemm_amx_test.cpp),
-/// and the tile instructions' semantics they rely on were checked on a Sapphire Rapids, but the kernels themselves
-/// have not yet run on AMX hardware in this project's test suite. A run of that suite on an AMX machine
-/// (MOEFUSE_MAX_ISA=amx) is what makes amx the default (docs/kernels.md, "AMX").
-inline constexpr Isa kDefaultIsaCap = Isa::avx512bf16;
+/// The cap when MOEFUSE_MAX_ISA is unset: the highest level, so every level the CPU has is used. (The amx level was
+/// opt-in until its kernels had passed the test suite on AMX hardware: scripts/amx-check.sh on a Sapphire
+/// Rapids-class Xeon, docs/kernels.md "AMX".)
+inline constexpr Isa kDefaultIsaCap = kTopIsa;
 
 /// Every level, lowest first.
 inline constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512bf16, Isa::amx};
@@ -68,10 +66,15 @@ void set_max_isa(Isa cap);
 /// Whether int8 kernels may use AVX-512 VNNI (vpdpbusd): active_isa() is avx512 or above and the CPU has it.
 bool use_avx512_vnni();
 
-/// Why bf16 weights do not run on the AVX512-BF16 (vdpbf16ps) GEMM kernel at level `isa`, or "" when they do: the
-/// CPU (or OS) lacks AVX512-BF16, `isa` is below avx512bf16, or vdpbf16ps failed the self-test that runs once per
-/// process before first use (its results compared bit for bit with the bf16 dot-product contract on crafted and
-/// pseudo-random lanes; the reason then names the first lane that differs). Never nullptr; thread-safe.
+/// Why the AVX512-BF16 (vdpbf16ps) GEMM kernels cannot run at level `isa`, or "" when they can: the CPU (or OS) lacks
+/// AVX512-BF16, `isa` is below avx512bf16, or vdpbf16ps failed the self-test that runs once per process before first
+/// use (its results compared bit for bit with the bf16 dot-product contract on crafted and pseudo-random lanes; the
+/// reason then names the first lane that differs). Never nullptr; thread-safe.
+const char* bf16_dot_unusable_reason(Isa isa);
+
+/// Why bf16, FP8 and W4A16 weights do not run on the vdpbf16ps kernels at level `isa` in the layer and the
+/// operators, or "" when they do: bf16_dot_unusable_reason, or this process prefers the fp32 FMA kernels
+/// (prefer_bf16_dot; the same bits). Never nullptr; thread-safe.
 const char* bf16_dot_unused_reason(Isa isa);
 
 /// Why the amx level is not available, or "" when it is: the CPU lacks AMX-TILE, AMX-INT8 or AMX-BF16 (or the
@@ -155,5 +158,14 @@ PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& b
 
 /// "bf16=0,int8=8192@4,fp8=4096,int4=4096,hint=t0" (@R where a stream's rows are not 0; parse_prefetch reads it back).
 std::string prefetch_text(const PrefetchSettings& settings);
+
+/// Whether the family's entry runs bf16, FP8 and W4A16 weights on vdpbf16ps where it is usable (true) or on the fp32
+/// FMA kernels (false; the same bits: the bf16 contract is vdpbf16ps's arithmetic, which the FMA kernels compute).
+/// False for intel_sapphire_rapids, where vdpbf16ps retires at half the FMA rate (cpu_tuning.cpp has the figures).
+bool family_prefers_bf16_dot(CpuFamily family);
+
+/// This process's choice: MOEFUSE_BF16_DOT=on|off (read once, at first use; unset: family_prefers_bf16_dot of this
+/// CPU). Throws ValueError naming the variable for any other value. Speed only; bf16_dot_unused_reason reports it.
+bool prefer_bf16_dot();
 
 }  // namespace moefuse

@@ -106,6 +106,8 @@ Isa detect_vector_isa(const CpuFeatures& f) {
 std::string request_amx(const CpuFeatures& f) {
   if (detect_vector_isa(f) < Isa::avx512bf16) return "the CPU (or the OS) lacks the avx512bf16 level below amx";
   if (!f.amx_tile || !f.amx_int8 || !f.amx_bf16) return "the CPU lacks AMX-TILE, AMX-INT8 or AMX-BF16";
+  // Every AMX CPU has it; the int8 AMX kernel hands calls of few rows to the VNNI kernel (variants.h).
+  if (!f.avx512_vnni) return "the CPU lacks AVX512-VNNI";
   if (!f.os_amx) return "the OS does not enable the AMX tile state (XCR0 bits 17 and 18)";
 #if defined(__linux__) && defined(MOEFUSE_X86)
   constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;

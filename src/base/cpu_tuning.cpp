@@ -67,16 +67,43 @@ PrefetchSettings family_entry(CpuFamily f) {
     case CpuFamily::amd_zen2:
     case CpuFamily::amd_zen3:
     case CpuFamily::amd_zen4: return kGeneric;
+    // Sapphire Rapids class (Xeon VM, family 6 model 207 stepping 2, 16 cores, AMX, 300 MiB LLC), measured
+    // 2026-12-04 15:55 UTC with the layer at every core: bench/layer_scaling --preset olmoe-1b-7b --threads 16
+    // --rounds 3 --forwards 20 --paths chain --prefetch 'A;B;C' (MOEFUSE_MAX_ISA=avx512bf16, portable), median ms of
+    // the three rounds:
+    //   bf16 T = 1:  off 0.843 / 0.773 / 0.795, 4K 0.749 / 0.683 / 0.675, 8K 0.741 / 0.695 / 0.685: 4 KB, 11-15%
+    //                faster;
+    //   bf16 T = 8:  off 4.66 / 4.40 / 4.39, 4K 3.83 / 3.75 / 3.62, 8K 4.07 / 3.81 / 3.84: 4 KB, 15-18% faster;
+    //   int8 T = 1:  off 0.394 / 0.347 / 0.334, 4K 0.391 / 0.371 / 0.335, 8K 0.385 / 0.362 / 0.365: off (level);
+    //   fp8 T = 1:   off 0.593 / 0.573 / 0.561, 4K 0.446 / 0.417 / 0.406, 8K 0.453 / 0.427 / 0.417: 4 KB (generic).
+    // int4 not swept: generic. bf16 from the first row (the sweep's setting): unlike the Zen 5, the Xeon's decode
+    // gains at T = 1 too.
+    case CpuFamily::intel_sapphire_rapids:
+      return {/*bf16=*/4096, /*int8=*/0, /*fp8=*/4096, /*int4=*/4096, PrefetchHint::t0};
     // Not measured: generic. On Xeons the hardware prefetchers track fewer streams per core, and bf16 decode read 8.3
     // GB/s per core where a plain read got 13.5 (an earlier session's figures): the first entries to sweep.
     case CpuFamily::intel_skylake_sp:
     case CpuFamily::intel_icelake_sp:
-    case CpuFamily::intel_sapphire_rapids:
     case CpuFamily::intel_granite_rapids:
     case CpuFamily::generic: return kGeneric;
   }
   return kGeneric;
 }
+
+// Whether bf16, FP8 and W4A16 (int4) weights run on vdpbf16ps (where it is usable) rather than on the fp32 FMA
+// kernels, which give the same bits (gemm.h: the bf16 contract is vdpbf16ps's arithmetic, and the FMA kernels compute
+// it).
+//   Sapphire Rapids class (the machine above, 2026-12-04): vdpbf16ps retires at half the fp32 FMA rate (bench peaks:
+//   dpbf16_zmm 1.19 TFLOP/s against fma_zmm 2.51 at 16 cores), and the FMA kernels win wherever compute counts:
+//   `moefuse bench --preset olmoe-1b-7b --tokens 1,8,512,2048 --quant none,fp8 --paths chain --iters 5 --threads 16`
+//   with MOEFUSE_MAX_ISA=avx512 against avx512bf16 (one process each, minutes apart): bf16 T = 512 37.9 against
+//   61.2 ms, T = 2048 153 against 227 ms; FP8 T = 512 42.6 against 73.3, T = 2048 156 against 249; decode level (bf16
+//   T = 1 0.998 / 1.027 ms, FP8 0.533 / 0.591). One core, gemm_bench 2048 x 2048: bf16 M = 8 1.01 against 1.16 ms,
+//   M = 512 30.5 against 53.5 ms; W4A16 G = 128 (a later run on the same machine) M = 1 0.20 against 0.24 ms, M = 8
+//   0.62 against 1.09, M = 64 7.9 against 8.4. So that family takes the FMA kernels.
+//   AMD Zen 4 / Zen 5: vdpbf16ps at the FMA's rate per pair, i.e. twice the flops (Zen 5: bf16 prefill at T = 2048
+//   79% of the dpbf16 peak): vdpbf16ps.
+bool family_bf16_dot(CpuFamily f) { return f != CpuFamily::intel_sapphire_rapids; }
 
 constexpr int64_t kMaxPrefetchBytes = int64_t(1) << 20;
 constexpr int64_t kMaxPrefetchRows = int64_t(1) << 20;
@@ -196,6 +223,20 @@ std::string_view cpu_family_name(CpuFamily f) {
 }
 
 PrefetchSettings family_prefetch(CpuFamily f) { return family_entry(f); }
+
+bool family_prefers_bf16_dot(CpuFamily f) { return family_bf16_dot(f); }
+
+bool prefer_bf16_dot() {
+  static const bool prefer = [] {
+    const char* v = std::getenv("MOEFUSE_BF16_DOT");
+    if (!v || !*v) return family_bf16_dot(cpu_family());
+    const std::string_view t(v);
+    if (t == "on") return true;
+    if (t == "off") return false;
+    bad("MOEFUSE_BF16_DOT", "expected on or off (unset: the CPU family's choice), got \"" + std::string(t) + "\"");
+  }();
+  return prefer;
+}
 
 PrefetchSettings parse_prefetch(std::string_view spec, const PrefetchSettings& base, std::string_view source) {
   PrefetchSettings s = base;

@@ -26,4 +26,16 @@ Numerics default_numerics() {
   return numerics;
 }
 
+bool native_amx_bf16() {
+  static const bool on = [] {
+    const char* v = std::getenv("MOEFUSE_AMX_BF16");
+    if (!v || !*v) return false;
+    const std::string_view t(v);
+    if (t == "on") return true;
+    if (t == "off") return false;
+    throw ValueError("MOEFUSE_AMX_BF16: expected on or off (unset: off), got \"" + std::string(t) + "\"");
+  }();
+  return on;
+}
+
 }  // namespace moefuse

@@ -43,6 +43,6 @@ bool avx512_with_vnni(const Dispatch& d) { return d.isa >= Isa::avx512 && d.vnni
 
 bool amx_native(const Dispatch& d) { return d.isa >= Isa::amx && d.numerics == Numerics::native; }
 
-bool avx512_bf16_dot(const Dispatch& d) { return *bf16_dot_unused_reason(d.isa) == '\0'; }
+bool avx512_bf16_dot(const Dispatch& d) { return *bf16_dot_unusable_reason(d.isa) == '\0'; }
 
 }  // namespace moefuse::kernels

@@ -62,7 +62,8 @@ bool runs_here(const KernelInfo& k);
 bool runs_here_portable(const KernelInfo& k);
 
 /// Row predicates: "at this level or above", the AVX-512 VNNI int8 kernels, and the AVX512-BF16 bf16-weights kernel
-/// (level avx512bf16 or above and its self-test passed: bf16_dot_unused_reason in moefuse/cpu.h).
+/// (level avx512bf16 or above and its self-test passed: bf16_dot_unusable_reason in moefuse/cpu.h; whether the layer
+/// takes it is gemm::select_gemm_kernels's choice, bf16_dot_unused_reason).
 template <Isa L>
 bool at_least(const Dispatch& d) {
   return int(d.isa) >= int(L);

@@ -8,6 +8,7 @@
 
 #include "cli/cli_runner.h"
 #include "moefuse/cpu.h"
+#include "moefuse/numerics.h"
 
 #ifdef MOEFUSE_CLI_PATH
 
@@ -31,6 +32,15 @@ TEST_F(CliTest, RunSaysWhichTierRanWhereItCameFromAndTheKernel) {
   ASSERT_EQ(n.status, 0) << n.err;
   EXPECT_EQ(line_starting(n.out, "tier:").rfind("tier:       native (--numerics), expert kernel gemm_", 0), 0u);
   if (active_isa() < Isa::amx) EXPECT_EQ(checksum_of(n), checksum_of(r));  // native is portable here
+  // AMX-BF16 serves the native tier only when asked (MOEFUSE_AMX_BF16=on), and only at the amx level.
+  Result a = moefuse("run --config '" + cfg + "' --threads 1 --iters 1 --numerics native", "MOEFUSE_AMX_BF16=on ");
+  ASSERT_EQ(a.status, 0) << a.err;
+  if (active_isa() >= Isa::amx) {
+    EXPECT_NE(line_starting(a.out, "tier:").find("__amx"), std::string::npos) << a.out;
+    EXPECT_EQ(line_starting(n.out, "tier:").find("__amx"), std::string::npos) << n.out;
+  } else {
+    EXPECT_EQ(checksum_of(a), checksum_of(r));
+  }
 
   // The config's key, and --numerics over it.
   const std::string keyed = write_text("keyed.yaml", "numerics: native\n" + testing::read_bytes(cfg));
@@ -87,7 +97,7 @@ TEST_F(CliTest, InfoSaysTheDefaultTierAndWhereItCameFrom) {
   const Json n = Json::parse(d.out)["numerics"];
   EXPECT_EQ(n["default"], "native");
   EXPECT_EQ(n["source"], "default");
-  EXPECT_EQ(n["native_differs_from_portable"], active_isa() >= Isa::amx);
+  EXPECT_EQ(n["native_differs_from_portable"], active_isa() >= Isa::amx && native_amx_bf16());
 }
 
 TEST_F(CliTest, BadTiersAreOneLineErrors) {
@@ -99,6 +109,10 @@ TEST_F(CliTest, BadTiersAreOneLineErrors) {
   EXPECT_TRUE(is_error(moefuse("run --config '" + cfg + "'", "MOEFUSE_NUMERICS=exact "),
                        {"MOEFUSE_NUMERICS: expected native or portable, got \"exact\""}));
   EXPECT_TRUE(is_error(moefuse("info", "MOEFUSE_NUMERICS=exact "), {"MOEFUSE_NUMERICS"}));
+  for (const char* cmd : {"info", "run --numerics native --config"})
+    EXPECT_TRUE(is_error(moefuse(std::string(cmd) + (cmd[0] == 'r' ? " '" + cfg + "'" : ""), "MOEFUSE_AMX_BF16=yes "),
+                         {"MOEFUSE_AMX_BF16: expected on or off (unset: off), got \"yes\""}))
+        << cmd;
   const std::string bad = write_text("bad.yaml", "numerics: fast\n" + testing::read_bytes(cfg));
   EXPECT_TRUE(is_error(moefuse("run --config '" + bad + "'"), {"bad.yaml:1:11: numerics", "expected native or portable"}));
 }

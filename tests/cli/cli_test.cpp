@@ -133,6 +133,36 @@ TEST_F(CliTest, InfoShowsTheCpuFamilyAndThePrefetchSettingsMoefusePrefetchOverri
       << bad.err;
 }
 
+// Where bf16 weights run: vdpbf16ps where it is usable and the family prefers it, else the fp32 FMA kernels, with
+// MOEFUSE_BF16_DOT=on|off overriding the family; the two give the same bits.
+TEST_F(CliTest, InfoAndRunSayWhereBf16WeightsRunAndMoefuseBf16DotOverridesWithTheSameBits) {
+  const std::string cfg = small_config();
+  ::setenv("MOEFUSE_BF16_DOT", "off", 1);
+  Result off = moefuse("info"), run_off = moefuse("run --config '" + cfg + "' --tokens 9 --numerics portable");
+  ::setenv("MOEFUSE_BF16_DOT", "on", 1);
+  Result on = moefuse("info"), run_on = moefuse("run --config '" + cfg + "' --tokens 9 --numerics portable");
+  ::setenv("MOEFUSE_BF16_DOT", "sometimes", 1);
+  Result bad = moefuse("info");
+  ::unsetenv("MOEFUSE_BF16_DOT");
+  ASSERT_EQ(off.status, 0) << off.err;
+  ASSERT_EQ(on.status, 0) << on.err;
+  ASSERT_EQ(run_off.status, 0) << run_off.err;
+  ASSERT_EQ(run_on.status, 0) << run_on.err;
+  const std::string unusable = bf16_dot_unusable_reason(active_isa());
+  if (!unusable.empty()) {
+    EXPECT_EQ(line_starting(off.out, "bf16 weights:"), "bf16 weights:  fp32 FMA kernels: " + unusable);
+    EXPECT_EQ(line_starting(on.out, "bf16 weights:"), "bf16 weights:  fp32 FMA kernels: " + unusable);
+  } else {
+    EXPECT_EQ(line_starting(off.out, "bf16 weights:").rfind("bf16 weights:  fp32 FMA kernels: MOEFUSE_BF16_DOT=off", 0),
+              0u) << off.out;
+    EXPECT_EQ(line_starting(on.out, "bf16 weights:"), "bf16 weights:  vdpbf16ps (AVX512-BF16)");
+    EXPECT_NE(line_starting(run_on.out, "tier:").find("__avx512bf16"), std::string::npos) << run_on.out;
+    EXPECT_EQ(line_starting(run_off.out, "tier:").find("__avx512bf16"), std::string::npos) << run_off.out;
+  }
+  EXPECT_EQ(line_starting(run_off.out, "checksum:"), line_starting(run_on.out, "checksum:"));
+  EXPECT_TRUE(is_error(bad, {"MOEFUSE_BF16_DOT", "expected on or off", "got \"sometimes\""})) << bad.err;
+}
+
 TEST_F(CliTest, HelpAndVersionExitZero) {
   Result h = moefuse("--help");
   EXPECT_EQ(h.status, 0);

@@ -203,13 +203,9 @@ TEST(GemmAmxModel, Bf16DriverWithZeroKWritesZeros) {
 
 // ─── On AMX hardware ────────────────────────────────────────────────────────────────────────────────────────────
 
-// The real AMX kernels run only where the level is available and asked for (MOEFUSE_MAX_ISA=amx: gemm.h,
-// available_isas), as in the dispatch: until they have run on AMX hardware, a machine that has AMX runs them only when
-// asked (scripts/amx-check.sh asks).
-#define SKIP_WITHOUT_AMX()                                                                 \
-  if (detected_isa() < Isa::amx) GTEST_SKIP() << "no amx level: " << amx_unused_reason(); \
-  if (gemm::available_isas().back() < Isa::amx)                                             \
-  GTEST_SKIP() << "the amx level is opt-in (MOEFUSE_MAX_ISA=amx; docs/kernels.md, AMX)"
+// The real AMX kernels run where the level is available.
+#define SKIP_WITHOUT_AMX() \
+  if (detected_isa() < Isa::amx) GTEST_SKIP() << "no amx level: " << amx_unused_reason()
 
 TEST(GemmAmx, TheTiersSelectTheAmxKernelsAsDocumented) {
   SKIP_WITHOUT_AMX();
@@ -217,12 +213,16 @@ TEST(GemmAmx, TheTiersSelectTheAmxKernelsAsDocumented) {
   const gemm::GemmKernels portable = gemm::select_gemm_kernels(Isa::amx, true, Numerics::portable);
   EXPECT_STREQ(native.s8.name, "gemm_s8_s32_32x32__amx");
   EXPECT_STREQ(portable.s8.name, "gemm_s8_s32_32x32__amx");  // exact: every tier
-  EXPECT_STREQ(native.bf16w.name, "gemm_bf16w_f32_32x32__amx");
-  EXPECT_STREQ(native.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_32x32__amx");
-  EXPECT_STREQ(portable.bf16w.name, "gemm_bf16w_f32_6x64__avx512bf16");
-  EXPECT_STREQ(portable.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_6x64__avx512bf16");
-  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::avx512bf16, true, Numerics::native).bf16w.name,
-               "gemm_bf16w_f32_6x64__avx512bf16");
+  // bf16 in portable (and in native without MOEFUSE_AMX_BF16=on): vdpbf16ps, or the FMA kernels where the family
+  // prefers them (the same bits).
+  const std::string isa = prefer_bf16_dot() ? "avx512bf16" : "avx512";
+  EXPECT_EQ(portable.bf16w.name, "gemm_bf16w_f32_6x64__" + isa);
+  EXPECT_EQ(portable.bf16w_bf16a.name, "gemm_bf16w_bf16a_f32_6x64__" + isa);
+  EXPECT_EQ(native.bf16w.name, native_amx_bf16() ? "gemm_bf16w_f32_32x32__amx" : "gemm_bf16w_f32_6x64__" + isa);
+  EXPECT_EQ(native.bf16w_bf16a.name,
+            native_amx_bf16() ? "gemm_bf16w_bf16a_f32_32x32__amx" : "gemm_bf16w_bf16a_f32_6x64__" + isa);
+  EXPECT_EQ(gemm::select_gemm_kernels(Isa::avx512bf16, true, Numerics::native).bf16w.name,
+            "gemm_bf16w_f32_6x64__" + isa);
 }
 
 TEST(GemmAmx, Int8KernelEqualsExactSums) {

@@ -43,7 +43,7 @@ std::vector<Pair> rows_of(Op op, Op float_op, DType in) {
 
 #define REQUIRE_ROWS(rows)                                                                        \
   if ((rows).empty())                                                                             \
-  GTEST_SKIP() << "no bf16-A row runs on this machine: " << bf16_dot_unused_reason(detected_isa())
+  GTEST_SKIP() << "no bf16-A row runs on this machine: " << bf16_dot_unusable_reason(detected_isa())
 
 // A bf16 value, with `special` in 1000 drawn from denormals, values whose products are tiny (about 2^-140) or near
 // FLT_MIN, zeros of both signs, and (non_finite) infinities and NaN.
@@ -184,7 +184,7 @@ TEST(GemmBf16A, ColumnRangesStartingMidMatrix) {
 TEST(GemmBf16A, DispatchHoldsTheRowsWhereTheyRun) {
   for (const kernels::Dispatch& d : kernels::available_dispatches()) {
     const gemm::GemmKernels k = gemm::select_gemm_kernels(d.isa, d.vnni);
-    const bool dot = kernels::avx512_bf16_dot(d);
+    const bool dot = *bf16_dot_unused_reason(d.isa) == '\0';  // usable, and preferred here (prefer_bf16_dot)
     EXPECT_EQ(k.bf16w_bf16a.fn != nullptr, d.isa >= Isa::avx512) << isa_name(d.isa);
     EXPECT_EQ(k.fp8w_bf16a.fn != nullptr, dot) << isa_name(d.isa);
     if (dot) {

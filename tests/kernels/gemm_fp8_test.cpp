@@ -57,6 +57,7 @@ Fp8Matrix random_fp8(Rng& rng, int64_t K, int64_t N, int64_t bn) {
 }
 
 using testing::gemm_variants;
+using testing::selected_row;
 
 TEST(GemmFp8, EveryVariantEqualsTheDequantiseToBf16ThenFloatOracleBitwise) {
   Rng rng(808);
@@ -273,7 +274,9 @@ TEST(GemmFp8, EveryRowEqualsTheScalarRowOnEveryTileEdgeAndForm) {
   Rng rng(4242);
   const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
   const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
-  ASSERT_GE(rows.size(), gemm::available_isas().size()) << "one FP8 row per level";
+  const std::vector<Isa> isas = gemm::available_isas();  // the amx level has no FP8 row of its own
+  ASSERT_GE(rows.size(), size_t(std::count_if(isas.begin(), isas.end(), [](Isa i) { return i < Isa::amx; })))
+      << "one FP8 row per level";
   std::array<int64_t, 3> seen{};
   for (int64_t K : {0, 1, 15, 16, 17, 127, 128, 129, 256, 257, 300})
     for (int64_t N : {1, 31, 33, 64, 65, 97, 130}) {
@@ -370,7 +373,7 @@ TEST(GemmFp8, BadArgumentsAreClearErrors) {
 
 TEST(GemmFp8, DispatchPicksTheTableRows) {
   for (const gemm::GemmKernels& k : gemm_variants())
-    EXPECT_STREQ(k.fp8w.name, kernels::find(kernels::Op::gemm_fp8, DType::u8, {k.isa, false})->name);
+    EXPECT_STREQ(k.fp8w.name, selected_row(kernels::Op::gemm_fp8, DType::u8, {k.isa, false})->name);
   EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).fp8w.name, "gemm_fp8w_f32_1x32__scalar");
 }
 

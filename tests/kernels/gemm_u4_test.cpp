@@ -104,7 +104,7 @@ std::vector<Kernel> rows_of(kernels::Op op) {
     EXPECT_NE(names.find(w4a8 ? "__avx512vnni " : "__avx512 "), std::string::npos) << names;
   }
   // W4A16 on vdpbf16ps, where its self-test passed.
-  if (!w4a8 && !*bf16_dot_unused_reason(detected_isa())) {
+  if (!w4a8 && !*bf16_dot_unusable_reason(detected_isa())) {
     EXPECT_NE(names.find("__avx512bf16 "), std::string::npos) << names;
   }
   return out;
@@ -339,14 +339,15 @@ TEST(GemmU4, BadShapesAndValuesAreClearErrors) {
 TEST(GemmU4, DispatchPicksTheTableRows) {
   for (const gemm::GemmKernels& k : gemm_variants()) {
     const kernels::Dispatch d{k.isa, k.vnni};
-    EXPECT_STREQ(k.u4w_g32.name, kernels::find(kernels::Op::gemm_u4_g32, DType::u8, d)->name);
-    EXPECT_STREQ(k.u4w_g128.name, kernels::find(kernels::Op::gemm_u4_g128, DType::u8, d)->name);
+    EXPECT_STREQ(k.u4w_g32.name, testing::selected_row(kernels::Op::gemm_u4_g32, DType::u8, d)->name);
+    EXPECT_STREQ(k.u4w_g128.name, testing::selected_row(kernels::Op::gemm_u4_g128, DType::u8, d)->name);
   }
   EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).u4w_g64.name, "gemm_u4g64w_f32_1x32__scalar");
-  // The vdpbf16ps rows serve the avx512bf16 level (where the self-test passed) and no level below it.
+  // The vdpbf16ps rows serve the avx512bf16 level and above (where the self-test passed and this process prefers
+  // them: bf16_dot_unused_reason) and no level below it.
   for (Isa isa : gemm::available_isas()) {
     const std::string name = gemm::select_gemm_kernels(isa, false).u4w_g128.name;
-    EXPECT_EQ(name == "gemm_u4g128w_f32_12x32__avx512bf16", isa == Isa::avx512bf16 && !*bf16_dot_unused_reason(isa))
+    EXPECT_EQ(name == "gemm_u4g128w_f32_12x32__avx512bf16", isa >= Isa::avx512bf16 && !*bf16_dot_unused_reason(isa))
         << name;
     if (isa == Isa::avx512) {
       EXPECT_EQ(name, "gemm_u4g128w_f32_12x32__avx512");

@@ -13,6 +13,7 @@
 
 #include "base/elements.h"
 #include "kernels/registry.h"
+#include "util/gemm_sweep.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -153,7 +154,7 @@ TEST(KernelRegistry, RowsAreWellFormedAndDispatchPicksTheBestApplyingRow) {
     const KernelInfo* q = kernels::find(Op::quantize, DType::f32, d);
     EXPECT_LE(int(q->isa), int(d.isa)) << q->name;
     const gemm::GemmKernels g = gemm::select_gemm_kernels(d.isa, d.vnni, d.numerics);
-    EXPECT_EQ(std::string(g.bf16w.name), kernels::find(Op::gemm_float, DType::bf16, d)->name);
+    EXPECT_EQ(std::string(g.bf16w.name), testing::selected_row(Op::gemm_float, DType::bf16, d)->name);
   }
   // On this project's AVX2 machines the avx2 rows serve an avx2 dispatch.
   if (int(detected_isa()) >= int(Isa::avx2)) {

@@ -269,7 +269,7 @@ TEST(Layer, ReportsTheKernelItsExpertsRanOn) {
   MoeLayer f = MoeLayer::with_random_weights(c, 1);
   EXPECT_EQ(f.kernel(), "");
   f.forward(tokens(c, 2, 2));
-  EXPECT_EQ(f.kernel(), gemm::select_gemm_kernels().bf16w.name);
+  EXPECT_EQ(f.kernel(), gemm::select_gemm_kernels(default_numerics()).bf16w.name);
   MoeConfig q = small("olmoe-1b-7b", DType::bf16, QuantMode::w8a8);
   MoeLayer s8 = MoeLayer::with_random_weights(q, 1);
   s8.forward(tokens(q, 2, 2));

@@ -15,6 +15,8 @@
 
 #include "base/bf16_dot.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/registry.h"
+#include "moefuse/numerics.h"
 #include "util/random.h"
 
 namespace moefuse::testing {
@@ -25,6 +27,21 @@ inline std::vector<gemm::GemmKernels> gemm_variants() {
   for (Isa isa : gemm::available_isas()) out.push_back(gemm::select_gemm_kernels(isa, false));
   if (gemm::vnni_available()) out.push_back(gemm::select_gemm_kernels(Isa::avx512, true));
   return out;
+}
+
+/// The row gemm::select_gemm_kernels serves (op, dt) with at d, restated from its documentation: the table's row
+/// (kernels::find), except that the native tier's AMX-BF16 rows serve only with MOEFUSE_AMX_BF16=on (else the
+/// portable tier's row), and a vdpbf16ps row (bf16, FP8 or W4A16 weights) gives way to the avx512 level's where this
+/// process prefers the fp32 FMA kernels (bf16_dot_unused_reason; the same bits).
+inline const kernels::KernelInfo* selected_row(kernels::Op op, DType dt, kernels::Dispatch d) {
+  const kernels::KernelInfo* k = kernels::find(op, dt, d);
+  if (k && k->applies == kernels::amx_native && !native_amx_bf16()) {
+    d.numerics = Numerics::portable;
+    k = kernels::find(op, dt, d);
+  }
+  if (k && k->applies == kernels::avx512_bf16_dot && *bf16_dot_unused_reason(d.isa))
+    k = kernels::find(op, dt, kernels::Dispatch{Isa::avx512, d.vnni, d.numerics});
+  return k;
 }
 
 /// C [M, N] by the float contract: acc = fma(a[m, k], weight(k, n), acc) for k in order, from +0.

@@ -9,6 +9,7 @@
 #include "common.h"
 #include "info_model.h"
 #include "moefuse/cpu.h"
+#include "moefuse/numerics.h"
 
 namespace moefuse::cli {
 namespace {
@@ -35,8 +36,10 @@ int info(bool json) {
   const Numerics numerics = default_numerics();           // and MOEFUSE_NUMERICS
   const char* numerics_env = std::getenv("MOEFUSE_NUMERICS");
   const std::string numerics_from = numerics_env && *numerics_env ? "MOEFUSE_NUMERICS" : "default";
-  // Only the amx level has kernels of its own in the native tier (moefuse/numerics.h).
-  const bool native_differs = in_use >= Isa::amx;
+  // Only the amx level has kernels of its own in the native tier, AMX-BF16, with MOEFUSE_AMX_BF16=on
+  // (moefuse/numerics.h).
+  const bool amx_bf16 = native_amx_bf16();  // read on every CPU: a bad MOEFUSE_AMX_BF16 is an error everywhere
+  const bool native_differs = in_use >= Isa::amx && amx_bf16;
   const PrefetchSettings family_entry = family_prefetch(cpu_family());
   const CpuFeatures& f = cpu_features();
   Json levels = Json::array();
@@ -105,8 +108,7 @@ int info(bool json) {
               yn(f.os_amx));
   std::printf("amx level:     %s\n", *amx_unused_reason() ? amx_unused_reason()
                                       : in_use >= Isa::amx ? "available, in use"
-                                                           : "available; opt-in with MOEFUSE_MAX_ISA=amx (its kernels "
-                                                             "have not yet run in this project's tests on AMX hardware)");
+                                                           : "available, not in use (MOEFUSE_MAX_ISA caps below it)");
   std::printf("isa detected:  %s\n", std::string(isa_name(detected_isa())).c_str());
   std::printf("isa in use:    %s (cap with MOEFUSE_MAX_ISA=scalar|avx2|avx512|avx512bf16|amx)\n",
               std::string(isa_name(in_use)).c_str());
@@ -120,8 +122,9 @@ int info(bool json) {
   std::printf("numerics:      %s (%s; set MOEFUSE_NUMERICS=native|portable); native %s\n",
               std::string(numerics_name(numerics)).c_str(),
               numerics_from == "default" ? "the default, MOEFUSE_NUMERICS unset" : "from MOEFUSE_NUMERICS",
-              native_differs ? "runs bf16 weights on AMX-BF16 here (amx level in use)"
-                             : "runs the portable kernels here (amx level not in use)");
+              native_differs       ? "runs bf16 weights on AMX-BF16 here (amx level in use, MOEFUSE_AMX_BF16=on)"
+              : in_use >= Isa::amx ? "runs the portable kernels here (AMX-BF16 for bf16 weights: MOEFUSE_AMX_BF16=on)"
+                                   : "runs the portable kernels here (amx level not in use)");
   std::printf("presets:\n");
   std::printf("  %-20s %-12s %5s %3s %6s %6s %7s %5s %10s\n", "name", "model_type", "E", "K", "H", "I", "shared",
               "dtype", "weights");

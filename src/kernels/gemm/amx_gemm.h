@@ -16,8 +16,10 @@
 // bf16 (TDPBF16PS: pairs of bf16 products accumulated into fp32 with the instruction's own rounding). A B tile row
 // is 16 columns x the pair (k, k + 1), but the float panel stores k rows of 32 columns, so each panel is re-laid out
 // per block of up to kBf16KBlock k into a buffer of pair rows (128 bytes: the 32 columns' pairs), reused by every
-// 32-row block of A. An A tile is 16 rows x 32 consecutive k (16 pairs). C is carried from one k block to the next
-// through C itself (stored and reloaded as fp32: exact), so the result does not depend on the block size.
+// 32-row block of A. The policy may interleave a pair row with vector instructions (T::pair_row; the hardware policy
+// does, two vpermt2w per row where the scalar loop moves 64 words one by one); without it, detail::pair_row below. An
+// A tile is 16 rows x 32 consecutive k (16 pairs). C is carried from one k block to the next through C itself (stored
+// and reloaded as fp32: exact), so the result does not depend on the block size.
 //
 // Order and determinism. C(m, n) is the chain of the steps over k ascending (64 k per int8 step, 32 per bf16 step),
 // each step one tile product that reads only row m of A and column n of B. No step depends on M, on the rows that
@@ -90,6 +92,14 @@ inline void reload_tile(const E* dst, int64_t ldc, int rows, int cols, E* buf) {
   std::memset(buf, 0, kTileRows * kTileBytes);
   for (int r = 0; r < rows; ++r) std::memcpy(buf + r * 16, dst + r * ldc, size_t(cols) * sizeof(E));
   T::template load<t>(buf, kTileBytes);
+}
+
+// One pair row: out[2 j] = even[j], out[2 j + 1] = odd[j] (0 without an odd row), j < 32.
+inline void pair_row(const uint16_t* even, const uint16_t* odd, uint16_t* out) {
+  for (int j = 0; j < kGemmNR; ++j) {
+    out[2 * j] = even[j];
+    out[2 * j + 1] = odd ? odd[j] : uint16_t(0);
+  }
 }
 
 // The four C tiles of a block of rows0 (+ rows1) rows and `width` columns: stored (Reload false) or loaded.
@@ -202,14 +212,13 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
       const int64_t kc = std::min<int64_t>(kBf16KBlock, K - kb);
       // The block's pair rows, then zero rows up to a whole tile (the last step of the block may be short).
       const int64_t prows = (kc + 1) / 2, prows_padded = (kc + kChunk - 1) / kChunk * kTileRows;
+      static_assert(sizeof(bfloat16) == 2);
       for (int64_t r = 0; r < prows; ++r) {
-        const bfloat16* even = panel + (kb + 2 * r) * kGemmNR;
-        const bool has_odd = kb + 2 * r + 1 < K;
+        const auto* even = reinterpret_cast<const uint16_t*>(panel + (kb + 2 * r) * kGemmNR);
+        const uint16_t* odd = kb + 2 * r + 1 < K ? even + kGemmNR : nullptr;
         uint16_t* out = pairs + r * 2 * kGemmNR;
-        for (int j = 0; j < kGemmNR; ++j) {
-          out[2 * j] = even[j].bits;
-          out[2 * j + 1] = has_odd ? even[kGemmNR + j].bits : uint16_t(0);
-        }
+        if constexpr (requires { T::pair_row(even, odd, out); }) T::pair_row(even, odd, out);
+        else detail::pair_row(even, odd, out);
       }
       std::memset(pairs + prows * 2 * kGemmNR, 0, size_t(prows_padded - prows) * 2 * kGemmNR * 2);
       for (int64_t m0 = 0; m0 < M; m0 += 2 * kTileRows) {

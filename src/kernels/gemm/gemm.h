@@ -347,9 +347,7 @@ GemmKernels select_gemm_kernels(Isa isa, bool vnni, Numerics numerics = Numerics
 GemmKernels select_gemm_kernels(Numerics numerics = Numerics::portable);
 
 /// Every level this machine can run, scalar first, up to detected_isa() (the MOEFUSE_MAX_ISA / set_max_isa cap is
-/// ignored: this is for tests and benchmarks that force each variant) — except amx, listed only when MOEFUSE_MAX_ISA
-/// is amx: like the dispatch, the tests and benchmarks run the AMX kernels only when asked, until they have run on
-/// AMX hardware (kDefaultIsaCap in moefuse/cpu.h).
+/// ignored: this is for tests and benchmarks that force each variant).
 std::vector<Isa> available_isas();
 
 /// Whether this machine can run the AVX-512 VNNI int8 kernel (detected_isa() is avx512 or above and the CPU has VNNI).

@@ -61,6 +61,18 @@ struct AmxTiles {
     MOEFUSE_EACH_TILE(MOEFUSE_STORE)
 #undef MOEFUSE_STORE
   }
+  // amx_gemm.h's pair row (out[2 j] = even[j], out[2 j + 1] = odd[j] or 0) in two vpermt2w: the words of
+  // (even, odd) taken alternately, columns 0-15 into the first 64 bytes and 16-31 into the second.
+  static void pair_row(const uint16_t* even, const uint16_t* odd, uint16_t* out) {
+    alignas(64) static constexpr uint16_t kLo[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                                     8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static constexpr uint16_t kHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                     24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i e = _mm512_loadu_si512(even);
+    const __m512i o = odd ? _mm512_loadu_si512(odd) : _mm512_setzero_si512();
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi16(e, _mm512_load_si512(kLo), o));
+    _mm512_storeu_si512(out + 32, _mm512_permutex2var_epi16(e, _mm512_load_si512(kHi), o));
+  }
   // The drivers' four products: C(t, h) = tile 2t + h += A(t) = tile 4 + t times B(h) = tile 6 + h.
   template <int c, int x, int y>
   static void dp_s8() {
@@ -100,8 +112,14 @@ bool rows_are_bf16(int64_t M, int64_t K, const float* a, int64_t lda) {
 void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                             const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  (void)col_sums;  // signed x signed: no shift to undo
   if (M <= 0 || n0 >= n1) return;
+  // Few rows leave most of each 16-row tile product idle: the VNNI kernel reads the same panels and its sums are
+  // exact too, so the bits are the same either way (variants.h, kAmxInt8MinRows: where the crossover was measured).
+  if (M < kAmxInt8MinRows) {
+    gemm_s8_s32_6x64__avx512vnni(M, K, n0, n1, a, lda, b, col_sums, c, ldc);
+    return;
+  }
+  // signed x signed: col_sums (VNNI's unsigned-shift correction) is not needed
   amx::gemm_s8<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 

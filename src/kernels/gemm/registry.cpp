@@ -1,5 +1,8 @@
 // The GEMM rows of the kernel registry (kernels/registry.h), and the dispatch that reads them. Chosen once, at plan
 // time; never consulted per tile.
+#include <cstdlib>
+#include <string>
+
 #include "kernels/gemm/variants.h"
 #include "kernels/registry.h"
 
@@ -73,18 +76,30 @@ const KernelInfo kGemmRows[] = {
 #undef MOEFUSE_GEMM_FLOATS
 #undef MOEFUSE_GEMM_ROW
 
+// The row for (op, dt) at d, except that the native tier's AMX-BF16 rows serve only with MOEFUSE_AMX_BF16=on
+// (native_amx_bf16: else the portable rows), and a vdpbf16ps row (bf16, FP8 or W4A16 weights) gives way to the
+// AVX-512 level's row where this process prefers the fp32 FMA kernels (bf16_dot_unused_reason: the same bits).
+const KernelInfo* find_row(Op op, DType dt, const kernels::Dispatch& d) {
+  const KernelInfo* k = kernels::find(op, dt, d);
+  if (k && k->applies == kernels::amx_native && !native_amx_bf16())
+    return find_row(op, dt, kernels::Dispatch{d.isa, d.vnni, Numerics::portable});
+  if (k && k->applies == kernels::avx512_bf16_dot && *bf16_dot_unused_reason(d.isa))
+    return kernels::find(op, dt, kernels::Dispatch{Isa::avx512, d.vnni, d.numerics});
+  return k;
+}
+
 GemmFloatKernel float_row(DType dt, const kernels::Dispatch& d) {
-  const KernelInfo* k = kernels::find(Op::gemm_float, dt, d);
+  const KernelInfo* k = find_row(Op::gemm_float, dt, d);
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
 GemmFloatKernel u8_row(Op op, const kernels::Dispatch& d) {  // int4 and FP8 weights: u8 rows
-  const KernelInfo* k = kernels::find(op, DType::u8, d);
+  const KernelInfo* k = find_row(op, DType::u8, d);
   return GemmFloatKernel{std::get<GemmFloatFn>(k->fn), k->name};
 }
 
 GemmBf16AKernel bf16a_row(Op op, DType dt, const kernels::Dispatch& d) {  // none below avx512 (FP8: avx512bf16)
-  const KernelInfo* k = kernels::find(op, dt, d);
+  const KernelInfo* k = find_row(op, dt, d);
   return k ? GemmBf16AKernel{std::get<GemmBf16AFn>(k->fn), k->name} : GemmBf16AKernel{};
 }
 
@@ -142,6 +157,8 @@ const GemmU4S8Kernel& GemmKernels::u4s8_kernel_for(const PackedWeights& w) const
 }
 
 GemmKernels select_gemm_kernels(Isa isa, bool vnni, Numerics numerics) {
+  (void)bf16_dot_unused_reason(isa);  // reads MOEFUSE_BF16_DOT: a bad value is an error wherever kernels are chosen
+  if (numerics == Numerics::native) (void)native_amx_bf16();  // the same for MOEFUSE_AMX_BF16
   const kernels::Dispatch d{isa, vnni && isa >= Isa::avx512, numerics};
   GemmKernels k;
   k.isa = isa;
@@ -171,7 +188,7 @@ GemmKernels select_gemm_kernels(Numerics numerics) {
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
   for (Isa i : kAllIsas)
-    if (int(i) <= int(detected_isa()) && (i != Isa::amx || env_isa_cap() >= Isa::amx)) out.push_back(i);
+    if (int(i) <= int(detected_isa())) out.push_back(i);
   return out;
 }
 
@@ -182,12 +199,27 @@ bool vnni_available() { return detected_isa() >= Isa::avx512 && cpu_features().a
 
 namespace moefuse {
 
-const char* bf16_dot_unused_reason(Isa isa) {
+const char* bf16_dot_unusable_reason(Isa isa) {
   if (detected_isa() < Isa::avx512bf16) return "the CPU (or the OS) lacks AVX512-BF16";
   if (isa < Isa::avx512bf16) return "the ISA level is capped below avx512bf16 (MOEFUSE_MAX_ISA or set_max_isa)";
   // Once per process (a thread-safe static), and only on a CPU that has the instruction.
   static const char* const self_test = gemm::detail::dpbf16_self_test__avx512bf16();
   return self_test ? self_test : "";
+}
+
+const char* bf16_dot_unused_reason(Isa isa) {
+  const bool prefer = prefer_bf16_dot();  // first: a bad MOEFUSE_BF16_DOT is an error on every CPU
+  const char* unusable = bf16_dot_unusable_reason(isa);
+  if (*unusable) return unusable;
+  if (prefer) return "";
+  static const std::string why =
+      std::getenv("MOEFUSE_BF16_DOT") && *std::getenv("MOEFUSE_BF16_DOT")
+          ? std::string("MOEFUSE_BF16_DOT=off: bf16, FP8 and W4A16 weights run on the fp32 FMA kernels (the same bits)")
+          : "this CPU family (" + std::string(cpu_family_name(cpu_family())) +
+                ") runs bf16, FP8 and W4A16 weights on the fp32 FMA kernels, faster there (the same bits; "
+                "MOEFUSE_BF16_DOT=on "
+                "overrides)";
+  return why.c_str();
 }
 
 }  // namespace moefuse

@@ -104,9 +104,15 @@ void gemm_fp8w_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1
 void gemm_fp8w_bf16a_f32_4x64__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a,
                                           int64_t lda, const void* b, float* c, int64_t ldc);
 
-// gemm_amx__amx.cpp — AMX tiles (amx_gemm.h). int8: TDPBSSD, exact (every tier). bf16 weights: TDPBF16PS, the native
-// tier only (its rounding is the instruction's own); the fp32-A entry runs gemm_bf16w_f32_6x64__avx512bf16 for a call
-// whose A holds a value that is not a bf16 value.
+// gemm_amx__amx.cpp — AMX tiles (amx_gemm.h). int8: TDPBSSD, exact (every tier); a call of fewer than
+// kAmxInt8MinRows rows runs gemm_s8_s32_6x64__avx512vnni instead (the same panels, the same exact sums). bf16 weights:
+// TDPBF16PS, the native tier only (its rounding is the instruction's own); the fp32-A entry runs
+// gemm_bf16w_f32_6x64__avx512bf16 for a call whose A holds a value that is not a bf16 value.
+//
+// kAmxInt8MinRows: on the Sapphire Rapids-class Xeon (16 cores, 2026-12-04; docs/performance.md), the w8a8 layer with
+// every int8 GEMM on AMX against every one on VNNI: decode T = 1 and 8 (one row per expert call) 11-13% slower on AMX,
+// T = 128 (16 rows per expert on average) level, T = 512 and 2048 (64, 256 rows) 1.27-1.29x faster on AMX.
+inline constexpr int64_t kAmxInt8MinRows = 16;
 void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                             const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc);
 void gemm_bf16w_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
