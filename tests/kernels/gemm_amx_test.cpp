@@ -157,7 +157,7 @@ TEST(GemmAmxModel, Bf16DriverOnTheModelIsTheBf16ContractBitwise) {
   Rng rng(777);
   for (int64_t K : kBf16Ks)
     for (int64_t N : kNs)
-      for (int64_t M : {int64_t(1), int64_t(16), int64_t(17), int64_t(33)}) {
+      for (int64_t M : {int64_t(1), int64_t(16), int64_t(17), int64_t(33), int64_t(50), int64_t(64)}) {
         const std::vector<bfloat16> b = random_bf16(rng, size_t(K * N));
         const PackedWeights pw = gemm::pack_weights_f(b.data(), DType::bf16, K, N, N, 1);
         const int64_t lda = K + M % 3;

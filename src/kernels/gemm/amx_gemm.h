@@ -18,8 +18,11 @@
 // per block of up to kBf16KBlock k into a buffer of pair rows (128 bytes: the 32 columns' pairs), reused by every
 // 32-row block of A. The policy may interleave a pair row with vector instructions (T::pair_row; the hardware policy
 // does, two vpermt2w per row where the scalar loop moves 64 words one by one); without it, detail::pair_row below. An
-// A tile is 16 rows x 32 consecutive k (16 pairs). C is carried from one k block to the next through C itself (stored
-// and reloaded as fp32: exact), so the result does not depend on the block size.
+// A tile is 16 rows x 32 consecutive k (16 pairs), loaded in place from a 32-row block; a last block of fewer rows
+// is staged once per k block, zero-padded, for every panel. The k blocks are the outer loop. C is carried from one k
+// block to the next through C itself (stored and reloaded as fp32: exact), so the result does not depend on the block
+// size. While the first row block's tile products run, the weights of the next re-layout are prefetched (the tiles
+// read only the buffer, so nothing else would stream them meanwhile).
 //
 // Order and determinism. C(m, n) is the chain of the steps over k ascending (64 k per int8 step, 32 per bf16 step),
 // each step one tile product that reads only row m of A and column n of B. No step depends on M, on the rows that
@@ -197,21 +200,32 @@ template <class T, class Rows>
 void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, const bfloat16* b, float* c,
                int64_t ldc) {
   constexpr int kChunk = 32;  // k per tile product
+  constexpr int kBlockRows = 2 * kTileRows;
   alignas(64) uint16_t pairs[kBf16KBlock / 2 * 2 * kGemmNR];  // pair rows: [k / 2][32 columns][k % 2]
+  alignas(64) uint16_t tail[kBlockRows * kBf16KBlock];       // the last row block's A, [32 rows][512 k], zero-padded
   alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
   alignas(64) float cbuf[kTileRows * 16];
   if (K == 0) {  // no step: C is the empty sum, +0
     for (int64_t m = 0; m < M; ++m) std::fill(c + m * ldc, c + m * ldc + (n1 - n0), 0.0f);
     return;
   }
+  const int64_t tail_m0 = M / kBlockRows * kBlockRows;  // the first row of a block of fewer than 32 rows (M if none)
+  const int tail_rows = int(M - tail_m0);
   T::configure();
-  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
-    const bfloat16* panel = b + (p0 / kGemmNR) * K * kGemmNR;
-    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
-    for (int64_t kb = 0; kb < K; kb += kBf16KBlock) {
-      const int64_t kc = std::min<int64_t>(kBf16KBlock, K - kb);
+  for (int64_t kb = 0; kb < K; kb += kBf16KBlock) {
+    const int64_t kc = std::min<int64_t>(kBf16KBlock, K - kb);
+    const int64_t kc_padded = (kc + kChunk - 1) / kChunk * kChunk;
+    // The short row block's A for this k block, staged once for every panel: a tile loaded from a buffer just
+    // written waits until the stores have drained, which per step (decode: every step) cost more than the step.
+    if (tail_rows > 0) {  // the rows the tiles read: 16, or 32 when the block has a second tile
+      std::memset(tail, 0, size_t(tail_rows <= kTileRows ? kTileRows : kBlockRows) * kBf16KBlock * 2);
+      for (int r = 0; r < tail_rows; ++r) rows.copy(tail_m0 + r, kb, int(kc), tail + r * kBf16KBlock);
+    }
+    for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+      const bfloat16* panel = b + (p0 / kGemmNR) * K * kGemmNR;
+      const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
       // The block's pair rows, then zero rows up to a whole tile (the last step of the block may be short).
-      const int64_t prows = (kc + 1) / 2, prows_padded = (kc + kChunk - 1) / kChunk * kTileRows;
+      const int64_t prows = (kc + 1) / 2, prows_padded = kc_padded / 2;
       static_assert(sizeof(bfloat16) == 2);
       for (int64_t r = 0; r < prows; ++r) {
         const auto* even = reinterpret_cast<const uint16_t*>(panel + (kb + 2 * r) * kGemmNR);
@@ -221,9 +235,22 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
         else detail::pair_row(even, odd, out);
       }
       std::memset(pairs + prows * 2 * kGemmNR, 0, size_t(prows_padded - prows) * 2 * kGemmNR * 2);
-      for (int64_t m0 = 0; m0 < M; m0 += 2 * kTileRows) {
+      // The weights the next re-layout reads (the next panel's rows of this k block, else the first panel's of the
+      // next), prefetched over the first row block's steps: the tile products read only the buffer, so without it
+      // no weight streams from memory while they run (decode: all the time but the re-layout's).
+      const char* next = nullptr;
+      int64_t next_bytes = 0;
+      if (p0 + kGemmNR < n1) {
+        next = reinterpret_cast<const char*>(panel + K * kGemmNR + kb * kGemmNR), next_bytes = kc * kGemmNR * 2;
+      } else if (kb + kBf16KBlock < K) {
+        next = reinterpret_cast<const char*>(b + (n0 / kGemmNR) * K * kGemmNR + (kb + kBf16KBlock) * kGemmNR);
+        next_bytes = std::min<int64_t>(kBf16KBlock, K - kb - kBf16KBlock) * kGemmNR * 2;
+      }
+      const int64_t steps = kc_padded / kChunk, lines_per_step = (next_bytes / 64 + steps - 1) / steps;
+      for (int64_t m0 = 0; m0 < M; m0 += kBlockRows) {
         const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
         const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+        const bool staged = m0 == tail_m0;
         float* cblk = c + m0 * ldc + (p0 - n0);
         if (kb == 0) {
           T::template zero<0>();
@@ -236,7 +263,15 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
         for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
           const int kn = int(std::min<int64_t>(kChunk, kc - k0));  // k of A in this step
           const uint16_t* bk = pairs + (k0 / 2) * 2 * kGemmNR;
+          if (m0 == 0 && next)
+            for (int64_t l = (k0 / kChunk) * lines_per_step, e = std::min(l + lines_per_step, next_bytes / 64); l < e;
+                 ++l)
+              __builtin_prefetch(next + l * 64, 0, 3);
           auto load_a = [&]<int t>(int64_t m, int nrows, uint8_t* buf) {
+            if (staged) {
+              T::template load<t>(tail + (m - tail_m0) * kBf16KBlock + k0, kBf16KBlock * 2);
+              return;
+            }
             if (Rows::kInPlace && nrows == kTileRows && kn == kChunk) {
               T::template load<t>(rows.at(m, kb + k0), rows.stride_bytes());
               return;
