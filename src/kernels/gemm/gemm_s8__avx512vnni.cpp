@@ -193,16 +193,17 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
     const bool fetch_all = per_chunk > 0 && per_chunk <= 32;
     const int64_t panels = (n1 + kGemmNR - 1) / kGemmNR;  // past n1 nothing is fetched
     for (bool fetched = false; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
-      const char* next = reinterpret_cast<const char*>(b + (p0 / kGemmNR + 2) * pstride);
-      const char* next_end = reinterpret_cast<const char*>(b + std::min(p0 / kGemmNR + 4, panels) * pstride);
-      const bool fetch = fetch_all && next < next_end;
+      const int64_t next_panel = std::min(p0 / kGemmNR + 2, panels);
+      const int64_t next_bytes = (std::min(p0 / kGemmNR + 4, panels) - next_panel) * pstride;
+      const char* next = reinterpret_cast<const char*>(b + next_panel * pstride);
+      const bool fetch = fetch_all && next_bytes > 0;
       int64_t m0 = 0;
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t rows = base + (blk < extra ? 1 : 0);
         Ahead ahead;
         if (fetch && blk > 0) {
-          ahead.p = std::min(next + (blk - 1) * chunks * per_chunk * 64, next_end);
-          ahead.end = next_end;
+          ahead.p = next + std::min((blk - 1) * chunks * per_chunk * 64, next_bytes);
+          ahead.end = next + next_bytes;
           ahead.per_chunk = per_chunk;
         }
         const auto& tiles = blk == 0                ? (fetched ? tiles2_cached : tiles2)
