@@ -447,6 +447,25 @@ TEST(GemmS8, EveryVariantMatchesTheOracleExactly) {
   }
 }
 
+TEST(GemmS8, PrefillShapesMatchTheOracleExactly) {
+  // Many row blocks over several panel pairs, as an expert's rows in prefill: the VNNI kernel's later row blocks
+  // fetch the next pair and the tiles' C rows ahead (cache hints only: the sums must not change). Column ranges
+  // ending in a partial pair or a single panel, K with and without a partial 64, and row counts that leave blocks
+  // of 5 and 6.
+  Rng rng(2718);
+  for (int64_t K : {64, 65, 1000})
+    for (int64_t N : {160, 227, 512}) {
+      const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
+      PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+      for (int64_t M : {25, 31, 61, 128}) {
+        const std::vector<int8_t> a = random_s8(rng, size_t(M * K));
+        const std::vector<int32_t> expected = s8_oracle(a, K, b, K, N, M);
+        for (const gemm::GemmS8Kernel& kern : s8_rows())
+          EXPECT_EQ(run_s8(kern, a, K, pw, M), expected) << kern.name << " M=" << M << " N=" << N << " K=" << K;
+      }
+    }
+}
+
 TEST(GemmS8, ExtremesAreExact) {
   // All -128 x -128 (the largest products), -128 x 127 and 127 x 127, with K = 4099 (not a multiple of 4) and
   // K = 65535 (the largest K allowed: |C| up to 65535 * 16384 = 1073725440).

@@ -463,7 +463,7 @@ TEST(DequantSwigluQuant, ChainCaseOnThreadsMatchesOracle) {
   for (int threads : {1, 3}) {
     set_num_threads(threads);
     for (int64_t T : {1, 40, 161})
-      for (int64_t H : {5, 64})
+      for (int64_t H : {5, 64, 600})  // 600: the fast path's int32 rows in pieces of 256, the last one not 16 wide
         for (int grouping = 0; grouping < 3; ++grouping)
           for (bool smooth : {false, true}) {
             const bool f32x = (T + H + grouping + int(smooth)) % 2 == 1;  // half the cases: fp32 x

@@ -69,12 +69,39 @@ __attribute__((always_inline)) inline void fill_abuf(const int8_t* a, int64_t ld
     _mm512_store_si512(abuf + 64 * m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, a + m * lda + k0), shift));
 }
 
+// Lines of weights a tile fetches for the tiles after it (see gemm_s8): per_chunk of them at each 64 k, from p on
+// up to end. prefetcht0, not t1: on the Zen 5 the w8a8 prefill layer took 0.90-0.91 of the old kernel's time with
+// t0 against 0.95-0.96 with t1 (T = 2048, one in-process comparison).
+struct Ahead {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  int per_chunk = 0;
+  __attribute__((always_inline)) void chunk() {
+    for (int i = 0; i < per_chunk && p < end; ++i, p += 64) __builtin_prefetch(p, 0, 3);
+  }
+};
+
+// The lines of one row of a tile's C (the columns below width) fetched for writing (prefetchw, which every
+// AVX-512 CPU has), so that the stores at the tile's end do not wait on reads for ownership: a prefill's gate/up
+// output is far larger than the caches, and those stores otherwise stall the next tile.
+template <int NV>
+__attribute__((always_inline)) inline void own_row(int32_t* c, int width) {
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v)
+    if (16 * v < width) asm volatile("prefetchw %0" : : "m"(c[16 * v]));
+}
+
 // A is read 64 k at a time into a contiguous buffer (see tile_f in gemm__avx512.cpp: rows lda apart with lda a
 // multiple of 4 KB share one L1 set), shifted to u8 once there rather than at every broadcast.
-template <int MR, int NP, bool Pf>
+// Own: row m's C lines are fetched for writing during the m-th of the last MR chunks of 64 k (all at the start when
+// there are fewer). Fetch: `fetch` names weight lines to bring in for the tiles after this one.
+template <int MR, int NP, bool Pf, bool Own = false, bool Fetch = false>
 void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstride, const int32_t* col_sums,
-          int32_t* c, int64_t ldc, int width, Prefetch pf) {
+          int32_t* c, int64_t ldc, int width, Prefetch pf, [[maybe_unused]] const Ahead& fetch) {
   constexpr int NV = 2 * NP;
+  // (by reference: a by-value struct argument was rebuilt on the stack and read back across two stores, a failed
+  // store forward that waited on every pending store, the last tile's C included)
+  [[maybe_unused]] Ahead ahead = fetch;
   __m512i acc[MR][NV];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
@@ -87,14 +114,21 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
   if (full < K) {
     const int rem = int(K - full);
     fill_abuf<MR>(a, lda, full, __mmask64(~0ull >> (64 - rem)), abuf[0]);
+    if constexpr (Fetch) ahead.chunk();
     for (int g = 0; g < (rem + 3) / 4; ++g)
       step<MR, NP>(abuf[0] + 4 * g, b + (full / 4 + g) * 4 * kGemmNR, pstride, acc, pf);
   }
+  const int64_t own0 = full / 64 - MR;
+  if constexpr (Own)
+    for (int64_t m = 0; m < -own0 && m < MR; ++m) own_row<NV>(c + m * ldc, width);
   // Double-buffered: the next 64 k of A are loaded before the current 64 are used (see tile_f in gemm__avx512.cpp).
   if (full > 0) fill_abuf<MR>(a, lda, 0, ~__mmask64(0), abuf[0]);
   int cur = 0;
   for (int64_t k0 = 0; k0 < full; k0 += 64, cur ^= 1) {
     if (k0 + 64 < full) fill_abuf<MR>(a, lda, k0 + 64, ~__mmask64(0), abuf[cur ^ 1]);
+    if constexpr (Own)
+      if (k0 / 64 >= own0) own_row<NV>(c + (k0 / 64 - own0) * ldc, width);
+    if constexpr (Fetch) ahead.chunk();
     for (int g = 0; g < 16; ++g) {
       const int64_t off = (k0 / 4 + g) * 4 * kGemmNR;  // bytes into the panel
       const size_t skip = Pf ? next_tile_skip(off, pstride, NP, size_t(pstride), pf) : 0;
@@ -116,11 +150,11 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const int8_t* b, int64_t pstr
 
 template <int NP>
 using Tile = void (*)(int64_t, const int8_t*, int64_t, const int8_t*, int64_t, const int32_t*, int32_t*, int64_t, int,
-                     Prefetch);
+                     Prefetch, const Ahead&);
 
-template <int NP, bool Pf, int... R>
+template <int NP, bool Pf, bool Own, bool Fetch, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
-  return std::array<Tile<NP>, sizeof...(R)>{&tile<R + 1, NP, Pf>...};
+  return std::array<Tile<NP>, sizeof...(R)>{&tile<R + 1, NP, Pf, Own, Fetch>...};
 }
 
 template <bool Pf>
@@ -129,10 +163,14 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
   // With several row blocks only the first pass over a panel streams it from memory; the later ones find it in the
   // caches, where the prefetches are only extra instructions (w8a8 prefill, T = 2048 on the Zen 5: 2-4% slower with
   // them), so only the first row block's tiles prefetch.
-  static constexpr auto tiles1 = make_tiles<1, Pf>(std::make_integer_sequence<int, kMaxRows>{});
-  static constexpr auto tiles2 = make_tiles<2, Pf>(std::make_integer_sequence<int, kMaxRowsPair>{});
-  static constexpr auto tiles1_cached = make_tiles<1, false>(std::make_integer_sequence<int, kMaxRows>{});
-  static constexpr auto tiles2_cached = make_tiles<2, false>(std::make_integer_sequence<int, kMaxRowsPair>{});
+  using Rows1 = std::make_integer_sequence<int, kMaxRows>;
+  using Rows2 = std::make_integer_sequence<int, kMaxRowsPair>;
+  static constexpr auto tiles1 = make_tiles<1, Pf, false, false>(Rows1{});
+  static constexpr auto tiles1_cached = make_tiles<1, false, false, false>(Rows1{});
+  static constexpr auto tiles2 = make_tiles<2, Pf, false, false>(Rows2{});
+  static constexpr auto tiles2_cached = make_tiles<2, false, false, false>(Rows2{});
+  static constexpr auto tiles2_later = make_tiles<2, false, true, false>(Rows2{});
+  static constexpr auto tiles2_ahead = make_tiles<2, false, true, true>(Rows2{});
   const int64_t pstride = (K + 3) / 4 * 4 * kGemmNR;
   int64_t p0 = n0;
   // Pairs of panels: 6 x 64 tiles, rows split in balanced blocks of at most 6: one pass when M <= 6 (decode: two
@@ -142,15 +180,40 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
   if (M <= kMaxRowsPair || M >= 11) {
     const int64_t blocks = (M + kMaxRowsPair - 1) / kMaxRowsPair;
     const int64_t base = M / blocks, extra = M % blocks;
-    for (; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
+    // The first row block of a pair streams its panels from memory; the later ones find them in the caches. Those
+    // later blocks fetch the next pair's panels (or last panel), spread evenly over them (a few lines per 64 k), and
+    // write their C rows after fetching them for writing (Own), so that the next pair's first block finds its
+    // panels in the caches too and skips its own prefetch. Before (w8a8 prefill on the Zen 5, 2 threads): the first
+    // blocks, 1 tile in about 21 at T = 2048, took about a fifth of the kernel's time; after it, the layer took
+    // 0.89-0.91 of its time at T = 512 and 2048 (docs/performance.md). Up to 32 lines per 64 k (3 blocks and more);
+    // calls of one block (decode) run as before.
+    const int64_t chunks = (K + 63) / 64;
+    const int64_t lines = 2 * pstride / 64;  // of a pair
+    const int per_chunk = blocks > 1 ? int((lines + (blocks - 1) * chunks - 1) / ((blocks - 1) * chunks)) : 0;
+    const bool fetch_all = per_chunk > 0 && per_chunk <= 32;
+    const int64_t panels = (n1 + kGemmNR - 1) / kGemmNR;  // past n1 nothing is fetched
+    for (bool fetched = false; p0 + kGemmNR < n1; p0 += 2 * kGemmNR) {
+      const int64_t next_panel = std::min(p0 / kGemmNR + 2, panels);
+      const int64_t next_bytes = (std::min(p0 / kGemmNR + 4, panels) - next_panel) * pstride;
+      const char* next = reinterpret_cast<const char*>(b + next_panel * pstride);
+      const bool fetch = fetch_all && next_bytes > 0;
       int64_t m0 = 0;
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t rows = base + (blk < extra ? 1 : 0);
-        (blk == 0 ? tiles2 : tiles2_cached)[rows - 1](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride,
-                                                      col_sums + p0, c + m0 * ldc + (p0 - n0), ldc,
-                                                      int(std::min<int64_t>(2 * kGemmNR, n1 - p0)), pf);
+        Ahead ahead;
+        if (fetch && blk > 0) {
+          ahead.p = next + std::min((blk - 1) * chunks * per_chunk * 64, next_bytes);
+          ahead.end = next + next_bytes;
+          ahead.per_chunk = per_chunk;
+        }
+        const auto& tiles = blk == 0                ? (fetched ? tiles2_cached : tiles2)
+                            : ahead.p < ahead.end ? tiles2_ahead
+                                                  : tiles2_later;
+        tiles[rows - 1](K, a + m0 * lda, lda, b + (p0 / kGemmNR) * pstride, pstride, col_sums + p0,
+                        c + m0 * ldc + (p0 - n0), ldc, int(std::min<int64_t>(2 * kGemmNR, n1 - p0)), pf, ahead);
         m0 += rows;
       }
+      fetched = fetch;
     }
   }
   // A last single panel: 12 x 32 tiles, rows split in balanced blocks of at most 12.
@@ -163,7 +226,7 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t rows = base + (blk < extra ? 1 : 0);
       (blk == 0 ? tiles1 : tiles1_cached)[rows - 1](K, a + m0 * lda, lda, panel, pstride, col_sums + p0,
-                                                     c + m0 * ldc + (p0 - n0), ldc, width, pf);
+                                                     c + m0 * ldc + (p0 - n0), ldc, width, pf, Ahead{});
       m0 += rows;
     }
   }
