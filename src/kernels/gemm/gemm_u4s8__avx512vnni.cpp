@@ -46,6 +46,18 @@
 // 371-383 against 396-402; M = 512: 360-366 against 374-377. In a quieter window (load 2-3), G = 128: M = 64 740-767,
 // M = 512 728-745.
 //
+// Prefetch of each block's scales and zero biases (G = 32 and 64; issue 12, 2026-12-04, same machine, load 4.5-7
+// from other sessions). Before, the k steps' prefetches covered the rows only, so 4 of every block's lines (a third of
+// the stream at G = 32) were left to the hardware. One process, the prefetch switched off and on call by call (a
+// temporary switch), 31 alternating pairs, 2048 x 2048 in 512-column calls as the layer makes them, cold weights,
+// medians us, off / on (pairs where on was faster): G = 32 M = 1 96.6 / 89.4 (27), 117.9 / 109.8 (24); M = 2 113.8 /
+// 95.4 (29), 124.5 / 105.5 (30); M = 4 157.8 / 134.3 (29); M = 8 186.5 / 191.6 (15: level, compute bound); K = 1024
+// M = 1 67.8 / 61.8 (28). G = 64: M = 1 84.4 / 82.8 (22), M = 2 77.8 / 77.4 (25), M = 4 92.6 / 90.7 (21). G = 128:
+// slower, M = 1 76.2 / 82.1 (4), 75.8 / 83.8 (4), M = 2 67.0 / 71.8 (1), M = 4 82.9 / 91.2 (4), K = 1024 43.5 / 45.7
+// (10). The layer (olmoe-1b-7b w4a8, bench/layer_scaling with the same switch forward by forward, 1 and 2 threads,
+// fused and chain, 3 rounds, both orders): G = 32 faster in 47 of 48 pairs at T = 1 and 8 (1-20%; the other 4%
+// slower), G = 64 in 11 of 12 at T = 1; G = 128 slower in 42 of 48. Hence G <= 64.
+//
 // Tried and not kept (same machine, paired runs): the two-panel tile for M <= 10 too (M = 1, G = 128: 116-132 against
 // 131-141 for the one-panel tile); for G = 32 from M = 11 on (loaded machine: M = 64 280-312 against 372-448 for the
 // 6-row tile with chains in registers, M = 512 280-300 against 382-397), the 12-row one-panel tile there (M = 64
@@ -146,6 +158,17 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
     Int4Block blk[NP];
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) blk[p] = int4_block(panel + p * panel_bytes, G, g);
+    // The k steps below prefetch the rows, one line per 4 k (G / 4 per group), while the stream moves on by the whole
+    // block, 4 lines more (its scales and zero biases): 4 of every block's lines were never asked for. These are
+    // the block's own 4 lines pf.bytes on, which fills that gap. G = 32 and 64 only (33% and 20% of the stream):
+    // at G = 128 (11%) it was slower, per kernel and in the layer (header).
+    if constexpr (G <= 64) {
+      const size_t skip = next_tile_skip(g * int64_t(int4_block_bytes(G)), int64_t(panel_bytes), NP, panel_bytes, pf);
+#pragma GCC unroll 2
+      for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const std::byte*>(blk[p].scale) + skip + 64 * l, pf);
+    }
     const int8_t* ag = a + g * G;
     __m512i acc[MR][NV];  // per panel: Σ q a (even columns), Σ 16 q a (odd columns)
 #pragma GCC unroll 16
