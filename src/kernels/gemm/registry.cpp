@@ -217,8 +217,7 @@ const char* bf16_dot_unused_reason(Isa isa) {
           ? std::string("MOEFUSE_BF16_DOT=off: bf16, FP8 and W4A16 weights run on the fp32 FMA kernels (the same bits)")
           : "this CPU family (" + std::string(cpu_family_name(cpu_family())) +
                 ") runs bf16, FP8 and W4A16 weights on the fp32 FMA kernels, faster there (the same bits; "
-                "MOEFUSE_BF16_DOT=on "
-                "overrides)";
+                "MOEFUSE_BF16_DOT=on overrides)";
   return why.c_str();
 }
 
