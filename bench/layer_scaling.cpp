@@ -13,10 +13,13 @@
 //
 //   layer_scaling [--preset olmoe-1b-7b] [--quant none|w8a8|w4a16|w4a8|fp8] [--tokens 1] [--threads 1,2]
 //                 [--rounds 3] [--forwards 40] [--paths chain,superkernel] [--seed 0] [--probe-detail 0|1]
+//                 [--numerics native,portable]
 // --spin 0,200 alternates the pool's spin before sleeping (microseconds; -1: the default) forward by forward.
 // --prefetch 'bf16=0,int8=0;bf16=4K@4,int8=8K@4' alternates software prefetch settings (MOEFUSE_PREFETCH's syntax, each
 // over the settings in effect; ';' between them) forward by forward: a paired comparison within the same seconds.
 // Every forward has its own tokens (variants too), so no variant reads experts another one has just left in L3.
+// --numerics native,portable builds each path in each tier and alternates them forward by forward (the path column
+// then reads path/tier): e.g. AMX-BF16 (native, with MOEFUSE_AMX_BF16=on) against the FMA kernels in the same seconds.
 // --wake 1 only measures the pool's wake-up latency (2 threads) with and without the spin, and exits.
 // --probe-detail 1 first prints every read configuration `moefuse bench` probes (streams, placements) per thread count.
 #include <algorithm>
@@ -24,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,6 +43,7 @@
 #include "moefuse/cpu.h"
 #include "moefuse/layer.h"
 #include "moefuse/machine.h"
+#include "moefuse/numerics.h"
 
 using namespace moefuse;
 
@@ -118,6 +123,7 @@ int main(int argc, char** argv) {
   bool probe_detail = false, wake = false;
   std::string spins_arg = "-1";
   std::string prefetch_arg;  // "": the settings in effect
+  std::string numerics_arg;  // "": the default tier
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {
     else if (k == "--paths") paths_arg = v;
     else if (k == "--spin") spins_arg = v;
     else if (k == "--prefetch") prefetch_arg = v;
+    else if (k == "--numerics") numerics_arg = v;
     else if (k == "--wake") wake = v == "1";
     else if (k == "--probe-detail") probe_detail = v == "1";
     else if (k == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
@@ -158,16 +165,23 @@ int main(int argc, char** argv) {
   for (const std::string& s : split(threads_arg)) thread_counts.push_back(std::atoi(s.c_str()));
   const std::vector<std::string> paths = split(paths_arg);
 
+  std::vector<std::optional<Numerics>> tiers;
+  if (numerics_arg.empty()) tiers.push_back(std::nullopt);
+  for (const std::string& t : split(numerics_arg)) tiers.push_back(parse_numerics(t, "--numerics"));
+
   std::vector<Layer> layers;
   for (int n : thread_counts)
-    for (const std::string& p : paths) {
-      MoeConfig c = base;
-      c.enable_superkernel = p == "superkernel";
-      LayerOptions o;
-      o.threads = n;
-      layers.push_back(Layer{p, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
-                                       : MoeLayer::with_random_weights(c, seed, o)});
-    }
+    for (const std::string& p : paths)
+      for (const std::optional<Numerics>& tier : tiers) {
+        MoeConfig c = base;
+        c.enable_superkernel = p == "superkernel";
+        LayerOptions o;
+        o.threads = n;
+        o.numerics = tier;
+        const std::string label = tiers.size() > 1 ? p + "/" + std::string(numerics_name(*tier)) : p;
+        layers.push_back(Layer{label, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
+                                             : MoeLayer::with_random_weights(c, seed, o)});
+      }
 
   const probe::ReadBuffer buf(size_t(256) << 20, *std::max_element(thread_counts.begin(), thread_counts.end()));
   if (probe_detail)
@@ -188,7 +202,7 @@ int main(int argc, char** argv) {
   }
   // Every forward of a round its own tokens, variants included: two prefetch or spin variants of one path run the
   // same layer, and on the same tokens the second would find the experts the first just read still in L3.
-  const size_t max_variants = paths.size() * spins.size() * prefetches.size();
+  const size_t max_variants = paths.size() * tiers.size() * spins.size() * prefetches.size();
   std::vector<Tensor> x;
   for (size_t i = 0; i < size_t(forwards) * max_variants + 1; ++i)
     x.push_back(random_tokens(T, base.hidden_size, seed * 7919 + uint64_t(i), base.dtype));
