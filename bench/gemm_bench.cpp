@@ -310,8 +310,11 @@ void register_all() {
                       : k->op == Op::gemm_u4_g128 || k->op == Op::gemm_u4s8_g128 ? 128
                                                                                   : 0;
     if (G == 0 && !fp8) continue;
-    for (int64_t M : {1, 2, 3, 4, 7, 8, 64, 512}) {
+    const bool w4a8 = k->op == Op::gemm_u4s8_g32 || k->op == Op::gemm_u4s8_g128;
+    for (int64_t M : {1, 2, 3, 4, 7, 8, 16, 64, 512}) {
       if (k->isa == Isa::scalar && M > 8) continue;
+      // W4A8 at the AMX kernels' first row count (kAmxInt8MinRows), beside the int8 rows' M = 16 (below)
+      if (M == 16 && !(w4a8 && k->isa != Isa::scalar)) continue;
       if (M == 7 && !fp8) continue;  // FP8 decode's small tiles, beside the bf16 rows' (below)
       if (M == 3 && fp8) continue;
       // int4 decode: an expert's 1..4 rows at T = 1 and 8 (olmoe), on the vector kernels

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "kernels/gemm/amx_gemm.h"
+#include "kernels/gemm/amx_gemm_u4s8.h"
 #include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
@@ -34,6 +35,10 @@ struct AmxTiles {
   static void configure() {
     static const amx::TileConfig config{};
     __asm__ volatile("" ::: "memory");  // _tile_loadconfig declares 8 of the 64 bytes it reads (see load below)
+    _tile_loadconfig(&config);
+  }
+  static void configure(const amx::TileConfig& config) {
+    __asm__ volatile("" ::: "memory");
     _tile_loadconfig(&config);
   }
   static void release() { _tile_release(); }
@@ -73,6 +78,47 @@ struct AmxTiles {
     _mm512_storeu_si512(out, _mm512_permutex2var_epi16(e, _mm512_load_si512(kLo), o));
     _mm512_storeu_si512(out + 32, _mm512_permutex2var_epi16(e, _mm512_load_si512(kHi), o));
   }
+  // amx_gemm_u4s8.h's quad rows (byte 4 j + i of a quad row: q(4 r + i, j) - z[j]), 4 group rows (one zmm) at a
+  // time: the VNNI W4A8 kernel's 4 x 4 transpose (vpermd, vpshufb) leaves in dword j the bytes j of the 4 rows,
+  // whose low nibbles are column 2j and high nibbles column 2j + 1; two vpermt2d put the columns in order, and each
+  // column's z, in the 4 bytes of its dword, is subtracted bytewise (0..15 minus 0..15: no wrap).
+  static void unpack_quads(const uint8_t* rows, const int8_t* z, int quads, int8_t* out) {
+    const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i transpose8 =
+        _mm512_maskz_broadcast_i32x4(0xffff, _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const __m512i lo_cols = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_cols = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512i spread = _mm512_set1_epi32(0x01010101);
+    const auto zeros = [&](const int8_t* p) {  // column j's z in the 4 bytes of dword j
+      const __m128i z16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      return _mm512_mullo_epi32(_mm512_maskz_cvtepu8_epi32(0xffff, z16), spread);
+    };
+    const __m512i z0 = zeros(z), z1 = zeros(z + 16);
+    for (int r = 0; r < quads; ++r) {
+      __m512i x = _mm512_loadu_si512(rows + 64 * r);
+      x = _mm512_maskz_shuffle_epi8(~__mmask64(0), _mm512_maskz_permutexvar_epi32(0xffff, transpose, x), transpose8);
+      const __m512i lo = _mm512_maskz_and_epi32(0xffff, x, nibble);
+      const __m512i hi = _mm512_maskz_and_epi32(0xffff, _mm512_maskz_srli_epi16(~__mmask32(0), x, 4), nibble);
+      _mm512_storeu_si512(out + 128 * r,
+                          _mm512_maskz_sub_epi8(~__mmask64(0), _mm512_permutex2var_epi32(lo, lo_cols, hi), z0));
+      _mm512_storeu_si512(out + 128 * r + 64,
+                          _mm512_maskz_sub_epi8(~__mmask64(0), _mm512_permutex2var_epi32(lo, hi_cols, hi), z1));
+    }
+  }
+  // amx_gemm_u4s8.h's fold of one group's int32 tiles into the fp32 chains: vcvtdq2ps (exact below 2^24) and one
+  // vfmadd per 16 chains, the scales loaded once per group.
+  static void fold(const int32_t (*tiles)[amx::kTileRows * 16], int halves, const float* s, float (*acc)[kGemmNR]) {
+    const __m512 s0 = _mm512_loadu_ps(s), s1 = _mm512_loadu_ps(s + 16);
+    for (int h = 0; h < halves; ++h)
+      for (int r = 0; r < amx::kTileRows; ++r) {
+        float* row = acc[16 * h + r];
+        const __m512 lo = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(tiles[2 * h] + 16 * r));
+        const __m512 hi = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_load_si512(tiles[2 * h + 1] + 16 * r));
+        _mm512_store_ps(row, _mm512_fmadd_ps(lo, s0, _mm512_load_ps(row)));
+        _mm512_store_ps(row + 16, _mm512_fmadd_ps(hi, s1, _mm512_load_ps(row + 16)));
+      }
+  }
   // The drivers' four products: C(t, h) = tile 2t + h += A(t) = tile 4 + t times B(h) = tile 6 + h.
   template <int c, int x, int y>
   static void dp_s8() {
@@ -109,6 +155,14 @@ bool rows_are_bf16(int64_t M, int64_t K, const float* a, int64_t lda) {
 
 }  // namespace
 
+void unpack_u4_quads__amx(const uint8_t* rows, const int8_t* z, int quads, int8_t* out) {
+  AmxTiles::unpack_quads(rows, z, quads, out);
+}
+
+void fold_u4s8_tiles__amx(const int32_t (*tiles)[256], int halves, const float* s, float (*acc)[32]) {
+  AmxTiles::fold(tiles, halves, s, acc);
+}
+
 void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                             const int8_t* b, const int32_t* col_sums, int32_t* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
@@ -140,5 +194,25 @@ void gemm_bf16w_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, con
   }
   amx::gemm_bf16<AmxTiles>(M, K, n0, n1, amx::F32Rows{a, lda}, static_cast<const bfloat16*>(b), c, ldc);
 }
+
+// W4A8: fewer than kAmxInt8MinRows rows run the VNNI W4A8 kernel, as for int8 (the contract's integer sums are
+// exact in either, and the fp32 steps the same: the same bits).
+namespace {
+template <int G>
+void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
+               const void* b, float* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K % G == 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  if (M < kAmxInt8MinRows) {
+    if constexpr (G == 32) gemm_u4g32w_s8_f32_6x64__avx512vnni(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
+    else if constexpr (G == 64) gemm_u4g64w_s8_f32_6x64__avx512vnni(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
+    else gemm_u4g128w_s8_f32_6x64__avx512vnni(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
+    return;
+  }
+  amx::gemm_u4s8<AmxTiles, G>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
+}
+}  // namespace
+
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 32x32, amx)
 
 }  // namespace moefuse::gemm::detail

@@ -70,6 +70,7 @@ const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_32x32__amx, amx, i8, i32, 32, 32, at_least<Isa::amx>),
     MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_32x32__amx, amx, bf16, f32, 32, 32, kernels::amx_native),
     MOEFUSE_GEMM_ROW(gemm_float_bf16a, gemm_bf16w_bf16a_f32_32x32__amx, amx, bf16, f32, 32, 32, kernels::amx_native),
+    MOEFUSE_GEMM_U4S8(32x32, amx, amx, 32, 32, at_least<Isa::amx>),
 };
 #undef MOEFUSE_GEMM_U4S8
 #undef MOEFUSE_GEMM_U4

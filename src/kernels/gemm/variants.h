@@ -119,5 +119,12 @@ void gemm_bf16w_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, con
                                const void* b, float* c, int64_t ldc);
 void gemm_bf16w_bf16a_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
                                      const void* b, float* c, int64_t ldc);
+// W4A8 (amx_gemm_u4s8.h): TDPBSSD on the weights unpacked to q - z, exact (every tier); fewer than kAmxInt8MinRows
+// rows run gemm_u4g<G>w_s8_f32_6x64__avx512vnni. unpack_u4_quads__amx and fold_u4s8_tiles__amx are its vector
+// parts (amx_gemm_u4s8.h's T::unpack_quads and T::fold: AVX-512 only, no tile instruction), for the tests to run the
+// driver with them on the tile model on any AVX-512 machine.
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 32x32, amx)
+void unpack_u4_quads__amx(const uint8_t* rows, const int8_t* z, int quads, int8_t* out);
+void fold_u4s8_tiles__amx(const int32_t (*tiles)[256], int halves, const float* s, float (*acc)[32]);
 
 }  // namespace moefuse::gemm::detail
