@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 
 #include "kernels/gemm/gemm.h"
 
@@ -123,14 +124,77 @@ inline void move_c(E* c, int64_t ldc, int rows0, int rows1, int width, E* buf) {
 
 }  // namespace detail
 
+namespace detail {
+
+// One int8 step of 64 k: A(0) (and A(1) when `two`) by `load_a` (called with the tile number), B(0) and B(1) from
+// the panel's VNNI rows at bk (grows of them: 16 but at the end of K), then the two or four tile products.
+template <class T, class LoadA>
+inline void s8_step(const LoadA& load_a, const int8_t* bk, int grows, bool two,
+                    uint8_t (&bbuf)[2][kTileRows * kTileBytes]) {
+  load_a.template operator()<4>();
+  load_tile<T, 6>(bk, 4 * kGemmNR, grows, kTileBytes, bbuf[0]);
+  load_tile<T, 7>(bk + 64, 4 * kGemmNR, grows, kTileBytes, bbuf[1]);
+  T::template dp_s8<0, 4, 6>();
+  T::template dp_s8<1, 4, 7>();
+  if (two) {
+    load_a.template operator()<5>();
+    T::template dp_s8<2, 5, 6>();
+    T::template dp_s8<3, 5, 7>();
+  }
+}
+
+// Prefetches (to L1) the `lines` 64-byte lines from p.
+inline void prefetch_lines(const void* p, int lines) {
+  for (int l = 0; l < lines; ++l) __builtin_prefetch(static_cast<const char*>(p) + 64 * l, 0, 3);
+}
+
+// Prefetches the 64 bytes from k0 of each of `rows` rows of A (both lines when the rows are not 64-byte aligned).
+inline void prefetch_a_rows(const int8_t* a, int64_t lda, int rows, bool aligned) {
+  for (int r = 0; r < rows; ++r) {
+    __builtin_prefetch(a + r * lda, 0, 3);
+    if (!aligned) __builtin_prefetch(a + r * lda + 63, 0, 3);
+  }
+}
+
+}  // namespace detail
+
+// ─── int8 schedules ─────────────────────────────────────────────────────────────────────────────────────────────
+// Every schedule below computes the same exact sums (int8: any order gives the same int32), over the same tile
+// block (C 32 x 32 in tiles 0-3, A(0), A(1), B(0), B(1)) and the same edge helpers; they differ only in the order in
+// which they walk the blocks, in where each operand is read from, and in software prefetch. One step is 64 k: four
+// tile products (16 x 16 x 64 each, 16 cycles of the tile unit on Sapphire Rapids: 64 cycles a step) fed by four
+// 1 KB tile loads. What limits a step is where those 4 KB come from: L1 gives 2 x 64 B a cycle (4 KB in 32 cycles),
+// L2 about 48 B a cycle sustained (4 KB in ~85 cycles: past the 64 the products take), L3 about 20.
+//
+//   gemm_s8 (Prefetch false: the registry's schedule): panel, row block, all of K. C stays in tiles for all of K, but
+//     a 32 x K block of A and a K x 32 panel are 32 K bytes each (64 KB at K = 2048: neither fits L1's 48 KB), so
+//     every step loads A and B from L2 (A from L3 once M K passes L2's 2 MB): 1 KB per tile product from L2.
+//   gemm_s8<T, true>: the same, prefetching the next step's A rows and B rows into L1 during this step's products
+//     (hides L2's latency; not its bandwidth).
+//   gemm_s8_kblock: rows in blocks of kS8RowBlock, and for each panel, K in blocks of kS8KBlock: the panel's k block
+//     (kS8KBlock / 4 rows of 128 bytes, 16 KB) stays in L1 while the row blocks stream their A from L2 (strided, in
+//     place); C is carried from one k block to the next through C itself (stored, reloaded: exact). Per product:
+//     512 B of A from L2 + the C traffic (below); optionally prefetching the next step's A rows.
+//   gemm_s8_packed: columns in blocks of kS8ColBlock, rows in blocks of kS8RowBlock, K in blocks of kS8KBlock; each
+//     32-row block's k block of A is copied once into a dense stack buffer (16 KB: [step][32 rows][64 bytes], tile
+//     loads of stride 64), which stays in L1 while the column block's panels stream their B rows (dense) from L2. Per
+//     product: 512 B of B from L2 + the C traffic; optionally prefetching the next step's B rows.
+//   C traffic of the k-blocked schedules: per 32 x 32 block and k block, one 4 KB store and (but for the first) one
+//     4 KB reload against 8 steps of 4 products: (2 K / kS8KBlock - 1) x 4 KB / (K / 16) per product, 224 B at
+//     K = 2048, 192 B at K = 1024, from L1/L2 (the carried C of a row block x column block is 32-512 KB).
+inline constexpr int64_t kS8KBlock = 512;    // k per block: an A or B k block of one 32-wide block is 16 KB
+inline constexpr int64_t kS8RowBlock = 256;  // rows per block: A's rows x K in L2 (512 KB at K = 2048)
+inline constexpr int64_t kS8ColBlock = 512;  // columns per block: a B k block of 16 panels (256 KB) in L2
+
 /// int8 x int8 -> int32 on tiles (gemm.h's int8 contract: exact). Arguments as GemmS8Fn's, less col_sums (TDPBSSD
 /// takes signed bytes on both sides, so nothing needs undoing). K < 65536.
-template <class T>
+template <class T, bool Prefetch = false>
 void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c,
              int64_t ldc) {
   using detail::load_tile;
   const int64_t groups = (K + 3) / 4;  // rows of 4 k in a panel
   const int64_t pstride = groups * 4 * kGemmNR;
+  const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
   alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
   alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
   alignas(64) int32_t cbuf[kTileRows * 16];
@@ -150,18 +214,154 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
         const int kbytes = int(std::min<int64_t>(64, K - k0));
         const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
         const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
-        load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
-        load_tile<T, 6>(bk, 4 * kGemmNR, grows, kTileBytes, bbuf[0]);
-        load_tile<T, 7>(bk + 64, 4 * kGemmNR, grows, kTileBytes, bbuf[1]);
-        T::template dp_s8<0, 4, 6>();
-        T::template dp_s8<1, 4, 7>();
-        if (rows1 > 0) {
-          load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
-          T::template dp_s8<2, 5, 6>();
-          T::template dp_s8<3, 5, 7>();
+        if constexpr (Prefetch) {
+          if (k0 + 64 < K) {
+            detail::prefetch_a_rows(a0 + k0 + 64, lda, rows0 + rows1, a_aligned);
+            detail::prefetch_lines(bk + kTileRows * 4 * kGemmNR,
+                                   int(std::min<int64_t>(kTileRows, groups - k0 / 4 - kTileRows)) * 2);
+          }
         }
+        detail::s8_step<T>(
+            [&]<int t>() {
+              if constexpr (t == 4) load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
+              else load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
+            },
+            bk, grows, rows1 > 0, bbuf);
       }
       detail::move_c<T, false>(c + m0 * ldc + (p0 - n0), ldc, rows0, rows1, width, cbuf);
+    }
+  }
+  T::release();
+}
+
+/// gemm_s8's sums in the k-blocked order with the panel's k block resident (see the int8 schedules above). Same
+/// arguments and contract.
+template <class T, bool Prefetch = false>
+void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                    int32_t* c, int64_t ldc) {
+  using detail::load_tile;
+  if (K <= kS8KBlock) return gemm_s8<T, Prefetch>(M, K, n0, n1, a, lda, b, c, ldc);  // one k block: the same order
+  const int64_t groups = (K + 3) / 4;
+  const int64_t pstride = groups * 4 * kGemmNR;
+  const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
+  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
+  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
+  alignas(64) int32_t cbuf[kTileRows * 16];
+  T::configure();
+  for (int64_t mc = 0; mc < M; mc += kS8RowBlock) {
+    const int64_t mc1 = std::min(M, mc + kS8RowBlock);
+    for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+      const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+      const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+      for (int64_t kb = 0; kb < K; kb += kS8KBlock) {
+        const int64_t kend = std::min(K, kb + kS8KBlock);
+        for (int64_t m0 = mc; m0 < mc1; m0 += 2 * kTileRows) {
+          const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
+          const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+          const int8_t* a0 = a + m0 * lda;
+          int32_t* cblk = c + m0 * ldc + (p0 - n0);
+          if (kb == 0) {
+            T::template zero<0>();
+            T::template zero<1>();
+            T::template zero<2>();
+            T::template zero<3>();
+          } else {
+            detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
+          }
+          for (int64_t k0 = kb; k0 < kend; k0 += 64) {
+            const int kbytes = int(std::min<int64_t>(64, K - k0));
+            const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
+            if constexpr (Prefetch) {
+              // the next step's A rows: this block's next step, else the next row block's first (its B is in L1)
+              if (k0 + 64 < kend) detail::prefetch_a_rows(a0 + k0 + 64, lda, rows0 + rows1, a_aligned);
+              else if (m0 + 2 * kTileRows < mc1)
+                detail::prefetch_a_rows(a0 + 2 * kTileRows * lda + kb, lda,
+                                        int(std::min<int64_t>(2 * kTileRows, M - m0 - 2 * kTileRows)), a_aligned);
+            }
+            detail::s8_step<T>(
+                [&]<int t>() {
+                  if constexpr (t == 4) load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
+                  else load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
+                },
+                panel + (k0 / 4) * 4 * kGemmNR, grows, rows1 > 0, bbuf);
+          }
+          detail::move_c<T, false>(cblk, ldc, rows0, rows1, width, cbuf);
+        }
+      }
+    }
+  }
+  T::release();
+}
+
+/// gemm_s8's sums in the k-blocked order with a dense copy of A's k block resident (see the int8 schedules above).
+/// Same arguments and contract; 16 KB of stack for the copy.
+template <class T, bool Prefetch = false>
+void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                    int32_t* c, int64_t ldc) {
+  constexpr int kStepBytes = 2 * kTileRows * kTileBytes;  // one step of the copy: 32 rows x 64 k
+  if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
+  const int64_t groups = (K + 3) / 4;
+  const int64_t pstride = groups * 4 * kGemmNR;
+  alignas(64) uint8_t apack[kS8KBlock / 64 * kStepBytes];  // [step][32 rows][64 k], zero past M and K
+  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
+  alignas(64) int32_t cbuf[kTileRows * 16];
+  T::configure();
+  for (int64_t nc = n0; nc < n1; nc += kS8ColBlock) {
+    const int64_t nc1 = std::min(n1, nc + kS8ColBlock);
+    for (int64_t mc = 0; mc < M; mc += kS8RowBlock) {
+      const int64_t mc1 = std::min(M, mc + kS8RowBlock);
+      for (int64_t kb = 0; kb < K; kb += kS8KBlock) {
+        const int64_t kc = std::min(kS8KBlock, K - kb);
+        const int steps = int((kc + 63) / 64);
+        for (int64_t m0 = mc; m0 < mc1; m0 += 2 * kTileRows) {
+          const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
+          const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+          const int rows = rows1 > 0 ? 2 * kTileRows : kTileRows;  // the rows the tiles read
+          for (int s = 0; s < steps; ++s) {
+            uint8_t* dst = apack + s * kStepBytes;
+            const int bytes = int(std::min<int64_t>(64, kc - 64 * s));
+            for (int r = 0; r < rows; ++r) {
+              if (r < rows0 + rows1) {
+                std::memcpy(dst + r * kTileBytes, a + (m0 + r) * lda + kb + 64 * s, size_t(bytes));
+                if (bytes < kTileBytes) std::memset(dst + r * kTileBytes + bytes, 0, size_t(kTileBytes - bytes));
+              } else {
+                std::memset(dst + r * kTileBytes, 0, kTileBytes);
+              }
+            }
+          }
+          for (int64_t p0 = nc; p0 < nc1; p0 += kGemmNR) {
+            const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+            const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+            int32_t* cblk = c + m0 * ldc + (p0 - n0);
+            if (kb == 0) {
+              T::template zero<0>();
+              T::template zero<1>();
+              T::template zero<2>();
+              T::template zero<3>();
+            } else {
+              detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
+            }
+            for (int s = 0; s < steps; ++s) {
+              const int64_t k0 = kb + 64 * s;
+              const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
+              if constexpr (Prefetch) {
+                // the next step's B rows: this panel's next step, else the next panel's first of this k block
+                if (s + 1 < steps)
+                  detail::prefetch_lines(bk + kTileRows * 4 * kGemmNR,
+                                         int(std::min<int64_t>(kTileRows, groups - k0 / 4 - kTileRows)) * 2);
+                else if (p0 + kGemmNR < nc1)
+                  detail::prefetch_lines(panel + pstride + (kb / 4) * 4 * kGemmNR,
+                                         int(std::min<int64_t>(kTileRows, groups - kb / 4)) * 2);
+              }
+              const uint8_t* as = apack + s * kStepBytes;
+              detail::s8_step<T>(
+                  [&]<int t>() { T::template load<t>(as + (t - 4) * kTileRows * kTileBytes, kTileBytes); }, bk,
+                  int(std::min<int64_t>(kTileRows, groups - k0 / 4)), rows1 > 0, bbuf);
+            }
+            detail::move_c<T, false>(cblk, ldc, rows0, rows1, width, cbuf);
+          }
+        }
+      }
     }
   }
   T::release();
@@ -298,5 +498,15 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
   }
   T::release();
 }
+
+/// The int8 schedules above on the tile instructions (gemm_amx__amx.cpp), by name, for bench/gemm_bench.cpp to time
+/// side by side on AMX hardware: not registry rows (gemm_s8_s32_32x32__amx runs "base", with its VNNI fallback for
+/// few rows). Each has GemmS8Fn's arguments (col_sums unused), needs the amx level and has no fallback; the names end
+/// in __amx, which gives them the AMX-INT8 peak in the bench's peak%.
+struct S8Schedule {
+  const char* name;
+  GemmS8Fn fn;
+};
+std::span<const S8Schedule> s8_schedules();
 
 }  // namespace moefuse::gemm::amx

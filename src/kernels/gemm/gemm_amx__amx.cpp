@@ -123,6 +123,37 @@ void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const 
   amx::gemm_s8<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
+// The schedules of amx_gemm.h's int8 driver, by name, for bench/gemm_bench.cpp (amx_gemm.h).
+template <auto Driver>
+void s8_schedule(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                 const int32_t*, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  Driver(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+}  // namespace moefuse::gemm::detail
+
+namespace moefuse::gemm::amx {
+
+std::span<const S8Schedule> s8_schedules() {
+  using gemm::detail::s8_schedule;
+  using gemm::detail::AmxTiles;
+  static const S8Schedule schedules[] = {
+      {"gemm_s8_s32_32x32_base__amx", &s8_schedule<gemm_s8<AmxTiles, false>>},
+      {"gemm_s8_s32_32x32_pf__amx", &s8_schedule<gemm_s8<AmxTiles, true>>},
+      {"gemm_s8_s32_32x32_kblock__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, false>>},
+      {"gemm_s8_s32_32x32_kblockpf__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true>>},
+      {"gemm_s8_s32_32x32_packed__amx", &s8_schedule<gemm_s8_packed<AmxTiles, false>>},
+      {"gemm_s8_s32_32x32_packedpf__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true>>},
+  };
+  return schedules;
+}
+
+}  // namespace moefuse::gemm::amx
+
+namespace moefuse::gemm::detail {
+
 void gemm_bf16w_bf16a_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
                                      const void* b, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
