@@ -362,7 +362,7 @@ void register_all() {
 // "base" being the registry row's schedule without its VNNI fallback), on cold weights, whole-matrix calls, M = 16,
 // 64, 128, 512, 2048 at K x N = 2048 x 2048 and 1024 x 2048 (the down projection), and M = 512 in the layer's column
 // blocks of 128. peak% is against the AMX-INT8 peak (peak/tdpbssd). One run on an AMX machine:
-//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_s8_s32_32x32_[a-z]+__amx/'
+//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_s8_s32_32x32_[a-z0-9]+__amx/'
 std::vector<KernelInfo> g_amx_s8_schedules;  // registry-like rows for BM_row, one per schedule
 
 void register_amx_s8_schedules() {

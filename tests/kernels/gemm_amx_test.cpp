@@ -153,6 +153,12 @@ void for_each_s8_schedule(const Fn& fn) {
   fn("kblockpf", &gemm::amx::gemm_s8_kblock<E, true>);
   fn("packed", &gemm::amx::gemm_s8_packed<E, false>);
   fn("packedpf", &gemm::amx::gemm_s8_packed<E, true>);
+  fn("kblockpfkb256", &gemm::amx::gemm_s8_kblock<E, true, 256>);
+  fn("kblockpfkb1024", &gemm::amx::gemm_s8_kblock<E, true, 1024>);
+  fn("packedpfkb256", &gemm::amx::gemm_s8_packed<E, true, 256>);
+  fn("packedpfkb1024", &gemm::amx::gemm_s8_packed<E, true, 1024>);
+  fn("kblockpfkb2048", &gemm::amx::gemm_s8_kblock<E, true, 2048>);
+  fn("packedpfkb2048", &gemm::amx::gemm_s8_packed<E, true, 2048>);
 }
 
 using S8Driver = void (*)(int64_t, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t);
@@ -172,8 +178,9 @@ TEST(GemmAmxModel, Int8SchedulesEqualExactSumsAtEveryEdge) {
   EXPECT_EQ(EmulatedTiles::configured, 0);
 }
 
-// Shapes at the edges of the k blocks (kS8KBlock, and a last step short of 64 k after whole blocks), of the row
-// blocks (kS8RowBlock) and of the column blocks (kS8ColBlock; the range [32, N - 1) shifts them by a panel).
+// Shapes at the edges of the k blocks (multiples of 256, the smallest k block tested, and a last step short of 64 k
+// after whole blocks), of the row blocks (kS8RowBlock) and of the column blocks (kS8ColBlock; the range [32, N - 1)
+// shifts them by a panel).
 TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
   using gemm::amx::kS8ColBlock;
   using gemm::amx::kS8KBlock;
@@ -186,6 +193,7 @@ TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
       {33, kS8KBlock + 64, 40},         {17, 2 * kS8KBlock + 3, 33},  {50, 2 * kS8KBlock + 76, 70},
       {kS8RowBlock - 1, 600, 40},       {kS8RowBlock + 1, 600, 40},   {kS8RowBlock + 44, 1030, 33},
       {20, 520, kS8ColBlock},           {20, 520, kS8ColBlock + 33},  {3, 1100, kS8ColBlock + 100},
+      {50, 2 * kS8KBlock - 1, 70},      {40, 2 * kS8KBlock, 40},      {33, 4 * kS8KBlock + 1, 33},
   };
   Rng rng(4244);
   for (const Shape& s : shapes) {
@@ -314,6 +322,29 @@ TEST(GemmAmx, Int8KernelEqualsExactSums) {
                               int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
     k.s8.fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c, ldc);
   });
+}
+
+// Every schedule of the int8 driver on the tile instructions (gemm_bench's schedule rows), over the sweep and the
+// block edges: exact.
+TEST(GemmAmx, Int8SchedulesEqualExactSums) {
+  SKIP_WITHOUT_AMX();
+  for (const gemm::amx::S8Schedule& s : gemm::amx::s8_schedules()) {
+    const auto run = [&](int64_t M, int64_t K, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+                         int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+      s.fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c, ldc);
+    };
+    sweep_s8(98, s.name, run);
+    Rng rng(97);
+    for (int64_t K : {511, 1024, 1100, 2049})
+      for (auto [M, N] : {std::pair<int64_t, int64_t>{300, 70}, {37, 545}}) {
+        const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
+        const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+        const int64_t lda = K + 1;
+        const std::vector<int8_t> a = random_s8(rng, size_t((M - 1) * lda + K));
+        check_s8([&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) { run(M, K, a, lda, pw, n0, n1, c, ldc); },
+                 s.name, s8_oracle(a, lda, b, K, N, M), M, K, N);
+      }
+  }
 }
 
 // The native tier's tolerance against the portable result (docs/layer.md): both are fp32 accumulations of the same

@@ -236,11 +236,12 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
 
 /// gemm_s8's sums in the k-blocked order with the panel's k block resident (see the int8 schedules above). Same
 /// arguments and contract.
-template <class T, bool Prefetch = false>
+template <class T, bool Prefetch = false, int64_t KB = kS8KBlock>
 void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                     int32_t* c, int64_t ldc) {
   using detail::load_tile;
-  if (K <= kS8KBlock) return gemm_s8<T, Prefetch>(M, K, n0, n1, a, lda, b, c, ldc);  // one k block: the same order
+  static_assert(KB % 64 == 0);
+  if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
   const int64_t groups = (K + 3) / 4;
   const int64_t pstride = groups * 4 * kGemmNR;
   const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
@@ -253,8 +254,8 @@ void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
     for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
       const int8_t* panel = b + (p0 / kGemmNR) * pstride;
       const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
-      for (int64_t kb = 0; kb < K; kb += kS8KBlock) {
-        const int64_t kend = std::min(K, kb + kS8KBlock);
+      for (int64_t kb = 0; kb < K; kb += KB) {
+        const int64_t kend = std::min(K, kb + KB);
         for (int64_t m0 = mc; m0 < mc1; m0 += 2 * kTileRows) {
           const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
           const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
@@ -294,15 +295,16 @@ void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
 }
 
 /// gemm_s8's sums in the k-blocked order with a dense copy of A's k block resident (see the int8 schedules above).
-/// Same arguments and contract; 16 KB of stack for the copy.
-template <class T, bool Prefetch = false>
+/// Same arguments and contract; 32 x KB bytes of stack for the copy (16 KB at the default KB).
+template <class T, bool Prefetch = false, int64_t KB = kS8KBlock>
 void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                     int32_t* c, int64_t ldc) {
   constexpr int kStepBytes = 2 * kTileRows * kTileBytes;  // one step of the copy: 32 rows x 64 k
+  static_assert(KB % 64 == 0);
   if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
   const int64_t groups = (K + 3) / 4;
   const int64_t pstride = groups * 4 * kGemmNR;
-  alignas(64) uint8_t apack[kS8KBlock / 64 * kStepBytes];  // [step][32 rows][64 k], zero past M and K
+  alignas(64) uint8_t apack[KB / 64 * kStepBytes];  // [step][32 rows][64 k], zero past M and K
   alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
   alignas(64) int32_t cbuf[kTileRows * 16];
   T::configure();
@@ -310,8 +312,8 @@ void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
     const int64_t nc1 = std::min(n1, nc + kS8ColBlock);
     for (int64_t mc = 0; mc < M; mc += kS8RowBlock) {
       const int64_t mc1 = std::min(M, mc + kS8RowBlock);
-      for (int64_t kb = 0; kb < K; kb += kS8KBlock) {
-        const int64_t kc = std::min(kS8KBlock, K - kb);
+      for (int64_t kb = 0; kb < K; kb += KB) {
+        const int64_t kc = std::min(KB, K - kb);
         const int steps = int((kc + 63) / 64);
         for (int64_t m0 = mc; m0 < mc1; m0 += 2 * kTileRows) {
           const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));

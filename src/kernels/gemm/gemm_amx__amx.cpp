@@ -146,6 +146,15 @@ std::span<const S8Schedule> s8_schedules() {
       {"gemm_s8_s32_32x32_kblockpf__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true>>},
       {"gemm_s8_s32_32x32_packed__amx", &s8_schedule<gemm_s8_packed<AmxTiles, false>>},
       {"gemm_s8_s32_32x32_packedpf__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true>>},
+      // the k block's size, around the default's (kS8KBlock = 512)
+      {"gemm_s8_s32_32x32_kblockpfkb256__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true, 256>>},
+      {"gemm_s8_s32_32x32_kblockpfkb1024__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true, 1024>>},
+      {"gemm_s8_s32_32x32_packedpfkb256__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true, 256>>},
+      {"gemm_s8_s32_32x32_packedpfkb1024__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true, 1024>>},
+      // one k block up to K = 2048: kblock is then gemm_s8 in row blocks of kS8RowBlock, packed keeps C in the
+      // tiles for all of K and reads a dense A copy (64 KB: from L2)
+      {"gemm_s8_s32_32x32_kblockpfkb2048__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true, 2048>>},
+      {"gemm_s8_s32_32x32_packedpfkb2048__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true, 2048>>},
   };
   return schedules;
 }
