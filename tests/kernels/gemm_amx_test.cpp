@@ -146,19 +146,7 @@ TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
 // Each schedule of the int8 driver on the model, with its name.
 template <class Fn>
 void for_each_s8_schedule(const Fn& fn) {
-  using E = EmulatedTiles;
-  fn("base", &gemm::amx::gemm_s8<E, false>);
-  fn("pf", &gemm::amx::gemm_s8<E, true>);
-  fn("kblock", &gemm::amx::gemm_s8_kblock<E, false>);
-  fn("kblockpf", &gemm::amx::gemm_s8_kblock<E, true>);
-  fn("packed", &gemm::amx::gemm_s8_packed<E, false>);
-  fn("packedpf", &gemm::amx::gemm_s8_packed<E, true>);
-  fn("kblockpfkb256", &gemm::amx::gemm_s8_kblock<E, true, 256>);
-  fn("kblockpfkb1024", &gemm::amx::gemm_s8_kblock<E, true, 1024>);
-  fn("packedpfkb256", &gemm::amx::gemm_s8_packed<E, true, 256>);
-  fn("packedpfkb1024", &gemm::amx::gemm_s8_packed<E, true, 1024>);
-  fn("kblockpfkb2048", &gemm::amx::gemm_s8_kblock<E, true, 2048>);
-  fn("packedpfkb2048", &gemm::amx::gemm_s8_packed<E, true, 2048>);
+  gemm::amx::visit_s8_schedules<EmulatedTiles>([&](const char* name, auto driver) { fn(name, decltype(driver)::value); });
 }
 
 using S8Driver = void (*)(int64_t, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t);
@@ -179,8 +167,8 @@ TEST(GemmAmxModel, Int8SchedulesEqualExactSumsAtEveryEdge) {
 }
 
 // Shapes at the edges of the k blocks (multiples of 256, the smallest k block tested, and a last step short of 64 k
-// after whole blocks), of the row blocks (kS8RowBlock) and of the column blocks (kS8ColBlock; the range [32, N - 1)
-// shifts them by a panel).
+// after whole blocks), of the row blocks (multiples of 128) and of the column blocks (multiples of 256; the range
+// [32, N - 1) shifts them by a panel).
 TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
   using gemm::amx::kS8ColBlock;
   using gemm::amx::kS8KBlock;
@@ -194,6 +182,8 @@ TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
       {kS8RowBlock - 1, 600, 40},       {kS8RowBlock + 1, 600, 40},   {kS8RowBlock + 44, 1030, 33},
       {20, 520, kS8ColBlock},           {20, 520, kS8ColBlock + 33},  {3, 1100, kS8ColBlock + 100},
       {50, 2 * kS8KBlock - 1, 70},      {40, 2 * kS8KBlock, 40},      {33, 4 * kS8KBlock + 1, 33},
+      // the other row and column blocks the schedules take (128 and 512 rows, 256 and 1024 columns)
+      {2 * kS8RowBlock + 8, 130, 33},   {5, 300, 2 * kS8ColBlock + 40},
   };
   Rng rng(4244);
   for (const Shape& s : shapes) {

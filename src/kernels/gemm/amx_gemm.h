@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 
 #include "kernels/gemm/gemm.h"
 
@@ -296,11 +297,14 @@ void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
 
 /// gemm_s8's sums in the k-blocked order with a dense copy of A's k block resident (see the int8 schedules above).
 /// Same arguments and contract; 32 x KB bytes of stack for the copy (16 KB at the default KB).
-template <class T, bool Prefetch = false, int64_t KB = kS8KBlock>
+/// Prefetch: the B rows of the step `Prefetch` steps ahead are prefetched (0: none); PrefetchA: also the copy's
+/// next step (when the copy is larger than L1). KB, MC, NC: the k, row and column blocks.
+template <class T, int Prefetch = 0, bool PrefetchA = false, int64_t KB = kS8KBlock, int64_t MC = kS8RowBlock,
+          int64_t NC = kS8ColBlock>
 void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                     int32_t* c, int64_t ldc) {
   constexpr int kStepBytes = 2 * kTileRows * kTileBytes;  // one step of the copy: 32 rows x 64 k
-  static_assert(KB % 64 == 0);
+  static_assert(KB % 64 == 0 && MC % (2 * kTileRows) == 0 && NC % kGemmNR == 0);
   if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
   const int64_t groups = (K + 3) / 4;
   const int64_t pstride = groups * 4 * kGemmNR;
@@ -308,10 +312,10 @@ void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
   alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
   alignas(64) int32_t cbuf[kTileRows * 16];
   T::configure();
-  for (int64_t nc = n0; nc < n1; nc += kS8ColBlock) {
-    const int64_t nc1 = std::min(n1, nc + kS8ColBlock);
-    for (int64_t mc = 0; mc < M; mc += kS8RowBlock) {
-      const int64_t mc1 = std::min(M, mc + kS8RowBlock);
+  for (int64_t nc = n0; nc < n1; nc += NC) {
+    const int64_t nc1 = std::min(n1, nc + NC);
+    for (int64_t mc = 0; mc < M; mc += MC) {
+      const int64_t mc1 = std::min(M, mc + MC);
       for (int64_t kb = 0; kb < K; kb += KB) {
         const int64_t kc = std::min(KB, K - kb);
         const int steps = int((kc + 63) / 64);
@@ -346,14 +350,16 @@ void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
             for (int s = 0; s < steps; ++s) {
               const int64_t k0 = kb + 64 * s;
               const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
-              if constexpr (Prefetch) {
-                // the next step's B rows: this panel's next step, else the next panel's first of this k block
-                if (s + 1 < steps)
-                  detail::prefetch_lines(bk + kTileRows * 4 * kGemmNR,
-                                         int(std::min<int64_t>(kTileRows, groups - k0 / 4 - kTileRows)) * 2);
-                else if (p0 + kGemmNR < nc1)
-                  detail::prefetch_lines(panel + pstride + (kb / 4) * 4 * kGemmNR,
-                                         int(std::min<int64_t>(kTileRows, groups - kb / 4)) * 2);
+              if constexpr (Prefetch > 0) {
+                // the B rows `Prefetch` steps ahead: in this panel, else in the next panel's k block
+                const int ahead = s + Prefetch;
+                const int8_t* next = ahead < steps ? panel : p0 + kGemmNR < nc1 ? panel + pstride : nullptr;
+                const int64_t g = kb / 4 + kTileRows * int64_t(ahead < steps ? ahead : ahead - steps);
+                if (next && g < groups)
+                  detail::prefetch_lines(next + g * 4 * kGemmNR, int(std::min<int64_t>(kTileRows, groups - g)) * 2);
+              }
+              if constexpr (PrefetchA) {
+                if (s + 1 < steps) detail::prefetch_lines(apack + (s + 1) * kStepBytes, rows1 > 0 ? 32 : 16);
               }
               const uint8_t* as = apack + s * kStepBytes;
               detail::s8_step<T>(
@@ -499,6 +505,29 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
     }
   }
   T::release();
+}
+
+/// Calls visit(name, driver) for every int8 schedule above worth timing, driver a std::integral_constant holding the
+/// driver's instantiation for the tile policy T: the one list the model tests and gemm_bench walk. "base" is the
+/// registry row's schedule; the rest differ from it as their names say (see the int8 schedules).
+template <class T, class Visit>
+void visit_s8_schedules(const Visit& visit) {
+  auto one = [&]<auto F>(const char* name) { visit(name, std::integral_constant<decltype(F), F>{}); };
+  one.template operator()<&gemm_s8<T, false>>("base");
+  one.template operator()<&gemm_s8<T, true>>("pf");
+  one.template operator()<&gemm_s8_kblock<T, false>>("kblock");
+  one.template operator()<&gemm_s8_kblock<T, true>>("kblockpf");
+  one.template operator()<&gemm_s8_packed<T, 0>>("packed");
+  one.template operator()<&gemm_s8_packed<T, 1>>("packedpf");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 1024>>("packed_k1024_pf1");
+  one.template operator()<&gemm_s8_packed<T, 0, false, 2048>>("packed_k2048");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 2048>>("packed_k2048_pf1");
+  one.template operator()<&gemm_s8_packed<T, 2, false, 2048>>("packed_k2048_pf2");
+  one.template operator()<&gemm_s8_packed<T, 1, true, 2048>>("packed_k2048_pf1a");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 256, 256>>("packed_k2048_pf1_n256");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 256, 1024>>("packed_k2048_pf1_n1024");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 128, 512>>("packed_k2048_pf1_m128");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 512, 512>>("packed_k2048_pf1_m512");
 }
 
 /// The int8 schedules above on the tile instructions (gemm_amx__amx.cpp), by name, for bench/gemm_bench.cpp to time

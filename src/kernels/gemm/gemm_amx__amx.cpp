@@ -9,6 +9,9 @@
 
 #include <cassert>
 #include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
 
 #include "kernels/gemm/amx_gemm.h"
 #include "kernels/gemm/variants.h"
@@ -137,25 +140,19 @@ void s8_schedule(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, 
 namespace moefuse::gemm::amx {
 
 std::span<const S8Schedule> s8_schedules() {
-  using gemm::detail::s8_schedule;
-  using gemm::detail::AmxTiles;
-  static const S8Schedule schedules[] = {
-      {"gemm_s8_s32_32x32_base__amx", &s8_schedule<gemm_s8<AmxTiles, false>>},
-      {"gemm_s8_s32_32x32_pf__amx", &s8_schedule<gemm_s8<AmxTiles, true>>},
-      {"gemm_s8_s32_32x32_kblock__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, false>>},
-      {"gemm_s8_s32_32x32_kblockpf__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true>>},
-      {"gemm_s8_s32_32x32_packed__amx", &s8_schedule<gemm_s8_packed<AmxTiles, false>>},
-      {"gemm_s8_s32_32x32_packedpf__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true>>},
-      // the k block's size, around the default's (kS8KBlock = 512)
-      {"gemm_s8_s32_32x32_kblockpfkb256__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true, 256>>},
-      {"gemm_s8_s32_32x32_kblockpfkb1024__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true, 1024>>},
-      {"gemm_s8_s32_32x32_packedpfkb256__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true, 256>>},
-      {"gemm_s8_s32_32x32_packedpfkb1024__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true, 1024>>},
-      // one k block up to K = 2048: kblock is then gemm_s8 in row blocks of kS8RowBlock, packed keeps C in the
-      // tiles for all of K and reads a dense A copy (64 KB: from L2)
-      {"gemm_s8_s32_32x32_kblockpfkb2048__amx", &s8_schedule<gemm_s8_kblock<AmxTiles, true, 2048>>},
-      {"gemm_s8_s32_32x32_packedpfkb2048__amx", &s8_schedule<gemm_s8_packed<AmxTiles, true, 2048>>},
-  };
+  static const std::deque<std::string> names = [] {  // gemm_s8_s32_32x32_<schedule>__amx (a deque: c_str() stays put)
+    std::deque<std::string> out;
+    visit_s8_schedules<gemm::detail::AmxTiles>(
+        [&](const char* name, auto) { out.push_back("gemm_s8_s32_32x32_" + std::string(name) + "__amx"); });
+    return out;
+  }();
+  static const std::vector<S8Schedule> schedules = [] {
+    std::vector<S8Schedule> out;
+    visit_s8_schedules<gemm::detail::AmxTiles>([&](const char*, auto driver) {
+      out.push_back({names[out.size()].c_str(), &gemm::detail::s8_schedule<decltype(driver)::value>});
+    });
+    return out;
+  }();
   return schedules;
 }
 
