@@ -358,11 +358,12 @@ void register_all() {
 }
 
 // ─── The AMX-INT8 driver's schedules (amx_gemm.h, "int8 schedules"), side by side ─────────────────────────────────
-// Where the CPU has the amx level: every schedule of the int8 driver as its own row (gemm_s8_s32_32x32_<schedule>__amx,
-// "base" being the registry row's schedule without its VNNI fallback), on cold weights, whole-matrix calls, M = 16,
-// 64, 128, 512, 2048 at K x N = 2048 x 2048 and 1024 x 2048 (the down projection), and M = 512 in the layer's column
-// blocks of 128. peak% is against the AMX-INT8 peak (peak/tdpbssd). One run on an AMX machine:
-//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_s8_s32_32x32_[a-z0-9]+__amx/'
+// Where the CPU has the amx level: every schedule of amx::visit_s8_schedules as its own row
+// (gemm_s8_s32_32x32_<schedule>__amx: "base" the old schedule, "packed_k2048_pf1" the registry row's, both without
+// the VNNI fallback for few rows), on cold weights, whole-matrix calls, M = 16, 64, 128, 512, 2048 at K x N =
+// 2048 x 2048 and 1024 x 2048 (the down projection), and M = 512 in the layer's column blocks of 128. peak% is
+// against the AMX-INT8 peak (peak/tdpbssd). One run on an AMX machine (about 3 minutes), with the registry row:
+//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_s8_s32_32x32_[a-z0-9_]+__amx/|gemm_s8_s32_32x32__amx/K:(2048|1024)/N:2048/M:[0-9]+$'
 std::vector<KernelInfo> g_amx_s8_schedules;  // registry-like rows for BM_row, one per schedule
 
 void register_amx_s8_schedules() {

@@ -171,8 +171,8 @@ TEST(GemmAmxModel, Int8SchedulesEqualExactSumsAtEveryEdge) {
 // [32, N - 1) shifts them by a panel).
 TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
   using gemm::amx::kS8ColBlock;
-  using gemm::amx::kS8KBlock;
   using gemm::amx::kS8RowBlock;
+  constexpr int64_t kS8KBlock = 512;  // the smallest k block the schedules take (multiples of it are tested too)
   struct Shape {
     int64_t M, K, N;
   };
@@ -184,6 +184,9 @@ TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
       {50, 2 * kS8KBlock - 1, 70},      {40, 2 * kS8KBlock, 40},      {33, 4 * kS8KBlock + 1, 33},
       // the other row and column blocks the schedules take (128 and 512 rows, 256 and 1024 columns)
       {2 * kS8RowBlock + 8, 130, 33},   {5, 300, 2 * kS8ColBlock + 40},
+      // the copy of A's k block (gemm::amx::kS8KBlock = 2048)
+      {17, 2047, 40},                   {33, 2048, 33},               {3, 2049, 33},
+      {20, 4096 + 63, 33},
   };
   Rng rng(4244);
   for (const Shape& s : shapes) {
@@ -203,7 +206,7 @@ TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
 // Extreme values: every product -128 x -128 (and -128 x 127) over the longest K of the sweep, carried through the k
 // blocks; and K = 0 (no step: zeros).
 TEST(GemmAmxModel, Int8SchedulesAtExtremeValuesAndZeroK) {
-  const int64_t M = 33, K = 2 * gemm::amx::kS8KBlock + 65, N = 40;
+  const int64_t M = 33, K = gemm::amx::kS8KBlock + 65, N = 40;
   std::vector<int8_t> b(size_t(K * N), int8_t(-128)), a(size_t(M * K), int8_t(-128));
   for (int64_t n = 0; n < N; n += 2)
     for (int64_t k = 0; k < K; ++k) b[size_t(k * N + n)] = 127;

@@ -164,28 +164,38 @@ inline void prefetch_a_rows(const int8_t* a, int64_t lda, int rows, bool aligned
 // block (C 32 x 32 in tiles 0-3, A(0), A(1), B(0), B(1)) and the same edge helpers; they differ only in the order in
 // which they walk the blocks, in where each operand is read from, and in software prefetch. One step is 64 k: four
 // tile products (16 x 16 x 64 each, 16 cycles of the tile unit on Sapphire Rapids: 64 cycles a step) fed by four
-// 1 KB tile loads. What limits a step is where those 4 KB come from: L1 gives 2 x 64 B a cycle (4 KB in 32 cycles),
-// L2 about 48 B a cycle sustained (4 KB in ~85 cycles: past the 64 the products take), L3 about 20.
+// 1 KB tile loads (1 KB per product). What limits a step is where those 4 KB come from and how: L1 gives 2 x 64 B a
+// cycle (4 KB in 32 cycles), L2 about 48 B a cycle at best (4 KB in ~85 cycles: past the 64 the products take), L3
+// about 20; and a tile of A read in place has its 16 rows lda bytes apart, which for lda a multiple of 4 KB (the
+// models' hidden and intermediate sizes) puts all 16 lines in one or two of L1's 64 sets.
 //
-//   gemm_s8 (Prefetch false: the registry's schedule): panel, row block, all of K. C stays in tiles for all of K, but
-//     a 32 x K block of A and a K x 32 panel are 32 K bytes each (64 KB at K = 2048: neither fits L1's 48 KB), so
-//     every step loads A and B from L2 (A from L3 once M K passes L2's 2 MB): 1 KB per tile product from L2.
-//   gemm_s8<T, true>: the same, prefetching the next step's A rows and B rows into L1 during this step's products
-//     (hides L2's latency; not its bandwidth).
-//   gemm_s8_kblock: rows in blocks of kS8RowBlock, and for each panel, K in blocks of kS8KBlock: the panel's k block
-//     (kS8KBlock / 4 rows of 128 bytes, 16 KB) stays in L1 while the row blocks stream their A from L2 (strided, in
-//     place); C is carried from one k block to the next through C itself (stored, reloaded: exact). Per product:
-//     512 B of A from L2 + the C traffic (below); optionally prefetching the next step's A rows.
-//   gemm_s8_packed: columns in blocks of kS8ColBlock, rows in blocks of kS8RowBlock, K in blocks of kS8KBlock; each
-//     32-row block's k block of A is copied once into a dense stack buffer (16 KB: [step][32 rows][64 bytes], tile
-//     loads of stride 64), which stays in L1 while the column block's panels stream their B rows (dense) from L2. Per
-//     product: 512 B of B from L2 + the C traffic; optionally prefetching the next step's B rows.
+//   gemm_s8 (Prefetch false): panel, row block, all of K. C stays in the tiles for all of K, but a 32 x K block of A
+//     and a K x 32 panel are 32 K bytes each (64 KB at K = 2048: neither fits L1's 48 KB), so every step loads A
+//     (strided, in place) and B from L2, A from L3 once M K passes L2's 2 MB: 1 KB per product from L2 (or 512 B
+//     from L2 + 512 B from L3).
+//   gemm_s8<T, true>: the same, prefetching the next step's A and B rows into L1 during this step's products.
+//   gemm_s8_kblock: rows in blocks of kS8RowBlock, and for each panel, K in blocks of KB (512): the panel's k block
+//     (KB / 4 rows of 128 bytes, 16 KB) stays in L1 while the row blocks stream their A from L2 (strided, in place);
+//     C is carried from one k block to the next through C itself (stored, reloaded: exact). Per product: 512 B of A
+//     from L2 + the C traffic (below); optionally prefetching the next step's A rows.
+//   gemm_s8_packed (the registry row's): columns in blocks of NC (kS8ColBlock), rows in blocks of MC (kS8RowBlock),
+//     K in blocks of KB (kS8KBlock); each 32-row block's k block of A is copied once into a dense stack buffer
+//     ([step][32 rows][64 bytes]: tile loads of stride 64, no set conflicts), reused by every panel of the column
+//     block, whose B rows (dense) come from L2 (a column block's B, NC x K bytes = 1 MB at K = 2048, stays in L2
+//     across the row blocks). With KB = 512 the copy (16 KB) stays in L1: 512 B of B from L2 per product + the C
+//     traffic. With KB = 2048 (the default) C stays in the tiles for all of K up to 2048 and the copy (64 KB) is read
+//     from L2: 1 KB per product from L2, all of it dense; the next step's B rows are prefetched (Prefetch = 1).
 //   C traffic of the k-blocked schedules: per 32 x 32 block and k block, one 4 KB store and (but for the first) one
-//     4 KB reload against 8 steps of 4 products: (2 K / kS8KBlock - 1) x 4 KB / (K / 16) per product, 224 B at
-//     K = 2048, 192 B at K = 1024, from L1/L2 (the carried C of a row block x column block is 32-512 KB).
-inline constexpr int64_t kS8KBlock = 512;    // k per block: an A or B k block of one 32-wide block is 16 KB
+//     4 KB reload against KB / 16 products: (2 K / KB - 1) x 4 KB / (K / 16) per product, at KB = 512 224 B at
+//     K = 2048 and 192 B at K = 1024, strided by ldc (8 KB at N = 2048: the same L1 set conflicts as A in place).
+// Measured (one thread of a 16-core Sapphire Rapids-class Xeon VM, K = N = 2048, cold weights; gemm_bench, medians of
+// 3, run-to-run spread up to 30%): M = 512: gemm_s8 6.9 ms, gemm_s8_packed KB 512 with prefetch 6.0, KB 2048 without
+// prefetch 5.3, with 3.0 (35% of the TDPBSSD peak); M = 2048: 31.7 against 9.5-11.4 ms; M = 64: 0.71 against 0.53.
+// The dense copy of A and keeping C in the tiles matter most; the prefetch of B helps by up to 1.8x; L1-resident
+// k blocks with C carried through C (kblock, packed KB 512) lose to both.
+inline constexpr int64_t kS8KBlock = 2048;   // k per copy of A: 32 x 2048 bytes (64 KB) of stack
 inline constexpr int64_t kS8RowBlock = 256;  // rows per block: A's rows x K in L2 (512 KB at K = 2048)
-inline constexpr int64_t kS8ColBlock = 512;  // columns per block: a B k block of 16 panels (256 KB) in L2
+inline constexpr int64_t kS8ColBlock = 512;  // columns per block: B's 16 panels x K in L2 (1 MB at K = 2048)
 
 /// int8 x int8 -> int32 on tiles (gemm.h's int8 contract: exact). Arguments as GemmS8Fn's, less col_sums (TDPBSSD
 /// takes signed bytes on both sides, so nothing needs undoing). K < 65536.
@@ -237,7 +247,7 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
 
 /// gemm_s8's sums in the k-blocked order with the panel's k block resident (see the int8 schedules above). Same
 /// arguments and contract.
-template <class T, bool Prefetch = false, int64_t KB = kS8KBlock>
+template <class T, bool Prefetch = false, int64_t KB = 512>
 void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                     int32_t* c, int64_t ldc) {
   using detail::load_tile;
@@ -296,10 +306,10 @@ void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
 }
 
 /// gemm_s8's sums in the k-blocked order with a dense copy of A's k block resident (see the int8 schedules above).
-/// Same arguments and contract; 32 x KB bytes of stack for the copy (16 KB at the default KB).
+/// Same arguments and contract; 32 x KB bytes of stack for the copy (64 KB at the default KB).
 /// Prefetch: the B rows of the step `Prefetch` steps ahead are prefetched (0: none); PrefetchA: also the copy's
 /// next step (when the copy is larger than L1). KB, MC, NC: the k, row and column blocks.
-template <class T, int Prefetch = 0, bool PrefetchA = false, int64_t KB = kS8KBlock, int64_t MC = kS8RowBlock,
+template <class T, int Prefetch = 1, bool PrefetchA = false, int64_t KB = kS8KBlock, int64_t MC = kS8RowBlock,
           int64_t NC = kS8ColBlock>
 void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
                     int32_t* c, int64_t ldc) {
@@ -509,30 +519,26 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
 
 /// Calls visit(name, driver) for every int8 schedule above worth timing, driver a std::integral_constant holding the
 /// driver's instantiation for the tile policy T: the one list the model tests and gemm_bench walk. "base" is the
-/// registry row's schedule; the rest differ from it as their names say (see the int8 schedules).
+/// old schedule, "packed_k2048_pf1" the registry row's; the rest differ as their names say (see the int8 schedules:
+/// k<KB>, pf<distance in steps> of the B prefetch, a: A's copy prefetched too, m<MC>, n<NC>).
 template <class T, class Visit>
 void visit_s8_schedules(const Visit& visit) {
   auto one = [&]<auto F>(const char* name) { visit(name, std::integral_constant<decltype(F), F>{}); };
   one.template operator()<&gemm_s8<T, false>>("base");
   one.template operator()<&gemm_s8<T, true>>("pf");
-  one.template operator()<&gemm_s8_kblock<T, false>>("kblock");
   one.template operator()<&gemm_s8_kblock<T, true>>("kblockpf");
-  one.template operator()<&gemm_s8_packed<T, 0>>("packed");
-  one.template operator()<&gemm_s8_packed<T, 1>>("packedpf");
-  one.template operator()<&gemm_s8_packed<T, 1, false, 1024>>("packed_k1024_pf1");
-  one.template operator()<&gemm_s8_packed<T, 0, false, 2048>>("packed_k2048");
-  one.template operator()<&gemm_s8_packed<T, 1, false, 2048>>("packed_k2048_pf1");
-  one.template operator()<&gemm_s8_packed<T, 2, false, 2048>>("packed_k2048_pf2");
-  one.template operator()<&gemm_s8_packed<T, 1, true, 2048>>("packed_k2048_pf1a");
-  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 256, 256>>("packed_k2048_pf1_n256");
-  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 256, 1024>>("packed_k2048_pf1_n1024");
-  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 128, 512>>("packed_k2048_pf1_m128");
-  one.template operator()<&gemm_s8_packed<T, 1, false, 2048, 512, 512>>("packed_k2048_pf1_m512");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 512>>("packed_k512_pf1");
+  one.template operator()<&gemm_s8_packed<T, 0>>("packed_k2048");
+  one.template operator()<&gemm_s8_packed<T, 1>>("packed_k2048_pf1");  // the registry row's
+  one.template operator()<&gemm_s8_packed<T, 2>>("packed_k2048_pf2");
+  one.template operator()<&gemm_s8_packed<T, 1, true>>("packed_k2048_pf1a");
+  one.template operator()<&gemm_s8_packed<T, 1, false, kS8KBlock, 128>>("packed_k2048_pf1_m128");
+  one.template operator()<&gemm_s8_packed<T, 1, false, kS8KBlock, kS8RowBlock, 256>>("packed_k2048_pf1_n256");
 }
 
 /// The int8 schedules above on the tile instructions (gemm_amx__amx.cpp), by name, for bench/gemm_bench.cpp to time
-/// side by side on AMX hardware: not registry rows (gemm_s8_s32_32x32__amx runs "base", with its VNNI fallback for
-/// few rows). Each has GemmS8Fn's arguments (col_sums unused), needs the amx level and has no fallback; the names end
+/// side by side on AMX hardware: not registry rows (gemm_s8_s32_32x32__amx runs "packed_k2048_pf1", with its VNNI
+/// fallback for few rows). Each has GemmS8Fn's arguments (col_sums unused), needs the amx level and has no fallback; the names end
 /// in __amx, which gives them the AMX-INT8 peak in the bench's peak%.
 struct S8Schedule {
   const char* name;

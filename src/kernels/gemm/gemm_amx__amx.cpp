@@ -122,8 +122,9 @@ void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const 
     gemm_s8_s32_6x64__avx512vnni(M, K, n0, n1, a, lda, b, col_sums, c, ldc);
     return;
   }
-  // signed x signed: col_sums (VNNI's unsigned-shift correction) is not needed
-  amx::gemm_s8<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
+  // signed x signed: col_sums (VNNI's unsigned-shift correction) is not needed. The schedule: amx_gemm.h's int8
+  // schedules (a dense copy of A, C in the tiles for up to 2048 k, B prefetched a step ahead).
+  amx::gemm_s8_packed<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 // The schedules of amx_gemm.h's int8 driver, by name, for bench/gemm_bench.cpp (amx_gemm.h).
