@@ -11,7 +11,8 @@
 //
 // int8 (TDPBSSD: int8 x int8 -> int32, exact). The packed int8 panel (gemm.h: [Kp / 4][32][4] bytes) is already
 // what a B tile wants: a tile row is 16 columns x 4 consecutive k. B(h) is loaded straight from the panel with a
-// row stride of 128 bytes, at byte offset 64 h. An A tile is 16 rows x 64 consecutive k of A. One step covers 64 k.
+// row stride of 128 bytes, at byte offset 64 h. An A tile is 16 rows x 64 consecutive k of A, loaded in place or from
+// a dense copy (the int8 schedules below say which and why). One step covers 64 k.
 //
 // bf16 (TDPBF16PS: pairs of bf16 products accumulated into fp32 with the instruction's own rounding). A B tile row
 // is 16 columns x the pair (k, k + 1), but the float panel stores k rows of 32 columns, so each panel is re-laid out
@@ -166,8 +167,8 @@ inline void prefetch_a_rows(const int8_t* a, int64_t lda, int rows, bool aligned
 // tile products (16 x 16 x 64 each, 16 cycles of the tile unit on Sapphire Rapids: 64 cycles a step) fed by four
 // 1 KB tile loads (1 KB per product). What limits a step is where those 4 KB come from and how: L1 gives 2 x 64 B a
 // cycle (4 KB in 32 cycles), L2 about 48 B a cycle at best (4 KB in ~85 cycles: past the 64 the products take), L3
-// about 20; and a tile of A read in place has its 16 rows lda bytes apart, which for lda a multiple of 4 KB (the
-// models' hidden and intermediate sizes) puts all 16 lines in one or two of L1's 64 sets.
+// about 20; and a tile of A read in place has its 16 rows lda bytes apart, which for lda a multiple of 2 KB (the
+// models' hidden and intermediate sizes, in int8 bytes) puts all 16 lines in one or two of L1's 64 sets.
 //
 //   gemm_s8 (Prefetch false): panel, row block, all of K. C stays in the tiles for all of K, but a 32 x K block of A
 //     and a K x 32 panel are 32 K bytes each (64 KB at K = 2048: neither fits L1's 48 KB), so every step loads A
@@ -188,11 +189,15 @@ inline void prefetch_a_rows(const int8_t* a, int64_t lda, int rows, bool aligned
 //   C traffic of the k-blocked schedules: per 32 x 32 block and k block, one 4 KB store and (but for the first) one
 //     4 KB reload against KB / 16 products: (2 K / KB - 1) x 4 KB / (K / 16) per product, at KB = 512 224 B at
 //     K = 2048 and 192 B at K = 1024, strided by ldc (8 KB at N = 2048: the same L1 set conflicts as A in place).
-// Measured (one thread of a 16-core Sapphire Rapids-class Xeon VM, K = N = 2048, cold weights; gemm_bench, medians of
-// 3, run-to-run spread up to 30%): M = 512: gemm_s8 6.9 ms, gemm_s8_packed KB 512 with prefetch 6.0, KB 2048 without
-// prefetch 5.3, with 3.0 (35% of the TDPBSSD peak); M = 2048: 31.7 against 9.5-11.4 ms; M = 64: 0.71 against 0.53.
-// The dense copy of A and keeping C in the tiles matter most; the prefetch of B helps by up to 1.8x; L1-resident
-// k blocks with C carried through C (kblock, packed KB 512) lose to both.
+// Measured (one thread of a 16-core Sapphire Rapids-class Xeon VM at 2.1 GHz, N = 2048, cold weights; gemm_bench,
+// medians of 3 in one process; the same code varied up to 2x between runs on that VM, so only pairs from one run are
+// compared): gemm_s8 against gemm_s8_packed (KB 2048, Prefetch 1), K = 2048: M = 16 0.49 -> 0.38 ms, M = 64 0.71 ->
+// 0.53 and 1.24 -> 0.93, M = 512 6.9 -> 3.0 and 7.7 -> 5.0, M = 2048 31.7 -> 11.4 and 37.5 -> 20.1; K = 1024: M = 512
+// 3.2 -> 2.6 and 1.8 -> 1.4, M = 2048 21.7 -> 10.1 and 8.3 -> 7.6. Beside them (M = 512, K = 2048, one run): packed
+// KB 512 with prefetch 6.0, KB 2048 without prefetch 5.3 (M = 64: 1.13 against 0.53 with it), prefetch 2 steps
+// ahead or A's copy prefetched too no better than 1 step, MC 128 or NC 256 within the noise. The dense copy of A and
+// keeping C in the tiles matter most, then the prefetch of B; L1-resident k blocks with C carried through C
+// (kblock, packed KB 512) lose to both.
 inline constexpr int64_t kS8KBlock = 2048;   // k per copy of A: 32 x 2048 bytes (64 KB) of stack
 inline constexpr int64_t kS8RowBlock = 256;  // rows per block: A's rows x K in L2 (512 KB at K = 2048)
 inline constexpr int64_t kS8ColBlock = 512;  // columns per block: B's 16 panels x K in L2 (1 MB at K = 2048)
