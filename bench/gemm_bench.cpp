@@ -362,7 +362,8 @@ void register_all() {
 // (gemm_s8_s32_32x32_<schedule>__amx: "base" the old schedule, "packed_k2048_pf1" the registry row's, both without
 // the VNNI fallback for few rows: M = 4 and 8 are for kAmxInt8MinRows), on cold weights, whole-matrix calls, M = 4,
 // 8, 16, 64, 128, 512, 2048 at K x N = 2048 x 2048 and 1024 x 2048 (the down projection), and M = 512 in the
-// layer's column blocks of 128. peak% is against the AMX-INT8 peak (peak/tdpbssd). One run on an AMX machine (about 4 minutes), with the registry row:
+// layer's column blocks of 128. peak% is against the AMX-INT8 peak (peak/tdpbssd). One run on an AMX machine
+// (about 4 minutes), with the registry row:
 //   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_s8_s32_32x32_[a-z0-9_]+__amx/|gemm_s8_s32_32x32__amx/K:(2048|1024)/N:2048/M:[0-9]+$'
 std::vector<KernelInfo> g_amx_s8_schedules;  // registry-like rows for BM_row, one per schedule
 

@@ -146,7 +146,8 @@ TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
 // Each schedule of the int8 driver on the model, with its name.
 template <class Fn>
 void for_each_s8_schedule(const Fn& fn) {
-  gemm::amx::visit_s8_schedules<EmulatedTiles>([&](const char* name, auto driver) { fn(name, decltype(driver)::value); });
+  gemm::amx::visit_s8_schedules<EmulatedTiles>(
+      [&](const char* name, auto driver) { fn(name, decltype(driver)::value); });
 }
 
 using S8Driver = void (*)(int64_t, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t);
@@ -196,8 +197,11 @@ TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
     const std::vector<int8_t> a = random_s8(rng, size_t((s.M - 1) * lda + s.K));
     const std::vector<int32_t> want = s8_oracle(a, lda, b, s.K, s.N, s.M);
     for_each_s8_schedule([&](const char* name, S8Driver d) {
-      check_s8([&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) { run_s8_driver(d, s.M, s.K, a, lda, pw, n0, n1, c, ldc); },
-               name, want, s.M, s.K, s.N);
+      check_s8(
+          [&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+            run_s8_driver(d, s.M, s.K, a, lda, pw, n0, n1, c, ldc);
+          },
+          name, want, s.M, s.K, s.N);
     });
   }
   EXPECT_EQ(EmulatedTiles::configured, 0);

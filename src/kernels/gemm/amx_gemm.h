@@ -543,8 +543,8 @@ void visit_s8_schedules(const Visit& visit) {
 
 /// The int8 schedules above on the tile instructions (gemm_amx__amx.cpp), by name, for bench/gemm_bench.cpp to time
 /// side by side on AMX hardware: not registry rows (gemm_s8_s32_32x32__amx runs "packed_k2048_pf1", with its VNNI
-/// fallback for few rows). Each has GemmS8Fn's arguments (col_sums unused), needs the amx level and has no fallback; the names end
-/// in __amx, which gives them the AMX-INT8 peak in the bench's peak%.
+/// fallback for few rows). Each has GemmS8Fn's arguments (col_sums unused), needs the amx level and has no fallback;
+/// the names end in __amx, which gives them the AMX-INT8 peak in the bench's peak%.
 struct S8Schedule {
   const char* name;
   GemmS8Fn fn;
