@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/machine_probe.h"
+#include "kernels/gemm/amx_gemm.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/registry.h"
 #include "moefuse/cpu.h"
@@ -359,6 +360,35 @@ void register_all() {
   }
 }
 
+// ─── The AMX-INT8 driver's schedules (amx_gemm.h, "int8 schedules"), side by side ─────────────────────────────────
+// Where the CPU has the amx level: every schedule of amx::visit_s8_schedules as its own row
+// (gemm_s8_s32_32x32_<schedule>__amx: "base" the old schedule, "packed_k2048_pf1" the registry row's, both without
+// the VNNI fallback for few rows: M = 4 and 8 are for kAmxInt8MinRows), on cold weights, whole-matrix calls, M = 4,
+// 8, 16, 64, 128, 512, 2048 at K x N = 2048 x 2048 and 1024 x 2048 (the down projection), and M = 512 in the
+// layer's column blocks of 128. peak% is against the AMX-INT8 peak (peak/tdpbssd). One run on an AMX machine
+// (about 4 minutes), with the registry row:
+//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_s8_s32_32x32_[a-z0-9_]+__amx/|gemm_s8_s32_32x32__amx/K:(2048|1024)/N:2048/M:[0-9]+$'
+std::vector<KernelInfo> g_amx_s8_schedules;  // registry-like rows for BM_row, one per schedule
+
+void register_amx_s8_schedules() {
+  if (detected_isa() < Isa::amx) return;
+  for (const gemm::amx::S8Schedule& s : gemm::amx::s8_schedules())
+    g_amx_s8_schedules.push_back(
+        KernelInfo{"gemm", kernels::Op::gemm_s8, s.name, Isa::amx, DType::i8, DType::i32, 32, 32, s.fn, nullptr});
+  struct KN {
+    int64_t K, N;
+  };
+  for (const KN& s : {KN{2048, 2048}, KN{1024, 2048}})
+    for (int64_t M : {4, 8, 16, 64, 128, 512, 2048})
+      for (const KernelInfo& k : g_amx_s8_schedules) {
+        const std::string name = std::string(k.name) + "/K:" + std::to_string(s.K) + "/N:" + std::to_string(s.N) +
+                                 "/M:" + std::to_string(M);
+        benchmark::RegisterBenchmark(name.c_str(), BM_row, &k, M, s.K, s.N, s.N);
+        if (M == 512 && s.K == 2048)
+          benchmark::RegisterBenchmark((name + "/blocks:128").c_str(), BM_row, &k, M, s.K, s.N, int64_t(128));
+      }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -371,6 +401,7 @@ int main(int argc, char** argv) {
     if (const probe::PeakFamily* f = probe::family_of_kernel(k->name); f && !g_peaks.count(f) && peak_of(*k) > 0)
       std::printf("measured peak (1 thread) of %s (%s): %.1f %s\n", f->id, f->instruction, g_peaks[f] / 1e9, f->unit);
   register_all();
+  register_amx_s8_schedules();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -141,6 +141,93 @@ TEST(GemmAmxModel, Int8DriverEqualsExactSumsAtEveryEdge) {
   EXPECT_EQ(EmulatedTiles::configured, 0) << "every configure has its release";
 }
 
+// ─── The int8 schedules (amx_gemm.h): every one on the model, bit for bit against the exact sums ────────────────
+
+// Each schedule of the int8 driver on the model, with its name.
+template <class Fn>
+void for_each_s8_schedule(const Fn& fn) {
+  gemm::amx::visit_s8_schedules<EmulatedTiles>(
+      [&](const char* name, auto driver) { fn(name, decltype(driver)::value); });
+}
+
+using S8Driver = void (*)(int64_t, int64_t, int64_t, int64_t, const int8_t*, int64_t, const int8_t*, int32_t*, int64_t);
+
+void run_s8_driver(S8Driver d, int64_t M, int64_t K, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+                   int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+  d(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), c, ldc);
+}
+
+TEST(GemmAmxModel, Int8SchedulesEqualExactSumsAtEveryEdge) {
+  for_each_s8_schedule([](const char* name, S8Driver d) {
+    sweep_s8(4243, name, [d](int64_t M, int64_t K, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+                             int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+      run_s8_driver(d, M, K, a, lda, pw, n0, n1, c, ldc);
+    });
+  });
+  EXPECT_EQ(EmulatedTiles::configured, 0);
+}
+
+// Shapes at the edges of the k blocks (multiples of 256, the smallest k block tested, and a last step short of 64 k
+// after whole blocks), of the row blocks (multiples of 128) and of the column blocks (multiples of 256; the range
+// [32, N - 1) shifts them by a panel).
+TEST(GemmAmxModel, Int8SchedulesAtTheBlockEdges) {
+  using gemm::amx::kS8ColBlock;
+  using gemm::amx::kS8RowBlock;
+  constexpr int64_t kS8KBlock = 512;  // the smallest k block the schedules take (multiples of it are tested too)
+  struct Shape {
+    int64_t M, K, N;
+  };
+  const Shape shapes[] = {
+      {50, kS8KBlock - 1, 70},          {50, kS8KBlock, 70},          {50, kS8KBlock + 1, 70},
+      {33, kS8KBlock + 64, 40},         {17, 2 * kS8KBlock + 3, 33},  {50, 2 * kS8KBlock + 76, 70},
+      {kS8RowBlock - 1, 600, 40},       {kS8RowBlock + 1, 600, 40},   {kS8RowBlock + 44, 1030, 33},
+      {20, 520, kS8ColBlock},           {20, 520, kS8ColBlock + 33},  {3, 1100, kS8ColBlock + 100},
+      {50, 2 * kS8KBlock - 1, 70},      {40, 2 * kS8KBlock, 40},      {33, 4 * kS8KBlock + 1, 33},
+      // the other row and column blocks the schedules take (128 and 512 rows, 256 and 1024 columns)
+      {2 * kS8RowBlock + 8, 130, 33},   {5, 300, 2 * kS8ColBlock + 40},
+      // the copy of A's k block (gemm::amx::kS8KBlock = 2048)
+      {17, 2047, 40},                   {33, 2048, 33},               {3, 2049, 33},
+      {20, 4096 + 63, 33},
+  };
+  Rng rng(4244);
+  for (const Shape& s : shapes) {
+    const std::vector<int8_t> b = random_s8(rng, size_t(s.K * s.N));
+    const PackedWeights pw = gemm::pack_weights_s8(b.data(), s.K, s.N, s.N, 1);
+    const int64_t lda = s.K + s.M % 3;
+    const std::vector<int8_t> a = random_s8(rng, size_t((s.M - 1) * lda + s.K));
+    const std::vector<int32_t> want = s8_oracle(a, lda, b, s.K, s.N, s.M);
+    for_each_s8_schedule([&](const char* name, S8Driver d) {
+      check_s8(
+          [&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+            run_s8_driver(d, s.M, s.K, a, lda, pw, n0, n1, c, ldc);
+          },
+          name, want, s.M, s.K, s.N);
+    });
+  }
+  EXPECT_EQ(EmulatedTiles::configured, 0);
+}
+
+// Extreme values: every product -128 x -128 (and -128 x 127) over the longest K of the sweep, carried through the k
+// blocks; and K = 0 (no step: zeros).
+TEST(GemmAmxModel, Int8SchedulesAtExtremeValuesAndZeroK) {
+  const int64_t M = 33, K = gemm::amx::kS8KBlock + 65, N = 40;
+  std::vector<int8_t> b(size_t(K * N), int8_t(-128)), a(size_t(M * K), int8_t(-128));
+  for (int64_t n = 0; n < N; n += 2)
+    for (int64_t k = 0; k < K; ++k) b[size_t(k * N + n)] = 127;
+  const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+  const std::vector<int32_t> want = s8_oracle(a, K, b, K, N, M);
+  ASSERT_EQ(want[1], int32_t(K * 128 * 128));
+  const PackedWeights empty = gemm::pack_weights_s8(nullptr, 0, N, N, 1);
+  for_each_s8_schedule([&](const char* name, S8Driver d) {
+    check_s8([&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) { run_s8_driver(d, M, K, a, K, pw, n0, n1, c, ldc); },
+             name, want, M, K, N);
+    std::vector<int32_t> c(size_t(M * N), -7);
+    run_s8_driver(d, M, 0, a, 0, empty, 0, N, c.data(), N);
+    for (int32_t x : c) ASSERT_EQ(x, 0) << name << " K=0";
+  });
+  EXPECT_EQ(EmulatedTiles::configured, 0);
+}
+
 std::vector<bfloat16> random_bf16(Rng& rng, size_t n) {
   std::vector<bfloat16> v(n);
   for (bfloat16& x : v) x = to_bf16(rng.normal());
@@ -232,6 +319,29 @@ TEST(GemmAmx, Int8KernelEqualsExactSums) {
                               int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
     k.s8.fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c, ldc);
   });
+}
+
+// Every schedule of the int8 driver on the tile instructions (gemm_bench's schedule rows), over the sweep and the
+// block edges: exact.
+TEST(GemmAmx, Int8SchedulesEqualExactSums) {
+  SKIP_WITHOUT_AMX();
+  for (const gemm::amx::S8Schedule& s : gemm::amx::s8_schedules()) {
+    const auto run = [&](int64_t M, int64_t K, const std::vector<int8_t>& a, int64_t lda, const PackedWeights& pw,
+                         int64_t n0, int64_t n1, int32_t* c, int64_t ldc) {
+      s.fn(M, K, n0, n1, a.data(), lda, static_cast<const int8_t*>(pw.data()), pw.col_sums(), c, ldc);
+    };
+    sweep_s8(98, s.name, run);
+    Rng rng(97);
+    for (int64_t K : {511, 1024, 1100, 2049})
+      for (auto [M, N] : {std::pair<int64_t, int64_t>{300, 70}, {37, 545}}) {
+        const std::vector<int8_t> b = random_s8(rng, size_t(K * N));
+        const PackedWeights pw = gemm::pack_weights_s8(b.data(), K, N, N, 1);
+        const int64_t lda = K + 1;
+        const std::vector<int8_t> a = random_s8(rng, size_t((M - 1) * lda + K));
+        check_s8([&](int64_t n0, int64_t n1, int32_t* c, int64_t ldc) { run(M, K, a, lda, pw, n0, n1, c, ldc); },
+                 s.name, s8_oracle(a, lda, b, K, N, M), M, K, N);
+      }
+  }
 }
 
 // The native tier's tolerance against the portable result (docs/layer.md): both are fp32 accumulations of the same

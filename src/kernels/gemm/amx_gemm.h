@@ -11,7 +11,8 @@
 //
 // int8 (TDPBSSD: int8 x int8 -> int32, exact). The packed int8 panel (gemm.h: [Kp / 4][32][4] bytes) is already
 // what a B tile wants: a tile row is 16 columns x 4 consecutive k. B(h) is loaded straight from the panel with a
-// row stride of 128 bytes, at byte offset 64 h. An A tile is 16 rows x 64 consecutive k of A. One step covers 64 k.
+// row stride of 128 bytes, at byte offset 64 h. An A tile is 16 rows x 64 consecutive k of A, loaded in place or from
+// a dense copy (the int8 schedules below say which and why). One step covers 64 k.
 //
 // bf16 (TDPBF16PS: pairs of bf16 products accumulated into fp32 with the instruction's own rounding). A B tile row
 // is 16 columns x the pair (k, k + 1), but the float panel stores k rows of 32 columns, so each panel is re-laid out
@@ -38,6 +39,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
+#include <type_traits>
 
 #include "kernels/gemm/gemm.h"
 
@@ -123,14 +126,91 @@ inline void move_c(E* c, int64_t ldc, int rows0, int rows1, int width, E* buf) {
 
 }  // namespace detail
 
+namespace detail {
+
+// One int8 step of 64 k: A(0) (and A(1) when `two`) by `load_a` (called with the tile number), B(0) and B(1) from
+// the panel's VNNI rows at bk (grows of them: 16 but at the end of K), then the two or four tile products.
+template <class T, class LoadA>
+inline void s8_step(const LoadA& load_a, const int8_t* bk, int grows, bool two,
+                    uint8_t (&bbuf)[2][kTileRows * kTileBytes]) {
+  load_a.template operator()<4>();
+  load_tile<T, 6>(bk, 4 * kGemmNR, grows, kTileBytes, bbuf[0]);
+  load_tile<T, 7>(bk + 64, 4 * kGemmNR, grows, kTileBytes, bbuf[1]);
+  T::template dp_s8<0, 4, 6>();
+  T::template dp_s8<1, 4, 7>();
+  if (two) {
+    load_a.template operator()<5>();
+    T::template dp_s8<2, 5, 6>();
+    T::template dp_s8<3, 5, 7>();
+  }
+}
+
+// Prefetches (to L1) the `lines` 64-byte lines from p.
+inline void prefetch_lines(const void* p, int lines) {
+  for (int l = 0; l < lines; ++l) __builtin_prefetch(static_cast<const char*>(p) + 64 * l, 0, 3);
+}
+
+// Prefetches the 64 bytes from k0 of each of `rows` rows of A (both lines when the rows are not 64-byte aligned).
+inline void prefetch_a_rows(const int8_t* a, int64_t lda, int rows, bool aligned) {
+  for (int r = 0; r < rows; ++r) {
+    __builtin_prefetch(a + r * lda, 0, 3);
+    if (!aligned) __builtin_prefetch(a + r * lda + 63, 0, 3);
+  }
+}
+
+}  // namespace detail
+
+// ─── int8 schedules ─────────────────────────────────────────────────────────────────────────────────────────────
+// Every schedule below computes the same exact sums (int8: any order gives the same int32), over the same tile
+// block (C 32 x 32 in tiles 0-3, A(0), A(1), B(0), B(1)) and the same edge helpers; they differ only in the order in
+// which they walk the blocks, in where each operand is read from, and in software prefetch. One step is 64 k: four
+// tile products (16 x 16 x 64 each, 16 cycles of the tile unit on Sapphire Rapids: 64 cycles a step) fed by four
+// 1 KB tile loads (1 KB per product). What limits a step is where those 4 KB come from and how: L1 gives 2 x 64 B a
+// cycle (4 KB in 32 cycles), L2 about 48 B a cycle at best (4 KB in ~85 cycles: past the 64 the products take), L3
+// about 20; and a tile of A read in place has its 16 rows lda bytes apart, which for lda a multiple of 2 KB (the
+// models' hidden and intermediate sizes, in int8 bytes) puts all 16 lines in one or two of L1's 64 sets.
+//
+//   gemm_s8 (Prefetch false): panel, row block, all of K. C stays in the tiles for all of K, but a 32 x K block of A
+//     and a K x 32 panel are 32 K bytes each (64 KB at K = 2048: neither fits L1's 48 KB), so every step loads A
+//     (strided, in place) and B from L2, A from L3 once M K passes L2's 2 MB: 1 KB per product from L2 (or 512 B
+//     from L2 + 512 B from L3).
+//   gemm_s8<T, true>: the same, prefetching the next step's A and B rows into L1 during this step's products.
+//   gemm_s8_kblock: rows in blocks of kS8RowBlock, and for each panel, K in blocks of KB (512): the panel's k block
+//     (KB / 4 rows of 128 bytes, 16 KB) stays in L1 while the row blocks stream their A from L2 (strided, in place);
+//     C is carried from one k block to the next through C itself (stored, reloaded: exact). Per product: 512 B of A
+//     from L2 + the C traffic (below); optionally prefetching the next step's A rows.
+//   gemm_s8_packed (the registry row's): columns in blocks of NC (kS8ColBlock), rows in blocks of MC (kS8RowBlock),
+//     K in blocks of KB (kS8KBlock); each 32-row block's k block of A is copied once into a dense stack buffer
+//     ([step][32 rows][64 bytes]: tile loads of stride 64, no set conflicts), reused by every panel of the column
+//     block, whose B rows (dense) come from L2 (a column block's B, NC x K bytes = 1 MB at K = 2048, stays in L2
+//     across the row blocks). With KB = 512 the copy (16 KB) stays in L1: 512 B of B from L2 per product + the C
+//     traffic. With KB = 2048 (the default) C stays in the tiles for all of K up to 2048 and the copy (64 KB) is read
+//     from L2: 1 KB per product from L2, all of it dense; the next step's B rows are prefetched (Prefetch = 1).
+//   C traffic of the k-blocked schedules: per 32 x 32 block and k block, one 4 KB store and (but for the first) one
+//     4 KB reload against KB / 16 products: (2 K / KB - 1) x 4 KB / (K / 16) per product, at KB = 512 224 B at
+//     K = 2048 and 192 B at K = 1024, strided by ldc (8 KB at N = 2048: the same L1 set conflicts as A in place).
+// Measured (one thread of a 16-core Sapphire Rapids-class Xeon VM at 2.1 GHz, N = 2048, cold weights; gemm_bench,
+// medians of 3 in one process; the same code varied up to 2x between runs on that VM, so only pairs from one run are
+// compared): gemm_s8 against gemm_s8_packed (KB 2048, Prefetch 1), K = 2048: M = 16 0.49 -> 0.38 ms, M = 64 0.71 ->
+// 0.53 and 1.24 -> 0.93, M = 512 6.9 -> 3.0 and 7.7 -> 5.0, M = 2048 31.7 -> 11.4 and 37.5 -> 20.1; K = 1024: M = 512
+// 3.2 -> 2.6 and 1.8 -> 1.4, M = 2048 21.7 -> 10.1 and 8.3 -> 7.6. Beside them (M = 512, K = 2048, one run): packed
+// KB 512 with prefetch 6.0, KB 2048 without prefetch 5.3 (M = 64: 1.13 against 0.53 with it), prefetch 2 steps
+// ahead or A's copy prefetched too no better than 1 step, MC 128 or NC 256 within the noise. The dense copy of A and
+// keeping C in the tiles matter most, then the prefetch of B; L1-resident k blocks with C carried through C
+// (kblock, packed KB 512) lose to both.
+inline constexpr int64_t kS8KBlock = 2048;   // k per copy of A: 32 x 2048 bytes (64 KB) of stack
+inline constexpr int64_t kS8RowBlock = 256;  // rows per block: A's rows x K in L2 (512 KB at K = 2048)
+inline constexpr int64_t kS8ColBlock = 512;  // columns per block: B's 16 panels x K in L2 (1 MB at K = 2048)
+
 /// int8 x int8 -> int32 on tiles (gemm.h's int8 contract: exact). Arguments as GemmS8Fn's, less col_sums (TDPBSSD
 /// takes signed bytes on both sides, so nothing needs undoing). K < 65536.
-template <class T>
+template <class T, bool Prefetch = false>
 void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c,
              int64_t ldc) {
   using detail::load_tile;
   const int64_t groups = (K + 3) / 4;  // rows of 4 k in a panel
   const int64_t pstride = groups * 4 * kGemmNR;
+  const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
   alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
   alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
   alignas(64) int32_t cbuf[kTileRows * 16];
@@ -150,18 +230,161 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
         const int kbytes = int(std::min<int64_t>(64, K - k0));
         const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
         const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
-        load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
-        load_tile<T, 6>(bk, 4 * kGemmNR, grows, kTileBytes, bbuf[0]);
-        load_tile<T, 7>(bk + 64, 4 * kGemmNR, grows, kTileBytes, bbuf[1]);
-        T::template dp_s8<0, 4, 6>();
-        T::template dp_s8<1, 4, 7>();
-        if (rows1 > 0) {
-          load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
-          T::template dp_s8<2, 5, 6>();
-          T::template dp_s8<3, 5, 7>();
+        if constexpr (Prefetch) {
+          if (k0 + 64 < K) {
+            detail::prefetch_a_rows(a0 + k0 + 64, lda, rows0 + rows1, a_aligned);
+            detail::prefetch_lines(bk + kTileRows * 4 * kGemmNR,
+                                   int(std::min<int64_t>(kTileRows, groups - k0 / 4 - kTileRows)) * 2);
+          }
         }
+        detail::s8_step<T>(
+            [&]<int t>() {
+              if constexpr (t == 4) load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
+              else load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
+            },
+            bk, grows, rows1 > 0, bbuf);
       }
       detail::move_c<T, false>(c + m0 * ldc + (p0 - n0), ldc, rows0, rows1, width, cbuf);
+    }
+  }
+  T::release();
+}
+
+/// gemm_s8's sums in the k-blocked order with the panel's k block resident (see the int8 schedules above). Same
+/// arguments and contract.
+template <class T, bool Prefetch = false, int64_t KB = 512>
+void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                    int32_t* c, int64_t ldc) {
+  using detail::load_tile;
+  static_assert(KB % 64 == 0);
+  if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
+  const int64_t groups = (K + 3) / 4;
+  const int64_t pstride = groups * 4 * kGemmNR;
+  const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
+  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
+  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
+  alignas(64) int32_t cbuf[kTileRows * 16];
+  T::configure();
+  for (int64_t mc = 0; mc < M; mc += kS8RowBlock) {
+    const int64_t mc1 = std::min(M, mc + kS8RowBlock);
+    for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+      const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+      const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+      for (int64_t kb = 0; kb < K; kb += KB) {
+        const int64_t kend = std::min(K, kb + KB);
+        for (int64_t m0 = mc; m0 < mc1; m0 += 2 * kTileRows) {
+          const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
+          const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+          const int8_t* a0 = a + m0 * lda;
+          int32_t* cblk = c + m0 * ldc + (p0 - n0);
+          if (kb == 0) {
+            T::template zero<0>();
+            T::template zero<1>();
+            T::template zero<2>();
+            T::template zero<3>();
+          } else {
+            detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
+          }
+          for (int64_t k0 = kb; k0 < kend; k0 += 64) {
+            const int kbytes = int(std::min<int64_t>(64, K - k0));
+            const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
+            if constexpr (Prefetch) {
+              // the next step's A rows: this block's next step, else the next row block's first (its B is in L1)
+              if (k0 + 64 < kend) detail::prefetch_a_rows(a0 + k0 + 64, lda, rows0 + rows1, a_aligned);
+              else if (m0 + 2 * kTileRows < mc1)
+                detail::prefetch_a_rows(a0 + 2 * kTileRows * lda + kb, lda,
+                                        int(std::min<int64_t>(2 * kTileRows, M - m0 - 2 * kTileRows)), a_aligned);
+            }
+            detail::s8_step<T>(
+                [&]<int t>() {
+                  if constexpr (t == 4) load_tile<T, 4>(a0 + k0, lda, rows0, kbytes, abuf[0]);
+                  else load_tile<T, 5>(a0 + kTileRows * lda + k0, lda, rows1, kbytes, abuf[1]);
+                },
+                panel + (k0 / 4) * 4 * kGemmNR, grows, rows1 > 0, bbuf);
+          }
+          detail::move_c<T, false>(cblk, ldc, rows0, rows1, width, cbuf);
+        }
+      }
+    }
+  }
+  T::release();
+}
+
+/// gemm_s8's sums in the k-blocked order with a dense copy of A's k block resident (see the int8 schedules above).
+/// Same arguments and contract; 32 x KB bytes of stack for the copy (64 KB at the default KB).
+/// Prefetch: the B rows of the step `Prefetch` steps ahead are prefetched (0: none); PrefetchA: also the copy's
+/// next step (when the copy is larger than L1). KB, MC, NC: the k, row and column blocks.
+template <class T, int Prefetch = 1, bool PrefetchA = false, int64_t KB = kS8KBlock, int64_t MC = kS8RowBlock,
+          int64_t NC = kS8ColBlock>
+void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                    int32_t* c, int64_t ldc) {
+  constexpr int kStepBytes = 2 * kTileRows * kTileBytes;  // one step of the copy: 32 rows x 64 k
+  static_assert(KB % 64 == 0 && MC % (2 * kTileRows) == 0 && NC % kGemmNR == 0);
+  if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
+  const int64_t groups = (K + 3) / 4;
+  const int64_t pstride = groups * 4 * kGemmNR;
+  alignas(64) uint8_t apack[KB / 64 * kStepBytes];  // [step][32 rows][64 k], zero past M and K
+  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
+  alignas(64) int32_t cbuf[kTileRows * 16];
+  T::configure();
+  for (int64_t nc = n0; nc < n1; nc += NC) {
+    const int64_t nc1 = std::min(n1, nc + NC);
+    for (int64_t mc = 0; mc < M; mc += MC) {
+      const int64_t mc1 = std::min(M, mc + MC);
+      for (int64_t kb = 0; kb < K; kb += KB) {
+        const int64_t kc = std::min(KB, K - kb);
+        const int steps = int((kc + 63) / 64);
+        for (int64_t m0 = mc; m0 < mc1; m0 += 2 * kTileRows) {
+          const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
+          const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
+          const int rows = rows1 > 0 ? 2 * kTileRows : kTileRows;  // the rows the tiles read
+          for (int s = 0; s < steps; ++s) {
+            uint8_t* dst = apack + s * kStepBytes;
+            const int bytes = int(std::min<int64_t>(64, kc - 64 * s));
+            for (int r = 0; r < rows; ++r) {
+              if (r < rows0 + rows1) {
+                std::memcpy(dst + r * kTileBytes, a + (m0 + r) * lda + kb + 64 * s, size_t(bytes));
+                if (bytes < kTileBytes) std::memset(dst + r * kTileBytes + bytes, 0, size_t(kTileBytes - bytes));
+              } else {
+                std::memset(dst + r * kTileBytes, 0, kTileBytes);
+              }
+            }
+          }
+          for (int64_t p0 = nc; p0 < nc1; p0 += kGemmNR) {
+            const int8_t* panel = b + (p0 / kGemmNR) * pstride;
+            const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+            int32_t* cblk = c + m0 * ldc + (p0 - n0);
+            if (kb == 0) {
+              T::template zero<0>();
+              T::template zero<1>();
+              T::template zero<2>();
+              T::template zero<3>();
+            } else {
+              detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
+            }
+            for (int s = 0; s < steps; ++s) {
+              const int64_t k0 = kb + 64 * s;
+              const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
+              if constexpr (Prefetch > 0) {
+                // the B rows `Prefetch` steps ahead: in this panel, else in the next panel's k block
+                const int ahead = s + Prefetch;
+                const int8_t* next = ahead < steps ? panel : p0 + kGemmNR < nc1 ? panel + pstride : nullptr;
+                const int64_t g = kb / 4 + kTileRows * int64_t(ahead < steps ? ahead : ahead - steps);
+                if (next && g < groups)
+                  detail::prefetch_lines(next + g * 4 * kGemmNR, int(std::min<int64_t>(kTileRows, groups - g)) * 2);
+              }
+              if constexpr (PrefetchA) {
+                if (s + 1 < steps) detail::prefetch_lines(apack + (s + 1) * kStepBytes, rows1 > 0 ? 32 : 16);
+              }
+              const uint8_t* as = apack + s * kStepBytes;
+              detail::s8_step<T>(
+                  [&]<int t>() { T::template load<t>(as + (t - 4) * kTileRows * kTileBytes, kTileBytes); }, bk,
+                  int(std::min<int64_t>(kTileRows, groups - k0 / 4)), rows1 > 0, bbuf);
+            }
+            detail::move_c<T, false>(cblk, ldc, rows0, rows1, width, cbuf);
+          }
+        }
+      }
     }
   }
   T::release();
@@ -298,5 +521,34 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
   }
   T::release();
 }
+
+/// Calls visit(name, driver) for every int8 schedule above worth timing, driver a std::integral_constant holding the
+/// driver's instantiation for the tile policy T: the one list the model tests and gemm_bench walk. "base" is the
+/// old schedule, "packed_k2048_pf1" the registry row's; the rest differ as their names say (see the int8 schedules:
+/// k<KB>, pf<distance in steps> of the B prefetch, a: A's copy prefetched too, m<MC>, n<NC>).
+template <class T, class Visit>
+void visit_s8_schedules(const Visit& visit) {
+  auto one = [&]<auto F>(const char* name) { visit(name, std::integral_constant<decltype(F), F>{}); };
+  one.template operator()<&gemm_s8<T, false>>("base");
+  one.template operator()<&gemm_s8<T, true>>("pf");
+  one.template operator()<&gemm_s8_kblock<T, true>>("kblockpf");
+  one.template operator()<&gemm_s8_packed<T, 1, false, 512>>("packed_k512_pf1");
+  one.template operator()<&gemm_s8_packed<T, 0>>("packed_k2048");
+  one.template operator()<&gemm_s8_packed<T, 1>>("packed_k2048_pf1");  // the registry row's
+  one.template operator()<&gemm_s8_packed<T, 2>>("packed_k2048_pf2");
+  one.template operator()<&gemm_s8_packed<T, 1, true>>("packed_k2048_pf1a");
+  one.template operator()<&gemm_s8_packed<T, 1, false, kS8KBlock, 128>>("packed_k2048_pf1_m128");
+  one.template operator()<&gemm_s8_packed<T, 1, false, kS8KBlock, kS8RowBlock, 256>>("packed_k2048_pf1_n256");
+}
+
+/// The int8 schedules above on the tile instructions (gemm_amx__amx.cpp), by name, for bench/gemm_bench.cpp to time
+/// side by side on AMX hardware: not registry rows (gemm_s8_s32_32x32__amx runs "packed_k2048_pf1", with its VNNI
+/// fallback for few rows). Each has GemmS8Fn's arguments (col_sums unused), needs the amx level and has no fallback;
+/// the names end in __amx, which gives them the AMX-INT8 peak in the bench's peak%.
+struct S8Schedule {
+  const char* name;
+  GemmS8Fn fn;
+};
+std::span<const S8Schedule> s8_schedules();
 
 }  // namespace moefuse::gemm::amx

@@ -9,6 +9,9 @@
 
 #include <cassert>
 #include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
 
 #include "kernels/gemm/amx_gemm.h"
 #include "kernels/gemm/amx_gemm_u4s8.h"
@@ -173,9 +176,44 @@ void gemm_s8_s32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const 
     gemm_s8_s32_6x64__avx512vnni(M, K, n0, n1, a, lda, b, col_sums, c, ldc);
     return;
   }
-  // signed x signed: col_sums (VNNI's unsigned-shift correction) is not needed
-  amx::gemm_s8<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
+  // signed x signed: col_sums (VNNI's unsigned-shift correction) is not needed. The schedule: amx_gemm.h's int8
+  // schedules (a dense copy of A, C in the tiles for up to 2048 k, B prefetched a step ahead).
+  amx::gemm_s8_packed<AmxTiles>(M, K, n0, n1, a, lda, b, c, ldc);
 }
+
+// The schedules of amx_gemm.h's int8 driver, by name, for bench/gemm_bench.cpp (amx_gemm.h).
+template <auto Driver>
+void s8_schedule(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b,
+                 const int32_t*, int32_t* c, int64_t ldc) {
+  assert(M >= 0 && K >= 0 && K < 65536 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  if (M <= 0 || n0 >= n1) return;
+  Driver(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+}  // namespace moefuse::gemm::detail
+
+namespace moefuse::gemm::amx {
+
+std::span<const S8Schedule> s8_schedules() {
+  static const std::deque<std::string> names = [] {  // gemm_s8_s32_32x32_<schedule>__amx (a deque: c_str() stays put)
+    std::deque<std::string> out;
+    visit_s8_schedules<gemm::detail::AmxTiles>(
+        [&](const char* name, auto) { out.push_back("gemm_s8_s32_32x32_" + std::string(name) + "__amx"); });
+    return out;
+  }();
+  static const std::vector<S8Schedule> schedules = [] {
+    std::vector<S8Schedule> out;
+    visit_s8_schedules<gemm::detail::AmxTiles>([&](const char*, auto driver) {
+      out.push_back({names[out.size()].c_str(), &gemm::detail::s8_schedule<decltype(driver)::value>});
+    });
+    return out;
+  }();
+  return schedules;
+}
+
+}  // namespace moefuse::gemm::amx
+
+namespace moefuse::gemm::detail {
 
 void gemm_bf16w_bf16a_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
                                      const void* b, float* c, int64_t ldc) {
