@@ -124,6 +124,22 @@ inline void move_c(E* c, int64_t ldc, int rows0, int rows1, int width, E* buf) {
   }
 }
 
+// Zeroes the four C tiles.
+template <class T>
+inline void zero_c() {
+  T::template zero<0>();
+  T::template zero<1>();
+  T::template zero<2>();
+  T::template zero<3>();
+}
+
+// The four C tiles at the start of a k block: zero for the first block, else C as the previous blocks left it.
+template <class T, class E>
+inline void begin_c(bool first, E* c, int64_t ldc, int rows0, int rows1, int width, E* buf) {
+  if (first) zero_c<T>();
+  else move_c<T, true>(c, ldc, rows0, rows1, width, buf);
+}
+
 }  // namespace detail
 
 namespace detail {
@@ -222,10 +238,7 @@ void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int6
       const int rows0 = int(std::min<int64_t>(kTileRows, M - m0));
       const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
       const int8_t* a0 = a + m0 * lda;
-      T::template zero<0>();
-      T::template zero<1>();
-      T::template zero<2>();
-      T::template zero<3>();
+      detail::zero_c<T>();
       for (int64_t k0 = 0; k0 < K; k0 += 64) {
         const int kbytes = int(std::min<int64_t>(64, K - k0));
         const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
@@ -277,14 +290,7 @@ void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
           const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
           const int8_t* a0 = a + m0 * lda;
           int32_t* cblk = c + m0 * ldc + (p0 - n0);
-          if (kb == 0) {
-            T::template zero<0>();
-            T::template zero<1>();
-            T::template zero<2>();
-            T::template zero<3>();
-          } else {
-            detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
-          }
+          detail::begin_c<T>(kb == 0, cblk, ldc, rows0, rows1, width, cbuf);
           for (int64_t k0 = kb; k0 < kend; k0 += 64) {
             const int kbytes = int(std::min<int64_t>(64, K - k0));
             const int grows = int(std::min<int64_t>(kTileRows, groups - k0 / 4));
@@ -354,14 +360,7 @@ void gemm_s8_packed(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
             const int8_t* panel = b + (p0 / kGemmNR) * pstride;
             const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
             int32_t* cblk = c + m0 * ldc + (p0 - n0);
-            if (kb == 0) {
-              T::template zero<0>();
-              T::template zero<1>();
-              T::template zero<2>();
-              T::template zero<3>();
-            } else {
-              detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
-            }
+            detail::begin_c<T>(kb == 0, cblk, ldc, rows0, rows1, width, cbuf);
             for (int s = 0; s < steps; ++s) {
               const int64_t k0 = kb + 64 * s;
               const int8_t* bk = panel + (k0 / 4) * 4 * kGemmNR;
@@ -475,14 +474,7 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
         const int rows1 = int(std::clamp<int64_t>(M - m0 - kTileRows, 0, kTileRows));
         const bool staged = m0 == tail_m0;
         float* cblk = c + m0 * ldc + (p0 - n0);
-        if (kb == 0) {
-          T::template zero<0>();
-          T::template zero<1>();
-          T::template zero<2>();
-          T::template zero<3>();
-        } else {
-          detail::move_c<T, true>(cblk, ldc, rows0, rows1, width, cbuf);
-        }
+        detail::begin_c<T>(kb == 0, cblk, ldc, rows0, rows1, width, cbuf);
         for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
           const int kn = int(std::min<int64_t>(kChunk, kc - k0));  // k of A in this step
           const uint16_t* bk = pairs + (k0 / 2) * 2 * kGemmNR;

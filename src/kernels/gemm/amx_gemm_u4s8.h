@@ -154,10 +154,7 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
           else detail::fold(isum[g % 2], halves, s, acc);
         };
         for (int64_t g = 0; g < ng; ++g) {
-          T::template zero<0>();
-          T::template zero<1>();
-          T::template zero<2>();
-          T::template zero<3>();
+          detail::zero_c<T>();
           for (int st = 0; st < G / kStepK; ++st) {
             const int64_t k0 = g * G + st * kStepK;  // within the k block
             const int8_t* bk = quads + (k0 / 4) * kQuadBytes;
