@@ -24,6 +24,7 @@
 #include "moefuse/cpu.h"
 #include "util/amx_tile_model.h"
 #include "util/random.h"
+#include "util/w4a8_oracle.h"
 
 namespace moefuse {
 namespace {
@@ -63,23 +64,6 @@ W4 make_w4(Rng& rng, int64_t K, int64_t N, int64_t G, Zeros zeros, Values values
   return w;
 }
 
-std::vector<float> oracle(const std::vector<int8_t>& a, int64_t lda, const std::vector<float>& a_scale, const W4& w,
-                          int64_t M) {
-  std::vector<float> c(size_t(M * w.N));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < w.N; ++n) {
-      float acc = 0.0f;
-      for (int64_t g = 0; g < w.K / w.G; ++g) {
-        const size_t gi = size_t(g * w.N + n);
-        int64_t isum = 0;
-        for (int64_t k = g * w.G; k < (g + 1) * w.G; ++k)
-          isum += (int64_t(w.q[size_t(k * w.N + n)]) - int64_t(w.zero[gi])) * int64_t(a[size_t(m * lda + k)]);
-        acc = std::fma(float(isum), w.scale[gi], acc);
-      }
-      c[size_t(m * w.N + n)] = acc * a_scale[size_t(m)];
-    }
-  return c;
-}
 
 using Kernel = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                         const float* a_scale, const void* b, float* c, int64_t ldc);
@@ -93,7 +77,7 @@ void check(Rng& rng, const W4& w, int64_t M, Values values, Kernel kernel, const
   for (auto& v : a) v = int8_t(values == Values::extreme ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
   std::vector<float> a_scale(static_cast<size_t>(M));
   for (size_t m = 0; m < a_scale.size(); ++m) a_scale[m] = m % 7 == 3 ? -0.25f : rng.uniform(1e-4f, 0.05f);
-  const std::vector<float> want = oracle(a, lda, a_scale, w, M);
+  const std::vector<float> want = testing::w4a8_oracle(a, lda, a_scale, w.q, w.zero, w.scale, w.K, w.N, w.G, M);
   for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
     if (n0 >= n1) continue;
     const int64_t ldc = n1 - n0 + 2;

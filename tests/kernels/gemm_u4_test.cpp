@@ -27,6 +27,7 @@
 #include "util/errors.h"
 #include "util/gemm_sweep.h"
 #include "util/random.h"
+#include "util/w4a8_oracle.h"
 
 namespace moefuse {
 namespace {
@@ -355,25 +356,6 @@ TEST(GemmU4, DispatchPicksTheTableRows) {
   }
 }
 
-// W4A8, from the contract: per group the exact Σ (q - z) a, acc = fma(float(isum), s, acc) in group order, then
-// times the row scale.
-std::vector<float> oracle_w4a8(const std::vector<int8_t>& a, int64_t lda, const std::vector<float>& a_scale,
-                               const Int4Matrix& b, int64_t M) {
-  std::vector<float> c(size_t(M * b.N));
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < b.N; ++n) {
-      float acc = 0.0f;
-      for (int64_t g = 0; g < b.K / b.G; ++g) {
-        const size_t gi = size_t(g * b.N + n);
-        int64_t isum = 0;
-        for (int64_t k = g * b.G; k < (g + 1) * b.G; ++k)
-          isum += (int64_t(b.q[size_t(k * b.N + n)]) - int64_t(b.zero[gi])) * int64_t(a[size_t(m * lda + k)]);
-        acc = std::fma(float(isum), b.scale[gi], acc);
-      }
-      c[size_t(m * b.N + n)] = acc * a_scale[size_t(m)];
-    }
-  return c;
-}
 
 // Checks every W4A8 row on weights b against the integer definition, for each M of `rows`; with `extreme`, the
 // activations are all -128 or 127.
@@ -387,7 +369,7 @@ void expect_w4a8_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64
     for (auto& v : a) v = int8_t(extreme ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
     std::vector<float> a_scale(static_cast<size_t>(M));
     for (auto& v : a_scale) v = rng.uniform(1e-4f, 0.05f);
-    const std::vector<float> want = oracle_w4a8(a, lda, a_scale, b, M);
+    const std::vector<float> want = testing::w4a8_oracle(a, lda, a_scale, b.q, b.zero, b.scale, b.K, b.N, b.G, M);
     for (const gemm::GemmU4S8Kernel& kern : kernels) {
       for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
         if (n0 > n1) continue;
