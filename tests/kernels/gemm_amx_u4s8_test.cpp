@@ -24,7 +24,7 @@
 #include "moefuse/cpu.h"
 #include "util/amx_tile_model.h"
 #include "util/random.h"
-#include "util/w4a8_oracle.h"
+#include "util/int4_matrix.h"
 
 namespace moefuse {
 namespace {
@@ -33,10 +33,7 @@ using gemm::kGemmNR;
 using testing::ConfiguredTiles;
 using testing::Rng;
 
-struct W4 {
-  int64_t K = 0, N = 0, G = 0;
-  std::vector<uint8_t> q, zero;  // [K, N], [K / G, N]
-  std::vector<float> scale;      // [K / G, N]
+struct W4 : testing::Int4Matrix {
   gemm::PackedWeights packed;
 };
 
@@ -60,10 +57,9 @@ W4 make_w4(Rng& rng, int64_t K, int64_t N, int64_t G, Zeros zeros, Values values
     else w.zero[i] = uint8_t(rng.integer(0, 15));
     w.scale[i] = values == Values::extreme && rng.coin(0.5) ? odd[rng.integer(0, 7)] : rng.uniform(-0.05f, 0.1f);
   }
-  w.packed = gemm::pack_weights_u4(gemm::Int4Source{w.q.data(), N, 1, w.scale.data(), w.zero.data(), N, 1}, K, N, G);
+  w.packed = gemm::pack_weights_u4(w.source(), K, N, G);
   return w;
 }
-
 
 using Kernel = void (*)(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                         const float* a_scale, const void* b, float* c, int64_t ldc);
@@ -77,7 +73,7 @@ void check(Rng& rng, const W4& w, int64_t M, Values values, Kernel kernel, const
   for (auto& v : a) v = int8_t(values == Values::extreme ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
   std::vector<float> a_scale(static_cast<size_t>(M));
   for (size_t m = 0; m < a_scale.size(); ++m) a_scale[m] = m % 7 == 3 ? -0.25f : rng.uniform(1e-4f, 0.05f);
-  const std::vector<float> want = testing::w4a8_oracle(a, lda, a_scale, w.q, w.zero, w.scale, w.K, w.N, w.G, M);
+  const std::vector<float> want = testing::w4a8_oracle(a, lda, a_scale, w, M);
   for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
     if (n0 >= n1) continue;
     const int64_t ldc = n1 - n0 + 2;

@@ -27,7 +27,7 @@
 #include "util/errors.h"
 #include "util/gemm_sweep.h"
 #include "util/random.h"
-#include "util/w4a8_oracle.h"
+#include "util/int4_matrix.h"
 
 namespace moefuse {
 namespace {
@@ -35,18 +35,7 @@ namespace {
 using gemm::kGemmNR;
 using testing::Rng;
 
-struct Int4Matrix {
-  int64_t K = 0, N = 0, G = 0;
-  std::vector<uint8_t> q, zero;  // [K, N], [K / G, N]
-  std::vector<float> scale;      // [K / G, N]
-
-  gemm::Int4Source source() const { return {q.data(), N, 1, scale.data(), zero.data(), N, 1}; }
-  // The GPTQ definition of the weight, written independently of the kernels' layout.
-  float weight(int64_t k, int64_t n) const {
-    const size_t gi = size_t((k / G) * N + n);
-    return float(int(q[size_t(k * N + n)]) - int(zero[gi])) * scale[gi];
-  }
-};
+using testing::Int4Matrix;
 
 // Scales are fp16 values (as GPTQ stores them), so every product is exact; some are 0 and some negative.
 Int4Matrix random_int4(Rng& rng, int64_t K, int64_t N, int64_t G) {
@@ -356,7 +345,6 @@ TEST(GemmU4, DispatchPicksTheTableRows) {
   }
 }
 
-
 // Checks every W4A8 row on weights b against the integer definition, for each M of `rows`; with `extreme`, the
 // activations are all -128 or 127.
 void expect_w4a8_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64_t> rows, bool extreme) {
@@ -369,7 +357,7 @@ void expect_w4a8_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64
     for (auto& v : a) v = int8_t(extreme ? (rng.coin() ? -128 : 127) : rng.integer(-128, 127));
     std::vector<float> a_scale(static_cast<size_t>(M));
     for (auto& v : a_scale) v = rng.uniform(1e-4f, 0.05f);
-    const std::vector<float> want = testing::w4a8_oracle(a, lda, a_scale, b.q, b.zero, b.scale, b.K, b.N, b.G, M);
+    const std::vector<float> want = testing::w4a8_oracle(a, lda, a_scale, b, M);
     for (const gemm::GemmU4S8Kernel& kern : kernels) {
       for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
         if (n0 > n1) continue;
