@@ -161,9 +161,10 @@ class Checkpoint {
 
 // ---- GPTQ settings -----------------------------------------------------------------------------------------------
 
-/// The GPTQ quantisation settings a checkpoint declares, for its int4 (w4a16) tensors: quantize_config.json in the
-/// checkpoint's directory (the directory itself, or the one holding the file or index given), else config.json's
-/// "quantization_config" there. Keys that are absent keep these defaults (GPTQ's own).
+/// The int4 quantisation settings a checkpoint declares, for its int4 (w4a16, w4a8) tensors: quantize_config.json in
+/// the checkpoint's directory (the directory itself, or the one holding the file or index given), else config.json's
+/// "quantization_config" there. Keys that are absent keep these defaults (GPTQ's own). quant_method "gptq" is GPTQ's
+/// layout, "awq" AutoAWQ's GEMM layout (docs/layer.md §5, "AWQ checkpoints"); the reader checks which it can read.
 struct GptqSettings {
   std::string source;                    // the file and object read; "" when the checkpoint declares none
   std::string quant_method = "gptq";
@@ -172,11 +173,16 @@ struct GptqSettings {
   bool desc_act = false;
   bool sym = true;
   std::string checkpoint_format = "gptq";  // "gptq": zero points stored as z - 1; "gptq_v2": as z
+  bool zero_point = true;                // AWQ: asymmetric weights with zero points (the only AWQ form read)
+  std::string version = "gemm";          // AWQ: the packing ("gemm" is read; "gemv", "marlin", ... are not)
 };
 
 /// Reads the settings (above). Errors: IoError for an unreadable or malformed JSON file (over 16 MiB included);
 /// ValueError "<file>: <key>: expected <type>, got <value>" for a key of the wrong type.
 GptqSettings read_gptq_settings(const Checkpoint& checkpoint);
+
+/// Whether an AWQ `version` names AutoAWQ's GEMM packing, the one read ("gemm", any case).
+bool is_awq_gemm_version(std::string_view version);
 
 // ---- FP8 block-scaled checkpoints ------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
 // read_gptq_settings (moefuse/io.h): the GPTQ settings a checkpoint's directory declares.
+#include <cctype>
 #include <filesystem>
 
 #include "io/files.h"
@@ -63,7 +64,16 @@ GptqSettings read_gptq_settings(const Checkpoint& ck) {
   boolean("desc_act", s.desc_act);
   boolean("sym", s.sym);
   text("checkpoint_format", s.checkpoint_format);
+  boolean("zero_point", s.zero_point);
+  text("version", s.version);
   return s;
+}
+
+bool is_awq_gemm_version(std::string_view version) {
+  if (version.size() != 4) return false;
+  for (size_t i = 0; i < 4; ++i)
+    if (std::tolower(static_cast<unsigned char>(version[i])) != "gemm"[i]) return false;
+  return true;
 }
 
 }  // namespace moefuse

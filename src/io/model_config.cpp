@@ -125,25 +125,38 @@ std::vector<int64_t> quantized_layers_of(const Keys& k, const ModelConfig& m, bo
   return layers;
 }
 
-// A GPTQ int4 release's quantization_config (GPTQ / AutoGPTQ / GPTQModel / optimum write it; `moefuse quantize`
-// too, adding moefuse_quant_mode and quantized_layers). GPTQ's defaults for absent keys; the group size has none.
-void read_gptq(const Keys& k, ModelConfig& m) {
+// An int4 release's quantization_config: GPTQ's (GPTQ / AutoGPTQ / GPTQModel / optimum write it; `moefuse quantize`
+// too, adding moefuse_quant_mode and quantized_layers) or AutoAWQ's ({"quant_method": "awq", "bits": 4,
+// "group_size": G, "zero_point": true, "version": "gemm"}). GPTQ's defaults for absent keys; the group size has none.
+void read_int4(const Keys& k, ModelConfig& m, bool awq) {
   GptqSettings& g = m.gptq;
   g.source = m.source + ": quantization_config";
+  g.quant_method = awq ? "awq" : "gptq";
   g.bits = k.int_or("bits", 4, 1);
   if (g.bits != 4)
-    k.fail("bits", "4 (int4 weights; GPTQ's 2, 3 and 8 bits are not read)", std::to_string(g.bits));
+    k.fail("bits", awq ? "4 (int4 weights)" : "4 (int4 weights; GPTQ's 2, 3 and 8 bits are not read)",
+           std::to_string(g.bits));
   if (!k.has("group_size")) k.fail("group_size", "32, 64 or 128", "none");
   g.group_size = k.int_or("group_size", 0, -1);
   if (g.group_size != 32 && g.group_size != 64 && g.group_size != 128)
     k.fail("group_size",
            "32, 64 or 128 (the int4 kernels' group sizes)",
            std::to_string(g.group_size) + (g.group_size == -1 ? " (one group per column: not supported)" : ""));
-  g.sym = k.bool_or("sym", true);
-  g.desc_act = k.bool_or("desc_act", false);  // act order: each tensor's g_idx gives its order (gptq.cpp)
-  g.checkpoint_format = k.string_or("checkpoint_format", "gptq");
-  if (g.checkpoint_format != "gptq" && g.checkpoint_format != "gptq_v2")
-    k.fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", io_detail::quote_for_message(g.checkpoint_format));
+  if (awq) {
+    g.zero_point = k.bool_or("zero_point", true);
+    if (!g.zero_point) k.fail("zero_point", "true (AWQ weights with zero points; AWQ without them is not read)", "false");
+    g.sym = false;
+    g.version = k.string_or("version", "gemm");
+    if (!is_awq_gemm_version(g.version))
+      k.fail("version", "\"gemm\" (AutoAWQ's GEMM packing; gemv, marlin and other packings are not read)",
+             io_detail::quote_for_message(g.version));
+  } else {
+    g.sym = k.bool_or("sym", true);
+    g.desc_act = k.bool_or("desc_act", false);  // act order: each tensor's g_idx gives its order (gptq.cpp)
+    g.checkpoint_format = k.string_or("checkpoint_format", "gptq");
+    if (g.checkpoint_format != "gptq" && g.checkpoint_format != "gptq_v2")
+      k.fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", io_detail::quote_for_message(g.checkpoint_format));
+  }
   const std::string mode = k.string_or("moefuse_quant_mode", "w4a16");
   if (mode == "w4a16") m.quant_mode = QuantMode::w4a16;
   else if (mode == "w4a8") m.quant_mode = QuantMode::w4a8;
@@ -164,7 +177,7 @@ void read_gptq(const Keys& k, ModelConfig& m) {
 
 // quantization_config: absent for a float model; written by `moefuse quantize` as
 // {"quant_method": "moefuse", "quant_mode": "w8a8" | "w8a8c8", "quantized_layers": [..]}; a GPTQ int4 release's
-// {"quant_method": "gptq", "bits": 4, "group_size": G, ...} (read_gptq); or an FP8 block-scaled release's
+// {"quant_method": "gptq", "bits": 4, "group_size": G, ...} or AutoAWQ's {"quant_method": "awq", ...} (read_int4); or an FP8 block-scaled release's
 // {"quant_method": "fp8", ...} (its expert projections are read as they are: the layer stays a float one).
 // Other methods are named and refused here, so that a build that reads one adds it in this one place.
 void read_quantization(const Keys& root, ModelConfig& m) {
@@ -176,12 +189,12 @@ void read_quantization(const Keys& root, ModelConfig& m) {
     m.fp8 = io_detail::parse_fp8_quantization(k, m.source + ": quantization_config");
     return;
   }
-  if (method == "gptq") {
-    read_gptq(k, m);
+  if (method == "gptq" || method == "awq") {
+    read_int4(k, m, method == "awq");
     return;
   }
   if (method != "moefuse")
-    k.fail("quant_method", "one of: moefuse, fp8, gptq (not supported in this build: awq and others)",
+    k.fail("quant_method", "one of: moefuse, fp8, gptq, awq (not supported in this build: others)",
            io_detail::quote_for_message(method));
   const std::string mode = k.string_required("quant_mode");
   if (mode == "w8a8") m.quant_mode = QuantMode::w8a8;

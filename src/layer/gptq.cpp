@@ -43,10 +43,19 @@ GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G) {
   auto fail = [&](const char* key, const std::string& want, const std::string& got) {
     throw ValueError(s.source + ": " + key + ": expected " + want + ", got " + got);
   };
-  if (s.quant_method != "gptq") fail("quant_method", "\"gptq\" (the int4 format moefuse reads)", "\"" + s.quant_method + "\"");
+  if (s.quant_method != "gptq" && s.quant_method != "awq")
+    fail("quant_method", "\"gptq\" or \"awq\" (the int4 formats moefuse reads)", "\"" + s.quant_method + "\"");
   if (s.bits != 4) fail("bits", "4 (w4a16, w4a8)", str(s.bits));
   if (s.group_size != 0 && s.group_size != G)
     fail("group_size", str(G) + " (the config's quant_group_size)", str(s.group_size));
+  if (s.quant_method == "awq") {
+    if (!s.zero_point) fail("zero_point", "true (AWQ weights with zero points; AWQ without them is not read)", "false");
+    if (!is_awq_gemm_version(s.version))
+      fail("version", "\"gemm\" (AutoAWQ's GEMM packing; gemv, marlin and other packings are not read)",
+           "\"" + s.version + "\"");
+    f.awq = true;
+    return f;
+  }
   // desc_act true or false: each projection's g_idx says its input order (gptq_input_order).
   if (s.checkpoint_format != "gptq" && s.checkpoint_format != "gptq_v2")
     fail("checkpoint_format", "\"gptq\" or \"gptq_v2\"", "\"" + s.checkpoint_format + "\"");
@@ -95,21 +104,27 @@ void read_gptq_projection(const Checkpoint& ck, const std::string& base, const G
                           uint8_t* zero, bool check_finite, const int32_t* in_order, const int32_t* out_order) {
   const std::string in_g = std::string(in_name) + "/" + str(G), in_8 = std::string(in_name) + "/8",
                     out_8 = std::string(out_name) + "/8";
-  // qweight: [in / 8, out] i32. Another row count is another bit width (GPTQ packs 32 / bits values per word).
+  // qweight: GPTQ [in / 8, out] i32 (another row count is another bit width: GPTQ packs 32 / bits values per word),
+  // AWQ [in, out / 8].
   const std::string qname = base + "qweight";
-  const Tensor qw = read_2d(ck, qname, in / 8, out, dims(in_8.c_str(), in / 8, out_name, out), {DType::i32},
-                            " (4-bit weights: eight per int32)");
+  const Tensor qw = format.awq ? read_2d(ck, qname, in, out / 8, dims(in_name, in, out_8.c_str(), out / 8),
+                                         {DType::i32}, " (AWQ's 4-bit weights: eight outputs per int32)")
+                               : read_2d(ck, qname, in / 8, out, dims(in_8.c_str(), in / 8, out_name, out),
+                                         {DType::i32}, " (4-bit weights: eight per int32)");
   const Tensor qz = read_2d(ck, base + "qzeros", in / G, out / 8, dims(in_g.c_str(), in / G, out_8.c_str(), out / 8),
                             {DType::i32}, " (group size " + str(G) + ")");
   const Tensor sc = read_2d(ck, base + "scales", in / G, out, dims(in_g.c_str(), in / G, out_name, out),
                             {DType::f16, DType::bf16, DType::f32}, " (group size " + str(G) + ")");
   // Row r of q holds checkpoint row o = out_order[r]; column j input channel i = in_order[j].
   const auto* words = qw.data_as<const int32_t>();
+  // Output o's nibble within a word packed along the output dim: o % 8 (GPTQ's qzeros) or AWQ's order.
+  const auto out_shift = [&](int64_t o) { return 4 * (format.awq ? kAwqNibble[o % 8] : int(o % 8)); };
   for (int64_t j = 0; j < in; ++j) {
     const int64_t i = in_order ? in_order[j] : j;
     for (int64_t r = 0; r < out; ++r) {
       const int64_t o = out_order ? out_order[r] : r;
-      q[r * in + j] = uint8_t((uint32_t(words[(i / 8) * out + o]) >> (4 * (i % 8))) & 0xF);
+      const uint32_t word = format.awq ? uint32_t(words[i * (out / 8) + o / 8]) : uint32_t(words[(i / 8) * out + o]);
+      q[r * in + j] = uint8_t((word >> (format.awq ? out_shift(o) : 4 * int(i % 8))) & 0xF);
     }
   }
   const auto* zw = qz.data_as<const int32_t>();
@@ -117,8 +132,8 @@ void read_gptq_projection(const Checkpoint& ck, const std::string& base, const G
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t r = 0; r < out; ++r) {
       const int64_t o = out_order ? out_order[r] : r;
-      const uint32_t stored = (uint32_t(zw[g * (out / 8) + o / 8]) >> (4 * (o % 8))) & 0xF;
-      const uint32_t z = format.zeros_v2 ? stored : stored + 1;
+      const uint32_t stored = (uint32_t(zw[g * (out / 8) + o / 8]) >> out_shift(o)) & 0xF;
+      const uint32_t z = format.zeros_v2 || format.awq ? stored : stored + 1;
       if (z > 15)
         throw ValueError(ck.file_of(base + "qzeros") + ": " + base + "qzeros: expected zero points 0..15, got 16 at [" +
                          str(g) + ", " +

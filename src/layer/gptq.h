@@ -12,6 +12,15 @@
 // §5, "act order").
 // The zero point convention is GPTQ's: its original ("gptq", v1) format stores z - 1 and its readers add 1 back;
 // checkpoint_format "gptq_v2" stores z. The weight is (q - z) * scale.
+//
+// AWQ checkpoints (AutoAWQ's GEMM packing, quant_method "awq", version "gemm") hold the same three tensors packed
+// along the output dim instead:
+//   <p>.qweight  [in, out / 8]     i32: word c of row i holds the 4-bit values of outputs 8c .. 8c + 7, output 8c + j
+//                                  at bits 4 kAwqNibble[j] .. (AWQ's interleaved order, so that its GPU kernel can
+//                                  unpack pairs with one shift);
+//   <p>.qzeros   [in / G, out / 8] i32: z itself (no offset), in the same order;
+//   <p>.scales   [in / G, out]     f16;
+// no g_idx (groups are always runs of G input channels). The weight is (q - z) * scale, as GPTQ's.
 #pragma once
 
 #include <cstdint>
@@ -26,13 +35,17 @@ namespace moefuse::layer {
 /// quantization_config, in the checkpoint's directory; absent: GPTQ's defaults, v1 zero points).
 struct GptqFormat {
   bool zeros_v2 = false;  // checkpoint_format "gptq_v2": qzeros hold z itself
+  bool awq = false;       // quant_method "awq": AutoAWQ's GEMM packing (above)
   std::string source;     // the file the settings came from ("" when none)
 };
 
-/// Reads and checks the checkpoint's GPTQ settings against the config's group size G: quant_method "gptq" (when
-/// given), bits 4, group_size G, checkpoint_format "gptq" or "gptq_v2". desc_act is read either way: each
-/// projection's g_idx says its order (gptq_input_order). Errors: ValueError naming the file, the key, what was
-/// expected and what it holds.
+/// AWQ's order: output 8c + j of a packed word sits at nibble kAwqNibble[j].
+inline constexpr int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+/// Reads and checks the checkpoint's int4 settings against the config's group size G: quant_method "gptq" (when
+/// given) or "awq", bits 4, group_size G; GPTQ: checkpoint_format "gptq" or "gptq_v2" (desc_act is read either way:
+/// each projection's g_idx says its order, gptq_input_order); AWQ: zero_point true, version "gemm" (any case).
+/// Errors: ValueError naming the file, the key, what was expected and what it holds.
 GptqFormat read_gptq_format(const Checkpoint& ck, int64_t G);
 
 /// Whether `base` ("....experts.3.gate_proj.") names a GPTQ projection in the checkpoint (base + "qweight").
@@ -47,8 +60,8 @@ bool has_gptq_projection(const Checkpoint& ck, const std::string& base);
 std::vector<int32_t> gptq_input_order(const Checkpoint& ck, const std::string& base, int64_t G, int64_t in,
                                       const char* in_name);
 
-/// Reads GPTQ projection `base` ([out, in], names as above) into q (rows [out, in], u8 values 0..15), scale
-/// ([out, in / G] f32) and zero ([out, in / G] u8). `in_order` (nullptr: the identity) is the projection's input
+/// Reads GPTQ (or, with format.awq, AWQ) projection `base` ([out, in], names as above) into q (rows [out, in], u8
+/// values 0..15), scale ([out, in / G] f32) and zero ([out, in / G] u8). `in_order` (nullptr: the identity) is the projection's input
 /// order (gptq_input_order): column j of q holds input channel in_order[j]; `out_order` (nullptr: the identity) says
 /// which of the checkpoint's output rows row r of q, scale and zero holds (the gate and up rows put in the down
 /// projection's input order). The g_idx itself is not read here. out_name / in_name name the dims in messages.

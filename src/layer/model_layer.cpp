@@ -88,10 +88,14 @@ void check_model_tensors(const MoeConfig& c, std::string_view config_source, con
                          std::to_string(c.hidden_size);
   expect(p + ".gate.weight", {c.num_experts, c.hidden_size}, eh);
   const std::string gate = layer::projection_names(c).gate;
-  // A GPTQ projection [out, in] is stored as qweight [in / 8, out] (gptq.h); a float or int8 one as weight [out, in].
+  // A GPTQ projection [out, in] is stored as qweight [in / 8, out], an AWQ one as qweight [in, out / 8] (gptq.h); a
+  // float or int8 one as weight [out, in].
   const bool gptq = int4_weights(c.quant_mode) && !ck.has(p + ".experts.0." + gate + ".weight");
+  const bool awq = gptq && read_gptq_settings(ck).quant_method == "awq";
   const std::string suffix = gptq ? ".qweight" : ".weight";
-  auto stored = [&](int64_t out, int64_t in) { return gptq ? std::vector<int64_t>{in / 8, out} : std::vector{out, in}; };
+  auto stored = [&](int64_t out, int64_t in) {
+    return awq ? std::vector<int64_t>{in, out / 8} : gptq ? std::vector<int64_t>{in / 8, out} : std::vector{out, in};
+  };
   expect(p + ".experts.0." + gate + suffix, stored(c.moe_intermediate_size, c.hidden_size),
          "moe_intermediate_size = " + std::to_string(c.moe_intermediate_size) + ", hidden_size = " +
              std::to_string(c.hidden_size));

@@ -284,7 +284,7 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
     tasks.push_back(std::move(t));
     return;
   }
-  if (int4_weights(c) && has_gptq_projection(ck, base)) {  // a GPTQ checkpoint: its int4 values as they are
+  if (int4_weights(c) && has_gptq_projection(ck, base)) {  // a GPTQ or AWQ checkpoint: its int4 values as they are
     const int64_t G = c.quant_group_size, row = e * storage.size(1) + row0;
     read_gptq_projection(ck, base, *int4.format, G, out, in, out_name, in_name, storage.data_as<uint8_t>() + row * in,
                          scales.data_as<float>() + row * (in / G), int4.zeros.data_as<uint8_t>() + row * (in / G),
@@ -293,7 +293,8 @@ void load_projection(const MoeConfig& c, const Checkpoint& ck, const std::string
   }
   if (int4_weights(c) && int4.format != nullptr && !int4.format->source.empty())  // no float weight quantised silently
     throw IoError(ck.path() + ": " + base + "qweight: expected a tensor of this checkpoint (" + int4.format->source +
-                  " declares GPTQ int4 weights), got none" + (ck.has(name) ? " (only the float " + name + ")" : ""));
+                  (int4.format->awq ? " declares AWQ" : " declares GPTQ") + " int4 weights), got none" +
+                  (ck.has(name) ? " (only the float " + name + ")" : ""));
   Tensor t = projection_tensor(ck, name, out, in, out_name, in_name);
   if (t.dtype() == DType::i8) {
     if (!int8_weights(c))

@@ -147,11 +147,14 @@ TEST(ModelConfigJson, QuantizationConfig) {
                     "c.json: quantization_config.quantized_layers: expected distinct MoE layers (1, 5), got 3");
   EXPECT_THROWS_MSG(parse_model_config_json(with(q, "\"w8a8c8\"", "\"w4a16\""), "c.json"), ValueError,
                     "c.json: quantization_config.quant_mode: expected \"w8a8\" or \"w8a8c8\", got \"w4a16\"");
-  // A GPTQ quantization_config is read (GptqFolder.* test it); without its group size it names the key.
+  // A GPTQ or AWQ quantization_config is read (GptqFolder.*, AwqFolder.* test them); without its group size it names
+  // the key.
   EXPECT_THROWS_MSG(parse_model_config_json(with(q, "\"moefuse\"", "\"gptq\""), "c.json"), ValueError,
                     "c.json: quantization_config.group_size: expected 32, 64 or 128, got none");
   EXPECT_THROWS_MSG(parse_model_config_json(with(q, "\"moefuse\"", "\"awq\""), "c.json"), ValueError,
-                    "c.json: quantization_config.quant_method: expected one of: moefuse", "got \"awq\"");
+                    "c.json: quantization_config.group_size: expected 32, 64 or 128, got none");  // AWQ: as GPTQ
+  EXPECT_THROWS_MSG(parse_model_config_json(with(q, "\"moefuse\"", "\"bitsandbytes\""), "c.json"), ValueError,
+                    "c.json: quantization_config.quant_method: expected one of: moefuse", "got \"bitsandbytes\"");
 }
 
 TEST(ModelConfigJson, LayerConfigOfADenseLayer) {

@@ -197,7 +197,9 @@ TEST(GptqCheckpoint, RefusesWhatItCannotReadWithClearErrors) {
   for (auto [json, key] : {std::pair<const char*, const char*>{R"({"bits": 8})", "bits"},
                            {R"({"bits": "4"})", "bits"},
                            {R"({"bits": 4, "group_size": 128})", "group_size"},
-                           {R"({"quant_method": "awq"})", "quant_method"},
+                           {R"({"quant_method": "bitsandbytes"})", "quant_method"},
+                           {R"({"quant_method": "awq", "version": "gemv"})", "version"},
+                           {R"({"quant_method": "awq", "zero_point": false})", "zero_point"},
                            {R"({"checkpoint_format": "marlin"})", "checkpoint_format"}})
     EXPECT_THROWS_MSG(load_with([&](NamedTensors&, TempDirectory& d) {
                         testing::write_bytes(d.file("quantize_config.json"), json);

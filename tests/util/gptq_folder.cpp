@@ -30,6 +30,29 @@ Tensor GptqProjection::qzeros(bool v2) const {
   return t;
 }
 
+// AutoAWQ's pack order: nibble n of a word holds output 8c + kAwqOrder[n].
+constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+Tensor GptqProjection::awq_qweight() const {
+  Tensor t = Tensor::zeros(DType::i32, {in, out / 8});
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t c = 0; c < out / 8; ++c)
+      for (int n = 0; n < 8; ++n)
+        t.data_as<int32_t>()[i * (out / 8) + c] |=
+            int32_t(uint32_t(q[size_t((8 * c + kAwqOrder[n]) * in + i)]) << (4 * n));
+  return t;
+}
+
+Tensor GptqProjection::awq_qzeros() const {
+  Tensor t = Tensor::zeros(DType::i32, {in / G, out / 8});
+  for (int64_t g = 0; g < in / G; ++g)
+    for (int64_t c = 0; c < out / 8; ++c)
+      for (int n = 0; n < 8; ++n)
+        t.data_as<int32_t>()[g * (out / 8) + c] |=
+            int32_t(uint32_t(z[size_t(g * out + 8 * c + kAwqOrder[n])]) << (4 * n));
+  return t;
+}
+
 Tensor GptqProjection::scales() const {
   Tensor t = Tensor::empty(DType::f16, {in / G, out});
   for (size_t k = 0; k < scale.size(); ++k) t.data_as<float16>()[k] = to_f16(scale[k]);
@@ -99,10 +122,10 @@ void write_derived_folder(const DerivedFolder& d, const std::string& out_dir) {
       continue;
     }
     const GptqProjection p = random_projection(rng, rows, cols, d.G, d.symmetric);
-    out.emplace_back(base + "qweight", p.qweight());
-    out.emplace_back(base + "qzeros", p.qzeros(d.v2));
+    out.emplace_back(base + "qweight", d.awq ? p.awq_qweight() : p.qweight());
+    out.emplace_back(base + "qzeros", d.awq ? p.awq_qzeros() : p.qzeros(d.v2));
     out.emplace_back(base + "scales", p.scales());
-    out.emplace_back(base + "g_idx", p.g_idx());
+    if (!d.awq) out.emplace_back(base + "g_idx", p.g_idx());
   }
   write_safetensors((fs::path(out_dir) / "model.safetensors").string(), out);
 }

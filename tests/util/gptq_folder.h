@@ -1,4 +1,5 @@
-// GPTQ int4 checkpoints for the tests, packed here from GPTQ's definition (independently of src/layer/gptq.cpp):
+// GPTQ (and AWQ) int4 checkpoints for the tests, packed here from the formats' definitions (independently of
+// src/layer/gptq.cpp):
 // one projection's tensors, and a whole model folder derived from a committed test folder (tests/data/models) with
 // its experts' width raised to a multiple of the smallest group size (the committed folders' 16 is narrower than
 // any group), its experts (and shared experts) replaced by GPTQ tensors or by random float weights, every other
@@ -25,6 +26,10 @@ struct GptqProjection {
   Tensor qzeros(bool v2) const;
   Tensor scales() const;
   Tensor g_idx() const;  // i / G
+  /// AutoAWQ's GEMM packing of the same values: qweight [in, out / 8] and qzeros [in / G, out / 8] (z itself), the
+  /// eight outputs 8c .. 8c + 7 of a word in AWQ's order: nibble n holds output 8c + (0, 2, 4, 6, 1, 3, 5, 7)[n].
+  Tensor awq_qweight() const;
+  Tensor awq_qzeros() const;
 };
 
 /// Random q 0..15, z 1..15 (8 when symmetric), fp16 scales in [0.001, 0.05).
@@ -37,6 +42,7 @@ struct DerivedFolder {
   int64_t G = 32;                // GPTQ: the group size packed
   bool symmetric = false;
   bool v2 = false;               // checkpoint_format gptq_v2 (written into the quantization_config by the caller)
+  bool awq = false;              // AWQ's tensors instead of GPTQ's (the same values; the caller writes the config)
   std::string quantization_json; // the quantization_config's JSON text ("": none)
   uint64_t seed = 7;
 };
