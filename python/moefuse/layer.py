@@ -195,8 +195,8 @@ def model_config(path: Any) -> Dict[str, Any]:
     "quantized_layers" (from a quantization_config written by `moefuse quantize`, or a GPTQ release's: w4a16 / w4a8),
     "fp8_weight_block" ([bn, bk] of an FP8 block-scaled release, whose expert weights a bf16 layer holds one byte each
     when its blocks are 128 input channels wide (docs/layer.md §7), and which are dequantised to the model dtype on
-    load otherwise; None otherwise), "gptq" (a GPTQ int4 release's {"bits", "group_size", "sym", "desc_act",
-    "checkpoint_format"}; None otherwise) and "config", the MoE layer's
+    load otherwise; None otherwise), "gptq" (a GPTQ or AWQ int4 release's {"quant_method" ("gptq" or
+    "awq"), "bits", "group_size", "sym", "desc_act", "checkpoint_format"}; None otherwise) and "config", the MoE layer's
     config in the YAML structure. path: the folder or the config.json file. Errors: OSError when it cannot be read or
     is not JSON; ValueError naming the key for an unknown model_type, a missing key or a wrong value."""
     d = _core.model_config(_path_argument(path, "moefuse.model_config", "path"))

@@ -133,6 +133,7 @@ void bind_layer(nb::module_& m) {
           d["gptq"] = nb::none();
         } else {
           nb::dict g;
+          g["quant_method"] = mc.gptq.quant_method;
           g["bits"] = mc.gptq.bits;
           g["group_size"] = mc.gptq.group_size;
           g["sym"] = mc.gptq.sym;

@@ -246,8 +246,8 @@ TEST_F(CliModel, Int4FolderQuantizeRunVerifyInfo) {
   const Result info = moefuse("info --weights " + out + " --json");
   ASSERT_EQ(info.status, 0) << info.err;
   const Json ji = Json::parse(info.out);
-  EXPECT_EQ(ji["gptq"], Json::parse(R"({"bits": 4, "group_size": 32, "sym": false, "desc_act": false,
-                                        "checkpoint_format": "gptq"})"));
+  EXPECT_EQ(ji["gptq"], Json::parse(R"({"quant_method": "gptq", "bits": 4, "group_size": 32, "sym": false,
+                                        "desc_act": false, "checkpoint_format": "gptq"})"));
   EXPECT_EQ(ji["moe_layers"][0]["quant_mode"], "w4a8");
   const Result text = moefuse("info --weights " + out);
   EXPECT_NE(text.out.find("gptq:       int4 experts (w4a8), group size 32, asymmetric"), std::string::npos) << text.out;

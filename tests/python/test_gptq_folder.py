@@ -1,8 +1,8 @@
-"""GPTQ int4 model folders read as shipped: MoeLayer.from_pretrained(DIR, layer=L) with no config on a folder whose
-config.json says quant_method "gptq". The folders are derived here from the committed test folders
-(tests/data/models, read as raw safetensors) by a numpy writer of GPTQ's format: experts' width raised to 32 (the
+"""GPTQ (and AWQ) int4 model folders read as shipped: MoeLayer.from_pretrained(DIR, layer=L) with no config on a
+folder whose config.json says quant_method "gptq" (or "awq"). The folders are derived here from the committed test
+folders (tests/data/models, read as raw safetensors) by numpy writers of the formats: experts' width raised to 32 (the
 committed 16 is narrower than any group), every expert and shared-expert projection packed as qweight / qzeros /
-scales / g_idx from random int4 values, every other tensor copied."""
+scales (/ g_idx) from random int4 values, every other tensor copied."""
 
 import json
 import pathlib
@@ -46,13 +46,30 @@ def gptq_pack(q, z, scale, G):
             "g_idx": ("I32", g_idx.shape, g_idx.tobytes())}
 
 
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)  # AutoAWQ packs outputs 8c + AWQ_ORDER[n] into nibble n of word c
+
+
+def awq_pack(q, z, scale, G):
+    """AutoAWQ's GEMM format of the same values: qweight [in, out / 8] and qzeros [in / G, out / 8] (z itself),
+    packed along the output dim in AWQ_ORDER; f16 scales; no g_idx."""
+    out, inp = q.shape
+    qw = np.zeros((inp, out // 8), np.uint32)
+    qz = np.zeros((inp // G, out // 8), np.uint32)
+    for n, j in enumerate(AWQ_ORDER):
+        qw |= q.T[:, j::8].astype(np.uint32) << np.uint32(4 * n)
+        qz |= z[:, j::8].astype(np.uint32) << np.uint32(4 * n)
+    return {"qweight": ("I32", qw.shape, qw.view(np.int32).tobytes()),
+            "qzeros": ("I32", qz.shape, qz.view(np.int32).tobytes()),
+            "scales": ("F16", scale.shape, scale.astype(np.float16).tobytes())}
+
+
 FAMILIES = {  # moe layers, prefix, (gate, up, down), width key, dtype
     "qwen2_moe": ([1, 3], "mlp", ("gate_proj", "up_proj", "down_proj"), "moe_intermediate_size", "bf16"),
     "mixtral": ([0, 1], "block_sparse_moe", ("w1", "w3", "w2"), "intermediate_size", "f16"),
 }
 
 
-def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0, width=32):
+def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0, width=32, pack=gptq_pack):
     layers, part, names, width_key, _ = FAMILIES[family]
     src = MODELS / family
     config = json.loads((src / "config.json").read_text())
@@ -80,7 +97,7 @@ def gptq_folder(tmp_path, family, sym=True, quantization=None, G=32, seed=0, wid
         z = np.full((cols // G, rows), 8) if sym else rng.integers(1, 16, (cols // G, rows))
         s = rng.uniform(0.001, 0.05, (cols // G, rows)).astype(np.float16).astype(np.float32)
         base = name[:-len("weight")]
-        for k, v in gptq_pack(q, z, s, G).items():
+        for k, v in pack(q, z, s, G).items():
             out[base + k] = v
         packed[name] = (q, z, s)
     write_raw(folder / "model.safetensors", out)
@@ -109,7 +126,8 @@ def test_gptq_folder_equals_the_explicit_config(tmp_path, family, sym):
     folder, packed = gptq_folder(tmp_path, family, sym)
     info = moefuse.model_config(folder)
     assert info["quant_mode"] == "w4a16"
-    assert info["gptq"] == {"bits": 4, "group_size": 32, "sym": sym, "desc_act": False, "checkpoint_format": "gptq"}
+    assert info["gptq"] == {"quant_method": "gptq", "bits": 4, "group_size": 32, "sym": sym, "desc_act": False,
+                            "checkpoint_format": "gptq"}
     layers, part, names, _, dtype = FAMILIES[family]
     for layer in layers:
         a = moefuse.MoeLayer.from_pretrained(folder, layer=layer, threads=2)
@@ -184,3 +202,30 @@ def test_gptq_folder_in_act_order(tmp_path):
     for prefill in (False, True):
         assert np.asarray(a(x, prefill)).tobytes() == np.asarray(b(x, prefill)).tobytes()
     assert np.asarray(a(x)).tobytes() == np.asarray(moefuse.reference_layer_forward(a, x)).tobytes()
+
+
+def test_awq_folder_holds_the_values_packed_and_runs_as_gptq(tmp_path):
+    """An AWQ folder (quant_method "awq", AutoAWQ's GEMM packing written above with numpy) holds exactly the values
+    packed, and runs bitwise as the GPTQ folder of the same values; other AWQ versions are refused naming the key."""
+    awq = {"bits": 4, "group_size": 32, "quant_method": "awq", "version": "GEMM", "zero_point": True}
+    (tmp_path / "awq").mkdir()
+    (tmp_path / "gptq").mkdir()
+    a_dir, packed = gptq_folder(tmp_path / "awq", "qwen2_moe", sym=False, quantization=awq, pack=awq_pack)
+    g_dir, _ = gptq_folder(tmp_path / "gptq", "qwen2_moe", sym=False)
+    info = moefuse.model_config(a_dir)
+    assert info["quant_mode"] == "w4a16"
+    assert info["gptq"]["quant_method"] == "awq" and info["gptq"]["sym"] is False
+    for layer in FAMILIES["qwen2_moe"][0]:
+        a = moefuse.MoeLayer.from_pretrained(a_dir, layer=layer, threads=2)
+        b = moefuse.MoeLayer.from_pretrained(g_dir, layer=layer, threads=2)
+        q, z, s = packed[f"model.layers.{layer}.mlp.experts.3.down_proj.weight"]
+        w = a.weights()
+        assert np.array_equal(np.asarray(w["w2"])[3], q)
+        assert np.array_equal(np.asarray(w["w2_zero"])[3], z.T)
+        assert np.array_equal(np.asarray(w["w2_scale"])[3], s.T)
+        x = tokens("bf16", 6, layer)
+        assert np.asarray(a(x)).tobytes() == np.asarray(b(x)).tobytes()
+    (tmp_path / "gemv").mkdir()
+    f, _ = gptq_folder(tmp_path / "gemv", "qwen2_moe", quantization=dict(awq, version="gemv"), pack=awq_pack)
+    with pytest.raises(ValueError, match=r"config\.json: quantization_config\.version: expected \"gemm\""):
+        moefuse.MoeLayer.from_pretrained(f, layer=1)

@@ -43,7 +43,8 @@ int model_info(const std::string& dir, bool json) {
                     {"model", model},
                     {"fp8_weight_block", m.fp8.source.empty() ? Json(nullptr) : Json{m.fp8.block_n, m.fp8.block_k}},
                     {"gptq", m.gptq.source.empty() ? Json(nullptr)
-                                                   : Json{{"bits", m.gptq.bits},
+                                                   : Json{{"quant_method", m.gptq.quant_method},
+                                                          {"bits", m.gptq.bits},
                                                           {"group_size", m.gptq.group_size},
                                                           {"sym", m.gptq.sym},
                                                           {"desc_act", m.gptq.desc_act},
@@ -80,7 +81,11 @@ int model_info(const std::string& dir, bool json) {
     std::printf("fp8:        expert weights float8 e4m3 with block scales [%lld, %lld] (%s)\n",
                 static_cast<long long>(m.fp8.block_n), static_cast<long long>(m.fp8.block_k), held.c_str());
   }
-  if (!m.gptq.source.empty())
+  if (!m.gptq.source.empty() && m.gptq.quant_method == "awq")
+    std::printf("awq:        int4 experts (%s), group size %lld, asymmetric (zero points), version %s; router float\n",
+                std::string(quant_mode_name(m.quant_mode)).c_str(), static_cast<long long>(m.gptq.group_size),
+                m.gptq.version.c_str());
+  else if (!m.gptq.source.empty())
     std::printf("gptq:       int4 experts (%s), group size %lld, %s, desc_act %s, checkpoint_format %s; router float\n",
                 std::string(quant_mode_name(m.quant_mode)).c_str(), static_cast<long long>(m.gptq.group_size),
                 m.gptq.sym ? "symmetric" : "asymmetric (zero points)", m.gptq.desc_act ? "true" : "false",
