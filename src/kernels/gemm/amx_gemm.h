@@ -218,18 +218,33 @@ inline constexpr int64_t kS8KBlock = 2048;   // k per copy of A: 32 x 2048 bytes
 inline constexpr int64_t kS8RowBlock = 256;  // rows per block: A's rows x K in L2 (512 KB at K = 2048)
 inline constexpr int64_t kS8ColBlock = 512;  // columns per block: B's 16 panels x K in L2 (1 MB at K = 2048)
 
+namespace detail {
+
+// What gemm_s8 and gemm_s8_kblock set up alike: the panel layout's geometry (gemm.h: [Kp / 4][32][4] bytes a panel),
+// whether A's rows start on cache lines, and the edge buffers of a block's tiles.
+struct S8Frame {
+  int64_t groups;   // rows of 4 k in a panel
+  int64_t pstride;  // bytes from one panel to the next
+  bool a_aligned;
+  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
+  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
+  alignas(64) int32_t cbuf[kTileRows * 16];
+  S8Frame(int64_t K, const int8_t* a, int64_t lda)
+      : groups((K + 3) / 4),
+        pstride(groups * 4 * kGemmNR),
+        a_aligned(((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0) {}
+};
+
+}  // namespace detail
+
 /// int8 x int8 -> int32 on tiles (gemm.h's int8 contract: exact). Arguments as GemmS8Fn's, less col_sums (TDPBSSD
 /// takes signed bytes on both sides, so nothing needs undoing). K < 65536.
 template <class T, bool Prefetch = false>
 void gemm_s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const int8_t* b, int32_t* c,
              int64_t ldc) {
   using detail::load_tile;
-  const int64_t groups = (K + 3) / 4;  // rows of 4 k in a panel
-  const int64_t pstride = groups * 4 * kGemmNR;
-  const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
-  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
-  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
-  alignas(64) int32_t cbuf[kTileRows * 16];
+  detail::S8Frame frame(K, a, lda);
+  auto& [groups, pstride, a_aligned, abuf, bbuf, cbuf] = frame;
   T::configure();
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     const int8_t* panel = b + (p0 / kGemmNR) * pstride;
@@ -271,12 +286,8 @@ void gemm_s8_kblock(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* 
   using detail::load_tile;
   static_assert(KB % 64 == 0);
   if (K == 0) return gemm_s8<T>(M, K, n0, n1, a, lda, b, c, ldc);  // no step: zeros
-  const int64_t groups = (K + 3) / 4;
-  const int64_t pstride = groups * 4 * kGemmNR;
-  const bool a_aligned = ((reinterpret_cast<uintptr_t>(a) | uintptr_t(lda)) & 63) == 0;
-  alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
-  alignas(64) uint8_t bbuf[2][kTileRows * kTileBytes];
-  alignas(64) int32_t cbuf[kTileRows * 16];
+  detail::S8Frame frame(K, a, lda);
+  auto& [groups, pstride, a_aligned, abuf, bbuf, cbuf] = frame;
   T::configure();
   for (int64_t mc = 0; mc < M; mc += kS8RowBlock) {
     const int64_t mc1 = std::min(M, mc + kS8RowBlock);
