@@ -2,8 +2,9 @@
 # The checks for a machine with AMX (docs/kernels.md, "AMX"): the AMX kernel tests, the whole suite at the amx level
 # (one shard per CPU) in the portable tier and the native tier's tests with AMX-BF16 on, the kernels' speed against
 # the VNNI and FMA ones (one thread; every schedule of the int8 driver), the layer with the level's defaults, with
-# AMX-BF16 and in portable, in one run each, and AMX-BF16 against the FMA kernels forward by forward (decode). Needs a release build with the benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON &&
-# cmake --build --preset release`); writes its output to stdout and to the folder given (default: amx-check/).
+# AMX-BF16 and in portable, in one run each, and AMX-BF16 against the FMA kernels forward by forward (decode). Needs
+# a release build with the benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake --build --preset
+# release`); writes its output to stdout and to the folder given (default: amx-check/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-amx-check}
