@@ -43,9 +43,10 @@ struct ModelConfig {
   QuantMode quant_mode = QuantMode::none;
   std::vector<int64_t> quantized_layers;
   /// quantization_config of a GPTQ int4 folder (quant_method "gptq": bits 4, group_size 32, 64 or 128, sym,
-  /// desc_act, checkpoint_format "gptq" or "gptq_v2"); source "" otherwise. Its quantised layers' experts and shared
+  /// desc_act, checkpoint_format "gptq" or "gptq_v2") or an AWQ one (quant_method "awq": bits 4, group_size,
+  /// zero_point true, version "gemm"; sym false); source "" otherwise. Its quantised layers' experts and shared
   /// experts are read from their *.qweight, *.qzeros, *.scales (and *.g_idx) tensors; the router stays float
-  /// (docs/layer.md, "int4 weights").
+  /// (docs/layer.md, "int4 weights", "AWQ folders").
   GptqSettings gptq;
   /// quantization_config of an FP8 block-scaled release (quant_method "fp8"): its block size; source "" otherwise.
   /// Such a model's layers are float layers (quant_mode none, dtype the model's) whose expert projections are read
