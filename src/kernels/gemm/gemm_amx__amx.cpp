@@ -195,16 +195,12 @@ void s8_schedule(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, 
 namespace moefuse::gemm::amx {
 
 std::span<const S8Schedule> s8_schedules() {
-  static const std::deque<std::string> names = [] {  // gemm_s8_s32_32x32_<schedule>__amx (a deque: c_str() stays put)
-    std::deque<std::string> out;
-    visit_s8_schedules<gemm::detail::AmxTiles>(
-        [&](const char* name, auto) { out.push_back("gemm_s8_s32_32x32_" + std::string(name) + "__amx"); });
-    return out;
-  }();
+  static std::deque<std::string> names;  // gemm_s8_s32_32x32_<schedule>__amx (a deque: c_str() stays put)
   static const std::vector<S8Schedule> schedules = [] {
     std::vector<S8Schedule> out;
-    visit_s8_schedules<gemm::detail::AmxTiles>([&](const char*, auto driver) {
-      out.push_back({names[out.size()].c_str(), &gemm::detail::s8_schedule<decltype(driver)::value>});
+    visit_s8_schedules<gemm::detail::AmxTiles>([&](const char* name, auto driver) {
+      names.push_back("gemm_s8_s32_32x32_" + std::string(name) + "__amx");
+      out.push_back({names.back().c_str(), &gemm::detail::s8_schedule<decltype(driver)::value>});
     });
     return out;
   }();
