@@ -81,6 +81,11 @@ struct ReadBandwidth {
 };
 ReadBandwidth measure_read(const ReadBuffer& buf, int threads, int passes);
 
+/// Read bandwidth in bytes per second of wall time of `threads` threads (unpinned) each summing its slice of `buf`
+/// with the widest read loop over 4 streams: the best of `passes` passes (one pass: a read of these seconds only).
+/// 0 when no pass read every byte.
+double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes);
+
 /// Bytes of the last-level (level 3) cache: /sys/devices/system/cpu/cpu0/cache/index*/ with level 3, else the
 /// largest level found there, else 32 MiB.
 int64_t llc_bytes();

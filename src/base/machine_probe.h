@@ -89,8 +89,7 @@ uint64_t stream_sum(const uint8_t* p, size_t bytes);
 /// wrong (not every byte read) does not count; 0 when none counted.
 double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes, const ReadLoop& loop, int streams,
                               const std::vector<int>& cpus = {});
-/// The same with widest_read_loop() over 4 streams, unpinned.
-double measure_read_bandwidth(const ReadBuffer& buf, int threads, int passes);
+// measure_read_bandwidth(buf, threads, passes), the widest loop over 4 streams unpinned, is in moefuse/machine.h.
 
 namespace detail {
 /// The read loops' variants (machine_probe__avx2.cpp, machine_probe__avx512.cpp).

@@ -134,7 +134,7 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
       for (const char* T : {"1", "3"}) {
         const std::vector<std::string> w = words(rows[i]);
         const Json& row = j["rows"][i++];
-        ASSERT_EQ(w.size(), 19u) << rows[i - 1];
+        ASSERT_EQ(w.size(), 21u) << rows[i - 1];
         EXPECT_EQ(w[0], name);
         EXPECT_EQ(w[1], quant);
         EXPECT_EQ(w[2], asked);
@@ -160,6 +160,10 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
           EXPECT_GE(std::stod(w[16]), 1.0);
         }
         EXPECT_EQ(w[18] == "-", std::string(asked) == "chain") << rows[i - 1];  // vs chain
+        // The paired read (on wherever 5% of the memory holds twice the LLC): every decode row has one.
+        const bool paired = !j["plan"]["paired_read_bytes"].is_null();
+        EXPECT_EQ(w[19] != "-", paired) << rows[i - 1];
+        EXPECT_EQ(w[20] != "-", paired) << rows[i - 1];
       }
   EXPECT_EQ(line_starting(r.out, "json:"), "json:       " + path("b.json"));
   EXPECT_EQ(line_starting(r.out, "plot:"), "plot:       " + path("b.png"));
@@ -258,6 +262,28 @@ TEST_F(BenchCliTest, EveryRowAndFieldInTheTableTheJsonAndThePlots) {
     }
     // A step reads about 50 KB (both paths): 4x any LLC of 1 MiB or more wants over 32 copies, the most there are.
     EXPECT_EQ(row["copies"], 32);
+    // One forward: its time over its bytes at the read just before it.
+    if (!j["plan"]["paired_read_bytes"].is_null()) {
+      const double read_gbps = row["paired_read_gbps"];
+      EXPECT_GT(read_gbps, 0);
+      EXPECT_NEAR(row["vs_read"].get<double>(), med / 1e3 / (double(wb) / (read_gbps * 1e9)), 1e-9 * med);
+    } else {
+      EXPECT_TRUE(row["paired_read_gbps"].is_null());
+      EXPECT_TRUE(row["vs_read"].is_null());
+    }
+  }
+  // Four times the LLC, at least 256 MiB, from the memory's 5% the budget leaves; off when that is under twice the LLC.
+  {
+    const int64_t llc = probe::llc_bytes(), memory = j["plan"]["memory_bytes"];
+    const int64_t paired = std::min(std::max<int64_t>(int64_t(256) << 20, 4 * llc), memory / 20);
+    if (paired >= 2 * llc) {
+      EXPECT_EQ(j["plan"]["paired_read_bytes"], paired / 128 * 128);
+      const std::string memory_line = line_starting(r.out, "memory:");
+      EXPECT_NE(memory_line.find("; paired read "), std::string::npos) << memory_line;
+      EXPECT_NE(memory_line.find(" before every decode forward"), std::string::npos) << memory_line;
+    } else {
+      EXPECT_TRUE(j["plan"]["paired_read_bytes"].is_null());
+    }
   }
   // Superkernel rows carry their time over the chain's, forward by forward (one forward here: the plain ratio).
   for (const Json& row : j["rows"]) {
@@ -313,6 +339,12 @@ TEST_F(BenchCliTest, MemoryLimitsTheCopiesAndTheOutputSaysHowWarm) {
   const int64_t budget = memory - memory / 10 - tokens;
   EXPECT_EQ(plan["budget_bytes"], budget);
   EXPECT_EQ(plan["probe_buffer_bytes"], budget / 2);  // the probes run alone: at most half the budget
+  // 5% of 1 MB does not hold twice the LLC: no paired read (its reads would come from the cache).
+  EXPECT_TRUE(plan["paired_read_bytes"].is_null());
+  EXPECT_NE(line_starting(r.out, "memory:").find("; paired read off (5% of the memory does not hold twice the LLC)"),
+            std::string::npos)
+      << r.out;
+  for (const std::string& line : table_rows(r.out)) EXPECT_EQ(words(line)[19], "-") << line;
   ASSERT_EQ(plan["groups"].size(), 1u);
   const Json& g = plan["groups"][0];
   const int64_t chain = copy_cost(small(QuantMode::none, false), 3, 2);
@@ -429,6 +461,8 @@ TEST_F(BenchCliTest, SvgPlotPrefillRowsAndTheConfigsQuantByDefault) {
   EXPECT_EQ(words(rows[0])[5], "decode");
   EXPECT_EQ(words(rows[1])[4], "128");
   EXPECT_EQ(words(rows[1])[5], "prefill");
+  EXPECT_EQ(words(rows[1])[19], "-");  // no paired read: prefill rows are bound by compute
+  EXPECT_EQ(words(rows[1])[20], "-");
   const std::string svg = read_bytes(path("b.SVG"));
   EXPECT_NE(svg.find("<svg"), std::string::npos);
 }

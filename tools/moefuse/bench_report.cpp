@@ -127,9 +127,12 @@ void print_header(const BenchResult& r, std::string& out) {
               bytes_text(m.llc_bytes).c_str(), m.llc_given ? " (given by --llc-bytes)" : "",
               bytes_text(m.memory_total_bytes).c_str());
   appendf(out, "memory:     %s %s; budget %s (90%% of it, less the tokens); probe buffer %s (alone: before and "
-              "after the layers)\n",
+              "after the layers); %s\n",
               bytes_text(m.memory_bytes).c_str(), m.memory_given ? "given by --memory-bytes" : "available",
-              bytes_text(m.budget_bytes).c_str(), bytes_text(m.probe_buffer_bytes).c_str());
+              bytes_text(m.budget_bytes).c_str(), bytes_text(m.probe_buffer_bytes).c_str(),
+              m.paired_read_bytes > 0
+                  ? ("paired read " + bytes_text(m.paired_read_bytes) + " before every decode forward").c_str()
+                  : "paired read off (5% of the memory does not hold twice the LLC)");
 }
 
 void print_probe_round(const char* when, const probe::ProbeRound& round, std::string& out) {
@@ -181,23 +184,26 @@ void print_table(const BenchResult& r, std::string& out) {
               static_cast<long long>(kPrefillFrom), static_cast<long long>(kPrefillFrom));
   int w = 5;
   for (const BenchRow& row : r.rows) w = std::max(w, int(row.model.size()));
-  appendf(out, "%-*s %-6s %-11s %-11s %6s %-7s %10s %10s %10s %9s %8s %7s %8s %-10s %9s %-7s %6s %6s %8s\n", w, "model",
-              "quant", "asked", "path", "tokens", "mode", "median ms", "min ms", "max ms", "weight MB", "GFLOP", "GB/s",
-              "GFLOP/s", "peak", "bound ms", "by", "ratio", "copies", "vs chain");
+  appendf(out, "%-*s %-6s %-11s %-11s %6s %-7s %10s %10s %10s %9s %8s %7s %8s %-10s %9s %-7s %6s %6s %8s %7s %7s\n", w,
+              "model", "quant", "asked", "path", "tokens", "mode", "median ms", "min ms", "max ms", "weight MB", "GFLOP",
+              "GB/s", "GFLOP/s", "peak", "bound ms", "by", "ratio", "copies", "vs chain", "read", "vs read");
   for (const BenchRow& row : r.rows) {
     char ratio[32] = "-";
     if (row.probe_failure) std::snprintf(ratio, sizeof ratio, "PROBE");
     else if (row.ratio > 0) std::snprintf(ratio, sizeof ratio, "%.2f", row.ratio);
     char vs_chain[32] = "-";
     if (row.vs_chain > 0) std::snprintf(vs_chain, sizeof vs_chain, "%.3f", row.vs_chain);
+    char read[32] = "-", vs_read[32] = "-";
+    if (row.paired_read > 0) std::snprintf(read, sizeof read, "%.1f", row.paired_read / 1e9);
+    if (row.vs_read > 0) std::snprintf(vs_read, sizeof vs_read, "%.2f", row.vs_read);
     appendf(out, "%-*s %-6s %-11s %-11s %6lld %-7s %10.3f %10.3f %10.3f %9.1f %8.3f %7.1f %8.1f %-10s %9.3f %-7s %6s %6d "
-                "%8s\n",
+                "%8s %7s %7s\n",
                 w, row.model.c_str(), row.quant.c_str(), row.asked_path.c_str(),
                 row.path.substr(0, row.path.find(':')).c_str(),  // one word; the JSON keeps why the fused path declined
                 static_cast<long long>(row.tokens), row.prefill ? "prefill" : "decode", row.ms_median, row.ms_min,
                 row.ms_max, double(row.weight_bytes) / 1e6, double(row.flops) / 1e9, row.gbps, row.gflops,
                 row.family ? row.family->id : "-", row.lower_bound_ms, row.bound_by.c_str(), ratio, row.copies,
-                vs_chain);
+                vs_chain, read, vs_read);
   }
   for (const std::string& n : r.notes) appendf(out, "note:       %s\n", n.c_str());
 }
@@ -256,6 +262,7 @@ Json bench_json(const BenchResult& r) {
             {"memory_given", m.memory_given},
             {"budget_bytes", m.budget_bytes},
             {"probe_buffer_bytes", m.probe_buffer_bytes},
+            {"paired_read_bytes", m.paired_read_bytes > 0 ? Json(m.paired_read_bytes) : Json(nullptr)},
             {"groups", groups}};
   Json rows = Json::array();
   auto positive_or_null = [](double v) { return v > 0 ? Json(v) : Json(nullptr); };
@@ -282,6 +289,8 @@ Json bench_json(const BenchResult& r) {
                         {"probe_failure", row.probe_failure},
                         {"ratio", positive_or_null(row.ratio)},
                         {"vs_chain", positive_or_null(row.vs_chain)},
+                        {"paired_read_gbps", positive_or_null(row.paired_read / 1e9)},
+                        {"vs_read", positive_or_null(row.vs_read)},
                         {"copies", row.copies}});
   return Json{{"command", "bench"},
               {"version", MOEFUSE_VERSION},

@@ -33,6 +33,11 @@ struct BenchRow {
   bool probe_failure = false; // a forward ran faster than the bound: the probes under-measured the machine
   double ratio = 0;           // median / bound; 0 when there is no bound or the probes failed
   double vs_chain = 0;        // superkernel rows timed beside a chain row: median of time / the chain's time
+  // Decode rows with the paired read on (BenchMachine::paired_read_bytes): the median of the reads taken just
+  // before each of the row's forwards (bytes/s), and the median over the forwards of time / (that forward's weight
+  // bytes / the read just before it). 0: not measured (prefill rows, or the paired read off).
+  double paired_read = 0;
+  double vs_read = 0;
   int copies = 1;
 };
 
@@ -59,6 +64,9 @@ struct BenchMachine {
   bool memory_given = false;  // --memory-bytes (else MemAvailable)
   int64_t budget_bytes = 0;
   int64_t probe_buffer_bytes = 0;
+  // The buffer of the paired read (read once before every decode forward, on the layer's threads); 0: off, because
+  // the memory's 5% that it may take does not hold twice the LLC (its reads would come from the cache).
+  int64_t paired_read_bytes = 0;
 };
 
 /// One planned (model, quant) group of paths, as the JSON and notes report it.

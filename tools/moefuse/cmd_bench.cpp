@@ -1,7 +1,8 @@
 // `moefuse bench`: plans its memory (bench_plan.h), measures this machine's limits (read bandwidth and the peak of
 // every instruction family it has) before and after the rows, and times the layer for every (model, quant, path,
 // tokens) asked, with cold weights and fresh tokens each iteration; each row is reported against its roofline lower
-// bound; --json and --plot write the results (docs/cli.md#moefuse-bench, bench_report.h).
+// bound, and each decode row also against a read of the same threads just before each of its forwards (the paired
+// read); --json and --plot write the results (docs/cli.md#moefuse-bench, bench_report.h).
 // Over 500 lines: the command's options, its run loop and its row bookkeeping share one state object; the plan,
 // the report and the plot are in their own files.
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -187,9 +189,11 @@ class Bench {
     for (const Job& j : jobs_)
       for (const CopyGroup& g : j.groups) steps += int(g.paths.size() * tokens_.size());
     {
+      if (r_.machine.paired_read_bytes > 0) paired_.emplace(size_t(r_.machine.paired_read_bytes), r_.machine.threads);
       Progress progress("bench", steps);
       for (Job& j : jobs_)
         for (CopyGroup& g : j.groups) measure_group(j, g, progress);
+      paired_.reset();
     }
     if (r_.rows.empty()) throw ResourceError(refused_);
     {
@@ -246,6 +250,10 @@ class Bench {
     m.budget_bytes = std::max<int64_t>(0, m.memory_bytes - m.memory_bytes / 10 - tokens_bytes);
     const int64_t want = std::max<int64_t>(int64_t(512) << 20, 8 * m.llc_bytes);
     m.probe_buffer_bytes = std::max<int64_t>(int64_t(128) * 64 * m.threads, std::min(want, m.budget_bytes / 2));
+    // The paired read comes out of the 10% the budget leaves (at most 5% of the memory): four times the LLC so that
+    // its reads, and the forward's weights after it, come from memory; off when that 5% does not hold twice the LLC.
+    const int64_t paired = std::min(std::max<int64_t>(int64_t(256) << 20, 4 * m.llc_bytes), m.memory_bytes / 20);
+    m.paired_read_bytes = paired >= 2 * m.llc_bytes ? paired / 128 * 128 : 0;
 
     int64_t smallest = -1;
     std::string smallest_what;
@@ -381,11 +389,16 @@ class Bench {
       for (int w = 0; w < a_.warmup; ++w)
         for (MoeLayer& layer : set.layers) layer.forward_out(x[size_t(a_.iters)], prefill, y);
 
-    std::vector<std::vector<double>> ms(sets.size()), bytes(sets.size());
+    // Decode rows: the paired read, one pass on the layer's threads just before every forward, so that each forward
+    // has a read bandwidth of its own seconds (this VM-class machine's bandwidth moves by 2x between minutes, more
+    // than any gap the rows are meant to show) and starts with its weights out of the cache.
+    const bool paired = paired_.has_value() && !prefill;
+    std::vector<std::vector<double>> ms(sets.size()), bytes(sets.size()), reads(sets.size());
     for (int i = 0; i < a_.iters; ++i)
       for (size_t k = 0; k < sets.size(); ++k) {
         std::vector<MoeLayer>& layers = sets[k].layers;
         MoeLayer& layer = layers[size_t(i) % layers.size()];
+        if (paired) reads[k].push_back(probe::measure_read_bandwidth(*paired_, r_.machine.threads, 1));
         const auto t0 = std::chrono::steady_clock::now();
         layer.forward_out(x[size_t(i)], prefill, y);
         const auto t1 = std::chrono::steady_clock::now();
@@ -414,6 +427,13 @@ class Bench {
       const double s = r.ms_median / 1e3;
       r.gbps = s > 0 ? double(r.weight_bytes) / s / 1e9 : 0;
       r.gflops = s > 0 ? double(r.flops) / s / 1e9 : 0;
+      if (paired) {
+        std::vector<double> vs;
+        for (size_t i = 0; i < ms[k].size(); ++i)
+          if (reads[k][i] > 0 && bytes[k][i] > 0) vs.push_back(ms[k][i] / 1e3 / (bytes[k][i] / reads[k][i]));
+        r.paired_read = median(reads[k]);
+        if (!vs.empty()) r.vs_read = median(vs);
+      }
       rows.push_back(r);
     }
     // The fused path against the chain, forward by forward (paired, so the machine's drift cancels).
@@ -434,6 +454,7 @@ class Bench {
   std::vector<Job> jobs_;
   std::map<std::tuple<int64_t, int, int64_t>, std::vector<Tensor>> inputs_;
   BenchResult r_;
+  std::optional<probe::ReadBuffer> paired_;  // while the layers are timed, when BenchMachine::paired_read_bytes > 0
   std::string refused_;  // why the last layer copy was refused by the machine's memory
   std::string text_;     // the output's text, printed after a successful run
 };
