@@ -78,6 +78,12 @@
 // so every tile's second panel began with 4 KB on demand (11% of a 36 KB panel); now it goes to the next tile's
 // (base/cpu_tuning.h, next_tile_skip). The layer, one thread (layer_scaling --quant w4a16 --tokens 1 --threads 1,
 // alternating with the build before, 3 rounds): 1.41-1.54 -> 1.17-1.30 ms, 0.55-0.68 -> 0.73-0.78 of the probe.
+// Tried and not kept (2026-12-04, docs/performance.md "W4A16 decode: groups interleaved in one stream"): a packed
+// layout interleaving 2 or 4 consecutive groups' row pairs every 32 bytes, so that one stream per panel feeds 4 or 8
+// chains (bitwise the same results). One row at G = 128 gained only what a longer prefetch gives today's layout
+// (8 KB: 64-65 us either way against 81 at 4 KB), G = 32 and 2-4 rows were slower, and 8 chains from one stream were
+// slower than 4; the A pairs of a set must be filled before its k loop (a 32-k buffer read right after its store
+// stalls on forwarding).
 #include <immintrin.h>
 
 #include <algorithm>
