@@ -26,6 +26,10 @@
 // time outside them (the wall time of forward_out less their sum): where a forward spends what is not the weights.
 // --topk 8,4,2,1 builds each path once per num_experts_per_tok and alternates them forward by forward: the time
 // against the weight bytes, whose intercept is the forward's fixed cost (the path column then reads path/kK).
+// --prewake 0,1 alternates, forward by forward, the pool without and with ThreadPool::prewake (crossed with --spin; the
+// spin column then ends in w where it is on).
+// --gap-us 1000 busies the calling thread that long before each forward (as a model's attention would between its
+// MoE layers; untimed): past the pool's spin its workers sleep, and each forward pays for waking them.
 // --hot 1 runs every forward of a variant on the same tokens (the same experts, so the weights they read are those
 // the previous forward of that variant left in the caches when they fit): with a small --topk, the cost of a
 // forward whose weights are hot.
@@ -128,8 +132,9 @@ int main(int argc, char** argv) {
   int rounds = 3, forwards = 40;
   uint64_t seed = 0;
   bool probe_detail = false, wake = false, stages = false, hot = false;
+  int gap_us = 0;
   std::string topk_arg;  // "": the preset's
-  std::string spins_arg = "-1";
+  std::string spins_arg = "-1", prewake_arg = "1";
   std::string prefetch_arg;  // "": the settings in effect
   std::string numerics_arg;  // "": the default tier
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -142,12 +147,14 @@ int main(int argc, char** argv) {
     else if (k == "--forwards") forwards = std::atoi(v.c_str());
     else if (k == "--paths") paths_arg = v;
     else if (k == "--spin") spins_arg = v;
+    else if (k == "--prewake") prewake_arg = v;
     else if (k == "--prefetch") prefetch_arg = v;
     else if (k == "--numerics") numerics_arg = v;
     else if (k == "--wake") wake = v == "1";
     else if (k == "--probe-detail") probe_detail = v == "1";
     else if (k == "--stages") stages = v == "1";
     else if (k == "--hot") hot = v == "1";
+    else if (k == "--gap-us") gap_us = std::atoi(v.c_str());
     else if (k == "--topk") topk_arg = v;
     else if (k == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
     else {
@@ -209,8 +216,13 @@ int main(int argc, char** argv) {
                     rp.bytes_per_s / 1e9);
   std::printf("%s quant %s, T %lld, %d forwards per path per round (median)\n", preset.c_str(), quant.c_str(),
               static_cast<long long>(T), forwards);
-  std::vector<int> spins;
-  for (const std::string& v : split(spins_arg)) spins.push_back(std::atoi(v.c_str()));
+  struct Spin {
+    int micros;
+    bool prewake;
+  };
+  std::vector<Spin> spins;
+  for (const std::string& w : split(prewake_arg))
+    for (const std::string& v : split(spins_arg)) spins.push_back(Spin{std::atoi(v.c_str()), w == "1"});
   std::vector<PrefetchSettings> prefetches;  // ';'-separated: each setting holds commas
   for (std::string rest = prefetch_arg;;) {
     const size_t semi = rest.find(';');
@@ -228,10 +240,11 @@ int main(int argc, char** argv) {
   for (Layer& l : layers) l.layer.forward_out(x.back(), false, y);  // warm-up: plans the workspaces
 
   // The pool's spin before sleeping (-1: leave the default).
-  auto set_spin = [](int micros) {
-    if (micros < 0) return;
+  auto set_spin = [](Spin spin) {
     PoolLease lease(2);
-    if (lease.pool()) lease.pool()->set_spin_micros(micros);
+    if (!lease.pool()) return;
+    lease.pool()->set_prewake(spin.prewake);
+    if (spin.micros >= 0) lease.pool()->set_spin_micros(spin.micros);
   };
   std::printf("round threads probe_GB/s  path         spin     ms  min_ms     GB/s of_probe  cpus preempt  path_seen  "
               "prefetch\n");
@@ -252,6 +265,11 @@ int main(int argc, char** argv) {
           Layer& l = *at[v % at.size()];
           set_spin(spins[v % S / at.size()]);
           set_prefetch_settings(prefetches[v / S]);
+          if (gap_us > 0) {
+            const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(gap_us);
+            while (std::chrono::steady_clock::now() < end) {
+            }
+          }
           double c0, c1;
           long p0, p1;
           process_usage(c0, p0);
@@ -275,8 +293,10 @@ int main(int argc, char** argv) {
       for (size_t v = 0; v < V; ++v) {
         const Layer& l = *at[v % at.size()];
         const double m = median(ms[v]), gbps = median(bytes[v]) / (m * 1e6);
-        std::printf("%5d %7d %10.1f  %-11s %5d %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s  %s\n", r, n, probe,
-                    l.path.c_str(), spins[v % S / at.size()], m, *std::min_element(ms[v].begin(), ms[v].end()), gbps,
+        const Spin spin = spins[v % S / at.size()];
+        const std::string spin_text = std::to_string(spin.micros) + (spin.prewake ? "w" : "");
+        std::printf("%5d %7d %10.1f  %-11s %5s %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s  %s\n", r, n, probe,
+                    l.path.c_str(), spin_text.c_str(), m, *std::min_element(ms[v].begin(), ms[v].end()), gbps,
                     gbps / probe, median(cpus[v]), double(preempted[v]) / forwards, l.layer.path().c_str(),
                     prefetch_text(prefetches[v / S]).c_str());
         if (stages)
