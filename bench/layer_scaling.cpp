@@ -22,6 +22,17 @@
 // then reads path/tier): e.g. AMX-BF16 (native, with MOEFUSE_AMX_BF16=on) against the FMA kernels in the same seconds.
 // --wake 1 only measures the pool's wake-up latency (2 threads) with and without the spin, and exits.
 // --probe-detail 1 first prints every read configuration `moefuse bench` probes (streams, placements) per thread count.
+// --stages 1 prints under each row the medians of the layer's stage timers (LayerTimings, microseconds) and of the
+// time outside them (the wall time of forward_out less their sum): where a forward spends what is not the weights.
+// --topk 8,4,2,1 builds each path once per num_experts_per_tok and alternates them forward by forward: the time
+// against the weight bytes, whose intercept is the forward's fixed cost (the path column then reads path/kK).
+// --prewake 0,1 alternates, forward by forward, the pool without and with ThreadPool::prewake (crossed with --spin; the
+// spin column then ends in w where it is on).
+// --gap-us 1000 busies the calling thread that long before each forward (as a model's attention would between its
+// MoE layers; untimed): past the pool's spin its workers sleep, and each forward pays for waking them.
+// --hot 1 runs every forward of a variant on the same tokens (the same experts, so the weights they read are those
+// the previous forward of that variant left in the caches when they fit): with a small --topk, the cost of a
+// forward whose weights are hot.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -120,8 +131,10 @@ int main(int argc, char** argv) {
   int64_t T = 1;
   int rounds = 3, forwards = 40;
   uint64_t seed = 0;
-  bool probe_detail = false, wake = false;
-  std::string spins_arg = "-1";
+  bool probe_detail = false, wake = false, stages = false, hot = false;
+  int gap_us = 0;
+  std::string topk_arg;  // "": the preset's
+  std::string spins_arg = "-1", prewake_arg = "1";
   std::string prefetch_arg;  // "": the settings in effect
   std::string numerics_arg;  // "": the default tier
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -134,10 +147,15 @@ int main(int argc, char** argv) {
     else if (k == "--forwards") forwards = std::atoi(v.c_str());
     else if (k == "--paths") paths_arg = v;
     else if (k == "--spin") spins_arg = v;
+    else if (k == "--prewake") prewake_arg = v;
     else if (k == "--prefetch") prefetch_arg = v;
     else if (k == "--numerics") numerics_arg = v;
     else if (k == "--wake") wake = v == "1";
     else if (k == "--probe-detail") probe_detail = v == "1";
+    else if (k == "--stages") stages = v == "1";
+    else if (k == "--hot") hot = v == "1";
+    else if (k == "--gap-us") gap_us = std::atoi(v.c_str());
+    else if (k == "--topk") topk_arg = v;
     else if (k == "--seed") seed = std::strtoull(v.c_str(), nullptr, 10);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
@@ -169,19 +187,26 @@ int main(int argc, char** argv) {
   if (numerics_arg.empty()) tiers.push_back(std::nullopt);
   for (const std::string& t : split(numerics_arg)) tiers.push_back(parse_numerics(t, "--numerics"));
 
+  std::vector<int64_t> topks;
+  for (const std::string& s : split(topk_arg)) topks.push_back(std::atoll(s.c_str()));
+  if (topks.empty()) topks.push_back(base.num_experts_per_tok);
+
   std::vector<Layer> layers;
   for (int n : thread_counts)
     for (const std::string& p : paths)
-      for (const std::optional<Numerics>& tier : tiers) {
-        MoeConfig c = base;
-        c.enable_superkernel = p == "superkernel";
-        LayerOptions o;
-        o.threads = n;
-        o.numerics = tier;
-        const std::string label = tiers.size() > 1 ? p + "/" + std::string(numerics_name(*tier)) : p;
-        layers.push_back(Layer{label, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
-                                             : MoeLayer::with_random_weights(c, seed, o)});
-      }
+      for (int64_t topk : topks)
+        for (const std::optional<Numerics>& tier : tiers) {
+          MoeConfig c = base;
+          c.enable_superkernel = p == "superkernel";
+          c.num_experts_per_tok = topk;
+          LayerOptions o;
+          o.threads = n;
+          o.numerics = tier;
+          std::string label = tiers.size() > 1 ? p + "/" + std::string(numerics_name(*tier)) : p;
+          if (topks.size() > 1) label += "/k" + std::to_string(topk);
+          layers.push_back(Layer{label, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
+                                               : MoeLayer::with_random_weights(c, seed, o)});
+        }
 
   const probe::ReadBuffer buf(size_t(256) << 20, *std::max_element(thread_counts.begin(), thread_counts.end()));
   if (probe_detail)
@@ -191,8 +216,13 @@ int main(int argc, char** argv) {
                     rp.bytes_per_s / 1e9);
   std::printf("%s quant %s, T %lld, %d forwards per path per round (median)\n", preset.c_str(), quant.c_str(),
               static_cast<long long>(T), forwards);
-  std::vector<int> spins;
-  for (const std::string& v : split(spins_arg)) spins.push_back(std::atoi(v.c_str()));
+  struct Spin {
+    int micros;
+    bool prewake;
+  };
+  std::vector<Spin> spins;
+  for (const std::string& w : split(prewake_arg))
+    for (const std::string& v : split(spins_arg)) spins.push_back(Spin{std::atoi(v.c_str()), w == "1"});
   std::vector<PrefetchSettings> prefetches;  // ';'-separated: each setting holds commas
   for (std::string rest = prefetch_arg;;) {
     const size_t semi = rest.find(';');
@@ -202,7 +232,7 @@ int main(int argc, char** argv) {
   }
   // Every forward of a round its own tokens, variants included: two prefetch or spin variants of one path run the
   // same layer, and on the same tokens the second would find the experts the first just read still in L3.
-  const size_t max_variants = paths.size() * tiers.size() * spins.size() * prefetches.size();
+  const size_t max_variants = paths.size() * topks.size() * tiers.size() * spins.size() * prefetches.size();
   std::vector<Tensor> x;
   for (size_t i = 0; i < size_t(forwards) * max_variants + 1; ++i)
     x.push_back(random_tokens(T, base.hidden_size, seed * 7919 + uint64_t(i), base.dtype));
@@ -210,10 +240,11 @@ int main(int argc, char** argv) {
   for (Layer& l : layers) l.layer.forward_out(x.back(), false, y);  // warm-up: plans the workspaces
 
   // The pool's spin before sleeping (-1: leave the default).
-  auto set_spin = [](int micros) {
-    if (micros < 0) return;
+  auto set_spin = [](Spin spin) {
     PoolLease lease(2);
-    if (lease.pool()) lease.pool()->set_spin_micros(micros);
+    if (!lease.pool()) return;
+    lease.pool()->set_prewake(spin.prewake);
+    if (spin.micros >= 0) lease.pool()->set_spin_micros(spin.micros);
   };
   std::printf("round threads probe_GB/s  path         spin     ms  min_ms     GB/s of_probe  cpus preempt  path_seen  "
               "prefetch\n");
@@ -226,31 +257,52 @@ int main(int argc, char** argv) {
       const size_t S = at.size() * spins.size();
       const size_t V = S * prefetches.size();  // variants: (prefetch, spin, path), forward by forward
       std::vector<std::vector<double>> ms(V), bytes(V), cpus(V);
+      // Stage medians (us): router, gating, routing, experts, shared, combine, outside them.
+      std::vector<std::vector<std::vector<double>>> stage(V, std::vector<std::vector<double>>(7));
       std::vector<long> preempted(V, 0);
       for (int i = 0; i < forwards; ++i)
         for (size_t v = 0; v < V; ++v) {
           Layer& l = *at[v % at.size()];
           set_spin(spins[v % S / at.size()]);
           set_prefetch_settings(prefetches[v / S]);
+          if (gap_us > 0) {
+            const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(gap_us);
+            while (std::chrono::steady_clock::now() < end) {
+            }
+          }
           double c0, c1;
           long p0, p1;
           process_usage(c0, p0);
           const auto t0 = std::chrono::steady_clock::now();
-          l.layer.forward_out(x[size_t(i) * V + v], false, y);
+          l.layer.forward_out(x[hot ? v : size_t(i) * V + v], false, y);
           const auto t1 = std::chrono::steady_clock::now();
           process_usage(c1, p1);
           ms[v].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
           cpus[v].push_back((c1 - c0) * 1e3 / ms[v].back());
           preempted[v] += p1 - p0;
-          bytes[v].push_back(double(l.layer.last_timings().weight_bytes));
+          const LayerTimings& lt = l.layer.last_timings();
+          bytes[v].push_back(double(lt.weight_bytes));
+          const double parts[6] = {lt.router, lt.gating, lt.routing, lt.experts, lt.shared, lt.combine};
+          double sum = 0;
+          for (int s = 0; s < 6; ++s) {
+            stage[v][size_t(s)].push_back(parts[s] * 1e3);
+            sum += parts[s];
+          }
+          stage[v][6].push_back((ms[v].back() - sum) * 1e3);
         }
       for (size_t v = 0; v < V; ++v) {
         const Layer& l = *at[v % at.size()];
         const double m = median(ms[v]), gbps = median(bytes[v]) / (m * 1e6);
-        std::printf("%5d %7d %10.1f  %-11s %5d %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s  %s\n", r, n, probe,
-                    l.path.c_str(), spins[v % S / at.size()], m, *std::min_element(ms[v].begin(), ms[v].end()), gbps,
+        const Spin spin = spins[v % S / at.size()];
+        const std::string spin_text = std::to_string(spin.micros) + (spin.prewake ? "w" : "");
+        std::printf("%5d %7d %10.1f  %-11s %5s %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s  %s\n", r, n, probe,
+                    l.path.c_str(), spin_text.c_str(), m, *std::min_element(ms[v].begin(), ms[v].end()), gbps,
                     gbps / probe, median(cpus[v]), double(preempted[v]) / forwards, l.layer.path().c_str(),
                     prefetch_text(prefetches[v / S]).c_str());
+        if (stages)
+          std::printf("      stages us: router %.1f gating %.1f routing %.1f experts %.1f shared %.1f combine %.1f "
+                      "outside %.1f\n", median(stage[v][0]), median(stage[v][1]), median(stage[v][2]),
+                      median(stage[v][3]), median(stage[v][4]), median(stage[v][5]), median(stage[v][6]));
       }
     }
   return 0;

@@ -22,11 +22,12 @@ inline constexpr int kPureSpinMicros = 30;
 /// first kPureSpinMicros it yields between polls: when another process holds the other core, the thread this one
 /// waits for may be queued for the very core the poller holds, and a poll that never yields would keep it off until
 /// the scheduler's tick. The caller blocks (futex, condition variable) when this returns false.
+/// `pure_micros` replaces kPureSpinMicros (0: yield from the first round of polls).
 template <class Done>
-bool poll_until(Done done, int micros) {
+bool poll_until(Done done, int micros, int pure_micros = kPureSpinMicros) {
   if (micros <= 0) return done();
   const auto start = std::chrono::steady_clock::now();
-  const auto yield_from = start + std::chrono::microseconds(std::min(micros, kPureSpinMicros));
+  const auto yield_from = start + std::chrono::microseconds(std::min(micros, pure_micros));
   const auto deadline = start + std::chrono::microseconds(micros);
   for (;;) {
     // The clock is read every 32 polls (a pause is tens of cycles; a clock read about as much).

@@ -74,8 +74,8 @@ void ThreadPool::grow(int threads) {
 }
 
 template <class Done>
-bool ThreadPool::spin_until(Done done) const {
-  return poll_until(done, spin_micros());
+bool ThreadPool::spin_until(Done done, bool yield_at_once) const {
+  return poll_until(done, spin_micros(), yield_at_once ? 0 : kPureSpinMicros);
 }
 
 void ThreadPool::drain(Call call, void* ctx, int64_t n) {
@@ -95,21 +95,31 @@ void ThreadPool::drain(Call call, void* ctx, int64_t n) {
 }
 
 void ThreadPool::worker_loop() {
-  uint64_t seen = 0;
-  bool ran = false;  // this worker ran the last loop: poll for the next before sleeping (others sleep at once)
+  uint64_t seen = 0, seen_prewakes = 0;
+  bool ran = false;       // this worker ran the last loop or was prewoken: poll for the next before sleeping
+  bool prewoken = false;  // prewoken: the caller has serial work to do, which may need this very core
   for (;;) {
     Call call;
     void* ctx;
     int64_t n;
     if (ran)
-      spin_until([&] {
-        return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
-      });
-    ran = false;
+      spin_until(
+          [&] {
+            return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+          },
+          prewoken);
+    ran = prewoken = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen || prewakes_ != seen_prewakes; });
       if (stopping_) return;
+      // A prewake counts as seen once this worker polls or joins a loop: one that came while it was polling anyway
+      // must not have it poll a second spin time after its next loop.
+      seen_prewakes = prewakes_;
+      if (generation_ == seen) {  // prewoken, no loop yet: poll for it
+        ran = prewoken = true;
+        continue;
+      }
       seen = generation_;
       // A worker that wakes after the caller closed the loop must not touch it: its lambda may be gone. Beyond the
       // loop's limit, workers stay out.
@@ -129,6 +139,24 @@ void ThreadPool::worker_loop() {
   }
 }
 
+void ThreadPool::prewake() {
+  if (!prewake_on_ || limit_ <= 1 || spin_micros() <= 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++prewakes_;
+  }
+  notify_workers(limit_ - 1);
+}
+
+void ThreadPool::notify_workers(int wanted) {
+  // Only as many workers as may join (a pool grown for a wide layer keeps the rest asleep under a low limit).
+  if (wanted >= int(workers_.size())) {
+    wake_.notify_all();
+  } else {
+    for (int i = 0; i < wanted; ++i) wake_.notify_one();
+  }
+}
+
 void ThreadPool::run(int64_t n, Call call, void* ctx) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -143,12 +171,7 @@ void ThreadPool::run(int64_t n, Call call, void* ctx) {
     open_ = true;
     ++generation_;
   }
-  // Wake only as many workers as may join (a pool grown for a wide layer keeps the rest asleep under a low limit).
-  if (max_joined_ >= int(workers_.size())) {
-    wake_.notify_all();
-  } else {
-    for (int i = 0; i < max_joined_; ++i) wake_.notify_one();
-  }
+  notify_workers(max_joined_);
   drain(call, ctx, n);
   std::exception_ptr error;
   {

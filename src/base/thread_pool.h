@@ -59,6 +59,14 @@ class ThreadPool {
   int spin_micros() const { return spin_micros_.load(std::memory_order_relaxed); }
   static constexpr int kDefaultSpinMicros = 200;
 
+  /// Wakes the workers that a loop under the current limit would use, so that they poll for the next loop (for up to
+  /// spin_micros()) rather than sleep: a caller with serial work to do before its next loop (a decode step's routing)
+  /// calls this first, and the workers' wake-up runs during that work instead of after the loop has started. Workers
+  /// already polling are left as they are. Only the holder of the pool calls it; not while a loop runs.
+  void prewake();
+  /// Whether prewake() wakes anything (default true; off: it does nothing). Only the holder of the pool sets it.
+  void set_prewake(bool on) { prewake_on_ = on; }
+
   /// Starts workers until capacity() >= threads (<= kMaxThreads); allocates only when it starts some. Throws
   /// ResourceError when a thread cannot be started; the pool keeps the workers started before and stays usable.
   /// Not while a loop runs.
@@ -94,11 +102,13 @@ class ThreadPool {
   using Call = void (*)(void*, int64_t);
   void run(int64_t n, Call call, void* ctx);
   void worker_loop();
+  void notify_workers(int wanted);  // wakes `wanted` sleeping workers (all when that is every worker)
   void drain(Call call, void* ctx, int64_t n);
   void stop() noexcept;
-  // Polls until done() holds or spin_micros() pass; whether it held.
+  // Polls until done() holds or spin_micros() pass; whether it held. yield_at_once: yield between polls from the
+  // start (poll.h), not only after its first kPureSpinMicros.
   template <class Done>
-  bool spin_until(Done done) const;
+  bool spin_until(Done done, bool yield_at_once = false) const;
 
   std::vector<std::thread> workers_;
   int limit_ = 1;
@@ -106,6 +116,8 @@ class ThreadPool {
   std::condition_variable wake_, done_;
   // Written under mutex_; atomic so that spinning threads may poll them without it.
   std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> prewakes_{0};  // prewake() calls so far
+  bool prewake_on_ = true;
   std::atomic<bool> stopping_{false};
   std::atomic<int> busy_{0};  // workers inside drain() for the open loop
   std::atomic<int> spin_micros_{kDefaultSpinMicros};

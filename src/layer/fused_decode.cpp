@@ -144,10 +144,11 @@ class Step {
     try {
       if (i < nA_) return task_a(i);
       i -= nA_;
-      if (i < nQ_) return task_q(i);
-      i -= nQ_;
-      if (i < nB_) return task_b(i / nbH_, i % nbH_);
-      task_c(i - nB_);
+      if (i < nQ_ + nB_) {  // per group: its Q (int8 activations), then its B tasks (fused_decode.h)
+        const int64_t per_group = (int8_ ? 1 : 0) + nbH_, g = i / per_group, j = i % per_group - (int8_ ? 1 : 0);
+        return j < 0 ? task_q(g) : task_b(g, j);
+      }
+      task_c(i - nQ_ - nB_);
     } catch (const Abandoned&) {
       throw;
     } catch (...) {

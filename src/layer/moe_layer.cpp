@@ -318,6 +318,10 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
   PoolLease lease(m.threads);
   ThreadPool& pool = lease.workers();
   const int threads = pool.size();
+  // Routing runs on this thread before the first loop over the experts (15-25 us at T = 1): workers asleep since the
+  // last forward (a model's attention in between outlasts the pool's spin) are woken now, so that their wake-up
+  // overlaps it instead of delaying the first tasks (docs/performance.md, "Decode outside the weight stream").
+  if (T > 0) pool.prewake();
   const bool graph = c.exe_mode == ExeMode::ge_graph;
   // Decode runs the fused path when the config asks for it and it handles the config (fused_decode.h).
   const bool fused_asked = c.enable_superkernel && !is_prefill;

@@ -86,6 +86,32 @@ TEST(ThreadPool, InTaskIsTrueExactlyInsideTasks) {
 }
 
 // A loop uses at most size() threads: the limit, not the threads started.
+// prewake() only changes when workers wake: every loop after it runs each index once, whether the loop comes while
+// the prewoken workers poll, after they went back to sleep, or never (the pool then stops as usual); under a limit,
+// with the spin off, with prewake off, and twice in a row.
+TEST(ThreadPool, PrewakeLeavesEveryLoopWhole) {
+  for (int spin : {0, 50, 200}) {
+    for (int limit : {1, 2, 4}) {
+      for (bool on : {true, false}) {
+        ThreadPool pool(4);
+        pool.set_spin_micros(spin);
+        pool.set_limit(limit);
+        pool.set_prewake(on);
+        for (int rep = 0; rep < 12; ++rep) {
+          pool.prewake();
+          if (rep % 3 == 1) pool.prewake();
+          if (rep % 4 == 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // past the spin: asleep again
+          std::vector<std::atomic<int>> hits(61);
+          pool.parallel_for(61, [&](int64_t i) { hits[size_t(i)].fetch_add(1); });
+          for (int64_t i = 0; i < 61; ++i)
+            ASSERT_EQ(hits[size_t(i)].load(), 1) << "spin " << spin << ", limit " << limit << ", rep " << rep;
+        }
+        pool.prewake();  // and none after it
+      }
+    }
+  }
+}
+
 TEST(ThreadPool, ALimitBoundsTheThreadsOfALoop) {
   ThreadPool pool(4);
   EXPECT_EQ(pool.capacity(), 4);
