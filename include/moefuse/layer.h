@@ -193,10 +193,9 @@ class MoeLayer {
   /// Stage times of the last forward.
   const LayerTimings& last_timings() const;
   /// Which path the last non-empty forward ran: "superkernel" (the fused decode path: enable_superkernel, a decode
-  /// forward (is_prefill false), a float, w4a16, w4a8 or w8a8 chain with I and the shared width multiples of 32), "chain" (the
-  /// operator chain, asked for: prefill, or enable_superkernel off) or "chain: <why>" when the fused path was asked
-  /// for and declined, e.g. "chain: I=80 is not a multiple of 32" or "chain: quant_mode w8a8c8 is not fused (float
-  /// models, w4a16, w4a8 and w8a8 are)". Both paths give bitwise the same output. "chain" before any forward.
+  /// forward (is_prefill false), any chain with I and the shared width multiples of 32), "chain" (the operator chain,
+  /// asked for: prefill, or enable_superkernel off) or "chain: <why>" when the fused path was asked for and declined,
+  /// e.g. "chain: I=80 is not a multiple of 32". Both paths give bitwise the same output. "chain" before any forward.
   std::string path() const;
   /// The GEMM kernel the last non-empty forward's expert projections dispatched to: the kernel registry's variant
   /// name, e.g. "gemm_bf16w_f32_6x16__avx2" (float chains) or "gemm_s8_s32_6x64__avx512vnni" (quantised ones),

@@ -32,6 +32,11 @@ int64_t task_columns(int64_t weight_bytes_per_column, int64_t groups, int64_t wi
 constexpr int64_t kCombineBlock = 256;  // output columns per C task
 
 
+// The quant modes whose activations are int8 (w8a8, w8a8c8, w4a8): x and the SwiGLU rows are quantised.
+bool fused_int8_activations(const MoeConfig& c) {
+  return c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8 || c.quant_mode == QuantMode::w4a8;
+}
+
 // Thrown by a task that stops waiting because another task failed (the pool reports the first error, not this).
 struct Abandoned : std::exception {};
 
@@ -44,8 +49,8 @@ class Step {
       : c_(c), w_(w), x_(x), out_(out), b_(b), routed_(routed), T_(x.size(0)), H_(c.hidden_size),
         I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok),
         Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only), model_(c.dtype),
-        slot_(rows::slot(c.dtype)), int8_(c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8),
-        int4_int8_(c.quant_mode == QuantMode::w4a8), fp8_(p.fp8), rows_(p.kernels.rows),
+        slot_(rows::slot(c.dtype)), int8_(fused_int8_activations(c)), int4_int8_(c.quant_mode == QuantMode::w4a8),
+        clip_(c.quant_mode == QuantMode::w8a8c8), fp8_(p.fp8), rows_(p.kernels.rows),
         w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
       shared_w13_ = &(*p.shared_w13.experts)[0];
@@ -290,12 +295,29 @@ class Step {
       s8_fn_(n, H_, W + j0, W + j1, aq, H_, static_cast<const int8_t*>(w.data()), w.col_sums(), up.data(), block_a_);
       const float* ws = is_shared(g) ? w_.shared_w13_scale.data_as<const float>()
                                      : w_.w13_scale.data_as<const float>() + expert(g) * 2 * I_;
-      const float* smooth2 = !is_shared(g) && w_.smooth_scale2.defined()
-                                 ? w_.smooth_scale2.data_as<const float>() + expert(g) * I_
-                                 : nullptr;
-      for (int64_t r = 0; r < n; ++r)
-        rows_.dequant_swiglu(nb, gate.data() + r * block_a_, up.data() + r * block_a_, ws + j0, ws + W + j0,
-                             row_scale[r], smooth2 ? smooth2 + j0 : nullptr, dst + r * W + j0);
+      if (clip_) {
+        // w8a8c8: the chain's grouped_matmul writes h in bf16 (its int8 epilogue, then one rounding), and
+        // swiglu_clip_quant computes silu(gate) * up in fp32 from those values; the clip needs the whole row (its
+        // max), so it waits for Q.
+        Scratch<float> hg(nb), hu(nb);
+        Scratch<uint16_t> h(nb);  // bf16 bits
+        for (int64_t r = 0; r < n; ++r) {
+          rows_.dequant(nb, gate.data() + r * block_a_, ws + j0, row_scale[r], hg.data());
+          store_row(hg.data(), nb, DType::bf16, h.data());
+          widen_row(h.data(), DType::bf16, nb, 1, hg.data());
+          rows_.dequant(nb, up.data() + r * block_a_, ws + W + j0, row_scale[r], hu.data());
+          store_row(hu.data(), nb, DType::bf16, h.data());
+          widen_row(h.data(), DType::bf16, nb, 1, hu.data());
+          rows_.swiglu[0](nb, hg.data(), hu.data(), dst + r * W + j0);
+        }
+      } else {
+        const float* smooth2 = !is_shared(g) && w_.smooth_scale2.defined()
+                                   ? w_.smooth_scale2.data_as<const float>() + expert(g) * I_
+                                   : nullptr;
+        for (int64_t r = 0; r < n; ++r)
+          rows_.dequant_swiglu(nb, gate.data() + r * block_a_, up.data() + r * block_a_, ws + j0, ws + W + j0,
+                               row_scale[r], smooth2 ? smooth2 + j0 : nullptr, dst + r * W + j0);
+      }
     }
     finished(g);
   }
@@ -313,7 +335,22 @@ class Step {
     const float* smooth2 = int4_int8_ && !is_shared(g) && w_.smooth_scale2.defined()
                                ? w_.smooth_scale2.data_as<const float>() + expert(g) * I_
                                : nullptr;
-    for (int64_t r = 0; r < n; ++r) scale[r] = rows_.quantize[0](W, src + r * W, smooth2, src + r * W, q + r * W);
+    // w8a8c8: swiglu_clip_quant's clip of each row to alpha times its largest magnitude (the expert's clip factor;
+    // 1 for the shared expert), in its order, before the same quantisation.
+    const float alpha = !clip_ || is_shared(g) ? 1.0f : w_.clip_alpha.data_as<const float>()[expert(g)];
+    for (int64_t r = 0; r < n; ++r) {
+      float* row = src + r * W;
+      if (clip_) {
+        float m = 0.0f;
+        for (int64_t j = 0; j < W; ++j) m = std::fmax(m, std::fabs(row[j]));
+        const float t = alpha * m;
+        for (int64_t j = 0; j < W; ++j) {
+          if (row[j] > t) row[j] = t;
+          if (row[j] < -t) row[j] = -t;
+        }
+      }
+      scale[r] = rows_.quantize[0](W, row, smooth2, row, q + r * W);
+    }
     finished(E_ + 1 + g);
   }
 
@@ -394,8 +431,9 @@ class Step {
   const bool experts_only_;
   const DType model_;
   const int slot_;  // the model dtype's index in the rows kernels
-  const bool int8_;       // int8 activations: w8a8 and w4a8
+  const bool int8_;       // int8 activations: w8a8, w8a8c8 and w4a8
   const bool int4_int8_;  // w4a8: int4 weights on the int4 x int8 kernel
+  const bool clip_;       // w8a8c8: h rounded to bf16, SwiGLU clipped per row before Q (swiglu_clip_quant)
   const bool fp8_;        // FP8 weights (one byte) on the FP8 kernel: the float path
   const rows::RowsKernels& rows_;
   gemm::GemmFloatFn float_fn_ = nullptr;
@@ -414,8 +452,6 @@ class Step {
 }  // namespace
 
 std::string fused_decode_declines(const MoeConfig& c) {
-  if (c.quant_mode == QuantMode::w8a8c8)
-    return "quant_mode w8a8c8 is not fused (float models, w4a16, w4a8 and w8a8 are)";
   if (c.moe_intermediate_size % gemm::kGemmNR != 0)
     return "I=" + std::to_string(c.moe_intermediate_size) + " is not a multiple of " + std::to_string(gemm::kGemmNR);
   if (c.shared_expert_width() % gemm::kGemmNR != 0)
@@ -432,7 +468,7 @@ FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
   b.group_expert = Tensor::empty(DType::i32, {E + 1});
   b.group_begin = Tensor::empty(DType::i64, {E + 2});
   b.a_f32 = Tensor::empty(DType::f32, {rows, I});
-  if (c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8) {  // int8 activations
+  if (fused_int8_activations(c)) {
     b.a_q = Tensor::empty(DType::i8, {rows, I});
     b.a_scale = Tensor::empty(DType::f32, {rows});
   }
@@ -443,7 +479,7 @@ FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
 void fused_buffer_specs(const MoeConfig& c, int64_t capacity, FusedBuffers& b, const BufferSpecFn& each) {
   const int64_t T = capacity, R = T * c.num_experts_per_tok, H = c.hidden_size, I = c.moe_intermediate_size;
   const int64_t E = c.num_experts, Is = c.shared_expert_width();
-  const bool int8 = c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w4a8;
+  const bool int8 = fused_int8_activations(c);
   routing_buffer_specs(c, capacity, b.routing, each);
   each(b.slot_row, DType::i32, {R});
   each(b.row_token, DType::i32, {R});
@@ -524,7 +560,7 @@ void run_fused_experts(const MoeConfig& config, const LayerWeights& weights, con
   int32_t* row_token = buffers.row_token.data_as<int32_t>();
   for (int64_t r = 0; r < R; ++r) row_token[r] = int32_t(r);
   buffers.y = y;
-  if (config.quant_mode == QuantMode::w8a8 || config.quant_mode == QuantMode::w4a8) {  // int8 rows
+  if (fused_int8_activations(config)) {  // int8 rows
     buffers.x_q = x;
     buffers.x_scale = x_scale;
   }

@@ -5,9 +5,11 @@
 // After routing (the chain's own router and gating, route_tokens), one ThreadPool loop runs every task of the step,
 // in this index order:
 //   A  (group x a block of I's columns): gather the group's rows of x (widened to fp32), the gate and up columns of
-//      w13 on the GEMM kernels, SwiGLU in the epilogue (w8a8: dequantise first, smooth scale after);
+//      w13 on the GEMM kernels, SwiGLU in the epilogue (w8a8: dequantise first, smooth scale after; w8a8c8: dequantise
+//      and round to bf16 first, as its grouped matmul writes h);
 //   then per group, in group order:
-//     Q  (w8a8 only): the dynamic int8 quantisation of the group's SwiGLU rows;
+//     Q  (int8 activations): the dynamic int8 quantisation of the group's SwiGLU rows (w8a8c8: after clipping each
+//        row to +-alpha x its largest magnitude, swiglu_clip_quant's clip, which needs the whole row);
 //     B  (a block of H's columns each): the down projection of the group's rows, dequantised in the epilogue;
 //   C  (token x 256 columns of H): the combine in slot order, with the shared expert (gated for qwen2_moe) as skip.
 // Each Q sits just before its group's B tasks rather than all Qs after the last A: a thread that finishes its last A
@@ -20,7 +22,7 @@
 //
 // Every value is rounded where the chain rounds it (h, a and y in the model dtype, the same quantisation kernels)
 // and every dot product is one kernel chain over k in order, so the output is bitwise the chain's (tested for every
-// family and dtype). Float models and w8a8 are fused; w8a8c8 runs the chain.
+// family and dtype). Float models and every quantised chain (w4a16, w4a8, w8a8, w8a8c8) are fused.
 #pragma once
 
 #include <span>
@@ -60,7 +62,7 @@ FusedBuffers plan_fused_buffers(const MoeConfig& config, int64_t capacity);
 /// Bytes plan_fused_buffers(config, capacity) allocates (from fused_buffer_specs).
 int64_t fused_buffer_bytes(const MoeConfig& config, int64_t capacity);
 
-/// Why run_fused_decode cannot run this config ("" when it can): it takes float models and w8a8, with I and the
+/// Why run_fused_decode cannot run this config ("" when it can): it takes every chain (float and quantised), with I and the
 /// shared expert's width multiples of 32 (the up half of w13 then starts on a panel boundary of the packed weight).
 std::string fused_decode_declines(const MoeConfig& config);
 

@@ -115,7 +115,7 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 class EpFamilies : public ::testing::TestWithParam<Case> {};
 
 // Every family, dtype and chain, contiguous placement, uneven tokens (the second rank has none), both paths (the
-// presets ask for the fused path: decode runs it, but for w8a8c8, which it declines; prefill runs the chain).
+// presets ask for the fused path: decode runs it, for every chain; prefill runs the chain).
 TEST_P(EpFamilies, EqualsTheSingleProcessLayerBitwise) {
   const Case& k = GetParam();
   const MoeConfig c = tiny(k.preset, k.dtype, k.quant);
@@ -125,8 +125,7 @@ TEST_P(EpFamilies, EqualsTheSingleProcessLayerBitwise) {
   expect_same_as_single(ep, single, x);
   ep.forward(x, /*is_prefill=*/false);
   ASSERT_TRUE(c.enable_superkernel);
-  if (k.quant == QuantMode::w8a8c8) EXPECT_EQ(ep.path().rfind("chain: ", 0), 0u) << ep.path();
-  else EXPECT_EQ(ep.path(), "superkernel");
+  EXPECT_EQ(ep.path(), "superkernel");
   const int64_t held = int64_t(ep.local_experts().size());
   EXPECT_EQ(held, ExpertPlacement::contiguous(c.num_experts, mpi_size()).experts_of(mpi_rank()).size());
 }
