@@ -58,6 +58,10 @@ enum class QuantMode : uint8_t { none, w8a8, w8a8c8, w4a16, w4a8 };
 
 /// Whether a chain keeps int4 group-wise weights (w4a16: model-dtype activations; w4a8: int8 activations).
 constexpr bool int4_weights(QuantMode m) { return m == QuantMode::w4a16 || m == QuantMode::w4a8; }
+/// Whether a chain quantises its activations to int8 (w8a8, w8a8c8, w4a8; w4a16 keeps them in the model dtype).
+constexpr bool int8_activations(QuantMode m) {
+  return m == QuantMode::w8a8 || m == QuantMode::w8a8c8 || m == QuantMode::w4a8;
+}
 /// Router logits kept in fp32, or rounded to the model dtype before gating (docs/layer.md §1, router).
 enum class RouterLogitsDtype : uint8_t { fp32, model };
 

@@ -99,10 +99,7 @@ struct ExpertParallelLayer::Impl {
     counts = Tensor::zeros(DType::i64, {c.num_experts});
   }
 
-  // The chains whose activations are int8 (w4a16 keeps them in the model dtype, as the chain does).
-  static bool int8_activations(const MoeConfig& c) {
-    return c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8 || c.quant_mode == QuantMode::w4a8;
-  }
+  static bool int8_activations(const MoeConfig& c) { return moefuse::int8_activations(c.quant_mode); }
   // A dispatched row: H values (model dtype, or int8 followed by its f32 scale).
   static int64_t record_bytes_in(const MoeConfig& c) {
     return int8_activations(c) ? c.hidden_size + 4 : c.hidden_size * int64_t(dtype_size(c.dtype));

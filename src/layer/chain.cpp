@@ -32,11 +32,7 @@ DType h_dtype(const Dims& d) {
   return d.model;
 }
 
-// The chains whose activations are quantised to int8 (w4a16 keeps them in the model dtype: the float chain on
-// int4 weights).
-bool int8_activations(const Dims& d) {
-  return d.quant == QuantMode::w8a8 || d.quant == QuantMode::w8a8c8 || d.quant == QuantMode::w4a8;
-}
+bool int8_activations(const Dims& d) { return moefuse::int8_activations(d.quant); }
 
 // Counts as key-value rows for w8a8 and w4a8 (as the seed's W8A8 chain), per-expert counts otherwise.
 int64_t count_type(const Dims& d) { return d.quant == QuantMode::w8a8 || d.quant == QuantMode::w4a8 ? 2 : 1; }

@@ -32,11 +32,6 @@ int64_t task_columns(int64_t weight_bytes_per_column, int64_t groups, int64_t wi
 constexpr int64_t kCombineBlock = 256;  // output columns per C task
 
 
-// The quant modes whose activations are int8 (w8a8, w8a8c8, w4a8): x and the SwiGLU rows are quantised.
-bool fused_int8_activations(const MoeConfig& c) {
-  return c.quant_mode == QuantMode::w8a8 || c.quant_mode == QuantMode::w8a8c8 || c.quant_mode == QuantMode::w4a8;
-}
-
 // Thrown by a task that stops waiting because another task failed (the pool reports the first error, not this).
 struct Abandoned : std::exception {};
 
@@ -49,7 +44,7 @@ class Step {
       : c_(c), w_(w), x_(x), out_(out), b_(b), routed_(routed), T_(x.size(0)), H_(c.hidden_size),
         I_(c.moe_intermediate_size), E_(c.num_experts), K_(c.num_experts_per_tok),
         Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only), model_(c.dtype),
-        slot_(rows::slot(c.dtype)), int8_(fused_int8_activations(c)), int4_int8_(c.quant_mode == QuantMode::w4a8),
+        slot_(rows::slot(c.dtype)), int8_(int8_activations(c.quant_mode)), int4_int8_(c.quant_mode == QuantMode::w4a8),
         clip_(c.quant_mode == QuantMode::w8a8c8), fp8_(p.fp8), rows_(p.kernels.rows),
         w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
@@ -300,14 +295,13 @@ class Step {
         // swiglu_clip_quant computes silu(gate) * up in fp32 from those values; the clip needs the whole row (its
         // max), so it waits for Q.
         Scratch<float> hg(nb), hu(nb);
-        Scratch<uint16_t> h(nb);  // bf16 bits
         for (int64_t r = 0; r < n; ++r) {
           rows_.dequant(nb, gate.data() + r * block_a_, ws + j0, row_scale[r], hg.data());
-          store_row(hg.data(), nb, DType::bf16, h.data());
-          widen_row(h.data(), DType::bf16, nb, 1, hg.data());
           rows_.dequant(nb, up.data() + r * block_a_, ws + W + j0, row_scale[r], hu.data());
-          store_row(hu.data(), nb, DType::bf16, h.data());
-          widen_row(h.data(), DType::bf16, nb, 1, hu.data());
+          for (int64_t j = 0; j < nb; ++j) {
+            hg[j] = to_f32(to_bf16(hg[j]));
+            hu[j] = to_f32(to_bf16(hu[j]));
+          }
           rows_.swiglu[0](nb, hg.data(), hu.data(), dst + r * W + j0);
         }
       } else {
@@ -468,7 +462,7 @@ FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
   b.group_expert = Tensor::empty(DType::i32, {E + 1});
   b.group_begin = Tensor::empty(DType::i64, {E + 2});
   b.a_f32 = Tensor::empty(DType::f32, {rows, I});
-  if (fused_int8_activations(c)) {
+  if (int8_activations(c.quant_mode)) {
     b.a_q = Tensor::empty(DType::i8, {rows, I});
     b.a_scale = Tensor::empty(DType::f32, {rows});
   }
@@ -479,7 +473,7 @@ FusedBuffers plan_fused_expert_buffers(const MoeConfig& c, int64_t rows) {
 void fused_buffer_specs(const MoeConfig& c, int64_t capacity, FusedBuffers& b, const BufferSpecFn& each) {
   const int64_t T = capacity, R = T * c.num_experts_per_tok, H = c.hidden_size, I = c.moe_intermediate_size;
   const int64_t E = c.num_experts, Is = c.shared_expert_width();
-  const bool int8 = fused_int8_activations(c);
+  const bool int8 = int8_activations(c.quant_mode);
   routing_buffer_specs(c, capacity, b.routing, each);
   each(b.slot_row, DType::i32, {R});
   each(b.row_token, DType::i32, {R});
@@ -560,7 +554,7 @@ void run_fused_experts(const MoeConfig& config, const LayerWeights& weights, con
   int32_t* row_token = buffers.row_token.data_as<int32_t>();
   for (int64_t r = 0; r < R; ++r) row_token[r] = int32_t(r);
   buffers.y = y;
-  if (fused_int8_activations(config)) {  // int8 rows
+  if (int8_activations(config.quant_mode)) {  // int8 rows
     buffers.x_q = x;
     buffers.x_scale = x_scale;
   }
