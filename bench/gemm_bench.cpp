@@ -27,6 +27,7 @@
 
 #include "base/machine_probe.h"
 #include "kernels/gemm/amx_gemm.h"
+#include "kernels/gemm/amx_gemm_u4s8.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/registry.h"
 #include "moefuse/cpu.h"
@@ -389,6 +390,31 @@ void register_amx_s8_schedules() {
       }
 }
 
+// ─── The AMX-INT8 W4A8 driver's two schedules (amx_gemm_u4s8.h, "A"), side by side ──────────────────────────────────
+// Where the CPU has the amx level: A read in place (what the registry row runs) and A copied densely per 512-k block,
+// each as its own row (gemm_u4g<G>w_s8_f32_32x32_<in_place|dense>__amx, no VNNI fallback), G = 32 and 128, on cold
+// weights, M = 16, 64, 512 and 2048 at K x N = 2048 x 2048 and M = 512 at 1024 x 2048 (the down projection). One run
+// on an AMX machine, with the registry rows:
+//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbssd|gemm_u4g(32|128)w_s8_f32_32x32_?[a-z_]*__amx/K:[0-9]+/N:2048/M:(16|64|512|2048)$'
+std::vector<KernelInfo> g_amx_u4s8_schedules;  // registry-like rows for BM_u4, one per schedule and G
+
+void register_amx_u4s8_schedules() {
+  if (detected_isa() < Isa::amx) return;
+  using kernels::Op;
+  for (const gemm::amx::U4S8Schedule& s : gemm::amx::u4s8_schedules())
+    if (s.G != 64)
+      g_amx_u4s8_schedules.push_back(KernelInfo{"gemm", s.G == 32 ? Op::gemm_u4s8_g32 : Op::gemm_u4s8_g128, s.name,
+                                                Isa::amx, DType::u8, DType::f32, 32, 32, s.fn, nullptr});
+  for (const KernelInfo& k : g_amx_u4s8_schedules) {
+    const int64_t G = k.op == kernels::Op::gemm_u4s8_g32 ? 32 : 128;
+    for (int64_t M : {16, 64, 512, 2048})
+      benchmark::RegisterBenchmark((std::string(k.name) + "/K:2048/N:2048/M:" + std::to_string(M)).c_str(), BM_u4, &k,
+                                   G, M, int64_t(2048), int64_t(2048));
+    benchmark::RegisterBenchmark((std::string(k.name) + "/K:1024/N:2048/M:512").c_str(), BM_u4, &k, G, int64_t(512),
+                                 int64_t(1024), int64_t(2048));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -402,6 +428,7 @@ int main(int argc, char** argv) {
       std::printf("measured peak (1 thread) of %s (%s): %.1f %s\n", f->id, f->instruction, g_peaks[f] / 1e9, f->unit);
   register_all();
   register_amx_s8_schedules();
+  register_amx_u4s8_schedules();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The checks for a machine with AMX (docs/kernels.md, "AMX"): the AMX kernel tests, the whole suite at the amx level
 # (one shard per CPU) in the portable tier and the native tier's tests with AMX-BF16 on, the kernels' speed against
-# the VNNI and FMA ones (one thread; every schedule of the int8 driver), the layer with the level's defaults, with
-# AMX-BF16 and in portable, in one run each, and AMX-BF16 against the FMA kernels forward by forward (decode). Needs
-# a release build with the benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake --build --preset
-# release`); writes its output to stdout and to the folder given (default: amx-check/).
+# the VNNI and FMA ones (one thread; every schedule of the int8 and W4A8 drivers), the layer with the level's
+# defaults, with AMX-BF16 and in portable, in one run each, and AMX-BF16 against the FMA kernels forward by forward
+# (decode). Needs a release build with the benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake
+# --build --preset release`); writes its output to stdout and to the folder given (default: amx-check/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-amx-check}
@@ -38,6 +38,10 @@ echo "native with AMX-BF16: $(grep -E '^\[  (PASSED|FAILED)  \]' "$out/suite-nat
 "$bin/bench/gemm_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
   --benchmark_filter='gemm_s8_s32_32x32_[a-z0-9_]+__amx/|gemm_s8_s32_32x32__amx/K:(2048|1024)/N:2048/M:[0-9]+$' \
   2>&1 | tee "$out/gemm-s8-schedules.txt" | grep -E "^gemm.*_median"
+#    The W4A8 driver's two schedules (A in place, the registry row's; A copied densely: amx_gemm_u4s8.h, "A").
+"$bin/bench/gemm_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
+  --benchmark_filter='gemm_u4g(32|128)w_s8_f32_32x32_(in_place|dense)__amx/' \
+  2>&1 | tee "$out/gemm-u4s8-schedules.txt" | grep -E "^gemm.*_median"
 # 4. The layer, every core: the level's defaults, AMX-BF16 in the native tier, and portable.
 for run in "default native" "amx_bf16 native" "default portable"; do
   set -- $run

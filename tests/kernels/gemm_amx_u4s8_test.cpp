@@ -5,8 +5,9 @@
 // the W4A8 contract's definition (per group the exact Σ (q - z) a, acc = fma(float(isum), s, acc) in group order,
 // times the row scale), over the edges of the 32 x 32 block and its 16-row tiles, of the 512-k unpacked blocks, of the
 // panels and the column range; and the vector unpacking (AVX-512, no tile instruction) against the scalar one.
-// On a machine with the amx level: the real kernels over the same sweep, M crossing kAmxInt8MinRows (below it the
-// VNNI kernel runs: the same bits by contract), and the dispatch picking them.
+// Both schedules of A (in place, dense). On a machine with the amx level: the real kernels over the same sweep, M
+// crossing kAmxInt8MinRows (below it the VNNI kernel runs: the same bits by contract), the dispatch picking them,
+// and both schedules' rows for gemm_bench.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -90,14 +91,17 @@ void check(Rng& rng, const W4& w, int64_t M, Values values, Kernel kernel, const
   }
 }
 
-template <int G>
+using gemm::amx::U4S8A;
+
+template <int G, U4S8A Source>
 void model_kernel(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                   const void* b, float* c, int64_t ldc) {
-  gemm::amx::gemm_u4s8<ConfiguredTiles, G>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
+  gemm::amx::gemm_u4s8<ConfiguredTiles, G, Source>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
 }
 
+template <U4S8A Source>
 Kernel model_for(int64_t G) {
-  return G == 32 ? model_kernel<32> : G == 64 ? model_kernel<64> : model_kernel<128>;
+  return G == 32 ? model_kernel<32, Source> : G == 64 ? model_kernel<64, Source> : model_kernel<128, Source>;
 }
 
 // K at the group and 512-k block edges: one group, two, a block less a group, a block, a block and a group, and past
@@ -133,7 +137,20 @@ class GemmAmxU4S8ModelSweep : public ::testing::TestWithParam<int64_t> {};
 TEST_P(GemmAmxU4S8ModelSweep, DriverEqualsTheContractBitwise) {
   const int64_t G = GetParam();
   ConfiguredTiles::faults = 0;
-  sweep(G, std::vector<int64_t>(std::begin(kMs), std::end(kMs)), model_for(G), "model", 1200 + uint64_t(G));
+  sweep(G, std::vector<int64_t>(std::begin(kMs), std::end(kMs)), model_for<U4S8A::in_place>(G), "model",
+        1200 + uint64_t(G));
+  EXPECT_EQ(ConfiguredTiles::faults, 0) << "tile shapes the hardware refuses, or tiles used outside a configuration";
+  EXPECT_EQ(ConfiguredTiles::configured, 0) << "every configure has its release";
+}
+
+// The dense copy of A: the same sweep (its zero rows past M, its steps of 32 bytes at G = 32), and rows past the
+// scratch buffer's first sizes (a second, larger call reuses a grown slot).
+TEST_P(GemmAmxU4S8ModelSweep, DenseScheduleEqualsTheContractBitwise) {
+  const int64_t G = GetParam();
+  ConfiguredTiles::faults = 0;
+  std::vector<int64_t> ms(std::begin(kMs), std::end(kMs));
+  ms.push_back(130);
+  sweep(G, ms, model_for<U4S8A::dense>(G), "model dense", 1300 + uint64_t(G));
   EXPECT_EQ(ConfiguredTiles::faults, 0) << "tile shapes the hardware refuses, or tiles used outside a configuration";
   EXPECT_EQ(ConfiguredTiles::configured, 0) << "every configure has its release";
 }
@@ -148,10 +165,13 @@ TEST(GemmAmxU4S8Model, EmptyKGivesZeroTimesTheRowScale) {
   std::vector<float> c(3 * 40, -7.0f);
   const int8_t a = 0;
   const float a_scale[] = {0.5f, -2.0f, 1.0f};
-  gemm::amx::gemm_u4s8<ConfiguredTiles, 64>(3, 0, 0, 40, &a, 0, a_scale, w.packed.data(), c.data(), 40);
-  for (int m = 0; m < 3; ++m)
-    for (int n = 0; n < 40; ++n)
-      ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * 40 + n)]), std::bit_cast<uint32_t>(0.0f * a_scale[m]));
+  for (Kernel kernel : {model_for<U4S8A::in_place>(64), model_for<U4S8A::dense>(64)}) {
+    std::fill(c.begin(), c.end(), -7.0f);
+    kernel(3, 0, 0, 40, &a, 0, a_scale, w.packed.data(), c.data(), 40);
+    for (int m = 0; m < 3; ++m)
+      for (int n = 0; n < 40; ++n)
+        ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * 40 + n)]), std::bit_cast<uint32_t>(0.0f * a_scale[m]));
+  }
 }
 
 TEST(GemmAmxU4S8Model, TheHalfStepConfigurationIsTheOnlyDifference) {
@@ -176,10 +196,10 @@ struct ModelWithVectorParts : ConfiguredTiles {
   }
 };
 
-template <int G>
+template <int G, U4S8A Source = U4S8A::in_place>
 void vector_parts_kernel(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda,
                          const float* a_scale, const void* b, float* c, int64_t ldc) {
-  gemm::amx::gemm_u4s8<ModelWithVectorParts, G>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
+  gemm::amx::gemm_u4s8<ModelWithVectorParts, G, Source>(M, K, n0, n1, a, lda, a_scale, b, c, ldc);
 }
 
 TEST(GemmAmxU4S8, DriverWithTheVectorPartsOnTheModelEqualsTheContractBitwise) {
@@ -189,6 +209,8 @@ TEST(GemmAmxU4S8, DriverWithTheVectorPartsOnTheModelEqualsTheContractBitwise) {
   sweep(32, ms, vector_parts_kernel<32>, "model + vector parts", 3232);
   sweep(64, ms, vector_parts_kernel<64>, "model + vector parts", 3264);
   sweep(128, ms, vector_parts_kernel<128>, "model + vector parts", 3328);
+  sweep(32, ms, vector_parts_kernel<32, U4S8A::dense>, "model + vector parts, dense", 3432);
+  sweep(128, ms, vector_parts_kernel<128, U4S8A::dense>, "model + vector parts, dense", 3528);
   EXPECT_EQ(ConfiguredTiles::faults, 0);
 }
 
@@ -233,6 +255,16 @@ TEST(GemmAmxU4S8, KernelsEqualTheContractBitwise) {
   for (const gemm::GemmU4S8Kernel* kern : {&k.u4s8_g32, &k.u4s8_g64, &k.u4s8_g128}) {
     const int64_t G = kern == &k.u4s8_g32 ? 32 : kern == &k.u4s8_g64 ? 64 : 128;
     sweep(G, ms, kern->fn, kern->name, 2200 + uint64_t(G));
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+// Both schedules of the driver on the tile instructions (gemm_bench's schedule rows), without the VNNI fallback.
+TEST(GemmAmxU4S8, SchedulesEqualTheContractBitwise) {
+  SKIP_WITHOUT_AMX();
+  const std::vector<int64_t> ms = {1, 8, 16, 17, 33, 64, 65, 130};
+  for (const gemm::amx::U4S8Schedule& s : gemm::amx::u4s8_schedules()) {
+    sweep(s.G, ms, s.fn, s.name, 2300 + uint64_t(s.G));
     if (::testing::Test::HasFatalFailure()) return;
   }
 }

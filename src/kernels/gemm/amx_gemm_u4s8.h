@@ -23,6 +23,14 @@
 // amx_gemm.h's bf16 driver; a last row block of fewer than 32 rows is staged once per k block, zero-padded, and the
 // next re-layout's weights are prefetched over the first row block's groups.
 //
+// A. Two schedules, the same tiles and sums (so the same bits): U4S8A::in_place loads A's tiles from the rows
+// themselves (lda apart; the last block of fewer than 32 rows staged, zero-padded, once per k block), U4S8A::dense
+// copies the k block of every row once into a scratch buffer laid out [32-row block][step][32 rows][step bytes]
+// (zero rows past M), so that each tile load reads 1 KB (512 B at G = 32) of consecutive bytes. Why: the int8 driver
+// on a Sapphire Rapids lost most of its time to A's tiles read in place (16 rows lda = 2048 bytes apart fall into
+// two of L1's 64 sets; amx_gemm.h, "int8 schedules"), and the dense copy was its largest gain. The buffer is M x 512
+// bytes (1 MB at 2048 rows), from the thread's scratch stack (base/scratch.h), not the stack.
+//
 // Edges. K is a multiple of G (so of every step); a panel cut at n1 computes its padded columns in the buffers but
 // writes only n < n1; nothing outside gemm.h's memory rules is read or written.
 #pragma once
@@ -32,6 +40,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "base/scratch.h"
 #include "kernels/gemm/amx_gemm.h"
 #include "kernels/gemm/int4_layout.h"
 
@@ -39,6 +48,9 @@ namespace moefuse::gemm::amx {
 
 inline constexpr int64_t kU4S8KBlock = 512;  // k per unpacked block: 128 quad rows of 128 bytes (16 KB)
 inline constexpr int kQuadBytes = 4 * kGemmNR;  // one quad row: 32 columns x 4 k
+
+/// Where the W4A8 driver's tiles read A from (above, "A").
+enum class U4S8A { in_place, dense };
 
 /// The tile configuration of a W4A8 step of group size G: amx_gemm.h's (every tile 16 x 64 bytes) for G >= 64; for
 /// G = 32 A tiles (4, 5) of 16 rows x 32 bytes and B tiles (6, 7) of 8 quad rows, so that one product covers 32 k.
@@ -76,8 +88,8 @@ inline void fold(const int32_t (*tiles)[kTileRows * 16], int halves, const float
 }  // namespace detail
 
 /// int4 group-wise weights x int8 rows -> fp32 on TDPBSSD (gemm.h's W4A8 contract, bitwise). Arguments as
-/// GemmU4S8Fn's; `b` is the packed int4 data of group size G; K < 65536.
-template <class T, int G>
+/// GemmU4S8Fn's; `b` is the packed int4 data of group size G; K < 65536. `Source`: where the tiles read A (above).
+template <class T, int G, U4S8A Source = U4S8A::in_place>
 void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                const void* b, float* c, int64_t ldc) {
   static_assert(G == 32 || G == 64 || G == 128);
@@ -91,7 +103,9 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
     return;
   }
   alignas(64) int8_t quads[kU4S8KBlock / 4 * kQuadBytes];    // the panel's k block, unpacked
-  alignas(64) int8_t tail[kBlockRows * kU4S8KBlock];         // the last row block's A, [32 rows][512 k], zero-padded
+  constexpr bool kDense = Source == U4S8A::dense;
+  constexpr int64_t kSteps = kU4S8KBlock / kStepK;              // steps per k block (the dense copy's stride)
+  alignas(64) int8_t tail[kDense ? 1 : kBlockRows * kU4S8KBlock];  // in place: the last row block's A, [32][512]
   alignas(64) int32_t isum[2][4][kTileRows * 16];             // two groups' C tiles (one folding, one in the tiles)
   alignas(64) float acc[kBlockRows][kGemmNR];                 // the block's fp32 chains
   alignas(64) int8_t zero[kGroupsPerBlock][kGemmNR];          // the k block's zero points, per group
@@ -100,14 +114,26 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
   const auto* bytes = static_cast<const std::byte*>(b);
   const int64_t tail_m0 = M / kBlockRows * kBlockRows;  // the first row of a block of fewer than 32 rows (M if none)
   const int tail_rows = int(M - tail_m0);
+  const int64_t row_blocks = (M + kBlockRows - 1) / kBlockRows;
+  Scratch<int8_t> dense(kDense ? row_blocks * kBlockRows * kU4S8KBlock : 0);
+  // The dense copy's tile of rows [16 h, 16 h + 16) of row block mb at step st: 16 rows kStepK bytes apart.
+  const auto dense_tile = [&](int64_t mb, int64_t st, int h) {
+    return dense.data() + ((mb * kSteps + st) * kBlockRows + h * kTileRows) * kStepK;
+  };
   static const TileConfig config = u4s8_tile_config(G);
   T::configure(config);
   for (int64_t kb = 0; kb < K; kb += kU4S8KBlock) {
     const int64_t kc = std::min<int64_t>(kU4S8KBlock, K - kb);
     const int64_t g0 = kb / G, ng = kc / G;  // the block's groups
     const bool last_kb = kb + kc == K;
-    // The short row block's A for this k block, staged once for every panel (amx_gemm.h's bf16 driver: why).
-    if (tail_rows > 0) {
+    if constexpr (kDense) {
+      for (int64_t m = 0; m < row_blocks * kBlockRows; ++m)
+        for (int64_t st = 0; st < kc / kStepK; ++st) {
+          int8_t* dst = dense_tile(m / kBlockRows, st, 0) + (m % kBlockRows) * kStepK;
+          if (m < M) std::memcpy(dst, a + m * lda + kb + st * kStepK, size_t(kStepK));
+          else std::memset(dst, 0, size_t(kStepK));
+        }
+    } else if (tail_rows > 0) {  // the short row block's A, staged once for every panel (amx_gemm.h's bf16 driver)
       std::memset(tail, 0, size_t(tail_rows <= kTileRows ? kTileRows : kBlockRows) * kU4S8KBlock);
       for (int r = 0; r < tail_rows; ++r) std::memcpy(tail + r * kU4S8KBlock, a + (tail_m0 + r) * lda + kb, size_t(kc));
     }
@@ -158,14 +184,16 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
           for (int st = 0; st < G / kStepK; ++st) {
             const int64_t k0 = g * G + st * kStepK;  // within the k block
             const int8_t* bk = quads + (k0 / 4) * kQuadBytes;
-            if (staged) T::template load<4>(tail + k0, kU4S8KBlock);
+            if constexpr (kDense) T::template load<4>(dense_tile(m0 / kBlockRows, k0 / kStepK, 0), kStepK);
+            else if (staged) T::template load<4>(tail + k0, kU4S8KBlock);
             else T::template load<4>(a + m0 * lda + kb + k0, lda);
             T::template load<6>(bk, kQuadBytes);
             T::template load<7>(bk + 64, kQuadBytes);
             T::template dp_s8<0, 4, 6>();
             T::template dp_s8<1, 4, 7>();
             if (rows1 > 0) {
-              if (staged) T::template load<5>(tail + kTileRows * kU4S8KBlock + k0, kU4S8KBlock);
+              if constexpr (kDense) T::template load<5>(dense_tile(m0 / kBlockRows, k0 / kStepK, 1), kStepK);
+              else if (staged) T::template load<5>(tail + kTileRows * kU4S8KBlock + k0, kU4S8KBlock);
               else T::template load<5>(a + (m0 + kTileRows) * lda + kb + k0, lda);
               T::template dp_s8<2, 5, 6>();
               T::template dp_s8<3, 5, 7>();
@@ -196,5 +224,16 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
   }
   T::release();
 }
+
+/// The W4A8 driver's two schedules on the tile instructions (gemm_amx__amx.cpp), by name, for bench/gemm_bench.cpp to
+/// time side by side on AMX hardware: gemm_u4g<G>w_s8_f32_32x32_<in_place|dense>__amx for G = 32, 64 and 128. Not
+/// registry rows (gemm_u4g<G>w_s8_f32_32x32__amx runs in_place, with the VNNI kernel below kAmxInt8MinRows rows);
+/// each has GemmU4S8Fn's arguments, needs the amx level and has no fallback.
+struct U4S8Schedule {
+  const char* name;
+  int G;
+  GemmU4S8Fn fn;
+};
+std::span<const U4S8Schedule> u4s8_schedules();
 
 }  // namespace moefuse::gemm::amx

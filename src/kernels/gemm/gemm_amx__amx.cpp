@@ -250,3 +250,20 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 32x32, amx)
 
 }  // namespace moefuse::gemm::detail
+
+namespace moefuse::gemm::amx {
+
+std::span<const U4S8Schedule> u4s8_schedules() {
+  using gemm::detail::AmxTiles;
+  static const U4S8Schedule schedules[] = {
+      {"gemm_u4g32w_s8_f32_32x32_in_place__amx", 32, &gemm_u4s8<AmxTiles, 32, U4S8A::in_place>},
+      {"gemm_u4g32w_s8_f32_32x32_dense__amx", 32, &gemm_u4s8<AmxTiles, 32, U4S8A::dense>},
+      {"gemm_u4g64w_s8_f32_32x32_in_place__amx", 64, &gemm_u4s8<AmxTiles, 64, U4S8A::in_place>},
+      {"gemm_u4g64w_s8_f32_32x32_dense__amx", 64, &gemm_u4s8<AmxTiles, 64, U4S8A::dense>},
+      {"gemm_u4g128w_s8_f32_32x32_in_place__amx", 128, &gemm_u4s8<AmxTiles, 128, U4S8A::in_place>},
+      {"gemm_u4g128w_s8_f32_32x32_dense__amx", 128, &gemm_u4s8<AmxTiles, 128, U4S8A::dense>},
+  };
+  return schedules;
+}
+
+}  // namespace moefuse::gemm::amx
