@@ -90,8 +90,11 @@ std::vector<Kernel> rows_of(kernels::Op op) {
   if (int(detected_isa()) >= int(Isa::avx2)) {
     EXPECT_NE(names.find("__avx2 "), std::string::npos) << names;
   }
-  if (int(detected_isa()) >= int(Isa::avx512) && (!w4a8 || gemm::vnni_available())) {
-    EXPECT_NE(names.find(w4a8 ? "__avx512vnni " : "__avx512 "), std::string::npos) << names;
+  if (int(detected_isa()) >= int(Isa::avx512)) {
+    EXPECT_NE(names.find("__avx512 "), std::string::npos) << names;
+  }
+  if (w4a8 && int(detected_isa()) >= int(Isa::avx512) && gemm::vnni_available()) {
+    EXPECT_NE(names.find("__avx512vnni "), std::string::npos) << names;
   }
   // W4A16 on vdpbf16ps, where its self-test passed.
   if (!w4a8 && !*bf16_dot_unusable_reason(detected_isa())) {
@@ -381,9 +384,9 @@ void expect_w4a8_rows_match(Rng& rng, const Int4Matrix& b, std::span<const int64
 
 TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionBitwise) {
   Rng rng(4808);
-  // Empty; the 1- and 2-row tiles (AVX2); AVX-512 VNNI: one-panel tiles up to 10 rows (M < 11), from 11 on two-panel
-  // tiles of 4-6 rows and a last odd panel in one-panel tiles of up to 12 rows (N = 160: 12 and 13 rows), or for
-  // G = 32 one-panel tiles of 4-6 rows; primes.
+  // Empty; the 1- and 2-row tiles (AVX2); AVX-512BW: one-panel tiles of up to 6 rows (6, 7); AVX-512 VNNI: one-panel
+  // tiles up to 10 rows (M < 11), from 11 on two-panel tiles of 4-6 rows and a last odd panel in one-panel tiles of up
+  // to 12 rows (N = 160: 12 and 13 rows), or for G = 32 one-panel tiles of 4-6 rows; primes.
   const int64_t rows[] = {0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13};
   for (int64_t G : gemm::kInt4GroupSizes)
     for (int64_t groups : {0, 1, 3})  // K = 0: C = +0 · the row scale
@@ -425,6 +428,9 @@ TEST(GemmU4S8, DispatchPicksTheTableRows) {
     EXPECT_STREQ(k.u4s8_g128.name, kernels::find(kernels::Op::gemm_u4s8_g128, DType::u8, d)->name);
   }
   EXPECT_STREQ(gemm::select_gemm_kernels(Isa::scalar, false).u4s8_g64.name, "gemm_u4g64w_s8_f32_1x32__scalar");
+  // AVX-512 without VNNI (Skylake-SP/X): the vpmaddubsw rows, not AVX2's.
+  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::avx512, false).u4s8_g128.name, "gemm_u4g128w_s8_f32_6x32__avx512");
+  EXPECT_STREQ(gemm::select_gemm_kernels(Isa::avx512, true).u4s8_g128.name, "gemm_u4g128w_s8_f32_6x64__avx512vnni");
   const gemm::PackedWeights f32 = gemm::pack_weights_f(std::vector<float>(32 * 4).data(), DType::f32, 32, 4, 4, 1);
   EXPECT_EQ(gemm::select_gemm_kernels(Isa::scalar, false).u4s8_kernel_for(f32).fn, nullptr);
 }

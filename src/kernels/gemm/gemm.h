@@ -122,7 +122,7 @@
 // (vdpbf16ps on bf16(q)), G = 128: M = 1 93-94 us (0.79-0.89 of the stream read), M = 8 233-235 us, M = 64 265-291
 // and M = 512 239-254 GFLOP/s (gemm_u4__avx512bf16.cpp). W4A8 (AVX-512 VNNI, 6 x 64 two-panel tiles from 11 rows at
 // G >= 64), G = 128: M = 1 108-111 GOP/s, M = 8 546-569, M = 64 622-679 (the W8A8 kernel 642-710 in the same runs),
-// M = 512 590-615; before those tiles 108-109, 424-431, 420-438 and 388-403 (gemm_u4s8__avx512vnni.cpp: why).
+// M = 512 590-615; before those tiles 108-109, 424-431, 420-438 and 388-403 (u4s8_tile__avx512.h: why).
 // FP8, AVX-512 (measured on a 2-core AMD EPYC Zen 5, family 26 model 2; gemm_bench, 2048 x 2048, cold weights; two
 // runs in a quiet minute whose stream read was 29 GB/s): M = 1 streams the packed FP8 weights at 23-24 GB/s (81-84%
 // of it), 0.51-0.53 of the bf16 kernel's time (0.6-0.7 in a loaded minute); M = 8 0.65-0.69; M = 64 1.07-1.14 and

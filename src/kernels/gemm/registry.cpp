@@ -52,6 +52,7 @@ const KernelInfo kGemmRows[] = {
     MOEFUSE_GEMM_U4(12x32, avx512, 12, 32),
     MOEFUSE_GEMM_ROW(gemm_fp8, gemm_fp8w_f32_4x64__avx512, avx512, u8, f32, 4, 64, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x32__avx512, avx512, i8, i32, 6, 32, at_least<Isa::avx512>),
+    MOEFUSE_GEMM_U4S8(6x32, avx512, avx512, 6, 32, at_least<Isa::avx512>),
     MOEFUSE_GEMM_ROW(gemm_s8, gemm_s8_s32_6x64__avx512vnni, avx512, i8, i32, 6, 64, kernels::avx512_with_vnni),
     MOEFUSE_GEMM_U4S8(6x64, avx512vnni, avx512, 6, 64, kernels::avx512_with_vnni),
     MOEFUSE_GEMM_ROW(gemm_float, gemm_bf16w_f32_6x64__avx512bf16, avx512bf16, bf16, f32, 6, 64,

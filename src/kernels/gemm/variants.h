@@ -63,7 +63,8 @@ bool gemm_bf16w_f32_kblocks__avx512bf16(int64_t M, int64_t K, int64_t n0, int64_
 // with an entry point per group size G = 32, 64, 128 named gemm_u4g<G>w_f32_<tile>__<isa> and
 // gemm_u4g<G>w_s8_f32_<tile>__<isa>. MOEFUSE_INT4_GROUPS(M, tile, isa) expands M for each G: with the _DECLARE macros
 // here, with the _DEFINE ones in the kernel's file (gemm_u4_scalar.cpp, gemm_u4__avx2.cpp, gemm_u4__avx512.cpp,
-// gemm_u4s8_scalar.cpp, gemm_u4s8__avx2.cpp, gemm_u4s8__avx512vnni.cpp), which calls its own template.
+// gemm_u4s8_scalar.cpp, gemm_u4s8__avx2.cpp, gemm_u4s8__avx512.cpp, gemm_u4s8__avx512vnni.cpp), which calls its own
+// template.
 #define MOEFUSE_INT4_GROUPS(M, tile, isa) M(32, tile, isa) M(64, tile, isa) M(128, tile, isa)
 #define MOEFUSE_GEMM_U4_SIGNATURE(G, tile, isa)                                                                \
   void gemm_u4g##G##w_f32_##tile##__##isa(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a,      \
@@ -87,6 +88,7 @@ MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DECLARE, 12x32, avx512)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4_DECLARE, 12x32, avx512bf16)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 1x32, scalar)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 2x32, avx2)
+MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 6x32, avx512)
 MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DECLARE, 6x64, avx512vnni)
 
 // gemm_fp8_scalar.cpp, gemm_fp8__avx2.cpp and gemm_fp8__avx512.cpp — FP8 block-scaled weights.
