@@ -84,6 +84,7 @@
 #include "kernels/gemm/int4_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
+#include "kernels/gemm/variants.h"
 
 namespace moefuse::gemm::detail {
 namespace {
@@ -335,3 +336,8 @@ void gemm_u4s8_avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t
 
 }  // namespace
 }  // namespace moefuse::gemm::detail
+
+// The registry's entry points of one kernel file (variants.h's W4A8 signature), one per group size: `vnni` chooses
+// the template's instructions.
+#define MOEFUSE_GEMM_U4S8_AVX512_DEFINE(G, tile, isa, vnni) \
+  MOEFUSE_GEMM_U4S8_SIGNATURE(G, tile, isa) { gemm_u4s8_avx512<G, vnni>(M, K, n0, n1, a, lda, a_scale, b, c, ldc); }
