@@ -415,6 +415,32 @@ void register_amx_u4s8_schedules() {
   }
 }
 
+// ─── The AMX-BF16 driver's two schedules of A (amx_gemm.h, BF16A), side by side ────────────────────────────────────
+// Where the CPU has the amx level: A in place (the registry rows') and A copied densely per 512-k block, fp32 rows
+// and bf16 rows (gemm_bf16w_[bf16a_]f32_32x32_<in_place|dense>__amx), on cold weights, M = 1, 8, 64, 512 and 2048 at
+// K x N = 2048 x 2048, and M = 512 in the layer's column blocks of 128. One run on an AMX machine:
+//   ./build/release/bench/gemm_bench --benchmark_filter='peak/tdpbf16ps|gemm_bf16w_(bf16a_)?f32_32x32_(in_place|dense)__amx/'
+std::vector<KernelInfo> g_amx_bf16_schedules;  // registry-like rows for BM_row, two per schedule
+
+void register_amx_bf16_schedules() {
+  if (detected_isa() < Isa::amx) return;
+  using kernels::Op;
+  for (const gemm::amx::Bf16Schedule& s : gemm::amx::bf16_schedules()) {
+    g_amx_bf16_schedules.push_back(
+        KernelInfo{"gemm", Op::gemm_float, s.f32_name, Isa::amx, DType::bf16, DType::f32, 32, 32, s.f32, nullptr});
+    g_amx_bf16_schedules.push_back(KernelInfo{"gemm", Op::gemm_float_bf16a, s.bf16a_name, Isa::amx, DType::bf16,
+                                              DType::f32, 32, 32, s.bf16a, nullptr});
+  }
+  for (const KernelInfo& k : g_amx_bf16_schedules)
+    for (int64_t M : {1, 8, 64, 512, 2048}) {
+      const std::string name = std::string(k.name) + "/K:2048/N:2048/M:" + std::to_string(M);
+      benchmark::RegisterBenchmark(name.c_str(), BM_row, &k, M, int64_t(2048), int64_t(2048), int64_t(2048));
+      if (M == 512)
+        benchmark::RegisterBenchmark((name + "/blocks:128").c_str(), BM_row, &k, M, int64_t(2048), int64_t(2048),
+                                     int64_t(128));
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -429,6 +455,7 @@ int main(int argc, char** argv) {
   register_all();
   register_amx_s8_schedules();
   register_amx_u4s8_schedules();
+  register_amx_bf16_schedules();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

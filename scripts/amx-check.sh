@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks for a machine with AMX (docs/kernels.md, "AMX"): the AMX kernel tests, the whole suite at the amx level
 # (one shard per CPU) in the portable tier and the native tier's tests with AMX-BF16 on, the kernels' speed against
-# the VNNI and FMA ones (one thread; every schedule of the int8 and W4A8 drivers), the layer with the level's
+# the VNNI and FMA ones (one thread; every schedule of the int8, W4A8 and bf16 drivers), the layer with the level's
 # defaults, with AMX-BF16 and in portable, in one run each, and AMX-BF16 against the FMA kernels forward by forward
 # (decode). Needs a release build with the benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake
 # --build --preset release`); writes its output to stdout and to the folder given (default: amx-check/).
@@ -42,6 +42,10 @@ echo "native with AMX-BF16: $(grep -E '^\[  (PASSED|FAILED)  \]' "$out/suite-nat
 "$bin/bench/gemm_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
   --benchmark_filter='gemm_u4g(32|128)w_s8_f32_32x32_(in_place|dense)__amx/' \
   2>&1 | tee "$out/gemm-u4s8-schedules.txt" | grep -E "^gemm.*_median"
+#    The AMX-BF16 driver's two schedules of A (in place, the registry rows'; dense: amx_gemm.h, BF16A).
+"$bin/bench/gemm_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
+  --benchmark_filter='gemm_bf16w_(bf16a_)?f32_32x32_(in_place|dense)__amx/' \
+  2>&1 | tee "$out/gemm-bf16-schedules.txt" | grep -E "^gemm.*_median"
 # 4. The layer, every core: the level's defaults, AMX-BF16 in the native tier, and portable.
 for run in "default native" "amx_bf16 native" "default portable"; do
   set -- $run

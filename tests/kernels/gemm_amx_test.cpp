@@ -240,8 +240,10 @@ std::vector<float> widen(const std::vector<bfloat16>& v) {
   return out;
 }
 
-TEST(GemmAmxModel, Bf16DriverOnTheModelIsTheBf16ContractBitwise) {
-  Rng rng(777);
+// The bf16 driver of schedule `Source` on the model against the bf16 contract, fp32 rows and bf16 rows.
+template <gemm::amx::BF16A Source>
+void check_bf16_driver_on_the_model(uint64_t seed, const std::string& schedule) {
+  Rng rng(seed);
   for (int64_t K : kBf16Ks)
     for (int64_t N : kNs)
       for (int64_t M : {int64_t(1), int64_t(16), int64_t(17), int64_t(33), int64_t(50), int64_t(64)}) {
@@ -256,27 +258,39 @@ TEST(GemmAmxModel, Bf16DriverOnTheModelIsTheBf16ContractBitwise) {
         gemm::GemmFloatKernel f32_entry{
             [](int64_t M_, int64_t K_, int64_t n0, int64_t n1, const float* a_, int64_t lda_, const void* b_,
                float* c, int64_t ldc) {
-              gemm::amx::gemm_bf16<EmulatedTiles>(M_, K_, n0, n1, gemm::amx::F32Rows{a_, lda_},
-                                                  static_cast<const bfloat16*>(b_), c, ldc);
+              gemm::amx::gemm_bf16<EmulatedTiles, gemm::amx::F32Rows, Source>(
+                  M_, K_, n0, n1, gemm::amx::F32Rows{a_, lda_}, static_cast<const bfloat16*>(b_), c, ldc);
             },
             "model, fp32 rows"};
-        testing::expect_columns_match(f32_entry, M, K, N, af, lda, pw.data(), want, "K=" + std::to_string(K));
+        testing::expect_columns_match(f32_entry, M, K, N, af, lda, pw.data(), want,
+                                      schedule + " K=" + std::to_string(K));
         // bf16 rows, read in place where a tile is whole
         for (auto [n0, n1] : {std::pair<int64_t, int64_t>{0, N}, {kGemmNR, N - 1}}) {
           if (n0 >= n1) continue;
           const int64_t ldc = n1 - n0 + 1;
           std::vector<float> c(size_t(M * ldc), -7.0f);
-          gemm::amx::gemm_bf16<EmulatedTiles>(M, K, n0, n1, gemm::amx::Bf16Rows{a.data(), lda}, bw, c.data(), ldc);
+          gemm::amx::gemm_bf16<EmulatedTiles, gemm::amx::Bf16Rows, Source>(M, K, n0, n1,
+                                                                           gemm::amx::Bf16Rows{a.data(), lda}, bw,
+                                                                           c.data(), ldc);
           for (int64_t m = 0; m < M; ++m) {
             for (int64_t n = n0; n < n1; ++n)
               ASSERT_EQ(std::bit_cast<uint32_t>(c[size_t(m * ldc + n - n0)]),
                         std::bit_cast<uint32_t>(want[size_t(m * N + n)]))
-                  << "bf16 rows M=" << M << " K=" << K << " N=" << N << " m=" << m << " n=" << n;
+                  << schedule << ", bf16 rows M=" << M << " K=" << K << " N=" << N << " m=" << m << " n=" << n;
             ASSERT_EQ(c[size_t(m * ldc + ldc - 1)], -7.0f) << "wrote past n1";
           }
         }
       }
   EXPECT_EQ(EmulatedTiles::configured, 0);
+}
+
+TEST(GemmAmxModel, Bf16DriverOnTheModelIsTheBf16ContractBitwise) {
+  check_bf16_driver_on_the_model<gemm::amx::BF16A::in_place>(777, "in place");
+}
+
+// The dense copy of A (its zero rows past M and zero k past K in the last step).
+TEST(GemmAmxModel, Bf16DenseScheduleOnTheModelIsTheBf16ContractBitwise) {
+  check_bf16_driver_on_the_model<gemm::amx::BF16A::dense>(778, "dense");
 }
 
 TEST(GemmAmxModel, Bf16DriverWithZeroKWritesZeros) {
@@ -285,6 +299,10 @@ TEST(GemmAmxModel, Bf16DriverWithZeroKWritesZeros) {
   const float a = 1.0f;
   gemm::amx::gemm_bf16<EmulatedTiles>(3, 0, 0, 40, gemm::amx::F32Rows{&a, 0},
                                       static_cast<const bfloat16*>(pw.data()), c.data(), 40);
+  for (float x : c) ASSERT_EQ(std::bit_cast<uint32_t>(x), 0u);
+  std::fill(c.begin(), c.end(), -7.0f);
+  gemm::amx::gemm_bf16<EmulatedTiles, gemm::amx::F32Rows, gemm::amx::BF16A::dense>(
+      3, 0, 0, 40, gemm::amx::F32Rows{&a, 0}, static_cast<const bfloat16*>(pw.data()), c.data(), 40);
   for (float x : c) ASSERT_EQ(std::bit_cast<uint32_t>(x), 0u);
 }
 
@@ -418,6 +436,29 @@ TEST(GemmAmx, Bf16NativeIsWithinTheToleranceOfPortableAndDeterministic) {
       std::vector<float> other;
       std::thread([&] { other = run_float(nat.bf16w.fn, M, K, N, af.data(), lda, pw); }).join();
       ASSERT_EQ(other, native) << what;
+    }
+}
+
+// Both schedules of the bf16 driver on the tile instructions (gemm_bench's schedule rows): the same tile products in
+// the same order, so the native row's bits, for fp32 and bf16 rows.
+TEST(GemmAmx, Bf16SchedulesGiveTheNativeRowsBits) {
+  SKIP_WITHOUT_AMX();
+  const gemm::GemmKernels nat = gemm::select_gemm_kernels(Isa::amx, true, Numerics::native);
+  Rng rng(2027);
+  for (int64_t K : kBf16Ks)
+    for (int64_t M : {int64_t(1), int64_t(17), int64_t(37), int64_t(64), int64_t(130)}) {
+      const int64_t N = 70, lda = K + 1;
+      const std::vector<bfloat16> b = random_bf16(rng, size_t(K * N));
+      const PackedWeights pw = gemm::pack_weights_f(b.data(), DType::bf16, K, N, N, 1);
+      const std::vector<bfloat16> a = random_bf16(rng, size_t((M - 1) * lda + K));
+      const std::vector<float> af = widen(a);
+      const std::vector<float> native = run_float(nat.bf16w.fn, M, K, N, af.data(), lda, pw);
+      for (const gemm::amx::Bf16Schedule& s : gemm::amx::bf16_schedules()) {
+        ASSERT_EQ(run_float(s.f32, M, K, N, af.data(), lda, pw), native) << s.f32_name << " K=" << K << " M=" << M;
+        std::vector<float> c(size_t(M * N));
+        s.bf16a(M, K, 0, N, a.data(), lda, pw.data(), c.data(), N);
+        ASSERT_EQ(c, native) << s.bf16a_name << " K=" << K << " M=" << M;
+      }
     }
 }
 

@@ -42,6 +42,7 @@
 #include <span>
 #include <type_traits>
 
+#include "base/scratch.h"
 #include "kernels/gemm/gemm.h"
 
 namespace moefuse::gemm::amx {
@@ -427,15 +428,27 @@ struct F32Rows {
   }
 };
 
+/// Where gemm_bf16's tiles read A from: BF16A::in_place loads bf16 rows' full tiles from the rows themselves (lda
+/// apart) and copies every other tile (fp32 rows, a short step, the staged short row block) into a buffer just
+/// before its load; BF16A::dense copies each 512-k block of every row once, as bf16, into a scratch buffer laid out
+/// [32-row block][step of 32 k][32 rows][64 bytes] (zeros past M and K), so that every A tile is 1 KB of consecutive
+/// bytes, written once per k block rather than per panel. Why: the int8 driver's dense copy was its largest gain on
+/// a Sapphire Rapids (the int8 schedules above), and in place the fp32 rows of the fused path are converted per
+/// step and per panel into a buffer the tile load then waits on. The same sums in the same order either way (the
+/// same bits); the buffer is M x 1 KB (base/scratch.h), not the stack.
+enum class BF16A { in_place, dense };
+
 /// bf16 weights (the float panel layout of gemm.h, bf16 elements) x bf16 rows of A -> fp32, on TDPBF16PS. Arguments
-/// as GemmFloatFn's with A given by `rows` (Bf16Rows or F32Rows).
-template <class T, class Rows>
+/// as GemmFloatFn's with A given by `rows` (Bf16Rows or F32Rows); `Source`: where the tiles read A (above).
+template <class T, class Rows, BF16A Source = BF16A::in_place>
 void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, const bfloat16* b, float* c,
                int64_t ldc) {
   constexpr int kChunk = 32;  // k per tile product
   constexpr int kBlockRows = 2 * kTileRows;
   alignas(64) uint16_t pairs[kBf16KBlock / 2 * 2 * kGemmNR];  // pair rows: [k / 2][32 columns][k % 2]
-  alignas(64) uint16_t tail[kBlockRows * kBf16KBlock];       // the last row block's A, [32 rows][512 k], zero-padded
+  constexpr bool kDense = Source == BF16A::dense;
+  constexpr int64_t kSteps = kBf16KBlock / kChunk;  // steps per k block (the dense copy's stride)
+  alignas(64) uint16_t tail[kDense ? 1 : kBlockRows * kBf16KBlock];  // in place: the last row block's A, [32][512]
   alignas(64) uint8_t abuf[2][kTileRows * kTileBytes];
   alignas(64) float cbuf[kTileRows * 16];
   if (K == 0) {  // no step: C is the empty sum, +0
@@ -444,13 +457,28 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
   }
   const int64_t tail_m0 = M / kBlockRows * kBlockRows;  // the first row of a block of fewer than 32 rows (M if none)
   const int tail_rows = int(M - tail_m0);
+  const int64_t row_blocks = (M + kBlockRows - 1) / kBlockRows;
+  Scratch<uint16_t> dense(kDense ? row_blocks * kBlockRows * kBf16KBlock : 0);
+  // The dense copy's tile of rows [16 h, 16 h + 16) of row block mb at step st: 16 rows of 32 k, 64 bytes apart.
+  const auto dense_tile = [&](int64_t mb, int64_t st, int h) {
+    return dense.data() + ((mb * kSteps + st) * kBlockRows + h * kTileRows) * kChunk;
+  };
   T::configure();
   for (int64_t kb = 0; kb < K; kb += kBf16KBlock) {
     const int64_t kc = std::min<int64_t>(kBf16KBlock, K - kb);
     const int64_t kc_padded = (kc + kChunk - 1) / kChunk * kChunk;
-    // The short row block's A for this k block, staged once for every panel: a tile loaded from a buffer just
-    // written waits until the stores have drained, which per step (decode: every step) cost more than the step.
-    if (tail_rows > 0) {  // the rows the tiles read: 16, or 32 when the block has a second tile
+    if constexpr (kDense) {
+      for (int64_t m = 0; m < row_blocks * kBlockRows; ++m)
+        for (int64_t st = 0; st < kc_padded / kChunk; ++st) {
+          uint16_t* dst = dense_tile(m / kBlockRows, st, 0) + (m % kBlockRows) * kChunk;
+          const int n = m < M ? int(std::min<int64_t>(kChunk, kc - st * kChunk)) : 0;
+          if (n > 0) rows.copy(m, kb + st * kChunk, n, dst);
+          if (n < kChunk) std::memset(dst + n, 0, size_t(kChunk - n) * 2);
+        }
+    } else if (tail_rows > 0) {
+      // The short row block's A for this k block, staged once for every panel: a tile loaded from a buffer just
+      // written waits until the stores have drained, which per step (decode: every step) cost more than the step.
+      // The rows the tiles read: 16, or 32 when the block has a second tile.
       std::memset(tail, 0, size_t(tail_rows <= kTileRows ? kTileRows : kBlockRows) * kBf16KBlock * 2);
       for (int r = 0; r < tail_rows; ++r) rows.copy(tail_m0 + r, kb, int(kc), tail + r * kBf16KBlock);
     }
@@ -494,18 +522,19 @@ void gemm_bf16(int64_t M, int64_t K, int64_t n0, int64_t n1, const Rows& rows, c
                  ++l)
               __builtin_prefetch(next + l * 64, 0, 3);
           auto load_a = [&]<int t>(int64_t m, int nrows, uint8_t* buf) {
-            if (staged) {
+            if constexpr (kDense) {
+              T::template load<t>(dense_tile(m / kBlockRows, k0 / kChunk, int(m % kBlockRows) / kTileRows),
+                                  kChunk * 2);
+            } else if (staged) {
               T::template load<t>(tail + (m - tail_m0) * kBf16KBlock + k0, kBf16KBlock * 2);
-              return;
-            }
-            if (Rows::kInPlace && nrows == kTileRows && kn == kChunk) {
+            } else if (Rows::kInPlace && nrows == kTileRows && kn == kChunk) {
               T::template load<t>(rows.at(m, kb + k0), rows.stride_bytes());
-              return;
+            } else {
+              std::memset(buf, 0, kTileRows * kTileBytes);
+              for (int r = 0; r < nrows; ++r)
+                rows.copy(m + r, kb + k0, kn, reinterpret_cast<uint16_t*>(buf + r * kTileBytes));
+              T::template load<t>(buf, kTileBytes);
             }
-            std::memset(buf, 0, kTileRows * kTileBytes);
-            for (int r = 0; r < nrows; ++r)
-              rows.copy(m + r, kb + k0, kn, reinterpret_cast<uint16_t*>(buf + r * kTileBytes));
-            T::template load<t>(buf, kTileBytes);
           };
           load_a.template operator()<4>(m0, rows0, abuf[0]);
           T::template load<6>(bk, 2 * kGemmNR * 2);
@@ -553,5 +582,17 @@ struct S8Schedule {
   GemmS8Fn fn;
 };
 std::span<const S8Schedule> s8_schedules();
+
+/// gemm_bf16's two schedules of A (BF16A) on the tile instructions, for bench/gemm_bench.cpp to time side by side on
+/// AMX hardware: gemm_bf16w_f32_32x32_<in_place|dense>__amx (fp32 rows holding bf16 values; others are computed on
+/// the AVX512-BF16 kernel, as the registry row does) and gemm_bf16w_bf16a_f32_32x32_<in_place|dense>__amx (bf16
+/// rows). Not registry rows (those run in_place); each needs the amx level.
+struct Bf16Schedule {
+  const char* f32_name;
+  GemmFloatFn f32;
+  const char* bf16a_name;
+  GemmBf16AFn bf16a;
+};
+std::span<const Bf16Schedule> bf16_schedules();
 
 }  // namespace moefuse::gemm::amx

@@ -211,22 +211,38 @@ std::span<const S8Schedule> s8_schedules() {
 
 namespace moefuse::gemm::detail {
 
-void gemm_bf16w_bf16a_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
-                                     const void* b, float* c, int64_t ldc) {
+namespace {
+template <amx::BF16A Source>
+void bf16_rows_on_tiles(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda, const void* b,
+                        float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0 || n0 >= n1) return;
-  amx::gemm_bf16<AmxTiles>(M, K, n0, n1, amx::Bf16Rows{a, lda}, static_cast<const bfloat16*>(b), c, ldc);
+  amx::gemm_bf16<AmxTiles, amx::Bf16Rows, Source>(M, K, n0, n1, amx::Bf16Rows{a, lda}, static_cast<const bfloat16*>(b),
+                                                  c, ldc);
 }
 
-void gemm_bf16w_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
-                               const void* b, float* c, int64_t ldc) {
+template <amx::BF16A Source>
+void f32_rows_on_tiles(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda, const void* b,
+                       float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0 || n0 >= n1) return;
   if (!rows_are_bf16(M, K, a, lda)) {  // the tiles take bf16 A only: such a call is computed portably
     gemm_bf16w_f32_6x64__avx512bf16(M, K, n0, n1, a, lda, b, c, ldc);
     return;
   }
-  amx::gemm_bf16<AmxTiles>(M, K, n0, n1, amx::F32Rows{a, lda}, static_cast<const bfloat16*>(b), c, ldc);
+  amx::gemm_bf16<AmxTiles, amx::F32Rows, Source>(M, K, n0, n1, amx::F32Rows{a, lda}, static_cast<const bfloat16*>(b),
+                                                 c, ldc);
+}
+}  // namespace
+
+void gemm_bf16w_bf16a_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const bfloat16* a, int64_t lda,
+                                     const void* b, float* c, int64_t ldc) {
+  bf16_rows_on_tiles<amx::BF16A::in_place>(M, K, n0, n1, a, lda, b, c, ldc);
+}
+
+void gemm_bf16w_f32_32x32__amx(int64_t M, int64_t K, int64_t n0, int64_t n1, const float* a, int64_t lda,
+                               const void* b, float* c, int64_t ldc) {
+  f32_rows_on_tiles<amx::BF16A::in_place>(M, K, n0, n1, a, lda, b, c, ldc);
 }
 
 // W4A8: fewer than kAmxInt8MinRows rows run the VNNI W4A8 kernel, as for int8 (the contract's integer sums are
@@ -252,6 +268,18 @@ MOEFUSE_INT4_GROUPS(MOEFUSE_GEMM_U4S8_DEFINE, 32x32, amx)
 }  // namespace moefuse::gemm::detail
 
 namespace moefuse::gemm::amx {
+
+std::span<const Bf16Schedule> bf16_schedules() {
+  using gemm::detail::bf16_rows_on_tiles;
+  using gemm::detail::f32_rows_on_tiles;
+  static const Bf16Schedule schedules[] = {
+      {"gemm_bf16w_f32_32x32_in_place__amx", &f32_rows_on_tiles<BF16A::in_place>,
+       "gemm_bf16w_bf16a_f32_32x32_in_place__amx", &bf16_rows_on_tiles<BF16A::in_place>},
+      {"gemm_bf16w_f32_32x32_dense__amx", &f32_rows_on_tiles<BF16A::dense>, "gemm_bf16w_bf16a_f32_32x32_dense__amx",
+       &bf16_rows_on_tiles<BF16A::dense>},
+  };
+  return schedules;
+}
 
 std::span<const U4S8Schedule> u4s8_schedules() {
   using gemm::detail::AmxTiles;
