@@ -2,9 +2,10 @@
 # The checks for a machine with AMX (docs/kernels.md, "AMX"): the AMX kernel tests, the whole suite at the amx level
 # (one shard per CPU) in the portable tier and the native tier's tests with AMX-BF16 on, the kernels' speed against
 # the VNNI and FMA ones (one thread; every schedule of the int8, W4A8 and bf16 drivers), the layer with the level's
-# defaults, with AMX-BF16 and in portable, in one run each, and AMX-BF16 against the FMA kernels forward by forward
-# (decode). Needs a release build with the benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake
-# --build --preset release`); writes its output to stdout and to the folder given (default: amx-check/).
+# defaults, with AMX-BF16 and in portable, in one run each, AMX-BF16 against the FMA kernels forward by forward
+# (decode), and decode of every weight format against the bench's paired read. Needs a release build with the
+# benchmarks (`cmake --preset release -DMOEFUSE_BUILD_BENCH=ON && cmake --build --preset release`); writes its output
+# to stdout and to the folder given (default: amx-check/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-amx-check}
@@ -59,3 +60,8 @@ for t in 1 8; do
   MOEFUSE_AMX_BF16=on "$bin/bench/layer_scaling" --preset olmoe-1b-7b --quant none --tokens $t --threads "$(nproc)" \
     --rounds 3 --forwards 20 --paths chain,superkernel --numerics native,portable 2>&1 | tee "$out/amx-bf16-decode-$t.txt"
 done
+# 6. Decode of every weight format on the fused path against the bench's paired read (the `vs read` column), every
+#    core (issues 11-13: decode at the read bound on this CPU).
+"$bin/tools/moefuse/moefuse" bench --preset olmoe-1b-7b --tokens 1,8,32 --quant none,w8a8,fp8,w4a16,w4a8 \
+  --paths superkernel --iters 9 --json "$out/bench-decode-formats.json" > "$out/bench-decode-formats.txt" 2>&1
+echo "== decode of every format (vs read)"; grep -E "^(read|memory|olmoe)" "$out/bench-decode-formats.txt" | cut -c1-230
