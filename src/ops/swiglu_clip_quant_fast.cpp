@@ -19,15 +19,18 @@ namespace moefuse {
 void round_bf16_in_place__avx2(int64_t n, float* v);
 void clip_row__avx2(int64_t n, float alpha, float* v);
 void widen_bf16__avx2(int64_t n, const bfloat16* src, float* out);
+void widen_f16__avx2(int64_t n, const float16* src, float* out);
 void round_bf16_in_place__avx512(int64_t n, float* v);
 void clip_row__avx512(int64_t n, float alpha, float* v);
 void widen_bf16__avx512(int64_t n, const bfloat16* src, float* out);
+void widen_f16__avx512(int64_t n, const float16* src, float* out);
 
 namespace {
 
 void round_bf16_in_place__scalar(int64_t n, float* v) { swiglu_clip_scalar::round_bf16_in_place(n, v); }
 void clip_row__scalar(int64_t n, float alpha, float* v) { swiglu_clip_scalar::clip_row(n, alpha, v); }
 void widen_bf16__scalar(int64_t n, const bfloat16* src, float* out) { swiglu_clip_scalar::widen_bf16(n, src, out); }
+void widen_f16__scalar(int64_t n, const float16* src, float* out) { swiglu_clip_scalar::widen_f16(n, src, out); }
 
 constexpr int64_t kRows = 16;  // rows per task
 
@@ -38,12 +41,15 @@ SwigluClipKernels select_swiglu_clip(Isa isa) {
   k.rows = rows::select_rows_kernels(isa);
   if (int(isa) >= int(Isa::avx512)) {
     k.round_bf16 = round_bf16_in_place__avx512, k.clip = clip_row__avx512, k.widen_bf16 = widen_bf16__avx512;
+    k.widen_f16 = widen_f16__avx512;
     k.name = "swiglu_clip_quant__avx512";
   } else if (int(isa) >= int(Isa::avx2)) {
     k.round_bf16 = round_bf16_in_place__avx2, k.clip = clip_row__avx2, k.widen_bf16 = widen_bf16__avx2;
+    k.widen_f16 = widen_f16__avx2;
     k.name = "swiglu_clip_quant__avx2";
   } else {
     k.round_bf16 = round_bf16_in_place__scalar, k.clip = clip_row__scalar, k.widen_bf16 = widen_bf16__scalar;
+    k.widen_f16 = widen_f16__scalar;
     k.name = "swiglu_clip_quant__scalar";
   }
   return k;
@@ -106,10 +112,9 @@ const char* swiglu_clip_quant_fast(const Tensor& x, const Tensor& group_index, c
         k.widen_bf16(h, reinterpret_cast<const bfloat16*>(row + act_off), act.data());
         k.widen_bf16(h, reinterpret_cast<const bfloat16*>(row + lin_off), lin.data());
         a = act.data(), l = lin.data();
-      } else {  // f16: not the layer's case (its h is bf16); widened one element at a time
-        const auto* ha = reinterpret_cast<const float16*>(row + act_off);
-        const auto* hl = reinterpret_cast<const float16*>(row + lin_off);
-        for (int64_t j = 0; j < h; ++j) act[j] = to_f32(ha[j]), lin[j] = to_f32(hl[j]);
+      } else {
+        k.widen_f16(h, reinterpret_cast<const float16*>(row + act_off), act.data());
+        k.widen_f16(h, reinterpret_cast<const float16*>(row + lin_off), lin.data());
         a = act.data(), l = lin.data();
       }
       sp[r] = swiglu_clip_quant_row(k, h, a, l, spans[g].alpha, tmp.data(), yp + r * h);

@@ -22,12 +22,15 @@ using RoundBf16InPlaceFn = void (*)(int64_t n, float* v);
 using ClipRowFn = void (*)(int64_t n, float alpha, float* v);
 /// out[i] = the bf16 value src[i] widened to fp32 (exact).
 using WidenBf16Fn = void (*)(int64_t n, const bfloat16* src, float* out);
+/// out[i] = to_f32(src[i]) (exact).
+using WidenF16Fn = void (*)(int64_t n, const float16* src, float* out);
 
 struct SwigluClipKernels {
   rows::RowsKernels rows;  // swiglu[0] and quantize[0] of the same level
   RoundBf16InPlaceFn round_bf16 = nullptr;
   ClipRowFn clip = nullptr;
   WidenBf16Fn widen_bf16 = nullptr;
+  WidenF16Fn widen_f16 = nullptr;
   const char* name = "";  // "swiglu_clip_quant__<isa>"
 };
 

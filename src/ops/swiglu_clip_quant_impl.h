@@ -4,7 +4,8 @@
 //  - the clip's fmax over |v| as the largest bit pattern of |v| among the non-NaN ones (non-negative floats order as
 //    their patterns do; fmax skips NaNs, and m starts at +0, pattern 0);
 //  - the clip as two selects (compare, then blend), the reference's two ifs in its order;
-//  - the bf16 round trip as round_row_impl.h's rounding, left in the high half of the fp32 pattern.
+//  - the bf16 round trip as round_row_impl.h's rounding, left in the high half of the fp32 pattern;
+//  - the f16 widening as to_f32(float16)'s three cases, each computed, then selected.
 // tests/ops/swiglu_clip_quant_fast_test.cpp holds every variant to the scalar rules bit for bit.
 #include <cstdint>
 #include <cstring>
@@ -55,6 +56,22 @@ inline void clip_row(int64_t n, float alpha, float* __restrict v) {
 inline void widen_bf16(int64_t n, const bfloat16* __restrict src, float* __restrict out) {
   const auto* s = reinterpret_cast<const uint16_t*>(src);
   for (int64_t i = 0; i < n; ++i) out[i] = float_of(uint32_t(s[i]) << 16);
+}
+
+// to_f32(float16), every case computed then selected: subnormals (and zeros) as m * 2^-24, exact in fp32.
+inline void widen_f16(int64_t n, const float16* __restrict src, float* __restrict out) {
+  const auto* s = reinterpret_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t h = s[i];
+    const uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    const uint32_t special = sign | 0x7f800000u | (m << 13);  // inf / NaN, payload kept
+    const uint32_t normal = sign | ((e + 112u) << 23) | (m << 13);
+    const uint32_t sub = sign | bits_of(float(int32_t(m)) * 0x1p-24f);
+    // Selected by masks: as ?: GCC moved the fp product into a branch and left the loop scalar.
+    const uint32_t is_special = 0u - uint32_t(e == 0x1fu), is_sub = 0u - uint32_t(e == 0u);
+    const uint32_t is_normal = ~(is_special | is_sub);
+    out[i] = float_of((special & is_special) | (normal & is_normal) | (sub & is_sub));
+  }
 }
 
 }  // namespace moefuse::MOEFUSE_SWIGLU_CLIP_NS

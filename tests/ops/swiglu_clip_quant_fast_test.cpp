@@ -1,5 +1,5 @@
 // swiglu_clip_quant's vector path (src/ops/swiglu_clip_quant_fast.h) against the scalar rules, every variant this
-// machine runs: the steps (bf16 round trip, clip, bf16 widening) bit for bit against to_bf16 / the reference's
+// machine runs: the steps (bf16 round trip, clip, bf16 and f16 widening) bit for bit against to_bf16 / the reference's
 // loops, and the operator (the variant of each forced ISA level) bit for bit against reference::swiglu_clip_quant on
 // sweeps: widths 1, 15, 16, 17, 31, 33 and 1031 (every tail of the 8- and 16-lane loops), 0, 1 and many rows with
 // empty groups and rows past them, clip factors 0, subnormal, tiny, 1 and above, bf16, f16 and f32, both halves
@@ -115,6 +115,20 @@ TEST(SwigluClipQuantFast, StepsEqualTheScalarRulesInEveryVariant) {
     std::vector<float> w(v.size());
     k.widen_bf16(int64_t(b.size()), b.data(), w.data());
     for (size_t i = 0; i < b.size(); ++i) ASSERT_EQ(std::bit_cast<uint32_t>(w[i]), std::bit_cast<uint32_t>(to_f32(b[i])));
+    // f16: every pattern, twice over (so the vector loop's tail holds some), and the short lengths.
+    std::vector<float16> f(2 * 0x10000 + 5);
+    for (size_t i = 0; i < f.size(); ++i) f[i] = float16{uint16_t(i)};
+    std::vector<float> wf(f.size());
+    k.widen_f16(int64_t(f.size()), f.data(), wf.data());
+    for (size_t i = 0; i < f.size(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(wf[i]), std::bit_cast<uint32_t>(to_f32(f[i]))) << std::hex << "f16 0x" << i;
+    for (int64_t n : kWidths) {
+      std::vector<float> t(static_cast<size_t>(n) + 1, 7.0f);
+      k.widen_f16(n, f.data() + 0x7bf0, t.data());
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_EQ(std::bit_cast<uint32_t>(t[size_t(j)]), std::bit_cast<uint32_t>(to_f32(f[size_t(0x7bf0 + j)])));
+      ASSERT_EQ(t[size_t(n)], 7.0f);  // nothing written past n
+    }
   }
 }
 
