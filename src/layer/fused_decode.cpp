@@ -13,6 +13,7 @@
 #include "layer/act_order.h"
 #include "layer/router.h"
 #include "moefuse/error.h"
+#include "ops/swiglu_clip_quant_fast.h"
 
 namespace moefuse::layer {
 namespace {
@@ -46,7 +47,8 @@ class Step {
         Is_(experts_only ? 0 : c.shared_expert_width()), experts_only_(experts_only), model_(c.dtype),
         slot_(rows::slot(c.dtype)), int8_(int8_activations(c.quant_mode)), int4_int8_(c.quant_mode == QuantMode::w4a8),
         clip_(c.quant_mode == QuantMode::w8a8c8), fp8_(p.fp8), rows_(p.kernels.rows),
-        w13_(p.w13.experts->all()), w2_(p.w2.experts->all()) {
+        clipk_(clip_ ? select_swiglu_clip(p.kernels.rows.isa) : SwigluClipKernels{}), w13_(p.w13.experts->all()),
+        w2_(p.w2.experts->all()) {
     if (Is_ > 0) {
       shared_w13_ = &(*p.shared_w13.experts)[0];
       shared_w2_ = &(*p.shared_w2.experts)[0];
@@ -298,10 +300,8 @@ class Step {
         for (int64_t r = 0; r < n; ++r) {
           rows_.dequant(nb, gate.data() + r * block_a_, ws + j0, row_scale[r], hg.data());
           rows_.dequant(nb, up.data() + r * block_a_, ws + W + j0, row_scale[r], hu.data());
-          for (int64_t j = 0; j < nb; ++j) {
-            hg[j] = to_f32(to_bf16(hg[j]));
-            hu[j] = to_f32(to_bf16(hu[j]));
-          }
+          clipk_.round_bf16(nb, hg.data());
+          clipk_.round_bf16(nb, hu.data());
           rows_.swiglu[0](nb, hg.data(), hu.data(), dst + r * W + j0);
         }
       } else {
@@ -334,15 +334,7 @@ class Step {
     const float alpha = !clip_ || is_shared(g) ? 1.0f : w_.clip_alpha.data_as<const float>()[expert(g)];
     for (int64_t r = 0; r < n; ++r) {
       float* row = src + r * W;
-      if (clip_) {
-        float m = 0.0f;
-        for (int64_t j = 0; j < W; ++j) m = std::fmax(m, std::fabs(row[j]));
-        const float t = alpha * m;
-        for (int64_t j = 0; j < W; ++j) {
-          if (row[j] > t) row[j] = t;
-          if (row[j] < -t) row[j] = -t;
-        }
-      }
+      if (clip_) clipk_.clip(W, alpha, row);
       scale[r] = rows_.quantize[0](W, row, smooth2, row, q + r * W);
     }
     finished(E_ + 1 + g);
@@ -430,6 +422,7 @@ class Step {
   const bool clip_;       // w8a8c8: h rounded to bf16, SwiGLU clipped per row before Q (swiglu_clip_quant)
   const bool fp8_;        // FP8 weights (one byte) on the FP8 kernel: the float path
   const rows::RowsKernels& rows_;
+  const SwigluClipKernels clipk_;  // w8a8c8: swiglu_clip_quant's bf16 round trip and clip, at the rows' level
   gemm::GemmFloatFn float_fn_ = nullptr;
   gemm::GemmS8Fn s8_fn_ = nullptr;
   gemm::GemmU4S8Fn u4s8_fn_ = nullptr;

@@ -6,6 +6,7 @@
 #include "base/check.h"
 #include "base/elements.h"
 #include "base/groups.h"
+#include "ops/swiglu_clip_quant_fast.h"
 #include "reference/swiglu_clip_quant.h"
 
 namespace moefuse {
@@ -43,6 +44,14 @@ void check_args(const Tensor& x, const Tensor& group_index, const Tensor& group_
   scale_shape = Shape{x.size(0)};
 }
 
+// The vector path (swiglu_clip_quant_fast.h) where it takes x, else the scalar reference: the same bits.
+void compute(const Tensor& x, const Tensor& group_index, const Tensor& group_alpha, bool activate_left,
+             const SwigluClipQuantResult& out) {
+  if (swiglu_clip_quant_fast(x, group_index, group_alpha, activate_left, out.y, out.scale, active_isa()) == nullptr)
+    return;
+  reference::swiglu_clip_quant(x, group_index, group_alpha, activate_left, out.y, out.scale);
+}
+
 }  // namespace
 
 SwigluClipQuantResult swiglu_clip_quant(const Tensor& x, const Tensor& group_index, const Tensor& group_alpha,
@@ -50,7 +59,7 @@ SwigluClipQuantResult swiglu_clip_quant(const Tensor& x, const Tensor& group_ind
   Shape y_shape, scale_shape;
   check_args(x, group_index, group_alpha, options, y_shape, scale_shape);
   SwigluClipQuantResult out{Tensor::empty(DType::i8, y_shape), Tensor::empty(DType::f32, scale_shape)};
-  reference::swiglu_clip_quant(x, group_index, group_alpha, options.activate_left, out.y, out.scale);
+  compute(x, group_index, group_alpha, options.activate_left, out);
   return out;
 }
 
@@ -60,7 +69,7 @@ void swiglu_clip_quant_out(const Tensor& x, const Tensor& group_index, const Ten
   check_args(x, group_index, group_alpha, options, y_shape, scale_shape);
   check::output(kOp, "y", out.y, DType::i8, y_shape);
   check::output(kOp, "scale", out.scale, DType::f32, scale_shape);
-  reference::swiglu_clip_quant(x, group_index, group_alpha, options.activate_left, out.y, out.scale);
+  compute(x, group_index, group_alpha, options.activate_left, out);
 }
 
 }  // namespace moefuse
