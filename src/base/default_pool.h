@@ -71,4 +71,17 @@ void parallel_rows(int64_t rows, int64_t row_elements, Fn&& fn) {
   fn(int64_t{0}, rows);
 }
 
+/// Calls fn(i) for every i in [0, count): on the operators' pool when count > 1 and a lease gives one, else in order
+/// on the calling thread. For independent items (blocks of rows an operator cut itself): the results cannot depend on
+/// which thread runs which.
+template <class Fn>
+void parallel_items(int64_t count, Fn&& fn) {
+  DefaultPoolLease lease;
+  if (lease.pool() && count > 1) {
+    lease.pool()->parallel_for(count, fn);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) fn(i);
+}
+
 }  // namespace moefuse

@@ -114,10 +114,7 @@ const char* dequant_swiglu_quant_fast(const DequantSwigluQuantArgs& a, const Ten
       scale.data_as<float>()[r] = k.quantize[0](h, o.data(), nullptr, o.data(), y.data_as<int8_t>() + r * h);
     }
   };
-  DefaultPoolLease lease;
-  if (lease.pool() && blocks > 1) lease.pool()->parallel_for(blocks, block);
-  else
-    for (int64_t b = 0; b < blocks; ++b) block(b);
+  parallel_items(blocks, block);
   return nullptr;
 }
 

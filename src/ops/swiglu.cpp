@@ -54,10 +54,7 @@ void run(const Tensor& x, int d, const Tensor& out) {
       store_row(o.data(), half, x.dtype(), static_cast<std::byte*>(out.data()) + r * half * es);
     }
   };
-  DefaultPoolLease lease;
-  if (lease.pool() && blocks > 1) lease.pool()->parallel_for(blocks, block);
-  else
-    for (int64_t i = 0; i < blocks; ++i) block(i);
+  parallel_items(blocks, block);
 }
 
 }  // namespace

@@ -120,10 +120,7 @@ const char* swiglu_clip_quant_fast(const Tensor& x, const Tensor& group_index, c
       sp[r] = swiglu_clip_quant_row(k, h, a, l, spans[g].alpha, tmp.data(), yp + r * h);
     }
   };
-  DefaultPoolLease lease;
-  if (lease.pool() && blocks > 1) lease.pool()->parallel_for(blocks, block);
-  else
-    for (int64_t b = 0; b < blocks; ++b) block(b);
+  parallel_items(blocks, block);
   return nullptr;
 }
 

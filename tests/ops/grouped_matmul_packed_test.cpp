@@ -23,6 +23,7 @@
 #include "util/compare.h"
 #include "util/errors.h"
 #include "util/grouped_matmul_cases.h"
+#include "util/isa_cap.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -30,13 +31,7 @@ namespace {
 
 using testing::Rng;
 
-// Restores the ISA cap and the thread count when a test ends, pass or fail.
-struct Restore {
-  ~Restore() {
-    set_max_isa(kTopIsa);
-    set_num_threads(0);
-  }
-};
+using Restore = testing::RestoreIsaAndThreads;
 
 using Path = testing::GmmPath;
 using testing::path_name;

@@ -20,6 +20,7 @@
 #include "moefuse/threads.h"
 #include "ops/swiglu_clip_quant_fast.h"
 #include "reference/swiglu_clip_quant.h"
+#include "util/isa_cap.h"
 #include "util/random.h"
 
 namespace moefuse {
@@ -27,12 +28,7 @@ namespace {
 
 using testing::Rng;
 
-struct Restore {
-  ~Restore() {
-    set_max_isa(kTopIsa);
-    set_num_threads(0);
-  }
-};
+using Restore = testing::RestoreIsaAndThreads;
 
 float from_bits(uint32_t u) { return std::bit_cast<float>(u); }
 
