@@ -86,7 +86,9 @@ TEST(Fp8Act, QuantiseRowIsTheDefinition) {
       for (size_t g = 0; g < s.size(); ++g)
         ASSERT_TRUE(f32_bits(s[g]) == f32_bits(ws[g]) || (std::isnan(s[g]) && std::isnan(ws[g])))
             << "K=" << K << " kind " << kind << " block " << g;
-      if (kind == 1) EXPECT_EQ(s[0], 0.0f);
+      if (kind == 1) {
+        EXPECT_EQ(s[0], 0.0f);
+      }
     }
   }
   // The block's largest magnitude maps to 448 (code 0x7e), its sign kept.
