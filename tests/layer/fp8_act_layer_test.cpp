@@ -232,6 +232,9 @@ TEST(Fp8ActLayer, ConfigKeyRoundTripsAndErrors) {
   plain.fp8_activations = Fp8Activations::none;
   const LayerWeights w = MoeLayer::with_random_fp8_weights(plain, 1).weights();  // bf16 weights
   EXPECT_THROWS_MSG(MoeLayer(c, w), ValueError, "fp8_activations", "got dynamic_1x128 with w13 of dtype bf16");
+  // The layer oracle computes the bf16-activation chain only: it refuses the key rather than disagree.
+  EXPECT_THROWS_MSG(reference_layer_forward(c, w, testing::layer_tokens(c, 2, 1)), ValueError,
+                    "reference_layer_forward", "fp8_activations", "expected none", "got dynamic_1x128");
 }
 
 }  // namespace
