@@ -22,6 +22,7 @@
 #include "moefuse/error.h"
 #include "moefuse/layer.h"
 #include "oracle/exp_f32.h"
+#include "util/alloc_counter.h"
 #include "util/compare.h"
 #include "util/configs.h"
 #include "util/errors.h"
@@ -204,6 +205,21 @@ TEST(Fp8ActLayer, ChunkingAndGraphModeKeepTheBits) {
   const Tensor x = testing::layer_tokens(c, 11, 5);
   EXPECT_TENSOR_EQ(a.forward(x, true), b.forward(x, true));
   EXPECT_TENSOR_EQ(a.forward(x, false), a.forward(x, true));
+}
+
+// Graph mode on one thread: after a warm-up of each kind, forwards allocate nothing (docs/layer.md §2).
+TEST(Fp8ActLayer, GraphModeForwardsAllocateNothing) {
+  MoeConfig c = fp8_act_config("deepseek-v3", 192, 96);
+  c.moe_chunk_max_len = 16;
+  MoeLayer layer = MoeLayer::with_random_fp8_weights(c, 3, {.threads = 1});
+  const Tensor x = testing::layer_tokens(c, 40, 4);
+  Tensor out = Tensor::empty(c.dtype, {40, c.hidden_size}), out_small = Tensor::empty(c.dtype, {3, c.hidden_size});
+  layer.forward_out(x, true, out);
+  layer.forward_out(x.narrow(0, 0, 3), false, out_small);
+  testing::AllocationCounter counter;
+  layer.forward_out(x, true, out);
+  layer.forward_out(x.narrow(0, 0, 3), false, out_small);
+  EXPECT_EQ(counter.count(), 0u);
 }
 
 TEST(Fp8ActLayer, ConfigKeyRoundTripsAndErrors) {
