@@ -163,6 +163,7 @@ std::vector<float> oracle(const Problem& p) {
 
 std::vector<gemm::GemmFp8ActKernel> variants() {
   std::vector<gemm::GemmFp8ActKernel> v{{gemm::detail::gemm_fp8a_fp8w_f32__scalar, "scalar"}};
+  if (detected_isa() >= Isa::avx2) v.push_back({gemm::detail::gemm_fp8a_fp8w_f32__avx2, "avx2"});
   if (detected_isa() >= Isa::avx512) v.push_back({gemm::detail::gemm_fp8a_fp8w_f32__avx512, "avx512"});
   return v;
 }
@@ -220,7 +221,9 @@ TEST(Fp8Act, SaturatedSubnormalAndNanCodes) {
 
 TEST(Fp8Act, SelectedKernelFollowsTheIsa) {
   const auto k = gemm::select_gemm_fp8_act();
-  EXPECT_STREQ(k.name, active_isa() >= Isa::avx512 ? "gemm_fp8a_fp8w_f32__avx512" : "gemm_fp8a_fp8w_f32__scalar");
+  EXPECT_STREQ(k.name, active_isa() >= Isa::avx512 ? "gemm_fp8a_fp8w_f32__avx512"
+                       : active_isa() >= Isa::avx2 ? "gemm_fp8a_fp8w_f32__avx2"
+                                                   : "gemm_fp8a_fp8w_f32__scalar");
 }
 
 }  // namespace

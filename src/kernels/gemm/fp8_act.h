@@ -55,12 +55,15 @@ struct GemmFp8ActKernel {
   const char* name = "";
 };
 
-/// The fastest variant the CPU (active_isa()) runs: AVX-512 from the avx512 level, else the scalar reference.
+/// The fastest variant the CPU (active_isa()) runs: AVX-512 from the avx512 level, AVX2 (with F16C) at the avx2
+/// level, else the scalar reference.
 GemmFp8ActKernel select_gemm_fp8_act();
 
 namespace detail {
 void gemm_fp8a_fp8w_f32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, const uint8_t* qa, int64_t lda,
                                 const float* sa, int64_t ldsa, const void* b, float* c, int64_t ldc);
+void gemm_fp8a_fp8w_f32__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const uint8_t* qa, int64_t lda,
+                              const float* sa, int64_t ldsa, const void* b, float* c, int64_t ldc);
 void gemm_fp8a_fp8w_f32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const uint8_t* qa, int64_t lda,
                                 const float* sa, int64_t ldsa, const void* b, float* c, int64_t ldc);
 }  // namespace detail

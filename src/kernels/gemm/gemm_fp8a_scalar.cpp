@@ -61,6 +61,7 @@ void gemm_fp8a_fp8w_f32__scalar(int64_t M, int64_t K, int64_t n0, int64_t n1, co
 
 GemmFp8ActKernel select_gemm_fp8_act() {
   if (active_isa() >= Isa::avx512) return {detail::gemm_fp8a_fp8w_f32__avx512, "gemm_fp8a_fp8w_f32__avx512"};
+  if (active_isa() >= Isa::avx2) return {detail::gemm_fp8a_fp8w_f32__avx2, "gemm_fp8a_fp8w_f32__avx2"};
   return {detail::gemm_fp8a_fp8w_f32__scalar, "gemm_fp8a_fp8w_f32__scalar"};
 }
 
