@@ -24,6 +24,7 @@
 //       quant_group_size: 128         # optional, default 128, w4a16/w4a8 only: 32 | 64 | 128 (input channels per scale)
 //       quant_symmetric: true         # optional, default true, w4a16/w4a8 only: zero point 8 (true) or per group (false)
 //       router_logits_dtype: fp32     # optional, default fp32: fp32 | model
+//       fp8_activations: none         # optional, default none: none | dynamic_1x128 (FP8 expert weights only)
 //
 // Required keys are those that define the model's shape and routing math (a silent default there would compute a
 // different model); the rest are execution options or have an identity default (no shared experts, one group,
@@ -64,6 +65,13 @@ constexpr bool int8_activations(QuantMode m) {
 }
 /// Router logits kept in fp32, or rounded to the model dtype before gating (docs/layer.md §1, router).
 enum class RouterLogitsDtype : uint8_t { fp32, model };
+/// Activations of the expert projections of a layer whose expert weights are FP8 block-scaled, held one byte per
+/// weight (docs/layer.md §7): none keeps them in the model dtype (the bf16 chain on the weights bf16(e4m3 * s));
+/// dynamic_1x128 is DeepSeek-V3's FP8 inference mode: each activation row quantised to e4m3 per block of 128 input
+/// channels (s = max|x| / 448, RNE, saturating; an all-zero block s = 0, codes 0), each projection output
+/// Σ over 128-wide K blocks, ascending, from +0, of acc = acc + ((fp32(exact block dot) * s_act) * s_weight), then
+/// rounded to the model dtype; h, a and y round where the bf16 chain rounds them (kernels/gemm/fp8_act.h).
+enum class Fp8Activations : uint8_t { none, dynamic_1x128 };
 
 /// One MoE layer's configuration. The member defaults are the seed default (the olmoe-1b-7b preset), so
 /// `MoeConfig{}` is a valid configuration.
@@ -102,6 +110,9 @@ struct MoeConfig {
   /// zero point per group. A checkpoint's own zero points are used as they are either way.
   bool quant_symmetric = true;
   RouterLogitsDtype router_logits_dtype = RouterLogitsDtype::fp32;
+  /// dynamic_1x128: only with dtype bf16 and quant_mode none, and the layer must hold FP8 expert weights one byte
+  /// (MoeLayer refuses other weights by this key's name). to_yaml writes it only when not none.
+  Fp8Activations fp8_activations = Fp8Activations::none;
 
   /// Width of the shared-expert MLP: n_shared_experts * moe_intermediate_size for deepseek_v2/v3,
   /// shared_expert_intermediate_size for qwen2_moe, 0 when there is none.
@@ -118,6 +129,7 @@ std::string_view model_type_name(ModelType t);
 std::string_view scoring_func_name(ScoringFunc f);
 std::string_view quant_mode_name(QuantMode q);
 std::string_view router_logits_dtype_name(RouterLogitsDtype d);
+std::string_view fp8_activations_name(Fp8Activations a);
 
 /// Checks every value and combination (the rules in the comments of MoeConfig's members). Throws ValueError whose
 /// message starts with `source_name` and names the key path (e.g. "model_config.n_group"), the value and what was

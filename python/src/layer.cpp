@@ -59,6 +59,8 @@ nb::dict config_dict(const MoeConfig& c) {
     model["quant_symmetric"] = c.quant_symmetric;
   }
   model["router_logits_dtype"] = std::string(router_logits_dtype_name(c.router_logits_dtype));
+  if (c.fp8_activations != Fp8Activations::none)  // as to_yaml: only when set
+    model["fp8_activations"] = std::string(fp8_activations_name(c.fp8_activations));
   nb::dict d;
   d["exe_mode"] = std::string(exe_mode_name(c.exe_mode));
   if (c.numerics) d["numerics"] = std::string(numerics_name(*c.numerics));  // as to_yaml: only when set

@@ -141,7 +141,7 @@ Loaded load_rank_share(const MoeConfig& config, int64_t layer_index, MPI_Comm mp
     PoolLease lease(threads);
     weights = load(lease.workers(), &local);
     hash = weights_hash(weights);
-    packed = layer::pack_layer_weights(weights, numerics);
+    packed = layer::pack_layer_weights(weights, numerics, config.fp8_activations);
   } catch (const Error&) {
     failure = std::current_exception();
   }

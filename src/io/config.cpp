@@ -103,7 +103,8 @@ class Reader {
                                                        "quant_mode",
                                                        "quant_group_size",
                                                        "quant_symmetric",
-                                                       "router_logits_dtype"};
+                                                       "router_logits_dtype",
+                                                       "fp8_activations"};
     for_each_key(model, "model_config.", keys, [&](const std::string& key, const YAML::Node& v) {
       const std::string path = "model_config." + key;
       if (key == "model_type") c.model_type = read_enum<ModelType>(v, path);
@@ -125,6 +126,7 @@ class Reader {
       else if (key == "quant_group_size") c.quant_group_size = read_int(v, path);
       else if (key == "quant_symmetric") c.quant_symmetric = read_bool(v, path);
       else if (key == "router_logits_dtype") c.router_logits_dtype = read_enum<RouterLogitsDtype>(v, path);
+      else if (key == "fp8_activations") c.fp8_activations = read_enum<Fp8Activations>(v, path);
     });
 
     const std::pair<std::string_view, std::string> required[] = {
@@ -390,6 +392,8 @@ std::string to_yaml(const MoeConfig& c) {
     s += "  quant_symmetric: " + std::string(b(c.quant_symmetric)) + "\n";
   }
   s += "  router_logits_dtype: " + std::string(enum_name(c.router_logits_dtype)) + "\n";
+  if (c.fp8_activations != Fp8Activations::none)
+    s += "  fp8_activations: " + std::string(enum_name(c.fp8_activations)) + "\n";
   return s;
 }
 

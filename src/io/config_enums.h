@@ -41,6 +41,11 @@ struct EnumNames<RouterLogitsDtype> {
                                                                          {RouterLogitsDtype::model, "model"}};
 };
 template <>
+struct EnumNames<Fp8Activations> {
+  static constexpr std::pair<Fp8Activations, std::string_view> v[] = {{Fp8Activations::none, "none"},
+                                                                      {Fp8Activations::dynamic_1x128, "dynamic_1x128"}};
+};
+template <>
 struct EnumNames<DType> {
   static constexpr std::pair<DType, std::string_view> v[] = {
       {DType::bf16, "bf16"}, {DType::f16, "f16"}, {DType::f32, "f32"}};

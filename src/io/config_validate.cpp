@@ -136,6 +136,15 @@ void validate_config(const MoeConfig& c, const WhereFn& where) {
   }
   if (!enum_valid(c.router_logits_dtype))
     fail_key(where, "router_logits_dtype", enum_choices<RouterLogitsDtype>(), num(int(c.router_logits_dtype)));
+  if (!enum_valid(c.fp8_activations))
+    fail_key(where, "fp8_activations", enum_choices<Fp8Activations>(), num(int(c.fp8_activations)));
+  if (c.fp8_activations != Fp8Activations::none && (c.dtype != DType::bf16 || c.quant_mode != QuantMode::none))
+    fail_key(where, "fp8_activations",
+             std::string("none with dtype ") + std::string(dtype_name(c.dtype)) + " and quant_mode " +
+                 std::string(enum_name(c.quant_mode)) +
+                 " (FP8 activations run on FP8 block-scaled expert weights held one byte, in a bf16 layer with "
+                 "quant_mode none)",
+             std::string(enum_name(c.fp8_activations)));
 }
 
 }  // namespace config_detail

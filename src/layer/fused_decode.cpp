@@ -439,6 +439,8 @@ class Step {
 }  // namespace
 
 std::string fused_decode_declines(const MoeConfig& c) {
+  if (c.fp8_activations != Fp8Activations::none)
+    return "fp8 activations (" + std::string(fp8_activations_name(c.fp8_activations)) + ") run on the operator chain";
   if (c.moe_intermediate_size % gemm::kGemmNR != 0)
     return "I=" + std::to_string(c.moe_intermediate_size) + " is not a multiple of " + std::to_string(gemm::kGemmNR);
   if (c.shared_expert_width() % gemm::kGemmNR != 0)

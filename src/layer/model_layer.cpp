@@ -70,6 +70,7 @@ MoeConfig with_execution_options(const MoeConfig& model, std::string_view model_
   c.enable_superkernel = options.enable_superkernel;
   c.moe_chunk_max_len = options.moe_chunk_max_len;
   c.router_logits_dtype = options.router_logits_dtype;
+  c.fp8_activations = options.fp8_activations;
   c.dtype = options.dtype;
   c.quant_mode = options.quant_mode;
   validate(c, std::string(options_source) + " over " + std::string(model_source));

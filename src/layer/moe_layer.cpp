@@ -20,6 +20,7 @@
 #include "moefuse/error.h"
 #include "moefuse/io.h"
 #include "moefuse/layer.h"
+#include "ops/grouped_matmul_fp8a.h"
 
 namespace moefuse {
 namespace {
@@ -199,7 +200,7 @@ struct MoeLayer::Impl {
     // Start the workers now, so that a forward starts none (and allocates nothing).
     reserve_pool_threads(threads);
     PoolLease lease(threads);  // pack on the layer's threads
-    packed = layer::pack_layer_weights(weights, numerics);
+    packed = layer::pack_layer_weights(weights, numerics, c.fp8_activations);
     if (packed.fp8) {  // one byte per weight plus scales: the bytes the kernels read, as packed
       per_expert_bytes = packed_bytes(packed.w13) + packed_bytes(packed.w2);
       chunk_fixed_bytes = fixed_bytes_fp8(c, packed);
@@ -417,7 +418,8 @@ void MoeLayer::forward_out(const Tensor& x, bool is_prefill, const Tensor& out, 
     // chain's grouped matmuls choose theirs (in the layer's tier) at each call.
     const gemm::GemmKernels k =
         fused ? m.packed.kernels.gemm : gemm::select_gemm_kernels(m.packed.kernels.gemm.numerics);
-    m.kernel = m.packed.fp8                      ? k.fp8w.name
+    m.kernel = m.packed.fp8_activations          ? fp8_act_kernel_name()
+               : m.packed.fp8                      ? k.fp8w.name
                : c.quant_mode == QuantMode::none  ? k.float_kernel(c.dtype).name
                : c.quant_mode == QuantMode::w4a16 ? k.kernel_for((*m.packed.w13.experts)[0]).name
                : c.quant_mode == QuantMode::w4a8  ? k.u4s8_kernel_for((*m.packed.w13.experts)[0]).name

@@ -1,6 +1,8 @@
 #include "layer/packed_weights.h"
 
 #include "layer/weights.h"
+#include "moefuse/error.h"
+#include "ops/grouped_matmul_fp8a.h"
 #include "ops/packed_grouped_weights.h"
 
 namespace moefuse::layer {
@@ -26,9 +28,10 @@ PackedProjection pack_int4_projection(Tensor& storage, Tensor& scale, Tensor& ze
 }
 
 // FP8 form (weights.h): packs e4m3 storage [E, out, in] with its scales [E, out, fp8_blocks(in)], then drops both.
-PackedProjection pack_fp8_projection(Tensor& storage, Tensor& scale) {
+PackedProjection pack_fp8_projection(Tensor& storage, Tensor& scale, bool fp8_activations) {
   PackedProjection p;
-  p.op = pack_grouped_fp8(storage.contiguous(), scale.contiguous());
+  p.op = fp8_activations ? pack_grouped_fp8_act(storage.contiguous(), scale.contiguous())
+                         : pack_grouped_fp8(storage.contiguous(), scale.contiguous());
   p.experts = packed_experts(p.op);
   storage = scale = Tensor{};
   return p;
@@ -73,15 +76,22 @@ Numerics resolve_numerics(const LayerOptions& options, const MoeConfig& config) 
   return default_numerics();
 }
 
-PackedLayerWeights pack_layer_weights(LayerWeights& w, Numerics numerics) {
+PackedLayerWeights pack_layer_weights(LayerWeights& w, Numerics numerics, Fp8Activations fp8_activations) {
   PackedLayerWeights p;
+  p.fp8_activations = fp8_activations != Fp8Activations::none;
+  if (p.fp8_activations && !fp8_form(w))
+    throw ValueError(
+        "MoeLayer: fp8_activations: expected none for expert weights that are not FP8 block-scaled held one byte per "
+        "weight (dynamic_1x128 runs on an FP8 checkpoint's projections kept one byte, fp8_weights_kept_one_byte, or "
+        "MoeLayer::with_random_fp8_weights), got " + std::string(fp8_activations_name(fp8_activations)) +
+        " with w13 of dtype " + std::string(dtype_name(w.w13.dtype())));
   p.kernels.gemm = gemm::select_gemm_kernels(numerics);
   p.kernels.router = gemm::select_gemm_kernels(Numerics::portable);
   p.kernels.rows = rows::select_rows_kernels();
   p.fp8 = fp8_form(w);
   const bool int4 = !p.fp8 && w.w13.dtype() == DType::u8;  // w4a16
   auto pack = [&](Tensor& storage, Tensor& scale, Tensor& zero) {
-    return p.fp8 ? pack_fp8_projection(storage, scale) : int4 ? pack_int4_projection(storage, scale, zero)
+    return p.fp8 ? pack_fp8_projection(storage, scale, p.fp8_activations) : int4 ? pack_int4_projection(storage, scale, zero)
                                                             : pack_projection(storage);
   };
   if (w.w13.size(0) > 0) {  // an expert-parallel rank may hold no routed experts: nothing to pack then

@@ -37,6 +37,7 @@ struct PackedLayerWeights {
   gemm::PackedWeights shared_gate;  // logical [H, 1] (qwen2_moe; empty otherwise)
   LayerKernels kernels;             // what reads these (router, fused path)
   bool fp8 = false;                 // the projections are FP8 block-scaled, one byte per weight (weights.h, fp8_form)
+  bool fp8_activations = false;     // ... run with dynamic FP8 activations (config fp8_activations: dynamic_1x128)
 };
 
 /// The tier a layer of `config` made with `options` runs: options.numerics, else config.numerics, else
@@ -47,8 +48,11 @@ Numerics resolve_numerics(const LayerOptions& options, const MoeConfig& config);
 /// w13, w2, shared_w13 and shared_w2 one by one as they are packed, so that a load never holds more than one
 /// extra projection (w4a16: their scales and zero points too, which the packed form holds; the FP8 form: its
 /// scales, packed with the weights by gemm::pack_weights_fp8). The router and the small
-/// tensors stay in `w` as they are. Chooses the layer's kernels, in tier `numerics`.
-PackedLayerWeights pack_layer_weights(LayerWeights& w, Numerics numerics);
+/// tensors stay in `w` as they are. Chooses the layer's kernels, in tier `numerics`. With `fp8_activations`
+/// dynamic_1x128 the FP8 projections are packed for FP8 activations (ops/grouped_matmul_fp8a.h), and weights that
+/// are not in the FP8 form are a ValueError naming the key (checked before anything is packed).
+PackedLayerWeights pack_layer_weights(LayerWeights& w, Numerics numerics,
+                                      Fp8Activations fp8_activations = Fp8Activations::none);
 
 /// `w` with w13, w2, shared_w13 and shared_w2 restored (new tensors, bitwise the packed weights) from `packed`;
 /// FP8 projections as the bf16 weights they stand for (gemm::dequantise_weights_fp8), without scales.

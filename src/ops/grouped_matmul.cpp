@@ -9,6 +9,7 @@
 #include "base/default_pool.h"
 #include "base/groups.h"
 #include "base/scratch.h"
+#include "ops/grouped_matmul_fp8a.h"
 #include "ops/grouped_matmul_kernels.h"
 #include "ops/packed_grouped_weights.h"
 #include "reference/grouped_matmul.h"
@@ -272,6 +273,7 @@ void run_tensor_weight(GroupedMatmulArgs& args, const Tensor& weight, const Tens
 
 void run_packed(const GroupedMatmulArgs& args, const PackedGroupedWeights& weight, const Tensor& y,
                 Numerics numerics) {
+  if (fp8_activations(weight)) return run_grouped_fp8_act(args, weight, y);  // one arithmetic in both tiers
   DefaultPoolLease lease;
   gmm::run_grouped_gemm(args, detail::PackedGroupedWeightsAccess::experts(weight),
                         gemm::select_gemm_kernels(numerics), lease.pool(), y);

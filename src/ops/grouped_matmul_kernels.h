@@ -21,6 +21,7 @@ namespace moefuse {
 
 struct PackedGroupedWeights::Impl {
   std::shared_ptr<const gemm::PackedExperts> packed;  // one per expert, in expert order (shared with the layer)
+  bool fp8_activations = false;  // pack_grouped_fp8_act: run with dynamic FP8 activations (ops/grouped_matmul_fp8a.h)
 };
 
 namespace detail {
@@ -36,6 +37,9 @@ struct PackedGroupedWeightsAccess {
   }
   /// Wraps packed experts (all of the same dtype, K and N) with the logical shape they were packed from.
   static PackedGroupedWeights make(DType dtype, const Shape& shape, std::vector<gemm::PackedWeights> experts);
+  /// Whether the weights run with dynamic FP8 activations (pack_grouped_fp8_act), and the mark itself.
+  static bool fp8_activations(const PackedGroupedWeights& w) { return w.impl_ && w.impl_->fp8_activations; }
+  static void set_fp8_activations(PackedGroupedWeights& w) { w.impl_->fp8_activations = true; }
 };
 }  // namespace detail
 

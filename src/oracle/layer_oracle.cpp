@@ -325,6 +325,10 @@ Tensor reference_layer_forward(const MoeConfig& c, const LayerWeights& weights, 
                                LayerRouting* routing) {
   constexpr const char* kOp = "reference_layer_forward";
   validate(c, "reference_layer_forward config");
+  if (c.fp8_activations != Fp8Activations::none)  // the oracle of that chain: tests/layer/fp8_act_layer_test.cpp
+    check::fail_value(kOp, "config.fp8_activations",
+                      "none (this oracle computes the layer with activations in the model dtype)",
+                      std::string(fp8_activations_name(c.fp8_activations)));
   layer::validate_weights(c, weights);
   check::rank(kOp, "x", x, 2);
   check::dtype_in(kOp, "x", x, {c.dtype});

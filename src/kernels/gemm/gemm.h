@@ -257,6 +257,8 @@ struct Fp8Source {
   const float* scale_inv = nullptr;
   int64_t s_stride_kb = 0, s_stride_nb = 0;
   int64_t block_k = kFp8BlockK, block_n = kFp8BlockK;
+  /// Every vector area holds its 8 scales (no tables): what the FP8-activation kernels read (fp8_act.h).
+  bool scales_only = false;
 };
 
 /// Packs FP8 block-scaled weights (layout above). block_n may be any size >= 1 (each column's scale is copied into

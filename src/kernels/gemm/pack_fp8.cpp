@@ -23,7 +23,12 @@ void make_tables(float s, uint16_t* t1, uint16_t* t0) {
 
 // Fills one vector area (8 columns of a block) and returns its form: the tables of the first column's scale when
 // fp8_table_bits equals fp8_weight for every code each column holds, with that column's scale; else the scales.
-Fp8Form fill_vector(const std::array<std::bitset<256>, 8>& codes, const float* scale, std::byte* area) {
+Fp8Form fill_vector(const std::array<std::bitset<256>, 8>& codes, const float* scale, std::byte* area,
+                    bool scales_only) {
+  if (scales_only) {
+    std::memcpy(area, scale, kFp8VectorBytes);
+    return Fp8Form::scales;
+  }
   std::array<uint16_t, 16> tables{};
   make_tables(scale[0], tables.data(), tables.data() + 8);
   bool exact = true, subnormal = false;
@@ -82,7 +87,8 @@ PackedWeights pack_weights_fp8(const Fp8Source& src, int64_t K, int64_t N) {
       for (int v = 0; v < 4; ++v) {
         std::array<std::bitset<256>, 8> vector_codes;
         std::copy_n(codes.begin() + 8 * v, 8, vector_codes.begin());
-        forms |= uint8_t(uint8_t(fill_vector(vector_codes, scale + 8 * v, b + size_t(v) * kFp8VectorBytes)) << (2 * v));
+        forms |= uint8_t(uint8_t(fill_vector(vector_codes, scale + 8 * v, b + size_t(v) * kFp8VectorBytes,
+                                                   src.scales_only)) << (2 * v));
       }
       reinterpret_cast<uint8_t*>(panel)[g] = forms;
     }
