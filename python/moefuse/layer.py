@@ -317,8 +317,8 @@ class MoeLayer:
         file, an index .json (model.safetensors.index.json) or a directory holding one of them.
         config: for a model folder, optional: the layer's config is read from its config.json (load_model_layer,
         docs/layer.md §7), and a config given here supplies only the execution keys (exe_mode, numerics,
-        enable_superkernel, moe_chunk_max_len, router_logits_dtype; dtype, and quant_mode for a float layer), its
-        model keys having to agree with config.json. Otherwise required: a preset name, a YAML file path or a dict, as for from_config —
+        enable_superkernel, moe_chunk_max_len, router_logits_dtype, fp8_activations for an FP8 folder; dtype, and
+        quant_mode for a float layer), its model keys having to agree with config.json. Otherwise required: a preset name, a YAML file path or a dict, as for from_config —
         the checkpoint does not say which dtype and quantised chain to run (a float checkpoint with a quantised
         config is quantised per output channel on load; an int8 checkpoint needs quant_mode w8a8 or w8a8c8).
         layer: for a model folder, one of its MoE layers (ValueError naming them otherwise).

@@ -1,7 +1,7 @@
 // `moefuse run` on an FP8 model folder with fp8_activations: dynamic_1x128 given beside it (an execution option of
-// the folder): the FP8-activation chain runs (its kernel and the decode path's reason printed), decode and prefill
-// give the same bits, and they differ from the bf16-activation run; on random bf16 weights the key is an error
-// naming it.
+// the folder): the FP8-activation chain runs (its kernel, the decode path's reason and the key printed), decode and
+// prefill give the same bits, and they differ from the bf16-activation run; on random bf16 weights the key is an
+// error naming it.
 #include <string>
 
 #include "cli/cli_runner.h"
@@ -38,12 +38,14 @@ TEST_F(CliFp8Act, RunsOnAnFp8FolderAndRefusesOtherWeights) {
   EXPECT_NE(decode.out.find("expert kernel gemm_fp8a_fp8w_f32"), std::string::npos) << decode.out;
   EXPECT_NE(decode.out.find("path chain: fp8 activations (dynamic_1x128) run on the operator chain"), std::string::npos)
       << decode.out;
+  EXPECT_NE(decode.out.find(", fp8 activations dynamic_1x128\n"), std::string::npos) << decode.out;  // numerics line
   const Result prefill = moefuse("run --weights " + dir + " --layer 0 --tokens 5 --iters 1 --prefill --config " + yaml);
   ASSERT_EQ(prefill.status, 0) << prefill.err;
   EXPECT_EQ(checksum(decode.out), checksum(prefill.out));
   const Result plain = moefuse("run --weights " + dir + " --layer 0 --tokens 5 --iters 1");
   ASSERT_EQ(plain.status, 0) << plain.err;
   EXPECT_NE(checksum(plain.out), checksum(decode.out));
+  EXPECT_EQ(plain.out.find("fp8 activations"), std::string::npos) << plain.out;  // said only when not none
   EXPECT_TRUE(is_error(moefuse("run --tokens 3 --config " + yaml), {"fp8_activations", "got dynamic_1x128"}));
 }
 

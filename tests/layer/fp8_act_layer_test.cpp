@@ -127,22 +127,6 @@ Tensor oracle_forward(const MoeConfig& c, const LayerWeights& w, const Tensor& x
   return out;
 }
 
-double min_token_cosine(const Tensor& a, const Tensor& b) {
-  const Tensor fa = a.to(DType::f32).contiguous(), fb = b.to(DType::f32).contiguous();
-  double worst = 1.0;
-  for (int64_t t = 0; t < a.size(0); ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < a.size(1); ++h) {
-      const double u = fa.data_as<float>()[t * a.size(1) + h], v = fb.data_as<float>()[t * a.size(1) + h];
-      ab += u * v;
-      aa += u * u;
-      bb += v * v;
-    }
-    worst = std::min(worst, ab / std::sqrt(aa * bb));
-  }
-  return worst;
-}
-
 struct Case {
   const char* preset;
   int64_t H, I;
@@ -176,7 +160,7 @@ TEST_P(Fp8ActLayer, EqualsThePlainLoopOracleBitwise) {
         EXPECT_TENSOR_EQ(oracle_forward(c, w, x, routing), y)
             << k.preset << " T=" << T << " threads=" << threads << " prefill=" << prefill;
         EXPECT_EQ(layer.path(), prefill ? "chain" : "chain: fp8 activations (dynamic_1x128) run on the operator chain");
-        const double cos = min_token_cosine(y, want_bf16a);
+        const double cos = testing::min_token_cosine(y, want_bf16a);
         EXPECT_GE(cos, 0.99) << k.preset << " T=" << T;
         if (threads == 1 && prefill)
           std::printf("[ cosine ] %s H=%lld I=%lld T=%lld: min per-token cosine vs bf16 activations %.5f\n", k.preset,

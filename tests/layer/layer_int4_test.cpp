@@ -23,6 +23,7 @@
 namespace moefuse {
 namespace {
 
+using testing::min_token_cosine;
 using testing::Rng;
 
 const auto& kPresets = testing::kPresetNames;
@@ -86,23 +87,6 @@ TEST_P(Int4Layer, EqualsTheGroupWiseOracleBitwiseOnBothPaths) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Int4Layer, ::testing::ValuesIn(cases()), case_name);
-
-// Per-token cosine similarity of two [T, H] outputs; the smallest over the tokens.
-double min_token_cosine(const Tensor& a, const Tensor& b) {
-  const Tensor fa = a.to(DType::f32).contiguous(), fb = b.to(DType::f32).contiguous();
-  double worst = 1.0;
-  for (int64_t t = 0; t < a.size(0); ++t) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t h = 0; h < a.size(1); ++h) {
-      const double u = fa.data_as<float>()[t * a.size(1) + h], v = fb.data_as<float>()[t * a.size(1) + h];
-      ab += u * v;
-      aa += u * u;
-      bb += v * v;
-    }
-    worst = std::min(worst, ab / std::sqrt(aa * bb));
-  }
-  return worst;
-}
 
 // Random w4a16 weights are the float layer's weights (same seed) rounded to int4, so the two layers differ by the
 // int4 error alone. Round-to-nearest int4 keeps a per-token cosine of about 0.98-0.99 at G = 32 and 0.97-0.98 at

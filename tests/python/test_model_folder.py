@@ -123,3 +123,24 @@ def test_fp8_folder_is_the_dequantise_then_bf16_oracle(folder, layer, block):
             assert want.tobytes() == w13[e, rows].tobytes()
     x = np.random.default_rng(layer).standard_normal((7, 32)).astype(ml_dtypes.bfloat16)
     assert np.asarray(a(x)).tobytes() == np.asarray(moefuse.reference_layer_forward(a, x)).tobytes()
+
+
+def test_fp8_activations_from_python():
+    """fp8_activations: dynamic_1x128 given beside an FP8 folder (an execution key; the C++ tests check it bitwise
+    against the plain-loop definition): it shows in the layer's config, decode and prefill give the same bits, and
+    the output stays close to the bf16-activation layer's (int8-like activation error only)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    folder = MODELS / "qwen3_moe_fp8"
+    config = moefuse.model_config(folder)["config"]
+    config["model_config"]["fp8_activations"] = "dynamic_1x128"
+    a = moefuse.MoeLayer.from_pretrained(folder, layer=2, config=config, threads=2)
+    plain = moefuse.MoeLayer.from_pretrained(folder, layer=2, threads=2)
+    assert a.config["model_config"]["fp8_activations"] == "dynamic_1x128"
+    assert "fp8_activations" not in plain.config["model_config"]
+    x = np.random.default_rng(5).standard_normal((9, 32)).astype(ml_dtypes.bfloat16)
+    y = np.asarray(a(x)).astype(np.float32)
+    assert np.asarray(a(x, is_prefill=True)).astype(np.float32).tobytes() == y.tobytes()
+    y0 = np.asarray(plain(x)).astype(np.float32)
+    assert y.tobytes() != y0.tobytes()
+    cos = (y * y0).sum(1) / np.sqrt((y * y).sum(1) * (y0 * y0).sum(1))
+    assert cos.min() > 0.99, cos

@@ -233,6 +233,7 @@ Json describe_model(const LoadedConfig& lc) {
               {"dtype", dtype_name(c.dtype)},
               {"quant_mode", quant_mode_name(c.quant_mode)},
               {"router_logits_dtype", router_logits_dtype_name(c.router_logits_dtype)},
+              {"fp8_activations", fp8_activations_name(c.fp8_activations)},
               {"exe_mode", exe_mode_name(c.exe_mode)},
               {"enable_superkernel", c.enable_superkernel},
               {"moe_chunk_max_len", c.moe_chunk_max_len}};
@@ -258,9 +259,11 @@ void print_description(const Json& m, const Json& e) {
   std::printf("shape:      H %s, I %s, E %s, K %s, shared width %s%s\n", s(m["hidden_size"]).c_str(),
               s(m["moe_intermediate_size"]).c_str(), s(m["num_experts"]).c_str(), s(m["num_experts_per_tok"]).c_str(),
               s(m["shared_expert_width"]).c_str(), m["shared_expert_gated"].get<bool>() ? " (gated)" : "");
-  std::printf("numerics:   dtype %s, quant %s, router logits %s, scoring %s, groups %s/%s\n", s(m["dtype"]).c_str(),
+  const std::string fp8_act = s(m["fp8_activations"]);
+  std::printf("numerics:   dtype %s, quant %s, router logits %s, scoring %s, groups %s/%s%s\n", s(m["dtype"]).c_str(),
               s(m["quant_mode"]).c_str(), s(m["router_logits_dtype"]).c_str(), s(m["scoring_func"]).c_str(),
-              s(m["n_group"]).c_str(), s(m["topk_group"]).c_str());
+              s(m["n_group"]).c_str(), s(m["topk_group"]).c_str(),
+              fp8_act == "none" ? "" : (", fp8 activations " + fp8_act).c_str());
   std::printf("execution:  exe_mode %s, superkernel %s, chunk %s, path %s, threads %s, isa %s\n",
               s(m["exe_mode"]).c_str(), on_off(m["enable_superkernel"].get<bool>()), s(m["moe_chunk_max_len"]).c_str(),
               s(e["path"]).c_str(), s(e["threads"]).c_str(), s(e["isa"]).c_str());

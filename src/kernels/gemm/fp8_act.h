@@ -20,6 +20,7 @@
 // weight code (S.1111.111) makes d NaN. Products of the padded columns of a panel are 0 (code 0, scale 0).
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "moefuse/dtype.h"
@@ -40,6 +41,10 @@ inline uint8_t e4m3_rne_sat(float x) {
   bits += 0x7ffffu + ((bits >> 20) & 1u);  // RNE to 3 mantissa bits; 448 is the largest result (checked above)
   return uint8_t(sign | (((bits >> 23) - 120u) << 3) | ((bits >> 20) & 7u));
 }
+
+/// Every e4m3 code's value in fp64 (NaN codes NaN): the activation codes' table of the vector kernels (defined in the
+/// scalar file, so that no ISA-flagged copy of it exists).
+const std::array<double, 256>& e4m3_f64_table();
 
 /// Quantises one row x[0, K) as above: codes to q[0, K), one scale per block of 128 to s[0, ceil(K / 128)).
 void quantise_fp8_act_row(const float* x, int64_t K, uint8_t* q, float* s);

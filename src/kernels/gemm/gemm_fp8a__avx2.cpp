@@ -14,15 +14,6 @@
 namespace moefuse::gemm::detail {
 namespace {
 
-const std::array<double, 256>& act_table_avx2() {
-  static const std::array<double, 256> t = [] {
-    std::array<double, 256> v{};
-    for (int i = 0; i < 256; ++i) v[size_t(i)] = double(f32_from_e4m3(uint8_t(i)));
-    return v;
-  }();
-  return t;
-}
-
 // 16 e4m3 codes -> 4 x 4 fp64 values, each 2^-8 times the code's value (NaN codes NaN).
 inline void widen16(const uint8_t* q, __m256d w[4]) {
   const __m256i c16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
@@ -62,7 +53,7 @@ inline void half_sums(int64_t rows, const uint8_t* a, int64_t lda, const uint8_t
 void gemm_fp8a_fp8w_f32__avx2(int64_t M, int64_t K, int64_t n0, int64_t n1, const uint8_t* qa, int64_t lda,
                               const float* sa, int64_t ldsa, const void* b_data, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
-  const double* tab = act_table_avx2().data();
+  const double* tab = e4m3_f64_table().data();
   const auto* b = static_cast<const std::byte*>(b_data);
   const size_t panel_bytes = fp8_panel_bytes(K);
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {

@@ -21,15 +21,6 @@
 namespace moefuse::gemm::detail {
 namespace {
 
-const std::array<double, 256>& act_table() {
-  static const std::array<double, 256> t = [] {
-    std::array<double, 256> v{};
-    for (int i = 0; i < 256; ++i) v[size_t(i)] = double(f32_from_e4m3(uint8_t(i)));
-    return v;
-  }();
-  return t;
-}
-
 // 32 e4m3 codes -> 4 x 8 fp64 values, each 2^-8 times the code's value (NaN codes NaN).
 inline void widen_row(const uint8_t* q, __m512d w[4]) {
   const __m512i c16 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
@@ -116,7 +107,7 @@ void gemm_fp8a_fp8w_f32__avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, co
                                 const float* sa, int64_t ldsa, const void* b_data, float* c, int64_t ldc) {
   assert(M >= 0 && K >= 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M == 0 || n0 == n1) return;
-  const double* tab = act_table().data();
+  const double* tab = e4m3_f64_table().data();
   const auto* b = static_cast<const std::byte*>(b_data);
   const size_t panel_bytes = fp8_panel_bytes(K);
   alignas(64) double wb[kFp8BlockK * kGemmNR];  // the widened block, for more than 4 rows

@@ -11,6 +11,15 @@
 
 namespace moefuse::gemm {
 
+const std::array<double, 256>& e4m3_f64_table() {
+  static const std::array<double, 256> t = [] {
+    std::array<double, 256> v{};
+    for (int i = 0; i < 256; ++i) v[size_t(i)] = double(f32_from_e4m3(uint8_t(i)));
+    return v;
+  }();
+  return t;
+}
+
 void quantise_fp8_act_row(const float* x, int64_t K, uint8_t* q, float* s) {
   for (int64_t g = 0, k0 = 0; k0 < K; ++g, k0 += kFp8BlockK) {
     const int64_t k1 = std::min(K, k0 + kFp8BlockK);
