@@ -19,19 +19,15 @@ std::string checksum(const std::string& out) {
   return p == std::string::npos ? "" : out.substr(p, out.find('\n', p) - p);
 }
 
-constexpr const char* kQwenYaml = R"(model_config:
-  model_type: qwen3_moe
-  num_experts: 8
-  num_experts_per_tok: 2
-  hidden_size: 32
-  moe_intermediate_size: 16
-  scoring_func: softmax
-  norm_topk_prob: true
-  fp8_activations: dynamic_1x128
-)";
+// qwen3_moe's explicit config (the folder's model keys) with the execution key.
+std::string qwen_yaml() {
+  for (const Family& f : kFamilies)
+    if (std::string(f.name) == "qwen3_moe") return std::string(f.yaml) + "  fp8_activations: dynamic_1x128\n";
+  return "";
+}
 
 TEST_F(CliFp8Act, RunsOnAnFp8FolderAndRefusesOtherWeights) {
-  const std::string yaml = write_text("fp8a.yaml", kQwenYaml);
+  const std::string yaml = write_text("fp8a.yaml", qwen_yaml());
   const std::string dir = model_dir("qwen3_moe_fp8");
   const Result decode = moefuse("run --weights " + dir + " --layer 0 --tokens 5 --iters 1 --config " + yaml);
   ASSERT_EQ(decode.status, 0) << decode.err;

@@ -44,29 +44,6 @@ TEST(Fp8Act, E4m3RneSatEqualsTheEncoder) {
     for (float s : {1.0f, -1.0f}) check(s * x);
 }
 
-// The quantiser's definition, written from docs/layer.md §7 with the layer's own e4m3 encoder.
-void quantise_oracle(const std::vector<float>& x, std::vector<uint8_t>& q, std::vector<float>& s) {
-  const int64_t K = int64_t(x.size());
-  q.assign(size_t(K), 0);
-  s.assign(size_t((K + 127) / 128), 0);
-  for (int64_t g = 0; g * 128 < K; ++g) {
-    const int64_t k0 = g * 128, k1 = std::min(K, k0 + 128);
-    float amax = 0;
-    bool finite = true;
-    for (int64_t k = k0; k < k1; ++k) {
-      if (!std::isfinite(x[size_t(k)])) finite = false;
-      else amax = std::max(amax, std::fabs(x[size_t(k)]));
-    }
-    if (!finite) {
-      s[size_t(g)] = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    s[size_t(g)] = amax / 448.0f;
-    if (s[size_t(g)] == 0) continue;
-    for (int64_t k = k0; k < k1; ++k) q[size_t(k)] = layer::e4m3_from_f32(x[size_t(k)] / s[size_t(g)]);
-  }
-}
-
 TEST(Fp8Act, QuantiseRowIsTheDefinition) {
   Rng rng(3);
   for (int64_t K : {1, 2, 127, 128, 129, 256, 300, 517}) {
@@ -81,7 +58,7 @@ TEST(Fp8Act, QuantiseRowIsTheDefinition) {
       std::vector<uint8_t> q(static_cast<size_t>(K)), wq;
       std::vector<float> s(static_cast<size_t>((K + 127) / 128)), ws;
       gemm::quantise_fp8_act_row(x.data(), K, q.data(), s.data());
-      quantise_oracle(x, wq, ws);
+      testing::quantise_fp8_act_by_definition(x, wq, ws);
       ASSERT_EQ(q, wq) << "K=" << K << " kind " << kind;
       for (size_t g = 0; g < s.size(); ++g)
         ASSERT_TRUE(f32_bits(s[g]) == f32_bits(ws[g]) || (std::isnan(s[g]) && std::isnan(ws[g])))

@@ -46,31 +46,12 @@ MoeConfig fp8_act_config(const std::string& preset, int64_t H, int64_t I) {
 
 float round_bf16(float v) { return to_f32(to_bf16(v)); }
 
-// The definition's quantiser, from the layer's own e4m3 encoder (a separate implementation from the kernels').
-void quantise(const Vec& x, std::vector<uint8_t>& q, Vec& s) {
-  const int64_t K = int64_t(x.size());
-  q.assign(size_t(K), 0);
-  s.assign(size_t((K + 127) / 128), 0.0f);
-  for (int64_t g = 0; g * 128 < K; ++g) {
-    const int64_t k0 = g * 128, k1 = std::min(K, k0 + 128);
-    float amax = 0;
-    bool finite = true;
-    for (int64_t k = k0; k < k1; ++k) {
-      finite = finite && std::isfinite(x[size_t(k)]);
-      if (std::isfinite(x[size_t(k)])) amax = std::max(amax, std::fabs(x[size_t(k)]));
-    }
-    s[size_t(g)] = finite ? amax / 448.0f : std::numeric_limits<float>::quiet_NaN();
-    if (!(s[size_t(g)] > 0)) continue;
-    for (int64_t k = k0; k < k1; ++k) q[size_t(k)] = layer::e4m3_from_f32(x[size_t(k)] / s[size_t(g)]);
-  }
-}
-
 // out[r] for r < rows of projection (codes q [rows, in] at byte offset q0, scales [rows, ceil(in / 128)] at s0),
 // rounded to bf16.
 Vec project(const Tensor& q, int64_t q0, const Tensor& scale, int64_t s0, int64_t rows, int64_t in, const Vec& x) {
   std::vector<uint8_t> xa;
   Vec xs;
-  quantise(x, xa, xs);
+  testing::quantise_fp8_act_by_definition(x, xa, xs);
   const int64_t kb = (in + 127) / 128;
   auto fixed = [](uint8_t c) { return int64_t(std::ldexp(double(testing::e4m3_by_definition(c)), 9)); };
   Vec out(static_cast<size_t>(rows));

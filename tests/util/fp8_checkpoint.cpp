@@ -1,10 +1,12 @@
 #include "util/fp8_checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 
+#include "layer/fp8_weights.h"
 #include "moefuse/dtype.h"
 
 namespace moefuse::testing {
@@ -91,6 +93,24 @@ LayerWeights fp8_oracle_weights(const MoeConfig& c, const Checkpoint& ck, int64_
     dequantise_into(ck, sp + "down_proj.weight", o.shared_w2, 0, 0, H, Is, bn, bk);
   }
   return o;
+}
+
+void quantise_fp8_act_by_definition(const std::vector<float>& x, std::vector<uint8_t>& q, std::vector<float>& s) {
+  const int64_t K = int64_t(x.size());
+  q.assign(size_t(K), 0);
+  s.assign(size_t((K + 127) / 128), 0.0f);
+  for (int64_t g = 0; g * 128 < K; ++g) {
+    const int64_t k0 = g * 128, k1 = std::min(K, k0 + 128);
+    float amax = 0;
+    bool finite = true;
+    for (int64_t k = k0; k < k1; ++k) {
+      if (!std::isfinite(x[size_t(k)])) finite = false;
+      else amax = std::max(amax, std::fabs(x[size_t(k)]));
+    }
+    s[size_t(g)] = finite ? amax / 448.0f : std::numeric_limits<float>::quiet_NaN();
+    if (!(s[size_t(g)] > 0)) continue;
+    for (int64_t k = k0; k < k1; ++k) q[size_t(k)] = layer::e4m3_from_f32(x[size_t(k)] / s[size_t(g)]);
+  }
 }
 
 }  // namespace moefuse::testing

@@ -36,4 +36,9 @@ float e4m3_by_definition(uint8_t v);
 LayerWeights fp8_oracle_weights(const MoeConfig& config, const Checkpoint& ck, int64_t layer, const LayerWeights& w,
                                 int64_t bn, int64_t bk);
 
+/// DeepSeek's dynamic FP8 activation quantiser of one row x (docs/layer.md §7, "FP8 activations"), written from its
+/// definition with the layer's own e4m3 encoder (not the kernels'): codes q[0, K), one scale per block of 128 in s
+/// (NaN for a block holding a NaN or an infinity, whose codes stay 0; codes 0 where the scale is 0).
+void quantise_fp8_act_by_definition(const std::vector<float>& x, std::vector<uint8_t>& q, std::vector<float>& s);
+
 }  // namespace moefuse::testing
