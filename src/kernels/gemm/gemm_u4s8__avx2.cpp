@@ -19,6 +19,11 @@
 // 32 columns. Both are exact int32, so isum_g is the contract's integer.
 //
 // Tiles: 1 or 2 rows x 32 columns (the whole panel); the unpacked weights of a step serve both rows.
+//
+// Prefetch: the first row block of each panel prefetches its stream pf.bytes ahead (the int4 entry of the prefetch
+// settings, base/cpu_tuning.h), one line per 4 k (the rows a step reads) and, for G <= 64, each block's 4 lines of
+// scales and zero biases, as the AVX-512 kernels do (u4s8_tile__avx512.h: why G <= 64). The panels follow each other
+// in memory, so a prefetch past a panel's end lands in the next tile's. Before, this kernel prefetched nothing.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -64,7 +69,7 @@ __attribute__((always_inline)) inline __m256i row_sum(const Consts& k, const int
 // MR rows x the 32 columns of the panel at `panel`; `width`: valid columns.
 template <int G, int MR>
 void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, float* c, int64_t ldc,
-          int width) {
+          int width, Prefetch pf) {
   const Consts k;
   __m256 facc[MR][4];
 #pragma GCC unroll 2
@@ -73,6 +78,10 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
     for (int v = 0; v < 4; ++v) facc[m][v] = _mm256_setzero_ps();
   for (int64_t g = 0; g < K / G; ++g) {
     const Int4Block blk = int4_block(panel, G, g);
+    if constexpr (G <= 64)
+      if (pf.on())
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; ++l) prefetch_ahead(reinterpret_cast<const std::byte*>(blk.scale) + 64 * l, pf);
     __m256i isum[MR][4];
 #pragma GCC unroll 2
     for (int m = 0; m < MR; ++m)
@@ -86,6 +95,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
         for (int v = 0; v < 4; ++v) acc[m][v] = _mm256_setzero_si256();
       for (int r = c0; r < c0 + kChunk; r += 4) {
         const uint8_t* rows = blk.rows + r * kInt4RowBytes;
+        if (pf.on()) prefetch_ahead(rows, pf);
         const __m128i r0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows));
         const __m128i r1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + 16));
         const __m128i r2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + 32));
@@ -137,7 +147,7 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
   store_tile<MR, 4>(facc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, float*, int64_t, int);
+using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, float*, int64_t, int, Prefetch);
 
 template <int G, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -152,11 +162,13 @@ void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, in
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
   const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  const Prefetch pf = prefetch_for(PrefetchStream::int4, M);
   for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
     std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
     const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
     for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
-      tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, c + m0 * ldc + (p0 - n0), ldc, width);
+      tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, c + m0 * ldc + (p0 - n0), ldc, width,
+                      m0 == 0 ? pf : Prefetch{});
     });
   }
 }
