@@ -408,6 +408,11 @@ TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionOnManyRows) {
     for (int64_t K : {G, int64_t(512), 512 + G, G == 128 ? int64_t(640) : 11 * G})
       for (int64_t N : {33, 97}) expect_w4a8_rows_match(rng, random_int4(rng, K, N, G), rows, N == 33);
   for (int64_t G : gemm::kInt4GroupSizes) expect_w4a8_rows_match(rng, extreme_int4(rng, 5 * G, 64, G), rows, false);
+  // The AVX-512 kernels form Σ a per row and group once per call, for as many rows as kInt4SumFloats holds with all
+  // their groups (int4_group_sums.h: 64 rows at 64 groups): M = 65 and 150 cross runs of rows, in tiles of one and
+  // two panels (N = 97).
+  const int64_t runs[] = {64, 65, 150};
+  for (int64_t G : gemm::kInt4GroupSizes) expect_w4a8_rows_match(rng, random_int4(rng, 64 * G, 97, G), runs, false);
 }
 
 TEST(GemmU4S8, EveryVariantEqualsTheIntegerDefinitionOnExtremeValues) {

@@ -15,8 +15,12 @@
 //
 // Why the zero point is subtracted once per group: Σ (q - z) a = Σ q a - z Σ a. Forming q - z per weight would make
 // the weights signed (vpmaddubsw needs one unsigned operand), so the kernel sums q a with unsigned q and subtracts
-// z · Σ a per group; Σ a over the group is computed once per row and group (vpmaddubsw with ones) and shared by the
-// 32 columns. Both are exact int32, so isum_g is the contract's integer.
+// z · Σ a per group. Σ a (per row and group, shared by every column) is formed once per call for a chunk of rows
+// (int4_group_sums.h; vpmaddubsw with ones) and kept as floats, exact (|Σ a| <= 128 G); the subtraction is one fnmadd
+// in fp32, exact too: float(Σ q a), z · Σ a and their difference isum_g are integers below 2^24 in magnitude (at most
+// 15 · 128 · G), so it gives float(isum_g), the contract's value, with no rounding. (Before, every tile formed the
+// sums again and subtracted with vpmullo and vpsubd: at G = 32 a fifth of the tile's instructions; measured in
+// docs/performance.md, "W4A8 prefill: the per-group epilogue".)
 //
 // Tiles: 1 or 2 rows x 32 columns (the whole panel); the unpacked weights of a step serve both rows.
 //
@@ -32,6 +36,7 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/gemm/int4_group_sums.h"
 #include "kernels/gemm/int4_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx2.h"
@@ -50,7 +55,7 @@ struct Consts {
   __m256i ones8 = _mm256_set1_epi8(1);
   __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);    // P: permuted lane i holds column P[i]
   __m256i unperm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // P's inverse
-  __m256i magic = _mm256_set1_epi32(int(kInt4MagicBits));
+  __m256 magic = _mm256_castsi256_ps(_mm256_set1_epi32(int(kInt4MagicBits)));  // 2^23, the zero biases' offset
 };
 
 // Σ a[0 .. G) of one row as int32 in every lane.
@@ -66,11 +71,20 @@ __attribute__((always_inline)) inline __m256i row_sum(const Consts& k, const int
   return _mm256_add_epi32(s, _mm256_permute2x128_si256(s, s, 1));
 }
 
-// MR rows x the 32 columns of the panel at `panel`; `width`: valid columns.
-template <int G, int MR>
-void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, float* c, int64_t ldc,
-          int width, Prefetch pf) {
+// Σ a of each of the `groups` groups of one row (a at its first), as floats (exact: |Σ a| <= 128 G), in out.
+template <int G>
+void group_sums(const int8_t* a, int64_t groups, float* out) {
   const Consts k;
+  for (int64_t g = 0; g < groups; ++g) out[g] = float(_mm256_cvtsi256_si32(row_sum<G>(k, a + g * G)));
+}
+
+// MR rows x the 32 columns of the panel at `panel`; `width`: valid columns; asum: the rows' Σ a per group (row m's
+// group g at asum[m * K / G + g]).
+template <int G, int MR>
+void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, const float* asum, std::byte* panel,
+          float* c, int64_t ldc, int width, Prefetch pf) {
+  const Consts k;
+  const int64_t groups = K / G;
   __m256 facc[MR][4];
 #pragma GCC unroll 2
   for (int m = 0; m < MR; ++m)
@@ -119,22 +133,22 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
 #pragma GCC unroll 4
         for (int v = 0; v < 4; ++v) isum[m][v] = _mm256_add_epi32(isum[m][v], _mm256_madd_epi16(acc[m][v], k.ones16));
     }
-    // isum_g = Σ q a - z Σ a, then acc = fma(float(isum_g), s, acc): in the permuted column order.
-    __m256i z[4];
-    __m256 s[4];
+    // float(isum_g) = fnmadd(z, Σ a, float(Σ q a)), exact (header), then acc = fma(float(isum_g), s, acc): in the
+    // permuted column order.
+    __m256 z[4], s[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
       const __m256 zb = _mm256_permutevar8x32_ps(_mm256_loadu_ps(blk.zero_bias + 8 * v), k.perm);
-      z[v] = _mm256_sub_epi32(_mm256_castps_si256(zb), k.magic);  // the bits of 2^23 + z, less those of 2^23: z
+      z[v] = _mm256_sub_ps(zb, k.magic);  // 2^23 + z less 2^23: z, exactly
       s[v] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(blk.scale + 8 * v), k.perm);
     }
 #pragma GCC unroll 2
     for (int m = 0; m < MR; ++m) {
-      const __m256i asum = row_sum<G>(k, a + m * lda + g * G);
+      const __m256 sa = _mm256_set1_ps(asum[m * groups + g]);
 #pragma GCC unroll 4
       for (int v = 0; v < 4; ++v) {
-        const __m256i exact = _mm256_sub_epi32(isum[m][v], _mm256_mullo_epi32(z[v], asum));
-        facc[m][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), s[v], facc[m][v]);
+        const __m256 exact = _mm256_fnmadd_ps(z[v], sa, _mm256_cvtepi32_ps(isum[m][v]));
+        facc[m][v] = _mm256_fmadd_ps(exact, s[v], facc[m][v]);
       }
     }
   }
@@ -147,7 +161,8 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
   store_tile<MR, 4>(facc, c, ldc, width);
 }
 
-using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, float*, int64_t, int, Prefetch);
+using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, const float*, std::byte*, float*, int64_t, int,
+                        Prefetch);
 
 template <int G, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -157,20 +172,26 @@ constexpr auto make_tiles(std::integer_sequence<int, R...>) {
 template <int G>
 void gemm_u4s8(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                const void* b_data, float* c, int64_t ldc) {
-  assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  assert(M >= 0 && K >= 0 && K < 65536 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   static constexpr auto tiles = make_tiles<G>(std::make_integer_sequence<int, kMaxRows>{});
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
-  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  const int64_t groups = K / G;
+  const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const Prefetch pf = prefetch_for(PrefetchStream::int4, M);
-  for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
-    std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
-    const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
-    for_row_blocks(M, kMaxRows, [&](int64_t m0, int64_t rows) {
-      tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, c + m0 * ldc + (p0 - n0), ldc, width,
-                      m0 == 0 ? pf : Prefetch{});
-    });
-  }
+  // One chunk of rows and their Σ a (int4_group_sums.h), every panel; each chunk's first row block prefetches.
+  const auto chunk = [&](int64_t m_first, int64_t m_rows, const float* sa) {
+    for (int64_t p0 = n0; p0 < n1; p0 += kGemmNR) {
+      std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
+      const int width = int(std::min<int64_t>(kGemmNR, n1 - p0));
+      for_row_blocks(m_rows, kMaxRows, [&](int64_t r0, int64_t rows) {
+        const int64_t m0 = m_first + r0;
+        tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, sa + r0 * groups, panel, c + m0 * ldc + (p0 - n0), ldc,
+                        width, r0 == 0 ? pf : Prefetch{});
+      });
+    }
+  };
+  for_int4_sum_chunks(M, K, G, a, lda, &group_sums<G>, chunk);
 }
 
 }  // namespace

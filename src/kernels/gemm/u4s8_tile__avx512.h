@@ -18,9 +18,13 @@
 // results back once per tile (tile__avx512.h).
 //
 // Why the zero point is subtracted once per group: Σ (q - z) a = Σ q a - z Σ a. The kernel sums q a with unsigned q
-// and subtracts z · Σ a; Σ a over the group is one vpdpbusd of ones with the row's bytes per 64, per row and group,
-// shared by the tile's 32 or 64 columns. Both are exact int32, so isum_g is the contract's integer; then
-// acc = fma(float(isum_g), s, acc) (exact conversion: below 2^24) group by group, and C = acc · a_scale at the end.
+// and subtracts z · Σ a. Σ a (per row and group, shared by every column) is formed once per call for a chunk of rows
+// (int4_group_sums.h; one vpdpbusd of ones per 64 bytes) and kept as floats: exact, |Σ a| <= 128 G. The subtraction
+// is done in fp32: float(Σ q a) and z · Σ a are integers of magnitude below 2^24 (at most 15 · 128 · G), and so is
+// their difference isum_g, so one fnmadd forms float(isum_g) exactly, the contract's value; then
+// acc = fma(float(isum_g), s, acc) group by group, and C = acc · a_scale at the end. (The sums used to be formed in
+// every tile and subtracted with vpmulld and vpsubd: that epilogue took 30% of the 6 x 64 tile's samples at M = 512,
+// G = 128, while its k loop ran at the vpdpbusd bound; see "The per-group epilogue" below.)
 //
 // Tiles: the group's int32 sums stay in registers, the fp32 chains (2 zmm of 16 lanes per row and panel) in a small
 // stack buffer (L1) that each group updates once: a load, an fma and a store per chain every G/4 k steps. That
@@ -62,6 +66,12 @@
 // fused and chain, 3 rounds, both orders): G = 32 faster in 47 of 48 pairs at T = 1 and 8 (1-20%; the other 4%
 // slower), G = 64 in 11 of 12 at T = 1; G = 128 slower in 42 of 48. Hence G <= 64.
 //
+// The per-group epilogue (issue 12, 2026-12-05, same machine, quiet). perf at M = 512, G = 128 (6 x 64 tile): the
+// k loop, 11.6 cycles per 24 vpdpbusd (the instruction's 2 per cycle), held 70% of the tile's samples, the
+// per-group epilogue and the tile's setup 30%: per group and row a horizontal Σ a (12 dependent ops), per sum a
+// vpmulld and a vpsubd, GCC's spills around them. With Σ a formed once per call and the subtraction one fnmadd (above)
+// the k loop is the tile's time again (measured in performance.md, "W4A8 prefill: the per-group epilogue").
+//
 // Tried and not kept (same machine, paired runs): the two-panel tile for M <= 10 too (M = 1, G = 128: 116-132 against
 // 131-141 for the one-panel tile); for G = 32 from M = 11 on (loaded machine: M = 64 280-312 against 372-448 for the
 // 6-row tile with chains in registers, M = 512 280-300 against 382-397), the 12-row one-panel tile there (M = 64
@@ -81,6 +91,7 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/gemm/int4_group_sums.h"
 #include "kernels/gemm/int4_layout.h"
 #include "kernels/gemm/row_blocks.h"
 #include "kernels/gemm/tile__avx512.h"
@@ -110,14 +121,14 @@ struct Consts {
   __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   __m512i transpose8 =
       _mm512_maskz_broadcast_i32x4(0xffff, _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
-  __m512i magic = _mm512_set1_epi32(int(kInt4MagicBits));
+  __m512 magic = _mm512_castsi512_ps(_mm512_set1_epi32(int(kInt4MagicBits)));  // 2^23, the zero biases' offset
   __m512i ones16 = _mm512_set1_epi16(1);
 };
 
 // Σ a[0 .. G) of one row (int8) as int32 in every lane. Without VNNI: vpmaddubsw of ones (int16 lanes of at most
 // 2 · 128 per 64 bytes), then vpmaddwd with ones.
 template <int G, bool Vnni>
-__attribute__((always_inline)) inline __m512i row_sum(const Consts& k, const int8_t* a) {
+__attribute__((always_inline)) inline __m512i group_sum(const Consts& k, const int8_t* a) {
   __m512i s = _mm512_setzero_si512();
   const auto add = [&](__m512i bytes) __attribute__((always_inline)) {
     if constexpr (Vnni) s = _mm512_dpbusd_epi32(s, k.ones8, bytes);
@@ -137,6 +148,14 @@ __attribute__((always_inline)) inline __m512i row_sum(const Consts& k, const int
   return _mm512_add_epi32(s, _mm512_maskz_shuffle_epi32(0xffff, s, _MM_PERM_CDAB));
 }
 
+// Σ a of each of the `groups` groups of one row (a at its first), as floats (exact: |Σ a| <= 128 G), in out.
+template <int G, bool Vnni>
+void group_sums(const int8_t* a, int64_t groups, float* out) {
+  const Consts k;
+  for (int64_t g = 0; g < groups; ++g)
+    out[g] = float(_mm512_cvtsi512_si32(group_sum<G, Vnni>(k, a + g * G)));
+}
+
 // Rows k .. k+3 of a group block (64 bytes at p) as the vpdpbusd operands of the panel's even columns (q) and odd
 // columns (VNNI: 16 q, masked in place; AVX-512BW: q, shifted down, as vpmaddubsw's pairs of 16 q could saturate).
 // maskz forms (all lanes set): the plain intrinsics trip a GCC 12 false -Wmaybe-uninitialized (see load_row in
@@ -151,25 +170,26 @@ __attribute__((always_inline)) inline void unpack4(const Consts& k, const uint8_
 }
 
 // MR rows x NP panels (32 NP columns) from the panel at `panel` (the next one panel_bytes on); `width`: valid
-// columns. The group's int32 sums live in registers (2 NP per row); the fp32 chains in facc, a stack buffer in L1
-// that each group updates once, or with RegAcc in registers too (see the header). pf.bytes > 0: prefetch the panels
-// pf.bytes ahead; the first row block of a panel does, the others find it in cache. pf.bytes = 0: the prefetch
-// touches the line the step reads (as t0), which spares the k loop a branch.
+// columns; asum: the rows' Σ a per group (row m's group g at asum[m * K / G + g]). The group's int32 sums live in
+// registers (2 NP per row); the fp32 chains in facc, a stack buffer in L1 that each group updates once, or with
+// RegAcc in registers too (see the header). pf.bytes > 0: prefetch the panels pf.bytes ahead; the first row block of
+// a panel does, the others find it in cache. pf.bytes = 0: the prefetch touches the line the step reads (as t0),
+// which spares the k loop a branch.
 template <int G, int MR, int NP, bool RegAcc, bool Vnni>
-void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::byte* panel, size_t panel_bytes,
-          float* c, int64_t ldc, int width, Prefetch pf) {
+void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, const float* asum, std::byte* panel,
+          size_t panel_bytes, float* c, int64_t ldc, int width, Prefetch pf) {
   constexpr int NV = 2 * NP;
   const Consts k;
+  const int64_t groups = K / G;
   alignas(64) float facc[RegAcc ? 1 : MR][NV][16];  // per panel: the even columns' chains, then the odd ones'
   [[maybe_unused]] __m512 racc[RegAcc ? MR : 1][NV];
-  if constexpr (RegAcc) {
 #pragma GCC unroll 16
-    for (int m = 0; m < MR; ++m)
+  for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) racc[m][v] = _mm512_setzero_ps();
-  } else {
-    std::memset(facc, 0, sizeof(facc));
-  }
+    for (int v = 0; v < NV; ++v) {
+      if constexpr (RegAcc) racc[m][v] = _mm512_setzero_ps();
+      else _mm512_store_ps(facc[m][v], _mm512_setzero_ps());  // stores, not memset's rep stos: 1% of the tile
+    }
   const auto update = [&](int m, int v, __m512 x, __m512 sc) __attribute__((always_inline)) {
     if constexpr (RegAcc) racc[m][v] = _mm512_fmadd_ps(x, sc, racc[m][v]);
     else _mm512_store_ps(facc[m][v], _mm512_fmadd_ps(x, sc, _mm512_load_ps(facc[m][v])));
@@ -246,27 +266,21 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) asm("" : "+v"(acc[m][v]));
     }
-    // isum_g = Σ q a - z Σ a, then acc = fma(float(isum_g), s, acc): in even/odd column order.
-    __m512 se[NP], so[NP];
-    __m512i ze[NP], zo[NP];
+    // float(isum_g) = fnmadd(z, Σ a, float(Σ q a)), exact (header), then acc = fma(float(isum_g), s, acc): in
+    // even/odd column order, panel by panel (its scales and zero points in 4 registers beside the 24 sums).
 #pragma GCC unroll 2
     for (int p = 0; p < NP; ++p) {
-      __m512 zbe, zbo;
-      columns_to_even_odd(blk[p].scale, se[p], so[p]);
-      columns_to_even_odd(blk[p].zero_bias, zbe, zbo);
-      ze[p] = _mm512_sub_epi32(_mm512_castps_si512(zbe), k.magic);  // bits of 2^23 + z less 2^23's: z
-      zo[p] = _mm512_sub_epi32(_mm512_castps_si512(zbo), k.magic);
-    }
+      __m512 se, so, ze, zo;
+      columns_to_even_odd(blk[p].scale, se, so);
+      columns_to_even_odd(blk[p].zero_bias, ze, zo);
+      ze = _mm512_sub_ps(ze, k.magic);  // 2^23 + z less 2^23: z, exactly
+      zo = _mm512_sub_ps(zo, k.magic);
 #pragma GCC unroll 16
-    for (int m = 0; m < MR; ++m) {
-      const __m512i asum = row_sum<G, Vnni>(k, ag + m * lda);
-#pragma GCC unroll 2
-      for (int p = 0; p < NP; ++p) {
-        const __m512i ie = _mm512_sub_epi32(acc[m][2 * p], _mm512_maskz_mullo_epi32(0xffff, ze[p], asum));
+      for (int m = 0; m < MR; ++m) {
+        const __m512 sa = _mm512_set1_ps(asum[m * groups + g]);
         const __m512i odd = Vnni ? _mm512_maskz_srai_epi32(0xffff, acc[m][2 * p + 1], 4) : acc[m][2 * p + 1];
-        const __m512i io = _mm512_sub_epi32(odd, _mm512_maskz_mullo_epi32(0xffff, zo[p], asum));
-        update(m, 2 * p, _mm512_maskz_cvtepi32_ps(0xffff, ie), se[p]);
-        update(m, 2 * p + 1, _mm512_maskz_cvtepi32_ps(0xffff, io), so[p]);
+        update(m, 2 * p, _mm512_fnmadd_ps(ze, sa, _mm512_maskz_cvtepi32_ps(0xffff, acc[m][2 * p])), se);
+        update(m, 2 * p + 1, _mm512_fnmadd_ps(zo, sa, _mm512_maskz_cvtepi32_ps(0xffff, odd)), so);
       }
     }
   }
@@ -284,8 +298,8 @@ void tile(int64_t K, const int8_t* a, int64_t lda, const float* a_scale, std::by
   }
 }
 
-using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, std::byte*, size_t, float*, int64_t, int,
-                        Prefetch);
+using TileFn = void (*)(int64_t, const int8_t*, int64_t, const float*, const float*, std::byte*, size_t, float*,
+                        int64_t, int, Prefetch);
 
 template <int G, int NP, bool RegAcc, bool Vnni, int... R>
 constexpr auto make_tiles(std::integer_sequence<int, R...>) {
@@ -295,43 +309,50 @@ constexpr auto make_tiles(std::integer_sequence<int, R...>) {
 template <int G, bool Vnni>
 void gemm_u4s8_avx512(int64_t M, int64_t K, int64_t n0, int64_t n1, const int8_t* a, int64_t lda, const float* a_scale,
                const void* b_data, float* c, int64_t ldc) {
-  assert(M >= 0 && K >= 0 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
+  assert(M >= 0 && K >= 0 && K < 65536 && K % G == 0 && n0 >= 0 && n0 <= n1 && n0 % kGemmNR == 0);
   if (M <= 0) return;
   auto* b = static_cast<std::byte*>(const_cast<void*>(b_data));
-  const size_t panel_bytes = size_t(K / G) * int4_block_bytes(G);
+  const int64_t groups = K / G;
+  const size_t panel_bytes = size_t(groups) * int4_block_bytes(G);
   const Prefetch pf = prefetch_for(PrefetchStream::int4, M);
-  int64_t p0 = n0;
-  // Runs tiles of np panels (rows in balanced blocks of at most max_rows) from panel p0 on while np panels start
-  // below n1 (the last of them holding at least one column); leaves p0 at the first panel not done.
-  const auto sweep = [&](const auto& tiles, int np, int64_t max_rows) {
-    for (; p0 + (np - 1) * kGemmNR < n1; p0 += np * kGemmNR) {
-      std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
-      const int width = int(std::min<int64_t>(np * kGemmNR, n1 - p0));
-      for_row_blocks(M, max_rows, [&](int64_t m0, int64_t rows) {
-        tiles[rows - 1](K, a + m0 * lda, lda, a_scale + m0, panel, panel_bytes, c + m0 * ldc + (p0 - n0), ldc, width,
-                        m0 == 0 ? pf : Prefetch{});
-      });
+  // The rows m_first .. m_first + m_rows of one chunk of Σ a (sa: theirs, int4_group_sums.h), every panel. Each
+  // chunk streams the weights again: its first row block prefetches them.
+  const auto tiles = [&](int64_t m_first, int64_t m_rows, const float* sa) {
+    int64_t p0 = n0;
+    // Runs tiles of np panels (rows in balanced blocks of at most max_rows) from panel p0 on while np panels start
+    // below n1 (the last of them holding at least one column); leaves p0 at the first panel not done.
+    const auto sweep = [&](const auto& fns, int np, int64_t max_rows) {
+      for (; p0 + (np - 1) * kGemmNR < n1; p0 += np * kGemmNR) {
+        std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
+        const int width = int(std::min<int64_t>(np * kGemmNR, n1 - p0));
+        for_row_blocks(m_rows, max_rows, [&](int64_t r0, int64_t rows) {
+          const int64_t m0 = m_first + r0;
+          fns[rows - 1](K, a + m0 * lda, lda, a_scale + m0, sa + r0 * groups, panel, panel_bytes,
+                        c + m0 * ldc + (p0 - n0), ldc, width, r0 == 0 ? pf : Prefetch{});
+        });
+      }
+    };
+    if constexpr (!Vnni) {  // AVX-512BW: one-panel tiles of up to 6 rows (kMaxRowsBw)
+      static constexpr auto tiles_bw = make_tiles<G, 1, false, false>(std::make_integer_sequence<int, kMaxRowsBw>{});
+      sweep(tiles_bw, 1, kMaxRowsBw);
+      return;
     }
+    // From 11 rows on: G >= 64, pairs of panels in two-panel tiles of at most 6 rows; G = 32, every panel in
+    // one-panel tiles of at most 6 rows with the fp32 chains in registers. Fewer rows (decode: one pass, one panel
+    // stream) and a last odd panel: one-panel tiles of up to 12 rows (see the header).
+    if (m_rows >= kMinRowsPair) {
+      if constexpr (G == 32) {
+        static constexpr auto tiles_r = make_tiles<G, 1, true, true>(std::make_integer_sequence<int, kMaxRowsRegs>{});
+        sweep(tiles_r, 1, kMaxRowsRegs);
+      } else {
+        static constexpr auto tiles2 = make_tiles<G, 2, false, true>(std::make_integer_sequence<int, kMaxRowsPair>{});
+        sweep(tiles2, 2, kMaxRowsPair);
+      }
+    }
+    static constexpr auto tiles1 = make_tiles<G, 1, false, true>(std::make_integer_sequence<int, kMaxRows>{});
+    sweep(tiles1, 1, kMaxRows);
   };
-  if constexpr (!Vnni) {  // AVX-512BW: one-panel tiles of up to 6 rows (kMaxRowsBw)
-    static constexpr auto tiles_bw = make_tiles<G, 1, false, false>(std::make_integer_sequence<int, kMaxRowsBw>{});
-    sweep(tiles_bw, 1, kMaxRowsBw);
-    return;
-  }
-  // From 11 rows on: G >= 64, pairs of panels in two-panel tiles of at most 6 rows; G = 32, every panel in one-panel
-  // tiles of at most 6 rows with the fp32 chains in registers. Fewer rows (decode: one pass, one panel stream) and a
-  // last odd panel: one-panel tiles of up to 12 rows (see the header).
-  if (M >= kMinRowsPair) {
-    if constexpr (G == 32) {
-      static constexpr auto tiles_r = make_tiles<G, 1, true, true>(std::make_integer_sequence<int, kMaxRowsRegs>{});
-      sweep(tiles_r, 1, kMaxRowsRegs);
-    } else {
-      static constexpr auto tiles2 = make_tiles<G, 2, false, true>(std::make_integer_sequence<int, kMaxRowsPair>{});
-      sweep(tiles2, 2, kMaxRowsPair);
-    }
-  }
-  static constexpr auto tiles1 = make_tiles<G, 1, false, true>(std::make_integer_sequence<int, kMaxRows>{});
-  sweep(tiles1, 1, kMaxRows);
+  for_int4_sum_chunks(M, K, G, a, lda, &group_sums<G, Vnni>, tiles);
 }
 
 }  // namespace
