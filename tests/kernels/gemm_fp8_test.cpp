@@ -313,6 +313,29 @@ Fp8Matrix one_scale_per_panel_fp8(Rng& rng, int64_t K, int64_t N) {
 // bf16-valued A, for every M below 8 with every K parity (odd K: the contract's zero pair after the last row), K
 // around the 16-pair A chunks and the 128-row blocks, N not a multiple of 32 or 64 (a last single panel after the
 // pairs), every form side by side (checked per K), and blocks with one table per panel (one_scale_per_panel_fp8).
+// The block path forms 4 blocks (512 rows of K) at a time and carries its chains through C from one run of blocks to
+// the next (fp8_form__avx512.h, kFormBlocks): K of one run less a row, exactly one run, one run and a row, and runs
+// with a short last block; both kinds of A (the AVX512-BF16 row's vdpbf16ps tiles on bf16 values, its fallback on
+// fp32 ones), pairs of panels and a last single one.
+TEST(GemmFp8, TheBlockPathCarriesItsChainsAcrossRunsOfFormedBlocks) {
+  Rng rng(4646);
+  const std::vector<const kernels::KernelInfo*> rows = fp8_rows();
+  const kernels::KernelInfo* scalar = kernels::find(kernels::Op::gemm_fp8, DType::u8, {Isa::scalar, false});
+  for (int64_t K : {511, 512, 513, 640, 1031})
+    for (int64_t N : {33, 97}) {
+      const Fp8Matrix b = every_form_fp8(rng, K, N);
+      const gemm::PackedWeights packed = gemm::pack_weights_fp8(b.source(), K, N);
+      for (int64_t M : {8, 13, 64}) {
+        const int64_t lda = K + 1;
+        std::vector<float> a(size_t(M * lda));
+        for (auto& v : a) v = rng.uniform(-2.0f, 2.0f);
+        expect_rows_equal_scalar(rows, scalar, M, K, N, a, lda, packed, "fp32 A");
+        for (auto& v : a) v = to_f32(to_bf16(v));
+        expect_rows_equal_scalar(rows, scalar, M, K, N, a, lda, packed, "bf16-valued A");
+      }
+    }
+}
+
 TEST(GemmFp8, DirectTilesOnBf16AEqualTheScalarRowForEveryMBelow8) {
   Rng rng(4545);
   const std::vector<const kernels::KernelInfo*> rows = fp8_rows();

@@ -257,35 +257,47 @@ bool direct_panels(int64_t K, int64_t n0, int64_t n1, const std::byte* b, bool p
 }
 
 constexpr int kBlockPairRows = 6, kBlockSingleRows = 12;  // the bf16 kernels' tiles: 6 x 64 and 12 x 32
+// Blocks formed at a time per panel (512 rows of K: 64 KiB of stack for two panels, in L2), so that a tile carries
+// its chains through C once per 512 rows instead of once per 128: with one block at a time, a sixth of the 6 x 64
+// vdpbf16ps tile's samples were its C round trip and start (Zen 5, M = 512), and 4 blocks ran the AVX512-BF16 kernel
+// at M = 64 / 512 in 1.36-1.58 / 9.6-11.0 ms against 1.47-1.77 / 11.1-12.8 (gemm_bench, 2048 x 2048, one thread,
+// the two builds alternating in 4 rounds; performance.md, "FP8 prefill: formed blocks").
+constexpr int64_t kFormBlocks = 4;
 
 // The block path over the panels of [n0, n1) (K > 0; each kernel chooses from how many rows): pair of panels by
-// pair (a last single panel alone), block by block, the weights formed once into a 16 KiB buffer w (form_block;
-// panel p's block at w + p * kWStride), then for each block of rows
+// pair (a last single panel alone), kFormBlocks blocks at a time, the weights formed once into a 64 KiB buffer w
+// (form_block; panel p's blocks at w + p * kWStride, one after the other), then for each block of rows
 //     tile(np, carry, mr, rows, a_block, w, kWStride, c_block, width)
-// with np the panels (2: mr <= kBlockPairRows, 1: mr <= kBlockSingleRows), carry false for the first 128-row block
-// and true after (the chains carried through C: every block but the last has an even number of rows, so no pair
-// of k straddles two blocks), rows the block's k rows, a_block = A at the block's first row and k, c_block = C at
-// the first row and column. A tile returns false when its C is not the contract's (the vdpbf16ps tile: an A value
+// with np the panels (2: mr <= kBlockPairRows, 1: mr <= kBlockSingleRows), carry false for the first blocks and
+// true after (the chains carried through C: every block but the last has an even number of rows, so no pair of k
+// straddles two calls), rows the formed blocks' k rows, a_block = A at their first row and k, c_block = C at the
+// first row and column. A tile returns false when its C is not the contract's (the vdpbf16ps tile: an A value
 // that is not a bf16 value); since every column block reads all of A, the loop stops after the first column block
 // with a false, and returns false. TA: A's element type (fp32, or bf16 rows for the vdpbf16ps tiles).
 template <class TA, class Tile>
 bool by_blocks(int64_t M, int64_t K, int64_t n0, int64_t n1, const TA* a, int64_t lda, const std::byte* b,
                float* c, int64_t ldc, Tile&& tile) {
   const Consts k(M);
-  constexpr int64_t kWStride = kFp8BlockK * kGemmNR;  // elements from one panel's block to the next in w
+  constexpr int64_t kBlockElems = kFp8BlockK * kGemmNR;        // one panel's formed block
+  constexpr int64_t kWStride = kFormBlocks * kBlockElems;     // elements from one panel's blocks to the next in w
   alignas(64) bfloat16 w[2 * kWStride];
   const size_t panel_bytes = fp8_panel_bytes(K);
+  const int64_t blocks = fp8_blocks(K);
   for (int64_t p0 = n0; p0 < n1; p0 += 2 * kGemmNR) {
     const int np = p0 + kGemmNR < n1 ? 2 : 1;
     const std::byte* panel = b + size_t(p0 / kGemmNR) * panel_bytes;
     const int width = int(std::min<int64_t>(np * kGemmNR, n1 - p0));
     bool ok = true;
-    for (int64_t g = 0; g < fp8_blocks(K); ++g) {
-      for (int p = 0; p < np; ++p) form_block(k, panel + size_t(p) * panel_bytes, K, g, w + p * kWStride);
-      const int64_t rows = fp8_block_rows(K, g);
-      const TA* ag = a + g * kFp8BlockK;
+    for (int64_t g0 = 0; g0 < blocks; g0 += kFormBlocks) {
+      const int64_t g1 = std::min(g0 + kFormBlocks, blocks);
+      for (int p = 0; p < np; ++p)
+        for (int64_t g = g0; g < g1; ++g)
+          form_block(k, panel + size_t(p) * panel_bytes, K, g, w + p * kWStride + (g - g0) * kBlockElems);
+      // every block but K's last is 128 rows, so the formed rows are consecutive in w
+      const int64_t rows = (g1 - 1 - g0) * kFp8BlockK + fp8_block_rows(K, g1 - 1);
+      const TA* ag = a + g0 * kFp8BlockK;
       for_row_blocks(M, np == 2 ? kBlockPairRows : kBlockSingleRows, [&](int64_t m0, int64_t mr) {
-        ok &= tile(np, g > 0, mr, rows, ag + m0 * lda, w, kWStride, c + m0 * ldc + (p0 - n0), width);
+        ok &= tile(np, g0 > 0, mr, rows, ag + m0 * lda, w, kWStride, c + m0 * ldc + (p0 - n0), width);
       });
     }
     if (!ok) return false;

@@ -26,12 +26,13 @@
 //     tiles, so one row is not bound by FMA latency), a last single panel as M x 32.
 //   up to kBlockPathRows - 1 rows: M x 32 tiles of at most kDirectRows rows (M = 5..8: one tile, so each weight is
 //     formed once).
-//   from kBlockPathRows rows: per pair of panels and 128-row block, the weights are formed once as bf16 into a
-//     16 KiB buffer on the stack (in L1), and the bf16 kernel's own 6 x 64 tile (12 x 32 for a last single panel)
-//     runs on it, its accumulators carried from block to block through C (stored and reloaded exactly, so every
-//     output is still one fma chain from +0 in the bf16 contract's order: blocks but the last have an even number
-//     of rows, so no pair of k straddles two blocks): prefill costs the bf16 kernel's loop plus forming each
-//     weight once (not once per row block), and the kernel allocates nothing (fp8::by_blocks).
+//   from kBlockPathRows rows: per pair of panels and 4 128-row blocks (fp8::kFormBlocks), the weights are formed
+//     once as bf16 into a 64 KiB buffer on the stack (in L2), and the bf16 kernel's own 6 x 64 tile (12 x 32 for a
+//     last single panel) runs on it, its accumulators carried from one such run of blocks to the next through C
+//     (stored and reloaded exactly, so every output is still one fma chain from +0 in the bf16 contract's order:
+//     blocks but the last have an even number of rows, so no pair of k straddles two runs): prefill costs the bf16
+//     kernel's loop plus forming each weight once (not once per row block), and the kernel allocates nothing
+//     (fp8::by_blocks).
 //
 // Measured on a 2-core AMD EPYC Zen 5 (family 26 model 2; gemm_bench, 2048 x 2048, cold weights, a quiet minute
 // with a 29 GB/s stream read): M = 1 181-187 us (23-24 GB/s of packed weights; the bf16 kernel 353-355 us, the AVX2

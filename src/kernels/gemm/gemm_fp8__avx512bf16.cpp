@@ -4,8 +4,8 @@
 // own arithmetic.
 //
 // From kDotBlockRows (8) rows: the AVX-512 kernel's block path (fp8_form__avx512.h, by_blocks: per pair of panels
-// and 128-row block the weights formed once as bf16 into a 16 KiB buffer, the chains carried through C from block
-// to block), with the AVX512-BF16 kernel's vdpbf16ps tiles (tile__avx512bf16.h: 6 x 64, 12 x 32 for a last single
+// and 4 128-row blocks the weights formed once as bf16 into a 64 KiB buffer, the chains carried through C from one
+// run of blocks to the next), with the AVX512-BF16 kernel's vdpbf16ps tiles (tile__avx512bf16.h: 6 x 64, 12 x 32 for a last single
 // panel; two k per instruction where the FMA tile does one). Fewer rows (decode): direct tiles (tile_direct: M x 64
 // up to 4 rows, M x 32 for 5..7 and for a last single panel) that form the weights in registers, two rows of k at a
 // time, straight into vdpbf16ps pair order (fp8_form__avx512.h, table_pairs: one vpermq and two vpshufb put the 64

@@ -31,12 +31,11 @@
 // leaves the registers to the sums: MR <= 6 rows x two panels (64 columns, 4 sums per row, so one broadcast of a
 // row's 4 bytes feeds 4 vpdpbusd; 24 chains) for pairs of panels from M = 11 on, and MR <= 12 rows x one panel (2 per
 // row; 24 chains) for fewer rows and for a last odd panel. Unpacking costs the same per vpdpbusd either way (4 ops
-// per panel and 4 k: 8 per 24 vpdpbusd); the two-panel tile halves the broadcasts and the per-group work per column
-// (Σ a is summed once per row for 64 columns). G = 32 from M = 11 on runs one-panel tiles of at most 6 rows with the
-// fp32 chains in registers instead (12 sums + 12 chains): with 8 k steps per group, the buffer's round trip and the
-// per-group work weigh more than the tile's width gains (measured below). The first row block of each panel (pair)
-// prefetches it pf.bytes ahead (the int4 entry of the prefetch settings, base/cpu_tuning.h; 4 KB in the generic
-// entry).
+// per panel and 4 k: 8 per 24 vpdpbusd); the two-panel tile halves the broadcasts. G = 32 from M = 11 on runs
+// one-panel tiles of at most 6 rows with the fp32 chains in registers instead (12 sums + 12 chains): with 8 k steps
+// per group, the buffer's round trip and the per-group work weigh more than the tile's width gains (measured below).
+// The first row block of each panel (pair) in each chunk of rows prefetches it pf.bytes ahead (the int4 entry of the
+// prefetch settings, base/cpu_tuning.h; 4 KB in the generic entry).
 //
 // Why the empty asm in the k loop: without it GCC 12 copies every int32 sum to another register and back each k step
 // (24 vmovdqa per 24 vpdpbusd in the 6 x 64 tile) or keeps a stack copy of them up to date, because each group starts
@@ -72,7 +71,9 @@
 // vpmulld and a vpsubd, GCC's spills around them. With Σ a formed once per call and the subtraction one fnmadd (above)
 // the k loop is the tile's time again (measured in performance.md, "W4A8 prefill: the per-group epilogue").
 //
-// Tried and not kept (same machine, paired runs): the two-panel tile for M <= 10 too (M = 1, G = 128: 116-132 against
+// Tried and not kept (same machine, paired runs): G = 32's rows on the two-panel tile again after the epilogue above
+// (2026-12-05, M = 64 / 512: 0.90-1.02 / 7.8-9.5 ms against 0.83-0.89 / 6.6-7.6 for the 6-row register tile); the
+// two-panel tile for M <= 10 too (M = 1, G = 128: 116-132 against
 // 131-141 for the one-panel tile); for G = 32 from M = 11 on (loaded machine: M = 64 280-312 against 372-448 for the
 // 6-row tile with chains in registers, M = 512 280-300 against 382-397), the 12-row one-panel tile there (M = 64
 // 327-372); for G = 64 the 6-row register tile instead of pairs (M = 64 524-537 against 544-584); without the asm pin,
