@@ -31,10 +31,12 @@ echo "suite at amx, portable: $(cat "$out"/suite-*.txt | grep -E '^\[  FAILED  \
 MOEFUSE_NUMERICS=native MOEFUSE_AMX_BF16=on "$bin/tests/moefuse_tests" \
   --gtest_filter='LayerNumerics*:GemmAmx*:Layer.*' > "$out/suite-native.txt" 2>&1
 echo "native with AMX-BF16: $(grep -E '^\[  (PASSED|FAILED)  \]' "$out/suite-native.txt" | tr '\n' ' ')"
-# 3. Kernel speed, one thread, cold weights: AMX against VNNI (int8, W4A8) and the FMA kernels (bf16) over M, and
-#    every schedule of the int8 driver (gemm_s8_s32_32x32_<schedule>__amx; the registry row runs packed_k2048_pf1).
+# 3. Kernel speed, one thread, cold weights: AMX against VNNI (int8, W4A8) and the FMA kernels (bf16) over M, the
+#    FP8 kernel this family runs (the FMA one: its block path forms 512 rows of K at a time, timed on a Zen 5 only),
+#    and every schedule of the int8 driver (gemm_s8_s32_32x32_<schedule>__amx; the registry row runs
+#    packed_k2048_pf1).
 "$bin/bench/gemm_bench" --benchmark_min_time=0.2 \
-  --benchmark_filter='^(memory.*|peak.*|gemm_(s8_s32_6x64__avx512vnni|s8_s32_32x32__amx|u4g(32|128)w_s8_f32_(6x64__avx512vnni|32x32__amx)|bf16w_bf16a_f32_6x64__avx512(bf16)?|bf16w_bf16a_f32_32x32__amx)/K:2048/N:2048/M:(1|4|8|16|64|512))$' \
+  --benchmark_filter='^(memory.*|peak.*|gemm_(s8_s32_6x64__avx512vnni|s8_s32_32x32__amx|u4g(32|128)w_s8_f32_(6x64__avx512vnni|32x32__amx)|bf16w_bf16a_f32_6x64__avx512(bf16)?|bf16w_bf16a_f32_32x32__amx|fp8w_f32_4x64__avx512)/K:2048/N:2048/M:(1|4|8|16|64|512))$' \
   2>&1 | tee "$out/gemm.txt" | grep -E "^(memory|peak|gemm)"
 "$bin/bench/gemm_bench" --benchmark_min_time=0.2 --benchmark_repetitions=3 \
   --benchmark_filter='gemm_s8_s32_32x32_[a-z0-9_]+__amx/|gemm_s8_s32_32x32__amx/K:(2048|1024)/N:2048/M:[0-9]+$' \
