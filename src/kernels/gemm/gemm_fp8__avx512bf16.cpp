@@ -3,16 +3,16 @@
 // variant: the FP8 contract is "form bf16(e4m3 * s), then the bf16 contract", and the bf16 contract is vdpbf16ps's
 // own arithmetic.
 //
-// From kDotBlockRows (8) rows: the AVX-512 kernel's block path (fp8_form__avx512.h, by_blocks: per pair of panels
-// and 4 128-row blocks the weights formed once as bf16 into a 64 KiB buffer, the chains carried through C from one
-// run of blocks to the next), with the AVX512-BF16 kernel's vdpbf16ps tiles (tile__avx512bf16.h: 6 x 64, 12 x 32 for a last single
-// panel; two k per instruction where the FMA tile does one). Fewer rows (decode): direct tiles (tile_direct: M x 64
-// up to 4 rows, M x 32 for 5..7 and for a last single panel) that form the weights in registers, two rows of k at a
+// From kDotBlockRows (8) rows: the AVX-512 kernel's block path (fp8_form__avx512.h, by_blocks: per pair of panels and 4
+// 128-row blocks the weights formed once as bf16 into a 64 KiB buffer, the chains carried through C from one run of
+// blocks to the next), with the AVX512-BF16 kernel's vdpbf16ps tiles (tile__avx512bf16.h: 6 x 64, 12 x 32 for a last
+// single panel; two k per instruction where the FMA tile does one). Fewer rows (decode): direct tiles (tile_direct:
+// M x 64 up to 4 rows, M x 32 for 5..7 and for a last single panel) that form the weights in registers, two rows of k at a
 // time, straight into vdpbf16ps pair order (fp8_form__avx512.h, table_pairs: one vpermq and two vpshufb put the 64
-// codes of rows k and k + 1 into the pairs, then the table formula on words), each panel's block by its own form;
-// a block whose four vectors share one table (one scale per panel: checkpoints with 128 x 128 blocks) indexes its
-// table with the code as it is (fp8::one_table). Per 32 weights and row of A that is about 7 instructions where the
-// AVX-512 kernel's direct tiles run 10. The odd last row of K takes the table32 form and the contract's zero pair;
+// codes of rows k and k + 1 into the pairs, then the table formula on words), each panel's block by its own form; a
+// block whose four vectors share one table (one scale per panel: checkpoints with 128 x 128 blocks) indexes its table
+// with the code as it is (fp8::one_table). Per 32 weights and row of A that is about 7 instructions where the AVX-512
+// kernel's direct tiles run 10. The odd last row of K takes the table32 form and the contract's zero pair;
 // a block with a vector of form scales is formed into a buffer first (form_block). K = 0: the AVX-512 kernel.
 //
 // MXCSR: vdpbf16ps flushes and rounds by itself (no DenormalsAreZero scope), and form_block forms the scales form's

@@ -19,8 +19,8 @@
 // (int4_group_sums.h; vpmaddubsw with ones) and kept as floats, exact (|Σ a| <= 128 G); the subtraction is one fnmadd
 // in fp32, exact too: float(Σ q a), z · Σ a and their difference isum_g are integers below 2^24 in magnitude (at most
 // 15 · 128 · G), so it gives float(isum_g), the contract's value, with no rounding. (Before, every tile formed the
-// sums again and subtracted with vpmullo and vpsubd: at G = 32 a fifth of the tile's instructions; measured in
-// docs/performance.md, "W4A8 prefill: the per-group epilogue".)
+// sums again and subtracted them with vpmulld and vpsubd, as the AVX-512 kernels did; here the change was level to
+// 6% faster on a Zen 5: docs/performance.md, "W4A8 prefill: the per-group epilogue".)
 //
 // Tiles: 1 or 2 rows x 32 columns (the whole panel); the unpacked weights of a step serve both rows.
 //

@@ -69,7 +69,8 @@
 // k loop, 11.6 cycles per 24 vpdpbusd (the instruction's 2 per cycle), held 70% of the tile's samples, the
 // per-group epilogue and the tile's setup 30%: per group and row a horizontal Σ a (12 dependent ops), per sum a
 // vpmulld and a vpsubd, GCC's spills around them. With Σ a formed once per call and the subtraction one fnmadd (above)
-// the k loop is the tile's time again (measured in performance.md, "W4A8 prefill: the per-group epilogue").
+// the k loop holds 78% (the rest: the contract's cvt, fnmadd and fma per sum and group, on the vpdpbusd pipes; timed
+// in performance.md, "W4A8 prefill: the per-group epilogue").
 //
 // Tried and not kept (same machine, paired runs): G = 32's rows on the two-panel tile again after the epilogue above
 // (2026-12-05, M = 64 / 512: 0.90-1.02 / 7.8-9.5 ms against 0.83-0.89 / 6.6-7.6 for the 6-row register tile); the
