@@ -7,9 +7,12 @@
 // 256 MiB), then --forwards forwards of each path on fresh random tokens (so the active experts change from one
 // forward to the next, as in decode), alternating the paths forward by forward. It prints per round and thread
 // count the probe, each path's median and minimum ms, its weight bytes / median as GB/s and that as a share of the
-// probe; then the CPUs the process used during a forward (median of CPU time / wall time: below the thread count
-// when other processes took a core, as builds beside this one do; the pool's threads spin rather than sleep
-// within a forward) and the involuntary context switches per forward.
+// probe; then the CPUs the process used during the variant's forwards (their CPU time summed over the round / their
+// wall time summed: below the thread count when other processes took a core, as builds beside this one do; the
+// pool's threads spin rather than sleep within a forward) and the involuntary context switches per forward. Summed,
+// not per forward: the kernel brings another running thread's CPU time up to date only at its scheduler tick (4 ms
+// at HZ = 250) or when it stops, so one forward of a millisecond mostly sees the calling thread's time alone (the
+// median of per-forward ratios, printed before, read 1.00 for two busy threads).
 //
 //   layer_scaling [--preset olmoe-1b-7b] [--quant none|w8a8|w4a16|w4a8|fp8] [--tokens 1] [--threads 1,2]
 //                 [--rounds 3] [--forwards 40] [--paths chain,superkernel] [--seed 0] [--probe-detail 0|1]
@@ -38,6 +41,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -73,6 +77,8 @@ double median(std::vector<double> v) {
   const size_t n = v.size();
   return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+double sum(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
 
 // CPU seconds of the whole process (every thread) and involuntary context switches so far.
 void process_usage(double& cpu_s, long& preempted) {
@@ -278,7 +284,7 @@ int main(int argc, char** argv) {
           const auto t1 = std::chrono::steady_clock::now();
           process_usage(c1, p1);
           ms[v].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-          cpus[v].push_back((c1 - c0) * 1e3 / ms[v].back());
+          cpus[v].push_back((c1 - c0) * 1e3);  // ms of CPU time
           preempted[v] += p1 - p0;
           const LayerTimings& lt = l.layer.last_timings();
           bytes[v].push_back(double(lt.weight_bytes));
@@ -297,7 +303,7 @@ int main(int argc, char** argv) {
         const std::string spin_text = std::to_string(spin.micros) + (spin.prewake ? "w" : "");
         std::printf("%5d %7d %10.1f  %-11s %5s %6.3f %7.3f %8.1f %8.2f %5.2f %6.1f  %s  %s\n", r, n, probe,
                     l.path.c_str(), spin_text.c_str(), m, *std::min_element(ms[v].begin(), ms[v].end()), gbps,
-                    gbps / probe, median(cpus[v]), double(preempted[v]) / forwards, l.layer.path().c_str(),
+                    gbps / probe, sum(cpus[v]) / sum(ms[v]), double(preempted[v]) / forwards, l.layer.path().c_str(),
                     prefetch_text(prefetches[v / S]).c_str());
         if (stages)
           std::printf("      stages us: router %.1f gating %.1f routing %.1f experts %.1f shared %.1f combine %.1f "
