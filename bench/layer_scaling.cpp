@@ -16,7 +16,10 @@
 //
 //   layer_scaling [--preset olmoe-1b-7b] [--quant none|w8a8|w4a16|w4a8|fp8] [--tokens 1] [--threads 1,2]
 //                 [--rounds 3] [--forwards 40] [--paths chain,superkernel] [--seed 0] [--probe-detail 0|1]
-//                 [--numerics native,portable]
+//                 [--numerics native,portable] [--group-size 128]
+// --quant w8a8,w4a8 builds each path once per weight format and alternates them forward by forward (the path column
+// then reads path/format): two formats' time in the same seconds, e.g. W4A8 against W8A8 prefill. --group-size sets
+// quant_group_size for the int4 formats.
 // --spin 0,200 alternates the pool's spin before sleeping (microseconds; -1: the default) forward by forward.
 // --prefetch 'bf16=0,int8=0;bf16=4K@4,int8=8K@4' alternates software prefetch settings (MOEFUSE_PREFETCH's syntax, each
 // over the settings in effect; ';' between them) forward by forward: a paired comparison within the same seconds.
@@ -133,12 +136,13 @@ struct Layer {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset = "olmoe-1b-7b", quant = "none", threads_arg = "1,2", paths_arg = "chain,superkernel";
+  std::string preset = "olmoe-1b-7b", quant_arg = "none", threads_arg = "1,2", paths_arg = "chain,superkernel";
   int64_t T = 1;
   int rounds = 3, forwards = 40;
   uint64_t seed = 0;
   bool probe_detail = false, wake = false, stages = false, hot = false;
   int gap_us = 0;
+  int64_t group_size = 0;  // 0: the preset's
   std::string topk_arg;  // "": the preset's
   std::string spins_arg = "-1", prewake_arg = "1";
   std::string prefetch_arg;  // "": the settings in effect
@@ -146,7 +150,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--preset") preset = v;
-    else if (k == "--quant") quant = v;
+    else if (k == "--quant") quant_arg = v;
+    else if (k == "--group-size") group_size = std::atoll(v.c_str());
     else if (k == "--tokens") T = std::atoll(v.c_str());
     else if (k == "--threads") threads_arg = v;
     else if (k == "--rounds") rounds = std::atoi(v.c_str());
@@ -179,12 +184,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   MoeConfig base = load_preset(preset);
-  const bool fp8 = quant == "fp8";
-  if (!fp8) base.quant_mode = quant == "none" ? QuantMode::none
-                              : quant == "w8a8" ? QuantMode::w8a8
-                              : quant == "w4a16" ? QuantMode::w4a16
-                              : quant == "w4a8"  ? QuantMode::w4a8
-                                                 : throw std::runtime_error("unknown --quant " + quant);
+  if (group_size > 0) base.quant_group_size = group_size;
+  const std::vector<std::string> quants = split(quant_arg);
+  auto quant_mode = [](const std::string& q) {
+    return q == "none" || q == "fp8" ? QuantMode::none  // fp8: with_random_fp8_weights, on bf16 activations
+           : q == "w8a8"             ? QuantMode::w8a8
+           : q == "w8a8c8"           ? QuantMode::w8a8c8
+           : q == "w4a16"            ? QuantMode::w4a16
+           : q == "w4a8"             ? QuantMode::w4a8
+                                     : throw std::runtime_error("unknown --quant " + q);
+  };
   std::vector<int> thread_counts;
   for (const std::string& s : split(threads_arg)) thread_counts.push_back(std::atoi(s.c_str()));
   const std::vector<std::string> paths = split(paths_arg);
@@ -201,18 +210,21 @@ int main(int argc, char** argv) {
   for (int n : thread_counts)
     for (const std::string& p : paths)
       for (int64_t topk : topks)
-        for (const std::optional<Numerics>& tier : tiers) {
-          MoeConfig c = base;
-          c.enable_superkernel = p == "superkernel";
-          c.num_experts_per_tok = topk;
-          LayerOptions o;
-          o.threads = n;
-          o.numerics = tier;
-          std::string label = tiers.size() > 1 ? p + "/" + std::string(numerics_name(*tier)) : p;
-          if (topks.size() > 1) label += "/k" + std::to_string(topk);
-          layers.push_back(Layer{label, n, fp8 ? MoeLayer::with_random_fp8_weights(c, seed, o)
-                                               : MoeLayer::with_random_weights(c, seed, o)});
-        }
+        for (const std::optional<Numerics>& tier : tiers)
+          for (const std::string& q : quants) {
+            MoeConfig c = base;
+            c.quant_mode = quant_mode(q);
+            c.enable_superkernel = p == "superkernel";
+            c.num_experts_per_tok = topk;
+            LayerOptions o;
+            o.threads = n;
+            o.numerics = tier;
+            std::string label = tiers.size() > 1 ? p + "/" + std::string(numerics_name(*tier)) : p;
+            if (topks.size() > 1) label += "/k" + std::to_string(topk);
+            if (quants.size() > 1) label += "/" + q;
+            layers.push_back(Layer{label, n, q == "fp8" ? MoeLayer::with_random_fp8_weights(c, seed, o)
+                                                        : MoeLayer::with_random_weights(c, seed, o)});
+          }
 
   const probe::ReadBuffer buf(size_t(256) << 20, *std::max_element(thread_counts.begin(), thread_counts.end()));
   if (probe_detail)
@@ -220,8 +232,8 @@ int main(int argc, char** argv) {
       for (const probe::ReadProbe& rp : probe::measure_read(buf, n, 3).probes)
         std::printf("probe: %d threads, %-8s %s x%d: %.1f GB/s\n", n, rp.placement.c_str(), rp.loop, rp.streams,
                     rp.bytes_per_s / 1e9);
-  std::printf("%s quant %s, T %lld, %d forwards per path per round (median)\n", preset.c_str(), quant.c_str(),
-              static_cast<long long>(T), forwards);
+  std::printf("%s quant %s (group size %lld), T %lld, %d forwards per path per round (median)\n", preset.c_str(),
+              quant_arg.c_str(), static_cast<long long>(base.quant_group_size), static_cast<long long>(T), forwards);
   struct Spin {
     int micros;
     bool prewake;
@@ -238,7 +250,8 @@ int main(int argc, char** argv) {
   }
   // Every forward of a round its own tokens, variants included: two prefetch or spin variants of one path run the
   // same layer, and on the same tokens the second would find the experts the first just read still in L3.
-  const size_t max_variants = paths.size() * topks.size() * tiers.size() * spins.size() * prefetches.size();
+  const size_t max_variants =
+      paths.size() * topks.size() * tiers.size() * quants.size() * spins.size() * prefetches.size();
   std::vector<Tensor> x;
   for (size_t i = 0; i < size_t(forwards) * max_variants + 1; ++i)
     x.push_back(random_tokens(T, base.hidden_size, seed * 7919 + uint64_t(i), base.dtype));
