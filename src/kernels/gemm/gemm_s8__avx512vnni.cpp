@@ -73,7 +73,8 @@ __attribute__((always_inline)) inline void fill_abuf(const int8_t* a, int64_t ld
 // Written as asm because GCC 12, short of registers beside the two-panel tile's 24 accumulators, loaded every row
 // after the first into a register, stored it to the stack and xor'ed the reloaded copy: two more memory operations
 // per row and chunk, on the path that feeds the next chunk's broadcasts. Without them the w8a8 prefill layer ran
-// 1-3% faster (Zen 5, T = 512 and 2048, one and two threads, forward by forward in one process; 14 of 16 pairs).
+// about 1% faster (Zen 5, T = 512 and 2048, one and two threads, forward by forward in one process: 19 of 20 pairs,
+// 0.1-2.7%; docs/performance.md).
 template <int MR>
 __attribute__((always_inline)) inline void fill_abuf_full(const int8_t* a, int64_t lda, int64_t k0, uint8_t* abuf) {
   const __m512i shift = _mm512_set1_epi8(int8_t(0x80));
